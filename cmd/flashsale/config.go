@@ -1,0 +1,81 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// config is every FLASHSALE_* setting; flags of the same name (lower case, dashes)
+// override the environment.
+type config struct {
+	HTTPAddr       string
+	RedisAddrs     []string
+	AMQPURL        string
+	MetaDSN        string
+	ShardDSNs      []string
+	Namespace      string
+	AdminToken     string
+	PaymentSecrets []string
+	LimitPerWindow int
+	LogLevel       slog.Level
+	ShutdownGrace  int // seconds
+}
+
+func env(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok && v != "" {
+		return v
+	}
+	return def
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// loadConfig reads the environment, then flags in args, and validates.
+func loadConfig(fs *flag.FlagSet, args []string) (*config, error) {
+	httpAddr := fs.String("http-addr", env("FLASHSALE_HTTP_ADDR", "127.0.0.1:8080"), "ingress listen address")
+	redisAddrs := fs.String("redis-addrs", env("FLASHSALE_REDIS_ADDRS", "127.0.0.1:6379"), "Redis address, or several for a cluster")
+	amqpURL := fs.String("amqp-url", env("FLASHSALE_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"), "RabbitMQ URL")
+	meta := fs.String("mysql-meta-dsn", env("FLASHSALE_MYSQL_META_DSN", "root@tcp(127.0.0.1:3306)/flashsale_meta"), "meta database DSN")
+	shards := fs.String("mysql-shard-dsns", env("FLASHSALE_MYSQL_SHARD_DSNS",
+		"root@tcp(127.0.0.1:3306)/flashsale_s0,root@tcp(127.0.0.1:3306)/flashsale_s1"), "order shard DSNs, comma-separated")
+	ns := fs.String("namespace", env("FLASHSALE_NAMESPACE", "flashsale"), "prefix of Redis keys and RabbitMQ names")
+	token := fs.String("admin-token", env("FLASHSALE_ADMIN_TOKEN", ""), "bearer token of admin endpoints")
+	secrets := fs.String("payment-secret", env("FLASHSALE_PAYMENT_SECRET", ""), "payment webhook HMAC secrets, comma-separated")
+	limit := fs.String("limit-per-window", env("FLASHSALE_LIMIT_PER_WINDOW", "50"), "purchases per sale per node per 10 ms; 0 disables")
+	level := fs.String("log-level", env("FLASHSALE_LOG_LEVEL", "info"), "debug, info, warn or error")
+	grace := fs.String("shutdown-grace", env("FLASHSALE_SHUTDOWN_GRACE_SECONDS", "20"), "seconds to finish in-flight work on SIGTERM")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	c := &config{HTTPAddr: *httpAddr, RedisAddrs: splitList(*redisAddrs), AMQPURL: *amqpURL, MetaDSN: *meta,
+		ShardDSNs: splitList(*shards), Namespace: *ns, AdminToken: *token, PaymentSecrets: splitList(*secrets)}
+	var err error
+	if c.LimitPerWindow, err = strconv.Atoi(*limit); err != nil || c.LimitPerWindow < 0 {
+		return nil, fmt.Errorf("FLASHSALE_LIMIT_PER_WINDOW must be a whole number >= 0, got %q", *limit)
+	}
+	if c.ShutdownGrace, err = strconv.Atoi(*grace); err != nil || c.ShutdownGrace < 1 {
+		return nil, fmt.Errorf("FLASHSALE_SHUTDOWN_GRACE_SECONDS must be a whole number >= 1, got %q", *grace)
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(*level)); err != nil {
+		return nil, fmt.Errorf("FLASHSALE_LOG_LEVEL must be debug, info, warn or error, got %q", *level)
+	}
+	if len(c.RedisAddrs) == 0 || len(c.ShardDSNs) == 0 {
+		return nil, fmt.Errorf("FLASHSALE_REDIS_ADDRS and FLASHSALE_MYSQL_SHARD_DSNS must not be empty")
+	}
+	if c.Namespace == "" || strings.ContainsAny(c.Namespace, " {}") {
+		return nil, fmt.Errorf("FLASHSALE_NAMESPACE must be non-empty, without spaces or braces")
+	}
+	return c, nil
+}

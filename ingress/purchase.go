@@ -1,0 +1,168 @@
+package ingress
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
+
+	"github.com/flashsale/flashsale"
+)
+
+type purchaseInput struct {
+	Quantity *int `json:"quantity"`
+}
+
+type ticketAnswer struct {
+	TicketID string                 `json:"ticket_id"`
+	Status   flashsale.TicketStatus `json:"status"`
+}
+
+func (s *Server) purchase(c *gin.Context) {
+	ctx := c.Request.Context()
+	user := userOf(c)
+	var in purchaseInput
+	if err := BindJSON(c, &in); err != nil {
+		s.WriteError(c, err)
+		return
+	}
+	sale, err := s.cfg.Sales.Get(ctx, c.Param("id"))
+	if err != nil {
+		s.WriteError(c, err)
+		return
+	}
+	now := s.cfg.Now()
+	switch {
+	case now.Before(sale.StartsAt):
+		s.WriteError(c, flashsale.ErrNotStarted)
+		return
+	case !now.Before(sale.EndsAt):
+		s.WriteError(c, flashsale.ErrEnded)
+		return
+	}
+	qty := 1
+	if in.Quantity != nil {
+		qty = *in.Quantity
+	}
+	if qty < 1 || qty > sale.PerUserLimit {
+		s.WriteError(c, flashsale.Errorf(flashsale.CodeInvalidQuantity, "quantity must be between 1 and %d", sale.PerUserLimit))
+		return
+	}
+	if !s.limiter.Allow(sale.ID, now) {
+		s.WriteError(c, flashsale.ErrRateLimited)
+		return
+	}
+	ticket, fresh, err := s.admit(ctx, sale, user, qty, now)
+	if err != nil {
+		s.WriteError(c, err)
+		return
+	}
+	code := http.StatusOK
+	if fresh {
+		code = http.StatusAccepted
+	}
+	c.JSON(code, ticketAnswer{TicketID: ticket.ID, Status: ticket.Status})
+}
+
+// admit claims the user's live ticket and queues it. It returns the new queued
+// ticket (fresh), or the user's existing live ticket with its current status.
+func (s *Server) admit(ctx context.Context, sale *flashsale.Sale, user string, qty int, now time.Time) (t *flashsale.Ticket, fresh bool, err error) {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return nil, false, err
+	}
+	ticketID := id.String()
+	outcome, existing, err := s.cfg.Stock.Claim(ctx, sale, user, ticketID, qty, now)
+	if err != nil {
+		return nil, false, unavailable(err)
+	}
+	switch outcome {
+	case flashsale.Existing:
+		t, err := s.cfg.Stock.GetTicket(ctx, existing)
+		if err != nil {
+			// Claimed, its copy not written yet: it is being queued.
+			t = &flashsale.Ticket{ID: existing, Status: flashsale.TicketQueued}
+		}
+		return t, false, nil
+	case flashsale.LimitReached:
+		return nil, false, flashsale.ErrLimitReached
+	case flashsale.SoldOut:
+		return nil, false, flashsale.ErrSoldOut
+	}
+	ticket := &flashsale.Ticket{ID: ticketID, SaleID: sale.ID, UserID: user, Quantity: qty, Status: flashsale.TicketQueued}
+	undo := func(cause error) error {
+		// Nothing of a request we answer 503 is left behind.
+		bg := context.WithoutCancel(ctx)
+		if err := s.cfg.Stock.Unclaim(bg, sale.ID, user, ticketID); err != nil {
+			s.log.Error("cannot undo a claim; it goes stale and is replaced on retry", "ticket", ticketID, "err", err)
+		}
+		s.cfg.Stock.DeleteTicket(bg, ticketID)
+		return unavailable(cause)
+	}
+	if err := s.cfg.Stock.PutTickets(ctx, ticket); err != nil {
+		return nil, false, undo(err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
+	defer cancel()
+	req := &flashsale.PurchaseRequest{TicketID: ticketID, SaleID: sale.ID, UserID: user, Quantity: qty, AdmittedAt: now.UTC()}
+	if err := s.cfg.Queue.PublishPurchase(pctx, req); err != nil {
+		return nil, false, undo(err)
+	}
+	if err := s.cfg.Stock.Published(context.WithoutCancel(ctx), sale.ID, ticketID); err != nil {
+		s.log.Warn("cannot mark a claim published; the worker will", "ticket", ticketID, "err", err)
+	}
+	return ticket, true, nil
+}
+
+// unavailable turns a dependency failure into 503 unavailable; the cause is logged
+// by the caller's error path only through its message.
+func unavailable(cause error) error {
+	var fe *flashsale.Error
+	if errors.As(cause, &fe) {
+		return cause
+	}
+	return &flashsale.Error{Code: flashsale.CodeUnavailable, Message: "the purchase could not be queued; nothing was kept, retry"}
+}
+
+type ticketView struct {
+	TicketID string                 `json:"ticket_id"`
+	SaleID   string                 `json:"sale_id"`
+	Quantity int                    `json:"quantity"`
+	Status   flashsale.TicketStatus `json:"status"`
+	OrderID  string                 `json:"order_id,omitempty"`
+	PayBy    *time.Time             `json:"pay_by,omitempty"`
+}
+
+// getTicket answers from the fast copy, falling back to MySQL when it is lost.
+// Someone else's ticket is 404, as if it did not exist.
+func (s *Server) getTicket(c *gin.Context) {
+	ctx, user, id := c.Request.Context(), userOf(c), c.Param("id")
+	t, err := s.cfg.Stock.GetTicket(ctx, id)
+	if err != nil { // lost or unreachable fast copy: MySQL has every ticket past queued
+		t, err = s.cfg.Orders.GetTicket(ctx, user, id)
+	}
+	if err == nil && t.UserID != user {
+		err = flashsale.Errorf(flashsale.CodeNotFound, "no ticket %q", id)
+	}
+	if err != nil {
+		s.WriteError(c, err)
+		return
+	}
+	v := ticketView{TicketID: t.ID, SaleID: t.SaleID, Quantity: t.Quantity, Status: t.Status, OrderID: t.OrderID}
+	if t.Status == flashsale.TicketPendingPayment {
+		v.PayBy = t.PayBy
+	}
+	c.JSON(http.StatusOK, v)
+}
+
+func (s *Server) getOrder(c *gin.Context) {
+	o, err := s.cfg.Orders.GetOrder(c.Request.Context(), userOf(c), c.Param("id"))
+	if err != nil {
+		s.WriteError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, o)
+}

@@ -1,0 +1,204 @@
+package ingress
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
+
+	"github.com/flashsale/flashsale"
+)
+
+// saleInput is the body of POST /api/v1/sales. Pointers tell absent from zero.
+type saleInput struct {
+	ID                   *string           `json:"id"`
+	SKU                  *string           `json:"sku"`
+	Name                 *string           `json:"name"`
+	Stock                *int              `json:"stock"`
+	PriceCents           *int64            `json:"price_cents"`
+	PerUserLimit         *int              `json:"per_user_limit"`
+	StartsAt             *string           `json:"starts_at"`
+	EndsAt               *string           `json:"ends_at"`
+	PaymentWindowSeconds *int              `json:"payment_window_seconds"`
+	Reservation          *reservationInput `json:"reservation"`
+	Inventory            *string           `json:"inventory"`
+}
+
+type reservationInput struct {
+	OpensAt  *string `json:"opens_at"`
+	ClosesAt *string `json:"closes_at"`
+	Capacity *int    `json:"capacity"`
+}
+
+// MaxStock bounds a sale's stock (and per-user limit) to keep counters small.
+const MaxStock = 100_000_000
+
+func invalid(field, format string, args ...any) error {
+	return flashsale.Errorf(flashsale.CodeInvalid, field+": "+format, args...)
+}
+
+func parseTime(field string, v *string) (time.Time, error) {
+	if v == nil {
+		return time.Time{}, invalid(field, "is required")
+	}
+	t, err := time.Parse(time.RFC3339Nano, *v)
+	if err != nil {
+		return time.Time{}, invalid(field, "must be an RFC 3339 time")
+	}
+	return t.UTC().Truncate(time.Microsecond), nil
+}
+
+func text(field string, v *string, max int) (string, error) {
+	if v == nil || *v == "" {
+		return "", invalid(field, "is required")
+	}
+	if len(*v) > max {
+		return "", invalid(field, "must be at most %d bytes", max)
+	}
+	return *v, nil
+}
+
+// toSale validates the input field by field and returns the sale to create.
+func (in *saleInput) toSale(now time.Time) (*flashsale.Sale, error) {
+	s := &flashsale.Sale{PerUserLimit: 1, PaymentWindowSeconds: 900, Inventory: flashsale.InventoryRedis,
+		CreatedAt: now.UTC().Truncate(time.Microsecond)}
+	var err error
+	if in.ID == nil {
+		s.ID = uuid.NewString()
+	} else if !flashsale.ValidID(*in.ID) {
+		return nil, invalid("id", "must be 1 to 64 characters of [A-Za-z0-9_-]")
+	} else {
+		s.ID = *in.ID
+	}
+	if s.SKU, err = text("sku", in.SKU, 128); err != nil {
+		return nil, err
+	}
+	if s.Name, err = text("name", in.Name, 255); err != nil {
+		return nil, err
+	}
+	if in.Stock == nil || *in.Stock <= 0 || *in.Stock > MaxStock {
+		return nil, invalid("stock", "must be between 1 and %d", MaxStock)
+	}
+	s.Stock = *in.Stock
+	if in.PriceCents == nil || *in.PriceCents < 0 {
+		return nil, invalid("price_cents", "is required and must be >= 0")
+	}
+	s.PriceCents = *in.PriceCents
+	if in.PerUserLimit != nil {
+		if *in.PerUserLimit < 1 || *in.PerUserLimit > MaxStock {
+			return nil, invalid("per_user_limit", "must be between 1 and %d", MaxStock)
+		}
+		s.PerUserLimit = *in.PerUserLimit
+	}
+	if s.StartsAt, err = parseTime("starts_at", in.StartsAt); err != nil {
+		return nil, err
+	}
+	if s.EndsAt, err = parseTime("ends_at", in.EndsAt); err != nil {
+		return nil, err
+	}
+	if !s.EndsAt.After(s.StartsAt) {
+		return nil, invalid("ends_at", "must be after starts_at")
+	}
+	if in.PaymentWindowSeconds != nil {
+		if *in.PaymentWindowSeconds < 1 || *in.PaymentWindowSeconds > 86400 {
+			return nil, invalid("payment_window_seconds", "must be between 1 and 86400")
+		}
+		s.PaymentWindowSeconds = *in.PaymentWindowSeconds
+	}
+	if in.Inventory != nil && *in.Inventory != string(flashsale.InventoryRedis) {
+		return nil, invalid("inventory", "must be %q", flashsale.InventoryRedis)
+	}
+	if r := in.Reservation; r != nil {
+		res := &flashsale.Reservation{}
+		if res.OpensAt, err = parseTime("reservation.opens_at", r.OpensAt); err != nil {
+			return nil, err
+		}
+		if res.ClosesAt, err = parseTime("reservation.closes_at", r.ClosesAt); err != nil {
+			return nil, err
+		}
+		if !res.ClosesAt.After(res.OpensAt) {
+			return nil, invalid("reservation.closes_at", "must be after reservation.opens_at")
+		}
+		if res.ClosesAt.After(s.StartsAt) {
+			return nil, invalid("reservation.closes_at", "must be no later than starts_at")
+		}
+		if r.Capacity != nil {
+			if *r.Capacity < 0 || *r.Capacity > MaxStock {
+				return nil, invalid("reservation.capacity", "must be between 0 and %d", MaxStock)
+			}
+			res.Capacity = *r.Capacity
+		}
+		s.Reservation = res
+	}
+	return s, nil
+}
+
+// saleView is a sale as GET /api/v1/sales/{id} shows it.
+type saleView struct {
+	ID                   string                 `json:"id"`
+	SKU                  string                 `json:"sku"`
+	Name                 string                 `json:"name"`
+	PriceCents           int64                  `json:"price_cents"`
+	PerUserLimit         int                    `json:"per_user_limit"`
+	StartsAt             time.Time              `json:"starts_at"`
+	EndsAt               time.Time              `json:"ends_at"`
+	PaymentWindowSeconds int                    `json:"payment_window_seconds"`
+	Reservation          *flashsale.Reservation `json:"reservation"`
+	Inventory            flashsale.Inventory    `json:"inventory"`
+	CreatedAt            time.Time              `json:"created_at"`
+	State                flashsale.SaleState    `json:"state"`
+	ServerTime           time.Time              `json:"server_time"`
+	Stock                flashsale.Stock        `json:"stock"`
+}
+
+func (s *Server) view(c *gin.Context, sale *flashsale.Sale) (*saleView, error) {
+	stock, err := s.cfg.Stock.Stock(c.Request.Context(), sale.ID)
+	if err != nil {
+		return nil, err
+	}
+	now := s.cfg.Now().UTC()
+	return &saleView{ID: sale.ID, SKU: sale.SKU, Name: sale.Name, PriceCents: sale.PriceCents,
+		PerUserLimit: sale.PerUserLimit, StartsAt: sale.StartsAt, EndsAt: sale.EndsAt,
+		PaymentWindowSeconds: sale.PaymentWindowSeconds, Reservation: sale.Reservation,
+		Inventory: sale.Inventory, CreatedAt: sale.CreatedAt, State: sale.StateAt(now, stock.Available),
+		ServerTime: now, Stock: stock}, nil
+}
+
+func (s *Server) createSale(c *gin.Context) {
+	var in saleInput
+	if err := BindJSON(c, &in); err != nil {
+		s.WriteError(c, err)
+		return
+	}
+	sale, err := in.toSale(s.cfg.Now())
+	if err != nil {
+		s.WriteError(c, err)
+		return
+	}
+	if err := s.cfg.Sales.Create(c.Request.Context(), sale); err != nil {
+		s.WriteError(c, err)
+		return
+	}
+	s.log.Info("sale created", "sale", sale.ID, "stock", sale.Stock, "starts_at", sale.StartsAt, "ends_at", sale.EndsAt)
+	v, err := s.view(c, sale)
+	if err != nil {
+		s.WriteError(c, err)
+		return
+	}
+	c.JSON(http.StatusCreated, v)
+}
+
+func (s *Server) getSale(c *gin.Context) {
+	sale, err := s.cfg.Sales.Get(c.Request.Context(), c.Param("id"))
+	if err != nil {
+		s.WriteError(c, err)
+		return
+	}
+	v, err := s.view(c, sale)
+	if err != nil {
+		s.WriteError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, v)
+}

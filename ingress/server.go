@@ -1,0 +1,191 @@
+// Package ingress is the HTTP front door (gin): it admits purchase requests,
+// queues them, and answers every read of sales, tickets and orders.
+//
+// A purchase is admitted in this order: caller and body checks, the sale's time
+// window by this server's clock, quantity, this node's 10 ms-window limit for the
+// sale, then one atomic claim in the stock store: the user's live ticket if they
+// have one, else the per-user limit, then availability (the sold-out fast path:
+// nothing is queued when nothing is available). Only a claimed ticket is
+// published, and 202 is answered only after the broker confirmed it; a failed
+// publish undoes the claim, so nothing is left behind and the user may retry.
+package ingress
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/flashsale/flashsale"
+)
+
+// Sales creates and finds sales.
+type Sales interface {
+	// Create returns an error wrapping flashsale.ErrConflict for an existing id.
+	Create(ctx context.Context, s *flashsale.Sale) error
+	// Get returns an error wrapping flashsale.ErrNotFound for an unknown sale.
+	Get(ctx context.Context, id string) (*flashsale.Sale, error)
+}
+
+// Stock is the stock store: availability, live-ticket claims, ticket copies.
+type Stock interface {
+	Stock(ctx context.Context, saleID string) (flashsale.Stock, error)
+	Claim(ctx context.Context, sale *flashsale.Sale, userID, ticketID string, qty int, now time.Time) (flashsale.ClaimOutcome, string, error)
+	Unclaim(ctx context.Context, saleID, userID, ticketID string) error
+	Published(ctx context.Context, saleID, ticketID string) error
+	PutTickets(ctx context.Context, tickets ...*flashsale.Ticket) error
+	DeleteTicket(ctx context.Context, ticketID string) error
+	// GetTicket returns an error wrapping flashsale.ErrNotFound when the fast
+	// copy is missing.
+	GetTicket(ctx context.Context, ticketID string) (*flashsale.Ticket, error)
+}
+
+// Orders is the book of record, read by user.
+type Orders interface {
+	GetOrder(ctx context.Context, userID, orderID string) (*flashsale.Order, error)
+	GetTicket(ctx context.Context, userID, ticketID string) (*flashsale.Ticket, error)
+}
+
+// Queue takes purchases durably.
+type Queue interface {
+	// PublishPurchase returns nil only once the broker confirmed.
+	PublishPurchase(ctx context.Context, req *flashsale.PurchaseRequest) error
+}
+
+// Check is one readiness probe; it returns an error naming what failed.
+type Check func(ctx context.Context) error
+
+// Config for a Server.
+type Config struct {
+	Sales  Sales  // required
+	Stock  Stock  // required
+	Orders Orders // required
+	Queue  Queue  // required
+	// AdminToken guards admin endpoints; empty: they answer 503.
+	AdminToken string
+	// LimitPerWindow is purchases admitted per sale per 10 ms on this node;
+	// 0 disables the limit. Default (when negative) 50.
+	LimitPerWindow int
+	// PublishTimeout bounds the wait for the broker's confirm. Default 5 s; must
+	// stay below the stock store's stale-claim age.
+	PublishTimeout time.Duration
+	// Ready are the readiness checks of /readyz.
+	Ready []Check
+	// Registry receives HTTP metrics; Gatherer serves /metrics. Both optional.
+	Registry prometheus.Registerer
+	Gatherer prometheus.Gatherer
+	// Log default slog.Default().
+	Log *slog.Logger
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// Server is the ingress HTTP handler.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	engine   *gin.Engine
+	limiter  *windowLimiter
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+}
+
+// New builds the router.
+func New(cfg Config) (*Server, error) {
+	if cfg.Sales == nil || cfg.Stock == nil || cfg.Orders == nil || cfg.Queue == nil {
+		return nil, errors.New("ingress: Sales, Stock, Orders and Queue are required")
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.LimitPerWindow < 0 {
+		cfg.LimitPerWindow = 50
+	}
+	if cfg.PublishTimeout == 0 {
+		cfg.PublishTimeout = 5 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.AdminToken == "" {
+		cfg.Log.Warn("FLASHSALE_ADMIN_TOKEN is not set: admin endpoints answer 503")
+	}
+	s := &Server{cfg: cfg, log: cfg.Log, limiter: newWindowLimiter(cfg.LimitPerWindow, 10*time.Millisecond),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "flashsale_http_requests_total",
+			Help: "HTTP requests answered, by route and status."}, []string{"route", "status"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "flashsale_http_request_seconds",
+			Help: "HTTP request latency by route.", Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}},
+			[]string{"route"}),
+	}
+	if cfg.Registry != nil {
+		cfg.Registry.MustRegister(s.requests, s.latency)
+	}
+	gin.SetMode(gin.ReleaseMode)
+	e := gin.New()
+	e.HandleMethodNotAllowed = false
+	e.Use(s.recover, s.observe)
+	e.NoRoute(func(c *gin.Context) { s.WriteError(c, flashsale.Errorf(flashsale.CodeNotFound, "no such endpoint")) })
+	e.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	e.GET("/readyz", s.readyz)
+	if cfg.Gatherer != nil {
+		e.GET("/metrics", gin.WrapH(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{})))
+	}
+	api := e.Group("/api/v1")
+	api.POST("/sales", s.admin, s.createSale)
+	api.GET("/sales/:id", s.getSale)
+	api.POST("/sales/:id/purchase", s.user, s.purchase)
+	api.GET("/tickets/:id", s.user, s.getTicket)
+	api.GET("/orders/:id", s.user, s.getOrder)
+	s.engine = e
+	return s, nil
+}
+
+// Handler is the HTTP handler to serve.
+func (s *Server) Handler() http.Handler { return s.engine }
+
+// Router lets other roles (payment, lifecycle) add their endpoints under the same
+// server, error shape and middleware.
+func (s *Server) Router() *gin.Engine { return s.engine }
+
+func (s *Server) recover(c *gin.Context) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("panic in handler", "path", c.FullPath(), "panic", r)
+			s.WriteError(c, errors.New("panic"))
+		}
+	}()
+	c.Next()
+}
+
+func (s *Server) observe(c *gin.Context) {
+	start := time.Now()
+	c.Next()
+	route := c.FullPath()
+	if route == "" {
+		route = "unmatched"
+	}
+	s.requests.WithLabelValues(route, strconv.Itoa(c.Writer.Status())).Inc()
+	s.latency.WithLabelValues(route).Observe(time.Since(start).Seconds())
+}
+
+func (s *Server) readyz(c *gin.Context) {
+	ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
+	defer cancel()
+	var errs []error
+	for _, check := range s.cfg.Ready {
+		if err := check(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		s.WriteError(c, flashsale.Errorf(flashsale.CodeUnavailable, "%v", errors.Join(errs...)))
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"status": "ready"})
+}

@@ -1,0 +1,201 @@
+// Package mysqlstore is the book of record on MySQL/MariaDB: sales and reservations
+// in the meta database; orders, ticket outcomes and the transactional outbox on N
+// order shards, a user's rows on shard flashsale.ShardOf(userID, N).
+//
+// Driver errors are translated here: a duplicate key becomes flashsale.ErrConflict
+// (or a per-row outcome), a deadlock is retried, a missing row is
+// flashsale.ErrNotFound. Nothing above this package sees a *mysql.MySQLError.
+package mysqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/flashsale/flashsale"
+)
+
+// Config says where the databases are.
+type Config struct {
+	// MetaDSN is the meta database (sales, reservations). Required.
+	MetaDSN string
+	// ShardDSNs are the order shards, in order; their count is part of the hash that
+	// places users, so it must not change while orders exist. At least one.
+	ShardDSNs []string
+	// MaxOpenConns caps each database's pool. Default 32.
+	MaxOpenConns int
+}
+
+func (c *Config) validate() error {
+	if c.MetaDSN == "" {
+		return errors.New("mysqlstore: MetaDSN is required")
+	}
+	if len(c.ShardDSNs) == 0 {
+		return errors.New("mysqlstore: at least one shard DSN is required")
+	}
+	if c.MaxOpenConns == 0 {
+		c.MaxOpenConns = 32
+	}
+	if c.MaxOpenConns < 1 {
+		return errors.New("mysqlstore: MaxOpenConns must be positive")
+	}
+	return nil
+}
+
+// Store is the MySQL book of record. It is safe for concurrent use.
+type Store struct {
+	meta   *sql.DB
+	shards []*sql.DB
+	names  []string // database names, meta first, for readiness reports
+}
+
+// parseDSN applies the settings this package relies on: UTC times parsed into
+// time.Time, client-side interpolation (one round trip per statement) and bounded
+// network timeouts so that a killed connection is noticed.
+func parseDSN(dsn string) (*mysql.Config, error) {
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("mysqlstore: bad DSN: %w", err)
+	}
+	cfg.ParseTime = true
+	cfg.Loc = time.UTC
+	cfg.InterpolateParams = true
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 5 * time.Second
+	}
+	if cfg.ReadTimeout == 0 {
+		cfg.ReadTimeout = 30 * time.Second
+	}
+	if cfg.WriteTimeout == 0 {
+		cfg.WriteTimeout = 30 * time.Second
+	}
+	return cfg, nil
+}
+
+func openDB(dsn string, maxOpen int) (*sql.DB, string, error) {
+	cfg, err := parseDSN(dsn)
+	if err != nil {
+		return nil, "", err
+	}
+	connector, err := mysql.NewConnector(cfg)
+	if err != nil {
+		return nil, "", fmt.Errorf("mysqlstore: %w", err)
+	}
+	db := sql.OpenDB(connector)
+	db.SetMaxOpenConns(maxOpen)
+	db.SetMaxIdleConns(maxOpen)
+	db.SetConnMaxLifetime(30 * time.Minute)
+	return db, cfg.DBName, nil
+}
+
+// Open connects to the meta database and every shard. It does not migrate.
+func Open(cfg Config) (*Store, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	s := &Store{}
+	meta, name, err := openDB(cfg.MetaDSN, cfg.MaxOpenConns)
+	if err != nil {
+		return nil, err
+	}
+	s.meta, s.names = meta, []string{name}
+	for _, dsn := range cfg.ShardDSNs {
+		db, name, err := openDB(dsn, cfg.MaxOpenConns)
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
+		s.shards = append(s.shards, db)
+		s.names = append(s.names, name)
+	}
+	return s, nil
+}
+
+// Close closes every pool.
+func (s *Store) Close() error {
+	var errs []error
+	for _, db := range append([]*sql.DB{s.meta}, s.shards...) {
+		if db != nil {
+			errs = append(errs, db.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Shards is the number of order shards.
+func (s *Store) Shards() int { return len(s.shards) }
+
+// ShardOf is the shard index holding userID's orders.
+func (s *Store) ShardOf(userID string) int { return flashsale.ShardOf(userID, len(s.shards)) }
+
+// Ping checks every database and names the ones that do not answer.
+func (s *Store) Ping(ctx context.Context) error {
+	var failed []string
+	for i, db := range append([]*sql.DB{s.meta}, s.shards...) {
+		if err := db.PingContext(ctx); err != nil {
+			failed = append(failed, "mysql:"+s.names[i])
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("%s not answering", strings.Join(failed, ", "))
+	}
+	return nil
+}
+
+const (
+	errDupKey   = 1062
+	errDeadlock = 1213
+	errLockWait = 1205
+)
+
+func isMySQLError(err error, numbers ...uint16) bool {
+	var me *mysql.MySQLError
+	if !errors.As(err, &me) {
+		return false
+	}
+	for _, n := range numbers {
+		if me.Number == n {
+			return true
+		}
+	}
+	return false
+}
+
+// inTx runs fn in a transaction, retrying deadlocks and lock wait time-outs a few
+// times with a short backoff. fn must be safe to run again.
+func inTx(ctx context.Context, db *sql.DB, fn func(*sql.Tx) error) error {
+	backoff := 5 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		err := func() error {
+			tx, err := db.BeginTx(ctx, nil)
+			if err != nil {
+				return err
+			}
+			if err := fn(tx); err != nil {
+				tx.Rollback()
+				return err
+			}
+			return tx.Commit()
+		}()
+		if err == nil || attempt >= 4 || !isMySQLError(err, errDeadlock, errLockWait) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff *= 2
+	}
+}
+
+// placeholders returns "(?,?,?),(?,?,?)" for rows rows of cols columns.
+func placeholders(rows, cols int) string {
+	one := "(" + strings.TrimSuffix(strings.Repeat("?,", cols), ",") + ")"
+	return strings.TrimSuffix(strings.Repeat(one+",", rows), ",")
+}

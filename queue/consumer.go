@@ -1,0 +1,143 @@
+package queue
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// Delivery is one consumed message. Its Ack/Retry/DeadLetter act on the channel it
+// came from: after a reconnect they fail (the broker has already requeued it), so a
+// stale delivery tag is never acked on a new channel.
+type Delivery struct{ d amqp.Delivery }
+
+// Body is the message payload.
+func (d Delivery) Body() []byte { return d.d.Body }
+
+// MessageID is the AMQP message id.
+func (d Delivery) MessageID() string { return d.d.MessageId }
+
+// Redelivered reports whether the broker delivered it before.
+func (d Delivery) Redelivered() bool { return d.d.Redelivered }
+
+// Ack settles the message: its effects are committed.
+func (d Delivery) Ack() error { return d.d.Ack(false) }
+
+// Retry hands the message back to be delivered again later; a quorum queue counts
+// it towards the delivery limit, after which it is dead-lettered.
+func (d Delivery) Retry() error { return d.d.Nack(false, true) }
+
+// DeadLetter rejects the message for good: it goes to the dead-letter exchange.
+func (d Delivery) DeadLetter() error { return d.d.Nack(false, false) }
+
+// Handler processes a batch of deliveries and settles each one.
+type Handler func(ctx context.Context, batch []Delivery)
+
+// ConsumerConfig tunes a consumer.
+type ConsumerConfig struct {
+	// Queue to consume. Required.
+	Queue string
+	// Prefetch bounds unacked deliveries per connection. Default 256.
+	Prefetch int
+	// BatchSize is the most deliveries handed to Handler at once. Default 100.
+	BatchSize int
+	// BatchWait is how long a partial batch waits for more. Default 5 ms.
+	BatchWait time.Duration
+}
+
+// Consume consumes cfg.Queue until ctx ends, reconnecting with backoff, and hands
+// batches to h. On ctx's end it cancels the subscription, lets the batch in hand
+// finish, and closes; unacked deliveries go back to the queue.
+func Consume(ctx context.Context, qc Config, cfg ConsumerConfig, h Handler) error {
+	if err := qc.validate(); err != nil {
+		return err
+	}
+	if cfg.Queue == "" {
+		return fmt.Errorf("queue: consumer needs a queue")
+	}
+	if cfg.Prefetch == 0 {
+		cfg.Prefetch = 256
+	}
+	if cfg.BatchSize == 0 {
+		cfg.BatchSize = 100
+	}
+	if cfg.BatchWait == 0 {
+		cfg.BatchWait = 5 * time.Millisecond
+	}
+	wait := qc.ReconnectMin
+	for ctx.Err() == nil {
+		err := consumeOnce(ctx, qc, cfg, h)
+		if ctx.Err() != nil {
+			return nil
+		}
+		qc.Log.Warn("consumer disconnected from rabbitmq", "queue", cfg.Queue, "err", err, "retry_in", wait)
+		if !backoff(ctx, &wait, qc.ReconnectMax) {
+			return nil
+		}
+		if err == nil {
+			wait = qc.ReconnectMin
+		}
+	}
+	return nil
+}
+
+func consumeOnce(ctx context.Context, qc Config, cfg ConsumerConfig, h Handler) error {
+	conn, ch, err := qc.dial()
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	closed := conn.NotifyClose(make(chan *amqp.Error, 1))
+	go func() {
+		for range closed {
+		}
+	}()
+	if err := ch.Qos(cfg.Prefetch, 0, false); err != nil {
+		return fmt.Errorf("queue: qos: %w", err)
+	}
+	const tag = "flashsale-consumer"
+	deliveries, err := ch.Consume(cfg.Queue, tag, false, false, false, false, nil)
+	if err != nil {
+		return fmt.Errorf("queue: consume %s: %w", cfg.Queue, err)
+	}
+	qc.Log.Info("consuming", "queue", cfg.Queue)
+	stopping := ctx.Done()
+	batch := make([]Delivery, 0, cfg.BatchSize)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		batch = batch[:0]
+		select {
+		case <-stopping:
+			// Stop intake; what the broker already sent is drained below and
+			// handled with a context that is not cancelled.
+			ch.Cancel(tag, false)
+			stopping = nil
+			continue
+		case d, ok := <-deliveries:
+			if !ok {
+				if stopping == nil {
+					return nil
+				}
+				return fmt.Errorf("queue: deliveries of %s closed", cfg.Queue)
+			}
+			batch = append(batch, Delivery{d})
+		}
+		timer.Reset(cfg.BatchWait)
+	fill:
+		for len(batch) < cfg.BatchSize {
+			select {
+			case d, ok := <-deliveries:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, Delivery{d})
+			case <-timer.C:
+				break fill
+			}
+		}
+		h(context.WithoutCancel(ctx), batch)
+	}
+}

@@ -1,0 +1,169 @@
+package queue
+
+import (
+	"encoding/json"
+
+	"context"
+	"errors"
+	"fmt"
+	"github.com/flashsale/flashsale"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// ErrUnavailable means the broker did not take the message: not connected, blocked
+// by a resource alarm, nacked, or no confirm in time. The outcome is unknown (the
+// message may still arrive), so consumers must be idempotent.
+var ErrUnavailable = errors.New("queue: broker unavailable")
+
+// Publisher publishes persistent, mandatory messages on one confirm-mode channel
+// and waits for each confirm without serialising them: many publishes may be
+// outstanding at once. It reconnects in the background; while it is down,
+// Publish fails at once with ErrUnavailable.
+type Publisher struct {
+	cfg     Config
+	mu      sync.Mutex // serialises writes to ch
+	ch      *amqp.Channel
+	blocked atomic.Bool
+	ready   atomic.Bool
+	returns atomic.Int64
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+// NewPublisher starts connecting in the background.
+func NewPublisher(cfg Config) (*Publisher, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &Publisher{cfg: cfg, cancel: cancel, done: make(chan struct{})}
+	go p.loop(ctx)
+	return p, nil
+}
+
+// Ready reports nil when the publisher is connected and not blocked.
+func (p *Publisher) Ready() error {
+	if !p.ready.Load() {
+		return fmt.Errorf("rabbitmq not connected: %w", ErrUnavailable)
+	}
+	if p.blocked.Load() {
+		return fmt.Errorf("rabbitmq blocked by a resource alarm: %w", ErrUnavailable)
+	}
+	return nil
+}
+
+// Returned counts messages the broker returned as unroutable (should stay 0: the
+// topology is declared before the first publish on every connection).
+func (p *Publisher) Returned() int64 { return p.returns.Load() }
+
+func (p *Publisher) loop(ctx context.Context) {
+	defer close(p.done)
+	wait := p.cfg.ReconnectMin
+	for ctx.Err() == nil {
+		conn, ch, err := p.cfg.dial()
+		if err == nil {
+			err = ch.Confirm(false)
+		}
+		if err != nil {
+			if conn != nil {
+				conn.Close()
+			}
+			p.cfg.Log.Warn("publisher cannot connect to rabbitmq", "err", err, "retry_in", wait)
+			if !backoff(ctx, &wait, p.cfg.ReconnectMax) {
+				return
+			}
+			continue
+		}
+		wait = p.cfg.ReconnectMin
+		// Every notification channel is drained until it is closed: an undrained
+		// one stalls the connection's reader.
+		closed := conn.NotifyClose(make(chan *amqp.Error, 1))
+		chClosed := ch.NotifyClose(make(chan *amqp.Error, 1))
+		blocked := conn.NotifyBlocked(make(chan amqp.Blocking, 4))
+		returns := ch.NotifyReturn(make(chan amqp.Return, 64))
+		go func() {
+			for b := range blocked {
+				p.blocked.Store(b.Active)
+				p.cfg.Log.Warn("rabbitmq blocked publishing", "active", b.Active, "reason", b.Reason)
+			}
+		}()
+		go func() {
+			for r := range returns {
+				p.returns.Add(1)
+				p.cfg.Log.Error("rabbitmq returned an unroutable message", "exchange", r.Exchange, "key", r.RoutingKey, "reply", r.ReplyText)
+			}
+		}()
+		p.mu.Lock()
+		p.ch = ch
+		p.mu.Unlock()
+		p.blocked.Store(false)
+		p.ready.Store(true)
+		p.cfg.Log.Info("publisher connected to rabbitmq")
+		select {
+		case <-ctx.Done():
+		case err := <-closed:
+			p.cfg.Log.Warn("publisher connection closed", "err", err)
+		case err := <-chClosed:
+			p.cfg.Log.Warn("publisher channel closed", "err", err)
+		}
+		p.ready.Store(false)
+		p.mu.Lock()
+		p.ch = nil
+		p.mu.Unlock()
+		conn.Close()
+	}
+}
+
+// Publish sends body to exchange with key and waits for the broker's confirm
+// (bounded by ctx). It returns nil only when the broker confirmed; otherwise an
+// error wrapping ErrUnavailable.
+func (p *Publisher) Publish(ctx context.Context, exchange, key string, msg amqp.Publishing) error {
+	if err := p.Ready(); err != nil {
+		return err
+	}
+	msg.DeliveryMode = amqp.Persistent
+	if msg.Timestamp.IsZero() {
+		msg.Timestamp = time.Now()
+	}
+	p.mu.Lock()
+	ch := p.ch
+	if ch == nil {
+		p.mu.Unlock()
+		return fmt.Errorf("rabbitmq not connected: %w", ErrUnavailable)
+	}
+	dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, exchange, key, true, false, msg)
+	p.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("publish: %v: %w", err, ErrUnavailable)
+	}
+	acked, err := dc.WaitContext(ctx)
+	if err != nil {
+		return fmt.Errorf("no confirm: %v: %w", err, ErrUnavailable)
+	}
+	if !acked {
+		return fmt.Errorf("broker nacked or connection lost: %w", ErrUnavailable)
+	}
+	return nil
+}
+
+// Close stops reconnecting and closes the connection. Outstanding publishes fail.
+func (p *Publisher) Close() error {
+	p.cancel()
+	<-p.done
+	return nil
+}
+
+// PublishPurchase queues a purchase request; nil only once the broker confirmed.
+// The message id is the ticket id.
+func (p *Publisher) PublishPurchase(ctx context.Context, req *flashsale.PurchaseRequest) error {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return fmt.Errorf("queue: encode purchase: %w", err)
+	}
+	return p.Publish(ctx, p.cfg.Topology.PurchaseExchange(), PurchaseKey, amqp.Publishing{
+		ContentType: "application/json", MessageId: req.TicketID, Body: body})
+}

@@ -1,0 +1,377 @@
+// Package redisstore is the hot path on Redis: each sale's stock and per-ticket
+// holds (Lua scripts, idempotent per ticket), each user's live ticket, and a fast
+// copy of every ticket's status.
+//
+// Redis is the truth about availability during a sale and follows MySQL for
+// everything else. When a sale's keys are missing, the sale is "not loaded", never
+// "sold out": the store rebuilds it from its Source under a redislock lease and
+// runs the script again.
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/bsm/redislock"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/flashsale/flashsale"
+)
+
+// Source is the book of record a lost sale is rebuilt from.
+type Source interface {
+	// GetSale returns the sale or an error wrapping flashsale.ErrNotFound.
+	GetSale(ctx context.Context, id string) (*flashsale.Sale, error)
+	// HoldingOrders returns the sale's pending_payment and paid orders.
+	HoldingOrders(ctx context.Context, saleID string) ([]*flashsale.Order, error)
+}
+
+// Config says where Redis is and how keys are named.
+type Config struct {
+	// Addrs: one address for a single Redis, several for a Redis Cluster. Required.
+	Addrs []string
+	// Namespace prefixes every key. Required.
+	Namespace string
+	// Source rebuilds lost sales. Required.
+	Source Source
+	// Log receives rebuild notices. Default slog.Default().
+	Log *slog.Logger
+	// TicketTTL is how long the fast copy of a ticket is kept. Default 7 days;
+	// after that GET falls back to MySQL.
+	TicketTTL time.Duration
+	// ClaimStale is how old an unpublished claim must be before a new purchase of
+	// the same user replaces it (the ingress died between claim and publish).
+	// Default 15 s; must exceed the publish timeout.
+	ClaimStale time.Duration
+}
+
+// Store is the Redis adapter. It is safe for concurrent use.
+type Store struct {
+	cfg    Config
+	rdb    redis.UniversalClient
+	locker *redislock.Client
+	log    *slog.Logger
+}
+
+// New connects (lazily) to Redis.
+func New(cfg Config) (*Store, error) {
+	if len(cfg.Addrs) == 0 || cfg.Addrs[0] == "" {
+		return nil, errors.New("redisstore: at least one address is required")
+	}
+	if cfg.Namespace == "" {
+		return nil, errors.New("redisstore: Namespace is required")
+	}
+	if cfg.Source == nil {
+		return nil, errors.New("redisstore: Source is required")
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.TicketTTL == 0 {
+		cfg.TicketTTL = 7 * 24 * time.Hour
+	}
+	if cfg.ClaimStale == 0 {
+		cfg.ClaimStale = 15 * time.Second
+	}
+	opts := &redis.UniversalOptions{Addrs: cfg.Addrs, PoolSize: 64, MinIdleConns: 8,
+		DialTimeout: 2 * time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second}
+	if len(cfg.Addrs) > 1 {
+		opts.IsClusterMode = true
+	}
+	rdb := redis.NewUniversalClient(opts)
+	return &Store{cfg: cfg, rdb: rdb, locker: redislock.New(rdb), log: cfg.Log}, nil
+}
+
+// Client exposes the connection for other adapters of the same Redis (locks).
+func (s *Store) Client() redis.UniversalClient { return s.rdb }
+
+// Close closes the connection pool.
+func (s *Store) Close() error { return s.rdb.Close() }
+
+// Ping checks that Redis answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redis not answering: %w", err)
+	}
+	return nil
+}
+
+type saleKeys struct{ stock, holds, live, units, claims string }
+
+func (s *Store) keys(saleID string) saleKeys {
+	p := s.cfg.Namespace + ":{sale:" + saleID + "}:"
+	return saleKeys{p + "stock", p + "holds", p + "live", p + "units", p + "claims"}
+}
+
+func (s *Store) ticketKey(id string) string { return s.cfg.Namespace + ":ticket:{" + id + "}" }
+
+// run runs script, rebuilding the sale from the Source and trying once more when
+// the sale is not loaded. It returns the script's reply as strings.
+func (s *Store) run(ctx context.Context, saleID string, script *redis.Script, keys []string, args ...any) ([]string, error) {
+	for attempt := 0; ; attempt++ {
+		reply, err := script.Run(ctx, s.rdb, keys, args...).StringSlice()
+		if err != nil {
+			return nil, fmt.Errorf("redisstore: %w", err)
+		}
+		if len(reply) == 0 || reply[0] != "not_loaded" {
+			return reply, nil
+		}
+		if attempt > 0 {
+			return nil, fmt.Errorf("redisstore: sale %s: %w", saleID, flashsale.ErrNotLoaded)
+		}
+		if err := s.rebuild(ctx, saleID); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// InitSale loads a new sale's stock. It is a no-op when the sale is loaded.
+func (s *Store) InitSale(ctx context.Context, sale *flashsale.Sale) error {
+	k := s.keys(sale.ID)
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSetNX(ctx, k.stock, "total", sale.Stock)
+		p.HSetNX(ctx, k.stock, "available", sale.Stock)
+		p.HSetNX(ctx, k.stock, "held", 0)
+		p.HSetNX(ctx, k.stock, "sold", 0)
+		p.HSetNX(ctx, k.stock, "epoch_ms", time.Now().UnixMilli())
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("redisstore: init sale: %w", err)
+	}
+	return nil
+}
+
+// rebuild loads a lost sale from the Source under a lease, so that one process
+// rebuilds while others wait for it. The lease is no correctness guarantee: a
+// second rebuild of a loaded sale is skipped by the EXISTS check, and orders
+// committed after the read re-assert their holds (see Reassert).
+func (s *Store) rebuild(ctx context.Context, saleID string) error {
+	k := s.keys(saleID)
+	lockCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	lock, err := s.locker.Obtain(lockCtx, s.cfg.Namespace+":{sale:"+saleID+"}:rebuild", 10*time.Second,
+		&redislock.Options{RetryStrategy: redislock.LinearBackoff(20 * time.Millisecond)})
+	if err != nil {
+		return fmt.Errorf("redisstore: rebuild lock for sale %s: %w", saleID, err)
+	}
+	defer lock.Release(context.WithoutCancel(ctx))
+	if n, err := s.rdb.Exists(ctx, k.stock).Result(); err != nil {
+		return fmt.Errorf("redisstore: %w", err)
+	} else if n == 1 {
+		return nil
+	}
+	sale, err := s.cfg.Source.GetSale(ctx, saleID)
+	if err != nil {
+		return err
+	}
+	orders, err := s.cfg.Source.HoldingOrders(ctx, saleID)
+	if err != nil {
+		return err
+	}
+	held, sold := 0, 0
+	holds := map[string]any{}
+	live := map[string]any{}
+	units := map[string]int{}
+	for _, o := range orders {
+		units[o.UserID] += o.Quantity
+		if o.Status == flashsale.OrderPaid {
+			sold += o.Quantity
+			holds[o.ID] = "S:" + strconv.Itoa(o.Quantity)
+		} else {
+			held += o.Quantity
+			holds[o.ID] = "H:" + strconv.Itoa(o.Quantity)
+			live[o.UserID] = o.ID
+		}
+	}
+	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Del(ctx, k.holds, k.live, k.units, k.claims)
+		if len(holds) > 0 {
+			p.HSet(ctx, k.holds, holds)
+		}
+		if len(live) > 0 {
+			p.HSet(ctx, k.live, live)
+		}
+		for u, n := range units {
+			p.HSet(ctx, k.units, u, n)
+		}
+		p.HSet(ctx, k.stock, "total", sale.Stock, "available", sale.Stock-held-sold, "held", held, "sold", sold,
+			"epoch_ms", time.Now().UnixMilli())
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("redisstore: rebuild sale %s: %w", saleID, err)
+	}
+	s.log.Warn("rebuilt sale stock from MySQL", "sale", saleID, "held", held, "sold", sold, "orders", len(orders))
+	return nil
+}
+
+// Stock reads the sale's stock in one piece, rebuilding a lost sale first.
+func (s *Store) Stock(ctx context.Context, saleID string) (flashsale.Stock, error) {
+	k := s.keys(saleID)
+	for attempt := 0; ; attempt++ {
+		vals, err := s.rdb.HMGet(ctx, k.stock, "total", "available", "held", "sold").Result()
+		if err != nil {
+			return flashsale.Stock{}, fmt.Errorf("redisstore: stock: %w", err)
+		}
+		if vals[0] != nil {
+			n := make([]int, 4)
+			for i, v := range vals {
+				n[i], _ = strconv.Atoi(fmt.Sprint(v))
+			}
+			return flashsale.Stock{Total: n[0], Available: n[1], Held: n[2], Sold: n[3]}, nil
+		}
+		if attempt > 0 {
+			return flashsale.Stock{}, fmt.Errorf("redisstore: sale %s: %w", saleID, flashsale.ErrNotLoaded)
+		}
+		if err := s.rebuild(ctx, saleID); err != nil {
+			return flashsale.Stock{}, err
+		}
+	}
+}
+
+// Claim makes ticketID the user's live ticket for the sale unless they have one,
+// checking the per-user limit and availability first. The claim is provisional
+// until Published; Unclaim undoes it.
+func (s *Store) Claim(ctx context.Context, sale *flashsale.Sale, userID, ticketID string, qty int, now time.Time) (flashsale.ClaimOutcome, string, error) {
+	k := s.keys(sale.ID)
+	reply, err := s.run(ctx, sale.ID, claimScript, []string{k.stock, k.live, k.units, k.claims},
+		userID, ticketID, qty, sale.PerUserLimit, now.UnixMilli(), s.cfg.ClaimStale.Milliseconds())
+	if err != nil {
+		return 0, "", err
+	}
+	switch reply[0] {
+	case "claimed":
+		return flashsale.Claimed, reply[1], nil
+	case "existing":
+		return flashsale.Existing, reply[1], nil
+	case "limit":
+		return flashsale.LimitReached, "", nil
+	case "sold_out":
+		return flashsale.SoldOut, "", nil
+	}
+	return 0, "", fmt.Errorf("redisstore: claim: unexpected reply %v", reply)
+}
+
+// Unclaim undoes a claim whose publish failed, so the user may simply retry.
+func (s *Store) Unclaim(ctx context.Context, saleID, userID, ticketID string) error {
+	k := s.keys(saleID)
+	if err := unclaimScript.Run(ctx, s.rdb, []string{k.live, k.claims}, userID, ticketID).Err(); err != nil {
+		return fmt.Errorf("redisstore: unclaim: %w", err)
+	}
+	return nil
+}
+
+// Published records that ticketID's purchase is durably queued, so its claim is
+// never taken for a stale one.
+func (s *Store) Published(ctx context.Context, saleID, ticketID string) error {
+	if err := s.rdb.HDel(ctx, s.keys(saleID).claims, ticketID).Err(); err != nil {
+		return fmt.Errorf("redisstore: published: %w", err)
+	}
+	return nil
+}
+
+func parseHold(s string) flashsale.Hold {
+	if s == "" {
+		return flashsale.Hold{}
+	}
+	h := flashsale.Hold{Kind: flashsale.HoldKind(s[0])}
+	if q, ok := strings.CutPrefix(s[1:], ":"); ok {
+		h.Quantity, _ = strconv.Atoi(q)
+	}
+	return h
+}
+
+// Hold holds the request's units for its ticket, or refuses. Idempotent per ticket.
+func (s *Store) Hold(ctx context.Context, sale *flashsale.Sale, req *flashsale.PurchaseRequest) (flashsale.Hold, error) {
+	k := s.keys(sale.ID)
+	reply, err := s.run(ctx, sale.ID, holdScript, []string{k.stock, k.holds, k.live, k.units, k.claims},
+		req.TicketID, req.UserID, req.Quantity, sale.PerUserLimit, req.AdmittedAt.UnixMilli())
+	if err != nil {
+		return flashsale.Hold{}, err
+	}
+	return parseHold(reply[1]), nil
+}
+
+// Reassert counts a committed order's hold if Redis lost it; see reassertScript.
+func (s *Store) Reassert(ctx context.Context, o *flashsale.Order) (flashsale.Hold, error) {
+	k := s.keys(o.SaleID)
+	reply, err := s.run(ctx, o.SaleID, reassertScript, []string{k.stock, k.holds, k.live, k.units}, o.ID, o.UserID, o.Quantity)
+	if err != nil {
+		return flashsale.Hold{}, err
+	}
+	return parseHold(reply[1]), nil
+}
+
+// Release gives a ticket's held units back, once; it returns the state before.
+func (s *Store) Release(ctx context.Context, saleID, ticketID, userID string) (flashsale.Hold, error) {
+	k := s.keys(saleID)
+	reply, err := s.run(ctx, saleID, releaseScript, []string{k.stock, k.holds, k.live, k.units}, ticketID, userID)
+	if err != nil {
+		return flashsale.Hold{}, err
+	}
+	return parseHold(reply[1]), nil
+}
+
+// Confirm moves a paid ticket's units from held to sold, once; it returns the
+// state before.
+func (s *Store) Confirm(ctx context.Context, saleID, ticketID, userID string) (flashsale.Hold, error) {
+	k := s.keys(saleID)
+	reply, err := s.run(ctx, saleID, confirmScript, []string{k.stock, k.holds, k.live}, ticketID, userID)
+	if err != nil {
+		return flashsale.Hold{}, err
+	}
+	return parseHold(reply[1]), nil
+}
+
+// PutTickets writes the fast copies of tickets in one round trip.
+func (s *Store) PutTickets(ctx context.Context, tickets ...*flashsale.Ticket) error {
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, t := range tickets {
+			key := s.ticketKey(t.ID)
+			fields := []any{"sale", t.SaleID, "user", t.UserID, "qty", t.Quantity, "status", string(t.Status), "order", t.OrderID, "pay_by", ""}
+			if t.PayBy != nil {
+				fields[len(fields)-1] = t.PayBy.UTC().Format(time.RFC3339Nano)
+			}
+			p.HSet(ctx, key, fields...)
+			p.Expire(ctx, key, s.cfg.TicketTTL)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("redisstore: put tickets: %w", err)
+	}
+	return nil
+}
+
+// DeleteTicket removes a ticket's fast copy (a purchase whose publish failed).
+func (s *Store) DeleteTicket(ctx context.Context, ticketID string) error {
+	if err := s.rdb.Del(ctx, s.ticketKey(ticketID)).Err(); err != nil {
+		return fmt.Errorf("redisstore: delete ticket: %w", err)
+	}
+	return nil
+}
+
+// GetTicket returns a ticket's fast copy, or flashsale.ErrNotFound.
+func (s *Store) GetTicket(ctx context.Context, ticketID string) (*flashsale.Ticket, error) {
+	m, err := s.rdb.HGetAll(ctx, s.ticketKey(ticketID)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("redisstore: get ticket: %w", err)
+	}
+	if len(m) == 0 || m["status"] == "" {
+		return nil, flashsale.Errorf(flashsale.CodeNotFound, "no ticket %q", ticketID)
+	}
+	t := &flashsale.Ticket{ID: ticketID, SaleID: m["sale"], UserID: m["user"], Status: flashsale.TicketStatus(m["status"]), OrderID: m["order"]}
+	t.Quantity, _ = strconv.Atoi(m["qty"])
+	if m["pay_by"] != "" {
+		if p, err := time.Parse(time.RFC3339Nano, m["pay_by"]); err == nil {
+			t.PayBy = &p
+		}
+	}
+	return t, nil
+}

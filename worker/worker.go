@@ -1,0 +1,333 @@
+// Package worker turns queued purchases into held stock and orders.
+//
+// For each batch of purchase messages it holds stock in the stock store (a Lua
+// script, idempotent per ticket), commits the orders of each shard in one
+// transaction (order + order.created outbox row), re-asserts each hold (a no-op
+// unless Redis lost it meanwhile), records tickets that made no order, writes the
+// fast ticket copies, and only then acks. Any failure before the ack hands the
+// message back; every step is idempotent, so a redelivery completes what a crash
+// interrupted. A message that can never succeed is dead-lettered; the dead-letter
+// consumer releases whatever it held and fails its ticket.
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/flashsale/flashsale"
+)
+
+// Message is one queued purchase and the way to settle it.
+type Message interface {
+	Body() []byte
+	// Ack: its effects are committed.
+	Ack() error
+	// Retry: deliver it again later (counts towards the delivery limit).
+	Retry() error
+	// DeadLetter: it can never succeed.
+	DeadLetter() error
+}
+
+// Sales finds sales.
+type Sales interface {
+	// Get returns an error wrapping flashsale.ErrNotFound for an unknown sale.
+	Get(ctx context.Context, id string) (*flashsale.Sale, error)
+}
+
+// Stock is the stock store's hot path.
+type Stock interface {
+	Hold(ctx context.Context, sale *flashsale.Sale, req *flashsale.PurchaseRequest) (flashsale.Hold, error)
+	Reassert(ctx context.Context, o *flashsale.Order) (flashsale.Hold, error)
+	Release(ctx context.Context, saleID, ticketID, userID string) (flashsale.Hold, error)
+	PutTickets(ctx context.Context, tickets ...*flashsale.Ticket) error
+}
+
+// Orders is the book of record.
+type Orders interface {
+	ShardOf(userID string) int
+	CreateOrders(ctx context.Context, shard int, orders []*flashsale.Order) ([]flashsale.OrderResult, error)
+	GetOrder(ctx context.Context, userID, orderID string) (*flashsale.Order, error)
+	RecordOutcomes(ctx context.Context, shard int, tickets []*flashsale.Ticket) error
+}
+
+// Config for a Worker.
+type Config struct {
+	Sales  Sales  // required
+	Stock  Stock  // required
+	Orders Orders // required
+	// Log default slog.Default().
+	Log *slog.Logger
+	// Registry receives the worker's metrics; nil registers nothing.
+	Registry prometheus.Registerer
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// Worker processes purchase batches. Safe for concurrent use.
+type Worker struct {
+	cfg      Config
+	log      *slog.Logger
+	outcomes *prometheus.CounterVec
+	batchDur prometheus.Histogram
+}
+
+// New returns a Worker.
+func New(cfg Config) (*Worker, error) {
+	if cfg.Sales == nil || cfg.Stock == nil || cfg.Orders == nil {
+		return nil, errors.New("worker: Sales, Stock and Orders are required")
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	w := &Worker{cfg: cfg, log: cfg.Log,
+		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "flashsale_worker_messages_total",
+			Help: "Purchase messages settled by the worker, by outcome."}, []string{"outcome"}),
+		batchDur: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "flashsale_worker_batch_seconds",
+			Help: "Time to process one batch of purchase messages.", Buckets: prometheus.DefBuckets}),
+	}
+	if cfg.Registry != nil {
+		cfg.Registry.MustRegister(w.outcomes, w.batchDur)
+	}
+	return w, nil
+}
+
+// item is one message on its way through a batch.
+type item struct {
+	msg    Message
+	req    *flashsale.PurchaseRequest
+	sale   *flashsale.Sale
+	ticket *flashsale.Ticket // the final ticket to write, once known
+	failed bool              // settle with Retry
+}
+
+func (w *Worker) settle(it *item, outcome string, fn func() error) {
+	if err := fn(); err != nil {
+		// The channel is gone; the broker redelivers it.
+		w.log.Debug("settling a message failed", "err", err)
+	}
+	w.outcomes.WithLabelValues(outcome).Inc()
+}
+
+// HandlePurchases processes one batch and settles every message in it.
+func (w *Worker) HandlePurchases(ctx context.Context, msgs []Message) {
+	start := time.Now()
+	defer func() { w.batchDur.Observe(time.Since(start).Seconds()) }()
+	items := make([]*item, 0, len(msgs))
+	for _, m := range msgs {
+		var req flashsale.PurchaseRequest
+		if err := json.Unmarshal(m.Body(), &req); err != nil || req.TicketID == "" || req.SaleID == "" || req.UserID == "" || req.Quantity < 1 {
+			w.log.Error("dead-lettering a malformed purchase message", "err", err, "body", string(m.Body()))
+			w.settle(&item{msg: m}, "dead_letter", m.DeadLetter)
+			continue
+		}
+		sale, err := w.cfg.Sales.Get(ctx, req.SaleID)
+		if errors.Is(err, flashsale.ErrNotFound) {
+			w.log.Error("dead-lettering a purchase of an unknown sale", "sale", req.SaleID, "ticket", req.TicketID)
+			w.settle(&item{msg: m}, "dead_letter", m.DeadLetter)
+			continue
+		}
+		it := &item{msg: m, req: &req, sale: sale}
+		if err != nil {
+			w.log.Warn("cannot read sale; retrying", "sale", req.SaleID, "err", err)
+			it.failed = true
+		}
+		items = append(items, it)
+	}
+	w.hold(ctx, items)
+	w.createOrders(ctx, items)
+	w.recordOutcomes(ctx, items)
+	w.writeTickets(ctx, items)
+	for _, it := range items {
+		if it.failed {
+			w.settle(it, "retry", it.msg.Retry)
+		} else {
+			w.settle(it, string(it.ticket.Status), it.msg.Ack)
+		}
+	}
+}
+
+// hold runs the hold script for each item and decides the tickets of those that
+// will make no order (or made one already).
+func (w *Worker) hold(ctx context.Context, items []*item) {
+	for _, it := range items {
+		if it.failed {
+			continue
+		}
+		h, err := w.cfg.Stock.Hold(ctx, it.sale, it.req)
+		if err != nil {
+			w.log.Warn("hold failed; retrying", "ticket", it.req.TicketID, "err", err)
+			it.failed = true
+			continue
+		}
+		switch h.Kind {
+		case flashsale.HoldHeld:
+			// The order is created below.
+		case flashsale.HoldSoldOut:
+			it.ticket = w.outcome(it.req, flashsale.TicketSoldOut)
+		case flashsale.HoldRefused:
+			it.ticket = w.outcome(it.req, flashsale.TicketFailed)
+		default:
+			// Sold or released: the ticket went further before (its order may
+			// exist, or it was dead-lettered before an order was made).
+			o, err := w.cfg.Orders.GetOrder(ctx, it.req.UserID, it.req.TicketID)
+			switch {
+			case err == nil:
+				it.ticket = flashsale.TicketOf(o)
+			case errors.Is(err, flashsale.ErrNotFound):
+				it.ticket = w.outcome(it.req, flashsale.TicketFailed)
+			default:
+				it.failed = true
+			}
+		}
+	}
+}
+
+func (w *Worker) outcome(req *flashsale.PurchaseRequest, status flashsale.TicketStatus) *flashsale.Ticket {
+	return &flashsale.Ticket{ID: req.TicketID, SaleID: req.SaleID, UserID: req.UserID, Quantity: req.Quantity, Status: status}
+}
+
+// createOrders commits the orders of held items, one transaction per shard.
+func (w *Worker) createOrders(ctx context.Context, items []*item) {
+	byShard := map[int][]*item{}
+	for _, it := range items {
+		if !it.failed && it.ticket == nil {
+			s := w.cfg.Orders.ShardOf(it.req.UserID)
+			byShard[s] = append(byShard[s], it)
+		}
+	}
+	now := w.cfg.Now().UTC().Truncate(time.Microsecond)
+	for shard, group := range byShard {
+		orders := make([]*flashsale.Order, len(group))
+		for i, it := range group {
+			orders[i] = &flashsale.Order{ID: it.req.TicketID, SaleID: it.sale.ID, UserID: it.req.UserID,
+				Quantity: it.req.Quantity, AmountCents: it.sale.PriceCents * int64(it.req.Quantity),
+				Status: flashsale.OrderPendingPayment, CreatedAt: now, PayBy: now.Add(it.sale.PaymentWindow())}
+		}
+		results, err := w.cfg.Orders.CreateOrders(ctx, shard, orders)
+		if err != nil {
+			w.log.Warn("creating orders failed; retrying the batch", "shard", shard, "orders", len(orders), "err", err)
+			for _, it := range group {
+				it.failed = true
+			}
+			continue
+		}
+		for i, r := range results {
+			w.settleOrder(ctx, group[i], r)
+		}
+	}
+}
+
+// settleOrder makes Redis follow the order MySQL now has for the item.
+func (w *Worker) settleOrder(ctx context.Context, it *item, r flashsale.OrderResult) {
+	var err error
+	switch {
+	case r.Outcome == flashsale.OrderLiveConflict:
+		_, err = w.cfg.Stock.Release(ctx, it.sale.ID, it.req.TicketID, it.req.UserID)
+		it.ticket = w.outcome(it.req, flashsale.TicketFailed)
+	case r.Current.Status == flashsale.OrderPendingPayment:
+		_, err = w.cfg.Stock.Reassert(ctx, r.Current)
+		it.ticket = flashsale.TicketOf(r.Current)
+	case r.Current.Status == flashsale.OrderPaid:
+		it.ticket = flashsale.TicketOf(r.Current)
+	default:
+		// Expired or cancelled before this redelivery: whatever this delivery
+		// held goes back (release is idempotent).
+		_, err = w.cfg.Stock.Release(ctx, it.sale.ID, it.req.TicketID, it.req.UserID)
+		it.ticket = flashsale.TicketOf(r.Current)
+	}
+	if err != nil {
+		w.log.Warn("settling a hold after commit failed; retrying", "ticket", it.req.TicketID, "err", err)
+		it.failed = true
+	}
+}
+
+// recordOutcomes stores the tickets that made no order, per shard.
+func (w *Worker) recordOutcomes(ctx context.Context, items []*item) {
+	byShard := map[int][]*item{}
+	for _, it := range items {
+		if !it.failed && it.ticket != nil && it.ticket.OrderID == "" {
+			s := w.cfg.Orders.ShardOf(it.req.UserID)
+			byShard[s] = append(byShard[s], it)
+		}
+	}
+	for shard, group := range byShard {
+		tickets := make([]*flashsale.Ticket, len(group))
+		for i, it := range group {
+			tickets[i] = it.ticket
+		}
+		if err := w.cfg.Orders.RecordOutcomes(ctx, shard, tickets); err != nil {
+			w.log.Warn("recording ticket outcomes failed; retrying", "shard", shard, "err", err)
+			for _, it := range group {
+				it.failed = true
+			}
+		}
+	}
+}
+
+// writeTickets writes the fast copies of every decided ticket in one round trip.
+func (w *Worker) writeTickets(ctx context.Context, items []*item) {
+	var tickets []*flashsale.Ticket
+	for _, it := range items {
+		if !it.failed {
+			tickets = append(tickets, it.ticket)
+		}
+	}
+	if len(tickets) == 0 {
+		return
+	}
+	if err := w.cfg.Stock.PutTickets(ctx, tickets...); err != nil {
+		w.log.Warn("writing tickets failed; retrying", "err", err)
+		for _, it := range items {
+			it.failed = true
+		}
+	}
+}
+
+// HandleDeadLetters settles dead-lettered purchases: whatever the ticket held is
+// released (and can never be held again) and the ticket fails, unless it made an
+// order after all, which then stands.
+func (w *Worker) HandleDeadLetters(ctx context.Context, msgs []Message) {
+	for _, m := range msgs {
+		if err := w.deadLetter(ctx, m); err != nil {
+			w.log.Warn("handling a dead letter failed; retrying", "err", err)
+			w.settle(&item{msg: m}, "dead_letter_retry", m.Retry)
+			continue
+		}
+		w.settle(&item{msg: m}, "dead_letter_settled", m.Ack)
+	}
+}
+
+func (w *Worker) deadLetter(ctx context.Context, m Message) error {
+	var req flashsale.PurchaseRequest
+	if err := json.Unmarshal(m.Body(), &req); err != nil || req.TicketID == "" || req.UserID == "" {
+		w.log.Error("dropping a malformed dead letter", "body", string(m.Body()))
+		return nil
+	}
+	if _, err := w.cfg.Orders.GetOrder(ctx, req.UserID, req.TicketID); err == nil {
+		return nil
+	} else if !errors.Is(err, flashsale.ErrNotFound) {
+		return err
+	}
+	if _, err := w.cfg.Sales.Get(ctx, req.SaleID); err == nil {
+		if _, err := w.cfg.Stock.Release(ctx, req.SaleID, req.TicketID, req.UserID); err != nil {
+			return fmt.Errorf("release: %w", err)
+		}
+	} else if !errors.Is(err, flashsale.ErrNotFound) {
+		return err
+	}
+	t := w.outcome(&req, flashsale.TicketFailed)
+	if err := w.cfg.Orders.RecordOutcomes(ctx, w.cfg.Orders.ShardOf(req.UserID), []*flashsale.Ticket{t}); err != nil {
+		return err
+	}
+	w.log.Warn("dead-lettered purchase failed its ticket", "ticket", req.TicketID, "sale", req.SaleID)
+	return w.cfg.Stock.PutTickets(ctx, t)
+}
