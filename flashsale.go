@@ -18,12 +18,24 @@ var idPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 func ValidID(s string) bool { return idPattern.MatchString(s) }
 
 // ShardOf returns the index of the order shard that holds userID's orders:
-// FNV-1a (32-bit) of the user id's bytes, modulo n. Changing this function moves
-// users between shards, so it never changes.
+// FNV-1a (32-bit) of the user id's bytes, mixed by MurmurHash3's fmix32
+// finalizer, modulo n. The finalizer matters: FNV-1a's low bits are weak (its
+// lowest bit is only the parity of the bytes' lowest bits), and a modulo by a
+// small n reads exactly those. Changing this function moves users between shards,
+// so it never changes.
 func ShardOf(userID string, n int) int {
 	h := fnv.New32a()
 	h.Write([]byte(userID))
-	return int(h.Sum32() % uint32(n))
+	return int(fmix32(h.Sum32()) % uint32(n))
+}
+
+func fmix32(h uint32) uint32 {
+	h ^= h >> 16
+	h *= 0x85ebca6b
+	h ^= h >> 13
+	h *= 0xc2b2ae35
+	h ^= h >> 16
+	return h
 }
 
 // Inventory says where a sale's stock is held.

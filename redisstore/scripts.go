@@ -64,7 +64,7 @@ local function refuse(state)
 end
 local live = redis.call('HGET', KEYS[3], ARGV[2])
 if live and live ~= ARGV[1] then return refuse('F') end
-if (not live) and tonumber(ARGV[5]) > tonumber(redis.call('HGET', KEYS[1], 'epoch_ms') or '0') then
+if (not live) and tonumber(ARGV[5]) >= tonumber(redis.call('HGET', KEYS[1], 'epoch_ms') or '0') then
   return refuse('F')
 end
 local q = tonumber(ARGV[3])

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/flashsale/flashsale/bench"
 	"github.com/flashsale/flashsale/catalog"
 	"github.com/flashsale/flashsale/ingress"
 	"github.com/flashsale/flashsale/mysqlstore"
@@ -48,7 +49,7 @@ func main() {
 	defer stop()
 	cmd, args := os.Args[1], os.Args[2:]
 	if cmd == "bench" {
-		os.Exit(runBench(ctx, args))
+		os.Exit(bench.Main(ctx, args, os.Stdout, os.Stderr))
 	}
 	roles := map[string][]string{
 		"all":     {"ingress", "worker"},

@@ -1,0 +1,293 @@
+package bench
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Arrival patterns for --arrival.
+const (
+	arrivalBurst = "burst"
+	arrivalRamp  = "ramp"
+)
+
+// Inventory back ends for --inventory.
+const (
+	inventoryRedis = "redis"
+	inventoryMySQL = "mysql"
+)
+
+// Bounds that keep a run finite in memory and time.
+const (
+	maxUsers         = 100_000
+	maxStock         = 10_000_000
+	maxPerUserLimit  = 1_000
+	maxConns         = 10_000
+	maxDuration      = 24 * time.Hour
+	maxStartDelay    = time.Minute
+	maxReservationWn = time.Hour
+)
+
+// Config is the validated configuration of one `flashsale bench` invocation. It is
+// built from the subcommand's flags (with environment defaults for the secrets) and
+// validated before anything is sent.
+type Config struct {
+	// URL is the base URL of the deployment; the bench talks to no other address.
+	URL string `json:"url"`
+	// AdminToken is the bearer token used to create the sale.
+	AdminToken string `json:"-"`
+	// PaymentSecret is the HMAC secret used to sign payment callbacks.
+	PaymentSecret string `json:"-"`
+	// Users is how many distinct users take part.
+	Users int `json:"users"`
+	// Stock is the sale's stock in units.
+	Stock int `json:"stock"`
+	// PerUserLimit is the sale's per_user_limit.
+	PerUserLimit int `json:"per_user_limit"`
+	// Conns caps concurrent HTTP connections and in-flight user requests.
+	Conns int `json:"conns"`
+	// Arrival is "burst" (every user at the opening) or "ramp" (spread over Ramp).
+	Arrival string `json:"arrival"`
+	// Ramp is the time over which users arrive with the ramp pattern.
+	Ramp time.Duration `json:"-"`
+	// PayRatio is the share of created orders that get paid.
+	PayRatio float64 `json:"pay_ratio"`
+	// CancelRatio is the share of the unpaid orders that get cancelled; the rest expire.
+	CancelRatio float64 `json:"cancel_ratio"`
+	// PaymentWindow is the sale's payment_window_seconds.
+	PaymentWindow int `json:"payment_window_seconds"`
+	// Reservation makes the sale have a reservation phase that every user goes through.
+	Reservation bool `json:"reservation"`
+	// ReservationWindow is how long the reservation window stays open (0: automatic).
+	ReservationWindow time.Duration `json:"-"`
+	// Inventory is sent as the sale's "inventory" field ("redis" or "mysql").
+	Inventory string `json:"inventory"`
+	// Duration caps the whole run, final verification included.
+	Duration time.Duration `json:"-"`
+	// WaitExpiry makes the run wait until unpaid orders expired and check that their
+	// stock came back.
+	WaitExpiry bool `json:"wait_expiry"`
+	// JSONPath, when set, receives the machine-readable report.
+	JSONPath string `json:"-"`
+	// HTMLPath, when set, receives the self-contained HTML report.
+	HTMLPath string `json:"-"`
+	// Compare runs the scenario against a redis sale and then a mysql sale.
+	Compare bool `json:"compare"`
+	// Quiet turns the progress bar (and informational logs) off.
+	Quiet bool `json:"-"`
+	// Seed seeds the jitter of the simulated users (0 on the command line: random).
+	Seed uint64 `json:"seed"`
+	// StartDelay is how long after creation the sale (or its reservation window) opens.
+	StartDelay time.Duration `json:"-"`
+
+	// Internal tunables, fixed by parseConfig; tests may shorten them.
+	sampleEvery    time.Duration
+	requestTimeout time.Duration
+	settleTimeout  time.Duration
+	expiryGrace    time.Duration
+	priceCents     int64
+}
+
+// parseConfig parses the bench's flags. getenv supplies the environment defaults of
+// the token and secret flags. Errors (including flag.ErrHelp) are returned; the flag
+// package has already printed usage to errOut for parse errors.
+func parseConfig(args []string, getenv func(string) string, errOut io.Writer) (Config, error) {
+	var c Config
+	fs := flag.NewFlagSet("flashsale bench", flag.ContinueOnError)
+	fs.SetOutput(errOut)
+	fs.Usage = func() {
+		fmt.Fprintf(errOut, "Usage: flashsale bench [flags]\n\nDrives a running flashsale deployment over HTTP and checks its guarantees.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&c.URL, "url", "http://127.0.0.1:8080", "base URL of the deployment (the only address the bench talks to)")
+	fs.StringVar(&c.AdminToken, "admin-token", getenv("FLASHSALE_ADMIN_TOKEN"), "admin bearer token (default $FLASHSALE_ADMIN_TOKEN)")
+	fs.StringVar(&c.PaymentSecret, "payment-secret", firstSecret(getenv("FLASHSALE_PAYMENT_SECRET")), "payment webhook HMAC secret (default: the first of $FLASHSALE_PAYMENT_SECRET)")
+	fs.IntVar(&c.Users, "users", 10000, fmt.Sprintf("number of simulated users (1..%d)", maxUsers))
+	fs.IntVar(&c.Stock, "stock", 1000, "stock of the sale in units")
+	fs.IntVar(&c.PerUserLimit, "per-user-limit", 1, "per_user_limit of the sale")
+	fs.IntVar(&c.Conns, "conns", 256, "max concurrent HTTP connections / in-flight user requests")
+	fs.StringVar(&c.Arrival, "arrival", arrivalBurst, "arrival pattern: burst (all at once) or ramp (spread over --ramp)")
+	fs.DurationVar(&c.Ramp, "ramp", 0, "time over which users arrive with --arrival ramp")
+	fs.Float64Var(&c.PayRatio, "pay-ratio", 0.3, "share of created orders that are paid (0..1)")
+	fs.Float64Var(&c.CancelRatio, "cancel-ratio", 0, "share of unpaid orders that are cancelled (0..1); the rest are left to expire")
+	fs.IntVar(&c.PaymentWindow, "payment-window", 30, "payment_window_seconds of the sale (1..86400)")
+	fs.BoolVar(&c.Reservation, "reservation", false, "create the sale with a reservation phase: users reserve first, then the sale opens")
+	fs.DurationVar(&c.ReservationWindow, "reservation-window", 0, "length of the reservation window with --reservation (0: 2s + 1s per 1000 users, at most 60s)")
+	fs.StringVar(&c.Inventory, "inventory", inventoryRedis, "inventory back end of the sale: redis or mysql")
+	fs.DurationVar(&c.Duration, "duration", 5*time.Minute, "cap on the whole run, verification included")
+	fs.BoolVar(&c.WaitExpiry, "wait-expiry", false, "after purchases settle, wait until unpaid orders expired and check their stock came back")
+	fs.StringVar(&c.JSONPath, "json", "", "write the whole report as JSON to this file")
+	fs.StringVar(&c.HTMLPath, "html", "", "write a self-contained HTML report with charts to this file")
+	fs.BoolVar(&c.Compare, "compare", false, "run the scenario against a redis sale, then a mysql sale, and compare them")
+	fs.BoolVar(&c.Quiet, "quiet", false, "no progress bar and only warnings in the log")
+	fs.Uint64Var(&c.Seed, "seed", 0, "seed for the users' random jitter (0: random)")
+	fs.DurationVar(&c.StartDelay, "start-delay", 2*time.Second, "how long after its creation the sale (or its reservation window) opens")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	c.PaymentSecret = firstSecret(c.PaymentSecret)
+	c.URL = strings.TrimRight(strings.TrimSpace(c.URL), "/")
+	c.Inventory = strings.ToLower(strings.TrimSpace(c.Inventory))
+	c.Arrival = strings.ToLower(strings.TrimSpace(c.Arrival))
+	c.setInternalDefaults()
+	if err := c.validate(); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+// setInternalDefaults fills the tunables that have no flag.
+func (c *Config) setInternalDefaults() {
+	c.sampleEvery = 250 * time.Millisecond
+	c.requestTimeout = 15 * time.Second
+	c.settleTimeout = 10 * time.Second
+	c.expiryGrace = 60 * time.Second
+	c.priceCents = 19900
+}
+
+// firstSecret returns the first entry of a comma-separated secret list.
+func firstSecret(s string) string {
+	first, _, _ := strings.Cut(s, ",")
+	return strings.TrimSpace(first)
+}
+
+// validate checks every field and returns all problems at once.
+func (c *Config) validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+
+	if u, err := url.Parse(c.URL); err != nil {
+		bad("--url %q: %v", c.URL, err)
+	} else if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad("--url %q: want http(s)://host[:port]", c.URL)
+	} else if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		bad("--url %q: no user info, query or fragment allowed", c.URL)
+	}
+	if c.AdminToken == "" {
+		bad("--admin-token (or FLASHSALE_ADMIN_TOKEN) is required to create the sale")
+	}
+	if c.PayRatio > 0 && c.PaymentSecret == "" {
+		bad("--payment-secret (or FLASHSALE_PAYMENT_SECRET) is required when --pay-ratio > 0")
+	}
+	if c.Users < 1 || c.Users > maxUsers {
+		bad("--users %d: want 1..%d", c.Users, maxUsers)
+	}
+	if c.Stock < 1 || c.Stock > maxStock {
+		bad("--stock %d: want 1..%d", c.Stock, maxStock)
+	}
+	if c.PerUserLimit < 1 || c.PerUserLimit > maxPerUserLimit {
+		bad("--per-user-limit %d: want 1..%d", c.PerUserLimit, maxPerUserLimit)
+	}
+	if c.Conns < 1 || c.Conns > maxConns {
+		bad("--conns %d: want 1..%d", c.Conns, maxConns)
+	}
+	switch c.Arrival {
+	case arrivalBurst:
+		if c.Ramp != 0 {
+			bad("--ramp only applies with --arrival ramp")
+		}
+	case arrivalRamp:
+		if c.Ramp <= 0 {
+			bad("--arrival ramp needs --ramp > 0")
+		}
+	default:
+		bad("--arrival %q: want burst or ramp", c.Arrival)
+	}
+	if !validRatio(c.PayRatio) {
+		bad("--pay-ratio %v: want 0..1", c.PayRatio)
+	}
+	if !validRatio(c.CancelRatio) {
+		bad("--cancel-ratio %v: want 0..1", c.CancelRatio)
+	}
+	if c.PaymentWindow < 1 || c.PaymentWindow > 86400 {
+		bad("--payment-window %d: want 1..86400 seconds", c.PaymentWindow)
+	}
+	if c.ReservationWindow < 0 || c.ReservationWindow > maxReservationWn {
+		bad("--reservation-window %v: want 0..%v", c.ReservationWindow, maxReservationWn)
+	} else if c.ReservationWindow > 0 && !c.Reservation {
+		bad("--reservation-window only applies with --reservation")
+	}
+	if c.Inventory != inventoryRedis && c.Inventory != inventoryMySQL {
+		bad("--inventory %q: want redis or mysql", c.Inventory)
+	}
+	if c.StartDelay < 0 || c.StartDelay > maxStartDelay {
+		bad("--start-delay %v: want 0..%v", c.StartDelay, maxStartDelay)
+	}
+	if c.Duration <= 0 || c.Duration > maxDuration {
+		bad("--duration %v: want > 0 and <= %v", c.Duration, maxDuration)
+	}
+	if len(errs) == 0 {
+		// Only meaningful once the individual values are sane.
+		budget := c.loadBudget()
+		need := c.StartDelay + c.reservationPhase() + c.Ramp
+		if need >= budget {
+			bad("--duration %v leaves %v for the load, but the sale only opens (and users only arrive) after %v", c.Duration, budget, need)
+		} else if c.WaitExpiry {
+			need += time.Duration(c.PaymentWindow)*time.Second + 5*time.Second
+			if need >= budget {
+				bad("--duration %v leaves %v for the load, too short for --wait-expiry with --payment-window %ds (needs more than %v)", c.Duration, budget, c.PaymentWindow, need)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func validRatio(r float64) bool { return !math.IsNaN(r) && r >= 0 && r <= 1 }
+
+// reservationWindow is the length of the reservation window (0 without one).
+func (c *Config) reservationWindow() time.Duration {
+	if !c.Reservation {
+		return 0
+	}
+	if c.ReservationWindow > 0 {
+		return c.ReservationWindow
+	}
+	w := 2*time.Second + time.Duration(c.Users)*time.Second/1000
+	return min(w, time.Minute)
+}
+
+// reservationPhase is the time from the reservation window's opening to the sale's
+// start: the window plus a gap as long as the start delay.
+func (c *Config) reservationPhase() time.Duration {
+	if !c.Reservation {
+		return 0
+	}
+	return c.reservationWindow() + c.StartDelay
+}
+
+// verifyReserve is the part of Duration kept for the final verification.
+func (c *Config) verifyReserve() time.Duration {
+	return min(30*time.Second, c.Duration/4)
+}
+
+// loadBudget is the part of Duration available to the load (sale creation to the
+// end of the expiry wait).
+func (c *Config) loadBudget() time.Duration { return c.Duration - c.verifyReserve() }
+
+// ConfigSummary is the configuration as recorded in a report.
+type ConfigSummary struct {
+	Config
+	RampSeconds              float64 `json:"ramp_seconds"`
+	DurationSeconds          float64 `json:"duration_seconds"`
+	ReservationWindowSeconds float64 `json:"reservation_window_seconds,omitempty"`
+	StartDelaySeconds        float64 `json:"start_delay_seconds"`
+}
+
+func (c Config) summary() ConfigSummary {
+	return ConfigSummary{
+		Config:                   c,
+		RampSeconds:              c.Ramp.Seconds(),
+		DurationSeconds:          c.Duration.Seconds(),
+		ReservationWindowSeconds: c.reservationWindow().Seconds(),
+		StartDelaySeconds:        c.StartDelay.Seconds(),
+	}
+}

@@ -1,0 +1,23 @@
+// Package bench is the load generator behind `flashsale bench`.
+//
+// It drives a running flashsale deployment through its public HTTP API only (the
+// address given with --url, nothing else): it creates a sale, lets a crowd of
+// simulated users reserve (optionally), purchase, poll their tickets, pay, cancel or
+// let their orders expire, samples the sale's stock while that happens, and finally
+// checks the contract's guarantees from the outside (no oversell, every accepted
+// ticket final, no user over the per-user limit, stock conserved). It prints an
+// aligned summary and can write the whole report as JSON and as one self-contained
+// HTML page with inline SVG charts.
+//
+// The files are split by concern:
+//
+//   - config.go: flags, environment defaults and up-front validation
+//   - client.go: the HTTP client for the contract's endpoints, and the payment signature
+//   - user.go: one simulated user's journey
+//   - progress.go: the progress bar on stderr
+//   - run.go, verify.go: one run from sale creation to the final verification
+//   - recorder.go, stats.go: latency histograms, throughput and summary maths
+//   - invariants.go: the outside-in invariant checks
+//   - report.go, html.go: the text, JSON and HTML reports
+//   - main.go: the Main entry point wired into cmd/flashsale
+package bench

@@ -1,0 +1,484 @@
+package bench
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeServer is an in-memory stand-in for the contract's HTTP API, just enough for
+// the bench (an HTTP client) to be exercised end to end in-process. Tickets resolve
+// resolveAfter after they were queued; orders expire lazily at pay_by.
+type fakeServer struct {
+	token, secret string
+	resolveAfter  time.Duration
+	// oversell makes every queued ticket an order, stock or not (a broken server).
+	oversell bool
+	// admissionSlack is how many units beyond the available stock are admitted to
+	// the queue (they end as sold_out tickets).
+	admissionSlack int
+
+	mu        sync.Mutex
+	seq       int
+	sales     map[string]*fakeSale
+	tickets   map[string]*fakeTicket
+	orders    map[string]*fakeOrder
+	attempts  map[string]int
+	inventory []string // the "inventory" field of every created sale
+}
+
+type fakeSale struct {
+	id                 string
+	stock, perUser     int
+	price              int64
+	startsAt, endsAt   time.Time
+	window             time.Duration
+	hasRes             bool
+	resOpens, resClose time.Time
+	reserved           map[string]time.Time
+	queue              []*fakeTicket
+	orders             []*fakeOrder
+}
+
+type fakeTicket struct {
+	id, sale, user string
+	qty            int
+	status         string
+	order          *fakeOrder
+	created        time.Time
+}
+
+type fakeOrder struct {
+	id, sale, user string
+	qty            int
+	amount         int64
+	status         string
+	payBy          time.Time
+	paymentID      string
+}
+
+var fakeUserRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+func newFakeServer(t *testing.T) (*fakeServer, *httptest.Server) {
+	t.Helper()
+	f := &fakeServer{
+		token: "admintok", secret: "whsec_test", resolveAfter: 20 * time.Millisecond, admissionSlack: 2,
+		sales: map[string]*fakeSale{}, tickets: map[string]*fakeTicket{}, orders: map[string]*fakeOrder{}, attempts: map[string]int{},
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /api/v1/sales", f.createSale)
+	mux.HandleFunc("GET /api/v1/sales/{id}", f.getSale)
+	mux.HandleFunc("POST /api/v1/sales/{id}/reservations", f.reserve)
+	mux.HandleFunc("POST /api/v1/sales/{id}/purchase", f.purchase)
+	mux.HandleFunc("GET /api/v1/tickets/{id}", f.getTicket)
+	mux.HandleFunc("GET /api/v1/orders/{id}", f.getOrder)
+	mux.HandleFunc("POST /api/v1/orders/{id}/cancel", f.cancel)
+	mux.HandleFunc("POST /api/v1/payments/callback", f.payment)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return f, srv
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeErr(w http.ResponseWriter, status int, code string) {
+	writeJSON(w, status, map[string]any{"error": map[string]string{"code": code, "message": code}})
+}
+
+func ts(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+// advanceLocked resolves due tickets (in queue order) and expires due orders.
+func (f *fakeServer) advanceLocked(now time.Time) {
+	for _, s := range f.sales {
+		for _, o := range s.orders {
+			if o.status == statusPendingPayment && !now.Before(o.payBy) {
+				o.status = statusExpired
+			}
+		}
+		for len(s.queue) > 0 && !now.Before(s.queue[0].created.Add(f.resolveAfter)) {
+			tk := s.queue[0]
+			s.queue = s.queue[1:]
+			avail, _, _ := s.stockLocked()
+			if avail < tk.qty && !f.oversell {
+				tk.status = statusSoldOut
+				continue
+			}
+			f.seq++
+			o := &fakeOrder{id: fmt.Sprintf("o%d", f.seq), sale: s.id, user: tk.user, qty: tk.qty,
+				amount: s.price * int64(tk.qty), status: statusPendingPayment, payBy: now.Add(s.window)}
+			s.orders = append(s.orders, o)
+			f.orders[o.id] = o
+			tk.order = o
+		}
+	}
+}
+
+func (s *fakeSale) stockLocked() (avail, held, sold int) {
+	for _, o := range s.orders {
+		switch o.status {
+		case statusPendingPayment:
+			held += o.qty
+		case statusPaid:
+			sold += o.qty
+		}
+	}
+	return s.stock - held - sold, held, sold
+}
+
+func (tk *fakeTicket) view() map[string]any {
+	v := map[string]any{"ticket_id": tk.id, "sale_id": tk.sale, "quantity": tk.qty, "status": tk.status}
+	if o := tk.order; o != nil {
+		v["status"] = o.status
+		v["order_id"] = o.id
+		if o.status == statusPendingPayment {
+			v["pay_by"] = ts(o.payBy)
+		}
+	}
+	return v
+}
+
+func (o *fakeOrder) view() map[string]any {
+	return map[string]any{"order_id": o.id, "sale_id": o.sale, "user_id": o.user, "quantity": o.qty,
+		"amount_cents": o.amount, "status": o.status, "pay_by": ts(o.payBy), "payment_id": o.paymentID}
+}
+
+func userOf(w http.ResponseWriter, r *http.Request) (string, bool) {
+	u := r.Header.Get("X-User-ID")
+	if !fakeUserRE.MatchString(u) {
+		writeErr(w, http.StatusUnauthorized, "unauthorized")
+		return "", false
+	}
+	return u, true
+}
+
+func (f *fakeServer) createSale(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("Authorization") != "Bearer "+f.token {
+		writeErr(w, http.StatusUnauthorized, "unauthorized")
+		return
+	}
+	var req struct {
+		ID                   string `json:"id"`
+		Stock                int    `json:"stock"`
+		PriceCents           int64  `json:"price_cents"`
+		PerUserLimit         int    `json:"per_user_limit"`
+		StartsAt             string `json:"starts_at"`
+		EndsAt               string `json:"ends_at"`
+		PaymentWindowSeconds int    `json:"payment_window_seconds"`
+		Inventory            string `json:"inventory"`
+		Reservation          *struct {
+			OpensAt  string `json:"opens_at"`
+			ClosesAt string `json:"closes_at"`
+		} `json:"reservation"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		writeErr(w, http.StatusBadRequest, "bad_request")
+		return
+	}
+	s := &fakeSale{id: req.ID, stock: req.Stock, perUser: req.PerUserLimit, price: req.PriceCents,
+		window: time.Duration(req.PaymentWindowSeconds) * time.Second, reserved: map[string]time.Time{}}
+	var err error
+	if s.startsAt, err = time.Parse(time.RFC3339Nano, req.StartsAt); err != nil {
+		writeErr(w, http.StatusBadRequest, "invalid")
+		return
+	}
+	if s.endsAt, err = time.Parse(time.RFC3339Nano, req.EndsAt); err != nil || !s.endsAt.After(s.startsAt) {
+		writeErr(w, http.StatusBadRequest, "invalid")
+		return
+	}
+	if req.Reservation != nil {
+		s.hasRes = true
+		s.resOpens, _ = time.Parse(time.RFC3339Nano, req.Reservation.OpensAt)
+		s.resClose, _ = time.Parse(time.RFC3339Nano, req.Reservation.ClosesAt)
+		if s.resClose.After(s.startsAt) || !s.resClose.After(s.resOpens) {
+			writeErr(w, http.StatusBadRequest, "invalid")
+			return
+		}
+	}
+	if s.stock <= 0 || s.perUser <= 0 || s.window <= 0 || !fakeUserRE.MatchString(s.id) {
+		writeErr(w, http.StatusBadRequest, "invalid")
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.sales[s.id]; ok {
+		writeErr(w, http.StatusConflict, "conflict")
+		return
+	}
+	f.sales[s.id] = s
+	f.inventory = append(f.inventory, req.Inventory)
+	writeJSON(w, http.StatusCreated, map[string]any{"id": s.id, "stock": s.stock})
+}
+
+func (f *fakeServer) getSale(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	now := time.Now()
+	f.advanceLocked(now)
+	s := f.sales[r.PathValue("id")]
+	if s == nil {
+		writeErr(w, http.StatusNotFound, "not_found")
+		return
+	}
+	avail, held, sold := s.stockLocked()
+	state := "open"
+	switch {
+	case s.hasRes && now.Before(s.resOpens):
+		state = "scheduled"
+	case s.hasRes && now.Before(s.resClose):
+		state = "reservation_open"
+	case now.Before(s.startsAt):
+		state = "upcoming"
+	case !now.Before(s.endsAt):
+		state = "ended"
+	case avail <= 0:
+		state = "sold_out"
+	}
+	v := map[string]any{"id": s.id, "state": state, "server_time": ts(now), "starts_at": ts(s.startsAt),
+		"per_user_limit": s.perUser, "price_cents": s.price,
+		"stock": map[string]int{"total": s.stock, "available": avail, "held": held, "sold": sold}}
+	if s.hasRes {
+		v["reservations"] = len(s.reserved)
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+func (f *fakeServer) reserve(w http.ResponseWriter, r *http.Request) {
+	user, ok := userOf(w, r)
+	if !ok {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	now := time.Now()
+	s := f.sales[r.PathValue("id")]
+	switch {
+	case s == nil:
+		writeErr(w, http.StatusNotFound, "not_found")
+	case !s.hasRes:
+		writeErr(w, http.StatusConflict, "no_reservation")
+	case now.Before(s.resOpens) || !now.Before(s.resClose):
+		writeErr(w, http.StatusConflict, "reservation_closed")
+	default:
+		at, again := s.reserved[user]
+		status := http.StatusOK
+		if !again {
+			at, status = now, http.StatusCreated
+			s.reserved[user] = at
+		}
+		writeJSON(w, status, map[string]any{"sale_id": s.id, "user_id": user, "reserved_at": ts(at)})
+	}
+}
+
+func (f *fakeServer) purchase(w http.ResponseWriter, r *http.Request) {
+	user, ok := userOf(w, r)
+	if !ok {
+		return
+	}
+	var body struct {
+		Quantity int `json:"quantity"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+		writeErr(w, http.StatusBadRequest, "bad_request")
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	now := time.Now()
+	f.advanceLocked(now)
+	s := f.sales[r.PathValue("id")]
+	if s == nil {
+		writeErr(w, http.StatusNotFound, "not_found")
+		return
+	}
+	if now.Before(s.startsAt) {
+		writeErr(w, http.StatusConflict, "not_started")
+		return
+	}
+	if _, ok := s.reserved[user]; s.hasRes && !ok {
+		writeErr(w, http.StatusForbidden, "not_qualified")
+		return
+	}
+	if body.Quantity < 1 || body.Quantity > s.perUser {
+		writeErr(w, http.StatusUnprocessableEntity, "invalid_quantity")
+		return
+	}
+	// Inject the crowd-control answers on some users' first attempt.
+	f.attempts[user]++
+	if f.attempts[user] == 1 {
+		n, _ := strconv.Atoi(user[strings.LastIndexByte(user, '-')+1:])
+		switch {
+		case n%7 == 3:
+			w.Header().Set("Retry-After", "0")
+			writeErr(w, http.StatusTooManyRequests, "rate_limited")
+			return
+		case n%11 == 5:
+			writeErr(w, http.StatusServiceUnavailable, "unavailable")
+			return
+		}
+	}
+	units, queued := 0, 0
+	for _, tk := range f.tickets {
+		if tk.sale != s.id {
+			continue
+		}
+		st := tk.view()["status"]
+		if tk.user == user && (st == statusQueued || st == statusPendingPayment) {
+			writeJSON(w, http.StatusOK, map[string]any{"ticket_id": tk.id, "status": st})
+			return
+		}
+		if tk.user == user && (st == statusPendingPayment || st == statusPaid) {
+			units += tk.qty
+		}
+		if st == statusQueued {
+			queued += tk.qty
+		}
+	}
+	if units+body.Quantity > s.perUser {
+		writeErr(w, http.StatusConflict, "limit_reached")
+		return
+	}
+	avail, _, _ := s.stockLocked()
+	if !f.oversell && avail-queued+f.admissionSlack < body.Quantity {
+		writeErr(w, http.StatusConflict, "sold_out")
+		return
+	}
+	f.seq++
+	tk := &fakeTicket{id: fmt.Sprintf("t%d", f.seq), sale: s.id, user: user, qty: body.Quantity, status: statusQueued, created: now}
+	f.tickets[tk.id] = tk
+	s.queue = append(s.queue, tk)
+	writeJSON(w, http.StatusAccepted, map[string]any{"ticket_id": tk.id, "status": statusQueued})
+}
+
+func (f *fakeServer) getTicket(w http.ResponseWriter, r *http.Request) {
+	user, ok := userOf(w, r)
+	if !ok {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.advanceLocked(time.Now())
+	tk := f.tickets[r.PathValue("id")]
+	if tk == nil || tk.user != user {
+		writeErr(w, http.StatusNotFound, "not_found")
+		return
+	}
+	writeJSON(w, http.StatusOK, tk.view())
+}
+
+func (f *fakeServer) getOrder(w http.ResponseWriter, r *http.Request) {
+	user, ok := userOf(w, r)
+	if !ok {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.advanceLocked(time.Now())
+	o := f.orders[r.PathValue("id")]
+	if o == nil || o.user != user {
+		writeErr(w, http.StatusNotFound, "not_found")
+		return
+	}
+	writeJSON(w, http.StatusOK, o.view())
+}
+
+func (f *fakeServer) cancel(w http.ResponseWriter, r *http.Request) {
+	user, ok := userOf(w, r)
+	if !ok {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.advanceLocked(time.Now())
+	o := f.orders[r.PathValue("id")]
+	switch {
+	case o == nil || o.user != user:
+		writeErr(w, http.StatusNotFound, "not_found")
+	case o.status == statusPaid:
+		writeErr(w, http.StatusConflict, "already_paid")
+	default:
+		if o.status == statusPendingPayment {
+			o.status = statusCancelled
+		}
+		writeJSON(w, http.StatusOK, o.view())
+	}
+}
+
+// verifySignature checks the header independently of SignPayment.
+func verifySignature(secret, header string, body []byte, now time.Time) bool {
+	var t string
+	var sigs []string
+	for _, part := range strings.Split(header, ",") {
+		k, v, _ := strings.Cut(strings.TrimSpace(part), "=")
+		switch k {
+		case "t":
+			t = v
+		case "v1":
+			sigs = append(sigs, v)
+		}
+	}
+	sec, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || now.Sub(time.Unix(sec, 0)).Abs() > 300*time.Second {
+		return false
+	}
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write([]byte(t + "." + string(body)))
+	want := hex.EncodeToString(mac.Sum(nil))
+	for _, s := range sigs {
+		if hmac.Equal([]byte(s), []byte(want)) {
+			return true
+		}
+	}
+	return false
+}
+
+func (f *fakeServer) payment(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	if !verifySignature(f.secret, r.Header.Get("X-Flashsale-Signature"), body, time.Now()) {
+		writeErr(w, http.StatusUnauthorized, "bad_signature")
+		return
+	}
+	var p paymentCallback
+	if err := json.Unmarshal(body, &p); err != nil {
+		writeErr(w, http.StatusBadRequest, "bad_request")
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.advanceLocked(time.Now())
+	o := f.orders[p.OrderID]
+	switch {
+	case o == nil:
+		writeErr(w, http.StatusNotFound, "not_found")
+	case o.amount != p.AmountCents:
+		writeErr(w, http.StatusUnprocessableEntity, "amount_mismatch")
+	case p.Status != "succeeded" || o.paymentID == p.PaymentID:
+		writeJSON(w, http.StatusOK, map[string]any{"order_id": o.id, "status": o.status})
+	case o.status == statusPendingPayment:
+		o.status, o.paymentID = statusPaid, p.PaymentID
+		writeJSON(w, http.StatusOK, map[string]any{"order_id": o.id, "status": statusPaid})
+	default:
+		writeJSON(w, http.StatusOK, map[string]any{"order_id": o.id, "status": "refund_required"})
+	}
+}
+
+// inventories returns the inventory field of every sale created so far.
+func (f *fakeServer) inventories() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.inventory...)
+}

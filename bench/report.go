@@ -1,0 +1,410 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Report is the whole result of one run, as written by --json.
+type Report struct {
+	RunID      string        `json:"run_id"`
+	SaleID     string        `json:"sale_id"`
+	URL        string        `json:"url"`
+	Inventory  string        `json:"inventory"`
+	Config     ConfigSummary `json:"config"`
+	StartedAt  time.Time     `json:"started_at"`
+	FinishedAt time.Time     `json:"finished_at"`
+	// ElapsedSeconds is the wall time of the run.
+	ElapsedSeconds float64 `json:"elapsed_seconds"`
+	// Completed is false when the run could not finish (setup failed, --duration hit).
+	Completed bool   `json:"completed"`
+	Error     string `json:"error,omitempty"`
+	// ClockOffsetMs is the server's clock minus the bench's.
+	ClockOffsetMs float64 `json:"clock_offset_ms"`
+	// SaleOpensAt is when the sale opened, in seconds since the run started.
+	SaleOpensAt float64 `json:"sale_opens_at"`
+
+	Endpoints []EndpointReport `json:"endpoints"`
+	Purchase  PurchaseReport   `json:"purchase"`
+	// Tickets counts tickets by their last status (paid, expired, cancelled, ...).
+	Tickets map[string]int64 `json:"tickets"`
+	// Users counts users by the outcome of their purchase attempt ("ticket",
+	// "rejected_sold_out", "not_qualified", ...).
+	Users map[string]int64 `json:"users"`
+	// Actions counts the results of the pay and cancel calls.
+	Actions map[string]int64 `json:"actions"`
+	// Problems lists distinct error details of users, with counts (at most 20).
+	Problems []Problem `json:"problems,omitempty"`
+	// Counters holds retry counts and the like.
+	Counters map[string]int64 `json:"counters"`
+	// OrdersPerSecondSeries counts orders seen created in each second of the run.
+	OrdersPerSecondSeries []int64       `json:"orders_per_second_series"`
+	StockSeries           []StockSample `json:"stock_series"`
+	Checks                []Check       `json:"checks"`
+	// Pass is true when the run completed and every check passed.
+	Pass bool `json:"pass"`
+}
+
+// EndpointReport is the statistics of one endpoint.
+type EndpointReport struct {
+	Name     string `json:"name"`
+	Requests int64  `json:"requests"`
+	// MeanRPS is requests over the span from the endpoint's first to last request
+	// (at least 1 s); PeakRPS is the busiest one-second window (sliding by 100 ms).
+	MeanRPS     float64           `json:"mean_rps"`
+	PeakRPS     float64           `json:"peak_rps"`
+	Latency     LatencySummary    `json:"latency"`
+	Percentiles []PercentilePoint `json:"percentiles"`
+	Status      map[string]int64  `json:"status"`
+	// PerSecond counts requests started in each second of the run.
+	PerSecond []int64 `json:"per_second"`
+}
+
+// PurchaseReport describes how fast the crowd was turned into orders.
+type PurchaseReport struct {
+	Accepted int64 `json:"accepted"`
+	// FirstAcceptedAfterOpenMs is the time from the sale's opening to the first 202.
+	FirstAcceptedAfterOpenMs float64 `json:"first_accepted_after_open_ms"`
+	// AcceptedToLastOrderMs is the time from the first 202 to the last order created.
+	AcceptedToLastOrderMs float64 `json:"accepted_to_last_order_ms"`
+	OrdersCreated         int64   `json:"orders_created"`
+	// OrdersPerSecond is OrdersCreated over AcceptedToLastOrderMs.
+	OrdersPerSecond float64 `json:"orders_per_second"`
+	// Resolve is the time from a 202 to the ticket leaving "queued", as the polling
+	// user saw it.
+	Resolve LatencySummary `json:"resolve"`
+	// SlotWait is how long the users' requests waited on the bench side for one of
+	// the --conns slots; when it is large, the bench (not the server) is the limit.
+	SlotWait LatencySummary `json:"slot_wait"`
+}
+
+// Problem is one distinct error detail and how many users hit it.
+type Problem struct {
+	Detail string `json:"detail"`
+	Count  int64  `json:"count"`
+}
+
+// CompareReport is --compare's result: the same scenario on a redis and a mysql sale.
+type CompareReport struct {
+	Redis *Report `json:"redis"`
+	MySQL *Report `json:"mysql"`
+	// OrdersPerSecondRatio is redis ÷ mysql orders/s; absent when mysql made none.
+	OrdersPerSecondRatio *float64 `json:"orders_per_second_ratio,omitempty"`
+	Pass                 bool     `json:"pass"`
+}
+
+func newCompareReport(redis, mysql *Report) *CompareReport {
+	c := &CompareReport{Redis: redis, MySQL: mysql, Pass: redis != nil && mysql != nil && redis.Pass && mysql.Pass}
+	if redis != nil && mysql != nil {
+		if v, ok := ratio(redis.Purchase.OrdersPerSecond, mysql.Purchase.OrdersPerSecond); ok {
+			c.OrdersPerSecondRatio = &v
+		}
+	}
+	return c
+}
+
+// buildReport assembles the report of a run and runs the invariant checks.
+func (r *run) buildReport(begin time.Time, completed bool, reason string, final *StockSample) *Report {
+	end := time.Now()
+	rec := r.rec
+	rep := &Report{
+		RunID:          r.id,
+		SaleID:         r.saleID,
+		URL:            r.cfg.URL,
+		Inventory:      r.cfg.Inventory,
+		Config:         r.cfg.summary(),
+		StartedAt:      begin.UTC(),
+		FinishedAt:     end.UTC(),
+		ElapsedSeconds: end.Sub(begin).Seconds(),
+		Completed:      completed,
+		Error:          reason,
+		ClockOffsetMs:  float64(r.offset) / float64(time.Millisecond),
+		Tickets:        map[string]int64{statusPaid: 0, statusExpired: 0, statusCancelled: 0, statusSoldOut: 0, statusFailed: 0},
+		Users:          map[string]int64{},
+		Actions:        map[string]int64{},
+	}
+	opens := time.Time{}
+	if !r.sched.startsAt.IsZero() {
+		opens = r.local(r.sched.startsAt)
+		rep.SaleOpensAt = rec.since(opens)
+	}
+
+	rec.mu.Lock()
+	for _, name := range endpointOrder {
+		e := rec.endpoints[name]
+		if e == nil {
+			continue
+		}
+		status := make(map[string]int64, len(e.status))
+		for k, v := range e.status {
+			status[k] = v
+		}
+		rep.Endpoints = append(rep.Endpoints, EndpointReport{
+			Name:        string(name),
+			Requests:    e.count,
+			MeanRPS:     ratePerSecond(e.count, e.last.Sub(e.first)),
+			PeakRPS:     float64(peakPerSecond(e.ticks)),
+			Latency:     summarizeHistogram(e.hist),
+			Percentiles: percentileCurve(e.hist),
+			Status:      status,
+			PerSecond:   perSecond(e.ticks),
+		})
+	}
+	p := &rep.Purchase
+	p.Accepted = rec.accepted
+	p.OrdersCreated = rec.ordersCreated
+	p.Resolve = summarizeHistogram(rec.resolve)
+	p.SlotWait = summarizeHistogram(rec.slots)
+	if !rec.firstAccepted.IsZero() {
+		if !opens.IsZero() {
+			p.FirstAcceptedAfterOpenMs = msOf(rec.firstAccepted.Sub(opens))
+		}
+		if !rec.lastOrder.IsZero() {
+			span := rec.lastOrder.Sub(rec.firstAccepted)
+			p.AcceptedToLastOrderMs = msOf(span)
+			p.OrdersPerSecond = windowRate(rec.ordersCreated, span)
+		}
+	}
+	rep.OrdersPerSecondSeries = append([]int64(nil), rec.ordersPerSec...)
+	rep.StockSeries = append([]StockSample(nil), rec.stock...)
+	rep.Counters = make(map[string]int64, len(rec.counters))
+	for k, v := range rec.counters {
+		rep.Counters[k] = v
+	}
+	rec.mu.Unlock()
+
+	problems := map[string]int64{}
+	for _, u := range r.simUsers {
+		if u.outcome == "" {
+			u.outcome = outcomeGaveUp
+		}
+		rep.Users[u.outcome]++
+		if u.detail != "" {
+			problems[u.detail]++
+		}
+		if t := u.ticket; t != nil {
+			rep.Tickets[orDefault(t.status, "unknown")]++
+			if t.intent != "" {
+				key := t.intent
+				if t.action != "" {
+					key += ":" + t.action
+				}
+				rep.Actions[key]++
+			}
+		}
+	}
+	for d, n := range problems {
+		rep.Problems = append(rep.Problems, Problem{Detail: d, Count: n})
+	}
+	sort.Slice(rep.Problems, func(i, j int) bool {
+		if rep.Problems[i].Count != rep.Problems[j].Count {
+			return rep.Problems[i].Count > rep.Problems[j].Count
+		}
+		return rep.Problems[i].Detail < rep.Problems[j].Detail
+	})
+	if len(rep.Problems) > 20 {
+		rep.Problems = rep.Problems[:20]
+	}
+
+	rep.Checks = checkInvariants(r.observations(completed, reason, final))
+	rep.Pass = completed && allPass(rep.Checks)
+	return rep
+}
+
+func msOf(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// ticketStatusOrder is the order ticket statuses are printed in.
+var ticketStatusOrder = []string{statusPaid, statusExpired, statusCancelled, statusSoldOut, statusFailed, statusPendingPayment, statusQueued}
+
+// writeText prints the human summary of one run.
+func writeText(w io.Writer, rep *Report) {
+	c := rep.Config
+	fmt.Fprintf(w, "flashsale bench  run %s  sale %s  inventory %s  %s\n", rep.RunID, rep.SaleID, rep.Inventory, rep.URL)
+	fmt.Fprintf(w, "users %d  stock %d  per-user limit %d  conns %d  arrival %s", c.Users, c.Stock, c.PerUserLimit, c.Conns, c.Arrival)
+	if c.Arrival == arrivalRamp {
+		fmt.Fprintf(w, " over %v", c.Ramp)
+	}
+	fmt.Fprintf(w, "  reservation %v  pay %.0f%%  cancel %.0f%%  payment window %ds  seed %d\n",
+		c.Reservation, c.PayRatio*100, c.CancelRatio*100, c.PaymentWindow, c.Seed)
+	fmt.Fprintf(w, "elapsed %.1fs  clock offset %s\n", rep.ElapsedSeconds, fmtSignedMs(rep.ClockOffsetMs))
+	if rep.Error != "" {
+		fmt.Fprintf(w, "INCOMPLETE: %s\n", rep.Error)
+	}
+
+	fmt.Fprintln(w, "\nEndpoints")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  endpoint\trequests\treq/s mean\treq/s peak\tp50\tp90\tp99\tmax\t")
+	for _, e := range rep.Endpoints {
+		fmt.Fprintf(tw, "  %s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Name, e.Requests, fmtRate(e.MeanRPS), fmtRate(e.PeakRPS),
+			fmtMs(e.Latency.P50Ms), fmtMs(e.Latency.P90Ms), fmtMs(e.Latency.P99Ms), fmtMs(e.Latency.MaxMs))
+	}
+	_ = tw.Flush()
+
+	fmt.Fprintln(w, "\nStatus mix")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, e := range rep.Endpoints {
+		fmt.Fprintf(tw, "  %s\t%s\n", e.Name, fmtCounts(e.Status, nil))
+	}
+	_ = tw.Flush()
+
+	p := rep.Purchase
+	fmt.Fprintln(w, "\nPurchase flow")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "  accepted (202)\t%d\n", p.Accepted)
+	fmt.Fprintf(tw, "  first 202 after the opening\t%s\n", fmtMs(p.FirstAcceptedAfterOpenMs))
+	fmt.Fprintf(tw, "  first 202 -> last order created\t%s\n", fmtMs(p.AcceptedToLastOrderMs))
+	fmt.Fprintf(tw, "  orders created\t%d\n", p.OrdersCreated)
+	fmt.Fprintf(tw, "  orders created / s\t%s\n", fmtRate(p.OrdersPerSecond))
+	fmt.Fprintf(tw, "  202 -> ticket final  p50 / p99 / max\t%s / %s / %s\n", fmtMs(p.Resolve.P50Ms), fmtMs(p.Resolve.P99Ms), fmtMs(p.Resolve.MaxMs))
+	fmt.Fprintf(tw, "  bench wait for a free conn  p50 / p99\t%s / %s\n", fmtMs(p.SlotWait.P50Ms), fmtMs(p.SlotWait.P99Ms))
+	_ = tw.Flush()
+
+	fmt.Fprintln(w, "\nOutcomes")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "  tickets\t%s\n", fmtCounts(rep.Tickets, ticketStatusOrder))
+	fmt.Fprintf(tw, "  users\t%s\n", fmtCounts(rep.Users, []string{outcomeTicket, outcomeSoldOut}))
+	if len(rep.Actions) > 0 {
+		fmt.Fprintf(tw, "  actions\t%s\n", fmtCounts(rep.Actions, nil))
+	}
+	if len(rep.Counters) > 0 {
+		fmt.Fprintf(tw, "  counters\t%s\n", fmtCounts(rep.Counters, nil))
+	}
+	_ = tw.Flush()
+	if len(rep.Problems) > 0 {
+		fmt.Fprintln(w, "\nProblems")
+		for _, pr := range rep.Problems {
+			fmt.Fprintf(w, "  %6d  %s\n", pr.Count, pr.Detail)
+		}
+	}
+
+	fmt.Fprintln(w, "\nChecks")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, ch := range rep.Checks {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", passWord(ch.Pass), ch.Name, ch.Detail)
+	}
+	_ = tw.Flush()
+	fmt.Fprintf(w, "\nRESULT: %s\n", passWord(rep.Pass))
+}
+
+// compareRows are the rows of the --compare table: metric, redis, mysql.
+func compareRows(cmp *CompareReport) [][3]string {
+	var rows [][3]string
+	row := func(name string, f func(*Report) string) {
+		a, b := "-", "-"
+		if cmp.Redis != nil {
+			a = f(cmp.Redis)
+		}
+		if cmp.MySQL != nil {
+			b = f(cmp.MySQL)
+		}
+		rows = append(rows, [3]string{name, a, b})
+	}
+	row("run", func(r *Report) string { return r.RunID })
+	row("orders created", func(r *Report) string { return fmt.Sprint(r.Purchase.OrdersCreated) })
+	row("orders created / s", func(r *Report) string { return fmtRate(r.Purchase.OrdersPerSecond) })
+	row("first 202 -> last order", func(r *Report) string { return fmtMs(r.Purchase.AcceptedToLastOrderMs) })
+	row("202 -> final p50", func(r *Report) string { return fmtMs(r.Purchase.Resolve.P50Ms) })
+	row("202 -> final p99", func(r *Report) string { return fmtMs(r.Purchase.Resolve.P99Ms) })
+	for _, ep := range []endpoint{epPurchase, epGetTicket} {
+		row(string(ep)+" req/s peak", func(r *Report) string { return fmtRate(endpointOf(r, ep).PeakRPS) })
+		row(string(ep)+" p50", func(r *Report) string { return fmtMs(endpointOf(r, ep).Latency.P50Ms) })
+		row(string(ep)+" p99", func(r *Report) string { return fmtMs(endpointOf(r, ep).Latency.P99Ms) })
+	}
+	for _, s := range []string{statusPaid, statusExpired, statusCancelled, statusSoldOut, statusFailed} {
+		row("tickets "+s, func(r *Report) string { return fmt.Sprint(r.Tickets[s]) })
+	}
+	row("checks", func(r *Report) string { return passWord(r.Pass) })
+	return rows
+}
+
+// ratioText renders the orders/s ratio of a comparison.
+func ratioText(cmp *CompareReport) string {
+	if cmp.OrdersPerSecondRatio == nil {
+		return "n/a (no mysql orders)"
+	}
+	return fmt.Sprintf("%.2f", *cmp.OrdersPerSecondRatio)
+}
+
+// writeCompareText prints both runs of --compare side by side with the ratio.
+func writeCompareText(w io.Writer, cmp *CompareReport) {
+	fmt.Fprintln(w, "Comparison: the same scenario on a redis sale and a mysql sale")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "  metric\tredis\tmysql\n")
+	for _, r := range compareRows(cmp) {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", r[0], r[1], r[2])
+	}
+	_ = tw.Flush()
+	fmt.Fprintf(w, "\norders/s ratio redis ÷ mysql: %s\n", ratioText(cmp))
+	fmt.Fprintf(w, "RESULT: %s\n", passWord(cmp.Pass))
+}
+
+// endpointOf returns the named endpoint's statistics (zero when absent).
+func endpointOf(r *Report, ep endpoint) EndpointReport {
+	for _, e := range r.Endpoints {
+		if e.Name == string(ep) {
+			return e
+		}
+	}
+	return EndpointReport{Name: string(ep)}
+}
+
+func passWord(ok bool) string {
+	if ok {
+		return "PASS"
+	}
+	return "FAIL"
+}
+
+func fmtSignedMs(ms float64) string {
+	if ms < 0 {
+		return "-" + fmtMs(-ms)
+	}
+	return "+" + fmtMs(ms)
+}
+
+// fmtCounts renders counts as "k n, k n", the keys in first first, then by
+// descending count.
+func fmtCounts(m map[string]int64, first []string) string {
+	var parts []string
+	seen := map[string]bool{}
+	for _, k := range first {
+		if v, ok := m[k]; ok {
+			parts = append(parts, fmt.Sprintf("%s %d", k, v))
+		}
+		seen[k] = true
+	}
+	var rest []string
+	for k := range m {
+		if !seen[k] {
+			rest = append(rest, k)
+		}
+	}
+	sort.Slice(rest, func(i, j int) bool {
+		if m[rest[i]] != m[rest[j]] {
+			return m[rest[i]] > m[rest[j]]
+		}
+		return rest[i] < rest[j]
+	})
+	for _, k := range rest {
+		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+	}
+	if len(parts) == 0 {
+		return "-"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// writeJSONFile writes v as indented JSON to path.
+func writeJSONFile(path string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(data, '\n'), 0o644)
+}

@@ -1,0 +1,267 @@
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	mrand "math/rand/v2"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// schedule is the sale's timeline, on the server's clock.
+type schedule struct {
+	opensAt  time.Time // reservation window; zero without one
+	closesAt time.Time
+	startsAt time.Time
+	endsAt   time.Time
+}
+
+// run is one scenario against one sale.
+type run struct {
+	cfg    Config
+	log    *slog.Logger
+	id     string
+	saleID string
+	users  *apiClient // the crowd: at most cfg.Conns requests in flight
+	ctl    *apiClient // sale creation and stock sampling, never queued behind the crowd
+	rec    *recorder
+	prog   *progress
+	sched  schedule
+	offset time.Duration // server clock minus local clock; fixed before users start
+	opened chan struct{} // closed when the sale opens (by the server's clock)
+
+	ordersSeen atomic.Int64 // orders created so far, to pick the paid share
+	unpaidSeen atomic.Int64 // unpaid orders so far, to pick the cancelled share
+	simUsers   []*simUser
+}
+
+// serverNow is the current time on the server's clock.
+func (r *run) serverNow() time.Time { return time.Now().Add(r.offset) }
+
+// local converts a server-clock time to the local clock.
+func (r *run) local(t time.Time) time.Time { return t.Add(-r.offset) }
+
+// newRunID returns a short id that is unique across runs: the time in ms, base 36,
+// and 16 random bits.
+func newRunID() string {
+	var b [2]byte
+	_, _ = rand.Read(b[:])
+	return "r" + strconv.FormatInt(time.Now().UnixMilli(), 36) + hex.EncodeToString(b[:])
+}
+
+// runOnce runs the whole scenario once and returns its report; it never panics on
+// a misbehaving server, it reports.
+func runOnce(ctx context.Context, cfg Config, log *slog.Logger, progressOut io.Writer) *Report {
+	begin := time.Now()
+	r := &run{
+		cfg:    cfg,
+		id:     newRunID(),
+		rec:    newRecorder(begin),
+		prog:   newProgress(progressOut, cfg.Quiet),
+		opened: make(chan struct{}),
+	}
+	r.saleID = "bench-" + r.id
+	r.log = log.With("run", r.id, "inventory", cfg.Inventory)
+	r.users = newAPIClient(cfg, r.rec, cfg.Conns, true)
+	r.ctl = newAPIClient(cfg, r.rec, 4, false)
+	defer r.users.close()
+	defer r.ctl.close()
+
+	loadCtx, cancelLoad := context.WithDeadline(ctx, begin.Add(cfg.loadBudget()))
+	defer cancelLoad()
+	verifyCtx, cancelVerify := context.WithDeadline(ctx, begin.Add(cfg.Duration))
+	defer cancelVerify()
+
+	if err := r.setup(loadCtx); err != nil {
+		r.log.Error("could not set up the sale", "err", err)
+		return r.buildReport(begin, false, err.Error(), nil)
+	}
+
+	samplerCtx, stopSampler := context.WithCancel(verifyCtx)
+	samplerDone := make(chan struct{})
+	go func() {
+		defer close(samplerDone)
+		r.sampleStock(samplerCtx)
+	}()
+
+	completed, reason := r.load(loadCtx)
+	if completed && cfg.WaitExpiry {
+		completed, reason = r.waitExpiry(loadCtx)
+	}
+	r.log.Info("verifying")
+	final := r.settle(verifyCtx)
+	stopSampler()
+	<-samplerDone
+	if completed && verifyCtx.Err() != nil {
+		completed, reason = false, "verification did not finish within --duration"
+	}
+	if !completed {
+		r.log.Warn("run incomplete", "reason", reason)
+	}
+	return r.buildReport(begin, completed, reason, final)
+}
+
+// setup aligns on the server's clock, creates the sale and fixes the schedule.
+func (r *run) setup(ctx context.Context) error {
+	// A first look at the (not yet existing) sale checks that the server answers and
+	// gives a coarse clock offset from the Date header (1 s resolution).
+	t1 := time.Now()
+	_, resp, err := r.ctl.getSale(ctx, r.saleID)
+	t2 := time.Now()
+	if resp == nil {
+		return fmt.Errorf("cannot reach %s: %w", r.cfg.URL, err)
+	}
+	if !resp.Date.IsZero() {
+		coarse := resp.Date.Add(500 * time.Millisecond).Sub(t1.Add(t2.Sub(t1) / 2))
+		if coarse > 1500*time.Millisecond || coarse < -1500*time.Millisecond {
+			r.offset = coarse
+		}
+	}
+
+	base := r.serverNow().Truncate(time.Millisecond)
+	if r.cfg.Reservation {
+		r.sched.opensAt = base.Add(r.cfg.StartDelay)
+		r.sched.closesAt = r.sched.opensAt.Add(r.cfg.reservationWindow())
+		r.sched.startsAt = r.sched.closesAt.Add(r.cfg.StartDelay)
+	} else {
+		r.sched.startsAt = base.Add(r.cfg.StartDelay)
+	}
+	r.sched.endsAt = r.sched.startsAt.Add(r.cfg.Duration)
+
+	req := saleRequest{
+		ID:                   r.saleID,
+		SKU:                  "BENCH-" + r.id,
+		Name:                 "flashsale bench " + r.id,
+		Stock:                r.cfg.Stock,
+		PriceCents:           r.cfg.priceCents,
+		PerUserLimit:         r.cfg.PerUserLimit,
+		StartsAt:             rfc3339(r.sched.startsAt),
+		EndsAt:               rfc3339(r.sched.endsAt),
+		PaymentWindowSeconds: r.cfg.PaymentWindow,
+		Inventory:            r.cfg.Inventory,
+	}
+	if r.cfg.Reservation {
+		req.Reservation = &reservationRequest{OpensAt: rfc3339(r.sched.opensAt), ClosesAt: rfc3339(r.sched.closesAt)}
+	}
+	for attempt := 1; ; attempt++ {
+		resp, err = r.ctl.createSale(ctx, req)
+		if err == nil && resp.Status == http.StatusCreated {
+			break
+		}
+		transient := err != nil || resp.Status == http.StatusInternalServerError || resp.Status == http.StatusBadGateway || resp.Status == http.StatusGatewayTimeout
+		if !transient || attempt >= 3 || ctx.Err() != nil {
+			if err != nil {
+				return fmt.Errorf("creating sale %s: %w", r.saleID, err)
+			}
+			return fmt.Errorf("creating sale %s: %s %s", r.saleID, resp.key(), resp.Message)
+		}
+		sleepCtx(ctx, backoff(attempt+2))
+	}
+
+	// Refine the offset with server_time, keeping the sample with the shortest round trip.
+	best := time.Duration(-1)
+	for range 3 {
+		t1 := time.Now()
+		sv, resp, err := r.ctl.getSale(ctx, r.saleID)
+		t2 := time.Now()
+		if err != nil || resp.Status != http.StatusOK {
+			continue
+		}
+		st, perr := time.Parse(time.RFC3339Nano, sv.ServerTime)
+		if perr != nil {
+			continue
+		}
+		if rtt := t2.Sub(t1); best < 0 || rtt < best {
+			best = rtt
+			r.offset = st.Sub(t1.Add(rtt / 2))
+		}
+	}
+	if best < 0 {
+		return fmt.Errorf("sale %s was created but GET /api/v1/sales/%s does not answer 200 with a server_time", r.saleID, r.saleID)
+	}
+	r.log.Info("sale created", "sale", r.saleID, "stock", r.cfg.Stock, "users", r.cfg.Users,
+		"opens_in", time.Until(r.local(r.sched.startsAt)).Round(time.Millisecond), "clock_offset", r.offset.Round(time.Millisecond))
+	return nil
+}
+
+func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+// load runs every user and waits for all of them. It reports whether they all
+// finished before ctx ended.
+func (r *run) load(ctx context.Context) (bool, string) {
+	seed := r.cfg.Seed
+	r.simUsers = make([]*simUser, r.cfg.Users)
+	for i := range r.simUsers {
+		r.simUsers[i] = &simUser{
+			n:   i,
+			id:  fmt.Sprintf("bench-%s-%d", r.id, i),
+			rng: mrand.New(mrand.NewPCG(seed, uint64(i))),
+		}
+	}
+	if r.cfg.Reservation {
+		r.prog.start(phaseReserve, "reserving ", r.cfg.Users)
+	}
+	// The opening: switch the progress bar, then let the crowd in.
+	go func() {
+		if sleepCtx(ctx, time.Until(r.local(r.sched.startsAt))) {
+			r.prog.start(phasePurchase, "purchasing", r.cfg.Users)
+			close(r.opened)
+		}
+	}()
+	var wg sync.WaitGroup
+	for _, u := range r.simUsers {
+		wg.Go(func() { r.simulate(ctx, u) })
+	}
+	wg.Wait()
+	r.prog.finish()
+	switch err := ctx.Err(); {
+	case err == nil:
+		r.log.Info("purchases settled", "orders_created", r.ordersSeen.Load())
+		return true, ""
+	case errors.Is(err, context.DeadlineExceeded):
+		return false, "the load did not finish within --duration"
+	default:
+		return false, "interrupted"
+	}
+}
+
+// sampleStock reads the sale's stock every cfg.sampleEvery until ctx ends.
+func (r *run) sampleStock(ctx context.Context) {
+	t := time.NewTicker(r.cfg.sampleEvery)
+	defer t.Stop()
+	for {
+		r.sampleOnce(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// sampleOnce reads and records the sale's stock once.
+func (r *run) sampleOnce(ctx context.Context) (StockSample, bool) {
+	sv, resp, err := r.ctl.getSale(ctx, r.saleID)
+	if err != nil || resp.Status != http.StatusOK {
+		return StockSample{}, false
+	}
+	s := StockSample{
+		T:            r.rec.since(time.Now()),
+		State:        sv.State,
+		Total:        sv.Stock.Total,
+		Available:    sv.Stock.Available,
+		Held:         sv.Stock.Held,
+		Sold:         sv.Stock.Sold,
+		Reservations: sv.Reservations,
+	}
+	r.rec.addStock(s)
+	return s, true
+}

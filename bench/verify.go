@@ -1,0 +1,202 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// tickets lists every ticket the users were given.
+func (r *run) tickets() []*ticketTrack {
+	var out []*ticketTrack
+	for _, u := range r.simUsers {
+		if u.ticket != nil {
+			out = append(out, u.ticket)
+		}
+	}
+	return out
+}
+
+// refresh re-reads the given tickets from the server, in parallel.
+func (r *run) refresh(ctx context.Context, ts []*ticketTrack) {
+	if len(ts) == 0 {
+		return
+	}
+	ch := make(chan *ticketTrack)
+	var wg sync.WaitGroup
+	for range min(len(ts), r.cfg.Conns, 64) {
+		wg.Go(func() {
+			for t := range ch {
+				tv, resp, err := r.users.getTicket(ctx, t.userID, t.id)
+				if err == nil && resp.Status == http.StatusOK {
+					t.apply(tv)
+					t.verified = true
+				}
+			}
+		})
+	}
+feed:
+	for _, t := range ts {
+		select {
+		case ch <- t:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(ch)
+	wg.Wait()
+}
+
+// waitExpiry waits until every order still unpaid has passed its pay_by and been
+// seen expired, or until expiryGrace after the latest pay_by. It reports whether the
+// run could go on (false only when ctx ended); orders that did not expire in time are
+// left for the invariant check to flag.
+func (r *run) waitExpiry(ctx context.Context) (bool, string) {
+	var waiting []*ticketTrack
+	var latest time.Time
+	for _, t := range r.tickets() {
+		if t.status != statusPendingPayment {
+			continue
+		}
+		if t.payBy.IsZero() { // no pay_by seen: assume the sale's window from when we saw the order
+			t.payBy = t.resolvedAt.Add(r.offset).Add(time.Duration(r.cfg.PaymentWindow) * time.Second)
+		}
+		latest = later(latest, t.payBy)
+		waiting = append(waiting, t)
+	}
+	if len(waiting) == 0 {
+		return true, ""
+	}
+	r.log.Info("waiting for unpaid orders to expire", "orders", len(waiting),
+		"latest_pay_by_in", time.Until(r.local(latest)).Round(time.Second))
+	r.prog.start(phaseExpiry, "expiring  ", len(waiting))
+	defer r.prog.finish()
+	deadline := r.local(latest).Add(r.cfg.expiryGrace)
+	for {
+		now := r.serverNow()
+		var due []*ticketTrack
+		next := time.Time{}
+		for _, t := range waiting {
+			if !t.payBy.After(now) {
+				due = append(due, t)
+			} else if next.IsZero() || t.payBy.Before(next) {
+				next = t.payBy
+			}
+		}
+		r.refresh(ctx, due)
+		still := waiting[:0]
+		for _, t := range waiting {
+			if t.status == statusPendingPayment {
+				still = append(still, t)
+			} else {
+				r.prog.add(phaseExpiry, 1)
+			}
+		}
+		waiting = still
+		if len(waiting) == 0 {
+			return true, ""
+		}
+		if ctx.Err() != nil {
+			return false, "the run ended while waiting for unpaid orders to expire"
+		}
+		if time.Now().After(deadline) {
+			r.log.Warn("unpaid orders did not expire in time", "orders", len(waiting), "grace", r.cfg.expiryGrace)
+			return true, ""
+		}
+		wait := 500 * time.Millisecond
+		if len(due) == 0 && !next.IsZero() {
+			wait = max(time.Until(r.local(next)), 50*time.Millisecond)
+		}
+		if !sleepCtx(ctx, wait) {
+			return false, "the run ended while waiting for unpaid orders to expire"
+		}
+	}
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// unitsHeldAndSold sums the units of tickets in pending_payment and in paid.
+func unitsHeldAndSold(ts []*ticketTrack) (held, sold int64) {
+	for _, t := range ts {
+		switch t.status {
+		case statusPendingPayment:
+			held += int64(t.quantity)
+		case statusPaid:
+			sold += int64(t.quantity)
+		}
+	}
+	return held, sold
+}
+
+// settle re-reads every ticket, then the sale, until the sale's held and sold agree
+// with the tickets (the system is quiet) or settleTimeout passes. It returns the last
+// reading of the sale, or nil when none could be had.
+func (r *run) settle(ctx context.Context) *StockSample {
+	all := r.tickets()
+	todo := all
+	deadline := time.Now().Add(r.cfg.settleTimeout)
+	var final *StockSample
+	for {
+		r.refresh(ctx, todo)
+		held, sold := unitsHeldAndSold(all)
+		if s, ok := r.sampleOnce(ctx); ok {
+			final = &s
+			if s.Held == held && s.Sold == sold {
+				return final
+			}
+		}
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			if final != nil {
+				r.log.Warn("sale did not settle", "held", final.Held, "sold", final.Sold, "tickets_held", held, "tickets_sold", sold)
+			}
+			return final
+		}
+		todo = todo[:0:0]
+		for _, t := range all {
+			if !terminalStatus(t.status) || !t.verified {
+				todo = append(todo, t)
+			}
+		}
+		if !sleepCtx(ctx, 250*time.Millisecond) {
+			return final
+		}
+	}
+}
+
+// observations turns the run's tickets into the invariant checker's input.
+func (r *run) observations(completed bool, reason string, final *StockSample) invariantInput {
+	in := invariantInput{
+		Stock:        int64(r.cfg.Stock),
+		PerUserLimit: int64(r.cfg.PerUserLimit),
+		WaitExpiry:   r.cfg.WaitExpiry,
+		Completed:    completed,
+		Reason:       reason,
+		Samples:      r.rec.stockSnapshot(),
+		Final:        final,
+	}
+	for _, t := range r.tickets() {
+		in.Tickets = append(in.Tickets, ticketObservation{
+			UserID:   t.userID,
+			TicketID: t.id,
+			OrderID:  t.orderID,
+			Status:   t.status,
+			Quantity: int64(t.quantity),
+			Intent:   t.intent,
+			Action:   t.action,
+			Verified: t.verified,
+		})
+	}
+	return in
+}
+
+// describeSample renders a stock reading for check details.
+func describeSample(s StockSample) string {
+	return fmt.Sprintf("total %d, available %d, held %d, sold %d", s.Total, s.Available, s.Held, s.Sold)
+}
