@@ -79,3 +79,6 @@ func ErrorCode(err error) Code {
 	}
 	return CodeInternal
 }
+
+// ErrAmountMismatch: a payment's amount differs from its order's.
+var ErrAmountMismatch = &Error{CodeAmountMismatch, "the amount differs from the order's"}

@@ -230,3 +230,22 @@ func SnapshotOf(o *Order) EventOrder {
 	return EventOrder{OrderID: o.ID, SaleID: o.SaleID, UserID: o.UserID, Quantity: o.Quantity,
 		AmountCents: o.AmountCents, Status: o.Status, PaymentID: o.PaymentID}
 }
+
+// PayOutcome is what a payment notification did to its order.
+type PayOutcome string
+
+const (
+	// PayPaid: the order is paid by this payment.
+	PayPaid PayOutcome = "paid"
+	// PayRefundRequired: money arrived for an order that cannot take it (expired,
+	// cancelled, or paid by another payment); the order is unchanged.
+	PayRefundRequired PayOutcome = "refund_required"
+)
+
+// OutboxEvent is one unsent outbox row: an event and where it is stored.
+type OutboxEvent struct {
+	ID      int64 // position in its shard's outbox; publish in this order
+	EventID string
+	Type    EventType
+	Payload []byte // the Event as JSON, fixed when the transition committed
+}

@@ -51,6 +51,10 @@ func (s *Server) purchase(c *gin.Context) {
 		s.WriteError(c, flashsale.Errorf(flashsale.CodeInvalidQuantity, "quantity must be between 1 and %d", sale.PerUserLimit))
 		return
 	}
+	if err := s.checkQualified(ctx, sale, user); err != nil {
+		s.WriteError(c, err)
+		return
+	}
 	if !s.limiter.Allow(sale.ID, now) {
 		s.WriteError(c, flashsale.ErrRateLimited)
 		return
@@ -156,13 +160,4 @@ func (s *Server) getTicket(c *gin.Context) {
 		v.PayBy = t.PayBy
 	}
 	c.JSON(http.StatusOK, v)
-}
-
-func (s *Server) getOrder(c *gin.Context) {
-	o, err := s.cfg.Orders.GetOrder(c.Request.Context(), userOf(c), c.Param("id"))
-	if err != nil {
-		s.WriteError(c, err)
-		return
-	}
-	c.JSON(http.StatusOK, o)
 }

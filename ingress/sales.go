@@ -150,6 +150,9 @@ type saleView struct {
 	State                flashsale.SaleState    `json:"state"`
 	ServerTime           time.Time              `json:"server_time"`
 	Stock                flashsale.Stock        `json:"stock"`
+	// Reservations is the number of users who reserved; only for sales with a
+	// reservation phase.
+	Reservations *int `json:"reservations,omitempty"`
 }
 
 func (s *Server) view(c *gin.Context, sale *flashsale.Sale) (*saleView, error) {
@@ -158,7 +161,11 @@ func (s *Server) view(c *gin.Context, sale *flashsale.Sale) (*saleView, error) {
 		return nil, err
 	}
 	now := s.cfg.Now().UTC()
-	return &saleView{ID: sale.ID, SKU: sale.SKU, Name: sale.Name, PriceCents: sale.PriceCents,
+	reservations, err := s.reservationCount(c.Request.Context(), sale)
+	if err != nil {
+		return nil, err
+	}
+	return &saleView{Reservations: reservations, ID: sale.ID, SKU: sale.SKU, Name: sale.Name, PriceCents: sale.PriceCents,
 		PerUserLimit: sale.PerUserLimit, StartsAt: sale.StartsAt, EndsAt: sale.EndsAt,
 		PaymentWindowSeconds: sale.PaymentWindowSeconds, Reservation: sale.Reservation,
 		Inventory: sale.Inventory, CreatedAt: sale.CreatedAt, State: sale.StateAt(now, stock.Available),

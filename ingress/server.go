@@ -67,6 +67,11 @@ type Config struct {
 	Stock  Stock  // required
 	Orders Orders // required
 	Queue  Queue  // required
+	// Reservations handles the reservation phase (see reservations.go); nil
+	// answers 409 no_reservation and treats every sale as open to all.
+	Reservations Reservations
+	// Orders lifecycle: cancel (see orders.go). Required.
+	Lifecycle Lifecycle
 	// AdminToken guards admin endpoints; empty: they answer 503.
 	AdminToken string
 	// LimitPerWindow is purchases admitted per sale per 10 ms on this node;
@@ -98,8 +103,8 @@ type Server struct {
 
 // New builds the router.
 func New(cfg Config) (*Server, error) {
-	if cfg.Sales == nil || cfg.Stock == nil || cfg.Orders == nil || cfg.Queue == nil {
-		return nil, errors.New("ingress: Sales, Stock, Orders and Queue are required")
+	if cfg.Sales == nil || cfg.Stock == nil || cfg.Orders == nil || cfg.Queue == nil || cfg.Lifecycle == nil {
+		return nil, errors.New("ingress: Sales, Stock, Orders, Queue and Lifecycle are required")
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
@@ -142,6 +147,9 @@ func New(cfg Config) (*Server, error) {
 	api.POST("/sales/:id/purchase", s.user, s.purchase)
 	api.GET("/tickets/:id", s.user, s.getTicket)
 	api.GET("/orders/:id", s.user, s.getOrder)
+	api.POST("/orders/:id/cancel", s.user, s.cancelOrder)
+	api.POST("/sales/:id/reservations", s.user, s.reserve)
+	api.GET("/sales/:id/reservations/me", s.user, s.myReservation)
 	s.engine = e
 	return s, nil
 }

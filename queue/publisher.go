@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/flashsale/flashsale"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,6 +31,7 @@ type Publisher struct {
 	blocked atomic.Bool
 	ready   atomic.Bool
 	returns atomic.Int64
+	buckets map[int]bool // delay buckets declared on ch; guarded by mu
 	cancel  context.CancelFunc
 	done    chan struct{}
 }
@@ -56,8 +58,8 @@ func (p *Publisher) Ready() error {
 	return nil
 }
 
-// Returned counts messages the broker returned as unroutable (should stay 0: the
-// topology is declared before the first publish on every connection).
+// Returned counts messages the broker returned as unroutable: events no queue
+// is bound for, or (a fault) purchases and expiries whose queue is gone.
 func (p *Publisher) Returned() int64 { return p.returns.Load() }
 
 func (p *Publisher) loop(ctx context.Context) {
@@ -94,11 +96,18 @@ func (p *Publisher) loop(ctx context.Context) {
 		go func() {
 			for r := range returns {
 				p.returns.Add(1)
-				p.cfg.Log.Error("rabbitmq returned an unroutable message", "exchange", r.Exchange, "key", r.RoutingKey, "reply", r.ReplyText)
+				// An event nobody subscribed to is normal; anything else is a
+				// topology fault.
+				level := slog.LevelError
+				if r.Exchange == p.cfg.Topology.EventsExchange() {
+					level = slog.LevelDebug
+				}
+				p.cfg.Log.Log(context.Background(), level, "rabbitmq returned an unroutable message",
+					"exchange", r.Exchange, "key", r.RoutingKey, "reply", r.ReplyText)
 			}
 		}()
 		p.mu.Lock()
-		p.ch = ch
+		p.ch, p.buckets = ch, map[int]bool{}
 		p.mu.Unlock()
 		p.blocked.Store(false)
 		p.ready.Store(true)
@@ -166,4 +175,60 @@ func (p *Publisher) PublishPurchase(ctx context.Context, req *flashsale.Purchase
 	}
 	return p.Publish(ctx, p.cfg.Topology.PurchaseExchange(), PurchaseKey, amqp.Publishing{
 		ContentType: "application/json", MessageId: req.TicketID, Body: body})
+}
+
+// PublishEvents publishes outbox events to the events exchange, in order, with the
+// event type as routing key and the event id as message id, and waits for their
+// confirms. It returns how many events from the start were confirmed; on an
+// error the rest must be published again (consumers de-duplicate by event id).
+func (p *Publisher) PublishEvents(ctx context.Context, events []flashsale.OutboxEvent) (int, error) {
+	if err := p.Ready(); err != nil {
+		return 0, err
+	}
+	p.mu.Lock()
+	ch := p.ch
+	if ch == nil {
+		p.mu.Unlock()
+		return 0, fmt.Errorf("rabbitmq not connected: %w", ErrUnavailable)
+	}
+	confirms := make([]*amqp.DeferredConfirmation, 0, len(events))
+	var pubErr error
+	for _, e := range events {
+		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, p.cfg.Topology.EventsExchange(), string(e.Type), true, false,
+			amqp.Publishing{ContentType: "application/json", MessageId: e.EventID, DeliveryMode: amqp.Persistent,
+				Timestamp: time.Now(), Type: string(e.Type), Body: e.Payload})
+		if err != nil {
+			pubErr = fmt.Errorf("publish: %v: %w", err, ErrUnavailable)
+			break
+		}
+		confirms = append(confirms, dc)
+	}
+	p.mu.Unlock()
+	for i, dc := range confirms {
+		acked, err := dc.WaitContext(ctx)
+		if err != nil || !acked {
+			return i, fmt.Errorf("event %s not confirmed: %w", events[i].EventID, ErrUnavailable)
+		}
+	}
+	return len(confirms), pubErr
+}
+
+// PublishDelayed publishes body so that it reaches the expiry queue after
+// seconds (at once when seconds <= 0), through the delay bucket of that length,
+// declared on first use. nil only once the broker confirmed.
+func (p *Publisher) PublishDelayed(ctx context.Context, msgID string, body []byte, seconds int) error {
+	exchange, key := p.cfg.Topology.ExpiryExchange(), ""
+	if seconds > 0 {
+		exchange, key = "", p.cfg.Topology.DelayBucket(seconds)
+		p.mu.Lock()
+		if p.ch != nil && !p.buckets[seconds] {
+			if err := p.cfg.Topology.DeclareDelayBucket(p.ch, seconds); err != nil {
+				p.mu.Unlock()
+				return fmt.Errorf("%v: %w", err, ErrUnavailable)
+			}
+			p.buckets[seconds] = true
+		}
+		p.mu.Unlock()
+	}
+	return p.Publish(ctx, exchange, key, amqp.Publishing{ContentType: "application/json", MessageId: msgID, Body: body})
 }

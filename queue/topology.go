@@ -36,6 +36,37 @@ func (t Topology) DeadQueue() string { return t.Namespace + ".purchase.dead" }
 // event type as routing key.
 func (t Topology) EventsExchange() string { return t.Namespace + ".events" }
 
+// ExpiryExchange receives expiry messages: dead-lettered from the delay buckets
+// when their TTL ends, or published directly when an order is already due.
+func (t Topology) ExpiryExchange() string { return t.Namespace + ".expiry" }
+
+// ExpiryQueue is consumed by delayq to expire unpaid orders.
+func (t Topology) ExpiryQueue() string { return t.Namespace + ".expiry" }
+
+// CreatedQueue receives every order.created event; delayq schedules its expiry.
+func (t Topology) CreatedQueue() string { return t.Namespace + ".delayq.created" }
+
+// DelayBucket is the queue that delays messages by seconds: it has a queue-wide
+// TTL and no consumers, and dead-letters into the expiry exchange. One bucket per
+// delay length, because a per-message TTL only expires at the head of a queue.
+func (t Topology) DelayBucket(seconds int) string {
+	return t.Namespace + ".delay." + itoa(seconds) + "s"
+}
+
+// DeclareDelayBucket declares the bucket for seconds on ch.
+func (t Topology) DeclareDelayBucket(ch *amqp.Channel, seconds int) error {
+	_, err := ch.QueueDeclare(t.DelayBucket(seconds), true, false, false, false, quorumArgs(amqp.Table{
+		"x-message-ttl":          int64(seconds) * 1000,
+		"x-dead-letter-exchange": t.ExpiryExchange(),
+		"x-dead-letter-strategy": "at-least-once",
+		"x-overflow":             "reject-publish",
+	}))
+	if err != nil {
+		return fmt.Errorf("queue: declare delay bucket %ds: %w", seconds, err)
+	}
+	return nil
+}
+
 // PurchaseKey is the routing key of purchases.
 const PurchaseKey = "purchase"
 
@@ -47,8 +78,14 @@ func quorumArgs(extra amqp.Table) amqp.Table {
 	return args
 }
 
-// Declare declares the whole topology on ch. It is idempotent, and it is called
-// on every (re)connect, so a deleted queue comes back.
+type queueSpec struct {
+	name, exchange, key string
+	args                amqp.Table
+}
+
+// Declare declares the whole topology on ch (delay buckets are declared on
+// first use). It is idempotent, and it is called on every (re)connect, so a
+// deleted queue comes back.
 func (t Topology) Declare(ch *amqp.Channel) error {
 	limit := t.DeliveryLimit
 	if limit == 0 {
@@ -58,30 +95,33 @@ func (t Topology) Declare(ch *amqp.Channel) error {
 		{t.PurchaseExchange(), amqp.ExchangeDirect},
 		{t.DeadExchange(), amqp.ExchangeDirect},
 		{t.EventsExchange(), amqp.ExchangeTopic},
+		{t.ExpiryExchange(), amqp.ExchangeFanout},
 	}
 	for _, e := range exchanges {
 		if err := ch.ExchangeDeclare(e.name, e.kind, true, false, false, false, nil); err != nil {
 			return fmt.Errorf("queue: declare exchange %s: %w", e.name, err)
 		}
 	}
-	queues := []struct {
-		name, exchange string
-		args           amqp.Table
-	}{
-		{t.DeadQueue(), t.DeadExchange(), quorumArgs(nil)},
-		{t.PurchaseQueue(), t.PurchaseExchange(), quorumArgs(amqp.Table{
+	// Expiry messages are also swept from MySQL, so one that keeps failing is
+	// dropped after the delivery limit rather than dead-lettered.
+	expiry := quorumArgs(amqp.Table{"x-delivery-limit": int64(limit)})
+	queues := []queueSpec{
+		{t.DeadQueue(), t.DeadExchange(), PurchaseKey, quorumArgs(nil)},
+		{t.PurchaseQueue(), t.PurchaseExchange(), PurchaseKey, quorumArgs(amqp.Table{
 			"x-delivery-limit":          int64(limit),
 			"x-dead-letter-exchange":    t.DeadExchange(),
 			"x-dead-letter-routing-key": PurchaseKey,
 			"x-dead-letter-strategy":    "at-least-once",
 			"x-overflow":                "reject-publish",
 		})},
+		{t.ExpiryQueue(), t.ExpiryExchange(), "", expiry},
+		{t.CreatedQueue(), t.EventsExchange(), "order.created", expiry},
 	}
 	for _, q := range queues {
 		if _, err := ch.QueueDeclare(q.name, true, false, false, false, q.args); err != nil {
 			return fmt.Errorf("queue: declare queue %s: %w", q.name, err)
 		}
-		if err := ch.QueueBind(q.name, PurchaseKey, q.exchange, false, nil); err != nil {
+		if err := ch.QueueBind(q.name, q.key, q.exchange, false, nil); err != nil {
 			return fmt.Errorf("queue: bind queue %s: %w", q.name, err)
 		}
 	}

@@ -7,22 +7,25 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // config is every FLASHSALE_* setting; flags of the same name (lower case, dashes)
 // override the environment.
 type config struct {
-	HTTPAddr       string
-	RedisAddrs     []string
-	AMQPURL        string
-	MetaDSN        string
-	ShardDSNs      []string
-	Namespace      string
-	AdminToken     string
-	PaymentSecrets []string
-	LimitPerWindow int
-	LogLevel       slog.Level
-	ShutdownGrace  int // seconds
+	HTTPAddr        string
+	RedisAddrs      []string
+	AMQPURL         string
+	MetaDSN         string
+	ShardDSNs       []string
+	Namespace       string
+	AdminToken      string
+	PaymentSecrets  []string
+	LimitPerWindow  int
+	LogLevel        slog.Level
+	ShutdownGrace   time.Duration
+	SweepInterval   time.Duration
+	OutboxRetention time.Duration
 }
 
 func env(name, def string) string {
@@ -56,6 +59,8 @@ func loadConfig(fs *flag.FlagSet, args []string) (*config, error) {
 	limit := fs.String("limit-per-window", env("FLASHSALE_LIMIT_PER_WINDOW", "50"), "purchases per sale per node per 10 ms; 0 disables")
 	level := fs.String("log-level", env("FLASHSALE_LOG_LEVEL", "info"), "debug, info, warn or error")
 	grace := fs.String("shutdown-grace", env("FLASHSALE_SHUTDOWN_GRACE_SECONDS", "20"), "seconds to finish in-flight work on SIGTERM")
+	sweep := fs.String("sweep-interval", env("FLASHSALE_SWEEP_INTERVAL", "5"), "seconds between sweeps for overdue unpaid orders")
+	retention := fs.String("outbox-retention", env("FLASHSALE_OUTBOX_RETENTION_HOURS", "24"), "hours sent outbox rows are kept")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -65,8 +70,20 @@ func loadConfig(fs *flag.FlagSet, args []string) (*config, error) {
 	if c.LimitPerWindow, err = strconv.Atoi(*limit); err != nil || c.LimitPerWindow < 0 {
 		return nil, fmt.Errorf("FLASHSALE_LIMIT_PER_WINDOW must be a whole number >= 0, got %q", *limit)
 	}
-	if c.ShutdownGrace, err = strconv.Atoi(*grace); err != nil || c.ShutdownGrace < 1 {
-		return nil, fmt.Errorf("FLASHSALE_SHUTDOWN_GRACE_SECONDS must be a whole number >= 1, got %q", *grace)
+	for _, d := range []struct {
+		name, val string
+		unit      time.Duration
+		into      *time.Duration
+	}{
+		{"FLASHSALE_SHUTDOWN_GRACE_SECONDS", *grace, time.Second, &c.ShutdownGrace},
+		{"FLASHSALE_SWEEP_INTERVAL", *sweep, time.Second, &c.SweepInterval},
+		{"FLASHSALE_OUTBOX_RETENTION_HOURS", *retention, time.Hour, &c.OutboxRetention},
+	} {
+		n, err := strconv.Atoi(d.val)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%s must be a whole number >= 1, got %q", d.name, d.val)
+		}
+		*d.into = time.Duration(n) * d.unit
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(*level)); err != nil {
 		return nil, fmt.Errorf("FLASHSALE_LOG_LEVEL must be debug, info, warn or error, got %q", *level)

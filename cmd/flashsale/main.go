@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -21,10 +22,14 @@ import (
 
 	"github.com/flashsale/flashsale/bench"
 	"github.com/flashsale/flashsale/catalog"
+	"github.com/flashsale/flashsale/delayq"
 	"github.com/flashsale/flashsale/ingress"
+	"github.com/flashsale/flashsale/lifecycle"
 	"github.com/flashsale/flashsale/mysqlstore"
+	"github.com/flashsale/flashsale/payment"
 	"github.com/flashsale/flashsale/queue"
 	"github.com/flashsale/flashsale/redisstore"
+	"github.com/flashsale/flashsale/relay"
 	"github.com/flashsale/flashsale/worker"
 )
 
@@ -33,8 +38,10 @@ const usage = `usage: flashsale <command> [flags]
 commands:
   migrate    create or upgrade the schema on the meta database and every shard
   all        every role in one process (runs migrate first)
-  ingress    the HTTP API
+  ingress    the HTTP API (purchases, reads, cancel, payment webhook)
   worker     the purchase-queue consumer
+  delayq     expiry of unpaid orders (delay queues + sweeper)
+  relay      publishes the outbox to the events exchange
   bench      the load generator (flashsale bench -h)
 
 Configuration comes from FLASHSALE_* variables; flags override them (flashsale all -h).
@@ -52,9 +59,11 @@ func main() {
 		os.Exit(bench.Main(ctx, args, os.Stdout, os.Stderr))
 	}
 	roles := map[string][]string{
-		"all":     {"ingress", "worker"},
+		"all":     {"ingress", "worker", "delayq", "relay"},
 		"ingress": {"ingress"},
 		"worker":  {"worker"},
+		"delayq":  {"delayq"},
+		"relay":   {"relay"},
 		"migrate": nil,
 	}
 	want, ok := roles[cmd]
@@ -86,6 +95,45 @@ func (c *config) queue(log *slog.Logger, name string) queue.Config {
 	return queue.Config{URL: c.AMQPURL, Topology: queue.Topology{Namespace: c.Namespace}, Log: log, Name: "flashsale " + name}
 }
 
+// process runs a process's long-lived parts and stops them in order: intake
+// (HTTP) first, then consumers and background jobs, so that what was admitted
+// during shutdown is still processed or handed back to the queue.
+type process struct {
+	log    *slog.Logger
+	work   context.Context // cancelled after intake stopped
+	stop   context.CancelFunc
+	wg     sync.WaitGroup
+	errs   chan error
+	intake []func(context.Context)
+}
+
+// spawn runs fn until the work context ends; an error stops the process.
+func (p *process) spawn(fn func(ctx context.Context) error) {
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		if err := fn(p.work); err != nil {
+			p.errs <- err
+		}
+	}()
+}
+
+// consume runs n consumers of q, handing batches to h as messages of type M
+// (each role declares its own message interface; queue.Delivery satisfies all).
+func consume[M any](p *process, qc queue.Config, q string, n int, h func(context.Context, []M)) {
+	for i := 0; i < n; i++ {
+		p.spawn(func(ctx context.Context) error {
+			return queue.Consume(ctx, qc, queue.ConsumerConfig{Queue: q}, func(ctx context.Context, b []queue.Delivery) {
+				msgs := make([]M, len(b))
+				for i, d := range b {
+					msgs[i] = any(d).(M)
+				}
+				h(ctx, msgs)
+			})
+		})
+	}
+}
+
 // run starts the roles and blocks until ctx ends, then stops them in order.
 func run(ctx context.Context, cmd string, roles []string, cfg *config, log *slog.Logger) error {
 	if cmd == "migrate" || cmd == "all" {
@@ -114,85 +162,104 @@ func run(ctx context.Context, cmd string, roles []string, cfg *config, log *slog
 	if err != nil {
 		return err
 	}
+	lc, err := lifecycle.New(lifecycle.Config{Book: store, Stock: rs, Log: log})
+	if err != nil {
+		return err
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	// Intake (HTTP) stops first; consumers after it, so what was admitted during
-	// shutdown is still processed or handed back to the queue.
-	var intake, consumers []func(context.Context)
-	var wg sync.WaitGroup
-	errs := make(chan error, 4)
-	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopWork()
+	p := &process{log: log, errs: make(chan error, 16)}
+	p.work, p.stop = context.WithCancel(context.WithoutCancel(ctx))
+	defer p.stop()
 	for _, role := range roles {
+		// Each role has its own broker connections: a publisher blocked by a
+		// memory alarm never stalls a consumer.
+		qc := cfg.queue(log, role)
 		switch role {
 		case "ingress":
-			pub, err := queue.NewPublisher(cfg.queue(log, "ingress"))
+			pub, err := queue.NewPublisher(qc)
 			if err != nil {
 				return err
 			}
 			defer pub.Close()
-			srv, err := ingress.New(ingress.Config{Sales: sales, Stock: rs, Orders: store, Queue: pub,
+			srv, err := ingress.New(ingress.Config{Sales: sales, Stock: rs, Orders: store, Queue: pub, Lifecycle: lc,
 				AdminToken: cfg.AdminToken, LimitPerWindow: cfg.LimitPerWindow, Registry: reg, Gatherer: reg, Log: log,
 				Ready: []ingress.Check{rs.Ping, func(context.Context) error { return pub.Ready() }, store.Ping}})
 			if err != nil {
 				return err
 			}
+			pay, err := payment.New(payment.Config{Payer: lc, Secrets: cfg.PaymentSecrets, Log: log})
+			if err != nil {
+				return err
+			}
+			pay.Register(srv.Router())
 			hs := &http.Server{Addr: cfg.HTTPAddr, Handler: srv.Handler(), ReadHeaderTimeout: 5 * time.Second,
 				ReadTimeout: 10 * time.Second, WriteTimeout: 15 * time.Second, IdleTimeout: 60 * time.Second,
 				ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-			wg.Add(1)
+			ln, err := net.Listen("tcp", cfg.HTTPAddr)
+			if err != nil {
+				return fmt.Errorf("ingress: %w", err)
+			}
+			log.Info("ingress listening", "addr", cfg.HTTPAddr)
+			p.wg.Add(1)
 			go func() {
-				defer wg.Done()
-				log.Info("ingress listening", "addr", cfg.HTTPAddr)
-				if err := hs.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-					errs <- fmt.Errorf("ingress: %w", err)
+				defer p.wg.Done()
+				if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+					p.errs <- fmt.Errorf("ingress: %w", err)
 				}
 			}()
-			intake = append(intake, func(c context.Context) { hs.Shutdown(c) })
+			p.intake = append(p.intake, func(c context.Context) { hs.Shutdown(c) })
 		case "worker":
 			w, err := worker.New(worker.Config{Sales: sales, Stock: rs, Orders: store, Log: log, Registry: reg})
 			if err != nil {
 				return err
 			}
-			qc := cfg.queue(log, "worker")
-			start := func(q string, h func(context.Context, []worker.Message)) {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					err := queue.Consume(workCtx, qc, queue.ConsumerConfig{Queue: q}, func(ctx context.Context, b []queue.Delivery) {
-						msgs := make([]worker.Message, len(b))
-						for i, d := range b {
-							msgs[i] = d
-						}
-						h(ctx, msgs)
-					})
-					if err != nil {
-						errs <- err
-					}
-				}()
+			consume(p, qc, qc.Topology.PurchaseQueue(), 2, w.HandlePurchases)
+			consume(p, qc, qc.Topology.DeadQueue(), 1, w.HandleDeadLetters)
+		case "delayq":
+			pub, err := queue.NewPublisher(qc)
+			if err != nil {
+				return err
 			}
-			for i := 0; i < 2; i++ {
-				start(qc.Topology.PurchaseQueue(), w.HandlePurchases)
+			defer pub.Close()
+			dq, err := delayq.New(delayq.Config{Sales: sales, Delayer: pub, Expirer: lc, Due: store, Redis: rs.Client(),
+				Namespace: cfg.Namespace, SweepInterval: cfg.SweepInterval, Log: log, Registry: reg})
+			if err != nil {
+				return err
 			}
-			start(qc.Topology.DeadQueue(), w.HandleDeadLetters)
-			consumers = append(consumers, func(context.Context) { stopWork() })
+			consume(p, qc, qc.Topology.CreatedQueue(), 1, dq.HandleCreated)
+			consume(p, qc, qc.Topology.ExpiryQueue(), 1, dq.HandleExpiry)
+			p.spawn(func(ctx context.Context) error { dq.RunSweeper(ctx); return nil })
+		case "relay":
+			pub, err := queue.NewPublisher(qc)
+			if err != nil {
+				return err
+			}
+			defer pub.Close()
+			host, _ := os.Hostname()
+			r, err := relay.New(relay.Config{Outbox: store, Publisher: pub, Redis: rs.Client(), Namespace: cfg.Namespace,
+				Owner: fmt.Sprintf("%s/%d", host, os.Getpid()), Retention: cfg.OutboxRetention, Log: log, Registry: reg})
+			if err != nil {
+				return err
+			}
+			p.spawn(func(ctx context.Context) error { r.Run(ctx); return nil })
 		}
 	}
 	var runErr error
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down")
-	case runErr = <-errs:
+	case runErr = <-p.errs:
 	}
-	grace, cancel := context.WithTimeout(context.Background(), time.Duration(cfg.ShutdownGrace)*time.Second)
+	grace, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
 	defer cancel()
-	for _, stop := range append(intake, consumers...) {
+	for _, stop := range p.intake {
 		stop(grace)
 	}
-	stopWork()
+	p.stop()
 	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
+	go func() { p.wg.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-grace.Done():

@@ -1,0 +1,267 @@
+// Package delayq expires unpaid orders when their payment window ends.
+//
+// Scheduling rides on the order.created event: the scheduler consumes it and
+// publishes it into the delay bucket queue for the time left until pay_by (one
+// queue per delay length, with a queue-wide TTL and no consumers), which
+// dead-letters it into the expiry queue when the time is up. The expirer then
+// expires the order through the lifecycle (conditional update + outbox row, then
+// release in Redis); a duplicate or a late message changes nothing. The sweeper,
+// one runner at a time, expires overdue orders that any lost message missed, so a
+// lost message only delays expiry by the sweep interval.
+package delayq
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"math"
+	"sync"
+	"time"
+
+	"github.com/bsm/redislock"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/flashsale/flashsale"
+)
+
+// Message is one consumed message and the way to settle it.
+type Message interface {
+	Body() []byte
+	Ack() error
+	Retry() error
+	DeadLetter() error
+}
+
+// Sales finds sales (for their payment window).
+type Sales interface {
+	Get(ctx context.Context, id string) (*flashsale.Sale, error)
+}
+
+// Delayer publishes a message that reaches the expiry queue after seconds.
+type Delayer interface {
+	PublishDelayed(ctx context.Context, msgID string, body []byte, seconds int) error
+}
+
+// Expirer expires orders (the lifecycle).
+type Expirer interface {
+	// Expire returns the order as it stands: still pending_payment when not due.
+	Expire(ctx context.Context, userID, orderID string) (*flashsale.Order, error)
+}
+
+// Due finds overdue unpaid orders.
+type Due interface {
+	Shards() int
+	DueOrders(ctx context.Context, shard int, now time.Time, limit int) ([]*flashsale.Order, error)
+}
+
+// Config for a Queue.
+type Config struct {
+	Sales   Sales   // required
+	Delayer Delayer // required
+	Expirer Expirer // required
+	Due     Due     // required
+	// Redis holds the sweeper's lease. Required.
+	Redis redis.UniversalClient
+	// Namespace prefixes the lease key. Required.
+	Namespace string
+	// SweepInterval is the time between sweeps. Default 5 s.
+	SweepInterval time.Duration
+	// SweepGrace is how long past pay_by an order must be before the sweeper takes
+	// it (the queue normally expires it first). Default 1 s.
+	SweepGrace time.Duration
+	// Log default slog.Default(); Registry optional; Now default time.Now.
+	Log      *slog.Logger
+	Registry prometheus.Registerer
+	Now      func() time.Time
+}
+
+// Queue is the delayed-expiry role.
+type Queue struct {
+	cfg     Config
+	log     *slog.Logger
+	locker  *redislock.Client
+	expired *prometheus.CounterVec
+}
+
+// New returns a Queue.
+func New(cfg Config) (*Queue, error) {
+	if cfg.Sales == nil || cfg.Delayer == nil || cfg.Expirer == nil || cfg.Due == nil || cfg.Redis == nil || cfg.Namespace == "" {
+		return nil, errors.New("delayq: Sales, Delayer, Expirer, Due, Redis and Namespace are required")
+	}
+	if cfg.SweepInterval == 0 {
+		cfg.SweepInterval = 5 * time.Second
+	}
+	if cfg.SweepGrace == 0 {
+		cfg.SweepGrace = time.Second
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	q := &Queue{cfg: cfg, log: cfg.Log, locker: redislock.New(cfg.Redis),
+		expired: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "flashsale_delayq_expired_total",
+			Help: "Orders expired, by the path that found them (queue or sweeper)."}, []string{"path"})}
+	if cfg.Registry != nil {
+		cfg.Registry.MustRegister(q.expired)
+	}
+	return q, nil
+}
+
+// delayUntil is the whole seconds from now until t, rounded up; 0 when t passed.
+func delayUntil(t, now time.Time) int {
+	d := t.Sub(now)
+	if d <= 0 {
+		return 0
+	}
+	return int(math.Ceil(d.Seconds()))
+}
+
+func decode(m Message) (*flashsale.Event, bool) {
+	var ev flashsale.Event
+	if err := json.Unmarshal(m.Body(), &ev); err != nil || ev.Order.OrderID == "" || ev.Order.UserID == "" {
+		return nil, false
+	}
+	return &ev, true
+}
+
+// HandleCreated schedules the expiry of each created order.
+func (q *Queue) HandleCreated(ctx context.Context, msgs []Message) {
+	for _, m := range msgs {
+		ev, ok := decode(m)
+		if !ok {
+			q.log.Error("dropping a malformed order.created event", "body", string(m.Body()))
+			m.DeadLetter()
+			continue
+		}
+		sale, err := q.cfg.Sales.Get(ctx, ev.Order.SaleID)
+		if errors.Is(err, flashsale.ErrNotFound) {
+			q.log.Error("dropping order.created of an unknown sale", "sale", ev.Order.SaleID)
+			m.Ack()
+			continue
+		}
+		if err == nil {
+			payBy := ev.OccurredAt.Add(sale.PaymentWindow())
+			err = q.cfg.Delayer.PublishDelayed(ctx, ev.EventID, m.Body(), delayUntil(payBy, q.cfg.Now()))
+		}
+		if err != nil {
+			q.log.Warn("scheduling expiry failed; retrying", "order", ev.Order.OrderID, "err", err)
+			m.Retry()
+			continue
+		}
+		m.Ack()
+	}
+}
+
+// HandleExpiry expires the orders whose delay ended. A message that arrives
+// before pay_by (clock skew) is delayed again for the time left.
+func (q *Queue) HandleExpiry(ctx context.Context, msgs []Message) {
+	for _, m := range msgs {
+		ev, ok := decode(m)
+		if !ok {
+			q.log.Error("dropping a malformed expiry message", "body", string(m.Body()))
+			m.DeadLetter()
+			continue
+		}
+		o, err := q.cfg.Expirer.Expire(ctx, ev.Order.UserID, ev.Order.OrderID)
+		switch {
+		case errors.Is(err, flashsale.ErrNotFound):
+			q.log.Error("dropping expiry of an unknown order", "order", ev.Order.OrderID)
+			m.Ack()
+		case err != nil:
+			q.log.Warn("expiring failed; retrying", "order", ev.Order.OrderID, "err", err)
+			m.Retry()
+		case o.Status == flashsale.OrderPendingPayment:
+			if err := q.cfg.Delayer.PublishDelayed(ctx, ev.EventID, m.Body(), delayUntil(o.PayBy, q.cfg.Now())); err != nil {
+				m.Retry()
+				continue
+			}
+			m.Ack()
+		default:
+			if o.Status == flashsale.OrderExpired {
+				q.expired.WithLabelValues("queue").Inc()
+			}
+			m.Ack()
+		}
+	}
+}
+
+// RunSweeper sweeps every SweepInterval until ctx ends, whenever it holds the
+// sweeper lease.
+func (q *Queue) RunSweeper(ctx context.Context) {
+	t := time.NewTicker(q.cfg.SweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		lock, err := q.locker.Obtain(ctx, q.cfg.Namespace+":sweeper", q.cfg.SweepInterval+30*time.Second, nil)
+		if err != nil {
+			continue // another process sweeps, or Redis is away: next tick
+		}
+		n, err := q.Sweep(ctx)
+		lock.Release(context.WithoutCancel(ctx))
+		if err != nil {
+			q.log.Warn("sweep failed", "err", err)
+		}
+		if n > 0 {
+			q.log.Info("sweeper expired overdue orders the queue missed", "orders", n)
+		}
+	}
+}
+
+// Sweep expires every unpaid order past pay_by + SweepGrace once, and returns how
+// many it expired.
+func (q *Queue) Sweep(ctx context.Context) (int, error) {
+	total := 0
+	for shard := 0; shard < q.cfg.Due.Shards(); shard++ {
+		for ctx.Err() == nil {
+			due, err := q.cfg.Due.DueOrders(ctx, shard, q.cfg.Now().Add(-q.cfg.SweepGrace), 500)
+			if err != nil {
+				return total, err
+			}
+			n, err := q.expireAll(ctx, due)
+			total += n
+			if err != nil {
+				return total, err
+			}
+			if len(due) < 500 {
+				break
+			}
+		}
+	}
+	return total, nil
+}
+
+// expireAll expires orders, eight at a time.
+func (q *Queue) expireAll(ctx context.Context, orders []*flashsale.Order) (int, error) {
+	var mu sync.Mutex
+	var firstErr error
+	expired := 0
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	for _, o := range orders {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			got, err := q.cfg.Expirer.Expire(ctx, o.UserID, o.ID)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil && firstErr == nil {
+				firstErr = err
+			}
+			if err == nil && got.Status == flashsale.OrderExpired {
+				expired++
+				q.expired.WithLabelValues("sweeper").Inc()
+			}
+		}()
+	}
+	wg.Wait()
+	return expired, firstErr
+}

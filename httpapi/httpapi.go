@@ -1,0 +1,113 @@
+// Package httpapi holds the conventions every HTTP endpoint shares: the one error
+// shape, the one mapping from error codes to HTTP statuses, and strict JSON
+// bodies of bounded size. The ingress and the payment webhook both answer through
+// it, so a code means the same status everywhere.
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/flashsale/flashsale"
+)
+
+// MaxBody is the largest request body accepted (64 KiB); larger is 400 bad_request.
+const MaxBody = 64 << 10
+
+// StatusOf is the one mapping from error codes to HTTP statuses.
+func StatusOf(code flashsale.Code) int {
+	switch code {
+	case flashsale.CodeBadRequest, flashsale.CodeInvalid:
+		return http.StatusBadRequest
+	case flashsale.CodeUnauthorized, flashsale.CodeBadSignature:
+		return http.StatusUnauthorized
+	case flashsale.CodeNotQualified:
+		return http.StatusForbidden
+	case flashsale.CodeNotFound:
+		return http.StatusNotFound
+	case flashsale.CodeConflict, flashsale.CodeNotStarted, flashsale.CodeEnded, flashsale.CodeSoldOut,
+		flashsale.CodeLimitReached, flashsale.CodeAlreadyPaid, flashsale.CodeReservationClosed,
+		flashsale.CodeReservationsFull, flashsale.CodeNoReservation:
+		return http.StatusConflict
+	case flashsale.CodeInvalidQuantity, flashsale.CodeAmountMismatch:
+		return http.StatusUnprocessableEntity
+	case flashsale.CodeRateLimited:
+		return http.StatusTooManyRequests
+	case flashsale.CodeUnavailable:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+type errorBody struct {
+	Error struct {
+		Code    flashsale.Code `json:"code"`
+		Message string         `json:"message"`
+	} `json:"error"`
+}
+
+// WriteError answers err in the one error shape and aborts the request. An
+// error that is not a *flashsale.Error is an internal failure: logged with its
+// details, answered 500 without them.
+func WriteError(c *gin.Context, log *slog.Logger, err error) {
+	var fe *flashsale.Error
+	if !errors.As(err, &fe) {
+		log.Error("request failed", "method", c.Request.Method, "path", c.FullPath(), "err", err)
+		fe = &flashsale.Error{Code: flashsale.CodeInternal, Message: "internal error"}
+	}
+	var body errorBody
+	body.Error.Code, body.Error.Message = fe.Code, fe.Message
+	if fe.Code == flashsale.CodeRateLimited {
+		c.Header("Retry-After", "1")
+	}
+	c.AbortWithStatusJSON(StatusOf(fe.Code), body)
+}
+
+// ReadBody reads the request body, at most MaxBody bytes (else 400 bad_request).
+func ReadBody(c *gin.Context) ([]byte, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, MaxBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, flashsale.Errorf(flashsale.CodeBadRequest, "body larger than %d bytes", MaxBody)
+		}
+		return nil, flashsale.Errorf(flashsale.CodeBadRequest, "cannot read body")
+	}
+	return body, nil
+}
+
+// Decode decodes raw into v. Empty raw leaves v as it is. Unknown fields are
+// ignored; a known field of the wrong type, malformed JSON or trailing data is
+// 400 bad_request.
+func Decode(raw []byte, v any) error {
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if err := dec.Decode(v); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) {
+			return flashsale.Errorf(flashsale.CodeBadRequest, "field %q has the wrong type", typeErr.Field)
+		}
+		return flashsale.Errorf(flashsale.CodeBadRequest, "malformed JSON: %v", err)
+	}
+	if dec.More() {
+		return flashsale.Errorf(flashsale.CodeBadRequest, "malformed JSON: trailing data")
+	}
+	return nil
+}
+
+// Bind reads and decodes the request body into v (see ReadBody and Decode).
+func Bind(c *gin.Context, v any) error {
+	raw, err := ReadBody(c)
+	if err != nil {
+		return err
+	}
+	return Decode(raw, v)
+}
