@@ -44,6 +44,9 @@ type Inventory string
 const (
 	// InventoryRedis holds stock with Lua scripts in Redis (the default).
 	InventoryRedis Inventory = "redis"
+	// InventoryMySQL holds stock with a conditional update of one MySQL row per
+	// sale: the simple design, kept to measure against.
+	InventoryMySQL Inventory = "mysql"
 )
 
 // Reservation is the optional qualification phase before a sale: only users who

@@ -106,8 +106,13 @@ func (in *saleInput) toSale(now time.Time) (*flashsale.Sale, error) {
 		}
 		s.PaymentWindowSeconds = *in.PaymentWindowSeconds
 	}
-	if in.Inventory != nil && *in.Inventory != string(flashsale.InventoryRedis) {
-		return nil, invalid("inventory", "must be %q", flashsale.InventoryRedis)
+	if in.Inventory != nil {
+		switch inv := flashsale.Inventory(*in.Inventory); inv {
+		case flashsale.InventoryRedis, flashsale.InventoryMySQL:
+			s.Inventory = inv
+		default:
+			return nil, invalid("inventory", "must be %q or %q", flashsale.InventoryRedis, flashsale.InventoryMySQL)
+		}
 	}
 	if r := in.Reservation; r != nil {
 		res := &flashsale.Reservation{}

@@ -13,7 +13,8 @@ import (
 const saleColumns = `id, sku, name, stock, price_cents, per_user_limit, starts_at, ends_at,
 	payment_window_seconds, res_opens_at, res_closes_at, res_capacity, inventory, created_at`
 
-// CreateSale inserts a sale. It returns flashsale.ErrConflict when the id exists.
+// CreateSale inserts a sale (and, for inventory "mysql", its stock row). It
+// returns flashsale.ErrConflict when the id exists.
 func (s *Store) CreateSale(ctx context.Context, sale *flashsale.Sale) error {
 	var opens, closes sql.NullTime
 	var capacity sql.NullInt64
@@ -22,11 +23,19 @@ func (s *Store) CreateSale(ctx context.Context, sale *flashsale.Sale) error {
 		closes = sql.NullTime{Time: r.ClosesAt, Valid: true}
 		capacity = sql.NullInt64{Int64: int64(r.Capacity), Valid: true}
 	}
-	_, err := s.meta.ExecContext(ctx, `INSERT INTO sales (`+saleColumns+`)
-		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
-		sale.ID, sale.SKU, sale.Name, sale.Stock, sale.PriceCents, sale.PerUserLimit,
-		sale.StartsAt, sale.EndsAt, sale.PaymentWindowSeconds, opens, closes, capacity,
-		string(sale.Inventory), sale.CreatedAt)
+	err := inTx(ctx, s.meta, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO sales (`+saleColumns+`)
+			VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+			sale.ID, sale.SKU, sale.Name, sale.Stock, sale.PriceCents, sale.PerUserLimit,
+			sale.StartsAt, sale.EndsAt, sale.PaymentWindowSeconds, opens, closes, capacity,
+			string(sale.Inventory), sale.CreatedAt)
+		if err != nil || sale.Inventory != flashsale.InventoryMySQL {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO inventory (sale_id, total, available, held, sold) VALUES (?,?,?,0,0)`,
+			sale.ID, sale.Stock, sale.Stock)
+		return err
+	})
 	if isMySQLError(err, errDupKey) {
 		return flashsale.Errorf(flashsale.CodeConflict, "sale %q already exists", sale.ID)
 	}

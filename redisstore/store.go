@@ -287,25 +287,65 @@ func parseHold(s string) flashsale.Hold {
 	return h
 }
 
-// Hold holds the request's units for its ticket, or refuses. Idempotent per ticket.
-func (s *Store) Hold(ctx context.Context, sale *flashsale.Sale, req *flashsale.PurchaseRequest) (flashsale.Hold, error) {
-	k := s.keys(sale.ID)
-	reply, err := s.run(ctx, sale.ID, holdScript, []string{k.stock, k.holds, k.live, k.units, k.claims},
-		req.TicketID, req.UserID, req.Quantity, sale.PerUserLimit, req.AdmittedAt.UnixMilli())
-	if err != nil {
-		return flashsale.Hold{}, err
-	}
-	return parseHold(reply[1]), nil
+// scriptCall is one script run of a pipelined batch.
+type scriptCall struct {
+	saleID string
+	script *redis.Script
+	keys   []string
+	args   []any
 }
 
-// Reassert counts a committed order's hold if Redis lost it; see reassertScript.
-func (s *Store) Reassert(ctx context.Context, o *flashsale.Order) (flashsale.Hold, error) {
-	k := s.keys(o.SaleID)
-	reply, err := s.run(ctx, o.SaleID, reassertScript, []string{k.stock, k.holds, k.live, k.units}, o.ID, o.UserID, o.Quantity)
-	if err != nil {
-		return flashsale.Hold{}, err
+// runMany runs calls in one pipeline (EVALSHA) and returns each reply's hold
+// state. A call that finds its script not cached, or its sale not loaded, is run
+// again on its own through run, which loads the script or rebuilds the sale.
+func (s *Store) runMany(ctx context.Context, calls []scriptCall) ([]flashsale.Hold, []error) {
+	holds := make([]flashsale.Hold, len(calls))
+	errs := make([]error, len(calls))
+	cmds := make([]*redis.Cmd, len(calls))
+	s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, c := range calls {
+			cmds[i] = c.script.EvalSha(ctx, p, c.keys, c.args...)
+		}
+		return nil
+	})
+	for i, c := range calls {
+		reply, err := cmds[i].StringSlice()
+		if err != nil && !redis.HasErrorPrefix(err, "NOSCRIPT") {
+			errs[i] = fmt.Errorf("redisstore: %w", err)
+			continue
+		}
+		if err != nil || reply[0] == "not_loaded" {
+			if reply, err = s.run(ctx, c.saleID, c.script, c.keys, c.args...); err != nil {
+				errs[i] = err
+				continue
+			}
+		}
+		holds[i] = parseHold(reply[1])
 	}
-	return parseHold(reply[1]), nil
+	return holds, errs
+}
+
+// Hold holds each request's units for its ticket, or refuses, in one round trip.
+// Idempotent per ticket. sales[i] is the sale of reqs[i].
+func (s *Store) Hold(ctx context.Context, sales []*flashsale.Sale, reqs []*flashsale.PurchaseRequest) ([]flashsale.Hold, []error) {
+	calls := make([]scriptCall, len(reqs))
+	for i, req := range reqs {
+		k := s.keys(sales[i].ID)
+		calls[i] = scriptCall{sales[i].ID, holdScript, []string{k.stock, k.holds, k.live, k.units, k.claims},
+			[]any{req.TicketID, req.UserID, req.Quantity, sales[i].PerUserLimit, req.AdmittedAt.UnixMilli()}}
+	}
+	return s.runMany(ctx, calls)
+}
+
+// Reassert counts committed orders' holds where Redis lost them (see
+// reassertScript), in one round trip.
+func (s *Store) Reassert(ctx context.Context, orders []*flashsale.Order) ([]flashsale.Hold, []error) {
+	calls := make([]scriptCall, len(orders))
+	for i, o := range orders {
+		k := s.keys(o.SaleID)
+		calls[i] = scriptCall{o.SaleID, reassertScript, []string{k.stock, k.holds, k.live, k.units}, []any{o.ID, o.UserID, o.Quantity}}
+	}
+	return s.runMany(ctx, calls)
 }
 
 // Release gives a ticket's held units back, once; it returns the state before.

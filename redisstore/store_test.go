@@ -67,11 +67,16 @@ func claimAndHold(t *testing.T, s *Store, sale *flashsale.Sale, req *flashsale.P
 	if err != nil || out != flashsale.Claimed {
 		t.Fatalf("claim: %v %v", out, err)
 	}
-	h, err := s.Hold(ctx, sale, req)
-	if err != nil {
-		t.Fatal(err)
+	return holdOne(t, s, sale, req)
+}
+
+func holdOne(t *testing.T, s *Store, sale *flashsale.Sale, req *flashsale.PurchaseRequest) flashsale.Hold {
+	t.Helper()
+	h, errs := s.Hold(context.Background(), []*flashsale.Sale{sale}, []*flashsale.PurchaseRequest{req})
+	if errs[0] != nil {
+		t.Fatal(errs[0])
 	}
-	return h
+	return h[0]
 }
 
 func wantStock(t *testing.T, s *Store, want flashsale.Stock) {
@@ -92,9 +97,8 @@ func TestHoldIsIdempotentPerTicket(t *testing.T) {
 		t.Fatalf("first hold = %+v", h)
 	}
 	for i := 0; i < 3; i++ { // redeliveries
-		h, err := s.Hold(context.Background(), sale, req)
-		if err != nil || h.Kind != flashsale.HoldHeld {
-			t.Fatalf("redelivered hold = %+v, %v", h, err)
+		if h := holdOne(t, s, sale, req); h.Kind != flashsale.HoldHeld {
+			t.Fatalf("redelivered hold = %+v", h)
 		}
 	}
 	wantStock(t, s, flashsale.Stock{Total: 5, Available: 3, Held: 2})
@@ -111,9 +115,8 @@ func TestReleasedTicketIsNeverHeldAgain(t *testing.T) {
 		}
 	}
 	wantStock(t, s, flashsale.Stock{Total: 5, Available: 5})
-	h, err := s.Hold(ctx, sale, req)
-	if err != nil || h.Kind != flashsale.HoldReleased {
-		t.Fatalf("hold after release = %+v, %v; want released", h, err)
+	if h := holdOne(t, s, sale, req); h.Kind != flashsale.HoldReleased {
+		t.Fatalf("hold after release = %+v; want released", h)
 	}
 	wantStock(t, s, flashsale.Stock{Total: 5, Available: 5})
 	// The user's slot is free again: a new ticket may be claimed.
@@ -162,7 +165,7 @@ func TestStaleClaimIsReplacedAndItsLateMessageRefused(t *testing.T) {
 		t.Fatalf("claim after a stale one = %v %s, want Claimed %s", out, id, fresh)
 	}
 	// Had the dead ingress's publish gone through after all, its message is refused.
-	if h, _ := s.Hold(ctx, sale, old); h.Kind != flashsale.HoldRefused {
+	if h := holdOne(t, s, sale, old); h.Kind != flashsale.HoldRefused {
 		t.Fatalf("late message of a replaced claim = %+v, want refused", h)
 	}
 	wantStock(t, s, flashsale.Stock{Total: 10, Available: 10})
@@ -174,7 +177,7 @@ func TestUnclaimedTicketIsRefused(t *testing.T) {
 	req := request("u1", 1)
 	s.Claim(ctx, sale, "u1", req.TicketID, 1, req.AdmittedAt)
 	s.Unclaim(ctx, "s1", "u1", req.TicketID) // publish answered 503
-	if h, _ := s.Hold(ctx, sale, req); h.Kind != flashsale.HoldRefused {
+	if h := holdOne(t, s, sale, req); h.Kind != flashsale.HoldRefused {
 		t.Fatalf("hold of an unclaimed ticket = %+v, want refused", h)
 	}
 	wantStock(t, s, flashsale.Stock{Total: 10, Available: 10})
@@ -202,13 +205,13 @@ func TestConcurrentHoldsNeverOversell(t *testing.T) {
 				mu.Unlock()
 				return
 			}
-			h, err := s.Hold(ctx, sale, req)
-			if err != nil {
-				t.Error(err)
+			h, errs := s.Hold(ctx, []*flashsale.Sale{sale}, []*flashsale.PurchaseRequest{req})
+			if errs[0] != nil {
+				t.Error(errs[0])
 				return
 			}
 			mu.Lock()
-			kinds[h.Kind]++
+			kinds[h[0].Kind]++
 			mu.Unlock()
 		}(i)
 	}
@@ -239,7 +242,7 @@ func TestLostSaleIsRebuiltFromTheBookOfRecord(t *testing.T) {
 	}
 	// A message admitted before the rebuild (its claim lost with Redis) still holds.
 	queued := &flashsale.PurchaseRequest{TicketID: uuid.NewString(), SaleID: "s1", UserID: "u3", Quantity: 1, AdmittedAt: time.Now().Add(-time.Second)}
-	if h, _ := s.Hold(ctx, sale, queued); h.Kind != flashsale.HoldHeld {
+	if h := holdOne(t, s, sale, queued); h.Kind != flashsale.HoldHeld {
 		t.Fatalf("queued ticket after rebuild = %+v, want held", h)
 	}
 }
@@ -249,11 +252,37 @@ func TestReassertCountsAnOrderCommittedAfterARebuild(t *testing.T) {
 	ctx := context.Background()
 	o := &flashsale.Order{ID: uuid.NewString(), SaleID: "s1", UserID: "u1", Quantity: 1, Status: flashsale.OrderPendingPayment}
 	for i := 0; i < 2; i++ {
-		if _, err := s.Reassert(ctx, o); err != nil {
-			t.Fatal(err)
+		if _, errs := s.Reassert(ctx, []*flashsale.Order{o}); errs[0] != nil {
+			t.Fatal(errs[0])
 		}
 	}
 	wantStock(t, s, flashsale.Stock{Total: 10, Available: 9, Held: 1})
+}
+
+func TestPipelinedHoldsAcrossSalesWithoutCachedScripts(t *testing.T) {
+	s, sale, _ := newStore(t, 2, 1)
+	ctx := context.Background()
+	other := &flashsale.Sale{ID: "s2", Stock: 1, PerUserLimit: 1}
+	if err := s.InitSale(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	s.rdb.ScriptFlush(ctx) // EVALSHA must fall back to EVAL
+	reqs := []*flashsale.PurchaseRequest{request("a", 1), request("b", 1), request("c", 1),
+		{TicketID: uuid.NewString(), SaleID: "s2", UserID: "d", Quantity: 1, AdmittedAt: time.Now()}}
+	sales := []*flashsale.Sale{sale, sale, sale, other}
+	for i, r := range reqs {
+		// Claims do not take units: all four succeed, and the holds decide.
+		if out, _, err := s.Claim(ctx, sales[i], r.UserID, r.TicketID, 1, r.AdmittedAt); err != nil || out != flashsale.Claimed {
+			t.Fatalf("claim %d: %v %v", i, out, err)
+		}
+	}
+	holds, errs := s.Hold(ctx, sales, reqs)
+	want := []flashsale.HoldKind{flashsale.HoldHeld, flashsale.HoldHeld, flashsale.HoldSoldOut, flashsale.HoldHeld}
+	for i := range reqs {
+		if errs[i] != nil || holds[i].Kind != want[i] {
+			t.Fatalf("hold %d = %+v, %v; want %c", i, holds[i], errs[i], want[i])
+		}
+	}
 }
 
 func TestTicketCopies(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -42,8 +43,10 @@ type Sales interface {
 
 // Stock is the stock store's hot path.
 type Stock interface {
-	Hold(ctx context.Context, sale *flashsale.Sale, req *flashsale.PurchaseRequest) (flashsale.Hold, error)
-	Reassert(ctx context.Context, o *flashsale.Order) (flashsale.Hold, error)
+	// Hold and Reassert run one script per element in one round trip; the i-th
+	// result and error belong to the i-th element.
+	Hold(ctx context.Context, sales []*flashsale.Sale, reqs []*flashsale.PurchaseRequest) ([]flashsale.Hold, []error)
+	Reassert(ctx context.Context, orders []*flashsale.Order) ([]flashsale.Hold, []error)
 	Release(ctx context.Context, saleID, ticketID, userID string) (flashsale.Hold, error)
 	PutTickets(ctx context.Context, tickets ...*flashsale.Ticket) error
 }
@@ -75,6 +78,7 @@ type Worker struct {
 	log      *slog.Logger
 	outcomes *prometheus.CounterVec
 	batchDur prometheus.Histogram
+	stageDur *prometheus.HistogramVec
 }
 
 // New returns a Worker.
@@ -93,9 +97,12 @@ func New(cfg Config) (*Worker, error) {
 			Help: "Purchase messages settled by the worker, by outcome."}, []string{"outcome"}),
 		batchDur: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "flashsale_worker_batch_seconds",
 			Help: "Time to process one batch of purchase messages.", Buckets: prometheus.DefBuckets}),
+		stageDur: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "flashsale_worker_stage_seconds",
+			Help:    "Time of each stage of a purchase batch (sales, hold, orders, outcomes, tickets, settle).",
+			Buckets: prometheus.DefBuckets}, []string{"stage"}),
 	}
 	if cfg.Registry != nil {
-		cfg.Registry.MustRegister(w.outcomes, w.batchDur)
+		cfg.Registry.MustRegister(w.outcomes, w.batchDur, w.stageDur)
 	}
 	return w, nil
 }
@@ -109,7 +116,7 @@ type item struct {
 	failed bool              // settle with Retry
 }
 
-func (w *Worker) settle(it *item, outcome string, fn func() error) {
+func (w *Worker) settle(outcome string, fn func() error) {
 	if err := fn(); err != nil {
 		// The channel is gone; the broker redelivers it.
 		w.log.Debug("settling a message failed", "err", err)
@@ -126,13 +133,13 @@ func (w *Worker) HandlePurchases(ctx context.Context, msgs []Message) {
 		var req flashsale.PurchaseRequest
 		if err := json.Unmarshal(m.Body(), &req); err != nil || req.TicketID == "" || req.SaleID == "" || req.UserID == "" || req.Quantity < 1 {
 			w.log.Error("dead-lettering a malformed purchase message", "err", err, "body", string(m.Body()))
-			w.settle(&item{msg: m}, "dead_letter", m.DeadLetter)
+			w.settle("dead_letter", m.DeadLetter)
 			continue
 		}
 		sale, err := w.cfg.Sales.Get(ctx, req.SaleID)
 		if errors.Is(err, flashsale.ErrNotFound) {
 			w.log.Error("dead-lettering a purchase of an unknown sale", "sale", req.SaleID, "ticket", req.TicketID)
-			w.settle(&item{msg: m}, "dead_letter", m.DeadLetter)
+			w.settle("dead_letter", m.DeadLetter)
 			continue
 		}
 		it := &item{msg: m, req: &req, sale: sale}
@@ -142,27 +149,51 @@ func (w *Worker) HandlePurchases(ctx context.Context, msgs []Message) {
 		}
 		items = append(items, it)
 	}
+	stage := w.stage("sales", start)
 	w.hold(ctx, items)
+	stage = w.stage("hold", stage)
 	w.createOrders(ctx, items)
+	stage = w.stage("orders", stage)
 	w.recordOutcomes(ctx, items)
+	stage = w.stage("outcomes", stage)
 	w.writeTickets(ctx, items)
+	stage = w.stage("tickets", stage)
 	for _, it := range items {
 		if it.failed {
-			w.settle(it, "retry", it.msg.Retry)
+			w.settle("retry", it.msg.Retry)
 		} else {
-			w.settle(it, string(it.ticket.Status), it.msg.Ack)
+			w.settle(string(it.ticket.Status), it.msg.Ack)
 		}
 	}
+	w.stage("settle", stage)
+}
+
+// stage records the time since start under name and returns now.
+func (w *Worker) stage(name string, start time.Time) time.Time {
+	now := time.Now()
+	w.stageDur.WithLabelValues(name).Observe(now.Sub(start).Seconds())
+	return now
 }
 
 // hold runs the hold script for each item and decides the tickets of those that
 // will make no order (or made one already).
 func (w *Worker) hold(ctx context.Context, items []*item) {
+	var todo []*item
+	var sales []*flashsale.Sale
+	var reqs []*flashsale.PurchaseRequest
 	for _, it := range items {
-		if it.failed {
-			continue
+		if !it.failed {
+			todo = append(todo, it)
+			sales = append(sales, it.sale)
+			reqs = append(reqs, it.req)
 		}
-		h, err := w.cfg.Stock.Hold(ctx, it.sale, it.req)
+	}
+	if len(todo) == 0 {
+		return
+	}
+	holds, errs := w.cfg.Stock.Hold(ctx, sales, reqs)
+	for i, it := range todo {
+		h, err := holds[i], errs[i]
 		if err != nil {
 			w.log.Warn("hold failed; retrying", "ticket", it.req.TicketID, "err", err)
 			it.failed = true
@@ -205,37 +236,66 @@ func (w *Worker) createOrders(ctx context.Context, items []*item) {
 		}
 	}
 	now := w.cfg.Now().UTC().Truncate(time.Microsecond)
+	// Shards commit in parallel: each transaction mostly waits for its commit.
+	var wg sync.WaitGroup
 	for shard, group := range byShard {
-		orders := make([]*flashsale.Order, len(group))
-		for i, it := range group {
-			orders[i] = &flashsale.Order{ID: it.req.TicketID, SaleID: it.sale.ID, UserID: it.req.UserID,
-				Quantity: it.req.Quantity, AmountCents: it.sale.PriceCents * int64(it.req.Quantity),
-				Status: flashsale.OrderPendingPayment, CreatedAt: now, PayBy: now.Add(it.sale.PaymentWindow())}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.createShardOrders(ctx, shard, group, now)
+		}()
+	}
+	wg.Wait()
+}
+
+// createShardOrders commits one shard's orders in one transaction, then makes
+// Redis follow what MySQL has. Items of group are only touched here.
+func (w *Worker) createShardOrders(ctx context.Context, shard int, group []*item, now time.Time) {
+	orders := make([]*flashsale.Order, len(group))
+	for i, it := range group {
+		orders[i] = &flashsale.Order{ID: it.req.TicketID, SaleID: it.sale.ID, UserID: it.req.UserID,
+			Quantity: it.req.Quantity, AmountCents: it.sale.PriceCents * int64(it.req.Quantity),
+			Status: flashsale.OrderPendingPayment, CreatedAt: now, PayBy: now.Add(it.sale.PaymentWindow())}
+	}
+	results, err := w.cfg.Orders.CreateOrders(ctx, shard, orders)
+	if err != nil {
+		w.log.Warn("creating orders failed; retrying the batch", "shard", shard, "orders", len(orders), "err", err)
+		for _, it := range group {
+			it.failed = true
 		}
-		results, err := w.cfg.Orders.CreateOrders(ctx, shard, orders)
-		if err != nil {
-			w.log.Warn("creating orders failed; retrying the batch", "shard", shard, "orders", len(orders), "err", err)
-			for _, it := range group {
-				it.failed = true
-			}
+		return
+	}
+	var pending []*item
+	var pendingOrders []*flashsale.Order
+	for i, r := range results {
+		if r.Outcome != flashsale.OrderLiveConflict && r.Current.Status == flashsale.OrderPendingPayment {
+			group[i].ticket = flashsale.TicketOf(r.Current)
+			pending = append(pending, group[i])
+			pendingOrders = append(pendingOrders, r.Current)
 			continue
 		}
-		for i, r := range results {
-			w.settleOrder(ctx, group[i], r)
+		w.settleOrder(ctx, group[i], r)
+	}
+	if len(pending) == 0 {
+		return
+	}
+	_, errs := w.cfg.Stock.Reassert(ctx, pendingOrders)
+	for i, err := range errs {
+		if err != nil {
+			w.log.Warn("re-asserting a hold after commit failed; retrying", "ticket", pending[i].req.TicketID, "err", err)
+			pending[i].failed = true
 		}
 	}
 }
 
-// settleOrder makes Redis follow the order MySQL now has for the item.
+// settleOrder makes Redis follow the order MySQL has for the item when it is not
+// a pending order (those are re-asserted in one round trip by createOrders).
 func (w *Worker) settleOrder(ctx context.Context, it *item, r flashsale.OrderResult) {
 	var err error
 	switch {
 	case r.Outcome == flashsale.OrderLiveConflict:
 		_, err = w.cfg.Stock.Release(ctx, it.sale.ID, it.req.TicketID, it.req.UserID)
 		it.ticket = w.outcome(it.req, flashsale.TicketFailed)
-	case r.Current.Status == flashsale.OrderPendingPayment:
-		_, err = w.cfg.Stock.Reassert(ctx, r.Current)
-		it.ticket = flashsale.TicketOf(r.Current)
 	case r.Current.Status == flashsale.OrderPaid:
 		it.ticket = flashsale.TicketOf(r.Current)
 	default:
@@ -299,10 +359,10 @@ func (w *Worker) HandleDeadLetters(ctx context.Context, msgs []Message) {
 	for _, m := range msgs {
 		if err := w.deadLetter(ctx, m); err != nil {
 			w.log.Warn("handling a dead letter failed; retrying", "err", err)
-			w.settle(&item{msg: m}, "dead_letter_retry", m.Retry)
+			w.settle("dead_letter_retry", m.Retry)
 			continue
 		}
-		w.settle(&item{msg: m}, "dead_letter_settled", m.Ack)
+		w.settle("dead_letter_settled", m.Ack)
 	}
 }
 

@@ -22,6 +22,7 @@ type config struct {
 	AdminToken      string
 	PaymentSecrets  []string
 	LimitPerWindow  int
+	PprofAddr       string
 	LogLevel        slog.Level
 	ShutdownGrace   time.Duration
 	SweepInterval   time.Duration
@@ -57,6 +58,7 @@ func loadConfig(fs *flag.FlagSet, args []string) (*config, error) {
 	token := fs.String("admin-token", env("FLASHSALE_ADMIN_TOKEN", ""), "bearer token of admin endpoints")
 	secrets := fs.String("payment-secret", env("FLASHSALE_PAYMENT_SECRET", ""), "payment webhook HMAC secrets, comma-separated")
 	limit := fs.String("limit-per-window", env("FLASHSALE_LIMIT_PER_WINDOW", "50"), "purchases per sale per node per 10 ms; 0 disables")
+	pprofAddr := fs.String("pprof-addr", env("FLASHSALE_PPROF_ADDR", ""), "serve net/http/pprof on this address (off when empty)")
 	level := fs.String("log-level", env("FLASHSALE_LOG_LEVEL", "info"), "debug, info, warn or error")
 	grace := fs.String("shutdown-grace", env("FLASHSALE_SHUTDOWN_GRACE_SECONDS", "20"), "seconds to finish in-flight work on SIGTERM")
 	sweep := fs.String("sweep-interval", env("FLASHSALE_SWEEP_INTERVAL", "5"), "seconds between sweeps for overdue unpaid orders")
@@ -65,7 +67,8 @@ func loadConfig(fs *flag.FlagSet, args []string) (*config, error) {
 		return nil, err
 	}
 	c := &config{HTTPAddr: *httpAddr, RedisAddrs: splitList(*redisAddrs), AMQPURL: *amqpURL, MetaDSN: *meta,
-		ShardDSNs: splitList(*shards), Namespace: *ns, AdminToken: *token, PaymentSecrets: splitList(*secrets)}
+		ShardDSNs: splitList(*shards), Namespace: *ns, AdminToken: *token, PaymentSecrets: splitList(*secrets),
+		PprofAddr: *pprofAddr}
 	var err error
 	if c.LimitPerWindow, err = strconv.Atoi(*limit); err != nil || c.LimitPerWindow < 0 {
 		return nil, fmt.Errorf("FLASHSALE_LIMIT_PER_WINDOW must be a whole number >= 0, got %q", *limit)

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	_ "net/http/pprof" // registers on http.DefaultServeMux, served only on FLASHSALE_PPROF_ADDR
 	"os"
 	"os/signal"
 	"sync"
@@ -24,6 +25,7 @@ import (
 	"github.com/flashsale/flashsale/catalog"
 	"github.com/flashsale/flashsale/delayq"
 	"github.com/flashsale/flashsale/ingress"
+	"github.com/flashsale/flashsale/inventory"
 	"github.com/flashsale/flashsale/lifecycle"
 	"github.com/flashsale/flashsale/mysqlstore"
 	"github.com/flashsale/flashsale/payment"
@@ -162,9 +164,22 @@ func run(ctx context.Context, cmd string, roles []string, cfg *config, log *slog
 	if err != nil {
 		return err
 	}
-	lc, err := lifecycle.New(lifecycle.Config{Book: store, Stock: rs, Log: log})
+	// Every role holds stock through the router: Redis, or MySQL for sales with
+	// inventory "mysql".
+	stock, err := inventory.New(rs, store, sales)
 	if err != nil {
 		return err
+	}
+	lc, err := lifecycle.New(lifecycle.Config{Book: store, Stock: stock, Log: log})
+	if err != nil {
+		return err
+	}
+	if cfg.PprofAddr != "" {
+		// Profiles on a listener of their own, never on the public API.
+		go func() {
+			log.Info("pprof listening", "addr", cfg.PprofAddr)
+			log.Warn("pprof stopped", "err", http.ListenAndServe(cfg.PprofAddr, nil))
+		}()
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -183,7 +198,7 @@ func run(ctx context.Context, cmd string, roles []string, cfg *config, log *slog
 				return err
 			}
 			defer pub.Close()
-			srv, err := ingress.New(ingress.Config{Sales: sales, Stock: rs, Orders: store, Queue: pub, Lifecycle: lc,
+			srv, err := ingress.New(ingress.Config{Sales: sales, Stock: stock, Orders: store, Queue: pub, Lifecycle: lc,
 				AdminToken: cfg.AdminToken, LimitPerWindow: cfg.LimitPerWindow, Registry: reg, Gatherer: reg, Log: log,
 				Ready: []ingress.Check{rs.Ping, func(context.Context) error { return pub.Ready() }, store.Ping}})
 			if err != nil {
@@ -211,11 +226,11 @@ func run(ctx context.Context, cmd string, roles []string, cfg *config, log *slog
 			}()
 			p.intake = append(p.intake, func(c context.Context) { hs.Shutdown(c) })
 		case "worker":
-			w, err := worker.New(worker.Config{Sales: sales, Stock: rs, Orders: store, Log: log, Registry: reg})
+			w, err := worker.New(worker.Config{Sales: sales, Stock: stock, Orders: store, Log: log, Registry: reg})
 			if err != nil {
 				return err
 			}
-			consume(p, qc, qc.Topology.PurchaseQueue(), 2, w.HandlePurchases)
+			consume(p, qc, qc.Topology.PurchaseQueue(), 8, w.HandlePurchases)
 			consume(p, qc, qc.Topology.DeadQueue(), 1, w.HandleDeadLetters)
 		case "delayq":
 			pub, err := queue.NewPublisher(qc)

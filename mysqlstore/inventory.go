@@ -1,0 +1,118 @@
+package mysqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/flashsale/flashsale"
+)
+
+// This file is the stock of sales with inventory "mysql": a row per sale held
+// with `UPDATE ... SET available = available - n WHERE available >= n`, and a row
+// per ticket that makes each operation idempotent.
+
+// lockHold reads a ticket's hold state FOR UPDATE in tx (HoldNone if absent).
+func lockHold(ctx context.Context, tx *sql.Tx, ticketID string) (flashsale.Hold, error) {
+	var state string
+	var q int
+	err := tx.QueryRowContext(ctx, `SELECT state, quantity FROM inventory_holds WHERE ticket_id = ? FOR UPDATE`, ticketID).Scan(&state, &q)
+	if errors.Is(err, sql.ErrNoRows) {
+		return flashsale.Hold{}, nil
+	}
+	if err != nil {
+		return flashsale.Hold{}, err
+	}
+	return flashsale.Hold{Kind: flashsale.HoldKind(state[0]), Quantity: q}, nil
+}
+
+func setHold(ctx context.Context, tx *sql.Tx, saleID, ticketID string, q int, kind flashsale.HoldKind) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO inventory_holds (ticket_id, sale_id, quantity, state, updated_at) VALUES (?,?,?,?,?)
+		ON DUPLICATE KEY UPDATE state = VALUES(state), updated_at = VALUES(updated_at)`,
+		ticketID, saleID, q, string(rune(kind)), time.Now().UTC())
+	return err
+}
+
+// HoldStock holds q units of the sale for ticketID, or records it sold out. A
+// ticket already seen returns its state unchanged.
+func (s *Store) HoldStock(ctx context.Context, saleID, ticketID string, q int) (flashsale.Hold, error) {
+	var out flashsale.Hold
+	err := inTx(ctx, s.meta, func(tx *sql.Tx) error {
+		h, err := lockHold(ctx, tx, ticketID)
+		if err != nil || h.Kind != flashsale.HoldNone {
+			out = h
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE inventory SET available = available - ?, held = held + ?
+			WHERE sale_id = ? AND available >= ?`, q, q, saleID, q)
+		if err != nil {
+			return err
+		}
+		out = flashsale.Hold{Kind: flashsale.HoldSoldOut}
+		if n, _ := res.RowsAffected(); n == 1 {
+			out = flashsale.Hold{Kind: flashsale.HoldHeld, Quantity: q}
+		}
+		return setHold(ctx, tx, saleID, ticketID, q, out.Kind)
+	})
+	if err != nil {
+		return flashsale.Hold{}, fmt.Errorf("mysqlstore: hold stock: %w", err)
+	}
+	return out, nil
+}
+
+// moveHold applies a transition of a held ticket (release: H → R, confirm: H → S)
+// to the sale's row, once, and returns the state before. A ticket never held is
+// marked released when released, so it can never be held afterwards.
+func (s *Store) moveHold(ctx context.Context, saleID, ticketID string, to flashsale.HoldKind) (flashsale.Hold, error) {
+	var before flashsale.Hold
+	err := inTx(ctx, s.meta, func(tx *sql.Tx) error {
+		h, err := lockHold(ctx, tx, ticketID)
+		if err != nil {
+			return err
+		}
+		before = h
+		switch {
+		case h.Kind == flashsale.HoldHeld && to == flashsale.HoldReleased:
+			_, err = tx.ExecContext(ctx, `UPDATE inventory SET available = available + ?, held = held - ? WHERE sale_id = ?`, h.Quantity, h.Quantity, saleID)
+		case h.Kind == flashsale.HoldHeld && to == flashsale.HoldSold:
+			_, err = tx.ExecContext(ctx, `UPDATE inventory SET held = held - ?, sold = sold + ? WHERE sale_id = ?`, h.Quantity, h.Quantity, saleID)
+		case h.Kind == flashsale.HoldNone && to == flashsale.HoldReleased:
+		default:
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return setHold(ctx, tx, saleID, ticketID, h.Quantity, to)
+	})
+	if err != nil {
+		return flashsale.Hold{}, fmt.Errorf("mysqlstore: move hold: %w", err)
+	}
+	return before, nil
+}
+
+// ReleaseStock gives a held ticket's units back, once.
+func (s *Store) ReleaseStock(ctx context.Context, saleID, ticketID string) (flashsale.Hold, error) {
+	return s.moveHold(ctx, saleID, ticketID, flashsale.HoldReleased)
+}
+
+// ConfirmStock moves a paid ticket's units from held to sold, once.
+func (s *Store) ConfirmStock(ctx context.Context, saleID, ticketID string) (flashsale.Hold, error) {
+	return s.moveHold(ctx, saleID, ticketID, flashsale.HoldSold)
+}
+
+// StockOf reads a mysql-inventory sale's stock.
+func (s *Store) StockOf(ctx context.Context, saleID string) (flashsale.Stock, error) {
+	var st flashsale.Stock
+	err := s.meta.QueryRowContext(ctx, `SELECT total, available, held, sold FROM inventory WHERE sale_id = ?`, saleID).
+		Scan(&st.Total, &st.Available, &st.Held, &st.Sold)
+	if errors.Is(err, sql.ErrNoRows) {
+		return st, flashsale.Errorf(flashsale.CodeNotFound, "no inventory for sale %q", saleID)
+	}
+	if err != nil {
+		return st, fmt.Errorf("mysqlstore: stock: %w", err)
+	}
+	return st, nil
+}
