@@ -173,6 +173,7 @@ type saleSpec struct {
 	StartsAt             time.Time `json:"starts_at"`
 	EndsAt               time.Time `json:"ends_at"`
 	PaymentWindowSeconds int       `json:"payment_window_seconds,omitempty"`
+	Inventory            string    `json:"inventory,omitempty"`
 }
 
 // openSale is a sale that started a minute ago and ends in an hour.

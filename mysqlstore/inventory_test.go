@@ -1,0 +1,72 @@
+package mysqlstore
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/flashsale/flashsale"
+)
+
+func TestMySQLInventoryHoldsExactlyAndIdempotently(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	sale := &flashsale.Sale{ID: "inv", SKU: "k", Name: "n", Stock: 10, PerUserLimit: 1, StartsAt: now, EndsAt: now.Add(time.Hour),
+		PaymentWindowSeconds: 60, Inventory: flashsale.InventoryMySQL, CreatedAt: now}
+	if err := s.CreateSale(ctx, sale); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	kinds := map[flashsale.HoldKind]int{}
+	for i := 0; i < 40; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			h, err := s.HoldStock(ctx, "inv", fmt.Sprintf("t%d", i), 1)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			kinds[h.Kind]++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if kinds[flashsale.HoldHeld] != 10 || kinds[flashsale.HoldSoldOut] != 30 {
+		t.Fatalf("holds %v, want 10 held and 30 sold out", kinds)
+	}
+	want := func(st flashsale.Stock) {
+		t.Helper()
+		if got, err := s.StockOf(ctx, "inv"); err != nil || got != st {
+			t.Fatalf("stock %+v (%v), want %+v", got, err, st)
+		}
+	}
+	want(flashsale.Stock{Total: 10, Held: 10})
+	var held []string
+	for i := 0; i < 40 && len(held) < 2; i++ {
+		if h, _ := s.HoldStock(ctx, "inv", fmt.Sprintf("t%d", i), 1); h.Kind == flashsale.HoldHeld { // a redelivery
+			held = append(held, fmt.Sprintf("t%d", i))
+		}
+	}
+	want(flashsale.Stock{Total: 10, Held: 10})
+	for i := 0; i < 2; i++ {
+		s.ReleaseStock(ctx, "inv", held[0])
+		s.ConfirmStock(ctx, "inv", held[1])
+	}
+	want(flashsale.Stock{Total: 10, Available: 1, Held: 8, Sold: 1})
+	if h, _ := s.HoldStock(ctx, "inv", held[0], 1); h.Kind != flashsale.HoldReleased {
+		t.Fatalf("a released ticket held again: %+v", h)
+	}
+	if h, _ := s.ReleaseStock(ctx, "inv", "never-held"); h.Kind != flashsale.HoldNone {
+		t.Fatalf("release of an unknown ticket returned %+v", h)
+	}
+	if h, _ := s.HoldStock(ctx, "inv", "never-held", 1); h.Kind != flashsale.HoldReleased {
+		t.Fatalf("a ticket released before its hold was held: %+v", h)
+	}
+	want(flashsale.Stock{Total: 10, Available: 1, Held: 8, Sold: 1})
+}
