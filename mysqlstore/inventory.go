@@ -14,11 +14,18 @@ import (
 // with `UPDATE ... SET available = available - n WHERE available >= n`, and a row
 // per ticket that makes each operation idempotent.
 
-// lockHold reads a ticket's hold state FOR UPDATE in tx (HoldNone if absent).
-func lockHold(ctx context.Context, tx *sql.Tx, ticketID string) (flashsale.Hold, error) {
+// lockHold locks the sale's stock row, then reads a ticket's hold state
+// (HoldNone if absent). Every transaction on a sale's holds takes the sale's row
+// first: that serialises them (the hot row is the design being measured) and
+// keeps gap locks on absent hold rows from deadlocking concurrent inserts.
+func lockHold(ctx context.Context, tx *sql.Tx, saleID, ticketID string) (flashsale.Hold, error) {
+	var one int
+	if err := tx.QueryRowContext(ctx, `SELECT 1 FROM inventory WHERE sale_id = ? FOR UPDATE`, saleID).Scan(&one); err != nil {
+		return flashsale.Hold{}, err
+	}
 	var state string
 	var q int
-	err := tx.QueryRowContext(ctx, `SELECT state, quantity FROM inventory_holds WHERE ticket_id = ? FOR UPDATE`, ticketID).Scan(&state, &q)
+	err := tx.QueryRowContext(ctx, `SELECT state, quantity FROM inventory_holds WHERE ticket_id = ?`, ticketID).Scan(&state, &q)
 	if errors.Is(err, sql.ErrNoRows) {
 		return flashsale.Hold{}, nil
 	}
@@ -40,7 +47,7 @@ func setHold(ctx context.Context, tx *sql.Tx, saleID, ticketID string, q int, ki
 func (s *Store) HoldStock(ctx context.Context, saleID, ticketID string, q int) (flashsale.Hold, error) {
 	var out flashsale.Hold
 	err := inTx(ctx, s.meta, func(tx *sql.Tx) error {
-		h, err := lockHold(ctx, tx, ticketID)
+		h, err := lockHold(ctx, tx, saleID, ticketID)
 		if err != nil || h.Kind != flashsale.HoldNone {
 			out = h
 			return err
@@ -68,7 +75,7 @@ func (s *Store) HoldStock(ctx context.Context, saleID, ticketID string, q int) (
 func (s *Store) moveHold(ctx context.Context, saleID, ticketID string, to flashsale.HoldKind) (flashsale.Hold, error) {
 	var before flashsale.Hold
 	err := inTx(ctx, s.meta, func(tx *sql.Tx) error {
-		h, err := lockHold(ctx, tx, ticketID)
+		h, err := lockHold(ctx, tx, saleID, ticketID)
 		if err != nil {
 			return err
 		}
