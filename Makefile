@@ -20,3 +20,6 @@ test: build
 	bash deploy/services.sh chromium
 	$(GO) vet ./...
 	$(GO) test -p 1 -count=1 -timeout 20m ./...
+
+bench: services build
+	bash deploy/bench.sh

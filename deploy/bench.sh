@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The standard benchmark: starts `flashsale all` on a namespace and databases of
+# its own, runs `flashsale bench` against it (100,000 users, 10,000 units, 256
+# connections, 30% paid, redis and mysql inventory side by side), writes the
+# reports to bench-results/, and stops the server. Exits with the bench's code.
+# Extra arguments go to `flashsale bench` (e.g. --users 20000).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=bench-results
+mkdir -p "$out"
+
+export FLASHSALE_NAMESPACE=flashsale_bench
+export FLASHSALE_HTTP_ADDR=127.0.0.1:8090
+export FLASHSALE_MYSQL_META_DSN='root@tcp(127.0.0.1:3306)/flashsale_bench_meta'
+export FLASHSALE_MYSQL_SHARD_DSNS='root@tcp(127.0.0.1:3306)/flashsale_bench_s0,root@tcp(127.0.0.1:3306)/flashsale_bench_s1'
+export FLASHSALE_ADMIN_TOKEN=${FLASHSALE_ADMIN_TOKEN:-bench-admin}
+export FLASHSALE_PAYMENT_SECRET=${FLASHSALE_PAYMENT_SECRET:-bench-secret}
+export FLASHSALE_LOG_LEVEL=${FLASHSALE_LOG_LEVEL:-warn}
+
+./bin/flashsale all >"$out/server.log" 2>&1 &
+server=$!
+trap 'kill -TERM $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
+for _ in $(seq 150); do
+  curl -sf "http://$FLASHSALE_HTTP_ADDR/readyz" >/dev/null && break
+  kill -0 $server 2>/dev/null || { echo "bench: flashsale all died:"; tail -20 "$out/server.log"; exit 1; }
+  sleep 0.2
+done
+curl -sf "http://$FLASHSALE_HTTP_ADDR/readyz" >/dev/null || { echo "bench: flashsale all not ready"; exit 1; }
+
+echo "bench: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -srm); reports in $out/"
+./bin/flashsale bench --url "http://$FLASHSALE_HTTP_ADDR" \
+  --users 100000 --stock 10000 --conns 256 --pay-ratio 0.3 --compare --duration 10m \
+  --json "$out/bench.json" --html "$out/bench.html" "$@"
