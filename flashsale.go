@@ -252,3 +252,12 @@ type OutboxEvent struct {
 	Type    EventType
 	Payload []byte // the Event as JSON, fixed when the transition committed
 }
+
+// UserReservation is one user's reservation of a sale's reservation phase: it
+// qualifies the user to buy once the sale opens. (Reservation, above, is the
+// phase itself.) A user reserves a sale at most once; ReservedAt is when.
+type UserReservation struct {
+	SaleID     string    `json:"sale_id"`
+	UserID     string    `json:"user_id"`
+	ReservedAt time.Time `json:"reserved_at"`
+}

@@ -32,6 +32,7 @@ import (
 	"github.com/flashsale/flashsale/queue"
 	"github.com/flashsale/flashsale/redisstore"
 	"github.com/flashsale/flashsale/relay"
+	"github.com/flashsale/flashsale/reservation"
 	"github.com/flashsale/flashsale/worker"
 )
 
@@ -164,6 +165,10 @@ func run(ctx context.Context, cmd string, roles []string, cfg *config, log *slog
 	if err != nil {
 		return err
 	}
+	reservations, err := reservation.New(reservation.Config{Book: store, Cache: rs, Log: log})
+	if err != nil {
+		return err
+	}
 	// Every role holds stock through the router: Redis, or MySQL for sales with
 	// inventory "mysql".
 	stock, err := inventory.New(rs, store, sales)
@@ -198,7 +203,7 @@ func run(ctx context.Context, cmd string, roles []string, cfg *config, log *slog
 				return err
 			}
 			defer pub.Close()
-			srv, err := ingress.New(ingress.Config{Sales: sales, Stock: stock, Orders: store, Queue: pub, Lifecycle: lc,
+			srv, err := ingress.New(ingress.Config{Sales: sales, Stock: stock, Orders: store, Queue: pub, Lifecycle: lc, Reservations: reservations,
 				AdminToken: cfg.AdminToken, LimitPerWindow: cfg.LimitPerWindow, Registry: reg, Gatherer: reg, Log: log,
 				Ready: []ingress.Check{rs.Ping, func(context.Context) error { return pub.Ready() }, store.Ping}})
 			if err != nil {
