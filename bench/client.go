@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bytes"
+	"container/list"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -15,6 +16,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -32,6 +34,11 @@ const (
 	epPayment    endpoint = "payment"
 )
 
+// followUp reports an endpoint a user calls once it holds a ticket (ticket polls,
+// order reads, payments, cancellations), as opposed to the crowd's purchase and
+// reservation attempts. Follow-ups go ahead of the crowd for a free connection.
+func (ep endpoint) followUp() bool { return ep != epPurchase && ep != epReserve }
+
 // endpointOrder is the order endpoints are listed in reports.
 var endpointOrder = []endpoint{epCreateSale, epGetSale, epReserve, epPurchase, epGetTicket, epGetOrder, epCancel, epPayment}
 
@@ -48,12 +55,13 @@ type apiClient struct {
 	hc         *http.Client
 	adminToken string
 	secret     string
-	rec        *recorder     // nil: nothing recorded
-	sem        chan struct{} // nil: no cap on in-flight requests
+	rec        *recorder // nil: nothing recorded
+	slots      *slotPool // nil: no cap on in-flight requests
 }
 
 // newAPIClient builds a client with its own transport capped at conns connections.
-// When limitInFlight is set, at most conns requests are in flight at once.
+// When limitInFlight is set, at most conns requests are in flight at once, follow-ups
+// first (see slotPool).
 func newAPIClient(cfg Config, rec *recorder, conns int, limitInFlight bool) *apiClient {
 	tr := &http.Transport{
 		Proxy:                 nil, // the bench only talks to --url, never through a proxy
@@ -79,9 +87,111 @@ func newAPIClient(cfg Config, rec *recorder, conns int, limitInFlight bool) *api
 		rec:        rec,
 	}
 	if limitInFlight {
-		c.sem = make(chan struct{}, conns)
+		c.slots = newSlotPool(conns)
 	}
 	return c
+}
+
+// slotPool caps the requests in flight. Two classes wait for a slot: follow-ups
+// (users who already hold a ticket: polls, order reads, payments, cancellations) and
+// the crowd (purchase and reservation attempts, which after a 429 come back by the
+// thousands). A freed slot goes to the oldest waiting follow-up while fewer than
+// followCap follow-ups are in flight, else to the oldest waiting crowd request, so
+// that ticket polls are never starved behind the 429 retry storm and the crowd
+// always keeps at least n - followCap slots. Within a class, waiters are served in
+// arrival order.
+type slotPool struct {
+	mu        sync.Mutex
+	free      int
+	followCap int
+	followIn  int
+	follow    list.List // of *slotWaiter
+	crowd     list.List
+}
+
+type slotWaiter struct {
+	ch      chan struct{} // receives the slot (buffered: the grant never blocks)
+	follow  bool
+	granted bool
+	elem    *list.Element
+}
+
+// newSlotPool returns a pool of n slots of which follow-ups take at most half
+// ahead of the crowd (all of them when nobody else waits).
+func newSlotPool(n int) *slotPool {
+	return &slotPool{free: n, followCap: max(1, n/2)}
+}
+
+// enqueue registers a waiter and hands out what slots are free.
+func (s *slotPool) enqueue(follow bool) *slotWaiter {
+	w := &slotWaiter{ch: make(chan struct{}, 1), follow: follow}
+	s.mu.Lock()
+	if follow {
+		w.elem = s.follow.PushBack(w)
+	} else {
+		w.elem = s.crowd.PushBack(w)
+	}
+	s.dispatchLocked()
+	s.mu.Unlock()
+	return w
+}
+
+// acquire waits for a slot of the given class; it returns ctx's error if ctx ends
+// first (holding no slot then).
+func (s *slotPool) acquire(ctx context.Context, follow bool) error {
+	w := s.enqueue(follow)
+	select {
+	case <-w.ch:
+		return nil
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	if w.granted { // granted while ctx ended: hand the slot on
+		s.releaseLocked(follow)
+	} else if follow {
+		s.follow.Remove(w.elem)
+	} else {
+		s.crowd.Remove(w.elem)
+	}
+	s.mu.Unlock()
+	return ctx.Err()
+}
+
+// release gives back a slot taken by acquire.
+func (s *slotPool) release(follow bool) {
+	s.mu.Lock()
+	s.releaseLocked(follow)
+	s.mu.Unlock()
+}
+
+func (s *slotPool) releaseLocked(follow bool) {
+	s.free++
+	if follow {
+		s.followIn--
+	}
+	s.dispatchLocked()
+}
+
+// dispatchLocked grants free slots to waiters, follow-ups first within their share.
+func (s *slotPool) dispatchLocked() {
+	for s.free > 0 {
+		var q *list.List
+		switch {
+		case s.follow.Len() > 0 && (s.followIn < s.followCap || s.crowd.Len() == 0):
+			q = &s.follow
+		case s.crowd.Len() > 0:
+			q = &s.crowd
+		default:
+			return
+		}
+		w := q.Remove(q.Front()).(*slotWaiter)
+		w.granted = true
+		s.free--
+		if w.follow {
+			s.followIn++
+		}
+		w.ch <- struct{}{}
+	}
 }
 
 // close releases idle connections.
@@ -124,15 +234,14 @@ type errorEnvelope struct {
 // do sends one request and reads its response. Transport errors are returned as
 // errors; any HTTP status is a response.
 func (c *apiClient) do(ctx context.Context, ep endpoint, method, path string, body []byte, hdr http.Header) (*apiResponse, error) {
-	if c.sem != nil {
+	if c.slots != nil {
+		follow := ep.followUp()
 		waitStart := time.Now()
-		select {
-		case c.sem <- struct{}{}:
-		case <-ctx.Done():
-			return nil, ctx.Err()
+		if err := c.slots.acquire(ctx, follow); err != nil {
+			return nil, err
 		}
-		defer func() { <-c.sem }()
-		c.rec.slotWait(time.Since(waitStart))
+		defer c.slots.release(follow)
+		c.rec.slotWait(time.Since(waitStart), follow)
 	}
 	var rd io.Reader
 	if body != nil {
@@ -290,6 +399,7 @@ type orderView struct {
 	Quantity    int    `json:"quantity"`
 	AmountCents int64  `json:"amount_cents"`
 	Status      string `json:"status"`
+	CreatedAt   string `json:"created_at"`
 	PayBy       string `json:"pay_by"`
 }
 

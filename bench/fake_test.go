@@ -64,7 +64,7 @@ type fakeOrder struct {
 	qty            int
 	amount         int64
 	status         string
-	payBy          time.Time
+	created, payBy time.Time
 	paymentID      string
 }
 
@@ -119,8 +119,11 @@ func (f *fakeServer) advanceLocked(now time.Time) {
 				continue
 			}
 			f.seq++
+			// Created when the ticket was due, not when the fake noticed: distinct,
+			// increasing times, as a real worker would stamp them.
 			o := &fakeOrder{id: fmt.Sprintf("o%d", f.seq), sale: s.id, user: tk.user, qty: tk.qty,
-				amount: s.price * int64(tk.qty), status: statusPendingPayment, payBy: now.Add(s.window)}
+				amount: s.price * int64(tk.qty), status: statusPendingPayment,
+				created: tk.created.Add(f.resolveAfter), payBy: now.Add(s.window)}
 			s.orders = append(s.orders, o)
 			f.orders[o.id] = o
 			tk.order = o
@@ -154,7 +157,7 @@ func (tk *fakeTicket) view() map[string]any {
 
 func (o *fakeOrder) view() map[string]any {
 	return map[string]any{"order_id": o.id, "sale_id": o.sale, "user_id": o.user, "quantity": o.qty,
-		"amount_cents": o.amount, "status": o.status, "pay_by": ts(o.payBy), "payment_id": o.paymentID}
+		"amount_cents": o.amount, "status": o.status, "created_at": ts(o.created), "pay_by": ts(o.payBy), "payment_id": o.paymentID}
 }
 
 func userOf(w http.ResponseWriter, r *http.Request) (string, bool) {

@@ -18,7 +18,7 @@ import (
 // Chart geometry, in SVG user units.
 const (
 	chartWidth   = 780
-	chartHeight  = 300
+	chartHeight  = 250
 	chartLeft    = 70
 	chartTop     = 30
 	chartLegendW = 170
@@ -172,7 +172,8 @@ func (ch svgChart) withMarker(x float64, label string, xmin, xmax float64) svgCh
 
 func round1(v float64) float64 { return math.Round(v*10) / 10 }
 
-// chartsFor builds the charts of one run: throughput, latency distribution, stock.
+// chartsFor builds the charts of one run: orders created over time (server and
+// bench-observed), requests per second, latency distribution, stock.
 func chartsFor(rep *Report) []svgChart {
 	var thr []xySeries
 	xmax := 0.0
@@ -181,10 +182,7 @@ func chartsFor(rep *Report) []svgChart {
 		thr = append(thr, s)
 		xmax = math.Max(xmax, float64(len(e.PerSecond)))
 	}
-	orders := perSecondSeries("orders created", rep.OrdersPerSecondSeries)
-	xmax = math.Max(xmax, float64(len(rep.OrdersPerSecondSeries)))
-	thr = append(thr, orders)
-	throughput := buildChart("Throughput per second", "seconds since start", "per second", thr, nil).
+	throughput := buildChart("Requests per second by endpoint", "seconds since start", "per second", thr, nil).
 		withMarker(rep.SaleOpensAt, "sale opens", 0, math.Max(xmax, 1))
 
 	var lat []xySeries
@@ -220,7 +218,21 @@ func chartsFor(rep *Report) []svgChart {
 	}
 	stock := buildChart("Stock over time", "seconds since start", "units", []xySeries{avail, held, sold}, nil).
 		withMarker(rep.SaleOpensAt, "sale opens", 0, math.Max(sxmax, 1))
-	return []svgChart{throughput, latency, stock}
+	orders := buildChart("Orders created since the opening", "seconds since the sale opened", "orders", []xySeries{
+		curveSeries("created_at (server)", rep.OrdersCurve),
+		curveSeries("seen by the bench", rep.ObservedOrdersCurve),
+	}, nil)
+	return []svgChart{orders, throughput, latency, stock}
+}
+
+// curveSeries plots a cumulative curve.
+func curveSeries(name string, pts []CurvePoint) xySeries {
+	s := xySeries{Name: name}
+	for _, p := range pts {
+		s.X = append(s.X, p.T)
+		s.Y = append(s.Y, float64(p.N))
+	}
+	return s
 }
 
 // perSecondSeries plots counts per second as steps: each count spans its second.
@@ -234,11 +246,12 @@ func perSecondSeries(name string, counts []int64) xySeries {
 }
 
 type htmlRun struct {
-	R       *Report
-	Charts  []svgChart
-	Tickets string
-	Users   string
-	Actions string
+	R          *Report
+	Charts     []svgChart
+	ServerRate string
+	Tickets    string
+	Users      string
+	Actions    string
 }
 
 type htmlCompare struct {
@@ -301,11 +314,14 @@ figure { margin: 1em 0; } svg { background: #fff; border: 1px solid #eee; max-wi
 <table>
 <tr><td>accepted (202)</td><td class="num">{{$r.Purchase.Accepted}}</td></tr>
 <tr><td>first 202 after the opening</td><td class="num">{{ms $r.Purchase.FirstAcceptedAfterOpenMs}}</td></tr>
-<tr><td>first 202 → last order created</td><td class="num">{{ms $r.Purchase.AcceptedToLastOrderMs}}</td></tr>
 <tr><td>orders created</td><td class="num">{{$r.Purchase.OrdersCreated}}</td></tr>
-<tr><td>orders created / s</td><td class="num">{{rate $r.Purchase.OrdersPerSecond}}</td></tr>
-<tr><td>202 → ticket final p50 / p99</td><td class="num">{{ms $r.Purchase.Resolve.P50Ms}} / {{ms $r.Purchase.Resolve.P99Ms}}</td></tr>
-<tr><td>bench wait for a free connection p50 / p99</td><td class="num">{{ms $r.Purchase.SlotWait.P50Ms}} / {{ms $r.Purchase.SlotWait.P99Ms}}</td></tr>
+<tr><td><strong>orders created / s (server created_at)</strong></td><td class="num"><strong>{{.ServerRate}}</strong></td></tr>
+<tr><td>first → last order created (server)</td><td class="num">{{ms $r.Purchase.Server.FirstToLastMs}}</td></tr>
+<tr><td>opening → first / last order created (server)</td><td class="num">{{ms $r.Purchase.Server.OpenToFirstOrderMs}} / {{ms $r.Purchase.Server.OpenToLastOrderMs}}</td></tr>
+<tr><td>orders created / s as observed by the bench</td><td class="num">{{rate $r.Purchase.Observed.OrdersPerSecond}} ({{$r.Purchase.Observed.Orders}} orders, first 202 → last order seen {{ms $r.Purchase.Observed.AcceptedToLastOrderMs}})</td></tr>
+<tr><td>202 → ticket final (seen polling) p50 / p99</td><td class="num">{{ms $r.Purchase.Resolve.P50Ms}} / {{ms $r.Purchase.Resolve.P99Ms}}</td></tr>
+<tr><td>bench wait for a free connection: purchases p50 / p99</td><td class="num">{{ms $r.Purchase.SlotWait.P50Ms}} / {{ms $r.Purchase.SlotWait.P99Ms}}</td></tr>
+<tr><td>bench wait for a free connection: polls, orders, payments p50 / p99</td><td class="num">{{ms $r.Purchase.SlotWaitFollowUp.P50Ms}} / {{ms $r.Purchase.SlotWaitFollowUp.P99Ms}}</td></tr>
 <tr><td>tickets</td><td>{{.Tickets}}</td></tr>
 <tr><td>users</td><td>{{.Users}}</td></tr>
 {{if .Actions}}<tr><td>actions</td><td>{{.Actions}}</td></tr>{{end}}
@@ -360,11 +376,12 @@ func renderHTML(w io.Writer, runs []*Report, cmp *CompareReport) error {
 			continue
 		}
 		page.Runs = append(page.Runs, htmlRun{
-			R:       r,
-			Charts:  chartsFor(r),
-			Tickets: fmtCounts(r.Tickets, ticketStatusOrder),
-			Users:   fmtCounts(r.Users, []string{outcomeTicket, outcomeSoldOut}),
-			Actions: fmtCountsOrEmpty(r.Actions),
+			R:          r,
+			Charts:     chartsFor(r),
+			ServerRate: serverRateText(r.Purchase.Server),
+			Tickets:    fmtCounts(r.Tickets, ticketStatusOrder),
+			Users:      fmtCounts(r.Users, []string{outcomeTicket, outcomeSoldOut}),
+			Actions:    fmtCountsOrEmpty(r.Actions),
 		})
 	}
 	var buf bytes.Buffer

@@ -78,10 +78,15 @@ func syntheticReport() *Report {
 			{Name: "get_ticket", Requests: 40, Latency: summarizeHistogram(h), Percentiles: percentileCurve(h),
 				Status: map[string]int64{"200": 40}, PerSecond: []int64{0, 0, 25, 15}},
 		},
-		Purchase:              PurchaseReport{Accepted: 12, OrdersCreated: 10, OrdersPerSecond: 55.5, AcceptedToLastOrderMs: 180},
-		Tickets:               map[string]int64{"paid": 3, "expired": 7, "sold_out": 2},
-		Users:                 map[string]int64{"ticket": 12, "rejected_sold_out": 88},
-		OrdersPerSecondSeries: []int64{0, 0, 8, 2},
+		Purchase: PurchaseReport{Accepted: 12, OrdersCreated: 10,
+			Server:   ServerOrderTiming{Orders: 10, FirstToLastMs: 180, OrdersPerSecond: 55.5, OpenToFirstOrderMs: 20, OpenToLastOrderMs: 200},
+			Observed: ObservedOrderTiming{Orders: 10, AcceptedToLastOrderMs: 700, OrdersPerSecond: 14.3}},
+		Tickets:                       map[string]int64{"paid": 3, "expired": 7, "sold_out": 2},
+		Users:                         map[string]int64{"ticket": 12, "rejected_sold_out": 88},
+		OrdersPerSecondSeries:         []int64{0, 0, 10},
+		ObservedOrdersPerSecondSeries: []int64{0, 0, 8, 2},
+		OrdersCurve:                   []CurvePoint{{0, 0}, {0.02, 0}, {0.02, 1}, {0.2, 10}},
+		ObservedOrdersCurve:           []CurvePoint{{0, 0}, {0.05, 0}, {0.05, 1}, {0.7, 10}},
 		StockSeries: []StockSample{
 			{T: 0.25, Total: 10, Available: 10}, {T: 2.5, Total: 10, Available: 2, Held: 8},
 			{T: 3.0, Total: 10, Available: 0, Held: 7, Sold: 3}, {T: 35, Total: 10, Available: 7, Sold: 3},
@@ -96,11 +101,13 @@ func TestRenderHTMLWellFormedSVG(t *testing.T) {
 		t.Fatal(err)
 	}
 	page := buf.String()
-	if n := checkSVGs(t, page); n != 3 {
-		t.Fatalf("%d charts, want 3", n)
+	if n := checkSVGs(t, page); n != 4 {
+		t.Fatalf("%d charts, want 4", n)
 	}
-	for _, want := range []string{"<!DOCTYPE html>", "Throughput per second", "Latency distribution", "Stock over time",
-		"available", "sold", "p99.9", "purchase", "10 units &lt;= 10 &amp; fine", "orders created"} {
+	for _, want := range []string{"<!DOCTYPE html>", "Orders created since the opening", "Requests per second by endpoint", "Latency distribution", "Stock over time",
+		"available", "sold", "p99.9", "purchase", "10 units &lt;= 10 &amp; fine",
+		"created_at (server)", "seen by the bench", "orders created / s (server created_at)",
+		"55.5  (10 orders)", "as observed by the bench", "14.3"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("page lacks %q", want)
 		}
@@ -113,12 +120,13 @@ func TestRenderHTMLEmptyAndCompare(t *testing.T) {
 	if err := renderHTML(&buf, []*Report{empty}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if n := checkSVGs(t, buf.String()); n != 3 || !strings.Contains(buf.String(), "no data") {
+	if n := checkSVGs(t, buf.String()); n != 4 || !strings.Contains(buf.String(), "no data") {
 		t.Errorf("empty report: %d charts", n)
 	}
 
 	a, b := syntheticReport(), syntheticReport()
-	b.Inventory, b.Purchase.OrdersPerSecond = "mysql", 11.1
+	b.Inventory, b.Purchase.Server.OrdersPerSecond = "mysql", 11.1
+	b.Purchase.Observed.OrdersPerSecond = 1 // the ratio is of the server-side figures
 	cmp := newCompareReport(a, b)
 	if cmp.OrdersPerSecondRatio == nil || !near(*cmp.OrdersPerSecondRatio, 5, 1e-9) {
 		t.Fatalf("ratio = %v", cmp.OrdersPerSecondRatio)
@@ -127,8 +135,8 @@ func TestRenderHTMLEmptyAndCompare(t *testing.T) {
 	if err := renderHTML(&buf, []*Report{a, b}, cmp); err != nil {
 		t.Fatal(err)
 	}
-	if n := checkSVGs(t, buf.String()); n != 6 {
-		t.Errorf("compare page: %d charts, want 6", n)
+	if n := checkSVGs(t, buf.String()); n != 8 {
+		t.Errorf("compare page: %d charts, want 8", n)
 	}
 	if !strings.Contains(buf.String(), "5.00") {
 		t.Error("compare page lacks the ratio")
@@ -146,7 +154,7 @@ func TestBuildChartScales(t *testing.T) {
 	}
 	// The highest point (87 of 100) sits 13% below the top of the plot.
 	pts := strings.Fields(ch.Series[0].Points)
-	if len(pts) != 2 || pts[1] != "610,59.1" {
+	if len(pts) != 2 || pts[1] != "610,52.6" {
 		t.Errorf("points %q", ch.Series[0].Points)
 	}
 	if got := niceStep(87, 5); got != 20 {

@@ -41,7 +41,7 @@ func readReport(t *testing.T, path string, v any) {
 }
 
 func TestMainFullRunAgainstFake(t *testing.T) {
-	_, srv := newFakeServer(t)
+	f, srv := newFakeServer(t)
 	dir := t.TempDir()
 	jsonPath, htmlPath := filepath.Join(dir, "r.json"), filepath.Join(dir, "r.html")
 	code, out, errOut := runMainForTest(t, benchArgs(srv.URL,
@@ -50,7 +50,9 @@ func TestMainFullRunAgainstFake(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
-	for _, want := range []string{"Endpoints", "purchase", "Status mix", "first 202 -> last order created", "orders created / s", "Checks", "PASS", "RESULT: PASS"} {
+	for _, want := range []string{"Endpoints", "purchase", "Status mix", "orders created / s (server created_at)",
+		"first -> last order created (server)", "opening -> first / last order created (server)",
+		"orders created / s as observed by the bench", "first 202 -> last order seen", "Checks", "PASS", "RESULT: PASS"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("summary lacks %q:\n%s", want, out)
 		}
@@ -77,6 +79,7 @@ func TestMainFullRunAgainstFake(t *testing.T) {
 	if got := rep.Tickets; got[statusPaid] != paid || got[statusCancelled] != cancelled || got[statusExpired] != expired {
 		t.Errorf("tickets = %v, want paid %d, cancelled %d, expired %d", got, paid, cancelled, expired)
 	}
+	checkServerTiming(t, f, &rep)
 	if got := rep.Users[outcomeTicket] + rep.Users[outcomeSoldOut]; got != 40 {
 		t.Errorf("users with a ticket or sold out = %d, want 40 (%v)", got, rep.Users)
 	}
@@ -101,8 +104,8 @@ func TestMainFullRunAgainstFake(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := checkSVGs(t, string(html)); n != 3 {
-		t.Errorf("HTML has %d charts, want 3", n)
+	if n := checkSVGs(t, string(html)); n != 4 {
+		t.Errorf("HTML has %d charts, want 4", n)
 	}
 }
 
@@ -170,8 +173,8 @@ func TestMainCompare(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := checkSVGs(t, string(html)); n != 6 {
-		t.Errorf("compare HTML has %d charts, want 6", n)
+	if n := checkSVGs(t, string(html)); n != 8 {
+		t.Errorf("compare HTML has %d charts, want 8", n)
 	}
 }
 
@@ -209,5 +212,55 @@ func TestMainUsage(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "--pay-ratio") && !strings.Contains(stderr.String(), "-pay-ratio") {
 		t.Errorf("--help printed no flags:\n%s", stderr.String())
+	}
+}
+
+// checkServerTiming asserts that the report's server-side order figures are the
+// fake's own created_at of the sale's orders, whatever the polling users saw.
+func checkServerTiming(t *testing.T, f *fakeServer, rep *Report) {
+	t.Helper()
+	f.mu.Lock()
+	sale := f.sales[rep.SaleID]
+	var first, last time.Time
+	for i, o := range sale.orders {
+		if i == 0 || o.created.Before(first) {
+			first = o.created
+		}
+		if o.created.After(last) {
+			last = o.created
+		}
+	}
+	n, startsAt := int64(len(sale.orders)), sale.startsAt
+	f.mu.Unlock()
+	first, last = first.Round(0), last.Round(0) // wall clock, as the JSON carries it
+
+	s := rep.Purchase.Server
+	if s.Orders != n || s.Unread != 0 || rep.Purchase.OrdersCreated != n {
+		t.Fatalf("server timing read %d orders (%d unread), report says %d created; the fake made %d", s.Orders, s.Unread, rep.Purchase.OrdersCreated, n)
+	}
+	if s.FirstCreatedAt == nil || s.LastCreatedAt == nil || !s.FirstCreatedAt.Equal(first) || !s.LastCreatedAt.Equal(last) {
+		t.Errorf("first/last created_at %v / %v, want %v / %v", s.FirstCreatedAt, s.LastCreatedAt, first, last)
+	}
+	span := last.Sub(first)
+	if !near(s.FirstToLastMs, msOf(span), 1e-9) || !near(s.OrdersPerSecond, float64(n)/span.Seconds(), 1e-9) {
+		t.Errorf("span %vms rate %v/s, want %vms %v/s", s.FirstToLastMs, s.OrdersPerSecond, msOf(span), float64(n)/span.Seconds())
+	}
+	if !near(s.OpenToLastOrderMs, msOf(last.Sub(startsAt)), 1e-9) || !near(s.OpenToFirstOrderMs, msOf(first.Sub(startsAt)), 1e-9) {
+		t.Errorf("opening -> first/last %v / %v ms, want %v / %v", s.OpenToFirstOrderMs, s.OpenToLastOrderMs, msOf(first.Sub(startsAt)), msOf(last.Sub(startsAt)))
+	}
+	var sum int64
+	for _, c := range rep.OrdersPerSecondSeries {
+		sum += c
+	}
+	if sum != n {
+		t.Errorf("orders_per_second_series sums to %d, want %d", sum, n)
+	}
+	for _, c := range [][]CurvePoint{rep.OrdersCurve, rep.ObservedOrdersCurve} {
+		if len(c) < 2 || c[0].N != 0 || c[len(c)-1].N != n {
+			t.Errorf("cumulative orders curve %v does not run from 0 to %d", c, n)
+		}
+	}
+	if o := rep.Purchase.Observed; o.Orders != n || o.OrdersPerSecond <= 0 {
+		t.Errorf("observed %+v, want %d orders and a rate", o, n)
 	}
 }

@@ -50,7 +50,8 @@ type recorder struct {
 	endpoints map[endpoint]*endpointRecord
 	counters  map[string]int64
 
-	slots         *hdrhistogram.Histogram // bench-side wait for a free connection slot
+	slots         *hdrhistogram.Histogram // bench-side wait for a free slot: purchases, reservations
+	followSlots   *hdrhistogram.Histogram // the same for follow-ups: ticket polls, orders, payments
 	resolve       *hdrhistogram.Histogram // 202 -> ticket left "queued"
 	accepted      int64
 	firstAccepted time.Time
@@ -72,11 +73,12 @@ type endpointRecord struct {
 
 func newRecorder(t0 time.Time) *recorder {
 	return &recorder{
-		t0:        t0,
-		endpoints: make(map[endpoint]*endpointRecord),
-		counters:  make(map[string]int64),
-		resolve:   newLatencyHistogram(),
-		slots:     newLatencyHistogram(),
+		t0:          t0,
+		endpoints:   make(map[endpoint]*endpointRecord),
+		counters:    make(map[string]int64),
+		resolve:     newLatencyHistogram(),
+		slots:       newLatencyHistogram(),
+		followSlots: newLatencyHistogram(),
 	}
 }
 
@@ -125,13 +127,18 @@ func (r *recorder) request(ep endpoint, start time.Time, latency time.Duration, 
 	}
 }
 
-// slotWait records how long a request waited for one of the --conns slots.
-func (r *recorder) slotWait(d time.Duration) {
+// slotWait records how long a request waited for one of the --conns slots;
+// followUp tells a follow-up (poll, order, payment, cancel) from a crowd request.
+func (r *recorder) slotWait(d time.Duration, followUp bool) {
 	if r == nil {
 		return
 	}
 	r.mu.Lock()
-	recordDuration(r.slots, d)
+	if followUp {
+		recordDuration(r.followSlots, d)
+	} else {
+		recordDuration(r.slots, d)
+	}
 	r.mu.Unlock()
 }
 

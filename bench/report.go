@@ -43,10 +43,20 @@ type Report struct {
 	Problems []Problem `json:"problems,omitempty"`
 	// Counters holds retry counts and the like.
 	Counters map[string]int64 `json:"counters"`
-	// OrdersPerSecondSeries counts orders seen created in each second of the run.
-	OrdersPerSecondSeries []int64       `json:"orders_per_second_series"`
-	StockSeries           []StockSample `json:"stock_series"`
-	Checks                []Check       `json:"checks"`
+	// OrdersPerSecondSeries counts orders by their created_at (server clock, moved
+	// to the bench's by the clock offset), per second of the run.
+	OrdersPerSecondSeries []int64 `json:"orders_per_second_series"`
+	// ObservedOrdersPerSecondSeries counts orders by when a polling user saw its
+	// ticket resolved, per second of the run.
+	ObservedOrdersPerSecondSeries []int64 `json:"observed_orders_per_second_series"`
+	// OrdersCurve counts orders created so far by created_at, in seconds since the
+	// sale opened (server clock), thinned to at most maxCurvePoints points.
+	OrdersCurve []CurvePoint `json:"orders_curve"`
+	// ObservedOrdersCurve is the same by when the bench saw each order (its ticket
+	// polled out of "queued").
+	ObservedOrdersCurve []CurvePoint  `json:"observed_orders_curve"`
+	StockSeries         []StockSample `json:"stock_series"`
+	Checks              []Check       `json:"checks"`
 	// Pass is true when the run completed and every check passed.
 	Pass bool `json:"pass"`
 }
@@ -71,17 +81,114 @@ type PurchaseReport struct {
 	Accepted int64 `json:"accepted"`
 	// FirstAcceptedAfterOpenMs is the time from the sale's opening to the first 202.
 	FirstAcceptedAfterOpenMs float64 `json:"first_accepted_after_open_ms"`
-	// AcceptedToLastOrderMs is the time from the first 202 to the last order created.
-	AcceptedToLastOrderMs float64 `json:"accepted_to_last_order_ms"`
-	OrdersCreated         int64   `json:"orders_created"`
-	// OrdersPerSecond is OrdersCreated over AcceptedToLastOrderMs.
-	OrdersPerSecond float64 `json:"orders_per_second"`
+	// OrdersCreated counts the tickets that made an order (pending_payment or a
+	// later order status), as re-read at the end.
+	OrdersCreated int64 `json:"orders_created"`
+	// Server is the headline: the order rate from the orders' own created_at.
+	Server ServerOrderTiming `json:"server"`
+	// Observed is the order rate as the bench's polling users saw it; it lags the
+	// server by the poll interval and by any wait for a free connection.
+	Observed ObservedOrderTiming `json:"observed"`
 	// Resolve is the time from a 202 to the ticket leaving "queued", as the polling
 	// user saw it.
 	Resolve LatencySummary `json:"resolve"`
-	// SlotWait is how long the users' requests waited on the bench side for one of
-	// the --conns slots; when it is large, the bench (not the server) is the limit.
+	// SlotWait is how long the crowd's requests (purchases, reservations) waited on
+	// the bench side for one of the --conns slots; when it is large, the bench (not
+	// the server) is the limit.
 	SlotWait LatencySummary `json:"slot_wait"`
+	// SlotWaitFollowUp is the same for follow-ups (ticket polls, order reads,
+	// payments, cancellations), which go ahead of the crowd.
+	SlotWaitFollowUp LatencySummary `json:"slot_wait_follow_up"`
+}
+
+// CurvePoint is one point of a cumulative curve: N events by T seconds.
+type CurvePoint struct {
+	T float64 `json:"t"`
+	N int64   `json:"n"`
+}
+
+// maxCurvePoints bounds the points of a cumulative curve in the report.
+const maxCurvePoints = 400
+
+// cumulativeCurve turns event times (seconds, any order) into the cumulative count
+// curve from (0, 0), keeping at most maxPoints points (always the last one).
+func cumulativeCurve(ts []float64, maxPoints int) []CurvePoint {
+	if len(ts) == 0 {
+		return nil
+	}
+	ts = append([]float64(nil), ts...)
+	sort.Float64s(ts)
+	out := []CurvePoint{{T: min(0, ts[0]), N: 0}}
+	if ts[0] > 0 { // flat until the first event
+		out = append(out, CurvePoint{T: ts[0], N: 0})
+	}
+	n := len(ts)
+	step := max(1, (n+maxPoints-2)/(maxPoints-1))
+	for i := step - 1; i < n; i += step {
+		out = append(out, CurvePoint{T: ts[i], N: int64(i + 1)})
+	}
+	if last := out[len(out)-1]; last.N != int64(n) {
+		out = append(out, CurvePoint{T: ts[n-1], N: int64(n)})
+	}
+	return out
+}
+
+// ServerOrderTiming is the order rate measured on the server's clock: every order's
+// created_at, read with GET /api/v1/orders/{id} once the load is over.
+type ServerOrderTiming struct {
+	// Orders is how many distinct orders' created_at was read.
+	Orders int64 `json:"orders"`
+	// Unread counts orders whose created_at could not be read (they are left out).
+	Unread         int64      `json:"unread"`
+	FirstCreatedAt *time.Time `json:"first_created_at,omitempty"`
+	LastCreatedAt  *time.Time `json:"last_created_at,omitempty"`
+	// FirstToLastMs is the first order's created_at to the last one's.
+	FirstToLastMs float64 `json:"first_to_last_order_ms"`
+	// OrdersPerSecond is Orders over FirstToLastMs (0 with fewer than two orders).
+	OrdersPerSecond float64 `json:"orders_per_second"`
+	// OpenToFirstOrderMs and OpenToLastOrderMs run from the sale's starts_at.
+	OpenToFirstOrderMs float64 `json:"open_to_first_order_ms"`
+	OpenToLastOrderMs  float64 `json:"open_to_last_order_ms"`
+}
+
+// ObservedOrderTiming is the order rate as seen by the bench's polling users.
+type ObservedOrderTiming struct {
+	// Orders counts tickets seen resolved with an order while the users polled.
+	Orders int64 `json:"orders"`
+	// AcceptedToLastOrderMs is the time from the first 202 to the last order seen.
+	AcceptedToLastOrderMs float64 `json:"first_accepted_to_last_order_ms"`
+	// OrdersPerSecond is Orders over AcceptedToLastOrderMs.
+	OrdersPerSecond float64 `json:"orders_per_second"`
+}
+
+// serverOrderTiming computes the server-side order figures from the created_at of
+// each distinct order, with unread orders left out, relative to the sale's opening.
+func serverOrderTiming(created []time.Time, unread int64, startsAt time.Time) ServerOrderTiming {
+	s := ServerOrderTiming{Orders: int64(len(created)), Unread: unread}
+	if len(created) == 0 {
+		return s
+	}
+	first, last := created[0], created[0]
+	for _, c := range created[1:] {
+		if c.Before(first) {
+			first = c
+		}
+		if c.After(last) {
+			last = c
+		}
+	}
+	first, last = first.UTC(), last.UTC()
+	s.FirstCreatedAt, s.LastCreatedAt = &first, &last
+	span := last.Sub(first)
+	s.FirstToLastMs = msOf(span)
+	if len(created) >= 2 && span > 0 {
+		s.OrdersPerSecond = float64(len(created)) / span.Seconds()
+	}
+	if !startsAt.IsZero() {
+		s.OpenToFirstOrderMs = msOf(first.Sub(startsAt))
+		s.OpenToLastOrderMs = msOf(last.Sub(startsAt))
+	}
+	return s
 }
 
 // Problem is one distinct error detail and how many users hit it.
@@ -94,7 +201,8 @@ type Problem struct {
 type CompareReport struct {
 	Redis *Report `json:"redis"`
 	MySQL *Report `json:"mysql"`
-	// OrdersPerSecondRatio is redis ÷ mysql orders/s; absent when mysql made none.
+	// OrdersPerSecondRatio is redis ÷ mysql server-side orders/s (from created_at);
+	// absent when mysql has no such figure.
 	OrdersPerSecondRatio *float64 `json:"orders_per_second_ratio,omitempty"`
 	Pass                 bool     `json:"pass"`
 }
@@ -102,7 +210,7 @@ type CompareReport struct {
 func newCompareReport(redis, mysql *Report) *CompareReport {
 	c := &CompareReport{Redis: redis, MySQL: mysql, Pass: redis != nil && mysql != nil && redis.Pass && mysql.Pass}
 	if redis != nil && mysql != nil {
-		if v, ok := ratio(redis.Purchase.OrdersPerSecond, mysql.Purchase.OrdersPerSecond); ok {
+		if v, ok := ratio(redis.Purchase.Server.OrdersPerSecond, mysql.Purchase.Server.OrdersPerSecond); ok {
 			c.OrdersPerSecondRatio = &v
 		}
 	}
@@ -158,26 +266,64 @@ func (r *run) buildReport(begin time.Time, completed bool, reason string, final 
 	}
 	p := &rep.Purchase
 	p.Accepted = rec.accepted
-	p.OrdersCreated = rec.ordersCreated
+	p.Observed.Orders = rec.ordersCreated
 	p.Resolve = summarizeHistogram(rec.resolve)
 	p.SlotWait = summarizeHistogram(rec.slots)
+	p.SlotWaitFollowUp = summarizeHistogram(rec.followSlots)
 	if !rec.firstAccepted.IsZero() {
 		if !opens.IsZero() {
 			p.FirstAcceptedAfterOpenMs = msOf(rec.firstAccepted.Sub(opens))
 		}
 		if !rec.lastOrder.IsZero() {
 			span := rec.lastOrder.Sub(rec.firstAccepted)
-			p.AcceptedToLastOrderMs = msOf(span)
-			p.OrdersPerSecond = windowRate(rec.ordersCreated, span)
+			p.Observed.AcceptedToLastOrderMs = msOf(span)
+			p.Observed.OrdersPerSecond = windowRate(rec.ordersCreated, span)
 		}
 	}
-	rep.OrdersPerSecondSeries = append([]int64(nil), rec.ordersPerSec...)
+	rep.ObservedOrdersPerSecondSeries = append([]int64(nil), rec.ordersPerSec...)
 	rep.StockSeries = append([]StockSample(nil), rec.stock...)
 	rep.Counters = make(map[string]int64, len(rec.counters))
 	for k, v := range rec.counters {
 		rep.Counters[k] = v
 	}
 	rec.mu.Unlock()
+
+	// Server-side order times: one created_at per distinct order.
+	createdOf := map[string]time.Time{}
+	for _, t := range r.tickets() {
+		if !hasOrder(t.status) {
+			continue
+		}
+		p.OrdersCreated++
+		if t.orderID == "" {
+			continue
+		}
+		if prev, seen := createdOf[t.orderID]; !seen || prev.IsZero() {
+			createdOf[t.orderID] = t.createdAt
+		}
+	}
+	var created []time.Time
+	var unread int64
+	var sinceOpen, seenSinceOpen []float64
+	for _, c := range createdOf {
+		if c.IsZero() {
+			unread++
+			continue
+		}
+		created = append(created, c)
+		rep.OrdersPerSecondSeries = bump(rep.OrdersPerSecondSeries, rec.second(r.local(c)))
+		sinceOpen = append(sinceOpen, c.Sub(r.sched.startsAt).Seconds())
+	}
+	p.Server = serverOrderTiming(created, unread, r.sched.startsAt)
+	for _, t := range r.tickets() {
+		if hasOrder(t.status) && !t.resolvedAt.IsZero() {
+			seenSinceOpen = append(seenSinceOpen, t.resolvedAt.Sub(opens).Seconds())
+		}
+	}
+	if !opens.IsZero() {
+		rep.OrdersCurve = cumulativeCurve(sinceOpen, maxCurvePoints)
+		rep.ObservedOrdersCurve = cumulativeCurve(seenSinceOpen, maxCurvePoints)
+	}
 
 	problems := map[string]int64{}
 	for _, u := range r.simUsers {
@@ -258,11 +404,15 @@ func writeText(w io.Writer, rep *Report) {
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "  accepted (202)\t%d\n", p.Accepted)
 	fmt.Fprintf(tw, "  first 202 after the opening\t%s\n", fmtMs(p.FirstAcceptedAfterOpenMs))
-	fmt.Fprintf(tw, "  first 202 -> last order created\t%s\n", fmtMs(p.AcceptedToLastOrderMs))
 	fmt.Fprintf(tw, "  orders created\t%d\n", p.OrdersCreated)
-	fmt.Fprintf(tw, "  orders created / s\t%s\n", fmtRate(p.OrdersPerSecond))
-	fmt.Fprintf(tw, "  202 -> ticket final  p50 / p99 / max\t%s / %s / %s\n", fmtMs(p.Resolve.P50Ms), fmtMs(p.Resolve.P99Ms), fmtMs(p.Resolve.MaxMs))
-	fmt.Fprintf(tw, "  bench wait for a free conn  p50 / p99\t%s / %s\n", fmtMs(p.SlotWait.P50Ms), fmtMs(p.SlotWait.P99Ms))
+	fmt.Fprintf(tw, "  orders created / s (server created_at)\t%s\n", serverRateText(p.Server))
+	fmt.Fprintf(tw, "  first -> last order created (server)\t%s\n", fmtMs(p.Server.FirstToLastMs))
+	fmt.Fprintf(tw, "  opening -> first / last order created (server)\t%s / %s\n", fmtMs(p.Server.OpenToFirstOrderMs), fmtMs(p.Server.OpenToLastOrderMs))
+	fmt.Fprintf(tw, "  orders created / s as observed by the bench\t%s  (%d orders, first 202 -> last order seen %s)\n",
+		fmtRate(p.Observed.OrdersPerSecond), p.Observed.Orders, fmtMs(p.Observed.AcceptedToLastOrderMs))
+	fmt.Fprintf(tw, "  202 -> ticket final (seen polling)  p50 / p99 / max\t%s / %s / %s\n", fmtMs(p.Resolve.P50Ms), fmtMs(p.Resolve.P99Ms), fmtMs(p.Resolve.MaxMs))
+	fmt.Fprintf(tw, "  bench wait for a free conn  purchases p50 / p99\t%s / %s\n", fmtMs(p.SlotWait.P50Ms), fmtMs(p.SlotWait.P99Ms))
+	fmt.Fprintf(tw, "  bench wait for a free conn  polls, orders, payments p50 / p99\t%s / %s\n", fmtMs(p.SlotWaitFollowUp.P50Ms), fmtMs(p.SlotWaitFollowUp.P99Ms))
 	_ = tw.Flush()
 
 	fmt.Fprintln(w, "\nOutcomes")
@@ -307,8 +457,10 @@ func compareRows(cmp *CompareReport) [][3]string {
 	}
 	row("run", func(r *Report) string { return r.RunID })
 	row("orders created", func(r *Report) string { return fmt.Sprint(r.Purchase.OrdersCreated) })
-	row("orders created / s", func(r *Report) string { return fmtRate(r.Purchase.OrdersPerSecond) })
-	row("first 202 -> last order", func(r *Report) string { return fmtMs(r.Purchase.AcceptedToLastOrderMs) })
+	row("orders created / s (server created_at)", func(r *Report) string { return serverRateText(r.Purchase.Server) })
+	row("first -> last order created (server)", func(r *Report) string { return fmtMs(r.Purchase.Server.FirstToLastMs) })
+	row("opening -> last order created (server)", func(r *Report) string { return fmtMs(r.Purchase.Server.OpenToLastOrderMs) })
+	row("orders / s as observed by the bench", func(r *Report) string { return fmtRate(r.Purchase.Observed.OrdersPerSecond) })
 	row("202 -> final p50", func(r *Report) string { return fmtMs(r.Purchase.Resolve.P50Ms) })
 	row("202 -> final p99", func(r *Report) string { return fmtMs(r.Purchase.Resolve.P99Ms) })
 	for _, ep := range []endpoint{epPurchase, epGetTicket} {
@@ -323,12 +475,26 @@ func compareRows(cmp *CompareReport) [][3]string {
 	return rows
 }
 
+// serverRateText renders the server-side orders/s, with what it rests on.
+func serverRateText(s ServerOrderTiming) string {
+	var out string
+	if s.Orders < 2 || s.OrdersPerSecond == 0 {
+		out = fmt.Sprintf("n/a (%d orders with a created_at)", s.Orders)
+	} else {
+		out = fmt.Sprintf("%s  (%d orders)", fmtRate(s.OrdersPerSecond), s.Orders)
+	}
+	if s.Unread > 0 {
+		out += fmt.Sprintf(", %d orders' created_at unreadable", s.Unread)
+	}
+	return out
+}
+
 // ratioText renders the orders/s ratio of a comparison.
 func ratioText(cmp *CompareReport) string {
 	if cmp.OrdersPerSecondRatio == nil {
-		return "n/a (no mysql orders)"
+		return "n/a (no server-side orders/s for mysql)"
 	}
-	return fmt.Sprintf("%.2f", *cmp.OrdersPerSecondRatio)
+	return fmt.Sprintf("%.2f (server created_at)", *cmp.OrdersPerSecondRatio)
 }
 
 // writeCompareText prints both runs of --compare side by side with the ratio.

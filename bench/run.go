@@ -100,6 +100,7 @@ func runOnce(ctx context.Context, cfg Config, log *slog.Logger, progressOut io.W
 	final := r.settle(verifyCtx)
 	stopSampler()
 	<-samplerDone
+	r.readCreatedAt(verifyCtx)
 	if completed && verifyCtx.Err() != nil {
 		completed, reason = false, "verification did not finish within --duration"
 	}

@@ -162,3 +162,67 @@ func TestBackoffGrowsToCap(t *testing.T) {
 		t.Errorf("backoff(1) = %v, backoff(20) = %v", backoff(1), backoff(20))
 	}
 }
+
+func TestServerOrderTiming(t *testing.T) {
+	open := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+	created := []time.Time{ // any order, any zone
+		open.Add(600 * time.Millisecond),
+		open.Add(1100 * time.Millisecond).In(time.FixedZone("x", 3600)),
+		open.Add(100 * time.Millisecond),
+	}
+	s := serverOrderTiming(created, 2, open)
+	if s.Orders != 3 || s.Unread != 2 {
+		t.Errorf("orders %d unread %d", s.Orders, s.Unread)
+	}
+	if s.FirstCreatedAt == nil || !s.FirstCreatedAt.Equal(open.Add(100*time.Millisecond)) || s.FirstCreatedAt.Location() != time.UTC ||
+		s.LastCreatedAt == nil || !s.LastCreatedAt.Equal(open.Add(1100*time.Millisecond)) {
+		t.Errorf("first %v last %v", s.FirstCreatedAt, s.LastCreatedAt)
+	}
+	if s.FirstToLastMs != 1000 || !near(s.OrdersPerSecond, 3, 1e-12) || s.OpenToFirstOrderMs != 100 || s.OpenToLastOrderMs != 1100 {
+		t.Errorf("timing %+v", s)
+	}
+	if txt := serverRateText(s); txt != "3.00  (3 orders), 2 orders' created_at unreadable" {
+		t.Errorf("text %q", txt)
+	}
+
+	one := serverOrderTiming(created[:1], 0, open)
+	if one.OrdersPerSecond != 0 || one.FirstToLastMs != 0 || one.OpenToLastOrderMs != 600 {
+		t.Errorf("one order: %+v", one)
+	}
+	if txt := serverRateText(one); txt != "n/a (1 orders with a created_at)" {
+		t.Errorf("one order text %q", txt)
+	}
+	if none := serverOrderTiming(nil, 0, open); none.FirstCreatedAt != nil || none.OrdersPerSecond != 0 {
+		t.Errorf("no orders: %+v", none)
+	}
+}
+
+func TestCumulativeCurve(t *testing.T) {
+	if cumulativeCurve(nil, 10) != nil {
+		t.Error("no events should give no curve")
+	}
+	got := cumulativeCurve([]float64{0.3, 0.1, 0.2}, 10)
+	want := []CurvePoint{{0, 0}, {0.1, 0}, {0.1, 1}, {0.2, 2}, {0.3, 3}}
+	if len(got) != len(want) {
+		t.Fatalf("curve %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("curve %v, want %v", got, want)
+		}
+	}
+	// Thinned: at most maxPoints points past the anchors, increasing, ending at the total.
+	ts := make([]float64, 10_000)
+	for i := range ts {
+		ts[i] = float64(len(ts)-i) / 1000
+	}
+	c := cumulativeCurve(ts, 100)
+	if len(c) > 102 || c[len(c)-1] != (CurvePoint{T: 10, N: 10_000}) {
+		t.Fatalf("thinned curve has %d points, last %v", len(c), c[len(c)-1])
+	}
+	for i := 1; i < len(c); i++ {
+		if c[i].T < c[i-1].T || c[i].N < c[i-1].N {
+			t.Fatalf("curve decreases at %d: %v then %v", i, c[i-1], c[i])
+		}
+	}
+}

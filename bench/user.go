@@ -65,7 +65,7 @@ const (
 	maxActionAttempts   = 6
 	maxPollNotFound     = 20
 	pollStart           = 50 * time.Millisecond
-	pollCap             = time.Second
+	pollCap             = 500 * time.Millisecond
 	backoffStart        = 25 * time.Millisecond
 	backoffCap          = 2 * time.Second
 )
@@ -93,6 +93,7 @@ type ticketTrack struct {
 	orderID     string
 	quantity    int
 	payBy       time.Time // server clock
+	createdAt   time.Time // the order's created_at (server clock); zero until read
 	intent      string
 	action      string // result of the pay/cancel action
 	verified    bool   // status confirmed by the final verification
@@ -222,14 +223,21 @@ func (r *run) reserve(ctx context.Context, u *simUser) {
 	u.outcome, u.detail = outcomeGaveUp, "reserve: too many attempts"
 }
 
-// retryDelay is how long to wait after a 429: Retry-After (spread by up to half of
-// it again, so that the crowd does not come back in one instant), else backoff.
+// retryDelay is how long to wait after a 429: never less than Retry-After (the
+// server sends whole seconds), plus a random share of up to half of it again, so
+// that the users rejected in one instant do not all come back in one instant; with
+// no Retry-After, jittered exponential backoff.
 func (r *run) retryDelay(u *simUser, resp *apiResponse, attempt int) time.Duration {
+	return retryAfterDelay(u.rng, resp, attempt)
+}
+
+func retryAfterDelay(rng *rand.Rand, resp *apiResponse, attempt int) time.Duration {
 	if resp.HasRetryAfter {
 		ra := max(resp.RetryAfter, 5*time.Millisecond)
-		return ra + time.Duration(u.rng.Int64N(int64(ra)/2+1))
+		return ra + time.Duration(rng.Int64N(int64(ra)/2+1))
 	}
-	return u.jitter(backoff(attempt))
+	d := backoff(attempt)
+	return d/2 + time.Duration(rng.Int64N(int64(d)))
 }
 
 // purchase asks for one unit until the server gives a ticket or a final "no".
@@ -410,6 +418,9 @@ func (r *run) payOrder(ctx context.Context, u *simUser, t *ticketTrack) string {
 		ov, resp, err := r.users.getOrder(ctx, u.id, t.orderID)
 		if err == nil && resp.Status == http.StatusOK {
 			order = ov
+			if ca, err := time.Parse(time.RFC3339Nano, ov.CreatedAt); err == nil {
+				t.createdAt = ca // spares the verification one read
+			}
 			break
 		}
 		if ctx.Err() != nil || attempt >= maxActionAttempts || (resp != nil && !resp.retryable() && resp.Status != http.StatusNotFound) {

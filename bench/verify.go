@@ -19,34 +19,73 @@ func (r *run) tickets() []*ticketTrack {
 	return out
 }
 
-// refresh re-reads the given tickets from the server, in parallel.
-func (r *run) refresh(ctx context.Context, ts []*ticketTrack) {
-	if len(ts) == 0 {
+// forEach calls fn for every item on at most workers goroutines, until ctx ends.
+func forEach[T any](ctx context.Context, items []T, workers int, fn func(T)) {
+	if len(items) == 0 {
 		return
 	}
-	ch := make(chan *ticketTrack)
+	ch := make(chan T)
 	var wg sync.WaitGroup
-	for range min(len(ts), r.cfg.Conns, 64) {
+	for range max(1, min(len(items), workers)) {
 		wg.Go(func() {
-			for t := range ch {
-				tv, resp, err := r.users.getTicket(ctx, t.userID, t.id)
-				if err == nil && resp.Status == http.StatusOK {
-					t.apply(tv)
-					t.verified = true
-				}
+			for it := range ch {
+				fn(it)
 			}
 		})
 	}
 feed:
-	for _, t := range ts {
+	for _, it := range items {
 		select {
-		case ch <- t:
+		case ch <- it:
 		case <-ctx.Done():
 			break feed
 		}
 	}
 	close(ch)
 	wg.Wait()
+}
+
+// verifyWorkers is how many verification reads run at once: the users' pool is
+// idle by then, but a verification should not be a load test of its own.
+func (r *run) verifyWorkers() int { return min(r.cfg.Conns, 64) }
+
+// refresh re-reads the given tickets from the server, in parallel.
+func (r *run) refresh(ctx context.Context, ts []*ticketTrack) {
+	forEach(ctx, ts, r.verifyWorkers(), func(t *ticketTrack) {
+		tv, resp, err := r.users.getTicket(ctx, t.userID, t.id)
+		if err == nil && resp.Status == http.StatusOK {
+			t.apply(tv)
+			t.verified = true
+		}
+	})
+}
+
+// readCreatedAt reads the created_at of every order the tickets made and the bench
+// has not read yet (GET /api/v1/orders/{id} as the order's owner, a few retries on
+// transient errors), once the load is over. These server-side times, not the moment
+// a polling user happened to see its ticket resolved, give the order rate.
+func (r *run) readCreatedAt(ctx context.Context) {
+	var todo []*ticketTrack
+	for _, t := range r.tickets() {
+		if hasOrder(t.status) && t.orderID != "" && t.createdAt.IsZero() {
+			todo = append(todo, t)
+		}
+	}
+	forEach(ctx, todo, r.verifyWorkers(), func(t *ticketTrack) {
+		for attempt := 1; attempt <= 4; attempt++ {
+			ov, resp, err := r.users.getOrder(ctx, t.userID, t.orderID)
+			if err == nil && resp.Status == http.StatusOK {
+				if ca, perr := time.Parse(time.RFC3339Nano, ov.CreatedAt); perr == nil {
+					t.createdAt = ca
+				}
+				return
+			}
+			if ctx.Err() != nil || (resp != nil && !resp.retryable()) {
+				return
+			}
+			sleepCtx(ctx, backoff(attempt+2))
+		}
+	})
 }
 
 // waitExpiry waits until every order still unpaid has passed its pay_by and been
