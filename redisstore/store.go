@@ -189,21 +189,35 @@ func (s *Store) rebuild(ctx context.Context, saleID string) error {
 			live[o.UserID] = o.ID
 		}
 	}
-	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Del(ctx, k.holds, k.live, k.units, k.claims)
-		if len(holds) > 0 {
-			p.HSet(ctx, k.holds, holds)
+	// Write only if the sale is still not loaded: the lease may have expired
+	// during a slow read, and a second rebuilder that wrote first has been
+	// taking holds since; overwriting them would hand their units out twice.
+	wrote := false
+	err = s.rdb.Watch(ctx, func(tx *redis.Tx) error {
+		if n, err := tx.Exists(ctx, k.stock).Result(); err != nil || n == 1 {
+			return err
 		}
-		if len(live) > 0 {
-			p.HSet(ctx, k.live, live)
-		}
-		for u, n := range units {
-			p.HSet(ctx, k.units, u, n)
-		}
-		p.HSet(ctx, k.stock, "total", sale.Stock, "available", sale.Stock-held-sold, "held", held, "sold", sold,
-			"epoch_ms", time.Now().UnixMilli())
-		return nil
-	})
+		wrote = true
+		_, err := tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.Del(ctx, k.holds, k.live, k.units, k.claims)
+			if len(holds) > 0 {
+				p.HSet(ctx, k.holds, holds)
+			}
+			if len(live) > 0 {
+				p.HSet(ctx, k.live, live)
+			}
+			for u, n := range units {
+				p.HSet(ctx, k.units, u, n)
+			}
+			p.HSet(ctx, k.stock, "total", sale.Stock, "available", sale.Stock-held-sold, "held", held, "sold", sold,
+				"epoch_ms", time.Now().UnixMilli())
+			return nil
+		})
+		return err
+	}, k.stock)
+	if errors.Is(err, redis.TxFailedErr) || (err == nil && !wrote) {
+		return nil // loaded by another rebuilder meanwhile
+	}
 	if err != nil {
 		return fmt.Errorf("redisstore: rebuild sale %s: %w", saleID, err)
 	}

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -70,6 +71,12 @@ type Config struct {
 	Registry prometheus.Registerer
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// RetryMin and RetryMax bound the wait before messages that failed are
+	// handed back: it doubles with each batch that had a failure and resets
+	// after one without, so that a dependency away for a moment (Redis
+	// restarting, a killed MySQL connection) does not use up the messages'
+	// delivery limit in a tight redelivery loop. Defaults 100 ms and 2 s.
+	RetryMin, RetryMax time.Duration
 }
 
 // Worker processes purchase batches. Safe for concurrent use.
@@ -79,6 +86,30 @@ type Worker struct {
 	outcomes *prometheus.CounterVec
 	batchDur prometheus.Histogram
 	stageDur *prometheus.HistogramVec
+	retry    atomic.Int64 // the current wait before a retry, ns; see Config.RetryMin
+}
+
+// backoff waits before failed messages are handed back (see Config.RetryMin),
+// or resets the wait when the batch had no failure.
+func (w *Worker) backoff(ctx context.Context, failed bool) {
+	if !failed {
+		w.retry.Store(0)
+		return
+	}
+	var next int64
+	for {
+		cur := w.retry.Load()
+		next = min(max(2*cur, int64(w.cfg.RetryMin)), int64(w.cfg.RetryMax))
+		if w.retry.CompareAndSwap(cur, next) {
+			break
+		}
+	}
+	t := time.NewTimer(time.Duration(next))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
 }
 
 // New returns a Worker.
@@ -91,6 +122,12 @@ func New(cfg Config) (*Worker, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.RetryMin == 0 {
+		cfg.RetryMin = 100 * time.Millisecond
+	}
+	if cfg.RetryMax == 0 {
+		cfg.RetryMax = 2 * time.Second
 	}
 	w := &Worker{cfg: cfg, log: cfg.Log,
 		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "flashsale_worker_messages_total",
@@ -158,12 +195,19 @@ func (w *Worker) HandlePurchases(ctx context.Context, msgs []Message) {
 	stage = w.stage("outcomes", stage)
 	w.writeTickets(ctx, items)
 	stage = w.stage("tickets", stage)
+	// Acks first: what committed is settled without waiting for the backoff of
+	// what failed.
+	var failed []*item
 	for _, it := range items {
 		if it.failed {
-			w.settle("retry", it.msg.Retry)
+			failed = append(failed, it)
 		} else {
 			w.settle(string(it.ticket.Status), it.msg.Ack)
 		}
+	}
+	w.backoff(ctx, len(failed) > 0)
+	for _, it := range failed {
+		w.settle("retry", it.msg.Retry)
 	}
 	w.stage("settle", stage)
 }
@@ -356,13 +400,20 @@ func (w *Worker) writeTickets(ctx context.Context, items []*item) {
 // released (and can never be held again) and the ticket fails, unless it made an
 // order after all, which then stands.
 func (w *Worker) HandleDeadLetters(ctx context.Context, msgs []Message) {
+	var retry []Message
 	for _, m := range msgs {
 		if err := w.deadLetter(ctx, m); err != nil {
 			w.log.Warn("handling a dead letter failed; retrying", "err", err)
-			w.settle("dead_letter_retry", m.Retry)
+			retry = append(retry, m)
 			continue
 		}
 		w.settle("dead_letter_settled", m.Ack)
+	}
+	if len(retry) > 0 {
+		w.backoff(ctx, true)
+	}
+	for _, m := range retry {
+		w.settle("dead_letter_retry", m.Retry)
 	}
 }
 

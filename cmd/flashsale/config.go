@@ -27,6 +27,8 @@ type config struct {
 	ShutdownGrace   time.Duration
 	SweepInterval   time.Duration
 	OutboxRetention time.Duration
+	// ReconcileInterval is the time between background reconciliation passes.
+	ReconcileInterval time.Duration
 }
 
 func env(name, def string) string {
@@ -63,6 +65,7 @@ func loadConfig(fs *flag.FlagSet, args []string) (*config, error) {
 	grace := fs.String("shutdown-grace", env("FLASHSALE_SHUTDOWN_GRACE_SECONDS", "20"), "seconds to finish in-flight work on SIGTERM")
 	sweep := fs.String("sweep-interval", env("FLASHSALE_SWEEP_INTERVAL", "5"), "seconds between sweeps for overdue unpaid orders")
 	retention := fs.String("outbox-retention", env("FLASHSALE_OUTBOX_RETENTION_HOURS", "24"), "hours sent outbox rows are kept")
+	reconcileEvery := fs.String("reconcile-interval", env("FLASHSALE_RECONCILE_INTERVAL", "30"), "seconds between background reconciliation passes")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -81,6 +84,7 @@ func loadConfig(fs *flag.FlagSet, args []string) (*config, error) {
 		{"FLASHSALE_SHUTDOWN_GRACE_SECONDS", *grace, time.Second, &c.ShutdownGrace},
 		{"FLASHSALE_SWEEP_INTERVAL", *sweep, time.Second, &c.SweepInterval},
 		{"FLASHSALE_OUTBOX_RETENTION_HOURS", *retention, time.Hour, &c.OutboxRetention},
+		{"FLASHSALE_RECONCILE_INTERVAL", *reconcileEvery, time.Second, &c.ReconcileInterval},
 	} {
 		n, err := strconv.Atoi(d.val)
 		if err != nil || n < 1 {

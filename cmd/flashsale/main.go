@@ -45,6 +45,7 @@ commands:
   worker     the purchase-queue consumer
   delayq     expiry of unpaid orders (delay queues + sweeper)
   relay      publishes the outbox to the events exchange
+  reconcile  compares Redis with MySQL for every sale; --repair fixes Redis (flashsale reconcile -h)
   bench      the load generator (flashsale bench -h)
 
 Configuration comes from FLASHSALE_* variables; flags override them (flashsale all -h).
@@ -60,6 +61,9 @@ func main() {
 	cmd, args := os.Args[1], os.Args[2:]
 	if cmd == "bench" {
 		os.Exit(bench.Main(ctx, args, os.Stdout, os.Stderr))
+	}
+	if cmd == "reconcile" {
+		os.Exit(reconcileMain(ctx, args, os.Stdout, os.Stderr))
 	}
 	roles := map[string][]string{
 		"all":     {"ingress", "worker", "delayq", "relay"},
@@ -237,6 +241,13 @@ func run(ctx context.Context, cmd string, roles []string, cfg *config, log *slog
 			}
 			consume(p, qc, qc.Topology.PurchaseQueue(), 8, w.HandlePurchases)
 			consume(p, qc, qc.Topology.DeadQueue(), 1, w.HandleDeadLetters)
+			// The background reconciler runs in every worker process; a lease
+			// elects one runner.
+			rec, err := newReconciler(cfg, store, rs, log, reg)
+			if err != nil {
+				return err
+			}
+			p.spawn(func(ctx context.Context) error { rec.Run(ctx); return nil })
 		case "delayq":
 			pub, err := queue.NewPublisher(qc)
 			if err != nil {
