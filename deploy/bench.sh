@@ -29,5 +29,5 @@ curl -sf "http://$FLASHSALE_HTTP_ADDR/readyz" >/dev/null || { echo "bench: flash
 
 echo "bench: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -srm); reports in $out/"
 ./bin/flashsale bench --url "http://$FLASHSALE_HTTP_ADDR" \
-  --users 100000 --stock 10000 --conns 256 --pay-ratio 0.3 --compare --duration 10m \
+  --users 100000 --stock 10000 --conns 256 --pay-ratio 0.3 --payment-window 900 --compare --duration 10m \
   --json "$out/bench.json" --html "$out/bench.html" "$@"

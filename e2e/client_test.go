@@ -297,23 +297,25 @@ var ticketStatuses = map[string]bool{
 	"cancelled": true, "sold_out": true, "failed": true,
 }
 
-// ticketStates reads every ticket once (16 at a time) and returns the views
-// of those that answered 200, plus a description of the first failures.
-func (c *client) ticketStates(refs []ticketRef) (map[string]ticketView, []string) {
-	out := make(map[string]ticketView, len(refs))
+// readAll GETs one resource per item as its owner (16 at a time) and returns
+// the views of those that answered 200, keyed by id, plus a description of the
+// first failures. what(item) gives the resource's kind, id, path and owner.
+func readAll[I, V any](c *client, items []I, what func(I) (kind, id, path, owner string)) (map[string]V, []string) {
+	out := make(map[string]V, len(items))
 	var problems []string
 	var mu sync.Mutex
-	work := make(chan ticketRef)
+	work := make(chan I)
 	var wg sync.WaitGroup
 	for range 16 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for ref := range work {
+			for it := range work {
+				kind, id, path, owner := what(it)
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				r, err := c.send(ctx, http.MethodGet, pathTicket(ref.TicketID), user(ref.User), nil)
+				r, err := c.send(ctx, http.MethodGet, path, user(owner), nil)
 				cancel()
-				var v ticketView
+				var v V
 				if err == nil && r.Status == http.StatusOK {
 					err = r.decode(&v)
 				} else if err == nil {
@@ -322,21 +324,28 @@ func (c *client) ticketStates(refs []ticketRef) (map[string]ticketView, []string
 				mu.Lock()
 				if err != nil {
 					if len(problems) < 5 {
-						problems = append(problems, fmt.Sprintf("ticket %s of %s: %v", ref.TicketID, ref.User, err))
+						problems = append(problems, fmt.Sprintf("%s %s of %s: %v", kind, id, owner, err))
 					}
 				} else {
-					out[ref.TicketID] = v
+					out[id] = v
 				}
 				mu.Unlock()
 			}
 		}()
 	}
-	for _, ref := range refs {
-		work <- ref
+	for _, it := range items {
+		work <- it
 	}
 	close(work)
 	wg.Wait()
 	return out, problems
+}
+
+// ticketStates reads every ticket once; see readAll.
+func (c *client) ticketStates(refs []ticketRef) (map[string]ticketView, []string) {
+	return readAll[ticketRef, ticketView](c, refs, func(r ticketRef) (string, string, string, string) {
+		return "ticket", r.TicketID, pathTicket(r.TicketID), r.User
+	})
 }
 
 // awaitFinal polls the tickets until every one has a final status and

@@ -514,46 +514,11 @@ func (c *client) placeOrders(t *testing.T, saleID string, users []string) []plac
 	return out
 }
 
-// orderStates reads every order once, as its owner (16 at a time), and returns
-// the views of those that answered 200, plus the first failures.
+// orderStates reads every order once, as its owner; see readAll.
 func (c *client) orderStates(orders []placedOrder) (map[string]orderView, []string) {
-	out := make(map[string]orderView, len(orders))
-	var problems []string
-	var mu sync.Mutex
-	work := make(chan placedOrder)
-	var wg sync.WaitGroup
-	for range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for o := range work {
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				r, err := c.send(ctx, http.MethodGet, pathOrder(o.OrderID), user(o.User), nil)
-				cancel()
-				var v orderView
-				if err == nil && r.Status == http.StatusOK {
-					err = r.decode(&v)
-				} else if err == nil {
-					err = fmt.Errorf("%s", r)
-				}
-				mu.Lock()
-				if err != nil {
-					if len(problems) < 5 {
-						problems = append(problems, fmt.Sprintf("order %s of %s: %v", o.OrderID, o.User, err))
-					}
-				} else {
-					out[o.OrderID] = v
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	for _, o := range orders {
-		work <- o
-	}
-	close(work)
-	wg.Wait()
-	return out, problems
+	return readAll[placedOrder, orderView](c, orders, func(o placedOrder) (string, string, string, string) {
+		return "order", o.OrderID, pathOrder(o.OrderID), o.User
+	})
 }
 
 // awaitOrders polls the orders until done holds for every one and returns

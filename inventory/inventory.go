@@ -15,12 +15,14 @@ import (
 	"errors"
 
 	"github.com/flashsale/flashsale"
+	"github.com/flashsale/flashsale/mysqlstore"
 	"github.com/flashsale/flashsale/redisstore"
 )
 
 // MySQL is the stock of mysql-inventory sales.
 type MySQL interface {
-	HoldStock(ctx context.Context, saleID, ticketID string, q int) (flashsale.Hold, error)
+	// HoldStock holds units for each ticket of one sale in one transaction.
+	HoldStock(ctx context.Context, saleID string, holds []mysqlstore.StockHold) ([]flashsale.Hold, error)
 	ReleaseStock(ctx context.Context, saleID, ticketID string) (flashsale.Hold, error)
 	ConfirmStock(ctx context.Context, saleID, ticketID string) (flashsale.Hold, error)
 	StockOf(ctx context.Context, saleID string) (flashsale.Stock, error)
@@ -56,20 +58,21 @@ func (r *Router) inMySQL(ctx context.Context, saleID string) (bool, error) {
 }
 
 // Hold holds each request's units; see redisstore.Store.Hold. For mysql sales the
-// hot row decides; a hold is then mirrored into Redis (re-assert), a refusal
-// clears the user's live ticket there.
+// hot row decides (one transaction per sale and batch); a hold is then mirrored
+// into Redis (re-assert), a refusal clears the user's live ticket there.
 func (r *Router) Hold(ctx context.Context, sales []*flashsale.Sale, reqs []*flashsale.PurchaseRequest) ([]flashsale.Hold, []error) {
 	holds := make([]flashsale.Hold, len(reqs))
 	errs := make([]error, len(reqs))
 	var rSales []*flashsale.Sale
 	var rReqs []*flashsale.PurchaseRequest
 	var rIdx []int
+	mIdx := map[string][]int{} // mysql sale id -> request indexes
 	for i, req := range reqs {
-		if sales[i].Inventory != flashsale.InventoryMySQL {
-			rSales, rReqs, rIdx = append(rSales, sales[i]), append(rReqs, req), append(rIdx, i)
+		if sales[i].Inventory == flashsale.InventoryMySQL {
+			mIdx[req.SaleID] = append(mIdx[req.SaleID], i)
 			continue
 		}
-		holds[i], errs[i] = r.holdMySQL(ctx, req)
+		rSales, rReqs, rIdx = append(rSales, sales[i]), append(rReqs, req), append(rIdx, i)
 	}
 	if len(rReqs) > 0 {
 		h, e := r.Store.Hold(ctx, rSales, rReqs)
@@ -77,22 +80,45 @@ func (r *Router) Hold(ctx context.Context, sales []*flashsale.Sale, reqs []*flas
 			holds[i], errs[i] = h[j], e[j]
 		}
 	}
+	for saleID, idx := range mIdx {
+		r.holdMySQL(ctx, saleID, idx, reqs, holds, errs)
+	}
 	return holds, errs
 }
 
-func (r *Router) holdMySQL(ctx context.Context, req *flashsale.PurchaseRequest) (flashsale.Hold, error) {
-	h, err := r.mysql.HoldStock(ctx, req.SaleID, req.TicketID, req.Quantity)
+// holdMySQL holds reqs[idx] of one mysql sale and mirrors the outcome in Redis,
+// filling holds and errs at idx.
+func (r *Router) holdMySQL(ctx context.Context, saleID string, idx []int, reqs []*flashsale.PurchaseRequest, holds []flashsale.Hold, errs []error) {
+	batch := make([]mysqlstore.StockHold, len(idx))
+	for j, i := range idx {
+		batch[j] = mysqlstore.StockHold{TicketID: reqs[i].TicketID, Quantity: reqs[i].Quantity}
+	}
+	got, err := r.mysql.HoldStock(ctx, saleID, batch)
 	if err != nil {
-		return h, err
+		for _, i := range idx {
+			errs[i] = err
+		}
+		return
 	}
-	switch h.Kind {
-	case flashsale.HoldHeld:
-		_, errs := r.Store.Reassert(ctx, []*flashsale.Order{{ID: req.TicketID, SaleID: req.SaleID, UserID: req.UserID, Quantity: req.Quantity}})
-		err = errs[0]
-	case flashsale.HoldSoldOut:
-		_, err = r.Store.Release(ctx, req.SaleID, req.TicketID, req.UserID)
+	var held []*flashsale.Order
+	var heldIdx []int
+	for j, i := range idx {
+		holds[i] = got[j]
+		req := reqs[i]
+		switch got[j].Kind {
+		case flashsale.HoldHeld:
+			held = append(held, &flashsale.Order{ID: req.TicketID, SaleID: saleID, UserID: req.UserID, Quantity: req.Quantity})
+			heldIdx = append(heldIdx, i)
+		case flashsale.HoldSoldOut:
+			_, errs[i] = r.Store.Release(ctx, saleID, req.TicketID, req.UserID)
+		}
 	}
-	return h, err
+	if len(held) > 0 {
+		_, e := r.Store.Reassert(ctx, held)
+		for j, i := range heldIdx {
+			errs[i] = e[j]
+		}
+	}
 }
 
 // Release gives a ticket's units back, once; MySQL first for mysql sales.

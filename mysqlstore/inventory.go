@@ -42,29 +42,46 @@ func setHold(ctx context.Context, tx *sql.Tx, saleID, ticketID string, q int, ki
 	return err
 }
 
-// HoldStock holds q units of the sale for ticketID, or records it sold out. A
-// ticket already seen returns its state unchanged.
-func (s *Store) HoldStock(ctx context.Context, saleID, ticketID string, q int) (flashsale.Hold, error) {
-	var out flashsale.Hold
+// StockHold is one ticket's request for units of a mysql-inventory sale.
+type StockHold struct {
+	TicketID string
+	Quantity int
+}
+
+// HoldStock holds units of the sale for each ticket, in order, or records it
+// sold out, in one transaction: the sale's row is locked once, and each ticket
+// not seen before runs `UPDATE inventory SET available = available - n WHERE
+// sale_id = ? AND available >= n`. A ticket already seen returns its state
+// unchanged. The i-th result belongs to the i-th ticket.
+func (s *Store) HoldStock(ctx context.Context, saleID string, holds []StockHold) ([]flashsale.Hold, error) {
+	out := make([]flashsale.Hold, len(holds))
 	err := inTx(ctx, s.meta, func(tx *sql.Tx) error {
-		h, err := lockHold(ctx, tx, saleID, ticketID)
-		if err != nil || h.Kind != flashsale.HoldNone {
-			out = h
-			return err
+		for i, h := range holds {
+			prior, err := lockHold(ctx, tx, saleID, h.TicketID)
+			if err != nil {
+				return err
+			}
+			if prior.Kind != flashsale.HoldNone {
+				out[i] = prior
+				continue
+			}
+			res, err := tx.ExecContext(ctx, `UPDATE inventory SET available = available - ?, held = held + ?
+				WHERE sale_id = ? AND available >= ?`, h.Quantity, h.Quantity, saleID, h.Quantity)
+			if err != nil {
+				return err
+			}
+			out[i] = flashsale.Hold{Kind: flashsale.HoldSoldOut}
+			if n, _ := res.RowsAffected(); n == 1 {
+				out[i] = flashsale.Hold{Kind: flashsale.HoldHeld, Quantity: h.Quantity}
+			}
+			if err := setHold(ctx, tx, saleID, h.TicketID, h.Quantity, out[i].Kind); err != nil {
+				return err
+			}
 		}
-		res, err := tx.ExecContext(ctx, `UPDATE inventory SET available = available - ?, held = held + ?
-			WHERE sale_id = ? AND available >= ?`, q, q, saleID, q)
-		if err != nil {
-			return err
-		}
-		out = flashsale.Hold{Kind: flashsale.HoldSoldOut}
-		if n, _ := res.RowsAffected(); n == 1 {
-			out = flashsale.Hold{Kind: flashsale.HoldHeld, Quantity: q}
-		}
-		return setHold(ctx, tx, saleID, ticketID, q, out.Kind)
+		return nil
 	})
 	if err != nil {
-		return flashsale.Hold{}, fmt.Errorf("mysqlstore: hold stock: %w", err)
+		return nil, fmt.Errorf("mysqlstore: hold stock: %w", err)
 	}
 	return out, nil
 }

@@ -26,13 +26,13 @@ func TestMySQLInventoryHoldsExactlyAndIdempotently(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			h, err := s.HoldStock(ctx, "inv", fmt.Sprintf("t%d", i), 1)
+			h, err := s.HoldStock(ctx, "inv", []StockHold{{fmt.Sprintf("t%d", i), 1}})
 			if err != nil {
 				t.Error(err)
 				return
 			}
 			mu.Lock()
-			kinds[h.Kind]++
+			kinds[h[0].Kind]++
 			mu.Unlock()
 		}()
 	}
@@ -49,7 +49,7 @@ func TestMySQLInventoryHoldsExactlyAndIdempotently(t *testing.T) {
 	want(flashsale.Stock{Total: 10, Held: 10})
 	var held []string
 	for i := 0; i < 40 && len(held) < 2; i++ {
-		if h, _ := s.HoldStock(ctx, "inv", fmt.Sprintf("t%d", i), 1); h.Kind == flashsale.HoldHeld { // a redelivery
+		if h, _ := s.HoldStock(ctx, "inv", []StockHold{{fmt.Sprintf("t%d", i), 1}}); h[0].Kind == flashsale.HoldHeld { // a redelivery
 			held = append(held, fmt.Sprintf("t%d", i))
 		}
 	}
@@ -59,14 +59,21 @@ func TestMySQLInventoryHoldsExactlyAndIdempotently(t *testing.T) {
 		s.ConfirmStock(ctx, "inv", held[1])
 	}
 	want(flashsale.Stock{Total: 10, Available: 1, Held: 8, Sold: 1})
-	if h, _ := s.HoldStock(ctx, "inv", held[0], 1); h.Kind != flashsale.HoldReleased {
+	if h, _ := s.HoldStock(ctx, "inv", []StockHold{{held[0], 1}}); h[0].Kind != flashsale.HoldReleased {
 		t.Fatalf("a released ticket held again: %+v", h)
 	}
 	if h, _ := s.ReleaseStock(ctx, "inv", "never-held"); h.Kind != flashsale.HoldNone {
 		t.Fatalf("release of an unknown ticket returned %+v", h)
 	}
-	if h, _ := s.HoldStock(ctx, "inv", "never-held", 1); h.Kind != flashsale.HoldReleased {
+	if h, _ := s.HoldStock(ctx, "inv", []StockHold{{"never-held", 1}}); h[0].Kind != flashsale.HoldReleased {
 		t.Fatalf("a ticket released before its hold was held: %+v", h)
 	}
 	want(flashsale.Stock{Total: 10, Available: 1, Held: 8, Sold: 1})
+	// A batch: one new ticket gets the last unit, the next is sold out, a seen one
+	// keeps its state.
+	h, err := s.HoldStock(ctx, "inv", []StockHold{{"b1", 1}, {"b2", 1}, {held[1], 1}})
+	if err != nil || h[0].Kind != flashsale.HoldHeld || h[1].Kind != flashsale.HoldSoldOut || h[2].Kind != flashsale.HoldSold {
+		t.Fatalf("batch holds %+v, %v", h, err)
+	}
+	want(flashsale.Stock{Total: 10, Available: 0, Held: 9, Sold: 1})
 }

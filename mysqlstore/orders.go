@@ -35,6 +35,42 @@ func scanOrder(row scanner) (*flashsale.Order, error) {
 	return &o, nil
 }
 
+// querier is a pool or a transaction.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// queryOrders runs a query selecting orderColumns and scans every row.
+func queryOrders(ctx context.Context, q querier, query string, args ...any) ([]*flashsale.Order, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*flashsale.Order
+	for rows.Next() {
+		o, err := scanOrder(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, o)
+	}
+	return out, rows.Err()
+}
+
+// ordersOfSale reads the sale's orders matching cond from every shard.
+func (s *Store) ordersOfSale(ctx context.Context, saleID, cond string) ([]*flashsale.Order, error) {
+	var all []*flashsale.Order
+	for i, db := range s.shards {
+		orders, err := queryOrders(ctx, db, `SELECT `+orderColumns+` FROM orders WHERE sale_id = ?`+cond, saleID)
+		if err != nil {
+			return nil, fmt.Errorf("shard %d: %w", i, err)
+		}
+		all = append(all, orders...)
+	}
+	return all, nil
+}
+
 // newEvent builds the outbox row for a transition of o that happens at now.
 func newEvent(typ flashsale.EventType, o *flashsale.Order, now time.Time) (flashsale.Event, []byte, error) {
 	ev := flashsale.Event{EventID: uuid.NewString(), Type: typ, OccurredAt: now.UTC(), Order: flashsale.SnapshotOf(o)}
@@ -125,21 +161,13 @@ func selectOrders(ctx context.Context, tx *sql.Tx, orders []*flashsale.Order) (m
 	for i, o := range orders {
 		ids[i] = o.ID
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT `+orderColumns+` FROM orders WHERE order_id IN (`+
+	existing, err := queryOrders(ctx, tx, `SELECT `+orderColumns+` FROM orders WHERE order_id IN (`+
 		strings.TrimSuffix(strings.Repeat("?,", len(ids)), ",")+`)`, ids...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	found := make(map[string]*flashsale.Order)
-	for rows.Next() {
-		o, err := scanOrder(rows)
-		if err != nil {
-			return nil, err
-		}
+	found := make(map[string]*flashsale.Order, len(existing))
+	for _, o := range existing {
 		found[o.ID] = o
 	}
-	return found, rows.Err()
+	return found, err
 }
 
 func insertOrders(ctx context.Context, tx *sql.Tx, orders []*flashsale.Order) error {
@@ -229,24 +257,9 @@ func (s *Store) GetTicket(ctx context.Context, userID, ticketID string) (*flashs
 // HoldingOrders returns the sale's pending_payment and paid orders from every
 // shard: what holds or bought its stock. Redis's view is rebuilt from it.
 func (s *Store) HoldingOrders(ctx context.Context, saleID string) ([]*flashsale.Order, error) {
-	var orders []*flashsale.Order
-	for _, db := range s.shards {
-		rows, err := db.QueryContext(ctx, `SELECT `+orderColumns+` FROM orders WHERE sale_id = ? AND status IN ('pending_payment','paid')`, saleID)
-		if err != nil {
-			return nil, fmt.Errorf("mysqlstore: holding orders: %w", err)
-		}
-		for rows.Next() {
-			o, err := scanOrder(rows)
-			if err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("mysqlstore: holding orders: %w", err)
-			}
-			orders = append(orders, o)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("mysqlstore: holding orders: %w", err)
-		}
+	orders, err := s.ordersOfSale(ctx, saleID, ` AND status IN ('pending_payment','paid')`)
+	if err != nil {
+		return nil, fmt.Errorf("mysqlstore: holding orders: %w", err)
 	}
 	return orders, nil
 }

@@ -150,19 +150,10 @@ func (s *Store) Pay(ctx context.Context, userID, orderID, paymentID string, amou
 // DueOrders returns up to limit unpaid orders of shard whose pay_by is at or
 // before now, oldest first.
 func (s *Store) DueOrders(ctx context.Context, shard int, now time.Time, limit int) ([]*flashsale.Order, error) {
-	rows, err := s.shards[shard].QueryContext(ctx, `SELECT `+orderColumns+` FROM orders
+	orders, err := queryOrders(ctx, s.shards[shard], `SELECT `+orderColumns+` FROM orders
 		WHERE status = 'pending_payment' AND pay_by <= ? ORDER BY pay_by LIMIT ?`, now.UTC(), limit)
 	if err != nil {
 		return nil, fmt.Errorf("mysqlstore: due orders: %w", err)
 	}
-	defer rows.Close()
-	var out []*flashsale.Order
-	for rows.Next() {
-		o, err := scanOrder(rows)
-		if err != nil {
-			return nil, fmt.Errorf("mysqlstore: due orders: %w", err)
-		}
-		out = append(out, o)
-	}
-	return out, rows.Err()
+	return orders, nil
 }
