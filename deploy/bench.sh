@@ -17,6 +17,12 @@ export FLASHSALE_ADMIN_TOKEN=${FLASHSALE_ADMIN_TOKEN:-bench-admin}
 export FLASHSALE_PAYMENT_SECRET=${FLASHSALE_PAYMENT_SECRET:-bench-secret}
 export FLASHSALE_LOG_LEVEL=${FLASHSALE_LOG_LEVEL:-warn}
 
+# Start from empty queues: an interrupted earlier run leaves its backlog there,
+# and the workers would drain it before this run's purchases.
+rabbitmqctl -q list_queues name 2>/dev/null | grep "^$FLASHSALE_NAMESPACE\." | while read -r q; do
+  rabbitmqctl -q delete_queue "$q" >/dev/null
+done
+
 ./bin/flashsale all >"$out/server.log" 2>&1 &
 server=$!
 trap 'kill -TERM $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT

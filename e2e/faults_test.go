@@ -13,6 +13,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"net/http"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -126,6 +127,48 @@ func TestFaultBrokerOutage(t *testing.T) {
 	time.Sleep(time.Until(deadline)) // the outage lasts 5 s
 	px.Up()
 	t.Logf("broker away for %s from %+v; %d answers 503 meanwhile", time.Since(down).Round(time.Millisecond), v.Stock, s.retried("503 unavailable"))
+	out := s.settle("202", "409 sold_out")
+	if s.slow503 > 5*time.Second {
+		t.Errorf("the slowest 503 took %s, want an answer within 5s", s.slow503)
+	}
+	s.payAndCancel(out, 10)
+}
+
+// TestFaultBrokerStopApp: the broker itself is stopped for several seconds
+// mid-sale (`rabbitmqctl stop_app`, then `start_app`) under ingress and worker.
+// Purchases answer 503 meanwhile, every process reconnects and re-declares, and
+// nothing confirmed is lost. It stops the machine's broker for everyone, so it
+// runs only with FLASHSALE_TEST_DISRUPTIVE=1 or CI.
+func TestFaultBrokerStopApp(t *testing.T) {
+	fxDisruptive(t)
+	e := newEnv(t)
+	ing := e.start("ingress", nil)
+	e.startProc("worker", nil, false)
+	s := fxStartSale(t, e, ing.client(), fxStock, fxUsers, 8*time.Second, 90*time.Second)
+	v := s.awaitTaken(fxStock/4, time.Minute)
+	s.midSale(v)
+	rabbitmqctl := func(args ...string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if out, err := exec.CommandContext(ctx, "rabbitmqctl", args...).CombinedOutput(); err != nil {
+			t.Fatalf("rabbitmqctl %v: %v\n%s", args, err, out)
+		}
+	}
+	down := time.Now()
+	rabbitmqctl("stop_app")
+	t.Cleanup(func() { exec.Command("rabbitmqctl", "start_app").Run() }) // never leave the broker stopped
+	deadline := down.Add(5 * time.Second)
+	for s.retried("503 unavailable") == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond) // poll interval
+	}
+	if s.retried("503 unavailable") == 0 {
+		t.Errorf("no purchase answered 503 while the broker was stopped")
+	}
+	time.Sleep(time.Until(deadline)) // the outage lasts 5 s
+	rabbitmqctl("start_app")
+	rabbitmqctl("await_startup")
+	t.Logf("broker stopped for %s from %+v; %d answers 503 meanwhile", time.Since(down).Round(time.Millisecond), v.Stock, s.retried("503 unavailable"))
 	out := s.settle("202", "409 sold_out")
 	if s.slow503 > 5*time.Second {
 		t.Errorf("the slowest 503 took %s, want an answer within 5s", s.slow503)
