@@ -111,13 +111,26 @@ func New(cfg Config) (*Queue, error) {
 	return q, nil
 }
 
-// delayUntil is the whole seconds from now until t, rounded up; 0 when t passed.
-func delayUntil(t, now time.Time) int {
-	d := t.Sub(now)
-	if d <= 0 {
+// bucketFor is the delay bucket, in seconds, for a message due in left: 0 when it
+// is due (publish straight to the expiry queue); the sale's payment window when
+// left is within 2 s of it (the usual case: the event arrived promptly, and the
+// order expires at most 2 s late); otherwise the largest power of two not above
+// left, after which the expirer delays it again for what is left. So the number
+// of bucket queues stays small (one per window length in use, plus powers of
+// two), whatever the lag of the relay or delayq.
+func bucketFor(left time.Duration, window int) int {
+	if left <= 0 {
 		return 0
 	}
-	return int(math.Ceil(d.Seconds()))
+	secs := int(math.Ceil(left.Seconds()))
+	if window > 0 && secs >= window-2 {
+		return window
+	}
+	b := 1
+	for b*2 <= secs {
+		b *= 2
+	}
+	return b
 }
 
 func decode(m Message) (*flashsale.Event, bool) {
@@ -145,7 +158,7 @@ func (q *Queue) HandleCreated(ctx context.Context, msgs []Message) {
 		}
 		if err == nil {
 			payBy := ev.OccurredAt.Add(sale.PaymentWindow())
-			err = q.cfg.Delayer.PublishDelayed(ctx, ev.EventID, m.Body(), delayUntil(payBy, q.cfg.Now()))
+			err = q.cfg.Delayer.PublishDelayed(ctx, ev.EventID, m.Body(), bucketFor(payBy.Sub(q.cfg.Now()), sale.PaymentWindowSeconds))
 		}
 		if err != nil {
 			q.log.Warn("scheduling expiry failed; retrying", "order", ev.Order.OrderID, "err", err)
@@ -157,7 +170,8 @@ func (q *Queue) HandleCreated(ctx context.Context, msgs []Message) {
 }
 
 // HandleExpiry expires the orders whose delay ended. A message that arrives
-// before pay_by (clock skew) is delayed again for the time left.
+// before pay_by (a power-of-two bucket, or clock skew) is delayed again for the
+// time left.
 func (q *Queue) HandleExpiry(ctx context.Context, msgs []Message) {
 	for _, m := range msgs {
 		ev, ok := decode(m)
@@ -175,7 +189,7 @@ func (q *Queue) HandleExpiry(ctx context.Context, msgs []Message) {
 			q.log.Warn("expiring failed; retrying", "order", ev.Order.OrderID, "err", err)
 			m.Retry()
 		case o.Status == flashsale.OrderPendingPayment:
-			if err := q.cfg.Delayer.PublishDelayed(ctx, ev.EventID, m.Body(), delayUntil(o.PayBy, q.cfg.Now())); err != nil {
+			if err := q.cfg.Delayer.PublishDelayed(ctx, ev.EventID, m.Body(), bucketFor(o.PayBy.Sub(q.cfg.Now()), 0)); err != nil {
 				m.Retry()
 				continue
 			}
