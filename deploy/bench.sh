@@ -17,8 +17,13 @@ export FLASHSALE_ADMIN_TOKEN=${FLASHSALE_ADMIN_TOKEN:-bench-admin}
 export FLASHSALE_PAYMENT_SECRET=${FLASHSALE_PAYMENT_SECRET:-bench-secret}
 export FLASHSALE_LOG_LEVEL=${FLASHSALE_LOG_LEVEL:-warn}
 
-# Start from empty queues: an interrupted earlier run leaves its backlog there,
-# and the workers would drain it before this run's purchases.
+# Start from a clean slate: the bench's own databases, Redis keys and queues.
+# Leftovers of an interrupted run (a queue backlog, overdue orders the sweeper
+# would expire) would otherwise compete with this run for the machine.
+for db in flashsale_bench_meta flashsale_bench_s0 flashsale_bench_s1; do
+  mariadb -h127.0.0.1 -uroot -e "DROP DATABASE IF EXISTS $db"
+done
+redis-cli -h 127.0.0.1 --scan --pattern "$FLASHSALE_NAMESPACE:*" | xargs -r -n 500 redis-cli -h 127.0.0.1 del >/dev/null
 rabbitmqctl -q list_queues name 2>/dev/null | grep "^$FLASHSALE_NAMESPACE\." | while read -r q; do
   rabbitmqctl -q delete_queue "$q" >/dev/null
 done
