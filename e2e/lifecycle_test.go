@@ -110,24 +110,7 @@ func TestExpiryReturnsStock(t *testing.T) {
 		}
 	}
 	views := c.awaitOrders(t, orders, time.Until(latest(orders).Add(15*time.Second)), "settled", settled)
-	for _, o := range orders {
-		if v := views[o.OrderID]; v.Status != "expired" {
-			t.Errorf("unpaid order %s ended %q, want expired", o.OrderID, v.Status)
-		}
-	}
-	c.awaitStock(t, saleID, stockView{Total: n, Available: n}, 10*time.Second)
-
-	ids := idSet(orders)
-	rows := sink.awaitOutboxReceived(t, e, ids, 15*time.Second)
-	sink.checkEventsAgainstOutbox(t, rows, ids)
-	byOrder, outbox := sink.byOrder(), outboxOf(rows, ids)
-	pr := newProblems(t)
-	var maxLate time.Duration
-	for _, o := range orders {
-		checkHistory(pr, o, saleID, byOrder[o.OrderID], outbox[o.OrderID], evCreated, evExpired)
-		maxLate = max(maxLate, checkExpiredInTime(pr, o, byOrder[o.OrderID], 6*time.Second))
-	}
-	pr.done()
+	maxLate := checkAllExpired(t, e, c, sink, saleID, n, orders, views, 6*time.Second)
 	t.Logf("latest expiry: %s after pay_by", maxLate.Round(time.Millisecond))
 
 	// The returned units sell again.
@@ -356,24 +339,7 @@ func TestExpiryWithoutQueueMessages(t *testing.T) {
 	if purged.Load() == 0 {
 		t.Errorf("precondition: no message was purged from %v: the queue path was not taken away", queues)
 	}
-	for _, o := range orders {
-		if v := views[o.OrderID]; v.Status != "expired" {
-			t.Errorf("unpaid order %s ended %q, want expired", o.OrderID, v.Status)
-		}
-	}
-	c.awaitStock(t, saleID, stockView{Total: n, Available: n}, 10*time.Second)
-
-	ids := idSet(orders)
-	rows := sink.awaitOutboxReceived(t, e, ids, 15*time.Second)
-	sink.checkEventsAgainstOutbox(t, rows, ids)
-	byOrder, outbox := sink.byOrder(), outboxOf(rows, ids)
-	pr := newProblems(t)
-	var maxLate time.Duration
-	for _, o := range orders {
-		checkHistory(pr, o, saleID, byOrder[o.OrderID], outbox[o.OrderID], evCreated, evExpired)
-		maxLate = max(maxLate, checkExpiredInTime(pr, o, byOrder[o.OrderID], 10*time.Second))
-	}
-	pr.done()
+	maxLate := checkAllExpired(t, e, c, sink, saleID, n, orders, views, 10*time.Second)
 	t.Logf("latest expiry by the sweeper: %s after pay_by", maxLate.Round(time.Millisecond))
 	sink.verify(t)
 }
@@ -720,4 +686,31 @@ func shardClaims(p *proc) string {
 		s = append(s, c[1])
 	}
 	return "claimed shards " + strings.Join(s, ",")
+}
+
+// checkAllExpired asserts that every order ended expired, the sale of n units
+// has them all back, and each order's events are exactly created then expired,
+// received as in the outbox, the expiry no earlier than pay_by and at most late
+// after it. It returns the latest expiry's delay after pay_by.
+func checkAllExpired(t *testing.T, e *env, c *client, sink *eventSink, saleID string, n int,
+	orders []placedOrder, views map[string]orderView, late time.Duration) time.Duration {
+	t.Helper()
+	for _, o := range orders {
+		if v := views[o.OrderID]; v.Status != "expired" {
+			t.Errorf("unpaid order %s ended %q, want expired", o.OrderID, v.Status)
+		}
+	}
+	c.awaitStock(t, saleID, stockView{Total: n, Available: n}, 10*time.Second)
+	ids := idSet(orders)
+	rows := sink.awaitOutboxReceived(t, e, ids, 15*time.Second)
+	sink.checkEventsAgainstOutbox(t, rows, ids)
+	byOrder, outbox := sink.byOrder(), outboxOf(rows, ids)
+	pr := newProblems(t)
+	var maxLate time.Duration
+	for _, o := range orders {
+		checkHistory(pr, o, saleID, byOrder[o.OrderID], outbox[o.OrderID], evCreated, evExpired)
+		maxLate = max(maxLate, checkExpiredInTime(pr, o, byOrder[o.OrderID], late))
+	}
+	pr.done()
+	return maxLate
 }
