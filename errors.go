@@ -66,9 +66,7 @@ var (
 	ErrRateLimited  = &Error{CodeRateLimited, "too many requests for this sale right now"}
 	ErrUnavailable  = &Error{CodeUnavailable, "the service cannot take the request now; retry"}
 	ErrAlreadyPaid  = &Error{CodeAlreadyPaid, "the order is already paid"}
-	ErrUnauthorized = &Error{CodeUnauthorized, "unauthorized"}
 	ErrNotLoaded    = errors.New("sale not loaded in the stock store")
-	ErrShuttingDown = errors.New("shutting down")
 )
 
 // ErrorCode returns the code of err if it is (or wraps) an *Error, else CodeInternal.

@@ -16,12 +16,6 @@ type Delivery struct{ d amqp.Delivery }
 // Body is the message payload.
 func (d Delivery) Body() []byte { return d.d.Body }
 
-// MessageID is the AMQP message id.
-func (d Delivery) MessageID() string { return d.d.MessageId }
-
-// Redelivered reports whether the broker delivered it before.
-func (d Delivery) Redelivered() bool { return d.d.Redelivered }
-
 // Ack settles the message: its effects are committed.
 func (d Delivery) Ack() error { return d.d.Ack(false) }
 

@@ -30,7 +30,6 @@ type Publisher struct {
 	ch      *amqp.Channel
 	blocked atomic.Bool
 	ready   atomic.Bool
-	returns atomic.Int64
 	buckets map[int]bool // delay buckets declared on ch; guarded by mu
 	cancel  context.CancelFunc
 	done    chan struct{}
@@ -57,10 +56,6 @@ func (p *Publisher) Ready() error {
 	}
 	return nil
 }
-
-// Returned counts messages the broker returned as unroutable: events no queue
-// is bound for, or (a fault) purchases and expiries whose queue is gone.
-func (p *Publisher) Returned() int64 { return p.returns.Load() }
 
 func (p *Publisher) loop(ctx context.Context) {
 	defer close(p.done)
@@ -95,7 +90,6 @@ func (p *Publisher) loop(ctx context.Context) {
 		}()
 		go func() {
 			for r := range returns {
-				p.returns.Add(1)
 				// An event nobody subscribed to is normal; anything else is a
 				// topology fault.
 				level := slog.LevelError
