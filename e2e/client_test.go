@@ -388,7 +388,7 @@ func (c *client) awaitFinal(t *testing.T, refs []ticketRef, timeout time.Duratio
 			t.Fatalf("%d of %d accepted tickets not final after %s: %v; first problems: %v; e.g. ticket %s of %s",
 				len(pending), len(refs), timeout, counts, problems, pending[0].TicketID, pending[0].User)
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond) // poll interval
 	}
 }
 
