@@ -43,11 +43,25 @@ const (
 	// OrderLiveConflict: the user already has another unpaid order in the sale;
 	// nothing was written.
 	OrderLiveConflict
+	// OrderDecided: the ticket was already given up without an order (a dead
+	// letter, a released hold, an earlier refusal recorded its decision first);
+	// nothing was written. OrderResult.Decision is that decision.
+	OrderDecided
+	// OrderSoldOut: the sale's stock cap in MySQL has no unit left for the order,
+	// on its shard or any other; nothing was written. Redis said otherwise, so
+	// Redis is behind MySQL.
+	OrderSoldOut
+	// OrderOverLimit: the user's pending and paid orders of the sale leave no room
+	// under per_user_limit; nothing was written.
+	OrderOverLimit
 )
 
 // OrderResult is the outcome of creating one order; Current is the order as stored
-// afterwards (nil for OrderLiveConflict).
+// afterwards (set for OrderCreated and OrderExisted only).
 type OrderResult struct {
 	Outcome OrderOutcome
 	Current *Order
+	// Decision is the recorded final status of a ticket that made no order
+	// (OrderDecided only): TicketSoldOut or TicketFailed.
+	Decision TicketStatus
 }

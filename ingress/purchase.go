@@ -140,13 +140,25 @@ type ticketView struct {
 	PayBy    *time.Time             `json:"pay_by,omitempty"`
 }
 
+// queuedGrace is how long after its id was minted a ticket found neither in
+// Redis nor in MySQL may still be queued with its fast copy lost (Redis flushed,
+// restarted or failed over): such a ticket answers 503, not 404.
+const queuedGrace = 10 * time.Minute
+
 // getTicket answers from the fast copy, falling back to MySQL when it is lost.
-// Someone else's ticket is 404, as if it did not exist.
+// Someone else's ticket is 404, as if it did not exist. A ticket in neither
+// place that may still be queued (Redis unreachable, or an id minted within
+// queuedGrace) is 503: the user retries, instead of being told it never existed.
 func (s *Server) getTicket(c *gin.Context) {
 	ctx, user, id := c.Request.Context(), userOf(c), c.Param("id")
 	t, err := s.cfg.Stock.GetTicket(ctx, id)
 	if err != nil { // lost or unreachable fast copy: MySQL has every ticket past queued
+		copyErr := err
 		t, err = s.cfg.Orders.GetTicket(ctx, user, id)
+		if errors.Is(err, flashsale.ErrNotFound) && (!errors.Is(copyErr, flashsale.ErrNotFound) || mintedWithin(id, queuedGrace, time.Now())) {
+			s.log.Warn("ticket not found in MySQL and its fast copy is unavailable; it may still be queued", "ticket", id, "cause", copyErr)
+			err = flashsale.Errorf(flashsale.CodeUnavailable, "the ticket cannot be read right now (it may still be queued); retry")
+		}
 	}
 	if err == nil && t.UserID != user {
 		err = flashsale.Errorf(flashsale.CodeNotFound, "no ticket %q", id)
@@ -160,4 +172,16 @@ func (s *Server) getTicket(c *gin.Context) {
 		v.PayBy = t.PayBy
 	}
 	c.JSON(http.StatusOK, v)
+}
+
+// mintedWithin reports whether id is a UUIDv7 (what tickets are) whose time is
+// within d before now.
+func mintedWithin(id string, d time.Duration, now time.Time) bool {
+	u, err := uuid.Parse(id)
+	if err != nil || u.Version() != 7 {
+		return false
+	}
+	sec, nsec := u.Time().UnixTime()
+	age := now.Sub(time.Unix(sec, nsec))
+	return age >= -time.Minute && age <= d
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -92,68 +93,279 @@ func insertEvents(ctx context.Context, tx *sql.Tx, events []flashsale.Event, bod
 	return err
 }
 
+// maxCreateRounds bounds how often CreateOrders borrows allotment for the same
+// batch before it calls the rest sold out.
+const maxCreateRounds = 4
+
 // CreateOrders commits new orders, all of users on shard shard, each with its
-// order.created outbox row, in as few transactions as it can: one for the batch,
-// or one per order when the batch hits a conflict. The result has one entry per
-// order, in order. It is idempotent: an order id already stored is reported as
-// flashsale.OrderExisted with its current state.
+// order.created outbox row and its ticket's decision row, in as few transactions
+// as it can. The result has one entry per order, in order. An order is refused,
+// with nothing written for it, when the ticket already has an order
+// (flashsale.OrderExisted, a redelivery) or a decision (flashsale.OrderDecided),
+// the user has another unpaid order of the sale (flashsale.OrderLiveConflict),
+// the user's pending and paid units of the sale would pass its per_user_limit
+// (flashsale.OrderOverLimit), or the sale's stock cap has no room for it on any
+// shard (flashsale.OrderSoldOut; see allotments.go). These checks hold whatever
+// Redis said.
 func (s *Store) CreateOrders(ctx context.Context, shard int, orders []*flashsale.Order) ([]flashsale.OrderResult, error) {
-	db := s.shards[shard]
-	results := make([]flashsale.OrderResult, len(orders))
-	err := inTx(ctx, db, func(tx *sql.Tx) error {
-		existing, err := selectOrders(ctx, tx, orders)
-		if err != nil {
-			return err
+	sales := map[string]*flashsale.Sale{}
+	for _, o := range orders {
+		if sales[o.SaleID] != nil {
+			continue
 		}
-		var fresh []*flashsale.Order
-		for i, o := range orders {
-			if cur, ok := existing[o.ID]; ok {
-				results[i] = flashsale.OrderResult{Outcome: flashsale.OrderExisted, Current: cur}
-			} else {
-				results[i] = flashsale.OrderResult{Outcome: flashsale.OrderCreated, Current: o}
-				fresh = append(fresh, o)
-			}
-		}
-		return insertOrders(ctx, tx, fresh)
-	})
-	if err == nil {
-		return results, nil
-	}
-	if !isMySQLError(err, errDupKey) || len(orders) == 1 {
-		if isMySQLError(err, errDupKey) {
-			return s.createOne(ctx, db, orders[0])
-		}
-		return nil, fmt.Errorf("mysqlstore: create orders: %w", err)
-	}
-	// A conflict somewhere in the batch: find it one order at a time.
-	for i, o := range orders {
-		r, err := s.createOne(ctx, db, o)
+		sale, err := s.saleOf(ctx, o.SaleID)
 		if err != nil {
 			return nil, err
 		}
-		results[i] = r[0]
+		if err := s.ensureAllotment(ctx, shard, sale); err != nil {
+			return nil, err
+		}
+		sales[o.SaleID] = sale
+	}
+	results := make([]flashsale.OrderResult, len(orders))
+	todo := make([]int, len(orders))
+	for i := range todo {
+		todo[i] = i
+	}
+	for round := 1; len(todo) > 0; round++ {
+		short, err := s.createBatch(ctx, shard, sales, orders, todo, results)
+		if err != nil {
+			return nil, err
+		}
+		// The orders left are of sales without room on this shard: borrow room
+		// from the others and try them again, or they are sold out.
+		need := map[string]int{}
+		for _, i := range short {
+			need[orders[i].SaleID] += orders[i].Quantity
+		}
+		more := map[string]bool{}
+		for id, n := range need {
+			if round < maxCreateRounds {
+				if more[id], err = s.borrow(ctx, shard, sales[id], n); err != nil {
+					return nil, err
+				}
+			}
+		}
+		todo = todo[:0]
+		for _, i := range short {
+			if more[orders[i].SaleID] {
+				todo = append(todo, i)
+			} else {
+				results[i] = flashsale.OrderResult{Outcome: flashsale.OrderSoldOut}
+			}
+		}
 	}
 	return results, nil
 }
 
-// createOne commits one order, telling a redelivery (OrderExisted) from a second
-// unpaid order of the same user (OrderLiveConflict).
-func (s *Store) createOne(ctx context.Context, db *sql.DB, o *flashsale.Order) ([]flashsale.OrderResult, error) {
-	err := inTx(ctx, db, func(tx *sql.Tx) error { return insertOrders(ctx, tx, []*flashsale.Order{o}) })
+// createBatch commits orders[idx] in one transaction, or one transaction per
+// order when the batch hits a duplicate key (another process wrote one of its
+// rows meanwhile: the retry reads it and decides accordingly). It fills results
+// at idx and returns the indexes that found no room in the allotment.
+func (s *Store) createBatch(ctx context.Context, shard int, sales map[string]*flashsale.Sale, orders []*flashsale.Order, idx []int, results []flashsale.OrderResult) ([]int, error) {
+	batch := make([]*flashsale.Order, len(idx))
+	for j, i := range idx {
+		batch[j] = orders[i]
+	}
+	res, short, err := s.createTx(ctx, s.shards[shard], sales, batch)
 	if err == nil {
-		return []flashsale.OrderResult{{Outcome: flashsale.OrderCreated, Current: o}}, nil
+		for j, i := range idx {
+			results[i] = res[j]
+		}
+		out := make([]int, len(short))
+		for k, j := range short {
+			out[k] = idx[j]
+		}
+		return out, nil
 	}
 	if !isMySQLError(err, errDupKey) {
-		return nil, fmt.Errorf("mysqlstore: create order: %w", err)
+		return nil, fmt.Errorf("mysqlstore: create orders: %w", err)
 	}
-	cur, err := scanOrder(db.QueryRowContext(ctx, `SELECT `+orderColumns+` FROM orders WHERE order_id = ?`, o.ID))
-	if errors.Is(err, sql.ErrNoRows) {
-		return []flashsale.OrderResult{{Outcome: flashsale.OrderLiveConflict}}, nil
+	var out []int
+	for _, i := range idx {
+		for attempt := 0; ; attempt++ {
+			res, short, err := s.createTx(ctx, s.shards[shard], sales, []*flashsale.Order{orders[i]})
+			if err == nil {
+				results[i] = res[0]
+				if len(short) > 0 {
+					out = append(out, i)
+				}
+				break
+			}
+			if !isMySQLError(err, errDupKey) || attempt == 2 {
+				return nil, fmt.Errorf("mysqlstore: create order: %w", err)
+			}
+		}
 	}
+	return out, nil
+}
+
+// createTx is one order transaction: it sorts batch out (classify), inserts the
+// orders that may be created with their outbox and decision rows, and raises the
+// allotments' `used` by what it inserted. First optimistically (the conditional
+// update comes last, so the allotment row is locked only until the commit); if a
+// sale lacks room, again with the allotment rows locked first, inserting what
+// fits. It returns one result per order and the indexes that did not fit.
+func (s *Store) createTx(ctx context.Context, db *sql.DB, sales map[string]*flashsale.Sale, batch []*flashsale.Order) ([]flashsale.OrderResult, []int, error) {
+	var results []flashsale.OrderResult
+	var short []int
+	for careful := false; ; careful = true {
+		err := inTx(ctx, db, func(tx *sql.Tx) error {
+			results, short = make([]flashsale.OrderResult, len(batch)), nil
+			fresh, err := classify(ctx, tx, sales, batch, results)
+			if err != nil || len(fresh) == 0 {
+				return err
+			}
+			need := map[string]int{}
+			for _, i := range fresh {
+				need[batch[i].SaleID] += batch[i].Quantity
+			}
+			ids := make([]string, 0, len(need))
+			for id := range need {
+				ids = append(ids, id)
+			}
+			sort.Strings(ids) // one lock order for every transaction
+			if careful {
+				room, err := lockRoom(ctx, tx, ids)
+				if err != nil {
+					return err
+				}
+				fits := fresh[:0:0]
+				clear(need)
+				for _, i := range fresh {
+					o := batch[i]
+					if room[o.SaleID] >= o.Quantity {
+						room[o.SaleID] -= o.Quantity
+						need[o.SaleID] += o.Quantity
+						fits = append(fits, i)
+					} else {
+						short = append(short, i)
+					}
+				}
+				fresh = fits
+			}
+			insert := make([]*flashsale.Order, len(fresh))
+			for k, i := range fresh {
+				insert[k] = batch[i]
+			}
+			if err := insertOrders(ctx, tx, insert); err != nil {
+				return err
+			}
+			now := time.Now().UTC()
+			for _, id := range ids {
+				if need[id] == 0 {
+					continue
+				}
+				ok, err := takeRoom(ctx, tx, id, need[id], now)
+				if err != nil {
+					return err
+				}
+				if !ok {
+					return errNoRoom // only without the rows locked first
+				}
+			}
+			for _, i := range fresh {
+				results[i] = flashsale.OrderResult{Outcome: flashsale.OrderCreated, Current: batch[i]}
+			}
+			return nil
+		})
+		if errors.Is(err, errNoRoom) && !careful {
+			continue
+		}
+		return results, short, err
+	}
+}
+
+// userSale is a user's place in one sale.
+type userSale struct{ sale, user string }
+
+// classify reads, in tx, what already exists for batch's tickets and users, fills
+// results for the orders that will not be created, and returns the indexes of
+// the others (within the per-user limit, no other unpaid order, in batch order).
+// Its reads do not lock: a row another transaction commits meanwhile makes the
+// insert fail with a duplicate key, and the caller classifies again.
+func classify(ctx context.Context, tx *sql.Tx, sales map[string]*flashsale.Sale, batch []*flashsale.Order, results []flashsale.OrderResult) ([]int, error) {
+	existing, err := selectOrders(ctx, tx, batch)
 	if err != nil {
-		return nil, fmt.Errorf("mysqlstore: create order: %w", err)
+		return nil, err
 	}
-	return []flashsale.OrderResult{{Outcome: flashsale.OrderExisted, Current: cur}}, nil
+	ids := make([]any, len(batch))
+	saleIDs := map[string]bool{}
+	users := map[string]bool{}
+	for i, o := range batch {
+		ids[i] = o.ID
+		saleIDs[o.SaleID], users[o.UserID] = true, true
+	}
+	decided := map[string]string{}
+	if err := queryRows(ctx, tx, func(r scanner) error {
+		var id, status string
+		err := r.Scan(&id, &status)
+		decided[id] = status
+		return err
+	}, `SELECT ticket_id, status FROM ticket_outcomes WHERE ticket_id IN (`+marks(len(ids))+`)`, ids...); err != nil {
+		return nil, err
+	}
+	args := make([]any, 0, len(saleIDs)+len(users))
+	for id := range saleIDs {
+		args = append(args, id)
+	}
+	for u := range users {
+		args = append(args, u)
+	}
+	units := map[userSale]int{}
+	live := map[userSale]bool{}
+	if err := queryRows(ctx, tx, func(r scanner) error {
+		var k userSale
+		var status string
+		var q int
+		err := r.Scan(&k.sale, &k.user, &status, &q)
+		units[k] += q
+		live[k] = live[k] || status == string(flashsale.OrderPendingPayment)
+		return err
+	}, `SELECT sale_id, user_id, status, quantity FROM orders WHERE sale_id IN (`+marks(len(saleIDs))+`)
+		AND user_id IN (`+marks(len(users))+`) AND status IN ('pending_payment','paid')`, args...); err != nil {
+		return nil, err
+	}
+	var fresh []int
+	for i, o := range batch {
+		k := userSale{o.SaleID, o.UserID}
+		switch d := decided[o.ID]; {
+		case existing[o.ID] != nil:
+			results[i] = flashsale.OrderResult{Outcome: flashsale.OrderExisted, Current: existing[o.ID]}
+		case d != "" && d != decisionOrdered:
+			results[i] = flashsale.OrderResult{Outcome: flashsale.OrderDecided, Decision: flashsale.TicketStatus(d)}
+		case live[k]:
+			results[i] = flashsale.OrderResult{Outcome: flashsale.OrderLiveConflict}
+		case units[k]+o.Quantity > sales[o.SaleID].PerUserLimit:
+			results[i] = flashsale.OrderResult{Outcome: flashsale.OrderOverLimit}
+		default:
+			fresh = append(fresh, i)
+			live[k] = true
+			units[k] += o.Quantity
+		}
+	}
+	return fresh, nil
+}
+
+// decisionOrdered is the decision row of a ticket that made an order.
+const decisionOrdered = "ordered"
+
+// marks returns "?,?,?" for n arguments.
+func marks(n int) string { return strings.TrimSuffix(strings.Repeat("?,", n), ",") }
+
+// queryRows runs query and hands each row to scan.
+func queryRows(ctx context.Context, q querier, scan func(scanner) error, query string, args ...any) error {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := scan(rows); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
 }
 
 func selectOrders(ctx context.Context, tx *sql.Tx, orders []*flashsale.Order) (map[string]*flashsale.Order, error) {
@@ -161,8 +373,7 @@ func selectOrders(ctx context.Context, tx *sql.Tx, orders []*flashsale.Order) (m
 	for i, o := range orders {
 		ids[i] = o.ID
 	}
-	existing, err := queryOrders(ctx, tx, `SELECT `+orderColumns+` FROM orders WHERE order_id IN (`+
-		strings.TrimSuffix(strings.Repeat("?,", len(ids)), ",")+`)`, ids...)
+	existing, err := queryOrders(ctx, tx, `SELECT `+orderColumns+` FROM orders WHERE order_id IN (`+marks(len(ids))+`)`, ids...)
 	found := make(map[string]*flashsale.Order, len(existing))
 	for _, o := range existing {
 		found[o.ID] = o
@@ -170,20 +381,28 @@ func selectOrders(ctx context.Context, tx *sql.Tx, orders []*flashsale.Order) (m
 	return found, err
 }
 
+// insertOrders inserts orders with their order.created outbox rows and their
+// tickets' decision rows ('ordered'), in tx.
 func insertOrders(ctx context.Context, tx *sql.Tx, orders []*flashsale.Order) error {
 	if len(orders) == 0 {
 		return nil
 	}
 	args := make([]any, 0, len(orders)*9)
+	decisions := make([]any, 0, len(orders)*6)
 	events := make([]flashsale.Event, len(orders))
 	bodies := make([][]byte, len(orders))
 	for i, o := range orders {
 		args = append(args, o.ID, o.SaleID, o.UserID, o.Quantity, o.AmountCents, string(o.Status), o.CreatedAt, o.PayBy, o.CreatedAt)
+		decisions = append(decisions, o.ID, o.SaleID, o.UserID, o.Quantity, decisionOrdered, o.CreatedAt)
 		ev, body, err := newEvent(flashsale.EventOrderCreated, o, o.CreatedAt)
 		if err != nil {
 			return err
 		}
 		events[i], bodies[i] = ev, body
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO ticket_outcomes (ticket_id, sale_id, user_id, quantity, status, created_at) VALUES `+
+		placeholders(len(orders), 6), decisions...); err != nil {
+		return err
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO orders
 		(order_id, sale_id, user_id, quantity, amount_cents, status, created_at, pay_by, updated_at) VALUES `+
@@ -208,7 +427,8 @@ func (s *Store) GetOrder(ctx context.Context, userID, orderID string) (*flashsal
 }
 
 // RecordOutcomes stores final statuses of tickets that made no order (sold_out,
-// failed), all of users on shard shard. Recording one twice keeps the first.
+// failed), all of users on shard shard. A ticket's first decision stands: one
+// recorded before (or the order it made) is kept.
 func (s *Store) RecordOutcomes(ctx context.Context, shard int, tickets []*flashsale.Ticket) error {
 	if len(tickets) == 0 {
 		return nil
@@ -229,6 +449,24 @@ func (s *Store) RecordOutcomes(ctx context.Context, shard int, tickets []*flashs
 	return nil
 }
 
+// GiveUp records that ticket t (status failed or sold_out) will make no order,
+// unless a decision was recorded for it first, and reports whether that first
+// decision is the order it made: then the order stands and nothing may be
+// released for the ticket. Called before a hold of a ticket without an order is
+// released, so a late commit of the same ticket loses to the release (its
+// decision row is a duplicate key), never the other way round.
+func (s *Store) GiveUp(ctx context.Context, t *flashsale.Ticket) (ordered bool, err error) {
+	if err := s.RecordOutcomes(ctx, s.ShardOf(t.UserID), []*flashsale.Ticket{t}); err != nil {
+		return false, err
+	}
+	var status string
+	err = s.shards[s.ShardOf(t.UserID)].QueryRowContext(ctx, `SELECT status FROM ticket_outcomes WHERE ticket_id = ?`, t.ID).Scan(&status)
+	if err != nil {
+		return false, fmt.Errorf("mysqlstore: give up ticket: %w", err)
+	}
+	return status == decisionOrdered, nil
+}
+
 // GetTicket rebuilds userID's ticket from MySQL: from its order, or from its
 // recorded outcome. A ticket still queued is not in MySQL: flashsale.ErrNotFound.
 func (s *Store) GetTicket(ctx context.Context, userID, ticketID string) (*flashsale.Ticket, error) {
@@ -242,7 +480,7 @@ func (s *Store) GetTicket(ctx context.Context, userID, ticketID string) (*flashs
 	t := flashsale.Ticket{ID: ticketID, UserID: userID}
 	var status string
 	err = s.shards[s.ShardOf(userID)].QueryRowContext(ctx,
-		`SELECT sale_id, quantity, status FROM ticket_outcomes WHERE ticket_id = ? AND user_id = ?`, ticketID, userID).
+		`SELECT sale_id, quantity, status FROM ticket_outcomes WHERE ticket_id = ? AND user_id = ? AND status <> '`+decisionOrdered+`'`, ticketID, userID).
 		Scan(&t.SaleID, &t.Quantity, &status)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, flashsale.Errorf(flashsale.CodeNotFound, "no ticket %q", ticketID)

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -52,6 +53,9 @@ type Store struct {
 	meta   *sql.DB
 	shards []*sql.DB
 	names  []string // database names, meta first, for readiness reports
+
+	saleCache sync.Map // sale id -> *flashsale.Sale (sales never change)
+	allotted  sync.Map // allotKey -> struct{}: the allotment row exists
 }
 
 // parseDSN applies the settings this package relies on: UTC times parsed into

@@ -32,6 +32,19 @@ func newStore(t *testing.T) *Store {
 	return s
 }
 
+// createSale stores a sale open now with the given stock and per-user limit.
+func createSale(t *testing.T, s *Store, id string, stock, limit int) *flashsale.Sale {
+	t.Helper()
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	sale := &flashsale.Sale{ID: id, SKU: "k", Name: "n", Stock: stock, PriceCents: 100, PerUserLimit: limit,
+		StartsAt: now.Add(-time.Minute), EndsAt: now.Add(time.Hour), PaymentWindowSeconds: 60,
+		Inventory: flashsale.InventoryRedis, CreatedAt: now}
+	if err := s.CreateSale(context.Background(), sale); err != nil {
+		t.Fatal(err)
+	}
+	return sale
+}
+
 func order(user string) *flashsale.Order {
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	return &flashsale.Order{ID: uuid.NewString(), SaleID: "s1", UserID: user, Quantity: 1, AmountCents: 100,
@@ -41,6 +54,7 @@ func order(user string) *flashsale.Order {
 func TestCreateOrdersIsIdempotentAndOneLiveOrderPerUser(t *testing.T) {
 	s := newStore(t)
 	ctx := context.Background()
+	createSale(t, s, "s1", 10, 1)
 	a := order("alice")
 	shard := s.ShardOf("alice")
 	b := order("bob")
@@ -81,6 +95,7 @@ func TestCreateOrdersIsIdempotentAndOneLiveOrderPerUser(t *testing.T) {
 func TestTicketFallbackFromOrdersAndOutcomes(t *testing.T) {
 	s := newStore(t)
 	ctx := context.Background()
+	createSale(t, s, "s1", 10, 1)
 	o := order("dave")
 	if _, err := s.CreateOrders(ctx, s.ShardOf("dave"), []*flashsale.Order{o}); err != nil {
 		t.Fatal(err)

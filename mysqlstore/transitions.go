@@ -50,6 +50,9 @@ func (s *Store) closeOrder(ctx context.Context, userID, orderID string, to flash
 			string(to), now, orderID); err != nil {
 			return err
 		}
+		if err := giveRoom(ctx, tx, o.SaleID, o.Quantity, now); err != nil {
+			return err
+		}
 		o.Status, changed = to, true
 		return writeEvent(ctx, tx, typ, o, now)
 	})

@@ -60,10 +60,12 @@ type Book interface {
 	ListSales(ctx context.Context, since time.Time) ([]*flashsale.Sale, error)
 	// SaleOrders returns every order of the sale, whatever its status.
 	SaleOrders(ctx context.Context, saleID string) ([]*flashsale.Order, error)
-	// ShardOf and RecordOutcomes record the final status of a ticket whose
-	// unordered hold was released.
-	ShardOf(userID string) int
-	RecordOutcomes(ctx context.Context, shard int, tickets []*flashsale.Ticket) error
+	// GiveUp records, before an unordered hold is released, that its ticket
+	// makes no order, unless it made one first (then the hold stays).
+	GiveUp(ctx context.Context, t *flashsale.Ticket) (ordered bool, err error)
+	// CompleteTransfers delivers the sale's stock-cap transfers between shards
+	// that a crash left in flight.
+	CompleteTransfers(ctx context.Context, saleID string) (int, error)
 }
 
 // Snapshot is a sale's Redis state read at one instant.
@@ -146,6 +148,7 @@ type Reconciler struct {
 	passes   prometheus.Counter
 	diffs    prometheus.Gauge
 	repaired *prometheus.CounterVec
+	oversold *prometheus.GaugeVec
 }
 
 // New returns a Reconciler.
@@ -178,9 +181,12 @@ func New(cfg Config) (*Reconciler, error) {
 			Help: "Differences between Redis and MySQL seen by the last background pass, in flight or not."}),
 		repaired: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "flashsale_reconcile_repairs_total",
 			Help: "Differences between Redis and MySQL the reconciler repaired, by kind."}, []string{"kind"}),
+		oversold: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "flashsale_oversold_units",
+			Help: "Units in pending_payment and paid orders beyond the sale's stock, as last seen by the reconciler. Must always be absent or 0."},
+			[]string{"sale"}),
 	}
 	if cfg.Registry != nil {
-		cfg.Registry.MustRegister(r.passes, r.diffs, r.repaired)
+		cfg.Registry.MustRegister(r.passes, r.diffs, r.repaired, r.oversold)
 	}
 	return r, nil
 }
@@ -338,6 +344,9 @@ func showStock(s flashsale.Stock) string {
 
 func (r *Reconciler) checkSale(ctx context.Context, sale *flashsale.Sale) (*SaleReport, error) {
 	rep := &SaleReport{SaleID: sale.ID, sale: sale, Differences: []*Difference{}}
+	if _, err := r.cfg.Book.CompleteTransfers(ctx, sale.ID); err != nil {
+		return nil, err
+	}
 	if sale.Inventory == flashsale.InventoryMySQL {
 		rep.Status, rep.Note = SaleSkipped, "inventory mysql: its stock is held in MySQL"
 		return rep, nil
@@ -488,6 +497,9 @@ func (r *Reconciler) checkSale(ctx context.Context, sale *flashsale.Sale) (*Sale
 	mysql.Available = mysql.Total - mysql.Held - mysql.Sold
 	rep.MySQL = &mysql
 	if mysql.Available < 0 {
+		r.oversold.WithLabelValues(sale.ID).Set(float64(-mysql.Available))
+		r.log.Error("OVERSOLD: more units in orders than the sale's stock", "sale", sale.ID, "stock", sale.Stock,
+			"in_orders", mysql.Held+mysql.Sold, "over", -mysql.Available)
 		add(&Difference{Kind: KindOversold, Redis: "-", Want: fmt.Sprintf("at most %d units in orders", sale.Stock),
 			Detail: fmt.Sprintf("%d units in pending_payment and paid orders, stock %d", mysql.Held+mysql.Sold, sale.Stock)})
 	}
@@ -531,6 +543,29 @@ func (r *Reconciler) repairSale(ctx context.Context, s *SaleReport, pick func(*D
 			counterDiffs = append(counterDiffs, d)
 		}
 	}
+	// An unordered hold is released only once its ticket's decision is
+	// recorded: an order committing late then loses to it. A ticket whose order
+	// was recorded first keeps its hold.
+	keep := holds[:0]
+	keepDiffs := holdDiffs[:0]
+	for i, f := range holds {
+		d := holdDiffs[i]
+		if d.Kind == KindUnordered {
+			if d.UserID == "" {
+				continue // no owner known: its decision cannot be recorded on its shard
+			}
+			t := &flashsale.Ticket{ID: d.TicketID, SaleID: s.SaleID, UserID: d.UserID, Quantity: d.hold.From.Quantity, Status: flashsale.TicketFailed}
+			ordered, err := r.cfg.Book.GiveUp(ctx, t)
+			if err != nil {
+				return err
+			}
+			if ordered {
+				continue // its order committed meanwhile; the next look sees it
+			}
+		}
+		keep, keepDiffs = append(keep, f), append(keepDiffs, d)
+	}
+	holds, holdDiffs = keep, keepDiffs
 	if len(holds)+len(units)+len(counterDiffs) == 0 {
 		return nil
 	}
@@ -588,10 +623,6 @@ func (r *Reconciler) failTicket(ctx context.Context, s *SaleReport, d *Differenc
 		return
 	}
 	t := &flashsale.Ticket{ID: d.TicketID, SaleID: s.SaleID, UserID: d.UserID, Quantity: d.hold.From.Quantity, Status: flashsale.TicketFailed}
-	if err := r.cfg.Book.RecordOutcomes(ctx, r.cfg.Book.ShardOf(d.UserID), []*flashsale.Ticket{t}); err != nil {
-		r.log.Warn("reconciler: recording a released ticket's outcome failed", "ticket", d.TicketID, "err", err)
-		return
-	}
 	if err := r.cfg.Stock.PutTickets(ctx, t); err != nil {
 		r.log.Warn("reconciler: writing a released ticket failed", "ticket", d.TicketID, "err", err)
 	}

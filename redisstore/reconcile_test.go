@@ -151,7 +151,7 @@ func TestRebuildDoesNotOverwriteASaleLoadedMeanwhile(t *testing.T) {
 		}
 		claimAndHold(t, s, sale, req)
 	}}
-	if err := s.rebuild(ctx, "s1"); err != nil {
+	if err := s.rebuild(ctx, "s1", "not_loaded"); err != nil {
 		t.Fatal(err)
 	}
 	wantStock(t, s, flashsale.Stock{Total: 10, Available: 9, Held: 1})

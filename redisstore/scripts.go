@@ -16,13 +16,38 @@ import "github.com/redis/go-redis/v9"
 // Every script checks the per-ticket state in holds first, so running it twice
 // (a go-redis retry, a redelivered message) changes nothing the second time, and a
 // ticket that was released or refused can never be held again.
+//
+// The stock hash also records `srv`, the run_id of the Redis server process that
+// loaded the sale. Every script on a sale's keys starts with loadedCheck: a sale
+// whose keys are gone is "not_loaded"; one whose srv is not the run_id of the
+// server running the script is "stale": this server is not the process the sale
+// was loaded on, so it may have come back older (a restart from an RDB snapshot
+// or AOF, a failover to a replica that missed writes) with nothing missing. Both
+// are rebuilt from MySQL before the script runs again (see Store.run). A
+// restart or failover that lost nothing costs one rebuild per sale.
+
+// loadedCheck opens every script on a sale's keys; KEYS[1] is its stock hash.
+const loadedCheck = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'not_loaded'} end
+if redis.call('HGET', KEYS[1], 'srv') ~= string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') then
+  return {'stale'}
+end
+`
+
+// stampScript records in the sale's stock hash (KEYS[1]) the run_id of the
+// server it is loaded on; with ARGV[1] "if_absent" only where none is recorded.
+const stampScript = `
+if ARGV[1] ~= 'if_absent' or redis.call('HEXISTS', KEYS[1], 'srv') == 0 then
+  redis.call('HSET', KEYS[1], 'srv', string.match(redis.call('INFO', 'server'), 'run_id:(%x+)'))
+end
+return 1
+`
 
 // claimScript gives the user a new live ticket unless they already have one.
 // KEYS stock live units claims; ARGV user tid qty limit now_ms stale_ms.
-// Returns {"claimed", tid} | {"existing", tid} | {"limit"} | {"sold_out"} | {"not_loaded"}.
+// Returns {"claimed", tid} | {"existing", tid} | {"limit"} | {"sold_out"} | {"not_loaded"} | {"stale"}.
 // A claim whose publish never completed (older than stale_ms) is replaced.
-var claimScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'not_loaded'} end
+var claimScript = redis.NewScript(loadedCheck + `
 local cur = redis.call('HGET', KEYS[2], ARGV[1])
 if cur then
   local at = redis.call('HGET', KEYS[4], cur)
@@ -52,8 +77,7 @@ return 1
 // The ticket must be the user's live ticket; a ticket with no live entry is held
 // only if it was admitted before the stock was (re)loaded, when the live entry may
 // have been lost with Redis; otherwise its claim was undone after a failed publish.
-var holdScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'not_loaded'} end
+var holdScript = redis.NewScript(loadedCheck + `
 local st = redis.call('HGET', KEYS[2], ARGV[1])
 if st then return {'done', st} end
 local function refuse(state)
@@ -81,13 +105,15 @@ return {'done', 'H:' .. q}
 
 // reassertScript makes sure a committed order's hold is counted: a no-op when the
 // ticket has any state, else (Redis lost it and was rebuilt before the order
-// committed) it holds q units without checking availability, because MySQL already
-// has the order. KEYS stock holds live units; ARGV tid user q.
-var reassertScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'not_loaded'} end
+// committed) it holds q units. MySQL already has the order, within the stock
+// cap, so if Redis has fewer than q units available Redis is behind MySQL: the
+// script takes nothing and answers {"behind"}, and the sale is rebuilt from
+// MySQL (which counts the order). KEYS stock holds live units; ARGV tid user q.
+var reassertScript = redis.NewScript(loadedCheck + `
 local st = redis.call('HGET', KEYS[2], ARGV[1])
 if st then return {'done', st} end
 local q = tonumber(ARGV[3])
+if tonumber(redis.call('HGET', KEYS[1], 'available')) < q then return {'behind'} end
 redis.call('HINCRBY', KEYS[1], 'available', -q)
 redis.call('HINCRBY', KEYS[1], 'held', q)
 redis.call('HINCRBY', KEYS[4], ARGV[2], q)
@@ -99,8 +125,7 @@ return {'done', 'H:' .. q}
 // releaseScript gives a held ticket's units back (expiry, cancel, dead letter) and
 // marks it released, so it can never be held again. KEYS stock holds live units;
 // ARGV tid user. Returns {"not_loaded"} or {"done", previous state or ""}.
-var releaseScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'not_loaded'} end
+var releaseScript = redis.NewScript(loadedCheck + `
 local st = redis.call('HGET', KEYS[2], ARGV[1]) or ''
 if string.sub(st, 1, 2) == 'H:' then
   local q = tonumber(string.sub(st, 3))
@@ -117,8 +142,7 @@ return {'done', st}
 
 // confirmScript moves a paid ticket's units from held to sold. KEYS stock holds live;
 // ARGV tid user. Returns {"not_loaded"} or {"done", previous state or ""}.
-var confirmScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'not_loaded'} end
+var confirmScript = redis.NewScript(loadedCheck + `
 local st = redis.call('HGET', KEYS[2], ARGV[1]) or ''
 if string.sub(st, 1, 2) == 'H:' then
   local q = tonumber(string.sub(st, 3))
@@ -130,4 +154,9 @@ if redis.call('HGET', KEYS[3], ARGV[2]) == ARGV[1] then redis.call('HDEL', KEYS[
 return {'done', st}
 `)
 
-var allScripts = []*redis.Script{claimScript, unclaimScript, holdScript, reassertScript, releaseScript, confirmScript}
+// stockScript reads the sale's total, available, held and sold. KEYS stock.
+var stockScript = redis.NewScript(loadedCheck + `
+return {'done', unpack(redis.call('HMGET', KEYS[1], 'total', 'available', 'held', 'sold'))}
+`)
+
+var allScripts = []*redis.Script{claimScript, unclaimScript, holdScript, reassertScript, releaseScript, confirmScript, stockScript}

@@ -111,23 +111,37 @@ func (s *Store) keys(saleID string) saleKeys {
 func (s *Store) ticketKey(id string) string { return s.cfg.Namespace + ":ticket:{" + id + "}" }
 
 // run runs script, rebuilding the sale from the Source and trying once more when
-// the sale is not loaded. It returns the script's reply as strings.
+// the sale is not loaded, stale, or behind MySQL (see scripts.go). It returns the
+// script's reply as strings.
 func (s *Store) run(ctx context.Context, saleID string, script *redis.Script, keys []string, args ...any) ([]string, error) {
 	for attempt := 0; ; attempt++ {
 		reply, err := script.Run(ctx, s.rdb, keys, args...).StringSlice()
 		if err != nil {
 			return nil, fmt.Errorf("redisstore: %w", err)
 		}
-		if len(reply) == 0 || reply[0] != "not_loaded" {
+		why := rebuildReason(reply)
+		if why == "" {
 			return reply, nil
 		}
 		if attempt > 0 {
-			return nil, fmt.Errorf("redisstore: sale %s: %w", saleID, flashsale.ErrNotLoaded)
+			return nil, fmt.Errorf("redisstore: sale %s still %s after a rebuild: %w", saleID, why, flashsale.ErrNotLoaded)
 		}
-		if err := s.rebuild(ctx, saleID); err != nil {
+		if err := s.rebuild(ctx, saleID, why); err != nil {
 			return nil, err
 		}
 	}
+}
+
+// rebuildReason is why a script's reply asks for the sale to be rebuilt first:
+// "not_loaded", "stale" or "behind"; "" when it does not.
+func rebuildReason(reply []string) string {
+	if len(reply) > 0 {
+		switch reply[0] {
+		case "not_loaded", "stale", "behind":
+			return reply[0]
+		}
+	}
+	return ""
 }
 
 // InitSale loads a new sale's stock. It is a no-op when the sale is loaded.
@@ -139,6 +153,7 @@ func (s *Store) InitSale(ctx context.Context, sale *flashsale.Sale) error {
 		p.HSetNX(ctx, k.stock, "held", 0)
 		p.HSetNX(ctx, k.stock, "sold", 0)
 		p.HSetNX(ctx, k.stock, "epoch_ms", time.Now().UnixMilli())
+		p.Eval(ctx, stampScript, []string{k.stock}, "if_absent")
 		return nil
 	})
 	if err != nil {
@@ -147,11 +162,24 @@ func (s *Store) InitSale(ctx context.Context, sale *flashsale.Sale) error {
 	return nil
 }
 
-// rebuild loads a lost sale from the Source under a lease, so that one process
-// rebuilds while others wait for it. The lease is no correctness guarantee: a
-// second rebuild of a loaded sale is skipped by the EXISTS check, and orders
-// committed after the read re-assert their holds (see Reassert).
-func (s *Store) rebuild(ctx context.Context, saleID string) error {
+// Resync rebuilds the sale from the Source although its keys look current: MySQL
+// refused units Redis said were there, so Redis is behind.
+func (s *Store) Resync(ctx context.Context, saleID string) error {
+	return s.rebuild(ctx, saleID, "behind")
+}
+
+// saleState tells whether a sale is loaded and current: "" when it is, else the
+// reason to rebuild it (as rebuildReason).
+var saleStateScript = redis.NewScript(loadedCheck + `return {'ok'}`)
+
+// rebuild loads the sale from the Source under a lease, so that one process
+// rebuilds while others wait for it. why is what the caller saw: "not_loaded"
+// and "stale" rebuild only if the sale is still so once the lease is held (a
+// rebuild that ran meanwhile made it current; the write is also guarded by
+// WATCH); "behind" always rebuilds. The lease is no correctness guarantee:
+// orders committed after the read re-assert their holds (see Reassert), and
+// MySQL's stock cap refuses whatever Redis hands out twice.
+func (s *Store) rebuild(ctx context.Context, saleID, why string) error {
 	k := s.keys(saleID)
 	lockCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -161,10 +189,18 @@ func (s *Store) rebuild(ctx context.Context, saleID string) error {
 		return fmt.Errorf("redisstore: rebuild lock for sale %s: %w", saleID, err)
 	}
 	defer lock.Release(context.WithoutCancel(ctx))
-	if n, err := s.rdb.Exists(ctx, k.stock).Result(); err != nil {
-		return fmt.Errorf("redisstore: %w", err)
-	} else if n == 1 {
-		return nil
+	force := why == "behind"
+	current := func(c redis.Scripter) (bool, error) {
+		reply, err := saleStateScript.Run(ctx, c, []string{k.stock}).StringSlice()
+		if err != nil {
+			return false, fmt.Errorf("redisstore: %w", err)
+		}
+		return rebuildReason(reply) == "", nil
+	}
+	if !force {
+		if ok, err := current(s.rdb); err != nil || ok {
+			return err
+		}
 	}
 	sale, err := s.cfg.Source.GetSale(ctx, saleID)
 	if err != nil {
@@ -189,64 +225,65 @@ func (s *Store) rebuild(ctx context.Context, saleID string) error {
 			live[o.UserID] = o.ID
 		}
 	}
-	// Write only if the sale is still not loaded: the lease may have expired
-	// during a slow read, and a second rebuilder that wrote first has been
-	// taking holds since; overwriting them would hand their units out twice.
-	wrote := false
-	err = s.rdb.Watch(ctx, func(tx *redis.Tx) error {
-		if n, err := tx.Exists(ctx, k.stock).Result(); err != nil || n == 1 {
-			return err
+	write := func(p redis.Pipeliner) error {
+		p.Del(ctx, k.holds, k.live, k.units, k.claims)
+		if len(holds) > 0 {
+			p.HSet(ctx, k.holds, holds)
 		}
-		wrote = true
-		_, err := tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
-			p.Del(ctx, k.holds, k.live, k.units, k.claims)
-			if len(holds) > 0 {
-				p.HSet(ctx, k.holds, holds)
+		if len(live) > 0 {
+			p.HSet(ctx, k.live, live)
+		}
+		for u, n := range units {
+			p.HSet(ctx, k.units, u, n)
+		}
+		p.HSet(ctx, k.stock, "total", sale.Stock, "available", sale.Stock-held-sold, "held", held, "sold", sold,
+			"epoch_ms", time.Now().UnixMilli())
+		p.Eval(ctx, stampScript, []string{k.stock}, "always")
+		return nil
+	}
+	if force {
+		// Holds taken since the read are overwritten: their orders re-assert
+		// them after they commit (or MySQL refuses them).
+		_, err = s.rdb.TxPipelined(ctx, write)
+	} else {
+		// Write only if the sale is still not current: the lease may have
+		// expired during a slow read, and a second rebuilder that wrote first
+		// has been taking holds since.
+		wrote := false
+		err = s.rdb.Watch(ctx, func(tx *redis.Tx) error {
+			if ok, err := current(tx); err != nil || ok {
+				return err
 			}
-			if len(live) > 0 {
-				p.HSet(ctx, k.live, live)
-			}
-			for u, n := range units {
-				p.HSet(ctx, k.units, u, n)
-			}
-			p.HSet(ctx, k.stock, "total", sale.Stock, "available", sale.Stock-held-sold, "held", held, "sold", sold,
-				"epoch_ms", time.Now().UnixMilli())
-			return nil
-		})
-		return err
-	}, k.stock)
-	if errors.Is(err, redis.TxFailedErr) || (err == nil && !wrote) {
-		return nil // loaded by another rebuilder meanwhile
+			wrote = true
+			_, err := tx.TxPipelined(ctx, write)
+			return err
+		}, k.stock)
+		if errors.Is(err, redis.TxFailedErr) || (err == nil && !wrote) {
+			return nil // rebuilt by another rebuilder meanwhile
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("redisstore: rebuild sale %s: %w", saleID, err)
 	}
-	s.log.Warn("rebuilt sale stock from MySQL", "sale", saleID, "held", held, "sold", sold, "orders", len(orders))
+	s.log.Warn("rebuilt sale stock from MySQL", "sale", saleID, "reason", why, "held", held, "sold", sold, "orders", len(orders))
 	return nil
 }
 
-// Stock reads the sale's stock in one piece, rebuilding a lost sale first.
+// Stock reads the sale's stock in one piece, rebuilding a lost or stale sale
+// first.
 func (s *Store) Stock(ctx context.Context, saleID string) (flashsale.Stock, error) {
-	k := s.keys(saleID)
-	for attempt := 0; ; attempt++ {
-		vals, err := s.rdb.HMGet(ctx, k.stock, "total", "available", "held", "sold").Result()
-		if err != nil {
-			return flashsale.Stock{}, fmt.Errorf("redisstore: stock: %w", err)
-		}
-		if vals[0] != nil {
-			n := make([]int, 4)
-			for i, v := range vals {
-				n[i], _ = strconv.Atoi(fmt.Sprint(v))
-			}
-			return flashsale.Stock{Total: n[0], Available: n[1], Held: n[2], Sold: n[3]}, nil
-		}
-		if attempt > 0 {
-			return flashsale.Stock{}, fmt.Errorf("redisstore: sale %s: %w", saleID, flashsale.ErrNotLoaded)
-		}
-		if err := s.rebuild(ctx, saleID); err != nil {
-			return flashsale.Stock{}, err
-		}
+	reply, err := s.run(ctx, saleID, stockScript, []string{s.keys(saleID).stock})
+	if err != nil {
+		return flashsale.Stock{}, err
 	}
+	if len(reply) != 5 {
+		return flashsale.Stock{}, fmt.Errorf("redisstore: stock: unexpected reply %q", reply)
+	}
+	n := make([]int, 4)
+	for i, v := range reply[1:] {
+		n[i], _ = strconv.Atoi(v)
+	}
+	return flashsale.Stock{Total: n[0], Available: n[1], Held: n[2], Sold: n[3]}, nil
 }
 
 // Claim makes ticketID the user's live ticket for the sale unless they have one,
@@ -328,7 +365,7 @@ func (s *Store) runMany(ctx context.Context, calls []scriptCall) ([]flashsale.Ho
 			errs[i] = fmt.Errorf("redisstore: %w", err)
 			continue
 		}
-		if err != nil || reply[0] == "not_loaded" {
+		if err != nil || rebuildReason(reply) != "" {
 			if reply, err = s.run(ctx, c.saleID, c.script, c.keys, c.args...); err != nil {
 				errs[i] = err
 				continue

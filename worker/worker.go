@@ -8,6 +8,17 @@
 // message back; every step is idempotent, so a redelivery completes what a crash
 // interrupted. A message that can never succeed is dead-lettered; the dead-letter
 // consumer releases whatever it held and fails its ticket.
+//
+// MySQL has the last word: the order transaction refuses units the sale's stock
+// cap does not have, and units over the user's per_user_limit, whatever Redis
+// said. Such a ticket ends sold_out (or failed), and Redis, which was behind, is
+// rebuilt from MySQL.
+//
+// A dependency that is away (Redis or MySQL restarting, a failover) does not
+// fail purchases: the failed messages of a batch are tried again in the
+// handler, with backoff, for up to Config.RetryBudget, which pauses this
+// consumer instead of burning the messages' delivery limit; only then are they
+// handed back to the queue.
 package worker
 
 import (
@@ -50,6 +61,9 @@ type Stock interface {
 	Reassert(ctx context.Context, orders []*flashsale.Order) ([]flashsale.Hold, []error)
 	Release(ctx context.Context, saleID, ticketID, userID string) (flashsale.Hold, error)
 	PutTickets(ctx context.Context, tickets ...*flashsale.Ticket) error
+	// Resync rebuilds the sale's stock from the book of record: Redis said units
+	// were there that MySQL refused.
+	Resync(ctx context.Context, saleID string) error
 }
 
 // Orders is the book of record.
@@ -58,6 +72,9 @@ type Orders interface {
 	CreateOrders(ctx context.Context, shard int, orders []*flashsale.Order) ([]flashsale.OrderResult, error)
 	GetOrder(ctx context.Context, userID, orderID string) (*flashsale.Order, error)
 	RecordOutcomes(ctx context.Context, shard int, tickets []*flashsale.Ticket) error
+	// GiveUp records that the ticket makes no order unless it made one first,
+	// and reports whether it did.
+	GiveUp(ctx context.Context, t *flashsale.Ticket) (ordered bool, err error)
 }
 
 // Config for a Worker.
@@ -72,11 +89,17 @@ type Config struct {
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 	// RetryMin and RetryMax bound the wait before messages that failed are
-	// handed back: it doubles with each batch that had a failure and resets
-	// after one without, so that a dependency away for a moment (Redis
-	// restarting, a killed MySQL connection) does not use up the messages'
-	// delivery limit in a tight redelivery loop. Defaults 100 ms and 2 s.
+	// tried again: it doubles with each failed attempt and resets after a
+	// batch without failure. Defaults 100 ms and 2 s.
 	RetryMin, RetryMax time.Duration
+	// RetryBudget is how long a batch's failed messages are tried again in the
+	// handler (the consumer pauses meanwhile) before they are handed back to the
+	// queue, where each hand-back counts towards the delivery limit. It must
+	// outlast the outages the system rides out (contract: under 60 s). Default 2 min.
+	RetryBudget time.Duration
+	// Stopping is closed when the process stops taking work: a batch waiting out
+	// an outage then hands its failed messages back at once. Optional.
+	Stopping <-chan struct{}
 }
 
 // Worker processes purchase batches. Safe for concurrent use.
@@ -84,13 +107,15 @@ type Worker struct {
 	cfg      Config
 	log      *slog.Logger
 	outcomes *prometheus.CounterVec
+	refused  *prometheus.CounterVec
 	batchDur prometheus.Histogram
 	stageDur *prometheus.HistogramVec
 	retry    atomic.Int64 // the current wait before a retry, ns; see Config.RetryMin
 }
 
-// backoff waits before failed messages are handed back (see Config.RetryMin),
-// or resets the wait when the batch had no failure.
+// backoff waits before failed messages are tried again (see Config.RetryMin),
+// or resets the wait when the batch had no failure. It returns early when the
+// process is stopping.
 func (w *Worker) backoff(ctx context.Context, failed bool) {
 	if !failed {
 		w.retry.Store(0)
@@ -108,7 +133,18 @@ func (w *Worker) backoff(ctx context.Context, failed bool) {
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
+	case <-w.cfg.Stopping:
 	case <-t.C:
+	}
+}
+
+// stopping reports whether the process stopped taking work.
+func (w *Worker) stopping() bool {
+	select {
+	case <-w.cfg.Stopping:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -129,6 +165,12 @@ func New(cfg Config) (*Worker, error) {
 	if cfg.RetryMax == 0 {
 		cfg.RetryMax = 2 * time.Second
 	}
+	if cfg.RetryBudget == 0 {
+		cfg.RetryBudget = 2 * time.Minute
+	}
+	if cfg.RetryMin < 0 || cfg.RetryMax < cfg.RetryMin || cfg.RetryBudget < 0 {
+		return nil, errors.New("worker: RetryMin, RetryMax and RetryBudget must be positive, RetryMax >= RetryMin")
+	}
 	w := &Worker{cfg: cfg, log: cfg.Log,
 		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "flashsale_worker_messages_total",
 			Help: "Purchase messages settled by the worker, by outcome."}, []string{"outcome"}),
@@ -137,9 +179,12 @@ func New(cfg Config) (*Worker, error) {
 		stageDur: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "flashsale_worker_stage_seconds",
 			Help:    "Time of each stage of a purchase batch (sales, hold, orders, outcomes, tickets, settle).",
 			Buckets: prometheus.DefBuckets}, []string{"stage"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "flashsale_stock_cap_refusals_total",
+			Help: "Orders MySQL refused although Redis held their units, by reason (sold_out: the stock cap; over_limit: per_user_limit). Each one means Redis was behind MySQL and was rebuilt."},
+			[]string{"reason"}),
 	}
 	if cfg.Registry != nil {
-		cfg.Registry.MustRegister(w.outcomes, w.batchDur, w.stageDur)
+		cfg.Registry.MustRegister(w.outcomes, w.refused, w.batchDur, w.stageDur)
 	}
 	return w, nil
 }
@@ -150,7 +195,8 @@ type item struct {
 	req    *flashsale.PurchaseRequest
 	sale   *flashsale.Sale
 	ticket *flashsale.Ticket // the final ticket to write, once known
-	failed bool              // settle with Retry
+	failed bool              // try again (settle with Retry once the budget is spent)
+	resync bool              // MySQL refused what Redis held: rebuild the sale in Redis
 }
 
 func (w *Worker) settle(outcome string, fn func() error) {
@@ -161,7 +207,9 @@ func (w *Worker) settle(outcome string, fn func() error) {
 	w.outcomes.WithLabelValues(outcome).Inc()
 }
 
-// HandlePurchases processes one batch and settles every message in it.
+// HandlePurchases processes one batch and settles every message in it. Messages
+// that failed are tried again within Config.RetryBudget before they are handed
+// back; what succeeded is acked as soon as it did.
 func (w *Worker) HandlePurchases(ctx context.Context, msgs []Message) {
 	start := time.Now()
 	defer func() { w.batchDur.Observe(time.Since(start).Seconds()) }()
@@ -173,43 +221,93 @@ func (w *Worker) HandlePurchases(ctx context.Context, msgs []Message) {
 			w.settle("dead_letter", m.DeadLetter)
 			continue
 		}
-		sale, err := w.cfg.Sales.Get(ctx, req.SaleID)
-		if errors.Is(err, flashsale.ErrNotFound) {
-			w.log.Error("dead-lettering a purchase of an unknown sale", "sale", req.SaleID, "ticket", req.TicketID)
-			w.settle("dead_letter", m.DeadLetter)
-			continue
-		}
-		it := &item{msg: m, req: &req, sale: sale}
-		if err != nil {
-			w.log.Warn("cannot read sale; retrying", "sale", req.SaleID, "err", err)
-			it.failed = true
-		}
-		items = append(items, it)
+		items = append(items, &item{msg: m, req: &req})
 	}
-	stage := w.stage("sales", start)
-	w.hold(ctx, items)
+	for attempt := 1; len(items) > 0; attempt++ {
+		w.process(ctx, items)
+		// Acks first: what committed is settled without waiting for the
+		// backoff of what failed.
+		var failed []*item
+		for _, it := range items {
+			if it.failed {
+				failed = append(failed, it)
+			} else {
+				w.settle(string(it.ticket.Status), it.msg.Ack)
+			}
+		}
+		spent := time.Since(start) >= w.cfg.RetryBudget || w.stopping()
+		w.backoff(ctx, len(failed) > 0)
+		if len(failed) > 0 && (spent || w.stopping()) {
+			w.log.Warn("handing failed purchases back to the queue", "messages", len(failed), "attempts", attempt,
+				"waited", time.Since(start).Round(time.Millisecond))
+			for _, it := range failed {
+				w.settle("retry", it.msg.Retry)
+			}
+			return
+		}
+		for _, it := range failed {
+			it.failed = false
+		}
+		items = failed
+	}
+}
+
+// process takes items as far as they go: each ends with its final ticket, or
+// failed (to be tried again).
+func (w *Worker) process(ctx context.Context, items []*item) {
+	stage := time.Now()
+	var todo []*item
+	for _, it := range items {
+		if it.sale == nil {
+			sale, err := w.cfg.Sales.Get(ctx, it.req.SaleID)
+			if errors.Is(err, flashsale.ErrNotFound) {
+				w.log.Error("purchase of an unknown sale fails its ticket", "sale", it.req.SaleID, "ticket", it.req.TicketID)
+				it.ticket = w.outcome(it.req, flashsale.TicketFailed)
+				continue
+			}
+			if err != nil {
+				w.log.Warn("cannot read sale; retrying", "sale", it.req.SaleID, "err", err)
+				it.failed = true
+				continue
+			}
+			it.sale = sale
+		}
+		it.ticket, it.resync = nil, false
+		todo = append(todo, it)
+	}
+	stage = w.stage("sales", stage)
+	w.hold(ctx, todo)
 	stage = w.stage("hold", stage)
-	w.createOrders(ctx, items)
+	w.createOrders(ctx, todo)
 	stage = w.stage("orders", stage)
 	w.recordOutcomes(ctx, items)
 	stage = w.stage("outcomes", stage)
+	w.resync(ctx, todo)
 	w.writeTickets(ctx, items)
-	stage = w.stage("tickets", stage)
-	// Acks first: what committed is settled without waiting for the backoff of
-	// what failed.
-	var failed []*item
+	w.stage("tickets", stage)
+}
+
+// resync rebuilds in Redis each sale whose units MySQL refused, once the
+// refusals are recorded (the rebuild reads the orders, which they are not).
+func (w *Worker) resync(ctx context.Context, items []*item) {
+	done := map[string]error{}
 	for _, it := range items {
-		if it.failed {
-			failed = append(failed, it)
-		} else {
-			w.settle(string(it.ticket.Status), it.msg.Ack)
+		if it.failed || !it.resync {
+			continue
+		}
+		err, ok := done[it.sale.ID]
+		if !ok {
+			err = w.cfg.Stock.Resync(ctx, it.sale.ID)
+			done[it.sale.ID] = err
+			if err == nil {
+				w.log.Warn("MySQL refused units Redis held; rebuilt the sale in Redis from MySQL", "sale", it.sale.ID)
+			}
+		}
+		if err != nil {
+			w.log.Warn("rebuilding a sale in Redis failed; retrying", "sale", it.sale.ID, "err", err)
+			it.failed = true
 		}
 	}
-	w.backoff(ctx, len(failed) > 0)
-	for _, it := range failed {
-		w.settle("retry", it.msg.Retry)
-	}
-	w.stage("settle", stage)
 }
 
 // stage records the time since start under name and returns now.
@@ -312,7 +410,7 @@ func (w *Worker) createShardOrders(ctx context.Context, shard int, group []*item
 	var pending []*item
 	var pendingOrders []*flashsale.Order
 	for i, r := range results {
-		if r.Outcome != flashsale.OrderLiveConflict && r.Current.Status == flashsale.OrderPendingPayment {
+		if r.Current != nil && r.Current.Status == flashsale.OrderPendingPayment {
 			group[i].ticket = flashsale.TicketOf(r.Current)
 			pending = append(pending, group[i])
 			pendingOrders = append(pendingOrders, r.Current)
@@ -332,7 +430,7 @@ func (w *Worker) createShardOrders(ctx context.Context, shard int, group []*item
 	}
 }
 
-// settleOrder makes Redis follow the order MySQL has for the item when it is not
+// settleOrder makes Redis follow what MySQL decided for the item when it is not
 // a pending order (those are re-asserted in one round trip by createOrders).
 func (w *Worker) settleOrder(ctx context.Context, it *item, r flashsale.OrderResult) {
 	var err error
@@ -340,6 +438,17 @@ func (w *Worker) settleOrder(ctx context.Context, it *item, r flashsale.OrderRes
 	case r.Outcome == flashsale.OrderLiveConflict:
 		_, err = w.cfg.Stock.Release(ctx, it.sale.ID, it.req.TicketID, it.req.UserID)
 		it.ticket = w.outcome(it.req, flashsale.TicketFailed)
+	case r.Outcome == flashsale.OrderDecided:
+		// Given up before (a dead letter, a released hold): the decision stands
+		// and whatever this delivery held goes back.
+		_, err = w.cfg.Stock.Release(ctx, it.sale.ID, it.req.TicketID, it.req.UserID)
+		it.ticket = w.outcome(it.req, r.Decision)
+	case r.Outcome == flashsale.OrderSoldOut:
+		w.refused.WithLabelValues("sold_out").Inc()
+		it.ticket, it.resync = w.outcome(it.req, flashsale.TicketSoldOut), true
+	case r.Outcome == flashsale.OrderOverLimit:
+		w.refused.WithLabelValues("over_limit").Inc()
+		it.ticket, it.resync = w.outcome(it.req, flashsale.TicketFailed), true
 	case r.Current.Status == flashsale.OrderPaid:
 		it.ticket = flashsale.TicketOf(r.Current)
 	default:
@@ -423,20 +532,25 @@ func (w *Worker) deadLetter(ctx context.Context, m Message) error {
 		w.log.Error("dropping a malformed dead letter", "body", string(m.Body()))
 		return nil
 	}
-	if _, err := w.cfg.Orders.GetOrder(ctx, req.UserID, req.TicketID); err == nil {
-		return nil
-	} else if !errors.Is(err, flashsale.ErrNotFound) {
+	// The decision first: an order committing right now either made it (and
+	// stands) or loses to this one; only then is the hold released.
+	t := w.outcome(&req, flashsale.TicketFailed)
+	ordered, err := w.cfg.Orders.GiveUp(ctx, t)
+	if err != nil {
 		return err
+	}
+	if ordered {
+		o, err := w.cfg.Orders.GetOrder(ctx, req.UserID, req.TicketID)
+		if err != nil {
+			return err
+		}
+		return w.cfg.Stock.PutTickets(ctx, flashsale.TicketOf(o))
 	}
 	if _, err := w.cfg.Sales.Get(ctx, req.SaleID); err == nil {
 		if _, err := w.cfg.Stock.Release(ctx, req.SaleID, req.TicketID, req.UserID); err != nil {
 			return fmt.Errorf("release: %w", err)
 		}
 	} else if !errors.Is(err, flashsale.ErrNotFound) {
-		return err
-	}
-	t := w.outcome(&req, flashsale.TicketFailed)
-	if err := w.cfg.Orders.RecordOutcomes(ctx, w.cfg.Orders.ShardOf(req.UserID), []*flashsale.Ticket{t}); err != nil {
 		return err
 	}
 	w.log.Warn("dead-lettered purchase failed its ticket", "ticket", req.TicketID, "sale", req.SaleID)

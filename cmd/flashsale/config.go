@@ -29,6 +29,9 @@ type config struct {
 	OutboxRetention time.Duration
 	// ReconcileInterval is the time between background reconciliation passes.
 	ReconcileInterval time.Duration
+	// RetryBudget is how long a worker tries a failed purchase again before it
+	// hands it back to the queue (see worker.Config.RetryBudget).
+	RetryBudget time.Duration
 }
 
 func env(name, def string) string {
@@ -66,6 +69,7 @@ func loadConfig(fs *flag.FlagSet, args []string) (*config, error) {
 	sweep := fs.String("sweep-interval", env("FLASHSALE_SWEEP_INTERVAL", "5"), "seconds between sweeps for overdue unpaid orders")
 	retention := fs.String("outbox-retention", env("FLASHSALE_OUTBOX_RETENTION_HOURS", "24"), "hours sent outbox rows are kept")
 	reconcileEvery := fs.String("reconcile-interval", env("FLASHSALE_RECONCILE_INTERVAL", "30"), "seconds between background reconciliation passes")
+	retryBudget := fs.String("retry-budget", env("FLASHSALE_RETRY_BUDGET_SECONDS", "120"), "seconds a worker retries a failed purchase before handing it back to the queue")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -85,6 +89,7 @@ func loadConfig(fs *flag.FlagSet, args []string) (*config, error) {
 		{"FLASHSALE_SWEEP_INTERVAL", *sweep, time.Second, &c.SweepInterval},
 		{"FLASHSALE_OUTBOX_RETENTION_HOURS", *retention, time.Hour, &c.OutboxRetention},
 		{"FLASHSALE_RECONCILE_INTERVAL", *reconcileEvery, time.Second, &c.ReconcileInterval},
+		{"FLASHSALE_RETRY_BUDGET_SECONDS", *retryBudget, time.Second, &c.RetryBudget},
 	} {
 		n, err := strconv.Atoi(d.val)
 		if err != nil || n < 1 {

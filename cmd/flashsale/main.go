@@ -235,7 +235,8 @@ func run(ctx context.Context, cmd string, roles []string, cfg *config, log *slog
 			}()
 			p.intake = append(p.intake, func(c context.Context) { hs.Shutdown(c) })
 		case "worker":
-			w, err := worker.New(worker.Config{Sales: sales, Stock: stock, Orders: store, Log: log, Registry: reg})
+			w, err := worker.New(worker.Config{Sales: sales, Stock: stock, Orders: store, Log: log, Registry: reg,
+				RetryBudget: cfg.RetryBudget, Stopping: p.work.Done()})
 			if err != nil {
 				return err
 			}
