@@ -221,7 +221,13 @@ func (w *Worker) HandlePurchases(ctx context.Context, msgs []Message) {
 			w.settle("dead_letter", m.DeadLetter)
 			continue
 		}
-		items = append(items, &item{msg: m, req: &req})
+		sale, err := w.cfg.Sales.Get(ctx, req.SaleID)
+		if errors.Is(err, flashsale.ErrNotFound) {
+			w.log.Error("dead-lettering a purchase of an unknown sale", "sale", req.SaleID, "ticket", req.TicketID)
+			w.settle("dead_letter", m.DeadLetter)
+			continue
+		}
+		items = append(items, &item{msg: m, req: &req, sale: sale}) // sale nil: read again in process
 	}
 	for attempt := 1; len(items) > 0; attempt++ {
 		w.process(ctx, items)
@@ -260,11 +266,6 @@ func (w *Worker) process(ctx context.Context, items []*item) {
 	for _, it := range items {
 		if it.sale == nil {
 			sale, err := w.cfg.Sales.Get(ctx, it.req.SaleID)
-			if errors.Is(err, flashsale.ErrNotFound) {
-				w.log.Error("purchase of an unknown sale fails its ticket", "sale", it.req.SaleID, "ticket", it.req.TicketID)
-				it.ticket = w.outcome(it.req, flashsale.TicketFailed)
-				continue
-			}
 			if err != nil {
 				w.log.Warn("cannot read sale; retrying", "sale", it.req.SaleID, "err", err)
 				it.failed = true
