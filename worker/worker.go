@@ -177,7 +177,7 @@ func New(cfg Config) (*Worker, error) {
 		batchDur: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "flashsale_worker_batch_seconds",
 			Help: "Time to process one batch of purchase messages.", Buckets: prometheus.DefBuckets}),
 		stageDur: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "flashsale_worker_stage_seconds",
-			Help:    "Time of each stage of a purchase batch (sales, hold, orders, outcomes, tickets, settle).",
+			Help:    "Time of each stage of one attempt at a purchase batch (sales, hold, orders, outcomes, tickets).",
 			Buckets: prometheus.DefBuckets}, []string{"stage"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "flashsale_stock_cap_refusals_total",
 			Help: "Orders MySQL refused although Redis held their units, by reason (sold_out: the stock cap; over_limit: per_user_limit). Each one means Redis was behind MySQL and was rebuilt."},
