@@ -103,7 +103,8 @@ func TestStockCapRedisKeysLostMidCommit(t *testing.T) {
 func TestStockCapRedisOlderSnapshot(t *testing.T) {
 	e := newEnv(t)
 	rs := startPrivateRedis(t, "redis")
-	p := e.start("all", map[string]string{"FLASHSALE_REDIS_ADDRS": rs.Addr})
+	e.setVar("FLASHSALE_REDIS_ADDRS", rs.Addr) // the processes and `flashsale reconcile`
+	p := e.start("all", nil)
 	c := p.client()
 	const stock = 300
 	s := fxStartSale(t, e, c, stock, 0, 0, 30*time.Second)
@@ -161,7 +162,8 @@ func TestStockCapRedisFailoverLostWrites(t *testing.T) {
 		return st == "up", "master_link_status " + st
 	})
 	px := newProxy(t, master.Addr)
-	p := e.start("all", map[string]string{"FLASHSALE_REDIS_ADDRS": px.Addr})
+	e.setVar("FLASHSALE_REDIS_ADDRS", px.Addr) // the processes and `flashsale reconcile`
+	p := e.start("all", nil)
 	c := p.client()
 	const stock = 300
 	s := fxStartSale(t, e, c, stock, 0, 0, 30*time.Second)
