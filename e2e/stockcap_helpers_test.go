@@ -64,11 +64,11 @@ func scNoFailed(t *testing.T, out *fxOutcome) {
 			failed = append(failed, ref.User+"/"+ref.TicketID)
 		}
 	}
-	if len(failed) > 0 {
-		if len(failed) > 5 {
+	if n := len(failed); n > 0 {
+		if n > 5 {
 			failed = append(failed[:5], "...")
 		}
-		t.Errorf("%d of %d accepted tickets ended failed, want none: %v", len(failed), len(out.refs), failed)
+		t.Errorf("%d of %d accepted tickets ended failed, want none: %v", n, len(out.refs), failed)
 	}
 }
 
@@ -309,7 +309,7 @@ func (w *scWatch) stop() {
 	if w.badViewN > 0 {
 		t.Errorf("%d sale views broke available+held+sold == total (%d) or went below zero, e.g. %v", w.badViewN, w.s.Stock, w.badViews)
 	}
-	if len(w.lost) > 0 {
+	if n := len(w.lost); n > 0 {
 		var ex []string
 		for _, v := range w.lost {
 			ex = append(ex, v)
@@ -318,6 +318,6 @@ func (w *scWatch) stop() {
 		if len(ex) > 5 {
 			ex = append(ex[:5], "...")
 		}
-		t.Errorf("%d accepted tickets answered 404 while polled during the run: %s", len(w.lost), strings.Join(ex, "; "))
+		t.Errorf("%d accepted tickets answered 404 while polled during the run: %s", n, strings.Join(ex, "; "))
 	}
 }
