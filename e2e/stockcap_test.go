@@ -316,7 +316,7 @@ func TestStockCapMySQLOutage30s(t *testing.T) {
 	defer w.stop()
 
 	w.phase("crowd: 600 buyers over 40s")
-	s.scCrowd("c", 600, 40*time.Second)
+	crowd := s.scCrowd("c", 600, 40*time.Second)
 	v := s.awaitTaken(30, time.Minute)
 	s.midSale(v)
 
@@ -336,6 +336,8 @@ func TestStockCapMySQLOutage30s(t *testing.T) {
 	if w.ticketReads(outage) == 0 {
 		t.Errorf("precondition: no ticket was read while MySQL was away")
 	}
+	crowd.Wait()
+	s.scFinal(45 * time.Second) // all complete soon after MySQL is back
 	out := s.settle(scSaleSettle...)
 	scNoFailed(t, out)
 }
@@ -365,7 +367,7 @@ func TestStockCapRedisOutage30s(t *testing.T) {
 
 	w.phase("crowd: 500 buyers over 40s; order commits take 2s")
 	cp.HoldCommits(-1, true, 2*time.Second)
-	s.scCrowd("c", 500, 40*time.Second)
+	crowd := s.scCrowd("c", 500, 40*time.Second)
 	v := s.awaitTaken(30, time.Minute)
 	s.midSale(v)
 	inFlight := 0
@@ -393,6 +395,8 @@ func TestStockCapRedisOutage30s(t *testing.T) {
 	if w.ticketReads(outage) == 0 {
 		t.Errorf("precondition: no ticket was read while Redis was away")
 	}
+	crowd.Wait()
+	s.scFinal(45 * time.Second) // all complete soon after Redis is back
 	out := s.settle(scSaleSettle...)
 	scNoFailed(t, out)
 }
