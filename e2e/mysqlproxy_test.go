@@ -83,13 +83,15 @@ func (cp *commitProxy) Holding() (now, held, seen int) {
 func (cp *commitProxy) DSN(name string) string { return proxiedDSN(cp.Addr, name) }
 
 // proxiedDSN is the DSN of database name at addr, with the credentials and
-// parameters of FLASHSALE_MYSQL_META_DSN.
+// parameters of FLASHSALE_MYSQL_META_DSN, without TLS (commitProxy reads the
+// protocol in the clear).
 func proxiedDSN(addr, name string) string {
 	cfg, err := mysqlBase()
 	if err != nil {
 		panic(err) // checked by requireServices first
 	}
 	cfg.Net, cfg.Addr, cfg.DBName = "tcp", addr, name
+	cfg.TLSConfig, cfg.TLS = "false", nil
 	return cfg.FormatDSN()
 }
 
