@@ -140,7 +140,7 @@ type scWatch struct {
 	minAvailAt  string
 	ticketGets  int
 	ticketAns   map[string]map[string]int // phase -> answer -> count
-	lost        map[string]string // ticket -> when it answered 404
+	lost        map[string]string         // ticket -> when it answered 404
 }
 
 // scStartWatch starts watching the sale; call stop (deferred) to end it and
