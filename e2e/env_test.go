@@ -30,8 +30,20 @@ type env struct {
 	AdminToken    string
 	PaymentSecret string
 
-	mu     sync.Mutex
-	shards []*sql.DB
+	mu        sync.Mutex
+	shards    []*sql.DB
+	overrides map[string]string // see setVar
+}
+
+// setVar changes one FLASHSALE_* variable of the deployment for every process
+// started (and every command run) from now on: e.g. a Redis of the test's own.
+func (e *env) setVar(key, value string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.overrides == nil {
+		e.overrides = map[string]string{}
+	}
+	e.overrides[key] = value
 }
 
 func randHex(n int) string {
@@ -69,7 +81,7 @@ func (e *env) Vars() map[string]string {
 	for i, db := range e.ShardDBs {
 		shards[i] = mysqlDSN(db)
 	}
-	return map[string]string{
+	vars := map[string]string{
 		"FLASHSALE_REDIS_ADDRS":      strings.Join(redisAddrs(), ","),
 		"FLASHSALE_AMQP_URL":         amqpURL(),
 		"FLASHSALE_MYSQL_META_DSN":   mysqlDSN(e.MetaDB),
@@ -81,6 +93,12 @@ func (e *env) Vars() map[string]string {
 		"FLASHSALE_LOG_LEVEL":        "info",
 		"FLASHSALE_HTTP_ADDR":        "127.0.0.1:0", // replaced by start
 	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for k, v := range e.overrides {
+		vars[k] = v
+	}
+	return vars
 }
 
 func (e *env) migrate() {

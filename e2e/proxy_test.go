@@ -14,13 +14,16 @@ import (
 // new connections are refused); Up listens on the same port again. It lets a
 // test cut one process off a shared service without disturbing anyone else.
 type tcpProxy struct {
-	t      *testing.T
-	target string
-	Addr   string
+	t    *testing.T
+	Addr string
+	// upstream copies what the client sends to the target; nil: io.Copy.
+	// Set it before the first connection (see newCommitProxy).
+	upstream func(dst io.Writer, src io.Reader)
 
-	mu    sync.Mutex
-	ln    net.Listener
-	conns map[net.Conn]struct{}
+	mu     sync.Mutex
+	target string
+	ln     net.Listener
+	conns  map[net.Conn]struct{}
 }
 
 func newProxy(t *testing.T, target string) *tcpProxy {
@@ -82,7 +85,10 @@ func (p *tcpProxy) track(ln net.Listener, cs ...net.Conn) bool {
 }
 
 func (p *tcpProxy) pipe(ln net.Listener, c net.Conn) {
-	u, err := net.DialTimeout("tcp", p.target, 5*time.Second)
+	p.mu.Lock()
+	target := p.target
+	p.mu.Unlock()
+	u, err := net.DialTimeout("tcp", target, 5*time.Second)
 	if err != nil {
 		c.Close()
 		return
@@ -103,7 +109,14 @@ func (p *tcpProxy) pipe(ln net.Listener, c net.Conn) {
 			p.mu.Unlock()
 		})
 	}
-	go func() { io.Copy(u, c); closeBoth() }()
+	go func() {
+		if p.upstream != nil {
+			p.upstream(u, c)
+		} else {
+			io.Copy(u, c)
+		}
+		closeBoth()
+	}()
 	io.Copy(c, u)
 	closeBoth()
 }
@@ -116,6 +129,19 @@ func (p *tcpProxy) Down() {
 		p.ln.Close()
 		p.ln = nil
 	}
+	for c := range p.conns {
+		c.Close()
+		delete(p.conns, c)
+	}
+}
+
+// Retarget sends every new connection to target from now on and cuts the live
+// ones, so that their clients reconnect, now to target (a failover behind a
+// stable address).
+func (p *tcpProxy) Retarget(target string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.target = target
 	for c := range p.conns {
 		c.Close()
 		delete(p.conns, c)

@@ -1,0 +1,181 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// privateRedis is a redis-server of the test's own, on a free port, its data
+// in a directory of the test: it can be saved, shut down, restarted from its
+// snapshot or made a replica without disturbing anyone else on the machine.
+// Automatic snapshots and the AOF are off: the server writes dump.rdb only on
+// SAVE, and loads it when it starts.
+type privateRedis struct {
+	t    *testing.T
+	Name string
+	Addr string
+	Dir  string
+	args []string
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// startPrivateRedis starts a private redis-server; extra are more arguments
+// (e.g. "--replicaof", host, port). It fails the test (skips it without CI)
+// when redis-server is not installed.
+func startPrivateRedis(t *testing.T, name string, extra ...string) *privateRedis {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("redis-server not installed (CI is set, so this fails): %v", err)
+		}
+		t.Skipf("redis-server not installed: %v", err)
+	}
+	dir := filepath.Join(t.TempDir(), name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	port := addr[strings.LastIndex(addr, ":")+1:]
+	r := &privateRedis{t: t, Name: name, Addr: addr, Dir: dir,
+		args: append([]string{"--bind", "127.0.0.1", "--port", port, "--dir", dir, "--save", "", "--appendonly", "no",
+			"--logfile", filepath.Join(dir, "redis.log")}, extra...)}
+	r.args = append([]string{bin}, r.args...)
+	t.Cleanup(r.cleanup)
+	r.Start()
+	return r
+}
+
+// Start runs the server (again, after ShutdownNoSave: it loads the dump.rdb
+// of its directory, if any) and waits until it answers PING.
+func (r *privateRedis) Start() {
+	t := r.t
+	t.Helper()
+	r.mu.Lock()
+	cmd := exec.Command(r.args[0], r.args[1:]...)
+	if err := cmd.Start(); err != nil {
+		r.mu.Unlock()
+		t.Fatalf("start redis-server %s: %v", r.Name, err)
+	}
+	done := make(chan struct{})
+	r.cmd, r.done = cmd, done
+	r.mu.Unlock()
+	go func() { cmd.Wait(); close(done) }()
+	c := r.client()
+	defer c.Close()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		err := c.Ping(ctx).Err()
+		cancel()
+		if err == nil {
+			return
+		}
+		select {
+		case <-done:
+			t.Fatalf("redis-server %s exited at start: %v\n%s", r.Name, cmd.ProcessState, r.logTail())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("redis-server %s does not answer PING within 20s: %v\n%s", r.Name, err, r.logTail())
+		}
+		time.Sleep(20 * time.Millisecond) // poll interval
+	}
+}
+
+func (r *privateRedis) client() *redis.Client {
+	return redis.NewClient(&redis.Options{Addr: r.Addr, MaxRetries: -1, DialTimeout: time.Second})
+}
+
+// Do runs one command on the server and fails the test on an error.
+func (r *privateRedis) Do(args ...any) any {
+	r.t.Helper()
+	c := r.client()
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	v, err := c.Do(ctx, args...).Result()
+	if err != nil {
+		r.t.Fatalf("redis %s %v: %v", r.Name, args, err)
+	}
+	return v
+}
+
+// Info returns the fields of one INFO section.
+func (r *privateRedis) Info(section string) map[string]string {
+	r.t.Helper()
+	out := map[string]string{}
+	for _, line := range strings.Split(fmt.Sprint(r.Do("INFO", section)), "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), ":"); ok {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// InfoInt returns one numeric INFO field, -1 when absent.
+func (r *privateRedis) InfoInt(section, field string) int64 {
+	r.t.Helper()
+	v, err := strconv.ParseInt(r.Info(section)[field], 10, 64)
+	if err != nil {
+		return -1
+	}
+	return v
+}
+
+// ShutdownNoSave stops the server without writing a snapshot (whatever it
+// holds since its last SAVE is lost) and waits for it to exit.
+func (r *privateRedis) ShutdownNoSave() {
+	t := r.t
+	t.Helper()
+	c := r.client()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	c.ShutdownNoSave(ctx) // the connection closes as the server exits: an error is expected
+	cancel()
+	c.Close()
+	r.mu.Lock()
+	done := r.done
+	r.mu.Unlock()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("redis-server %s still runs 20s after SHUTDOWN NOSAVE", r.Name)
+	}
+}
+
+func (r *privateRedis) cleanup() {
+	r.mu.Lock()
+	cmd, done := r.cmd, r.done
+	r.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	select {
+	case <-done:
+		return
+	default:
+	}
+	cmd.Process.Kill() // our own child, by its pid
+	<-done
+}
+
+func (r *privateRedis) logTail() string {
+	b, err := os.ReadFile(filepath.Join(r.Dir, "redis.log"))
+	if err != nil {
+		return fmt.Sprintf("(no log: %v)", err)
+	}
+	return tail(string(b), 20)
+}
