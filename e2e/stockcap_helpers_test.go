@@ -306,6 +306,11 @@ func (w *scWatch) stop() {
 		t.Errorf("OVERSOLD during the run: %d of %d polls saw more units in pending_payment+paid orders than the stock %d; first %s; max %d %s",
 			w.overPolls, w.polls, w.s.Stock, w.firstOver, w.maxUnits, w.maxAt)
 	}
+	for answer, n := range w.viewAnswers {
+		if strings.HasPrefix(answer, "5") && !strings.HasPrefix(answer, "503") {
+			t.Errorf("%d sale views answered %s: a dependency away is 503, never a 500", n, answer)
+		}
+	}
 	if w.badViewN > 0 {
 		t.Errorf("%d sale views broke available+held+sold == total (%d) or went below zero, e.g. %v", w.badViewN, w.s.Stock, w.badViews)
 	}

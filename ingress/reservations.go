@@ -62,7 +62,7 @@ func (s *Server) dependency(err error, message string) error {
 	if flashsale.ErrorCode(err) != flashsale.CodeInternal {
 		return err
 	}
-	s.log.Warn("reservations: dependency failed", "err", err)
+	s.log.Warn("a dependency failed; answering 503", "err", err, "answer", message)
 	return flashsale.Errorf(flashsale.CodeUnavailable, "%s", message)
 }
 
