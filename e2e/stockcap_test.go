@@ -114,30 +114,44 @@ func TestStockCapRedisOlderSnapshot(t *testing.T) {
 	w := scStartWatch(t, e, s)
 	defer w.stop()
 
+	marker := e.NS + ":e2e-marker"
+	scBackInTime(t, e, s, w, "snapshot saved", func() {
+		rs.Do("SET", marker+"-before", "1")
+		rs.Do("SAVE")
+		rs.Do("SET", marker+"-after", "1")
+	}, "Redis shut down without saving, restarted from the older snapshot", func() {
+		rs.ShutdownNoSave()
+		rs.Start()
+		if rs.Do("EXISTS", marker+"-before") != int64(1) || rs.Do("EXISTS", marker+"-after") != int64(0) {
+			t.Fatalf("precondition: Redis did not come back from the snapshot")
+		}
+	})
+}
+
+// scBackInTime is the run of the tests where Redis goes back in time: a first
+// crowd; checkpoint (what Redis will come back as); a second crowd whose orders
+// commit; rewind (Redis comes back as it was at the checkpoint, keys and all);
+// a third crowd for more than what is left. Then every ticket must be final,
+// none failed, and the watch must never have seen an oversell.
+func scBackInTime(t *testing.T, e *env, s *fxSale, w *scWatch, checkpointed string, checkpoint func(), rewound string, rewind func()) {
+	t.Helper()
 	w.phase("crowd 1: 100 buyers")
 	s.scCrowd("c1", 100, time.Second).Wait()
 	s.scFinal(time.Minute)
-	marker := e.NS + ":e2e-marker"
-	rs.Do("SET", marker+"-before", "1")
-	rs.Do("SAVE")
-	rs.Do("SET", marker+"-after", "1")
-	saved := c.sale(t, s.ID)
+	checkpoint()
+	saved := s.c.sale(t, s.ID)
 
-	w.phase("snapshot saved; crowd 1b: 100 buyers")
+	w.phase(checkpointed + "; crowd 1b: 100 buyers")
 	s.scCrowd("c1b", 100, time.Second).Wait()
 	s.scFinal(time.Minute)
 	units := scMustLiveUnits(t, e, s.ID)
 	if units <= saved.Stock.Held+saved.Stock.Sold {
-		t.Fatalf("precondition: no order committed after the snapshot (%d units in orders, snapshot at %+v)", units, saved.Stock)
+		t.Fatalf("precondition: no order committed after the checkpoint (%d units in orders, Redis at %+v)", units, saved.Stock)
 	}
 
-	w.phase("Redis shut down without saving, restarted from the older snapshot")
-	rs.ShutdownNoSave()
-	rs.Start()
-	if rs.Do("EXISTS", marker+"-before") != int64(1) || rs.Do("EXISTS", marker+"-after") != int64(0) {
-		t.Fatalf("precondition: Redis did not come back from the snapshot")
-	}
-	t.Logf("Redis back from the snapshot taken at %+v; MySQL has %d units in orders", saved.Stock, units)
+	w.phase(rewound)
+	rewind()
+	t.Logf("Redis back as it was at %+v; MySQL has %d units in orders", saved.Stock, units)
 
 	w.phase("crowd 2: 400 buyers")
 	s.scCrowd("c2", 400, 2*time.Second).Wait()
@@ -173,39 +187,22 @@ func TestStockCapRedisFailoverLostWrites(t *testing.T) {
 	w := scStartWatch(t, e, s)
 	defer w.stop()
 
-	w.phase("crowd 1: 100 buyers")
-	s.scCrowd("c1", 100, time.Second).Wait()
-	s.scFinal(time.Minute)
-	caughtUp := master.InfoInt("replication", "master_repl_offset")
-	eventually(t, 20*time.Second, "the replica caught up with the master", func() (bool, string) {
-		off := replica.InfoInt("replication", "slave_repl_offset")
-		return off >= caughtUp, fmt.Sprintf("replica at %d, master was at %d", off, caughtUp)
-	})
-	replica.Do("REPLICAOF", "NO", "ONE")
 	marker := e.NS + ":e2e-marker-after-split"
-	master.Do("SET", marker, "1")
-	split := c.sale(t, s.ID)
-
-	w.phase("replica cut off; crowd 1b: 100 buyers on the master")
-	s.scCrowd("c1b", 100, time.Second).Wait()
-	s.scFinal(time.Minute)
-	units := scMustLiveUnits(t, e, s.ID)
-	if units <= split.Stock.Held+split.Stock.Sold {
-		t.Fatalf("precondition: no order committed after the split (%d units in orders, replica at %+v)", units, split.Stock)
-	}
-
-	w.phase("master killed; failover to the replica")
-	master.ShutdownNoSave()
-	px.Retarget(replica.Addr)
-	if replica.Do("EXISTS", marker) != int64(0) {
-		t.Fatalf("precondition: the replica has a write made after it was cut off")
-	}
-	t.Logf("failed over to the replica, which has the sale at %+v; MySQL has %d units in orders", split.Stock, units)
-
-	w.phase("crowd 2: 400 buyers")
-	s.scCrowd("c2", 400, 2*time.Second).Wait()
-	out := s.settle(scSaleSettle...)
-	scNoFailed(t, out)
+	scBackInTime(t, e, s, w, "replica cut off", func() {
+		caughtUp := master.InfoInt("replication", "master_repl_offset")
+		eventually(t, 20*time.Second, "the replica caught up with the master", func() (bool, string) {
+			off := replica.InfoInt("replication", "slave_repl_offset")
+			return off >= caughtUp, fmt.Sprintf("replica at %d, master was at %d", off, caughtUp)
+		})
+		replica.Do("REPLICAOF", "NO", "ONE")
+		master.Do("SET", marker, "1")
+	}, "master killed; failover to the replica", func() {
+		master.ShutdownNoSave()
+		px.Retarget(replica.Addr)
+		if replica.Do("EXISTS", marker) != int64(0) {
+			t.Fatalf("precondition: the replica has a write made after it was cut off")
+		}
+	})
 }
 
 // TestStockCapUnorderedReleaseRace: stock 1. User A's purchase is held in Redis
