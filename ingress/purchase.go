@@ -3,6 +3,7 @@ package ingress
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"time"
 
@@ -79,46 +80,89 @@ func (s *Server) admit(ctx context.Context, sale *flashsale.Sale, user string, q
 		return nil, false, err
 	}
 	ticketID := id.String()
+	ticket := &flashsale.Ticket{ID: ticketID, SaleID: sale.ID, UserID: user, Quantity: qty, Status: flashsale.TicketQueued}
 	outcome, existing, err := s.cfg.Stock.Claim(ctx, sale, user, ticketID, qty, now)
 	if err != nil {
+		// A claim that reached Redis may still run once Redis answers again
+		// (it was frozen, not gone): record the ticket given up, so that such
+		// a claim is freed by the user's next purchase. One that could not
+		// even connect never ran, and costs MySQL nothing.
+		var ne *net.OpError
+		if !errors.As(err, &ne) || ne.Op != "dial" {
+			s.giveUp(ctx, ticket, err)
+		}
 		return nil, false, unavailable(err)
+	}
+	if outcome == flashsale.Existing {
+		t, err := s.cfg.Stock.GetTicket(ctx, existing)
+		if err == nil {
+			return t, false, nil
+		}
+		// No fast copy: it is being queued right now, or its publish failed
+		// and its claim could not be undone then (Redis away). A ticket given
+		// up like that is final in MySQL: free its claim and claim again.
+		if mt, merr := s.cfg.Orders.GetTicket(ctx, user, existing); merr == nil && !mt.Status.Live() {
+			if err := s.cfg.Stock.Unclaim(ctx, sale.ID, user, existing); err != nil {
+				return nil, false, unavailable(err)
+			}
+			if outcome, existing, err = s.cfg.Stock.Claim(ctx, sale, user, ticketID, qty, now); err != nil {
+				return nil, false, unavailable(err)
+			}
+		} else {
+			return &flashsale.Ticket{ID: existing, Status: flashsale.TicketQueued}, false, nil
+		}
 	}
 	switch outcome {
 	case flashsale.Existing:
-		t, err := s.cfg.Stock.GetTicket(ctx, existing)
-		if err != nil {
-			// Claimed, its copy not written yet: it is being queued.
-			t = &flashsale.Ticket{ID: existing, Status: flashsale.TicketQueued}
-		}
-		return t, false, nil
+		return &flashsale.Ticket{ID: existing, Status: flashsale.TicketQueued}, false, nil
 	case flashsale.LimitReached:
 		return nil, false, flashsale.ErrLimitReached
 	case flashsale.SoldOut:
 		return nil, false, flashsale.ErrSoldOut
 	}
-	ticket := &flashsale.Ticket{ID: ticketID, SaleID: sale.ID, UserID: user, Quantity: qty, Status: flashsale.TicketQueued}
-	undo := func(cause error) error {
-		// Nothing of a request we answer 503 is left behind.
+	// undo leaves nothing behind of a request answered 503: its decision
+	// first, in MySQL (a publish that reached the broker after all then makes
+	// no order; a claim that cannot be undone now because Redis is away is
+	// freed by the user's next purchase, see above), then its claim and copy.
+	undo := func(cause error) (stands bool) {
+		if s.giveUp(ctx, ticket, cause) {
+			return true // queued after all, and already ordered
+		}
 		bg := context.WithoutCancel(ctx)
 		if err := s.cfg.Stock.Unclaim(bg, sale.ID, user, ticketID); err != nil {
 			s.log.Error("cannot undo a claim; it goes stale and is replaced on retry", "ticket", ticketID, "err", err)
 		}
 		s.cfg.Stock.DeleteTicket(bg, ticketID)
-		return unavailable(cause)
+		return false
 	}
 	if err := s.cfg.Stock.PutTickets(ctx, ticket); err != nil {
-		return nil, false, undo(err)
+		undo(err)
+		return nil, false, unavailable(err)
 	}
 	pctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
 	defer cancel()
 	req := &flashsale.PurchaseRequest{TicketID: ticketID, SaleID: sale.ID, UserID: user, Quantity: qty, AdmittedAt: now.UTC()}
-	if err := s.cfg.Queue.PublishPurchase(pctx, req); err != nil {
-		return nil, false, undo(err)
+	if err := s.cfg.Queue.PublishPurchase(pctx, req); err != nil && !undo(err) {
+		return nil, false, unavailable(err)
 	}
 	if err := s.cfg.Stock.Published(context.WithoutCancel(ctx), sale.ID, ticketID); err != nil {
 		s.log.Warn("cannot mark a claim published; the worker will", "ticket", ticketID, "err", err)
 	}
 	return ticket, true, nil
+}
+
+// giveUp records in MySQL that ticket t, about to be answered 503, makes no
+// order, and logs why; it reports whether the ticket made its order first
+// (its publish reached the broker after all and a worker was quicker).
+func (s *Server) giveUp(ctx context.Context, t *flashsale.Ticket, cause error) (ordered bool) {
+	s.log.Warn("purchase not queued; answering 503", "ticket", t.ID, "sale", t.SaleID, "cause", cause)
+	gave := *t
+	gave.Status = flashsale.TicketFailed
+	ordered, err := s.cfg.Orders.GiveUp(context.WithoutCancel(ctx), &gave)
+	if err != nil {
+		s.log.Error("cannot record a purchase that was not queued as failed", "ticket", t.ID, "err", err)
+	}
+	return ordered
 }
 
 // unavailable turns a dependency failure into 503 unavailable; the cause is logged

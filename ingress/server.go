@@ -50,6 +50,9 @@ type Stock interface {
 type Orders interface {
 	GetOrder(ctx context.Context, userID, orderID string) (*flashsale.Order, error)
 	GetTicket(ctx context.Context, userID, ticketID string) (*flashsale.Ticket, error)
+	// GiveUp records that a ticket makes no order unless it made one first,
+	// and reports whether it did.
+	GiveUp(ctx context.Context, t *flashsale.Ticket) (ordered bool, err error)
 }
 
 // Queue takes purchases durably.

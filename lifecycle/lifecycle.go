@@ -95,6 +95,17 @@ func (s *Service) Expire(ctx context.Context, userID, orderID string) (*flashsal
 	return o, s.Follow(ctx, o)
 }
 
+// followAfterAnswer makes Redis follow o for a caller whose answer is already
+// decided by MySQL (a cancel, a payment): if Redis is away the answer stands, and
+// the reconciler brings Redis in line later (a held unit of a cancelled order, a
+// paid order's units still shown held).
+func (s *Service) followAfterAnswer(ctx context.Context, o *flashsale.Order) {
+	if err := s.Follow(ctx, o); err != nil {
+		s.log.Warn("Redis did not follow an order transition; the reconciler will", "order", o.ID, "sale", o.SaleID,
+			"status", o.Status, "err", err)
+	}
+}
+
 // Cancel cancels userID's unpaid order and gives its units back; a cancelled
 // order is returned unchanged. A paid order is flashsale.ErrAlreadyPaid; an
 // expired one is returned as it is (its units went back already).
@@ -103,9 +114,7 @@ func (s *Service) Cancel(ctx context.Context, userID, orderID string) (*flashsal
 	if err != nil {
 		return nil, err
 	}
-	if err := s.Follow(ctx, o); err != nil {
-		return nil, err
-	}
+	s.followAfterAnswer(ctx, o)
 	if o.Status == flashsale.OrderPaid {
 		return nil, flashsale.ErrAlreadyPaid
 	}
@@ -140,9 +149,7 @@ func (s *Service) Pay(ctx context.Context, p Payment) (string, *flashsale.Order,
 	}
 	if outcome == flashsale.PayPaid {
 		// Also on a repeat: it completes a confirm a crash may have skipped.
-		if err := s.Follow(ctx, o); err != nil {
-			return "", nil, err
-		}
+		s.followAfterAnswer(ctx, o)
 	}
 	return string(outcome), o, nil
 }
