@@ -52,14 +52,16 @@ type errorBody struct {
 	} `json:"error"`
 }
 
-// WriteError answers err in the one error shape and aborts the request. An
-// error that is not a *flashsale.Error is an internal failure: logged with its
-// details, answered 500 without them.
+// WriteError answers err in the one error shape and aborts the request. Every
+// expected outcome and every bad input is a *flashsale.Error; any other error is
+// a dependency that failed (Redis, MySQL, the broker away or timing out): logged
+// with its details, answered 503 unavailable without them, so the client
+// retries. (A panic is answered 500 internal by the recovery middleware.)
 func WriteError(c *gin.Context, log *slog.Logger, err error) {
 	var fe *flashsale.Error
 	if !errors.As(err, &fe) {
-		log.Error("request failed", "method", c.Request.Method, "path", c.FullPath(), "err", err)
-		fe = &flashsale.Error{Code: flashsale.CodeInternal, Message: "internal error"}
+		log.Warn("request failed on a dependency; answering 503", "method", c.Request.Method, "path", c.FullPath(), "err", err)
+		fe = &flashsale.Error{Code: flashsale.CodeUnavailable, Message: "a service this request needs is not answering; retry"}
 	}
 	var body errorBody
 	body.Error.Code, body.Error.Message = fe.Code, fe.Message

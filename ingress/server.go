@@ -168,7 +168,7 @@ func (s *Server) recover(c *gin.Context) {
 	defer func() {
 		if r := recover(); r != nil {
 			s.log.Error("panic in handler", "path", c.FullPath(), "panic", r)
-			s.WriteError(c, errors.New("panic"))
+			s.WriteError(c, flashsale.Errorf(flashsale.CodeInternal, "internal error"))
 		}
 	}()
 	c.Next()

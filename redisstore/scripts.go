@@ -46,9 +46,12 @@ return 1
 // claimScript gives the user a new live ticket unless they already have one.
 // KEYS stock live units claims; ARGV user tid qty limit now_ms stale_ms.
 // Returns {"claimed", tid} | {"existing", tid} | {"limit"} | {"sold_out"} | {"not_loaded"} | {"stale"}.
-// A claim whose publish never completed (older than stale_ms) is replaced.
+// A claim whose publish never completed (older than stale_ms) is replaced. The
+// same ticket claimed again (go-redis retried a claim whose reply was lost) is
+// still "claimed": the caller goes on to publish it.
 var claimScript = redis.NewScript(loadedCheck + `
 local cur = redis.call('HGET', KEYS[2], ARGV[1])
+if cur == ARGV[2] then return {'claimed', cur} end
 if cur then
   local at = redis.call('HGET', KEYS[4], cur)
   if (not at) or (tonumber(ARGV[5]) - tonumber(at) < tonumber(ARGV[6])) then
@@ -152,6 +155,31 @@ if string.sub(st, 1, 2) == 'H:' then
 end
 if redis.call('HGET', KEYS[3], ARGV[2]) == ARGV[1] then redis.call('HDEL', KEYS[3], ARGV[2]) end
 return {'done', st}
+`)
+
+// The fast copy of a ticket (key <ns>:ticket:{<id>}, a hash of its fields)
+// records, like a sale, the run_id of the server that wrote it: a copy read back
+// from a Redis that restarted or failed over may be older than the ticket (a
+// pending_payment copy of a cancelled order, a queued copy of a decided ticket),
+// so it is not trusted; the ticket is then read from MySQL.
+
+// putTicketScript writes a ticket's copy. KEYS ticket key; ARGV ttl_s field value...
+var putTicketScript = redis.NewScript(`
+redis.call('HSET', KEYS[1], 'srv', string.match(redis.call('INFO', 'server'), 'run_id:(%x+)'), unpack(ARGV, 2))
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 1
+`)
+
+// getTicketScript reads a ticket's copy: {} when there is none, {"stale"} when
+// another server process wrote it, else {"done", field, value, ...}. KEYS ticket key.
+var getTicketScript = redis.NewScript(`
+local m = redis.call('HGETALL', KEYS[1])
+if #m == 0 then return {} end
+if redis.call('HGET', KEYS[1], 'srv') ~= string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') then
+  return {'stale'}
+end
+table.insert(m, 1, 'done')
+return m
 `)
 
 // stockScript reads the sale's total, available, held and sold. KEYS stock.

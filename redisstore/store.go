@@ -422,18 +422,29 @@ func (s *Store) Confirm(ctx context.Context, saleID, ticketID, userID string) (f
 
 // PutTickets writes the fast copies of tickets in one round trip.
 func (s *Store) PutTickets(ctx context.Context, tickets ...*flashsale.Ticket) error {
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, t := range tickets {
-			key := s.ticketKey(t.ID)
-			fields := []any{"sale", t.SaleID, "user", t.UserID, "qty", t.Quantity, "status", string(t.Status), "order", t.OrderID, "pay_by", ""}
-			if t.PayBy != nil {
-				fields[len(fields)-1] = t.PayBy.UTC().Format(time.RFC3339Nano)
-			}
-			p.HSet(ctx, key, fields...)
-			p.Expire(ctx, key, s.cfg.TicketTTL)
-		}
+	if len(tickets) == 0 {
 		return nil
-	})
+	}
+	put := func() ([]redis.Cmder, error) {
+		return s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, t := range tickets {
+				payBy := ""
+				if t.PayBy != nil {
+					payBy = t.PayBy.UTC().Format(time.RFC3339Nano)
+				}
+				putTicketScript.EvalSha(ctx, p, []string{s.ticketKey(t.ID)}, int(s.cfg.TicketTTL.Seconds()),
+					"sale", t.SaleID, "user", t.UserID, "qty", t.Quantity, "status", string(t.Status), "order", t.OrderID, "pay_by", payBy)
+			}
+			return nil
+		})
+	}
+	_, err := put()
+	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		// Not cached on this server (it restarted): load it, once, and again.
+		if err = putTicketScript.Load(ctx, s.rdb).Err(); err == nil {
+			_, err = put()
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("redisstore: put tickets: %w", err)
 	}
@@ -448,13 +459,21 @@ func (s *Store) DeleteTicket(ctx context.Context, ticketID string) error {
 	return nil
 }
 
-// GetTicket returns a ticket's fast copy, or flashsale.ErrNotFound.
+// GetTicket returns a ticket's fast copy, or flashsale.ErrNotFound when there
+// is none or it was written by another Redis server process (see scripts.go).
 func (s *Store) GetTicket(ctx context.Context, ticketID string) (*flashsale.Ticket, error) {
-	m, err := s.rdb.HGetAll(ctx, s.ticketKey(ticketID)).Result()
+	reply, err := getTicketScript.Run(ctx, s.rdb, []string{s.ticketKey(ticketID)}).StringSlice()
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: get ticket: %w", err)
 	}
-	if len(m) == 0 || m["status"] == "" {
+	if len(reply) < 2 || reply[0] != "done" {
+		return nil, flashsale.Errorf(flashsale.CodeNotFound, "no ticket %q (or only an older copy)", ticketID)
+	}
+	m := make(map[string]string, len(reply)/2)
+	for i := 1; i+1 < len(reply); i += 2 {
+		m[reply[i]] = reply[i+1]
+	}
+	if m["status"] == "" {
 		return nil, flashsale.Errorf(flashsale.CodeNotFound, "no ticket %q", ticketID)
 	}
 	t := &flashsale.Ticket{ID: ticketID, SaleID: m["sale"], UserID: m["user"], Status: flashsale.TicketStatus(m["status"]), OrderID: m["order"]}
