@@ -110,6 +110,8 @@ func (s *soak) buy(rng *rand.Rand, sale *soakSale, u string, q int) *soakTicket 
 		case r.Status == http.StatusAccepted || r.Status == http.StatusOK:
 			return s.noteTicket(sale, u, q, r)
 		case r.Status == http.StatusServiceUnavailable:
+		case r.Status >= 500:
+			s.violate("http-5xx", "purchase by %s of %d in sale %s: %s", u, q, sale.ID, r)
 		case r.Status == http.StatusConflict && (r.errCode() == "sold_out" || r.errCode() == "limit_reached"):
 			return nil
 		default:
@@ -210,6 +212,10 @@ func (s *soak) readTicket(tk *soakTicket) (ticketView, bool) {
 	defer cancel()
 	r, err := s.c.send(ctx, http.MethodGet, pathTicket(tk.ID), user(tk.User), nil)
 	if err != nil || r.Status == http.StatusServiceUnavailable {
+		return ticketView{}, false
+	}
+	if r.Status >= 500 {
+		s.violate("http-5xx", "GET ticket %s of %s: %s", tk.ID, tk.User, r)
 		return ticketView{}, false
 	}
 	if r.Status == http.StatusNotFound {
@@ -334,7 +340,10 @@ func (s *soak) pay(tk *soakTicket, amount int64) {
 			return
 		}
 		s.pays.add(kind, fmt.Sprintf("%s: %v %s", tk.ID, err, r))
-		if err != nil || r.Status == http.StatusServiceUnavailable {
+		if err == nil && r.Status >= 500 && r.Status != http.StatusServiceUnavailable {
+			s.violate("http-5xx", "payment callback for order %s of %s: %s", tk.ID, tk.User, r)
+		}
+		if err != nil || r.Status >= 500 {
 			if time.Now().After(deadline) {
 				return
 			}
@@ -363,7 +372,10 @@ func (s *soak) cancel(tk *soakTicket) {
 			return
 		}
 		s.cancels.add(outcome(r, err), fmt.Sprintf("%s: %v %s", tk.ID, err, r))
-		if err != nil || r.Status == http.StatusServiceUnavailable {
+		if err == nil && r.Status >= 500 && r.Status != http.StatusServiceUnavailable {
+			s.violate("http-5xx", "cancel of order %s by %s: %s", tk.ID, tk.User, r)
+		}
+		if err != nil || r.Status >= 500 {
 			if time.Now().After(deadline) {
 				return
 			}

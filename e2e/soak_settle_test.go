@@ -188,7 +188,7 @@ func (s *soak) awaitTickets(tks []*soakTicket, timeout time.Duration, what strin
 				rd := reads[tk.ID]
 				evidence := ""
 				if i < 5 {
-					evidence = "\n" + s.grepLogs(tk.ID, 8)
+					evidence = "\n" + s.evidence(tk, 12)
 				}
 				s.violate("ticket-not-"+strings.ReplaceAll(what, " ", "-"), "ticket %s of %s (sale %s, %d units, accepted %.2fs via %d, last fault before: %s) not %s after %s: %s%s",
 					tk.ID, tk.User, tk.Sale, tk.Qty, tk.At.Sub(s.start).Seconds(), tk.Via, tk.After, what, timeout, rd.body, evidence)
@@ -394,7 +394,7 @@ func (s *soak) finalTickets(tks []*soakTicket, orders []*soakOrder) {
 	for i, f := range unexplained {
 		evidence := ""
 		if i < 5 {
-			evidence = "\n" + s.grepLogs(f.tk.ID, 10)
+			evidence = "\n" + s.evidence(f.tk, 12)
 		}
 		s.violate("failed-ticket", "ticket %s of %s (sale %s, %d units, accepted %.2fs, last fault before: %s) ended failed; %s%s",
 			f.tk.ID, f.tk.User, f.tk.Sale, f.tk.Qty, f.tk.At.Sub(s.start).Seconds(), f.tk.After, f.reason, evidence)

@@ -201,6 +201,9 @@ func (s *soak) pollView(sl *soakSale) {
 	switch {
 	case err != nil, r.Status == http.StatusServiceUnavailable:
 		return // during a fault; counted
+	case r.Status >= 500:
+		s.violate("http-5xx", "GET sale %s: %s", sl.ID, r)
+		return
 	case r.Status != http.StatusOK:
 		s.violate("view-answer", "sale %s: %s", sl.ID, r)
 		return
