@@ -401,7 +401,8 @@ func (s *soak) finalTickets(tks []*soakTicket, orders []*soakOrder) {
 	}
 }
 
-// grepLogs returns up to n lines of the processes' logs that mention needle.
+// grepLogs returns the log lines of the processes that mention needle, in
+// time order: all of them up to n, else the first and the last n/2.
 func (s *soak) grepLogs(needle string, n int) string {
 	var out []string
 	for _, p := range s.procs() {
@@ -411,17 +412,19 @@ func (s *soak) grepLogs(needle string, n int) string {
 		}
 		for _, line := range strings.Split(string(b), "\n") {
 			if strings.Contains(line, needle) {
-				out = append(out, fmt.Sprintf("    %s: %s", p.Role, line))
-				if len(out) >= n {
-					return strings.Join(out, "\n")
-				}
+				out = append(out, line+"  ["+p.Role+"]")
 			}
 		}
 	}
 	if len(out) == 0 {
 		return "    (no log line mentions it)"
 	}
-	return strings.Join(out, "\n")
+	sort.Strings(out) // slog lines start with time=<RFC 3339>
+	if len(out) > n {
+		skipped := fmt.Sprintf("... %d more lines ...", len(out)-n)
+		out = append(append(out[:n/2:n/2], skipped), out[len(out)-(n-n/2):]...)
+	}
+	return "    " + strings.Join(out, "\n    ")
 }
 
 // keepLogs copies the processes' logs (and the private Redis's) to
@@ -475,7 +478,8 @@ func (s *soak) summary() {
 		attempted += n
 	}
 	w("==================== flashsale soak summary ====================")
-	w("duration          %s of crowd and faults, then %s settling", s.dur, s.final.settleTook.Round(time.Second))
+	w("duration          %s of crowd and faults; the last users were done %s later; then %s settling",
+		s.dur, s.lastUsers.Round(time.Second), s.final.settleTook.Round(time.Second))
 	w("seed              %d   (again: FLASHSALE_SOAK_SEED=%d FLASHSALE_SOAK_SECONDS=%d make soak)", s.seed, s.seed, int(s.dur.Seconds()))
 	w("faults            %d: %s", nFaults, faults)
 	w("users             %d arrived; %d double clicks", s.users.Load(), s.doubles)

@@ -92,9 +92,12 @@ func TestSoak(t *testing.T) {
 	}()
 
 	s.faultLoop(rand.New(rand.NewPCG(seed, 0xfa017)), end)
+	s.setPhase("last users")
+	s.logf("%7.2fs faults stopped; no new users; the last ones finish what they started", s.elapsed())
 	<-crowdDone
+	s.lastUsers = time.Since(end)
 	s.setPhase("settling")
-	s.logf("%7.2fs crowd and faults stopped; settling", s.elapsed())
+	s.logf("%7.2fs the last users are done; settling", s.elapsed())
 
 	s.settle()
 	stopWatch()
@@ -144,7 +147,8 @@ type soak struct {
 	viol       map[string]*soakViolations
 	regress    int
 	regressEx  []string
-	reconcile  int // exit code of flashsale reconcile at the end
+	reconcile  int           // exit code of flashsale reconcile at the end
+	lastUsers  time.Duration // from the end of the crowd until its last user was done
 	final      soakFinal
 }
 
