@@ -138,6 +138,16 @@ func (s *soak) purchaseOnce(sale *soakSale, u string, q int) (reply, error) {
 		ex = fmt.Sprintf("%s %s q%d: %s", u, sale.ID, q, r)
 	}
 	s.purchases.add(outcome(r, err), ex)
+	what := outcome(r, err)
+	var a purchaseAnswer
+	if err == nil && (r.Status == http.StatusAccepted || r.Status == http.StatusOK) && r.decode(&a) == nil {
+		what += " " + a.TicketID + " " + a.Status
+	}
+	s.mu.Lock()
+	if h := s.history[u+"/"+sale.ID]; len(h) < 40 {
+		s.history[u+"/"+sale.ID] = append(h, fmt.Sprintf("%.2fs q%d: %s", s.elapsed(), q, what))
+	}
+	s.mu.Unlock()
 	return r, err
 }
 

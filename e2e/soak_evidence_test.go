@@ -95,6 +95,7 @@ func (s *soak) evidence(tk *soakTicket, logLines int) string {
 	w("Redis sale %s: hold of the ticket %q (%v); user's live ticket %q, units %q; stock %v", tk.Sale, hold, err, live, units, stock)
 
 	s.mu.Lock()
+	w("crowd: purchases of %s in %s: %s", tk.User, tk.Sale, strings.Join(s.history[tk.User+"/"+tk.Sale], "; "))
 	w("crowd: accepted %.2fs (via %d), first seen decided %s, last read %q; last fault before it: %s",
 		tk.At.Sub(s.start).Seconds(), tk.Via, soakSince(s.start, tk.decidedAt), tk.last, strings.TrimSpace(tk.After))
 	s.mu.Unlock()

@@ -172,7 +172,9 @@ func (s *soak) awaitTickets(tks []*soakTicket, timeout time.Duration, what strin
 			rd := reads[tk.ID]
 			switch {
 			case rd.code == http.StatusOK && done(tk, rd.v):
+			case tk.reported:
 			case rd.code == http.StatusNotFound:
+				tk.reported = true
 				s.violate("ticket-lost", "accepted ticket %s of %s (sale %s, accepted %.2fs, last fault before: %s) answers %s at the end",
 					tk.ID, tk.User, tk.Sale, tk.At.Sub(s.start).Seconds(), tk.After, rd.body)
 			default:
@@ -185,6 +187,7 @@ func (s *soak) awaitTickets(tks []*soakTicket, timeout time.Duration, what strin
 		}
 		if time.Now().After(deadline) {
 			for i, tk := range pending {
+				tk.reported = true
 				rd := reads[tk.ID]
 				evidence := ""
 				if i < 5 {

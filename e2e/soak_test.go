@@ -138,8 +138,9 @@ type soak struct {
 	lastSave   time.Time
 	tickets    map[string]*soakTicket
 	ticketList []*soakTicket
-	lostReply  map[string]bool // user/sale: a purchase request of theirs got no answer
-	purchases  *tally          // the answer of every purchase request
+	lostReply  map[string]bool     // user/sale: a purchase request of theirs got no answer
+	history    map[string][]string // user/sale: the answers to their purchase requests
+	purchases  *tally              // the answer of every purchase request
 	pays       *tally
 	cancels    *tally
 	gaveUp     int // purchases given up after 30 s of 503 / no answer
@@ -194,6 +195,7 @@ type soakTicket struct {
 	last      string    // last status seen
 	decidedAt time.Time // first seen past queued
 	lost      bool      // answered 404 (recorded once)
+	reported  bool      // a violation of the end already names it
 }
 
 type soakViolations struct {
@@ -207,7 +209,7 @@ func soakDeploy(t *testing.T, seed uint64, dur time.Duration) *soak {
 	t.Helper()
 	e := newEnv(t)
 	s := &soak{t: t, e: e, seed: seed, dur: dur, phase: "setup", faultCount: map[string]int{},
-		tickets: map[string]*soakTicket{}, lostReply: map[string]bool{}, purchases: newTally(),
+		tickets: map[string]*soakTicket{}, lostReply: map[string]bool{}, history: map[string][]string{}, purchases: newTally(),
 		pays: newTally(), cancels: newTally(), viol: map[string]*soakViolations{}, reconcile: -1}
 
 	s.rs = startPrivateRedis(t, "soak-redis")
