@@ -83,6 +83,7 @@ func TestSoak(t *testing.T) {
 	s.saveSnapshot("before the crowd")
 
 	s.start = time.Now()
+	s.setPhase("run")
 	end := s.start.Add(dur)
 	stopWatch := s.startWatch()
 	crowdDone := make(chan struct{})
