@@ -1,11 +1,13 @@
 # make run   set up everything (services from Debian packages), build, run `flashsale all`
 # make test  set up everything, then run every test against the real services
 # make bench the standard benchmark scenario against a local `flashsale all`
+# make soak  minutes of a steady crowd under random faults (e2e TestSoak; not part of make test);
+#            FLASHSALE_SOAK_SECONDS (default 240) and FLASHSALE_SOAK_SEED are passed through
 export PATH := /usr/local/go/bin:$(PATH)
 GO ?= go
 BIN := bin/flashsale
 
-.PHONY: services build run test bench
+.PHONY: services build run test bench soak
 
 services:
 	bash deploy/services.sh
@@ -23,3 +25,7 @@ test: build
 
 bench: services build
 	bash deploy/bench.sh
+
+soak: services build
+	FLASHSALE_SOAK=1 CI=true FLASHSALE_SOAK_SECONDS=$(FLASHSALE_SOAK_SECONDS) FLASHSALE_SOAK_SEED=$(FLASHSALE_SOAK_SEED) \
+		$(GO) test -count=1 -run TestSoak -v -timeout 30m ./e2e/

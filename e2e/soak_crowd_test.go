@@ -1,0 +1,405 @@
+package e2e
+
+// The soak's crowd (see TestSoak): users arriving at a steady rate, each one
+// a goroutine that buys, waits for its ticket, and pays, cancels or lets the
+// order expire, sometimes buying again.
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"time"
+)
+
+// Per purchase decided pending_payment, what its user does next.
+const (
+	soakPPay     = 0.40 // pays within the first 60% of the payment window
+	soakPLatePay = 0.05 // pays 1–6 s after pay_by (expired → paid, or refund_required)
+	soakPCancel  = 0.15 // cancels within the first 60% of the window
+	// the rest lets the order expire, watches it expire, and may buy again
+
+	soakPDouble    = 0.05 // a purchase sent twice at once (a double click)
+	soakPBuyAgain  = 0.40 // after a final status, buys again (up to soakMaxBuys)
+	soakMaxBuys    = 4
+	soakBuyFor     = 30 * time.Second  // a user retries 503 / no answer this long
+	soakDecideFor  = 150 * time.Second // longer than the worker's retry budget (120 s)
+	soakTicketPoll = 300 * time.Millisecond
+)
+
+// soakRank orders ticket statuses: queued < pending_payment < the rest.
+func soakRank(status string) int {
+	switch status {
+	case "queued":
+		return 0
+	case "pending_payment":
+		return 1
+	}
+	return 2
+}
+
+// crowd starts a user every 1/rate s until end, then waits for the users to
+// finish what they started (they buy nothing new once the soak is stopping).
+func (s *soak) crowd(rate int, end time.Time) {
+	tick := time.NewTicker(time.Second / time.Duration(rate))
+	n := 0
+	for now := range tick.C {
+		if now.After(end) {
+			break
+		}
+		n++
+		s.users.Add(1)
+		s.sessions.Add(1)
+		go s.session(n)
+	}
+	tick.Stop()
+	s.stopping.Store(true)
+	s.sessions.Wait()
+}
+
+// session is one user's visit.
+func (s *soak) session(n int) {
+	defer s.sessions.Done()
+	rng := rand.New(rand.NewPCG(s.seed, uint64(n)))
+	u := fmt.Sprintf("u%06d", n)
+	sale := s.sales[rng.IntN(len(s.sales))]
+	for buys := 0; buys < soakMaxBuys && !s.stopping.Load(); buys++ {
+		if buys > 0 {
+			time.Sleep(time.Duration(500+rng.IntN(2500)) * time.Millisecond) // the user's pace
+		}
+		q := 1 + rng.IntN(sale.Limit)
+		tk := s.buy(rng, sale, u, q)
+		if tk == nil {
+			if rng.Float64() < 0.3 {
+				continue // tries again a little later
+			}
+			return
+		}
+		v, ok := s.awaitDecided(tk)
+		if !ok {
+			return
+		}
+		if v.Status == "pending_payment" {
+			s.act(rng, sale, tk, v)
+		}
+		if rng.Float64() >= soakPBuyAgain {
+			return
+		}
+	}
+}
+
+// buy purchases until it has an answer that is not 503 or a transport error
+// (for soakBuyFor at most) and returns the ticket, or nil (sold out, limit
+// reached, gave up).
+func (s *soak) buy(rng *rand.Rand, sale *soakSale, u string, q int) *soakTicket {
+	deadline := time.Now().Add(soakBuyFor)
+	wait := 100 * time.Millisecond
+	for {
+		var r reply
+		var err error
+		if rng.Float64() < soakPDouble {
+			r, err = s.doubleClick(sale, u, q)
+		} else {
+			r, err = s.purchaseOnce(sale, u, q)
+		}
+		switch {
+		case err != nil:
+			s.mu.Lock()
+			s.lostReply[u+"/"+sale.ID] = true
+			s.mu.Unlock()
+		case r.Status == http.StatusAccepted || r.Status == http.StatusOK:
+			return s.noteTicket(sale, u, q, r)
+		case r.Status == http.StatusServiceUnavailable:
+		case r.Status >= 500:
+			s.violate("http-5xx", "purchase by %s of %d in sale %s: %s", u, q, sale.ID, r)
+		case r.Status == http.StatusConflict && (r.errCode() == "sold_out" || r.errCode() == "limit_reached"):
+			return nil
+		default:
+			s.violate("purchase-answer", "user %s, sale %s, quantity %d: %s", u, sale.ID, q, r)
+			return nil
+		}
+		if time.Now().After(deadline) {
+			s.mu.Lock()
+			s.gaveUp++
+			s.mu.Unlock()
+			return nil
+		}
+		time.Sleep(wait) // the user's retry pace
+		wait = min(2*wait, time.Second)
+	}
+}
+
+func (s *soak) purchaseOnce(sale *soakSale, u string, q int) (reply, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r, err := s.c.purchase(ctx, sale.ID, u, q)
+	ex := fmt.Sprintf("%s %s q%d: %v", u, sale.ID, q, err)
+	if err == nil {
+		ex = fmt.Sprintf("%s %s q%d: %s", u, sale.ID, q, r)
+	}
+	s.purchases.add(outcome(r, err), ex)
+	what := outcome(r, err)
+	var a purchaseAnswer
+	if err == nil && (r.Status == http.StatusAccepted || r.Status == http.StatusOK) && r.decode(&a) == nil {
+		what += " " + a.TicketID + " " + a.Status
+	}
+	s.mu.Lock()
+	if h := s.history[u+"/"+sale.ID]; len(h) < 40 {
+		s.history[u+"/"+sale.ID] = append(h, fmt.Sprintf("%.2fs q%d: %s", s.elapsed(), q, what))
+	}
+	s.mu.Unlock()
+	return r, err
+}
+
+// doubleClick sends the same purchase twice at once: both answers must name
+// the same ticket when both carry one (never a second live ticket).
+func (s *soak) doubleClick(sale *soakSale, u string, q int) (reply, error) {
+	s.mu.Lock()
+	s.doubles++
+	s.mu.Unlock()
+	type res struct {
+		r   reply
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		r, err := s.purchaseOnce(sale, u, q)
+		ch <- res{r, err}
+	}()
+	r1, err1 := s.purchaseOnce(sale, u, q)
+	o := <-ch
+	ok := func(r reply, err error) bool {
+		return err == nil && (r.Status == http.StatusAccepted || r.Status == http.StatusOK)
+	}
+	if ok(r1, err1) && ok(o.r, o.err) {
+		var a, b purchaseAnswer
+		if r1.decode(&a) == nil && o.r.decode(&b) == nil && a.TicketID != b.TicketID {
+			s.violate("second-live-ticket", "user %s, sale %s: a double click got two tickets: %s and %s", u, sale.ID, r1, o.r)
+			s.noteTicket(sale, u, q, o.r)
+		}
+	}
+	if ok(r1, err1) || !ok(o.r, o.err) {
+		return r1, err1
+	}
+	return o.r, o.err
+}
+
+// noteTicket records a ticket from a 202 or 200 answer and returns it.
+func (s *soak) noteTicket(sale *soakSale, u string, q int, r reply) *soakTicket {
+	var a purchaseAnswer
+	if err := r.decode(&a); err != nil || a.TicketID == "" {
+		s.violate("purchase-answer", "user %s, sale %s: %s without a ticket", u, sale.ID, r)
+		return nil
+	}
+	if r.Status == http.StatusAccepted && a.Status != "queued" {
+		s.violate("purchase-answer", "user %s, sale %s: 202 %s, want status queued", u, sale.ID, r)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if tk, ok := s.tickets[a.TicketID]; ok {
+		if tk.User != u || tk.Sale != sale.ID {
+			s.mu.Unlock()
+			s.violate("purchase-answer", "ticket %s given to %s/%s and to %s/%s", a.TicketID, tk.User, tk.Sale, u, sale.ID)
+			s.mu.Lock()
+		}
+		return tk
+	}
+	after := "none"
+	if n := len(s.faultLog); n > 0 {
+		after = s.faultLog[n-1]
+	}
+	tk := &soakTicket{ID: a.TicketID, User: u, Sale: sale.ID, Qty: q, At: time.Now(), After: after, Via: r.Status, last: "queued"}
+	s.tickets[tk.ID] = tk
+	s.ticketList = append(s.ticketList, tk)
+	return tk
+}
+
+// readTicket reads the ticket as its owner and checks what it may check at
+// any moment: never 404 (it was accepted), the view names the ticket, sale
+// and a known status. It returns the view when the answer was 200.
+func (s *soak) readTicket(tk *soakTicket) (ticketView, bool) {
+	ctx, cancel := ctx5()
+	defer cancel()
+	r, err := s.c.send(ctx, http.MethodGet, pathTicket(tk.ID), user(tk.User), nil)
+	if err != nil || r.Status == http.StatusServiceUnavailable {
+		return ticketView{}, false
+	}
+	if r.Status >= 500 {
+		s.violate("http-5xx", "GET ticket %s of %s: %s", tk.ID, tk.User, r)
+		return ticketView{}, false
+	}
+	if r.Status == http.StatusNotFound {
+		s.mu.Lock()
+		first := !tk.lost
+		tk.lost = true
+		s.mu.Unlock()
+		if first {
+			s.violate("ticket-404", "accepted ticket %s of %s (sale %s, accepted %.2fs; last fault before: %s) answered %s",
+				tk.ID, tk.User, tk.Sale, tk.At.Sub(s.start).Seconds(), tk.After, r)
+		}
+		return ticketView{}, false
+	}
+	var v ticketView
+	if r.Status != http.StatusOK || r.decode(&v) != nil {
+		s.violate("ticket-answer", "ticket %s of %s: %s", tk.ID, tk.User, r)
+		return ticketView{}, false
+	}
+	if v.TicketID != tk.ID || v.SaleID != tk.Sale || !ticketStatuses[v.Status] {
+		s.violate("ticket-answer", "ticket %s of %s (sale %s): %s", tk.ID, tk.User, tk.Sale, r)
+	}
+	if v.Status == "pending_payment" && v.PayBy == nil {
+		s.violate("ticket-answer", "ticket %s pending_payment without pay_by: %s", tk.ID, r)
+	}
+	s.observe(tk, v)
+	return v, true
+}
+
+// observe notes the status seen; a ticket that reads older than it did
+// before (a status of a lower rank, or a final status other than expired
+// changing) is counted as a regression for the summary.
+func (s *soak) observe(tk *soakTicket, v ticketView) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if v.Quantity > 0 {
+		tk.Qty = v.Quantity
+	}
+	rank := soakRank(v.Status)
+	regressed := rank < tk.rank || (tk.rank == 2 && v.Status != tk.last && !(tk.last == "expired" && v.Status == "paid"))
+	if regressed {
+		s.regress++
+		if len(s.regressEx) < 10 {
+			s.regressEx = append(s.regressEx, fmt.Sprintf("%.2fs [%s] ticket %s of %s: %s after %s",
+				s.elapsed(), s.phase, tk.ID, tk.User, v.Status, tk.last))
+		}
+	}
+	if rank > 0 && tk.decidedAt.IsZero() {
+		tk.decidedAt = time.Now()
+	}
+	tk.rank = max(tk.rank, rank)
+	tk.last = v.Status
+}
+
+// awaitDecided polls the ticket until it is past queued (or soakDecideFor
+// passes: the end of the soak then finds it).
+func (s *soak) awaitDecided(tk *soakTicket) (ticketView, bool) {
+	deadline := time.Now().Add(soakDecideFor)
+	for {
+		if v, ok := s.readTicket(tk); ok && v.Status != "queued" {
+			return v, true
+		}
+		if time.Now().After(deadline) {
+			return ticketView{}, false
+		}
+		time.Sleep(soakTicketPoll) // poll interval
+	}
+}
+
+// act is what the user does with a pending order.
+func (s *soak) act(rng *rand.Rand, sale *soakSale, tk *soakTicket, v ticketView) {
+	window := time.Duration(sale.WindowS) * time.Second
+	payBy := time.Now().Add(window)
+	if v.PayBy != nil {
+		payBy = *v.PayBy
+	}
+	early := time.Duration(300+rng.IntN(int(window.Milliseconds()*6/10))) * time.Millisecond
+	amount := sale.Price * int64(max(v.Quantity, 1))
+	switch x := rng.Float64(); {
+	case x < soakPPay:
+		time.Sleep(early) // the user takes their time to pay
+		s.pay(tk, amount)
+	case x < soakPPay+soakPLatePay:
+		time.Sleep(time.Until(payBy.Add(time.Duration(1000+rng.IntN(5000)) * time.Millisecond))) // pays too late
+		s.pay(tk, amount)
+	case x < soakPPay+soakPLatePay+soakPCancel:
+		time.Sleep(early) // changes their mind
+		s.cancel(tk)
+	default:
+		// Lets it expire, then looks at the ticket until it says so (the
+		// user may buy again afterwards).
+		time.Sleep(time.Until(payBy.Add(time.Second))) // waits out the payment window
+		deadline := time.Now().Add(90 * time.Second)
+		for {
+			if v, ok := s.readTicket(tk); ok && v.Status != "pending_payment" {
+				return
+			}
+			if time.Now().After(deadline) {
+				return
+			}
+			time.Sleep(time.Second) // poll interval
+		}
+	}
+}
+
+// pay sends the provider's signed "succeeded" notification for the order,
+// retrying 503 and lost answers with the same payment id.
+func (s *soak) pay(tk *soakTicket, amount int64) {
+	body := notice("pay-"+tk.ID, tk.ID, amount, "succeeded").body()
+	deadline := time.Now().Add(soakBuyFor)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		r, err := s.c.callback(ctx, body, sign(s.e.PaymentSecret, time.Now(), body))
+		cancel()
+		kind := outcome(r, err)
+		if err == nil && r.Status == http.StatusOK {
+			var a payAnswer
+			if r.decode(&a) != nil || a.OrderID != tk.ID || (a.Status != "paid" && a.Status != "refund_required") {
+				s.violate("pay-answer", "order %s: %s", tk.ID, r)
+				return
+			}
+			s.pays.add("200 "+a.Status, tk.ID)
+			return
+		}
+		s.pays.add(kind, fmt.Sprintf("%s: %v %s", tk.ID, err, r))
+		if err == nil && r.Status >= 500 && r.Status != http.StatusServiceUnavailable {
+			s.violate("http-5xx", "payment callback for order %s of %s: %s", tk.ID, tk.User, r)
+		}
+		if err != nil || r.Status >= 500 {
+			if time.Now().After(deadline) {
+				return
+			}
+			time.Sleep(200 * time.Millisecond) // the provider's retry pace
+			continue
+		}
+		s.violate("pay-answer", "order %s of %s (amount %d): %s", tk.ID, tk.User, amount, r)
+		return
+	}
+}
+
+// cancel cancels the order as its user, retrying 503 and lost answers.
+func (s *soak) cancel(tk *soakTicket) {
+	deadline := time.Now().Add(soakBuyFor)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		r, err := s.c.send(ctx, http.MethodPost, pathOrder(tk.ID)+"/cancel", user(tk.User), nil)
+		cancel()
+		if err == nil && r.Status == http.StatusOK {
+			var o orderView
+			if r.decode(&o) != nil || o.OrderID != tk.ID || (o.Status != "cancelled" && o.Status != "expired") {
+				s.violate("cancel-answer", "order %s: %s", tk.ID, r)
+				return
+			}
+			s.cancels.add("200 "+o.Status, tk.ID)
+			return
+		}
+		s.cancels.add(outcome(r, err), fmt.Sprintf("%s: %v %s", tk.ID, err, r))
+		if err == nil && r.Status >= 500 && r.Status != http.StatusServiceUnavailable {
+			s.violate("http-5xx", "cancel of order %s by %s: %s", tk.ID, tk.User, r)
+		}
+		if err != nil || r.Status >= 500 {
+			if time.Now().After(deadline) {
+				return
+			}
+			time.Sleep(200 * time.Millisecond) // the user's retry pace
+			continue
+		}
+		s.violate("cancel-answer", "order %s of %s: %s", tk.ID, tk.User, r)
+		return
+	}
+}
+
+// ticketsSnapshot returns the tickets accepted so far.
+func (s *soak) ticketsSnapshot() []*soakTicket {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*soakTicket(nil), s.ticketList...)
+}
