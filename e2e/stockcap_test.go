@@ -15,6 +15,7 @@ package e2e
 // there); none may end failed, except the slow buyer of the release race.
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"slices"
@@ -399,4 +400,81 @@ func TestStockCapRedisOutage30s(t *testing.T) {
 	s.scFinal(45 * time.Second) // all complete soon after Redis is back
 	out := s.settle(scSaleSettle...)
 	scNoFailed(t, out)
+}
+
+// TestStockCapPurchaseWhileRedisFrozen: a purchase sent while Redis is frozen
+// (SIGSTOP: connections stay open, replies never come) is answered 503, but its
+// claim runs once Redis wakes up. Nothing of a 503 may be left behind: the
+// user's retry must get a ticket that reaches a final status, not the phantom
+// ticket of the first request (which was never queued).
+func TestStockCapPurchaseWhileRedisFrozen(t *testing.T) {
+	e := newEnv(t)
+	rs := startPrivateRedis(t, "redis")
+	e.setVar("FLASHSALE_REDIS_ADDRS", rs.Addr)
+	p := e.start("all", nil)
+	c := p.client()
+	id := c.createSale(t, openSale(10, 1, 1000))
+	c.must(t, http.MethodPost, pathPurchase(id), user("bob"), map[string]int{"quantity": 1}) // the sale is loaded
+
+	if err := rs.soakSignal(soakSIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	r, err := c.purchase(ctx, id, "alice", 1)
+	cancel()
+	if err := rs.soakSignal(soakSIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	if err != nil || r.Status != http.StatusServiceUnavailable {
+		t.Fatalf("a purchase while Redis is frozen: %v %s; want 503", err, r)
+	}
+	// Redis runs the frozen claim now; alice retries until she is answered.
+	var a purchaseAnswer
+	eventually(t, 30*time.Second, "alice's retry is answered with a ticket", func() (bool, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		r, err := c.purchase(ctx, id, "alice", 1)
+		if err != nil || (r.Status != http.StatusAccepted && r.Status != http.StatusOK) {
+			return false, outcome(r, err)
+		}
+		return r.decode(&a) == nil, r.String()
+	})
+	final := c.awaitFinal(t, []ticketRef{{User: "alice", TicketID: a.TicketID}}, time.Minute)
+	if st := final[a.TicketID].Status; st != "pending_payment" {
+		t.Errorf("alice's ticket %s ended %s, want pending_payment (there are units left)", a.TicketID, st)
+	}
+}
+
+// TestStockCapTicketCopyFromAnOlderSnapshot: a cancel after a snapshot, then
+// Redis restarts from that snapshot, with the ticket's copy as it was before
+// the cancel. The ticket must say what MySQL says (cancelled), not the copy.
+func TestStockCapTicketCopyFromAnOlderSnapshot(t *testing.T) {
+	e := newEnv(t)
+	rs := startPrivateRedis(t, "redis")
+	e.setVar("FLASHSALE_REDIS_ADDRS", rs.Addr)
+	p := e.start("all", nil)
+	c := p.client()
+	spec := openSale(10, 1, 1000)
+	spec.PaymentWindowSeconds = 900
+	id := c.createSale(t, spec)
+	var a purchaseAnswer
+	if err := c.must(t, http.MethodPost, pathPurchase(id), user("alice"), map[string]int{"quantity": 1}).decode(&a); err != nil {
+		t.Fatal(err)
+	}
+	c.awaitFinal(t, []ticketRef{{User: "alice", TicketID: a.TicketID}}, 30*time.Second)
+	rs.Do("SAVE")
+	c.must(t, http.MethodPost, pathOrder(a.TicketID)+"/cancel", user("alice"), nil)
+	rs.ShutdownNoSave()
+	rs.Start()
+	var tv ticketView
+	if err := c.must(t, http.MethodGet, pathTicket(a.TicketID), user("alice"), nil).decode(&tv); err != nil {
+		t.Fatal(err)
+	}
+	if tv.Status != "cancelled" {
+		t.Errorf("ticket after Redis came back from a snapshot taken before the cancel: %s, want cancelled (the order's status)", tv.Status)
+	}
+	v := c.sale(t, id)
+	if v.Stock.Available != 10 || v.Stock.Held != 0 {
+		t.Errorf("sale view after the restart: %+v, want all 10 available", v.Stock)
+	}
 }
