@@ -95,17 +95,6 @@ func (s *Service) Expire(ctx context.Context, userID, orderID string) (*flashsal
 	return o, s.Follow(ctx, o)
 }
 
-// followAfterAnswer makes Redis follow o for a caller whose answer is already
-// decided by MySQL (a cancel, a payment): if Redis is away the answer stands, and
-// the reconciler brings Redis in line later (a held unit of a cancelled order, a
-// paid order's units still shown held).
-func (s *Service) followAfterAnswer(ctx context.Context, o *flashsale.Order) {
-	if err := s.Follow(ctx, o); err != nil {
-		s.log.Warn("Redis did not follow an order transition; the reconciler will", "order", o.ID, "sale", o.SaleID,
-			"status", o.Status, "err", err)
-	}
-}
-
 // Cancel cancels userID's unpaid order and gives its units back; a cancelled
 // order is returned unchanged. A paid order is flashsale.ErrAlreadyPaid; an
 // expired one is returned as it is (its units went back already).
@@ -114,7 +103,11 @@ func (s *Service) Cancel(ctx context.Context, userID, orderID string) (*flashsal
 	if err != nil {
 		return nil, err
 	}
-	s.followAfterAnswer(ctx, o)
+	// Redis away: the cancel is committed, the caller is answered 503 and its
+	// retry (idempotent) completes the release.
+	if err := s.Follow(ctx, o); err != nil {
+		return nil, err
+	}
 	if o.Status == flashsale.OrderPaid {
 		return nil, flashsale.ErrAlreadyPaid
 	}
@@ -148,8 +141,11 @@ func (s *Service) Pay(ctx context.Context, p Payment) (string, *flashsale.Order,
 		return "", nil, err
 	}
 	if outcome == flashsale.PayPaid {
-		// Also on a repeat: it completes a confirm a crash may have skipped.
-		s.followAfterAnswer(ctx, o)
+		// Also on a repeat: it completes a confirm a crash (or Redis away,
+		// answered 503 so the provider retries) left undone.
+		if err := s.Follow(ctx, o); err != nil {
+			return "", nil, err
+		}
 	}
 	return string(outcome), o, nil
 }
