@@ -163,9 +163,18 @@ return {'done', st}
 // pending_payment copy of a cancelled order, a queued copy of a decided ticket),
 // so it is not trusted; the ticket is then read from MySQL.
 
-// putTicketScript writes a ticket's copy. KEYS ticket key; ARGV ttl_s field value...
+// putTicketScript writes a ticket's copy, unless the copy this server has is
+// further along (queued < pending_payment < a final status): a worker that read
+// the order before it was paid never writes it back to pending_payment.
+// KEYS ticket key; ARGV ttl_s status field value... Returns 1 written, 0 kept.
 var putTicketScript = redis.NewScript(`
-redis.call('HSET', KEYS[1], 'srv', string.match(redis.call('INFO', 'server'), 'run_id:(%x+)'), unpack(ARGV, 2))
+local srv = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+local function rank(st)
+  if st == 'queued' then return 1 elseif st == 'pending_payment' then return 2 else return 3 end
+end
+local cur = redis.call('HMGET', KEYS[1], 'status', 'srv')
+if cur[1] and cur[2] == srv and rank(ARGV[2]) < rank(cur[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'srv', srv, unpack(ARGV, 3))
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 return 1
 `)

@@ -420,7 +420,8 @@ func (s *Store) Confirm(ctx context.Context, saleID, ticketID, userID string) (f
 	return parseHold(reply[1]), nil
 }
 
-// PutTickets writes the fast copies of tickets in one round trip.
+// PutTickets writes the fast copies of tickets in one round trip. A copy is
+// never moved back (a final status is not overwritten by a live one).
 func (s *Store) PutTickets(ctx context.Context, tickets ...*flashsale.Ticket) error {
 	if len(tickets) == 0 {
 		return nil
@@ -432,7 +433,7 @@ func (s *Store) PutTickets(ctx context.Context, tickets ...*flashsale.Ticket) er
 				if t.PayBy != nil {
 					payBy = t.PayBy.UTC().Format(time.RFC3339Nano)
 				}
-				putTicketScript.EvalSha(ctx, p, []string{s.ticketKey(t.ID)}, int(s.cfg.TicketTTL.Seconds()),
+				putTicketScript.EvalSha(ctx, p, []string{s.ticketKey(t.ID)}, int(s.cfg.TicketTTL.Seconds()), string(t.Status),
 					"sale", t.SaleID, "user", t.UserID, "qty", t.Quantity, "status", string(t.Status), "order", t.OrderID, "pay_by", payBy)
 			}
 			return nil

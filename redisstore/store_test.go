@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -300,4 +301,70 @@ func TestTicketCopies(t *testing.T) {
 	if _, err := s.GetTicket(ctx, "nope"); err == nil {
 		t.Fatal("a missing ticket was found")
 	}
+}
+
+// go-redis retries a claim whose reply was lost: the same ticket claimed again
+// is still claimed (the ingress then publishes it), never "existing".
+func TestClaimRetriedIsStillClaimed(t *testing.T) {
+	s, sale, _ := newStore(t, 10, 1)
+	ctx := context.Background()
+	id := uuid.NewString()
+	for i := 0; i < 2; i++ {
+		if out, got, err := s.Claim(ctx, sale, "u1", id, 1, time.Now()); err != nil || out != flashsale.Claimed || got != id {
+			t.Fatalf("claim #%d = %v %s %v, want Claimed %s", i+1, out, got, err, id)
+		}
+	}
+}
+
+// A ticket copy never moves back (a worker that read the order before it was
+// paid writes pending_payment after the payment wrote paid); a copy written by
+// another Redis server process (here: a forged run_id) is not trusted.
+func TestTicketCopyNeverMovesBackAndAStaleCopyIsIgnored(t *testing.T) {
+	s, _, _ := newStore(t, 1, 1)
+	ctx := context.Background()
+	paid := &flashsale.Ticket{ID: "t2", SaleID: "s1", UserID: "u1", Quantity: 1, Status: flashsale.TicketPaid, OrderID: "t2"}
+	late := *paid
+	late.Status = flashsale.TicketPendingPayment
+	if err := s.PutTickets(ctx, paid); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutTickets(ctx, &late); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.GetTicket(ctx, "t2"); err != nil || got.Status != flashsale.TicketPaid {
+		t.Fatalf("after a late pending_payment write: %+v, %v; want paid", got, err)
+	}
+	s.rdb.HSet(ctx, s.ticketKey("t2"), "srv", "another-server")
+	if got, err := s.GetTicket(ctx, "t2"); !errors.Is(err, flashsale.ErrNotFound) {
+		t.Fatalf("a copy from another server: %+v, %v; want not found", got, err)
+	}
+}
+
+// A sale loaded by another Redis server process (a restart from a snapshot, a
+// failover) is stale: the next script rebuilds it from the book of record,
+// dropping what the older state had that MySQL does not.
+func TestStaleSaleIsRebuiltBeforeItAdmits(t *testing.T) {
+	s, sale, src := newStore(t, 10, 1)
+	ctx := context.Background()
+	claimAndHold(t, s, sale, request("u1", 1)) // a hold MySQL never got an order for
+	wantStock(t, s, flashsale.Stock{Total: 10, Available: 9, Held: 1})
+	paid := &flashsale.Order{ID: uuid.NewString(), SaleID: "s1", UserID: "u2", Quantity: 3, Status: flashsale.OrderPaid}
+	src.orders = []*flashsale.Order{paid}
+	s.rdb.HSet(ctx, s.keys("s1").stock, "srv", "another-server")
+	wantStock(t, s, flashsale.Stock{Total: 10, Available: 7, Sold: 3})
+}
+
+// A re-assert never takes units Redis does not have: Redis is behind MySQL
+// then, and the sale is rebuilt from it (which counts the order).
+func TestReassertNeverTakesUnitsRedisDoesNotHave(t *testing.T) {
+	s, sale, src := newStore(t, 1, 1)
+	ctx := context.Background()
+	claimAndHold(t, s, sale, request("u1", 1)) // Redis's only unit, to a ticket MySQL refused
+	o := &flashsale.Order{ID: uuid.NewString(), SaleID: "s1", UserID: "u2", Quantity: 1, Status: flashsale.OrderPendingPayment}
+	src.orders = []*flashsale.Order{o}
+	holds, errs := s.Reassert(ctx, []*flashsale.Order{o})
+	if errs[0] != nil || holds[0].Kind != flashsale.HoldHeld {
+		t.Fatalf("reassert = %+v, %v", holds[0], errs[0])
+	}
+	wantStock(t, s, flashsale.Stock{Total: 1, Available: 0, Held: 1})
 }
