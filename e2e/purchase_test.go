@@ -25,9 +25,10 @@ type purchaseResult struct {
 }
 
 // burst has every user purchase one unit of the sale, all goroutines released
-// at once. With retry429 a 429 answer is retried (a few hundred times at
+// at once. With retry a 429 answer, and a 503 (the broker not ready yet: the
+// contract lets the user simply retry), is retried (a few hundred times at
 // most) so that each user ends with a real answer.
-func (c *client) burst(saleID string, users []string, retry429 bool) []purchaseResult {
+func (c *client) burst(saleID string, users []string, retry bool) []purchaseResult {
 	res := make([]purchaseResult, len(users))
 	start := make(chan struct{})
 	var wg sync.WaitGroup
@@ -40,7 +41,7 @@ func (c *client) burst(saleID string, users []string, retry429 bool) []purchaseR
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 				r, err := c.purchase(ctx, saleID, u, 1)
 				cancel()
-				if err == nil && r.Status == http.StatusTooManyRequests && retry429 && attempt < 300 {
+				if err == nil && (r.Status == http.StatusTooManyRequests || r.Status == http.StatusServiceUnavailable) && retry && attempt < 300 {
 					time.Sleep(20 * time.Millisecond) // back off; not waiting for an effect
 					continue
 				}

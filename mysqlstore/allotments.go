@@ -80,9 +80,18 @@ func (s *Store) ensureAllotment(ctx context.Context, shard int, sale *flashsale.
 	var one int
 	err := db.QueryRowContext(ctx, `SELECT 1 FROM sale_allotments WHERE sale_id = ?`, sale.ID).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
-		_, err = db.ExecContext(ctx, `INSERT IGNORE INTO sale_allotments (sale_id, allotted, used, updated_at)
-			SELECT ?, ?, COALESCE(SUM(quantity), 0), ? FROM orders WHERE sale_id = ? AND status IN ('pending_payment','paid')`,
-			sale.ID, initialAllotment(sale.Stock, len(s.shards), shard), time.Now().UTC(), sale.ID)
+		// A plain read, then the insert: INSERT ... SELECT would lock the
+		// orders it reads against the order transactions of other sales. No
+		// order of the sale commits here before the row exists (every order
+		// transaction ensures it first); only orders from before the cap
+		// existed are counted, and an expiry of one of those in between
+		// leaves `used` one order too high: a unit short, never oversold.
+		var used int
+		if err = db.QueryRowContext(ctx, `SELECT COALESCE(SUM(quantity), 0) FROM orders
+			WHERE sale_id = ? AND status IN ('pending_payment','paid')`, sale.ID).Scan(&used); err == nil {
+			_, err = db.ExecContext(ctx, `INSERT IGNORE INTO sale_allotments (sale_id, allotted, used, updated_at) VALUES (?,?,?,?)`,
+				sale.ID, initialAllotment(sale.Stock, len(s.shards), shard), used, time.Now().UTC())
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("mysqlstore: allotment of sale %s on shard %d: %w", sale.ID, shard, err)
@@ -180,43 +189,73 @@ type transfer struct {
 }
 
 // borrow gives shard to room for need more units of the sale: it completes the
-// sale's transfers in flight, then moves free allotment from the shard that has
-// the most: need units, or half of that shard's free room if that is more (so
-// that a dry shard does not come back for every batch), or all it has if that is
-// less. It reports whether anything moved (the caller tries again); false means
-// no shard has a free unit of the sale.
+// sale's transfers in flight, then moves free allotment from the shards that
+// have some, the one with the most first: need units, or half of that shard's
+// free room if that is more (so that a dry shard does not come back for every
+// batch), or all it has at that instant if that is less. It reports whether
+// anything moved (the caller tries again); false means no shard had a free
+// unit of the sale when asked.
 func (s *Store) borrow(ctx context.Context, to int, sale *flashsale.Sale, need int) (bool, error) {
-	for attempt := 0; attempt < 3; attempt++ {
+	for attempt := 0; attempt < 5; attempt++ {
 		delivered, err := s.completeTransfers(ctx, sale)
 		if err != nil || delivered > 0 {
 			return delivered > 0, err
 		}
-		donor, free := -1, 0
+		if moved, err := s.borrowOnce(ctx, to, sale, need); err != nil || moved {
+			return moved, err
+		}
+		// No donor had room. Another borrower may be moving units right now
+		// (its donor's room is gone, its recipient's not raised yet): look
+		// for transfers in flight first (the next attempt delivers them),
+		// then for room it already delivered here.
+		var inFlight int
 		for i, db := range s.shards {
-			if i == to {
-				continue
-			}
-			if err := s.ensureAllotment(ctx, i, sale); err != nil {
-				return false, err
-			}
-			var f int
-			if err := db.QueryRowContext(ctx, `SELECT allotted - used FROM sale_allotments WHERE sale_id = ?`, sale.ID).Scan(&f); err != nil {
+			var n int
+			if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM allotment_transfers
+				WHERE sale_id = ? AND delivered_at IS NULL AND from_shard = ?`, sale.ID, i).Scan(&n); err != nil {
 				return false, fmt.Errorf("mysqlstore: borrow: %w", err)
 			}
-			if f > free {
-				donor, free = i, f
-			}
+			inFlight += n
 		}
-		if donor < 0 {
-			return false, nil
+		if inFlight > 0 {
+			continue
 		}
-		t := transfer{id: uuid.NewString(), saleID: sale.ID, from: donor, to: to, units: min(free, max(need, (free+1)/2))}
-		ok, err := s.debit(ctx, t)
-		if err != nil {
+		var room int
+		if err := s.shards[to].QueryRowContext(ctx, `SELECT allotted - used FROM sale_allotments WHERE sale_id = ?`, sale.ID).Scan(&room); err != nil {
+			return false, fmt.Errorf("mysqlstore: borrow: %w", err)
+		}
+		return room > 0, nil
+	}
+	return false, nil
+}
+
+// borrowOnce tries the donors once, the one with the most free room first.
+func (s *Store) borrowOnce(ctx context.Context, to int, sale *flashsale.Sale, need int) (bool, error) {
+	type donor struct{ shard, free int }
+	var donors []donor
+	for i, db := range s.shards {
+		if i == to {
+			continue
+		}
+		if err := s.ensureAllotment(ctx, i, sale); err != nil {
 			return false, err
 		}
-		if !ok {
-			continue // the donor's room went meanwhile
+		var f int
+		if err := db.QueryRowContext(ctx, `SELECT allotted - used FROM sale_allotments WHERE sale_id = ?`, sale.ID).Scan(&f); err != nil {
+			return false, fmt.Errorf("mysqlstore: borrow: %w", err)
+		}
+		if f > 0 {
+			donors = append(donors, donor{i, f})
+		}
+	}
+	sort.Slice(donors, func(a, b int) bool { return donors[a].free > donors[b].free })
+	for _, d := range donors {
+		t := transfer{id: uuid.NewString(), saleID: sale.ID, from: d.shard, to: to, units: min(d.free, max(need, (d.free+1)/2))}
+		if err := s.debit(ctx, &t); err != nil {
+			return false, err
+		}
+		if t.units == 0 {
+			continue // its room went meanwhile
 		}
 		if err := s.deliver(ctx, sale, t); err != nil {
 			// In flight: the next borrow of the sale completes it.
@@ -227,29 +266,34 @@ func (s *Store) borrow(ctx context.Context, to int, sale *flashsale.Sale, need i
 	return false, nil
 }
 
-// debit lowers the donor's allotment by t.units and logs t, in one transaction,
-// if the donor still has that much free room.
-func (s *Store) debit(ctx context.Context, t transfer) (bool, error) {
+// debit lowers the donor's allotment by t.units, or by all its free room if
+// that is less now, and logs t with the units it took, in one transaction on
+// the donor's row. t.units is 0 when the donor had no free room left.
+func (s *Store) debit(ctx context.Context, t *transfer) error {
 	now := time.Now().UTC()
-	var ok bool
+	want := t.units
 	err := inTx(ctx, s.shards[t.from], func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE sale_allotments SET allotted = allotted - ?, updated_at = ?
-			WHERE sale_id = ? AND allotted - used >= ?`, t.units, now, t.saleID, t.units)
-		if err != nil {
+		t.units = 0
+		var room int
+		if err := tx.QueryRowContext(ctx, `SELECT allotted - used FROM sale_allotments WHERE sale_id = ? FOR UPDATE`, t.saleID).Scan(&room); err != nil {
 			return err
 		}
-		n, err := res.RowsAffected()
-		if ok = n == 1; err != nil || !ok {
+		if room <= 0 {
+			return nil
+		}
+		t.units = min(want, room)
+		if _, err := tx.ExecContext(ctx, `UPDATE sale_allotments SET allotted = allotted - ?, updated_at = ? WHERE sale_id = ?`,
+			t.units, now, t.saleID); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO allotment_transfers (transfer_id, sale_id, from_shard, to_shard, units, created_at)
+		_, err := tx.ExecContext(ctx, `INSERT INTO allotment_transfers (transfer_id, sale_id, from_shard, to_shard, units, created_at)
 			VALUES (?,?,?,?,?,?)`, t.id, t.saleID, t.from, t.to, t.units, now)
 		return err
 	})
 	if err != nil {
-		return false, fmt.Errorf("mysqlstore: debit allotment: %w", err)
+		return fmt.Errorf("mysqlstore: debit allotment: %w", err)
 	}
-	return ok, nil
+	return nil
 }
 
 // deliver credits t to its recipient, once, then marks it delivered on the donor.

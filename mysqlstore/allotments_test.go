@@ -66,14 +66,27 @@ func checkCap(t *testing.T, s *Store, sale *flashsale.Sale) int {
 // is ordered, the rest is sold out, whichever shard the buyers are on.
 func TestCapUnderConcurrentBatchesOnTwoShards(t *testing.T) {
 	s := newStore(t)
+	raceForUnits(t, s, createSale(t, s, "hot", 57, 1), func(b int) int { return b % 2 })
+}
+
+// As many buyers as units, two thirds of them on one shard, all at once: every
+// one of them gets a unit (no false sold-out while units move between shards).
+func TestCapExactStockSkewedShards(t *testing.T) {
+	s := newStore(t)
+	raceForUnits(t, s, createSale(t, s, "exact", 240, 1), func(b int) int { return min(b%3, 1) })
+}
+
+// raceForUnits runs 24 batches of 10 buyers at once, batch b on shard
+// shardOf(b), and checks that min(stock, 240) orders are made, no more.
+func raceForUnits(t *testing.T, s *Store, sale *flashsale.Sale, shardOf func(int) int) {
+	t.Helper()
 	ctx := context.Background()
-	sale := createSale(t, s, "hot", 57, 1)
 	const batches, perBatch = 24, 10
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	outcomes := map[flashsale.OrderOutcome]int{}
 	for b := 0; b < batches; b++ {
-		shard := b % 2
+		shard := shardOf(b)
 		users := usersOn(s, shard, perBatch, fmt.Sprintf("b%d-", b))
 		batch := make([]*flashsale.Order, perBatch)
 		for i, u := range users {
@@ -156,8 +169,9 @@ func TestTransferLeftInFlightIsCompleted(t *testing.T) {
 		}
 	}
 	// Shard 0 gives its 2 units to shard 1, and the borrower dies.
-	if ok, err := s.debit(ctx, transfer{id: uuid.NewString(), saleID: sale.ID, from: 0, to: 1, units: 2}); err != nil || !ok {
-		t.Fatalf("debit: %v, %v", ok, err)
+	tr := transfer{id: uuid.NewString(), saleID: sale.ID, from: 0, to: 1, units: 5}
+	if err := s.debit(ctx, &tr); err != nil || tr.units != 2 {
+		t.Fatalf("debit of 5 from a shard with 2 free: took %d, %v; want 2", tr.units, err)
 	}
 	if _, inFlight, _ := s.Allotments(ctx, sale.ID); inFlight != 2 {
 		t.Fatalf("%d units in flight, want 2", inFlight)

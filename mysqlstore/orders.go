@@ -94,8 +94,9 @@ func insertEvents(ctx context.Context, tx *sql.Tx, events []flashsale.Event, bod
 }
 
 // maxCreateRounds bounds how often CreateOrders borrows allotment for the same
-// batch before it calls the rest sold out.
-const maxCreateRounds = 4
+// batch (each borrow moved units; other batches may have taken them first)
+// before it calls the rest sold out.
+const maxCreateRounds = 16
 
 // CreateOrders commits new orders, all of users on shard shard, each with its
 // order.created outbox row and its ticket's decision row, in as few transactions
