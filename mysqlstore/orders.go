@@ -286,10 +286,6 @@ type userSale struct{ sale, user string }
 // Its reads do not lock: a row another transaction commits meanwhile makes the
 // insert fail with a duplicate key, and the caller classifies again.
 func classify(ctx context.Context, tx *sql.Tx, sales map[string]*flashsale.Sale, batch []*flashsale.Order, results []flashsale.OrderResult) ([]int, error) {
-	existing, err := selectOrders(ctx, tx, batch)
-	if err != nil {
-		return nil, err
-	}
 	ids := make([]any, len(batch))
 	saleIDs := map[string]bool{}
 	users := map[string]bool{}
@@ -305,6 +301,21 @@ func classify(ctx context.Context, tx *sql.Tx, sales map[string]*flashsale.Sale,
 		return err
 	}, `SELECT ticket_id, status FROM ticket_outcomes WHERE ticket_id IN (`+marks(len(ids))+`)`, ids...); err != nil {
 		return nil, err
+	}
+	// Every order has its decision row (the migration added those of older
+	// orders), so only a redelivery reads orders here.
+	var ordered []*flashsale.Order
+	for _, o := range batch {
+		if decided[o.ID] == decisionOrdered {
+			ordered = append(ordered, o)
+		}
+	}
+	existing := map[string]*flashsale.Order{}
+	if len(ordered) > 0 {
+		var err error
+		if existing, err = selectOrders(ctx, tx, ordered); err != nil {
+			return nil, err
+		}
 	}
 	args := make([]any, 0, len(saleIDs)+len(users))
 	for id := range saleIDs {

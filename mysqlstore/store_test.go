@@ -14,7 +14,7 @@ import (
 	"github.com/flashsale/flashsale/internal/testenv"
 )
 
-func newStore(t *testing.T) *Store {
+func newStore(t testing.TB) *Store {
 	t.Helper()
 	dbs := testenv.NewDatabases(t, 2)
 	cfg := Config{MetaDSN: dbs.MetaDSN(), ShardDSNs: dbs.ShardDSNs()}
