@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/flashsale/flashsale"
@@ -481,6 +482,9 @@ func TestOversoldAndUnloadedAndSkippedSales(t *testing.T) {
 	_, s := f.check(r)
 	if kinds(s) != "hold,hold,oversold" {
 		t.Fatalf("differences %q", kinds(s))
+	}
+	if got := testutil.ToFloat64(r.oversold.WithLabelValues(f.sale.ID)); got != 1 {
+		t.Errorf("flashsale_oversold_units = %v, want 1 (6 units in orders, stock 5)", got)
 	}
 	rep, _ := r.Once(f.ctx, OnceOptions{Repair: true, Settle: 10 * time.Millisecond})
 	if rep.Agree || rep.Differences != 1 || rep.Repaired != 2 {
