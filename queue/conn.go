@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
+	"sync/atomic"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -12,8 +14,14 @@ import (
 
 // Config says where the broker is.
 type Config struct {
-	// URL of the broker. Required.
-	URL string
+	// URLs of the broker: one node, or the nodes of one cluster. A connection
+	// goes to the first node that answers, starting after the one used last,
+	// so that a process whose node went away moves to another (quorum queues
+	// keep working on the remaining majority). At least one; each must parse.
+	URLs []string
+	// next is where the next dial starts (shared by the copies of a Config
+	// made after validate).
+	next *atomic.Uint32
 	// Topology names the exchanges and queues. Its Namespace is required.
 	Topology Topology
 	// Log receives connection notices. Default slog.Default().
@@ -26,8 +34,16 @@ type Config struct {
 }
 
 func (c *Config) validate() error {
-	if c.URL == "" {
-		return errors.New("queue: URL is required")
+	if len(c.URLs) == 0 {
+		return errors.New("queue: at least one URL is required")
+	}
+	for _, u := range c.URLs {
+		if _, err := amqp.ParseURI(u); err != nil {
+			return fmt.Errorf("queue: bad URL %q: %w", redact(u), err)
+		}
+	}
+	if c.next == nil {
+		c.next = new(atomic.Uint32)
 	}
 	if c.Topology.Namespace == "" {
 		return errors.New("queue: Topology.Namespace is required")
@@ -47,14 +63,31 @@ func (c *Config) validate() error {
 	return nil
 }
 
-// dial opens a connection and a channel and declares the topology on it.
+// dial opens a connection to the first node that answers (see Config.URLs)
+// and a channel, and declares the topology on it.
 func (c *Config) dial() (*amqp.Connection, *amqp.Channel, error) {
 	props := amqp.NewConnectionProperties()
 	props.SetClientConnectionName(c.Name)
-	conn, err := amqp.DialConfig(c.URL, amqp.Config{Heartbeat: 5 * time.Second, Properties: props,
-		Dial: amqp.DefaultDial(3 * time.Second)})
-	if err != nil {
-		return nil, nil, fmt.Errorf("queue: dial: %w", err)
+	var conn *amqp.Connection
+	var errs []error
+	start := int(c.next.Load())
+	for i := range c.URLs {
+		n := (start + i) % len(c.URLs)
+		var err error
+		conn, err = amqp.DialConfig(c.URLs[n], amqp.Config{Heartbeat: 5 * time.Second, Properties: props,
+			Dial: amqp.DefaultDial(3 * time.Second)})
+		if err == nil {
+			// The next dial (after this node went away) starts at the next node.
+			c.next.Store(uint32(n + 1))
+			if i > 0 {
+				c.Log.Info("connected to another rabbitmq node", "node", redact(c.URLs[n]))
+			}
+			break
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", redact(c.URLs[n]), err))
+	}
+	if conn == nil {
+		return nil, nil, fmt.Errorf("queue: dial: %w", errors.Join(errs...))
 	}
 	ch, err := conn.Channel()
 	if err != nil {
@@ -79,4 +112,13 @@ func backoff(ctx context.Context, d *time.Duration, max time.Duration) bool {
 	}
 	*d = min(*d*2, max)
 	return true
+}
+
+// redact is u without its password, for logs and errors.
+func redact(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return p.Redacted()
 }

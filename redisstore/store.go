@@ -78,12 +78,19 @@ func New(cfg Config) (*Store, error) {
 	if cfg.ClaimStale == 0 {
 		cfg.ClaimStale = 15 * time.Second
 	}
-	opts := &redis.UniversalOptions{Addrs: cfg.Addrs, PoolSize: 64, MinIdleConns: 8,
-		DialTimeout: 2 * time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second}
+	var rdb redis.UniversalClient
 	if len(cfg.Addrs) > 1 {
-		opts.IsClusterMode = true
+		// Built directly, not through UniversalOptions, which cannot set the
+		// slot map's reload interval (60 s by default): a dead master never
+		// answers MOVED, so the client would keep dialing it for up to a
+		// minute after its replica took over.
+		rdb = redis.NewClusterClient(&redis.ClusterOptions{Addrs: cfg.Addrs, PoolSize: 64, MinIdleConns: 8,
+			DialTimeout: 2 * time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second,
+			ClusterStateReloadInterval: time.Second})
+	} else {
+		rdb = redis.NewClient(&redis.Options{Addr: cfg.Addrs[0], PoolSize: 64, MinIdleConns: 8,
+			DialTimeout: 2 * time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second})
 	}
-	rdb := redis.NewUniversalClient(opts)
 	return &Store{cfg: cfg, rdb: rdb, locker: redislock.New(rdb), log: cfg.Log}, nil
 }
 

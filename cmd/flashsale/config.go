@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
 )
 
 // config is every FLASHSALE_* setting; flags of the same name (lower case, dashes)
@@ -15,7 +17,7 @@ import (
 type config struct {
 	HTTPAddr        string
 	RedisAddrs      []string
-	AMQPURL         string
+	AMQPURLs        []string
 	MetaDSN         string
 	ShardDSNs       []string
 	Namespace       string
@@ -55,7 +57,7 @@ func splitList(s string) []string {
 func loadConfig(fs *flag.FlagSet, args []string) (*config, error) {
 	httpAddr := fs.String("http-addr", env("FLASHSALE_HTTP_ADDR", "127.0.0.1:8080"), "ingress listen address")
 	redisAddrs := fs.String("redis-addrs", env("FLASHSALE_REDIS_ADDRS", "127.0.0.1:6379"), "Redis address, or several for a cluster")
-	amqpURL := fs.String("amqp-url", env("FLASHSALE_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"), "RabbitMQ URL")
+	amqpURL := fs.String("amqp-url", env("FLASHSALE_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"), "RabbitMQ URL, or the URLs of a cluster's nodes, comma-separated")
 	meta := fs.String("mysql-meta-dsn", env("FLASHSALE_MYSQL_META_DSN", "root@tcp(127.0.0.1:3306)/flashsale_meta"), "meta database DSN")
 	shards := fs.String("mysql-shard-dsns", env("FLASHSALE_MYSQL_SHARD_DSNS",
 		"root@tcp(127.0.0.1:3306)/flashsale_s0,root@tcp(127.0.0.1:3306)/flashsale_s1"), "order shard DSNs, comma-separated")
@@ -73,7 +75,7 @@ func loadConfig(fs *flag.FlagSet, args []string) (*config, error) {
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
-	c := &config{HTTPAddr: *httpAddr, RedisAddrs: splitList(*redisAddrs), AMQPURL: *amqpURL, MetaDSN: *meta,
+	c := &config{HTTPAddr: *httpAddr, RedisAddrs: splitList(*redisAddrs), AMQPURLs: splitList(*amqpURL), MetaDSN: *meta,
 		ShardDSNs: splitList(*shards), Namespace: *ns, AdminToken: *token, PaymentSecrets: splitList(*secrets),
 		PprofAddr: *pprofAddr}
 	var err error
@@ -100,8 +102,13 @@ func loadConfig(fs *flag.FlagSet, args []string) (*config, error) {
 	if err := c.LogLevel.UnmarshalText([]byte(*level)); err != nil {
 		return nil, fmt.Errorf("FLASHSALE_LOG_LEVEL must be debug, info, warn or error, got %q", *level)
 	}
-	if len(c.RedisAddrs) == 0 || len(c.ShardDSNs) == 0 {
-		return nil, fmt.Errorf("FLASHSALE_REDIS_ADDRS and FLASHSALE_MYSQL_SHARD_DSNS must not be empty")
+	if len(c.RedisAddrs) == 0 || len(c.ShardDSNs) == 0 || len(c.AMQPURLs) == 0 {
+		return nil, fmt.Errorf("FLASHSALE_REDIS_ADDRS, FLASHSALE_AMQP_URL and FLASHSALE_MYSQL_SHARD_DSNS must not be empty")
+	}
+	for _, u := range c.AMQPURLs {
+		if _, err := amqp.ParseURI(u); err != nil {
+			return nil, fmt.Errorf("FLASHSALE_AMQP_URL: a URL does not parse: %v", err)
+		}
 	}
 	if c.Namespace == "" || strings.ContainsAny(c.Namespace, " {}") {
 		return nil, fmt.Errorf("FLASHSALE_NAMESPACE must be non-empty, without spaces or braces")

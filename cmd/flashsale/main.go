@@ -99,7 +99,7 @@ func (c *config) mysql() mysqlstore.Config {
 }
 
 func (c *config) queue(log *slog.Logger, name string) queue.Config {
-	return queue.Config{URL: c.AMQPURL, Topology: queue.Topology{Namespace: c.Namespace}, Log: log, Name: "flashsale " + name}
+	return queue.Config{URLs: c.AMQPURLs, Topology: queue.Topology{Namespace: c.Namespace}, Log: log, Name: "flashsale " + name}
 }
 
 // process runs a process's long-lived parts and stops them in order: intake
