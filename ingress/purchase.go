@@ -83,15 +83,7 @@ func (s *Server) admit(ctx context.Context, sale *flashsale.Sale, user string, q
 	ticket := &flashsale.Ticket{ID: ticketID, SaleID: sale.ID, UserID: user, Quantity: qty, Status: flashsale.TicketQueued}
 	outcome, existing, err := s.cfg.Stock.Claim(ctx, sale, user, ticketID, qty, now)
 	if err != nil {
-		// A claim that reached Redis may still run once Redis answers again
-		// (it was frozen, not gone): record the ticket given up, so that such
-		// a claim is freed by the user's next purchase. One that could not
-		// even connect never ran, and costs MySQL nothing.
-		var ne *net.OpError
-		if !errors.As(err, &ne) || ne.Op != "dial" {
-			s.giveUp(ctx, ticket, err)
-		}
-		return nil, false, unavailable(err)
+		return nil, false, s.claimFailed(ctx, ticket, err)
 	}
 	if outcome == flashsale.Existing {
 		t, err := s.cfg.Stock.GetTicket(ctx, existing)
@@ -103,10 +95,10 @@ func (s *Server) admit(ctx context.Context, sale *flashsale.Sale, user string, q
 		// up like that is final in MySQL: free its claim and claim again.
 		if mt, merr := s.cfg.Orders.GetTicket(ctx, user, existing); merr == nil && !mt.Status.Live() {
 			if err := s.cfg.Stock.Unclaim(ctx, sale.ID, user, existing); err != nil {
-				return nil, false, unavailable(err)
+				return nil, false, s.dependency(err, "the purchase could not be queued; nothing was kept, retry")
 			}
 			if outcome, existing, err = s.cfg.Stock.Claim(ctx, sale, user, ticketID, qty, now); err != nil {
-				return nil, false, unavailable(err)
+				return nil, false, s.claimFailed(ctx, ticket, err)
 			}
 		} else {
 			return &flashsale.Ticket{ID: existing, Status: flashsale.TicketQueued}, false, nil
@@ -151,6 +143,19 @@ func (s *Server) admit(ctx context.Context, sale *flashsale.Sale, user string, q
 	return ticket, true, nil
 }
 
+// claimFailed answers a claim of ticket t that failed on Redis. A claim that
+// reached Redis may still run once Redis answers again (it was frozen, not
+// gone): the ticket is recorded given up, so that such a claim is freed by the
+// user's next purchase. One that could not even connect never ran, and costs
+// MySQL nothing.
+func (s *Server) claimFailed(ctx context.Context, t *flashsale.Ticket, err error) error {
+	var ne *net.OpError
+	if !errors.As(err, &ne) || ne.Op != "dial" {
+		s.giveUp(ctx, t, err)
+	}
+	return unavailable(err)
+}
+
 // giveUp records in MySQL that ticket t, about to be answered 503, makes no
 // order, and logs why; it reports whether the ticket made its order first
 // (its publish reached the broker after all and a worker was quicker).
@@ -165,8 +170,8 @@ func (s *Server) giveUp(ctx context.Context, t *flashsale.Ticket, cause error) (
 	return ordered
 }
 
-// unavailable turns a dependency failure into 503 unavailable; the cause is logged
-// by the caller's error path only through its message.
+// unavailable turns a dependency failure into 503 unavailable, without logging:
+// the purchase paths that use it log the cause in giveUp.
 func unavailable(cause error) error {
 	var fe *flashsale.Error
 	if errors.As(cause, &fe) {
