@@ -108,16 +108,8 @@ func TestStockCapRedisKeysLostMidCommit(t *testing.T) {
 func TestStockCapRedisOlderSnapshot(t *testing.T) {
 	e := newEnv(t)
 	rs := startPrivateRedis(t, "redis")
-	e.setVar("FLASHSALE_REDIS_ADDRS", rs.Addr) // the processes and `flashsale reconcile`
-	p := e.start("all", nil)
-	c := p.client()
-	const stock = 300
-	s := fxStartSale(t, e, c, stock, 0, 0, 30*time.Second)
-	w := scStartWatch(t, e, s)
-	defer w.stop()
-
 	marker := e.NS + ":e2e-marker"
-	scBackInTime(t, e, s, w, "snapshot saved", func() {
+	scBackInTime(t, e, rs.Addr, "snapshot saved", func() {
 		rs.Do("SET", marker+"-before", "1")
 		rs.Do("SAVE")
 		rs.Do("SET", marker+"-after", "1")
@@ -130,13 +122,20 @@ func TestStockCapRedisOlderSnapshot(t *testing.T) {
 	})
 }
 
-// scBackInTime is the run of the tests where Redis goes back in time: a first
-// crowd; checkpoint (what Redis will come back as); a second crowd whose orders
+// scBackInTime is the run of the tests where Redis goes back in time: `flashsale
+// all` on the Redis at redisAddr, a sale of 300 and a watch; a first crowd;
+// checkpoint (what Redis will come back as); a second crowd whose orders
 // commit; rewind (Redis comes back as it was at the checkpoint, keys and all);
 // a third crowd for more than what is left. Then every ticket must be final,
 // none failed, and the watch must never have seen an oversell.
-func scBackInTime(t *testing.T, e *env, s *fxSale, w *scWatch, checkpointed string, checkpoint func(), rewound string, rewind func()) {
+func scBackInTime(t *testing.T, e *env, redisAddr, checkpointed string, checkpoint func(), rewound string, rewind func()) {
 	t.Helper()
+	e.setVar("FLASHSALE_REDIS_ADDRS", redisAddr) // the processes and `flashsale reconcile`
+	p := e.start("all", nil)
+	s := fxStartSale(t, e, p.client(), 300, 0, 0, 30*time.Second)
+	w := scStartWatch(t, e, s)
+	defer w.stop()
+
 	w.phase("crowd 1: 100 buyers")
 	s.scCrowd("c1", 100, time.Second).Wait()
 	s.scFinal(time.Minute)
@@ -181,16 +180,8 @@ func TestStockCapRedisFailoverLostWrites(t *testing.T) {
 		return st == "up", "master_link_status " + st
 	})
 	px := newProxy(t, master.Addr)
-	e.setVar("FLASHSALE_REDIS_ADDRS", px.Addr) // the processes and `flashsale reconcile`
-	p := e.start("all", nil)
-	c := p.client()
-	const stock = 300
-	s := fxStartSale(t, e, c, stock, 0, 0, 30*time.Second)
-	w := scStartWatch(t, e, s)
-	defer w.stop()
-
 	marker := e.NS + ":e2e-marker-after-split"
-	scBackInTime(t, e, s, w, "replica cut off", func() {
+	scBackInTime(t, e, px.Addr, "replica cut off", func() {
 		caughtUp := master.InfoInt("replication", "master_repl_offset")
 		eventually(t, 20*time.Second, "the replica caught up with the master", func() (bool, string) {
 			off := replica.InfoInt("replication", "slave_repl_offset")

@@ -153,10 +153,10 @@ type Allotment struct {
 	Used     int // units it has
 }
 
-// Allotments reads the sale's allotment on every shard (creating missing rows)
+// allotments reads the sale's allotment on every shard (creating missing rows)
 // and the units in transfers not yet delivered. Σ Allotted + inFlight equals the
 // sale's stock; each shard's Used equals its pending_payment + paid units.
-func (s *Store) Allotments(ctx context.Context, saleID string) (all []Allotment, inFlight int, err error) {
+func (s *Store) allotments(ctx context.Context, saleID string) (all []Allotment, inFlight int, err error) {
 	sale, err := s.saleOf(ctx, saleID)
 	if err != nil {
 		return nil, 0, err
@@ -196,37 +196,24 @@ type transfer struct {
 // anything moved (the caller tries again); false means no shard had a free
 // unit of the sale when asked.
 func (s *Store) borrow(ctx context.Context, to int, sale *flashsale.Sale, need int) (bool, error) {
-	for attempt := 0; attempt < 5; attempt++ {
-		delivered, err := s.completeTransfers(ctx, sale)
-		if err != nil || delivered > 0 {
-			return delivered > 0, err
-		}
-		if moved, err := s.borrowOnce(ctx, to, sale, need); err != nil || moved {
-			return moved, err
-		}
-		// No donor had room. Another borrower may be moving units right now
-		// (its donor's room is gone, its recipient's not raised yet): look
-		// for transfers in flight first (the next attempt delivers them),
-		// then for room it already delivered here.
-		var inFlight int
-		for i, db := range s.shards {
-			var n int
-			if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM allotment_transfers
-				WHERE sale_id = ? AND delivered_at IS NULL AND from_shard = ?`, sale.ID, i).Scan(&n); err != nil {
-				return false, fmt.Errorf("mysqlstore: borrow: %w", err)
-			}
-			inFlight += n
-		}
-		if inFlight > 0 {
-			continue
-		}
-		var room int
-		if err := s.shards[to].QueryRowContext(ctx, `SELECT allotted - used FROM sale_allotments WHERE sale_id = ?`, sale.ID).Scan(&room); err != nil {
-			return false, fmt.Errorf("mysqlstore: borrow: %w", err)
-		}
-		return room > 0, nil
+	delivered, err := s.completeTransfers(ctx, sale)
+	if err != nil || delivered > 0 {
+		return delivered > 0, err
 	}
-	return false, nil
+	if moved, err := s.borrowOnce(ctx, to, sale, need); err != nil || moved {
+		return moved, err
+	}
+	// No donor had room. Another borrower may be moving units right now (its
+	// donor's room is gone, its recipient's not raised yet): deliver what is in
+	// flight, then look for room such a transfer already brought here.
+	if delivered, err = s.completeTransfers(ctx, sale); err != nil || delivered > 0 {
+		return delivered > 0, err
+	}
+	var room int
+	if err := s.shards[to].QueryRowContext(ctx, `SELECT allotted - used FROM sale_allotments WHERE sale_id = ?`, sale.ID).Scan(&room); err != nil {
+		return false, fmt.Errorf("mysqlstore: borrow: %w", err)
+	}
+	return room > 0, nil
 }
 
 // borrowOnce tries the donors once, the one with the most free room first.

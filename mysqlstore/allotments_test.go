@@ -35,7 +35,7 @@ func saleOrder(sale *flashsale.Sale, user string, q int) *flashsale.Order {
 func checkCap(t *testing.T, s *Store, sale *flashsale.Sale) int {
 	t.Helper()
 	ctx := context.Background()
-	all, inFlight, err := s.Allotments(ctx, sale.ID)
+	all, inFlight, err := s.allotments(ctx, sale.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +136,7 @@ func TestDryShardBorrowsAndCancelGivesRoomBack(t *testing.T) {
 			t.Fatalf("order %d of the dry shard: outcome %v, want created (the other shard had room)", i, r.Outcome)
 		}
 	}
-	all, _, _ := s.Allotments(ctx, sale.ID)
+	all, _, _ := s.allotments(ctx, sale.ID)
 	if all[1].Allotted != 0 {
 		t.Errorf("shard 1 kept %d units of allotment it does not use", all[1].Allotted)
 	}
@@ -173,7 +173,7 @@ func TestTransferLeftInFlightIsCompleted(t *testing.T) {
 	if err := s.debit(ctx, &tr); err != nil || tr.units != 2 {
 		t.Fatalf("debit of 5 from a shard with 2 free: took %d, %v; want 2", tr.units, err)
 	}
-	if _, inFlight, _ := s.Allotments(ctx, sale.ID); inFlight != 2 {
+	if _, inFlight, _ := s.allotments(ctx, sale.ID); inFlight != 2 {
 		t.Fatalf("%d units in flight, want 2", inFlight)
 	}
 	checkCap(t, s, sale)
@@ -191,7 +191,7 @@ func TestTransferLeftInFlightIsCompleted(t *testing.T) {
 			t.Errorf("order %d: outcome %v, want created (the units in flight are shard 1's)", i, r.Outcome)
 		}
 	}
-	if _, inFlight, _ := s.Allotments(ctx, sale.ID); inFlight != 0 {
+	if _, inFlight, _ := s.allotments(ctx, sale.ID); inFlight != 0 {
 		t.Errorf("%d units still in flight", inFlight)
 	}
 	checkCap(t, s, sale)

@@ -175,8 +175,8 @@ func (s *Store) Resync(ctx context.Context, saleID string) error {
 	return s.rebuild(ctx, saleID, "behind")
 }
 
-// saleState tells whether a sale is loaded and current: "" when it is, else the
-// reason to rebuild it (as rebuildReason).
+// saleStateScript answers {"ok"} when a sale is loaded and current, else why it
+// must be rebuilt (see rebuildReason).
 var saleStateScript = redis.NewScript(loadedCheck + `return {'ok'}`)
 
 // rebuild loads the sale from the Source under a lease, so that one process

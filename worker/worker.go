@@ -241,9 +241,8 @@ func (w *Worker) HandlePurchases(ctx context.Context, msgs []Message) {
 				w.settle(string(it.ticket.Status), it.msg.Ack)
 			}
 		}
-		spent := time.Since(start) >= w.cfg.RetryBudget || w.stopping()
 		w.backoff(ctx, len(failed) > 0)
-		if len(failed) > 0 && (spent || w.stopping()) {
+		if len(failed) > 0 && (time.Since(start) >= w.cfg.RetryBudget || w.stopping()) {
 			w.log.Warn("handing failed purchases back to the queue", "messages", len(failed), "attempts", attempt,
 				"waited", time.Since(start).Round(time.Millisecond))
 			for _, it := range failed {
