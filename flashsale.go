@@ -359,12 +359,14 @@ type EventOrder struct {
 	Status      OrderStatus `json:"status"`
 	PaymentID   *string     `json:"payment_id"`
 	Items       []OrderItem `json:"items"`
+	// PayBy is when the order expires unpaid: the expiry is scheduled from it.
+	PayBy time.Time `json:"pay_by"`
 }
 
 // SnapshotOf returns the event view of o.
 func SnapshotOf(o *Order) EventOrder {
 	return EventOrder{OrderID: o.ID, SaleID: o.SaleID, UserID: o.UserID, Quantity: o.Quantity,
-		AmountCents: o.AmountCents, Status: o.Status, PaymentID: o.PaymentID, Items: o.Items}
+		AmountCents: o.AmountCents, Status: o.Status, PaymentID: o.PaymentID, Items: o.Items, PayBy: o.PayBy}
 }
 
 // PayOutcome is what a payment notification did to its order.
