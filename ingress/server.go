@@ -37,7 +37,8 @@ type Sales interface {
 type Stock interface {
 	Stock(ctx context.Context, saleID string) (flashsale.Stock, error)
 	Claim(ctx context.Context, sale *flashsale.Sale, userID, ticketID string, qty int, now time.Time) (flashsale.ClaimOutcome, string, error)
-	Unclaim(ctx context.Context, saleID, userID, ticketID string) error
+	// Unclaim undoes a claim of p.TicketID (nothing held yet).
+	Unclaim(ctx context.Context, p flashsale.Part) error
 	Published(ctx context.Context, saleID, ticketID string) error
 	PutTickets(ctx context.Context, tickets ...*flashsale.Ticket) error
 	DeleteTicket(ctx context.Context, ticketID string) error
