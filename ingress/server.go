@@ -29,8 +29,7 @@ import (
 type Sales interface {
 	// Create returns an error wrapping flashsale.ErrConflict for an existing id.
 	Create(ctx context.Context, s *flashsale.Sale) error
-	// Get returns an error wrapping flashsale.ErrNotFound for an unknown sale.
-	Get(ctx context.Context, id string) (*flashsale.Sale, error)
+	flashsale.SaleFinder
 }
 
 // Stock is the stock store: availability, live-ticket claims, ticket copies.

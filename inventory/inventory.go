@@ -30,21 +30,16 @@ type MySQL interface {
 	StockOf(ctx context.Context, saleID string) (flashsale.Stock, error)
 }
 
-// Sales tells a sale's inventory mode.
-type Sales interface {
-	Get(ctx context.Context, id string) (*flashsale.Sale, error)
-}
-
 // Router is the stock store every role uses: the Redis store, with holds,
 // releases, confirms and stock reads of mysql-inventory sales routed to MySQL.
 type Router struct {
 	*redisstore.Store
 	mysql MySQL
-	sales Sales
+	sales flashsale.SaleFinder
 }
 
 // New returns a Router.
-func New(redis *redisstore.Store, mysql MySQL, sales Sales) (*Router, error) {
+func New(redis *redisstore.Store, mysql MySQL, sales flashsale.SaleFinder) (*Router, error) {
 	if redis == nil || mysql == nil || sales == nil {
 		return nil, errors.New("inventory: redis, mysql and sales are required")
 	}
@@ -172,7 +167,9 @@ func (r *Router) Retake(ctx context.Context, p flashsale.Part) (flashsale.Hold, 
 // Return lowers a paid ticket's units in the sale to p.Quantity, once.
 func (r *Router) Return(ctx context.Context, p flashsale.Part) (flashsale.Hold, error) {
 	h, _, err := r.route(ctx, p.SaleID,
-		func() (flashsale.Hold, bool, error) { return always(r.mysql.ReturnStock(ctx, p.SaleID, p.TicketID, p.Quantity)) },
+		func() (flashsale.Hold, bool, error) {
+			return always(r.mysql.ReturnStock(ctx, p.SaleID, p.TicketID, p.Quantity))
+		},
 		func() (flashsale.Hold, bool, error) { return always(r.Store.Return(ctx, p)) })
 	return h, err
 }

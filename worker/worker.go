@@ -36,12 +36,6 @@ import (
 	"github.com/flashsale/flashsale"
 )
 
-// Sales finds sales.
-type Sales interface {
-	// Get returns an error wrapping flashsale.ErrNotFound for an unknown sale.
-	Get(ctx context.Context, id string) (*flashsale.Sale, error)
-}
-
 // Stock is the stock store's hot path.
 type Stock interface {
 	// Hold and Reassert run one script per element in one round trip; the i-th
@@ -71,9 +65,9 @@ type Orders interface {
 
 // Config for a Worker.
 type Config struct {
-	Sales  Sales  // required
-	Stock  Stock  // required
-	Orders Orders // required
+	Sales  flashsale.SaleFinder // required
+	Stock  Stock                // required
+	Orders Orders               // required
 	// Log default slog.Default().
 	Log *slog.Logger
 	// Registry receives the worker's metrics; nil registers nothing.
@@ -198,7 +192,7 @@ type item struct {
 }
 
 // readSales reads the item's sales that are not read yet.
-func (it *item) readSales(ctx context.Context, sales Sales) error {
+func (it *item) readSales(ctx context.Context, sales flashsale.SaleFinder) error {
 	for i, l := range it.lines {
 		if it.sales[i] != nil {
 			continue
