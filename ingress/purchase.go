@@ -56,7 +56,7 @@ func (s *Server) purchase(c *gin.Context) {
 		s.WriteError(c, err)
 		return
 	}
-	if !s.limiter.Allow(sale.ID, now) {
+	if !s.budget.Allow(sale.ID, user, now) || !s.limiter.Allow(sale.ID, now) {
 		s.WriteError(c, flashsale.ErrRateLimited)
 		return
 	}

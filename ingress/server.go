@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/flashsale/flashsale"
+	"github.com/flashsale/flashsale/identity"
 )
 
 // Sales creates and finds sales.
@@ -75,11 +76,18 @@ type Config struct {
 	Reservations Reservations
 	// Orders lifecycle: cancel (see orders.go). Required.
 	Lifecycle Lifecycle
+	// Identity identifies users; default identity.Header{} (X-User-ID).
+	Identity identity.Identifier
 	// AdminToken guards admin endpoints; empty: they answer 503.
 	AdminToken string
 	// LimitPerWindow is purchases admitted per sale per 10 ms on this node;
 	// 0 disables the limit. Default (when negative) 50.
 	LimitPerWindow int
+	// UserPurchasesPerSecond is each user's budget of purchase requests per
+	// sale on this node that may reach the sale's window (see fairness.go);
+	// over it: 429 rate_limited. 0 disables; default (when negative) 5. Off
+	// too when LimitPerWindow is 0 (there is no window to protect).
+	UserPurchasesPerSecond int
 	// PublishTimeout bounds the wait for the broker's confirm. Default 5 s; must
 	// stay below the stock store's stale-claim age.
 	PublishTimeout time.Duration
@@ -100,6 +108,7 @@ type Server struct {
 	log      *slog.Logger
 	engine   *gin.Engine
 	limiter  *windowLimiter
+	budget   *userBudget
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 }
@@ -115,6 +124,15 @@ func New(cfg Config) (*Server, error) {
 	if cfg.LimitPerWindow < 0 {
 		cfg.LimitPerWindow = 50
 	}
+	if cfg.Identity == nil {
+		cfg.Identity = identity.Header{}
+	}
+	if cfg.UserPurchasesPerSecond < 0 {
+		cfg.UserPurchasesPerSecond = 5
+	}
+	if cfg.LimitPerWindow == 0 {
+		cfg.UserPurchasesPerSecond = 0
+	}
 	if cfg.PublishTimeout == 0 {
 		cfg.PublishTimeout = 5 * time.Second
 	}
@@ -125,6 +143,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Log.Warn("FLASHSALE_ADMIN_TOKEN is not set: admin endpoints answer 503")
 	}
 	s := &Server{cfg: cfg, log: cfg.Log, limiter: newWindowLimiter(cfg.LimitPerWindow, 10*time.Millisecond),
+		budget: newUserBudget(cfg.UserPurchasesPerSecond),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "flashsale_http_requests_total",
 			Help: "HTTP requests answered, by route and status."}, []string{"route", "status"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "flashsale_http_request_seconds",
