@@ -56,6 +56,10 @@ func (s *Server) purchase(c *gin.Context) {
 		s.WriteError(c, err)
 		return
 	}
+	if err := s.checkBlocked(ctx, user, now); err != nil {
+		s.WriteError(c, err)
+		return
+	}
 	if !s.budget.Allow(sale.ID, user, now) || !s.limiter.Allow(sale.ID, now) {
 		s.WriteError(c, flashsale.ErrRateLimited)
 		return

@@ -76,6 +76,9 @@ type Config struct {
 	Reservations Reservations
 	// Orders lifecycle: cancel (see orders.go). Required.
 	Lifecycle Lifecycle
+	// Strikes blocks users whose orders keep expiring unpaid (see
+	// strikes.go); nil: nobody is blocked.
+	Strikes Strikes
 	// Identity identifies users; default identity.Header{} (X-User-ID).
 	Identity identity.Identifier
 	// AdminToken guards admin endpoints; empty: they answer 503.

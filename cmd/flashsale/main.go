@@ -179,7 +179,8 @@ func run(ctx context.Context, cmd string, roles []string, cfg *config, log *slog
 	if err != nil {
 		return err
 	}
-	lc, err := lifecycle.New(lifecycle.Config{Book: store, Stock: stock, Log: log})
+	strikes := rs.Strikes(cfg.UnpaidStrikes, cfg.UnpaidStrikeWindow)
+	lc, err := lifecycle.New(lifecycle.Config{Book: store, Stock: stock, Strikes: strikes, Log: log})
 	if err != nil {
 		return err
 	}
@@ -209,7 +210,7 @@ func run(ctx context.Context, cmd string, roles []string, cfg *config, log *slog
 			defer pub.Close()
 			srv, err := ingress.New(ingress.Config{Sales: sales, Stock: stock, Orders: store, Queue: pub, Lifecycle: lc, Reservations: reservations,
 				AdminToken: cfg.AdminToken, LimitPerWindow: cfg.LimitPerWindow, Registry: reg, Gatherer: reg, Log: log,
-				Identity: cfg.Identity, UserPurchasesPerSecond: cfg.UserPurchasesPerSecond,
+				Identity: cfg.Identity, UserPurchasesPerSecond: cfg.UserPurchasesPerSecond, Strikes: strikes,
 				Ready: []ingress.Check{rs.Ping, func(context.Context) error { return pub.Ready() }, store.Ping}})
 			if err != nil {
 				return err
