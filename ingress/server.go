@@ -91,6 +91,9 @@ type Config struct {
 	// over it: 429 rate_limited. 0 disables; default (when negative) 5. Off
 	// too when LimitPerWindow is 0 (there is no window to protect).
 	UserPurchasesPerSecond int
+	// ReadDeadline bounds every API read (GET under /api/v1); past it the
+	// read is answered 503. Default 3 s; negative: none.
+	ReadDeadline time.Duration
 	// PublishTimeout bounds the wait for the broker's confirm. Default 5 s; must
 	// stay below the stock store's stale-claim age.
 	PublishTimeout time.Duration
@@ -112,6 +115,7 @@ type Server struct {
 	engine   *gin.Engine
 	limiter  *windowLimiter
 	budget   *userBudget
+	missing  negativeCache
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 }
@@ -135,6 +139,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.LimitPerWindow == 0 {
 		cfg.UserPurchasesPerSecond = 0
+	}
+	if cfg.ReadDeadline == 0 {
+		cfg.ReadDeadline = 3 * time.Second
 	}
 	if cfg.PublishTimeout == 0 {
 		cfg.PublishTimeout = 5 * time.Second
@@ -166,13 +173,13 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Gatherer != nil {
 		e.GET("/metrics", gin.WrapH(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{})))
 	}
-	api := e.Group("/api/v1")
+	api := e.Group("/api/v1", s.deadline)
 	api.POST("/sales", s.admin, s.createSale)
 	api.GET("/sales/:id", s.getSale)
 	api.POST("/sales/:id/purchase", s.user, s.purchase)
-	api.GET("/tickets/:id", s.user, s.getTicket)
-	api.GET("/orders/:id", s.user, s.getOrder)
-	api.POST("/orders/:id/cancel", s.user, s.cancelOrder)
+	api.GET("/tickets/:id", s.user, s.knownID, s.getTicket)
+	api.GET("/orders/:id", s.user, s.knownID, s.getOrder)
+	api.POST("/orders/:id/cancel", s.user, s.knownID, s.cancelOrder)
 	api.POST("/sales/:id/reservations", s.user, s.reserve)
 	api.GET("/sales/:id/reservations/me", s.user, s.myReservation)
 	s.engine = e
