@@ -180,6 +180,8 @@ func New(cfg Config) (*Server, error) {
 	api.GET("/tickets/:id", s.user, s.knownID, s.getTicket)
 	api.GET("/orders/:id", s.user, s.knownID, s.getOrder)
 	api.POST("/orders/:id/cancel", s.user, s.knownID, s.cancelOrder)
+	api.POST("/orders/:id/returns", s.admin, s.knownID, s.returnOrder)
+	api.POST("/purchases", s.user, s.purchaseBundle)
 	api.POST("/sales/:id/reservations", s.user, s.reserve)
 	api.GET("/sales/:id/reservations/me", s.user, s.myReservation)
 	s.engine = e
