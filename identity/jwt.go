@@ -133,13 +133,14 @@ func (j *JWT) keyFor(t *jwt.Token) (any, error) {
 	return jwt.VerificationKeySet{Keys: keys}, nil
 }
 
-// Identify verifies the bearer token and returns its sub. X-User-ID is ignored.
+// Identify verifies the bearer token (the scheme in any case) and returns its
+// sub. X-User-ID is ignored.
 func (j *JWT) Identify(r *http.Request) (string, error) {
-	raw, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || raw == "" {
+	h := r.Header.Get("Authorization")
+	if len(h) < 7 || !strings.EqualFold(h[:7], "Bearer ") || strings.TrimSpace(h[7:]) == "" {
 		return "", flashsale.Errorf(flashsale.CodeUnauthorized, "an Authorization: Bearer <JWT> header is required")
 	}
-	return j.Verify(raw)
+	return j.Verify(strings.TrimSpace(h[7:]))
 }
 
 // Verify checks one token (see JWT) and returns its sub.

@@ -31,7 +31,8 @@ const (
 )
 
 // validTicketID reports whether id has the shape of the ids tickets and
-// orders get: a UUIDv7 in canonical 36-character form, not minted in the future.
+// orders get: a UUIDv7 in canonical 36-character form, not minted more than an
+// hour in the future (generous, for nodes whose clocks disagree).
 func validTicketID(id string, now time.Time) bool {
 	if len(id) != 36 {
 		return false
@@ -41,7 +42,7 @@ func validTicketID(id string, now time.Time) bool {
 		return false
 	}
 	sec, nsec := u.Time().UnixTime()
-	return time.Unix(sec, nsec).Before(now.Add(time.Minute))
+	return time.Unix(sec, nsec).Before(now.Add(time.Hour))
 }
 
 // negativeCache remembers (user, id) pairs answered 404. Safe for concurrent use.
