@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/flashsale/flashsale"
 	"github.com/flashsale/flashsale/bench"
 	"github.com/flashsale/flashsale/catalog"
 	"github.com/flashsale/flashsale/delayq"
@@ -125,18 +126,11 @@ func (p *process) spawn(fn func(ctx context.Context) error) {
 	}()
 }
 
-// consume runs n consumers of q, handing batches to h as messages of type M
-// (each role declares its own message interface; queue.Delivery satisfies all).
-func consume[M any](p *process, qc queue.Config, q string, n int, h func(context.Context, []M)) {
+// consume runs n consumers of q, handing batches to h.
+func consume(p *process, qc queue.Config, q string, n int, h flashsale.Handler) {
 	for i := 0; i < n; i++ {
 		p.spawn(func(ctx context.Context) error {
-			return queue.Consume(ctx, qc, queue.ConsumerConfig{Queue: q}, func(ctx context.Context, b []queue.Delivery) {
-				msgs := make([]M, len(b))
-				for i, d := range b {
-					msgs[i] = any(d).(M)
-				}
-				h(ctx, msgs)
-			})
+			return queue.Consume(ctx, qc, queue.ConsumerConfig{Queue: q}, h)
 		})
 	}
 }
@@ -258,7 +252,7 @@ func run(ctx context.Context, cmd string, roles []string, cfg *config, log *slog
 				return err
 			}
 			defer pub.Close()
-			dq, err := delayq.New(delayq.Config{Delayer: pub, Expirer: lc, Due: store, Redis: rs.Client(),
+			dq, err := delayq.New(delayq.Config{Delayer: pub, Expirer: lc, Due: store, Leases: rs.Leases(),
 				Namespace: cfg.Namespace, SweepInterval: cfg.SweepInterval, Log: log, Registry: reg})
 			if err != nil {
 				return err
@@ -273,7 +267,7 @@ func run(ctx context.Context, cmd string, roles []string, cfg *config, log *slog
 			}
 			defer pub.Close()
 			host, _ := os.Hostname()
-			r, err := relay.New(relay.Config{Outbox: store, Publisher: pub, Redis: rs.Client(), Namespace: cfg.Namespace,
+			r, err := relay.New(relay.Config{Outbox: store, Publisher: pub, Leases: rs.Leases(), Namespace: cfg.Namespace,
 				Owner: fmt.Sprintf("%s/%d", host, os.Getpid()), Retention: cfg.OutboxRetention, Log: log, Registry: reg})
 			if err != nil {
 				return err
