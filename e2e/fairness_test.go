@@ -13,7 +13,6 @@ import (
 type fairRun struct {
 	others429   int     // of the 200 other users' purchases
 	flood       int     // the flooder's requests
-	flood429    int     // of which answered 429
 	floodRate   float64 // the flooder's requests per second
 	othersTally *tally
 	floodTally  *tally
@@ -97,7 +96,6 @@ func fairPhase(t *testing.T, c *client, flood int) fairRun {
 	run.others429 = run.othersTally.get("429 rate_limited")
 	if flood != noFlood {
 		run.flood = int(sent.Load())
-		run.flood429 = run.floodTally.get("429 rate_limited")
 		run.floodRate = float64(run.flood) / time.Since(floodStart).Seconds()
 	}
 	return run
@@ -131,6 +129,12 @@ func TestFairAdmission(t *testing.T) {
 		r.othersTally.only(t, "202", "429 rate_limited")
 	}
 	with.floodTally.only(t, "200", "429 rate_limited")
+	// Over its budget the flooder is answered its live ticket without a slot
+	// of the window; only its budget's few requests per second can meet a
+	// full window.
+	if ok := with.floodTally.get("200"); ok < with.flood*9/10 {
+		t.Errorf("the flooder's answers %v: want at least 90%% 200 with its live ticket", with.floodTally)
+	}
 	if with.floodRate < 1000 {
 		t.Errorf("the flooder reached only %.0f requests/s, want ~2,000 (at least 1,000)", with.floodRate)
 	}
@@ -139,9 +143,6 @@ func TestFairAdmission(t *testing.T) {
 	if ref := max(base.others429, control.others429); with.others429 > ref+2 {
 		t.Errorf("others' 429: %d of 200 with the flooder at their sale; %d without a flooder, %d with it at another sale; want no worse",
 			with.others429, base.others429, control.others429)
-	}
-	if with.flood429 == 0 {
-		t.Errorf("none of the flooder's %d requests was refused by the per-user budget", with.flood)
 	}
 
 	unfair := e.start("ingress", map[string]string{"FLASHSALE_LIMIT_PER_WINDOW": "10", "FLASHSALE_USER_PURCHASES_PER_SECOND": "0"})

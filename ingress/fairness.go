@@ -5,15 +5,18 @@ import (
 	"time"
 )
 
-// userBudget is the fairness rule of admission: before a purchase request may
-// spend a slot of its sale's 10 ms window, its user must have budget left on
-// this node. Each (sale, user) has a token bucket of rate tokens per second
-// holding at most rate tokens: a double click, a retry or a second device pass
-// at once, a user hammering the button spends at most rate slots per second
-// of the sale's window, however fast they send, and is answered 429
-// rate_limited (Retry-After 1) for the rest, so the window stays for everyone
-// else. It is in memory and per node, like the window itself: no network round
-// trip, and a user spread over n nodes gets n budgets.
+// userBudget is the fairness rule of admission: a purchase request spends a
+// slot of its sale's 10 ms window only while its user has budget left on this
+// node. Each (sale, user) has a token bucket of rate tokens per second holding
+// at most rate tokens: a user hammering the button spends at most rate slots
+// per second of the sale's window, however fast they send, so the window stays
+// for everyone else. Requests over the budget are not refused (the contract's
+// 429 means "the window is full", and a double click must get its ticket):
+// they skip the window and go to the claim, one Redis script that answers the
+// user's live ticket (200) — or admits them, at most one live ticket per user
+// and sale, which the window never bounded per user anyway. It is in memory
+// and per node, like the window itself: no network round trip, and a user
+// spread over n nodes gets n budgets.
 //
 // Buckets live in two generations of maps, swapped every second: a bucket
 // untouched for a whole generation is full again anyway, so it is dropped, and

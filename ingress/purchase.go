@@ -127,7 +127,10 @@ func (s *Server) checkLine(ctx context.Context, user string, l flashsale.Line, b
 	if err := s.checkBlocked(ctx, user, now); err != nil {
 		return nil, err
 	}
-	if !s.budget.Allow(sale.ID, user, now) || !s.limiter.Allow(sale.ID, now) {
+	// A user over their budget does not spend a slot of the sale's window:
+	// their request goes straight to the claim, which answers their live
+	// ticket (a repeat) or, rarely, admits them (see userBudget).
+	if s.budget.Allow(sale.ID, user, now) && !s.limiter.Allow(sale.ID, now) {
 		return nil, flashsale.ErrRateLimited
 	}
 	return sale, nil
