@@ -83,6 +83,7 @@ type Queue struct {
 	log     *slog.Logger
 	locker  *redislock.Client
 	expired *prometheus.CounterVec
+	lag     prometheus.Histogram // see metrics.go
 }
 
 // New returns a Queue.
@@ -108,6 +109,7 @@ func New(cfg Config) (*Queue, error) {
 	if cfg.Registry != nil {
 		cfg.Registry.MustRegister(q.expired)
 	}
+	q.initOpsMetrics()
 	return q, nil
 }
 
@@ -197,6 +199,7 @@ func (q *Queue) HandleExpiry(ctx context.Context, msgs []Message) {
 		default:
 			if o.Status == flashsale.OrderExpired {
 				q.expired.WithLabelValues("queue").Inc()
+				q.observeLag(o)
 			}
 			m.Ack()
 		}
@@ -273,6 +276,7 @@ func (q *Queue) expireAll(ctx context.Context, orders []*flashsale.Order) (int, 
 			if err == nil && got.Status == flashsale.OrderExpired {
 				expired++
 				q.expired.WithLabelValues("sweeper").Inc()
+				q.observeLag(got)
 			}
 		}()
 	}

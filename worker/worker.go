@@ -110,6 +110,7 @@ type Worker struct {
 	refused  *prometheus.CounterVec
 	batchDur prometheus.Histogram
 	stageDur *prometheus.HistogramVec
+	final    prometheus.Histogram // see metrics.go
 	retry    atomic.Int64 // the current wait before a retry, ns; see Config.RetryMin
 }
 
@@ -186,6 +187,7 @@ func New(cfg Config) (*Worker, error) {
 	if cfg.Registry != nil {
 		cfg.Registry.MustRegister(w.outcomes, w.refused, w.batchDur, w.stageDur)
 	}
+	w.initOpsMetrics()
 	return w, nil
 }
 
@@ -239,6 +241,7 @@ func (w *Worker) HandlePurchases(ctx context.Context, msgs []Message) {
 				failed = append(failed, it)
 			} else {
 				w.settle(string(it.ticket.Status), it.msg.Ack)
+				w.observeFinal(it.req, it.ticket)
 			}
 		}
 		w.backoff(ctx, len(failed) > 0)
@@ -554,5 +557,9 @@ func (w *Worker) deadLetter(ctx context.Context, m Message) error {
 		return err
 	}
 	w.log.Warn("dead-lettered purchase failed its ticket", "ticket", req.TicketID, "sale", req.SaleID)
-	return w.cfg.Stock.PutTickets(ctx, t)
+	if err := w.cfg.Stock.PutTickets(ctx, t); err != nil {
+		return err
+	}
+	w.observeFinal(&req, t)
+	return nil
 }
