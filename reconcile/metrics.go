@@ -2,8 +2,8 @@ package reconcile
 
 import "github.com/prometheus/client_golang/prometheus"
 
-// kinds are every Kind, for series that exist at 0 before their first event.
-var kinds = []Kind{KindHold, KindUnordered, KindCounters, KindUnits, KindOversold}
+// allKinds are every Kind, for series that exist at 0 before their first event.
+var allKinds = []Kind{KindHold, KindUnordered, KindCounters, KindUnits, KindOversold}
 
 // initOpsMetrics creates flashsale_reconcile_differences_by_kind{kind} and the
 // series of every kind at 0 (also those of flashsale_reconcile_repairs_total),
@@ -13,7 +13,7 @@ func (r *Reconciler) initOpsMetrics() {
 	r.byKind = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "flashsale_reconcile_differences_by_kind",
 		Help: "Differences between Redis and MySQL seen by the last background pass of this process (it must hold the reconciler lease), by kind. Differences already seen in two looks --settle apart, so not work in flight; they persist when the repairs do not take."},
 		[]string{"kind"})
-	for _, k := range kinds {
+	for _, k := range allKinds {
 		r.byKind.WithLabelValues(string(k))
 		r.repaired.WithLabelValues(string(k))
 	}
@@ -26,7 +26,7 @@ func (r *Reconciler) initOpsMetrics() {
 func (r *Reconciler) setDiffsByKind(rep *Report) {
 	n := map[Kind]int{}
 	rep.each(func(_ *SaleReport, d *Difference) { n[d.Kind]++ })
-	for _, k := range kinds {
+	for _, k := range allKinds {
 		r.byKind.WithLabelValues(string(k)).Set(float64(n[k]))
 	}
 }
