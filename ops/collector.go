@@ -47,9 +47,9 @@ type Book interface {
 
 // QueueStat is one queue's depth: messages ready for delivery, and consumers.
 type QueueStat struct {
-	Name      string
-	Messages  int
-	Consumers int
+	Name      string `json:"name"`
+	Messages  int    `json:"messages"`
+	Consumers int    `json:"consumers"`
 }
 
 // Check is one readiness probe; it returns an error naming what failed.
@@ -75,7 +75,7 @@ type CollectorConfig struct {
 	// sales admins create in that span.
 	Retain time.Duration
 	// SalesTTL is how long the list of sales is reused between scrapes (a new
-	// sale shows up within it). Default 5 s.
+	// sale shows up within it). Default 2 s.
 	SalesTTL time.Duration
 	// Timeout bounds one collection. Default 3 s.
 	Timeout time.Duration
@@ -134,7 +134,7 @@ func NewCollector(cfg CollectorConfig) (*Collector, error) {
 		cfg.Retain = time.Hour
 	}
 	if cfg.SalesTTL == 0 {
-		cfg.SalesTTL = 5 * time.Second
+		cfg.SalesTTL = 2 * time.Second
 	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 3 * time.Second
