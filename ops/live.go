@@ -14,6 +14,8 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -47,8 +49,8 @@ type LiveConfig struct {
 //
 //	GET  /ops/live          the page (a login form without the cookie; ?token= logs in)
 //	POST /ops/login         form field token: sets the cookie, back to the page
-//	GET  /ops/live/data     the samples kept, JSON
-//	GET  /ops/live/events   server-sent events: one sample per Interval
+//	GET  /ops/live/data     the samples kept, JSON (?after=<unix ms>: the newer ones; the page polls it)
+//	GET  /ops/live/events   server-sent events: one sample per Interval (for scripts: curl -N)
 //	GET  /ops/live/static/  the page's script, styles and uPlot (embedded)
 //
 // The data and events also accept "Authorization: Bearer <admin token>".
@@ -265,9 +267,16 @@ func (l *Live) Samples() []Sample {
 	return append([]Sample(nil), l.samples...)
 }
 
+// serveData answers the samples kept, or with ?after=<unix ms> those taken
+// after that instant (what the page polls every Interval).
 func (l *Live) serveData(c *gin.Context) {
 	c.Header("Cache-Control", "no-store")
-	c.JSON(http.StatusOK, gin.H{"interval_ms": l.cfg.Interval.Milliseconds(), "samples": l.Samples()})
+	samples := l.Samples()
+	if after, err := strconv.ParseInt(c.Query("after"), 10, 64); err == nil {
+		i := sort.Search(len(samples), func(i int) bool { return samples[i].T > after })
+		samples = samples[i:]
+	}
+	c.JSON(http.StatusOK, gin.H{"interval_ms": l.cfg.Interval.Milliseconds(), "samples": samples})
 }
 
 // serveEvents streams one sample per Interval as server-sent events until the

@@ -1,5 +1,5 @@
-// The live page: loads the samples kept by the server, then one sample per
-// second over server-sent events, and redraws the figures and the charts.
+// The live page: loads the samples kept by the server, then polls for the new
+// ones every second, and redraws the figures and the charts.
 // Everything it loads comes from this server (see the Content-Security-Policy);
 // the resource URLs it fetched are listed in #resources and the count of
 // foreign ones in body[data-foreign], for the page's test.
@@ -186,23 +186,26 @@
     body.dataset.chartsDrawn = String(drawn());
     body.dataset.lastT = String(s.t);
   }
-  function push(s) {
-    if (samples.length && s.t <= samples[samples.length - 1].t) return;
-    samples.push(s);
-    if (samples.length > MAX) samples.shift();
-    render();
+  // Polls the samples taken since the last one every second: one short request
+  // at a time (no connection held open), so a proxy, a phone going to sleep or
+  // a server restart only delay the next figures.
+  function poll() {
+    var last = samples.length ? samples[samples.length - 1].t : 0;
+    fetch("/ops/live/data" + (last ? "?after=" + last : ""), { credentials: "same-origin", cache: "no-store" }).then(function (r) {
+      if (r.status === 401) { location.href = "/ops/live"; return null; }
+      if (!r.ok) throw new Error("HTTP " + r.status);
+      return r.json();
+    }).then(function (d) {
+      if (d) {
+        (d.samples || []).forEach(function (s) { if (!samples.length || s.t > samples[samples.length - 1].t) samples.push(s); });
+        if (samples.length > MAX) samples = samples.slice(samples.length - MAX);
+        render();
+      }
+      setTimeout(poll, 1000);
+    }).catch(function (e) {
+      var st = $("status"); st.textContent = "reconnecting… (" + e.message + ")"; st.className = "dot bad";
+      setTimeout(poll, 2000);
+    });
   }
-
-  fetch("/ops/live/data", { credentials: "same-origin", cache: "no-store" }).then(function (r) {
-    if (r.status === 401) { location.href = "/ops/live"; return null; }
-    return r.json();
-  }).then(function (d) {
-    if (!d) return;
-    (d.samples || []).forEach(function (s) { samples.push(s); });
-    if (samples.length > MAX) samples = samples.slice(samples.length - MAX);
-    render();
-    var es = new EventSource("/ops/live/events");
-    es.onmessage = function (ev) { push(JSON.parse(ev.data)); };
-    es.onerror = function () { var st = $("status"); st.textContent = "reconnecting…"; st.className = "dot bad"; };
-  }).catch(function (e) { $("status").textContent = "error: " + e; $("status").className = "dot bad"; });
+  poll();
 })();
