@@ -322,16 +322,16 @@ func chromiumPath(t *testing.T) string {
 }
 
 // runChromium opens url in a fresh headless Chromium, lets the page run for
-// budget of virtual time (its polls of the server are real requests), and
-// returns what the action flag (--dump-dom or --screenshot=...) printed.
-func runChromium(t *testing.T, url string, budget time.Duration, action string) string {
+// budget of virtual time (its polls of the server are real requests), writes
+// a screenshot to shot and returns the page's DOM at that moment.
+func runChromium(t *testing.T, url string, budget time.Duration, shot string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, chromiumPath(t), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
 		"--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
 		"--disable-extensions", "--user-data-dir="+t.TempDir(), "--window-size=1280,1400",
-		fmt.Sprintf("--virtual-time-budget=%d", budget.Milliseconds()), action, url)
+		fmt.Sprintf("--virtual-time-budget=%d", budget.Milliseconds()), "--dump-dom", "--screenshot="+shot, url)
 	// Chromium forks helpers: on timeout, end the whole process group.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
@@ -339,7 +339,7 @@ func runChromium(t *testing.T, url string, budget time.Duration, action string) 
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil && !errors.Is(err, exec.ErrWaitDelay) {
-		t.Fatalf("chromium %s: %v\n%s", action, err, tail(stderr.String(), 30))
+		t.Fatalf("chromium: %v\n%s", err, tail(stderr.String(), 30))
 	}
 	return stdout.String()
 }
@@ -504,13 +504,16 @@ func TestLivePageInChromium(t *testing.T) {
 		c.awaitFinal(t, refs, 60*time.Second)
 	}
 	pageURL := p.URL + "/ops/live?token=" + e.AdminToken
-	dir := t.TempDir()
+	// FLASHSALE_OPS_SHOTS keeps the screenshots in that directory, to look at.
+	dir := os.Getenv("FLASHSALE_OPS_SHOTS")
+	if dir == "" {
+		dir = t.TempDir()
+	}
 	look := func(n int) (liveSaleFigures, saleView) {
 		t.Helper()
 		view := awaitLiveSample(t, c, id)
-		fig := parseLiveDOM(t, runChromium(t, pageURL, 4*time.Second, "--dump-dom"), id)
 		shot := filepath.Join(dir, fmt.Sprintf("live-%d.png", n))
-		runChromium(t, pageURL, 4*time.Second, "--screenshot="+shot)
+		fig := parseLiveDOM(t, runChromium(t, pageURL, 4*time.Second, shot), id)
 		checkShot(t, shot)
 		t.Logf("look %d: page %+v; sale view %s %+v; screenshot %s", n, fig, view.State, view.Stock, shot)
 		if fig.State != view.State || fig.Available != view.Stock.Available || fig.Held != view.Stock.Held || fig.Sold != view.Stock.Sold {

@@ -26,8 +26,8 @@ type Sample struct {
 	// OrdersPerSec are orders created per second (worker outcome
 	// pending_payment).
 	OrdersPerSec float64 `json:"orders_per_s"`
-	// ErrorsPerSec are HTTP 5xx answers, dead-lettered purchases, failed tickets
-	// and failed metric reads per second.
+	// ErrorsPerSec are HTTP 5xx answers (but /readyz's), dead-lettered
+	// purchases, failed tickets and failed metric reads per second.
 	ErrorsPerSec float64 `json:"errors_per_s"`
 	// Problems are the standing counts an operator must never ignore.
 	Problems Problems `json:"problems"`
@@ -230,11 +230,11 @@ func sample(cur, prev, old *raw) Sample {
 		name, l := parseKey(k)
 		switch name {
 		case "flashsale_purchases_total":
-			if _, listed := sales[l["sale"]]; !listed {
-				continue // a sale past its retention: no longer shown
-			}
 			r := rate(prev, cur, k)
 			s.Admissions[l["outcome"]] += r
+			if _, listed := sales[l["sale"]]; !listed {
+				continue // not (or no longer) listed by the collector: no row
+			}
 			ss := sale(l["sale"])
 			ss.Purchases[l["outcome"]] = v
 			if l["outcome"] == "admitted" {
@@ -251,7 +251,9 @@ func sample(cur, prev, old *raw) Sample {
 				}
 			}
 		case "flashsale_http_requests_total":
-			if strings.HasPrefix(l["status"], "5") {
+			// /readyz answers 503 by design while a dependency is away: the
+			// readiness figure says so, it is not an error of a request.
+			if strings.HasPrefix(l["status"], "5") && l["route"] != "/readyz" {
 				s.ErrorsPerSec += rate(prev, cur, k)
 				s.Problems.HTTP5xx += v
 			}
