@@ -106,6 +106,7 @@ type Collector struct {
 	mu      sync.Mutex
 	sales   []*flashsale.Sale
 	salesAt time.Time
+	logged  map[string]time.Time // source -> when its last failure was logged
 }
 
 var (
@@ -148,7 +149,7 @@ func NewCollector(cfg CollectorConfig) (*Collector, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	c := &Collector{cfg: cfg, log: cfg.Log,
+	c := &Collector{cfg: cfg, log: cfg.Log, logged: map[string]time.Time{},
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "flashsale_ops_collect_errors_total",
 			Help: "Scrape-time reads that failed and were left out of a scrape, by source (sales, stock, queues, outbox, overdue)."}, []string{"source"})}
 	for _, s := range []string{"sales", "stock", "queues", "outbox", "overdue"} {
@@ -186,9 +187,21 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	c.errors.Collect(ch)
 }
 
+// failed counts a failed read and logs it, at most once a minute per source
+// (a scrape a second during an outage would flood the log).
 func (c *Collector) failed(source string, err error) {
 	c.errors.WithLabelValues(source).Inc()
-	c.log.Warn("ops: a metrics source failed; left out of this scrape", "source", source, "err", err)
+	c.mu.Lock()
+	last := c.logged[source]
+	now := time.Now()
+	quiet := now.Sub(last) < time.Minute
+	if !quiet {
+		c.logged[source] = now
+	}
+	c.mu.Unlock()
+	if !quiet {
+		c.log.Warn("ops: a metrics source failed; left out of scrapes while it fails (logged once a minute)", "source", source, "err", err)
+	}
 }
 
 // listSales returns the sales that ended less than Retain ago, from a list
