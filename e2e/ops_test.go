@@ -324,13 +324,13 @@ func chromiumPath(t *testing.T) string {
 // runChromium opens url in a fresh headless Chromium, lets the page run for
 // budget of virtual time (its polls of the server are real requests), writes
 // a screenshot to shot and returns the page's DOM at that moment.
-func runChromium(t *testing.T, url string, budget time.Duration, shot string) string {
+func runChromium(t *testing.T, url string, budget time.Duration, shot string, width, height int) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, chromiumPath(t), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
 		"--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--disable-extensions", "--user-data-dir="+t.TempDir(), "--window-size=1280,1400",
+		"--disable-extensions", "--user-data-dir="+t.TempDir(), fmt.Sprintf("--window-size=%d,%d", width, height),
 		fmt.Sprintf("--virtual-time-budget=%d", budget.Milliseconds()), "--dump-dom", "--screenshot="+shot, url)
 	// Chromium forks helpers: on timeout, end the whole process group.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -352,6 +352,7 @@ type liveSaleFigures struct {
 	Charts, Drawn, Foreign int
 	Samples                int
 	LastT                  string
+	Overflow               string
 	Resources              []string
 }
 
@@ -379,6 +380,7 @@ func parseLiveDOM(t *testing.T, dom, id string) liveSaleFigures {
 	f.Foreign, _ = strconv.Atoi(attrs["foreign"])
 	f.Samples, _ = strconv.Atoi(attrs["samples"])
 	f.LastT = attrs["last-t"]
+	f.Overflow = attrs["overflow"]
 	start := strings.Index(dom, `<tr data-sale="`+id+`">`)
 	if start < 0 {
 		t.Fatalf("the page has no row for sale %s (samples %d):\n%s", id, f.Samples, tail(dom, 40))
@@ -441,7 +443,7 @@ func awaitLiveSample(t *testing.T, c *client, id string) saleView {
 // checkShot decodes a screenshot and asserts it is the page with its charts:
 // the window's size and many colours (lines, legends), not a blank or an error
 // page.
-func checkShot(t *testing.T, path string) image.Image {
+func checkShot(t *testing.T, path string, width, height int) image.Image {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
@@ -452,12 +454,12 @@ func checkShot(t *testing.T, path string) image.Image {
 	if err != nil {
 		t.Fatalf("screenshot %s: %v", path, err)
 	}
-	if b := img.Bounds(); b.Dx() != 1280 || b.Dy() != 1400 {
-		t.Fatalf("screenshot is %dx%d, want 1280x1400", b.Dx(), b.Dy())
+	if b := img.Bounds(); b.Dx() != width || b.Dy() != height {
+		t.Fatalf("screenshot is %dx%d, want %dx%d", b.Dx(), b.Dy(), width, height)
 	}
 	colours := map[[3]int]bool{}
-	for y := 0; y < 1400; y += 2 {
-		for x := 0; x < 1280; x += 2 {
+	for y := 0; y < height; y += 2 {
+		for x := 0; x < width; x += 2 {
 			r, g, b := rgb8(img, x, y)
 			if absInt(r-g) > 40 || absInt(g-b) > 40 || absInt(r-b) > 40 { // saturated: series, not text or grid
 				colours[[3]int{r >> 4, g >> 4, b >> 4}] = true
@@ -513,8 +515,8 @@ func TestLivePageInChromium(t *testing.T) {
 		t.Helper()
 		view := awaitLiveSample(t, c, id)
 		shot := filepath.Join(dir, fmt.Sprintf("live-%d.png", n))
-		fig := parseLiveDOM(t, runChromium(t, pageURL, 4*time.Second, shot), id)
-		checkShot(t, shot)
+		fig := parseLiveDOM(t, runChromium(t, pageURL, 2*time.Second, shot, 1280, 1400), id)
+		checkShot(t, shot, 1280, 1400)
 		t.Logf("look %d: page %+v; sale view %s %+v; screenshot %s", n, fig, view.State, view.Stock, shot)
 		if fig.State != view.State || fig.Available != view.Stock.Available || fig.Held != view.Stock.Held || fig.Sold != view.Stock.Sold {
 			t.Errorf("look %d: the page shows %s available %d held %d sold %d; the sale view %s %+v",
@@ -544,6 +546,18 @@ func TestLivePageInChromium(t *testing.T) {
 	}
 	if fig2.LastT <= fig1.LastT || fig2.Admitted == fig1.Admitted {
 		t.Errorf("the page's sample did not move: %s → %s, admitted %s → %s", fig1.LastT, fig2.LastT, fig1.Admitted, fig2.Admitted)
+	}
+	if fig1.Overflow != "0" {
+		t.Errorf("on a laptop's window the page is wider than the window (data-overflow %q)", fig1.Overflow)
+	}
+	// On a phone's width: the same figures, every chart drawn, nothing wider
+	// than the screen (the sales table scrolls inside its box).
+	shot := filepath.Join(dir, "live-phone.png")
+	phone := parseLiveDOM(t, runChromium(t, pageURL, 2*time.Second, shot, 390, 1600), id)
+	checkShot(t, shot, 390, 1600)
+	t.Logf("phone: page %+v; screenshot %s", phone, shot)
+	if phone.Available != view2.Stock.Available || phone.Charts < 5 || phone.Drawn != phone.Charts || phone.Overflow != "0" || phone.Foreign != 0 {
+		t.Errorf("on a phone's width: %+v; want available %d, >= 5 charts all drawn, no overflow, nothing foreign", phone, view2.Stock.Available)
 	}
 	p.Stop()
 }

@@ -185,6 +185,8 @@
     body.dataset.charts = String(Object.keys(charts).length);
     body.dataset.chartsDrawn = String(drawn());
     body.dataset.lastT = String(s.t);
+    // The page fits the window's width (a phone): only tables scroll sideways.
+    body.dataset.overflow = document.documentElement.scrollWidth > window.innerWidth + 1 ? "1" : "0";
   }
   // Polls the samples taken since the last one every second: one short request
   // at a time (no connection held open), so a proxy, a phone going to sleep or
