@@ -613,8 +613,8 @@ func TestBoolify(t *testing.T) {
 	for in, want := range map[string]string{
 		`max by (sale) (x) > 0`: `max by (sale) (x) > bool 0`,
 		`max(m{queue=~".+\\.purchase",a!="b"}) > 0 and on() sum(rate(w[1m])) == 0`: `max(m{queue=~".+\\.purchase",a!="b"}) > bool 0 and on() sum(rate(w[1m])) == bool 0`,
-		`up{job="flashsale"} == 0`:  `up{job="flashsale"} == bool 0`,
-		`a >= 1 or b != 2`:          `a >= bool 1 or b != bool 2`,
+		`up{job="flashsale"} == 0`: `up{job="flashsale"} == bool 0`,
+		`a >= 1 or b != 2`:         `a >= bool 1 or b != bool 2`,
 		`histogram_quantile(0.99, sum by (le) (rate(h[5m]))) > 10`: `histogram_quantile(0.99, sum by (le) (rate(h[5m]))) > bool 10`,
 	} {
 		if got := boolify(in); got != want {

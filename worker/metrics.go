@@ -16,7 +16,7 @@ var finalBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 3
 // and registers them with the Registry, if any.
 func (w *Worker) initOpsMetrics() {
 	w.final = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "flashsale_ticket_final_seconds",
-		Help: "Time from a purchase's admission (its 202, PurchaseRequest.AdmittedAt on the ingress's clock) to its ticket's final answer written by a worker: an order created (pending_payment), sold_out or failed.",
+		Help:    "Time from a purchase's admission (its 202, PurchaseRequest.AdmittedAt on the ingress's clock) to its ticket's final answer written by a worker: an order created (pending_payment), sold_out or failed.",
 		Buckets: finalBuckets})
 	w.refused.WithLabelValues("sold_out")
 	w.refused.WithLabelValues("over_limit")

@@ -110,8 +110,9 @@ type Worker struct {
 	refused  *prometheus.CounterVec
 	batchDur prometheus.Histogram
 	stageDur *prometheus.HistogramVec
-	final    prometheus.Histogram // see metrics.go
 	retry    atomic.Int64 // the current wait before a retry, ns; see Config.RetryMin
+
+	final prometheus.Histogram // flashsale_ticket_final_seconds (metrics.go)
 }
 
 // backoff waits before failed messages are tried again (see Config.RetryMin),
