@@ -28,7 +28,9 @@ func (w *Worker) initOpsMetrics() {
 // observeFinal records in flashsale_ticket_final_seconds the time from req's
 // admission to now, when t (the ticket just written and acked) is the
 // purchase's final answer: pending_payment (its order exists), sold_out or
-// failed. A redelivered purchase whose ticket went further meanwhile (paid,
+// failed. A purchase dead-lettered after repeated failures is not observed (it
+// is counted in flashsale_worker_messages_total{outcome="dead_letter_settled"}
+// and alerts as tickets not final while it is stuck). A redelivered purchase whose ticket went further meanwhile (paid,
 // expired, cancelled) is not observed; one redelivered after its ack was lost
 // is observed again (rare: a connection lost between the ack and its arrival).
 // The clocks of the ingress and the worker are assumed in step.

@@ -558,9 +558,5 @@ func (w *Worker) deadLetter(ctx context.Context, m Message) error {
 		return err
 	}
 	w.log.Warn("dead-lettered purchase failed its ticket", "ticket", req.TicketID, "sale", req.SaleID)
-	if err := w.cfg.Stock.PutTickets(ctx, t); err != nil {
-		return err
-	}
-	w.observeFinal(&req, t)
-	return nil
+	return w.cfg.Stock.PutTickets(ctx, t)
 }
