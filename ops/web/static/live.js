@@ -181,12 +181,18 @@
         charts[k].plot.destroy(); charts[k].el.remove(); delete charts[k];
       }
     });
+    // A chart made before the page grew a scrollbar is too wide: fit it.
+    Object.keys(charts).forEach(function (k) {
+      var c = charts[k], w = chartWidth(c.el);
+      if (c.plot.width !== w) c.plot.setSize({ width: w, height: 180 });
+    });
     body.dataset.samples = String(samples.length);
     body.dataset.charts = String(Object.keys(charts).length);
     body.dataset.chartsDrawn = String(drawn());
     body.dataset.lastT = String(s.t);
     // The page fits the window's width (a phone): only tables scroll sideways.
-    body.dataset.overflow = document.documentElement.scrollWidth > window.innerWidth + 1 ? "1" : "0";
+    var root = document.documentElement;
+    body.dataset.overflow = root.scrollWidth > root.clientWidth ? "1" : "0";
   }
   // Polls the samples taken since the last one every second: one short request
   // at a time (no connection held open), so a proxy, a phone going to sleep or
