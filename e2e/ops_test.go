@@ -139,7 +139,7 @@ func mysqlUnits(t *testing.T, e *env, saleID string) (held, sold, expired int) {
 
 // TestOpsMetricsAgreeWithSale runs a scripted sale (sell-out, a double click,
 // latecomers turned away, payments through the signed webhook, a paid buyer
-// over the limit, the rest expiring after a 3 s window) and then checks every
+// over the limit, the rest expiring after a 6 s window) and then checks every
 // per-sale series of /metrics against the sale view, the orders in MySQL and
 // the answers the buyers got.
 func TestOpsMetricsAgreeWithSale(t *testing.T) {
@@ -148,7 +148,7 @@ func TestOpsMetricsAgreeWithSale(t *testing.T) {
 	c := p.client()
 	const stock, price = 6, 1500
 	spec := openSale(stock, 1, price)
-	spec.PaymentWindowSeconds = 3
+	spec.PaymentWindowSeconds = 6
 	id := c.createSale(t, spec)
 
 	answers := map[string]int{}
@@ -172,10 +172,10 @@ func TestOpsMetricsAgreeWithSale(t *testing.T) {
 		}
 	}
 	buy("buyer-0") // a double click: the live ticket again (counted as whatever it answered)
-	for i := 0; i < 3; i++ {
-		buy(fmt.Sprintf("late-%d", i)) // sold out, unless an order expired already
-	}
 	final := c.awaitFinal(t, refs, 60*time.Second)
+	for i := 0; i < 3; i++ {
+		buy(fmt.Sprintf("late-%d", i)) // every unit is held: sold out (unless an order expired already)
+	}
 
 	// Two buyers pay through the signed webhook, then one of them tries again.
 	paid := 0
@@ -208,7 +208,7 @@ func TestOpsMetricsAgreeWithSale(t *testing.T) {
 	}
 	final = c.awaitFinal(t, refs, 60*time.Second)
 
-	// Every unpaid order expires (3 s window; delayq and the 1 s sweeper).
+	// Every unpaid order expires (6 s window; delayq and the 1 s sweeper).
 	eventually(t, 30*time.Second, "every unpaid order expired", func() (bool, string) {
 		held, sold, expired := mysqlUnits(t, e, id)
 		return held == 0, fmt.Sprintf("MySQL: held %d, sold %d, expired orders %d", held, sold, expired)
