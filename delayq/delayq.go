@@ -67,6 +67,7 @@ type Queue struct {
 	cfg     Config
 	log     *slog.Logger
 	expired *prometheus.CounterVec
+	lag     prometheus.Histogram // see metrics.go
 }
 
 // New returns a Queue.
@@ -92,6 +93,7 @@ func New(cfg Config) (*Queue, error) {
 	if cfg.Registry != nil {
 		cfg.Registry.MustRegister(q.expired)
 	}
+	q.initOpsMetrics()
 	return q, nil
 }
 
@@ -175,6 +177,7 @@ func (q *Queue) HandleExpiry(ctx context.Context, msgs []flashsale.Message) {
 		default:
 			if o.Status == flashsale.OrderExpired {
 				q.expired.WithLabelValues("queue").Inc()
+				q.observeLag(o)
 			}
 			m.Ack()
 		}
@@ -246,6 +249,7 @@ func (q *Queue) expireAll(ctx context.Context, orders []*flashsale.Order) (int, 
 			if err == nil && got.Status == flashsale.OrderExpired {
 				expired++
 				q.expired.WithLabelValues("sweeper").Inc()
+				q.observeLag(got)
 			}
 		}()
 	}

@@ -7,7 +7,8 @@
 # wrongly exits silently).
 #
 #   deploy/services.sh            install + start Redis, RabbitMQ, MariaDB
-#   deploy/services.sh chromium   also install headless Chromium (tests only)
+#   deploy/services.sh chromium   also install headless Chromium and Prometheus (tests only:
+#                                 the page tests, promtool checks, a Prometheus scraping a sale)
 set -euo pipefail
 
 log() { printf 'services: %s\n' "$*" >&2; }
@@ -87,4 +88,9 @@ start_mariadb
 if [ "${1:-}" = chromium ]; then
   command -v chromium >/dev/null || install_pkgs chromium
   log "chromium: $(command -v chromium)"
+  # Debian's prometheus: promtool (deploy/prometheus checks) and the server the
+  # e2e test starts on a port of its own. Its package scripts start no daemon
+  # here (see install_pkgs); nothing listens on 9090 unless you start it.
+  { command -v promtool >/dev/null && command -v prometheus >/dev/null; } || install_pkgs prometheus
+  log "prometheus: $(command -v prometheus)"
 fi

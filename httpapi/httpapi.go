@@ -72,7 +72,20 @@ func WriteError(c *gin.Context, log *slog.Logger, err error) {
 	if fe.Code == flashsale.CodeRateLimited {
 		c.Header("Retry-After", "1")
 	}
+	c.Set(codeKey, fe.Code)
 	c.AbortWithStatusJSON(StatusOf(fe.Code), body)
+}
+
+// codeKey is where WriteError leaves the answered code in the gin context.
+const codeKey = "httpapi.code"
+
+// CodeOf returns the error code WriteError answered on c, or "" when the request
+// was not answered with an error (yet). Middleware reads it after c.Next(), e.g.
+// to count outcomes without parsing the body.
+func CodeOf(c *gin.Context) flashsale.Code {
+	code, _ := c.Get(codeKey)
+	fc, _ := code.(flashsale.Code)
+	return fc
 }
 
 // ReadBody reads the request body, at most MaxBody bytes (else 400 bad_request).

@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/flashsale/flashsale"
+	"github.com/flashsale/flashsale/httpapi"
 )
 
 type purchaseInput struct {
@@ -62,6 +63,10 @@ func (s *Server) purchaseBundle(c *gin.Context) {
 		lines[i] = flashsale.Line{SaleID: it.SaleID, Quantity: quantityOr1(it.Quantity)}
 	}
 	s.purchaseLines(c, lines)
+	// The bundle's one answer counts in each of its sales.
+	for _, l := range lines {
+		s.CountPurchase(c, l.SaleID, c.Writer.Status(), string(httpapi.CodeOf(c)))
+	}
 }
 
 func quantityOr1(q *int) int {

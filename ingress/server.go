@@ -102,6 +102,9 @@ type Config struct {
 	// Registry receives HTTP metrics; Gatherer serves /metrics. Both optional.
 	Registry prometheus.Registerer
 	Gatherer prometheus.Gatherer
+	// OpsElsewhere: /metrics and /readyz are served by the operations listener
+	// (FLASHSALE_OPS_ADDR), not by this server. Default false: they are here.
+	OpsElsewhere bool
 	// Log default slog.Default().
 	Log *slog.Logger
 	// Now is the clock; default time.Now.
@@ -118,6 +121,8 @@ type Server struct {
 	missing  negativeCache
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+	// purchases counts purchase answers by sale and outcome (metrics.go).
+	purchases *purchaseCounter
 }
 
 // New builds the router.
@@ -163,20 +168,23 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Registry != nil {
 		cfg.Registry.MustRegister(s.requests, s.latency)
 	}
+	s.purchases = newPurchaseCounter(cfg.Registry)
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
 	e.HandleMethodNotAllowed = false
 	e.Use(s.recover, s.observe)
 	e.NoRoute(func(c *gin.Context) { s.WriteError(c, flashsale.Errorf(flashsale.CodeNotFound, "no such endpoint")) })
 	e.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
-	e.GET("/readyz", s.readyz)
-	if cfg.Gatherer != nil {
+	if !cfg.OpsElsewhere {
+		e.GET("/readyz", s.readyz)
+	}
+	if cfg.Gatherer != nil && !cfg.OpsElsewhere {
 		e.GET("/metrics", gin.WrapH(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{})))
 	}
 	api := e.Group("/api/v1", s.deadline)
 	api.POST("/sales", s.admin, s.createSale)
 	api.GET("/sales/:id", s.getSale)
-	api.POST("/sales/:id/purchase", s.user, s.purchase)
+	api.POST("/sales/:id/purchase", s.user, s.countPurchase, s.purchase)
 	api.GET("/tickets/:id", s.user, s.knownID, s.getTicket)
 	api.GET("/orders/:id", s.user, s.knownID, s.getOrder)
 	api.POST("/orders/:id/cancel", s.user, s.knownID, s.cancelOrder)

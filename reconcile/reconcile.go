@@ -148,6 +148,7 @@ type Reconciler struct {
 	diffs    prometheus.Gauge
 	repaired *prometheus.CounterVec
 	oversold *prometheus.GaugeVec
+	byKind   *prometheus.GaugeVec // see metrics.go
 }
 
 // New returns a Reconciler.
@@ -187,6 +188,7 @@ func New(cfg Config) (*Reconciler, error) {
 	if cfg.Registry != nil {
 		cfg.Registry.MustRegister(r.passes, r.diffs, r.repaired, r.oversold)
 	}
+	r.initOpsMetrics()
 	return r, nil
 }
 
@@ -495,6 +497,7 @@ func (r *Reconciler) checkSale(ctx context.Context, sale *flashsale.Sale) (*Sale
 	mysql := flashsale.Stock{Total: sale.Stock, Held: rep.Orders.PendingUnits, Sold: rep.Orders.PaidUnits}
 	mysql.Available = mysql.Total - mysql.Held - mysql.Sold
 	rep.MySQL = &mysql
+	r.oversold.WithLabelValues(sale.ID).Add(0) // the sale's series exists, at 0 until it is ever oversold
 	if mysql.Available < 0 {
 		r.oversold.WithLabelValues(sale.ID).Set(float64(-mysql.Available))
 		r.log.Error("OVERSOLD: more units in orders than the sale's stock", "sale", sale.ID, "stock", sale.Stock,
@@ -735,6 +738,7 @@ func (r *Reconciler) Tick(ctx context.Context) (*Report, error) {
 	})
 	r.seen = seen
 	r.diffs.Set(float64(total))
+	r.setDiffsByKind(rep)
 	if len(pick) == 0 {
 		return rep, nil
 	}

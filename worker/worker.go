@@ -100,6 +100,8 @@ type Worker struct {
 	batchDur prometheus.Histogram
 	stageDur *prometheus.HistogramVec
 	retry    atomic.Int64 // the current wait before a retry, ns; see Config.RetryMin
+
+	final prometheus.Histogram // flashsale_ticket_final_seconds (metrics.go)
 }
 
 // backoff waits before failed messages are tried again (see Config.RetryMin),
@@ -175,6 +177,7 @@ func New(cfg Config) (*Worker, error) {
 	if cfg.Registry != nil {
 		cfg.Registry.MustRegister(w.outcomes, w.refused, w.batchDur, w.stageDur)
 	}
+	w.initOpsMetrics()
 	return w, nil
 }
 
@@ -250,6 +253,7 @@ func (w *Worker) HandlePurchases(ctx context.Context, msgs []flashsale.Message) 
 				failed = append(failed, it)
 			} else {
 				w.settle(string(it.ticket.Status), it.msg.Ack)
+				w.observeFinal(it.req, it.ticket)
 			}
 		}
 		w.backoff(ctx, len(failed) > 0)

@@ -80,7 +80,12 @@ func main() {
 		os.Exit(2)
 	}
 	fs := flag.NewFlagSet("flashsale "+cmd, flag.ContinueOnError)
+	opsCfg := opsFlags(fs)
 	cfg, err := loadConfig(fs, args)
+	var ocfg opsConfig
+	if err == nil {
+		ocfg, err = opsCfg()
+	}
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
@@ -89,7 +94,7 @@ func main() {
 		os.Exit(2)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel})).With("role", cmd)
-	if err := run(ctx, cmd, want, cfg, log); err != nil {
+	if err := run(ctx, cmd, want, cfg, ocfg, log); err != nil {
 		log.Error("exiting", "err", err)
 		os.Exit(1)
 	}
@@ -136,7 +141,7 @@ func consume(p *process, qc queue.Config, q string, n int, h flashsale.Handler) 
 }
 
 // run starts the roles and blocks until ctx ends, then stops them in order.
-func run(ctx context.Context, cmd string, roles []string, cfg *config, log *slog.Logger) error {
+func run(ctx context.Context, cmd string, roles []string, cfg *config, ocfg opsConfig, log *slog.Logger) error {
 	if cmd == "migrate" || cmd == "all" {
 		mctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 		err := mysqlstore.Migrate(mctx, cfg.mysql(), log)
@@ -178,7 +183,7 @@ func run(ctx context.Context, cmd string, roles []string, cfg *config, log *slog
 	if err != nil {
 		return err
 	}
-	if cfg.PprofAddr != "" {
+	if cfg.PprofAddr != "" && cfg.PprofAddr != ocfg.Addr { // the operations listener serves pprof too
 		// Profiles on a listener of their own, never on the public API.
 		go func() {
 			log.Info("pprof listening", "addr", cfg.PprofAddr)
@@ -187,6 +192,11 @@ func run(ctx context.Context, cmd string, roles []string, cfg *config, log *slog
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	opsSurf, err := newOpsSurface(ocfg, cfg, roles, reg, log)
+	if err != nil {
+		return err
+	}
+	opsSurf.ready = append(opsSurf.ready, rs.Ping, store.Ping)
 
 	p := &process{log: log, errs: make(chan error, 16)}
 	p.work, p.stop = context.WithCancel(context.WithoutCancel(ctx))
@@ -205,7 +215,7 @@ func run(ctx context.Context, cmd string, roles []string, cfg *config, log *slog
 			srv, err := ingress.New(ingress.Config{Sales: sales, Stock: stock, Orders: store, Queue: pub, Lifecycle: lc, Reservations: reservations,
 				AdminToken: cfg.AdminToken, LimitPerWindow: cfg.LimitPerWindow, Registry: reg, Gatherer: reg, Log: log,
 				Identity: cfg.Identity, UserPurchasesPerSecond: cfg.UserPurchasesPerSecond, Strikes: strikes,
-				Ready: []ingress.Check{rs.Ping, func(context.Context) error { return pub.Ready() }, store.Ping}})
+				Ready: []ingress.Check{rs.Ping, func(context.Context) error { return pub.Ready() }, store.Ping}, OpsElsewhere: ocfg.Addr != ""})
 			if err != nil {
 				return err
 			}
@@ -214,6 +224,10 @@ func run(ctx context.Context, cmd string, roles []string, cfg *config, log *slog
 				return err
 			}
 			pay.Register(srv.Router())
+			opsSurf.ready = append(opsSurf.ready, func(context.Context) error { return pub.Ready() })
+			if ocfg.Addr == "" && opsSurf.live != nil {
+				opsSurf.live.Register(srv.Router()) // without an operations listener, the live page is here
+			}
 			hs := &http.Server{Addr: cfg.HTTPAddr, Handler: srv.Handler(), ReadHeaderTimeout: 5 * time.Second,
 				ReadTimeout: 10 * time.Second, WriteTimeout: 15 * time.Second, IdleTimeout: 60 * time.Second,
 				MaxHeaderBytes: maxHeaderBytes,
@@ -230,6 +244,9 @@ func run(ctx context.Context, cmd string, roles []string, cfg *config, log *slog
 					p.errs <- fmt.Errorf("ingress: %w", err)
 				}
 			}()
+			if ocfg.Addr == "" && opsSurf.live != nil {
+				hs.RegisterOnShutdown(opsSurf.live.Close)
+			}
 			p.intake = append(p.intake, func(c context.Context) { hs.Shutdown(c) })
 		case "worker":
 			w, err := worker.New(worker.Config{Sales: sales, Stock: stock, Orders: store, Log: log, Registry: reg,
@@ -274,6 +291,9 @@ func run(ctx context.Context, cmd string, roles []string, cfg *config, log *slog
 			}
 			p.spawn(func(ctx context.Context) error { r.Run(ctx); return nil })
 		}
+	}
+	if err := opsSurf.start(p, cmd, cfg, store, stock, reg, log); err != nil {
+		return err
 	}
 	var runErr error
 	select {

@@ -1,0 +1,121 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/flashsale/flashsale/mysqlstore"
+	"github.com/flashsale/flashsale/ops"
+	"github.com/flashsale/flashsale/queue"
+)
+
+// opsConfig are the settings of the operations surface (package ops).
+type opsConfig struct {
+	// Addr (FLASHSALE_OPS_ADDR) is the operations listener: /metrics, /readyz,
+	// /healthz, pprof and the live page, which then leave the public listener.
+	// Empty (the default): they stay on FLASHSALE_HTTP_ADDR (pprof only on
+	// FLASHSALE_PPROF_ADDR), and processes without the ingress role serve none
+	// of them.
+	Addr string
+}
+
+// opsFlags registers the operations settings on fs; the returned function
+// validates them after fs was parsed.
+func opsFlags(fs *flag.FlagSet) func() (opsConfig, error) {
+	addr := fs.String("ops-addr", env("FLASHSALE_OPS_ADDR", ""),
+		"serve /metrics, /readyz, /healthz, pprof and the live page on this address instead of the HTTP address (off when empty)")
+	return func() (opsConfig, error) {
+		if *addr != "" {
+			if _, _, err := net.SplitHostPort(*addr); err != nil {
+				return opsConfig{}, fmt.Errorf("FLASHSALE_OPS_ADDR: %w", err)
+			}
+		}
+		return opsConfig{Addr: *addr}, nil
+	}
+}
+
+// opsSurface is the process's operations surface: the scrape-time collector,
+// the live page (when something serves it) and the operations listener.
+type opsSurface struct {
+	cfg   opsConfig
+	live  *ops.Live // nil: not served by this process
+	ready []ops.Check
+}
+
+// newOpsSurface creates the live page when this process will serve it: on the
+// operations listener, or on the ingress's listener.
+func newOpsSurface(ocfg opsConfig, cfg *config, roles []string, reg *prometheus.Registry, log *slog.Logger) (*opsSurface, error) {
+	o := &opsSurface{cfg: ocfg}
+	serves := ocfg.Addr != ""
+	for _, r := range roles {
+		serves = serves || r == "ingress"
+	}
+	if serves {
+		live, err := ops.NewLive(ops.LiveConfig{Gatherer: reg, AdminToken: cfg.AdminToken, Log: log})
+		if err != nil {
+			return nil, err
+		}
+		o.live = live
+	}
+	return o, nil
+}
+
+// start registers the collector, starts the live page's sampler and, when
+// FLASHSALE_OPS_ADDR is set, the operations listener (stopped with the intake).
+func (o *opsSurface) start(p *process, cmd string, cfg *config, store *mysqlstore.Store, stock ops.StockReader, reg *prometheus.Registry, log *slog.Logger) error {
+	insp, err := queue.NewInspector(cfg.queue(log, "ops"))
+	if err != nil {
+		return err
+	}
+	col, err := ops.NewCollector(ops.CollectorConfig{Sales: store, Stock: stock, Book: store, Role: cmd, Ready: o.ready, Log: log,
+		Queues: func(ctx context.Context) ([]ops.QueueStat, error) {
+			stats, err := insp.Stats(ctx)
+			out := make([]ops.QueueStat, len(stats))
+			for i, s := range stats {
+				out[i] = ops.QueueStat{Name: s.Name, Messages: s.Messages, Consumers: s.Consumers}
+			}
+			return out, err
+		}})
+	if err != nil {
+		return err
+	}
+	reg.MustRegister(col)
+	p.spawn(func(ctx context.Context) error { <-ctx.Done(); return insp.Close() })
+	if o.live != nil {
+		p.spawn(func(ctx context.Context) error { o.live.Run(ctx); return nil })
+	}
+	if o.cfg.Addr == "" {
+		return nil
+	}
+	h, err := ops.Handler(ops.HandlerConfig{Gatherer: reg, Ready: o.ready, Live: o.live, Pprof: true})
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{Addr: o.cfg.Addr, Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: 60 * time.Second, IdleTimeout: 60 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	if o.live != nil {
+		hs.RegisterOnShutdown(o.live.Close)
+	}
+	ln, err := net.Listen("tcp", o.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("ops listener: %w", err)
+	}
+	log.Info("operations listening", "addr", o.cfg.Addr)
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			p.errs <- fmt.Errorf("ops listener: %w", err)
+		}
+	}()
+	p.intake = append(p.intake, func(c context.Context) { hs.Shutdown(c) })
+	return nil
+}

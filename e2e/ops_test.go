@@ -1,0 +1,916 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"image"
+	"image/png"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The operations surface (issue 15): per-sale metrics that agree with the sale
+// view and MySQL, the live page in a real browser, and deploy/prometheus's
+// rules and dashboard evaluated by a real Prometheus scraping a real process.
+
+// promMetrics is one /metrics answer: value by series, the series written
+// name{label="value",...} with labels sorted by name (as client_golang writes
+// them).
+type promMetrics map[string]float64
+
+// scrapeMetrics GETs url and parses the Prometheus text format.
+func scrapeMetrics(t *testing.T, url string) promMetrics {
+	t.Helper()
+	hc := &http.Client{Timeout: 10 * time.Second}
+	resp, err := hc.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("GET %s: %d %s", url, resp.StatusCode, b)
+	}
+	m := promMetrics{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			t.Fatalf("metrics line %q: %v", line, err)
+		}
+		m[line[:i]] = v
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatalf("read %s: %v", url, err)
+	}
+	return m
+}
+
+// series names a series: name and label pairs (name, value, name, value...).
+func series(name string, labels ...string) string {
+	type kv struct{ k, v string }
+	var kvs []kv
+	for i := 0; i+1 < len(labels); i += 2 {
+		kvs = append(kvs, kv{labels[i], labels[i+1]})
+	}
+	if len(kvs) == 0 {
+		return name
+	}
+	sort.Slice(kvs, func(i, j int) bool { return kvs[i].k < kvs[j].k })
+	parts := make([]string, len(kvs))
+	for i, p := range kvs {
+		parts[i] = fmt.Sprintf("%s=%q", p.k, p.v)
+	}
+	return name + "{" + strings.Join(parts, ",") + "}"
+}
+
+// sum adds the values of every series of the family name whose labels
+// include all of labels.
+func (m promMetrics) sum(name string, labels ...string) (float64, int) {
+	total, n := 0.0, 0
+	for k, v := range m {
+		fam, rest, _ := strings.Cut(k, "{")
+		if fam != name {
+			continue
+		}
+		ok := true
+		for i := 0; i+1 < len(labels); i += 2 {
+			if !strings.Contains(","+rest, fmt.Sprintf(",%s=%q", labels[i], labels[i+1])) {
+				ok = false
+			}
+		}
+		if ok {
+			total += v
+			n++
+		}
+	}
+	return total, n
+}
+
+// purchaseOutcomes are the contract's outcome labels of flashsale_purchases_total.
+var purchaseOutcomes = []string{"admitted", "existing", "rate_limited", "sold_out", "limit_reached", "not_qualified", "blocked", "unavailable"}
+
+// answerOutcome is the outcome label a purchase answer is counted under.
+func answerOutcome(r reply) string {
+	switch r.Status {
+	case http.StatusAccepted:
+		return "admitted"
+	case http.StatusOK:
+		return "existing"
+	}
+	return r.errCode()
+}
+
+// mysqlUnits sums the sale's orders straight from the shards: units held by
+// pending_payment orders, sold by paid ones, and the count of expired orders.
+func mysqlUnits(t *testing.T, e *env, saleID string) (held, sold, expired int) {
+	t.Helper()
+	for _, r := range e.orders(t, saleID) {
+		switch r.Status {
+		case "pending_payment":
+			held += r.Quantity
+		case "paid":
+			sold += r.Quantity
+		case "expired":
+			expired++
+		}
+	}
+	return held, sold, expired
+}
+
+// TestOpsMetricsAgreeWithSale runs a scripted sale (sell-out, a double click,
+// latecomers turned away, payments through the signed webhook, a paid buyer
+// over the limit, the rest expiring after a 6 s window) and then checks every
+// per-sale series of /metrics against the sale view, the orders in MySQL and
+// the answers the buyers got.
+func TestOpsMetricsAgreeWithSale(t *testing.T) {
+	e := newEnv(t)
+	p := e.start("all", map[string]string{"FLASHSALE_SWEEP_INTERVAL": "1", "FLASHSALE_RECONCILE_INTERVAL": "1"})
+	c := p.client()
+	const stock, price = 6, 1500
+	spec := openSale(stock, 1, price)
+	spec.PaymentWindowSeconds = 6
+	id := c.createSale(t, spec)
+
+	answers := map[string]int{}
+	var refs []ticketRef
+	buy := func(u string) reply {
+		r := c.must(t, http.MethodPost, pathPurchase(id), user(u), nil)
+		o := answerOutcome(r)
+		answers[o]++
+		if r.Status == http.StatusAccepted {
+			var a purchaseAnswer
+			if err := r.decode(&a); err != nil {
+				t.Fatal(err)
+			}
+			refs = append(refs, ticketRef{User: u, TicketID: a.TicketID})
+		}
+		return r
+	}
+	for i := 0; i < stock; i++ {
+		if r := buy(fmt.Sprintf("buyer-%d", i)); r.Status != http.StatusAccepted {
+			t.Fatalf("buyer-%d: %s, want 202 (the sale has stock)", i, r)
+		}
+	}
+	buy("buyer-0") // a double click: the live ticket again (counted as whatever it answered)
+	final := c.awaitFinal(t, refs, 60*time.Second)
+	for i := 0; i < 3; i++ {
+		buy(fmt.Sprintf("late-%d", i)) // every unit is held: sold out (unless an order expired already)
+	}
+
+	// Two buyers pay through the signed webhook, then one of them tries again.
+	paid := 0
+	for _, ref := range refs {
+		v := final[ref.TicketID]
+		if v.Status != "pending_payment" || paid == 2 {
+			continue
+		}
+		o := placedOrder{User: ref.User, TicketID: ref.TicketID, OrderID: v.OrderID, AmountCents: price, Quantity: 1}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		r, err := c.pay(ctx, e.PaymentSecret, "pay-"+randHex(6), o)
+		cancel()
+		if st, err := payOutcome(r, err, o.OrderID); err != nil || st != "paid" {
+			t.Fatalf("paying order %s: %q %v", o.OrderID, st, err)
+		}
+		paid++
+		if paid == 1 {
+			if r := buy(ref.User); r.Status != http.StatusConflict {
+				t.Errorf("a paid buyer buying again (per_user_limit 1): %s, want 409 limit_reached", r)
+			}
+		}
+	}
+	if paid != 2 {
+		t.Fatalf("only %d orders were payable; the test needs 2", paid)
+	}
+	for _, o := range []string{"admitted", "sold_out", "limit_reached"} {
+		if answers[o] == 0 {
+			t.Errorf("the script got no %s answer (answers %v): it does not test that outcome", o, answers)
+		}
+	}
+	final = c.awaitFinal(t, refs, 60*time.Second)
+
+	// Every unpaid order expires (6 s window; delayq and the 1 s sweeper).
+	eventually(t, 30*time.Second, "every unpaid order expired", func() (bool, string) {
+		held, sold, expired := mysqlUnits(t, e, id)
+		return held == 0, fmt.Sprintf("MySQL: held %d, sold %d, expired orders %d", held, sold, expired)
+	})
+	view := c.sale(t, id)
+	held, sold, expired := mysqlUnits(t, e, id)
+	if view.Stock.Held != held || view.Stock.Sold != sold || view.Stock.Available != stock-held-sold {
+		t.Fatalf("sale view %+v disagrees with MySQL (held %d, sold %d)", view.Stock, held, sold)
+	}
+	if expired == 0 || sold != 2 {
+		t.Fatalf("the script wants expiries and 2 payments: MySQL sold %d, expired orders %d", sold, expired)
+	}
+
+	var m promMetrics
+	eventually(t, 20*time.Second, "/metrics settled (reconciler pass, outbox sent, queue empty)", func() (bool, string) {
+		m = scrapeMetrics(t, p.URL+"/metrics")
+		_, oversold := m[series("flashsale_oversold_units", "sale", id)]
+		backlog, shards := m.sum("flashsale_outbox_backlog")
+		queued := m[series("flashsale_queue_messages", "queue", e.NS+".purchase")]
+		return oversold && shards == 2 && backlog == 0 && queued == 0,
+			fmt.Sprintf("oversold series %v, outbox backlog %v on %d shards, purchase queue %v", oversold, backlog, shards, queued)
+	})
+	check := func(what string, got, want float64) {
+		t.Helper()
+		if got != want {
+			t.Errorf("%s = %v, want %v", what, got, want)
+		} else {
+			t.Logf("%s = %v", what, got)
+		}
+	}
+	for state, want := range map[string]int{"available": view.Stock.Available, "held": view.Stock.Held, "sold": view.Stock.Sold} {
+		k := series("flashsale_sale_units", "sale", id, "state", state)
+		v, ok := m[k]
+		if !ok {
+			t.Errorf("/metrics has no %s", k)
+		}
+		check(k, v, float64(want))
+	}
+	check(series("flashsale_sale_state", "sale", id, "state", view.State), m[series("flashsale_sale_state", "sale", id, "state", view.State)], 1)
+	if _, n := m.sum("flashsale_sale_state", "sale", id); n != 1 {
+		t.Errorf("sale %s has %d flashsale_sale_state series, want 1", id, n)
+	}
+	for _, o := range purchaseOutcomes {
+		k := series("flashsale_purchases_total", "sale", id, "outcome", o)
+		if _, ok := m[k]; !ok {
+			t.Errorf("/metrics has no %s", k)
+		}
+		check(k, m[k], float64(answers[o]))
+	}
+	if _, n := m.sum("flashsale_purchases_total", "sale", id); n != len(purchaseOutcomes) {
+		t.Errorf("sale %s has %d flashsale_purchases_total series, want %d (the contract's outcomes)", id, n, len(purchaseOutcomes))
+	}
+	// Every 202 became final once: an order (pending_payment) for each.
+	check("flashsale_ticket_final_seconds_count", m["flashsale_ticket_final_seconds_count"], float64(answers["admitted"]))
+	if m["flashsale_ticket_final_seconds_sum"] <= 0 || m["flashsale_ticket_final_seconds_sum"] > 30*float64(answers["admitted"]) {
+		t.Errorf("flashsale_ticket_final_seconds_sum = %v for %d tickets", m["flashsale_ticket_final_seconds_sum"], answers["admitted"])
+	}
+	ordersMade := 0
+	for _, v := range final {
+		if v.OrderID != "" {
+			ordersMade++
+		}
+	}
+	check("orders in MySQL", float64(len(e.orders(t, id))), float64(ordersMade))
+	// Expiry: each expired order observed at least once (a duplicate message for
+	// an order already expired is observed again), none of them late.
+	if n := m["flashsale_expiry_lag_seconds_count"]; n < float64(expired) {
+		t.Errorf("flashsale_expiry_lag_seconds_count = %v, want >= %d expired orders", n, expired)
+	}
+	if v := m[series("flashsale_expiry_lag_seconds_bucket", "le", "+Inf")] - m[series("flashsale_expiry_lag_seconds_bucket", "le", "10")]; v != 0 {
+		t.Errorf("%v expiries more than 10 s after pay_by", v)
+	}
+	if n, _ := m.sum("flashsale_delayq_expired_total"); n < float64(expired) {
+		t.Errorf("flashsale_delayq_expired_total = %v, want >= %d", n, expired)
+	}
+	overdue, _ := m.sum("flashsale_expiry_overdue_orders")
+	check("flashsale_expiry_overdue_orders (all shards)", overdue, 0)
+	check("flashsale_oversold_units{sale}", m[series("flashsale_oversold_units", "sale", id)], 0)
+	diffs, kinds := m.sum("flashsale_reconcile_differences_by_kind")
+	check("flashsale_reconcile_differences_by_kind (sum)", diffs, 0)
+	if kinds != 5 {
+		t.Errorf("flashsale_reconcile_differences_by_kind has %d kinds, want 5", kinds)
+	}
+	check("flashsale_ready{role=all}", m[series("flashsale_ready", "role", "all")], 1)
+	for _, q := range []string{".purchase", ".purchase.dead", ".delayq.created", ".expiry"} {
+		k := series("flashsale_queue_consumers", "queue", e.NS+q)
+		if m[k] < 1 {
+			t.Errorf("%s = %v, want >= 1 (flashsale all consumes it)", k, m[k])
+		}
+	}
+	if _, n := m.sum("flashsale_stock_cap_refusals_total"); n != 2 {
+		t.Errorf("flashsale_stock_cap_refusals_total has %d series, want 2 (sold_out, over_limit, at 0)", n)
+	}
+	p.Stop()
+}
+
+// --- the live page in headless Chromium ---
+
+// chromiumPath returns Debian's chromium; without it the test fails when CI is
+// set and skips otherwise.
+func chromiumPath(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("chromium")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("chromium not installed (CI is set, so this fails; deploy/services.sh chromium installs it): %v", err)
+		}
+		t.Skipf("chromium not installed (deploy/services.sh chromium): %v", err)
+	}
+	return p
+}
+
+// runChromium opens url in a fresh headless Chromium, lets the page run for
+// budget of virtual time (its polls of the server are real requests), writes
+// a screenshot to shot and returns the page's DOM at that moment.
+func runChromium(t *testing.T, url string, budget time.Duration, shot string, width, height int) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, chromiumPath(t), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+		"--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+		"--disable-extensions", "--user-data-dir="+t.TempDir(), fmt.Sprintf("--window-size=%d,%d", width, height),
+		fmt.Sprintf("--virtual-time-budget=%d", budget.Milliseconds()), "--dump-dom", "--screenshot="+shot, url)
+	// Chromium forks helpers: on timeout, end the whole process group.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil && !errors.Is(err, exec.ErrWaitDelay) {
+		t.Fatalf("chromium: %v\n%s", err, tail(stderr.String(), 30))
+	}
+	return stdout.String()
+}
+
+// liveSaleFigures are the page's figures of one sale, read from its DOM.
+type liveSaleFigures struct {
+	State                  string
+	Available, Held, Sold  int
+	Admitted               string
+	Charts, Drawn, Foreign int
+	Samples                int
+	LastT                  string
+	Overflow               string
+	Resources              []string
+}
+
+var (
+	reBodyAttr = regexp.MustCompile(`<body([^>]*)>`)
+	reAttr     = regexp.MustCompile(`data-([a-z-]+)="([^"]*)"`)
+	reCell     = regexp.MustCompile(`<td data-field="([a-z_]+)"[^>]*>([^<]*)</td>`)
+	reRes      = regexp.MustCompile(`(?s)<span id="resources"[^>]*>(.*?)</span>`)
+)
+
+// parseLiveDOM reads the figures of sale id from a --dump-dom of the page.
+func parseLiveDOM(t *testing.T, dom, id string) liveSaleFigures {
+	t.Helper()
+	var f liveSaleFigures
+	bm := reBodyAttr.FindStringSubmatch(dom)
+	if bm == nil {
+		t.Fatalf("no <body> in the page:\n%s", tail(dom, 20))
+	}
+	attrs := map[string]string{}
+	for _, a := range reAttr.FindAllStringSubmatch(bm[1], -1) {
+		attrs[a[1]] = a[2]
+	}
+	f.Charts, _ = strconv.Atoi(attrs["charts"])
+	f.Drawn, _ = strconv.Atoi(attrs["charts-drawn"])
+	f.Foreign, _ = strconv.Atoi(attrs["foreign"])
+	f.Samples, _ = strconv.Atoi(attrs["samples"])
+	f.LastT = attrs["last-t"]
+	f.Overflow = attrs["overflow"]
+	start := strings.Index(dom, `<tr data-sale="`+id+`">`)
+	if start < 0 {
+		t.Fatalf("the page has no row for sale %s (samples %d):\n%s", id, f.Samples, tail(dom, 40))
+	}
+	row := dom[start:]
+	row = row[:strings.Index(row, "</tr>")]
+	cells := map[string]string{}
+	for _, c := range reCell.FindAllStringSubmatch(row, -1) {
+		cells[c[1]] = c[2]
+	}
+	f.State = cells["state"]
+	f.Available, _ = strconv.Atoi(cells["available"])
+	f.Held, _ = strconv.Atoi(cells["held"])
+	f.Sold, _ = strconv.Atoi(cells["sold"])
+	f.Admitted = cells["admitted"]
+	if rm := reRes.FindStringSubmatch(dom); rm != nil {
+		f.Resources = strings.Fields(rm[1])
+	}
+	return f
+}
+
+// liveSample is the part of a /ops/live/data sample the test reads.
+type liveSample struct {
+	T     int64 `json:"t"`
+	Sales []struct {
+		ID        string `json:"id"`
+		State     string `json:"state"`
+		Available int    `json:"available"`
+		Held      int    `json:"held"`
+		Sold      int    `json:"sold"`
+	} `json:"sales"`
+}
+
+// awaitLiveSample polls /ops/live/data until the page's latest sample has sale
+// id's view (state and stock) and returns the view.
+func awaitLiveSample(t *testing.T, c *client, id string) saleView {
+	t.Helper()
+	var view saleView
+	eventually(t, 15*time.Second, "the live page's latest sample shows the sale view", func() (bool, string) {
+		view = c.sale(t, id)
+		r := c.must(t, http.MethodGet, "/ops/live/data", c.admin(), nil)
+		var d struct {
+			Samples []liveSample `json:"samples"`
+		}
+		if r.Status != http.StatusOK || r.decode(&d) != nil || len(d.Samples) == 0 {
+			return false, r.String()
+		}
+		last := d.Samples[len(d.Samples)-1]
+		for _, s := range last.Sales {
+			if s.ID == id {
+				ok := s.State == view.State && s.Available == view.Stock.Available && s.Held == view.Stock.Held && s.Sold == view.Stock.Sold
+				return ok, fmt.Sprintf("sample %+v, view %s %+v", s, view.State, view.Stock)
+			}
+		}
+		return false, "no sale in the latest sample"
+	})
+	return view
+}
+
+// checkShot decodes a screenshot and asserts it is the page with its charts:
+// the window's size and many colours (lines, legends), not a blank or an error
+// page.
+func checkShot(t *testing.T, path string, width, height int) image.Image {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatalf("no screenshot: %v", err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatalf("screenshot %s: %v", path, err)
+	}
+	if b := img.Bounds(); b.Dx() != width || b.Dy() != height {
+		t.Fatalf("screenshot is %dx%d, want %dx%d", b.Dx(), b.Dy(), width, height)
+	}
+	colours := map[[3]int]bool{}
+	for y := 0; y < height; y += 2 {
+		for x := 0; x < width; x += 2 {
+			r, g, b := rgb8(img, x, y)
+			if absInt(r-g) > 40 || absInt(g-b) > 40 || absInt(r-b) > 40 { // saturated: series, not text or grid
+				colours[[3]int{r >> 4, g >> 4, b >> 4}] = true
+			}
+		}
+	}
+	if len(colours) < 6 {
+		t.Errorf("screenshot %s has %d saturated colours; want the charts' series", path, len(colours))
+	}
+	return img
+}
+
+// TestLivePageInChromium opens the live page in headless Chromium twice during
+// an open sale, buyers purchasing in between: the page logs in with ?token=,
+// renders every chart, shows the sale view's figures, moves between the two
+// looks, and fetched nothing but from the server itself.
+func TestLivePageInChromium(t *testing.T) {
+	chromiumPath(t)
+	e := newEnv(t)
+	p := e.start("all", nil)
+	c := p.client()
+	const stock = 500
+	id := c.createSale(t, openSale(stock, 1, 2500))
+
+	// Logged out: a login form, no data.
+	if r := c.must(t, http.MethodGet, "/ops/live", nil, nil); r.Status != http.StatusUnauthorized || !strings.Contains(string(r.Body), `action="/ops/login"`) {
+		t.Errorf("GET /ops/live without the cookie: %s, want 401 with the login form", r)
+	}
+	if r := c.must(t, http.MethodGet, "/ops/live/data", nil, nil); r.Status != http.StatusUnauthorized {
+		t.Errorf("GET /ops/live/data without the token: %s, want 401", r)
+	}
+	if r := c.must(t, http.MethodGet, "/ops/live?token=wrong", nil, nil); r.Status != http.StatusUnauthorized {
+		t.Errorf("GET /ops/live?token=wrong: %s, want 401", r)
+	}
+
+	round := func(prefix string, n int) {
+		t.Helper()
+		users := make([]string, n)
+		for i := range users {
+			users[i] = fmt.Sprintf("%s-%d", prefix, i)
+		}
+		refs, ta := accepted(t, c.burst(id, users, true))
+		ta.only(t, "202")
+		c.awaitFinal(t, refs, 60*time.Second)
+	}
+	pageURL := p.URL + "/ops/live?token=" + e.AdminToken
+	// FLASHSALE_OPS_SHOTS keeps the screenshots in that directory, to look at.
+	dir := os.Getenv("FLASHSALE_OPS_SHOTS")
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	look := func(n, width, height int) (liveSaleFigures, saleView) {
+		t.Helper()
+		view := awaitLiveSample(t, c, id)
+		shot := filepath.Join(dir, fmt.Sprintf("live-%d.png", n))
+		start := time.Now()
+		fig := parseLiveDOM(t, runChromium(t, pageURL, 2*time.Second, shot, width, height), id)
+		checkShot(t, shot, width, height)
+		t.Logf("look %d (%dx%d, chromium %s): page %+v; sale view %s %+v; screenshot %s", n, width, height,
+			time.Since(start).Round(time.Millisecond), fig, view.State, view.Stock, shot)
+		if fig.State != view.State || fig.Available != view.Stock.Available || fig.Held != view.Stock.Held || fig.Sold != view.Stock.Sold {
+			t.Errorf("look %d: the page shows %s available %d held %d sold %d; the sale view %s %+v",
+				n, fig.State, fig.Available, fig.Held, fig.Sold, view.State, view.Stock)
+		}
+		// Charts: purchases by outcome, queues, 202→final, orders/errors, the sale's units.
+		if fig.Charts < 5 || fig.Drawn != fig.Charts {
+			t.Errorf("look %d: %d charts, %d of them drawn; want >= 5, all drawn", n, fig.Charts, fig.Drawn)
+		}
+		// It fits the window's width, a phone's too: only tables scroll sideways.
+		if fig.Overflow != "0" {
+			t.Errorf("look %d: the page is wider than the %d px window (data-overflow %q)", n, width, fig.Overflow)
+		}
+		if fig.Foreign != 0 || len(fig.Resources) < 4 {
+			t.Errorf("look %d: %d requests left the server; resources %v", n, fig.Foreign, fig.Resources)
+		}
+		for _, u := range fig.Resources {
+			if !strings.HasPrefix(u, p.URL+"/") {
+				t.Errorf("look %d: the page fetched %s, not from %s", n, u, p.URL)
+			}
+		}
+		return fig, view
+	}
+
+	// The first look on a phone's width (500 CSS px: Chromium's narrowest
+	// window; the layout is fluid below that), the second on a laptop's.
+	round("early", 15)
+	fig1, view1 := look(1, 500, 1600)
+	round("later", 20)
+	fig2, view2 := look(2, 1280, 1400)
+	if view2.Stock.Available != view1.Stock.Available-20 || fig2.Available != fig1.Available-20 || fig2.Held != fig1.Held+20 {
+		t.Errorf("the page did not move with the sale: look 1 %+v, look 2 %+v (20 units bought in between)", fig1, fig2)
+	}
+	if fig2.LastT <= fig1.LastT || fig2.Admitted == fig1.Admitted {
+		t.Errorf("the page's sample did not move: %s → %s, admitted %s → %s", fig1.LastT, fig2.LastT, fig1.Admitted, fig2.Admitted)
+	}
+	p.Stop()
+}
+
+// --- a real Prometheus scraping a sale ---
+
+// boolify turns every comparison of a PromQL expression into its bool form
+// (`x > 0` into `x > bool 0`), so that an alert's expression returns its series
+// (0 or 1) whether the alert would fire or not: an empty result then means the
+// expression names series nobody exports. Label matchers (inside braces) and
+// strings are left alone.
+func boolify(q string) string {
+	var b strings.Builder
+	depth := 0
+	var quote byte
+	for i := 0; i < len(q); i++ {
+		ch := q[i]
+		if quote != 0 {
+			b.WriteByte(ch)
+			if ch == '\\' && i+1 < len(q) {
+				i++
+				b.WriteByte(q[i])
+			} else if ch == quote {
+				quote = 0
+			}
+			continue
+		}
+		switch {
+		case ch == '"' || ch == '\'' || ch == '`':
+			quote = ch
+		case ch == '{':
+			depth++
+		case ch == '}':
+			depth--
+		case depth == 0 && (ch == '>' || ch == '<' || ch == '=' || ch == '!'):
+			op := string(ch)
+			if i+1 < len(q) && q[i+1] == '=' {
+				op += "="
+				i++
+			}
+			if op != "=" && op != "!" {
+				op += " bool"
+			}
+			b.WriteString(op)
+			continue
+		}
+		b.WriteByte(ch)
+	}
+	return b.String()
+}
+
+func TestBoolify(t *testing.T) {
+	for in, want := range map[string]string{
+		`max by (sale) (x) > 0`: `max by (sale) (x) > bool 0`,
+		`max(m{queue=~".+\\.purchase",a!="b"}) > 0 and on() sum(rate(w[1m])) == 0`: `max(m{queue=~".+\\.purchase",a!="b"}) > bool 0 and on() sum(rate(w[1m])) == bool 0`,
+		`up{job="flashsale"} == 0`: `up{job="flashsale"} == bool 0`,
+		`a >= 1 or b != 2`:         `a >= bool 1 or b != bool 2`,
+		`histogram_quantile(0.99, sum by (le) (rate(h[5m]))) > 10`: `histogram_quantile(0.99, sum by (le) (rate(h[5m]))) > bool 10`,
+	} {
+		if got := boolify(in); got != want {
+			t.Errorf("boolify(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// ruleExprs reads the alert names and expressions of a rules file (plain,
+// or folded with >- over the following, more indented lines).
+func ruleExprs(t *testing.T, path string) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	lines := strings.Split(string(b), "\n")
+	alert := ""
+	for i := 0; i < len(lines); i++ {
+		line := strings.TrimSpace(lines[i])
+		if name, ok := strings.CutPrefix(line, "- alert: "); ok {
+			alert = name
+			continue
+		}
+		expr, ok := strings.CutPrefix(line, "expr: ")
+		if !ok {
+			continue
+		}
+		if expr == ">-" || expr == ">" || expr == "|" {
+			indent := len(lines[i]) - len(strings.TrimLeft(lines[i], " "))
+			var parts []string
+			for i+1 < len(lines) && len(lines[i+1])-len(strings.TrimLeft(lines[i+1], " ")) > indent && strings.TrimSpace(lines[i+1]) != "" {
+				i++
+				parts = append(parts, strings.TrimSpace(lines[i]))
+			}
+			expr = strings.Join(parts, " ")
+		}
+		out[alert] = expr
+	}
+	return out
+}
+
+// dashboardExprs reads every query of the Grafana dashboard, with its
+// variables given values: every sale, a 1-minute rate interval.
+func dashboardExprs(t *testing.T, path string) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr  string `json:"expr"`
+				RefID string `json:"refId"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(b, &d); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	out := map[string]string{}
+	r := strings.NewReplacer("$sale", ".*", "$__rate_interval", "1m")
+	for _, p := range d.Panels {
+		for _, q := range p.Targets {
+			out[p.Title+" "+q.RefID] = r.Replace(q.Expr)
+		}
+	}
+	return out
+}
+
+// promQuery runs an instant query and returns the number of series, or an
+// error when Prometheus refused the query.
+func promQuery(base, q string) (int, error) {
+	hc := &http.Client{Timeout: 10 * time.Second}
+	resp, err := hc.Get(base + "/api/v1/query?query=" + urlQueryEscape(q))
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var r struct {
+		Status string `json:"status"`
+		Error  string `json:"error"`
+		Data   struct {
+			Result []json.RawMessage `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		return 0, err
+	}
+	if r.Status != "success" {
+		return 0, fmt.Errorf("%s: %s", r.Status, r.Error)
+	}
+	return len(r.Data.Result), nil
+}
+
+func urlQueryEscape(s string) string {
+	return strings.NewReplacer("%", "%25", "+", "%2B", " ", "%20", "&", "%26", "#", "%23", "\"", "%22", "=", "%3D",
+		"{", "%7B", "}", "%7D", "[", "%5B", "]", "%5D", "\\", "%5C", "$", "%24", ">", "%3E", "<", "%3C", "|", "%7C", "~", "%7E").Replace(s)
+}
+
+// TestPrometheusEvaluatesDashboardAndRules starts Debian's Prometheus on
+// loopback (its own directory and port) with deploy/prometheus's configuration
+// pointed at a running `flashsale all` whose /metrics is on its operations
+// listener (FLASHSALE_OPS_ADDR), runs a sale, and evaluates every query of the
+// Grafana dashboard and every alert expression through Prometheus's HTTP API:
+// each must return series. It also checks what the operations listener moves
+// off the public one.
+func TestPrometheusEvaluatesDashboardAndRules(t *testing.T) {
+	promBin, err := exec.LookPath("prometheus")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("prometheus not installed (CI is set, so this fails; deploy/services.sh chromium installs it): %v", err)
+		}
+		t.Skipf("prometheus not installed (deploy/services.sh chromium): %v", err)
+	}
+	deployDir, err := filepath.Abs("../deploy/prometheus")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t)
+	opsAddr := freeAddr(t)
+	opsURL := "http://" + opsAddr
+	p := e.startProc("all", map[string]string{"FLASHSALE_OPS_ADDR": opsAddr, "FLASHSALE_SWEEP_INTERVAL": "1",
+		"FLASHSALE_RECONCILE_INTERVAL": "1"}, false)
+	c := p.client()
+	ops := newClient(opsURL, e.AdminToken)
+	eventually(t, 60*time.Second, "/readyz 200 on the operations listener", func() (bool, string) {
+		r, err := ops.send(context.Background(), http.MethodGet, "/readyz", nil, nil)
+		return err == nil && r.Status == http.StatusOK, fmt.Sprint(r, err)
+	})
+	eventually(t, 10*time.Second, "the public listener answers", func() (bool, string) {
+		r, err := c.send(context.Background(), http.MethodGet, "/healthz", nil, nil)
+		return err == nil && r.Status == http.StatusOK, fmt.Sprint(r, err)
+	})
+	// With FLASHSALE_OPS_ADDR, /metrics and /readyz leave the public listener.
+	for _, path := range []string{"/metrics", "/readyz"} {
+		checkError(t, "public GET "+path+" with an operations listener", c.must(t, http.MethodGet, path, nil, nil), http.StatusNotFound, "not_found")
+	}
+	for path, want := range map[string]int{"/healthz": 200, "/metrics": 200, "/debug/pprof/cmdline": 200, "/ops/live": 401, "/ops/live/data": 401} {
+		if r := ops.must(t, http.MethodGet, path, nil, nil); r.Status != want {
+			t.Errorf("operations listener GET %s: %s, want %d", path, r, want)
+		}
+	}
+	if r := ops.must(t, http.MethodGet, "/ops/live/data", ops.admin(), nil); r.Status != http.StatusOK {
+		t.Errorf("operations listener GET /ops/live/data with the token: %s", r)
+	}
+
+	spec := openSale(40, 1, 990)
+	spec.PaymentWindowSeconds = 2
+	id := c.createSale(t, spec)
+	buyers := func(prefix string, n int) []string {
+		u := make([]string, n)
+		for i := range u {
+			u[i] = fmt.Sprintf("%s-%d", prefix, i)
+		}
+		return u
+	}
+	orders := c.placeOrders(t, id, buyers("first", 20))
+	for _, o := range orders[:5] {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		r, err := c.pay(ctx, e.PaymentSecret, "pay-"+randHex(6), o)
+		cancel()
+		if _, err := payOutcome(r, err, o.OrderID); err != nil {
+			t.Fatalf("pay %s: %v", o.OrderID, err)
+		}
+	}
+
+	// Prometheus, configured from deploy/prometheus/prometheus.yml.
+	cfg, err := os.ReadFile(filepath.Join(deployDir, "prometheus.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := string(cfg)
+	for old, repl := range map[string]string{
+		"127.0.0.1:8080":          opsAddr,
+		"scrape_interval: 5s":     "scrape_interval: 1s",
+		"evaluation_interval: 5s": "evaluation_interval: 1s",
+		"scrape_timeout: 4s":      "scrape_timeout: 1s",
+		"  - rules.yml":           "  - " + filepath.Join(deployDir, "rules.yml"),
+	} {
+		if !strings.Contains(conf, old) {
+			t.Fatalf("deploy/prometheus/prometheus.yml no longer has %q; update this test", old)
+		}
+		conf = strings.ReplaceAll(conf, old, repl)
+	}
+	dir := t.TempDir()
+	confPath := filepath.Join(dir, "prometheus.yml")
+	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	promAddr := freeAddr(t)
+	promURL := "http://" + promAddr
+	logf, err := os.Create(filepath.Join(dir, "prometheus.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	prom := exec.Command(promBin, "--config.file="+confPath, "--storage.tsdb.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+promAddr, "--log.level=warn")
+	prom.Stdout, prom.Stderr = logf, logf
+	prom.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := prom.Start(); err != nil {
+		t.Fatalf("start prometheus: %v", err)
+	}
+	promDone := make(chan struct{})
+	go func() { prom.Wait(); close(promDone) }()
+	t.Cleanup(func() {
+		syscall.Kill(-prom.Process.Pid, syscall.SIGTERM)
+		select {
+		case <-promDone:
+		case <-time.After(10 * time.Second):
+			syscall.Kill(-prom.Process.Pid, syscall.SIGKILL)
+			<-promDone
+		}
+	})
+	promLog := func() string { b, _ := os.ReadFile(logf.Name()); return tail(string(b), 30) }
+	eventually(t, 30*time.Second, "prometheus ready", func() (bool, string) {
+		select {
+		case <-promDone:
+			t.Fatalf("prometheus exited:\n%s", promLog())
+		default:
+		}
+		r, err := newClient(promURL, "").send(context.Background(), http.MethodGet, "/-/ready", nil, nil)
+		return err == nil && r.Status == http.StatusOK, fmt.Sprint(r, err)
+	})
+	// The sale goes on while Prometheus scrapes: more buyers, more expiries.
+	c.placeOrders(t, id, buyers("second", 10))
+	eventually(t, 30*time.Second, "8 scrapes of the sale stored", func() (bool, string) {
+		n, err := promQuery(promURL, `count_over_time(flashsale_sale_units{state="sold"}[1m]) >= 8`)
+		return err == nil && n == 1, fmt.Sprintf("%d series, %v; up: %s", n, err, promLog())
+	})
+
+	// A query naming a metric nobody exports returns nothing: the check below
+	// can fail.
+	if n, err := promQuery(promURL, boolify(`max(flashsale_no_such_metric) > 0`)); err != nil || n != 0 {
+		t.Fatalf("control query: %d series, %v; want 0", n, err)
+	}
+	queries := map[string]string{}
+	for name, q := range dashboardExprs(t, filepath.Join(deployDir, "grafana-dashboard.json")) {
+		queries["dashboard: "+name] = q
+	}
+	rules := ruleExprs(t, filepath.Join(deployDir, "rules.yml"))
+	if len(rules) != 10 {
+		t.Fatalf("read %d alert rules from rules.yml, want 10: %v", len(rules), rules)
+	}
+	for name, q := range rules {
+		queries["alert: "+name] = boolify(q)
+	}
+	names := make([]string, 0, len(queries))
+	for k := range queries {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		n, err := promQuery(promURL, queries[name])
+		switch {
+		case err != nil:
+			t.Errorf("%s: %s: %v", name, queries[name], err)
+		case n == 0:
+			t.Errorf("%s: %s: no series", name, queries[name])
+		default:
+			t.Logf("%s: %d series", name, n)
+		}
+	}
+	// Prometheus evaluates the rules themselves without error.
+	eventually(t, 15*time.Second, "every rule evaluated, healthy", func() (bool, string) {
+		r := newClient(promURL, "").must(t, http.MethodGet, "/api/v1/rules", nil, nil)
+		var d struct {
+			Data struct {
+				Groups []struct {
+					Rules []struct {
+						Name      string `json:"name"`
+						Health    string `json:"health"`
+						LastError string `json:"lastError"`
+					} `json:"rules"`
+				} `json:"groups"`
+			} `json:"data"`
+		}
+		if err := r.decode(&d); err != nil {
+			return false, err.Error()
+		}
+		var bad []string
+		n := 0
+		for _, g := range d.Data.Groups {
+			for _, rule := range g.Rules {
+				n++
+				if rule.Health != "ok" {
+					bad = append(bad, fmt.Sprintf("%s: %s %s", rule.Name, rule.Health, rule.LastError))
+				}
+			}
+		}
+		return n == 10 && len(bad) == 0, fmt.Sprintf("%d rules, not ok: %v", n, bad)
+	})
+	// Nothing is wrong with this sale: no alert fires.
+	if n, err := promQuery(promURL, `ALERTS{alertstate="firing"}`); err != nil || n != 0 {
+		r := newClient(promURL, "").must(t, http.MethodGet, "/api/v1/alerts", nil, nil)
+		t.Errorf("alerts firing during a healthy sale: %d, %v: %s", n, err, r)
+	}
+	p.Stop()
+}

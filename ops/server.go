@@ -1,0 +1,83 @@
+package ops
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/pprof"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/flashsale/flashsale"
+	"github.com/flashsale/flashsale/httpapi"
+)
+
+// HandlerConfig for the operations listener's Handler.
+type HandlerConfig struct {
+	// Gatherer serves /metrics. Required.
+	Gatherer prometheus.Gatherer
+	// Ready are the checks of /readyz (200 when all pass, else 503
+	// unavailable naming what failed, as the ingress answers it).
+	Ready []Check
+	// Live is served under /ops/ when set.
+	Live *Live
+	// Pprof serves net/http/pprof under /debug/pprof/. The listener is meant for
+	// a private network: profiles are not behind the admin token.
+	Pprof bool
+}
+
+// Handler returns the operations listener's handler: /healthz, /readyz,
+// /metrics, the live page and pprof. Unknown paths answer 404 in the API's
+// error shape.
+func Handler(cfg HandlerConfig) (http.Handler, error) {
+	if cfg.Gatherer == nil {
+		return nil, errors.New("ops: Gatherer is required")
+	}
+	gin.SetMode(gin.ReleaseMode)
+	e := gin.New()
+	e.Use(gin.Recovery())
+	e.NoRoute(func(c *gin.Context) {
+		httpapi.WriteError(c, slog.Default(), flashsale.Errorf(flashsale.CodeNotFound, "no such endpoint"))
+	})
+	e.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	e.GET("/readyz", func(c *gin.Context) {
+		ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
+		defer cancel()
+		var errs []error
+		for _, check := range cfg.Ready {
+			if err := check(ctx); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if len(errs) > 0 {
+			httpapi.WriteError(c, slog.Default(), flashsale.Errorf(flashsale.CodeUnavailable, "%v", errors.Join(errs...)))
+			return
+		}
+		c.JSON(http.StatusOK, gin.H{"status": "ready"})
+	})
+	e.GET("/metrics", gin.WrapH(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{})))
+	if cfg.Live != nil {
+		cfg.Live.Register(e)
+	}
+	if cfg.Pprof {
+		e.GET("/debug/pprof/*name", func(c *gin.Context) {
+			switch c.Param("name") {
+			case "/cmdline":
+				pprof.Cmdline(c.Writer, c.Request)
+			case "/profile":
+				pprof.Profile(c.Writer, c.Request)
+			case "/symbol":
+				pprof.Symbol(c.Writer, c.Request)
+			case "/trace":
+				pprof.Trace(c.Writer, c.Request)
+			default:
+				pprof.Index(c.Writer, c.Request)
+			}
+		})
+	}
+	return e, nil
+}
