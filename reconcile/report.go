@@ -97,6 +97,8 @@ type Report struct {
 	Agree bool `json:"agree"`
 }
 
+// recount sets the totals from the differences, and each compared sale's
+// status: agree when none of its differences remains open.
 func (r *Report) recount() {
 	r.Differences, r.Repaired = 0, 0
 	for _, s := range r.Sales {
@@ -119,6 +121,7 @@ func (r *Report) recount() {
 	r.Agree = r.Differences == 0
 }
 
+// each calls fn for every difference of every sale, in order.
 func (r *Report) each(fn func(s *SaleReport, d *Difference)) {
 	for _, s := range r.Sales {
 		for _, d := range s.Differences {
@@ -127,45 +130,14 @@ func (r *Report) each(fn func(s *SaleReport, d *Difference)) {
 	}
 }
 
-// Text writes the report for people.
+// Text writes the report for people: a paragraph a sale (the stock after the
+// repairs, if any) and a summary line.
 func (r *Report) Text() string {
 	var b strings.Builder
 	counts := map[SaleStatus]int{}
 	for _, s := range r.Sales {
 		counts[s.Status]++
-		switch s.Status {
-		case SaleSkipped, SaleNotLoaded:
-			fmt.Fprintf(&b, "sale %s: %s (%s)\n", s.SaleID, s.Status, s.Note)
-			continue
-		case SaleAgree:
-			if len(s.Differences) > 0 {
-				fmt.Fprintf(&b, "sale %s: repaired; Redis and MySQL agree\n", s.SaleID)
-			} else {
-				fmt.Fprintf(&b, "sale %s: Redis and MySQL agree\n", s.SaleID)
-			}
-		default:
-			fmt.Fprintf(&b, "sale %s: DIFFERENT\n", s.SaleID)
-		}
-		fmt.Fprintf(&b, "  redis: %s\n", showStock(*s.Redis)) // after the repairs, if any
-		fmt.Fprintf(&b, "  mysql: %s (orders: %d pending, %d paid, %d expired or cancelled)\n",
-			showStock(*s.MySQL), s.Orders.Pending, s.Orders.Paid, s.Orders.Closed)
-		if s.Unordered > 0 {
-			fmt.Fprintf(&b, "  %d tickets held in Redis without an order\n", s.Unordered)
-		}
-		for _, d := range s.Differences {
-			what := ""
-			if d.TicketID != "" {
-				what += " ticket " + d.TicketID
-			}
-			if d.UserID != "" {
-				what += " user " + d.UserID
-			}
-			state := "NOT REPAIRED"
-			if d.Repaired {
-				state = "repaired"
-			}
-			fmt.Fprintf(&b, "  - %s%s: redis %s, want %s (%s) [%s]\n", d.Kind, what, d.Redis, d.Want, d.Detail, state)
-		}
+		writeSale(&b, s)
 	}
 	fmt.Fprintf(&b, "%d sales: %d agree, %d different, %d not loaded, %d skipped; %d differences remain, %d repaired",
 		len(r.Sales), counts[SaleAgree], counts[SaleDiffer], counts[SaleNotLoaded], counts[SaleSkipped], r.Differences, r.Repaired)
@@ -178,6 +150,50 @@ func (r *Report) Text() string {
 		b.WriteString("\nRedis and MySQL DIFFER.\n")
 	}
 	return b.String()
+}
+
+// writeSale writes a sale's paragraph: its status, and for a compared sale
+// both stocks and its differences.
+func writeSale(b *strings.Builder, s *SaleReport) {
+	switch s.Status {
+	case SaleSkipped, SaleNotLoaded:
+		fmt.Fprintf(b, "sale %s: %s (%s)\n", s.SaleID, s.Status, s.Note)
+		return
+	case SaleAgree:
+		if len(s.Differences) > 0 {
+			fmt.Fprintf(b, "sale %s: repaired; Redis and MySQL agree\n", s.SaleID)
+		} else {
+			fmt.Fprintf(b, "sale %s: Redis and MySQL agree\n", s.SaleID)
+		}
+	default:
+		fmt.Fprintf(b, "sale %s: DIFFERENT\n", s.SaleID)
+	}
+	fmt.Fprintf(b, "  redis: %s\n", showStock(*s.Redis))
+	fmt.Fprintf(b, "  mysql: %s (orders: %d pending, %d paid, %d expired or cancelled)\n",
+		showStock(*s.MySQL), s.Orders.Pending, s.Orders.Paid, s.Orders.Closed)
+	if s.Unordered > 0 {
+		fmt.Fprintf(b, "  %d tickets held in Redis without an order\n", s.Unordered)
+	}
+	for _, d := range s.Differences {
+		writeDifference(b, d)
+	}
+}
+
+// writeDifference writes one line: "  - <kind>[ ticket <id>][ user <id>]:
+// redis <x>, want <y> (<detail>) [repaired|NOT REPAIRED]".
+func writeDifference(b *strings.Builder, d *Difference) {
+	what := ""
+	if d.TicketID != "" {
+		what += " ticket " + d.TicketID
+	}
+	if d.UserID != "" {
+		what += " user " + d.UserID
+	}
+	state := "NOT REPAIRED"
+	if d.Repaired {
+		state = "repaired"
+	}
+	fmt.Fprintf(b, "  - %s%s: redis %s, want %s (%s) [%s]\n", d.Kind, what, d.Redis, d.Want, d.Detail, state)
 }
 
 // show is a hold as a difference reads it: "none", "H:<q>", "S:<q>", "R", ...
