@@ -6,7 +6,9 @@
 //
 //   - per ticket: a pending_payment order must be held in Redis (H:<q>), a paid
 //     one sold (S:<q>), an expired or cancelled one must not count (released, or
-//     no state at all after a rebuild). A ticket held or sold in Redis with no
+//     no state at all after a rebuild); q is the order's units in this sale net
+//     of returned units (a bundle has a part in each of its sales, held under
+//     its ticket in each). A ticket held or sold in Redis with no
 //     order at all is an "unordered hold": a purchase between its hold and its
 //     commit, or one whose message was lost after the hold;
 //   - the counters: held and sold must be the sums of the held and sold states,
@@ -36,6 +38,11 @@
 // look after a short settle time when the first found differences, and the
 // repairs of what persisted. Reconciler.Run is the background reconciler: one
 // runner at a time (a service.Leader lease), a pass every Interval.
+//
+// The files follow the jobs: check.go reads both sides, diff.go compares them
+// (pure functions: a sale, its snapshot and its orders' parts in, differences
+// and their fixes out), repair.go applies the fixes, report.go is the report's
+// JSON and text, run.go is Once, Tick and Run.
 package reconcile
 
 import (
