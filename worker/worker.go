@@ -36,30 +36,13 @@ import (
 	"github.com/flashsale/flashsale"
 )
 
-// Message is one queued purchase and the way to settle it.
-type Message interface {
-	Body() []byte
-	// Ack: its effects are committed.
-	Ack() error
-	// Retry: deliver it again later (counts towards the delivery limit).
-	Retry() error
-	// DeadLetter: it can never succeed.
-	DeadLetter() error
-}
-
-// Sales finds sales.
-type Sales interface {
-	// Get returns an error wrapping flashsale.ErrNotFound for an unknown sale.
-	Get(ctx context.Context, id string) (*flashsale.Sale, error)
-}
-
 // Stock is the stock store's hot path.
 type Stock interface {
 	// Hold and Reassert run one script per element in one round trip; the i-th
 	// result and error belong to the i-th element.
 	Hold(ctx context.Context, sales []*flashsale.Sale, reqs []*flashsale.PurchaseRequest) ([]flashsale.Hold, []error)
 	Reassert(ctx context.Context, parts []flashsale.Part) ([]flashsale.Hold, []error)
-	Release(ctx context.Context, saleID, ticketID, userID string) (flashsale.Hold, error)
+	Release(ctx context.Context, p flashsale.Part) (flashsale.Hold, error)
 	PutTickets(ctx context.Context, tickets ...*flashsale.Ticket) error
 	// Resync rebuilds the sale's stock from the book of record: Redis said units
 	// were there that MySQL refused.
@@ -82,9 +65,9 @@ type Orders interface {
 
 // Config for a Worker.
 type Config struct {
-	Sales  Sales  // required
-	Stock  Stock  // required
-	Orders Orders // required
+	Sales  flashsale.SaleFinder // required
+	Stock  Stock                // required
+	Orders Orders               // required
 	// Log default slog.Default().
 	Log *slog.Logger
 	// Registry receives the worker's metrics; nil registers nothing.
@@ -198,7 +181,7 @@ func New(cfg Config) (*Worker, error) {
 // decision is recorded in MySQL. Every step is idempotent per ticket and sale,
 // so a crash between any two is completed by the redelivery.
 type item struct {
-	msg    Message
+	msg    flashsale.Message
 	req    *flashsale.PurchaseRequest
 	lines  []flashsale.Line
 	sales  []*flashsale.Sale // sales[i] is the sale of lines[i]; nil until read
@@ -209,7 +192,7 @@ type item struct {
 }
 
 // readSales reads the item's sales that are not read yet.
-func (it *item) readSales(ctx context.Context, sales Sales) error {
+func (it *item) readSales(ctx context.Context, sales flashsale.SaleFinder) error {
 	for i, l := range it.lines {
 		if it.sales[i] != nil {
 			continue
@@ -234,7 +217,7 @@ func (w *Worker) settle(outcome string, fn func() error) {
 // HandlePurchases processes one batch and settles every message in it. Messages
 // that failed are tried again within Config.RetryBudget before they are handed
 // back; what succeeded is acked as soon as it did.
-func (w *Worker) HandlePurchases(ctx context.Context, msgs []Message) {
+func (w *Worker) HandlePurchases(ctx context.Context, msgs []flashsale.Message) {
 	start := time.Now()
 	defer func() { w.batchDur.Observe(time.Since(start).Seconds()) }()
 	items := make([]*item, 0, len(msgs))
@@ -421,7 +404,7 @@ func (w *Worker) compensate(ctx context.Context, items []*item) {
 			if !it.held[i] {
 				continue
 			}
-			if _, err := w.cfg.Stock.Release(ctx, l.SaleID, it.req.TicketID, it.req.UserID); err != nil {
+			if _, err := w.cfg.Stock.Release(ctx, it.req.Part(l)); err != nil {
 				w.log.Warn("releasing a line of a refused bundle failed; retrying", "ticket", it.req.TicketID, "sale", l.SaleID, "err", err)
 				it.failed = true
 				break
@@ -512,17 +495,17 @@ func newOrder(it *item, now time.Time) *flashsale.Order {
 func (w *Worker) settleOrder(ctx context.Context, it *item, r flashsale.OrderResult) {
 	release := false
 	switch {
-	case r.Outcome == flashsale.OrderLiveConflict:
+	case r.Outcome == flashsale.CreateLiveConflict:
 		release, it.ticket = true, it.req.Ticket(flashsale.TicketFailed)
-	case r.Outcome == flashsale.OrderDecided:
+	case r.Outcome == flashsale.CreateDecided:
 		// Given up before (a dead letter, a released hold): the decision stands
 		// and whatever this delivery held goes back.
 		release, it.ticket = true, it.req.Ticket(r.Decision)
-	case r.Outcome == flashsale.OrderSoldOut:
+	case r.Outcome == flashsale.CreateSoldOut:
 		// Recorded by recordOutcomes, then released by compensate.
 		w.refused.WithLabelValues("sold_out").Inc()
 		it.ticket, it.resync = it.req.Ticket(flashsale.TicketSoldOut), true
-	case r.Outcome == flashsale.OrderOverLimit:
+	case r.Outcome == flashsale.CreateOverLimit:
 		w.refused.WithLabelValues("over_limit").Inc()
 		it.ticket, it.resync = it.req.Ticket(flashsale.TicketFailed), true
 	case r.Current.Status == flashsale.OrderPaid:
@@ -536,7 +519,7 @@ func (w *Worker) settleOrder(ctx context.Context, it *item, r flashsale.OrderRes
 		return
 	}
 	for _, l := range it.lines {
-		if _, err := w.cfg.Stock.Release(ctx, l.SaleID, it.req.TicketID, it.req.UserID); err != nil {
+		if _, err := w.cfg.Stock.Release(ctx, it.req.Part(l)); err != nil {
 			w.log.Warn("settling a hold after commit failed; retrying", "ticket", it.req.TicketID, "sale", l.SaleID, "err", err)
 			it.failed = true
 			return
@@ -589,8 +572,8 @@ func (w *Worker) writeTickets(ctx context.Context, items []*item) {
 // HandleDeadLetters settles dead-lettered purchases: whatever the ticket held is
 // released (and can never be held again) and the ticket fails, unless it made an
 // order after all, which then stands.
-func (w *Worker) HandleDeadLetters(ctx context.Context, msgs []Message) {
-	var retry []Message
+func (w *Worker) HandleDeadLetters(ctx context.Context, msgs []flashsale.Message) {
+	var retry []flashsale.Message
 	for _, m := range msgs {
 		if err := w.deadLetter(ctx, m); err != nil {
 			w.log.Warn("handling a dead letter failed; retrying", "err", err)
@@ -607,7 +590,7 @@ func (w *Worker) HandleDeadLetters(ctx context.Context, msgs []Message) {
 	}
 }
 
-func (w *Worker) deadLetter(ctx context.Context, m Message) error {
+func (w *Worker) deadLetter(ctx context.Context, m flashsale.Message) error {
 	var req flashsale.PurchaseRequest
 	if err := json.Unmarshal(m.Body(), &req); err != nil || !req.Valid() {
 		w.log.Error("dropping a malformed dead letter", "body", string(m.Body()))
@@ -629,7 +612,7 @@ func (w *Worker) deadLetter(ctx context.Context, m Message) error {
 	}
 	for _, l := range req.Lines() {
 		if _, err := w.cfg.Sales.Get(ctx, l.SaleID); err == nil {
-			if _, err := w.cfg.Stock.Release(ctx, l.SaleID, req.TicketID, req.UserID); err != nil {
+			if _, err := w.cfg.Stock.Release(ctx, req.Part(l)); err != nil {
 				return fmt.Errorf("release: %w", err)
 			}
 		} else if !errors.Is(err, flashsale.ErrNotFound) {

@@ -92,7 +92,8 @@ func (f *fakeStock) Reassert(_ context.Context, parts []flashsale.Part) ([]flash
 	return make([]flashsale.Hold, len(parts)), make([]error, len(parts))
 }
 
-func (f *fakeStock) Release(_ context.Context, saleID, ticketID, _ string) (flashsale.Hold, error) {
+func (f *fakeStock) Release(_ context.Context, p flashsale.Part) (flashsale.Hold, error) {
+	saleID, ticketID := p.SaleID, p.TicketID
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.fail("release " + saleID); err != nil {
@@ -142,14 +143,14 @@ func (f *fakeOrders) CreateOrders(_ context.Context, _ int, orders []*flashsale.
 	for i, o := range orders {
 		switch {
 		case f.orders[o.ID] != nil:
-			out[i] = flashsale.OrderResult{Outcome: flashsale.OrderExisted, Current: f.orders[o.ID]}
+			out[i] = flashsale.OrderResult{Outcome: flashsale.CreateExisted, Current: f.orders[o.ID]}
 		case f.decisions[o.ID] != "":
-			out[i] = flashsale.OrderResult{Outcome: flashsale.OrderDecided, Decision: f.decisions[o.ID]}
+			out[i] = flashsale.OrderResult{Outcome: flashsale.CreateDecided, Decision: f.decisions[o.ID]}
 		case f.soldOut:
-			out[i] = flashsale.OrderResult{Outcome: flashsale.OrderSoldOut}
+			out[i] = flashsale.OrderResult{Outcome: flashsale.CreateSoldOut}
 		default:
 			f.orders[o.ID] = o
-			out[i] = flashsale.OrderResult{Outcome: flashsale.OrderCreated, Current: o}
+			out[i] = flashsale.OrderResult{Outcome: flashsale.CreateNew, Current: o}
 		}
 	}
 	return out, nil
@@ -228,7 +229,7 @@ func TestBundleAllHeldMakesOneOrder(t *testing.T) {
 	orders := newFakeOrders(stock)
 	w := newTestWorker(t, stock, orders, twoSales())
 	m := msgOf(t, bundle("t1", "u1", 2, 1))
-	w.HandlePurchases(context.Background(), []Message{m})
+	w.HandlePurchases(context.Background(), []flashsale.Message{m})
 	if m.settled != "ack" {
 		t.Fatalf("message settled %q, want ack", m.settled)
 	}
@@ -248,7 +249,7 @@ func TestBundleLineSoldOutReleasesTheOthersAfterTheDecision(t *testing.T) {
 	orders := newFakeOrders(stock)
 	w := newTestWorker(t, stock, orders, twoSales())
 	m := msgOf(t, bundle("t1", "u1", 1, 1))
-	w.HandlePurchases(context.Background(), []Message{m})
+	w.HandlePurchases(context.Background(), []flashsale.Message{m})
 	if m.settled != "ack" || orders.orders["t1"] != nil || orders.decisions["t1"] != flashsale.TicketSoldOut {
 		t.Fatalf("settled %q, order %v, decision %q; want ack, none, sold_out", m.settled, orders.orders["t1"], orders.decisions["t1"])
 	}
@@ -270,7 +271,7 @@ func TestBundleCompensationCompletedByTheRetry(t *testing.T) {
 	orders := newFakeOrders(stock)
 	w := newTestWorker(t, stock, orders, twoSales())
 	m := msgOf(t, bundle("t1", "u1", 1, 1))
-	w.HandlePurchases(context.Background(), []Message{m})
+	w.HandlePurchases(context.Background(), []flashsale.Message{m})
 	if m.settled != "ack" || orders.orders["t1"] != nil || stock.available["a"] != 5 {
 		t.Fatalf("settled %q, order %v, a available %d; want ack, no order, 5", m.settled, orders.orders["t1"], stock.available["a"])
 	}
@@ -287,7 +288,7 @@ func TestBundleRefusedByTheCapReleasesEveryLineAndResyncs(t *testing.T) {
 	orders.soldOut = true
 	w := newTestWorker(t, stock, orders, twoSales())
 	m := msgOf(t, bundle("t1", "u1", 1, 1))
-	w.HandlePurchases(context.Background(), []Message{m})
+	w.HandlePurchases(context.Background(), []flashsale.Message{m})
 	want := []string{"hold a", "hold b", "decide sold_out", "release a", "release b", "resync a", "resync b"}
 	if fmt.Sprint(stock.log) != fmt.Sprint(want) {
 		t.Errorf("steps %v, want %v", stock.log, want)
@@ -305,7 +306,7 @@ func TestBundleRedeliveryAfterTheOrder(t *testing.T) {
 	req := bundle("t1", "u1", 1, 1)
 	for i := 0; i < 2; i++ {
 		m := msgOf(t, req)
-		w.HandlePurchases(context.Background(), []Message{m})
+		w.HandlePurchases(context.Background(), []flashsale.Message{m})
 		if m.settled != "ack" {
 			t.Fatalf("delivery %d settled %q", i, m.settled)
 		}
@@ -324,7 +325,7 @@ func TestDeadLetteredBundleReleasesEveryLine(t *testing.T) {
 	stock.Hold(context.Background(), []*flashsale.Sale{twoSales()["a"]}, []*flashsale.PurchaseRequest{req.LineRequest(req.Items[0])})
 	stock.log = nil
 	m := msgOf(t, req)
-	w.HandleDeadLetters(context.Background(), []Message{m})
+	w.HandleDeadLetters(context.Background(), []flashsale.Message{m})
 	want := []string{"decide failed", "release a", "release b"}
 	if m.settled != "ack" || fmt.Sprint(stock.log) != fmt.Sprint(want) {
 		t.Errorf("settled %q steps %v, want ack and %v", m.settled, stock.log, want)
@@ -344,7 +345,7 @@ func TestMalformedPurchasesAreDeadLettered(t *testing.T) {
 	unknown.Items[1].SaleID = "nope"
 	msgs := []*fakeMsg{{body: []byte("{")}, msgOf(t, dup), msgOf(t, unknown), msgOf(t, &flashsale.PurchaseRequest{TicketID: "t3", UserID: "u"})}
 	for i, m := range msgs {
-		w.HandlePurchases(context.Background(), []Message{m})
+		w.HandlePurchases(context.Background(), []flashsale.Message{m})
 		if m.settled != "dead" {
 			t.Errorf("message %d settled %q, want dead", i, m.settled)
 		}
