@@ -99,7 +99,7 @@ func owners(live map[string]string, parts []flashsale.Part) map[string]string {
 		owner[t] = u
 	}
 	for _, p := range parts {
-		owner[p.OrderID] = p.UserID
+		owner[p.TicketID] = p.UserID
 	}
 	return owner
 }
@@ -143,15 +143,15 @@ func diffHolds(parts []flashsale.Part, holds map[string]flashsale.Hold) ([]*Diff
 		fixed[t] = h
 	}
 	for _, p := range parts {
-		cur := holds[p.OrderID]
+		cur := holds[p.TicketID]
 		w := want(p, cur)
 		if w == cur {
 			continue
 		}
-		fixed[p.OrderID] = w
-		ds = append(ds, &Difference{Kind: KindHold, TicketID: p.OrderID, UserID: p.UserID, Redis: show(cur), Want: show(w),
+		fixed[p.TicketID] = w
+		ds = append(ds, &Difference{Kind: KindHold, TicketID: p.TicketID, UserID: p.UserID, Redis: show(cur), Want: show(w),
 			Detail: "order " + string(p.Status) + " in MySQL",
-			hold:   &flashsale.HoldFix{TicketID: p.OrderID, UserID: p.UserID, From: cur, To: w}})
+			hold:   &flashsale.HoldFix{TicketID: p.TicketID, UserID: p.UserID, From: cur, To: w}})
 	}
 	return ds, fixed
 }
@@ -162,7 +162,7 @@ func diffHolds(parts []flashsale.Part, holds map[string]flashsale.Hold) ([]*Diff
 func diffUnordered(holds map[string]flashsale.Hold, parts []flashsale.Part, owner map[string]string) []*Difference {
 	ordered := make(map[string]bool, len(parts))
 	for _, p := range parts {
-		ordered[p.OrderID] = true
+		ordered[p.TicketID] = true
 	}
 	var tickets []string
 	for t, h := range holds {
