@@ -61,7 +61,9 @@ import (
 type Book interface {
 	// ListSales returns the sales that end after since.
 	ListSales(ctx context.Context, since time.Time) ([]*flashsale.Sale, error)
-	// SaleOrders returns every order of the sale, whatever its status.
+	// SaleOrders returns every order of the sale, whatever its status. Only
+	// an order's part in this sale counts (see partsIn): mysqlstore returns
+	// one order per part, with that sale's item only.
 	SaleOrders(ctx context.Context, saleID string) ([]*flashsale.Order, error)
 	// GiveUp records, before an unordered hold is released, that its ticket
 	// makes no order, unless it made one first (then the hold stays).
