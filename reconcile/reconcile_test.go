@@ -21,27 +21,6 @@ import (
 	"github.com/flashsale/flashsale/redisstore"
 )
 
-// redisStock adapts the Redis store as cmd/flashsale does.
-type redisStock struct{ *redisstore.Store }
-
-func (r redisStock) Snapshot(ctx context.Context, saleID string) (Snapshot, error) {
-	s, err := r.Store.Snapshot(ctx, saleID)
-	return Snapshot(s), err
-}
-
-func (r redisStock) RepairSale(ctx context.Context, saleID string, total int, holds []HoldFix, units []UnitsFix) (RepairResult, error) {
-	h := make([]redisstore.HoldFix, len(holds))
-	for i, f := range holds {
-		h[i] = redisstore.HoldFix(f)
-	}
-	u := make([]redisstore.UnitsFix, len(units))
-	for i, f := range units {
-		u[i] = redisstore.UnitsFix(f)
-	}
-	res, err := r.Store.RepairSale(ctx, saleID, total, h, u)
-	return RepairResult(res), err
-}
-
 func metricValue(c prometheus.Metric) float64 {
 	var m dto.Metric
 	if err := c.Write(&m); err != nil {
@@ -107,7 +86,7 @@ func newFixture(t *testing.T, stock, limit int) *fixture {
 
 func (f *fixture) reconciler(strayAfter time.Duration) *Reconciler {
 	f.t.Helper()
-	r, err := New(Config{Book: f.book, Stock: redisStock{f.rs}, Leases: f.rs.Leases(), Namespace: f.ns,
+	r, err := New(Config{Book: f.book, Stock: f.rs, Leases: f.rs.Leases(), Namespace: f.ns,
 		StrayAfter: strayAfter, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Registry: prometheus.NewRegistry()})
 	if err != nil {
 		f.t.Fatal(err)
@@ -516,7 +495,7 @@ func TestRunElectsOneRunnerAndRepairs(t *testing.T) {
 	f := newFixture(t, 10, 1)
 	f.market()
 	mk := func() *Reconciler {
-		r, err := New(Config{Book: f.book, Stock: redisStock{f.rs}, Leases: f.rs.Leases(), Namespace: f.ns,
+		r, err := New(Config{Book: f.book, Stock: f.rs, Leases: f.rs.Leases(), Namespace: f.ns,
 			Interval: 20 * time.Millisecond, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 		if err != nil {
 			t.Fatal(err)

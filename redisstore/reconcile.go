@@ -16,23 +16,9 @@ import (
 // or release that runs concurrently is never overwritten: it either ran before
 // the script (and a fix whose expected state it changed is skipped) or after it.
 
-// SaleSnapshot is a sale's Redis state read in one piece.
-type SaleSnapshot struct {
-	// Loaded is false when the sale's stock key is missing (lost with Redis, or
-	// never used); the other fields are then empty.
-	Loaded bool
-	Stock  flashsale.Stock
-	// Holds is every ticket's state (see scripts.go), by ticket id.
-	Holds map[string]flashsale.Hold
-	// Live is each user's live ticket id, by user id.
-	Live map[string]string
-	// Units is the units each user holds or bought, by user id.
-	Units map[string]int
-}
-
 // Snapshot reads the sale's stock, holds, live tickets and units at one instant.
 // It does not rebuild a lost sale.
-func (s *Store) Snapshot(ctx context.Context, saleID string) (SaleSnapshot, error) {
+func (s *Store) Snapshot(ctx context.Context, saleID string) (flashsale.SaleSnapshot, error) {
 	k := s.keys(saleID)
 	var stock, holds, live, units *redis.MapStringStringCmd
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
@@ -43,14 +29,14 @@ func (s *Store) Snapshot(ctx context.Context, saleID string) (SaleSnapshot, erro
 		return nil
 	})
 	if err != nil {
-		return SaleSnapshot{}, fmt.Errorf("redisstore: snapshot of sale %s: %w", saleID, err)
+		return flashsale.SaleSnapshot{}, fmt.Errorf("redisstore: snapshot of sale %s: %w", saleID, err)
 	}
 	st := stock.Val()
 	if len(st) == 0 {
-		return SaleSnapshot{}, nil
+		return flashsale.SaleSnapshot{}, nil
 	}
 	atoi := func(v string) int { n, _ := strconv.Atoi(v); return n }
-	snap := SaleSnapshot{Loaded: true,
+	snap := flashsale.SaleSnapshot{Loaded: true,
 		Stock: flashsale.Stock{Total: atoi(st["total"]), Available: atoi(st["available"]), Held: atoi(st["held"]), Sold: atoi(st["sold"])},
 		Holds: make(map[string]flashsale.Hold, len(holds.Val())),
 		Live:  live.Val(),
@@ -63,44 +49,6 @@ func (s *Store) Snapshot(ctx context.Context, saleID string) (SaleSnapshot, erro
 		snap.Units[u] = atoi(v)
 	}
 	return snap, nil
-}
-
-// FormatHold is the inverse of parseHold: "H:<q>", "S:<q>", "R", "X", "F", or ""
-// for no state.
-func FormatHold(h flashsale.Hold) string {
-	switch h.Kind {
-	case flashsale.HoldNone:
-		return ""
-	case flashsale.HoldHeld, flashsale.HoldSold:
-		return string(rune(h.Kind)) + ":" + strconv.Itoa(h.Quantity)
-	default:
-		return string(rune(h.Kind))
-	}
-}
-
-// HoldFix sets a ticket's state to To if it is still From. UserID, when known,
-// keeps the user's live ticket in step (set for a hold, cleared when the hold
-// ends); units are recomputed through a UnitsFix.
-type HoldFix struct {
-	TicketID, UserID string
-	From, To         flashsale.Hold
-}
-
-// UnitsFix sets a user's units to the sum of the held and sold units of Tickets
-// (every ticket of the user that may count), if the user's units are still
-// Observed.
-type UnitsFix struct {
-	UserID   string
-	Observed int
-	Tickets  []string
-}
-
-// RepairResult says which fixes applied (by index) and what the stock is after.
-type RepairResult struct {
-	Loaded bool // false: the sale was not loaded and nothing was changed
-	Holds  []bool
-	Units  []bool
-	Stock  flashsale.Stock
 }
 
 // repairScript applies hold fixes (compare-and-set on the state), then units
@@ -170,12 +118,12 @@ return {'done', table.concat(hflags), table.concat(uflags), tostring(total - hel
 // total - held - sold, held and sold the sums of the held and sold states.
 // A fix whose expected value changed since it was computed is skipped (its flag
 // is false); a sale that is not loaded is left alone (Loaded false).
-func (s *Store) RepairSale(ctx context.Context, saleID string, total int, holds []HoldFix, units []UnitsFix) (RepairResult, error) {
+func (s *Store) RepairSale(ctx context.Context, saleID string, total int, holds []flashsale.HoldFix, units []flashsale.UnitsFix) (flashsale.RepairResult, error) {
 	k := s.keys(saleID)
 	args := make([]any, 0, 3+4*len(holds)+3*len(units))
 	args = append(args, total, len(holds))
 	for _, f := range holds {
-		args = append(args, f.TicketID, FormatHold(f.From), FormatHold(f.To), f.UserID)
+		args = append(args, f.TicketID, flashsale.FormatHold(f.From), flashsale.FormatHold(f.To), f.UserID)
 	}
 	args = append(args, len(units))
 	for _, f := range units {
@@ -186,15 +134,15 @@ func (s *Store) RepairSale(ctx context.Context, saleID string, total int, holds 
 	}
 	reply, err := repairScript.Run(ctx, s.rdb, []string{k.stock, k.holds, k.live, k.units}, args...).StringSlice()
 	if err != nil {
-		return RepairResult{}, fmt.Errorf("redisstore: repair sale %s: %w", saleID, err)
+		return flashsale.RepairResult{}, fmt.Errorf("redisstore: repair sale %s: %w", saleID, err)
 	}
 	if reply[0] == "not_loaded" {
-		return RepairResult{}, nil
+		return flashsale.RepairResult{}, nil
 	}
 	if len(reply) != 6 || len(reply[1]) != len(holds) || len(reply[2]) != len(units) {
-		return RepairResult{}, fmt.Errorf("redisstore: repair sale %s: unexpected reply %q", saleID, reply)
+		return flashsale.RepairResult{}, fmt.Errorf("redisstore: repair sale %s: unexpected reply %q", saleID, reply)
 	}
-	res := RepairResult{Loaded: true, Holds: make([]bool, len(holds)), Units: make([]bool, len(units))}
+	res := flashsale.RepairResult{Loaded: true, Holds: make([]bool, len(holds)), Units: make([]bool, len(units))}
 	for i := range holds {
 		res.Holds[i] = reply[1][i] == '1'
 	}

@@ -43,8 +43,8 @@ func TestSnapshotReadsTheSaleInOnePiece(t *testing.T) {
 
 func TestFormatHoldRoundTrips(t *testing.T) {
 	for _, v := range []string{"", "H:3", "S:1", "R", "X", "F"} {
-		if got := FormatHold(parseHold(v)); got != v {
-			t.Errorf("FormatHold(parseHold(%q)) = %q", v, got)
+		if got := flashsale.FormatHold(parseHold(v)); got != v {
+			t.Errorf("flashsale.FormatHold(parseHold(%q)) = %q", v, got)
 		}
 	}
 }
@@ -65,12 +65,12 @@ func TestRepairSaleIsCompareAndSetAndDerivesTheCounters(t *testing.T) {
 	H1 := flashsale.Hold{Kind: flashsale.HoldHeld, Quantity: 1}
 	R := flashsale.Hold{Kind: flashsale.HoldReleased}
 	res, err := s.RepairSale(ctx, "s1", 10,
-		[]HoldFix{
+		[]flashsale.HoldFix{
 			{TicketID: lost, UserID: "u3", From: flashsale.Hold{}, To: H1},                        // applies
 			{TicketID: stray.TicketID, UserID: "u2", From: H1, To: R},                             // applies
 			{TicketID: held.TicketID, UserID: "u1", From: flashsale.Hold{}, To: flashsale.Hold{}}, // stale: skipped
 		},
-		[]UnitsFix{
+		[]flashsale.UnitsFix{
 			{UserID: "u3", Observed: 0, Tickets: []string{lost}},           // applies: 1
 			{UserID: "u2", Observed: 1, Tickets: []string{stray.TicketID}}, // applies: 0
 			{UserID: "u1", Observed: 5, Tickets: []string{held.TicketID}},  // stale: skipped

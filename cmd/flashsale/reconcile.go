@@ -17,31 +17,9 @@ import (
 	"github.com/flashsale/flashsale/redisstore"
 )
 
-// reconcileStock adapts the Redis store to the reconciler's Stock interface
-// (the reconciler declares its own types; these conversions are field for field).
-type reconcileStock struct{ *redisstore.Store }
-
-func (r reconcileStock) Snapshot(ctx context.Context, saleID string) (reconcile.Snapshot, error) {
-	s, err := r.Store.Snapshot(ctx, saleID)
-	return reconcile.Snapshot(s), err
-}
-
-func (r reconcileStock) RepairSale(ctx context.Context, saleID string, total int, holds []reconcile.HoldFix, units []reconcile.UnitsFix) (reconcile.RepairResult, error) {
-	h := make([]redisstore.HoldFix, len(holds))
-	for i, f := range holds {
-		h[i] = redisstore.HoldFix(f)
-	}
-	u := make([]redisstore.UnitsFix, len(units))
-	for i, f := range units {
-		u[i] = redisstore.UnitsFix(f)
-	}
-	res, err := r.Store.RepairSale(ctx, saleID, total, h, u)
-	return reconcile.RepairResult(res), err
-}
-
 // newReconciler builds the reconciler on the process's stores.
 func newReconciler(cfg *config, store *mysqlstore.Store, rs *redisstore.Store, log *slog.Logger, reg prometheus.Registerer) (*reconcile.Reconciler, error) {
-	return reconcile.New(reconcile.Config{Book: store, Stock: reconcileStock{rs}, Leases: rs.Leases(),
+	return reconcile.New(reconcile.Config{Book: store, Stock: rs, Leases: rs.Leases(),
 		Namespace: cfg.Namespace, Interval: cfg.ReconcileInterval, Log: log, Registry: reg})
 }
 
