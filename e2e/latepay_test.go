@@ -1,0 +1,254 @@
+package e2e
+
+// Issue 14, late payments (contract section 2, payment callback): "succeeded"
+// on an expired order takes its units again when they are all available and
+// the order becomes paid; otherwise refund_required, stock untouched.
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+)
+
+// expiredOrder places an order of the items and waits until it expired and
+// its units are back on sale.
+func expiredOrder(t *testing.T, c *client, userID string, items ...bnItem) (ticketID, orderID string) {
+	t.Helper()
+	ticketID, orderID = c.bnPlace(t, userID, items...)
+	c.awaitOrderStatus(t, orderID, userID, "expired", 30*time.Second)
+	return ticketID, orderID
+}
+
+// TestLatePayStillAvailable: an expired order whose units are still available
+// is paid late: 200 paid, the order and its ticket become paid (payment_id,
+// paid_at), the units are sold again, one order.paid; the same notification
+// again changes nothing. The same for a bundle: both items taken again.
+func TestLatePayStillAvailable(t *testing.T) {
+	e := newEnv(t)
+	sink := newBnSink(t, e)
+	p := e.start("all", map[string]string{"FLASHSALE_SWEEP_INTERVAL": "1"})
+	c := p.client()
+	s := openSale(3, 1, 2000)
+	s.PaymentWindowSeconds = 1
+	id := c.createSale(t, s)
+	tk, ord := expiredOrder(t, c, "late-ok", bnItem{id, 1})
+	c.awaitStock(t, id, stockView{Total: 3, Available: 3}, 10*time.Second)
+
+	checkPayAnswer(t, "late payment", c.bnPay(t, e.PaymentSecret, "pay-late-ok", ord, 2000), ord, "paid")
+	v := c.bnOrder(t, ord, "late-ok")
+	if v.Status != "paid" || strp(v.PaymentID) != "pay-late-ok" || v.PaidAt == nil {
+		t.Errorf("late-paid order: %+v, want paid by pay-late-ok with paid_at", v)
+	}
+	c.awaitStock(t, id, stockView{Total: 3, Available: 2, Sold: 1}, 10*time.Second)
+	c.awaitTicket(t, tk, "late-ok", 10*time.Second, "paid", func(v bnTicketView) bool { return v.Status == "paid" })
+	checkPayAnswer(t, "the same late payment again", c.bnPay(t, e.PaymentSecret, "pay-late-ok", ord, 2000), ord, "paid")
+	if st := c.sale(t, id).Stock; st != (stockView{Total: 3, Available: 2, Sold: 1}) {
+		t.Errorf("stock after the same payment again: %+v, want {3 2 0 1}", st)
+	}
+	evs := sink.awaitEvents(t, ord, 20*time.Second, evCreated, evExpired, evPaid)
+	if n := countType(evs, evPaid); n != 1 {
+		t.Errorf("%d order.paid events, want 1", n)
+	}
+
+	// A bundle: both items are taken again.
+	x, y := openSale(2, 1, 400), openSale(2, 1, 600)
+	x.PaymentWindowSeconds, y.PaymentWindowSeconds = 1, 1
+	xID, yID := c.createSale(t, x), c.createSale(t, y)
+	w := bnWant{units: map[string]int{xID: 1, yID: 1}, prices: map[string]int64{xID: 400, yID: 600}}
+	_, bord := expiredOrder(t, c, "late-bundle", bnItem{xID, 1}, bnItem{yID, 1})
+	c.awaitStock(t, xID, stockView{Total: 2, Available: 2}, 10*time.Second)
+	c.awaitStock(t, yID, stockView{Total: 2, Available: 2}, 10*time.Second)
+	checkPayAnswer(t, "late payment of a bundle", c.bnPay(t, e.PaymentSecret, "pay-late-bundle", bord, 1000), bord, "paid")
+	c.awaitStock(t, xID, stockView{Total: 2, Available: 1, Sold: 1}, 10*time.Second)
+	c.awaitStock(t, yID, stockView{Total: 2, Available: 1, Sold: 1}, 10*time.Second)
+	bevs := sink.awaitEvents(t, bord, 20*time.Second, evCreated, evExpired, evPaid)
+	checkEventItems(t, bevs, w)
+	sink.verify(t)
+	fxReconcileAgrees(t, e, id, stockView{Total: 3, Available: 2, Sold: 1})
+	fxReconcileAgrees(t, e, xID, stockView{Total: 2, Available: 1, Sold: 1})
+}
+
+// TestLatePayUnitsGone: an expired order whose unit was bought by another
+// user meanwhile is paid late: 200 refund_required, the order stays expired,
+// the stock is untouched, one order.refund_required and no order.paid. A
+// bundle whose one item is gone is refunded too, and its other item's units
+// are not taken (all or nothing).
+func TestLatePayUnitsGone(t *testing.T) {
+	e := newEnv(t)
+	sink := newBnSink(t, e)
+	p := e.start("all", map[string]string{"FLASHSALE_SWEEP_INTERVAL": "1"})
+	c := p.client()
+	s := openSale(1, 1, 2500)
+	s.PaymentWindowSeconds = 1
+	id := c.createSale(t, s)
+	_, ord := expiredOrder(t, c, "late-gone", bnItem{id, 1})
+	c.awaitStock(t, id, stockView{Total: 1, Available: 1}, 10*time.Second)
+	c.bnPlace(t, "taker", bnItem{id, 1})
+	c.awaitStock(t, id, stockView{Total: 1, Available: 0, Held: 1}, 10*time.Second)
+
+	checkPayAnswer(t, "late payment, unit gone", c.bnPay(t, e.PaymentSecret, "pay-late-gone", ord, 2500), ord, "refund_required")
+	if v := c.bnOrder(t, ord, "late-gone"); v.Status != "expired" || v.PaidAt != nil {
+		t.Errorf("refunded late order: %+v, want expired and unpaid", v)
+	}
+	evs := sink.awaitEvents(t, ord, 20*time.Second, evCreated, evExpired, evRefund)
+	if countType(evs, evPaid) != 0 {
+		t.Errorf("order.paid for an order that could not take its units: %v", evTypes(evs))
+	}
+	if st := c.sale(t, id).Stock; st != (stockView{Total: 1, Available: 0, Held: 1}) {
+		t.Errorf("stock after a refused late payment: %+v, want untouched {1 0 1 0}", st)
+	}
+
+	// A bundle: Y's last unit is gone, so X's is not taken either.
+	x, y := openSale(2, 1, 400), openSale(1, 1, 600)
+	x.PaymentWindowSeconds, y.PaymentWindowSeconds = 1, 1
+	xID, yID := c.createSale(t, x), c.createSale(t, y)
+	_, bord := expiredOrder(t, c, "late-bundle-gone", bnItem{xID, 1}, bnItem{yID, 1})
+	c.awaitStock(t, yID, stockView{Total: 1, Available: 1}, 10*time.Second)
+	c.awaitStock(t, xID, stockView{Total: 2, Available: 2}, 10*time.Second)
+	c.bnPlace(t, "y-taker", bnItem{yID, 1})
+	c.awaitStock(t, yID, stockView{Total: 1, Held: 1}, 10*time.Second)
+	checkPayAnswer(t, "late payment of a bundle, one item gone", c.bnPay(t, e.PaymentSecret, "pay-late-bgone", bord, 1000), bord, "refund_required")
+	if v := c.bnOrder(t, bord, "late-bundle-gone"); v.Status != "expired" {
+		t.Errorf("refunded late bundle: status %q, want expired", v.Status)
+	}
+	bevs := sink.awaitEvents(t, bord, 20*time.Second, evCreated, evExpired, evRefund)
+	checkEventItems(t, bevs, bnWant{units: map[string]int{xID: 1, yID: 1}, prices: map[string]int64{xID: 400, yID: 600}})
+	if st := c.sale(t, xID).Stock; st != (stockView{Total: 2, Available: 2}) {
+		t.Errorf("X after a refused late bundle payment: %+v, want untouched {2 2 0 0} (half held)", st)
+	}
+	if st := c.sale(t, yID).Stock; st != (stockView{Total: 1, Held: 1}) {
+		t.Errorf("Y after a refused late bundle payment: %+v, want {1 0 1 0}", st)
+	}
+	sink.verify(t)
+	fxReconcileAgrees(t, e, id, stockView{Total: 1, Held: 1})
+	fxReconcileAgrees(t, e, xID, stockView{Total: 2, Available: 2})
+	fxReconcileAgrees(t, e, yID, stockView{Total: 1, Held: 1})
+}
+
+// TestLatePayRace: 10 times (10 sales of one unit, raced side by side), an
+// expired order's late payment races 5 new buyers for the sale's only unit,
+// all released at once. Never oversold: either the late payer is paid and
+// every buyer is sold out, or the payer is refunded and exactly one buyer has
+// the unit; MySQL and the sale view agree on exactly one unit taken, and
+// reconcile exits 0.
+func TestLatePayRace(t *testing.T) {
+	e := newEnv(t)
+	p := e.start("all", map[string]string{"FLASHSALE_SWEEP_INTERVAL": "1"})
+	c := p.client()
+	const rounds, buyers = 10, 5
+	type round struct {
+		sale, payer, order string
+		payStatus          string
+		payErr             error
+		mu                 sync.Mutex
+		tickets            []ticketRef
+		answers            []string
+	}
+	rs := make([]*round, rounds)
+	var wg sync.WaitGroup
+	for i := range rs {
+		s := openSale(1, 1, 900)
+		s.PaymentWindowSeconds = 1
+		rs[i] = &round{sale: c.createSale(t, s), payer: fmt.Sprintf("payer-%d", i)}
+	}
+	for _, r := range rs {
+		_, r.order = c.bnPlace(t, r.payer, bnItem{r.sale, 1})
+	}
+	for _, r := range rs {
+		c.awaitOrderStatus(t, r.order, r.payer, "expired", 30*time.Second)
+		c.awaitStock(t, r.sale, stockView{Total: 1, Available: 1}, 10*time.Second)
+	}
+
+	start := make(chan struct{})
+	for i, r := range rs {
+		wg.Add(1 + buyers)
+		go func() {
+			defer wg.Done()
+			<-start
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			body := notice("pay-race-"+r.order, r.order, 900, "succeeded").body()
+			ans, err := c.callback(ctx, body, sign(e.PaymentSecret, time.Now(), body))
+			st, err := payOutcome(ans, err, r.order)
+			r.mu.Lock()
+			r.payStatus, r.payErr = st, err
+			r.mu.Unlock()
+		}()
+		for b := range buyers {
+			u := fmt.Sprintf("racer-%d-%d", i, b)
+			go func() {
+				defer wg.Done()
+				<-start
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				defer cancel()
+				ans, err := c.purchase(ctx, r.sale, u, 1)
+				r.mu.Lock()
+				defer r.mu.Unlock()
+				r.answers = append(r.answers, outcome(ans, err))
+				if err == nil && ans.Status == http.StatusAccepted {
+					var a purchaseAnswer
+					if ans.decode(&a) == nil && a.TicketID != "" {
+						r.tickets = append(r.tickets, ticketRef{User: u, TicketID: a.TicketID})
+					}
+				}
+			}()
+		}
+	}
+	close(start)
+	wg.Wait()
+
+	wins := map[string]int{}
+	for i, r := range rs {
+		if r.payErr != nil {
+			t.Errorf("round %d: late payment: %v", i, r.payErr)
+			continue
+		}
+		final := c.awaitFinal(t, r.tickets, time.Minute)
+		held := 0
+		for _, ref := range r.tickets {
+			switch v := final[ref.TicketID]; v.Status {
+			case "pending_payment":
+				held++
+			case "sold_out":
+			default:
+				t.Errorf("round %d: buyer ticket %s ended %q, want pending_payment or sold_out", i, ref.TicketID, v.Status)
+			}
+		}
+		for _, a := range r.answers {
+			if a != "202" && a != "409 sold_out" {
+				t.Errorf("round %d: a buyer was answered %q, want 202 or 409 sold_out", i, a)
+			}
+		}
+		ov := c.bnOrder(t, r.order, r.payer)
+		switch r.payStatus {
+		case "paid":
+			wins["late payer"]++
+			if held != 0 {
+				t.Errorf("round %d: OVERSOLD: the late payment was paid and %d buyers hold the only unit too", i, held)
+			}
+			if ov.Status != "paid" {
+				t.Errorf("round %d: payment answered paid, order is %q", i, ov.Status)
+			}
+			c.awaitStock(t, r.sale, stockView{Total: 1, Sold: 1}, 10*time.Second)
+		case "refund_required":
+			wins["buyer"]++
+			if held != 1 {
+				t.Errorf("round %d: the late payment was refused but %d buyers hold the unit, want 1 (refused with the unit free)", i, held)
+			}
+			if ov.Status != "expired" {
+				t.Errorf("round %d: payment answered refund_required, order is %q, want expired", i, ov.Status)
+			}
+			c.awaitStock(t, r.sale, stockView{Total: 1, Held: 1}, 10*time.Second)
+		default:
+			t.Errorf("round %d: late payment answered %q", i, r.payStatus)
+		}
+		if n := bnMustLiveUnits(t, e, r.sale); n != 1 {
+			t.Errorf("round %d: MySQL has %d units in pending_payment+paid orders of the one-unit sale, want 1", i, n)
+		}
+	}
+	t.Logf("the unit went to: %v", wins)
+	bnReconcileExits0(t, e)
+}
