@@ -25,6 +25,7 @@ const (
 	CodeRateLimited       Code = "rate_limited"
 	CodeUnavailable       Code = "unavailable"
 	CodeAlreadyPaid       Code = "already_paid"
+	CodeNotPaid           Code = "not_paid"
 	CodeReservationClosed Code = "reservation_closed"
 	CodeReservationsFull  Code = "reservations_full"
 	CodeNoReservation     Code = "no_reservation"
@@ -66,6 +67,7 @@ var (
 	ErrRateLimited  = &Error{CodeRateLimited, "too many requests for this sale right now"}
 	ErrUnavailable  = &Error{CodeUnavailable, "the service cannot take the request now; retry"}
 	ErrAlreadyPaid  = &Error{CodeAlreadyPaid, "the order is already paid"}
+	ErrNotPaid      = &Error{CodeNotPaid, "the order is not paid"}
 	ErrNotLoaded    = errors.New("sale not loaded in the stock store")
 )
 

@@ -138,16 +138,45 @@ const (
 // Live reports whether the ticket still blocks its user from a new purchase.
 func (s TicketStatus) Live() bool { return s == TicketQueued || s == TicketPendingPayment }
 
+// Line is units of one sale in a purchase: a ticket has one line per sale it
+// buys (one for a purchase of one sale, 2 to 10 for a bundle).
+type Line struct {
+	SaleID   string `json:"sale_id"`
+	Quantity int    `json:"quantity"`
+}
+
+// MaxLines is how many sales one purchase may buy at once.
+const MaxLines = 10
+
 // Ticket is a user's purchase request. A ticket makes at most one order, and that
-// order's id is the ticket's id.
+// order's id is the ticket's id. SaleID and Quantity are set for a ticket of one
+// sale; Items has every line (one for a ticket of one sale).
 type Ticket struct {
 	ID       string       `json:"ticket_id"`
-	SaleID   string       `json:"sale_id"`
+	SaleID   string       `json:"sale_id,omitempty"`
 	UserID   string       `json:"-"`
-	Quantity int          `json:"quantity"`
+	Quantity int          `json:"quantity,omitempty"`
+	Items    []Line       `json:"items,omitempty"`
 	Status   TicketStatus `json:"status"`
 	OrderID  string       `json:"order_id,omitempty"`
 	PayBy    *time.Time   `json:"pay_by,omitempty"`
+}
+
+// Lines returns the ticket's lines: Items, or its one sale.
+func (t *Ticket) Lines() []Line {
+	if len(t.Items) > 0 {
+		return t.Items
+	}
+	return []Line{{SaleID: t.SaleID, Quantity: t.Quantity}}
+}
+
+// SetLines sets Items to lines, and SaleID and Quantity when there is one line
+// (they are empty for a bundle).
+func (t *Ticket) SetLines(lines []Line) {
+	t.Items, t.SaleID, t.Quantity = lines, "", 0
+	if len(lines) == 1 {
+		t.SaleID, t.Quantity = lines[0].SaleID, lines[0].Quantity
+	}
 }
 
 // OrderStatus is an order's place in its lifecycle. Every change is a conditional
@@ -161,25 +190,81 @@ const (
 	OrderCancelled      OrderStatus = "cancelled"
 )
 
+// OrderItem is the part of an order in one sale. Returned units were given back
+// (the order stays paid); Quantity-Returned units still count as sold.
+type OrderItem struct {
+	SaleID      string `json:"sale_id"`
+	Quantity    int    `json:"quantity"`
+	AmountCents int64  `json:"amount_cents"`
+	Returned    int    `json:"returned"`
+}
+
 // Order is the book-of-record entry for units a user holds or bought. It lives on
-// shard ShardOf(UserID, n).
+// shard ShardOf(UserID, n). Items has one entry per sale (one for an order of
+// one sale, several for a bundle); SaleID and Quantity are set only for an order
+// of one sale, and AmountCents is the total.
 type Order struct {
 	ID          string      `json:"order_id"`
-	SaleID      string      `json:"sale_id"`
+	SaleID      string      `json:"sale_id,omitempty"`
 	UserID      string      `json:"user_id"`
-	Quantity    int         `json:"quantity"`
+	Quantity    int         `json:"quantity,omitempty"`
 	AmountCents int64       `json:"amount_cents"`
 	Status      OrderStatus `json:"status"`
 	CreatedAt   time.Time   `json:"created_at"`
 	PayBy       time.Time   `json:"pay_by"`
 	PaidAt      *time.Time  `json:"paid_at"`
 	PaymentID   *string     `json:"payment_id"`
+	Items       []OrderItem `json:"items"`
+}
+
+// SetItems sets Items, the total AmountCents, and SaleID and Quantity when
+// there is one item (they are empty for a bundle).
+func (o *Order) SetItems(items []OrderItem) {
+	o.Items, o.SaleID, o.Quantity, o.AmountCents = items, "", 0, 0
+	for _, it := range items {
+		o.AmountCents += it.AmountCents
+	}
+	if len(items) == 1 {
+		o.SaleID, o.Quantity = items[0].SaleID, items[0].Quantity
+	}
+}
+
+// Lines returns the units the order holds or bought per sale (less returned).
+func (o *Order) Lines() []Line {
+	lines := make([]Line, len(o.Items))
+	for i, it := range o.Items {
+		lines[i] = Line{SaleID: it.SaleID, Quantity: it.Quantity - it.Returned}
+	}
+	return lines
+}
+
+// Part is an order's share of one sale, as the stock of that sale sees it (a
+// hold per ticket and sale): the units it holds or bought there, net of returns.
+type Part struct {
+	OrderID  string
+	UserID   string
+	SaleID   string
+	Quantity int
+	Status   OrderStatus
+}
+
+// Parts returns the order's parts, one per item.
+func (o *Order) Parts() []Part {
+	parts := make([]Part, len(o.Items))
+	for i, l := range o.Lines() {
+		parts[i] = Part{OrderID: o.ID, UserID: o.UserID, SaleID: l.SaleID, Quantity: l.Quantity, Status: o.Status}
+	}
+	return parts
 }
 
 // TicketOf is the ticket view of an order: a ticket follows its order's status.
 func TicketOf(o *Order) *Ticket {
-	t := &Ticket{ID: o.ID, SaleID: o.SaleID, UserID: o.UserID, Quantity: o.Quantity,
-		Status: TicketStatus(o.Status), OrderID: o.ID}
+	t := &Ticket{ID: o.ID, UserID: o.UserID, Status: TicketStatus(o.Status), OrderID: o.ID}
+	lines := make([]Line, len(o.Items))
+	for i, it := range o.Items {
+		lines[i] = Line{SaleID: it.SaleID, Quantity: it.Quantity}
+	}
+	t.SetLines(lines)
 	if o.Status == OrderPendingPayment {
 		p := o.PayBy
 		t.PayBy = &p
@@ -187,13 +272,53 @@ func TicketOf(o *Order) *Ticket {
 	return t
 }
 
-// PurchaseRequest is what the ingress queues and a worker consumes.
+// PurchaseRequest is what the ingress queues and a worker consumes: a purchase
+// of one sale (SaleID, Quantity) or a bundle (Items, 2 to MaxLines lines of
+// distinct sales, all or nothing).
 type PurchaseRequest struct {
 	TicketID   string    `json:"ticket_id"`
-	SaleID     string    `json:"sale_id"`
+	SaleID     string    `json:"sale_id,omitempty"`
 	UserID     string    `json:"user_id"`
-	Quantity   int       `json:"quantity"`
+	Quantity   int       `json:"quantity,omitempty"`
+	Items      []Line    `json:"items,omitempty"`
 	AdmittedAt time.Time `json:"admitted_at"`
+}
+
+// Lines returns the request's lines: Items, or its one sale.
+func (r *PurchaseRequest) Lines() []Line {
+	if len(r.Items) > 0 {
+		return r.Items
+	}
+	return []Line{{SaleID: r.SaleID, Quantity: r.Quantity}}
+}
+
+// Valid reports whether the request names a ticket, a user and 1 to MaxLines
+// lines of distinct sales with positive quantities.
+func (r *PurchaseRequest) Valid() bool {
+	if r.TicketID == "" || r.UserID == "" || len(r.Items) > MaxLines {
+		return false
+	}
+	seen := map[string]bool{}
+	for _, l := range r.Lines() {
+		if l.SaleID == "" || l.Quantity < 1 || seen[l.SaleID] {
+			return false
+		}
+		seen[l.SaleID] = true
+	}
+	return true
+}
+
+// LineRequest is the request's part in one sale, as the stock of that sale
+// holds it (under the request's ticket id).
+func (r *PurchaseRequest) LineRequest(l Line) *PurchaseRequest {
+	return &PurchaseRequest{TicketID: r.TicketID, SaleID: l.SaleID, UserID: r.UserID, Quantity: l.Quantity, AdmittedAt: r.AdmittedAt}
+}
+
+// Ticket returns the request's ticket with status st.
+func (r *PurchaseRequest) Ticket(st TicketStatus) *Ticket {
+	t := &Ticket{ID: r.TicketID, UserID: r.UserID, Status: st}
+	t.SetLines(r.Lines())
+	return t
 }
 
 // EventType is the routing key of an order event on the <namespace>.events exchange.
@@ -205,6 +330,7 @@ const (
 	EventOrderExpired        EventType = "order.expired"
 	EventOrderCancelled      EventType = "order.cancelled"
 	EventOrderRefundRequired EventType = "order.refund_required"
+	EventOrderReturned       EventType = "order.returned"
 )
 
 // Event is an order transition as published (contract section 3). It is written to
@@ -215,23 +341,28 @@ type Event struct {
 	Type       EventType  `json:"type"`
 	OccurredAt time.Time  `json:"occurred_at"`
 	Order      EventOrder `json:"order"`
+	// ReturnID and Items are set on order.returned only: the return and the
+	// units it gave back.
+	ReturnID string `json:"return_id,omitempty"`
+	Items    []Line `json:"items,omitempty"`
 }
 
 // EventOrder is the order snapshot an event carries.
 type EventOrder struct {
 	OrderID     string      `json:"order_id"`
-	SaleID      string      `json:"sale_id"`
+	SaleID      string      `json:"sale_id,omitempty"`
 	UserID      string      `json:"user_id"`
-	Quantity    int         `json:"quantity"`
+	Quantity    int         `json:"quantity,omitempty"`
 	AmountCents int64       `json:"amount_cents"`
 	Status      OrderStatus `json:"status"`
 	PaymentID   *string     `json:"payment_id"`
+	Items       []OrderItem `json:"items"`
 }
 
 // SnapshotOf returns the event view of o.
 func SnapshotOf(o *Order) EventOrder {
 	return EventOrder{OrderID: o.ID, SaleID: o.SaleID, UserID: o.UserID, Quantity: o.Quantity,
-		AmountCents: o.AmountCents, Status: o.Status, PaymentID: o.PaymentID}
+		AmountCents: o.AmountCents, Status: o.Status, PaymentID: o.PaymentID, Items: o.Items}
 }
 
 // PayOutcome is what a payment notification did to its order.

@@ -32,7 +32,7 @@ func StatusOf(code flashsale.Code) int {
 	case flashsale.CodeNotFound:
 		return http.StatusNotFound
 	case flashsale.CodeConflict, flashsale.CodeNotStarted, flashsale.CodeEnded, flashsale.CodeSoldOut,
-		flashsale.CodeLimitReached, flashsale.CodeAlreadyPaid, flashsale.CodeReservationClosed,
+		flashsale.CodeLimitReached, flashsale.CodeAlreadyPaid, flashsale.CodeNotPaid, flashsale.CodeReservationClosed,
 		flashsale.CodeReservationsFull, flashsale.CodeNoReservation:
 		return http.StatusConflict
 	case flashsale.CodeInvalidQuantity, flashsale.CodeAmountMismatch:

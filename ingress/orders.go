@@ -15,6 +15,11 @@ type Lifecycle interface {
 	// cancelled order returns it unchanged. Errors wrap flashsale.ErrNotFound or
 	// flashsale.ErrAlreadyPaid.
 	Cancel(ctx context.Context, userID, orderID string) (*flashsale.Order, error)
+	// Return gives units of a paid order back on sale; created is false for a
+	// return id applied before with the same order and items. Errors wrap
+	// flashsale.ErrNotFound, flashsale.ErrNotPaid, flashsale.ErrConflict or
+	// invalid_quantity.
+	Return(ctx context.Context, orderID, returnID string, lines []flashsale.Line) (o *flashsale.Order, created bool, err error)
 }
 
 func (s *Server) getOrder(c *gin.Context) {
@@ -33,4 +38,60 @@ func (s *Server) cancelOrder(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, o)
+}
+
+type returnInput struct {
+	ReturnID string `json:"return_id"`
+	Items    []struct {
+		SaleID   string `json:"sale_id"`
+		Quantity int    `json:"quantity"`
+	} `json:"items"`
+}
+
+// maxReturnID bounds a return id's length (it is the caller's idempotency key).
+const maxReturnID = 128
+
+// returnOrder is POST /orders/{id}/returns (admin): 201 with the order, 200 for
+// the same return again.
+func (s *Server) returnOrder(c *gin.Context) {
+	var in returnInput
+	if err := BindJSON(c, &in); err != nil {
+		s.WriteError(c, err)
+		return
+	}
+	if in.ReturnID == "" || len(in.ReturnID) > maxReturnID {
+		s.WriteError(c, flashsale.Errorf(flashsale.CodeInvalid, "return_id: 1 to %d characters", maxReturnID))
+		return
+	}
+	if len(in.Items) < 1 || len(in.Items) > flashsale.MaxLines {
+		s.WriteError(c, flashsale.Errorf(flashsale.CodeInvalid, "items: 1 to %d sales", flashsale.MaxLines))
+		return
+	}
+	lines := make([]flashsale.Line, len(in.Items))
+	seen := map[string]bool{}
+	for i, it := range in.Items {
+		switch {
+		case !flashsale.ValidID(it.SaleID):
+			s.WriteError(c, flashsale.Errorf(flashsale.CodeInvalid, "items: sale_id must be 1 to 64 characters of [A-Za-z0-9_-]"))
+			return
+		case seen[it.SaleID]:
+			s.WriteError(c, flashsale.Errorf(flashsale.CodeInvalid, "items: sale %q appears twice", it.SaleID))
+			return
+		case it.Quantity < 1:
+			s.WriteError(c, flashsale.Errorf(flashsale.CodeInvalidQuantity, "items: quantity of sale %q must be at least 1", it.SaleID))
+			return
+		}
+		seen[it.SaleID] = true
+		lines[i] = flashsale.Line{SaleID: it.SaleID, Quantity: it.Quantity}
+	}
+	o, created, err := s.cfg.Lifecycle.Return(c.Request.Context(), c.Param("id"), in.ReturnID, lines)
+	if err != nil {
+		s.WriteError(c, err)
+		return
+	}
+	code := http.StatusOK
+	if created {
+		code = http.StatusCreated
+	}
+	c.JSON(code, o)
 }

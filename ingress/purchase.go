@@ -17,50 +17,77 @@ type purchaseInput struct {
 	Quantity *int `json:"quantity"`
 }
 
+type bundleInput struct {
+	Items []struct {
+		SaleID   string `json:"sale_id"`
+		Quantity *int   `json:"quantity"`
+	} `json:"items"`
+}
+
 type ticketAnswer struct {
 	TicketID string                 `json:"ticket_id"`
 	Status   flashsale.TicketStatus `json:"status"`
 }
 
+// purchase is POST /sales/{id}/purchase: one sale.
 func (s *Server) purchase(c *gin.Context) {
-	ctx := c.Request.Context()
-	user := userOf(c)
 	var in purchaseInput
 	if err := BindJSON(c, &in); err != nil {
 		s.WriteError(c, err)
 		return
 	}
-	sale, err := s.cfg.Sales.Get(ctx, c.Param("id"))
-	if err != nil {
+	s.purchaseLines(c, []flashsale.Line{{SaleID: c.Param("id"), Quantity: quantityOr1(in.Quantity)}})
+}
+
+// purchaseBundle is POST /purchases: 2 to flashsale.MaxLines sales, all or
+// nothing, under one ticket.
+func (s *Server) purchaseBundle(c *gin.Context) {
+	var in bundleInput
+	if err := BindJSON(c, &in); err != nil {
 		s.WriteError(c, err)
 		return
 	}
+	if len(in.Items) < 2 || len(in.Items) > flashsale.MaxLines {
+		s.WriteError(c, flashsale.Errorf(flashsale.CodeInvalid, "items: 2 to %d sales (a single sale is bought at /sales/{id}/purchase)", flashsale.MaxLines))
+		return
+	}
+	lines := make([]flashsale.Line, len(in.Items))
+	seen := map[string]bool{}
+	for i, it := range in.Items {
+		if seen[it.SaleID] {
+			s.WriteError(c, flashsale.Errorf(flashsale.CodeInvalid, "items: sale %q appears twice", it.SaleID))
+			return
+		}
+		seen[it.SaleID] = true
+		lines[i] = flashsale.Line{SaleID: it.SaleID, Quantity: quantityOr1(it.Quantity)}
+	}
+	s.purchaseLines(c, lines)
+}
+
+func quantityOr1(q *int) int {
+	if q == nil {
+		return 1
+	}
+	return *q
+}
+
+// purchaseLines checks each line as a purchase of its sale would be, in order
+// (the first failing line decides the answer), then admits them under one ticket.
+func (s *Server) purchaseLines(c *gin.Context, lines []flashsale.Line) {
+	ctx := c.Request.Context()
+	user := userOf(c)
 	now := s.cfg.Now()
-	switch {
-	case now.Before(sale.StartsAt):
-		s.WriteError(c, flashsale.ErrNotStarted)
-		return
-	case !now.Before(sale.EndsAt):
-		s.WriteError(c, flashsale.ErrEnded)
-		return
+	bundle := len(lines) > 1
+	sales := make([]*flashsale.Sale, len(lines))
+	for i, l := range lines {
+		sale, err := s.checkLine(ctx, user, l, bundle, now)
+		if err != nil {
+			s.WriteError(c, lineError(err, l, bundle))
+			return
+		}
+		sales[i] = sale
 	}
-	qty := 1
-	if in.Quantity != nil {
-		qty = *in.Quantity
-	}
-	if qty < 1 || qty > sale.PerUserLimit {
-		s.WriteError(c, flashsale.Errorf(flashsale.CodeInvalidQuantity, "quantity must be between 1 and %d", sale.PerUserLimit))
-		return
-	}
-	if err := s.checkQualified(ctx, sale, user); err != nil {
-		s.WriteError(c, err)
-		return
-	}
-	if !s.limiter.Allow(sale.ID, now) {
-		s.WriteError(c, flashsale.ErrRateLimited)
-		return
-	}
-	ticket, fresh, err := s.admit(ctx, sale, user, qty, now)
+	ticket, fresh, err := s.admit(ctx, user, sales, lines, now)
 	if err != nil {
 		s.WriteError(c, err)
 		return
@@ -72,59 +99,100 @@ func (s *Server) purchase(c *gin.Context) {
 	c.JSON(code, ticketAnswer{TicketID: ticket.ID, Status: ticket.Status})
 }
 
-// admit claims the user's live ticket and queues it. It returns the new queued
-// ticket (fresh), or the user's existing live ticket with its current status.
-func (s *Server) admit(ctx context.Context, sale *flashsale.Sale, user string, qty int, now time.Time) (t *flashsale.Ticket, fresh bool, err error) {
+// checkLine checks one line as a purchase of its sale: the sale exists, is open
+// by this server's clock, the quantity fits its per-user limit, the user
+// qualifies, and this node's window for the sale has room.
+func (s *Server) checkLine(ctx context.Context, user string, l flashsale.Line, bundle bool, now time.Time) (*flashsale.Sale, error) {
+	sale, err := s.cfg.Sales.Get(ctx, l.SaleID)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case now.Before(sale.StartsAt):
+		return nil, flashsale.ErrNotStarted
+	case !now.Before(sale.EndsAt):
+		return nil, flashsale.ErrEnded
+	}
+	if l.Quantity < 1 || l.Quantity > sale.PerUserLimit {
+		return nil, flashsale.Errorf(flashsale.CodeInvalidQuantity, "quantity must be between 1 and %d", sale.PerUserLimit)
+	}
+	// A bundle's lines are held under one ticket id in each sale; the mysql
+	// inventory keys its holds by ticket alone, so it sells one sale at a time.
+	if bundle && sale.Inventory == flashsale.InventoryMySQL {
+		return nil, flashsale.Errorf(flashsale.CodeInvalid, "inventory mysql sales are bought one at a time, not in a bundle")
+	}
+	if err := s.checkQualified(ctx, sale, user); err != nil {
+		return nil, err
+	}
+	if !s.limiter.Allow(sale.ID, now) {
+		return nil, flashsale.ErrRateLimited
+	}
+	return sale, nil
+}
+
+// lineError names the line's sale in the message of a bundle's coded error.
+func lineError(err error, l flashsale.Line, bundle bool) error {
+	var fe *flashsale.Error
+	if !bundle || !errors.As(err, &fe) {
+		return err
+	}
+	if fe.Code == flashsale.CodeNotFound {
+		return flashsale.Errorf(fe.Code, "no sale %q", l.SaleID)
+	}
+	return flashsale.Errorf(fe.Code, "sale %q: %s", l.SaleID, fe.Message)
+}
+
+// admit claims the user's live ticket in each line's sale and queues the
+// ticket. It returns the new queued ticket (fresh), or the user's existing live
+// ticket in the first sale that has one, with its current status. Whatever was
+// claimed is undone when a later line is refused.
+func (s *Server) admit(ctx context.Context, user string, sales []*flashsale.Sale, lines []flashsale.Line, now time.Time) (t *flashsale.Ticket, fresh bool, err error) {
 	id, err := uuid.NewV7()
 	if err != nil {
 		return nil, false, err
 	}
 	ticketID := id.String()
-	ticket := &flashsale.Ticket{ID: ticketID, SaleID: sale.ID, UserID: user, Quantity: qty, Status: flashsale.TicketQueued}
-	outcome, existing, err := s.cfg.Stock.Claim(ctx, sale, user, ticketID, qty, now)
-	if err != nil {
-		return nil, false, s.claimFailed(ctx, ticket, err)
-	}
-	if outcome == flashsale.Existing {
-		t, err := s.cfg.Stock.GetTicket(ctx, existing)
-		if err == nil {
-			return t, false, nil
-		}
-		// No fast copy: it is being queued right now, or its publish failed
-		// and its claim could not be undone then (Redis away). A ticket given
-		// up like that is final in MySQL: free its claim and claim again.
-		if mt, merr := s.cfg.Orders.GetTicket(ctx, user, existing); merr == nil && !mt.Status.Live() {
-			if err := s.cfg.Stock.Unclaim(ctx, sale.ID, user, existing); err != nil {
-				return nil, false, s.dependency(err, "the purchase could not be queued; nothing was kept, retry")
+	ticket := &flashsale.Ticket{ID: ticketID, UserID: user, Status: flashsale.TicketQueued}
+	ticket.SetLines(lines)
+	bundle := len(lines) > 1
+	unclaim := func(n int) {
+		bg := context.WithoutCancel(ctx)
+		for _, sale := range sales[:n] {
+			if err := s.cfg.Stock.Unclaim(bg, sale.ID, user, ticketID); err != nil {
+				s.log.Error("cannot undo a claim; it goes stale and is replaced on retry", "ticket", ticketID, "sale", sale.ID, "err", err)
 			}
-			if outcome, existing, err = s.cfg.Stock.Claim(ctx, sale, user, ticketID, qty, now); err != nil {
-				return nil, false, s.claimFailed(ctx, ticket, err)
-			}
-		} else {
-			return &flashsale.Ticket{ID: existing, Status: flashsale.TicketQueued}, false, nil
 		}
 	}
-	switch outcome {
-	case flashsale.Existing:
-		return &flashsale.Ticket{ID: existing, Status: flashsale.TicketQueued}, false, nil
-	case flashsale.LimitReached:
-		return nil, false, flashsale.ErrLimitReached
-	case flashsale.SoldOut:
-		return nil, false, flashsale.ErrSoldOut
+	for i, sale := range sales {
+		outcome, existing, err := s.claim(ctx, sale, user, ticket, lines[i].Quantity, now)
+		if err != nil {
+			unclaim(i)
+			return nil, false, err
+		}
+		switch outcome {
+		case flashsale.Claimed:
+			continue
+		case flashsale.Existing:
+			unclaim(i)
+			return existing, false, nil
+		case flashsale.LimitReached:
+			unclaim(i)
+			return nil, false, lineError(flashsale.ErrLimitReached, lines[i], bundle)
+		default:
+			unclaim(i)
+			return nil, false, lineError(flashsale.ErrSoldOut, lines[i], bundle)
+		}
 	}
 	// undo leaves nothing behind of a request answered 503: its decision
 	// first, in MySQL (a publish that reached the broker after all then makes
 	// no order; a claim that cannot be undone now because Redis is away is
-	// freed by the user's next purchase, see above), then its claim and copy.
+	// freed by the user's next purchase, see claim), then its claims and copy.
 	undo := func(cause error) (stands bool) {
 		if s.giveUp(ctx, ticket, cause) {
 			return true // queued after all, and already ordered
 		}
-		bg := context.WithoutCancel(ctx)
-		if err := s.cfg.Stock.Unclaim(bg, sale.ID, user, ticketID); err != nil {
-			s.log.Error("cannot undo a claim; it goes stale and is replaced on retry", "ticket", ticketID, "err", err)
-		}
-		s.cfg.Stock.DeleteTicket(bg, ticketID)
+		unclaim(len(sales))
+		s.cfg.Stock.DeleteTicket(context.WithoutCancel(ctx), ticketID)
 		return false
 	}
 	if err := s.cfg.Stock.PutTickets(ctx, ticket); err != nil {
@@ -133,14 +201,49 @@ func (s *Server) admit(ctx context.Context, sale *flashsale.Sale, user string, q
 	}
 	pctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
 	defer cancel()
-	req := &flashsale.PurchaseRequest{TicketID: ticketID, SaleID: sale.ID, UserID: user, Quantity: qty, AdmittedAt: now.UTC()}
+	req := &flashsale.PurchaseRequest{TicketID: ticketID, SaleID: ticket.SaleID, UserID: user, Quantity: ticket.Quantity, AdmittedAt: now.UTC()}
+	if bundle {
+		req.Items = lines
+	}
 	if err := s.cfg.Queue.PublishPurchase(pctx, req); err != nil && !undo(err) {
 		return nil, false, unavailable(err)
 	}
-	if err := s.cfg.Stock.Published(context.WithoutCancel(ctx), sale.ID, ticketID); err != nil {
-		s.log.Warn("cannot mark a claim published; the worker will", "ticket", ticketID, "err", err)
+	for _, sale := range sales {
+		if err := s.cfg.Stock.Published(context.WithoutCancel(ctx), sale.ID, ticketID); err != nil {
+			s.log.Warn("cannot mark a claim published; the worker will", "ticket", ticketID, "sale", sale.ID, "err", err)
+		}
 	}
 	return ticket, true, nil
+}
+
+// claim claims ticket t's slot in one sale. With Existing it returns the
+// user's live ticket there: its fast copy, or just its id while it is being
+// queued. An existing claim with no fast copy is being queued right now, or its
+// publish failed and its claim could not be undone then (Redis away); a ticket
+// given up like that is final in MySQL: its claim is freed and the slot
+// claimed again.
+func (s *Server) claim(ctx context.Context, sale *flashsale.Sale, user string, t *flashsale.Ticket, qty int, now time.Time) (flashsale.ClaimOutcome, *flashsale.Ticket, error) {
+	outcome, existing, err := s.cfg.Stock.Claim(ctx, sale, user, t.ID, qty, now)
+	if err != nil {
+		return 0, nil, s.claimFailed(ctx, t, err)
+	}
+	if outcome != flashsale.Existing {
+		return outcome, nil, nil
+	}
+	if cp, err := s.cfg.Stock.GetTicket(ctx, existing); err == nil {
+		return outcome, cp, nil
+	}
+	queued := &flashsale.Ticket{ID: existing, Status: flashsale.TicketQueued}
+	if mt, merr := s.cfg.Orders.GetTicket(ctx, user, existing); merr != nil || mt.Status.Live() {
+		return outcome, queued, nil
+	}
+	if err := s.cfg.Stock.Unclaim(ctx, sale.ID, user, existing); err != nil {
+		return 0, nil, s.dependency(err, "the purchase could not be queued; nothing was kept, retry")
+	}
+	if outcome, existing, err = s.cfg.Stock.Claim(ctx, sale, user, t.ID, qty, now); err != nil {
+		return 0, nil, s.claimFailed(ctx, t, err)
+	}
+	return outcome, &flashsale.Ticket{ID: existing, Status: flashsale.TicketQueued}, nil
 }
 
 // claimFailed answers a claim of ticket t that failed on Redis. A claim that
@@ -180,14 +283,6 @@ func unavailable(cause error) error {
 	return &flashsale.Error{Code: flashsale.CodeUnavailable, Message: "the purchase could not be queued; nothing was kept, retry"}
 }
 
-type ticketView struct {
-	TicketID string                 `json:"ticket_id"`
-	SaleID   string                 `json:"sale_id"`
-	Quantity int                    `json:"quantity"`
-	Status   flashsale.TicketStatus `json:"status"`
-	OrderID  string                 `json:"order_id,omitempty"`
-	PayBy    *time.Time             `json:"pay_by,omitempty"`
-}
 
 // queuedGrace is how long after its id was minted a ticket found neither in
 // Redis nor in MySQL may still be queued with its fast copy lost (Redis flushed,
@@ -216,9 +311,10 @@ func (s *Server) getTicket(c *gin.Context) {
 		s.WriteError(c, err)
 		return
 	}
-	v := ticketView{TicketID: t.ID, SaleID: t.SaleID, Quantity: t.Quantity, Status: t.Status, OrderID: t.OrderID}
-	if t.Status == flashsale.TicketPendingPayment {
-		v.PayBy = t.PayBy
+	v := *t
+	v.SetLines(t.Lines())
+	if t.Status != flashsale.TicketPendingPayment {
+		v.PayBy = nil
 	}
 	c.JSON(http.StatusOK, v)
 }

@@ -151,6 +151,8 @@ func New(cfg Config) (*Server, error) {
 	api.GET("/tickets/:id", s.user, s.getTicket)
 	api.GET("/orders/:id", s.user, s.getOrder)
 	api.POST("/orders/:id/cancel", s.user, s.cancelOrder)
+	api.POST("/orders/:id/returns", s.admin, s.returnOrder)
+	api.POST("/purchases", s.user, s.purchaseBundle)
 	api.POST("/sales/:id/reservations", s.user, s.reserve)
 	api.GET("/sales/:id/reservations/me", s.user, s.myReservation)
 	s.engine = e

@@ -25,6 +25,8 @@ type MySQL interface {
 	HoldStock(ctx context.Context, saleID string, holds []mysqlstore.StockHold) ([]flashsale.Hold, error)
 	ReleaseStock(ctx context.Context, saleID, ticketID string) (flashsale.Hold, error)
 	ConfirmStock(ctx context.Context, saleID, ticketID string) (flashsale.Hold, error)
+	RetakeStock(ctx context.Context, saleID, ticketID string) (flashsale.Hold, bool, error)
+	ReturnStock(ctx context.Context, saleID, ticketID string, keep int) (flashsale.Hold, error)
 	StockOf(ctx context.Context, saleID string) (flashsale.Stock, error)
 }
 
@@ -100,14 +102,14 @@ func (r *Router) holdMySQL(ctx context.Context, saleID string, idx []int, reqs [
 		}
 		return
 	}
-	var held []*flashsale.Order
+	var held []flashsale.Part
 	var heldIdx []int
 	for j, i := range idx {
 		holds[i] = got[j]
 		req := reqs[i]
 		switch got[j].Kind {
 		case flashsale.HoldHeld:
-			held = append(held, &flashsale.Order{ID: req.TicketID, SaleID: saleID, UserID: req.UserID, Quantity: req.Quantity})
+			held = append(held, flashsale.Part{OrderID: req.TicketID, SaleID: saleID, UserID: req.UserID, Quantity: req.Quantity})
 			heldIdx = append(heldIdx, i)
 		case flashsale.HoldSoldOut:
 			_, errs[i] = r.Store.Release(ctx, saleID, req.TicketID, req.UserID)
@@ -152,6 +154,42 @@ func (r *Router) Confirm(ctx context.Context, saleID, ticketID, userID string) (
 		return before, err
 	}
 	_, err = r.Store.Confirm(ctx, saleID, ticketID, userID)
+	return before, err
+}
+
+// Retake holds a released ticket's units again if all are available (a late
+// payment); MySQL first for mysql sales.
+func (r *Router) Retake(ctx context.Context, saleID, ticketID, userID string, qty int) (flashsale.Hold, bool, error) {
+	mysql, err := r.inMySQL(ctx, saleID)
+	if err != nil || !mysql {
+		if err != nil {
+			return flashsale.Hold{}, false, err
+		}
+		return r.Store.Retake(ctx, saleID, ticketID, userID, qty)
+	}
+	before, ok, err := r.mysql.RetakeStock(ctx, saleID, ticketID)
+	if err != nil || !ok {
+		return before, false, err
+	}
+	_, _, err = r.Store.Retake(ctx, saleID, ticketID, userID, qty)
+	return before, true, err
+}
+
+// Return lowers a paid ticket's units in the sale to keep, once; MySQL first for
+// mysql sales.
+func (r *Router) Return(ctx context.Context, saleID, ticketID, userID string, keep int) (flashsale.Hold, error) {
+	mysql, err := r.inMySQL(ctx, saleID)
+	if err != nil || !mysql {
+		if err != nil {
+			return flashsale.Hold{}, err
+		}
+		return r.Store.Return(ctx, saleID, ticketID, userID, keep)
+	}
+	before, err := r.mysql.ReturnStock(ctx, saleID, ticketID, keep)
+	if err != nil {
+		return before, err
+	}
+	_, err = r.Store.Return(ctx, saleID, ticketID, userID, keep)
 	return before, err
 }
 

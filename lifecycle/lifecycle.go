@@ -22,9 +22,17 @@ type Book interface {
 	// call changed it; errors wrap flashsale.ErrNotFound for an unknown order.
 	Expire(ctx context.Context, userID, orderID string, now time.Time) (*flashsale.Order, bool, error)
 	Cancel(ctx context.Context, userID, orderID string, now time.Time) (*flashsale.Order, bool, error)
-	// Pay applies a succeeded payment; errors wrap flashsale.ErrNotFound or
+	// Pay applies a succeeded payment; with revive, an expired order whose
+	// units the caller took again in the stock store is paid if MySQL's stock
+	// cap and per-user limit allow. Errors wrap flashsale.ErrNotFound or
 	// flashsale.ErrAmountMismatch.
-	Pay(ctx context.Context, userID, orderID, paymentID string, amount int64, now time.Time) (flashsale.PayOutcome, *flashsale.Order, error)
+	Pay(ctx context.Context, userID, orderID, paymentID string, amount int64, revive bool, now time.Time) (flashsale.PayOutcome, *flashsale.Order, error)
+	// BindPayment binds a payment id to the order it pays, across shards; one
+	// bound to another order is flashsale.ErrConflict.
+	BindPayment(ctx context.Context, paymentID, orderID string) error
+	// Return gives units of a paid order back (see mysqlstore.Store.Return);
+	// replay reports a return id applied before.
+	Return(ctx context.Context, orderID, returnID string, lines []flashsale.Line, now time.Time) (o *flashsale.Order, replay bool, err error)
 	// FindOrder finds an order by id alone.
 	FindOrder(ctx context.Context, orderID string) (*flashsale.Order, error)
 }
@@ -33,6 +41,10 @@ type Book interface {
 type Stock interface {
 	Release(ctx context.Context, saleID, ticketID, userID string) (flashsale.Hold, error)
 	Confirm(ctx context.Context, saleID, ticketID, userID string) (flashsale.Hold, error)
+	// Retake holds a released ticket's units again if all are available.
+	Retake(ctx context.Context, saleID, ticketID, userID string, qty int) (flashsale.Hold, bool, error)
+	// Return lowers a paid ticket's units in a sale to keep, once.
+	Return(ctx context.Context, saleID, ticketID, userID string, keep int) (flashsale.Hold, error)
 	PutTickets(ctx context.Context, tickets ...*flashsale.Ticket) error
 }
 
@@ -69,15 +81,20 @@ func New(cfg Config) (*Service, error) {
 // Follow makes Redis and the ticket copy agree with the order's status in MySQL.
 // It is idempotent.
 func (s *Service) Follow(ctx context.Context, o *flashsale.Order) error {
-	var err error
-	switch o.Status {
-	case flashsale.OrderPaid:
-		_, err = s.cfg.Stock.Confirm(ctx, o.SaleID, o.ID, o.UserID)
-	case flashsale.OrderExpired, flashsale.OrderCancelled:
-		_, err = s.cfg.Stock.Release(ctx, o.SaleID, o.ID, o.UserID)
-	}
-	if err != nil {
-		return err
+	for i, p := range o.Parts() {
+		var err error
+		switch o.Status {
+		case flashsale.OrderPaid:
+			_, err = s.cfg.Stock.Confirm(ctx, p.SaleID, o.ID, o.UserID)
+			if err == nil && o.Items[i].Returned > 0 {
+				_, err = s.cfg.Stock.Return(ctx, p.SaleID, o.ID, o.UserID, p.Quantity)
+			}
+		case flashsale.OrderExpired, flashsale.OrderCancelled:
+			_, err = s.cfg.Stock.Release(ctx, p.SaleID, o.ID, o.UserID)
+		}
+		if err != nil {
+			return err
+		}
 	}
 	return s.cfg.Stock.PutTickets(ctx, flashsale.TicketOf(o))
 }
@@ -136,9 +153,30 @@ func (s *Service) Pay(ctx context.Context, p Payment) (string, *flashsale.Order,
 	if !p.Succeeded {
 		return string(o.Status), o, nil
 	}
-	outcome, o, err := s.cfg.Book.Pay(ctx, o.UserID, p.OrderID, p.PaymentID, p.AmountCents, s.cfg.Now())
-	if err != nil {
+	if err := s.cfg.Book.BindPayment(ctx, p.PaymentID, p.OrderID); err != nil {
 		return "", nil, err
+	}
+	// A late payment of an expired order takes its units again, first where
+	// admission looks (the stock store: all of them or none), then in MySQL,
+	// which has the last word.
+	revive := false
+	if o.Status == flashsale.OrderExpired {
+		if revive, err = s.retake(ctx, o); err != nil {
+			return "", nil, err
+		}
+	}
+	outcome, cur, err := s.cfg.Book.Pay(ctx, o.UserID, p.OrderID, p.PaymentID, p.AmountCents, revive, s.cfg.Now())
+	if err != nil {
+		if revive {
+			s.giveBack(ctx, o)
+		}
+		return "", nil, err
+	}
+	o = cur
+	if revive && o.Status != flashsale.OrderPaid {
+		if err := s.giveBack(ctx, o); err != nil {
+			return "", nil, err
+		}
 	}
 	if outcome == flashsale.PayPaid {
 		// Also on a repeat: it completes a confirm a crash (or Redis away,
@@ -148,4 +186,52 @@ func (s *Service) Pay(ctx context.Context, p Payment) (string, *flashsale.Order,
 		}
 	}
 	return string(outcome), o, nil
+}
+
+// retake holds every item of expired order o again in the stock store, or
+// none: it reports whether all were available.
+func (s *Service) retake(ctx context.Context, o *flashsale.Order) (bool, error) {
+	for i, p := range o.Parts() {
+		_, ok, err := s.cfg.Stock.Retake(ctx, p.SaleID, o.ID, o.UserID, p.Quantity)
+		if err == nil && ok {
+			continue
+		}
+		// Undo the items taken so far (release is idempotent).
+		for _, q := range o.Parts()[:i] {
+			if _, rerr := s.cfg.Stock.Release(ctx, q.SaleID, o.ID, o.UserID); rerr != nil && err == nil {
+				err = rerr
+			}
+		}
+		return false, err
+	}
+	return true, nil
+}
+
+// giveBack releases the units retake took for an order MySQL did not revive.
+func (s *Service) giveBack(ctx context.Context, o *flashsale.Order) error {
+	for _, p := range o.Parts() {
+		if _, err := s.cfg.Stock.Release(ctx, p.SaleID, o.ID, o.UserID); err != nil {
+			s.log.Warn("cannot give back units taken for a late payment; the reconciler will", "order", o.ID, "sale", p.SaleID, "err", err)
+			return err
+		}
+	}
+	return nil
+}
+
+// Return gives units of a paid order back on sale: MySQL first (the return is
+// recorded with its order.returned event), then the stock store follows. The
+// same returnID again changes nothing and completes what a crash left undone.
+// created is false for such a repeat. Errors: flashsale.ErrNotFound,
+// flashsale.ErrNotPaid, flashsale.ErrConflict, invalid_quantity.
+func (s *Service) Return(ctx context.Context, orderID, returnID string, lines []flashsale.Line) (o *flashsale.Order, created bool, err error) {
+	o, replay, err := s.cfg.Book.Return(ctx, orderID, returnID, lines, s.cfg.Now())
+	if err != nil {
+		return nil, false, err
+	}
+	// Redis away: the return is committed, the caller is answered 503 and its
+	// retry completes it.
+	if err := s.Follow(ctx, o); err != nil {
+		return nil, false, err
+	}
+	return o, !replay, nil
 }

@@ -208,7 +208,7 @@ func TestPerUserLimitInTheOrderTransaction(t *testing.T) {
 	if res, err := s.CreateOrders(ctx, shard, []*flashsale.Order{first}); err != nil || res[0].Outcome != flashsale.OrderCreated {
 		t.Fatalf("first order: %+v, %v", res, err)
 	}
-	if outcome, _, err := s.Pay(ctx, "carol", first.ID, "pay-1", first.AmountCents, time.Now()); err != nil || outcome != flashsale.PayPaid {
+	if outcome, _, err := s.Pay(ctx, "carol", first.ID, "pay-1", first.AmountCents, false, time.Now()); err != nil || outcome != flashsale.PayPaid {
 		t.Fatalf("pay: %v, %v", outcome, err)
 	}
 	again := saleOrder(sale, "carol", 1)

@@ -140,3 +140,55 @@ func (s *Store) StockOf(ctx context.Context, saleID string) (flashsale.Stock, er
 	}
 	return st, nil
 }
+
+// RetakeStock holds a released ticket's units again (a late payment of an
+// expired order), if they are all available; it returns the state before and
+// whether the ticket is held (or sold) now. A ticket held or sold already is
+// left as it is.
+func (s *Store) RetakeStock(ctx context.Context, saleID, ticketID string) (before flashsale.Hold, ok bool, err error) {
+	err = inTx(ctx, s.meta, func(tx *sql.Tx) error {
+		h, err := lockHold(ctx, tx, saleID, ticketID)
+		before, ok = h, h.Kind == flashsale.HoldHeld || h.Kind == flashsale.HoldSold
+		if err != nil || h.Kind != flashsale.HoldReleased {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE inventory SET available = available - ?, held = held + ?
+			WHERE sale_id = ? AND available >= ?`, h.Quantity, h.Quantity, saleID, h.Quantity)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return nil
+		}
+		ok = true
+		return setHold(ctx, tx, saleID, ticketID, h.Quantity, flashsale.HoldHeld)
+	})
+	if err != nil {
+		return flashsale.Hold{}, false, fmt.Errorf("mysqlstore: retake stock: %w", err)
+	}
+	return before, ok, nil
+}
+
+// ReturnStock puts a sold ticket's units back on sale down to keep units sold
+// (its order's quantity less everything returned so far), once: a ticket
+// already at or below keep is left as it is. It returns the state before.
+func (s *Store) ReturnStock(ctx context.Context, saleID, ticketID string, keep int) (flashsale.Hold, error) {
+	var before flashsale.Hold
+	err := inTx(ctx, s.meta, func(tx *sql.Tx) error {
+		h, err := lockHold(ctx, tx, saleID, ticketID)
+		before = h
+		if err != nil || h.Kind != flashsale.HoldSold || h.Quantity <= keep {
+			return err
+		}
+		d := h.Quantity - keep
+		if _, err := tx.ExecContext(ctx, `UPDATE inventory SET available = available + ?, sold = sold - ? WHERE sale_id = ?`, d, d, saleID); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE inventory_holds SET quantity = ?, updated_at = ? WHERE ticket_id = ?`, keep, time.Now().UTC(), ticketID)
+		return err
+	})
+	if err != nil {
+		return flashsale.Hold{}, fmt.Errorf("mysqlstore: return stock: %w", err)
+	}
+	return before, nil
+}

@@ -15,15 +15,17 @@ import (
 	"github.com/flashsale/flashsale"
 )
 
-const orderColumns = `order_id, sale_id, user_id, quantity, amount_cents, status, created_at, pay_by, paid_at, payment_id`
+const orderColumns = `order_id, sale_id, user_id, quantity, amount_cents, status, created_at, pay_by, paid_at, payment_id, returned`
 
+// scanOrder reads one row of orders: one item of an order (see groupOrders).
 func scanOrder(row scanner) (*flashsale.Order, error) {
 	var o flashsale.Order
 	var paidAt sql.NullTime
 	var paymentID sql.NullString
 	var status string
-	if err := row.Scan(&o.ID, &o.SaleID, &o.UserID, &o.Quantity, &o.AmountCents, &status,
-		&o.CreatedAt, &o.PayBy, &paidAt, &paymentID); err != nil {
+	var it flashsale.OrderItem
+	if err := row.Scan(&o.ID, &it.SaleID, &o.UserID, &it.Quantity, &it.AmountCents, &status,
+		&o.CreatedAt, &o.PayBy, &paidAt, &paymentID, &it.Returned); err != nil {
 		return nil, err
 	}
 	o.Status = flashsale.OrderStatus(status)
@@ -33,7 +35,30 @@ func scanOrder(row scanner) (*flashsale.Order, error) {
 	if paymentID.Valid {
 		o.PaymentID = &paymentID.String
 	}
+	o.SetItems([]flashsale.OrderItem{it})
 	return &o, nil
+}
+
+// groupOrders merges rows of the same order (one per item, see scanOrder) into
+// one order each, in the order their first rows came.
+func groupOrders(rows []*flashsale.Order) []*flashsale.Order {
+	var out []*flashsale.Order
+	byID := make(map[string]*flashsale.Order, len(rows))
+	for _, r := range rows {
+		o := byID[r.ID]
+		if o == nil {
+			byID[r.ID] = r
+			out = append(out, r)
+			continue
+		}
+		o.SetItems(append(o.Items, r.Items...))
+	}
+	for _, o := range out {
+		if len(o.Items) > 1 {
+			sort.Slice(o.Items, func(i, j int) bool { return o.Items[i].SaleID < o.Items[j].SaleID })
+		}
+	}
+	return out
 }
 
 // querier is a pool or a transaction.
@@ -41,8 +66,9 @@ type querier interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }
 
-// queryOrders runs a query selecting orderColumns and scans every row.
-func queryOrders(ctx context.Context, q querier, query string, args ...any) ([]*flashsale.Order, error) {
+// queryRowsOfOrders runs a query selecting orderColumns and scans every row,
+// one item each.
+func queryRowsOfOrders(ctx context.Context, q querier, query string, args ...any) ([]*flashsale.Order, error) {
 	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
@@ -59,13 +85,25 @@ func queryOrders(ctx context.Context, q querier, query string, args ...any) ([]*
 	return out, rows.Err()
 }
 
-// ordersOfSale reads the sale's orders matching cond from every shard.
+// queryOrders runs a query selecting orderColumns and returns whole orders.
+// The query must select every row of each order it selects any row of.
+func queryOrders(ctx context.Context, q querier, query string, args ...any) ([]*flashsale.Order, error) {
+	rows, err := queryRowsOfOrders(ctx, q, query, args...)
+	return groupOrders(rows), err
+}
+
+// ordersOfSale reads from every shard the parts in one sale of the orders
+// matching cond: one per order, with only that sale's item, and Quantity net of
+// the units returned.
 func (s *Store) ordersOfSale(ctx context.Context, saleID, cond string) ([]*flashsale.Order, error) {
 	var all []*flashsale.Order
 	for i, db := range s.shards {
-		orders, err := queryOrders(ctx, db, `SELECT `+orderColumns+` FROM orders WHERE sale_id = ?`+cond, saleID)
+		orders, err := queryRowsOfOrders(ctx, db, `SELECT `+orderColumns+` FROM orders WHERE sale_id = ?`+cond, saleID)
 		if err != nil {
 			return nil, fmt.Errorf("shard %d: %w", i, err)
+		}
+		for _, o := range orders {
+			o.Quantity -= o.Items[0].Returned
 		}
 		all = append(all, orders...)
 	}
@@ -111,17 +149,22 @@ const maxCreateRounds = 16
 func (s *Store) CreateOrders(ctx context.Context, shard int, orders []*flashsale.Order) ([]flashsale.OrderResult, error) {
 	sales := map[string]*flashsale.Sale{}
 	for _, o := range orders {
-		if sales[o.SaleID] != nil {
-			continue
+		if len(o.Items) == 0 { // an order of one sale built without its item
+			o.SetItems([]flashsale.OrderItem{{SaleID: o.SaleID, Quantity: o.Quantity, AmountCents: o.AmountCents}})
 		}
-		sale, err := s.saleOf(ctx, o.SaleID)
-		if err != nil {
-			return nil, err
+		for _, it := range o.Items {
+			if sales[it.SaleID] != nil {
+				continue
+			}
+			sale, err := s.saleOf(ctx, it.SaleID)
+			if err != nil {
+				return nil, err
+			}
+			if err := s.ensureAllotment(ctx, shard, sale); err != nil {
+				return nil, err
+			}
+			sales[it.SaleID] = sale
 		}
-		if err := s.ensureAllotment(ctx, shard, sale); err != nil {
-			return nil, err
-		}
-		sales[o.SaleID] = sale
 	}
 	results := make([]flashsale.OrderResult, len(orders))
 	todo := make([]int, len(orders))
@@ -135,9 +178,13 @@ func (s *Store) CreateOrders(ctx context.Context, shard int, orders []*flashsale
 		}
 		// The orders left are of sales without room on this shard: borrow room
 		// from the others and try them again, or they are sold out.
+		// A bundle that did not fit borrows for each of its sales (the room
+		// it did have may be gone by the next round).
 		need := map[string]int{}
 		for _, i := range short {
-			need[orders[i].SaleID] += orders[i].Quantity
+			for _, it := range orders[i].Items {
+				need[it.SaleID] += it.Quantity
+			}
 		}
 		more := map[string]bool{}
 		for id, n := range need {
@@ -149,7 +196,11 @@ func (s *Store) CreateOrders(ctx context.Context, shard int, orders []*flashsale
 		}
 		todo = todo[:0]
 		for _, i := range short {
-			if more[orders[i].SaleID] {
+			again := true
+			for _, it := range orders[i].Items {
+				again = again && more[it.SaleID]
+			}
+			if again {
 				todo = append(todo, i)
 			} else {
 				results[i] = flashsale.OrderResult{Outcome: flashsale.OrderSoldOut}
@@ -219,7 +270,9 @@ func (s *Store) createTx(ctx context.Context, db *sql.DB, sales map[string]*flas
 			}
 			need := map[string]int{}
 			for _, i := range fresh {
-				need[batch[i].SaleID] += batch[i].Quantity
+				for _, it := range batch[i].Items {
+					need[it.SaleID] += it.Quantity
+				}
 			}
 			ids := make([]string, 0, len(need))
 			for id := range need {
@@ -235,13 +288,19 @@ func (s *Store) createTx(ctx context.Context, db *sql.DB, sales map[string]*flas
 				clear(need)
 				for _, i := range fresh {
 					o := batch[i]
-					if room[o.SaleID] >= o.Quantity {
-						room[o.SaleID] -= o.Quantity
-						need[o.SaleID] += o.Quantity
-						fits = append(fits, i)
-					} else {
-						short = append(short, i)
+					fit := true
+					for _, it := range o.Items {
+						fit = fit && room[it.SaleID] >= it.Quantity
 					}
+					if !fit {
+						short = append(short, i)
+						continue
+					}
+					for _, it := range o.Items {
+						room[it.SaleID] -= it.Quantity
+						need[it.SaleID] += it.Quantity
+					}
+					fits = append(fits, i)
 				}
 				fresh = fits
 			}
@@ -291,7 +350,10 @@ func classify(ctx context.Context, tx *sql.Tx, sales map[string]*flashsale.Sale,
 	users := map[string]bool{}
 	for i, o := range batch {
 		ids[i] = o.ID
-		saleIDs[o.SaleID], users[o.UserID] = true, true
+		users[o.UserID] = true
+		for _, it := range o.Items {
+			saleIDs[it.SaleID] = true
+		}
 	}
 	decided := map[string]string{}
 	if err := queryRows(ctx, tx, func(r scanner) error {
@@ -334,26 +396,35 @@ func classify(ctx context.Context, tx *sql.Tx, sales map[string]*flashsale.Sale,
 		units[k] += q
 		live[k] = live[k] || status == string(flashsale.OrderPendingPayment)
 		return err
-	}, `SELECT sale_id, user_id, status, quantity FROM orders WHERE sale_id IN (`+marks(len(saleIDs))+`)
+	}, `SELECT sale_id, user_id, status, quantity - returned FROM orders WHERE sale_id IN (`+marks(len(saleIDs))+`)
 		AND user_id IN (`+marks(len(users))+`) AND status IN ('pending_payment','paid')`, args...); err != nil {
 		return nil, err
 	}
 	var fresh []int
 	for i, o := range batch {
-		k := userSale{o.SaleID, o.UserID}
+		// A bundle is refused as a whole for its first item refused.
+		conflict, over := false, false
+		for _, it := range o.Items {
+			k := userSale{it.SaleID, o.UserID}
+			conflict = conflict || live[k]
+			over = over || units[k]+it.Quantity > sales[it.SaleID].PerUserLimit
+		}
 		switch d := decided[o.ID]; {
 		case existing[o.ID] != nil:
 			results[i] = flashsale.OrderResult{Outcome: flashsale.OrderExisted, Current: existing[o.ID]}
 		case d != "" && d != decisionOrdered:
 			results[i] = flashsale.OrderResult{Outcome: flashsale.OrderDecided, Decision: flashsale.TicketStatus(d)}
-		case live[k]:
+		case conflict:
 			results[i] = flashsale.OrderResult{Outcome: flashsale.OrderLiveConflict}
-		case units[k]+o.Quantity > sales[o.SaleID].PerUserLimit:
+		case over:
 			results[i] = flashsale.OrderResult{Outcome: flashsale.OrderOverLimit}
 		default:
 			fresh = append(fresh, i)
-			live[k] = true
-			units[k] += o.Quantity
+			for _, it := range o.Items {
+				k := userSale{it.SaleID, o.UserID}
+				live[k] = true
+				units[k] += it.Quantity
+			}
 		}
 	}
 	return fresh, nil
@@ -361,6 +432,19 @@ func classify(ctx context.Context, tx *sql.Tx, sales map[string]*flashsale.Sale,
 
 // decisionOrdered is the decision row of a ticket that made an order.
 const decisionOrdered = "ordered"
+
+// decisionArgs are the values of t's row of ticket_outcomes (ticket_id, sale_id,
+// user_id, quantity, status, created_at, items): a bundle's row names its first
+// sale and keeps every line in items.
+func decisionArgs(t *flashsale.Ticket, at time.Time) []any {
+	lines := t.Lines()
+	var items any
+	if len(lines) > 1 {
+		b, _ := json.Marshal(lines)
+		items = string(b)
+	}
+	return []any{t.ID, lines[0].SaleID, t.UserID, lines[0].Quantity, string(t.Status), at, items}
+}
 
 // marks returns "?,?,?" for n arguments.
 func marks(n int) string { return strings.TrimSuffix(strings.Repeat("?,", n), ",") }
@@ -400,25 +484,31 @@ func insertOrders(ctx context.Context, tx *sql.Tx, orders []*flashsale.Order) er
 		return nil
 	}
 	args := make([]any, 0, len(orders)*9)
-	decisions := make([]any, 0, len(orders)*6)
+	decisions := make([]any, 0, len(orders)*7)
 	events := make([]flashsale.Event, len(orders))
 	bodies := make([][]byte, len(orders))
+	rows := 0
 	for i, o := range orders {
-		args = append(args, o.ID, o.SaleID, o.UserID, o.Quantity, o.AmountCents, string(o.Status), o.CreatedAt, o.PayBy, o.CreatedAt)
-		decisions = append(decisions, o.ID, o.SaleID, o.UserID, o.Quantity, decisionOrdered, o.CreatedAt)
+		for _, it := range o.Items {
+			args = append(args, o.ID, it.SaleID, o.UserID, it.Quantity, it.AmountCents, string(o.Status), o.CreatedAt, o.PayBy, o.CreatedAt)
+			rows++
+		}
+		t := flashsale.TicketOf(o)
+		t.Status = decisionOrdered
+		decisions = append(decisions, decisionArgs(t, o.CreatedAt)...)
 		ev, body, err := newEvent(flashsale.EventOrderCreated, o, o.CreatedAt)
 		if err != nil {
 			return err
 		}
 		events[i], bodies[i] = ev, body
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO ticket_outcomes (ticket_id, sale_id, user_id, quantity, status, created_at) VALUES `+
-		placeholders(len(orders), 6), decisions...); err != nil {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO ticket_outcomes (ticket_id, sale_id, user_id, quantity, status, created_at, items) VALUES `+
+		placeholders(len(orders), 7), decisions...); err != nil {
 		return err
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO orders
 		(order_id, sale_id, user_id, quantity, amount_cents, status, created_at, pay_by, updated_at) VALUES `+
-		placeholders(len(orders), 9), args...); err != nil {
+		placeholders(rows, 9), args...); err != nil {
 		return err
 	}
 	return insertEvents(ctx, tx, events, bodies)
@@ -428,14 +518,14 @@ func insertOrders(ctx context.Context, tx *sql.Tx, orders []*flashsale.Order) er
 // exist or belongs to someone else.
 func (s *Store) GetOrder(ctx context.Context, userID, orderID string) (*flashsale.Order, error) {
 	db := s.shards[s.ShardOf(userID)]
-	o, err := scanOrder(db.QueryRowContext(ctx, `SELECT `+orderColumns+` FROM orders WHERE order_id = ? AND user_id = ?`, orderID, userID))
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, flashsale.Errorf(flashsale.CodeNotFound, "no order %q", orderID)
-	}
+	orders, err := queryOrders(ctx, db, `SELECT `+orderColumns+` FROM orders WHERE order_id = ? AND user_id = ?`, orderID, userID)
 	if err != nil {
 		return nil, fmt.Errorf("mysqlstore: get order: %w", err)
 	}
-	return o, nil
+	if len(orders) == 0 {
+		return nil, flashsale.Errorf(flashsale.CodeNotFound, "no order %q", orderID)
+	}
+	return orders[0], nil
 }
 
 // RecordOutcomes stores final statuses of tickets that made no order (sold_out,
@@ -446,13 +536,13 @@ func (s *Store) RecordOutcomes(ctx context.Context, shard int, tickets []*flashs
 		return nil
 	}
 	now := time.Now().UTC()
-	args := make([]any, 0, len(tickets)*6)
+	args := make([]any, 0, len(tickets)*7)
 	for _, t := range tickets {
-		args = append(args, t.ID, t.SaleID, t.UserID, t.Quantity, string(t.Status), now)
+		args = append(args, decisionArgs(t, now)...)
 	}
 	err := inTx(ctx, s.shards[shard], func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT IGNORE INTO ticket_outcomes (ticket_id, sale_id, user_id, quantity, status, created_at) VALUES `+
-			placeholders(len(tickets), 6), args...)
+		_, err := tx.ExecContext(ctx, `INSERT IGNORE INTO ticket_outcomes (ticket_id, sale_id, user_id, quantity, status, created_at, items) VALUES `+
+			placeholders(len(tickets), 7), args...)
 		return err
 	})
 	if err != nil {
@@ -491,9 +581,10 @@ func (s *Store) GetTicket(ctx context.Context, userID, ticketID string) (*flashs
 	}
 	t := flashsale.Ticket{ID: ticketID, UserID: userID}
 	var status string
+	var items sql.NullString
 	err = s.shards[s.ShardOf(userID)].QueryRowContext(ctx,
-		`SELECT sale_id, quantity, status FROM ticket_outcomes WHERE ticket_id = ? AND user_id = ? AND status <> '`+decisionOrdered+`'`, ticketID, userID).
-		Scan(&t.SaleID, &t.Quantity, &status)
+		`SELECT sale_id, quantity, status, items FROM ticket_outcomes WHERE ticket_id = ? AND user_id = ? AND status <> '`+decisionOrdered+`'`, ticketID, userID).
+		Scan(&t.SaleID, &t.Quantity, &status, &items)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, flashsale.Errorf(flashsale.CodeNotFound, "no ticket %q", ticketID)
 	}
@@ -501,6 +592,14 @@ func (s *Store) GetTicket(ctx context.Context, userID, ticketID string) (*flashs
 		return nil, fmt.Errorf("mysqlstore: get ticket: %w", err)
 	}
 	t.Status = flashsale.TicketStatus(status)
+	t.SetLines([]flashsale.Line{{SaleID: t.SaleID, Quantity: t.Quantity}})
+	if items.Valid {
+		var lines []flashsale.Line
+		if err := json.Unmarshal([]byte(items.String), &lines); err != nil {
+			return nil, fmt.Errorf("mysqlstore: get ticket %s: items: %w", ticketID, err)
+		}
+		t.SetLines(lines)
+	}
 	return &t, nil
 }
 

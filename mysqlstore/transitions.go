@@ -10,13 +10,17 @@ import (
 	"github.com/flashsale/flashsale"
 )
 
-// lockOrder reads userID's order FOR UPDATE in tx, or flashsale.ErrNotFound.
+// lockOrder reads userID's order (every item's row) FOR UPDATE in tx, or
+// flashsale.ErrNotFound.
 func lockOrder(ctx context.Context, tx *sql.Tx, userID, orderID string) (*flashsale.Order, error) {
-	o, err := scanOrder(tx.QueryRowContext(ctx, `SELECT `+orderColumns+` FROM orders WHERE order_id = ? AND user_id = ? FOR UPDATE`, orderID, userID))
-	if errors.Is(err, sql.ErrNoRows) {
+	orders, err := queryOrders(ctx, tx, `SELECT `+orderColumns+` FROM orders WHERE order_id = ? AND user_id = ? FOR UPDATE`, orderID, userID)
+	if err != nil {
+		return nil, err
+	}
+	if len(orders) == 0 {
 		return nil, flashsale.Errorf(flashsale.CodeNotFound, "no order %q", orderID)
 	}
-	return o, err
+	return orders[0], nil
 }
 
 // writeEvent inserts one outbox row in tx.
@@ -50,8 +54,10 @@ func (s *Store) closeOrder(ctx context.Context, userID, orderID string, to flash
 			string(to), now, orderID); err != nil {
 			return err
 		}
-		if err := giveRoom(ctx, tx, o.SaleID, o.Quantity, now); err != nil {
-			return err
+		for _, l := range o.Lines() {
+			if err := giveRoom(ctx, tx, l.SaleID, l.Quantity, now); err != nil {
+				return err
+			}
 		}
 		o.Status, changed = to, true
 		return writeEvent(ctx, tx, typ, o, now)
@@ -79,75 +85,191 @@ func (s *Store) Cancel(ctx context.Context, userID, orderID string, now time.Tim
 // does not know the user).
 func (s *Store) FindOrder(ctx context.Context, orderID string) (*flashsale.Order, error) {
 	for _, db := range s.shards {
-		o, err := scanOrder(db.QueryRowContext(ctx, `SELECT `+orderColumns+` FROM orders WHERE order_id = ?`, orderID))
-		if err == nil {
-			return o, nil
-		}
-		if !errors.Is(err, sql.ErrNoRows) {
+		orders, err := queryOrders(ctx, db, `SELECT `+orderColumns+` FROM orders WHERE order_id = ?`, orderID)
+		if err != nil {
 			return nil, fmt.Errorf("mysqlstore: find order: %w", err)
+		}
+		if len(orders) > 0 {
+			return orders[0], nil
 		}
 	}
 	return nil, flashsale.Errorf(flashsale.CodeNotFound, "no order %q", orderID)
 }
 
 // Pay applies a succeeded payment to userID's order in one transaction: a
-// pending order becomes paid (with order.paid); any other order is left as it is
-// and order.refund_required is written, once per payment id. A payment id seen
-// before returns its first outcome and changes nothing. An amount that differs
-// from the order's is flashsale.ErrAmountMismatch and changes nothing.
-func (s *Store) Pay(ctx context.Context, userID, orderID, paymentID string, amount int64, now time.Time) (flashsale.PayOutcome, *flashsale.Order, error) {
+// pending order becomes paid (with order.paid); so does an expired one when
+// revive is set (the caller took its units again in the stock store) and the
+// sale's stock cap and the user's per_user_limit still have room for every item,
+// which it then takes. Any other order is left as it is and order.refund_required
+// is written, once per payment id. A payment id seen before returns its first
+// outcome and changes nothing. An amount that differs from the order's is
+// flashsale.ErrAmountMismatch and changes nothing. A payment id is bound to one
+// order by BindPayment, which the caller runs first.
+func (s *Store) Pay(ctx context.Context, userID, orderID, paymentID string, amount int64, revive bool, now time.Time) (flashsale.PayOutcome, *flashsale.Order, error) {
 	now = now.UTC().Truncate(time.Microsecond)
+	shard := s.ShardOf(userID)
 	var outcome flashsale.PayOutcome
 	var out *flashsale.Order
-	err := inTx(ctx, s.shards[s.ShardOf(userID)], func(tx *sql.Tx) error {
-		o, err := lockOrder(ctx, tx, userID, orderID)
+	short := map[string]int{} // units of sales whose allotment had no room here
+	for round := 0; ; round++ {
+		clear(short)
+		err := inTx(ctx, s.shards[shard], func(tx *sql.Tx) error {
+			o, err := lockOrder(ctx, tx, userID, orderID)
+			if err != nil {
+				return err
+			}
+			out = o
+			if o.AmountCents != amount {
+				return flashsale.Errorf(flashsale.CodeAmountMismatch, "amount %d differs from the order's %d", amount, o.AmountCents)
+			}
+			var prior string
+			err = tx.QueryRowContext(ctx, `SELECT outcome FROM payments WHERE payment_id = ?`, paymentID).Scan(&prior)
+			if err == nil {
+				outcome = flashsale.PayOutcome(prior)
+				return nil
+			}
+			if !errors.Is(err, sql.ErrNoRows) {
+				return err
+			}
+			outcome = flashsale.PayRefundRequired
+			switch {
+			case o.Status == flashsale.OrderPendingPayment:
+				outcome = flashsale.PayPaid
+			case o.Status == flashsale.OrderExpired && revive:
+				ok, err := s.retake(ctx, tx, o, short, now)
+				if err != nil {
+					return err
+				}
+				if len(short) > 0 {
+					return errNoRoom // roll back what was taken; borrow, then try again
+				}
+				if ok {
+					outcome = flashsale.PayPaid
+				}
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO payments (payment_id, order_id, amount_cents, outcome, created_at) VALUES (?,?,?,?,?)`,
+				paymentID, orderID, amount, string(outcome), now); err != nil {
+				return err
+			}
+			if outcome == flashsale.PayRefundRequired {
+				// The event names the payment to refund; the order keeps its status.
+				snap := *o
+				snap.PaymentID = &paymentID
+				return writeEvent(ctx, tx, flashsale.EventOrderRefundRequired, &snap, now)
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE orders SET status = 'paid', paid_at = ?, payment_id = ?, updated_at = ?
+				WHERE order_id = ? AND status = ?`, now, paymentID, now, orderID, string(o.Status)); err != nil {
+				return err
+			}
+			o.Status, o.PaidAt, o.PaymentID = flashsale.OrderPaid, &now, &paymentID
+			return writeEvent(ctx, tx, flashsale.EventOrderPaid, o, now)
+		})
+		if errors.Is(err, errNoRoom) {
+			err = nil
+		}
 		if err != nil {
-			return err
+			if flashsale.ErrorCode(err) != flashsale.CodeInternal {
+				return "", nil, err
+			}
+			if isMySQLError(err, errDupKey) { // the same payment id raced itself: the other one won
+				return s.Pay(ctx, userID, orderID, paymentID, amount, revive, now)
+			}
+			return "", nil, fmt.Errorf("mysqlstore: pay: %w", err)
 		}
-		out = o
-		if o.AmountCents != amount {
-			return flashsale.Errorf(flashsale.CodeAmountMismatch, "amount %d differs from the order's %d", amount, o.AmountCents)
+		if len(short) == 0 {
+			return outcome, out, nil
 		}
-		var prior string
-		err = tx.QueryRowContext(ctx, `SELECT outcome FROM payments WHERE payment_id = ?`, paymentID).Scan(&prior)
-		if err == nil {
-			outcome = flashsale.PayOutcome(prior)
-			return nil
+		// Borrow room for the sales this shard lacked; with none anywhere the
+		// units are gone, and the next round answers refund_required.
+		any := false
+		for saleID, n := range short {
+			sale, err := s.saleOf(ctx, saleID)
+			if err != nil {
+				return "", nil, err
+			}
+			moved := false
+			if round < maxCreateRounds {
+				if moved, err = s.borrow(ctx, shard, sale, n); err != nil {
+					return "", nil, err
+				}
+			}
+			any = any || moved
 		}
-		if !errors.Is(err, sql.ErrNoRows) {
-			return err
+		if !any {
+			revive = false
 		}
-		outcome = flashsale.PayRefundRequired
-		if o.Status == flashsale.OrderPendingPayment {
-			outcome = flashsale.PayPaid
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO payments (payment_id, order_id, amount_cents, outcome, created_at) VALUES (?,?,?,?,?)`,
-			paymentID, orderID, amount, string(outcome), now); err != nil {
-			return err
-		}
-		if outcome == flashsale.PayRefundRequired {
-			// The event names the payment to refund; the order keeps its status.
-			snap := *o
-			snap.PaymentID = &paymentID
-			return writeEvent(ctx, tx, flashsale.EventOrderRefundRequired, &snap, now)
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE orders SET status = 'paid', paid_at = ?, payment_id = ?, updated_at = ?
-			WHERE order_id = ? AND status = 'pending_payment'`, now, paymentID, now, orderID); err != nil {
-			return err
-		}
-		o.Status, o.PaidAt, o.PaymentID = flashsale.OrderPaid, &now, &paymentID
-		return writeEvent(ctx, tx, flashsale.EventOrderPaid, o, now)
-	})
-	if err != nil {
-		if flashsale.ErrorCode(err) != flashsale.CodeInternal {
-			return "", nil, err
-		}
-		if isMySQLError(err, errDupKey) { // the same payment id raced itself: the other one won
-			return s.Pay(ctx, userID, orderID, paymentID, amount, now)
-		}
-		return "", nil, fmt.Errorf("mysqlstore: pay: %w", err)
 	}
-	return outcome, out, nil
+}
+
+// retake takes, in tx, the room of an expired order's items again: within the
+// user's per_user_limit in each sale, and within the stock cap on this shard.
+// False: over the limit (nothing taken). Sales whose allotment has no room are
+// added to short (nothing taken either; the caller borrows and tries again).
+func (s *Store) retake(ctx context.Context, tx *sql.Tx, o *flashsale.Order, short map[string]int, now time.Time) (bool, error) {
+	for _, it := range o.Items {
+		sale, err := s.saleOf(ctx, it.SaleID)
+		if err != nil {
+			return false, err
+		}
+		var units int
+		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(SUM(quantity - returned), 0) FROM orders
+			WHERE sale_id = ? AND user_id = ? AND status IN ('pending_payment','paid')`, it.SaleID, o.UserID).Scan(&units); err != nil {
+			return false, err
+		}
+		if units+it.Quantity > sale.PerUserLimit {
+			return false, nil
+		}
+		if err := s.ensureAllotment(ctx, s.ShardOf(o.UserID), sale); err != nil {
+			return false, err
+		}
+	}
+	for _, it := range o.Items {
+		ok, err := takeRoom(ctx, tx, it.SaleID, it.Quantity, now)
+		if err != nil {
+			return false, err
+		}
+		if !ok {
+			short[it.SaleID] = it.Quantity
+		}
+	}
+	return len(short) == 0, nil
+}
+
+// BindPayment binds paymentID to orderID, across every shard, unless it is
+// bound already: to another order it is flashsale.ErrConflict.
+func (s *Store) BindPayment(ctx context.Context, paymentID, orderID string) error {
+	return s.bindKey(ctx, "payment", paymentID, orderID,
+		func() error { return flashsale.Errorf(flashsale.CodeConflict, "payment %q was used for another order", paymentID) })
+}
+
+// keyOwner returns the request that owns kind's key id, or "" when none does.
+func (s *Store) keyOwner(ctx context.Context, kind, id string) (string, error) {
+	var owner string
+	err := s.meta.QueryRowContext(ctx, `SELECT request FROM request_keys WHERE kind = ? AND key_id = ?`, kind, id).Scan(&owner)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("mysqlstore: %s key: %w", kind, err)
+	}
+	return owner, nil
+}
+
+// bindKey makes request the owner of kind's key id unless another request owns
+// it, which is the error conflict returns.
+func (s *Store) bindKey(ctx context.Context, kind, id, request string, conflict func() error) error {
+	if _, err := s.meta.ExecContext(ctx, `INSERT IGNORE INTO request_keys (kind, key_id, request, created_at) VALUES (?,?,?,?)`,
+		kind, id, request, time.Now().UTC()); err != nil {
+		return fmt.Errorf("mysqlstore: bind %s key: %w", kind, err)
+	}
+	owner, err := s.keyOwner(ctx, kind, id)
+	if err != nil {
+		return err
+	}
+	if owner != request {
+		return conflict()
+	}
+	return nil
 }
 
 // DueOrders returns up to limit unpaid orders of shard whose pay_by is at or

@@ -143,7 +143,7 @@ func (f *fixture) buy(user string) *flashsale.Order {
 	if _, err := f.book.CreateOrders(f.ctx, f.book.ShardOf(user), []*flashsale.Order{o}); err != nil {
 		f.t.Fatal(err)
 	}
-	if _, errs := f.rs.Reassert(f.ctx, []*flashsale.Order{o}); errs[0] != nil {
+	if _, errs := f.rs.Reassert(f.ctx, o.Parts()); errs[0] != nil {
 		f.t.Fatal(errs[0])
 	}
 	return o
@@ -153,7 +153,7 @@ func (f *fixture) buy(user string) *flashsale.Order {
 // makes it.
 func (f *fixture) pay(o *flashsale.Order, follow bool) {
 	f.t.Helper()
-	if _, _, err := f.book.Pay(f.ctx, o.UserID, o.ID, "pay-"+o.ID, o.AmountCents, time.Now()); err != nil {
+	if _, _, err := f.book.Pay(f.ctx, o.UserID, o.ID, "pay-"+o.ID, o.AmountCents, false, time.Now()); err != nil {
 		f.t.Fatal(err)
 	}
 	if follow {

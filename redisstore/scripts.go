@@ -157,6 +157,43 @@ if redis.call('HGET', KEYS[3], ARGV[2]) == ARGV[1] then redis.call('HDEL', KEYS[
 return {'done', st}
 `)
 
+// retakeScript holds a released ticket's units again for a late payment of its
+// expired order: R (or no state: a rebuild does not list closed orders) becomes
+// H:q if q units are available. KEYS stock holds units; ARGV tid user q.
+// Returns {"done", previous state or ""} or {"short"}; a ticket held or sold
+// already is left as it is.
+var retakeScript = redis.NewScript(loadedCheck + `
+local st = redis.call('HGET', KEYS[2], ARGV[1]) or ''
+if st ~= 'R' and st ~= '' then return {'done', st} end
+local q = tonumber(ARGV[3])
+if tonumber(redis.call('HGET', KEYS[1], 'available')) < q then return {'short'} end
+redis.call('HINCRBY', KEYS[1], 'available', -q)
+redis.call('HINCRBY', KEYS[1], 'held', q)
+redis.call('HINCRBY', KEYS[3], ARGV[2], q)
+redis.call('HSET', KEYS[2], ARGV[1], 'H:' .. q)
+return {'done', st}
+`)
+
+// returnScript puts units of a paid ticket back on sale: its hold is lowered to
+// keep (the order's units in the sale less everything returned so far, as MySQL
+// has it after the return), and the difference moves from sold (or held, when
+// the confirm has not reached Redis yet) to available. Because keep only ever
+// goes down, a hold at or below keep is left as it is: a repeat, returns
+// arriving out of order and a rebuild that read the return already all change
+// nothing. KEYS stock holds units; ARGV tid user keep. Returns {"done", previous state}.
+var returnScript = redis.NewScript(loadedCheck + `
+local st = redis.call('HGET', KEYS[2], ARGV[1]) or ''
+local kind, n = string.sub(st, 1, 1), tonumber(string.sub(st, 3))
+local keep = tonumber(ARGV[3])
+if (kind ~= 'S' and kind ~= 'H') or n <= keep then return {'done', st} end
+local d = n - keep
+redis.call('HINCRBY', KEYS[1], 'available', d)
+redis.call('HINCRBY', KEYS[1], kind == 'S' and 'sold' or 'held', -d)
+redis.call('HINCRBY', KEYS[3], ARGV[2], -d)
+redis.call('HSET', KEYS[2], ARGV[1], kind .. ':' .. keep)
+return {'done', st}
+`)
+
 // The fast copy of a ticket (key <ns>:ticket:{<id>}, a hash of its fields)
 // records, like a sale, the run_id of the server that wrote it: a copy read back
 // from a Redis that restarted or failed over may be older than the ticket (a
@@ -196,4 +233,4 @@ var stockScript = redis.NewScript(loadedCheck + `
 return {'done', unpack(redis.call('HMGET', KEYS[1], 'total', 'available', 'held', 'sold'))}
 `)
 
-var allScripts = []*redis.Script{claimScript, unclaimScript, holdScript, reassertScript, releaseScript, confirmScript, stockScript}
+var allScripts = []*redis.Script{claimScript, unclaimScript, holdScript, reassertScript, releaseScript, confirmScript, retakeScript, returnScript, stockScript}

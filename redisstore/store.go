@@ -10,6 +10,7 @@ package redisstore
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -395,13 +396,13 @@ func (s *Store) Hold(ctx context.Context, sales []*flashsale.Sale, reqs []*flash
 	return s.runMany(ctx, calls)
 }
 
-// Reassert counts committed orders' holds where Redis lost them (see
+// Reassert counts committed orders' holds (one part per sale) where Redis lost them (see
 // reassertScript), in one round trip.
-func (s *Store) Reassert(ctx context.Context, orders []*flashsale.Order) ([]flashsale.Hold, []error) {
-	calls := make([]scriptCall, len(orders))
-	for i, o := range orders {
-		k := s.keys(o.SaleID)
-		calls[i] = scriptCall{o.SaleID, reassertScript, []string{k.stock, k.holds, k.live, k.units}, []any{o.ID, o.UserID, o.Quantity}}
+func (s *Store) Reassert(ctx context.Context, parts []flashsale.Part) ([]flashsale.Hold, []error) {
+	calls := make([]scriptCall, len(parts))
+	for i, p := range parts {
+		k := s.keys(p.SaleID)
+		calls[i] = scriptCall{p.SaleID, reassertScript, []string{k.stock, k.holds, k.live, k.units}, []any{p.OrderID, p.UserID, p.Quantity}}
 	}
 	return s.runMany(ctx, calls)
 }
@@ -427,6 +428,31 @@ func (s *Store) Confirm(ctx context.Context, saleID, ticketID, userID string) (f
 	return parseHold(reply[1]), nil
 }
 
+// Retake holds a released ticket's units again if they are all available (a
+// late payment of its expired order; see retakeScript). ok false: they are not.
+func (s *Store) Retake(ctx context.Context, saleID, ticketID, userID string, qty int) (before flashsale.Hold, ok bool, err error) {
+	k := s.keys(saleID)
+	reply, err := s.run(ctx, saleID, retakeScript, []string{k.stock, k.holds, k.units}, ticketID, userID, qty)
+	if err != nil {
+		return flashsale.Hold{}, false, err
+	}
+	if reply[0] == "short" {
+		return flashsale.Hold{}, false, nil
+	}
+	return parseHold(reply[1]), true, nil
+}
+
+// Return lowers a paid ticket's units in the sale to keep, putting the rest back
+// on sale, once (see returnScript); it returns the state before.
+func (s *Store) Return(ctx context.Context, saleID, ticketID, userID string, keep int) (flashsale.Hold, error) {
+	k := s.keys(saleID)
+	reply, err := s.run(ctx, saleID, returnScript, []string{k.stock, k.holds, k.units}, ticketID, userID, keep)
+	if err != nil {
+		return flashsale.Hold{}, err
+	}
+	return parseHold(reply[1]), nil
+}
+
 // PutTickets writes the fast copies of tickets in one round trip. A copy is
 // never moved back (a final status is not overwritten by a live one).
 func (s *Store) PutTickets(ctx context.Context, tickets ...*flashsale.Ticket) error {
@@ -440,8 +466,13 @@ func (s *Store) PutTickets(ctx context.Context, tickets ...*flashsale.Ticket) er
 				if t.PayBy != nil {
 					payBy = t.PayBy.UTC().Format(time.RFC3339Nano)
 				}
+				items := ""
+				if len(t.Items) > 1 {
+					b, _ := json.Marshal(t.Items)
+					items = string(b)
+				}
 				putTicketScript.EvalSha(ctx, p, []string{s.ticketKey(t.ID)}, int(s.cfg.TicketTTL.Seconds()), string(t.Status),
-					"sale", t.SaleID, "user", t.UserID, "qty", t.Quantity, "status", string(t.Status), "order", t.OrderID, "pay_by", payBy)
+					"sale", t.SaleID, "user", t.UserID, "qty", t.Quantity, "items", items, "status", string(t.Status), "order", t.OrderID, "pay_by", payBy)
 			}
 			return nil
 		})
@@ -484,8 +515,16 @@ func (s *Store) GetTicket(ctx context.Context, ticketID string) (*flashsale.Tick
 	if m["status"] == "" {
 		return nil, flashsale.Errorf(flashsale.CodeNotFound, "no ticket %q", ticketID)
 	}
-	t := &flashsale.Ticket{ID: ticketID, SaleID: m["sale"], UserID: m["user"], Status: flashsale.TicketStatus(m["status"]), OrderID: m["order"]}
-	t.Quantity, _ = strconv.Atoi(m["qty"])
+	t := &flashsale.Ticket{ID: ticketID, UserID: m["user"], Status: flashsale.TicketStatus(m["status"]), OrderID: m["order"]}
+	qty, _ := strconv.Atoi(m["qty"])
+	t.SetLines([]flashsale.Line{{SaleID: m["sale"], Quantity: qty}})
+	if m["items"] != "" {
+		var lines []flashsale.Line
+		if err := json.Unmarshal([]byte(m["items"]), &lines); err != nil {
+			return nil, fmt.Errorf("redisstore: ticket %s: items: %w", ticketID, err)
+		}
+		t.SetLines(lines)
+	}
 	if m["pay_by"] != "" {
 		if p, err := time.Parse(time.RFC3339Nano, m["pay_by"]); err == nil {
 			t.PayBy = &p

@@ -253,7 +253,7 @@ func TestReassertCountsAnOrderCommittedAfterARebuild(t *testing.T) {
 	ctx := context.Background()
 	o := &flashsale.Order{ID: uuid.NewString(), SaleID: "s1", UserID: "u1", Quantity: 1, Status: flashsale.OrderPendingPayment}
 	for i := 0; i < 2; i++ {
-		if _, errs := s.Reassert(ctx, []*flashsale.Order{o}); errs[0] != nil {
+		if _, errs := s.Reassert(ctx, []flashsale.Part{{OrderID: o.ID, SaleID: o.SaleID, UserID: o.UserID, Quantity: o.Quantity}}); errs[0] != nil {
 			t.Fatal(errs[0])
 		}
 	}
@@ -362,7 +362,7 @@ func TestReassertNeverTakesUnitsRedisDoesNotHave(t *testing.T) {
 	claimAndHold(t, s, sale, request("u1", 1)) // Redis's only unit, to a ticket MySQL refused
 	o := &flashsale.Order{ID: uuid.NewString(), SaleID: "s1", UserID: "u2", Quantity: 1, Status: flashsale.OrderPendingPayment}
 	src.orders = []*flashsale.Order{o}
-	holds, errs := s.Reassert(ctx, []*flashsale.Order{o})
+	holds, errs := s.Reassert(ctx, []flashsale.Part{{OrderID: o.ID, SaleID: o.SaleID, UserID: o.UserID, Quantity: o.Quantity}})
 	if errs[0] != nil || holds[0].Kind != flashsale.HoldHeld {
 		t.Fatalf("reassert = %+v, %v", holds[0], errs[0])
 	}

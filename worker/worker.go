@@ -58,7 +58,7 @@ type Stock interface {
 	// Hold and Reassert run one script per element in one round trip; the i-th
 	// result and error belong to the i-th element.
 	Hold(ctx context.Context, sales []*flashsale.Sale, reqs []*flashsale.PurchaseRequest) ([]flashsale.Hold, []error)
-	Reassert(ctx context.Context, orders []*flashsale.Order) ([]flashsale.Hold, []error)
+	Reassert(ctx context.Context, parts []flashsale.Part) ([]flashsale.Hold, []error)
 	Release(ctx context.Context, saleID, ticketID, userID string) (flashsale.Hold, error)
 	PutTickets(ctx context.Context, tickets ...*flashsale.Ticket) error
 	// Resync rebuilds the sale's stock from the book of record: Redis said units
@@ -71,6 +71,9 @@ type Orders interface {
 	ShardOf(userID string) int
 	CreateOrders(ctx context.Context, shard int, orders []*flashsale.Order) ([]flashsale.OrderResult, error)
 	GetOrder(ctx context.Context, userID, orderID string) (*flashsale.Order, error)
+	// GetTicket returns a ticket past queued: from its order or its recorded
+	// decision; flashsale.ErrNotFound when it has neither.
+	GetTicket(ctx context.Context, userID, ticketID string) (*flashsale.Ticket, error)
 	RecordOutcomes(ctx context.Context, shard int, tickets []*flashsale.Ticket) error
 	// GiveUp records that the ticket makes no order unless it made one first,
 	// and reports whether it did.
@@ -189,14 +192,35 @@ func New(cfg Config) (*Worker, error) {
 	return w, nil
 }
 
-// item is one message on its way through a batch.
+// item is one message on its way through a batch. A bundle's lines are held
+// one script per sale (each sale's keys live in their own Redis slot): a saga
+// whose compensation is the release of the lines held, after the ticket's
+// decision is recorded in MySQL. Every step is idempotent per ticket and sale,
+// so a crash between any two is completed by the redelivery.
 type item struct {
 	msg    Message
 	req    *flashsale.PurchaseRequest
-	sale   *flashsale.Sale
+	lines  []flashsale.Line
+	sales  []*flashsale.Sale // sales[i] is the sale of lines[i]; nil until read
+	held   []bool            // held[i]: lines[i] is held in the stock store
 	ticket *flashsale.Ticket // the final ticket to write, once known
 	failed bool              // try again (settle with Retry once the budget is spent)
-	resync bool              // MySQL refused what Redis held: rebuild the sale in Redis
+	resync bool              // MySQL refused what Redis held: rebuild the sales in Redis
+}
+
+// readSales reads the item's sales that are not read yet.
+func (it *item) readSales(ctx context.Context, sales Sales) error {
+	for i, l := range it.lines {
+		if it.sales[i] != nil {
+			continue
+		}
+		sale, err := sales.Get(ctx, l.SaleID)
+		if err != nil {
+			return err
+		}
+		it.sales[i] = sale
+	}
+	return nil
 }
 
 func (w *Worker) settle(outcome string, fn func() error) {
@@ -216,18 +240,19 @@ func (w *Worker) HandlePurchases(ctx context.Context, msgs []Message) {
 	items := make([]*item, 0, len(msgs))
 	for _, m := range msgs {
 		var req flashsale.PurchaseRequest
-		if err := json.Unmarshal(m.Body(), &req); err != nil || req.TicketID == "" || req.SaleID == "" || req.UserID == "" || req.Quantity < 1 {
+		if err := json.Unmarshal(m.Body(), &req); err != nil || !req.Valid() {
 			w.log.Error("dead-lettering a malformed purchase message", "err", err, "body", string(m.Body()))
 			w.settle("dead_letter", m.DeadLetter)
 			continue
 		}
-		sale, err := w.cfg.Sales.Get(ctx, req.SaleID)
-		if errors.Is(err, flashsale.ErrNotFound) {
-			w.log.Error("dead-lettering a purchase of an unknown sale", "sale", req.SaleID, "ticket", req.TicketID)
+		lines := req.Lines()
+		it := &item{msg: m, req: &req, lines: lines, sales: make([]*flashsale.Sale, len(lines)), held: make([]bool, len(lines))}
+		if err := it.readSales(ctx, w.cfg.Sales); errors.Is(err, flashsale.ErrNotFound) {
+			w.log.Error("dead-lettering a purchase of an unknown sale", "ticket", req.TicketID, "err", err)
 			w.settle("dead_letter", m.DeadLetter)
 			continue
 		}
-		items = append(items, &item{msg: m, req: &req, sale: sale}) // sale nil: read again in process
+		items = append(items, it) // sales not read: read again in process
 	}
 	for attempt := 1; len(items) > 0; attempt++ {
 		w.process(ctx, items)
@@ -263,16 +288,13 @@ func (w *Worker) process(ctx context.Context, items []*item) {
 	stage := time.Now()
 	var todo []*item
 	for _, it := range items {
-		if it.sale == nil {
-			sale, err := w.cfg.Sales.Get(ctx, it.req.SaleID)
-			if err != nil {
-				w.log.Warn("cannot read sale; retrying", "sale", it.req.SaleID, "err", err)
-				it.failed = true
-				continue
-			}
-			it.sale = sale
+		if err := it.readSales(ctx, w.cfg.Sales); err != nil {
+			w.log.Warn("cannot read sale; retrying", "ticket", it.req.TicketID, "err", err)
+			it.failed = true
+			continue
 		}
 		it.ticket, it.resync = nil, false
+		clear(it.held)
 		todo = append(todo, it)
 	}
 	stage = w.stage("sales", stage)
@@ -281,6 +303,7 @@ func (w *Worker) process(ctx context.Context, items []*item) {
 	w.createOrders(ctx, todo)
 	stage = w.stage("orders", stage)
 	w.recordOutcomes(ctx, items)
+	w.compensate(ctx, items)
 	stage = w.stage("outcomes", stage)
 	w.resync(ctx, todo)
 	w.writeTickets(ctx, items)
@@ -295,17 +318,19 @@ func (w *Worker) resync(ctx context.Context, items []*item) {
 		if it.failed || !it.resync {
 			continue
 		}
-		err, ok := done[it.sale.ID]
-		if !ok {
-			err = w.cfg.Stock.Resync(ctx, it.sale.ID)
-			done[it.sale.ID] = err
-			if err == nil {
-				w.log.Warn("MySQL refused units Redis held; rebuilt the sale in Redis from MySQL", "sale", it.sale.ID)
+		for _, sale := range it.sales {
+			err, ok := done[sale.ID]
+			if !ok {
+				err = w.cfg.Stock.Resync(ctx, sale.ID)
+				done[sale.ID] = err
+				if err == nil {
+					w.log.Warn("MySQL refused units Redis held; rebuilt the sale in Redis from MySQL", "sale", sale.ID)
+				}
 			}
-		}
-		if err != nil {
-			w.log.Warn("rebuilding a sale in Redis failed; retrying", "sale", it.sale.ID, "err", err)
-			it.failed = true
+			if err != nil {
+				w.log.Warn("rebuilding a sale in Redis failed; retrying", "sale", sale.ID, "err", err)
+				it.failed = true
+			}
 		}
 	}
 }
@@ -317,46 +342,66 @@ func (w *Worker) stage(name string, start time.Time) time.Time {
 	return now
 }
 
-// hold runs the hold script for each item and decides the tickets of those that
-// will make no order (or made one already).
+// hold runs the hold script for each line of each item, all in one round trip,
+// and decides the tickets of those that will make no order (or made one
+// already): the first line not held decides. Lines held of a ticket decided so
+// are released by compensate once the decision is recorded.
 func (w *Worker) hold(ctx context.Context, items []*item) {
-	var todo []*item
+	type call struct {
+		it   *item
+		line int
+	}
+	var calls []call
 	var sales []*flashsale.Sale
 	var reqs []*flashsale.PurchaseRequest
 	for _, it := range items {
-		if !it.failed {
-			todo = append(todo, it)
-			sales = append(sales, it.sale)
-			reqs = append(reqs, it.req)
+		if it.failed {
+			continue
+		}
+		for i, l := range it.lines {
+			calls = append(calls, call{it, i})
+			sales = append(sales, it.sales[i])
+			reqs = append(reqs, it.req.LineRequest(l))
 		}
 	}
-	if len(todo) == 0 {
+	if len(calls) == 0 {
 		return
 	}
 	holds, errs := w.cfg.Stock.Hold(ctx, sales, reqs)
-	for i, it := range todo {
+	first := map[*item]flashsale.Hold{} // the first line not held, per item
+	for i, c := range calls {
 		h, err := holds[i], errs[i]
 		if err != nil {
-			w.log.Warn("hold failed; retrying", "ticket", it.req.TicketID, "err", err)
-			it.failed = true
+			w.log.Warn("hold failed; retrying", "ticket", c.it.req.TicketID, "sale", c.it.lines[c.line].SaleID, "err", err)
+			c.it.failed = true
 			continue
 		}
+		if h.Kind == flashsale.HoldHeld {
+			c.it.held[c.line] = true
+		} else if _, seen := first[c.it]; !seen {
+			first[c.it] = h
+		}
+	}
+	for _, it := range items {
+		h, refused := first[it]
+		if it.failed || !refused {
+			continue // all held: the order is created below
+		}
 		switch h.Kind {
-		case flashsale.HoldHeld:
-			// The order is created below.
 		case flashsale.HoldSoldOut:
-			it.ticket = w.outcome(it.req, flashsale.TicketSoldOut)
+			it.ticket = it.req.Ticket(flashsale.TicketSoldOut)
 		case flashsale.HoldRefused:
-			it.ticket = w.outcome(it.req, flashsale.TicketFailed)
+			it.ticket = it.req.Ticket(flashsale.TicketFailed)
 		default:
 			// Sold or released: the ticket went further before (its order may
-			// exist, or it was dead-lettered before an order was made).
-			o, err := w.cfg.Orders.GetOrder(ctx, it.req.UserID, it.req.TicketID)
+			// exist, or its decision was recorded: a dead letter, a bundle
+			// whose other line was refused).
+			t, err := w.cfg.Orders.GetTicket(ctx, it.req.UserID, it.req.TicketID)
 			switch {
 			case err == nil:
-				it.ticket = flashsale.TicketOf(o)
+				it.ticket = t
 			case errors.Is(err, flashsale.ErrNotFound):
-				it.ticket = w.outcome(it.req, flashsale.TicketFailed)
+				it.ticket = it.req.Ticket(flashsale.TicketFailed)
 			default:
 				it.failed = true
 			}
@@ -364,8 +409,25 @@ func (w *Worker) hold(ctx context.Context, items []*item) {
 	}
 }
 
-func (w *Worker) outcome(req *flashsale.PurchaseRequest, status flashsale.TicketStatus) *flashsale.Ticket {
-	return &flashsale.Ticket{ID: req.TicketID, SaleID: req.SaleID, UserID: req.UserID, Quantity: req.Quantity, Status: status}
+// compensate releases the lines held of tickets decided without an order (a
+// bundle with a line refused), after the decision is recorded: a redelivery
+// then finds the decision and releases again (idempotent), never orders.
+func (w *Worker) compensate(ctx context.Context, items []*item) {
+	for _, it := range items {
+		if it.failed || it.ticket == nil || it.ticket.OrderID != "" {
+			continue
+		}
+		for i, l := range it.lines {
+			if !it.held[i] {
+				continue
+			}
+			if _, err := w.cfg.Stock.Release(ctx, l.SaleID, it.req.TicketID, it.req.UserID); err != nil {
+				w.log.Warn("releasing a line of a refused bundle failed; retrying", "ticket", it.req.TicketID, "sale", l.SaleID, "err", err)
+				it.failed = true
+				break
+			}
+		}
+	}
 }
 
 // createOrders commits the orders of held items, one transaction per shard.
@@ -395,9 +457,7 @@ func (w *Worker) createOrders(ctx context.Context, items []*item) {
 func (w *Worker) createShardOrders(ctx context.Context, shard int, group []*item, now time.Time) {
 	orders := make([]*flashsale.Order, len(group))
 	for i, it := range group {
-		orders[i] = &flashsale.Order{ID: it.req.TicketID, SaleID: it.sale.ID, UserID: it.req.UserID,
-			Quantity: it.req.Quantity, AmountCents: it.sale.PriceCents * int64(it.req.Quantity),
-			Status: flashsale.OrderPendingPayment, CreatedAt: now, PayBy: now.Add(it.sale.PaymentWindow())}
+		orders[i] = newOrder(it, now)
 	}
 	results, err := w.cfg.Orders.CreateOrders(ctx, shard, orders)
 	if err != nil {
@@ -407,13 +467,15 @@ func (w *Worker) createShardOrders(ctx context.Context, shard int, group []*item
 		}
 		return
 	}
-	var pending []*item
-	var pendingOrders []*flashsale.Order
+	var pending []*item // one per part
+	var parts []flashsale.Part
 	for i, r := range results {
 		if r.Current != nil && r.Current.Status == flashsale.OrderPendingPayment {
 			group[i].ticket = flashsale.TicketOf(r.Current)
-			pending = append(pending, group[i])
-			pendingOrders = append(pendingOrders, r.Current)
+			for _, p := range r.Current.Parts() {
+				pending = append(pending, group[i])
+				parts = append(parts, p)
+			}
 			continue
 		}
 		w.settleOrder(ctx, group[i], r)
@@ -421,45 +483,64 @@ func (w *Worker) createShardOrders(ctx context.Context, shard int, group []*item
 	if len(pending) == 0 {
 		return
 	}
-	_, errs := w.cfg.Stock.Reassert(ctx, pendingOrders)
+	_, errs := w.cfg.Stock.Reassert(ctx, parts)
 	for i, err := range errs {
 		if err != nil {
-			w.log.Warn("re-asserting a hold after commit failed; retrying", "ticket", pending[i].req.TicketID, "err", err)
+			w.log.Warn("re-asserting a hold after commit failed; retrying", "ticket", pending[i].req.TicketID, "sale", parts[i].SaleID, "err", err)
 			pending[i].failed = true
 		}
 	}
 }
 
+// newOrder is the order a held item makes at now. A bundle is payable while
+// every one of its sales' payment windows lasts.
+func newOrder(it *item, now time.Time) *flashsale.Order {
+	o := &flashsale.Order{ID: it.req.TicketID, UserID: it.req.UserID, Status: flashsale.OrderPendingPayment, CreatedAt: now}
+	items := make([]flashsale.OrderItem, len(it.lines))
+	window := it.sales[0].PaymentWindow()
+	for i, l := range it.lines {
+		items[i] = flashsale.OrderItem{SaleID: l.SaleID, Quantity: l.Quantity, AmountCents: it.sales[i].PriceCents * int64(l.Quantity)}
+		window = min(window, it.sales[i].PaymentWindow())
+	}
+	o.SetItems(items)
+	o.PayBy = now.Add(window)
+	return o
+}
+
 // settleOrder makes Redis follow what MySQL decided for the item when it is not
 // a pending order (those are re-asserted in one round trip by createOrders).
 func (w *Worker) settleOrder(ctx context.Context, it *item, r flashsale.OrderResult) {
-	var err error
+	release := false
 	switch {
 	case r.Outcome == flashsale.OrderLiveConflict:
-		_, err = w.cfg.Stock.Release(ctx, it.sale.ID, it.req.TicketID, it.req.UserID)
-		it.ticket = w.outcome(it.req, flashsale.TicketFailed)
+		release, it.ticket = true, it.req.Ticket(flashsale.TicketFailed)
 	case r.Outcome == flashsale.OrderDecided:
 		// Given up before (a dead letter, a released hold): the decision stands
 		// and whatever this delivery held goes back.
-		_, err = w.cfg.Stock.Release(ctx, it.sale.ID, it.req.TicketID, it.req.UserID)
-		it.ticket = w.outcome(it.req, r.Decision)
+		release, it.ticket = true, it.req.Ticket(r.Decision)
 	case r.Outcome == flashsale.OrderSoldOut:
+		// Recorded by recordOutcomes, then released by compensate.
 		w.refused.WithLabelValues("sold_out").Inc()
-		it.ticket, it.resync = w.outcome(it.req, flashsale.TicketSoldOut), true
+		it.ticket, it.resync = it.req.Ticket(flashsale.TicketSoldOut), true
 	case r.Outcome == flashsale.OrderOverLimit:
 		w.refused.WithLabelValues("over_limit").Inc()
-		it.ticket, it.resync = w.outcome(it.req, flashsale.TicketFailed), true
+		it.ticket, it.resync = it.req.Ticket(flashsale.TicketFailed), true
 	case r.Current.Status == flashsale.OrderPaid:
 		it.ticket = flashsale.TicketOf(r.Current)
 	default:
 		// Expired or cancelled before this redelivery: whatever this delivery
 		// held goes back (release is idempotent).
-		_, err = w.cfg.Stock.Release(ctx, it.sale.ID, it.req.TicketID, it.req.UserID)
-		it.ticket = flashsale.TicketOf(r.Current)
+		release, it.ticket = true, flashsale.TicketOf(r.Current)
 	}
-	if err != nil {
-		w.log.Warn("settling a hold after commit failed; retrying", "ticket", it.req.TicketID, "err", err)
-		it.failed = true
+	if !release {
+		return
+	}
+	for _, l := range it.lines {
+		if _, err := w.cfg.Stock.Release(ctx, l.SaleID, it.req.TicketID, it.req.UserID); err != nil {
+			w.log.Warn("settling a hold after commit failed; retrying", "ticket", it.req.TicketID, "sale", l.SaleID, "err", err)
+			it.failed = true
+			return
+		}
 	}
 }
 
@@ -528,13 +609,13 @@ func (w *Worker) HandleDeadLetters(ctx context.Context, msgs []Message) {
 
 func (w *Worker) deadLetter(ctx context.Context, m Message) error {
 	var req flashsale.PurchaseRequest
-	if err := json.Unmarshal(m.Body(), &req); err != nil || req.TicketID == "" || req.UserID == "" {
+	if err := json.Unmarshal(m.Body(), &req); err != nil || !req.Valid() {
 		w.log.Error("dropping a malformed dead letter", "body", string(m.Body()))
 		return nil
 	}
 	// The decision first: an order committing right now either made it (and
 	// stands) or loses to this one; only then is the hold released.
-	t := w.outcome(&req, flashsale.TicketFailed)
+	t := req.Ticket(flashsale.TicketFailed)
 	ordered, err := w.cfg.Orders.GiveUp(ctx, t)
 	if err != nil {
 		return err
@@ -546,13 +627,15 @@ func (w *Worker) deadLetter(ctx context.Context, m Message) error {
 		}
 		return w.cfg.Stock.PutTickets(ctx, flashsale.TicketOf(o))
 	}
-	if _, err := w.cfg.Sales.Get(ctx, req.SaleID); err == nil {
-		if _, err := w.cfg.Stock.Release(ctx, req.SaleID, req.TicketID, req.UserID); err != nil {
-			return fmt.Errorf("release: %w", err)
+	for _, l := range req.Lines() {
+		if _, err := w.cfg.Sales.Get(ctx, l.SaleID); err == nil {
+			if _, err := w.cfg.Stock.Release(ctx, l.SaleID, req.TicketID, req.UserID); err != nil {
+				return fmt.Errorf("release: %w", err)
+			}
+		} else if !errors.Is(err, flashsale.ErrNotFound) {
+			return err
 		}
-	} else if !errors.Is(err, flashsale.ErrNotFound) {
-		return err
 	}
-	w.log.Warn("dead-lettered purchase failed its ticket", "ticket", req.TicketID, "sale", req.SaleID)
+	w.log.Warn("dead-lettered purchase failed its ticket", "ticket", req.TicketID)
 	return w.cfg.Stock.PutTickets(ctx, t)
 }
