@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -70,10 +71,44 @@ func TestBundleWorkerKilled(t *testing.T) {
 	if kills < 2 {
 		t.Fatalf("precondition: only %d kills landed while the sale was selling", kills)
 	}
-	cr.settle(2 * time.Minute)
+	final := cr.settle(2 * time.Minute)
 	w.end(t)
 	bnReconcileExits0(t, e)
 	fxNoRepairs(t, wk)
+	// failed is a final status the contract allows after a crash; say why.
+	failed := 0
+	for _, v := range final {
+		if v.Status == "failed" {
+			failed++
+		}
+	}
+	if failed > 0 {
+		t.Logf("%d tickets ended failed after %d worker kills; the worker's and ingress's log lines about it:\n%s\n%s",
+			failed, kills, bnGrepLog(wk, 15, "fail", "dead", "limit", "gave up"), bnGrepLog(ing, 5, "fail", "dead", "limit"))
+	}
+}
+
+// bnGrepLog returns up to n lines of the process's log containing any of words.
+func bnGrepLog(p *proc, n int, words ...string) string {
+	b, err := os.ReadFile(p.logPath)
+	if err != nil {
+		return err.Error()
+	}
+	var out []string
+	total := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		l := strings.ToLower(line)
+		for _, w := range words {
+			if strings.Contains(l, w) {
+				total++
+				if len(out) < n {
+					out = append(out, line)
+				}
+				break
+			}
+		}
+	}
+	return fmt.Sprintf("--- %s: %d matching lines, first %d:\n%s", p.Role, total, len(out), strings.Join(out, "\n"))
 }
 
 // bnAwaitTaken waits until at least n units of A are held or sold; it reports
