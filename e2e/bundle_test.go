@@ -7,9 +7,12 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -83,8 +86,8 @@ func TestBundleWorkerKilled(t *testing.T) {
 		}
 	}
 	if failed > 0 {
-		t.Logf("%d tickets ended failed after %d worker kills; the worker's and ingress's log lines about it:\n%s\n%s",
-			failed, kills, bnGrepLog(wk, 15, "fail", "dead", "limit", "gave up"), bnGrepLog(ing, 5, "fail", "dead", "limit"))
+		t.Logf("%d tickets ended failed after %d worker kills; the worker's and ingress's log lines about it:\n%s\n%s\n%s",
+			failed, kills, bnGrepLog(wk, 12, "disconnected", "handing", "gave up"), bnGrepLog(wk, 3, "dead-lettered"), bnGrepLog(ing, 5, "fail", "dead", "limit"))
 	}
 }
 
@@ -366,4 +369,72 @@ func TestBundleBadInput(t *testing.T) {
 	if r, err := c.send(ctx, http.MethodGet, pathPurchases, user(u), nil); err == nil && r.Status >= 500 {
 		t.Errorf("GET %s: %s, want no 5xx", pathPurchases, r)
 	}
+}
+
+// TestBundleBench runs `flashsale bench --bundle-ratio 0.4` (the binary under
+// test) against `flashsale all`: 1,000 users on two sales of 120 and 80 units,
+// 30 % paid, 5 s windows and --wait-expiry. The bench must pass every check,
+// its bundle check included (every bundle order holds both items), and the
+// second sale's figures must be MySQL's; reconcile exits 0.
+func TestBundleBench(t *testing.T) {
+	e := newEnv(t)
+	p := e.start("all", map[string]string{"FLASHSALE_SWEEP_INTERVAL": "1"})
+	jsonPath := filepath.Join(t.TempDir(), "bench.json")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binPath, "bench", "--url", p.URL,
+		"--users", "1000", "--stock", "120", "--bundle-ratio", "0.4", "--bundle-stock", "80", "--conns", "64",
+		"--pay-ratio", "0.3", "--payment-window", "5", "--wait-expiry", "--duration", "90s", "--quiet", "--json", jsonPath)
+	cmd.Env = processEnv(map[string]string{"FLASHSALE_ADMIN_TOKEN": e.AdminToken, "FLASHSALE_PAYMENT_SECRET": e.PaymentSecret})
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	t.Logf("flashsale bench --bundle-ratio: %v; summary:\n%s", err, stdout.String())
+	if err != nil {
+		t.Fatalf("flashsale bench: %v (want exit 0)\nstderr:\n%s", err, tail(stderr.String(), 30))
+	}
+	data, err := os.ReadFile(jsonPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		SaleID       string `json:"sale_id"`
+		SecondSaleID string `json:"second_sale_id"`
+		Pass         bool   `json:"pass"`
+		Checks       []struct {
+			Name string `json:"name"`
+			Pass bool   `json:"pass"`
+		} `json:"checks"`
+		Bundles *struct {
+			Users, Orders, Complete, Incomplete, Unread int64
+			Units                                       map[string]int64 `json:"units"`
+		} `json:"bundles"`
+	}
+	if err := json.Unmarshal(data, &rep); err != nil {
+		t.Fatalf("--json: %v", err)
+	}
+	named := map[string]bool{}
+	for _, c := range rep.Checks {
+		named[c.Name] = true
+	}
+	if !rep.Pass || !named["bundle orders all or nothing"] || !named["sale view agrees with orders [second sale]"] {
+		t.Errorf("report: pass %v, checks %+v", rep.Pass, rep.Checks)
+	}
+	b := rep.Bundles
+	if b == nil || b.Users != 400 || b.Orders == 0 || b.Complete != b.Orders || b.Incomplete+b.Unread != 0 {
+		t.Fatalf("bundles %+v: want 400 bundle users whose orders all hold both items", b)
+	}
+	// Once every unpaid order expired, what is held or sold per sale is the
+	// paid units, in MySQL and in the sale views.
+	for _, s := range []struct {
+		id    string
+		stock int
+	}{{rep.SaleID, 120}, {rep.SecondSaleID, 80}} {
+		n := bnMustLiveUnits(t, e, s.id)
+		if int64(n) != b.Units[s.id] {
+			t.Errorf("sale %s: MySQL holds %d units, the bench counted %d", s.id, n, b.Units[s.id])
+		}
+		p.client().awaitStock(t, s.id, stockView{Total: s.stock, Available: s.stock - n, Sold: n}, 10*time.Second)
+	}
+	bnReconcileExits0(t, e)
 }
