@@ -8,6 +8,7 @@ package flashsale
 import (
 	"hash/fnv"
 	"regexp"
+	"sort"
 	"time"
 )
 
@@ -217,9 +218,10 @@ type Order struct {
 	Items       []OrderItem `json:"items"`
 }
 
-// SetItems sets Items, the total AmountCents, and SaleID and Quantity when
-// there is one item (they are empty for a bundle).
+// SetItems sets Items (in sale id order), the total AmountCents, and SaleID
+// and Quantity when there is one item (they are empty for a bundle).
 func (o *Order) SetItems(items []OrderItem) {
+	sort.Slice(items, func(i, j int) bool { return items[i].SaleID < items[j].SaleID })
 	o.Items, o.SaleID, o.Quantity, o.AmountCents = items, "", 0, 0
 	for _, it := range items {
 		o.AmountCents += it.AmountCents
@@ -357,12 +359,14 @@ type EventOrder struct {
 	Status      OrderStatus `json:"status"`
 	PaymentID   *string     `json:"payment_id"`
 	Items       []OrderItem `json:"items"`
+	// PayBy is when the order expires unpaid: the expiry is scheduled from it.
+	PayBy time.Time `json:"pay_by"`
 }
 
 // SnapshotOf returns the event view of o.
 func SnapshotOf(o *Order) EventOrder {
 	return EventOrder{OrderID: o.ID, SaleID: o.SaleID, UserID: o.UserID, Quantity: o.Quantity,
-		AmountCents: o.AmountCents, Status: o.Status, PaymentID: o.PaymentID, Items: o.Items}
+		AmountCents: o.AmountCents, Status: o.Status, PaymentID: o.PaymentID, Items: o.Items, PayBy: o.PayBy}
 }
 
 // PayOutcome is what a payment notification did to its order.

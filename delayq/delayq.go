@@ -34,11 +34,6 @@ type Message interface {
 	DeadLetter() error
 }
 
-// Sales finds sales (for their payment window).
-type Sales interface {
-	Get(ctx context.Context, id string) (*flashsale.Sale, error)
-}
-
 // Delayer publishes a message that reaches the expiry queue after seconds.
 type Delayer interface {
 	PublishDelayed(ctx context.Context, msgID string, body []byte, seconds int) error
@@ -58,7 +53,6 @@ type Due interface {
 
 // Config for a Queue.
 type Config struct {
-	Sales   Sales   // required
 	Delayer Delayer // required
 	Expirer Expirer // required
 	Due     Due     // required
@@ -87,8 +81,8 @@ type Queue struct {
 
 // New returns a Queue.
 func New(cfg Config) (*Queue, error) {
-	if cfg.Sales == nil || cfg.Delayer == nil || cfg.Expirer == nil || cfg.Due == nil || cfg.Redis == nil || cfg.Namespace == "" {
-		return nil, errors.New("delayq: Sales, Delayer, Expirer, Due, Redis and Namespace are required")
+	if cfg.Delayer == nil || cfg.Expirer == nil || cfg.Due == nil || cfg.Redis == nil || cfg.Namespace == "" {
+		return nil, errors.New("delayq: Delayer, Expirer, Due, Redis and Namespace are required")
 	}
 	if cfg.SweepInterval == 0 {
 		cfg.SweepInterval = 5 * time.Second
@@ -150,16 +144,10 @@ func (q *Queue) HandleCreated(ctx context.Context, msgs []Message) {
 			m.DeadLetter()
 			continue
 		}
-		sale, err := q.cfg.Sales.Get(ctx, ev.Order.SaleID)
-		if errors.Is(err, flashsale.ErrNotFound) {
-			q.log.Error("dropping order.created of an unknown sale", "sale", ev.Order.SaleID)
-			m.Ack()
-			continue
-		}
-		if err == nil {
-			payBy := ev.OccurredAt.Add(sale.PaymentWindow())
-			err = q.cfg.Delayer.PublishDelayed(ctx, ev.EventID, m.Body(), bucketFor(payBy.Sub(q.cfg.Now()), sale.PaymentWindowSeconds))
-		}
+		// The order's pay_by, fixed when it was created, is in the event; the
+		// payment window it came from picks the usual bucket.
+		window := int(math.Round(ev.Order.PayBy.Sub(ev.OccurredAt).Seconds()))
+		err := q.cfg.Delayer.PublishDelayed(ctx, ev.EventID, m.Body(), bucketFor(ev.Order.PayBy.Sub(q.cfg.Now()), window))
 		if err != nil {
 			q.log.Warn("scheduling expiry failed; retrying", "order", ev.Order.OrderID, "err", err)
 			m.Retry()

@@ -391,8 +391,10 @@ func TestPaymentRacesExpiry(t *testing.T) {
 		case errs[i] != nil:
 			pr.errorf("payment of %s: %v", o.OrderID, errs[i])
 		case outcome[i] == "paid" && v.Status == "paid":
+			// Paid in time, or just after it expired: a late payment takes
+			// the units again (nobody else buys in this sale).
 			paid += o.Quantity
-			wantHistory[o.OrderID] = []string{evCreated, evPaid}
+			wantHistory[o.OrderID] = nil // created, paid; or created, expired, paid: checked below
 			if strp(v.PaymentID) != "pay-"+o.OrderID {
 				pr.errorf("paid order %s has payment_id %s", o.OrderID, strp(v.PaymentID))
 			}
@@ -417,6 +419,12 @@ func TestPaymentRacesExpiry(t *testing.T) {
 			continue
 		}
 		evs := byOrder[o.OrderID]
+		if want == nil {
+			want = []string{evCreated, evPaid}
+			if len(evs.of(evExpired)) > 0 {
+				want = []string{evCreated, evExpired, evPaid}
+			}
+		}
 		checkHistory(pr, o, saleID, evs, outbox[o.OrderID], want...)
 		for _, ev := range append(evs.of(evRefund), evs.of(evPaid)...) {
 			if ev.Order.paymentID() != "pay-"+o.OrderID {
@@ -434,52 +442,69 @@ func TestPaymentRacesExpiry(t *testing.T) {
 	sink.verify(t)
 }
 
-// TestPaymentAfterExpiryOrCancel: money for an expired order answers 200
-// refund_required; the order stays expired, the stock is untouched, and one
-// order.refund_required is emitted; the same notification again changes
-// nothing (still one), a second payment id makes a second refund. The same
-// for a cancelled order.
+// TestPaymentAfterExpiryOrCancel: money for an expired order whose unit was
+// bought by someone else answers 200 refund_required; the order stays expired,
+// the stock is untouched, and one order.refund_required is emitted; the same
+// notification again changes nothing (still one), a second payment id makes a
+// second refund. Money for an expired order whose unit is still on sale takes
+// it again: the order is paid (one order.paid), and another payment for it is
+// a refund. A cancelled order is refunded.
 func TestPaymentAfterExpiryOrCancel(t *testing.T) {
 	e := newEnv(t)
 	sink := newEventSink(t, e)
 	p := e.start("all", map[string]string{"FLASHSALE_SWEEP_INTERVAL": "1"})
 	c := p.client()
-	short := openSale(2, 1, 3300)
+	short := openSale(1, 1, 3300)
 	short.PaymentWindowSeconds = 1
 	shortID := c.createSale(t, short)
+	spare := openSale(2, 1, 2200)
+	spare.PaymentWindowSeconds = 1
+	spareID := c.createSale(t, spare)
 	longID := c.createSale(t, openSale(2, 1, 4400))
 	late := c.placeOrders(t, shortID, []string{"late-payer"})[0]
+	revived := c.placeOrders(t, spareID, []string{"revived"})[0]
 	gone := c.placeOrders(t, longID, []string{"canceller"})[0]
 
-	c.awaitOrders(t, []placedOrder{late}, time.Until(late.PayBy.Add(15*time.Second)), "expired", func(v orderView) bool { return v.Status == "expired" })
+	expired := func(v orderView) bool { return v.Status == "expired" }
+	c.awaitOrders(t, []placedOrder{late, revived}, time.Until(late.PayBy.Add(15*time.Second)), "expired", expired)
 	r := c.must(t, http.MethodPost, pathOrder(gone.OrderID)+"/cancel", user(gone.User), nil)
 	if r.Status != http.StatusOK {
 		t.Fatalf("cancel: %s", r)
 	}
-	c.awaitStock(t, shortID, stockView{Total: 2, Available: 2}, 10*time.Second)
+	c.awaitStock(t, shortID, stockView{Total: 1, Available: 1}, 10*time.Second)
+	c.awaitStock(t, spareID, stockView{Total: 2, Available: 2}, 10*time.Second)
 	c.awaitStock(t, longID, stockView{Total: 2, Available: 2}, 10*time.Second)
+	taker := c.placeOrders(t, shortID, []string{"taker"})[0] // the late payer's unit, bought by another
 
 	p1 := notice("pay-late-1", late.OrderID, late.AmountCents, "succeeded").body()
-	checkPayAnswer(t, "payment after expiry", c.mustCallback(t, p1, e.PaymentSecret), late.OrderID, "refund_required")
+	checkPayAnswer(t, "payment after expiry, unit gone", c.mustCallback(t, p1, e.PaymentSecret), late.OrderID, "refund_required")
 	checkPayAnswer(t, "the same payment again", c.mustCallback(t, p1, e.PaymentSecret), late.OrderID, "refund_required")
 	p3 := notice("pay-gone", gone.OrderID, gone.AmountCents, "succeeded").body()
 	checkPayAnswer(t, "payment after cancel", c.mustCallback(t, p3, e.PaymentSecret), gone.OrderID, "refund_required")
+	pr1 := notice("pay-revive-1", revived.OrderID, revived.AmountCents, "succeeded").body()
+	checkPayAnswer(t, "payment after expiry, unit still on sale", c.mustCallback(t, pr1, e.PaymentSecret), revived.OrderID, "paid")
+	checkPayAnswer(t, "the same late payment again", c.mustCallback(t, pr1, e.PaymentSecret), revived.OrderID, "paid")
 
-	ids := idSet([]placedOrder{late, gone})
+	ids := idSet([]placedOrder{late, gone, revived})
 	rows := sink.awaitOutboxReceived(t, e, ids, 15*time.Second)
 	pr := newProblems(t)
 	checkHistory(pr, late, shortID, sink.byOrder()[late.OrderID], outboxOf(rows, ids)[late.OrderID], evCreated, evExpired, evRefund)
 	checkHistory(pr, gone, longID, sink.byOrder()[gone.OrderID], outboxOf(rows, ids)[gone.OrderID], evCreated, evCancelled, evRefund)
+	checkHistory(pr, revived, spareID, sink.byOrder()[revived.OrderID], outboxOf(rows, ids)[revived.OrderID], evCreated, evExpired, evPaid)
 	pr.done()
 
-	// A second payment for the expired order is a second refund.
+	// A second payment for the expired order is a second refund; so is one for
+	// the revived order, which another payment paid.
 	p2 := notice("pay-late-2", late.OrderID, late.AmountCents, "succeeded").body()
 	checkPayAnswer(t, "another payment after expiry", c.mustCallback(t, p2, e.PaymentSecret), late.OrderID, "refund_required")
 	checkPayAnswer(t, "the first payment a third time", c.mustCallback(t, p1, e.PaymentSecret), late.OrderID, "refund_required")
+	pr2 := notice("pay-revive-2", revived.OrderID, revived.AmountCents, "succeeded").body()
+	checkPayAnswer(t, "another payment of the revived order", c.mustCallback(t, pr2, e.PaymentSecret), revived.OrderID, "refund_required")
 	rows = sink.awaitOutboxReceived(t, e, ids, 15*time.Second)
 	byOrder := sink.byOrder()
 	pr = newProblems(t)
 	checkHistory(pr, late, shortID, byOrder[late.OrderID], outboxOf(rows, ids)[late.OrderID], evCreated, evExpired, evRefund, evRefund)
+	checkHistory(pr, revived, spareID, byOrder[revived.OrderID], outboxOf(rows, ids)[revived.OrderID], evCreated, evExpired, evPaid, evRefund)
 	pr.done()
 	refunds := map[string]int{}
 	for _, ev := range byOrder[late.OrderID].of(evRefund) {
@@ -494,15 +519,27 @@ func TestPaymentAfterExpiryOrCancel(t *testing.T) {
 	if rf := byOrder[gone.OrderID].of(evRefund); len(rf) != 1 || rf[0].Order.paymentID() != "pay-gone" || rf[0].Order.Status != "cancelled" {
 		t.Errorf("refund events of the cancelled order: %+v, want one for pay-gone with status cancelled", rf)
 	}
+	if rf := byOrder[revived.OrderID].of(evRefund); len(rf) != 1 || rf[0].Order.paymentID() != "pay-revive-2" || rf[0].Order.Status != "paid" {
+		t.Errorf("refund events of the revived order: %+v, want one for pay-revive-2 with status paid", rf)
+	}
 
 	if v := c.orderNow(t, late); v.Status != "expired" || v.PaidAt != nil {
 		t.Errorf("expired order after late payments: %+v, want expired and unpaid", v)
 	}
+	if v := c.orderNow(t, revived); v.Status != "paid" || strp(v.PaymentID) != "pay-revive-1" {
+		t.Errorf("revived order: %+v, want paid by pay-revive-1", v)
+	}
 	if v := c.orderNow(t, gone); v.Status != "cancelled" || v.PaidAt != nil {
 		t.Errorf("cancelled order after a payment: %+v, want cancelled and unpaid", v)
 	}
-	if s := c.sale(t, shortID).Stock; s != (stockView{Total: 2, Available: 2}) {
-		t.Errorf("stock after late payments %+v, want untouched (all available)", s)
+	if v := c.orderNow(t, taker); v.Status != "pending_payment" {
+		t.Errorf("the unit's new buyer: %+v, want pending_payment", v)
+	}
+	if s := c.sale(t, shortID).Stock; s != (stockView{Total: 1, Held: 1}) {
+		t.Errorf("stock after late payments of a unit bought by another %+v, want untouched (held by the new buyer)", s)
+	}
+	if s := c.sale(t, spareID).Stock; s != (stockView{Total: 2, Available: 1, Sold: 1}) {
+		t.Errorf("stock after the revived order's payment %+v, want one sold", s)
 	}
 	if s := c.sale(t, longID).Stock; s != (stockView{Total: 2, Available: 2}) {
 		t.Errorf("stock after a payment of a cancelled order %+v, want untouched", s)
@@ -631,4 +668,56 @@ func (e *env) startWithout(role string, unset ...string) *proc {
 	t.Cleanup(p.cleanup)
 	p.launch()
 	return p
+}
+
+// TestPaymentIDReusedForAnotherOrder: a payment_id is bound to the order it
+// first paid. The same id for another order, on the same shard or another,
+// is 409 conflict and changes nothing: the first order stays paid by it, the
+// others stay unpaid, and no event is written for them.
+func TestPaymentIDReusedForAnotherOrder(t *testing.T) {
+	e := newEnv(t)
+	p := e.start("all", nil)
+	c := p.client()
+	saleID := c.createSale(t, openSale(10, 1, 1500))
+	// Three users: the payer, one on the payer's shard, one on the other.
+	var users []string
+	var sameShard, otherShard string
+	payer := "reuse-payer"
+	for i := 0; sameShard == "" || otherShard == ""; i++ {
+		u := fmt.Sprintf("reuse-%d", i)
+		switch {
+		case shardOf(u, 2) == shardOf(payer, 2) && sameShard == "":
+			sameShard = u
+		case shardOf(u, 2) != shardOf(payer, 2) && otherShard == "":
+			otherShard = u
+		}
+	}
+	users = []string{payer, sameShard, otherShard}
+	orders := c.placeOrders(t, saleID, users)
+	byUser := map[string]placedOrder{}
+	for _, o := range orders {
+		byUser[o.User] = o
+	}
+	first := byUser[payer]
+	checkPayAnswer(t, "the first payment", c.mustCallback(t, notice("pay-once", first.OrderID, first.AmountCents, "succeeded").body(), e.PaymentSecret), first.OrderID, "paid")
+	for _, u := range []string{sameShard, otherShard} {
+		o := byUser[u]
+		r := c.mustCallback(t, notice("pay-once", o.OrderID, o.AmountCents, "succeeded").body(), e.PaymentSecret)
+		checkError(t, "payment_id reused for the order of "+u, r, http.StatusConflict, "conflict")
+		if v := c.orderNow(t, o); v.Status != "pending_payment" || v.PaymentID != nil {
+			t.Errorf("order of %s after a reused payment_id: %+v, want pending_payment without payment", u, v)
+		}
+	}
+	if v := c.orderNow(t, first); v.Status != "paid" || strp(v.PaymentID) != "pay-once" {
+		t.Errorf("first order: %+v, want paid by pay-once", v)
+	}
+	// The first order's own repeat is still answered as before.
+	checkPayAnswer(t, "the first payment again", c.mustCallback(t, notice("pay-once", first.OrderID, first.AmountCents, "succeeded").body(), e.PaymentSecret), first.OrderID, "paid")
+	for _, u := range []string{sameShard, otherShard} {
+		var n int
+		o := byUser[u]
+		if err := e.shard(shardOf(u, 2)).QueryRow(`SELECT COUNT(*) FROM outbox WHERE order_id = ? AND event_type <> 'order.created'`, o.OrderID).Scan(&n); err != nil || n != 0 {
+			t.Errorf("events of %s's order besides order.created: %d (%v), want none", u, n, err)
+		}
+	}
 }

@@ -42,7 +42,7 @@ func checkCap(t *testing.T, s *Store, sale *flashsale.Sale) int {
 	sumAllotted, units := inFlight, 0
 	for _, a := range all {
 		var n int
-		if err := s.shards[a.Shard].QueryRow(`SELECT COALESCE(SUM(quantity), 0) FROM orders
+		if err := s.shards[a.Shard].QueryRow(`SELECT COALESCE(SUM(quantity - returned), 0) FROM orders
 			WHERE sale_id = ? AND status IN ('pending_payment','paid')`, sale.ID).Scan(&n); err != nil {
 			t.Fatal(err)
 		}

@@ -53,11 +53,6 @@ func groupOrders(rows []*flashsale.Order) []*flashsale.Order {
 		}
 		o.SetItems(append(o.Items, r.Items...))
 	}
-	for _, o := range out {
-		if len(o.Items) > 1 {
-			sort.Slice(o.Items, func(i, j int) bool { return o.Items[i].SaleID < o.Items[j].SaleID })
-		}
-	}
 	return out
 }
 

@@ -368,3 +368,47 @@ func TestReassertNeverTakesUnitsRedisDoesNotHave(t *testing.T) {
 	}
 	wantStock(t, s, flashsale.Stock{Total: 1, Available: 0, Held: 1})
 }
+
+// A return lowers a sold ticket to what MySQL keeps: units move from sold to
+// available once, whatever order the returns arrive in or however often.
+func TestReturnLowersASoldTicketOnce(t *testing.T) {
+	s, sale, _ := newStore(t, 10, 3)
+	ctx := context.Background()
+	req := request("u1", 3)
+	claimAndHold(t, s, sale, req)
+	if _, err := s.Confirm(ctx, sale.ID, req.TicketID, req.UserID); err != nil {
+		t.Fatal(err)
+	}
+	wantStock(t, s, flashsale.Stock{Total: 10, Available: 7, Sold: 3})
+	// The second return (keep 0) arrives before the first (keep 2), and
+	// both are repeated.
+	for _, keep := range []int{0, 2, 0, 2} {
+		if _, err := s.Return(ctx, sale.ID, req.TicketID, req.UserID, keep); err != nil {
+			t.Fatal(err)
+		}
+		wantStock(t, s, flashsale.Stock{Total: 10, Available: 10})
+	}
+}
+
+// A late payment retakes a released ticket's units only when all are there.
+func TestRetakeTakesAllUnitsOrNone(t *testing.T) {
+	s, sale, _ := newStore(t, 3, 2)
+	ctx := context.Background()
+	late := request("u1", 2)
+	claimAndHold(t, s, sale, late)
+	if _, err := s.Release(ctx, sale.ID, late.TicketID, late.UserID); err != nil {
+		t.Fatal(err)
+	}
+	claimAndHold(t, s, sale, request("u2", 2)) // leaves one unit
+	if _, ok, err := s.Retake(ctx, sale.ID, late.TicketID, late.UserID, 2); err != nil || ok {
+		t.Fatalf("retake of 2 with 1 available: ok=%v err=%v, want refused", ok, err)
+	}
+	wantStock(t, s, flashsale.Stock{Total: 3, Available: 1, Held: 2})
+	if _, ok, err := s.Retake(ctx, sale.ID, late.TicketID, late.UserID, 1); err != nil || !ok {
+		t.Fatalf("retake of 1 with 1 available: ok=%v err=%v, want taken", ok, err)
+	}
+	if _, ok, err := s.Retake(ctx, sale.ID, late.TicketID, late.UserID, 1); err != nil || !ok {
+		t.Fatalf("the same retake again: ok=%v err=%v, want still taken", ok, err)
+	}
+	wantStock(t, s, flashsale.Stock{Total: 3, Available: 0, Held: 3})
+}

@@ -255,7 +255,7 @@ func run(ctx context.Context, cmd string, roles []string, cfg *config, log *slog
 				return err
 			}
 			defer pub.Close()
-			dq, err := delayq.New(delayq.Config{Sales: sales, Delayer: pub, Expirer: lc, Due: store, Redis: rs.Client(),
+			dq, err := delayq.New(delayq.Config{Delayer: pub, Expirer: lc, Due: store, Redis: rs.Client(),
 				Namespace: cfg.Namespace, SweepInterval: cfg.SweepInterval, Log: log, Registry: reg})
 			if err != nil {
 				return err
