@@ -369,6 +369,43 @@ func TestBundleBadInput(t *testing.T) {
 	if r, err := c.send(ctx, http.MethodGet, pathPurchases, user(u), nil); err == nil && r.Status >= 500 {
 		t.Errorf("GET %s: %s, want no 5xx", pathPurchases, r)
 	}
+
+	// An item the user has reached the limit of decides the answer, and the
+	// other item is not held: 2 of ids[3] bought and paid (limit 2).
+	const lim = "limit-user"
+	_, paidOrder := c.bnPlace(t, lim, bnItem{ids[3], 2})
+	checkPayAnswer(t, "payment", c.bnPay(t, e.PaymentSecret, "pay-lim", paidOrder, 200), paidOrder, "paid")
+	r = c.mustBuyBundle(t, lim, bnItem{ids[4], 1}, bnItem{ids[3], 1})
+	checkError(t, "a bundle over the limit in one sale", r, 409, "limit_reached")
+	if m := r.errCode(); m == "limit_reached" && !strings.Contains(string(r.Body), ids[3]) {
+		t.Errorf("limit_reached %s does not name %s", r, ids[3])
+	}
+	// A sold-out item decides too, and the other is not held: three buyers
+	// take ids[5]'s 5 units (2, 2, 1; limit 2).
+	for i, q := range []int{2, 2, 1} {
+		c.bnPlace(t, fmt.Sprintf("emptier-%d", i), bnItem{ids[5], q})
+	}
+	c.awaitStock(t, ids[5], stockView{Total: 5, Held: 5}, 10*time.Second)
+	r = c.mustBuyBundle(t, "late-bundler", bnItem{ids[6], 1}, bnItem{ids[5], 1})
+	switch r.Status {
+	case http.StatusConflict:
+		checkError(t, "a bundle with a sold-out item", r, 409, "sold_out")
+		if !strings.Contains(string(r.Body), ids[5]) {
+			t.Errorf("sold_out %s does not name %s", r, ids[5])
+		}
+	case http.StatusAccepted:
+		tk := ticketOf(t, "bundle with a sold-out item", r, http.StatusAccepted)
+		if v := c.awaitTicket(t, tk, "late-bundler", 30*time.Second, "final", func(v bnTicketView) bool { return finalTicket(v.Status) }); v.Status != "sold_out" || v.OrderID != "" {
+			t.Errorf("a bundle with a sold-out item: ticket %+v, want sold_out without an order", v)
+		}
+	default:
+		t.Errorf("a bundle with a sold-out item: %s, want 409 sold_out (or 202 then sold_out)", r)
+	}
+	for _, id := range []string{ids[4], ids[6]} {
+		if s := c.sale(t, id).Stock; s != (stockView{Total: 5, Available: 5}) {
+			t.Errorf("sale %s, the other item of a refused bundle: %+v, want untouched", id, s)
+		}
+	}
 }
 
 // TestBundleBench runs `flashsale bench --bundle-ratio 0.4` (the binary under

@@ -271,3 +271,138 @@ func TestLatePayRace(t *testing.T) {
 	t.Logf("the unit went to: %v", wins)
 	bnReconcileExits0(t, e)
 }
+
+// TestLatePayRaceBundle: 6 times side by side, an expired bundle of one unit
+// of X and one of Y (each sale has one unit) is paid late while 3 buyers race
+// for X alone and 3 for Y alone. The late payment takes both units or
+// neither: paid, and then no buyer got an order in either sale; or
+// refund_required, and then some buyer got X or Y, and no unit stays held for
+// the refunded bundle (once the buyers' orders expire too, both sales are
+// whole again). Never more than one unit held or sold per sale, in MySQL and
+// in the sale views, and reconcile exits 0.
+func TestLatePayRaceBundle(t *testing.T) {
+	e := newEnv(t)
+	p := e.start("all", map[string]string{"FLASHSALE_SWEEP_INTERVAL": "1"})
+	c := p.client()
+	const rounds, buyers = 6, 3
+	type round struct {
+		x, y, payer, order string
+		payStatus          string
+		payErr             error
+		mu                 sync.Mutex
+		tickets            []ticketRef
+	}
+	mk := func(price int64) string {
+		s := openSale(1, 1, price)
+		s.PaymentWindowSeconds = 1
+		return c.createSale(t, s)
+	}
+	rs := make([]*round, rounds)
+	for i := range rs {
+		rs[i] = &round{x: mk(300), y: mk(500), payer: fmt.Sprintf("bpayer-%d", i)}
+	}
+	for _, r := range rs {
+		_, r.order = c.bnPlace(t, r.payer, bnItem{r.x, 1}, bnItem{r.y, 1})
+	}
+	for _, r := range rs {
+		c.awaitOrderStatus(t, r.order, r.payer, "expired", 30*time.Second)
+		c.awaitStock(t, r.x, stockView{Total: 1, Available: 1}, 10*time.Second)
+		c.awaitStock(t, r.y, stockView{Total: 1, Available: 1}, 10*time.Second)
+	}
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i, r := range rs {
+		wg.Add(1 + 2*buyers)
+		go func() {
+			defer wg.Done()
+			<-start
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			body := notice("pay-brace-"+r.order, r.order, 800, "succeeded").body()
+			ans, err := c.callback(ctx, body, sign(e.PaymentSecret, time.Now(), body))
+			st, err := payOutcome(ans, err, r.order)
+			r.mu.Lock()
+			r.payStatus, r.payErr = st, err
+			r.mu.Unlock()
+		}()
+		for b := range 2 * buyers {
+			sale := r.x
+			if b%2 == 1 {
+				sale = r.y
+			}
+			u := fmt.Sprintf("bracer-%d-%d", i, b)
+			go func() {
+				defer wg.Done()
+				<-start
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				defer cancel()
+				ans, err := c.purchase(ctx, sale, u, 1)
+				if k := outcome(ans, err); k != "202" && k != "409 sold_out" {
+					t.Errorf("round %d: buyer %s answered %q, want 202 or 409 sold_out", i, u, k)
+				}
+				var a purchaseAnswer
+				if err == nil && ans.Status == http.StatusAccepted && ans.decode(&a) == nil {
+					r.mu.Lock()
+					r.tickets = append(r.tickets, ticketRef{User: u, TicketID: a.TicketID})
+					r.mu.Unlock()
+				}
+			}()
+		}
+	}
+	close(start)
+	wg.Wait()
+
+	wins := map[string]int{}
+	for i, r := range rs {
+		if r.payErr != nil {
+			t.Errorf("round %d: late payment: %v", i, r.payErr)
+			continue
+		}
+		final := c.awaitFinal(t, r.tickets, time.Minute)
+		var got []bnTicketRef
+		for _, ref := range r.tickets {
+			switch v := final[ref.TicketID]; v.Status {
+			case "pending_payment", "expired":
+				got = append(got, bnTicketRef{ref, v.OrderID})
+			case "sold_out":
+			default:
+				t.Errorf("round %d: buyer ticket %s ended %q", i, ref.TicketID, v.Status)
+			}
+		}
+		if len(got) > 2 {
+			t.Errorf("round %d: OVERSOLD: %d buyers got an order for two sales of one unit each", i, len(got))
+		}
+		switch r.payStatus {
+		case "paid":
+			wins["late bundle"]++
+			if len(got) != 0 {
+				t.Errorf("round %d: OVERSOLD: the late bundle was paid and %d buyers got X or Y too (%v)", i, len(got), got)
+			}
+			c.awaitStock(t, r.x, stockView{Total: 1, Sold: 1}, 10*time.Second)
+			c.awaitStock(t, r.y, stockView{Total: 1, Sold: 1}, 10*time.Second)
+		case "refund_required":
+			wins["buyers"]++
+			if len(got) == 0 {
+				t.Errorf("round %d: the late bundle was refused but no buyer got X or Y (refused with both units free)", i)
+			}
+			if v := c.bnOrder(t, r.order, r.payer); v.Status != "expired" {
+				t.Errorf("round %d: refused late bundle is %q, want expired", i, v.Status)
+			}
+			for _, g := range got {
+				c.awaitOrderStatus(t, g.OrderID, g.User, "expired", 30*time.Second)
+			}
+			// Nothing may stay held for the refused bundle (half a re-take).
+			c.awaitStock(t, r.x, stockView{Total: 1, Available: 1}, 10*time.Second)
+			c.awaitStock(t, r.y, stockView{Total: 1, Available: 1}, 10*time.Second)
+		default:
+			t.Errorf("round %d: late payment answered %q", i, r.payStatus)
+		}
+		for _, id := range []string{r.x, r.y} {
+			if n := bnMustLiveUnits(t, e, id); n > 1 {
+				t.Errorf("round %d: OVERSOLD in MySQL: sale %s of one unit has %d live units", i, id, n)
+			}
+		}
+	}
+	t.Logf("outcomes: %v", wins)
+	bnReconcileExits0(t, e)
+}
