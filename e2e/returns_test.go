@@ -262,6 +262,7 @@ func TestReturnsBundle(t *testing.T) {
 	checkError(t, "a return with nothing left", c.mustReturn(t, ord, returnBody{"rb3", []bnItem{{x, 1}}}), 422, "invalid_quantity")
 
 	evs := sink.awaitEvents(t, ord, 20*time.Second, evCreated, evPaid, bnEvReturned, bnEvReturned)
+	checkEventItems(t, evs, w)
 	for _, ev := range evs {
 		if ev.Type == bnEvReturned {
 			want := map[string][]bnItem{"rb1": {{x, 1}}, "rb2": {{x, 1}, {y, 1}}}[ev.ReturnID]
