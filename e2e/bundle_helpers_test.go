@@ -603,8 +603,8 @@ type bnCrowd struct {
 	finished atomic.Int64 // buyers with their final answer
 	mu       sync.Mutex
 	refs     []bnRef
-	seen map[string]string
-	ta   *tally
+	seen     map[string]string
+	ta       *tally
 }
 
 const bnBundle = "bundle"
