@@ -974,3 +974,44 @@ func bnReconcileExits0(t *testing.T, e *env) {
 		t.Errorf("flashsale reconcile exited %d, want 0:\n%s", code, tail(out, 40))
 	}
 }
+
+// payAndCancelBundles pays n pending bundle orders (one callback for the
+// total) and cancels n others, then checks that each sale moved exactly
+// those units: held down by 2n, sold up by n, available up by n; MySQL and
+// reconcile agree.
+func (cr *bnCrowd) payAndCancelBundles(final map[string]ticketView, n int) {
+	t := cr.t
+	t.Helper()
+	var pending []bnRef
+	for _, r := range cr.snapshot() {
+		if r.Kind == bnBundle && final[r.TicketID].Status == "pending_payment" {
+			pending = append(pending, r)
+		}
+	}
+	if len(pending) < 2*n {
+		t.Fatalf("only %d pending bundle orders, want %d to pay and cancel", len(pending), 2*n)
+	}
+	before := map[string]stockView{cr.A.ID: cr.c.sale(t, cr.A.ID).Stock, cr.B.ID: cr.c.sale(t, cr.B.ID).Stock}
+	total := cr.bundleWant().total()
+	for i, r := range pending[:2*n] {
+		orderID := final[r.TicketID].OrderID
+		if i < n {
+			checkPayAnswer(t, "payment of bundle "+orderID, cr.c.bnPay(t, cr.e.PaymentSecret, "pay-"+orderID, orderID, total), orderID, "paid")
+			continue
+		}
+		rep := cr.c.must(t, http.MethodPost, pathOrder(orderID)+"/cancel", user(r.User), nil)
+		var v bnOrderView
+		if rep.Status != http.StatusOK || rep.decode(&v) != nil || v.Status != "cancelled" {
+			t.Errorf("cancel bundle %s: %s", orderID, rep)
+		}
+	}
+	for _, s := range []bnSale{cr.A, cr.B} {
+		b := before[s.ID]
+		want := stockView{Total: s.Stock, Available: b.Available + n, Held: b.Held - 2*n, Sold: b.Sold + n}
+		cr.c.awaitStock(t, s.ID, want, 15*time.Second)
+		if m := bnMustLiveUnits(t, cr.e, s.ID); m != want.Held+want.Sold {
+			t.Errorf("sale %s: MySQL holds %d live units, the view %d", s.ID, m, want.Held+want.Sold)
+		}
+		fxReconcileAgrees(t, cr.e, s.ID, want)
+	}
+}

@@ -33,9 +33,10 @@ func TestBundleCrowd(t *testing.T) {
 	cr := newBnCrowd(t, e, c, 200, 150)
 	w := cr.watch()
 	cr.start("bc", 1000, 500, 3*time.Second)
-	cr.settle(2 * time.Minute)
+	final := cr.settle(2 * time.Minute)
 	w.end(t)
 	bnReconcileExits0(t, e)
+	cr.payAndCancelBundles(final, 10)
 }
 
 // TestBundleWorkerKilled: the same crowd (arriving over 8 s) against an
@@ -79,6 +80,7 @@ func TestBundleWorkerKilled(t *testing.T) {
 	final := cr.settle(2 * time.Minute)
 	w.end(t)
 	bnReconcileExits0(t, e)
+	cr.payAndCancelBundles(final, 5)
 	fxNoRepairs(t, wk)
 	// failed is a final status the contract allows after a crash; say why.
 	failed := 0
@@ -114,6 +116,39 @@ func bnGrepLog(p *proc, n int, words ...string) string {
 		}
 	}
 	return fmt.Sprintf("--- %s: %d matching lines, first %d:\n%s", p.Role, total, len(out), strings.Join(out, "\n"))
+}
+
+// TestBundleRedisKeysDeleted: every Redis key of the deployment is deleted at
+// once while the bundle crowd of TestBundleCrowd buys (ingress and worker as
+// separate roles). Both sales are rebuilt from MySQL, bundle lines included:
+// right after the loss the views are whole (total = stock, sold_out only when
+// nothing is available); once every ticket is final every bundle order holds
+// both items or none, the views equal the tickets' units and MySQL, reconcile
+// exits 0; then bundle payments and cancellations move exactly their units.
+func TestBundleRedisKeysDeleted(t *testing.T) {
+	e := newEnv(t)
+	ing := e.start("ingress", nil)
+	e.startProc("worker", map[string]string{"FLASHSALE_RECONCILE_INTERVAL": "1"}, false)
+	c := ing.client()
+	cr := newBnCrowd(t, e, c, 200, 150)
+	w := cr.watch()
+	cr.start("bd", 1000, 500, 5*time.Second)
+	v, soldOut := bnAwaitTaken(t, cr, 60, time.Minute)
+	if soldOut {
+		t.Fatalf("precondition: A sold out (%+v) before the loss", v.Stock)
+	}
+	keys := fxDeleteRedisKeys(t, e)
+	for _, s := range []bnSale{cr.A, cr.B} {
+		after := c.sale(t, s.ID)
+		t.Logf("deleted %d keys at A %+v; sale %s right after: %s %+v", len(keys), v.Stock, s.ID, after.State, after.Stock)
+		if after.Stock.Total != s.Stock || (after.State == "sold_out") != (after.Stock.Available == 0) || after.State == "ended" {
+			t.Errorf("after the loss sale %s is %s %+v", s.ID, after.State, after.Stock)
+		}
+	}
+	final := cr.settle(2 * time.Minute)
+	w.end(t)
+	bnReconcileExits0(t, e)
+	cr.payAndCancelBundles(final, 5)
 }
 
 // bnAwaitTaken waits until at least n units of A are held or sold; it reports

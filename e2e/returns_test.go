@@ -283,3 +283,52 @@ func TestReturnsBundle(t *testing.T) {
 	fxReconcileAgrees(t, e, x, stockView{Total: 3, Available: 3})
 	fxReconcileAgrees(t, e, y, stockView{Total: 3, Available: 3})
 }
+
+// TestReturnsRaceDistinctIDs: a paid order of 3 units gets 6 returns of 1
+// unit each, all different return_ids, all at once: exactly three are 201 and
+// three 422 invalid_quantity (never more than was bought), the item's
+// returned is 3, exactly 3 units come back on sale, 3 order.returned
+// transitions are committed, and reconcile agrees.
+func TestReturnsRaceDistinctIDs(t *testing.T) {
+	e := newEnv(t)
+	p := e.start("all", nil)
+	c := p.client()
+	id := c.createSale(t, openSale(4, 3, 700))
+	_, ord := c.bnPlace(t, "multi-returner", bnItem{id, 3})
+	checkPayAnswer(t, "payment", c.bnPay(t, e.PaymentSecret, "pay-multi", ord, 2100), ord, "paid")
+	c.awaitStock(t, id, stockView{Total: 4, Available: 1, Sold: 3}, 10*time.Second)
+
+	ta := newTally()
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			r, err := c.returnOrder(ctx, ord, returnBody{fmt.Sprintf("rr-%d", i), []bnItem{{id, 1}}})
+			ta.add(outcome(r, err), fmt.Sprint(r, err))
+		}()
+	}
+	close(start)
+	wg.Wait()
+	t.Logf("6 concurrent returns of 1 unit: %s", ta)
+	ta.only(t, "201", "422 invalid_quantity")
+	if ta.get("201") != 3 || ta.get("422 invalid_quantity") != 3 {
+		t.Errorf("6 concurrent returns of 1 of 3 units answered %s, want three 201 and three 422", ta)
+	}
+	c.awaitStock(t, id, stockView{Total: 4, Available: 4}, 10*time.Second)
+	if it, _ := c.bnOrder(t, ord, "multi-returner").item(id); it.Returned != 3 {
+		t.Errorf("item returned %d, want 3", it.Returned)
+	}
+	eventually(t, 10*time.Second, "3 order.returned transitions committed", func() (bool, string) {
+		n := returnOutboxRows(t, e, ord)
+		return n == 3, fmt.Sprintf("%d outbox rows", n)
+	})
+	if n := bnMustLiveUnits(t, e, id); n != 0 {
+		t.Errorf("MySQL: %d live units, want 0", n)
+	}
+	fxReconcileAgrees(t, e, id, stockView{Total: 4, Available: 4})
+}
