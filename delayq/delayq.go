@@ -19,11 +19,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/bsm/redislock"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/flashsale/flashsale"
+	"github.com/flashsale/flashsale/service"
 )
 
 // Message is one consumed message and the way to settle it.
@@ -56,8 +55,8 @@ type Config struct {
 	Delayer Delayer // required
 	Expirer Expirer // required
 	Due     Due     // required
-	// Redis holds the sweeper's lease. Required.
-	Redis redis.UniversalClient
+	// Leases holds the sweeper's lease. Required.
+	Leases service.Leases
 	// Namespace prefixes the lease key. Required.
 	Namespace string
 	// SweepInterval is the time between sweeps. Default 5 s.
@@ -75,14 +74,13 @@ type Config struct {
 type Queue struct {
 	cfg     Config
 	log     *slog.Logger
-	locker  *redislock.Client
 	expired *prometheus.CounterVec
 }
 
 // New returns a Queue.
 func New(cfg Config) (*Queue, error) {
-	if cfg.Delayer == nil || cfg.Expirer == nil || cfg.Due == nil || cfg.Redis == nil || cfg.Namespace == "" {
-		return nil, errors.New("delayq: Delayer, Expirer, Due, Redis and Namespace are required")
+	if cfg.Delayer == nil || cfg.Expirer == nil || cfg.Due == nil || cfg.Leases == nil || cfg.Namespace == "" {
+		return nil, errors.New("delayq: Delayer, Expirer, Due, Leases and Namespace are required")
 	}
 	if cfg.SweepInterval == 0 {
 		cfg.SweepInterval = 5 * time.Second
@@ -96,7 +94,7 @@ func New(cfg Config) (*Queue, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	q := &Queue{cfg: cfg, log: cfg.Log, locker: redislock.New(cfg.Redis),
+	q := &Queue{cfg: cfg, log: cfg.Log,
 		expired: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "flashsale_delayq_expired_total",
 			Help: "Orders expired, by the path that found them (queue or sweeper)."}, []string{"path"})}
 	if cfg.Registry != nil {
@@ -191,31 +189,26 @@ func (q *Queue) HandleExpiry(ctx context.Context, msgs []Message) {
 	}
 }
 
-// RunSweeper sweeps every SweepInterval until ctx ends, whenever it holds the
-// sweeper lease.
+// RunSweeper sweeps every SweepInterval until ctx ends, while it holds the
+// sweeper lease (one sweeper at a time; another process takes over within
+// sweeperLease of this one's death).
 func (q *Queue) RunSweeper(ctx context.Context) {
-	t := time.NewTicker(q.cfg.SweepInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+	leader := service.Leader{Leases: q.cfg.Leases, Key: q.cfg.Namespace + ":sweeper", TTL: sweeperLease, Log: q.log}
+	leader.Run(ctx, func(ctx context.Context) {
+		for service.Sleep(ctx, q.cfg.SweepInterval) {
+			n, err := q.Sweep(ctx)
+			if err != nil && ctx.Err() == nil {
+				q.log.Warn("sweep failed", "err", err)
+			}
+			if n > 0 {
+				q.log.Info("sweeper expired overdue orders the queue missed", "orders", n)
+			}
 		}
-		lock, err := q.locker.Obtain(ctx, q.cfg.Namespace+":sweeper", q.cfg.SweepInterval+30*time.Second, nil)
-		if err != nil {
-			continue // another process sweeps, or Redis is away: next tick
-		}
-		n, err := q.Sweep(ctx)
-		lock.Release(context.WithoutCancel(ctx))
-		if err != nil {
-			q.log.Warn("sweep failed", "err", err)
-		}
-		if n > 0 {
-			q.log.Info("sweeper expired overdue orders the queue missed", "orders", n)
-		}
-	}
+	})
 }
+
+// sweeperLease is the sweeper's lease TTL.
+const sweeperLease = 10 * time.Second
 
 // Sweep expires every unpaid order past pay_by + SweepGrace once, and returns how
 // many it expired.

@@ -35,7 +35,7 @@
 // Reconciler.Once is the `flashsale reconcile` command: one look, a second
 // look after a short settle time when the first found differences, and the
 // repairs of what persisted. Reconciler.Run is the background reconciler: one
-// runner at a time (a redislock lease), a pass every Interval.
+// runner at a time (a service.Leader lease), a pass every Interval.
 package reconcile
 
 import (
@@ -47,11 +47,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/bsm/redislock"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/flashsale/flashsale"
+	"github.com/flashsale/flashsale/service"
 )
 
 // Book is the book of record.
@@ -116,9 +115,9 @@ type Stock interface {
 type Config struct {
 	Book  Book  // required
 	Stock Stock // required
-	// Redis holds the background runner's lease, "<Namespace>:reconciler".
+	// Leases holds the background runner's lease, "<Namespace>:reconciler".
 	// Required.
-	Redis     redis.UniversalClient
+	Leases    service.Leases
 	Namespace string // required
 	// Interval is the time between background passes. Default 30 s.
 	Interval time.Duration
@@ -153,8 +152,8 @@ type Reconciler struct {
 
 // New returns a Reconciler.
 func New(cfg Config) (*Reconciler, error) {
-	if cfg.Book == nil || cfg.Stock == nil || cfg.Redis == nil || cfg.Namespace == "" {
-		return nil, errors.New("reconcile: Book, Stock, Redis and Namespace are required")
+	if cfg.Book == nil || cfg.Stock == nil || cfg.Leases == nil || cfg.Namespace == "" {
+		return nil, errors.New("reconcile: Book, Stock, Leases and Namespace are required")
 	}
 	if cfg.Interval == 0 {
 		cfg.Interval = 30 * time.Second
@@ -755,45 +754,24 @@ func (r *Reconciler) Forget() { r.seen = map[string]time.Time{} }
 // "<Namespace>:reconciler"; a runner that loses the lease forgets what it saw,
 // so a difference is repaired only after two passes of the same runner.
 func (r *Reconciler) Run(ctx context.Context) {
-	locker := redislock.New(r.cfg.Redis)
-	key := r.cfg.Namespace + ":reconciler"
-	ttl := 2*r.cfg.Interval + 10*time.Second
-	var lock *redislock.Lock
-	defer func() {
-		if lock != nil {
-			lock.Release(context.WithoutCancel(ctx))
-		}
-	}()
-	t := time.NewTicker(r.cfg.Interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if lock != nil {
-			if err := lock.Refresh(ctx, ttl, nil); err != nil {
-				lock = nil
-				r.Forget()
+	leader := service.Leader{Leases: r.cfg.Leases, Key: r.cfg.Namespace + ":reconciler", TTL: 10 * time.Second, Log: r.log}
+	leader.Run(ctx, func(ctx context.Context) {
+		// What was seen in earlier passes only counts while the lease is
+		// held: another runner may have repaired meanwhile.
+		defer r.Forget()
+		for service.Sleep(ctx, r.cfg.Interval) {
+			rep, err := r.Tick(ctx)
+			if err != nil {
+				if ctx.Err() == nil {
+					r.log.Warn("reconciliation pass failed", "err", err)
+				}
+				continue
+			}
+			if rep.Repaired > 0 {
+				r.log.Warn("reconciler repaired differences between Redis and MySQL", "repaired", rep.Repaired, "remaining", rep.Differences)
 			}
 		}
-		if lock == nil {
-			var err error
-			if lock, err = locker.Obtain(ctx, key, ttl, nil); err != nil {
-				lock = nil
-				continue // another process reconciles, or Redis is away
-			}
-		}
-		rep, err := r.Tick(ctx)
-		if err != nil {
-			r.log.Warn("reconciliation pass failed", "err", err)
-			continue
-		}
-		if rep.Repaired > 0 {
-			r.log.Warn("reconciler repaired differences between Redis and MySQL", "repaired", rep.Repaired, "remaining", rep.Differences)
-		}
-	}
+	})
 }
 
 // Text writes the report for people.

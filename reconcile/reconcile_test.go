@@ -107,7 +107,7 @@ func newFixture(t *testing.T, stock, limit int) *fixture {
 
 func (f *fixture) reconciler(strayAfter time.Duration) *Reconciler {
 	f.t.Helper()
-	r, err := New(Config{Book: f.book, Stock: redisStock{f.rs}, Redis: f.rs.Client(), Namespace: f.ns,
+	r, err := New(Config{Book: f.book, Stock: redisStock{f.rs}, Leases: f.rs.Leases(), Namespace: f.ns,
 		StrayAfter: strayAfter, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Registry: prometheus.NewRegistry()})
 	if err != nil {
 		f.t.Fatal(err)
@@ -516,7 +516,7 @@ func TestRunElectsOneRunnerAndRepairs(t *testing.T) {
 	f := newFixture(t, 10, 1)
 	f.market()
 	mk := func() *Reconciler {
-		r, err := New(Config{Book: f.book, Stock: redisStock{f.rs}, Redis: f.rs.Client(), Namespace: f.ns,
+		r, err := New(Config{Book: f.book, Stock: redisStock{f.rs}, Leases: f.rs.Leases(), Namespace: f.ns,
 			Interval: 20 * time.Millisecond, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 		if err != nil {
 			t.Fatal(err)

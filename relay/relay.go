@@ -2,8 +2,9 @@
 // exchange, at least once and in the order the rows were written.
 //
 // Any number of relays may run. Each shard is published by whichever relay holds
-// its lease (a redislock lock with a short TTL, refreshed before every batch): a
-// relay that dies hands its shards over once the TTL runs out. The lease is no
+// its lease (service.Leader: a short TTL, refreshed in the background; a batch
+// in hand when it is lost is cut short): a relay that dies hands its shards over
+// once the TTL runs out. The lease is no
 // correctness guarantee (it has no fencing): should two relays ever publish the
 // same rows, consumers see duplicates with the same event_id, never a gap,
 // because a row is marked sent only after the broker confirmed it.
@@ -17,11 +18,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/bsm/redislock"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/flashsale/flashsale"
+	"github.com/flashsale/flashsale/service"
 )
 
 // Outbox is the shards' outbox tables.
@@ -42,8 +42,8 @@ type Publisher interface {
 type Config struct {
 	Outbox    Outbox    // required
 	Publisher Publisher // required
-	// Redis holds the shard leases. Required.
-	Redis redis.UniversalClient
+	// Leases holds the shard leases. Required.
+	Leases service.Leases
 	// Namespace prefixes the lease keys. Required.
 	Namespace string
 	// Owner names this relay in logs. Default "relay".
@@ -67,15 +67,14 @@ type Config struct {
 type Relay struct {
 	cfg       Config
 	log       *slog.Logger
-	locker    *redislock.Client
 	published prometheus.Counter
 	owned     prometheus.Gauge
 }
 
 // New returns a Relay.
 func New(cfg Config) (*Relay, error) {
-	if cfg.Outbox == nil || cfg.Publisher == nil || cfg.Redis == nil || cfg.Namespace == "" {
-		return nil, errors.New("relay: Outbox, Publisher, Redis and Namespace are required")
+	if cfg.Outbox == nil || cfg.Publisher == nil || cfg.Leases == nil || cfg.Namespace == "" {
+		return nil, errors.New("relay: Outbox, Publisher, Leases and Namespace are required")
 	}
 	if cfg.Owner == "" {
 		cfg.Owner = "relay"
@@ -95,7 +94,7 @@ func New(cfg Config) (*Relay, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	r := &Relay{cfg: cfg, log: cfg.Log.With("relay", cfg.Owner), locker: redislock.New(cfg.Redis),
+	r := &Relay{cfg: cfg, log: cfg.Log.With("relay", cfg.Owner),
 		published: prometheus.NewCounter(prometheus.CounterOpts{Name: "flashsale_relay_events_published_total",
 			Help: "Outbox events confirmed by the broker."}),
 		owned: prometheus.NewGauge(prometheus.GaugeOpts{Name: "flashsale_relay_shards_owned",
@@ -120,60 +119,33 @@ func (r *Relay) Run(ctx context.Context) {
 	wg.Wait()
 }
 
-func wait(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
-
 // runShard competes for the shard's lease and publishes while it holds it.
 func (r *Relay) runShard(ctx context.Context, shard int) {
-	key := fmt.Sprintf("%s:relay:shard:%d", r.cfg.Namespace, shard)
-	for ctx.Err() == nil {
-		lock, err := r.locker.Obtain(ctx, key, r.cfg.LeaseTTL, nil)
-		if err != nil {
-			if !errors.Is(err, redislock.ErrNotObtained) && ctx.Err() == nil {
-				r.log.Warn("cannot reach the lease store", "shard", shard, "err", err)
-			}
-			if !wait(ctx, r.cfg.LeaseTTL/3) {
-				return
-			}
-			continue
-		}
+	leader := service.Leader{Leases: r.cfg.Leases, Key: fmt.Sprintf("%s:relay:shard:%d", r.cfg.Namespace, shard),
+		TTL: r.cfg.LeaseTTL, Log: r.log}
+	leader.Run(ctx, func(owned context.Context) {
 		r.log.Info("publishing shard", "shard", shard)
 		r.owned.Inc()
-		err = r.publishWhileOwned(ctx, shard, lock)
+		r.publishWhileOwned(owned, shard)
 		r.owned.Dec()
-		lock.Release(context.WithoutCancel(ctx))
 		if ctx.Err() == nil {
-			r.log.Warn("stopped publishing shard", "shard", shard, "err", err)
-			wait(ctx, r.cfg.LeaseTTL/3)
+			r.log.Warn("stopped publishing shard: its lease was lost", "shard", shard)
 		}
-	}
+	})
 }
 
-// publishWhileOwned publishes batches, refreshing the lease before each one, so
-// a batch is only ever published by a relay that held the lease a moment ago.
-func (r *Relay) publishWhileOwned(ctx context.Context, shard int, lock *redislock.Lock) error {
+// publishWhileOwned publishes batches until ctx ends (the lease is lost or the
+// relay stops).
+func (r *Relay) publishWhileOwned(ctx context.Context, shard int) {
 	lastPurge := time.Time{}
 	for ctx.Err() == nil {
-		if err := lock.Refresh(ctx, r.cfg.LeaseTTL, nil); err != nil {
-			return fmt.Errorf("lease lost: %w", err)
-		}
 		// A batch must finish well within the lease.
 		bctx, cancel := context.WithTimeout(ctx, r.cfg.LeaseTTL*2/3)
 		n, err := r.publishBatch(bctx, shard)
 		cancel()
 		if err != nil {
 			r.log.Warn("publishing outbox failed; retrying", "shard", shard, "err", err)
-			if !wait(ctx, r.cfg.LeaseTTL/3) {
-				return nil
-			}
+			service.Sleep(ctx, r.cfg.LeaseTTL/3)
 			continue
 		}
 		if time.Since(lastPurge) > time.Minute {
@@ -182,11 +154,10 @@ func (r *Relay) publishWhileOwned(ctx context.Context, shard int, lock *redisloc
 				r.log.Warn("purging sent outbox rows failed", "shard", shard, "err", err)
 			}
 		}
-		if n == 0 && !wait(ctx, r.cfg.Idle) {
-			return nil
+		if n == 0 {
+			service.Sleep(ctx, r.cfg.Idle)
 		}
 	}
-	return nil
 }
 
 // publishBatch publishes one batch and marks the confirmed prefix sent.

@@ -255,7 +255,7 @@ func run(ctx context.Context, cmd string, roles []string, cfg *config, log *slog
 				return err
 			}
 			defer pub.Close()
-			dq, err := delayq.New(delayq.Config{Delayer: pub, Expirer: lc, Due: store, Redis: rs.Client(),
+			dq, err := delayq.New(delayq.Config{Delayer: pub, Expirer: lc, Due: store, Leases: rs.Leases(),
 				Namespace: cfg.Namespace, SweepInterval: cfg.SweepInterval, Log: log, Registry: reg})
 			if err != nil {
 				return err
@@ -270,7 +270,7 @@ func run(ctx context.Context, cmd string, roles []string, cfg *config, log *slog
 			}
 			defer pub.Close()
 			host, _ := os.Hostname()
-			r, err := relay.New(relay.Config{Outbox: store, Publisher: pub, Redis: rs.Client(), Namespace: cfg.Namespace,
+			r, err := relay.New(relay.Config{Outbox: store, Publisher: pub, Leases: rs.Leases(), Namespace: cfg.Namespace,
 				Owner: fmt.Sprintf("%s/%d", host, os.Getpid()), Retention: cfg.OutboxRetention, Log: log, Registry: reg})
 			if err != nil {
 				return err

@@ -41,7 +41,7 @@ func (r reconcileStock) RepairSale(ctx context.Context, saleID string, total int
 
 // newReconciler builds the reconciler on the process's stores.
 func newReconciler(cfg *config, store *mysqlstore.Store, rs *redisstore.Store, log *slog.Logger, reg prometheus.Registerer) (*reconcile.Reconciler, error) {
-	return reconcile.New(reconcile.Config{Book: store, Stock: reconcileStock{rs}, Redis: rs.Client(),
+	return reconcile.New(reconcile.Config{Book: store, Stock: reconcileStock{rs}, Leases: rs.Leases(),
 		Namespace: cfg.Namespace, Interval: cfg.ReconcileInterval, Log: log, Registry: reg})
 }
 
