@@ -13,6 +13,29 @@ import (
 	"time"
 )
 
+// TestLatePay: late payments of expired orders, one-sale and bundles, whose
+// units are still available (paid) or gone (refund_required); see
+// latePayStillAvailable and latePayUnitsGone. One deployment for both.
+func TestLatePay(t *testing.T) {
+	e := newEnv(t)
+	sink := newBnSink(t, e)
+	p := e.start("all", map[string]string{"FLASHSALE_SWEEP_INTERVAL": "1"})
+	c := p.client()
+	t.Run("still_available", func(t *testing.T) { latePayStillAvailable(t, e, c, sink) })
+	t.Run("units_gone", func(t *testing.T) { latePayUnitsGone(t, e, c, sink) })
+	sink.verify(t)
+}
+
+// TestLatePayRace: late payments racing new buyers for the last unit, of a
+// one-sale order and of a bundle; see latePayRaceSingle and latePayRaceBundle.
+func TestLatePayRace(t *testing.T) {
+	e := newEnv(t)
+	p := e.start("all", map[string]string{"FLASHSALE_SWEEP_INTERVAL": "1"})
+	c := p.client()
+	t.Run("one_sale", func(t *testing.T) { latePayRaceSingle(t, e, c) })
+	t.Run("bundle", func(t *testing.T) { latePayRaceBundle(t, e, c) })
+}
+
 // expiredOrder places an order of the items and waits until it expired and
 // its units are back on sale.
 func expiredOrder(t *testing.T, c *client, userID string, items ...bnItem) (ticketID, orderID string) {
@@ -22,15 +45,11 @@ func expiredOrder(t *testing.T, c *client, userID string, items ...bnItem) (tick
 	return ticketID, orderID
 }
 
-// TestLatePayStillAvailable: an expired order whose units are still available
+// latePayStillAvailable: an expired order whose units are still available
 // is paid late: 200 paid, the order and its ticket become paid (payment_id,
 // paid_at), the units are sold again, one order.paid; the same notification
 // again changes nothing. The same for a bundle: both items taken again.
-func TestLatePayStillAvailable(t *testing.T) {
-	e := newEnv(t)
-	sink := newBnSink(t, e)
-	p := e.start("all", map[string]string{"FLASHSALE_SWEEP_INTERVAL": "1"})
-	c := p.client()
+func latePayStillAvailable(t *testing.T, e *env, c *client, sink *bnSink) {
 	s := openSale(3, 1, 2000)
 	s.PaymentWindowSeconds = 1
 	id := c.createSale(t, s)
@@ -71,16 +90,12 @@ func TestLatePayStillAvailable(t *testing.T) {
 	fxReconcileAgrees(t, e, xID, stockView{Total: 2, Available: 1, Sold: 1})
 }
 
-// TestLatePayUnitsGone: an expired order whose unit was bought by another
+// latePayUnitsGone: an expired order whose unit was bought by another
 // user meanwhile is paid late: 200 refund_required, the order stays expired,
 // the stock is untouched, one order.refund_required and no order.paid. A
 // bundle whose one item is gone is refunded too, and its other item's units
 // are not taken (all or nothing).
-func TestLatePayUnitsGone(t *testing.T) {
-	e := newEnv(t)
-	sink := newBnSink(t, e)
-	p := e.start("all", map[string]string{"FLASHSALE_SWEEP_INTERVAL": "1"})
-	c := p.client()
+func latePayUnitsGone(t *testing.T, e *env, c *client, sink *bnSink) {
 	s := openSale(1, 1, 2500)
 	s.PaymentWindowSeconds = 1
 	id := c.createSale(t, s)
@@ -137,17 +152,14 @@ type bnTicketRef struct {
 	OrderID string
 }
 
-// TestLatePayRace: 10 times (10 sales of one unit, raced side by side), an
+// latePayRaceSingle: 10 times (10 sales of one unit, raced side by side), an
 // expired order's late payment races 5 new buyers for the sale's only unit,
 // all released at once. Never oversold: either the late payer is paid and
 // no buyer gets an order, or the payer is refunded and exactly one buyer got
 // the unit; the sale view and MySQL agree (the late payer's unit sold; or the
 // buyer's order, with the sale's 1 s window too, expired and nothing held),
 // and reconcile exits 0.
-func TestLatePayRace(t *testing.T) {
-	e := newEnv(t)
-	p := e.start("all", map[string]string{"FLASHSALE_SWEEP_INTERVAL": "1"})
-	c := p.client()
+func latePayRaceSingle(t *testing.T, e *env, c *client) {
 	const rounds, buyers = 10, 5
 	type round struct {
 		sale, payer, order string
@@ -272,7 +284,7 @@ func TestLatePayRace(t *testing.T) {
 	bnReconcileExits0(t, e)
 }
 
-// TestLatePayRaceBundle: 6 times side by side, an expired bundle of one unit
+// latePayRaceBundle: 6 times side by side, an expired bundle of one unit
 // of X and one of Y (each sale has one unit) is paid late while 3 buyers race
 // for X alone and 3 for Y alone. The late payment takes both units or
 // neither: paid, and then no buyer got an order in either sale; or
@@ -280,10 +292,7 @@ func TestLatePayRace(t *testing.T) {
 // the refunded bundle (once the buyers' orders expire too, both sales are
 // whole again). Never more than one unit held or sold per sale, in MySQL and
 // in the sale views, and reconcile exits 0.
-func TestLatePayRaceBundle(t *testing.T) {
-	e := newEnv(t)
-	p := e.start("all", map[string]string{"FLASHSALE_SWEEP_INTERVAL": "1"})
-	c := p.client()
+func latePayRaceBundle(t *testing.T, e *env, c *client) {
 	const rounds, buyers = 6, 3
 	type round struct {
 		x, y, payer, order string

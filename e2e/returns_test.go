@@ -221,7 +221,8 @@ func TestReturns(t *testing.T) {
 
 // TestReturnsBundle: a paid bundle of 2 units of X and 1 of Y is returned in
 // parts per item: 1 X (X's sold down, Y untouched), then 1 X and 1 Y in one
-// return; then nothing is left (422). Reconcile agrees on both sales.
+// return; then nothing is left (422). Reconcile agrees on both sales. Then,
+// on the same deployment, distinct returns raced (returnsRaceDistinctIDs).
 func TestReturnsBundle(t *testing.T) {
 	e := newEnv(t)
 	sink := newBnSink(t, e)
@@ -282,17 +283,15 @@ func TestReturnsBundle(t *testing.T) {
 	sink.verify(t)
 	fxReconcileAgrees(t, e, x, stockView{Total: 3, Available: 3})
 	fxReconcileAgrees(t, e, y, stockView{Total: 3, Available: 3})
+	t.Run("distinct_ids_raced", func(t *testing.T) { returnsRaceDistinctIDs(t, e, c) })
 }
 
-// TestReturnsRaceDistinctIDs: a paid order of 3 units gets 6 returns of 1
+// returnsRaceDistinctIDs: a paid order of 3 units gets 6 returns of 1
 // unit each, all different return_ids, all at once: exactly three are 201 and
 // three 422 invalid_quantity (never more than was bought), the item's
 // returned is 3, exactly 3 units come back on sale, 3 order.returned
 // transitions are committed, and reconcile agrees.
-func TestReturnsRaceDistinctIDs(t *testing.T) {
-	e := newEnv(t)
-	p := e.start("all", nil)
-	c := p.client()
+func returnsRaceDistinctIDs(t *testing.T, e *env, c *client) {
 	id := c.createSale(t, openSale(4, 3, 700))
 	_, ord := c.bnPlace(t, "multi-returner", bnItem{id, 3})
 	checkPayAnswer(t, "payment", c.bnPay(t, e.PaymentSecret, "pay-multi", ord, 2100), ord, "paid")
