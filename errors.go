@@ -40,14 +40,36 @@ const (
 type Error struct {
 	Code    Code
 	Message string
+	// Cause is what made a dependency fail (for CodeUnavailable): logged where
+	// the error is answered, never shown to the caller.
+	Cause error
 }
 
-func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }
+func (e *Error) Error() string {
+	if e.Cause != nil {
+		return string(e.Code) + ": " + e.Message + ": " + e.Cause.Error()
+	}
+	return string(e.Code) + ": " + e.Message
+}
+
+// Unwrap returns the cause.
+func (e *Error) Unwrap() error { return e.Cause }
 
 // Is makes errors.Is(err, ErrSoldOut) true for any *Error with code sold_out.
 func (e *Error) Is(target error) bool {
 	t, ok := target.(*Error)
 	return ok && t.Code == e.Code
+}
+
+// Unavailable passes a coded error on unchanged and turns any other (a
+// dependency that failed) into CodeUnavailable with message for the caller,
+// keeping err as its cause.
+func Unavailable(err error, message string) error {
+	var fe *Error
+	if errors.As(err, &fe) {
+		return err
+	}
+	return &Error{Code: CodeUnavailable, Message: message, Cause: err}
 }
 
 // Errorf returns an *Error with the given code and a formatted message.
@@ -57,17 +79,17 @@ func Errorf(code Code, format string, args ...any) error {
 
 // Sentinels for the expected outcomes; wrap them or use Errorf for a better message.
 var (
-	ErrNotFound     = &Error{CodeNotFound, "not found"}
-	ErrConflict     = &Error{CodeConflict, "already exists"}
-	ErrNotStarted   = &Error{CodeNotStarted, "the sale has not started"}
-	ErrEnded        = &Error{CodeEnded, "the sale has ended"}
-	ErrSoldOut      = &Error{CodeSoldOut, "nothing is available right now"}
-	ErrNotQualified = &Error{CodeNotQualified, "this sale sells only to users who reserved"}
-	ErrLimitReached = &Error{CodeLimitReached, "per-user limit reached for this sale"}
-	ErrRateLimited  = &Error{CodeRateLimited, "too many requests for this sale right now"}
-	ErrUnavailable  = &Error{CodeUnavailable, "the service cannot take the request now; retry"}
-	ErrAlreadyPaid  = &Error{CodeAlreadyPaid, "the order is already paid"}
-	ErrNotPaid      = &Error{CodeNotPaid, "the order is not paid"}
+	ErrNotFound     = &Error{Code: CodeNotFound, Message: "not found"}
+	ErrConflict     = &Error{Code: CodeConflict, Message: "already exists"}
+	ErrNotStarted   = &Error{Code: CodeNotStarted, Message: "the sale has not started"}
+	ErrEnded        = &Error{Code: CodeEnded, Message: "the sale has ended"}
+	ErrSoldOut      = &Error{Code: CodeSoldOut, Message: "nothing is available right now"}
+	ErrNotQualified = &Error{Code: CodeNotQualified, Message: "this sale sells only to users who reserved"}
+	ErrLimitReached = &Error{Code: CodeLimitReached, Message: "per-user limit reached for this sale"}
+	ErrRateLimited  = &Error{Code: CodeRateLimited, Message: "too many requests for this sale right now"}
+	ErrUnavailable  = &Error{Code: CodeUnavailable, Message: "the service cannot take the request now; retry"}
+	ErrAlreadyPaid  = &Error{Code: CodeAlreadyPaid, Message: "the order is already paid"}
+	ErrNotPaid      = &Error{Code: CodeNotPaid, Message: "the order is not paid"}
 	ErrNotLoaded    = errors.New("sale not loaded in the stock store")
 )
 
@@ -81,4 +103,4 @@ func ErrorCode(err error) Code {
 }
 
 // ErrAmountMismatch: a payment's amount differs from its order's.
-var ErrAmountMismatch = &Error{CodeAmountMismatch, "the amount differs from the order's"}
+var ErrAmountMismatch = &Error{Code: CodeAmountMismatch, Message: "the amount differs from the order's"}

@@ -25,14 +25,6 @@ import (
 	"github.com/flashsale/flashsale/service"
 )
 
-// Message is one consumed message and the way to settle it.
-type Message interface {
-	Body() []byte
-	Ack() error
-	Retry() error
-	DeadLetter() error
-}
-
 // Delayer publishes a message that reaches the expiry queue after seconds.
 type Delayer interface {
 	PublishDelayed(ctx context.Context, msgID string, body []byte, seconds int) error
@@ -125,7 +117,7 @@ func bucketFor(left time.Duration, window int) int {
 	return b
 }
 
-func decode(m Message) (*flashsale.Event, bool) {
+func decode(m flashsale.Message) (*flashsale.Event, bool) {
 	var ev flashsale.Event
 	if err := json.Unmarshal(m.Body(), &ev); err != nil || ev.Order.OrderID == "" || ev.Order.UserID == "" {
 		return nil, false
@@ -134,7 +126,7 @@ func decode(m Message) (*flashsale.Event, bool) {
 }
 
 // HandleCreated schedules the expiry of each created order.
-func (q *Queue) HandleCreated(ctx context.Context, msgs []Message) {
+func (q *Queue) HandleCreated(ctx context.Context, msgs []flashsale.Message) {
 	for _, m := range msgs {
 		ev, ok := decode(m)
 		if !ok {
@@ -158,7 +150,7 @@ func (q *Queue) HandleCreated(ctx context.Context, msgs []Message) {
 // HandleExpiry expires the orders whose delay ended. A message that arrives
 // before pay_by (a power-of-two bucket, or clock skew) is delayed again for the
 // time left.
-func (q *Queue) HandleExpiry(ctx context.Context, msgs []Message) {
+func (q *Queue) HandleExpiry(ctx context.Context, msgs []flashsale.Message) {
 	for _, m := range msgs {
 		ev, ok := decode(m)
 		if !ok {

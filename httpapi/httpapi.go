@@ -54,14 +54,18 @@ type errorBody struct {
 
 // WriteError answers err in the one error shape and aborts the request. Every
 // expected outcome and every bad input is a *flashsale.Error; any other error is
-// a dependency that failed (Redis, MySQL, the broker away or timing out): logged
-// with its details, answered 503 unavailable without them, so the client
-// retries. (A panic is answered 500 internal by the recovery middleware.)
+// a dependency that failed (Redis, MySQL, the broker away or timing out),
+// answered 503 unavailable so the client retries. The cause of every 503 is
+// logged here, and only here, never shown to the caller. (A panic is answered
+// 500 internal by the recovery middleware.)
 func WriteError(c *gin.Context, log *slog.Logger, err error) {
 	var fe *flashsale.Error
 	if !errors.As(err, &fe) {
-		log.Warn("request failed on a dependency; answering 503", "method", c.Request.Method, "path", c.FullPath(), "err", err)
-		fe = &flashsale.Error{Code: flashsale.CodeUnavailable, Message: "a service this request needs is not answering; retry"}
+		fe = flashsale.Unavailable(err, "a service this request needs is not answering; retry").(*flashsale.Error)
+	}
+	if fe.Cause != nil {
+		log.Warn("request failed on a dependency; answering 503", "method", c.Request.Method, "path", c.FullPath(),
+			"answer", fe.Message, "err", fe.Cause)
 	}
 	var body errorBody
 	body.Error.Code, body.Error.Message = fe.Code, fe.Message

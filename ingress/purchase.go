@@ -187,8 +187,8 @@ func (s *Server) admit(ctx context.Context, user string, sales []*flashsale.Sale
 	// first, in MySQL (a publish that reached the broker after all then makes
 	// no order; a claim that cannot be undone now because Redis is away is
 	// freed by the user's next purchase, see claim), then its claims and copy.
-	undo := func(cause error) (stands bool) {
-		if s.giveUp(ctx, ticket, cause) {
+	undo := func() (stands bool) {
+		if s.giveUp(ctx, ticket) {
 			return true // queued after all, and already ordered
 		}
 		unclaim(len(sales))
@@ -196,7 +196,7 @@ func (s *Server) admit(ctx context.Context, user string, sales []*flashsale.Sale
 		return false
 	}
 	if err := s.cfg.Stock.PutTickets(ctx, ticket); err != nil {
-		undo(err)
+		undo()
 		return nil, false, unavailable(err)
 	}
 	pctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
@@ -205,7 +205,7 @@ func (s *Server) admit(ctx context.Context, user string, sales []*flashsale.Sale
 	if bundle {
 		req.Items = lines
 	}
-	if err := s.cfg.Queue.PublishPurchase(pctx, req); err != nil && !undo(err) {
+	if err := s.cfg.Queue.PublishPurchase(pctx, req); err != nil && !undo() {
 		return nil, false, unavailable(err)
 	}
 	for _, sale := range sales {
@@ -238,7 +238,7 @@ func (s *Server) claim(ctx context.Context, sale *flashsale.Sale, user string, t
 		return outcome, queued, nil
 	}
 	if err := s.cfg.Stock.Unclaim(ctx, sale.ID, user, existing); err != nil {
-		return 0, nil, s.dependency(err, "the purchase could not be queued; nothing was kept, retry")
+		return 0, nil, flashsale.Unavailable(err, "the purchase could not be queued; nothing was kept, retry")
 	}
 	if outcome, existing, err = s.cfg.Stock.Claim(ctx, sale, user, t.ID, qty, now); err != nil {
 		return 0, nil, s.claimFailed(ctx, t, err)
@@ -254,16 +254,17 @@ func (s *Server) claim(ctx context.Context, sale *flashsale.Sale, user string, t
 func (s *Server) claimFailed(ctx context.Context, t *flashsale.Ticket, err error) error {
 	var ne *net.OpError
 	if !errors.As(err, &ne) || ne.Op != "dial" {
-		s.giveUp(ctx, t, err)
+		s.giveUp(ctx, t)
 	}
 	return unavailable(err)
 }
 
 // giveUp records in MySQL that ticket t, about to be answered 503, makes no
-// order, and logs why; it reports whether the ticket made its order first
-// (its publish reached the broker after all and a worker was quicker).
-func (s *Server) giveUp(ctx context.Context, t *flashsale.Ticket, cause error) (ordered bool) {
-	s.log.Warn("purchase not queued; answering 503", "ticket", t.ID, "sale", t.SaleID, "cause", cause)
+// order (the 503 and its cause are logged where it is answered); it reports
+// whether the ticket made its order first (its publish reached the broker after
+// all and a worker was quicker).
+func (s *Server) giveUp(ctx context.Context, t *flashsale.Ticket) (ordered bool) {
+	s.log.Info("purchase not queued; recording its ticket failed", "ticket", t.ID)
 	gave := *t
 	gave.Status = flashsale.TicketFailed
 	ordered, err := s.cfg.Orders.GiveUp(context.WithoutCancel(ctx), &gave)
@@ -273,16 +274,10 @@ func (s *Server) giveUp(ctx context.Context, t *flashsale.Ticket, cause error) (
 	return ordered
 }
 
-// unavailable turns a dependency failure into 503 unavailable, without logging:
-// the purchase paths that use it log the cause in giveUp.
+// unavailable is a purchase's 503: nothing of it was kept.
 func unavailable(cause error) error {
-	var fe *flashsale.Error
-	if errors.As(cause, &fe) {
-		return cause
-	}
-	return &flashsale.Error{Code: flashsale.CodeUnavailable, Message: "the purchase could not be queued; nothing was kept, retry"}
+	return flashsale.Unavailable(cause, "the purchase could not be queued; nothing was kept, retry")
 }
-
 
 // queuedGrace is how long after its id was minted a ticket found neither in
 // Redis nor in MySQL may still be queued with its fast copy lost (Redis flushed,
@@ -300,8 +295,8 @@ func (s *Server) getTicket(c *gin.Context) {
 		copyErr := err
 		t, err = s.cfg.Orders.GetTicket(ctx, user, id)
 		if errors.Is(err, flashsale.ErrNotFound) && (!errors.Is(copyErr, flashsale.ErrNotFound) || mintedWithin(id, queuedGrace, time.Now())) {
-			s.log.Warn("ticket not found in MySQL and its fast copy is unavailable; it may still be queued", "ticket", id, "cause", copyErr)
-			err = flashsale.Errorf(flashsale.CodeUnavailable, "the ticket cannot be read right now (it may still be queued); retry")
+			err = &flashsale.Error{Code: flashsale.CodeUnavailable, Cause: copyErr,
+				Message: "the ticket cannot be read right now (it may still be queued); retry"}
 		}
 	}
 	if err == nil && t.UserID != user {

@@ -36,7 +36,7 @@ func (s *Server) checkQualified(ctx context.Context, sale *flashsale.Sale, user 
 	}
 	ok, err := s.cfg.Reservations.Qualified(ctx, sale, user)
 	if err != nil {
-		return s.dependency(err, "cannot check the reservation now; nothing was queued, retry")
+		return flashsale.Unavailable(err, "cannot check the reservation now; nothing was queued, retry")
 	}
 	if !ok {
 		return flashsale.ErrNotQualified
@@ -51,19 +51,9 @@ func (s *Server) reservationCount(ctx context.Context, sale *flashsale.Sale) (*i
 	}
 	n, err := s.cfg.Reservations.Count(ctx, sale)
 	if err != nil {
-		return nil, s.dependency(err, "cannot count the reservations now; retry")
+		return nil, flashsale.Unavailable(err, "cannot count the reservations now; retry")
 	}
 	return &n, nil
-}
-
-// dependency passes coded errors on and turns a failure of a dependency into
-// 503 unavailable, logging its cause.
-func (s *Server) dependency(err error, message string) error {
-	if flashsale.ErrorCode(err) != flashsale.CodeInternal {
-		return err
-	}
-	s.log.Warn("a dependency failed; answering 503", "err", err, "answer", message)
-	return flashsale.Errorf(flashsale.CodeUnavailable, "%s", message)
 }
 
 // reserve is POST /api/v1/sales/{id}/reservations: 201 with the new
@@ -86,7 +76,7 @@ func (s *Server) reserve(c *gin.Context) {
 	}
 	r, created, err := s.cfg.Reservations.Reserve(ctx, sale, user)
 	if err != nil {
-		s.WriteError(c, s.dependency(err, "the reservation could not be confirmed; retry (it is never counted twice)"))
+		s.WriteError(c, flashsale.Unavailable(err, "the reservation could not be confirmed; retry (it is never counted twice)"))
 		return
 	}
 	code := http.StatusOK
@@ -110,7 +100,7 @@ func (s *Server) myReservation(c *gin.Context) {
 	}
 	r, err := s.cfg.Reservations.Reservation(ctx, sale, user)
 	if err != nil {
-		s.WriteError(c, s.dependency(err, "cannot read the reservation now; retry"))
+		s.WriteError(c, flashsale.Unavailable(err, "cannot read the reservation now; retry"))
 		return
 	}
 	c.JSON(http.StatusOK, r)

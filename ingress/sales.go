@@ -163,7 +163,7 @@ type saleView struct {
 func (s *Server) view(c *gin.Context, sale *flashsale.Sale) (*saleView, error) {
 	stock, err := s.cfg.Stock.Stock(c.Request.Context(), sale.ID)
 	if err != nil {
-		return nil, s.dependency(err, "the sale's stock cannot be read right now; retry")
+		return nil, flashsale.Unavailable(err, "the sale's stock cannot be read right now; retry")
 	}
 	now := s.cfg.Now().UTC()
 	reservations, err := s.reservationCount(c.Request.Context(), sale)

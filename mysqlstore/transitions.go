@@ -239,7 +239,9 @@ func (s *Store) retake(ctx context.Context, tx *sql.Tx, o *flashsale.Order, shor
 // bound already: to another order it is flashsale.ErrConflict.
 func (s *Store) BindPayment(ctx context.Context, paymentID, orderID string) error {
 	return s.bindKey(ctx, "payment", paymentID, orderID,
-		func() error { return flashsale.Errorf(flashsale.CodeConflict, "payment %q was used for another order", paymentID) })
+		func() error {
+			return flashsale.Errorf(flashsale.CodeConflict, "payment %q was used for another order", paymentID)
+		})
 }
 
 // keyOwner returns the request that owns kind's key id, or "" when none does.

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/flashsale/flashsale"
 )
 
 // Delivery is one consumed message. Its Ack/Retry/DeadLetter act on the channel it
@@ -26,9 +28,6 @@ func (d Delivery) Retry() error { return d.d.Nack(false, true) }
 // DeadLetter rejects the message for good: it goes to the dead-letter exchange.
 func (d Delivery) DeadLetter() error { return d.d.Nack(false, false) }
 
-// Handler processes a batch of deliveries and settles each one.
-type Handler func(ctx context.Context, batch []Delivery)
-
 // ConsumerConfig tunes a consumer.
 type ConsumerConfig struct {
 	// Queue to consume. Required.
@@ -44,7 +43,7 @@ type ConsumerConfig struct {
 // Consume consumes cfg.Queue until ctx ends, reconnecting with backoff, and hands
 // batches to h. On ctx's end it cancels the subscription, lets the batch in hand
 // finish, and closes; unacked deliveries go back to the queue.
-func Consume(ctx context.Context, qc Config, cfg ConsumerConfig, h Handler) error {
+func Consume(ctx context.Context, qc Config, cfg ConsumerConfig, h flashsale.Handler) error {
 	if err := qc.validate(); err != nil {
 		return err
 	}
@@ -77,7 +76,7 @@ func Consume(ctx context.Context, qc Config, cfg ConsumerConfig, h Handler) erro
 	return nil
 }
 
-func consumeOnce(ctx context.Context, qc Config, cfg ConsumerConfig, h Handler) error {
+func consumeOnce(ctx context.Context, qc Config, cfg ConsumerConfig, h flashsale.Handler) error {
 	conn, ch, err := qc.dial()
 	if err != nil {
 		return err
@@ -98,7 +97,7 @@ func consumeOnce(ctx context.Context, qc Config, cfg ConsumerConfig, h Handler) 
 	}
 	qc.Log.Info("consuming", "queue", cfg.Queue)
 	stopping := ctx.Done()
-	batch := make([]Delivery, 0, cfg.BatchSize)
+	batch := make([]flashsale.Message, 0, cfg.BatchSize)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {

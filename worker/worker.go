@@ -36,17 +36,6 @@ import (
 	"github.com/flashsale/flashsale"
 )
 
-// Message is one queued purchase and the way to settle it.
-type Message interface {
-	Body() []byte
-	// Ack: its effects are committed.
-	Ack() error
-	// Retry: deliver it again later (counts towards the delivery limit).
-	Retry() error
-	// DeadLetter: it can never succeed.
-	DeadLetter() error
-}
-
 // Sales finds sales.
 type Sales interface {
 	// Get returns an error wrapping flashsale.ErrNotFound for an unknown sale.
@@ -198,7 +187,7 @@ func New(cfg Config) (*Worker, error) {
 // decision is recorded in MySQL. Every step is idempotent per ticket and sale,
 // so a crash between any two is completed by the redelivery.
 type item struct {
-	msg    Message
+	msg    flashsale.Message
 	req    *flashsale.PurchaseRequest
 	lines  []flashsale.Line
 	sales  []*flashsale.Sale // sales[i] is the sale of lines[i]; nil until read
@@ -234,7 +223,7 @@ func (w *Worker) settle(outcome string, fn func() error) {
 // HandlePurchases processes one batch and settles every message in it. Messages
 // that failed are tried again within Config.RetryBudget before they are handed
 // back; what succeeded is acked as soon as it did.
-func (w *Worker) HandlePurchases(ctx context.Context, msgs []Message) {
+func (w *Worker) HandlePurchases(ctx context.Context, msgs []flashsale.Message) {
 	start := time.Now()
 	defer func() { w.batchDur.Observe(time.Since(start).Seconds()) }()
 	items := make([]*item, 0, len(msgs))
@@ -589,8 +578,8 @@ func (w *Worker) writeTickets(ctx context.Context, items []*item) {
 // HandleDeadLetters settles dead-lettered purchases: whatever the ticket held is
 // released (and can never be held again) and the ticket fails, unless it made an
 // order after all, which then stands.
-func (w *Worker) HandleDeadLetters(ctx context.Context, msgs []Message) {
-	var retry []Message
+func (w *Worker) HandleDeadLetters(ctx context.Context, msgs []flashsale.Message) {
+	var retry []flashsale.Message
 	for _, m := range msgs {
 		if err := w.deadLetter(ctx, m); err != nil {
 			w.log.Warn("handling a dead letter failed; retrying", "err", err)
@@ -607,7 +596,7 @@ func (w *Worker) HandleDeadLetters(ctx context.Context, msgs []Message) {
 	}
 }
 
-func (w *Worker) deadLetter(ctx context.Context, m Message) error {
+func (w *Worker) deadLetter(ctx context.Context, m flashsale.Message) error {
 	var req flashsale.PurchaseRequest
 	if err := json.Unmarshal(m.Body(), &req); err != nil || !req.Valid() {
 		w.log.Error("dropping a malformed dead letter", "body", string(m.Body()))

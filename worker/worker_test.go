@@ -228,7 +228,7 @@ func TestBundleAllHeldMakesOneOrder(t *testing.T) {
 	orders := newFakeOrders(stock)
 	w := newTestWorker(t, stock, orders, twoSales())
 	m := msgOf(t, bundle("t1", "u1", 2, 1))
-	w.HandlePurchases(context.Background(), []Message{m})
+	w.HandlePurchases(context.Background(), []flashsale.Message{m})
 	if m.settled != "ack" {
 		t.Fatalf("message settled %q, want ack", m.settled)
 	}
@@ -248,7 +248,7 @@ func TestBundleLineSoldOutReleasesTheOthersAfterTheDecision(t *testing.T) {
 	orders := newFakeOrders(stock)
 	w := newTestWorker(t, stock, orders, twoSales())
 	m := msgOf(t, bundle("t1", "u1", 1, 1))
-	w.HandlePurchases(context.Background(), []Message{m})
+	w.HandlePurchases(context.Background(), []flashsale.Message{m})
 	if m.settled != "ack" || orders.orders["t1"] != nil || orders.decisions["t1"] != flashsale.TicketSoldOut {
 		t.Fatalf("settled %q, order %v, decision %q; want ack, none, sold_out", m.settled, orders.orders["t1"], orders.decisions["t1"])
 	}
@@ -270,7 +270,7 @@ func TestBundleCompensationCompletedByTheRetry(t *testing.T) {
 	orders := newFakeOrders(stock)
 	w := newTestWorker(t, stock, orders, twoSales())
 	m := msgOf(t, bundle("t1", "u1", 1, 1))
-	w.HandlePurchases(context.Background(), []Message{m})
+	w.HandlePurchases(context.Background(), []flashsale.Message{m})
 	if m.settled != "ack" || orders.orders["t1"] != nil || stock.available["a"] != 5 {
 		t.Fatalf("settled %q, order %v, a available %d; want ack, no order, 5", m.settled, orders.orders["t1"], stock.available["a"])
 	}
@@ -287,7 +287,7 @@ func TestBundleRefusedByTheCapReleasesEveryLineAndResyncs(t *testing.T) {
 	orders.soldOut = true
 	w := newTestWorker(t, stock, orders, twoSales())
 	m := msgOf(t, bundle("t1", "u1", 1, 1))
-	w.HandlePurchases(context.Background(), []Message{m})
+	w.HandlePurchases(context.Background(), []flashsale.Message{m})
 	want := []string{"hold a", "hold b", "decide sold_out", "release a", "release b", "resync a", "resync b"}
 	if fmt.Sprint(stock.log) != fmt.Sprint(want) {
 		t.Errorf("steps %v, want %v", stock.log, want)
@@ -305,7 +305,7 @@ func TestBundleRedeliveryAfterTheOrder(t *testing.T) {
 	req := bundle("t1", "u1", 1, 1)
 	for i := 0; i < 2; i++ {
 		m := msgOf(t, req)
-		w.HandlePurchases(context.Background(), []Message{m})
+		w.HandlePurchases(context.Background(), []flashsale.Message{m})
 		if m.settled != "ack" {
 			t.Fatalf("delivery %d settled %q", i, m.settled)
 		}
@@ -324,7 +324,7 @@ func TestDeadLetteredBundleReleasesEveryLine(t *testing.T) {
 	stock.Hold(context.Background(), []*flashsale.Sale{twoSales()["a"]}, []*flashsale.PurchaseRequest{req.LineRequest(req.Items[0])})
 	stock.log = nil
 	m := msgOf(t, req)
-	w.HandleDeadLetters(context.Background(), []Message{m})
+	w.HandleDeadLetters(context.Background(), []flashsale.Message{m})
 	want := []string{"decide failed", "release a", "release b"}
 	if m.settled != "ack" || fmt.Sprint(stock.log) != fmt.Sprint(want) {
 		t.Errorf("settled %q steps %v, want ack and %v", m.settled, stock.log, want)
@@ -344,7 +344,7 @@ func TestMalformedPurchasesAreDeadLettered(t *testing.T) {
 	unknown.Items[1].SaleID = "nope"
 	msgs := []*fakeMsg{{body: []byte("{")}, msgOf(t, dup), msgOf(t, unknown), msgOf(t, &flashsale.PurchaseRequest{TicketID: "t3", UserID: "u"})}
 	for i, m := range msgs {
-		w.HandlePurchases(context.Background(), []Message{m})
+		w.HandlePurchases(context.Background(), []flashsale.Message{m})
 		if m.settled != "dead" {
 			t.Errorf("message %d settled %q, want dead", i, m.settled)
 		}

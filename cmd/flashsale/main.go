@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/flashsale/flashsale"
 	"github.com/flashsale/flashsale/bench"
 	"github.com/flashsale/flashsale/catalog"
 	"github.com/flashsale/flashsale/delayq"
@@ -125,18 +126,11 @@ func (p *process) spawn(fn func(ctx context.Context) error) {
 	}()
 }
 
-// consume runs n consumers of q, handing batches to h as messages of type M
-// (each role declares its own message interface; queue.Delivery satisfies all).
-func consume[M any](p *process, qc queue.Config, q string, n int, h func(context.Context, []M)) {
+// consume runs n consumers of q, handing batches to h.
+func consume(p *process, qc queue.Config, q string, n int, h flashsale.Handler) {
 	for i := 0; i < n; i++ {
 		p.spawn(func(ctx context.Context) error {
-			return queue.Consume(ctx, qc, queue.ConsumerConfig{Queue: q}, func(ctx context.Context, b []queue.Delivery) {
-				msgs := make([]M, len(b))
-				for i, d := range b {
-					msgs[i] = any(d).(M)
-				}
-				h(ctx, msgs)
-			})
+			return queue.Consume(ctx, qc, queue.ConsumerConfig{Queue: q}, h)
 		})
 	}
 }

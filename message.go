@@ -1,0 +1,19 @@
+package flashsale
+
+import "context"
+
+// Message is one delivery from a queue and the way to settle it. Every
+// consumer of flashsale takes these; a handler settles each message it is
+// given, explicitly, by what its effects became.
+type Message interface {
+	Body() []byte
+	// Ack: its effects are committed; the queue forgets it.
+	Ack() error
+	// Retry: deliver it again later (counts towards the queue's delivery limit).
+	Retry() error
+	// DeadLetter: it can never succeed; it goes to the dead-letter queue.
+	DeadLetter() error
+}
+
+// Handler processes a batch of messages and settles every one of them.
+type Handler func(ctx context.Context, msgs []Message)
