@@ -119,8 +119,8 @@ func bnGrepLog(p *proc, n int, words ...string) string {
 }
 
 // TestBundleRedisKeysDeleted: every Redis key of the deployment is deleted at
-// once while the bundle crowd of TestBundleCrowd buys (ingress and worker as
-// separate roles). Both sales are rebuilt from MySQL, bundle lines included:
+// once while the bundle crowd of TestBundleCrowd buys (arriving over 8 s;
+// ingress and worker as separate roles). Both sales are rebuilt from MySQL, bundle lines included:
 // right after the loss the views are whole (total = stock, sold_out only when
 // nothing is available); once every ticket is final every bundle order holds
 // both items or none, the views equal the tickets' units and MySQL, reconcile
@@ -132,8 +132,8 @@ func TestBundleRedisKeysDeleted(t *testing.T) {
 	c := ing.client()
 	cr := newBnCrowd(t, e, c, 200, 150)
 	w := cr.watch()
-	cr.start("bd", 1000, 500, 5*time.Second)
-	v, soldOut := bnAwaitTaken(t, cr, 60, time.Minute)
+	cr.start("bd", 1000, 500, 8*time.Second)
+	v, soldOut := bnAwaitTaken(t, cr, 40, time.Minute)
 	if soldOut {
 		t.Fatalf("precondition: A sold out (%+v) before the loss", v.Stock)
 	}
