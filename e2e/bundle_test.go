@@ -42,7 +42,8 @@ func TestBundleCrowd(t *testing.T) {
 // TestBundleWorkerKilled: the same crowd (arriving over 8 s) against an
 // ingress and a worker run as separate roles; the worker is SIGKILLed three
 // times while it holds bundles (each time purchases queue up before it comes
-// back, so the next kill lands in the middle of a backlog of bundles). Once
+// back, so the next kill lands in the middle of a backlog of bundles); a
+// delayq and a relay run beside them. Once
 // every ticket is final nothing is half held: every bundle order holds both
 // items, the sale views' held+sold equal the MySQL units of pending+paid
 // orders and the tickets', reconcile exits 0, and the background reconciler
@@ -51,6 +52,8 @@ func TestBundleWorkerKilled(t *testing.T) {
 	e := newEnv(t)
 	ing := e.start("ingress", nil)
 	wk := e.startProc("worker", map[string]string{"FLASHSALE_RECONCILE_INTERVAL": "1"}, false)
+	e.startProc("delayq", nil, false)
+	e.startProc("relay", nil, false)
 	c := ing.client()
 	cr := newBnCrowd(t, e, c, 200, 150)
 	w := cr.watch()
