@@ -240,12 +240,15 @@ func (o *Order) Lines() []Line {
 	return lines
 }
 
-// Part is an order's share of one sale, as the stock of that sale sees it (a
-// hold per ticket and sale): the units it holds or bought there, net of returns.
+// Part is a ticket's share of one sale, as that sale's stock sees it: one hold
+// per ticket and sale (a bundle has one per sale). Quantity is the units it
+// holds or bought there, net of returns; Status is its order's, once it has
+// one. The stock store's operations take a Part, so a sale, a ticket and a
+// user are never passed as look-alike strings in the wrong order.
 type Part struct {
-	OrderID  string
-	UserID   string
 	SaleID   string
+	TicketID string // the order's id too
+	UserID   string
 	Quantity int
 	Status   OrderStatus
 }
@@ -254,7 +257,7 @@ type Part struct {
 func (o *Order) Parts() []Part {
 	parts := make([]Part, len(o.Items))
 	for i, l := range o.Lines() {
-		parts[i] = Part{OrderID: o.ID, UserID: o.UserID, SaleID: l.SaleID, Quantity: l.Quantity, Status: o.Status}
+		parts[i] = Part{SaleID: l.SaleID, TicketID: o.ID, UserID: o.UserID, Quantity: l.Quantity, Status: o.Status}
 	}
 	return parts
 }
@@ -308,6 +311,12 @@ func (r *PurchaseRequest) Valid() bool {
 		seen[l.SaleID] = true
 	}
 	return true
+}
+
+// Part is the request's part in one sale (nothing held yet: Quantity is
+// what it asks for).
+func (r *PurchaseRequest) Part(l Line) Part {
+	return Part{SaleID: l.SaleID, TicketID: r.TicketID, UserID: r.UserID, Quantity: l.Quantity}
 }
 
 // LineRequest is the request's part in one sale, as the stock of that sale
@@ -378,6 +387,9 @@ const (
 	// PayRefundRequired: money arrived for an order that cannot take it (expired,
 	// cancelled, or paid by another payment); the order is unchanged.
 	PayRefundRequired PayOutcome = "refund_required"
+	// PayFailed: the provider reports a failed payment; nothing changed (the
+	// order stays payable until it expires).
+	PayFailed PayOutcome = "failed"
 )
 
 // OutboxEvent is one unsent outbox row: an event and where it is stored.

@@ -17,3 +17,9 @@ type Message interface {
 
 // Handler processes a batch of messages and settles every one of them.
 type Handler func(ctx context.Context, msgs []Message)
+
+// SaleFinder finds sales by id: the one read of the catalog every role needs.
+// An unknown sale is an error wrapping ErrNotFound.
+type SaleFinder interface {
+	Get(ctx context.Context, id string) (*Sale, error)
+}

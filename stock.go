@@ -32,36 +32,36 @@ type Hold struct {
 	Quantity int
 }
 
-// OrderOutcome is what creating one order did.
-type OrderOutcome int
+// CreateOutcome is what creating one order did.
+type CreateOutcome int
 
 const (
-	// OrderCreated: the order and its order.created outbox row were committed now.
-	OrderCreated OrderOutcome = iota
-	// OrderExisted: the order was already stored (a redelivery); nothing was written.
-	OrderExisted
-	// OrderLiveConflict: the user already has another unpaid order in the sale;
+	// CreateNew: the order and its order.created outbox row were committed now.
+	CreateNew CreateOutcome = iota
+	// CreateExisted: the order was already stored (a redelivery); nothing was written.
+	CreateExisted
+	// CreateLiveConflict: the user already has another unpaid order in the sale;
 	// nothing was written.
-	OrderLiveConflict
-	// OrderDecided: the ticket was already given up without an order (a dead
+	CreateLiveConflict
+	// CreateDecided: the ticket was already given up without an order (a dead
 	// letter, a released hold, an earlier refusal recorded its decision first);
 	// nothing was written. OrderResult.Decision is that decision.
-	OrderDecided
-	// OrderSoldOut: the sale's stock cap in MySQL has no unit left for the order,
+	CreateDecided
+	// CreateSoldOut: the sale's stock cap in MySQL has no unit left for the order,
 	// on its shard or any other; nothing was written. Redis said otherwise, so
 	// Redis is behind MySQL.
-	OrderSoldOut
-	// OrderOverLimit: the user's pending and paid orders of the sale leave no room
+	CreateSoldOut
+	// CreateOverLimit: the user's pending and paid orders of the sale leave no room
 	// under per_user_limit; nothing was written.
-	OrderOverLimit
+	CreateOverLimit
 )
 
 // OrderResult is the outcome of creating one order; Current is the order as stored
-// afterwards (set for OrderCreated and OrderExisted only).
+// afterwards (set for CreateNew and CreateExisted only).
 type OrderResult struct {
-	Outcome OrderOutcome
+	Outcome CreateOutcome
 	Current *Order
 	// Decision is the recorded final status of a ticket that made no order
-	// (OrderDecided only): TicketSoldOut or TicketFailed.
+	// (CreateDecided only): TicketSoldOut or TicketFailed.
 	Decision TicketStatus
 }

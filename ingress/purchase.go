@@ -158,7 +158,7 @@ func (s *Server) admit(ctx context.Context, user string, sales []*flashsale.Sale
 	unclaim := func(n int) {
 		bg := context.WithoutCancel(ctx)
 		for _, sale := range sales[:n] {
-			if err := s.cfg.Stock.Unclaim(bg, sale.ID, user, ticketID); err != nil {
+			if err := s.cfg.Stock.Unclaim(bg, flashsale.Part{SaleID: sale.ID, TicketID: ticketID, UserID: user}); err != nil {
 				s.log.Error("cannot undo a claim; it goes stale and is replaced on retry", "ticket", ticketID, "sale", sale.ID, "err", err)
 			}
 		}
@@ -237,7 +237,7 @@ func (s *Server) claim(ctx context.Context, sale *flashsale.Sale, user string, t
 	if mt, merr := s.cfg.Orders.GetTicket(ctx, user, existing); merr != nil || mt.Status.Live() {
 		return outcome, queued, nil
 	}
-	if err := s.cfg.Stock.Unclaim(ctx, sale.ID, user, existing); err != nil {
+	if err := s.cfg.Stock.Unclaim(ctx, flashsale.Part{SaleID: sale.ID, TicketID: existing, UserID: user}); err != nil {
 		return 0, nil, flashsale.Unavailable(err, "the purchase could not be queued; nothing was kept, retry")
 	}
 	if outcome, existing, err = s.cfg.Stock.Claim(ctx, sale, user, t.ID, qty, now); err != nil {

@@ -29,15 +29,15 @@ import (
 type Sales interface {
 	// Create returns an error wrapping flashsale.ErrConflict for an existing id.
 	Create(ctx context.Context, s *flashsale.Sale) error
-	// Get returns an error wrapping flashsale.ErrNotFound for an unknown sale.
-	Get(ctx context.Context, id string) (*flashsale.Sale, error)
+	flashsale.SaleFinder
 }
 
 // Stock is the stock store: availability, live-ticket claims, ticket copies.
 type Stock interface {
 	Stock(ctx context.Context, saleID string) (flashsale.Stock, error)
 	Claim(ctx context.Context, sale *flashsale.Sale, userID, ticketID string, qty int, now time.Time) (flashsale.ClaimOutcome, string, error)
-	Unclaim(ctx context.Context, saleID, userID, ticketID string) error
+	// Unclaim undoes a claim of p.TicketID (nothing held yet).
+	Unclaim(ctx context.Context, p flashsale.Part) error
 	Published(ctx context.Context, saleID, ticketID string) error
 	PutTickets(ctx context.Context, tickets ...*flashsale.Ticket) error
 	DeleteTicket(ctx context.Context, ticketID string) error

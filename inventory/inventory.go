@@ -30,21 +30,16 @@ type MySQL interface {
 	StockOf(ctx context.Context, saleID string) (flashsale.Stock, error)
 }
 
-// Sales tells a sale's inventory mode.
-type Sales interface {
-	Get(ctx context.Context, id string) (*flashsale.Sale, error)
-}
-
 // Router is the stock store every role uses: the Redis store, with holds,
 // releases, confirms and stock reads of mysql-inventory sales routed to MySQL.
 type Router struct {
 	*redisstore.Store
 	mysql MySQL
-	sales Sales
+	sales flashsale.SaleFinder
 }
 
 // New returns a Router.
-func New(redis *redisstore.Store, mysql MySQL, sales Sales) (*Router, error) {
+func New(redis *redisstore.Store, mysql MySQL, sales flashsale.SaleFinder) (*Router, error) {
 	if redis == nil || mysql == nil || sales == nil {
 		return nil, errors.New("inventory: redis, mysql and sales are required")
 	}
@@ -109,10 +104,10 @@ func (r *Router) holdMySQL(ctx context.Context, saleID string, idx []int, reqs [
 		req := reqs[i]
 		switch got[j].Kind {
 		case flashsale.HoldHeld:
-			held = append(held, flashsale.Part{OrderID: req.TicketID, SaleID: saleID, UserID: req.UserID, Quantity: req.Quantity})
+			held = append(held, req.Part(flashsale.Line{SaleID: saleID, Quantity: req.Quantity}))
 			heldIdx = append(heldIdx, i)
 		case flashsale.HoldSoldOut:
-			_, errs[i] = r.Store.Release(ctx, saleID, req.TicketID, req.UserID)
+			_, errs[i] = r.Store.Release(ctx, req.Part(flashsale.Line{SaleID: saleID, Quantity: req.Quantity}))
 		}
 	}
 	if len(held) > 0 {
@@ -123,74 +118,60 @@ func (r *Router) holdMySQL(ctx context.Context, saleID string, idx []int, reqs [
 	}
 }
 
-// Release gives a ticket's units back, once; MySQL first for mysql sales.
-func (r *Router) Release(ctx context.Context, saleID, ticketID, userID string) (flashsale.Hold, error) {
+// route runs one stock operation of a sale: on Redis alone for a redis sale;
+// for a mysql sale on MySQL first, which decides, then mirrored in Redis when
+// MySQL did it (ok). It returns MySQL's answer for a mysql sale.
+func (r *Router) route(ctx context.Context, saleID string, onMySQL, onRedis func() (flashsale.Hold, bool, error)) (flashsale.Hold, bool, error) {
 	mysql, err := r.inMySQL(ctx, saleID)
-	if err != nil || !mysql {
-		if err != nil {
-			return flashsale.Hold{}, err
-		}
-		return r.Store.Release(ctx, saleID, ticketID, userID)
-	}
-	before, err := r.mysql.ReleaseStock(ctx, saleID, ticketID)
 	if err != nil {
-		return before, err
+		return flashsale.Hold{}, false, err
 	}
-	_, err = r.Store.Release(ctx, saleID, ticketID, userID)
-	return before, err
+	if !mysql {
+		return onRedis()
+	}
+	before, ok, err := onMySQL()
+	if err != nil || !ok {
+		return before, ok, err
+	}
+	_, _, err = onRedis()
+	return before, ok, err
 }
 
-// Confirm moves a paid ticket's units to sold, once; MySQL first for mysql sales.
-func (r *Router) Confirm(ctx context.Context, saleID, ticketID, userID string) (flashsale.Hold, error) {
-	mysql, err := r.inMySQL(ctx, saleID)
-	if err != nil || !mysql {
-		if err != nil {
-			return flashsale.Hold{}, err
-		}
-		return r.Store.Confirm(ctx, saleID, ticketID, userID)
-	}
-	before, err := r.mysql.ConfirmStock(ctx, saleID, ticketID)
-	if err != nil {
-		return before, err
-	}
-	_, err = r.Store.Confirm(ctx, saleID, ticketID, userID)
-	return before, err
+// always adapts an operation that always applies to route's shape.
+func always(h flashsale.Hold, err error) (flashsale.Hold, bool, error) { return h, true, err }
+
+// Release gives a ticket's units back, once.
+func (r *Router) Release(ctx context.Context, p flashsale.Part) (flashsale.Hold, error) {
+	h, _, err := r.route(ctx, p.SaleID,
+		func() (flashsale.Hold, bool, error) { return always(r.mysql.ReleaseStock(ctx, p.SaleID, p.TicketID)) },
+		func() (flashsale.Hold, bool, error) { return always(r.Store.Release(ctx, p)) })
+	return h, err
+}
+
+// Confirm moves a paid ticket's units to sold, once.
+func (r *Router) Confirm(ctx context.Context, p flashsale.Part) (flashsale.Hold, error) {
+	h, _, err := r.route(ctx, p.SaleID,
+		func() (flashsale.Hold, bool, error) { return always(r.mysql.ConfirmStock(ctx, p.SaleID, p.TicketID)) },
+		func() (flashsale.Hold, bool, error) { return always(r.Store.Confirm(ctx, p)) })
+	return h, err
 }
 
 // Retake holds a released ticket's units again if all are available (a late
-// payment); MySQL first for mysql sales.
-func (r *Router) Retake(ctx context.Context, saleID, ticketID, userID string, qty int) (flashsale.Hold, bool, error) {
-	mysql, err := r.inMySQL(ctx, saleID)
-	if err != nil || !mysql {
-		if err != nil {
-			return flashsale.Hold{}, false, err
-		}
-		return r.Store.Retake(ctx, saleID, ticketID, userID, qty)
-	}
-	before, ok, err := r.mysql.RetakeStock(ctx, saleID, ticketID)
-	if err != nil || !ok {
-		return before, false, err
-	}
-	_, _, err = r.Store.Retake(ctx, saleID, ticketID, userID, qty)
-	return before, true, err
+// payment); ok false when they are not.
+func (r *Router) Retake(ctx context.Context, p flashsale.Part) (flashsale.Hold, bool, error) {
+	return r.route(ctx, p.SaleID,
+		func() (flashsale.Hold, bool, error) { return r.mysql.RetakeStock(ctx, p.SaleID, p.TicketID) },
+		func() (flashsale.Hold, bool, error) { return r.Store.Retake(ctx, p) })
 }
 
-// Return lowers a paid ticket's units in the sale to keep, once; MySQL first for
-// mysql sales.
-func (r *Router) Return(ctx context.Context, saleID, ticketID, userID string, keep int) (flashsale.Hold, error) {
-	mysql, err := r.inMySQL(ctx, saleID)
-	if err != nil || !mysql {
-		if err != nil {
-			return flashsale.Hold{}, err
-		}
-		return r.Store.Return(ctx, saleID, ticketID, userID, keep)
-	}
-	before, err := r.mysql.ReturnStock(ctx, saleID, ticketID, keep)
-	if err != nil {
-		return before, err
-	}
-	_, err = r.Store.Return(ctx, saleID, ticketID, userID, keep)
-	return before, err
+// Return lowers a paid ticket's units in the sale to p.Quantity, once.
+func (r *Router) Return(ctx context.Context, p flashsale.Part) (flashsale.Hold, error) {
+	h, _, err := r.route(ctx, p.SaleID,
+		func() (flashsale.Hold, bool, error) {
+			return always(r.mysql.ReturnStock(ctx, p.SaleID, p.TicketID, p.Quantity))
+		},
+		func() (flashsale.Hold, bool, error) { return always(r.Store.Return(ctx, p)) })
+	return h, err
 }
 
 // Stock reads the sale's stock where it is held.

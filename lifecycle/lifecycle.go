@@ -39,12 +39,13 @@ type Book interface {
 
 // Stock is the stock store that follows MySQL.
 type Stock interface {
-	Release(ctx context.Context, saleID, ticketID, userID string) (flashsale.Hold, error)
-	Confirm(ctx context.Context, saleID, ticketID, userID string) (flashsale.Hold, error)
-	// Retake holds a released ticket's units again if all are available.
-	Retake(ctx context.Context, saleID, ticketID, userID string, qty int) (flashsale.Hold, bool, error)
-	// Return lowers a paid ticket's units in a sale to keep, once.
-	Return(ctx context.Context, saleID, ticketID, userID string, keep int) (flashsale.Hold, error)
+	Release(ctx context.Context, p flashsale.Part) (flashsale.Hold, error)
+	Confirm(ctx context.Context, p flashsale.Part) (flashsale.Hold, error)
+	// Retake holds a released ticket's p.Quantity units again if all are
+	// available.
+	Retake(ctx context.Context, p flashsale.Part) (flashsale.Hold, bool, error)
+	// Return lowers a paid ticket's units in a sale to p.Quantity, once.
+	Return(ctx context.Context, p flashsale.Part) (flashsale.Hold, error)
 	PutTickets(ctx context.Context, tickets ...*flashsale.Ticket) error
 }
 
@@ -85,12 +86,12 @@ func (s *Service) Follow(ctx context.Context, o *flashsale.Order) error {
 		var err error
 		switch o.Status {
 		case flashsale.OrderPaid:
-			_, err = s.cfg.Stock.Confirm(ctx, p.SaleID, o.ID, o.UserID)
+			_, err = s.cfg.Stock.Confirm(ctx, p)
 			if err == nil && o.Items[i].Returned > 0 {
-				_, err = s.cfg.Stock.Return(ctx, p.SaleID, o.ID, o.UserID, p.Quantity)
+				_, err = s.cfg.Stock.Return(ctx, p)
 			}
 		case flashsale.OrderExpired, flashsale.OrderCancelled:
-			_, err = s.cfg.Stock.Release(ctx, p.SaleID, o.ID, o.UserID)
+			_, err = s.cfg.Stock.Release(ctx, p)
 		}
 		if err != nil {
 			return err
@@ -140,9 +141,9 @@ type Payment struct {
 }
 
 // Pay applies a payment notification. A failed payment changes nothing (the
-// order stays payable until it expires) and returns the order's status. Errors
-// wrap flashsale.ErrNotFound or flashsale.ErrAmountMismatch.
-func (s *Service) Pay(ctx context.Context, p Payment) (string, *flashsale.Order, error) {
+// order stays payable until it expires): flashsale.PayFailed. Errors wrap
+// flashsale.ErrNotFound, flashsale.ErrAmountMismatch or flashsale.ErrConflict.
+func (s *Service) Pay(ctx context.Context, p Payment) (flashsale.PayOutcome, *flashsale.Order, error) {
 	o, err := s.cfg.Book.FindOrder(ctx, p.OrderID)
 	if err != nil {
 		return "", nil, err
@@ -151,7 +152,7 @@ func (s *Service) Pay(ctx context.Context, p Payment) (string, *flashsale.Order,
 		return "", nil, flashsale.Errorf(flashsale.CodeAmountMismatch, "amount %d differs from the order's %d", p.AmountCents, o.AmountCents)
 	}
 	if !p.Succeeded {
-		return string(o.Status), o, nil
+		return flashsale.PayFailed, o, nil
 	}
 	if err := s.cfg.Book.BindPayment(ctx, p.PaymentID, p.OrderID); err != nil {
 		return "", nil, err
@@ -185,20 +186,20 @@ func (s *Service) Pay(ctx context.Context, p Payment) (string, *flashsale.Order,
 			return "", nil, err
 		}
 	}
-	return string(outcome), o, nil
+	return outcome, o, nil
 }
 
 // retake holds every item of expired order o again in the stock store, or
 // none: it reports whether all were available.
 func (s *Service) retake(ctx context.Context, o *flashsale.Order) (bool, error) {
 	for i, p := range o.Parts() {
-		_, ok, err := s.cfg.Stock.Retake(ctx, p.SaleID, o.ID, o.UserID, p.Quantity)
+		_, ok, err := s.cfg.Stock.Retake(ctx, p)
 		if err == nil && ok {
 			continue
 		}
 		// Undo the items taken so far (release is idempotent).
 		for _, q := range o.Parts()[:i] {
-			if _, rerr := s.cfg.Stock.Release(ctx, q.SaleID, o.ID, o.UserID); rerr != nil && err == nil {
+			if _, rerr := s.cfg.Stock.Release(ctx, q); rerr != nil && err == nil {
 				err = rerr
 			}
 		}
@@ -210,7 +211,7 @@ func (s *Service) retake(ctx context.Context, o *flashsale.Order) (bool, error) 
 // giveBack releases the units retake took for an order MySQL did not revive.
 func (s *Service) giveBack(ctx context.Context, o *flashsale.Order) error {
 	for _, p := range o.Parts() {
-		if _, err := s.cfg.Stock.Release(ctx, p.SaleID, o.ID, o.UserID); err != nil {
+		if _, err := s.cfg.Stock.Release(ctx, p); err != nil {
 			s.log.Warn("cannot give back units taken for a late payment; the reconciler will", "order", o.ID, "sale", p.SaleID, "err", err)
 			return err
 		}

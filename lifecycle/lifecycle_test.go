@@ -71,15 +71,18 @@ type fakeStock struct {
 	log       []string
 }
 
-func (s *fakeStock) Release(_ context.Context, saleID, _, _ string) (flashsale.Hold, error) {
+func (s *fakeStock) Release(_ context.Context, p flashsale.Part) (flashsale.Hold, error) {
+	saleID := p.SaleID
 	s.log = append(s.log, "release "+saleID)
 	return flashsale.Hold{}, nil
 }
-func (s *fakeStock) Confirm(_ context.Context, saleID, _, _ string) (flashsale.Hold, error) {
+func (s *fakeStock) Confirm(_ context.Context, p flashsale.Part) (flashsale.Hold, error) {
+	saleID := p.SaleID
 	s.log = append(s.log, "confirm "+saleID)
 	return flashsale.Hold{}, nil
 }
-func (s *fakeStock) Retake(_ context.Context, saleID, _, _ string, qty int) (flashsale.Hold, bool, error) {
+func (s *fakeStock) Retake(_ context.Context, p flashsale.Part) (flashsale.Hold, bool, error) {
+	saleID, qty := p.SaleID, p.Quantity
 	if s.available[saleID] < qty {
 		s.log = append(s.log, "short "+saleID)
 		return flashsale.Hold{}, false, nil
@@ -88,7 +91,8 @@ func (s *fakeStock) Retake(_ context.Context, saleID, _, _ string, qty int) (fla
 	s.log = append(s.log, "retake "+saleID)
 	return flashsale.Hold{}, true, nil
 }
-func (s *fakeStock) Return(_ context.Context, saleID, _, _ string, keep int) (flashsale.Hold, error) {
+func (s *fakeStock) Return(_ context.Context, p flashsale.Part) (flashsale.Hold, error) {
+	saleID, keep := p.SaleID, p.Quantity
 	s.log = append(s.log, fmt.Sprintf("return %s keep %d", saleID, keep))
 	return flashsale.Hold{}, nil
 }

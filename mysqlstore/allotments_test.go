@@ -84,7 +84,7 @@ func raceForUnits(t *testing.T, s *Store, sale *flashsale.Sale, shardOf func(int
 	const batches, perBatch = 24, 10
 	var wg sync.WaitGroup
 	var mu sync.Mutex
-	outcomes := map[flashsale.OrderOutcome]int{}
+	outcomes := map[flashsale.CreateOutcome]int{}
 	for b := 0; b < batches; b++ {
 		shard := shardOf(b)
 		users := usersOn(s, shard, perBatch, fmt.Sprintf("b%d-", b))
@@ -108,7 +108,7 @@ func raceForUnits(t *testing.T, s *Store, sale *flashsale.Sale, shardOf func(int
 		}()
 	}
 	wg.Wait()
-	if outcomes[flashsale.OrderCreated] != sale.Stock || outcomes[flashsale.OrderSoldOut] != batches*perBatch-sale.Stock {
+	if outcomes[flashsale.CreateNew] != sale.Stock || outcomes[flashsale.CreateSoldOut] != batches*perBatch-sale.Stock {
 		t.Errorf("outcomes %v: want %d created and %d sold out", outcomes, sale.Stock, batches*perBatch-sale.Stock)
 	}
 	if units := checkCap(t, s, sale); units != sale.Stock {
@@ -132,7 +132,7 @@ func TestDryShardBorrowsAndCancelGivesRoomBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, r := range res {
-		if r.Outcome != flashsale.OrderCreated {
+		if r.Outcome != flashsale.CreateNew {
 			t.Fatalf("order %d of the dry shard: outcome %v, want created (the other shard had room)", i, r.Outcome)
 		}
 	}
@@ -141,7 +141,7 @@ func TestDryShardBorrowsAndCancelGivesRoomBack(t *testing.T) {
 		t.Errorf("shard 1 kept %d units of allotment it does not use", all[1].Allotted)
 	}
 	last := saleOrder(sale, users[5], 1)
-	if res, err := s.CreateOrders(ctx, 0, []*flashsale.Order{last}); err != nil || res[0].Outcome != flashsale.OrderSoldOut {
+	if res, err := s.CreateOrders(ctx, 0, []*flashsale.Order{last}); err != nil || res[0].Outcome != flashsale.CreateSoldOut {
 		t.Fatalf("an order over the stock: %+v, %v; want sold out", res, err)
 	}
 	// A buyer on the other shard gets a cancelled order's units back from shard 0.
@@ -149,7 +149,7 @@ func TestDryShardBorrowsAndCancelGivesRoomBack(t *testing.T) {
 		t.Fatalf("cancel: %v, %v", changed, err)
 	}
 	other := saleOrder(sale, usersOn(s, 1, 1, "v")[0], 2)
-	if res, err := s.CreateOrders(ctx, 1, []*flashsale.Order{other}); err != nil || res[0].Outcome != flashsale.OrderCreated {
+	if res, err := s.CreateOrders(ctx, 1, []*flashsale.Order{other}); err != nil || res[0].Outcome != flashsale.CreateNew {
 		t.Fatalf("an order for cancelled units: %+v, %v; want created", res, err)
 	}
 	if units := checkCap(t, s, sale); units != 10 {
@@ -187,7 +187,7 @@ func TestTransferLeftInFlightIsCompleted(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, r := range res {
-		if r.Outcome != flashsale.OrderCreated {
+		if r.Outcome != flashsale.CreateNew {
 			t.Errorf("order %d: outcome %v, want created (the units in flight are shard 1's)", i, r.Outcome)
 		}
 	}
@@ -205,14 +205,14 @@ func TestPerUserLimitInTheOrderTransaction(t *testing.T) {
 	sale := createSale(t, s, "lim", 10, 2)
 	first := saleOrder(sale, "carol", 2)
 	shard := s.ShardOf("carol")
-	if res, err := s.CreateOrders(ctx, shard, []*flashsale.Order{first}); err != nil || res[0].Outcome != flashsale.OrderCreated {
+	if res, err := s.CreateOrders(ctx, shard, []*flashsale.Order{first}); err != nil || res[0].Outcome != flashsale.CreateNew {
 		t.Fatalf("first order: %+v, %v", res, err)
 	}
 	if outcome, _, err := s.Pay(ctx, "carol", first.ID, "pay-1", first.AmountCents, false, time.Now()); err != nil || outcome != flashsale.PayPaid {
 		t.Fatalf("pay: %v, %v", outcome, err)
 	}
 	again := saleOrder(sale, "carol", 1)
-	if res, err := s.CreateOrders(ctx, shard, []*flashsale.Order{again}); err != nil || res[0].Outcome != flashsale.OrderOverLimit {
+	if res, err := s.CreateOrders(ctx, shard, []*flashsale.Order{again}); err != nil || res[0].Outcome != flashsale.CreateOverLimit {
 		t.Fatalf("an order over the limit: %+v, %v; want over limit", res, err)
 	}
 	checkCap(t, s, sale)
@@ -230,14 +230,14 @@ func TestGiveUpAndLateCommit(t *testing.T) {
 		t.Fatalf("give up: %v, %v", ordered, err)
 	}
 	res, err := s.CreateOrders(ctx, s.ShardOf("erin"), []*flashsale.Order{late})
-	if err != nil || res[0].Outcome != flashsale.OrderDecided || res[0].Decision != flashsale.TicketFailed {
+	if err != nil || res[0].Outcome != flashsale.CreateDecided || res[0].Decision != flashsale.TicketFailed {
 		t.Fatalf("late commit after give-up: %+v, %v; want decided failed", res, err)
 	}
 	if tk, err := s.GetTicket(ctx, "erin", late.ID); err != nil || tk.Status != flashsale.TicketFailed {
 		t.Fatalf("ticket = %+v, %v; want failed", tk, err)
 	}
 	first := saleOrder(sale, "frank", 1)
-	if res, err := s.CreateOrders(ctx, s.ShardOf("frank"), []*flashsale.Order{first}); err != nil || res[0].Outcome != flashsale.OrderCreated {
+	if res, err := s.CreateOrders(ctx, s.ShardOf("frank"), []*flashsale.Order{first}); err != nil || res[0].Outcome != flashsale.CreateNew {
 		t.Fatalf("order: %+v, %v", res, err)
 	}
 	ordered, err = s.GiveUp(ctx, &flashsale.Ticket{ID: first.ID, SaleID: sale.ID, UserID: "frank", Quantity: 1, Status: flashsale.TicketFailed})

@@ -58,7 +58,7 @@ func BenchmarkCreateOrders(b *testing.B) {
 					return
 				}
 				for _, r := range res {
-					if r.Outcome != flashsale.OrderCreated {
+					if r.Outcome != flashsale.CreateNew {
 						b.Errorf("outcome %v", r.Outcome)
 						return
 					}

@@ -60,11 +60,11 @@ func TestBundlesAllOrNothingUnderTheCap(t *testing.T) {
 					return
 				}
 				for i, r := range res {
-					if r.Outcome == flashsale.OrderCreated {
+					if r.Outcome == flashsale.CreateNew {
 						mu.Lock()
 						created[group[i].ID] = group[i]
 						mu.Unlock()
-					} else if r.Outcome != flashsale.OrderSoldOut {
+					} else if r.Outcome != flashsale.CreateSoldOut {
 						t.Errorf("order %s: outcome %d, want created or sold out", group[i].ID, r.Outcome)
 					}
 				}
@@ -170,7 +170,7 @@ func TestLatePaymentTakesRoomAgainOrRefunds(t *testing.T) {
 	users := usersOn(s, 0, 3, "late")
 	first, second := saleOrder(sale, users[0], 1), saleOrder(sale, users[1], 1)
 	for _, o := range []*flashsale.Order{first, second} {
-		if res, err := s.CreateOrders(ctx, 0, []*flashsale.Order{o}); err != nil || res[0].Outcome != flashsale.OrderCreated {
+		if res, err := s.CreateOrders(ctx, 0, []*flashsale.Order{o}); err != nil || res[0].Outcome != flashsale.CreateNew {
 			t.Fatalf("create: %+v %v", res, err)
 		}
 	}
@@ -186,7 +186,7 @@ func TestLatePaymentTakesRoomAgainOrRefunds(t *testing.T) {
 	}
 	// The second order's unit goes to a new buyer; its late payment finds none.
 	taker := saleOrder(sale, users[2], 1)
-	if res, err := s.CreateOrders(ctx, 0, []*flashsale.Order{taker}); err != nil || res[0].Outcome != flashsale.OrderCreated {
+	if res, err := s.CreateOrders(ctx, 0, []*flashsale.Order{taker}); err != nil || res[0].Outcome != flashsale.CreateNew {
 		t.Fatalf("create: %+v %v", res, err)
 	}
 	out, o, err = s.Pay(ctx, second.UserID, second.ID, "late-2", second.AmountCents, true, time.Now())

@@ -135,11 +135,11 @@ const maxCreateRounds = 16
 // order.created outbox row and its ticket's decision row, in as few transactions
 // as it can. The result has one entry per order, in order. An order is refused,
 // with nothing written for it, when the ticket already has an order
-// (flashsale.OrderExisted, a redelivery) or a decision (flashsale.OrderDecided),
-// the user has another unpaid order of the sale (flashsale.OrderLiveConflict),
+// (flashsale.CreateExisted, a redelivery) or a decision (flashsale.CreateDecided),
+// the user has another unpaid order of the sale (flashsale.CreateLiveConflict),
 // the user's pending and paid units of the sale would pass its per_user_limit
-// (flashsale.OrderOverLimit), or the sale's stock cap has no room for it on any
-// shard (flashsale.OrderSoldOut; see allotments.go). These checks hold whatever
+// (flashsale.CreateOverLimit), or the sale's stock cap has no room for it on any
+// shard (flashsale.CreateSoldOut; see allotments.go). These checks hold whatever
 // Redis said.
 func (s *Store) CreateOrders(ctx context.Context, shard int, orders []*flashsale.Order) ([]flashsale.OrderResult, error) {
 	sales := map[string]*flashsale.Sale{}
@@ -198,7 +198,7 @@ func (s *Store) CreateOrders(ctx context.Context, shard int, orders []*flashsale
 			if again {
 				todo = append(todo, i)
 			} else {
-				results[i] = flashsale.OrderResult{Outcome: flashsale.OrderSoldOut}
+				results[i] = flashsale.OrderResult{Outcome: flashsale.CreateSoldOut}
 			}
 		}
 	}
@@ -320,7 +320,7 @@ func (s *Store) createTx(ctx context.Context, db *sql.DB, sales map[string]*flas
 				}
 			}
 			for _, i := range fresh {
-				results[i] = flashsale.OrderResult{Outcome: flashsale.OrderCreated, Current: batch[i]}
+				results[i] = flashsale.OrderResult{Outcome: flashsale.CreateNew, Current: batch[i]}
 			}
 			return nil
 		})
@@ -406,13 +406,13 @@ func classify(ctx context.Context, tx *sql.Tx, sales map[string]*flashsale.Sale,
 		}
 		switch d := decided[o.ID]; {
 		case existing[o.ID] != nil:
-			results[i] = flashsale.OrderResult{Outcome: flashsale.OrderExisted, Current: existing[o.ID]}
+			results[i] = flashsale.OrderResult{Outcome: flashsale.CreateExisted, Current: existing[o.ID]}
 		case d != "" && d != decisionOrdered:
-			results[i] = flashsale.OrderResult{Outcome: flashsale.OrderDecided, Decision: flashsale.TicketStatus(d)}
+			results[i] = flashsale.OrderResult{Outcome: flashsale.CreateDecided, Decision: flashsale.TicketStatus(d)}
 		case conflict:
-			results[i] = flashsale.OrderResult{Outcome: flashsale.OrderLiveConflict}
+			results[i] = flashsale.OrderResult{Outcome: flashsale.CreateLiveConflict}
 		case over:
-			results[i] = flashsale.OrderResult{Outcome: flashsale.OrderOverLimit}
+			results[i] = flashsale.OrderResult{Outcome: flashsale.CreateOverLimit}
 		default:
 			fresh = append(fresh, i)
 			for _, it := range o.Items {

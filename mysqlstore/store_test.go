@@ -62,7 +62,7 @@ func TestCreateOrdersIsIdempotentAndOneLiveOrderPerUser(t *testing.T) {
 		b = order(fmt.Sprintf("bob%d", i))
 	}
 	res, err := s.CreateOrders(ctx, shard, []*flashsale.Order{a, b})
-	if err != nil || res[0].Outcome != flashsale.OrderCreated || res[1].Outcome != flashsale.OrderCreated {
+	if err != nil || res[0].Outcome != flashsale.CreateNew || res[1].Outcome != flashsale.CreateNew {
 		t.Fatalf("first create = %+v, %v", res, err)
 	}
 	// A redelivered batch, with a second unpaid order of alice's in it.
@@ -71,7 +71,7 @@ func TestCreateOrdersIsIdempotentAndOneLiveOrderPerUser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []flashsale.OrderOutcome{flashsale.OrderExisted, flashsale.OrderLiveConflict, flashsale.OrderExisted}
+	want := []flashsale.CreateOutcome{flashsale.CreateExisted, flashsale.CreateLiveConflict, flashsale.CreateExisted}
 	for i, r := range res {
 		if r.Outcome != want[i] {
 			t.Fatalf("order %d outcome = %v, want %v", i, r.Outcome, want[i])

@@ -21,10 +21,10 @@ import (
 
 // Payer applies payment notifications.
 type Payer interface {
-	// Pay returns the outcome (paid, refund_required, or for a failed payment the
-	// order's status) and the order; errors wrap flashsale.ErrNotFound or
-	// flashsale.ErrAmountMismatch.
-	Pay(ctx context.Context, p lifecycle.Payment) (string, *flashsale.Order, error)
+	// Pay returns what the notification did and the order as it stands;
+	// errors wrap flashsale.ErrNotFound, flashsale.ErrAmountMismatch or
+	// flashsale.ErrConflict (a payment id of another order).
+	Pay(ctx context.Context, p lifecycle.Payment) (flashsale.PayOutcome, *flashsale.Order, error)
 }
 
 // Config for a Handler.
@@ -113,8 +113,12 @@ func (h *Handler) callback(c *gin.Context) {
 		httpapi.WriteError(c, h.cfg.Log, err)
 		return
 	}
-	if outcome == string(flashsale.PayRefundRequired) {
+	status := string(outcome)
+	switch outcome {
+	case flashsale.PayRefundRequired:
 		h.cfg.Log.Warn("payment for an order that cannot take it: refund required", "order", o.ID, "payment", *n.PaymentID, "order_status", o.Status)
+	case flashsale.PayFailed:
+		status = string(o.Status) // nothing changed: the order's own status
 	}
-	c.JSON(http.StatusOK, gin.H{"order_id": o.ID, "status": outcome})
+	c.JSON(http.StatusOK, gin.H{"order_id": o.ID, "status": status})
 }

@@ -157,7 +157,7 @@ func (f *fixture) pay(o *flashsale.Order, follow bool) {
 		f.t.Fatal(err)
 	}
 	if follow {
-		if _, err := f.rs.Confirm(f.ctx, f.sale.ID, o.ID, o.UserID); err != nil {
+		if _, err := f.rs.Confirm(f.ctx, flashsale.Part{SaleID: f.sale.ID, TicketID: o.ID, UserID: o.UserID}); err != nil {
 			f.t.Fatal(err)
 		}
 	}
@@ -169,7 +169,7 @@ func (f *fixture) cancel(o *flashsale.Order, follow bool) {
 		f.t.Fatal(err)
 	}
 	if follow {
-		if _, err := f.rs.Release(f.ctx, f.sale.ID, o.ID, o.UserID); err != nil {
+		if _, err := f.rs.Release(f.ctx, flashsale.Part{SaleID: f.sale.ID, TicketID: o.ID, UserID: o.UserID}); err != nil {
 			f.t.Fatal(err)
 		}
 	}
@@ -332,7 +332,7 @@ func TestInFlightDifferenceIsNotRepaired(t *testing.T) {
 		t.Fatalf("differences %q, repaired %d:\n%s", kinds(s), rep.Repaired, rep.Text())
 	}
 	// Both complete before the next pass.
-	if _, err := f.rs.Release(f.ctx, f.sale.ID, orders[0].ID, orders[0].UserID); err != nil {
+	if _, err := f.rs.Release(f.ctx, flashsale.Part{SaleID: f.sale.ID, TicketID: orders[0].ID, UserID: orders[0].UserID}); err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now().UTC().Truncate(time.Microsecond)
@@ -350,7 +350,7 @@ func TestInFlightDifferenceIsNotRepaired(t *testing.T) {
 	f.cancel(orders[1], false)
 	go func() {
 		time.Sleep(50 * time.Millisecond) // the release lands during the settle time
-		f.rs.Release(f.ctx, f.sale.ID, orders[1].ID, orders[1].UserID)
+		f.rs.Release(f.ctx, flashsale.Part{SaleID: f.sale.ID, TicketID: orders[1].ID, UserID: orders[1].UserID})
 	}()
 	rep, err := r.Once(f.ctx, OnceOptions{Repair: true, Settle: 500 * time.Millisecond})
 	if err != nil || !rep.Agree || rep.Repaired != 0 || rep.Transient != 1 {
@@ -448,7 +448,7 @@ func TestRepairSkipsWhatChangedSinceTheLook(t *testing.T) {
 	r := f.reconciler(0)
 	rep, _ := f.check(r)
 	// The release lands between the look and the repair.
-	if _, err := f.rs.Release(f.ctx, f.sale.ID, orders[0].ID, orders[0].UserID); err != nil {
+	if _, err := f.rs.Release(f.ctx, flashsale.Part{SaleID: f.sale.ID, TicketID: orders[0].ID, UserID: orders[0].UserID}); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.Repair(f.ctx, rep, nil); err != nil {

@@ -17,7 +17,7 @@ func TestSnapshotReadsTheSaleInOnePiece(t *testing.T) {
 	a, b := request("u1", 2), request("u2", 1)
 	claimAndHold(t, s, sale, a)
 	claimAndHold(t, s, sale, b)
-	if _, err := s.Confirm(ctx, "s1", b.TicketID, "u2"); err != nil {
+	if _, err := s.Confirm(ctx, flashsale.Part{SaleID: "s1", TicketID: b.TicketID, UserID: "u2"}); err != nil {
 		t.Fatal(err)
 	}
 	snap, err := s.Snapshot(ctx, "s1")

@@ -318,9 +318,9 @@ func (s *Store) Claim(ctx context.Context, sale *flashsale.Sale, userID, ticketI
 }
 
 // Unclaim undoes a claim whose publish failed, so the user may simply retry.
-func (s *Store) Unclaim(ctx context.Context, saleID, userID, ticketID string) error {
-	k := s.keys(saleID)
-	if err := unclaimScript.Run(ctx, s.rdb, []string{k.live, k.claims}, userID, ticketID).Err(); err != nil {
+func (s *Store) Unclaim(ctx context.Context, p flashsale.Part) error {
+	k := s.keys(p.SaleID)
+	if err := unclaimScript.Run(ctx, s.rdb, []string{k.live, k.claims}, p.UserID, p.TicketID).Err(); err != nil {
 		return fmt.Errorf("redisstore: unclaim: %w", err)
 	}
 	return nil
@@ -402,15 +402,15 @@ func (s *Store) Reassert(ctx context.Context, parts []flashsale.Part) ([]flashsa
 	calls := make([]scriptCall, len(parts))
 	for i, p := range parts {
 		k := s.keys(p.SaleID)
-		calls[i] = scriptCall{p.SaleID, reassertScript, []string{k.stock, k.holds, k.live, k.units}, []any{p.OrderID, p.UserID, p.Quantity}}
+		calls[i] = scriptCall{p.SaleID, reassertScript, []string{k.stock, k.holds, k.live, k.units}, []any{p.TicketID, p.UserID, p.Quantity}}
 	}
 	return s.runMany(ctx, calls)
 }
 
 // Release gives a ticket's held units back, once; it returns the state before.
-func (s *Store) Release(ctx context.Context, saleID, ticketID, userID string) (flashsale.Hold, error) {
-	k := s.keys(saleID)
-	reply, err := s.run(ctx, saleID, releaseScript, []string{k.stock, k.holds, k.live, k.units}, ticketID, userID)
+func (s *Store) Release(ctx context.Context, p flashsale.Part) (flashsale.Hold, error) {
+	k := s.keys(p.SaleID)
+	reply, err := s.run(ctx, p.SaleID, releaseScript, []string{k.stock, k.holds, k.live, k.units}, p.TicketID, p.UserID)
 	if err != nil {
 		return flashsale.Hold{}, err
 	}
@@ -419,20 +419,21 @@ func (s *Store) Release(ctx context.Context, saleID, ticketID, userID string) (f
 
 // Confirm moves a paid ticket's units from held to sold, once; it returns the
 // state before.
-func (s *Store) Confirm(ctx context.Context, saleID, ticketID, userID string) (flashsale.Hold, error) {
-	k := s.keys(saleID)
-	reply, err := s.run(ctx, saleID, confirmScript, []string{k.stock, k.holds, k.live}, ticketID, userID)
+func (s *Store) Confirm(ctx context.Context, p flashsale.Part) (flashsale.Hold, error) {
+	k := s.keys(p.SaleID)
+	reply, err := s.run(ctx, p.SaleID, confirmScript, []string{k.stock, k.holds, k.live}, p.TicketID, p.UserID)
 	if err != nil {
 		return flashsale.Hold{}, err
 	}
 	return parseHold(reply[1]), nil
 }
 
-// Retake holds a released ticket's units again if they are all available (a
-// late payment of its expired order; see retakeScript). ok false: they are not.
-func (s *Store) Retake(ctx context.Context, saleID, ticketID, userID string, qty int) (before flashsale.Hold, ok bool, err error) {
-	k := s.keys(saleID)
-	reply, err := s.run(ctx, saleID, retakeScript, []string{k.stock, k.holds, k.units}, ticketID, userID, qty)
+// Retake holds a released ticket's p.Quantity units again if they are all
+// available (a late payment of its expired order; see retakeScript). ok false:
+// they are not.
+func (s *Store) Retake(ctx context.Context, p flashsale.Part) (before flashsale.Hold, ok bool, err error) {
+	k := s.keys(p.SaleID)
+	reply, err := s.run(ctx, p.SaleID, retakeScript, []string{k.stock, k.holds, k.units}, p.TicketID, p.UserID, p.Quantity)
 	if err != nil {
 		return flashsale.Hold{}, false, err
 	}
@@ -442,11 +443,12 @@ func (s *Store) Retake(ctx context.Context, saleID, ticketID, userID string, qty
 	return parseHold(reply[1]), true, nil
 }
 
-// Return lowers a paid ticket's units in the sale to keep, putting the rest back
-// on sale, once (see returnScript); it returns the state before.
-func (s *Store) Return(ctx context.Context, saleID, ticketID, userID string, keep int) (flashsale.Hold, error) {
-	k := s.keys(saleID)
-	reply, err := s.run(ctx, saleID, returnScript, []string{k.stock, k.holds, k.units}, ticketID, userID, keep)
+// Return lowers a paid ticket's units in the sale to p.Quantity (what its order
+// keeps there after its returns), putting the rest back on sale, once (see
+// returnScript); it returns the state before.
+func (s *Store) Return(ctx context.Context, p flashsale.Part) (flashsale.Hold, error) {
+	k := s.keys(p.SaleID)
+	reply, err := s.run(ctx, p.SaleID, returnScript, []string{k.stock, k.holds, k.units}, p.TicketID, p.UserID, p.Quantity)
 	if err != nil {
 		return flashsale.Hold{}, err
 	}

@@ -111,7 +111,7 @@ func TestReleasedTicketIsNeverHeldAgain(t *testing.T) {
 	req := request("u1", 1)
 	claimAndHold(t, s, sale, req)
 	for i := 0; i < 2; i++ {
-		if _, err := s.Release(ctx, "s1", req.TicketID, "u1"); err != nil {
+		if _, err := s.Release(ctx, flashsale.Part{SaleID: "s1", TicketID: req.TicketID, UserID: "u1"}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -131,7 +131,7 @@ func TestConfirmMovesHeldToSoldOnce(t *testing.T) {
 	req := request("u1", 1)
 	claimAndHold(t, s, sale, req)
 	for i := 0; i < 2; i++ {
-		if _, err := s.Confirm(context.Background(), "s1", req.TicketID, "u1"); err != nil {
+		if _, err := s.Confirm(context.Background(), flashsale.Part{SaleID: "s1", TicketID: req.TicketID, UserID: "u1"}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -177,7 +177,7 @@ func TestUnclaimedTicketIsRefused(t *testing.T) {
 	ctx := context.Background()
 	req := request("u1", 1)
 	s.Claim(ctx, sale, "u1", req.TicketID, 1, req.AdmittedAt)
-	s.Unclaim(ctx, "s1", "u1", req.TicketID) // publish answered 503
+	s.Unclaim(ctx, flashsale.Part{SaleID: "s1", TicketID: req.TicketID, UserID: "u1"}) // publish answered 503
 	if h := holdOne(t, s, sale, req); h.Kind != flashsale.HoldRefused {
 		t.Fatalf("hold of an unclaimed ticket = %+v, want refused", h)
 	}
@@ -238,7 +238,7 @@ func TestLostSaleIsRebuiltFromTheBookOfRecord(t *testing.T) {
 	if out, _, _ := s.Claim(ctx, sale, "u1", uuid.NewString(), 1, time.Now()); out != flashsale.Existing {
 		t.Fatalf("claim by a user with a pending order after rebuild = %v, want Existing", out)
 	}
-	if h, _ := s.Confirm(ctx, "s1", paidID, "u2"); h.Kind != flashsale.HoldSold {
+	if h, _ := s.Confirm(ctx, flashsale.Part{SaleID: "s1", TicketID: paidID, UserID: "u2"}); h.Kind != flashsale.HoldSold {
 		t.Fatalf("paid order after rebuild = %+v, want sold", h)
 	}
 	// A message admitted before the rebuild (its claim lost with Redis) still holds.
@@ -253,7 +253,7 @@ func TestReassertCountsAnOrderCommittedAfterARebuild(t *testing.T) {
 	ctx := context.Background()
 	o := &flashsale.Order{ID: uuid.NewString(), SaleID: "s1", UserID: "u1", Quantity: 1, Status: flashsale.OrderPendingPayment}
 	for i := 0; i < 2; i++ {
-		if _, errs := s.Reassert(ctx, []flashsale.Part{{OrderID: o.ID, SaleID: o.SaleID, UserID: o.UserID, Quantity: o.Quantity}}); errs[0] != nil {
+		if _, errs := s.Reassert(ctx, []flashsale.Part{{SaleID: o.SaleID, TicketID: o.ID, UserID: o.UserID, Quantity: o.Quantity}}); errs[0] != nil {
 			t.Fatal(errs[0])
 		}
 	}
@@ -362,7 +362,7 @@ func TestReassertNeverTakesUnitsRedisDoesNotHave(t *testing.T) {
 	claimAndHold(t, s, sale, request("u1", 1)) // Redis's only unit, to a ticket MySQL refused
 	o := &flashsale.Order{ID: uuid.NewString(), SaleID: "s1", UserID: "u2", Quantity: 1, Status: flashsale.OrderPendingPayment}
 	src.orders = []*flashsale.Order{o}
-	holds, errs := s.Reassert(ctx, []flashsale.Part{{OrderID: o.ID, SaleID: o.SaleID, UserID: o.UserID, Quantity: o.Quantity}})
+	holds, errs := s.Reassert(ctx, []flashsale.Part{{SaleID: o.SaleID, TicketID: o.ID, UserID: o.UserID, Quantity: o.Quantity}})
 	if errs[0] != nil || holds[0].Kind != flashsale.HoldHeld {
 		t.Fatalf("reassert = %+v, %v", holds[0], errs[0])
 	}
@@ -376,14 +376,14 @@ func TestReturnLowersASoldTicketOnce(t *testing.T) {
 	ctx := context.Background()
 	req := request("u1", 3)
 	claimAndHold(t, s, sale, req)
-	if _, err := s.Confirm(ctx, sale.ID, req.TicketID, req.UserID); err != nil {
+	if _, err := s.Confirm(ctx, flashsale.Part{SaleID: sale.ID, TicketID: req.TicketID, UserID: req.UserID}); err != nil {
 		t.Fatal(err)
 	}
 	wantStock(t, s, flashsale.Stock{Total: 10, Available: 7, Sold: 3})
 	// The second return (keep 0) arrives before the first (keep 2), and
 	// both are repeated.
 	for _, keep := range []int{0, 2, 0, 2} {
-		if _, err := s.Return(ctx, sale.ID, req.TicketID, req.UserID, keep); err != nil {
+		if _, err := s.Return(ctx, flashsale.Part{SaleID: sale.ID, TicketID: req.TicketID, UserID: req.UserID, Quantity: keep}); err != nil {
 			t.Fatal(err)
 		}
 		wantStock(t, s, flashsale.Stock{Total: 10, Available: 10})
@@ -396,18 +396,18 @@ func TestRetakeTakesAllUnitsOrNone(t *testing.T) {
 	ctx := context.Background()
 	late := request("u1", 2)
 	claimAndHold(t, s, sale, late)
-	if _, err := s.Release(ctx, sale.ID, late.TicketID, late.UserID); err != nil {
+	if _, err := s.Release(ctx, flashsale.Part{SaleID: sale.ID, TicketID: late.TicketID, UserID: late.UserID}); err != nil {
 		t.Fatal(err)
 	}
 	claimAndHold(t, s, sale, request("u2", 2)) // leaves one unit
-	if _, ok, err := s.Retake(ctx, sale.ID, late.TicketID, late.UserID, 2); err != nil || ok {
+	if _, ok, err := s.Retake(ctx, flashsale.Part{SaleID: sale.ID, TicketID: late.TicketID, UserID: late.UserID, Quantity: 2}); err != nil || ok {
 		t.Fatalf("retake of 2 with 1 available: ok=%v err=%v, want refused", ok, err)
 	}
 	wantStock(t, s, flashsale.Stock{Total: 3, Available: 1, Held: 2})
-	if _, ok, err := s.Retake(ctx, sale.ID, late.TicketID, late.UserID, 1); err != nil || !ok {
+	if _, ok, err := s.Retake(ctx, flashsale.Part{SaleID: sale.ID, TicketID: late.TicketID, UserID: late.UserID, Quantity: 1}); err != nil || !ok {
 		t.Fatalf("retake of 1 with 1 available: ok=%v err=%v, want taken", ok, err)
 	}
-	if _, ok, err := s.Retake(ctx, sale.ID, late.TicketID, late.UserID, 1); err != nil || !ok {
+	if _, ok, err := s.Retake(ctx, flashsale.Part{SaleID: sale.ID, TicketID: late.TicketID, UserID: late.UserID, Quantity: 1}); err != nil || !ok {
 		t.Fatalf("the same retake again: ok=%v err=%v, want still taken", ok, err)
 	}
 	wantStock(t, s, flashsale.Stock{Total: 3, Available: 0, Held: 3})

@@ -36,19 +36,13 @@ import (
 	"github.com/flashsale/flashsale"
 )
 
-// Sales finds sales.
-type Sales interface {
-	// Get returns an error wrapping flashsale.ErrNotFound for an unknown sale.
-	Get(ctx context.Context, id string) (*flashsale.Sale, error)
-}
-
 // Stock is the stock store's hot path.
 type Stock interface {
 	// Hold and Reassert run one script per element in one round trip; the i-th
 	// result and error belong to the i-th element.
 	Hold(ctx context.Context, sales []*flashsale.Sale, reqs []*flashsale.PurchaseRequest) ([]flashsale.Hold, []error)
 	Reassert(ctx context.Context, parts []flashsale.Part) ([]flashsale.Hold, []error)
-	Release(ctx context.Context, saleID, ticketID, userID string) (flashsale.Hold, error)
+	Release(ctx context.Context, p flashsale.Part) (flashsale.Hold, error)
 	PutTickets(ctx context.Context, tickets ...*flashsale.Ticket) error
 	// Resync rebuilds the sale's stock from the book of record: Redis said units
 	// were there that MySQL refused.
@@ -71,9 +65,9 @@ type Orders interface {
 
 // Config for a Worker.
 type Config struct {
-	Sales  Sales  // required
-	Stock  Stock  // required
-	Orders Orders // required
+	Sales  flashsale.SaleFinder // required
+	Stock  Stock                // required
+	Orders Orders               // required
 	// Log default slog.Default().
 	Log *slog.Logger
 	// Registry receives the worker's metrics; nil registers nothing.
@@ -198,7 +192,7 @@ type item struct {
 }
 
 // readSales reads the item's sales that are not read yet.
-func (it *item) readSales(ctx context.Context, sales Sales) error {
+func (it *item) readSales(ctx context.Context, sales flashsale.SaleFinder) error {
 	for i, l := range it.lines {
 		if it.sales[i] != nil {
 			continue
@@ -410,7 +404,7 @@ func (w *Worker) compensate(ctx context.Context, items []*item) {
 			if !it.held[i] {
 				continue
 			}
-			if _, err := w.cfg.Stock.Release(ctx, l.SaleID, it.req.TicketID, it.req.UserID); err != nil {
+			if _, err := w.cfg.Stock.Release(ctx, it.req.Part(l)); err != nil {
 				w.log.Warn("releasing a line of a refused bundle failed; retrying", "ticket", it.req.TicketID, "sale", l.SaleID, "err", err)
 				it.failed = true
 				break
@@ -501,17 +495,17 @@ func newOrder(it *item, now time.Time) *flashsale.Order {
 func (w *Worker) settleOrder(ctx context.Context, it *item, r flashsale.OrderResult) {
 	release := false
 	switch {
-	case r.Outcome == flashsale.OrderLiveConflict:
+	case r.Outcome == flashsale.CreateLiveConflict:
 		release, it.ticket = true, it.req.Ticket(flashsale.TicketFailed)
-	case r.Outcome == flashsale.OrderDecided:
+	case r.Outcome == flashsale.CreateDecided:
 		// Given up before (a dead letter, a released hold): the decision stands
 		// and whatever this delivery held goes back.
 		release, it.ticket = true, it.req.Ticket(r.Decision)
-	case r.Outcome == flashsale.OrderSoldOut:
+	case r.Outcome == flashsale.CreateSoldOut:
 		// Recorded by recordOutcomes, then released by compensate.
 		w.refused.WithLabelValues("sold_out").Inc()
 		it.ticket, it.resync = it.req.Ticket(flashsale.TicketSoldOut), true
-	case r.Outcome == flashsale.OrderOverLimit:
+	case r.Outcome == flashsale.CreateOverLimit:
 		w.refused.WithLabelValues("over_limit").Inc()
 		it.ticket, it.resync = it.req.Ticket(flashsale.TicketFailed), true
 	case r.Current.Status == flashsale.OrderPaid:
@@ -525,7 +519,7 @@ func (w *Worker) settleOrder(ctx context.Context, it *item, r flashsale.OrderRes
 		return
 	}
 	for _, l := range it.lines {
-		if _, err := w.cfg.Stock.Release(ctx, l.SaleID, it.req.TicketID, it.req.UserID); err != nil {
+		if _, err := w.cfg.Stock.Release(ctx, it.req.Part(l)); err != nil {
 			w.log.Warn("settling a hold after commit failed; retrying", "ticket", it.req.TicketID, "sale", l.SaleID, "err", err)
 			it.failed = true
 			return
@@ -618,7 +612,7 @@ func (w *Worker) deadLetter(ctx context.Context, m flashsale.Message) error {
 	}
 	for _, l := range req.Lines() {
 		if _, err := w.cfg.Sales.Get(ctx, l.SaleID); err == nil {
-			if _, err := w.cfg.Stock.Release(ctx, l.SaleID, req.TicketID, req.UserID); err != nil {
+			if _, err := w.cfg.Stock.Release(ctx, req.Part(l)); err != nil {
 				return fmt.Errorf("release: %w", err)
 			}
 		} else if !errors.Is(err, flashsale.ErrNotFound) {

@@ -92,7 +92,8 @@ func (f *fakeStock) Reassert(_ context.Context, parts []flashsale.Part) ([]flash
 	return make([]flashsale.Hold, len(parts)), make([]error, len(parts))
 }
 
-func (f *fakeStock) Release(_ context.Context, saleID, ticketID, _ string) (flashsale.Hold, error) {
+func (f *fakeStock) Release(_ context.Context, p flashsale.Part) (flashsale.Hold, error) {
+	saleID, ticketID := p.SaleID, p.TicketID
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.fail("release " + saleID); err != nil {
@@ -142,14 +143,14 @@ func (f *fakeOrders) CreateOrders(_ context.Context, _ int, orders []*flashsale.
 	for i, o := range orders {
 		switch {
 		case f.orders[o.ID] != nil:
-			out[i] = flashsale.OrderResult{Outcome: flashsale.OrderExisted, Current: f.orders[o.ID]}
+			out[i] = flashsale.OrderResult{Outcome: flashsale.CreateExisted, Current: f.orders[o.ID]}
 		case f.decisions[o.ID] != "":
-			out[i] = flashsale.OrderResult{Outcome: flashsale.OrderDecided, Decision: f.decisions[o.ID]}
+			out[i] = flashsale.OrderResult{Outcome: flashsale.CreateDecided, Decision: f.decisions[o.ID]}
 		case f.soldOut:
-			out[i] = flashsale.OrderResult{Outcome: flashsale.OrderSoldOut}
+			out[i] = flashsale.OrderResult{Outcome: flashsale.CreateSoldOut}
 		default:
 			f.orders[o.ID] = o
-			out[i] = flashsale.OrderResult{Outcome: flashsale.OrderCreated, Current: o}
+			out[i] = flashsale.OrderResult{Outcome: flashsale.CreateNew, Current: o}
 		}
 	}
 	return out, nil
