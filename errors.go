@@ -20,6 +20,7 @@ const (
 	CodeEnded             Code = "ended"
 	CodeSoldOut           Code = "sold_out"
 	CodeNotQualified      Code = "not_qualified"
+	CodeBlocked           Code = "blocked"
 	CodeLimitReached      Code = "limit_reached"
 	CodeInvalidQuantity   Code = "invalid_quantity"
 	CodeRateLimited       Code = "rate_limited"
@@ -104,3 +105,7 @@ func ErrorCode(err error) Code {
 
 // ErrAmountMismatch: a payment's amount differs from its order's.
 var ErrAmountMismatch = &Error{Code: CodeAmountMismatch, Message: "the amount differs from the order's"}
+
+// ErrBlocked: the user reached FLASHSALE_UNPAID_STRIKES (orders that expired
+// unpaid within the strike window) and may not purchase for now.
+var ErrBlocked = &Error{Code: CodeBlocked, Message: "too many of your orders expired unpaid recently; purchases are blocked for now"}

@@ -1,7 +1,15 @@
 // Package catalog is the read-through cache of sales every role consults on its
 // hot path. Sales never change after creation, so a sale once read is kept for
-// the life of the process (bounded by MaxEntries); an unknown id is remembered
-// for NegativeTTL so that requests for a sale being created elsewhere find it soon.
+// the life of the process (bounded by MaxEntries).
+//
+// Unknown ids cost no query each: the catalog also keeps the set of every sale
+// id, and an id outside it is answered not found only after a refresh of the
+// set that started after the request arrived (one index-only scan, at most one
+// per MinRefresh however many unknown ids are asked for; a request may wait up
+// to MinRefresh for it). A sale whose creation committed on another process
+// before the request arrived is therefore always found. Should the set be
+// unreadable, the catalog falls back to one lookup per id, remembering an
+// unknown id for NegativeTTL.
 package catalog
 
 import (
@@ -19,6 +27,8 @@ type Store interface {
 	CreateSale(ctx context.Context, s *flashsale.Sale) error
 	// GetSale returns an error wrapping flashsale.ErrNotFound for an unknown id.
 	GetSale(ctx context.Context, id string) (*flashsale.Sale, error)
+	// SaleIDs returns the id of every sale.
+	SaleIDs(ctx context.Context) ([]string, error)
 }
 
 // StockInit loads a new sale's stock where the hot path holds it.
@@ -34,6 +44,9 @@ type Config struct {
 	NegativeTTL time.Duration
 	// MaxEntries bounds the cache; when full it is emptied. Default 10,000.
 	MaxEntries int
+	// MinRefresh is the least time between two reads of the set of sale ids.
+	// Default 250 ms.
+	MinRefresh time.Duration
 }
 
 // Catalog caches sales. Safe for concurrent use.
@@ -42,6 +55,7 @@ type Catalog struct {
 	mu      sync.RWMutex
 	sales   map[string]*flashsale.Sale
 	missing map[string]time.Time
+	ids     knownIDs
 }
 
 // New returns a Catalog.
@@ -54,6 +68,9 @@ func New(cfg Config) (*Catalog, error) {
 	}
 	if cfg.MaxEntries == 0 {
 		cfg.MaxEntries = 10000
+	}
+	if cfg.MinRefresh == 0 {
+		cfg.MinRefresh = 250 * time.Millisecond
 	}
 	return &Catalog{cfg: cfg, sales: map[string]*flashsale.Sale{}, missing: map[string]time.Time{}}, nil
 }
@@ -83,7 +100,15 @@ func (c *Catalog) Get(ctx context.Context, id string) (*flashsale.Sale, error) {
 	if missing && time.Since(missAt) < c.cfg.NegativeTTL {
 		return nil, flashsale.Errorf(flashsale.CodeNotFound, "no sale %q", id)
 	}
-	s, err := c.cfg.Store.GetSale(ctx, id)
+	if !flashsale.ValidID(id) {
+		return nil, flashsale.Errorf(flashsale.CodeNotFound, "no sale %q", id)
+	}
+	var err error
+	if c.ids.unknown(ctx, c.cfg, id) {
+		err = flashsale.Errorf(flashsale.CodeNotFound, "no sale %q", id)
+	} else {
+		s, err = c.cfg.Store.GetSale(ctx, id)
+	}
 	if errors.Is(err, flashsale.ErrNotFound) {
 		c.mu.Lock()
 		if len(c.missing) >= c.cfg.MaxEntries {
@@ -108,4 +133,5 @@ func (c *Catalog) put(s *flashsale.Sale) {
 	}
 	c.sales[s.ID] = s
 	delete(c.missing, s.ID)
+	c.ids.add(s.ID)
 }

@@ -13,8 +13,8 @@ export FLASHSALE_NAMESPACE=flashsale_bench
 export FLASHSALE_HTTP_ADDR=127.0.0.1:8090
 export FLASHSALE_MYSQL_META_DSN='root@tcp(127.0.0.1:3306)/flashsale_bench_meta'
 export FLASHSALE_MYSQL_SHARD_DSNS='root@tcp(127.0.0.1:3306)/flashsale_bench_s0,root@tcp(127.0.0.1:3306)/flashsale_bench_s1'
-export FLASHSALE_ADMIN_TOKEN=${FLASHSALE_ADMIN_TOKEN:-bench-admin}
-export FLASHSALE_PAYMENT_SECRET=${FLASHSALE_PAYMENT_SECRET:-bench-secret}
+export FLASHSALE_ADMIN_TOKEN=${FLASHSALE_ADMIN_TOKEN:-bench-admin-token-0123}
+export FLASHSALE_PAYMENT_SECRET=${FLASHSALE_PAYMENT_SECRET:-bench-payment-secret-0123}
 export FLASHSALE_LOG_LEVEL=${FLASHSALE_LOG_LEVEL:-warn}
 
 # Start from a clean slate: the bench's own databases, Redis keys and queues.

@@ -21,6 +21,18 @@ type client struct {
 	base       string
 	adminToken string
 	hc         *http.Client
+	// bearer, when set, makes a JWT for a user id: every request that names a
+	// user with X-User-ID also carries "Authorization: Bearer <JWT>" (jwt
+	// mode, see withJWT).
+	bearer func(userID string) string
+}
+
+// withJWT returns a client of the same process (sharing connections) that
+// identifies users with the JWTs sign makes, for FLASHSALE_USER_AUTH=jwt.
+func (c *client) withJWT(sign func(userID string) string) *client {
+	cc := *c
+	cc.bearer = sign
+	return &cc
 }
 
 func newClient(base, adminToken string) *client {
@@ -123,6 +135,9 @@ func (c *client) send(ctx context.Context, method, path string, headers hdr, bod
 	}
 	for k, v := range headers {
 		req.Header[http.CanonicalHeaderKey(k)] = []string{v}
+	}
+	if u := req.Header.Get("X-User-ID"); c.bearer != nil && u != "" && req.Header.Get("Authorization") == "" {
+		req.Header.Set("Authorization", "Bearer "+c.bearer(u))
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {

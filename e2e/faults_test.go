@@ -280,7 +280,7 @@ func TestFaultPoisonMessages(t *testing.T) {
 	s := fxStartSale(t, e, c, fxStock, fxUsers, 5*time.Second, 0)
 	v := s.awaitTaken(fxStock/4, time.Minute)
 	s.midSale(v)
-	ticket := uuid.NewString()
+	ticket := uuid.Must(uuid.NewV7()).String() // ticket ids are UUIDv7, as the ingress mints them
 	const poisonUser = "poison-user"
 	unknownSale, _ := json.Marshal(map[string]any{"ticket_id": ticket, "sale_id": "no-such-sale-" + randHex(4),
 		"user_id": poisonUser, "quantity": 1, "admitted_at": time.Now().UTC()})

@@ -27,7 +27,7 @@ func StatusOf(code flashsale.Code) int {
 		return http.StatusBadRequest
 	case flashsale.CodeUnauthorized, flashsale.CodeBadSignature:
 		return http.StatusUnauthorized
-	case flashsale.CodeNotQualified:
+	case flashsale.CodeNotQualified, flashsale.CodeBlocked:
 		return http.StatusForbidden
 	case flashsale.CodeNotFound:
 		return http.StatusNotFound

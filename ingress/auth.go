@@ -24,11 +24,12 @@ func (s *Server) admin(c *gin.Context) {
 	}
 }
 
-// user checks X-User-ID, set by the gateway after it authenticated the user.
+// user identifies the caller through the configured Identifier (X-User-ID set
+// by the gateway, or a verified JWT); 401 unauthorized otherwise.
 func (s *Server) user(c *gin.Context) {
-	id := c.GetHeader("X-User-ID")
-	if !flashsale.ValidID(id) {
-		s.WriteError(c, flashsale.Errorf(flashsale.CodeUnauthorized, "X-User-ID must be 1 to 64 characters of [A-Za-z0-9_-]"))
+	id, err := s.cfg.Identity.Identify(c.Request)
+	if err != nil {
+		s.WriteError(c, err)
 		return
 	}
 	c.Set(userKey, id)

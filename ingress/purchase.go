@@ -124,7 +124,10 @@ func (s *Server) checkLine(ctx context.Context, user string, l flashsale.Line, b
 	if err := s.checkQualified(ctx, sale, user); err != nil {
 		return nil, err
 	}
-	if !s.limiter.Allow(sale.ID, now) {
+	if err := s.checkBlocked(ctx, user, now); err != nil {
+		return nil, err
+	}
+	if !s.budget.Allow(sale.ID, user, now) || !s.limiter.Allow(sale.ID, now) {
 		return nil, flashsale.ErrRateLimited
 	}
 	return sale, nil

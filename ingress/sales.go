@@ -34,6 +34,15 @@ type reservationInput struct {
 // MaxStock bounds a sale's stock (and per-user limit) to keep counters small.
 const MaxStock = 100_000_000
 
+// MaxPriceCents bounds a unit's price (10^12 cents), and MaxAmountCents the
+// amount of one order of one sale (price_cents × per_user_limit, 10^15 cents):
+// with quantity <= per_user_limit no amount can overflow, and a bundle of up
+// to ten such items stays far below 2^63.
+const (
+	MaxPriceCents  = 1_000_000_000_000
+	MaxAmountCents = 1_000_000_000_000_000
+)
+
 func invalid(field, format string, args ...any) error {
 	return flashsale.Errorf(flashsale.CodeInvalid, field+": "+format, args...)
 }
@@ -81,8 +90,8 @@ func (in *saleInput) toSale(now time.Time) (*flashsale.Sale, error) {
 		return nil, invalid("stock", "must be between 1 and %d", MaxStock)
 	}
 	s.Stock = *in.Stock
-	if in.PriceCents == nil || *in.PriceCents < 0 {
-		return nil, invalid("price_cents", "is required and must be >= 0")
+	if in.PriceCents == nil || *in.PriceCents < 0 || *in.PriceCents > MaxPriceCents {
+		return nil, invalid("price_cents", "is required and must be between 0 and %d", int64(MaxPriceCents))
 	}
 	s.PriceCents = *in.PriceCents
 	if in.PerUserLimit != nil {
@@ -90,6 +99,10 @@ func (in *saleInput) toSale(now time.Time) (*flashsale.Sale, error) {
 			return nil, invalid("per_user_limit", "must be between 1 and %d", MaxStock)
 		}
 		s.PerUserLimit = *in.PerUserLimit
+	}
+	// Both are bounded above, so the product cannot overflow.
+	if s.PriceCents*int64(s.PerUserLimit) > MaxAmountCents {
+		return nil, invalid("price_cents", "× per_user_limit must be at most %d (the largest order)", int64(MaxAmountCents))
 	}
 	if s.StartsAt, err = parseTime("starts_at", in.StartsAt); err != nil {
 		return nil, err

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/flashsale/flashsale"
+	"github.com/flashsale/flashsale/identity"
 )
 
 // Sales creates and finds sales.
@@ -75,11 +76,24 @@ type Config struct {
 	Reservations Reservations
 	// Orders lifecycle: cancel (see orders.go). Required.
 	Lifecycle Lifecycle
+	// Strikes blocks users whose orders keep expiring unpaid (see
+	// strikes.go); nil: nobody is blocked.
+	Strikes Strikes
+	// Identity identifies users; default identity.Header{} (X-User-ID).
+	Identity identity.Identifier
 	// AdminToken guards admin endpoints; empty: they answer 503.
 	AdminToken string
 	// LimitPerWindow is purchases admitted per sale per 10 ms on this node;
 	// 0 disables the limit. Default (when negative) 50.
 	LimitPerWindow int
+	// UserPurchasesPerSecond is each user's budget of purchase requests per
+	// sale on this node that may reach the sale's window (see fairness.go);
+	// over it: 429 rate_limited. 0 disables; default (when negative) 5. Off
+	// too when LimitPerWindow is 0 (there is no window to protect).
+	UserPurchasesPerSecond int
+	// ReadDeadline bounds every API read (GET under /api/v1); past it the
+	// read is answered 503. Default 3 s; negative: none.
+	ReadDeadline time.Duration
 	// PublishTimeout bounds the wait for the broker's confirm. Default 5 s; must
 	// stay below the stock store's stale-claim age.
 	PublishTimeout time.Duration
@@ -100,6 +114,8 @@ type Server struct {
 	log      *slog.Logger
 	engine   *gin.Engine
 	limiter  *windowLimiter
+	budget   *userBudget
+	missing  negativeCache
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 }
@@ -115,6 +131,18 @@ func New(cfg Config) (*Server, error) {
 	if cfg.LimitPerWindow < 0 {
 		cfg.LimitPerWindow = 50
 	}
+	if cfg.Identity == nil {
+		cfg.Identity = identity.Header{}
+	}
+	if cfg.UserPurchasesPerSecond < 0 {
+		cfg.UserPurchasesPerSecond = 5
+	}
+	if cfg.LimitPerWindow == 0 {
+		cfg.UserPurchasesPerSecond = 0
+	}
+	if cfg.ReadDeadline == 0 {
+		cfg.ReadDeadline = 3 * time.Second
+	}
 	if cfg.PublishTimeout == 0 {
 		cfg.PublishTimeout = 5 * time.Second
 	}
@@ -125,6 +153,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Log.Warn("FLASHSALE_ADMIN_TOKEN is not set: admin endpoints answer 503")
 	}
 	s := &Server{cfg: cfg, log: cfg.Log, limiter: newWindowLimiter(cfg.LimitPerWindow, 10*time.Millisecond),
+		budget: newUserBudget(cfg.UserPurchasesPerSecond),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "flashsale_http_requests_total",
 			Help: "HTTP requests answered, by route and status."}, []string{"route", "status"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "flashsale_http_request_seconds",
@@ -144,14 +173,14 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Gatherer != nil {
 		e.GET("/metrics", gin.WrapH(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{})))
 	}
-	api := e.Group("/api/v1")
+	api := e.Group("/api/v1", s.deadline)
 	api.POST("/sales", s.admin, s.createSale)
 	api.GET("/sales/:id", s.getSale)
 	api.POST("/sales/:id/purchase", s.user, s.purchase)
-	api.GET("/tickets/:id", s.user, s.getTicket)
-	api.GET("/orders/:id", s.user, s.getOrder)
-	api.POST("/orders/:id/cancel", s.user, s.cancelOrder)
-	api.POST("/orders/:id/returns", s.admin, s.returnOrder)
+	api.GET("/tickets/:id", s.user, s.knownID, s.getTicket)
+	api.GET("/orders/:id", s.user, s.knownID, s.getOrder)
+	api.POST("/orders/:id/cancel", s.user, s.knownID, s.cancelOrder)
+	api.POST("/orders/:id/returns", s.admin, s.knownID, s.returnOrder)
 	api.POST("/purchases", s.user, s.purchaseBundle)
 	api.POST("/sales/:id/reservations", s.user, s.reserve)
 	api.GET("/sales/:id/reservations/me", s.user, s.myReservation)

@@ -53,6 +53,8 @@ type Stock interface {
 type Config struct {
 	Book  Book  // required
 	Stock Stock // required
+	// Strikes counts orders that expired unpaid (see strikes.go); nil: none.
+	Strikes Strikes
 	// Log default slog.Default().
 	Log *slog.Logger
 	// Now is the clock; default time.Now.
@@ -109,6 +111,7 @@ func (s *Service) Expire(ctx context.Context, userID, orderID string) (*flashsal
 	}
 	if changed {
 		s.log.Debug("order expired", "order", orderID, "sale", o.SaleID)
+		s.strike(ctx, o)
 	}
 	return o, s.Follow(ctx, o)
 }

@@ -525,25 +525,44 @@ func (s *Store) GetOrder(ctx context.Context, userID, orderID string) (*flashsal
 
 // RecordOutcomes stores final statuses of tickets that made no order (sold_out,
 // failed), all of users on shard shard. A ticket's first decision stands: one
-// recorded before (or the order it made) is kept.
-func (s *Store) RecordOutcomes(ctx context.Context, shard int, tickets []*flashsale.Ticket) error {
+// recorded before (or the order it made) is kept. It returns the decisions
+// that stand where they are not the ones given: an order the ticket made
+// (flashsale.TicketPendingPayment: read the order), or an earlier outcome.
+func (s *Store) RecordOutcomes(ctx context.Context, shard int, tickets []*flashsale.Ticket) (map[string]flashsale.TicketStatus, error) {
 	if len(tickets) == 0 {
-		return nil
+		return nil, nil
 	}
 	now := time.Now().UTC()
 	args := make([]any, 0, len(tickets)*7)
-	for _, t := range tickets {
+	ids := make([]any, len(tickets))
+	given := make(map[string]flashsale.TicketStatus, len(tickets))
+	for i, t := range tickets {
 		args = append(args, decisionArgs(t, now)...)
+		ids[i], given[t.ID] = t.ID, t.Status
 	}
+	stand := map[string]flashsale.TicketStatus{}
 	err := inTx(ctx, s.shards[shard], func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT IGNORE INTO ticket_outcomes (ticket_id, sale_id, user_id, quantity, status, created_at, items) VALUES `+
-			placeholders(len(tickets), 7), args...)
-		return err
+		clear(stand)
+		if _, err := tx.ExecContext(ctx, `INSERT IGNORE INTO ticket_outcomes (ticket_id, sale_id, user_id, quantity, status, created_at, items) VALUES `+
+			placeholders(len(tickets), 7), args...); err != nil {
+			return err
+		}
+		return queryRows(ctx, tx, func(r scanner) error {
+			var id, status string
+			err := r.Scan(&id, &status)
+			if status == decisionOrdered {
+				status = string(flashsale.TicketPendingPayment)
+			}
+			if flashsale.TicketStatus(status) != given[id] {
+				stand[id] = flashsale.TicketStatus(status)
+			}
+			return err
+		}, `SELECT ticket_id, status FROM ticket_outcomes WHERE ticket_id IN (`+marks(len(ids))+`)`, ids...)
 	})
 	if err != nil {
-		return fmt.Errorf("mysqlstore: record outcomes: %w", err)
+		return nil, fmt.Errorf("mysqlstore: record outcomes: %w", err)
 	}
-	return nil
+	return stand, nil
 }
 
 // GiveUp records that ticket t (status failed or sold_out) will make no order,
@@ -553,15 +572,11 @@ func (s *Store) RecordOutcomes(ctx context.Context, shard int, tickets []*flashs
 // released, so a late commit of the same ticket loses to the release (its
 // decision row is a duplicate key), never the other way round.
 func (s *Store) GiveUp(ctx context.Context, t *flashsale.Ticket) (ordered bool, err error) {
-	if err := s.RecordOutcomes(ctx, s.ShardOf(t.UserID), []*flashsale.Ticket{t}); err != nil {
+	stand, err := s.RecordOutcomes(ctx, s.ShardOf(t.UserID), []*flashsale.Ticket{t})
+	if err != nil {
 		return false, err
 	}
-	var status string
-	err = s.shards[s.ShardOf(t.UserID)].QueryRowContext(ctx, `SELECT status FROM ticket_outcomes WHERE ticket_id = ?`, t.ID).Scan(&status)
-	if err != nil {
-		return false, fmt.Errorf("mysqlstore: give up ticket: %w", err)
-	}
-	return status == decisionOrdered, nil
+	return stand[t.ID] == flashsale.TicketPendingPayment, nil
 }
 
 // GetTicket rebuilds userID's ticket from MySQL: from its order, or from its

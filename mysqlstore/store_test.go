@@ -101,8 +101,13 @@ func TestTicketFallbackFromOrdersAndOutcomes(t *testing.T) {
 		t.Fatal(err)
 	}
 	lost := &flashsale.Ticket{ID: uuid.NewString(), SaleID: "s1", UserID: "dave", Quantity: 1, Status: flashsale.TicketSoldOut}
-	if err := s.RecordOutcomes(ctx, s.ShardOf("dave"), []*flashsale.Ticket{lost, lost}); err != nil {
-		t.Fatal(err)
+	if stand, err := s.RecordOutcomes(ctx, s.ShardOf("dave"), []*flashsale.Ticket{lost, lost}); err != nil || len(stand) != 0 {
+		t.Fatalf("record outcomes: %v %v, want recorded as given", stand, err)
+	}
+	// A ticket that made its order keeps it.
+	late := &flashsale.Ticket{ID: o.ID, SaleID: "s1", UserID: "dave", Quantity: 1, Status: flashsale.TicketSoldOut}
+	if stand, err := s.RecordOutcomes(ctx, s.ShardOf("dave"), []*flashsale.Ticket{late}); err != nil || stand[o.ID] != flashsale.TicketPendingPayment {
+		t.Fatalf("record outcomes of an ordered ticket: %v %v, want its order to stand", stand, err)
 	}
 	if tk, err := s.GetTicket(ctx, "dave", o.ID); err != nil || tk.Status != flashsale.TicketPendingPayment || tk.OrderID != o.ID {
 		t.Fatalf("ticket of an order = %+v, %v", tk, err)

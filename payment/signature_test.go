@@ -41,3 +41,18 @@ func TestVerify(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifyHidesClock: a stale t is refused without saying how far off it is.
+func TestVerifyHidesClock(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	body := []byte(`{}`)
+	err := Verify(Sign("secret-0123456789", now, body), body, []string{"secret-0123456789"}, now.Add(1234*time.Second), 300*time.Second)
+	if err == nil {
+		t.Fatal("a t 1234 s old was accepted")
+	}
+	for _, leak := range []string{"1234", "20m", "34s"} {
+		if strings.Contains(err.Error(), leak) {
+			t.Errorf("message %q reveals the clock offset (%q)", err, leak)
+		}
+	}
+}

@@ -107,14 +107,15 @@ return {'done', 'H:' .. q}
 `)
 
 // reassertScript makes sure a committed order's hold is counted: a no-op when the
-// ticket has any state, else (Redis lost it and was rebuilt before the order
-// committed) it holds q units. MySQL already has the order, within the stock
+// ticket is held, sold or released, else (Redis lost it and was rebuilt before
+// the order committed; or a retry of the purchase, after that loss, was refused
+// as sold out or failed although its order was committed) it holds q units. MySQL already has the order, within the stock
 // cap, so if Redis has fewer than q units available Redis is behind MySQL: the
 // script takes nothing and answers {"behind"}, and the sale is rebuilt from
 // MySQL (which counts the order). KEYS stock holds live units; ARGV tid user q.
 var reassertScript = redis.NewScript(loadedCheck + `
 local st = redis.call('HGET', KEYS[2], ARGV[1])
-if st then return {'done', st} end
+if st and st ~= 'X' and st ~= 'F' then return {'done', st} end
 local q = tonumber(ARGV[3])
 if tonumber(redis.call('HGET', KEYS[1], 'available')) < q then return {'behind'} end
 redis.call('HINCRBY', KEYS[1], 'available', -q)

@@ -57,7 +57,10 @@ type Orders interface {
 	// GetTicket returns a ticket past queued: from its order or its recorded
 	// decision; flashsale.ErrNotFound when it has neither.
 	GetTicket(ctx context.Context, userID, ticketID string) (*flashsale.Ticket, error)
-	RecordOutcomes(ctx context.Context, shard int, tickets []*flashsale.Ticket) error
+	// RecordOutcomes records the decisions of tickets that made no order and
+	// returns the decisions that stand instead, where another came first
+	// (TicketPendingPayment: the ticket made an order).
+	RecordOutcomes(ctx context.Context, shard int, tickets []*flashsale.Ticket) (map[string]flashsale.TicketStatus, error)
 	// GiveUp records that the ticket makes no order unless it made one first,
 	// and reports whether it did.
 	GiveUp(ctx context.Context, t *flashsale.Ticket) (ordered bool, err error)
@@ -527,7 +530,10 @@ func (w *Worker) settleOrder(ctx context.Context, it *item, r flashsale.OrderRes
 	}
 }
 
-// recordOutcomes stores the tickets that made no order, per shard.
+// recordOutcomes stores the tickets that made no order, per shard. A ticket
+// whose first decision was another stays with that one: in particular one that
+// made its order in an earlier attempt, whose hold Redis lost since (it was
+// refused this time), follows its order and has its hold re-asserted.
 func (w *Worker) recordOutcomes(ctx context.Context, items []*item) {
 	byShard := map[int][]*item{}
 	for _, it := range items {
@@ -541,13 +547,41 @@ func (w *Worker) recordOutcomes(ctx context.Context, items []*item) {
 		for i, it := range group {
 			tickets[i] = it.ticket
 		}
-		if err := w.cfg.Orders.RecordOutcomes(ctx, shard, tickets); err != nil {
+		stand, err := w.cfg.Orders.RecordOutcomes(ctx, shard, tickets)
+		if err != nil {
 			w.log.Warn("recording ticket outcomes failed; retrying", "shard", shard, "err", err)
 			for _, it := range group {
 				it.failed = true
 			}
+			continue
+		}
+		for _, it := range group {
+			switch st, ok := stand[it.req.TicketID]; {
+			case !ok:
+			case st == flashsale.TicketPendingPayment:
+				w.followOrder(ctx, it)
+			default:
+				it.ticket.Status = st
+			}
 		}
 	}
+}
+
+// followOrder makes a ticket refused in this attempt follow the order it made
+// in an earlier one: its ticket is the order's, and a pending order's holds are
+// re-asserted in Redis.
+func (w *Worker) followOrder(ctx context.Context, it *item) {
+	o, err := w.cfg.Orders.GetOrder(ctx, it.req.UserID, it.req.TicketID)
+	if err == nil && o.Status == flashsale.OrderPendingPayment {
+		_, errs := w.cfg.Stock.Reassert(ctx, o.Parts())
+		err = errors.Join(errs...)
+	}
+	if err != nil {
+		w.log.Warn("following the order of a ticket refused after it was ordered failed; retrying", "ticket", it.req.TicketID, "err", err)
+		it.failed = true
+		return
+	}
+	it.ticket = flashsale.TicketOf(o)
 }
 
 // writeTickets writes the fast copies of every decided ticket in one round trip.

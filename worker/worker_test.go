@@ -50,8 +50,11 @@ type fakeStock struct {
 	mu        sync.Mutex
 	available map[string]int
 	holds     map[[2]string]flashsale.Hold
-	log       []string       // "hold s t", "release s t", "resync s"
+	log       []string       // "hold s", "release s", "resync s"
 	failNext  map[string]int // op "release s" -> failures left
+
+	onReassert func([]flashsale.Part)    // optional: sees every re-assert
+	onPut      func([]*flashsale.Ticket) // optional: sees every ticket write
 }
 
 func newFakeStock(avail map[string]int) *fakeStock {
@@ -89,6 +92,9 @@ func (f *fakeStock) Hold(_ context.Context, sales []*flashsale.Sale, reqs []*fla
 }
 
 func (f *fakeStock) Reassert(_ context.Context, parts []flashsale.Part) ([]flashsale.Hold, []error) {
+	if f.onReassert != nil {
+		f.onReassert(parts)
+	}
 	return make([]flashsale.Hold, len(parts)), make([]error, len(parts))
 }
 
@@ -111,7 +117,12 @@ func (f *fakeStock) Release(_ context.Context, p flashsale.Part) (flashsale.Hold
 	return h, nil
 }
 
-func (f *fakeStock) PutTickets(context.Context, ...*flashsale.Ticket) error { return nil }
+func (f *fakeStock) PutTickets(_ context.Context, tickets ...*flashsale.Ticket) error {
+	if f.onPut != nil {
+		f.onPut(tickets)
+	}
+	return nil
+}
 
 func (f *fakeStock) Resync(_ context.Context, saleID string) error {
 	f.mu.Lock()
@@ -177,27 +188,29 @@ func (f *fakeOrders) GetTicket(ctx context.Context, user, id string) (*flashsale
 	return nil, flashsale.ErrNotFound
 }
 
-func (f *fakeOrders) RecordOutcomes(_ context.Context, _ int, tickets []*flashsale.Ticket) error {
+func (f *fakeOrders) RecordOutcomes(_ context.Context, _ int, tickets []*flashsale.Ticket) (map[string]flashsale.TicketStatus, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	stand := map[string]flashsale.TicketStatus{}
 	for _, t := range tickets {
-		if f.decisions[t.ID] == "" && f.orders[t.ID] == nil {
+		switch {
+		case f.orders[t.ID] != nil:
+			stand[t.ID] = flashsale.TicketPendingPayment
+		case f.decisions[t.ID] == "":
 			f.decisions[t.ID] = t.Status
+		case f.decisions[t.ID] != t.Status:
+			stand[t.ID] = f.decisions[t.ID]
 		}
 		f.stock.mu.Lock()
 		f.stock.log = append(f.stock.log, "decide "+string(t.Status))
 		f.stock.mu.Unlock()
 	}
-	return nil
+	return stand, nil
 }
 
 func (f *fakeOrders) GiveUp(ctx context.Context, t *flashsale.Ticket) (bool, error) {
-	if err := f.RecordOutcomes(ctx, 0, []*flashsale.Ticket{t}); err != nil {
-		return false, err
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.orders[t.ID] != nil, nil
+	stand, err := f.RecordOutcomes(ctx, 0, []*flashsale.Ticket{t})
+	return stand[t.ID] == flashsale.TicketPendingPayment, err
 }
 
 func newTestWorker(t *testing.T, stock *fakeStock, orders *fakeOrders, sales fakeSales) *Worker {
@@ -349,5 +362,30 @@ func TestMalformedPurchasesAreDeadLettered(t *testing.T) {
 		if m.settled != "dead" {
 			t.Errorf("message %d settled %q, want dead", i, m.settled)
 		}
+	}
+}
+
+// A retry refused as sold out after its order was committed (Redis lost the
+// hold and the units went to others meanwhile) follows its order: the ticket
+// is pending_payment, and its hold is re-asserted.
+func TestRefusedRetryOfAnOrderedTicketFollowsItsOrder(t *testing.T) {
+	stock := newFakeStock(map[string]int{"a": 0})
+	orders := newFakeOrders(stock)
+	req := &flashsale.PurchaseRequest{TicketID: "t1", SaleID: "a", UserID: "u1", Quantity: 1, AdmittedAt: time.Now()}
+	o := &flashsale.Order{ID: "t1", UserID: "u1", Status: flashsale.OrderPendingPayment}
+	o.SetItems([]flashsale.OrderItem{{SaleID: "a", Quantity: 1, AmountCents: 100}})
+	orders.orders["t1"] = o // committed by an earlier attempt
+	reasserted := 0
+	stock.onReassert = func(parts []flashsale.Part) { reasserted += len(parts) }
+	w := newTestWorker(t, stock, orders, twoSales())
+	m := msgOf(t, req)
+	var written *flashsale.Ticket
+	stock.onPut = func(ts []*flashsale.Ticket) { written = ts[0] }
+	w.HandlePurchases(context.Background(), []flashsale.Message{m})
+	if m.settled != "ack" || written == nil || written.Status != flashsale.TicketPendingPayment || written.OrderID != "t1" {
+		t.Fatalf("settled %q, ticket %+v; want ack and the order's pending ticket", m.settled, written)
+	}
+	if reasserted != 1 {
+		t.Errorf("%d parts re-asserted, want 1", reasserted)
 	}
 }

@@ -34,6 +34,8 @@ type config struct {
 	// RetryBudget is how long a worker tries a failed purchase again before it
 	// hands it back to the queue (see worker.Config.RetryBudget).
 	RetryBudget time.Duration
+	// Security settings (identities, fairness, strikes): see security.go.
+	security
 }
 
 func env(name, def string) string {
@@ -72,6 +74,7 @@ func loadConfig(fs *flag.FlagSet, args []string) (*config, error) {
 	retention := fs.String("outbox-retention", env("FLASHSALE_OUTBOX_RETENTION_HOURS", "24"), "hours sent outbox rows are kept")
 	reconcileEvery := fs.String("reconcile-interval", env("FLASHSALE_RECONCILE_INTERVAL", "30"), "seconds between background reconciliation passes")
 	retryBudget := fs.String("retry-budget", env("FLASHSALE_RETRY_BUDGET_SECONDS", "120"), "seconds a worker retries a failed purchase before handing it back to the queue")
+	sec := securityFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -112,6 +115,9 @@ func loadConfig(fs *flag.FlagSet, args []string) (*config, error) {
 	}
 	if c.Namespace == "" || strings.ContainsAny(c.Namespace, " {}") {
 		return nil, fmt.Errorf("FLASHSALE_NAMESPACE must be non-empty, without spaces or braces")
+	}
+	if c.security, err = sec.load(c); err != nil {
+		return nil, err
 	}
 	return c, nil
 }

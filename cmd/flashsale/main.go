@@ -173,7 +173,8 @@ func run(ctx context.Context, cmd string, roles []string, cfg *config, log *slog
 	if err != nil {
 		return err
 	}
-	lc, err := lifecycle.New(lifecycle.Config{Book: store, Stock: stock, Log: log})
+	strikes := rs.Strikes(cfg.UnpaidStrikes, cfg.UnpaidStrikeWindow)
+	lc, err := lifecycle.New(lifecycle.Config{Book: store, Stock: stock, Strikes: strikes, Log: log})
 	if err != nil {
 		return err
 	}
@@ -203,6 +204,7 @@ func run(ctx context.Context, cmd string, roles []string, cfg *config, log *slog
 			defer pub.Close()
 			srv, err := ingress.New(ingress.Config{Sales: sales, Stock: stock, Orders: store, Queue: pub, Lifecycle: lc, Reservations: reservations,
 				AdminToken: cfg.AdminToken, LimitPerWindow: cfg.LimitPerWindow, Registry: reg, Gatherer: reg, Log: log,
+				Identity: cfg.Identity, UserPurchasesPerSecond: cfg.UserPurchasesPerSecond, Strikes: strikes,
 				Ready: []ingress.Check{rs.Ping, func(context.Context) error { return pub.Ready() }, store.Ping}})
 			if err != nil {
 				return err
@@ -214,12 +216,13 @@ func run(ctx context.Context, cmd string, roles []string, cfg *config, log *slog
 			pay.Register(srv.Router())
 			hs := &http.Server{Addr: cfg.HTTPAddr, Handler: srv.Handler(), ReadHeaderTimeout: 5 * time.Second,
 				ReadTimeout: 10 * time.Second, WriteTimeout: 15 * time.Second, IdleTimeout: 60 * time.Second,
-				ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+				MaxHeaderBytes: maxHeaderBytes,
+				ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 			ln, err := net.Listen("tcp", cfg.HTTPAddr)
 			if err != nil {
 				return fmt.Errorf("ingress: %w", err)
 			}
-			log.Info("ingress listening", "addr", cfg.HTTPAddr)
+			log.Info("ingress listening", "addr", cfg.HTTPAddr, "user_auth", cfg.UserAuth)
 			p.wg.Add(1)
 			go func() {
 				defer p.wg.Done()

@@ -1,0 +1,220 @@
+package identity
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/flashsale/flashsale"
+)
+
+// MinSecretLen is the shortest HS256 secret accepted, in bytes. The binary
+// holds its other secrets (admin token, payment secrets) to the same minimum.
+const MinSecretLen = 16
+
+// minRSABits is the smallest RSA modulus accepted for RS256.
+const minRSABits = 2048
+
+// JWTConfig configures a JWT Identifier. At least one secret or public key is
+// required.
+type JWTConfig struct {
+	// Secrets verify HS256 tokens; any one may match (several while one is
+	// rotated). Each is at least MinSecretLen bytes.
+	Secrets []string
+	// PublicKeys verify RS256 (*rsa.PublicKey, at least 2048 bits), ES256
+	// (*ecdsa.PublicKey on P-256) and EdDSA (ed25519.PublicKey) tokens; any key
+	// of the token's type may match. See ParsePublicKeys.
+	PublicKeys []crypto.PublicKey
+	// Issuer and Audience, when not empty, must be the token's iss and one of
+	// its aud.
+	Issuer, Audience string
+	// Leeway is the clock skew allowed on exp, nbf and iat. Default 30 s.
+	Leeway time.Duration
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// JWT is the Identifier of "jwt" mode. A token is accepted only if:
+//   - its alg is HS256, RS256, ES256 or EdDSA and a key of that kind is
+//     configured: the alg selects which keys are tried, so a token cannot
+//     choose how its own signature is checked (an HS256 token "signed" with an
+//     RSA public key is checked against the HS256 secrets only; "none" never
+//     verifies);
+//   - its signature verifies with one of those keys;
+//   - exp is present and not past, nbf and iat are not in the future (each
+//     with Leeway);
+//   - iss and aud match when configured;
+//   - sub is a valid user id (flashsale.ValidID).
+//
+// It is safe for concurrent use.
+type JWT struct {
+	cfg    JWTConfig
+	keys   map[string][]jwt.VerificationKey // alg -> keys of that kind
+	parser *jwt.Parser
+}
+
+// NewJWT returns a JWT Identifier, or an error naming what is wrong with cfg.
+func NewJWT(cfg JWTConfig) (*JWT, error) {
+	if cfg.Leeway == 0 {
+		cfg.Leeway = 30 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	keys := map[string][]jwt.VerificationKey{}
+	for i, s := range cfg.Secrets {
+		if len(s) < MinSecretLen {
+			return nil, fmt.Errorf("identity: HS256 secret %d is %d bytes, want at least %d", i+1, len(s), MinSecretLen)
+		}
+		keys[jwt.SigningMethodHS256.Alg()] = append(keys[jwt.SigningMethodHS256.Alg()], []byte(s))
+	}
+	for i, k := range cfg.PublicKeys {
+		alg, err := algOf(k)
+		if err != nil {
+			return nil, fmt.Errorf("identity: public key %d: %w", i+1, err)
+		}
+		keys[alg] = append(keys[alg], k)
+	}
+	if len(keys) == 0 {
+		return nil, errors.New("identity: jwt mode needs at least one HS256 secret or public key")
+	}
+	methods := make([]string, 0, len(keys))
+	for alg := range keys {
+		methods = append(methods, alg)
+	}
+	opts := []jwt.ParserOption{jwt.WithValidMethods(methods), jwt.WithExpirationRequired(), jwt.WithIssuedAt(),
+		jwt.WithLeeway(cfg.Leeway), jwt.WithTimeFunc(cfg.Now)}
+	if cfg.Issuer != "" {
+		opts = append(opts, jwt.WithIssuer(cfg.Issuer))
+	}
+	if cfg.Audience != "" {
+		opts = append(opts, jwt.WithAudience(cfg.Audience))
+	}
+	return &JWT{cfg: cfg, keys: keys, parser: jwt.NewParser(opts...)}, nil
+}
+
+// algOf is the one JWS alg a public key verifies.
+func algOf(k crypto.PublicKey) (string, error) {
+	switch k := k.(type) {
+	case *rsa.PublicKey:
+		if k.N.BitLen() < minRSABits {
+			return "", fmt.Errorf("RSA key of %d bits, want at least %d", k.N.BitLen(), minRSABits)
+		}
+		return jwt.SigningMethodRS256.Alg(), nil
+	case *ecdsa.PublicKey:
+		if k.Curve != elliptic.P256() {
+			return "", fmt.Errorf("ECDSA key on %s, want P-256 (ES256)", k.Curve.Params().Name)
+		}
+		return jwt.SigningMethodES256.Alg(), nil
+	case ed25519.PublicKey:
+		return jwt.SigningMethodEdDSA.Alg(), nil
+	}
+	return "", fmt.Errorf("unsupported key type %T (want RSA, ECDSA P-256 or Ed25519)", k)
+}
+
+// keyFor returns the keys of the token's alg: the alg picks the kind of key,
+// never the key material.
+func (j *JWT) keyFor(t *jwt.Token) (any, error) {
+	keys := j.keys[t.Method.Alg()]
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("no key for alg %q", t.Method.Alg())
+	}
+	return jwt.VerificationKeySet{Keys: keys}, nil
+}
+
+// Identify verifies the bearer token (the scheme in any case) and returns its
+// sub. X-User-ID is ignored.
+func (j *JWT) Identify(r *http.Request) (string, error) {
+	h := r.Header.Get("Authorization")
+	if len(h) < 7 || !strings.EqualFold(h[:7], "Bearer ") || strings.TrimSpace(h[7:]) == "" {
+		return "", flashsale.Errorf(flashsale.CodeUnauthorized, "an Authorization: Bearer <JWT> header is required")
+	}
+	return j.Verify(strings.TrimSpace(h[7:]))
+}
+
+// Verify checks one token (see JWT) and returns its sub.
+func (j *JWT) Verify(raw string) (string, error) {
+	var claims jwt.RegisteredClaims
+	if _, err := j.parser.ParseWithClaims(raw, &claims, j.keyFor); err != nil {
+		return "", flashsale.Errorf(flashsale.CodeUnauthorized, "invalid token: %s", reason(err))
+	}
+	if !flashsale.ValidID(claims.Subject) {
+		return "", flashsale.Errorf(flashsale.CodeUnauthorized, "invalid token: sub must be 1 to 64 characters of [A-Za-z0-9_-]")
+	}
+	return claims.Subject, nil
+}
+
+// reason names why a token failed, without echoing its content.
+func reason(err error) string {
+	for _, r := range []struct {
+		err error
+		msg string
+	}{
+		{jwt.ErrTokenMalformed, "malformed"},
+		{jwt.ErrTokenSignatureInvalid, "signature does not verify"},
+		{jwt.ErrTokenUnverifiable, "signature does not verify"},
+		{jwt.ErrTokenRequiredClaimMissing, "a required claim is missing"},
+		{jwt.ErrTokenExpired, "expired"},
+		{jwt.ErrTokenNotValidYet, "not valid yet"},
+		{jwt.ErrTokenUsedBeforeIssued, "issued in the future"},
+		{jwt.ErrTokenInvalidIssuer, "wrong issuer"},
+		{jwt.ErrTokenInvalidAudience, "wrong audience"},
+	} {
+		if errors.Is(err, r.err) {
+			return r.msg
+		}
+	}
+	return "not accepted"
+}
+
+// ParsePublicKeys reads every public key of a PEM file: blocks of type
+// "PUBLIC KEY" (PKIX: RSA, ECDSA or Ed25519), "RSA PUBLIC KEY" (PKCS #1) or
+// "CERTIFICATE" (its subject key). Other blocks are an error, and so is a file
+// without a key.
+func ParsePublicKeys(data []byte) ([]crypto.PublicKey, error) {
+	var keys []crypto.PublicKey
+	for n := 1; ; n++ {
+		var block *pem.Block
+		block, data = pem.Decode(data)
+		if block == nil {
+			break
+		}
+		var k crypto.PublicKey
+		var err error
+		switch block.Type {
+		case "PUBLIC KEY":
+			k, err = x509.ParsePKIXPublicKey(block.Bytes)
+		case "RSA PUBLIC KEY":
+			k, err = x509.ParsePKCS1PublicKey(block.Bytes)
+		case "CERTIFICATE":
+			var cert *x509.Certificate
+			if cert, err = x509.ParseCertificate(block.Bytes); err == nil {
+				k = cert.PublicKey
+			}
+		default:
+			err = fmt.Errorf("PEM block of type %q is not a public key", block.Type)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("identity: PEM block %d: %w", n, err)
+		}
+		if _, err := algOf(k); err != nil {
+			return nil, fmt.Errorf("identity: PEM block %d: %w", n, err)
+		}
+		keys = append(keys, k)
+	}
+	if len(keys) == 0 {
+		return nil, errors.New("identity: no PEM public key found")
+	}
+	return keys, nil
+}
