@@ -28,6 +28,7 @@ const (
 	epGetSale    endpoint = "get_sale"
 	epReserve    endpoint = "reserve"
 	epPurchase   endpoint = "purchase"
+	epPurchases  endpoint = "purchases" // POST /api/v1/purchases: a bundle
 	epGetTicket  endpoint = "get_ticket"
 	epGetOrder   endpoint = "get_order"
 	epCancel     endpoint = "cancel"
@@ -37,10 +38,10 @@ const (
 // followUp reports an endpoint a user calls once it holds a ticket (ticket polls,
 // order reads, payments, cancellations), as opposed to the crowd's purchase and
 // reservation attempts. Follow-ups go ahead of the crowd for a free connection.
-func (ep endpoint) followUp() bool { return ep != epPurchase && ep != epReserve }
+func (ep endpoint) followUp() bool { return ep != epPurchase && ep != epPurchases && ep != epReserve }
 
 // endpointOrder is the order endpoints are listed in reports.
-var endpointOrder = []endpoint{epCreateSale, epGetSale, epReserve, epPurchase, epGetTicket, epGetOrder, epCancel, epPayment}
+var endpointOrder = []endpoint{epCreateSale, epGetSale, epReserve, epPurchase, epPurchases, epGetTicket, epGetOrder, epCancel, epPayment}
 
 const (
 	maxResponseBody = 1 << 20
@@ -383,24 +384,35 @@ type saleView struct {
 
 // ticketView is a ticket as returned by purchase and GET /api/v1/tickets/{id}.
 type ticketView struct {
-	TicketID string `json:"ticket_id"`
-	SaleID   string `json:"sale_id"`
-	Quantity int    `json:"quantity"`
-	Status   string `json:"status"`
-	OrderID  string `json:"order_id"`
-	PayBy    string `json:"pay_by"`
+	TicketID string     `json:"ticket_id"`
+	SaleID   string     `json:"sale_id"`
+	Quantity int        `json:"quantity"`
+	Status   string     `json:"status"`
+	OrderID  string     `json:"order_id"`
+	PayBy    string     `json:"pay_by"`
+	Items    []itemView `json:"items"`
+}
+
+// itemView is one item of a bundle purchase, ticket or order ({"sale_id",
+// "quantity"}; orders add "amount_cents" and "returned").
+type itemView struct {
+	SaleID      string `json:"sale_id"`
+	Quantity    int    `json:"quantity"`
+	AmountCents int64  `json:"amount_cents,omitempty"`
+	Returned    int    `json:"returned,omitempty"`
 }
 
 // orderView is GET /api/v1/orders/{id} and the cancel answer.
 type orderView struct {
-	OrderID     string `json:"order_id"`
-	SaleID      string `json:"sale_id"`
-	UserID      string `json:"user_id"`
-	Quantity    int    `json:"quantity"`
-	AmountCents int64  `json:"amount_cents"`
-	Status      string `json:"status"`
-	CreatedAt   string `json:"created_at"`
-	PayBy       string `json:"pay_by"`
+	OrderID     string     `json:"order_id"`
+	SaleID      string     `json:"sale_id"`
+	UserID      string     `json:"user_id"`
+	Quantity    int        `json:"quantity"`
+	AmountCents int64      `json:"amount_cents"`
+	Status      string     `json:"status"`
+	CreatedAt   string     `json:"created_at"`
+	PayBy       string     `json:"pay_by"`
+	Items       []itemView `json:"items"`
 }
 
 // paymentCallback is the body the payment provider posts.
@@ -442,6 +454,31 @@ func (c *apiClient) purchase(ctx context.Context, saleID, user string, quantity 
 	var v ticketView
 	body := []byte(fmt.Sprintf(`{"quantity":%d}`, quantity))
 	r, err := c.do(ctx, epPurchase, http.MethodPost, "/api/v1/sales/"+url.PathEscape(saleID)+"/purchase", body, c.userHeader(user))
+	if err == nil && (r.Status == http.StatusAccepted || r.Status == http.StatusOK) {
+		err = decode(r, &v)
+	}
+	return v, r, err
+}
+
+// purchaseBundle posts POST /api/v1/purchases {"items": items}: one ticket for
+// every item, all or nothing.
+func (c *apiClient) purchaseBundle(ctx context.Context, user string, items []itemView) (ticketView, *apiResponse, error) {
+	var v ticketView
+	type item struct {
+		SaleID   string `json:"sale_id"`
+		Quantity int    `json:"quantity"`
+	}
+	req := struct {
+		Items []item `json:"items"`
+	}{}
+	for _, it := range items {
+		req.Items = append(req.Items, item{it.SaleID, it.Quantity})
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return v, nil, err
+	}
+	r, err := c.do(ctx, epPurchases, http.MethodPost, "/api/v1/purchases", body, c.userHeader(user))
 	if err == nil && (r.Status == http.StatusAccepted || r.Status == http.StatusOK) {
 		err = decode(r, &v)
 	}

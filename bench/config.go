@@ -85,13 +85,20 @@ type Config struct {
 	Seed uint64 `json:"seed"`
 	// StartDelay is how long after creation the sale (or its reservation window) opens.
 	StartDelay time.Duration `json:"-"`
+	// BundleRatio is the share of users who buy a bundle (one unit of the sale and
+	// one of a second sale, all or nothing, with POST /api/v1/purchases) instead of
+	// one unit of the sale. With BundleRatio > 0 the run creates the second sale.
+	BundleRatio float64 `json:"bundle_ratio"`
+	// BundleStock is the second sale's stock (0: the same as Stock).
+	BundleStock int `json:"bundle_stock,omitempty"`
 
 	// Internal tunables, fixed by parseConfig; tests may shorten them.
-	sampleEvery    time.Duration
-	requestTimeout time.Duration
-	settleTimeout  time.Duration
-	expiryGrace    time.Duration
-	priceCents     int64
+	sampleEvery      time.Duration
+	requestTimeout   time.Duration
+	settleTimeout    time.Duration
+	expiryGrace      time.Duration
+	priceCents       int64
+	secondPriceCents int64
 }
 
 // parseConfig parses the bench's flags. getenv supplies the environment defaults of
@@ -127,6 +134,8 @@ func parseConfig(args []string, getenv func(string) string, errOut io.Writer) (C
 	fs.BoolVar(&c.Compare, "compare", false, "run the scenario against a redis sale, then a mysql sale, and compare them")
 	fs.BoolVar(&c.Quiet, "quiet", false, "no progress bar and only warnings in the log")
 	fs.Uint64Var(&c.Seed, "seed", 0, "seed for the users' random jitter (0: random)")
+	fs.Float64Var(&c.BundleRatio, "bundle-ratio", 0, "share of users (0..1) who buy a bundle of one unit of the sale and one of a second sale (POST /api/v1/purchases, all or nothing) instead of one unit; > 0 creates the second sale")
+	fs.IntVar(&c.BundleStock, "bundle-stock", 0, "stock of the second sale with --bundle-ratio (0: the same as --stock)")
 	fs.DurationVar(&c.StartDelay, "start-delay", 2*time.Second, "how long after its creation the sale (or its reservation window) opens")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -152,6 +161,7 @@ func (c *Config) setInternalDefaults() {
 	c.settleTimeout = 10 * time.Second
 	c.expiryGrace = 60 * time.Second
 	c.priceCents = 19900
+	c.secondPriceCents = 4900
 }
 
 // firstSecret returns the first entry of a comma-separated secret list.
@@ -208,6 +218,14 @@ func (c *Config) validate() error {
 	if !validRatio(c.CancelRatio) {
 		bad("--cancel-ratio %v: want 0..1", c.CancelRatio)
 	}
+	if !validRatio(c.BundleRatio) {
+		bad("--bundle-ratio %v: want 0..1", c.BundleRatio)
+	}
+	if c.BundleStock < 0 || c.BundleStock > maxStock {
+		bad("--bundle-stock %d: want 0..%d", c.BundleStock, maxStock)
+	} else if c.BundleStock > 0 && c.BundleRatio == 0 {
+		bad("--bundle-stock only applies with --bundle-ratio > 0")
+	}
 	if c.PaymentWindow < 1 || c.PaymentWindow > 86400 {
 		bad("--payment-window %d: want 1..86400 seconds", c.PaymentWindow)
 	}
@@ -240,6 +258,21 @@ func (c *Config) validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// bundles reports whether the run has a second sale and bundle buyers.
+func (c *Config) bundles() bool { return c.BundleRatio > 0 }
+
+// secondStock is the second sale's stock.
+func (c *Config) secondStock() int {
+	if c.BundleStock > 0 {
+		return c.BundleStock
+	}
+	return c.Stock
+}
+
+// bundleUser reports whether the n-th user (from 0) buys a bundle: exactly
+// BundleRatio of the users, spread evenly over them.
+func (c *Config) bundleUser(n int) bool { return takeShare(int64(n)+1, c.BundleRatio) }
 
 func validRatio(r float64) bool { return !math.IsNaN(r) && r >= 0 && r <= 1 }
 

@@ -28,14 +28,19 @@ type fakeServer struct {
 	// admissionSlack is how many units beyond the available stock are admitted to
 	// the queue (they end as sold_out tickets).
 	admissionSlack int
+	// halfBundles makes a bundle's order hold only its first item (a broken
+	// server that is not all or nothing).
+	halfBundles bool
 
-	mu        sync.Mutex
-	seq       int
-	sales     map[string]*fakeSale
-	tickets   map[string]*fakeTicket
-	orders    map[string]*fakeOrder
-	attempts  map[string]int
-	inventory []string // the "inventory" field of every created sale
+	mu       sync.Mutex
+	seq      int
+	sales    map[string]*fakeSale
+	tickets  map[string]*fakeTicket
+	orders   map[string]*fakeOrder
+	attempts map[string]int
+	// bundleAttempts counts POST /api/v1/purchases requests.
+	bundleAttempts int
+	inventory      []string // the "inventory" field of every created sale
 }
 
 type fakeSale struct {
@@ -54,18 +59,57 @@ type fakeSale struct {
 type fakeTicket struct {
 	id, sale, user string
 	qty            int
+	items          []fakeItem // a bundle: sale is the first item's; nil for one sale
 	status         string
 	order          *fakeOrder
 	created        time.Time
 }
 
+type fakeItem struct {
+	SaleID   string `json:"sale_id"`
+	Quantity int    `json:"quantity"`
+}
+
+// inSale is the units the ticket asks for in the sale.
+func (tk *fakeTicket) inSale(id string) int {
+	if tk.items == nil {
+		if tk.sale == id {
+			return tk.qty
+		}
+		return 0
+	}
+	for _, it := range tk.items {
+		if it.SaleID == id {
+			return it.Quantity
+		}
+	}
+	return 0
+}
+
 type fakeOrder struct {
 	id, sale, user string
 	qty            int
+	items          []fakeItem // a multi-item order; nil for one sale
 	amount         int64
 	status         string
 	created, payBy time.Time
 	paymentID      string
+}
+
+// qtyIn is the units the order holds in the sale.
+func (o *fakeOrder) qtyIn(id string) int {
+	if o.items == nil {
+		if o.sale == id {
+			return o.qty
+		}
+		return 0
+	}
+	for _, it := range o.items {
+		if it.SaleID == id {
+			return it.Quantity
+		}
+	}
+	return 0
 }
 
 var fakeUserRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
@@ -81,6 +125,7 @@ func newFakeServer(t *testing.T) (*fakeServer, *httptest.Server) {
 	mux.HandleFunc("GET /api/v1/sales/{id}", f.getSale)
 	mux.HandleFunc("POST /api/v1/sales/{id}/reservations", f.reserve)
 	mux.HandleFunc("POST /api/v1/sales/{id}/purchase", f.purchase)
+	mux.HandleFunc("POST /api/v1/purchases", f.purchaseBundle)
 	mux.HandleFunc("GET /api/v1/tickets/{id}", f.getTicket)
 	mux.HandleFunc("GET /api/v1/orders/{id}", f.getOrder)
 	mux.HandleFunc("POST /api/v1/orders/{id}/cancel", f.cancel)
@@ -113,6 +158,10 @@ func (f *fakeServer) advanceLocked(now time.Time) {
 		for len(s.queue) > 0 && !now.Before(s.queue[0].created.Add(f.resolveAfter)) {
 			tk := s.queue[0]
 			s.queue = s.queue[1:]
+			if tk.items != nil {
+				f.resolveBundleLocked(tk, now)
+				continue
+			}
 			avail, _, _ := s.stockLocked()
 			if avail < tk.qty && !f.oversell {
 				tk.status = statusSoldOut
@@ -131,13 +180,45 @@ func (f *fakeServer) advanceLocked(now time.Time) {
 	}
 }
 
+// resolveBundleLocked makes a bundle ticket's order when every item has its
+// units (all of it), or sells the ticket out (none of it). The payment window is
+// the shortest of the sales'.
+func (f *fakeServer) resolveBundleLocked(tk *fakeTicket, now time.Time) {
+	var window time.Duration
+	var amount int64
+	for i, it := range tk.items {
+		s := f.sales[it.SaleID]
+		if avail, _, _ := s.stockLocked(); avail < it.Quantity && !f.oversell {
+			tk.status = statusSoldOut
+			return
+		}
+		if i == 0 || s.window < window {
+			window = s.window
+		}
+		amount += s.price * int64(it.Quantity)
+	}
+	items := tk.items
+	if f.halfBundles {
+		items = items[:1]
+	}
+	f.seq++
+	o := &fakeOrder{id: fmt.Sprintf("o%d", f.seq), user: tk.user, items: append([]fakeItem(nil), items...),
+		amount: amount, status: statusPendingPayment, created: tk.created.Add(f.resolveAfter), payBy: now.Add(window)}
+	for _, it := range items {
+		s := f.sales[it.SaleID]
+		s.orders = append(s.orders, o)
+	}
+	f.orders[o.id] = o
+	tk.order = o
+}
+
 func (s *fakeSale) stockLocked() (avail, held, sold int) {
 	for _, o := range s.orders {
 		switch o.status {
 		case statusPendingPayment:
-			held += o.qty
+			held += o.qtyIn(s.id)
 		case statusPaid:
-			sold += o.qty
+			sold += o.qtyIn(s.id)
 		}
 	}
 	return s.stock - held - sold, held, sold
@@ -145,6 +226,9 @@ func (s *fakeSale) stockLocked() (avail, held, sold int) {
 
 func (tk *fakeTicket) view() map[string]any {
 	v := map[string]any{"ticket_id": tk.id, "sale_id": tk.sale, "quantity": tk.qty, "status": tk.status}
+	if tk.items != nil {
+		v = map[string]any{"ticket_id": tk.id, "items": tk.items, "status": tk.status}
+	}
 	if o := tk.order; o != nil {
 		v["status"] = o.status
 		v["order_id"] = o.id
@@ -155,9 +239,21 @@ func (tk *fakeTicket) view() map[string]any {
 	return v
 }
 
-func (o *fakeOrder) view() map[string]any {
-	return map[string]any{"order_id": o.id, "sale_id": o.sale, "user_id": o.user, "quantity": o.qty,
+func (f *fakeServer) orderView(o *fakeOrder) map[string]any {
+	v := map[string]any{"order_id": o.id, "user_id": o.user,
 		"amount_cents": o.amount, "status": o.status, "created_at": ts(o.created), "pay_by": ts(o.payBy), "payment_id": o.paymentID}
+	if o.items == nil {
+		v["sale_id"], v["quantity"] = o.sale, o.qty
+		v["items"] = []map[string]any{{"sale_id": o.sale, "quantity": o.qty, "amount_cents": o.amount, "returned": 0}}
+		return v
+	}
+	var items []map[string]any
+	for _, it := range o.items {
+		items = append(items, map[string]any{"sale_id": it.SaleID, "quantity": it.Quantity,
+			"amount_cents": f.sales[it.SaleID].price * int64(it.Quantity), "returned": 0})
+	}
+	v["items"] = items
+	return v
 }
 
 func userOf(w http.ResponseWriter, r *http.Request) (string, bool) {
@@ -334,36 +430,108 @@ func (f *fakeServer) purchase(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	units, queued := 0, 0
-	for _, tk := range f.tickets {
-		if tk.sale != s.id {
-			continue
-		}
-		st := tk.view()["status"]
-		if tk.user == user && (st == statusQueued || st == statusPendingPayment) {
-			writeJSON(w, http.StatusOK, map[string]any{"ticket_id": tk.id, "status": st})
-			return
-		}
-		if tk.user == user && (st == statusPendingPayment || st == statusPaid) {
-			units += tk.qty
-		}
-		if st == statusQueued {
-			queued += tk.qty
-		}
-	}
-	if units+body.Quantity > s.perUser {
-		writeErr(w, http.StatusConflict, "limit_reached")
-		return
-	}
-	avail, _, _ := s.stockLocked()
-	if !f.oversell && avail-queued+f.admissionSlack < body.Quantity {
-		writeErr(w, http.StatusConflict, "sold_out")
+	if f.admitLocked(w, s, user, body.Quantity) {
 		return
 	}
 	f.seq++
 	tk := &fakeTicket{id: fmt.Sprintf("t%d", f.seq), sale: s.id, user: user, qty: body.Quantity, status: statusQueued, created: now}
 	f.tickets[tk.id] = tk
 	s.queue = append(s.queue, tk)
+	writeJSON(w, http.StatusAccepted, map[string]any{"ticket_id": tk.id, "status": statusQueued})
+}
+
+// admitLocked answers for the user's live ticket in the sale (200), the
+// per-user limit and the stock; it reports whether it answered.
+func (f *fakeServer) admitLocked(w http.ResponseWriter, s *fakeSale, user string, qty int) bool {
+	units, queued := 0, 0
+	for _, tk := range f.tickets {
+		n := tk.inSale(s.id)
+		if n == 0 {
+			continue
+		}
+		st := tk.view()["status"]
+		if tk.user == user && (st == statusQueued || st == statusPendingPayment) {
+			writeJSON(w, http.StatusOK, map[string]any{"ticket_id": tk.id, "status": st})
+			return true
+		}
+		if tk.user == user && (st == statusPendingPayment || st == statusPaid) {
+			units += n
+		}
+		if st == statusQueued {
+			queued += n
+		}
+	}
+	if units+qty > s.perUser {
+		writeErr(w, http.StatusConflict, "limit_reached")
+		return true
+	}
+	avail, _, _ := s.stockLocked()
+	if !f.oversell && avail-queued+f.admissionSlack < qty {
+		writeErr(w, http.StatusConflict, "sold_out")
+		return true
+	}
+	return false
+}
+
+// purchaseBundle is POST /api/v1/purchases: 2 to 10 distinct sales, each item
+// checked as a purchase of its sale, one ticket.
+func (f *fakeServer) purchaseBundle(w http.ResponseWriter, r *http.Request) {
+	user, ok := userOf(w, r)
+	if !ok {
+		return
+	}
+	var body struct {
+		Items []fakeItem `json:"items"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+		writeErr(w, http.StatusBadRequest, "bad_request")
+		return
+	}
+	seen := map[string]bool{}
+	for _, it := range body.Items {
+		if seen[it.SaleID] {
+			writeErr(w, http.StatusBadRequest, "bad_request")
+			return
+		}
+		seen[it.SaleID] = true
+	}
+	if len(body.Items) < 2 || len(body.Items) > 10 {
+		writeErr(w, http.StatusBadRequest, "bad_request")
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	now := time.Now()
+	f.advanceLocked(now)
+	f.bundleAttempts++
+	for _, it := range body.Items {
+		s := f.sales[it.SaleID]
+		switch {
+		case s == nil:
+			writeErr(w, http.StatusNotFound, "not_found")
+			return
+		case now.Before(s.startsAt):
+			writeErr(w, http.StatusConflict, "not_started")
+			return
+		case it.Quantity < 1 || it.Quantity > s.perUser:
+			writeErr(w, http.StatusUnprocessableEntity, "invalid_quantity")
+			return
+		}
+		if _, ok := s.reserved[user]; s.hasRes && !ok {
+			writeErr(w, http.StatusForbidden, "not_qualified")
+			return
+		}
+	}
+	for _, it := range body.Items {
+		if f.admitLocked(w, f.sales[it.SaleID], user, it.Quantity) {
+			return
+		}
+	}
+	f.seq++
+	first := f.sales[body.Items[0].SaleID]
+	tk := &fakeTicket{id: fmt.Sprintf("t%d", f.seq), sale: first.id, user: user, items: body.Items, status: statusQueued, created: now}
+	f.tickets[tk.id] = tk
+	first.queue = append(first.queue, tk)
 	writeJSON(w, http.StatusAccepted, map[string]any{"ticket_id": tk.id, "status": statusQueued})
 }
 
@@ -396,7 +564,7 @@ func (f *fakeServer) getOrder(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusNotFound, "not_found")
 		return
 	}
-	writeJSON(w, http.StatusOK, o.view())
+	writeJSON(w, http.StatusOK, f.orderView(o))
 }
 
 func (f *fakeServer) cancel(w http.ResponseWriter, r *http.Request) {
@@ -417,7 +585,7 @@ func (f *fakeServer) cancel(w http.ResponseWriter, r *http.Request) {
 		if o.status == statusPendingPayment {
 			o.status = statusCancelled
 		}
-		writeJSON(w, http.StatusOK, o.view())
+		writeJSON(w, http.StatusOK, f.orderView(o))
 	}
 }
 

@@ -60,6 +60,7 @@ type recorder struct {
 	lastOrder     time.Time
 	ordersPerSec  []int64
 	stock         []StockSample
+	stockSecond   []StockSample // the second sale's readings (--bundle-ratio)
 }
 
 type endpointRecord struct {
@@ -183,6 +184,20 @@ func (r *recorder) addStock(s StockSample) {
 	r.mu.Lock()
 	r.stock = append(r.stock, s)
 	r.mu.Unlock()
+}
+
+// addStockSecond appends a reading of the second sale.
+func (r *recorder) addStockSecond(s StockSample) {
+	r.mu.Lock()
+	r.stockSecond = append(r.stockSecond, s)
+	r.mu.Unlock()
+}
+
+// stockSecondSnapshot returns a copy of the second sale's readings so far.
+func (r *recorder) stockSecondSnapshot() []StockSample {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]StockSample(nil), r.stockSecond...)
 }
 
 // since is t as seconds since the run started.

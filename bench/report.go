@@ -13,13 +13,15 @@ import (
 
 // Report is the whole result of one run, as written by --json.
 type Report struct {
-	RunID      string        `json:"run_id"`
-	SaleID     string        `json:"sale_id"`
-	URL        string        `json:"url"`
-	Inventory  string        `json:"inventory"`
-	Config     ConfigSummary `json:"config"`
-	StartedAt  time.Time     `json:"started_at"`
-	FinishedAt time.Time     `json:"finished_at"`
+	RunID  string `json:"run_id"`
+	SaleID string `json:"sale_id"`
+	// SecondSaleID is the bundles' second sale (--bundle-ratio > 0).
+	SecondSaleID string        `json:"second_sale_id,omitempty"`
+	URL          string        `json:"url"`
+	Inventory    string        `json:"inventory"`
+	Config       ConfigSummary `json:"config"`
+	StartedAt    time.Time     `json:"started_at"`
+	FinishedAt   time.Time     `json:"finished_at"`
 	// ElapsedSeconds is the wall time of the run.
 	ElapsedSeconds float64 `json:"elapsed_seconds"`
 	// Completed is false when the run could not finish (setup failed, --duration hit).
@@ -56,7 +58,11 @@ type Report struct {
 	// polled out of "queued").
 	ObservedOrdersCurve []CurvePoint  `json:"observed_orders_curve"`
 	StockSeries         []StockSample `json:"stock_series"`
-	Checks              []Check       `json:"checks"`
+	// SecondStockSeries is the second sale's readings (--bundle-ratio > 0).
+	SecondStockSeries []StockSample `json:"second_stock_series,omitempty"`
+	// Bundles describes the bundle purchases (--bundle-ratio > 0).
+	Bundles *BundleReport `json:"bundles,omitempty"`
+	Checks  []Check       `json:"checks"`
 	// Pass is true when the run completed and every check passed.
 	Pass bool `json:"pass"`
 }
@@ -99,6 +105,27 @@ type PurchaseReport struct {
 	// SlotWaitFollowUp is the same for follow-ups (ticket polls, order reads,
 	// payments, cancellations), which go ahead of the crowd.
 	SlotWaitFollowUp LatencySummary `json:"slot_wait_follow_up"`
+}
+
+// BundleReport counts the bundle buyers (one unit of the sale and one of the
+// second sale, POST /api/v1/purchases) and their orders.
+type BundleReport struct {
+	// Users is how many users bought a bundle instead of one unit.
+	Users int64 `json:"users"`
+	// Accepted counts their tickets (202 or 200 for a live ticket).
+	Accepted int64 `json:"accepted"`
+	// Tickets counts their tickets by last status.
+	Tickets map[string]int64 `json:"tickets"`
+	// Orders counts bundle tickets that made an order; Complete those whose order
+	// was read holding one unit of each sale; Incomplete those holding anything
+	// else (half held); Unread those whose order could not be read.
+	Orders     int64 `json:"orders"`
+	Complete   int64 `json:"complete"`
+	Incomplete int64 `json:"incomplete"`
+	Unread     int64 `json:"unread"`
+	// Units holds the units of pending_payment + paid tickets per sale id (single
+	// and bundle tickets together).
+	Units map[string]int64 `json:"units"`
 }
 
 // CurvePoint is one point of a cumulative curve: N events by T seconds.
@@ -282,6 +309,7 @@ func (r *run) buildReport(begin time.Time, completed bool, reason string, final 
 	}
 	rep.ObservedOrdersPerSecondSeries = append([]int64(nil), rec.ordersPerSec...)
 	rep.StockSeries = append([]StockSample(nil), rec.stock...)
+	rep.SecondStockSeries = append([]StockSample(nil), rec.stockSecond...)
 	rep.Counters = make(map[string]int64, len(rec.counters))
 	for k, v := range rec.counters {
 		rep.Counters[k] = v
@@ -358,9 +386,51 @@ func (r *run) buildReport(begin time.Time, completed bool, reason string, final 
 		rep.Problems = rep.Problems[:20]
 	}
 
+	if r.saleB != "" {
+		rep.SecondSaleID = r.saleB
+		rep.Bundles = r.bundleReport()
+	}
 	rep.Checks = checkInvariants(r.observations(completed, reason, final))
 	rep.Pass = completed && allPass(rep.Checks)
 	return rep
+}
+
+// bundleReport counts the bundle buyers and their orders.
+func (r *run) bundleReport() *BundleReport {
+	b := &BundleReport{Tickets: map[string]int64{}, Units: map[string]int64{}}
+	for _, u := range r.simUsers {
+		if u.bundle {
+			b.Users++
+		}
+	}
+	for _, t := range r.tickets() {
+		if t.status == statusPendingPayment || t.status == statusPaid {
+			b.Units[r.saleID] += t.unitsIn(false)
+			b.Units[r.saleB] += t.unitsIn(true)
+		}
+		if !t.bundle {
+			continue
+		}
+		b.Accepted++
+		b.Tickets[orDefault(t.status, "unknown")]++
+		if !hasOrder(t.status) {
+			continue
+		}
+		b.Orders++
+		units := map[string]int{}
+		for _, it := range t.orderItems {
+			units[it.SaleID] += it.Quantity
+		}
+		switch {
+		case !t.orderRead:
+			b.Unread++
+		case len(units) == 2 && units[r.saleID] == 1 && units[r.saleB] == 1:
+			b.Complete++
+		default:
+			b.Incomplete++
+		}
+	}
+	return b
 }
 
 func msOf(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -378,6 +448,10 @@ func writeText(w io.Writer, rep *Report) {
 	}
 	fmt.Fprintf(w, "  reservation %v  pay %.0f%%  cancel %.0f%%  payment window %ds  seed %d\n",
 		c.Reservation, c.PayRatio*100, c.CancelRatio*100, c.PaymentWindow, c.Seed)
+	if rep.SecondSaleID != "" {
+		fmt.Fprintf(w, "bundles %.0f%% of users: one unit of %s and one of %s (stock %d)\n",
+			c.BundleRatio*100, rep.SaleID, rep.SecondSaleID, c.secondStock())
+	}
 	fmt.Fprintf(w, "elapsed %.1fs  clock offset %s\n", rep.ElapsedSeconds, fmtSignedMs(rep.ClockOffsetMs))
 	if rep.Error != "" {
 		fmt.Fprintf(w, "INCOMPLETE: %s\n", rep.Error)
@@ -419,6 +493,12 @@ func writeText(w io.Writer, rep *Report) {
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "  tickets\t%s\n", fmtCounts(rep.Tickets, ticketStatusOrder))
 	fmt.Fprintf(tw, "  users\t%s\n", fmtCounts(rep.Users, []string{outcomeTicket, outcomeSoldOut}))
+	if b := rep.Bundles; b != nil {
+		fmt.Fprintf(tw, "  bundle tickets\t%s\n", fmtCounts(b.Tickets, ticketStatusOrder))
+		fmt.Fprintf(tw, "  bundle orders\t%d: %d with both items, %d not as bought, %d unread (%d bundle users, %d tickets)\n",
+			b.Orders, b.Complete, b.Incomplete, b.Unread, b.Users, b.Accepted)
+		fmt.Fprintf(tw, "  units held or sold\t%s\n", fmtCounts(b.Units, []string{rep.SaleID, rep.SecondSaleID}))
+	}
 	if len(rep.Actions) > 0 {
 		fmt.Fprintf(tw, "  actions\t%s\n", fmtCounts(rep.Actions, nil))
 	}

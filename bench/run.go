@@ -30,6 +30,7 @@ type run struct {
 	log    *slog.Logger
 	id     string
 	saleID string
+	saleB  string     // the second sale of the bundles; "" without --bundle-ratio
 	users  *apiClient // the crowd: at most cfg.Conns requests in flight
 	ctl    *apiClient // sale creation and stock sampling, never queued behind the crowd
 	rec    *recorder
@@ -41,6 +42,8 @@ type run struct {
 	ordersSeen atomic.Int64 // orders created so far, to pick the paid share
 	unpaidSeen atomic.Int64 // unpaid orders so far, to pick the cancelled share
 	simUsers   []*simUser
+	// finalSecond is the second sale's reading once quiet (settle); nil if none.
+	finalSecond *StockSample
 }
 
 // serverNow is the current time on the server's clock.
@@ -69,6 +72,9 @@ func runOnce(ctx context.Context, cfg Config, log *slog.Logger, progressOut io.W
 		opened: make(chan struct{}),
 	}
 	r.saleID = "bench-" + r.id
+	if cfg.bundles() {
+		r.saleB = r.saleID + "-b"
+	}
 	r.log = log.With("run", r.id, "inventory", cfg.Inventory)
 	r.users = newAPIClient(cfg, r.rec, cfg.Conns, true)
 	r.ctl = newAPIClient(cfg, r.rec, 4, false)
@@ -152,19 +158,16 @@ func (r *run) setup(ctx context.Context) error {
 	if r.cfg.Reservation {
 		req.Reservation = &reservationRequest{OpensAt: rfc3339(r.sched.opensAt), ClosesAt: rfc3339(r.sched.closesAt)}
 	}
-	for attempt := 1; ; attempt++ {
-		resp, err = r.ctl.createSale(ctx, req)
-		if err == nil && resp.Status == http.StatusCreated {
-			break
+	if err := r.createSale(ctx, req); err != nil {
+		return err
+	}
+	if r.saleB != "" {
+		b := req
+		b.ID, b.SKU, b.Name = r.saleB, "BENCH-"+r.id+"-B", "flashsale bench "+r.id+" (bundle's second sale)"
+		b.Stock, b.PriceCents = r.cfg.secondStock(), r.cfg.secondPriceCents
+		if err := r.createSale(ctx, b); err != nil {
+			return err
 		}
-		transient := err != nil || resp.Status == http.StatusInternalServerError || resp.Status == http.StatusBadGateway || resp.Status == http.StatusGatewayTimeout
-		if !transient || attempt >= 3 || ctx.Err() != nil {
-			if err != nil {
-				return fmt.Errorf("creating sale %s: %w", r.saleID, err)
-			}
-			return fmt.Errorf("creating sale %s: %s %s", r.saleID, resp.key(), resp.Message)
-		}
-		sleepCtx(ctx, backoff(attempt+2))
 	}
 
 	// Refine the offset with server_time, keeping the sample with the shortest round trip.
@@ -188,9 +191,27 @@ func (r *run) setup(ctx context.Context) error {
 	if best < 0 {
 		return fmt.Errorf("sale %s was created but GET /api/v1/sales/%s does not answer 200 with a server_time", r.saleID, r.saleID)
 	}
-	r.log.Info("sale created", "sale", r.saleID, "stock", r.cfg.Stock, "users", r.cfg.Users,
+	r.log.Info("sale created", "sale", r.saleID, "second_sale", r.saleB, "bundle_ratio", r.cfg.BundleRatio, "stock", r.cfg.Stock, "users", r.cfg.Users,
 		"opens_in", time.Until(r.local(r.sched.startsAt)).Round(time.Millisecond), "clock_offset", r.offset.Round(time.Millisecond))
 	return nil
+}
+
+// createSale creates one sale, retrying transient failures a few times.
+func (r *run) createSale(ctx context.Context, req saleRequest) error {
+	for attempt := 1; ; attempt++ {
+		resp, err := r.ctl.createSale(ctx, req)
+		if err == nil && resp.Status == http.StatusCreated {
+			return nil
+		}
+		transient := err != nil || resp.Status == http.StatusInternalServerError || resp.Status == http.StatusBadGateway || resp.Status == http.StatusGatewayTimeout
+		if !transient || attempt >= 3 || ctx.Err() != nil {
+			if err != nil {
+				return fmt.Errorf("creating sale %s: %w", req.ID, err)
+			}
+			return fmt.Errorf("creating sale %s: %s %s", req.ID, resp.key(), resp.Message)
+		}
+		sleepCtx(ctx, backoff(attempt+2))
+	}
 }
 
 func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
@@ -202,9 +223,10 @@ func (r *run) load(ctx context.Context) (bool, string) {
 	r.simUsers = make([]*simUser, r.cfg.Users)
 	for i := range r.simUsers {
 		r.simUsers[i] = &simUser{
-			n:   i,
-			id:  fmt.Sprintf("bench-%s-%d", r.id, i),
-			rng: mrand.New(mrand.NewPCG(seed, uint64(i))),
+			n:      i,
+			id:     fmt.Sprintf("bench-%s-%d", r.id, i),
+			rng:    mrand.New(mrand.NewPCG(seed, uint64(i))),
+			bundle: r.saleB != "" && r.cfg.bundleUser(i),
 		}
 	}
 	if r.cfg.Reservation {
@@ -248,9 +270,23 @@ func (r *run) sampleStock(ctx context.Context) {
 	}
 }
 
-// sampleOnce reads and records the sale's stock once.
+// sampleOnce reads and records the sale's stock once (and the second sale's,
+// with bundles; see sampleSecond).
 func (r *run) sampleOnce(ctx context.Context) (StockSample, bool) {
-	sv, resp, err := r.ctl.getSale(ctx, r.saleID)
+	if r.saleB != "" {
+		r.sampleSecond(ctx)
+	}
+	return r.sampleSale(ctx, r.saleID, r.rec.addStock)
+}
+
+// sampleSecond reads and records the second sale's stock once.
+func (r *run) sampleSecond(ctx context.Context) (StockSample, bool) {
+	return r.sampleSale(ctx, r.saleB, r.rec.addStockSecond)
+}
+
+// sampleSale reads one sale's stock and records it with add.
+func (r *run) sampleSale(ctx context.Context, id string, add func(StockSample)) (StockSample, bool) {
+	sv, resp, err := r.ctl.getSale(ctx, id)
 	if err != nil || resp.Status != http.StatusOK {
 		return StockSample{}, false
 	}
@@ -263,6 +299,6 @@ func (r *run) sampleOnce(ctx context.Context) (StockSample, bool) {
 		Sold:         sv.Stock.Sold,
 		Reservations: sv.Reservations,
 	}
-	r.rec.addStock(s)
+	add(s)
 	return s, true
 }

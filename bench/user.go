@@ -77,6 +77,7 @@ type simUser struct {
 	id       string
 	rng      *rand.Rand
 	reserved bool
+	bundle   bool // buys one unit of each sale with POST /api/v1/purchases
 	outcome  string
 	detail   string // what went wrong, for outcomeError / outcomeGaveUp
 	ticket   *ticketTrack
@@ -97,6 +98,31 @@ type ticketTrack struct {
 	intent      string
 	action      string // result of the pay/cancel action
 	verified    bool   // status confirmed by the final verification
+	bundle      bool   // a bundle ticket: one unit of each sale
+	items       []itemView
+	orderItems  []itemView // the order's items, once read (bundles)
+	orderRead   bool
+}
+
+// unitsIn is the units the ticket asks for in the first sale (second false) or
+// in the second sale of the bundles (second true).
+func (t *ticketTrack) unitsIn(second bool) int64 {
+	switch {
+	case t.bundle:
+		return 1
+	case second:
+		return 0
+	}
+	return int64(t.quantity)
+}
+
+// noteOrder keeps what an order read tells about the ticket.
+func (t *ticketTrack) noteOrder(ov orderView) {
+	if ca, err := time.Parse(time.RFC3339Nano, ov.CreatedAt); err == nil {
+		t.createdAt = ca
+	}
+	t.orderItems = append([]itemView(nil), ov.Items...)
+	t.orderRead = true
 }
 
 // jitter spreads d over [d/2, 3d/2).
@@ -175,32 +201,47 @@ func (r *run) simulate(ctx context.Context, u *simUser) {
 	r.act(ctx, u, t)
 }
 
-// reserve qualifies the user during the reservation window.
+// reserve qualifies the user during the reservation window, in each sale the
+// user buys from (both, for a bundle buyer).
 func (r *run) reserve(ctx context.Context, u *simUser) {
 	if !sleepCtx(ctx, time.Until(r.local(r.sched.opensAt))) {
 		u.outcome, u.detail = outcomeGaveUp, "run ended before the reservation window"
 		return
 	}
+	sales := []string{r.saleID}
+	if u.bundle {
+		sales = append(sales, r.saleB)
+	}
+	for _, id := range sales {
+		if !r.reserveIn(ctx, u, id) {
+			return
+		}
+	}
+	u.reserved = true
+}
+
+// reserveIn reserves in one sale; on failure it sets the user's outcome and
+// reports false.
+func (r *run) reserveIn(ctx context.Context, u *simUser, saleID string) bool {
 	transient := 0
 	for attempt := 1; attempt <= maxPurchaseAttempts; attempt++ {
-		resp, err := r.users.reserve(ctx, r.saleID, u.id)
+		resp, err := r.users.reserve(ctx, saleID, u.id)
 		if ctx.Err() != nil {
 			u.outcome, u.detail = outcomeGaveUp, "run ended while reserving"
-			return
+			return false
 		}
 		if err != nil {
 			transient++
 			if transient > maxTransientErrors {
 				u.outcome, u.detail = outcomeError, "reserve: "+err.Error()
-				return
+				return false
 			}
 			sleepCtx(ctx, u.jitter(backoff(transient)))
 			continue
 		}
 		switch {
 		case resp.Status == http.StatusCreated || resp.Status == http.StatusOK:
-			u.reserved = true
-			return
+			return true
 		case resp.Status == http.StatusTooManyRequests:
 			r.rec.count("reserve_retry_429", 1)
 			sleepCtx(ctx, r.retryDelay(u, resp, attempt))
@@ -212,15 +253,16 @@ func (r *run) reserve(ctx context.Context, u *simUser) {
 			r.rec.count("reserve_retry_5xx", 1)
 			if transient > maxTransientErrors {
 				u.outcome, u.detail = outcomeError, "reserve: "+resp.key()
-				return
+				return false
 			}
 			sleepCtx(ctx, u.jitter(backoff(transient)))
 		default:
 			u.outcome, u.detail = outcomeNotReserved, "reserve: "+resp.key()
-			return
+			return false
 		}
 	}
 	u.outcome, u.detail = outcomeGaveUp, "reserve: too many attempts"
+	return false
 }
 
 // retryDelay is how long to wait after a 429: never less than Retry-After (the
@@ -244,7 +286,14 @@ func retryAfterDelay(rng *rand.Rand, resp *apiResponse, attempt int) time.Durati
 func (r *run) purchase(ctx context.Context, u *simUser) *ticketTrack {
 	transient := 0
 	for attempt := 1; attempt <= maxPurchaseAttempts; attempt++ {
-		tv, resp, err := r.users.purchase(ctx, r.saleID, u.id, 1)
+		var tv ticketView
+		var resp *apiResponse
+		var err error
+		if u.bundle {
+			tv, resp, err = r.users.purchaseBundle(ctx, u.id, []itemView{{SaleID: r.saleID, Quantity: 1}, {SaleID: r.saleB, Quantity: 1}})
+		} else {
+			tv, resp, err = r.users.purchase(ctx, r.saleID, u.id, 1)
+		}
 		now := time.Now()
 		if ctx.Err() != nil {
 			u.outcome, u.detail = outcomeGaveUp, "run ended while purchasing"
@@ -268,7 +317,7 @@ func (r *run) purchase(ctx context.Context, u *simUser) *ticketTrack {
 				u.outcome, u.detail = outcomeError, fmt.Sprintf("purchase: %d without a ticket id", resp.Status)
 				return nil
 			}
-			t := &ticketTrack{userID: u.id, id: tv.TicketID, acceptedAt: now, status: tv.Status, quantity: max(tv.Quantity, 1)}
+			t := &ticketTrack{userID: u.id, id: tv.TicketID, acceptedAt: now, status: tv.Status, quantity: max(tv.Quantity, 1), bundle: u.bundle}
 			if resp.Status == http.StatusAccepted {
 				t.accepted202 = true
 				r.rec.acceptedAt(now)
@@ -339,6 +388,9 @@ func (t *ticketTrack) apply(tv ticketView) {
 	}
 	if tv.Quantity > 0 {
 		t.quantity = tv.Quantity
+	}
+	if len(tv.Items) > 0 {
+		t.items = append([]itemView(nil), tv.Items...)
 	}
 	if tv.PayBy != "" {
 		if pb, err := time.Parse(time.RFC3339Nano, tv.PayBy); err == nil {
@@ -418,9 +470,7 @@ func (r *run) payOrder(ctx context.Context, u *simUser, t *ticketTrack) string {
 		ov, resp, err := r.users.getOrder(ctx, u.id, t.orderID)
 		if err == nil && resp.Status == http.StatusOK {
 			order = ov
-			if ca, err := time.Parse(time.RFC3339Nano, ov.CreatedAt); err == nil {
-				t.createdAt = ca // spares the verification one read
-			}
+			t.noteOrder(ov) // spares the verification one read
 			break
 		}
 		if ctx.Err() != nil || attempt >= maxActionAttempts || (resp != nil && !resp.retryable() && resp.Status != http.StatusNotFound) {

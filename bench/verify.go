@@ -67,7 +67,8 @@ func (r *run) refresh(ctx context.Context, ts []*ticketTrack) {
 func (r *run) readCreatedAt(ctx context.Context) {
 	var todo []*ticketTrack
 	for _, t := range r.tickets() {
-		if hasOrder(t.status) && t.orderID != "" && t.createdAt.IsZero() {
+		// Bundle orders are read for their items too (all or nothing).
+		if hasOrder(t.status) && t.orderID != "" && (t.createdAt.IsZero() || (t.bundle && !t.orderRead)) {
 			todo = append(todo, t)
 		}
 	}
@@ -75,9 +76,7 @@ func (r *run) readCreatedAt(ctx context.Context) {
 		for attempt := 1; attempt <= 4; attempt++ {
 			ov, resp, err := r.users.getOrder(ctx, t.userID, t.orderID)
 			if err == nil && resp.Status == http.StatusOK {
-				if ca, perr := time.Parse(time.RFC3339Nano, ov.CreatedAt); perr == nil {
-					t.createdAt = ca
-				}
+				t.noteOrder(ov)
 				return
 			}
 			if ctx.Err() != nil || (resp != nil && !resp.retryable()) {
@@ -161,14 +160,15 @@ func later(a, b time.Time) time.Time {
 	return a
 }
 
-// unitsHeldAndSold sums the units of tickets in pending_payment and in paid.
-func unitsHeldAndSold(ts []*ticketTrack) (held, sold int64) {
+// unitsHeldAndSold sums the units of tickets in pending_payment and in paid, in
+// the first sale (second false) or the second sale of the bundles.
+func unitsHeldAndSold(ts []*ticketTrack, second bool) (held, sold int64) {
 	for _, t := range ts {
 		switch t.status {
 		case statusPendingPayment:
-			held += int64(t.quantity)
+			held += t.unitsIn(second)
 		case statusPaid:
-			sold += int64(t.quantity)
+			sold += t.unitsIn(second)
 		}
 	}
 	return held, sold
@@ -184,10 +184,19 @@ func (r *run) settle(ctx context.Context) *StockSample {
 	var final *StockSample
 	for {
 		r.refresh(ctx, todo)
-		held, sold := unitsHeldAndSold(all)
-		if s, ok := r.sampleOnce(ctx); ok {
+		held, sold := unitsHeldAndSold(all, false)
+		secondQuiet := true
+		if r.saleB != "" {
+			heldB, soldB := unitsHeldAndSold(all, true)
+			secondQuiet = false
+			if s, ok := r.sampleSecond(ctx); ok {
+				r.finalSecond = &s
+				secondQuiet = s.Held == heldB && s.Sold == soldB
+			}
+		}
+		if s, ok := r.sampleSale(ctx, r.saleID, r.rec.addStock); ok {
 			final = &s
-			if s.Held == held && s.Sold == sold {
+			if s.Held == held && s.Sold == sold && secondQuiet {
 				return final
 			}
 		}
@@ -212,6 +221,7 @@ func (r *run) settle(ctx context.Context) *StockSample {
 // observations turns the run's tickets into the invariant checker's input.
 func (r *run) observations(completed bool, reason string, final *StockSample) invariantInput {
 	in := invariantInput{
+		SaleID:       r.saleID,
 		Stock:        int64(r.cfg.Stock),
 		PerUserLimit: int64(r.cfg.PerUserLimit),
 		WaitExpiry:   r.cfg.WaitExpiry,
@@ -220,16 +230,34 @@ func (r *run) observations(completed bool, reason string, final *StockSample) in
 		Samples:      r.rec.stockSnapshot(),
 		Final:        final,
 	}
+	if r.saleB != "" {
+		in.Second = &saleObservation{
+			SaleID:  r.saleB,
+			Stock:   int64(r.cfg.secondStock()),
+			Samples: r.rec.stockSecondSnapshot(),
+			Final:   r.finalSecond,
+		}
+	}
 	for _, t := range r.tickets() {
+		var items map[string]int64
+		if t.orderRead {
+			items = map[string]int64{}
+			for _, it := range t.orderItems {
+				items[it.SaleID] += int64(it.Quantity)
+			}
+		}
 		in.Tickets = append(in.Tickets, ticketObservation{
-			UserID:   t.userID,
-			TicketID: t.id,
-			OrderID:  t.orderID,
-			Status:   t.status,
-			Quantity: int64(t.quantity),
-			Intent:   t.intent,
-			Action:   t.action,
-			Verified: t.verified,
+			Bundle:     t.bundle,
+			OrderRead:  t.orderRead,
+			OrderItems: items,
+			UserID:     t.userID,
+			TicketID:   t.id,
+			OrderID:    t.orderID,
+			Status:     t.status,
+			Quantity:   int64(t.quantity),
+			Intent:     t.intent,
+			Action:     t.action,
+			Verified:   t.verified,
 		})
 	}
 	return in
