@@ -94,6 +94,9 @@ func main() {
 		os.Exit(2)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel})).With("role", cmd)
+	for _, w := range cfg.Weak {
+		log.Warn("a secret is shorter than 16 bytes; anyone who can try it may guess it: use a longer one", "setting", w)
+	}
 	if err := run(ctx, cmd, want, cfg, ocfg, log); err != nil {
 		log.Error("exiting", "err", err)
 		os.Exit(1)

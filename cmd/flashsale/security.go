@@ -25,6 +25,10 @@ type security struct {
 	// unpaid within the window may not purchase (403 blocked); 0 disables.
 	UnpaidStrikes      int
 	UnpaidStrikeWindow time.Duration
+	// Weak names the secrets shorter than identity.MinSecretLen: accepted (the
+	// contract sets no minimum, and a gateway's or a provider's secret is not
+	// always ours to choose), and warned about at start.
+	Weak []string
 }
 
 type securityInput struct {
@@ -49,14 +53,16 @@ func securityFlags(fs *flag.FlagSet) *securityInput {
 // (whose secrets it checks too), and builds the identifier.
 func (in *securityInput) load(c *config) (security, error) {
 	var s security
-	if c.AdminToken != "" && len(c.AdminToken) < identity.MinSecretLen {
-		return s, fmt.Errorf("FLASHSALE_ADMIN_TOKEN is %d bytes, want at least %d", len(c.AdminToken), identity.MinSecretLen)
-	}
-	for i, p := range c.PaymentSecrets {
-		if len(p) < identity.MinSecretLen {
-			return s, fmt.Errorf("FLASHSALE_PAYMENT_SECRET: secret %d is %d bytes, want at least %d", i+1, len(p), identity.MinSecretLen)
+	weak := func(name string, secrets ...string) {
+		for i, v := range secrets {
+			if v != "" && len(v) < identity.MinSecretLen {
+				s.Weak = append(s.Weak, fmt.Sprintf("%s (secret %d: %d bytes)", name, i+1, len(v)))
+			}
 		}
 	}
+	weak("FLASHSALE_ADMIN_TOKEN", c.AdminToken)
+	weak("FLASHSALE_PAYMENT_SECRET", c.PaymentSecrets...)
+	weak("FLASHSALE_JWT_SECRETS", splitList(*in.jwtSecrets)...)
 	var err error
 	if s.UserPurchasesPerSecond, err = strconv.Atoi(*in.userRate); err != nil || s.UserPurchasesPerSecond < 0 {
 		return s, fmt.Errorf("FLASHSALE_USER_PURCHASES_PER_SECOND must be a whole number >= 0, got %q", *in.userRate)
