@@ -129,8 +129,11 @@ func TestFaultBrokerOutage(t *testing.T) {
 	px.Up()
 	t.Logf("broker away for %s from %+v; %d answers 503 meanwhile", time.Since(down).Round(time.Millisecond), v.Stock, s.retried("503 unavailable"))
 	out := s.settle("202", "409 sold_out")
-	if s.slow503 > 5*time.Second {
-		t.Errorf("the slowest 503 took %s, want an answer within 5s", s.slow503)
+	// A purchase whose publish hangs waits out the publish timeout (5 s),
+	// then undoes its claim (a MySQL write and two Redis calls) before it
+	// answers 503.
+	if s.slow503 > 6500*time.Millisecond {
+		t.Errorf("the slowest 503 took %s, want an answer within the 5 s publish timeout and its undo", s.slow503)
 	}
 	s.payAndCancel(out, 10)
 }
