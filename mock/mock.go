@@ -129,7 +129,9 @@ func (d *Due) DueOrders(ctx context.Context, shard int, now time.Time, limit int
 type Leases struct{}
 
 // Obtain grants key.
-func (Leases) Obtain(context.Context, string, time.Duration) (service.Lease, error) { return lease{}, nil }
+func (Leases) Obtain(context.Context, string, time.Duration) (service.Lease, error) {
+	return lease{}, nil
+}
 
 type lease struct{}
 
