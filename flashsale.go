@@ -80,6 +80,18 @@ func (s *Sale) PaymentWindow() time.Duration {
 	return time.Duration(s.PaymentWindowSeconds) * time.Second
 }
 
+// PayBy is when an order of sales created at created expires unpaid: a bundle
+// is payable while every one of its sales' payment windows lasts. It is fixed
+// when the order is created, stored with it and carried by its order.created
+// event, from which the expiry is scheduled (package delayq).
+func PayBy(created time.Time, sales ...*Sale) time.Time {
+	window := sales[0].PaymentWindow()
+	for _, s := range sales[1:] {
+		window = min(window, s.PaymentWindow())
+	}
+	return created.Add(window)
+}
+
 // Stock is a sale's availability as Redis sees it. Available+Held+Sold == Total
 // whenever it is read in one piece.
 type Stock struct {
@@ -261,6 +273,9 @@ func (o *Order) Parts() []Part {
 	}
 	return parts
 }
+
+// Due reports whether the order, if still unpaid, expires at now.
+func (o *Order) Due(now time.Time) bool { return !o.PayBy.After(now) }
 
 // TicketOf is the ticket view of an order: a ticket follows its order's status.
 func TicketOf(o *Order) *Ticket {

@@ -88,7 +88,7 @@ type Config struct {
 	LimitPerWindow int
 	// UserPurchasesPerSecond is each user's budget of purchase requests per
 	// sale on this node that may reach the sale's window (see fairness.go);
-	// over it: 429 rate_limited. 0 disables; default (when negative) 5. Off
+	// over it, requests skip the window. 0 disables; default (when negative) 5. Off
 	// too when LimitPerWindow is 0 (there is no window to protect).
 	UserPurchasesPerSecond int
 	// ReadDeadline bounds every API read (GET under /api/v1); past it the

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/flashsale/flashsale"
+	"github.com/flashsale/flashsale/service"
 )
 
 // Reservations live in the meta database: one row per (sale, user) in
@@ -57,10 +58,8 @@ func (s *Store) Reserve(ctx context.Context, r *flashsale.UserReservation, capac
 				return nil, false, fmt.Errorf("mysqlstore: reserve: %w", err)
 			}
 		case isMySQLError(err, errDeadlock, errLockWait) && attempt < 8:
-			select {
-			case <-ctx.Done():
+			if !service.Sleep(ctx, backoff) {
 				return nil, false, ctx.Err()
-			case <-time.After(backoff):
 			}
 			backoff *= 2
 		default:

@@ -19,6 +19,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/flashsale/flashsale"
+	"github.com/flashsale/flashsale/service"
 )
 
 // Config says where the databases are.
@@ -189,10 +190,8 @@ func inTx(ctx context.Context, db *sql.DB, fn func(*sql.Tx) error) error {
 		if err == nil || attempt >= 4 || !isMySQLError(err, errDeadlock, errLockWait) {
 			return err
 		}
-		select {
-		case <-ctx.Done():
+		if !service.Sleep(ctx, backoff) {
 			return ctx.Err()
-		case <-time.After(backoff):
 		}
 		backoff *= 2
 	}

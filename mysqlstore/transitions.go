@@ -47,7 +47,7 @@ func (s *Store) closeOrder(ctx context.Context, userID, orderID string, to flash
 			return err
 		}
 		out = o
-		if o.Status != flashsale.OrderPendingPayment || (dueOnly && o.PayBy.After(now)) {
+		if o.Status != flashsale.OrderPendingPayment || (dueOnly && !o.Due(now)) {
 			return nil
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE orders SET status = ?, updated_at = ? WHERE order_id = ? AND status = 'pending_payment'`,

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/flashsale/flashsale/service"
 )
 
 // Config says where the broker is.
@@ -103,12 +105,8 @@ func (c *Config) dial() (*amqp.Connection, *amqp.Channel, error) {
 
 // backoff waits before the next connection attempt; false when ctx ended.
 func backoff(ctx context.Context, d *time.Duration, max time.Duration) bool {
-	t := time.NewTimer(*d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
+	if !service.Sleep(ctx, *d) {
 		return false
-	case <-t.C:
 	}
 	*d = min(*d*2, max)
 	return true

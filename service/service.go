@@ -1,7 +1,9 @@
-// Package service holds what every background component of flashsale shares:
-// a cancellable sleep, and leadership — running a singleton job (a shard's
-// outbox relay, the expiry sweeper, the reconciler) in exactly one process at a
-// time, as far as a lease can promise.
+// Package service holds what every long-lived component of flashsale shares:
+// one start/stop shape (Service) and the Group that starts a process's
+// services in order and stops them in reverse; a cancellable sleep; and
+// leadership — running a singleton job (a shard's outbox relay, the expiry
+// sweeper, the reconciler) in exactly one process at a time, as far as a lease
+// can promise.
 //
 // A lease is no fencing token: two holders may overlap for a moment (a paused
 // process whose lease ran out, a failover of the lease store). Every job run

@@ -482,18 +482,15 @@ func (w *Worker) createShardOrders(ctx context.Context, shard int, group []*item
 	}
 }
 
-// newOrder is the order a held item makes at now. A bundle is payable while
-// every one of its sales' payment windows lasts.
+// newOrder is the order a held item makes at now.
 func newOrder(it *item, now time.Time) *flashsale.Order {
-	o := &flashsale.Order{ID: it.req.TicketID, UserID: it.req.UserID, Status: flashsale.OrderPendingPayment, CreatedAt: now}
+	o := &flashsale.Order{ID: it.req.TicketID, UserID: it.req.UserID, Status: flashsale.OrderPendingPayment,
+		CreatedAt: now, PayBy: flashsale.PayBy(now, it.sales...)}
 	items := make([]flashsale.OrderItem, len(it.lines))
-	window := it.sales[0].PaymentWindow()
 	for i, l := range it.lines {
 		items[i] = flashsale.OrderItem{SaleID: l.SaleID, Quantity: l.Quantity, AmountCents: it.sales[i].PriceCents * int64(l.Quantity)}
-		window = min(window, it.sales[i].PaymentWindow())
 	}
 	o.SetItems(items)
-	o.PayBy = now.Add(window)
 	return o
 }
 

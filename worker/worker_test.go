@@ -2,7 +2,6 @@ package worker
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -10,39 +9,13 @@ import (
 	"time"
 
 	"github.com/flashsale/flashsale"
+	"github.com/flashsale/flashsale/mock"
 )
 
 // These tests drive the worker's saga with in-memory fakes of its small
 // interfaces: what it holds, orders, records and releases, and in which order.
 // The stores' own behaviour is tested against real Redis and MySQL in their
 // packages and end to end.
-
-type fakeMsg struct {
-	body    []byte
-	settled string
-}
-
-func (m *fakeMsg) Body() []byte      { return m.body }
-func (m *fakeMsg) Ack() error        { m.settled = "ack"; return nil }
-func (m *fakeMsg) Retry() error      { m.settled = "retry"; return nil }
-func (m *fakeMsg) DeadLetter() error { m.settled = "dead"; return nil }
-
-func msgOf(t *testing.T, req *flashsale.PurchaseRequest) *fakeMsg {
-	b, err := json.Marshal(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &fakeMsg{body: b}
-}
-
-type fakeSales map[string]*flashsale.Sale
-
-func (f fakeSales) Get(_ context.Context, id string) (*flashsale.Sale, error) {
-	if s := f[id]; s != nil {
-		return s, nil
-	}
-	return nil, flashsale.ErrNotFound
-}
 
 // fakeStock holds units per sale and a state per (sale, ticket), like the hold
 // scripts: idempotent per ticket, a released ticket never held again.
@@ -213,7 +186,7 @@ func (f *fakeOrders) GiveUp(ctx context.Context, t *flashsale.Ticket) (bool, err
 	return stand[t.ID] == flashsale.TicketPendingPayment, err
 }
 
-func newTestWorker(t *testing.T, stock *fakeStock, orders *fakeOrders, sales fakeSales) *Worker {
+func newTestWorker(t *testing.T, stock *fakeStock, orders *fakeOrders, sales mock.Sales) *Worker {
 	t.Helper()
 	w, err := New(Config{Sales: sales, Stock: stock, Orders: orders,
 		RetryMin: time.Millisecond, RetryMax: time.Millisecond, RetryBudget: time.Second})
@@ -223,8 +196,8 @@ func newTestWorker(t *testing.T, stock *fakeStock, orders *fakeOrders, sales fak
 	return w
 }
 
-func twoSales() fakeSales {
-	return fakeSales{
+func twoSales() mock.Sales {
+	return mock.Sales{
 		"a": {ID: "a", Stock: 5, PriceCents: 100, PerUserLimit: 2, PaymentWindowSeconds: 60},
 		"b": {ID: "b", Stock: 1, PriceCents: 30, PerUserLimit: 2, PaymentWindowSeconds: 30},
 	}
@@ -241,10 +214,10 @@ func TestBundleAllHeldMakesOneOrder(t *testing.T) {
 	stock := newFakeStock(map[string]int{"a": 5, "b": 1})
 	orders := newFakeOrders(stock)
 	w := newTestWorker(t, stock, orders, twoSales())
-	m := msgOf(t, bundle("t1", "u1", 2, 1))
-	w.HandlePurchases(context.Background(), []flashsale.Message{m})
-	if m.settled != "ack" {
-		t.Fatalf("message settled %q, want ack", m.settled)
+	m := mock.NewMessage(bundle("t1", "u1", 2, 1))
+	w.HandlePurchases(context.Background(), mock.Messages(m))
+	if m.Settled() != "ack" {
+		t.Fatalf("message settled %q, want ack", m.Settled())
 	}
 	o := orders.orders["t1"]
 	if o == nil || len(o.Items) != 2 || o.AmountCents != 230 || o.SaleID != "" {
@@ -261,10 +234,10 @@ func TestBundleLineSoldOutReleasesTheOthersAfterTheDecision(t *testing.T) {
 	stock := newFakeStock(map[string]int{"a": 5, "b": 0})
 	orders := newFakeOrders(stock)
 	w := newTestWorker(t, stock, orders, twoSales())
-	m := msgOf(t, bundle("t1", "u1", 1, 1))
-	w.HandlePurchases(context.Background(), []flashsale.Message{m})
-	if m.settled != "ack" || orders.orders["t1"] != nil || orders.decisions["t1"] != flashsale.TicketSoldOut {
-		t.Fatalf("settled %q, order %v, decision %q; want ack, none, sold_out", m.settled, orders.orders["t1"], orders.decisions["t1"])
+	m := mock.NewMessage(bundle("t1", "u1", 1, 1))
+	w.HandlePurchases(context.Background(), mock.Messages(m))
+	if m.Settled() != "ack" || orders.orders["t1"] != nil || orders.decisions["t1"] != flashsale.TicketSoldOut {
+		t.Fatalf("settled %q, order %v, decision %q; want ack, none, sold_out", m.Settled(), orders.orders["t1"], orders.decisions["t1"])
 	}
 	if stock.available["a"] != 5 {
 		t.Errorf("sale a has %d available, want its 5 back", stock.available["a"])
@@ -283,10 +256,10 @@ func TestBundleCompensationCompletedByTheRetry(t *testing.T) {
 	stock.failNext["release a"] = 1
 	orders := newFakeOrders(stock)
 	w := newTestWorker(t, stock, orders, twoSales())
-	m := msgOf(t, bundle("t1", "u1", 1, 1))
-	w.HandlePurchases(context.Background(), []flashsale.Message{m})
-	if m.settled != "ack" || orders.orders["t1"] != nil || stock.available["a"] != 5 {
-		t.Fatalf("settled %q, order %v, a available %d; want ack, no order, 5", m.settled, orders.orders["t1"], stock.available["a"])
+	m := mock.NewMessage(bundle("t1", "u1", 1, 1))
+	w.HandlePurchases(context.Background(), mock.Messages(m))
+	if m.Settled() != "ack" || orders.orders["t1"] != nil || stock.available["a"] != 5 {
+		t.Fatalf("settled %q, order %v, a available %d; want ack, no order, 5", m.Settled(), orders.orders["t1"], stock.available["a"])
 	}
 	if h := stock.holds[[2]string{"a", "t1"}]; h.Kind != flashsale.HoldReleased {
 		t.Errorf("line a: %+v, want released", h)
@@ -300,14 +273,14 @@ func TestBundleRefusedByTheCapReleasesEveryLineAndResyncs(t *testing.T) {
 	orders := newFakeOrders(stock)
 	orders.soldOut = true
 	w := newTestWorker(t, stock, orders, twoSales())
-	m := msgOf(t, bundle("t1", "u1", 1, 1))
-	w.HandlePurchases(context.Background(), []flashsale.Message{m})
+	m := mock.NewMessage(bundle("t1", "u1", 1, 1))
+	w.HandlePurchases(context.Background(), mock.Messages(m))
 	want := []string{"hold a", "hold b", "decide sold_out", "release a", "release b", "resync a", "resync b"}
 	if fmt.Sprint(stock.log) != fmt.Sprint(want) {
 		t.Errorf("steps %v, want %v", stock.log, want)
 	}
-	if m.settled != "ack" || orders.decisions["t1"] != flashsale.TicketSoldOut {
-		t.Errorf("settled %q decision %q, want ack and sold_out", m.settled, orders.decisions["t1"])
+	if m.Settled() != "ack" || orders.decisions["t1"] != flashsale.TicketSoldOut {
+		t.Errorf("settled %q decision %q, want ack and sold_out", m.Settled(), orders.decisions["t1"])
 	}
 }
 
@@ -318,10 +291,10 @@ func TestBundleRedeliveryAfterTheOrder(t *testing.T) {
 	w := newTestWorker(t, stock, orders, twoSales())
 	req := bundle("t1", "u1", 1, 1)
 	for i := 0; i < 2; i++ {
-		m := msgOf(t, req)
-		w.HandlePurchases(context.Background(), []flashsale.Message{m})
-		if m.settled != "ack" {
-			t.Fatalf("delivery %d settled %q", i, m.settled)
+		m := mock.NewMessage(req)
+		w.HandlePurchases(context.Background(), mock.Messages(m))
+		if m.Settled() != "ack" {
+			t.Fatalf("delivery %d settled %q", i, m.Settled())
 		}
 	}
 	if len(orders.orders) != 1 || stock.available["a"] != 4 || stock.available["b"] != 0 {
@@ -337,11 +310,11 @@ func TestDeadLetteredBundleReleasesEveryLine(t *testing.T) {
 	req := bundle("t1", "u1", 1, 1)
 	stock.Hold(context.Background(), []*flashsale.Sale{twoSales()["a"]}, []*flashsale.PurchaseRequest{req.LineRequest(req.Items[0])})
 	stock.log = nil
-	m := msgOf(t, req)
-	w.HandleDeadLetters(context.Background(), []flashsale.Message{m})
+	m := mock.NewMessage(req)
+	w.HandleDeadLetters(context.Background(), mock.Messages(m))
 	want := []string{"decide failed", "release a", "release b"}
-	if m.settled != "ack" || fmt.Sprint(stock.log) != fmt.Sprint(want) {
-		t.Errorf("settled %q steps %v, want ack and %v", m.settled, stock.log, want)
+	if m.Settled() != "ack" || fmt.Sprint(stock.log) != fmt.Sprint(want) {
+		t.Errorf("settled %q steps %v, want ack and %v", m.Settled(), stock.log, want)
 	}
 	if stock.available["a"] != 5 {
 		t.Errorf("sale a has %d available, want 5", stock.available["a"])
@@ -356,11 +329,11 @@ func TestMalformedPurchasesAreDeadLettered(t *testing.T) {
 	dup.Items[1].SaleID = "a"
 	unknown := bundle("t2", "u1", 1, 1)
 	unknown.Items[1].SaleID = "nope"
-	msgs := []*fakeMsg{{body: []byte("{")}, msgOf(t, dup), msgOf(t, unknown), msgOf(t, &flashsale.PurchaseRequest{TicketID: "t3", UserID: "u"})}
+	msgs := []*mock.Message{mock.NewMessage([]byte("{")), mock.NewMessage(dup), mock.NewMessage(unknown), mock.NewMessage(&flashsale.PurchaseRequest{TicketID: "t3", UserID: "u"})}
 	for i, m := range msgs {
-		w.HandlePurchases(context.Background(), []flashsale.Message{m})
-		if m.settled != "dead" {
-			t.Errorf("message %d settled %q, want dead", i, m.settled)
+		w.HandlePurchases(context.Background(), mock.Messages(m))
+		if m.Settled() != "dead" {
+			t.Errorf("message %d settled %q, want dead", i, m.Settled())
 		}
 	}
 }
@@ -378,12 +351,12 @@ func TestRefusedRetryOfAnOrderedTicketFollowsItsOrder(t *testing.T) {
 	reasserted := 0
 	stock.onReassert = func(parts []flashsale.Part) { reasserted += len(parts) }
 	w := newTestWorker(t, stock, orders, twoSales())
-	m := msgOf(t, req)
+	m := mock.NewMessage(req)
 	var written *flashsale.Ticket
 	stock.onPut = func(ts []*flashsale.Ticket) { written = ts[0] }
-	w.HandlePurchases(context.Background(), []flashsale.Message{m})
-	if m.settled != "ack" || written == nil || written.Status != flashsale.TicketPendingPayment || written.OrderID != "t1" {
-		t.Fatalf("settled %q, ticket %+v; want ack and the order's pending ticket", m.settled, written)
+	w.HandlePurchases(context.Background(), mock.Messages(m))
+	if m.Settled() != "ack" || written == nil || written.Status != flashsale.TicketPendingPayment || written.OrderID != "t1" {
+		t.Fatalf("settled %q, ticket %+v; want ack and the order's pending ticket", m.Settled(), written)
 	}
 	if reasserted != 1 {
 		t.Errorf("%d parts re-asserted, want 1", reasserted)

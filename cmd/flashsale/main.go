@@ -9,12 +9,10 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	_ "net/http/pprof" // registers on http.DefaultServeMux, served only on FLASHSALE_PPROF_ADDR
 	"os"
 	"os/signal"
-	"sync"
 	"syscall"
 	"time"
 
@@ -34,6 +32,7 @@ import (
 	"github.com/flashsale/flashsale/redisstore"
 	"github.com/flashsale/flashsale/relay"
 	"github.com/flashsale/flashsale/reservation"
+	"github.com/flashsale/flashsale/service"
 	"github.com/flashsale/flashsale/worker"
 )
 
@@ -111,36 +110,19 @@ func (c *config) queue(log *slog.Logger, name string) queue.Config {
 	return queue.Config{URLs: c.AMQPURLs, Topology: queue.Topology{Namespace: c.Namespace}, Log: log, Name: "flashsale " + name}
 }
 
-// process runs a process's long-lived parts and stops them in order: intake
-// (HTTP) first, then consumers and background jobs, so that what was admitted
-// during shutdown is still processed or handed back to the queue.
-type process struct {
-	log    *slog.Logger
-	work   context.Context // cancelled after intake stopped
-	stop   context.CancelFunc
-	wg     sync.WaitGroup
-	errs   chan error
-	intake []func(context.Context)
-}
-
-// spawn runs fn until the work context ends; an error stops the process.
-func (p *process) spawn(fn func(ctx context.Context) error) {
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		if err := fn(p.work); err != nil {
-			p.errs <- err
-		}
-	}()
-}
-
-// consume runs n consumers of q, handing batches to h.
-func consume(p *process, qc queue.Config, q string, n int, h flashsale.Handler) {
+// consume adds n consumers of q, handing batches to h.
+func consume(g *service.Group, name string, qc queue.Config, q string, n int, h flashsale.Handler) {
 	for i := 0; i < n; i++ {
-		p.spawn(func(ctx context.Context) error {
+		g.Go(name, func(ctx context.Context) error {
 			return queue.Consume(ctx, qc, queue.ConsumerConfig{Queue: q}, h)
 		})
 	}
+}
+
+// closer adds a service that closes c when the group stops (after everything
+// added later stopped).
+func closer(g *service.Group, name string, c func() error) {
+	g.Go(name, func(ctx context.Context) error { <-ctx.Done(); return c() })
 }
 
 // run starts the roles and blocks until ctx ends, then stops them in order.
@@ -201,9 +183,11 @@ func run(ctx context.Context, cmd string, roles []string, cfg *config, ocfg opsC
 	}
 	opsSurf.ready = append(opsSurf.ready, rs.Ping, store.Ping)
 
-	p := &process{log: log, errs: make(chan error, 16)}
-	p.work, p.stop = context.WithCancel(context.WithoutCancel(ctx))
-	defer p.stop()
+	// The process is a list of services, started in order and stopped in
+	// reverse: the roles' consumers and jobs first, the operations surface,
+	// then the HTTP intake last (so it stops first).
+	g := &service.Group{Log: log}
+	var intake []service.Service
 	for _, role := range roles {
 		// Each role has its own broker connections: a publisher blocked by a
 		// memory alarm never stalls a consumer.
@@ -214,7 +198,7 @@ func run(ctx context.Context, cmd string, roles []string, cfg *config, ocfg opsC
 			if err != nil {
 				return err
 			}
-			defer pub.Close()
+			closer(g, "ingress publisher", pub.Close)
 			srv, err := ingress.New(ingress.Config{Sales: sales, Stock: stock, Orders: store, Queue: pub, Lifecycle: lc, Reservations: reservations,
 				AdminToken: cfg.AdminToken, LimitPerWindow: cfg.LimitPerWindow, Registry: reg, Gatherer: reg, Log: log,
 				Identity: cfg.Identity, UserPurchasesPerSecond: cfg.UserPurchasesPerSecond, Strikes: strikes,
@@ -235,90 +219,65 @@ func run(ctx context.Context, cmd string, roles []string, cfg *config, ocfg opsC
 				ReadTimeout: 10 * time.Second, WriteTimeout: 15 * time.Second, IdleTimeout: 60 * time.Second,
 				MaxHeaderBytes: maxHeaderBytes,
 				ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-			ln, err := net.Listen("tcp", cfg.HTTPAddr)
-			if err != nil {
-				return fmt.Errorf("ingress: %w", err)
-			}
-			log.Info("ingress listening", "addr", cfg.HTTPAddr, "user_auth", cfg.UserAuth)
-			p.wg.Add(1)
-			go func() {
-				defer p.wg.Done()
-				if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-					p.errs <- fmt.Errorf("ingress: %w", err)
-				}
-			}()
 			if ocfg.Addr == "" && opsSurf.live != nil {
 				hs.RegisterOnShutdown(opsSurf.live.Close)
 			}
-			p.intake = append(p.intake, func(c context.Context) { hs.Shutdown(c) })
+			log.Info("identities", "user_auth", cfg.UserAuth)
+			intake = append(intake, &service.HTTP{Server: hs, Fail: g.Fail, Log: log.With("listener", "ingress")})
 		case "worker":
 			w, err := worker.New(worker.Config{Sales: sales, Stock: stock, Orders: store, Log: log, Registry: reg,
-				RetryBudget: cfg.RetryBudget, Stopping: p.work.Done()})
+				RetryBudget: cfg.RetryBudget, Stopping: g.Stopping()})
 			if err != nil {
 				return err
 			}
-			consume(p, qc, qc.Topology.PurchaseQueue(), 8, w.HandlePurchases)
-			consume(p, qc, qc.Topology.DeadQueue(), 1, w.HandleDeadLetters)
+			consume(g, "purchase consumer", qc, qc.Topology.PurchaseQueue(), 8, w.HandlePurchases)
+			consume(g, "dead-letter consumer", qc, qc.Topology.DeadQueue(), 1, w.HandleDeadLetters)
 			// The background reconciler runs in every worker process; a lease
 			// elects one runner.
 			rec, err := newReconciler(cfg, store, rs, log, reg)
 			if err != nil {
 				return err
 			}
-			p.spawn(func(ctx context.Context) error { rec.Run(ctx); return nil })
+			g.Go("reconciler", func(ctx context.Context) error { rec.Run(ctx); return nil })
 		case "delayq":
 			pub, err := queue.NewPublisher(qc)
 			if err != nil {
 				return err
 			}
-			defer pub.Close()
+			closer(g, "delayq publisher", pub.Close)
 			dq, err := delayq.New(delayq.Config{Delayer: pub, Expirer: lc, Due: store, Leases: rs.Leases(),
 				Namespace: cfg.Namespace, SweepInterval: cfg.SweepInterval, Log: log, Registry: reg})
 			if err != nil {
 				return err
 			}
-			consume(p, qc, qc.Topology.CreatedQueue(), 1, dq.HandleCreated)
-			consume(p, qc, qc.Topology.ExpiryQueue(), 1, dq.HandleExpiry)
-			p.spawn(func(ctx context.Context) error { dq.RunSweeper(ctx); return nil })
+			consume(g, "order.created consumer", qc, qc.Topology.CreatedQueue(), 1, dq.HandleCreated)
+			consume(g, "expiry consumer", qc, qc.Topology.ExpiryQueue(), 1, dq.HandleExpiry)
+			g.Go("sweeper", func(ctx context.Context) error { dq.RunSweeper(ctx); return nil })
 		case "relay":
 			pub, err := queue.NewPublisher(qc)
 			if err != nil {
 				return err
 			}
-			defer pub.Close()
+			closer(g, "relay publisher", pub.Close)
 			host, _ := os.Hostname()
 			r, err := relay.New(relay.Config{Outbox: store, Publisher: pub, Leases: rs.Leases(), Namespace: cfg.Namespace,
 				Owner: fmt.Sprintf("%s/%d", host, os.Getpid()), Retention: cfg.OutboxRetention, Log: log, Registry: reg})
 			if err != nil {
 				return err
 			}
-			p.spawn(func(ctx context.Context) error { r.Run(ctx); return nil })
+			g.Go("relay", func(ctx context.Context) error { r.Run(ctx); return nil })
 		}
 	}
-	if err := opsSurf.start(p, cmd, cfg, store, stock, reg, log); err != nil {
+	opsIntake, err := opsSurf.services(g, cmd, cfg, store, stock, reg, log)
+	if err != nil {
 		return err
 	}
-	var runErr error
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down")
-	case runErr = <-p.errs:
+	for _, s := range append(intake, opsIntake...) {
+		g.Add("listener", s)
 	}
-	grace, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
-	defer cancel()
-	for _, stop := range p.intake {
-		stop(grace)
+	if err := g.Run(ctx, cfg.ShutdownGrace); err != nil {
+		return err
 	}
-	p.stop()
-	done := make(chan struct{})
-	go func() { p.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-grace.Done():
-		log.Warn("in-flight work did not finish within the grace period; the broker requeues it")
-	}
-	if runErr == nil {
-		log.Info("stopped")
-	}
-	return runErr
+	log.Info("stopped")
+	return nil
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -15,6 +14,7 @@ import (
 	"github.com/flashsale/flashsale/mysqlstore"
 	"github.com/flashsale/flashsale/ops"
 	"github.com/flashsale/flashsale/queue"
+	"github.com/flashsale/flashsale/service"
 )
 
 // opsConfig are the settings of the operations surface (package ops).
@@ -68,12 +68,13 @@ func newOpsSurface(ocfg opsConfig, cfg *config, roles []string, reg *prometheus.
 	return o, nil
 }
 
-// start registers the collector, starts the live page's sampler and, when
-// FLASHSALE_OPS_ADDR is set, the operations listener (stopped with the intake).
-func (o *opsSurface) start(p *process, cmd string, cfg *config, store *mysqlstore.Store, stock ops.StockReader, reg *prometheus.Registry, log *slog.Logger) error {
+// services registers the collector, adds the live page's sampler and the
+// queue inspector to g, and returns the operations listener when
+// FLASHSALE_OPS_ADDR is set (to be added with the intake).
+func (o *opsSurface) services(g *service.Group, cmd string, cfg *config, store *mysqlstore.Store, stock ops.StockReader, reg *prometheus.Registry, log *slog.Logger) ([]service.Service, error) {
 	insp, err := queue.NewInspector(cfg.queue(log, "ops"))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	col, err := ops.NewCollector(ops.CollectorConfig{Sales: store, Stock: stock, Book: store, Role: cmd, Ready: o.ready, Log: log,
 		Queues: func(ctx context.Context) ([]ops.QueueStat, error) {
@@ -85,37 +86,24 @@ func (o *opsSurface) start(p *process, cmd string, cfg *config, store *mysqlstor
 			return out, err
 		}})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	reg.MustRegister(col)
-	p.spawn(func(ctx context.Context) error { <-ctx.Done(); return insp.Close() })
+	closer(g, "queue inspector", insp.Close)
 	if o.live != nil {
-		p.spawn(func(ctx context.Context) error { o.live.Run(ctx); return nil })
+		g.Go("live page sampler", func(ctx context.Context) error { o.live.Run(ctx); return nil })
 	}
 	if o.cfg.Addr == "" {
-		return nil
+		return nil, nil
 	}
 	h, err := ops.Handler(ops.HandlerConfig{Gatherer: reg, Ready: o.ready, Live: o.live, Pprof: true})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	hs := &http.Server{Addr: o.cfg.Addr, Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 		WriteTimeout: 60 * time.Second, IdleTimeout: 60 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	if o.live != nil {
 		hs.RegisterOnShutdown(o.live.Close)
 	}
-	ln, err := net.Listen("tcp", o.cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("ops listener: %w", err)
-	}
-	log.Info("operations listening", "addr", o.cfg.Addr)
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			p.errs <- fmt.Errorf("ops listener: %w", err)
-		}
-	}()
-	p.intake = append(p.intake, func(c context.Context) { hs.Shutdown(c) })
-	return nil
+	return []service.Service{&service.HTTP{Server: hs, Fail: g.Fail, Log: log.With("listener", "operations")}}, nil
 }

@@ -1,0 +1,123 @@
+package delayq
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/flashsale/flashsale"
+	"github.com/flashsale/flashsale/mock"
+)
+
+var now = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+
+func newQueue(t *testing.T, d *mock.Delayer, e *mock.Expirer, due *mock.Due) *Queue {
+	t.Helper()
+	if due == nil {
+		due = &mock.Due{N: 1, DueFn: func(context.Context, int, time.Time, int) ([]*flashsale.Order, error) { return nil, nil }}
+	}
+	q, err := New(Config{Delayer: d, Expirer: e, Due: due, Leases: mock.Leases{}, Namespace: "t", Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return q
+}
+
+func created(id string, occurred, payBy time.Time) flashsale.Event {
+	return flashsale.Event{EventID: "ev-" + id, Type: flashsale.EventOrderCreated, OccurredAt: occurred,
+		Order: flashsale.EventOrder{OrderID: id, UserID: "u", Status: flashsale.OrderPendingPayment, PayBy: payBy}}
+}
+
+// order.created is delayed until the pay_by it carries: the sale's window when
+// it arrives promptly, a power of two of the time left when it lags (a bundle
+// has no one sale: only the event's pay_by counts); a malformed one is
+// dead-lettered.
+func TestHandleCreatedSchedulesFromTheEventsPayBy(t *testing.T) {
+	d := &mock.Delayer{}
+	q := newQueue(t, d, &mock.Expirer{}, nil)
+	prompt := mock.NewMessage(created("o1", now, now.Add(900*time.Second)))
+	late := mock.NewMessage(created("o2", now.Add(-800*time.Second), now.Add(100*time.Second)))
+	bad := mock.NewMessage([]byte("{"))
+	q.HandleCreated(context.Background(), mock.Messages(prompt, late, bad))
+	want := []mock.Delayed{{MsgID: "ev-o1", Seconds: 900}, {MsgID: "ev-o2", Seconds: 64}}
+	if len(d.Published) != 2 || d.Published[0] != want[0] || d.Published[1] != want[1] {
+		t.Errorf("published %+v, want %+v", d.Published, want)
+	}
+	if prompt.Settled() != "ack" || late.Settled() != "ack" || bad.Settled() != "dead" {
+		t.Errorf("settled %q %q %q, want ack ack dead", prompt.Settled(), late.Settled(), bad.Settled())
+	}
+	d.Err = errors.New("broker away")
+	again := mock.NewMessage(created("o3", now, now.Add(time.Minute)))
+	q.HandleCreated(context.Background(), mock.Messages(again))
+	if again.Settled() != "retry" {
+		t.Errorf("a failed publish settled %q, want retry", again.Settled())
+	}
+}
+
+// An expiry message expires its order; one that arrives early is delayed
+// again for what is left; an unknown order is dropped; a failure is retried.
+func TestHandleExpiry(t *testing.T) {
+	d := &mock.Delayer{}
+	orders := map[string]*flashsale.Order{
+		"due":   {ID: "due", Status: flashsale.OrderExpired},
+		"early": {ID: "early", Status: flashsale.OrderPendingPayment, PayBy: now.Add(10 * time.Second)},
+	}
+	e := &mock.Expirer{ExpireFn: func(_ context.Context, _, id string) (*flashsale.Order, error) {
+		if id == "broken" {
+			return nil, errors.New("mysql away")
+		}
+		if o := orders[id]; o != nil {
+			return o, nil
+		}
+		return nil, flashsale.ErrNotFound
+	}}
+	q := newQueue(t, d, e, nil)
+	msgs := map[string]*mock.Message{}
+	for _, id := range []string{"due", "early", "unknown", "broken"} {
+		msgs[id] = mock.NewMessage(created(id, now, now))
+	}
+	q.HandleExpiry(context.Background(), mock.Messages(msgs["due"], msgs["early"], msgs["unknown"], msgs["broken"]))
+	for id, want := range map[string]string{"due": "ack", "early": "ack", "unknown": "ack", "broken": "retry"} {
+		if got := msgs[id].Settled(); got != want {
+			t.Errorf("%s settled %q, want %q", id, got, want)
+		}
+	}
+	if len(d.Published) != 1 || d.Published[0] != (mock.Delayed{MsgID: "ev-early", Seconds: 8}) {
+		t.Errorf("re-delayed %+v, want the early one for 8 s (a power of two of the 10 s left)", d.Published)
+	}
+}
+
+// The sweeper expires every overdue order of every shard, in pages, and
+// counts those it expired.
+func TestSweepExpiresEveryOverdueOrder(t *testing.T) {
+	pages := map[int][][]*flashsale.Order{}
+	for shard := 0; shard < 2; shard++ {
+		var page []*flashsale.Order
+		for i := 0; i < 500; i++ {
+			page = append(page, &flashsale.Order{ID: "o", UserID: "u", Status: flashsale.OrderPendingPayment})
+		}
+		pages[shard] = [][]*flashsale.Order{page, page[:3]}
+	}
+	due := &mock.Due{N: 2, DueFn: func(_ context.Context, shard int, at time.Time, limit int) ([]*flashsale.Order, error) {
+		if !at.Equal(now.Add(-time.Second)) || limit != 500 {
+			t.Errorf("due orders asked at %v limit %d, want pay_by + 1 s grace, 500", at, limit)
+		}
+		if len(pages[shard]) == 0 {
+			return nil, nil
+		}
+		p := pages[shard][0]
+		pages[shard] = pages[shard][1:]
+		return p, nil
+	}}
+	var expired atomic.Int32 // expiries run concurrently
+	e := &mock.Expirer{ExpireFn: func(context.Context, string, string) (*flashsale.Order, error) {
+		expired.Add(1)
+		return &flashsale.Order{Status: flashsale.OrderExpired}, nil
+	}}
+	n, err := newQueue(t, &mock.Delayer{}, e, due).Sweep(context.Background())
+	if err != nil || n != 1006 || expired.Load() != 1006 {
+		t.Errorf("sweep = %d, %v (%d expired), want 1006", n, err, expired.Load())
+	}
+}

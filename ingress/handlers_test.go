@@ -1,0 +1,284 @@
+package ingress
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/flashsale/flashsale"
+	"github.com/flashsale/flashsale/mock"
+)
+
+// These tests drive the gin handlers through httptest with fakes of the
+// server's small interfaces: what each answer is, and what it claimed,
+// published and undid on the way.
+
+type handlerSales struct{ mock.Sales }
+
+func (handlerSales) Create(context.Context, *flashsale.Sale) error { return nil }
+
+// claimStock is a stock store of claims only: available units per sale, the
+// live ticket per (sale, user).
+type claimStock struct {
+	mu        sync.Mutex
+	available map[string]int
+	live      map[[2]string]string
+	copies    map[string]*flashsale.Ticket
+	log       []string
+}
+
+func newClaimStock(avail map[string]int) *claimStock {
+	return &claimStock{available: avail, live: map[[2]string]string{}, copies: map[string]*flashsale.Ticket{}}
+}
+
+func (s *claimStock) Stock(_ context.Context, saleID string) (flashsale.Stock, error) {
+	return flashsale.Stock{Total: 10, Available: s.available[saleID]}, nil
+}
+
+func (s *claimStock) Claim(_ context.Context, sale *flashsale.Sale, user, ticket string, qty int, _ time.Time) (flashsale.ClaimOutcome, string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := [2]string{sale.ID, user}
+	switch {
+	case s.live[k] != "":
+		return flashsale.Existing, s.live[k], nil
+	case s.available[sale.ID] < qty:
+		return flashsale.SoldOut, "", nil
+	}
+	s.live[k] = ticket
+	s.log = append(s.log, "claim "+sale.ID)
+	return flashsale.Claimed, ticket, nil
+}
+
+func (s *claimStock) Unclaim(_ context.Context, p flashsale.Part) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := [2]string{p.SaleID, p.UserID}
+	if s.live[k] == p.TicketID {
+		delete(s.live, k)
+	}
+	s.log = append(s.log, "unclaim "+p.SaleID)
+	return nil
+}
+
+func (s *claimStock) Published(context.Context, string, string) error { return nil }
+
+func (s *claimStock) PutTickets(_ context.Context, ts ...*flashsale.Ticket) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, t := range ts {
+		s.copies[t.ID] = t
+	}
+	return nil
+}
+
+func (s *claimStock) DeleteTicket(_ context.Context, id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.copies, id)
+	return nil
+}
+
+func (s *claimStock) GetTicket(_ context.Context, id string) (*flashsale.Ticket, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t := s.copies[id]; t != nil {
+		return t, nil
+	}
+	return nil, flashsale.ErrNotFound
+}
+
+type noOrders struct{ gaveUp []string }
+
+func (noOrders) GetOrder(context.Context, string, string) (*flashsale.Order, error) {
+	return nil, flashsale.ErrNotFound
+}
+func (noOrders) GetTicket(context.Context, string, string) (*flashsale.Ticket, error) {
+	return nil, flashsale.ErrNotFound
+}
+func (o *noOrders) GiveUp(_ context.Context, t *flashsale.Ticket) (bool, error) {
+	o.gaveUp = append(o.gaveUp, t.ID)
+	return false, nil
+}
+
+type recQueue struct {
+	published []*flashsale.PurchaseRequest
+	err       error
+}
+
+func (q *recQueue) PublishPurchase(_ context.Context, r *flashsale.PurchaseRequest) error {
+	if q.err != nil {
+		return q.err
+	}
+	q.published = append(q.published, r)
+	return nil
+}
+
+type fakeLifecycle struct {
+	returnFn func(orderID, returnID string, lines []flashsale.Line) (*flashsale.Order, bool, error)
+}
+
+func (fakeLifecycle) Cancel(context.Context, string, string) (*flashsale.Order, error) {
+	return nil, flashsale.ErrNotFound
+}
+func (l fakeLifecycle) Return(_ context.Context, orderID, returnID string, lines []flashsale.Line) (*flashsale.Order, bool, error) {
+	return l.returnFn(orderID, returnID, lines)
+}
+
+type handlerFixture struct {
+	srv    *Server
+	stock  *claimStock
+	orders *noOrders
+	queue  *recQueue
+}
+
+func newHandlerFixture(t *testing.T, lc fakeLifecycle) *handlerFixture {
+	t.Helper()
+	open := func(id string) *flashsale.Sale {
+		return &flashsale.Sale{ID: id, Stock: 10, PerUserLimit: 2, PriceCents: 100, PaymentWindowSeconds: 60,
+			StartsAt: time.Now().Add(-time.Hour), EndsAt: time.Now().Add(time.Hour), Inventory: flashsale.InventoryRedis}
+	}
+	f := &handlerFixture{stock: newClaimStock(map[string]int{"a": 5, "b": 5, "gone": 0}), orders: &noOrders{}, queue: &recQueue{}}
+	srv, err := New(Config{Sales: handlerSales{mock.Sales{"a": open("a"), "b": open("b"), "gone": open("gone")}},
+		Stock: f.stock, Orders: f.orders, Queue: f.queue, Lifecycle: lc, AdminToken: "admin-token-0123456789",
+		LimitPerWindow: 0, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.srv = srv
+	return f
+}
+
+// do sends body to path as user (admin when user is "admin") and returns
+// the status and the error code (or ticket id on success).
+func (f *handlerFixture) do(t *testing.T, path, user, body string) (int, map[string]any) {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodPost, path, strings.NewReader(body))
+	if user == "admin" {
+		req.Header.Set("Authorization", "Bearer admin-token-0123456789")
+	} else {
+		req.Header.Set("X-User-ID", user)
+	}
+	rec := httptest.NewRecorder()
+	f.srv.Handler().ServeHTTP(rec, req)
+	var out map[string]any
+	json.Unmarshal(rec.Body.Bytes(), &out)
+	if rec.Code >= 500 && rec.Code != http.StatusServiceUnavailable {
+		t.Errorf("%s %s: %d %s", path, body, rec.Code, rec.Body)
+	}
+	return rec.Code, out
+}
+
+func errCode(out map[string]any) string {
+	e, _ := out["error"].(map[string]any)
+	c, _ := e["code"].(string)
+	m, _ := e["message"].(string)
+	return c + ": " + m
+}
+
+func TestBundlePurchaseClaimsEverySaleAndQueuesOneTicket(t *testing.T) {
+	f := newHandlerFixture(t, fakeLifecycle{})
+	code, out := f.do(t, "/api/v1/purchases", "u1", `{"items":[{"sale_id":"a","quantity":2},{"sale_id":"b"}]}`)
+	if code != http.StatusAccepted || len(f.queue.published) != 1 {
+		t.Fatalf("bundle: %d %v, %d published; want 202 and one message", code, out, len(f.queue.published))
+	}
+	req := f.queue.published[0]
+	if req.TicketID != out["ticket_id"] || fmt.Sprint(req.Items) != "[{a 2} {b 1}]" || req.SaleID != "" {
+		t.Errorf("queued %+v, want the ticket with both lines and no sale_id", req)
+	}
+	// The same bundle again: the live ticket, nothing new.
+	code, again := f.do(t, "/api/v1/purchases", "u1", `{"items":[{"sale_id":"a","quantity":2},{"sale_id":"b"}]}`)
+	if code != http.StatusOK || again["ticket_id"] != out["ticket_id"] || len(f.queue.published) != 1 {
+		t.Errorf("the bundle again: %d %v, want 200 with the same ticket", code, again)
+	}
+}
+
+func TestBundleWithASaleSoldOutUndoesItsClaims(t *testing.T) {
+	f := newHandlerFixture(t, fakeLifecycle{})
+	code, out := f.do(t, "/api/v1/purchases", "u1", `{"items":[{"sale_id":"a"},{"sale_id":"gone"}]}`)
+	if code != http.StatusConflict || !strings.HasPrefix(errCode(out), `sold_out: sale "gone"`) {
+		t.Fatalf("bundle with a sold-out sale: %d %s, want 409 sold_out naming it", code, errCode(out))
+	}
+	if fmt.Sprint(f.stock.log) != "[claim a unclaim a]" || len(f.stock.live) != 0 || len(f.queue.published) != 0 {
+		t.Errorf("steps %v, live %v, published %d: want the claim in a undone and nothing queued", f.stock.log, f.stock.live, len(f.queue.published))
+	}
+}
+
+func TestBundlePublishFailureLeavesNothing(t *testing.T) {
+	f := newHandlerFixture(t, fakeLifecycle{})
+	f.queue.err = errors.New("broker away")
+	code, out := f.do(t, "/api/v1/purchases", "u1", `{"items":[{"sale_id":"a"},{"sale_id":"b"}]}`)
+	if code != http.StatusServiceUnavailable || len(f.stock.live) != 0 || len(f.stock.copies) != 0 || len(f.orders.gaveUp) != 1 {
+		t.Errorf("publish failed: %d %s; live %v, copies %d, given up %v: want 503, no claims, no copy, the ticket given up",
+			code, errCode(out), f.stock.live, len(f.stock.copies), f.orders.gaveUp)
+	}
+}
+
+func TestBundleBadInput(t *testing.T) {
+	f := newHandlerFixture(t, fakeLifecycle{})
+	eleven := make([]string, 11)
+	for i := range eleven {
+		eleven[i] = fmt.Sprintf(`{"sale_id":"s%d"}`, i)
+	}
+	for body, want := range map[string]string{
+		`{"items":[{"sale_id":"a"}]}`:                                  "400 invalid",
+		`{"items":[` + strings.Join(eleven, ",") + `]}`:                "400 invalid",
+		`{"items":[{"sale_id":"a"},{"sale_id":"a"}]}`:                  "400 invalid",
+		`{"items":[{"sale_id":"a"},{"sale_id":"nope"}]}`:               "404 not_found",
+		`{"items":[{"sale_id":"a"},{"sale_id":"b","quantity":0}]}`:     "422 invalid_quantity",
+		`{"items":[{"sale_id":"a"},{"sale_id":"b","quantity":3}]}`:     "422 invalid_quantity",
+		`{"items":[{"sale_id":"a"},{"sale_id":"b","quantity":"one"}]}`: "400 bad_request",
+		`{"items":`: "400 bad_request",
+	} {
+		code, out := f.do(t, "/api/v1/purchases", "u1", body)
+		if got := fmt.Sprintf("%d %s", code, strings.SplitN(errCode(out), ":", 2)[0]); got != want {
+			t.Errorf("%s: %s (%s), want %s", body, got, errCode(out), want)
+		}
+	}
+	if len(f.stock.log) != 0 || len(f.queue.published) != 0 {
+		t.Errorf("bad bundles claimed %v and published %d, want nothing", f.stock.log, len(f.queue.published))
+	}
+}
+
+func TestReturnEndpoint(t *testing.T) {
+	var got []flashsale.Line
+	lc := fakeLifecycle{returnFn: func(orderID, returnID string, lines []flashsale.Line) (*flashsale.Order, bool, error) {
+		got = lines
+		switch returnID {
+		case "again":
+			return &flashsale.Order{ID: orderID}, false, nil
+		case "unpaid":
+			return nil, false, flashsale.ErrNotPaid
+		}
+		return &flashsale.Order{ID: orderID}, true, nil
+	}}
+	f := newHandlerFixture(t, lc)
+	path := "/api/v1/orders/01a231c4-a6a2-766e-8ee4-f4c92c544864/returns"
+	for _, tc := range []struct{ user, body, want string }{
+		{"admin", `{"return_id":"r1","items":[{"sale_id":"a","quantity":1}]}`, "201 : "},
+		{"admin", `{"return_id":"again","items":[{"sale_id":"a","quantity":1}]}`, "200 : "},
+		{"admin", `{"return_id":"unpaid","items":[{"sale_id":"a","quantity":1}]}`, "409 not_paid"},
+		{"admin", `{"items":[{"sale_id":"a","quantity":1}]}`, "400 invalid"},
+		{"admin", `{"return_id":"r2","items":[]}`, "400 invalid"},
+		{"admin", `{"return_id":"r2","items":[{"sale_id":"a","quantity":0}]}`, "422 invalid_quantity"},
+		{"admin", `{"return_id":"r2","items":[{"sale_id":"a","quantity":1},{"sale_id":"a","quantity":1}]}`, "400 invalid"},
+		{"u1", `{"return_id":"r3","items":[{"sale_id":"a","quantity":1}]}`, "401 unauthorized"},
+	} {
+		code, out := f.do(t, path, tc.user, tc.body)
+		if g := fmt.Sprintf("%d %s", code, strings.SplitN(errCode(out), ":", 2)[0]); !strings.HasPrefix(tc.want, g) {
+			t.Errorf("%s as %s: %s (%s), want %s", tc.body, tc.user, g, errCode(out), tc.want)
+		}
+	}
+	if fmt.Sprint(got) != "[{a 1}]" {
+		t.Errorf("the lifecycle was last asked to return %v", got)
+	}
+}

@@ -1,0 +1,139 @@
+// Package mock has fakes of the small interfaces flashsale's roles depend on,
+// for unit tests that run without Redis, RabbitMQ or MySQL (as wtf's mock
+// package). A fake records what it was asked and answers with a function
+// field, so each test says what the dependency does; the stores' own behaviour
+// is tested against the real services in their packages and end to end.
+package mock
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"time"
+
+	"github.com/flashsale/flashsale"
+	"github.com/flashsale/flashsale/service"
+)
+
+// Message is a flashsale.Message that records how it was settled.
+type Message struct {
+	Data    []byte
+	mu      sync.Mutex
+	settled string
+}
+
+// NewMessage returns a message whose body is v as JSON (or v itself when it
+// is a []byte).
+func NewMessage(v any) *Message {
+	if b, ok := v.([]byte); ok {
+		return &Message{Data: b}
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return &Message{Data: b}
+}
+
+func (m *Message) Body() []byte      { return m.Data }
+func (m *Message) Ack() error        { return m.settle("ack") }
+func (m *Message) Retry() error      { return m.settle("retry") }
+func (m *Message) DeadLetter() error { return m.settle("dead") }
+
+func (m *Message) settle(how string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.settled = how
+	return nil
+}
+
+// Settled returns how the message was settled: "ack", "retry", "dead", or ""
+// when it was not.
+func (m *Message) Settled() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.settled
+}
+
+// Messages returns msgs as a batch.
+func Messages(msgs ...*Message) []flashsale.Message {
+	out := make([]flashsale.Message, len(msgs))
+	for i, m := range msgs {
+		out[i] = m
+	}
+	return out
+}
+
+// Sales is a flashsale.SaleFinder over a map.
+type Sales map[string]*flashsale.Sale
+
+// Get returns the sale, or an error wrapping flashsale.ErrNotFound.
+func (s Sales) Get(_ context.Context, id string) (*flashsale.Sale, error) {
+	if sale := s[id]; sale != nil {
+		return sale, nil
+	}
+	return nil, flashsale.Errorf(flashsale.CodeNotFound, "no sale %q", id)
+}
+
+// Delayer records delayed publishes (delayq.Delayer).
+type Delayer struct {
+	mu sync.Mutex
+	// Published is every publish: the message id and the delay in seconds.
+	Published []Delayed
+	// Err, when set, is what PublishDelayed answers.
+	Err error
+}
+
+// Delayed is one delayed publish.
+type Delayed struct {
+	MsgID   string
+	Seconds int
+}
+
+// PublishDelayed records the publish.
+func (d *Delayer) PublishDelayed(_ context.Context, msgID string, _ []byte, seconds int) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.Err != nil {
+		return d.Err
+	}
+	d.Published = append(d.Published, Delayed{msgID, seconds})
+	return nil
+}
+
+// Expirer answers Expire with ExpireFn (delayq.Expirer).
+type Expirer struct {
+	ExpireFn func(ctx context.Context, userID, orderID string) (*flashsale.Order, error)
+}
+
+// Expire calls ExpireFn.
+func (e *Expirer) Expire(ctx context.Context, userID, orderID string) (*flashsale.Order, error) {
+	return e.ExpireFn(ctx, userID, orderID)
+}
+
+// Due answers the sweeper's reads with DueFn over Shards shards (delayq.Due).
+type Due struct {
+	N     int
+	DueFn func(ctx context.Context, shard int, now time.Time, limit int) ([]*flashsale.Order, error)
+}
+
+// Shards returns N.
+func (d *Due) Shards() int { return d.N }
+
+// DueOrders calls DueFn.
+func (d *Due) DueOrders(ctx context.Context, shard int, now time.Time, limit int) ([]*flashsale.Order, error) {
+	return d.DueFn(ctx, shard, now, limit)
+}
+
+// Leases is a service.Leases that always grants the lease (one process).
+type Leases struct{}
+
+// Obtain grants key.
+func (Leases) Obtain(context.Context, string, time.Duration) (service.Lease, error) {
+	return lease{}, nil
+}
+
+type lease struct{}
+
+func (lease) Refresh(context.Context, time.Duration) error { return nil }
+func (lease) Release(context.Context) error                { return nil }
