@@ -510,9 +510,9 @@ func insertOrders(ctx context.Context, tx *sql.Tx, orders []*flashsale.Order) er
 }
 
 // GetOrder returns userID's order, or flashsale.ErrNotFound when it does not
-// exist or belongs to someone else.
+// exist or belongs to someone else. It reads through the shard's read pool.
 func (s *Store) GetOrder(ctx context.Context, userID, orderID string) (*flashsale.Order, error) {
-	db := s.shards[s.ShardOf(userID)]
+	db := s.readers[s.ShardOf(userID)]
 	orders, err := queryOrders(ctx, db, `SELECT `+orderColumns+` FROM orders WHERE order_id = ? AND user_id = ?`, orderID, userID)
 	if err != nil {
 		return nil, fmt.Errorf("mysqlstore: get order: %w", err)
@@ -580,7 +580,8 @@ func (s *Store) GiveUp(ctx context.Context, t *flashsale.Ticket) (ordered bool, 
 }
 
 // GetTicket rebuilds userID's ticket from MySQL: from its order, or from its
-// recorded outcome. A ticket still queued is not in MySQL: flashsale.ErrNotFound.
+// recorded outcome, through the read pool. A ticket still queued is not in
+// MySQL: flashsale.ErrNotFound.
 func (s *Store) GetTicket(ctx context.Context, userID, ticketID string) (*flashsale.Ticket, error) {
 	o, err := s.GetOrder(ctx, userID, ticketID)
 	if err == nil {
@@ -592,7 +593,7 @@ func (s *Store) GetTicket(ctx context.Context, userID, ticketID string) (*flashs
 	t := flashsale.Ticket{ID: ticketID, UserID: userID}
 	var status string
 	var items sql.NullString
-	err = s.shards[s.ShardOf(userID)].QueryRowContext(ctx,
+	err = s.readers[s.ShardOf(userID)].QueryRowContext(ctx,
 		`SELECT sale_id, quantity, status, items FROM ticket_outcomes WHERE ticket_id = ? AND user_id = ? AND status <> '`+decisionOrdered+`'`, ticketID, userID).
 		Scan(&t.SaleID, &t.Quantity, &status, &items)
 	if errors.Is(err, sql.ErrNoRows) {

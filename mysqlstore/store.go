@@ -31,6 +31,11 @@ type Config struct {
 	ShardDSNs []string
 	// MaxOpenConns caps each database's pool. Default 32.
 	MaxOpenConns int
+	// ReadConns caps each shard's pool of API reads (a user's order or
+	// ticket), kept apart from the pool the worker commits orders through, so
+	// that a flood of reads queues behind its own small pool and never takes
+	// the connections commits need. Default 8.
+	ReadConns int
 }
 
 func (c *Config) validate() error {
@@ -43,17 +48,21 @@ func (c *Config) validate() error {
 	if c.MaxOpenConns == 0 {
 		c.MaxOpenConns = 32
 	}
-	if c.MaxOpenConns < 1 {
-		return errors.New("mysqlstore: MaxOpenConns must be positive")
+	if c.ReadConns == 0 {
+		c.ReadConns = 8
+	}
+	if c.MaxOpenConns < 1 || c.ReadConns < 1 {
+		return errors.New("mysqlstore: MaxOpenConns and ReadConns must be positive")
 	}
 	return nil
 }
 
 // Store is the MySQL book of record. It is safe for concurrent use.
 type Store struct {
-	meta   *sql.DB
-	shards []*sql.DB
-	names  []string // database names, meta first, for readiness reports
+	meta    *sql.DB
+	shards  []*sql.DB
+	readers []*sql.DB // per shard: the pool of API reads (see Config.ReadConns)
+	names   []string  // database names, meta first, for readiness reports
 
 	saleCache sync.Map // sale id -> *flashsale.Sale (sales never change)
 	allotted  sync.Map // allotKey -> struct{}: the allotment row exists
@@ -117,6 +126,11 @@ func Open(cfg Config) (*Store, error) {
 		}
 		s.shards = append(s.shards, db)
 		s.names = append(s.names, name)
+		if db, _, err = openDB(dsn, cfg.ReadConns); err != nil {
+			s.Close()
+			return nil, err
+		}
+		s.readers = append(s.readers, db)
 	}
 	return s, nil
 }
@@ -124,7 +138,7 @@ func Open(cfg Config) (*Store, error) {
 // Close closes every pool.
 func (s *Store) Close() error {
 	var errs []error
-	for _, db := range append([]*sql.DB{s.meta}, s.shards...) {
+	for _, db := range append(append([]*sql.DB{s.meta}, s.shards...), s.readers...) {
 		if db != nil {
 			errs = append(errs, db.Close())
 		}
