@@ -7,7 +7,11 @@ import (
 
 // Every wait of these tests for an asynchronous effect goes through poll:
 // eventually and the await helpers are built on it, and a wait that must not
-// fail the test calls it directly and reports what it found.
+// fail the test calls it directly and reports what it found. What is left
+// outside it is no poll: a select on a channel that signals the effect (a
+// process's exit, a count reached) bounded by time.After; a user retrying
+// with backoff; and sleeps that pace a load, a watch or an outage, or time a
+// race.
 
 // pollEvery is the pace of eventually, and of waits with no reason for
 // another.
