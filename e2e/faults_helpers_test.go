@@ -505,7 +505,7 @@ func fxRestartRedis(t *testing.T) time.Duration {
 	// The connection closes as the server exits: an error here is expected.
 	exec.Command("redis-cli", "-h", "127.0.0.1", "-p", "6379", "SHUTDOWN", "NOSAVE").Run()
 	deadline := time.Now().Add(30 * time.Second) // for the exit and the restart together
-	if !poll(30*time.Second, 20*time.Millisecond, func() bool { return !ping() }) {
+	if !poll(time.Until(deadline), 20*time.Millisecond, func() bool { return !ping() }) {
 		t.Fatalf("redis still answers 30s after SHUTDOWN NOSAVE")
 	}
 	// Each start is given half a second to answer PONG; no pause between them
