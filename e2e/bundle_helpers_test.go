@@ -652,6 +652,8 @@ func (cr *bnCrowd) start(prefix string, bundles, singles int, spread time.Durati
 func (cr *bnCrowd) buy(u, kind string) {
 	defer cr.wg.Done()
 	defer cr.finished.Add(1)
+	// A user retrying with backoff (a load to drive, not a wait for an
+	// effect): not through poll, whose pace is fixed.
 	deadline := time.Now().Add(cr.retryFor)
 	wait := 50 * time.Millisecond
 	for {

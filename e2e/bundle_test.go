@@ -158,22 +158,15 @@ func TestBundleRedisKeysDeleted(t *testing.T) {
 // the view, and true if A sold out (nothing available) meanwhile.
 func bnAwaitTaken(t *testing.T, cr *bnCrowd, n int, timeout time.Duration) (saleView, bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		if v, ok := cr.view(cr.A.ID); ok {
-			if v.Stock.Available == 0 {
-				return v, true
-			}
-			if v.Stock.Held+v.Stock.Sold >= n {
-				return v, false
-			}
-		}
-		if time.Now().After(deadline) {
-			v, _ := cr.view(cr.A.ID)
-			t.Fatalf("fewer than %d units of A taken within %s (%+v)", n, timeout, v.Stock)
-		}
-		time.Sleep(5 * time.Millisecond) // poll interval
+	var v saleView
+	if !poll(timeout, 5*time.Millisecond, func() bool {
+		var ok bool
+		v, ok = cr.view(cr.A.ID)
+		return ok && (v.Stock.Available == 0 || v.Stock.Held+v.Stock.Sold >= n)
+	}) {
+		t.Fatalf("fewer than %d units of A taken within %s (%+v)", n, timeout, v.Stock)
 	}
+	return v, v.Stock.Available == 0
 }
 
 // TestBundleExpireCancelPay: three bundle orders of two units of A and one of

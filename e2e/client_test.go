@@ -367,44 +367,21 @@ func (c *client) ticketStates(refs []ticketRef) (map[string]ticketView, []string
 // returns their last views. It fails the test when the deadline passes.
 func (c *client) awaitFinal(t *testing.T, refs []ticketRef, timeout time.Duration) map[string]ticketView {
 	t.Helper()
-	final := make(map[string]ticketView, len(refs))
-	pending := refs
-	deadline := time.Now().Add(timeout)
-	for {
-		views, problems := c.ticketStates(pending)
-		var next []ticketRef
-		for _, ref := range pending {
-			v, ok := views[ref.TicketID]
+	final, left, counts, problems := awaitViews(timeout, refs, c.ticketStates, func(ref ticketRef) string { return ref.TicketID },
+		func(ref ticketRef, v ticketView, ok bool) bool {
 			if ok && !ticketStatuses[v.Status] {
 				t.Errorf("ticket %s: unknown status %q", ref.TicketID, v.Status)
 			}
 			if ok && v.TicketID != ref.TicketID {
 				t.Errorf("ticket %s: view names ticket_id %q", ref.TicketID, v.TicketID)
 			}
-			if ok && finalTicket(v.Status) {
-				final[ref.TicketID] = v
-			} else {
-				next = append(next, ref)
-			}
-		}
-		pending = next
-		if len(pending) == 0 {
-			return final
-		}
-		if time.Now().After(deadline) {
-			counts := map[string]int{}
-			for _, ref := range pending {
-				if v, ok := views[ref.TicketID]; ok {
-					counts[v.Status]++
-				} else {
-					counts["(no 200 answer)"]++
-				}
-			}
-			t.Fatalf("%d of %d accepted tickets not final after %s: %v; first problems: %v; e.g. ticket %s of %s",
-				len(pending), len(refs), timeout, counts, problems, pending[0].TicketID, pending[0].User)
-		}
-		time.Sleep(100 * time.Millisecond) // poll interval
+			return ok && finalTicket(v.Status)
+		}, func(v ticketView) string { return v.Status })
+	if len(left) > 0 {
+		t.Fatalf("%d of %d accepted tickets not final after %s: %v; first problems: %v; e.g. ticket %s of %s",
+			len(left), len(refs), timeout, counts, problems, left[0].TicketID, left[0].User)
 	}
+	return final
 }
 
 // tally counts outcomes of concurrent requests and keeps a few examples of

@@ -418,23 +418,6 @@ func (s *eventSink) checkEventsAgainstOutbox(t *testing.T, rows []outboxRow, ord
 	}
 }
 
-// eventually polls f (every 100 ms) until it reports done; at the deadline it
-// fails the test with what, and f's last status.
-func eventually(t *testing.T, timeout time.Duration, what string, f func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, status := f()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %s: %s", timeout, what, status)
-		}
-		time.Sleep(100 * time.Millisecond) // poll interval
-	}
-}
-
 // brokerConn opens a connection for the test's own broker operations.
 func brokerConn(t *testing.T) *amqp.Connection {
 	t.Helper()
@@ -526,37 +509,13 @@ func (c *client) orderStates(orders []placedOrder) (map[string]orderView, []stri
 // those left.
 func (c *client) awaitOrders(t *testing.T, orders []placedOrder, timeout time.Duration, what string, done func(orderView) bool) map[string]orderView {
 	t.Helper()
-	final := make(map[string]orderView, len(orders))
-	pending := orders
-	deadline := time.Now().Add(timeout)
-	for {
-		views, problems := c.orderStates(pending)
-		var next []placedOrder
-		for _, o := range pending {
-			if v, ok := views[o.OrderID]; ok && done(v) {
-				final[o.OrderID] = v
-			} else {
-				next = append(next, o)
-			}
-		}
-		pending = next
-		if len(pending) == 0 {
-			return final
-		}
-		if time.Now().After(deadline) {
-			counts := map[string]int{}
-			for _, o := range pending {
-				if v, ok := views[o.OrderID]; ok {
-					counts[v.Status]++
-				} else {
-					counts["(no 200 answer)"]++
-				}
-			}
-			t.Fatalf("%d of %d orders not %s after %s: %v; problems: %v; e.g. order %s (pay_by %s)",
-				len(pending), len(orders), what, timeout, counts, problems, pending[0].OrderID, pending[0].PayBy.Format(time.RFC3339Nano))
-		}
-		time.Sleep(100 * time.Millisecond) // poll interval
+	final, left, counts, problems := awaitViews(timeout, orders, c.orderStates, func(o placedOrder) string { return o.OrderID },
+		func(_ placedOrder, v orderView, ok bool) bool { return ok && done(v) }, func(v orderView) string { return v.Status })
+	if len(left) > 0 {
+		t.Fatalf("%d of %d orders not %s after %s: %v; problems: %v; e.g. order %s (pay_by %s)",
+			len(left), len(orders), what, timeout, counts, problems, left[0].OrderID, left[0].PayBy.Format(time.RFC3339Nano))
 	}
+	return final
 }
 
 // awaitStock polls the sale view until its stock is want.

@@ -74,6 +74,8 @@ func fxStartSale(t *testing.T, e *env, c *client, stock, users int, spread, retr
 
 func (s *fxSale) buy(u string) {
 	defer s.wg.Done()
+	// A user retrying with backoff (a load to drive, not a wait for an
+	// effect): not through poll, whose pace is fixed.
 	deadline := time.Now().Add(s.retryFor)
 	wait := 50 * time.Millisecond
 	for {
@@ -160,17 +162,15 @@ func (s *fxSale) view() (saleView, bool) {
 // sale view.
 func (s *fxSale) awaitTaken(n int, timeout time.Duration) saleView {
 	s.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		if v, ok := s.view(); ok && v.Stock.Held+v.Stock.Sold >= n {
-			return v
-		}
-		if time.Now().After(deadline) {
-			v, _ := s.view()
-			s.t.Fatalf("fewer than %d units taken within %s (stock %+v)", n, timeout, v.Stock)
-		}
-		time.Sleep(10 * time.Millisecond) // poll interval
+	var v saleView
+	if !poll(timeout, 10*time.Millisecond, func() bool {
+		var ok bool
+		v, ok = s.view()
+		return ok && v.Stock.Held+v.Stock.Sold >= n
+	}) {
+		s.t.Fatalf("fewer than %d units taken within %s (stock %+v)", n, timeout, v.Stock)
 	}
+	return v
 }
 
 // midSale asserts that the sale is still selling: the fault lands in the
@@ -185,12 +185,8 @@ func (s *fxSale) midSale(v saleView) {
 // awaitAccepted waits until buyers hold at least n tickets.
 func (s *fxSale) awaitAccepted(n int, timeout time.Duration) {
 	s.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for s.accepted() < n {
-		if time.Now().After(deadline) {
-			s.t.Fatalf("fewer than %d tickets accepted within %s (%d)", n, timeout, s.accepted())
-		}
-		time.Sleep(10 * time.Millisecond) // poll interval
+	if !poll(timeout, 10*time.Millisecond, func() bool { return s.accepted() >= n }) {
+		s.t.Fatalf("fewer than %d tickets accepted within %s (%d)", n, timeout, s.accepted())
 	}
 }
 
@@ -289,17 +285,12 @@ func (s *fxSale) check(out *fxOutcome) {
 
 	// 4. Stock is conserved and Redis agrees with MySQL, once quiet.
 	want := stockView{Total: s.Stock, Available: s.Stock - pending - paid, Held: pending, Sold: paid}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		v := s.c.sale(t, s.ID)
-		if v.Stock == want {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Errorf("sale view %+v, want %+v (MySQL: %d units pending, %d paid)", v.Stock, want, pending, paid)
-			break
-		}
-		time.Sleep(100 * time.Millisecond) // poll interval
+	var v saleView
+	if !poll(30*time.Second, pollEvery, func() bool {
+		v = s.c.sale(t, s.ID)
+		return v.Stock == want
+	}) {
+		t.Errorf("sale view %+v, want %+v (MySQL: %d units pending, %d paid)", v.Stock, want, pending, paid)
 	}
 	fxReconcileAgrees(t, s.e, s.ID, want)
 }
@@ -343,10 +334,12 @@ func (s *fxSale) payAndCancel(out *fxOutcome, n int) {
 	}
 	// The tickets follow their orders.
 	changed := pending[:2*n]
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		views, problems := s.c.ticketStates(changed)
-		wrong := 0
+	var wrong int
+	var problems []string
+	if !poll(30*time.Second, pollEvery, func() bool {
+		var views map[string]ticketView
+		views, problems = s.c.ticketStates(changed)
+		wrong = 0
 		for i, ref := range changed {
 			want := "paid"
 			if i >= n {
@@ -358,13 +351,9 @@ func (s *fxSale) payAndCancel(out *fxOutcome, n int) {
 				wrong++
 			}
 		}
-		if wrong == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d paid or cancelled orders' tickets do not follow them after 30s (%v)", wrong, problems)
-		}
-		time.Sleep(100 * time.Millisecond) // poll interval
+		return wrong == 0
+	}) {
+		t.Fatalf("%d paid or cancelled orders' tickets do not follow them after 30s (%v)", wrong, problems)
 	}
 	s.check(out)
 }
@@ -515,30 +504,21 @@ func fxRestartRedis(t *testing.T) time.Duration {
 	t0 := time.Now()
 	// The connection closes as the server exits: an error here is expected.
 	exec.Command("redis-cli", "-h", "127.0.0.1", "-p", "6379", "SHUTDOWN", "NOSAVE").Run()
-	deadline := time.Now().Add(30 * time.Second)
-	for ping() {
-		if time.Now().After(deadline) {
-			t.Fatalf("redis still answers 30s after SHUTDOWN NOSAVE")
-		}
-		time.Sleep(20 * time.Millisecond) // poll interval
+	deadline := time.Now().Add(30 * time.Second) // for the exit and the restart together
+	if !poll(time.Until(deadline), 20*time.Millisecond, func() bool { return !ping() }) {
+		t.Fatalf("redis still answers 30s after SHUTDOWN NOSAVE")
 	}
-	for {
+	// Each start is given half a second to answer PONG; no pause between them
+	// beyond that.
+	if !poll(time.Until(deadline), 0, func() bool {
 		// Fails while the old server still holds the port: try again.
 		exec.Command("redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "--port", "6379",
 			"--save", "", "--appendonly", "no", "--dir", "/tmp").Run()
-		if ping() {
-			return time.Since(t0)
-		}
-		for i := 0; i < 25 && !ping(); i++ {
-			time.Sleep(20 * time.Millisecond) // poll interval
-		}
-		if ping() {
-			return time.Since(t0)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("redis does not answer PONG 30s after its restart")
-		}
+		return poll(500*time.Millisecond, 20*time.Millisecond, ping)
+	}) {
+		t.Fatalf("redis does not answer PONG 30s after its restart")
 	}
+	return time.Since(t0)
 }
 
 // fxKillShardConnections kills every MySQL connection to the test's shard

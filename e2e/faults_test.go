@@ -118,14 +118,11 @@ func TestFaultBrokerOutage(t *testing.T) {
 	s.midSale(v)
 	px.Down()
 	down := time.Now()
-	deadline := down.Add(5 * time.Second)
-	for s.retried("503 unavailable") == 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond) // poll interval
-	}
-	if s.retried("503 unavailable") == 0 {
+	back := down.Add(5 * time.Second)
+	if !poll(time.Until(back), 10*time.Millisecond, func() bool { return s.retried("503 unavailable") > 0 }) {
 		t.Errorf("no purchase answered 503 during the broker outage")
 	}
-	time.Sleep(time.Until(deadline)) // the outage lasts 5 s
+	time.Sleep(time.Until(back)) // the outage lasts 5 s
 	px.Up()
 	t.Logf("broker away for %s from %+v; %d answers 503 meanwhile", time.Since(down).Round(time.Millisecond), v.Stock, s.retried("503 unavailable"))
 	out := s.settle("202", "409 sold_out")
@@ -189,22 +186,21 @@ func TestFaultBrokerStopApp(t *testing.T) {
 	// The same buyers succeed once it is back: 202, then an order.
 	var refs []ticketRef
 	for _, u := range probes {
-		deadline := time.Now().Add(60 * time.Second)
-		for {
-			r := c.must(t, http.MethodPost, pathPurchase(probeSale), user(u), map[string]int{"quantity": 1})
-			if r.Status == http.StatusAccepted {
-				var a purchaseAnswer
-				if err := r.decode(&a); err != nil {
-					t.Fatal(err)
-				}
-				refs = append(refs, ticketRef{User: u, TicketID: a.TicketID})
-				break
-			}
-			if r.Status != http.StatusServiceUnavailable || time.Now().After(deadline) {
-				t.Fatalf("purchase by %s after the broker came back: %s, want 202", u, r)
-			}
-			time.Sleep(100 * time.Millisecond) // poll interval while the processes reconnect
+		// 503 while the processes reconnect; still 503 at the deadline fails
+		// as any other answer but 202 does.
+		var r reply
+		poll(60*time.Second, pollEvery, func() bool {
+			r = c.must(t, http.MethodPost, pathPurchase(probeSale), user(u), map[string]int{"quantity": 1})
+			return r.Status != http.StatusServiceUnavailable
+		})
+		if r.Status != http.StatusAccepted {
+			t.Fatalf("purchase by %s after the broker came back: %s, want 202", u, r)
 		}
+		var a purchaseAnswer
+		if err := r.decode(&a); err != nil {
+			t.Fatal(err)
+		}
+		refs = append(refs, ticketRef{User: u, TicketID: a.TicketID})
 	}
 	for id, tv := range c.awaitFinal(t, refs, time.Minute) {
 		if tv.Status != "pending_payment" {
@@ -293,19 +289,15 @@ func TestFaultPoisonMessages(t *testing.T) {
 	out := s.settle("202", "409 sold_out")
 
 	// All three went through the dead-letter queue and were consumed there.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		dead := fxMetric(t, c, `flashsale_worker_messages_total{outcome="dead_letter"}`)
-		settled := fxMetric(t, c, `flashsale_worker_messages_total{outcome="dead_letter_settled"}`)
-		if dead >= 3 && settled >= 3 {
-			t.Logf("dead-lettered %v, settled from the dead-letter queue %v", dead, settled)
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("dead-lettered %v and settled %v poison messages, want 3 and 3", dead, settled)
-		}
-		time.Sleep(100 * time.Millisecond) // poll interval
+	var dead, settled float64
+	if !poll(30*time.Second, pollEvery, func() bool {
+		dead = fxMetric(t, c, `flashsale_worker_messages_total{outcome="dead_letter"}`)
+		settled = fxMetric(t, c, `flashsale_worker_messages_total{outcome="dead_letter_settled"}`)
+		return dead >= 3 && settled >= 3
+	}) {
+		t.Fatalf("dead-lettered %v and settled %v poison messages, want 3 and 3", dead, settled)
 	}
+	t.Logf("dead-lettered %v, settled from the dead-letter queue %v", dead, settled)
 	r := c.must(t, http.MethodGet, pathTicket(ticket), user(poisonUser), nil)
 	var tv ticketView
 	if r.Status != http.StatusOK || r.decode(&tv) != nil || tv.Status != "failed" {
@@ -317,19 +309,14 @@ func TestFaultPoisonMessages(t *testing.T) {
 		t.Errorf("ticket_outcomes of the unknown sale's purchase: %q, %v; want failed", status, err)
 	}
 	// Both queues drain: every message, poison or not, was settled.
-	deadline = time.Now().Add(30 * time.Second)
-	for {
-		queues := fxQueueMessages(t, e)
+	var queues map[string]int
+	if !poll(30*time.Second, 200*time.Millisecond, func() bool {
+		queues = fxQueueMessages(t, e)
 		purchase, ok1 := queues[e.NS+".purchase"]
 		dead, ok2 := queues[e.NS+".purchase.dead"]
-		if ok1 && ok2 && purchase == 0 && dead == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Errorf("messages left: %v, want the purchase and dead-letter queues empty", queues)
-			break
-		}
-		time.Sleep(200 * time.Millisecond) // poll interval
+		return ok1 && ok2 && purchase == 0 && dead == 0
+	}) {
+		t.Errorf("messages left: %v, want the purchase and dead-letter queues empty", queues)
 	}
 	s.payAndCancel(out, 10)
 }

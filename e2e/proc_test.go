@@ -150,27 +150,22 @@ func (p *proc) waitReady(timeout time.Duration) {
 	t := p.t
 	t.Helper()
 	hc := &http.Client{Timeout: 2 * time.Second}
-	deadline := time.Now().Add(timeout)
 	last := "no answer yet"
-	for {
+	if !poll(timeout, 50*time.Millisecond, func() bool {
 		if !p.Running() {
 			t.Fatalf("%s exited before /readyz answered 200 (%s)\n%s", p.Role, last, p.LogTail(60))
 		}
 		resp, err := hc.Get(p.URL + "/readyz")
-		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-			last = fmt.Sprintf("%d %s", resp.StatusCode, strings.TrimSpace(string(b)))
-		} else {
+		if err != nil {
 			last = err.Error()
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: /readyz not 200 within %s (last: %s)\n%s", p.Role, timeout, last, p.LogTail(60))
-		}
-		time.Sleep(50 * time.Millisecond)
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		last = fmt.Sprintf("%d %s", resp.StatusCode, strings.TrimSpace(string(b)))
+		return resp.StatusCode == http.StatusOK
+	}) {
+		t.Fatalf("%s: /readyz not 200 within %s (last: %s)\n%s", p.Role, timeout, last, p.LogTail(60))
 	}
 }
 

@@ -159,15 +159,11 @@ func (p *tcpProxy) Up() {
 	}
 	var ln net.Listener
 	var err error
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if ln, err = net.Listen("tcp", p.Addr); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			p.t.Fatalf("proxy Up on %s: %v", p.Addr, err)
-		}
-		time.Sleep(50 * time.Millisecond)
+	if !poll(10*time.Second, 50*time.Millisecond, func() bool {
+		ln, err = net.Listen("tcp", p.Addr)
+		return err == nil
+	}) {
+		p.t.Fatalf("proxy Up on %s: %v", p.Addr, err)
 	}
 	p.serve(ln)
 }

@@ -306,20 +306,15 @@ func TestPurchaseSurvivesWorkerKill(t *testing.T) {
 
 	worker := e.startProc("worker", nil, false)
 	var at saleView
-	deadline := time.Now().Add(90 * time.Second)
-	for {
+	held := poll(90*time.Second, time.Millisecond, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		r, err := c.send(ctx, http.MethodGet, pathSale(saleID), nil, nil)
 		cancel()
-		if err == nil && r.Status == http.StatusOK && r.decode(&at) == nil && at.Stock.Held+at.Stock.Sold > 0 {
-			worker.Kill()
-			break
-		}
-		if time.Now().After(deadline) {
-			worker.Kill()
-			t.Fatal("the worker held no stock within 90s")
-		}
-		time.Sleep(time.Millisecond) // poll interval
+		return err == nil && r.Status == http.StatusOK && r.decode(&at) == nil && at.Stock.Held+at.Stock.Sold > 0
+	})
+	worker.Kill()
+	if !held {
+		t.Fatal("the worker held no stock within 90s")
 	}
 	t.Logf("answers: %s; worker killed at stock %+v", ta, at.Stock)
 
@@ -386,17 +381,12 @@ func TestPurchaseSurvivesWorkerKill(t *testing.T) {
 
 	// Once quiet, Redis agrees with MySQL.
 	want := stockView{Total: stock, Available: stock - units, Held: units, Sold: 0}
-	deadline = time.Now().Add(15 * time.Second)
-	for {
-		v := c.sale(t, saleID)
-		if v.Stock == want {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Errorf("sale stock %+v, want %+v (MySQL holds %d units in pending orders)", v.Stock, want, units)
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
+	var v saleView
+	if !poll(15*time.Second, pollEvery, func() bool {
+		v = c.sale(t, saleID)
+		return v.Stock == want
+	}) {
+		t.Errorf("sale stock %+v, want %+v (MySQL holds %d units in pending orders)", v.Stock, want, units)
 	}
 }
 
@@ -436,37 +426,30 @@ func TestPurchaseBrokerOutage(t *testing.T) {
 	}
 
 	// /readyz names the broker as failing.
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		r := c.must(t, http.MethodGet, "/readyz", nil, nil)
-		if r.Status == http.StatusServiceUnavailable {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Errorf("/readyz during the broker outage: %s, want 503", r)
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
+	var ready reply
+	if !poll(15*time.Second, pollEvery, func() bool {
+		ready = c.must(t, http.MethodGet, "/readyz", nil, nil)
+		return ready.Status == http.StatusServiceUnavailable
+	}) {
+		t.Errorf("/readyz during the broker outage: %s, want 503", ready)
 	}
 	if s := c.sale(t, saleID).Stock; s != (stockView{Total: stock, Available: stock}) {
 		t.Errorf("sale stock after refused purchases %+v, want all %d available", s, stock)
 	}
 
 	px.Up()
-	deadline = time.Now().Add(60 * time.Second)
 	var r reply
-	for {
+	if !poll(60*time.Second, 250*time.Millisecond, func() bool {
 		r = c.must(t, http.MethodPost, pathPurchase(saleID), user(u), map[string]int{"quantity": 1})
 		if r.Status != http.StatusServiceUnavailable {
-			break
+			return true
 		}
 		if code := r.errCode(); code != "unavailable" {
 			t.Errorf("503 with code %q, want unavailable", code)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still %s 60s after the broker came back", r)
-		}
-		time.Sleep(250 * time.Millisecond)
+		return false
+	}) {
+		t.Fatalf("still %s 60s after the broker came back", r)
 	}
 	var a purchaseAnswer
 	if r.Status != http.StatusAccepted || r.decode(&a) != nil || a.TicketID == "" {

@@ -76,23 +76,22 @@ func (r *privateRedis) Start() {
 	go func() { cmd.Wait(); close(done) }()
 	c := r.client()
 	defer c.Close()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	var err error
+	if !poll(20*time.Second, 20*time.Millisecond, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		err := c.Ping(ctx).Err()
+		err = c.Ping(ctx).Err()
 		cancel()
 		if err == nil {
-			return
+			return true
 		}
 		select {
 		case <-done:
 			t.Fatalf("redis-server %s exited at start: %v\n%s", r.Name, cmd.ProcessState, r.logTail())
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("redis-server %s does not answer PING within 20s: %v\n%s", r.Name, err, r.logTail())
-		}
-		time.Sleep(20 * time.Millisecond) // poll interval
+		return false
+	}) {
+		t.Fatalf("redis-server %s does not answer PING within 20s: %v\n%s", r.Name, err, r.logTail())
 	}
 }
 

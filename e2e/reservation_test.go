@@ -82,17 +82,14 @@ func (c *client) reservedSaleView(t *testing.T, id string) reservedSaleView {
 // awaitState polls GET sale until its state is want.
 func (c *client) awaitState(t *testing.T, id, want string, timeout time.Duration) reservedSaleView {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		v := c.reservedSaleView(t, id)
-		if v.State == want {
-			return v
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("sale %s: state %q after %s, want %q", id, v.State, timeout, want)
-		}
-		time.Sleep(50 * time.Millisecond) // poll interval
+	var v reservedSaleView
+	if !poll(timeout, 50*time.Millisecond, func() bool {
+		v = c.reservedSaleView(t, id)
+		return v.State == want
+	}) {
+		t.Fatalf("sale %s: state %q after %s, want %q", id, v.State, timeout, want)
 	}
+	return v
 }
 
 type reserveResult struct {
@@ -499,8 +496,7 @@ func TestReservationStateProgression(t *testing.T) {
 	saleID := c.createReservedSale(t, spec)
 	var states []string
 	reserved := 0
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	if !poll(30*time.Second, 50*time.Millisecond, func() bool {
 		v := c.reservedSaleView(t, saleID)
 		if len(states) == 0 || states[len(states)-1] != v.State {
 			states = append(states, v.State)
@@ -521,13 +517,9 @@ func TestReservationStateProgression(t *testing.T) {
 			}
 			reserved = 3
 		}
-		if v.State == "open" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("sale did not open within 30 s; states seen %v", states)
-		}
-		time.Sleep(50 * time.Millisecond) // poll interval
+		return v.State == "open"
+	}) {
+		t.Fatalf("sale did not open within 30 s; states seen %v", states)
 	}
 	if want := []string{"scheduled", "reservation_open", "upcoming", "open"}; !slices.Equal(states, want) {
 		t.Errorf("states %v, want %v", states, want)

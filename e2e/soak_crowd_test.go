@@ -92,6 +92,8 @@ func (s *soak) session(n int) {
 // (for soakBuyFor at most) and returns the ticket, or nil (sold out, limit
 // reached, gave up).
 func (s *soak) buy(rng *rand.Rand, sale *soakSale, u string, q int) *soakTicket {
+	// A user retrying with backoff (a load to drive, not a wait for an
+	// effect): not through poll, whose pace is fixed.
 	deadline := time.Now().Add(soakBuyFor)
 	wait := 100 * time.Millisecond
 	for {
@@ -282,16 +284,15 @@ func (s *soak) observe(tk *soakTicket, v ticketView) {
 // awaitDecided polls the ticket until it is past queued (or soakDecideFor
 // passes: the end of the soak then finds it).
 func (s *soak) awaitDecided(tk *soakTicket) (ticketView, bool) {
-	deadline := time.Now().Add(soakDecideFor)
-	for {
-		if v, ok := s.readTicket(tk); ok && v.Status != "queued" {
-			return v, true
-		}
-		if time.Now().After(deadline) {
-			return ticketView{}, false
-		}
-		time.Sleep(soakTicketPoll) // poll interval
+	var v ticketView
+	if !poll(soakDecideFor, soakTicketPoll, func() bool {
+		var ok bool
+		v, ok = s.readTicket(tk)
+		return ok && v.Status != "queued"
+	}) {
+		return ticketView{}, false
 	}
+	return v, true
 }
 
 // act is what the user does with a pending order.
@@ -317,16 +318,10 @@ func (s *soak) act(rng *rand.Rand, sale *soakSale, tk *soakTicket, v ticketView)
 		// Lets it expire, then looks at the ticket until it says so (the
 		// user may buy again afterwards).
 		time.Sleep(time.Until(payBy.Add(time.Second))) // waits out the payment window
-		deadline := time.Now().Add(90 * time.Second)
-		for {
-			if v, ok := s.readTicket(tk); ok && v.Status != "pending_payment" {
-				return
-			}
-			if time.Now().After(deadline) {
-				return
-			}
-			time.Sleep(time.Second) // poll interval
-		}
+		poll(90*time.Second, time.Second, func() bool {
+			v, ok := s.readTicket(tk)
+			return ok && v.Status != "pending_payment"
+		})
 	}
 }
 
@@ -334,8 +329,8 @@ func (s *soak) act(rng *rand.Rand, sale *soakSale, tk *soakTicket, v ticketView)
 // retrying 503 and lost answers with the same payment id.
 func (s *soak) pay(tk *soakTicket, amount int64) {
 	body := notice("pay-"+tk.ID, tk.ID, amount, "succeeded").body()
-	deadline := time.Now().Add(soakBuyFor)
-	for {
+	// Retried at the provider's pace; given up silently after soakBuyFor.
+	poll(soakBuyFor, 200*time.Millisecond, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		r, err := s.c.callback(ctx, body, sign(s.e.PaymentSecret, time.Now(), body))
 		cancel()
@@ -344,31 +339,27 @@ func (s *soak) pay(tk *soakTicket, amount int64) {
 			var a payAnswer
 			if r.decode(&a) != nil || a.OrderID != tk.ID || (a.Status != "paid" && a.Status != "refund_required") {
 				s.violate("pay-answer", "order %s: %s", tk.ID, r)
-				return
+				return true
 			}
 			s.pays.add("200 "+a.Status, tk.ID)
-			return
+			return true
 		}
 		s.pays.add(kind, fmt.Sprintf("%s: %v %s", tk.ID, err, r))
 		if err == nil && r.Status >= 500 && r.Status != http.StatusServiceUnavailable {
 			s.violate("http-5xx", "payment callback for order %s of %s: %s", tk.ID, tk.User, r)
 		}
 		if err != nil || r.Status >= 500 {
-			if time.Now().After(deadline) {
-				return
-			}
-			time.Sleep(200 * time.Millisecond) // the provider's retry pace
-			continue
+			return false
 		}
 		s.violate("pay-answer", "order %s of %s (amount %d): %s", tk.ID, tk.User, amount, r)
-		return
-	}
+		return true
+	})
 }
 
 // cancel cancels the order as its user, retrying 503 and lost answers.
 func (s *soak) cancel(tk *soakTicket) {
-	deadline := time.Now().Add(soakBuyFor)
-	for {
+	// Retried at the user's pace; given up silently after soakBuyFor.
+	poll(soakBuyFor, 200*time.Millisecond, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		r, err := s.c.send(ctx, http.MethodPost, pathOrder(tk.ID)+"/cancel", user(tk.User), nil)
 		cancel()
@@ -376,25 +367,21 @@ func (s *soak) cancel(tk *soakTicket) {
 			var o orderView
 			if r.decode(&o) != nil || o.OrderID != tk.ID || (o.Status != "cancelled" && o.Status != "expired") {
 				s.violate("cancel-answer", "order %s: %s", tk.ID, r)
-				return
+				return true
 			}
 			s.cancels.add("200 "+o.Status, tk.ID)
-			return
+			return true
 		}
 		s.cancels.add(outcome(r, err), fmt.Sprintf("%s: %v %s", tk.ID, err, r))
 		if err == nil && r.Status >= 500 && r.Status != http.StatusServiceUnavailable {
 			s.violate("http-5xx", "cancel of order %s by %s: %s", tk.ID, tk.User, r)
 		}
 		if err != nil || r.Status >= 500 {
-			if time.Now().After(deadline) {
-				return
-			}
-			time.Sleep(200 * time.Millisecond) // the user's retry pace
-			continue
+			return false
 		}
 		s.violate("cancel-answer", "order %s of %s: %s", tk.ID, tk.User, r)
-		return
-	}
+		return true
+	})
 }
 
 // ticketsSnapshot returns the tickets accepted so far.

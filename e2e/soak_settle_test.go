@@ -164,9 +164,9 @@ func (s *soak) readTickets(tks []*soakTicket) map[string]soakTicketRead {
 // done is a violation.
 func (s *soak) awaitTickets(tks []*soakTicket, timeout time.Duration, what string, done func(*soakTicket, ticketView) bool) {
 	pending := tks
-	deadline := time.Now().Add(timeout)
-	for {
-		reads := s.readTickets(pending)
+	var reads map[string]soakTicketRead
+	if poll(timeout, 200*time.Millisecond, func() bool {
+		reads = s.readTickets(pending)
 		var next []*soakTicket
 		for _, tk := range pending {
 			rd := reads[tk.ID]
@@ -182,23 +182,19 @@ func (s *soak) awaitTickets(tks []*soakTicket, timeout time.Duration, what strin
 			}
 		}
 		pending = next
-		if len(pending) == 0 {
-			return
+		return len(pending) == 0
+	}) {
+		return
+	}
+	for i, tk := range pending {
+		tk.reported = true
+		rd := reads[tk.ID]
+		evidence := ""
+		if i < 5 {
+			evidence = "\n" + s.evidence(tk, 12)
 		}
-		if time.Now().After(deadline) {
-			for i, tk := range pending {
-				tk.reported = true
-				rd := reads[tk.ID]
-				evidence := ""
-				if i < 5 {
-					evidence = "\n" + s.evidence(tk, 12)
-				}
-				s.violate("ticket-not-"+strings.ReplaceAll(what, " ", "-"), "ticket %s of %s (sale %s, %d units, accepted %.2fs via %d, last fault before: %s) not %s after %s: %s%s",
-					tk.ID, tk.User, tk.Sale, tk.Qty, tk.At.Sub(s.start).Seconds(), tk.Via, tk.After, what, timeout, rd.body, evidence)
-			}
-			return
-		}
-		time.Sleep(200 * time.Millisecond) // poll interval
+		s.violate("ticket-not-"+strings.ReplaceAll(what, " ", "-"), "ticket %s of %s (sale %s, %d units, accepted %.2fs via %d, last fault before: %s) not %s after %s: %s%s",
+			tk.ID, tk.User, tk.Sale, tk.Qty, tk.At.Sub(s.start).Seconds(), tk.Via, tk.After, what, timeout, rd.body, evidence)
 	}
 }
 
@@ -255,10 +251,10 @@ func (s *soak) unitsBySale() (pending, paid map[string]int) {
 // viewsMatchOrders polls until every sale view equals its orders (held =
 // pending units, sold = paid units, available = the rest), for timeout at most.
 func (s *soak) viewsMatchOrders(when string, timeout time.Duration) {
-	deadline := time.Now().Add(timeout)
-	for {
+	var wrong []string
+	if poll(timeout, 200*time.Millisecond, func() bool {
 		pending, paid := s.unitsBySale()
-		var wrong []string
+		wrong = nil
 		for _, sl := range s.sales {
 			want := stockView{Total: sl.Stock, Available: sl.Stock - pending[sl.ID] - paid[sl.ID], Held: pending[sl.ID], Sold: paid[sl.ID]}
 			ctx, cancel := ctx5()
@@ -274,16 +270,12 @@ func (s *soak) viewsMatchOrders(when string, timeout time.Duration) {
 				wrong = append(wrong, fmt.Sprintf("sale %s: view %+v, orders say %+v", sl.ID, v.Stock, want))
 			}
 		}
-		if len(wrong) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			for _, w := range wrong {
-				s.violate("view-vs-orders", "%s, after %s: %s", when, timeout, w)
-			}
-			return
-		}
-		time.Sleep(200 * time.Millisecond) // poll interval
+		return len(wrong) == 0
+	}) {
+		return
+	}
+	for _, w := range wrong {
+		s.violate("view-vs-orders", "%s, after %s: %s", when, timeout, w)
 	}
 }
 
@@ -292,11 +284,13 @@ func (s *soak) viewsMatchOrders(when string, timeout time.Duration) {
 func (s *soak) awaitNoPending() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		var n int
+	// The deadline moves out to the latest pay_by (plus soakExpiryLate) seen:
+	// when poll gives up before it, poll on.
+	until := time.Now().Add(10 * time.Second)
+	var n int
+	var example sql.NullString
+	for !poll(time.Until(until), 500*time.Millisecond, func() bool {
 		var last sql.NullTime
-		var example sql.NullString
 		err := s.inSnapshot(ctx, func(tx *sql.Tx) error {
 			return tx.QueryRowContext(ctx, "SELECT COUNT(*), MAX(pay_by), MIN(CONCAT(order_id, ' of ', user_id, ' in ', sale_id, ', pay_by ', pay_by)) FROM ("+
 				s.union("order_id, user_id, sale_id, pay_by", "status = 'pending_payment'")+") x").Scan(&n, &last, &example)
@@ -304,18 +298,16 @@ func (s *soak) awaitNoPending() {
 		if err != nil {
 			s.t.Fatalf("read the pending orders: %v", err)
 		}
-		if n == 0 {
-			return
+		if last.Valid && last.Time.Add(soakExpiryLate).After(until) {
+			until = last.Time.Add(soakExpiryLate)
 		}
-		if last.Valid && last.Time.Add(soakExpiryLate).After(deadline) {
-			deadline = last.Time.Add(soakExpiryLate)
-		}
-		if time.Now().After(deadline) {
+		return n == 0
+	}) {
+		if time.Now().After(until) {
 			s.violate("pending-stuck", "%d orders still pending_payment %s after the last pay_by, e.g. %s",
 				n, soakExpiryLate, example.String)
 			return
 		}
-		time.Sleep(500 * time.Millisecond) // poll interval
 	}
 }
 

@@ -80,18 +80,15 @@ func TestStockCapRedisKeysLostMidCommit(t *testing.T) {
 	// Give the second crowd's holds the time to take what Redis offers (a
 	// bounded wait: with a cap in MySQL they may rightly wait for the held
 	// transactions instead).
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		v, ok := s.view()
-		if ok && v.Stock.Available <= 0 {
-			t.Logf("the second crowd took everything Redis offered: %+v", v.Stock)
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Logf("Redis still shows %+v 15s after the second crowd: releasing the commits anyway", v.Stock)
-			break
-		}
-		time.Sleep(100 * time.Millisecond) // poll interval
+	var after saleView
+	if poll(15*time.Second, pollEvery, func() bool {
+		var ok bool
+		after, ok = s.view()
+		return ok && after.Stock.Available <= 0
+	}) {
+		t.Logf("the second crowd took everything Redis offered: %+v", after.Stock)
+	} else {
+		t.Logf("Redis still shows %+v 15s after the second crowd: releasing the commits anyway", after.Stock)
 	}
 
 	w.phase("held commits released")
@@ -249,19 +246,22 @@ func TestStockCapUnorderedReleaseRace(t *testing.T) {
 				bt = ref
 			}
 		}
-		deadline := time.Now().Add(15 * time.Second)
-		for {
+		// Until B's ticket is final, A's commit is let go, or 15 s have passed.
+		var v ticketView
+		var final bool
+		var held int
+		poll(15*time.Second, 50*time.Millisecond, func() bool {
 			views, _ := c.ticketStates([]ticketRef{bt})
-			held, _, _ := cp.Holding()
-			if v, ok := views[bt.TicketID]; ok && finalTicket(v.Status) {
-				t.Logf("B's ticket is %s while A's commit is held: %v", v.Status, held == 1)
-				break
-			}
-			if held == 0 || time.Now().After(deadline) {
-				t.Logf("B's ticket not final yet; A's commit held: %v", held == 1)
-				break
-			}
-			time.Sleep(50 * time.Millisecond) // poll interval
+			held, _, _ = cp.Holding()
+			var ok bool
+			v, ok = views[bt.TicketID]
+			final = ok && finalTicket(v.Status)
+			return final || held == 0
+		})
+		if final {
+			t.Logf("B's ticket is %s while A's commit is held: %v", v.Status, held == 1)
+		} else {
+			t.Logf("B's ticket not final yet; A's commit held: %v", held == 1)
 		}
 	case http.StatusConflict:
 		t.Logf("B's purchase: %s (the unit was not released)", rb)
