@@ -260,9 +260,13 @@ func (s *Store) keyOwner(ctx context.Context, kind, id string) (string, error) {
 // bindKey makes request the owner of kind's key id unless another request owns
 // it, which is the error conflict returns.
 func (s *Store) bindKey(ctx context.Context, kind, id, request string, conflict func() error) error {
-	if _, err := s.meta.ExecContext(ctx, `INSERT IGNORE INTO request_keys (kind, key_id, request, created_at) VALUES (?,?,?,?)`,
-		kind, id, request, time.Now().UTC()); err != nil {
+	res, err := s.meta.ExecContext(ctx, `INSERT IGNORE INTO request_keys (kind, key_id, request, created_at) VALUES (?,?,?,?)`,
+		kind, id, request, time.Now().UTC())
+	if err != nil {
 		return fmt.Errorf("mysqlstore: bind %s key: %w", kind, err)
+	}
+	if n, err := res.RowsAffected(); err == nil && n == 1 {
+		return nil // the key is new: this request owns it
 	}
 	owner, err := s.keyOwner(ctx, kind, id)
 	if err != nil {
