@@ -160,6 +160,21 @@ func TestReturnsOnceNeverMoreThanBought(t *testing.T) {
 	}
 }
 
+// Expiry is decided by the database's clock: a caller whose clock runs an hour
+// ahead does not expire an order that is not due.
+func TestExpiryByTheDatabasesClock(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	sale := createSale(t, s, "clock", 2, 1)
+	o := saleOrder(sale, "clock-user", 1) // payable for a minute
+	if res, err := s.CreateOrders(ctx, s.ShardOf(o.UserID), []*flashsale.Order{o}); err != nil || res[0].Outcome != flashsale.CreateNew {
+		t.Fatalf("create: %+v %v", res, err)
+	}
+	if got, changed, err := s.Expire(ctx, o.UserID, o.ID, time.Now().Add(time.Hour)); err != nil || changed || got.Status != flashsale.OrderPendingPayment {
+		t.Fatalf("expire by a clock an hour ahead: %+v changed=%v %v, want untouched", got, changed, err)
+	}
+}
+
 // A late payment of an expired order takes its room in the cap again when
 // there is some (borrowing from the other shard), and is refund_required when
 // the units went to others; the cap is never passed.
@@ -170,13 +185,13 @@ func TestLatePaymentTakesRoomAgainOrRefunds(t *testing.T) {
 	users := usersOn(s, 0, 3, "late")
 	first, second := saleOrder(sale, users[0], 1), saleOrder(sale, users[1], 1)
 	for _, o := range []*flashsale.Order{first, second} {
+		o.PayBy = o.CreatedAt.Add(-time.Second) // due as soon as it is made, by the database's clock
 		if res, err := s.CreateOrders(ctx, 0, []*flashsale.Order{o}); err != nil || res[0].Outcome != flashsale.CreateNew {
 			t.Fatalf("create: %+v %v", res, err)
 		}
 	}
-	later := time.Now().Add(time.Hour)
 	for _, o := range []*flashsale.Order{first, second} {
-		if _, changed, err := s.Expire(ctx, o.UserID, o.ID, later); err != nil || !changed {
+		if _, changed, err := s.Expire(ctx, o.UserID, o.ID, time.Now()); err != nil || !changed {
 			t.Fatalf("expire: %v %v", changed, err)
 		}
 	}

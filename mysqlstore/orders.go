@@ -161,13 +161,20 @@ func (s *Store) CreateOrders(ctx context.Context, shard int, orders []*flashsale
 			sales[it.SaleID] = sale
 		}
 	}
+	// The orders inserted take created_at and pay_by from the database's
+	// clock, the one expiry is decided by (closeOrder): the worker's clock
+	// only sets the payment window (pay_by - created_at).
+	now, err := dbNow(ctx, s.shards[shard])
+	if err != nil {
+		return nil, fmt.Errorf("mysqlstore: create orders: %w", err)
+	}
 	results := make([]flashsale.OrderResult, len(orders))
 	todo := make([]int, len(orders))
 	for i := range todo {
 		todo[i] = i
 	}
 	for round := 1; len(todo) > 0; round++ {
-		short, err := s.createBatch(ctx, shard, sales, orders, todo, results)
+		short, err := s.createBatch(ctx, shard, sales, orders, todo, results, now)
 		if err != nil {
 			return nil, err
 		}
@@ -209,12 +216,12 @@ func (s *Store) CreateOrders(ctx context.Context, shard int, orders []*flashsale
 // order when the batch hits a duplicate key (another process wrote one of its
 // rows meanwhile: the retry reads it and decides accordingly). It fills results
 // at idx and returns the indexes that found no room in the allotment.
-func (s *Store) createBatch(ctx context.Context, shard int, sales map[string]*flashsale.Sale, orders []*flashsale.Order, idx []int, results []flashsale.OrderResult) ([]int, error) {
+func (s *Store) createBatch(ctx context.Context, shard int, sales map[string]*flashsale.Sale, orders []*flashsale.Order, idx []int, results []flashsale.OrderResult, now time.Time) ([]int, error) {
 	batch := make([]*flashsale.Order, len(idx))
 	for j, i := range idx {
 		batch[j] = orders[i]
 	}
-	res, short, err := s.createTx(ctx, s.shards[shard], sales, batch)
+	res, short, err := s.createTx(ctx, s.shards[shard], sales, batch, now)
 	if err == nil {
 		for j, i := range idx {
 			results[i] = res[j]
@@ -231,7 +238,7 @@ func (s *Store) createBatch(ctx context.Context, shard int, sales map[string]*fl
 	var out []int
 	for _, i := range idx {
 		for attempt := 0; ; attempt++ {
-			res, short, err := s.createTx(ctx, s.shards[shard], sales, []*flashsale.Order{orders[i]})
+			res, short, err := s.createTx(ctx, s.shards[shard], sales, []*flashsale.Order{orders[i]}, now)
 			if err == nil {
 				results[i] = res[0]
 				if len(short) > 0 {
@@ -253,7 +260,7 @@ func (s *Store) createBatch(ctx context.Context, shard int, sales map[string]*fl
 // update comes last, so the allotment row is locked only until the commit); if a
 // sale lacks room, again with the allotment rows locked first, inserting what
 // fits. It returns one result per order and the indexes that did not fit.
-func (s *Store) createTx(ctx context.Context, db *sql.DB, sales map[string]*flashsale.Sale, batch []*flashsale.Order) ([]flashsale.OrderResult, []int, error) {
+func (s *Store) createTx(ctx context.Context, db *sql.DB, sales map[string]*flashsale.Sale, batch []*flashsale.Order, now time.Time) ([]flashsale.OrderResult, []int, error) {
 	var results []flashsale.OrderResult
 	var short []int
 	for careful := false; ; careful = true {
@@ -303,10 +310,9 @@ func (s *Store) createTx(ctx context.Context, db *sql.DB, sales map[string]*flas
 			for k, i := range fresh {
 				insert[k] = batch[i]
 			}
-			if err := insertOrders(ctx, tx, insert); err != nil {
+			if err := insertOrders(ctx, tx, insert, now); err != nil {
 				return err
 			}
-			now := time.Now().UTC()
 			for _, id := range ids {
 				if need[id] == 0 {
 					continue
@@ -473,10 +479,15 @@ func selectOrders(ctx context.Context, tx *sql.Tx, orders []*flashsale.Order) (m
 }
 
 // insertOrders inserts orders with their order.created outbox rows and their
-// tickets' decision rows ('ordered'), in tx.
-func insertOrders(ctx context.Context, tx *sql.Tx, orders []*flashsale.Order) error {
+// tickets' decision rows ('ordered'), in tx. Each order is created at now (the
+// database's clock) and keeps its payment window: its CreatedAt and PayBy are
+// set so, and setting them again with the same now changes nothing.
+func insertOrders(ctx context.Context, tx *sql.Tx, orders []*flashsale.Order, now time.Time) error {
 	if len(orders) == 0 {
 		return nil
+	}
+	for _, o := range orders {
+		o.PayBy, o.CreatedAt = now.Add(o.PayBy.Sub(o.CreatedAt)), now
 	}
 	args := make([]any, 0, len(orders)*9)
 	decisions := make([]any, 0, len(orders)*7)

@@ -10,6 +10,16 @@ import (
 	"github.com/flashsale/flashsale"
 )
 
+// dbNow is the database's clock (UTC, microseconds): the one clock of every
+// time decision about orders.
+func dbNow(ctx context.Context, q interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}) (time.Time, error) {
+	var now time.Time
+	err := q.QueryRowContext(ctx, `SELECT UTC_TIMESTAMP(6)`).Scan(&now)
+	return now.UTC(), err
+}
+
 // lockOrder reads userID's order (every item's row) FOR UPDATE in tx, or
 // flashsale.ErrNotFound.
 func lockOrder(ctx context.Context, tx *sql.Tx, userID, orderID string) (*flashsale.Order, error) {
@@ -35,13 +45,18 @@ func writeEvent(ctx context.Context, tx *sql.Tx, typ flashsale.EventType, o *fla
 // closeOrder moves a pending_payment order to status to (expired or cancelled)
 // with its outbox row, in one transaction. It returns the order as it stands
 // afterwards and whether this call changed it. With dueOnly, an order whose pay_by
-// is after now is left alone.
-func (s *Store) closeOrder(ctx context.Context, userID, orderID string, to flashsale.OrderStatus, typ flashsale.EventType, now time.Time, dueOnly bool) (*flashsale.Order, bool, error) {
-	now = now.UTC().Truncate(time.Microsecond)
+// is after now is left alone. now is the database's clock, not the caller's
+// (which it ignores): pay_by was set by that clock too (see CreateOrders), so
+// a caller on a host whose clock runs ahead never expires an order early.
+func (s *Store) closeOrder(ctx context.Context, userID, orderID string, to flashsale.OrderStatus, typ flashsale.EventType, _ time.Time, dueOnly bool) (*flashsale.Order, bool, error) {
 	var out *flashsale.Order
 	var changed bool
 	err := inTx(ctx, s.shards[s.ShardOf(userID)], func(tx *sql.Tx) error {
 		changed = false
+		now, err := dbNow(ctx, tx)
+		if err != nil {
+			return err
+		}
 		o, err := lockOrder(ctx, tx, userID, orderID)
 		if err != nil {
 			return err
