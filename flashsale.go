@@ -302,6 +302,18 @@ type PurchaseRequest struct {
 	Quantity   int       `json:"quantity,omitempty"`
 	Items      []Line    `json:"items,omitempty"`
 	AdmittedAt time.Time `json:"admitted_at"`
+	// Loads has, for each line, the load of its sale's stock the claim was
+	// made in (the stock store's id of that load; 0: unknown). The hold reads
+	// it instead of comparing clocks (see redisstore's holdScript).
+	Loads []int64 `json:"loads,omitempty"`
+}
+
+// LoadOf returns the load of the i-th line's claim, 0 when unknown.
+func (r *PurchaseRequest) LoadOf(i int) int64 {
+	if i < len(r.Loads) {
+		return r.Loads[i]
+	}
+	return 0
 }
 
 // Lines returns the request's lines: Items, or its one sale.
@@ -334,10 +346,12 @@ func (r *PurchaseRequest) Part(l Line) Part {
 	return Part{SaleID: l.SaleID, TicketID: r.TicketID, UserID: r.UserID, Quantity: l.Quantity}
 }
 
-// LineRequest is the request's part in one sale, as the stock of that sale
+// LineRequest is the request's i-th line, as the stock of that line's sale
 // holds it (under the request's ticket id).
-func (r *PurchaseRequest) LineRequest(l Line) *PurchaseRequest {
-	return &PurchaseRequest{TicketID: r.TicketID, SaleID: l.SaleID, UserID: r.UserID, Quantity: l.Quantity, AdmittedAt: r.AdmittedAt}
+func (r *PurchaseRequest) LineRequest(i int) *PurchaseRequest {
+	l := r.Lines()[i]
+	return &PurchaseRequest{TicketID: r.TicketID, SaleID: l.SaleID, UserID: r.UserID, Quantity: l.Quantity,
+		AdmittedAt: r.AdmittedAt, Loads: []int64{r.LoadOf(i)}}
 }
 
 // Ticket returns the request's ticket with status st.

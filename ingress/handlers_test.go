@@ -44,19 +44,19 @@ func (s *claimStock) Stock(_ context.Context, saleID string) (flashsale.Stock, e
 	return flashsale.Stock{Total: 10, Available: s.available[saleID]}, nil
 }
 
-func (s *claimStock) Claim(_ context.Context, sale *flashsale.Sale, user, ticket string, qty int, _ time.Time) (flashsale.ClaimOutcome, string, error) {
+func (s *claimStock) Claim(_ context.Context, sale *flashsale.Sale, user, ticket string, qty int) (flashsale.ClaimOutcome, string, int64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	k := [2]string{sale.ID, user}
 	switch {
 	case s.live[k] != "":
-		return flashsale.Existing, s.live[k], nil
+		return flashsale.Existing, s.live[k], 0, nil
 	case s.available[sale.ID] < qty:
-		return flashsale.SoldOut, "", nil
+		return flashsale.SoldOut, "", 0, nil
 	}
 	s.live[k] = ticket
 	s.log = append(s.log, "claim "+sale.ID)
-	return flashsale.Claimed, ticket, nil
+	return flashsale.Claimed, ticket, 7, nil
 }
 
 func (s *claimStock) Unclaim(_ context.Context, p flashsale.Part) error {
@@ -192,7 +192,7 @@ func TestBundlePurchaseClaimsEverySaleAndQueuesOneTicket(t *testing.T) {
 		t.Fatalf("bundle: %d %v, %d published; want 202 and one message", code, out, len(f.queue.published))
 	}
 	req := f.queue.published[0]
-	if req.TicketID != out["ticket_id"] || fmt.Sprint(req.Items) != "[{a 2} {b 1}]" || req.SaleID != "" {
+	if req.TicketID != out["ticket_id"] || fmt.Sprint(req.Items) != "[{a 2} {b 1}]" || req.SaleID != "" || fmt.Sprint(req.Loads) != "[7 7]" {
 		t.Errorf("queued %+v, want the ticket with both lines and no sale_id", req)
 	}
 	// The same bundle again: the live ticket, nothing new.

@@ -174,8 +174,10 @@ func (s *Server) admit(ctx context.Context, user string, sales []*flashsale.Sale
 			}
 		}
 	}
+	loads := make([]int64, len(sales))
 	for i, sale := range sales {
-		outcome, existing, err := s.claim(ctx, sale, user, ticket, lines[i].Quantity, now)
+		outcome, existing, load, err := s.claim(ctx, sale, user, ticket, lines[i].Quantity)
+		loads[i] = load
 		if err != nil {
 			unclaim(i)
 			return nil, false, err
@@ -212,7 +214,8 @@ func (s *Server) admit(ctx context.Context, user string, sales []*flashsale.Sale
 	}
 	pctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
 	defer cancel()
-	req := &flashsale.PurchaseRequest{TicketID: ticketID, SaleID: ticket.SaleID, UserID: user, Quantity: ticket.Quantity, AdmittedAt: now.UTC()}
+	req := &flashsale.PurchaseRequest{TicketID: ticketID, SaleID: ticket.SaleID, UserID: user, Quantity: ticket.Quantity,
+		AdmittedAt: now.UTC(), Loads: loads}
 	if bundle {
 		req.Items = lines
 	}
@@ -233,28 +236,28 @@ func (s *Server) admit(ctx context.Context, user string, sales []*flashsale.Sale
 // publish failed and its claim could not be undone then (Redis away); a ticket
 // given up like that is final in MySQL: its claim is freed and the slot
 // claimed again.
-func (s *Server) claim(ctx context.Context, sale *flashsale.Sale, user string, t *flashsale.Ticket, qty int, now time.Time) (flashsale.ClaimOutcome, *flashsale.Ticket, error) {
-	outcome, existing, err := s.cfg.Stock.Claim(ctx, sale, user, t.ID, qty, now)
+func (s *Server) claim(ctx context.Context, sale *flashsale.Sale, user string, t *flashsale.Ticket, qty int) (flashsale.ClaimOutcome, *flashsale.Ticket, int64, error) {
+	outcome, existing, load, err := s.cfg.Stock.Claim(ctx, sale, user, t.ID, qty)
 	if err != nil {
-		return 0, nil, s.claimFailed(ctx, t, err)
+		return 0, nil, 0, s.claimFailed(ctx, t, err)
 	}
 	if outcome != flashsale.Existing {
-		return outcome, nil, nil
+		return outcome, nil, load, nil
 	}
 	if cp, err := s.cfg.Stock.GetTicket(ctx, existing); err == nil {
-		return outcome, cp, nil
+		return outcome, cp, 0, nil
 	}
 	queued := &flashsale.Ticket{ID: existing, Status: flashsale.TicketQueued}
 	if mt, merr := s.cfg.Orders.GetTicket(ctx, user, existing); merr != nil || mt.Status.Live() {
-		return outcome, queued, nil
+		return outcome, queued, 0, nil
 	}
 	if err := s.cfg.Stock.Unclaim(ctx, flashsale.Part{SaleID: sale.ID, TicketID: existing, UserID: user}); err != nil {
-		return 0, nil, flashsale.Unavailable(err, "the purchase could not be queued; nothing was kept, retry")
+		return 0, nil, 0, flashsale.Unavailable(err, "the purchase could not be queued; nothing was kept, retry")
 	}
-	if outcome, existing, err = s.cfg.Stock.Claim(ctx, sale, user, t.ID, qty, now); err != nil {
-		return 0, nil, s.claimFailed(ctx, t, err)
+	if outcome, existing, load, err = s.cfg.Stock.Claim(ctx, sale, user, t.ID, qty); err != nil {
+		return 0, nil, 0, s.claimFailed(ctx, t, err)
 	}
-	return outcome, &flashsale.Ticket{ID: existing, Status: flashsale.TicketQueued}, nil
+	return outcome, &flashsale.Ticket{ID: existing, Status: flashsale.TicketQueued}, load, nil
 }
 
 // claimFailed answers a claim of ticket t that failed on Redis. A claim that

@@ -108,7 +108,7 @@ func TestRepairSaleNeverLosesAConcurrentHold(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			req := request(uuid.NewString(), 1)
-			if out, _, err := s.Claim(ctx, sale, req.UserID, req.TicketID, 1, req.AdmittedAt); err != nil || out != flashsale.Claimed {
+			if out, _, _, err := s.Claim(ctx, sale, req.UserID, req.TicketID, 1); err != nil || out != flashsale.Claimed {
 				t.Errorf("claim: %v %v", out, err)
 				return
 			}

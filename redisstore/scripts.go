@@ -44,17 +44,22 @@ return 1
 `
 
 // claimScript gives the user a new live ticket unless they already have one.
-// KEYS stock live units claims; ARGV user tid qty limit now_ms stale_ms.
-// Returns {"claimed", tid} | {"existing", tid} | {"limit"} | {"sold_out"} | {"not_loaded"} | {"stale"}.
-// A claim whose publish never completed (older than stale_ms) is replaced. The
-// same ticket claimed again (go-redis retried a claim whose reply was lost) is
-// still "claimed": the caller goes on to publish it.
+// KEYS stock live units claims; ARGV user tid qty limit stale_ms.
+// Returns {"claimed", tid, load} | {"existing", tid} | {"limit"} | {"sold_out"} |
+// {"not_loaded"} | {"stale"}; load is the sale's epoch_ms, which names the
+// load of its stock the claim was made in (see holdScript). A claim whose
+// publish never completed (older than stale_ms by Redis's own clock) is
+// replaced. The same ticket claimed again (go-redis retried a claim whose
+// reply was lost) is still "claimed": the caller goes on to publish it.
 var claimScript = redis.NewScript(loadedCheck + `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local load = redis.call('HGET', KEYS[1], 'epoch_ms') or '0'
 local cur = redis.call('HGET', KEYS[2], ARGV[1])
-if cur == ARGV[2] then return {'claimed', cur} end
+if cur == ARGV[2] then return {'claimed', cur, load} end
 if cur then
   local at = redis.call('HGET', KEYS[4], cur)
-  if (not at) or (tonumber(ARGV[5]) - tonumber(at) < tonumber(ARGV[6])) then
+  if (not at) or (now - tonumber(at) < tonumber(ARGV[5])) then
     return {'existing', cur}
   end
   redis.call('HDEL', KEYS[4], cur)
@@ -64,8 +69,8 @@ local units = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0')
 if units + q > tonumber(ARGV[4]) then return {'limit'} end
 if tonumber(redis.call('HGET', KEYS[1], 'available')) < q then return {'sold_out'} end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-redis.call('HSET', KEYS[4], ARGV[2], ARGV[5])
-return {'claimed', ARGV[2]}
+redis.call('HSET', KEYS[4], ARGV[2], now)
+return {'claimed', ARGV[2], load}
 `)
 
 // unclaimScript undoes a claim whose publish failed. KEYS live claims; ARGV user tid.
@@ -76,10 +81,13 @@ return 1
 `)
 
 // holdScript holds q units for ticket tid. KEYS stock holds live units claims;
-// ARGV tid user q limit admitted_ms. Returns {"not_loaded"} or {"done", state}.
+// ARGV tid user q limit admitted_ms load. Returns {"not_loaded"} or {"done", state}.
 // The ticket must be the user's live ticket; a ticket with no live entry is held
-// only if it was admitted before the stock was (re)loaded, when the live entry may
-// have been lost with Redis; otherwise its claim was undone after a failed publish.
+// only if its claim was made in an earlier load of the stock (load differs from
+// epoch_ms: the live entry may have been lost with Redis); claimed in this load,
+// its claim was undone after a failed publish. No clocks are compared: load is
+// the epoch_ms the claim script read. A message without load (0, queued before
+// this rule) falls back to comparing its admission time with epoch_ms.
 var holdScript = redis.NewScript(loadedCheck + `
 local st = redis.call('HGET', KEYS[2], ARGV[1])
 if st then return {'done', st} end
@@ -91,8 +99,13 @@ local function refuse(state)
 end
 local live = redis.call('HGET', KEYS[3], ARGV[2])
 if live and live ~= ARGV[1] then return refuse('F') end
-if (not live) and tonumber(ARGV[5]) >= tonumber(redis.call('HGET', KEYS[1], 'epoch_ms') or '0') then
-  return refuse('F')
+if not live then
+  local epoch = redis.call('HGET', KEYS[1], 'epoch_ms') or '0'
+  if ARGV[6] ~= '0' then
+    if ARGV[6] == epoch then return refuse('F') end
+  elseif tonumber(ARGV[5]) >= tonumber(epoch) then
+    return refuse('F')
+  end
 end
 local q = tonumber(ARGV[3])
 if tonumber(redis.call('HGET', KEYS[4], ARGV[2]) or '0') + q > tonumber(ARGV[4]) then return refuse('F') end

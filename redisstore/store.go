@@ -296,25 +296,28 @@ func (s *Store) Stock(ctx context.Context, saleID string) (flashsale.Stock, erro
 
 // Claim makes ticketID the user's live ticket for the sale unless they have one,
 // checking the per-user limit and availability first. The claim is provisional
-// until Published; Unclaim undoes it.
-func (s *Store) Claim(ctx context.Context, sale *flashsale.Sale, userID, ticketID string, qty int, now time.Time) (flashsale.ClaimOutcome, string, error) {
+// until Published; Unclaim undoes it. For Claimed, load names the load of the
+// sale's stock the claim was made in: the purchase carries it to the hold (see
+// holdScript).
+func (s *Store) Claim(ctx context.Context, sale *flashsale.Sale, userID, ticketID string, qty int) (outcome flashsale.ClaimOutcome, id string, load int64, err error) {
 	k := s.keys(sale.ID)
 	reply, err := s.run(ctx, sale.ID, claimScript, []string{k.stock, k.live, k.units, k.claims},
-		userID, ticketID, qty, sale.PerUserLimit, now.UnixMilli(), s.cfg.ClaimStale.Milliseconds())
+		userID, ticketID, qty, sale.PerUserLimit, s.cfg.ClaimStale.Milliseconds())
 	if err != nil {
-		return 0, "", err
+		return 0, "", 0, err
 	}
 	switch reply[0] {
 	case "claimed":
-		return flashsale.Claimed, reply[1], nil
+		load, _ := strconv.ParseInt(reply[2], 10, 64)
+		return flashsale.Claimed, reply[1], load, nil
 	case "existing":
-		return flashsale.Existing, reply[1], nil
+		return flashsale.Existing, reply[1], 0, nil
 	case "limit":
-		return flashsale.LimitReached, "", nil
+		return flashsale.LimitReached, "", 0, nil
 	case "sold_out":
-		return flashsale.SoldOut, "", nil
+		return flashsale.SoldOut, "", 0, nil
 	}
-	return 0, "", fmt.Errorf("redisstore: claim: unexpected reply %v", reply)
+	return 0, "", 0, fmt.Errorf("redisstore: claim: unexpected reply %v", reply)
 }
 
 // Unclaim undoes a claim whose publish failed, so the user may simply retry.
@@ -391,7 +394,7 @@ func (s *Store) Hold(ctx context.Context, sales []*flashsale.Sale, reqs []*flash
 	for i, req := range reqs {
 		k := s.keys(sales[i].ID)
 		calls[i] = scriptCall{sales[i].ID, holdScript, []string{k.stock, k.holds, k.live, k.units, k.claims},
-			[]any{req.TicketID, req.UserID, req.Quantity, sales[i].PerUserLimit, req.AdmittedAt.UnixMilli()}}
+			[]any{req.TicketID, req.UserID, req.Quantity, sales[i].PerUserLimit, req.AdmittedAt.UnixMilli(), req.LoadOf(0)}}
 	}
 	return s.runMany(ctx, calls)
 }

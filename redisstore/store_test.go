@@ -12,6 +12,7 @@ import (
 
 	"github.com/flashsale/flashsale"
 	"github.com/flashsale/flashsale/internal/testenv"
+	"github.com/flashsale/flashsale/service"
 )
 
 // fixedSource is the book of record for rebuild tests: what MySQL would return.
@@ -64,10 +65,11 @@ func request(user string, qty int) *flashsale.PurchaseRequest {
 func claimAndHold(t *testing.T, s *Store, sale *flashsale.Sale, req *flashsale.PurchaseRequest) flashsale.Hold {
 	t.Helper()
 	ctx := context.Background()
-	out, _, err := s.Claim(ctx, sale, req.UserID, req.TicketID, req.Quantity, req.AdmittedAt)
-	if err != nil || out != flashsale.Claimed {
-		t.Fatalf("claim: %v %v", out, err)
+	out, _, load, err := s.Claim(ctx, sale, req.UserID, req.TicketID, req.Quantity)
+	if err != nil || out != flashsale.Claimed || load == 0 {
+		t.Fatalf("claim: %v load %d %v", out, load, err)
 	}
+	req.Loads = []int64{load}
 	return holdOne(t, s, sale, req)
 }
 
@@ -121,7 +123,7 @@ func TestReleasedTicketIsNeverHeldAgain(t *testing.T) {
 	}
 	wantStock(t, s, flashsale.Stock{Total: 5, Available: 5})
 	// The user's slot is free again: a new ticket may be claimed.
-	if out, _, _ := s.Claim(ctx, sale, "u1", uuid.NewString(), 1, time.Now()); out != flashsale.Claimed {
+	if out, _, _, _ := s.Claim(ctx, sale, "u1", uuid.NewString(), 1); out != flashsale.Claimed {
 		t.Fatalf("claim after release = %v", out)
 	}
 }
@@ -137,7 +139,7 @@ func TestConfirmMovesHeldToSoldOnce(t *testing.T) {
 	}
 	wantStock(t, s, flashsale.Stock{Total: 3, Available: 2, Sold: 1})
 	// Paid is not live, but it counts towards the per-user limit.
-	if out, _, _ := s.Claim(context.Background(), sale, "u1", uuid.NewString(), 1, time.Now()); out != flashsale.LimitReached {
+	if out, _, _, _ := s.Claim(context.Background(), sale, "u1", uuid.NewString(), 1); out != flashsale.LimitReached {
 		t.Fatalf("claim after a paid unit with limit 1 = %v, want LimitReached", out)
 	}
 }
@@ -146,23 +148,34 @@ func TestClaimIsOneLiveTicketPerUser(t *testing.T) {
 	s, sale, _ := newStore(t, 10, 1)
 	ctx := context.Background()
 	first := uuid.NewString()
-	if out, id, _ := s.Claim(ctx, sale, "u1", first, 1, time.Now()); out != flashsale.Claimed || id != first {
+	if out, id, _, _ := s.Claim(ctx, sale, "u1", first, 1); out != flashsale.Claimed || id != first {
 		t.Fatalf("first claim = %v %s", out, id)
 	}
-	if out, id, _ := s.Claim(ctx, sale, "u1", uuid.NewString(), 1, time.Now()); out != flashsale.Existing || id != first {
+	if out, id, _, _ := s.Claim(ctx, sale, "u1", uuid.NewString(), 1); out != flashsale.Existing || id != first {
 		t.Fatalf("second claim = %v %s, want Existing %s", out, id, first)
 	}
 }
 
 func TestStaleClaimIsReplacedAndItsLateMessageRefused(t *testing.T) {
 	s, sale, _ := newStore(t, 10, 1)
+	s.cfg.ClaimStale = 50 * time.Millisecond // stale by Redis's clock
 	ctx := context.Background()
-	t0 := time.Now()
-	old := &flashsale.PurchaseRequest{TicketID: uuid.NewString(), SaleID: "s1", UserID: "u1", Quantity: 1, AdmittedAt: t0}
-	s.Claim(ctx, sale, "u1", old.TicketID, 1, t0) // the ingress died before publishing
+	old := &flashsale.PurchaseRequest{TicketID: uuid.NewString(), SaleID: "s1", UserID: "u1", Quantity: 1, AdmittedAt: time.Now()}
+	_, _, load, _ := s.Claim(ctx, sale, "u1", old.TicketID, 1) // the ingress died before publishing
+	old.Loads = []int64{load}
 	fresh := uuid.NewString()
-	later := t0.Add(s.cfg.ClaimStale + time.Second)
-	if out, id, _ := s.Claim(ctx, sale, "u1", fresh, 1, later); out != flashsale.Claimed || id != fresh {
+	if out, id, _, _ := s.Claim(ctx, sale, "u1", fresh, 1); out != flashsale.Existing || id != old.TicketID {
+		t.Fatalf("claim while the first is fresh = %v %s, want its existing ticket", out, id)
+	}
+	var out flashsale.ClaimOutcome
+	var id string
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		if out, id, _, _ = s.Claim(ctx, sale, "u1", fresh, 1); out == flashsale.Claimed {
+			break
+		}
+		service.Sleep(ctx, 10*time.Millisecond) // until the first claim is stale by Redis's clock
+	}
+	if out != flashsale.Claimed || id != fresh {
 		t.Fatalf("claim after a stale one = %v %s, want Claimed %s", out, id, fresh)
 	}
 	// Had the dead ingress's publish gone through after all, its message is refused.
@@ -176,12 +189,31 @@ func TestUnclaimedTicketIsRefused(t *testing.T) {
 	s, sale, _ := newStore(t, 10, 1)
 	ctx := context.Background()
 	req := request("u1", 1)
-	s.Claim(ctx, sale, "u1", req.TicketID, 1, req.AdmittedAt)
+	_, _, load, _ := s.Claim(ctx, sale, "u1", req.TicketID, 1)
+	req.Loads = []int64{load}
 	s.Unclaim(ctx, flashsale.Part{SaleID: "s1", TicketID: req.TicketID, UserID: "u1"}) // publish answered 503
 	if h := holdOne(t, s, sale, req); h.Kind != flashsale.HoldRefused {
 		t.Fatalf("hold of an unclaimed ticket = %+v, want refused", h)
 	}
 	wantStock(t, s, flashsale.Stock{Total: 10, Available: 10})
+}
+
+// A ticket claimed in an earlier load of the stock (Redis lost its keys and
+// the sale was rebuilt) is held without its live entry, whatever the clocks:
+// its admission time says nothing, only the load its claim was made in.
+func TestTicketClaimedBeforeARebuildIsHeld(t *testing.T) {
+	s, sale, _ := newStore(t, 10, 1)
+	ctx := context.Background()
+	req := request("u1", 1)
+	_, _, load, _ := s.Claim(ctx, sale, "u1", req.TicketID, 1)
+	req.Loads = []int64{load}
+	req.AdmittedAt = time.Now().Add(time.Hour) // an ingress whose clock runs an hour ahead
+	if err := s.rdb.Del(ctx, s.keys("s1").stock, s.keys("s1").live).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if h := holdOne(t, s, sale, req); h.Kind != flashsale.HoldHeld {
+		t.Fatalf("hold of a ticket claimed before the rebuild = %+v, want held", h)
+	}
 }
 
 func TestConcurrentHoldsNeverOversell(t *testing.T) {
@@ -195,7 +227,7 @@ func TestConcurrentHoldsNeverOversell(t *testing.T) {
 			defer wg.Done()
 			req := request(fmt.Sprintf("u%d", i), 1)
 			ctx := context.Background()
-			out, _, err := s.Claim(ctx, sale, req.UserID, req.TicketID, 1, req.AdmittedAt)
+			out, _, _, err := s.Claim(ctx, sale, req.UserID, req.TicketID, 1)
 			if err != nil {
 				t.Error(err)
 				return
@@ -235,7 +267,7 @@ func TestLostSaleIsRebuiltFromTheBookOfRecord(t *testing.T) {
 	s.rdb.Del(ctx, k.stock, k.holds, k.live, k.units)
 	wantStock(t, s, flashsale.Stock{Total: 10, Available: 7, Held: 2, Sold: 1})
 	// The rebuilt state knows the pending order's user is live and the paid one sold.
-	if out, _, _ := s.Claim(ctx, sale, "u1", uuid.NewString(), 1, time.Now()); out != flashsale.Existing {
+	if out, _, _, _ := s.Claim(ctx, sale, "u1", uuid.NewString(), 1); out != flashsale.Existing {
 		t.Fatalf("claim by a user with a pending order after rebuild = %v, want Existing", out)
 	}
 	if h, _ := s.Confirm(ctx, flashsale.Part{SaleID: "s1", TicketID: paidID, UserID: "u2"}); h.Kind != flashsale.HoldSold {
@@ -273,7 +305,7 @@ func TestPipelinedHoldsAcrossSalesWithoutCachedScripts(t *testing.T) {
 	sales := []*flashsale.Sale{sale, sale, sale, other}
 	for i, r := range reqs {
 		// Claims do not take units: all four succeed, and the holds decide.
-		if out, _, err := s.Claim(ctx, sales[i], r.UserID, r.TicketID, 1, r.AdmittedAt); err != nil || out != flashsale.Claimed {
+		if out, _, _, err := s.Claim(ctx, sales[i], r.UserID, r.TicketID, 1); err != nil || out != flashsale.Claimed {
 			t.Fatalf("claim %d: %v %v", i, out, err)
 		}
 	}
@@ -310,7 +342,7 @@ func TestClaimRetriedIsStillClaimed(t *testing.T) {
 	ctx := context.Background()
 	id := uuid.NewString()
 	for i := 0; i < 2; i++ {
-		if out, got, err := s.Claim(ctx, sale, "u1", id, 1, time.Now()); err != nil || out != flashsale.Claimed || got != id {
+		if out, got, _, err := s.Claim(ctx, sale, "u1", id, 1); err != nil || out != flashsale.Claimed || got != id {
 			t.Fatalf("claim #%d = %v %s %v, want Claimed %s", i+1, out, got, err, id)
 		}
 	}

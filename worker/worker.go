@@ -348,10 +348,10 @@ func (w *Worker) hold(ctx context.Context, items []*item) {
 		if it.failed {
 			continue
 		}
-		for i, l := range it.lines {
+		for i := range it.lines {
 			calls = append(calls, call{it, i})
 			sales = append(sales, it.sales[i])
-			reqs = append(reqs, it.req.LineRequest(l))
+			reqs = append(reqs, it.req.LineRequest(i))
 		}
 	}
 	if len(calls) == 0 {

@@ -308,7 +308,7 @@ func TestDeadLetteredBundleReleasesEveryLine(t *testing.T) {
 	orders := newFakeOrders(stock)
 	w := newTestWorker(t, stock, orders, twoSales())
 	req := bundle("t1", "u1", 1, 1)
-	stock.Hold(context.Background(), []*flashsale.Sale{twoSales()["a"]}, []*flashsale.PurchaseRequest{req.LineRequest(req.Items[0])})
+	stock.Hold(context.Background(), []*flashsale.Sale{twoSales()["a"]}, []*flashsale.PurchaseRequest{req.LineRequest(0)})
 	stock.log = nil
 	m := mock.NewMessage(req)
 	w.HandleDeadLetters(context.Background(), mock.Messages(m))
