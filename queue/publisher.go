@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/flashsale/flashsale"
+	"github.com/flashsale/flashsale/service"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -125,32 +126,52 @@ func (p *Publisher) loop(ctx context.Context) {
 // (bounded by ctx). It returns nil only when the broker confirmed; otherwise an
 // error wrapping ErrUnavailable.
 func (p *Publisher) Publish(ctx context.Context, exchange, key string, msg amqp.Publishing) error {
-	if err := p.Ready(); err != nil {
-		return err
-	}
 	msg.DeliveryMode = amqp.Persistent
 	if msg.Timestamp.IsZero() {
 		msg.Timestamp = time.Now()
+	}
+	// A nack means the broker could not take it now (a quorum queue electing
+	// its leader, just declared or after a node left): the outcome is unknown,
+	// so it is published again, the same message id (consumers are idempotent),
+	// up to nackRetries times (about 3 s) or until ctx ends. A broker that is
+	// away fails at once instead.
+	wait := 20 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		acked, err := p.publishOnce(ctx, exchange, key, msg)
+		if err != nil || acked {
+			return err
+		}
+		if attempt == nackRetries || !service.Sleep(ctx, wait) {
+			return fmt.Errorf("broker nacked: %w", ErrUnavailable)
+		}
+		wait = min(2*wait, 500*time.Millisecond)
+	}
+}
+
+// nackRetries is how often a nacked message is published again.
+const nackRetries = 8
+
+// publishOnce publishes msg and waits for its confirm: acked false is a nack.
+func (p *Publisher) publishOnce(ctx context.Context, exchange, key string, msg amqp.Publishing) (acked bool, err error) {
+	if err := p.Ready(); err != nil {
+		return false, err
 	}
 	p.mu.Lock()
 	ch := p.ch
 	if ch == nil {
 		p.mu.Unlock()
-		return fmt.Errorf("rabbitmq not connected: %w", ErrUnavailable)
+		return false, fmt.Errorf("rabbitmq not connected: %w", ErrUnavailable)
 	}
 	dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, exchange, key, true, false, msg)
 	p.mu.Unlock()
 	if err != nil {
-		return fmt.Errorf("publish: %v: %w", err, ErrUnavailable)
+		return false, fmt.Errorf("publish: %v: %w", err, ErrUnavailable)
 	}
-	acked, err := dc.WaitContext(ctx)
+	acked, err = dc.WaitContext(ctx)
 	if err != nil {
-		return fmt.Errorf("no confirm: %v: %w", err, ErrUnavailable)
+		return false, fmt.Errorf("no confirm: %v: %w", err, ErrUnavailable)
 	}
-	if !acked {
-		return fmt.Errorf("broker nacked or connection lost: %w", ErrUnavailable)
-	}
-	return nil
+	return acked, nil
 }
 
 // Close stops reconnecting and closes the connection. Outstanding publishes fail.
