@@ -228,19 +228,7 @@ func latePayRaceSingle(t *testing.T, e *env, c *client) {
 			t.Errorf("round %d: late payment: %v", i, r.payErr)
 			continue
 		}
-		// A buyer's order has the sale's 1 s window too: it may be expired by
-		// now. What counts is whether a buyer got an order at all.
-		final := c.awaitFinal(t, r.tickets, time.Minute)
-		var got []bnTicketRef
-		for _, ref := range r.tickets {
-			switch v := final[ref.TicketID]; v.Status {
-			case "pending_payment", "expired":
-				got = append(got, bnTicketRef{ref, v.OrderID})
-			case "sold_out":
-			default:
-				t.Errorf("round %d: buyer ticket %s ended %q, want pending_payment (or expired), or sold_out", i, ref.TicketID, v.Status)
-			}
-		}
+		got := raceBuyersWithOrders(t, c, i, r.tickets)
 		for _, a := range r.answers {
 			if a != "202" && a != "409 sold_out" {
 				t.Errorf("round %d: a buyer was answered %q, want 202 or 409 sold_out", i, a)
@@ -367,17 +355,7 @@ func latePayRaceBundle(t *testing.T, e *env, c *client) {
 			t.Errorf("round %d: late payment: %v", i, r.payErr)
 			continue
 		}
-		final := c.awaitFinal(t, r.tickets, time.Minute)
-		var got []bnTicketRef
-		for _, ref := range r.tickets {
-			switch v := final[ref.TicketID]; v.Status {
-			case "pending_payment", "expired":
-				got = append(got, bnTicketRef{ref, v.OrderID})
-			case "sold_out":
-			default:
-				t.Errorf("round %d: buyer ticket %s ended %q", i, ref.TicketID, v.Status)
-			}
-		}
+		got := raceBuyersWithOrders(t, c, i, r.tickets)
 		if len(got) > 2 {
 			t.Errorf("round %d: OVERSOLD: %d buyers got an order for two sales of one unit each", i, len(got))
 		}
@@ -414,4 +392,23 @@ func latePayRaceBundle(t *testing.T, e *env, c *client) {
 	}
 	t.Logf("outcomes: %v", wins)
 	bnReconcileExits0(t, e)
+}
+
+// raceBuyersWithOrders waits for the race's buyer tickets to be final and
+// returns those that got an order. A buyer's order has the sale's 1 s window
+// too: it may be expired by now; what counts is whether it got one at all.
+func raceBuyersWithOrders(t *testing.T, c *client, round int, tickets []ticketRef) []bnTicketRef {
+	t.Helper()
+	final := c.awaitFinal(t, tickets, time.Minute)
+	var got []bnTicketRef
+	for _, ref := range tickets {
+		switch v := final[ref.TicketID]; v.Status {
+		case "pending_payment", "expired":
+			got = append(got, bnTicketRef{ref, v.OrderID})
+		case "sold_out":
+		default:
+			t.Errorf("round %d: buyer ticket %s ended %q, want pending_payment (or expired), or sold_out", round, ref.TicketID, v.Status)
+		}
+	}
+	return got
 }
