@@ -25,9 +25,10 @@ import (
 	"github.com/flashsale/flashsale/service"
 )
 
-// Delayer publishes a message that reaches the expiry queue after seconds.
+// Delayer publishes messages that reach the expiry queue after seconds, in one
+// broker message; the expiry consumer gets them one by one.
 type Delayer interface {
-	PublishDelayed(ctx context.Context, msgID string, body []byte, seconds int) error
+	PublishDelayed(ctx context.Context, msgID string, bodies [][]byte, seconds int) error
 }
 
 // Expirer expires orders (the lifecycle).
@@ -127,8 +128,16 @@ func decode(m flashsale.Message) (*flashsale.Event, bool) {
 	return &ev, true
 }
 
-// HandleCreated schedules the expiry of each created order.
+// HandleCreated schedules the expiry of each created order: the orders of a
+// batch that fall into one delay bucket go in one message.
 func (q *Queue) HandleCreated(ctx context.Context, msgs []flashsale.Message) {
+	type bucket struct {
+		id     string // the first event's id names the message
+		msgs   []flashsale.Message
+		bodies [][]byte
+	}
+	buckets := map[int]*bucket{}
+	var order []int
 	for _, m := range msgs {
 		ev, ok := decode(m)
 		if !ok {
@@ -139,13 +148,28 @@ func (q *Queue) HandleCreated(ctx context.Context, msgs []flashsale.Message) {
 		// The order's pay_by, fixed when it was created, is in the event; the
 		// payment window it came from picks the usual bucket.
 		window := int(math.Round(ev.Order.PayBy.Sub(ev.OccurredAt).Seconds()))
-		err := q.cfg.Delayer.PublishDelayed(ctx, ev.EventID, m.Body(), bucketFor(ev.Order.PayBy.Sub(q.cfg.Now()), window))
-		if err != nil {
-			q.log.Warn("scheduling expiry failed; retrying", "order", ev.Order.OrderID, "err", err)
-			m.Retry()
+		secs := bucketFor(ev.Order.PayBy.Sub(q.cfg.Now()), window)
+		b := buckets[secs]
+		if b == nil {
+			b = &bucket{id: ev.EventID}
+			buckets[secs] = b
+			order = append(order, secs)
+		}
+		b.msgs = append(b.msgs, m)
+		b.bodies = append(b.bodies, m.Body())
+	}
+	for _, secs := range order {
+		b := buckets[secs]
+		if err := q.cfg.Delayer.PublishDelayed(ctx, b.id, b.bodies, secs); err != nil {
+			q.log.Warn("scheduling expiry failed; retrying", "orders", len(b.msgs), "err", err)
+			for _, m := range b.msgs {
+				m.Retry()
+			}
 			continue
 		}
-		m.Ack()
+		for _, m := range b.msgs {
+			m.Ack()
+		}
 	}
 }
 
@@ -169,7 +193,7 @@ func (q *Queue) HandleExpiry(ctx context.Context, msgs []flashsale.Message) {
 			q.log.Warn("expiring failed; retrying", "order", ev.Order.OrderID, "err", err)
 			m.Retry()
 		case o.Status == flashsale.OrderPendingPayment:
-			if err := q.cfg.Delayer.PublishDelayed(ctx, ev.EventID, m.Body(), bucketFor(o.PayBy.Sub(q.cfg.Now()), 0)); err != nil {
+			if err := q.cfg.Delayer.PublishDelayed(ctx, ev.EventID, [][]byte{m.Body()}, bucketFor(o.PayBy.Sub(q.cfg.Now()), 0)); err != nil {
 				m.Retry()
 				continue
 			}

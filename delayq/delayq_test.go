@@ -33,20 +33,21 @@ func created(id string, occurred, payBy time.Time) flashsale.Event {
 // order.created is delayed until the pay_by it carries: the sale's window when
 // it arrives promptly, a power of two of the time left when it lags (a bundle
 // has no one sale: only the event's pay_by counts); a malformed one is
-// dead-lettered.
+// dead-lettered. The orders of a batch that share a bucket go in one message.
 func TestHandleCreatedSchedulesFromTheEventsPayBy(t *testing.T) {
 	d := &mock.Delayer{}
 	q := newQueue(t, d, &mock.Expirer{}, nil)
 	prompt := mock.NewMessage(created("o1", now, now.Add(900*time.Second)))
 	late := mock.NewMessage(created("o2", now.Add(-800*time.Second), now.Add(100*time.Second)))
 	bad := mock.NewMessage([]byte("{"))
-	q.HandleCreated(context.Background(), mock.Messages(prompt, late, bad))
-	want := []mock.Delayed{{MsgID: "ev-o1", Seconds: 900}, {MsgID: "ev-o2", Seconds: 64}}
+	prompt2 := mock.NewMessage(created("o4", now, now.Add(900*time.Second)))
+	q.HandleCreated(context.Background(), mock.Messages(prompt, late, bad, prompt2))
+	want := []mock.Delayed{{MsgID: "ev-o1", Messages: 2, Seconds: 900}, {MsgID: "ev-o2", Messages: 1, Seconds: 64}}
 	if len(d.Published) != 2 || d.Published[0] != want[0] || d.Published[1] != want[1] {
 		t.Errorf("published %+v, want %+v", d.Published, want)
 	}
-	if prompt.Settled() != "ack" || late.Settled() != "ack" || bad.Settled() != "dead" {
-		t.Errorf("settled %q %q %q, want ack ack dead", prompt.Settled(), late.Settled(), bad.Settled())
+	if prompt.Settled() != "ack" || late.Settled() != "ack" || bad.Settled() != "dead" || prompt2.Settled() != "ack" {
+		t.Errorf("settled %q %q %q %q, want ack ack dead ack", prompt.Settled(), late.Settled(), bad.Settled(), prompt2.Settled())
 	}
 	d.Err = errors.New("broker away")
 	again := mock.NewMessage(created("o3", now, now.Add(time.Minute)))
@@ -84,7 +85,7 @@ func TestHandleExpiry(t *testing.T) {
 			t.Errorf("%s settled %q, want %q", id, got, want)
 		}
 	}
-	if len(d.Published) != 1 || d.Published[0] != (mock.Delayed{MsgID: "ev-early", Seconds: 8}) {
+	if len(d.Published) != 1 || d.Published[0] != (mock.Delayed{MsgID: "ev-early", Messages: 1, Seconds: 8}) {
 		t.Errorf("re-delayed %+v, want the early one for 8 s (a power of two of the 10 s left)", d.Published)
 	}
 }

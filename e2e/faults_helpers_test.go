@@ -559,6 +559,13 @@ func fxKillShardConnections(t *testing.T, e *env, admin *sql.DB) int {
 // the broker's confirm.
 func fxPublish(t *testing.T, exchange, key string, body []byte) {
 	t.Helper()
+	fxPublishMessage(t, exchange, key, amqp.Publishing{ContentType: "application/json", DeliveryMode: amqp.Persistent, Body: body})
+}
+
+// fxPublishMessage publishes msg to the exchange with the routing key and
+// waits for the broker's confirm.
+func fxPublishMessage(t *testing.T, exchange, key string, msg amqp.Publishing) {
+	t.Helper()
 	conn, err := amqp.DialConfig(amqpURL(), amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
 	if err != nil {
 		t.Fatalf("rabbitmq: %v", err)
@@ -573,8 +580,7 @@ func fxPublish(t *testing.T, exchange, key string, body []byte) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, exchange, key, true, false,
-		amqp.Publishing{ContentType: "application/json", DeliveryMode: amqp.Persistent, Body: body})
+	dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, exchange, key, true, false, msg)
 	if err != nil {
 		t.Fatalf("publish: %v", err)
 	}

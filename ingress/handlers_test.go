@@ -70,21 +70,12 @@ func (s *claimStock) Unclaim(_ context.Context, p flashsale.Part) error {
 	return nil
 }
 
-func (s *claimStock) Published(context.Context, string, string) error { return nil }
-
-func (s *claimStock) PutTickets(_ context.Context, ts ...*flashsale.Ticket) error {
+func (s *claimStock) Queued(_ context.Context, ts ...*flashsale.Ticket) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, t := range ts {
 		s.copies[t.ID] = t
 	}
-	return nil
-}
-
-func (s *claimStock) DeleteTicket(_ context.Context, id string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.copies, id)
 	return nil
 }
 
@@ -115,11 +106,11 @@ type recQueue struct {
 	err       error
 }
 
-func (q *recQueue) PublishPurchase(_ context.Context, r *flashsale.PurchaseRequest) error {
+func (q *recQueue) PublishPurchases(_ context.Context, rs []*flashsale.PurchaseRequest) error {
 	if q.err != nil {
 		return q.err
 	}
-	q.published = append(q.published, r)
+	q.published = append(q.published, rs...)
 	return nil
 }
 

@@ -199,33 +199,21 @@ func (s *Server) admit(ctx context.Context, user string, sales []*flashsale.Sale
 	// undo leaves nothing behind of a request answered 503: its decision
 	// first, in MySQL (a publish that reached the broker after all then makes
 	// no order; a claim that cannot be undone now because Redis is away is
-	// freed by the user's next purchase, see claim), then its claims and copy.
+	// freed by the user's next purchase, see claim), then its claims.
 	undo := func() (stands bool) {
 		if s.giveUp(ctx, ticket) {
 			return true // queued after all, and already ordered
 		}
 		unclaim(len(sales))
-		s.cfg.Stock.DeleteTicket(context.WithoutCancel(ctx), ticketID)
 		return false
 	}
-	if err := s.cfg.Stock.PutTickets(ctx, ticket); err != nil {
-		undo()
-		return nil, false, unavailable(err)
-	}
-	pctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
-	defer cancel()
 	req := &flashsale.PurchaseRequest{TicketID: ticketID, SaleID: ticket.SaleID, UserID: user, Quantity: ticket.Quantity,
 		AdmittedAt: now.UTC(), Loads: loads}
 	if bundle {
 		req.Items = lines
 	}
-	if err := s.cfg.Queue.PublishPurchase(pctx, req); err != nil && !undo() {
+	if err := s.queuer.enqueue(req, ticket); err != nil && !undo() {
 		return nil, false, unavailable(err)
-	}
-	for _, sale := range sales {
-		if err := s.cfg.Stock.Published(context.WithoutCancel(ctx), sale.ID, ticketID); err != nil {
-			s.log.Warn("cannot mark a claim published; the worker will", "ticket", ticketID, "sale", sale.ID, "err", err)
-		}
 	}
 	return ticket, true, nil
 }

@@ -42,9 +42,9 @@ type Stock interface {
 	Claim(ctx context.Context, sale *flashsale.Sale, userID, ticketID string, qty int) (outcome flashsale.ClaimOutcome, id string, load int64, err error)
 	// Unclaim undoes a claim of p.TicketID (nothing held yet).
 	Unclaim(ctx context.Context, p flashsale.Part) error
-	Published(ctx context.Context, saleID, ticketID string) error
-	PutTickets(ctx context.Context, tickets ...*flashsale.Ticket) error
-	DeleteTicket(ctx context.Context, ticketID string) error
+	// Queued writes the fast copies of tickets whose purchases are durably
+	// queued and marks their claims published, in one round trip.
+	Queued(ctx context.Context, tickets ...*flashsale.Ticket) error
 	// GetTicket returns an error wrapping flashsale.ErrNotFound when the fast
 	// copy is missing.
 	GetTicket(ctx context.Context, ticketID string) (*flashsale.Ticket, error)
@@ -61,8 +61,9 @@ type Orders interface {
 
 // Queue takes purchases durably.
 type Queue interface {
-	// PublishPurchase returns nil only once the broker confirmed.
-	PublishPurchase(ctx context.Context, req *flashsale.PurchaseRequest) error
+	// PublishPurchases queues reqs in one message; nil only once the broker
+	// confirmed it.
+	PublishPurchases(ctx context.Context, reqs []*flashsale.PurchaseRequest) error
 }
 
 // Check is one readiness probe; it returns an error naming what failed.
@@ -100,6 +101,12 @@ type Config struct {
 	// PublishTimeout bounds the wait for the broker's confirm. Default 5 s; must
 	// stay below the stock store's stale-claim age.
 	PublishTimeout time.Duration
+	// PublishGroups is how many groups of purchases may await the broker's
+	// confirm at once; the purchases admitted meanwhile gather into the next
+	// group (see queuer). Default 4.
+	PublishGroups int
+	// MaxGroup is the most purchases in one message. Default 128.
+	MaxGroup int
 	// Ready are the readiness checks of /readyz.
 	Ready []Check
 	// Registry receives HTTP metrics; Gatherer serves /metrics. Both optional.
@@ -126,6 +133,7 @@ type Server struct {
 	latency  *prometheus.HistogramVec
 	// purchases counts purchase answers by sale and outcome (metrics.go).
 	purchases *purchaseCounter
+	queuer    *queuer
 }
 
 // New builds the router.
@@ -154,6 +162,15 @@ func New(cfg Config) (*Server, error) {
 	if cfg.PublishTimeout == 0 {
 		cfg.PublishTimeout = 5 * time.Second
 	}
+	if cfg.PublishGroups == 0 {
+		cfg.PublishGroups = 4
+	}
+	if cfg.MaxGroup == 0 {
+		cfg.MaxGroup = 128
+	}
+	if cfg.PublishGroups < 0 || cfg.MaxGroup < 0 {
+		return nil, errors.New("ingress: PublishGroups and MaxGroup must be positive")
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -172,6 +189,8 @@ func New(cfg Config) (*Server, error) {
 		cfg.Registry.MustRegister(s.requests, s.latency)
 	}
 	s.purchases = newPurchaseCounter(cfg.Registry)
+	s.queuer = &queuer{queue: cfg.Queue, stock: cfg.Stock, log: cfg.Log, timeout: cfg.PublishTimeout,
+		maxGroup: cfg.MaxGroup, inFlight: cfg.PublishGroups}
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
 	e.HandleMethodNotAllowed = false

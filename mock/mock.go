@@ -84,20 +84,22 @@ type Delayer struct {
 	Err error
 }
 
-// Delayed is one delayed publish.
+// Delayed is one delayed publish: its message id, how many messages it
+// carried and the delay in seconds.
 type Delayed struct {
-	MsgID   string
-	Seconds int
+	MsgID    string
+	Messages int
+	Seconds  int
 }
 
 // PublishDelayed records the publish.
-func (d *Delayer) PublishDelayed(_ context.Context, msgID string, _ []byte, seconds int) error {
+func (d *Delayer) PublishDelayed(_ context.Context, msgID string, bodies [][]byte, seconds int) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.Err != nil {
 		return d.Err
 	}
-	d.Published = append(d.Published, Delayed{msgID, seconds})
+	d.Published = append(d.Published, Delayed{msgID, len(bodies), seconds})
 	return nil
 }
 

@@ -33,6 +33,8 @@ type Config struct {
 	ReconnectMin, ReconnectMax time.Duration
 	// Name is shown in the broker's connection list. Default "flashsale".
 	Name string
+	// Metrics counts what is published; nil counts nothing.
+	Metrics *Metrics
 }
 
 func (c *Config) validate() error {

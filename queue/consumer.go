@@ -38,10 +38,15 @@ type ConsumerConfig struct {
 	BatchSize int
 	// BatchWait is how long a partial batch waits for more. Default 5 ms.
 	BatchWait time.Duration
+	// DeadExchange and DeadKey are where the queue dead-letters: a group
+	// member that is dead-lettered alone is published there. Empty: such a
+	// member is dropped (logged).
+	DeadExchange, DeadKey string
 }
 
 // Consume consumes cfg.Queue until ctx ends, reconnecting with backoff, and hands
-// batches to h. On ctx's end it cancels the subscription, lets the batch in hand
+// batches to h: up to BatchSize messages, a group's members counted one by one
+// (see GroupType). On ctx's end it cancels the subscription, lets the batch in hand
 // finish, and closes; unacked deliveries go back to the queue.
 func Consume(ctx context.Context, qc Config, cfg ConsumerConfig, h flashsale.Handler) error {
 	if err := qc.validate(); err != nil {
@@ -96,6 +101,7 @@ func consumeOnce(ctx context.Context, qc Config, cfg ConsumerConfig, h flashsale
 		return fmt.Errorf("queue: consume %s: %w", cfg.Queue, err)
 	}
 	qc.Log.Info("consuming", "queue", cfg.Queue)
+	r := &republisher{conn: conn, queue: cfg.Queue, deadExchange: cfg.DeadExchange, deadKey: cfg.DeadKey, log: qc.Log, metrics: qc.Metrics}
 	stopping := ctx.Done()
 	batch := make([]flashsale.Message, 0, cfg.BatchSize)
 	timer := time.NewTimer(time.Hour)
@@ -116,7 +122,7 @@ func consumeOnce(ctx context.Context, qc Config, cfg ConsumerConfig, h flashsale
 				}
 				return fmt.Errorf("queue: deliveries of %s closed", cfg.Queue)
 			}
-			batch = append(batch, Delivery{d})
+			batch = append(batch, members(d, r)...)
 		}
 		timer.Reset(cfg.BatchWait)
 	fill:
@@ -126,7 +132,7 @@ func consumeOnce(ctx context.Context, qc Config, cfg ConsumerConfig, h flashsale
 				if !ok {
 					break fill
 				}
-				batch = append(batch, Delivery{d})
+				batch = append(batch, members(d, r)...)
 			case <-timer.C:
 				break fill
 			}

@@ -1,19 +1,19 @@
 package queue
 
 import (
-	"encoding/json"
-
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/flashsale/flashsale"
-	"github.com/flashsale/flashsale/service"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/flashsale/flashsale"
+	"github.com/flashsale/flashsale/service"
 )
 
 // ErrUnavailable means the broker did not take the message: not connected, blocked
@@ -181,15 +181,32 @@ func (p *Publisher) Close() error {
 	return nil
 }
 
-// PublishPurchase queues a purchase request; nil only once the broker confirmed.
-// The message id is the ticket id.
-func (p *Publisher) PublishPurchase(ctx context.Context, req *flashsale.PurchaseRequest) error {
-	body, err := json.Marshal(req)
-	if err != nil {
-		return fmt.Errorf("queue: encode purchase: %w", err)
+// PublishPurchases queues purchase requests in one message (a group, see
+// GroupType, when there are several) with one confirm: nil only once the broker
+// confirmed, and then every one of them is queued. The message id is the first
+// ticket id.
+func (p *Publisher) PublishPurchases(ctx context.Context, reqs []*flashsale.PurchaseRequest) error {
+	bodies := make([][]byte, len(reqs))
+	for i, req := range reqs {
+		b, err := json.Marshal(req)
+		if err != nil {
+			return fmt.Errorf("queue: encode purchase: %w", err)
+		}
+		bodies[i] = b
 	}
-	return p.Publish(ctx, p.cfg.Topology.PurchaseExchange(), PurchaseKey, amqp.Publishing{
-		ContentType: "application/json", MessageId: req.TicketID, Body: body})
+	msg, err := groupPublishing(reqs[0].TicketID, bodies)
+	if err != nil {
+		return err
+	}
+	p.cfg.Metrics.published("purchase", 1)
+	p.cfg.Metrics.published("purchase_item", len(reqs))
+	return p.Publish(ctx, p.cfg.Topology.PurchaseExchange(), PurchaseKey, msg)
+}
+
+// PublishPurchase queues one purchase request; nil only once the broker
+// confirmed. The message id is the ticket id.
+func (p *Publisher) PublishPurchase(ctx context.Context, req *flashsale.PurchaseRequest) error {
+	return p.PublishPurchases(ctx, []*flashsale.PurchaseRequest{req})
 }
 
 // PublishEvents publishes outbox events to the events exchange, in order, with the
@@ -219,6 +236,7 @@ func (p *Publisher) PublishEvents(ctx context.Context, events []flashsale.Outbox
 		confirms = append(confirms, dc)
 	}
 	p.mu.Unlock()
+	p.cfg.Metrics.published("event", len(confirms))
 	for i, dc := range confirms {
 		acked, err := dc.WaitContext(ctx)
 		if err != nil || !acked {
@@ -228,10 +246,12 @@ func (p *Publisher) PublishEvents(ctx context.Context, events []flashsale.Outbox
 	return len(confirms), pubErr
 }
 
-// PublishDelayed publishes body so that it reaches the expiry queue after
-// seconds (at once when seconds <= 0), through the delay bucket of that length,
-// declared on first use. nil only once the broker confirmed.
-func (p *Publisher) PublishDelayed(ctx context.Context, msgID string, body []byte, seconds int) error {
+// PublishDelayed publishes bodies in one message (a group when there are
+// several; the expiry consumer hands out its members) so that it reaches the
+// expiry queue after seconds (at once when seconds <= 0), through the delay
+// bucket of that length, declared on first use. nil only once the broker
+// confirmed.
+func (p *Publisher) PublishDelayed(ctx context.Context, msgID string, bodies [][]byte, seconds int) error {
 	exchange, key := p.cfg.Topology.ExpiryExchange(), ""
 	if seconds > 0 {
 		exchange, key = "", p.cfg.Topology.DelayBucket(seconds)
@@ -245,5 +265,11 @@ func (p *Publisher) PublishDelayed(ctx context.Context, msgID string, body []byt
 		}
 		p.mu.Unlock()
 	}
-	return p.Publish(ctx, exchange, key, amqp.Publishing{ContentType: "application/json", MessageId: msgID, Body: body})
+	msg, err := groupPublishing(msgID, bodies)
+	if err != nil {
+		return err
+	}
+	p.cfg.Metrics.published("delay", 1)
+	p.cfg.Metrics.published("delay_item", len(bodies))
+	return p.Publish(ctx, exchange, key, msg)
 }

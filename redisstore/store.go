@@ -464,6 +464,35 @@ func (s *Store) PutTickets(ctx context.Context, tickets ...*flashsale.Ticket) er
 	if len(tickets) == 0 {
 		return nil
 	}
+	if err := s.putTickets(ctx, tickets, nil); err != nil {
+		return fmt.Errorf("redisstore: put tickets: %w", err)
+	}
+	return nil
+}
+
+// Queued records, in one round trip, that tickets' purchases are durably
+// queued: each gets its fast copy (never moving one back, so a worker that
+// was quicker keeps its final status) and each of its claims is marked
+// published (see Published).
+func (s *Store) Queued(ctx context.Context, tickets ...*flashsale.Ticket) error {
+	if len(tickets) == 0 {
+		return nil
+	}
+	err := s.putTickets(ctx, tickets, func(p redis.Pipeliner) {
+		for _, t := range tickets {
+			for _, l := range t.Lines() {
+				p.HDel(ctx, s.keys(l.SaleID).claims, t.ID)
+			}
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("redisstore: queued: %w", err)
+	}
+	return nil
+}
+
+// putTickets writes tickets' copies, and whatever more adds, in one pipeline.
+func (s *Store) putTickets(ctx context.Context, tickets []*flashsale.Ticket, more func(redis.Pipeliner)) error {
 	put := func() ([]redis.Cmder, error) {
 		return s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for _, t := range tickets {
@@ -479,6 +508,9 @@ func (s *Store) PutTickets(ctx context.Context, tickets ...*flashsale.Ticket) er
 				putTicketScript.EvalSha(ctx, p, []string{s.ticketKey(t.ID)}, int(s.cfg.TicketTTL.Seconds()), string(t.Status),
 					"sale", t.SaleID, "user", t.UserID, "qty", t.Quantity, "items", items, "status", string(t.Status), "order", t.OrderID, "pay_by", payBy)
 			}
+			if more != nil {
+				more(p)
+			}
 			return nil
 		})
 	}
@@ -489,10 +521,7 @@ func (s *Store) PutTickets(ctx context.Context, tickets ...*flashsale.Ticket) er
 			_, err = put()
 		}
 	}
-	if err != nil {
-		return fmt.Errorf("redisstore: put tickets: %w", err)
-	}
-	return nil
+	return err
 }
 
 // DeleteTicket removes a ticket's fast copy (a purchase whose publish failed).

@@ -106,15 +106,15 @@ func (c *config) mysql() mysqlstore.Config {
 	return mysqlstore.Config{MetaDSN: c.MetaDSN, ShardDSNs: c.ShardDSNs}
 }
 
-func (c *config) queue(log *slog.Logger, name string) queue.Config {
-	return queue.Config{URLs: c.AMQPURLs, Topology: queue.Topology{Namespace: c.Namespace}, Log: log, Name: "flashsale " + name}
+func (c *config) queue(log *slog.Logger, name string, m *queue.Metrics) queue.Config {
+	return queue.Config{URLs: c.AMQPURLs, Topology: queue.Topology{Namespace: c.Namespace}, Log: log, Name: "flashsale " + name, Metrics: m}
 }
 
-// consume adds n consumers of q, handing batches to h.
-func consume(g *service.Group, name string, qc queue.Config, q string, n int, h flashsale.Handler) {
+// consume adds n consumers, handing batches to h.
+func consume(g *service.Group, name string, qc queue.Config, cc queue.ConsumerConfig, n int, h flashsale.Handler) {
 	for i := 0; i < n; i++ {
 		g.Go(name, func(ctx context.Context) error {
-			return queue.Consume(ctx, qc, queue.ConsumerConfig{Queue: q}, h)
+			return queue.Consume(ctx, qc, cc, h)
 		})
 	}
 }
@@ -187,11 +187,12 @@ func run(ctx context.Context, cmd string, roles []string, cfg *config, ocfg opsC
 	// reverse: the roles' consumers and jobs first, the operations surface,
 	// then the HTTP intake last (so it stops first).
 	g := &service.Group{Log: log}
+	qm := queue.NewMetrics(reg)
 	var intake []service.Service
 	for _, role := range roles {
 		// Each role has its own broker connections: a publisher blocked by a
 		// memory alarm never stalls a consumer.
-		qc := cfg.queue(log, role)
+		qc := cfg.queue(log, role, qm)
 		switch role {
 		case "ingress":
 			pub, err := queue.NewPublisher(qc)
@@ -230,8 +231,10 @@ func run(ctx context.Context, cmd string, roles []string, cfg *config, ocfg opsC
 			if err != nil {
 				return err
 			}
-			consume(g, "purchase consumer", qc, qc.Topology.PurchaseQueue(), 8, w.HandlePurchases)
-			consume(g, "dead-letter consumer", qc, qc.Topology.DeadQueue(), 1, w.HandleDeadLetters)
+			top := qc.Topology
+			consume(g, "purchase consumer", qc, queue.ConsumerConfig{Queue: top.PurchaseQueue(),
+				DeadExchange: top.DeadExchange(), DeadKey: queue.PurchaseKey}, 8, w.HandlePurchases)
+			consume(g, "dead-letter consumer", qc, queue.ConsumerConfig{Queue: top.DeadQueue()}, 1, w.HandleDeadLetters)
 			// The background reconciler runs in every worker process; a lease
 			// elects one runner.
 			rec, err := newReconciler(cfg, store, rs, log, reg)
@@ -250,8 +253,8 @@ func run(ctx context.Context, cmd string, roles []string, cfg *config, ocfg opsC
 			if err != nil {
 				return err
 			}
-			consume(g, "order.created consumer", qc, qc.Topology.CreatedQueue(), 1, dq.HandleCreated)
-			consume(g, "expiry consumer", qc, qc.Topology.ExpiryQueue(), 1, dq.HandleExpiry)
+			consume(g, "order.created consumer", qc, queue.ConsumerConfig{Queue: qc.Topology.CreatedQueue()}, 1, dq.HandleCreated)
+			consume(g, "expiry consumer", qc, queue.ConsumerConfig{Queue: qc.Topology.ExpiryQueue()}, 1, dq.HandleExpiry)
 			g.Go("sweeper", func(ctx context.Context) error { dq.RunSweeper(ctx); return nil })
 		case "relay":
 			pub, err := queue.NewPublisher(qc)

@@ -72,7 +72,7 @@ func newOpsSurface(ocfg opsConfig, cfg *config, roles []string, reg *prometheus.
 // queue inspector to g, and returns the operations listener when
 // FLASHSALE_OPS_ADDR is set (to be added with the intake).
 func (o *opsSurface) services(g *service.Group, cmd string, cfg *config, store *mysqlstore.Store, stock ops.StockReader, reg *prometheus.Registry, log *slog.Logger) ([]service.Service, error) {
-	insp, err := queue.NewInspector(cfg.queue(log, "ops"))
+	insp, err := queue.NewInspector(cfg.queue(log, "ops", nil))
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,101 @@
+package ingress
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/flashsale/flashsale"
+)
+
+// queuer queues admitted purchases in groups: the purchases admitted while
+// the broker confirms earlier ones go out together, as one message with one
+// confirm (see queue.GroupType), and their tickets are then marked queued in
+// the stock store in one round trip. Nothing waits on a timer: with few
+// purchases each goes out alone at once; under a crowd, while inFlight groups
+// await their confirms, the next purchases gather into the next group. Each
+// caller waits for its own group's outcome, which is also every other
+// member's: all queued, or none known to be.
+//
+// The flushers are goroutines started on demand and gone when nothing is
+// pending, so there is nothing to start or stop: a server that stops serving
+// (its handlers all returned) has none left.
+type queuer struct {
+	queue    Queue
+	stock    Stock
+	log      *slog.Logger
+	timeout  time.Duration // a group's publish deadline (Config.PublishTimeout)
+	maxGroup int           // the most purchases in one message
+	inFlight int           // the most groups awaiting their confirm at once
+
+	mu      sync.Mutex
+	pending []*queuing
+	running int // flushers running
+}
+
+// queuing is one purchase waiting for its group's outcome.
+type queuing struct {
+	req    *flashsale.PurchaseRequest
+	ticket *flashsale.Ticket
+	done   chan struct{}
+	err    error // set before done is closed
+}
+
+// enqueue queues req and waits until its group is confirmed (nil) or not
+// (an error: the purchase may or may not be queued, see Queue). ticket's
+// fast copy is written once it is queued.
+func (q *queuer) enqueue(req *flashsale.PurchaseRequest, ticket *flashsale.Ticket) error {
+	w := &queuing{req: req, ticket: ticket, done: make(chan struct{})}
+	q.mu.Lock()
+	q.pending = append(q.pending, w)
+	if q.running < q.inFlight {
+		q.running++
+		go q.flush()
+	}
+	q.mu.Unlock()
+	<-w.done
+	return w.err
+}
+
+// flush publishes what is pending, a group at a time, until nothing is.
+func (q *queuer) flush() {
+	for {
+		q.mu.Lock()
+		if len(q.pending) == 0 {
+			q.running--
+			q.mu.Unlock()
+			return
+		}
+		n := min(len(q.pending), q.maxGroup)
+		group := make([]*queuing, n)
+		copy(group, q.pending)
+		q.pending = append(q.pending[:0], q.pending[n:]...)
+		q.mu.Unlock()
+		q.publish(group)
+	}
+}
+
+// publish queues one group and tells its members how it went.
+func (q *queuer) publish(group []*queuing) {
+	ctx, cancel := context.WithTimeout(context.Background(), q.timeout)
+	defer cancel()
+	reqs := make([]*flashsale.PurchaseRequest, len(group))
+	tickets := make([]*flashsale.Ticket, len(group))
+	for i, w := range group {
+		reqs[i], tickets[i] = w.req, w.ticket
+	}
+	err := q.queue.PublishPurchases(ctx, reqs)
+	if err == nil {
+		// Queued for good: a copy or a mark that cannot be written now is
+		// no reason to take that back. The worker writes the ticket's copy
+		// and clears its claim's mark when it holds.
+		if qerr := q.stock.Queued(ctx, tickets...); qerr != nil {
+			q.log.Warn("cannot write queued tickets' copies; the worker will", "tickets", len(tickets), "err", qerr)
+		}
+	}
+	for _, w := range group {
+		w.err = err
+		close(w.done)
+	}
+}
