@@ -23,3 +23,22 @@ type Handler func(ctx context.Context, msgs []Message)
 type SaleFinder interface {
 	Get(ctx context.Context, id string) (*Sale, error)
 }
+
+// stageKey is the context key of WithStage.
+type stageKey struct{}
+
+// WithStage tags ctx with the stage of the purchase path the work is for
+// ("admission": a purchase request being admitted; "worker": a queued one
+// being held and ordered), so that adapters can count what each stage costs
+// them (Redis round trips per admission, say).
+func WithStage(ctx context.Context, stage string) context.Context {
+	return context.WithValue(ctx, stageKey{}, stage)
+}
+
+// StageOf is ctx's stage (see WithStage), "other" when it has none.
+func StageOf(ctx context.Context) string {
+	if s, ok := ctx.Value(stageKey{}).(string); ok {
+		return s
+	}
+	return "other"
+}

@@ -79,7 +79,7 @@ func quantityOr1(q *int) int {
 // purchaseLines checks each line as a purchase of its sale would be, in order
 // (the first failing line decides the answer), then admits them under one ticket.
 func (s *Server) purchaseLines(c *gin.Context, lines []flashsale.Line) {
-	ctx := c.Request.Context()
+	ctx := flashsale.WithStage(c.Request.Context(), "admission")
 	user := userOf(c)
 	now := s.cfg.Now()
 	bundle := len(lines) > 1

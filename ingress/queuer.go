@@ -78,7 +78,7 @@ func (q *queuer) flush() {
 
 // publish queues one group and tells its members how it went.
 func (q *queuer) publish(group []*queuing) {
-	ctx, cancel := context.WithTimeout(context.Background(), q.timeout)
+	ctx, cancel := context.WithTimeout(flashsale.WithStage(context.Background(), "admission"), q.timeout)
 	defer cancel()
 	reqs := make([]*flashsale.PurchaseRequest, len(group))
 	tickets := make([]*flashsale.Ticket, len(group))

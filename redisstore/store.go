@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/bsm/redislock"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/flashsale/flashsale"
@@ -49,6 +50,9 @@ type Config struct {
 	// the same user replaces it (the ingress died between claim and publish).
 	// Default 15 s; must exceed the publish timeout.
 	ClaimStale time.Duration
+	// Registry receives the round-trip counters (metrics.go); nil registers
+	// nothing.
+	Registry prometheus.Registerer
 }
 
 // Store is the Redis adapter. It is safe for concurrent use.
@@ -91,6 +95,9 @@ func New(cfg Config) (*Store, error) {
 	} else {
 		rdb = redis.NewClient(&redis.Options{Addr: cfg.Addrs[0], PoolSize: 64, MinIdleConns: 8,
 			DialTimeout: 2 * time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second})
+	}
+	if cfg.Registry != nil {
+		rdb.AddHook(newCounter(cfg.Registry))
 	}
 	return &Store{cfg: cfg, rdb: rdb, locker: redislock.New(rdb), log: cfg.Log}, nil
 }

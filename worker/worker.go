@@ -224,6 +224,7 @@ func (w *Worker) settle(outcome string, fn func() error) {
 // that failed are tried again within Config.RetryBudget before they are handed
 // back; what succeeded is acked as soon as it did.
 func (w *Worker) HandlePurchases(ctx context.Context, msgs []flashsale.Message) {
+	ctx = flashsale.WithStage(ctx, "worker")
 	start := time.Now()
 	defer func() { w.batchDur.Observe(time.Since(start).Seconds()) }()
 	items := make([]*item, 0, len(msgs))
@@ -608,6 +609,7 @@ func (w *Worker) writeTickets(ctx context.Context, items []*item) {
 // released (and can never be held again) and the ticket fails, unless it made an
 // order after all, which then stands.
 func (w *Worker) HandleDeadLetters(ctx context.Context, msgs []flashsale.Message) {
+	ctx = flashsale.WithStage(ctx, "worker")
 	var retry []flashsale.Message
 	for _, m := range msgs {
 		if err := w.deadLetter(ctx, m); err != nil {

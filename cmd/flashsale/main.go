@@ -144,7 +144,9 @@ func run(ctx context.Context, cmd string, roles []string, cfg *config, ocfg opsC
 		return err
 	}
 	defer store.Close()
-	rs, err := redisstore.New(redisstore.Config{Addrs: cfg.RedisAddrs, Namespace: cfg.Namespace, Source: store, Log: log})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	rs, err := redisstore.New(redisstore.Config{Addrs: cfg.RedisAddrs, Namespace: cfg.Namespace, Source: store, Log: log, Registry: reg})
 	if err != nil {
 		return err
 	}
@@ -175,8 +177,6 @@ func run(ctx context.Context, cmd string, roles []string, cfg *config, ocfg opsC
 			log.Warn("pprof stopped", "err", http.ListenAndServe(cfg.PprofAddr, nil))
 		}()
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	opsSurf, err := newOpsSurface(ocfg, cfg, roles, reg, log)
 	if err != nil {
 		return err
