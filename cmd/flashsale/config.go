@@ -24,6 +24,9 @@ type config struct {
 	AdminToken      string
 	PaymentSecrets  []string
 	LimitPerWindow  int
+	// PublishGroups is how many groups of purchases an ingress may have
+	// awaiting the broker's confirm at once (see ingress.Config.PublishGroups).
+	PublishGroups int
 	PprofAddr       string
 	LogLevel        slog.Level
 	ShutdownGrace   time.Duration
@@ -67,6 +70,7 @@ func loadConfig(fs *flag.FlagSet, args []string) (*config, error) {
 	token := fs.String("admin-token", env("FLASHSALE_ADMIN_TOKEN", ""), "bearer token of admin endpoints")
 	secrets := fs.String("payment-secret", env("FLASHSALE_PAYMENT_SECRET", ""), "payment webhook HMAC secrets, comma-separated")
 	limit := fs.String("limit-per-window", env("FLASHSALE_LIMIT_PER_WINDOW", "50"), "purchases per sale per node per 10 ms; 0 disables")
+	groups := fs.String("publish-groups", env("FLASHSALE_PUBLISH_GROUPS", "4"), "groups of purchases an ingress may have awaiting the broker's confirm at once")
 	pprofAddr := fs.String("pprof-addr", env("FLASHSALE_PPROF_ADDR", ""), "serve net/http/pprof on this address (off when empty)")
 	level := fs.String("log-level", env("FLASHSALE_LOG_LEVEL", "info"), "debug, info, warn or error")
 	grace := fs.String("shutdown-grace", env("FLASHSALE_SHUTDOWN_GRACE_SECONDS", "20"), "seconds to finish in-flight work on SIGTERM")
@@ -84,6 +88,9 @@ func loadConfig(fs *flag.FlagSet, args []string) (*config, error) {
 	var err error
 	if c.LimitPerWindow, err = strconv.Atoi(*limit); err != nil || c.LimitPerWindow < 0 {
 		return nil, fmt.Errorf("FLASHSALE_LIMIT_PER_WINDOW must be a whole number >= 0, got %q", *limit)
+	}
+	if c.PublishGroups, err = strconv.Atoi(*groups); err != nil || c.PublishGroups < 1 || c.PublishGroups > 1024 {
+		return nil, fmt.Errorf("FLASHSALE_PUBLISH_GROUPS must be a whole number from 1 to 1024, got %q", *groups)
 	}
 	for _, d := range []struct {
 		name, val string

@@ -201,7 +201,7 @@ func run(ctx context.Context, cmd string, roles []string, cfg *config, ocfg opsC
 			}
 			closer(g, "ingress publisher", pub.Close)
 			srv, err := ingress.New(ingress.Config{Sales: sales, Stock: stock, Orders: store, Queue: pub, Lifecycle: lc, Reservations: reservations,
-				AdminToken: cfg.AdminToken, LimitPerWindow: cfg.LimitPerWindow, Registry: reg, Gatherer: reg, Log: log,
+				AdminToken: cfg.AdminToken, LimitPerWindow: cfg.LimitPerWindow, PublishGroups: cfg.PublishGroups, Registry: reg, Gatherer: reg, Log: log,
 				Identity: cfg.Identity, UserPurchasesPerSecond: cfg.UserPurchasesPerSecond, Strikes: strikes,
 				Ready: []ingress.Check{rs.Ping, func(context.Context) error { return pub.Ready() }, store.Ping}, OpsElsewhere: ocfg.Addr != ""})
 			if err != nil {
