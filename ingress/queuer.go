@@ -2,6 +2,7 @@ package ingress
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"time"
@@ -36,22 +37,46 @@ type queuer struct {
 
 // queuing is one purchase waiting for its group's outcome.
 type queuing struct {
-	req    *flashsale.PurchaseRequest
-	ticket *flashsale.Ticket
-	done   chan struct{}
-	err    error // set before done is closed
+	req      *flashsale.PurchaseRequest
+	ticket   *flashsale.Ticket
+	deadline time.Time // the publish timeout counts from the enqueue
+	done     chan struct{}
+	err      error // set before done is closed
 }
 
+// errNotPublished answers a purchase whose publish timeout passed while it
+// waited for a group (the broker is slow or away): it was never published.
+var errNotPublished = errors.New("ingress: the broker did not take earlier purchases in time; not published")
+
 // enqueue queues req and waits until its group is confirmed (nil) or not
-// (an error: the purchase may or may not be queued, see Queue). ticket's
-// fast copy is written once it is queued.
+// (an error: the purchase may or may not be queued, see Queue), at most about
+// the publish timeout from now. ticket's fast copy is written once it is
+// queued.
 func (q *queuer) enqueue(req *flashsale.PurchaseRequest, ticket *flashsale.Ticket) error {
-	w := &queuing{req: req, ticket: ticket, done: make(chan struct{})}
+	w := &queuing{req: req, ticket: ticket, deadline: time.Now().Add(q.timeout), done: make(chan struct{})}
 	q.mu.Lock()
 	q.pending = append(q.pending, w)
 	if q.running < q.inFlight {
 		q.running++
 		go q.flush()
+	}
+	q.mu.Unlock()
+	timer := time.NewTimer(q.timeout)
+	defer timer.Stop()
+	select {
+	case <-w.done:
+		return w.err
+	case <-timer.C:
+	}
+	// Still waiting for a group: give up unless a flusher took it already
+	// (its group's deadline is this one at the latest).
+	q.mu.Lock()
+	for i, p := range q.pending {
+		if p == w {
+			q.pending = append(q.pending[:i], q.pending[i+1:]...)
+			q.mu.Unlock()
+			return errNotPublished
+		}
 	}
 	q.mu.Unlock()
 	<-w.done
@@ -78,13 +103,18 @@ func (q *queuer) flush() {
 
 // publish queues one group and tells its members how it went.
 func (q *queuer) publish(group []*queuing) {
-	ctx, cancel := context.WithTimeout(flashsale.WithStage(context.Background(), "admission"), q.timeout)
-	defer cancel()
+	deadline := group[0].deadline
 	reqs := make([]*flashsale.PurchaseRequest, len(group))
 	tickets := make([]*flashsale.Ticket, len(group))
 	for i, w := range group {
 		reqs[i], tickets[i] = w.req, w.ticket
+		if w.deadline.Before(deadline) {
+			deadline = w.deadline
+		}
 	}
+	// The group's publish ends by its earliest member's deadline.
+	ctx, cancel := context.WithDeadline(flashsale.WithStage(context.Background(), "admission"), deadline)
+	defer cancel()
 	err := q.queue.PublishPurchases(ctx, reqs)
 	if err == nil {
 		// Queued for good: a copy or a mark that cannot be written now is
