@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -38,6 +39,14 @@ type ConsumerConfig struct {
 	BatchSize int
 	// BatchWait is how long a partial batch waits for more. Default 5 ms.
 	BatchWait time.Duration
+	// Handlers is how many batches are handled at once; each handler call
+	// gets its own batch. Default 1. Deliveries of one connection spread over
+	// several handlers, rather than several connections each with their own,
+	// so that a process that dies hands each unacked message back once: a
+	// quorum queue before RabbitMQ 4.3 counts every hand-back towards the
+	// delivery limit, and connections torn down one after another would pass
+	// the same messages from one dying consumer to the next.
+	Handlers int
 	// DeadExchange and DeadKey are where the queue dead-letters: a group
 	// member that is dead-lettered alone is published there. Empty: such a
 	// member is dropped (logged).
@@ -63,6 +72,9 @@ func Consume(ctx context.Context, qc Config, cfg ConsumerConfig, h flashsale.Han
 	}
 	if cfg.BatchWait == 0 {
 		cfg.BatchWait = 5 * time.Millisecond
+	}
+	if cfg.Handlers == 0 {
+		cfg.Handlers = 1
 	}
 	wait := qc.ReconnectMin
 	for ctx.Err() == nil {
@@ -103,15 +115,20 @@ func consumeOnce(ctx context.Context, qc Config, cfg ConsumerConfig, h flashsale
 	qc.Log.Info("consuming", "queue", cfg.Queue)
 	r := &republisher{conn: conn, queue: cfg.Queue, deadExchange: cfg.DeadExchange, deadKey: cfg.DeadKey, log: qc.Log, metrics: qc.Metrics}
 	stopping := ctx.Done()
-	batch := make([]flashsale.Message, 0, cfg.BatchSize)
+	// Handlers run with a context that is not cancelled: what was delivered
+	// is handled to the end. The connection closes only after they returned.
+	hctx := context.WithoutCancel(ctx)
+	slots := make(chan struct{}, cfg.Handlers)
+	var handling sync.WaitGroup
+	defer handling.Wait()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
-		batch = batch[:0]
+		var batch []flashsale.Message
 		select {
 		case <-stopping:
 			// Stop intake; what the broker already sent is drained below and
-			// handled with a context that is not cancelled.
+			// handled.
 			ch.Cancel(tag, false)
 			stopping = nil
 			continue
@@ -122,7 +139,7 @@ func consumeOnce(ctx context.Context, qc Config, cfg ConsumerConfig, h flashsale
 				}
 				return fmt.Errorf("queue: deliveries of %s closed", cfg.Queue)
 			}
-			batch = append(batch, members(d, r)...)
+			batch = append(make([]flashsale.Message, 0, cfg.BatchSize), members(d, r)...)
 		}
 		timer.Reset(cfg.BatchWait)
 	fill:
@@ -137,6 +154,11 @@ func consumeOnce(ctx context.Context, qc Config, cfg ConsumerConfig, h flashsale
 				break fill
 			}
 		}
-		h(context.WithoutCancel(ctx), batch)
+		slots <- struct{}{} // wait for a free handler
+		handling.Add(1)
+		go func() {
+			defer func() { <-slots; handling.Done() }()
+			h(hctx, batch)
+		}()
 	}
 }

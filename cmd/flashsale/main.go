@@ -110,13 +110,9 @@ func (c *config) queue(log *slog.Logger, name string, m *queue.Metrics) queue.Co
 	return queue.Config{URLs: c.AMQPURLs, Topology: queue.Topology{Namespace: c.Namespace}, Log: log, Name: "flashsale " + name, Metrics: m}
 }
 
-// consume adds n consumers, handing batches to h.
-func consume(g *service.Group, name string, qc queue.Config, cc queue.ConsumerConfig, n int, h flashsale.Handler) {
-	for i := 0; i < n; i++ {
-		g.Go(name, func(ctx context.Context) error {
-			return queue.Consume(ctx, qc, cc, h)
-		})
-	}
+// consume adds a consumer (one connection), handing batches to h.
+func consume(g *service.Group, name string, qc queue.Config, cc queue.ConsumerConfig, h flashsale.Handler) {
+	g.Go(name, func(ctx context.Context) error { return queue.Consume(ctx, qc, cc, h) })
 }
 
 // closer adds a service that closes c when the group stops (after everything
@@ -232,9 +228,10 @@ func run(ctx context.Context, cmd string, roles []string, cfg *config, ocfg opsC
 				return err
 			}
 			top := qc.Topology
-			consume(g, "purchase consumer", qc, queue.ConsumerConfig{Queue: top.PurchaseQueue(),
-				DeadExchange: top.DeadExchange(), DeadKey: queue.PurchaseKey}, 8, w.HandlePurchases)
-			consume(g, "dead-letter consumer", qc, queue.ConsumerConfig{Queue: top.DeadQueue()}, 1, w.HandleDeadLetters)
+			// One connection, eight handlers: see queue.ConsumerConfig.Handlers.
+			consume(g, "purchase consumer", qc, queue.ConsumerConfig{Queue: top.PurchaseQueue(), Handlers: 8, Prefetch: 1024,
+				DeadExchange: top.DeadExchange(), DeadKey: queue.PurchaseKey}, w.HandlePurchases)
+			consume(g, "dead-letter consumer", qc, queue.ConsumerConfig{Queue: top.DeadQueue()}, w.HandleDeadLetters)
 			// The background reconciler runs in every worker process; a lease
 			// elects one runner.
 			rec, err := newReconciler(cfg, store, rs, log, reg)
@@ -253,8 +250,8 @@ func run(ctx context.Context, cmd string, roles []string, cfg *config, ocfg opsC
 			if err != nil {
 				return err
 			}
-			consume(g, "order.created consumer", qc, queue.ConsumerConfig{Queue: qc.Topology.CreatedQueue()}, 1, dq.HandleCreated)
-			consume(g, "expiry consumer", qc, queue.ConsumerConfig{Queue: qc.Topology.ExpiryQueue()}, 1, dq.HandleExpiry)
+			consume(g, "order.created consumer", qc, queue.ConsumerConfig{Queue: qc.Topology.CreatedQueue()}, dq.HandleCreated)
+			consume(g, "expiry consumer", qc, queue.ConsumerConfig{Queue: qc.Topology.ExpiryQueue()}, dq.HandleExpiry)
 			g.Go("sweeper", func(ctx context.Context) error { dq.RunSweeper(ctx); return nil })
 		case "relay":
 			pub, err := queue.NewPublisher(qc)
