@@ -42,8 +42,8 @@ type fakeServer struct {
 	bundleAttempts int
 	// outcomes counts single-sale purchase answers by sale and outcome, as the
 	// server's flashsale_purchases_total does (bundles are not counted here).
-	outcomes map[string]map[string]int
-	inventory      []string // the "inventory" field of every created sale
+	outcomes  map[string]map[string]int
+	inventory []string // the "inventory" field of every created sale
 }
 
 type fakeSale struct {

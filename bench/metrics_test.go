@@ -396,3 +396,40 @@ func TestMainServerCostNotAvailableDoesNotFail(t *testing.T) {
 		t.Errorf("exit %d with --metrics-url off:\n%s", code, out)
 	}
 }
+
+func TestServerCostInHTMLAndCompare(t *testing.T) {
+	before, after, begin := readings(t, countersBefore, countersAfter)
+	a, b := syntheticReport(), syntheticReport()
+	a.ServerCost = serverCost(costIn(begin), before, after)
+	b.Inventory, b.ServerCost = "mysql", &ServerCost{MetricsURL: "http://x/metrics", Reason: "before the opening: GET http://x/metrics: 404 Not Found"}
+	cmp := newCompareReport(a, b)
+	found := map[string][3]string{}
+	for _, r := range compareRows(cmp) {
+		found[r[0]] = r
+	}
+	if r := found["broker messages / order"]; r[1] != "2.39" || r[2] != "n/a" {
+		t.Errorf("compare row %q, want 2.39 and n/a", r)
+	}
+	if r := found["redis round trips / admission"]; r[1] != "1.00" || r[2] != "n/a" {
+		t.Errorf("compare row %q, want 1.00 and n/a", r)
+	}
+	var buf bytes.Buffer
+	if err := renderHTML(&buf, []*Report{a, b}, cmp); err != nil {
+		t.Fatal(err)
+	}
+	page := buf.String()
+	if n := checkSVGs(t, page); n != 8 {
+		t.Errorf("%d charts, want 8", n)
+	}
+	for _, want := range []string{"<h3>Server cost</h3>", "broker messages / order", "2.39", "commands 3.00; 320 admitted",
+		"redis round trips / admission", "server metrics: not available (before the opening: GET http://x/metrics: 404 Not Found)"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	// The section follows the run's charts: a single run's charts stay on the
+	// first 2400 pixels.
+	if strings.Index(page, "<h3>Server cost</h3>") < strings.Index(page, "Stock over time") {
+		t.Error("the Server cost section comes before the charts")
+	}
+}
