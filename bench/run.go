@@ -272,9 +272,10 @@ func (r *run) load(ctx context.Context) (bool, string) {
 	}
 }
 
-// readCountersBefore takes the first reading of the server's counters, just
-// before the opening (after the reservation window closed, with --reservation)
-// and bounded to answer by the opening, so that no purchase falls before it.
+// readCountersBefore takes the first reading of the server's counters before
+// the opening: at once (the sale is set up), or once the reservation window
+// closed with --reservation; it must answer by the opening, so that no purchase
+// falls before it.
 // It sends exactly one reading on r.countersBefore (none without --metrics-url).
 func (r *run) readCountersBefore(ctx context.Context) {
 	if r.metrics == nil {
