@@ -19,7 +19,7 @@ import (
 )
 
 // The "Server cost" section: the bench reads the server's own counters
-// (Prometheus text at --metrics-url) just before the sale opens and again once
+// (Prometheus text at --metrics-url) before the sale opens and again once
 // the load is over, and divides their growth by what the run did: broker
 // messages per order, Redis round trips and commands per admission and per
 // order. Counters are per process: the figures cover the one process behind
@@ -164,7 +164,7 @@ type counterReading struct {
 }
 
 // ServerCost is the "Server cost" section: what the run cost the server, from
-// the growth of its counters between a reading just before the sale opened and
+// the growth of its counters between a reading before the sale opened and
 // one once the load was over (after the expiry wait with --wait-expiry). The
 // ratios are rounded to 2 decimals and absent when a counter they rest on was
 // not served or their divisor is 0.

@@ -46,7 +46,7 @@ type run struct {
 	finalSecond *StockSample
 
 	// metrics reads the server's counters (nil with --metrics-url off, or until
-	// the sale is set up); countersBefore receives the reading taken just before
+	// the sale is set up); countersBefore receives the reading taken before
 	// the opening, exactly once; countersAfter is the one after the load.
 	metrics        *metricsScraper
 	countersBefore chan counterReading
