@@ -38,7 +38,8 @@ const (
 // built from the subcommand's flags (with environment defaults for the secrets) and
 // validated before anything is sent.
 type Config struct {
-	// URL is the base URL of the deployment; the bench talks to no other address.
+	// URL is the base URL of the deployment; the bench talks to no other address
+	// but MetricsURL.
 	URL string `json:"url"`
 	// AdminToken is the bearer token used to create the sale.
 	AdminToken string `json:"-"`
@@ -91,6 +92,10 @@ type Config struct {
 	BundleRatio float64 `json:"bundle_ratio"`
 	// BundleStock is the second sale's stock (0: the same as Stock).
 	BundleStock int `json:"bundle_stock,omitempty"`
+	// MetricsURL is where the server's Prometheus counters are read for the
+	// "Server cost" section (plain GET, no auth), before the opening and after
+	// the load. Default: URL + "/metrics"; "" (--metrics-url "" or off): not read.
+	MetricsURL string `json:"metrics_url,omitempty"`
 
 	// Internal tunables, fixed by parseConfig; tests may shorten them.
 	sampleEvery      time.Duration
@@ -137,9 +142,12 @@ func parseConfig(args []string, getenv func(string) string, errOut io.Writer) (C
 	fs.Float64Var(&c.BundleRatio, "bundle-ratio", 0, "share of users (0..1) who buy a bundle of one unit of the sale and one of a second sale (POST /api/v1/purchases, all or nothing) instead of one unit; > 0 creates the second sale")
 	fs.IntVar(&c.BundleStock, "bundle-stock", 0, "stock of the second sale with --bundle-ratio (0: the same as --stock)")
 	fs.DurationVar(&c.StartDelay, "start-delay", 2*time.Second, "how long after its creation the sale (or its reservation window) opens")
+	fs.StringVar(&c.MetricsURL, "metrics-url", "", `the server's Prometheus metrics, read before the opening and after the load for the "Server cost" section (default: --url + /metrics; "" or off: not read)`)
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
+	metricsSet := false
+	fs.Visit(func(f *flag.Flag) { metricsSet = metricsSet || f.Name == "metrics-url" })
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
@@ -147,6 +155,13 @@ func parseConfig(args []string, getenv func(string) string, errOut io.Writer) (C
 	c.URL = strings.TrimRight(strings.TrimSpace(c.URL), "/")
 	c.Inventory = strings.ToLower(strings.TrimSpace(c.Inventory))
 	c.Arrival = strings.ToLower(strings.TrimSpace(c.Arrival))
+	c.MetricsURL = strings.TrimSpace(c.MetricsURL)
+	switch {
+	case !metricsSet:
+		c.MetricsURL = c.URL + "/metrics"
+	case strings.EqualFold(c.MetricsURL, "off"):
+		c.MetricsURL = ""
+	}
 	c.setInternalDefaults()
 	if err := c.validate(); err != nil {
 		return c, err
@@ -181,6 +196,13 @@ func (c *Config) validate() error {
 		bad("--url %q: want http(s)://host[:port]", c.URL)
 	} else if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
 		bad("--url %q: no user info, query or fragment allowed", c.URL)
+	}
+	if c.MetricsURL != "" {
+		if u, err := url.Parse(c.MetricsURL); err != nil {
+			bad("--metrics-url %q: %v", c.MetricsURL, err)
+		} else if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("--metrics-url %q: want http(s)://host[:port]/path, or off", c.MetricsURL)
+		}
 	}
 	if c.AdminToken == "" {
 		bad("--admin-token (or FLASHSALE_ADMIN_TOKEN) is required to create the sale")

@@ -1,13 +1,16 @@
 // Package bench is the load generator behind `flashsale bench`.
 //
 // It drives a running flashsale deployment through its public HTTP API only (the
-// address given with --url, nothing else): it creates a sale, lets a crowd of
-// simulated users reserve (optionally), purchase, poll their tickets, pay, cancel or
-// let their orders expire, samples the sale's stock while that happens, and finally
-// checks the contract's guarantees from the outside (no oversell, every accepted
-// ticket final, no user over the per-user limit, stock conserved). It prints an
-// aligned summary and can write the whole report as JSON and as one self-contained
-// HTML page with inline SVG charts.
+// address given with --url; besides, it reads the server's Prometheus counters at
+// --metrics-url): it creates a sale, lets a crowd of simulated users reserve
+// (optionally), purchase, poll their tickets, pay, cancel or let their orders
+// expire, samples the sale's stock while that happens, and finally checks the
+// contract's guarantees from the outside (no oversell, every accepted ticket
+// final, no user over the per-user limit, stock conserved). From the growth of
+// the server's counters it reports what the run cost the server (broker messages
+// per order, Redis round trips per admission and per order). It prints an aligned
+// summary and can write the whole report as JSON and as one self-contained HTML
+// page with inline SVG charts.
 //
 // The files are split by concern:
 //
@@ -18,6 +21,8 @@
 //   - run.go, verify.go: one run from sale creation to the final verification
 //   - recorder.go, stats.go: latency histograms, throughput and summary maths
 //   - invariants.go: the outside-in invariant checks
+//   - metrics.go: the server's counters, read before the opening and after the
+//     load, and the "Server cost" section made of them
 //   - report.go, html.go: the text, JSON and HTML reports
 //   - main.go: the Main entry point wired into cmd/flashsale
 package bench

@@ -40,7 +40,10 @@ type fakeServer struct {
 	attempts map[string]int
 	// bundleAttempts counts POST /api/v1/purchases requests.
 	bundleAttempts int
-	inventory      []string // the "inventory" field of every created sale
+	// outcomes counts single-sale purchase answers by sale and outcome, as the
+	// server's flashsale_purchases_total does (bundles are not counted here).
+	outcomes  map[string]map[string]int
+	inventory []string // the "inventory" field of every created sale
 }
 
 type fakeSale struct {
@@ -119,17 +122,19 @@ func newFakeServer(t *testing.T) (*fakeServer, *httptest.Server) {
 	f := &fakeServer{
 		token: "admintok", secret: "whsec_test", resolveAfter: 20 * time.Millisecond, admissionSlack: 2,
 		sales: map[string]*fakeSale{}, tickets: map[string]*fakeTicket{}, orders: map[string]*fakeOrder{}, attempts: map[string]int{},
+		outcomes: map[string]map[string]int{},
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /api/v1/sales", f.createSale)
 	mux.HandleFunc("GET /api/v1/sales/{id}", f.getSale)
 	mux.HandleFunc("POST /api/v1/sales/{id}/reservations", f.reserve)
-	mux.HandleFunc("POST /api/v1/sales/{id}/purchase", f.purchase)
+	mux.HandleFunc("POST /api/v1/sales/{id}/purchase", f.countPurchase(f.purchase))
 	mux.HandleFunc("POST /api/v1/purchases", f.purchaseBundle)
 	mux.HandleFunc("GET /api/v1/tickets/{id}", f.getTicket)
 	mux.HandleFunc("GET /api/v1/orders/{id}", f.getOrder)
 	mux.HandleFunc("POST /api/v1/orders/{id}/cancel", f.cancel)
 	mux.HandleFunc("POST /api/v1/payments/callback", f.payment)
+	mux.HandleFunc("GET /metrics", f.metrics)
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return f, srv
@@ -652,4 +657,89 @@ func (f *fakeServer) inventories() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]string(nil), f.inventory...)
+}
+
+// countPurchase counts the purchase answers of known sales by outcome, before
+// they reach the client.
+func (f *fakeServer) countPurchase(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		rec := httptest.NewRecorder()
+		next(rec, r)
+		var outcome string
+		switch rec.Code {
+		case http.StatusAccepted:
+			outcome = "admitted"
+		case http.StatusOK:
+			outcome = "existing"
+		default:
+			var env errorEnvelope
+			_ = json.Unmarshal(rec.Body.Bytes(), &env)
+			switch c := env.Error.Code; c {
+			case "rate_limited", "sold_out", "limit_reached", "not_qualified", "blocked", "unavailable":
+				outcome = c
+			}
+		}
+		id := r.PathValue("id")
+		f.mu.Lock()
+		if f.sales[id] != nil && outcome != "" {
+			if f.outcomes[id] == nil {
+				f.outcomes[id] = map[string]int{}
+			}
+			f.outcomes[id][outcome]++
+		}
+		f.mu.Unlock()
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(rec.Code)
+		_, _ = w.Write(rec.Body.Bytes())
+	}
+}
+
+// fakeCost is what the fake's /metrics makes of its state: purchases go out
+// two to a message, every order costs one event and one delay message; the
+// admission takes 2 round trips (3 commands) per request that reached the
+// claim, the worker 2 (5 commands) per order.
+type fakeCost struct {
+	admitted, claimed, orders int
+}
+
+func (f *fakeServer) costLocked() fakeCost {
+	var c fakeCost
+	for _, byOutcome := range f.outcomes {
+		c.admitted += byOutcome["admitted"]
+		c.claimed += byOutcome["admitted"] + byOutcome["existing"] + byOutcome["sold_out"] + byOutcome["limit_reached"]
+	}
+	c.orders = len(f.orders)
+	return c
+}
+
+// metrics serves the fake's counters as Prometheus text.
+func (f *fakeServer) metrics(w http.ResponseWriter, _ *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.advanceLocked(time.Now())
+	c := f.costLocked()
+	var b strings.Builder
+	b.WriteString("# HELP flashsale_broker_published_total Messages published.\n# TYPE flashsale_broker_published_total counter\n")
+	for _, kv := range []struct {
+		kind string
+		n    int
+	}{{"purchase", (c.admitted + 1) / 2}, {"purchase_item", c.admitted}, {"event", c.orders}, {"delay", c.orders}, {"delay_item", c.orders}, {"republish", 0}} {
+		fmt.Fprintf(&b, "flashsale_broker_published_total{kind=%q} %d\n", kv.kind, kv.n)
+	}
+	b.WriteString("# TYPE flashsale_redis_round_trips_total counter\n")
+	fmt.Fprintf(&b, "flashsale_redis_round_trips_total{stage=\"admission\"} %d\nflashsale_redis_round_trips_total{stage=\"worker\"} %d\nflashsale_redis_round_trips_total{stage=\"other\"} 7\n", 2*c.claimed, 2*c.orders)
+	b.WriteString("# TYPE flashsale_redis_commands_total counter\n")
+	fmt.Fprintf(&b, "flashsale_redis_commands_total{stage=\"admission\"} %d\nflashsale_redis_commands_total{stage=\"worker\"} %d\nflashsale_redis_commands_total{stage=\"other\"} 9\n", 3*c.claimed, 5*c.orders)
+	if len(f.outcomes) > 0 {
+		b.WriteString("# TYPE flashsale_purchases_total counter\n")
+		for sale, byOutcome := range f.outcomes {
+			for o, n := range byOutcome {
+				fmt.Fprintf(&b, "flashsale_purchases_total{outcome=%q,sale=%q} %d\n", o, sale, n)
+			}
+		}
+	}
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	_, _ = io.WriteString(w, b.String())
 }

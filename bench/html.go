@@ -252,6 +252,15 @@ type htmlRun struct {
 	Tickets    string
 	Users      string
 	Actions    string
+	Cost       htmlCost
+}
+
+// htmlCost is the "Server cost" section of one run. It comes after the charts,
+// so that a single run's charts still fit a 1280×2400 window.
+type htmlCost struct {
+	Heading string
+	Rows    []costRow
+	Notes   []string
 }
 
 type htmlCompare struct {
@@ -336,7 +345,13 @@ figure { margin: 1em 0; } svg { background: #fff; border: 1px solid #eee; max-wi
 {{range $r.Checks}}<tr><td class="{{if .Pass}}pass{{else}}fail{{end}}">{{pass .Pass}}</td><td>{{.Name}}</td><td>{{.Detail}}</td></tr>
 {{end}}</table>
 {{range .Charts}}{{template "chart" .}}{{end}}
-{{end}}
+<h3>Server cost</h3>
+<p class="meta">{{.Cost.Heading}}</p>
+{{with .Cost.Rows}}<table>
+{{range .}}<tr><td>{{.Name}}</td><td class="num">{{.Value}}</td><td>{{.Detail}}</td></tr>
+{{end}}</table>
+{{end}}{{range .Cost.Notes}}<p class="meta">note: {{.}}</p>
+{{end}}{{end}}
 </body>
 </html>
 {{define "chart"}}<figure>
@@ -382,6 +397,7 @@ func renderHTML(w io.Writer, runs []*Report, cmp *CompareReport) error {
 			Tickets:    fmtCounts(r.Tickets, ticketStatusOrder),
 			Users:      fmtCounts(r.Users, []string{outcomeTicket, outcomeSoldOut}),
 			Actions:    fmtCountsOrEmpty(r.Actions),
+			Cost:       htmlCostOf(r),
 		})
 	}
 	var buf bytes.Buffer
@@ -390,6 +406,14 @@ func renderHTML(w io.Writer, runs []*Report, cmp *CompareReport) error {
 	}
 	_, err := w.Write(buf.Bytes())
 	return err
+}
+
+func htmlCostOf(r *Report) htmlCost {
+	c := htmlCost{Heading: serverCostHeading(r.ServerCost, r.SaleOpensAt)}
+	if r.ServerCost != nil && r.ServerCost.Available {
+		c.Rows, c.Notes = serverCostRows(r.ServerCost), r.ServerCost.Notes
+	}
+	return c
 }
 
 func fmtCountsOrEmpty(m map[string]int64) string {

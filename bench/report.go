@@ -2,6 +2,7 @@ package bench
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -62,7 +63,10 @@ type Report struct {
 	SecondStockSeries []StockSample `json:"second_stock_series,omitempty"`
 	// Bundles describes the bundle purchases (--bundle-ratio > 0).
 	Bundles *BundleReport `json:"bundles,omitempty"`
-	Checks  []Check       `json:"checks"`
+	// ServerCost is what the run cost the server, from its counters (absent with
+	// --metrics-url off).
+	ServerCost *ServerCost `json:"server_cost,omitempty"`
+	Checks     []Check     `json:"checks"`
 	// Pass is true when the run completed and every check passed.
 	Pass bool `json:"pass"`
 }
@@ -390,9 +394,33 @@ func (r *run) buildReport(begin time.Time, completed bool, reason string, final 
 		rep.SecondSaleID = r.saleB
 		rep.Bundles = r.bundleReport()
 	}
+	rep.ServerCost = r.serverCost(begin, rep)
 	rep.Checks = checkInvariants(r.observations(completed, reason, final))
 	rep.Pass = completed && allPass(rep.Checks)
 	return rep
+}
+
+// serverCost computes the "Server cost" section from the run's two readings of
+// the server's counters; nil with --metrics-url off.
+func (r *run) serverCost(begin time.Time, rep *Report) *ServerCost {
+	if r.cfg.MetricsURL == "" {
+		return nil
+	}
+	if r.before == nil {
+		return &ServerCost{MetricsURL: r.cfg.MetricsURL, Orders: rep.Purchase.OrdersCreated, Reason: "the run ended before they were read"}
+	}
+	after := counterReading{err: errors.New("not read")}
+	if r.countersAfter != nil {
+		after = *r.countersAfter
+	}
+	return serverCost(costInput{
+		url:      r.cfg.MetricsURL,
+		saleID:   r.saleID,
+		orders:   rep.Purchase.OrdersCreated,
+		accepted: rep.Purchase.Accepted,
+		bundles:  r.saleB != "",
+		begin:    begin,
+	}, *r.before, after)
 }
 
 // bundleReport counts the bundle buyers and their orders.
@@ -506,6 +534,7 @@ func writeText(w io.Writer, rep *Report) {
 		fmt.Fprintf(tw, "  counters\t%s\n", fmtCounts(rep.Counters, nil))
 	}
 	_ = tw.Flush()
+	writeServerCostText(w, rep)
 	if len(rep.Problems) > 0 {
 		fmt.Fprintln(w, "\nProblems")
 		for _, pr := range rep.Problems {
@@ -551,6 +580,12 @@ func compareRows(cmp *CompareReport) [][3]string {
 	for _, s := range []string{statusPaid, statusExpired, statusCancelled, statusSoldOut, statusFailed} {
 		row("tickets "+s, func(r *Report) string { return fmt.Sprint(r.Tickets[s]) })
 	}
+	row("broker messages / order", func(r *Report) string {
+		return costCompareValue(r, func(c *ServerCost) *float64 { return c.BrokerMessagesPerOrder })
+	})
+	row("redis round trips / admission", func(r *Report) string {
+		return costCompareValue(r, func(c *ServerCost) *float64 { return c.RedisRoundTripsPerAdmission })
+	})
 	row("checks", func(r *Report) string { return passWord(r.Pass) })
 	return rows
 }

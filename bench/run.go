@@ -44,6 +44,14 @@ type run struct {
 	simUsers   []*simUser
 	// finalSecond is the second sale's reading once quiet (settle); nil if none.
 	finalSecond *StockSample
+
+	// metrics reads the server's counters (nil with --metrics-url off, or until
+	// the sale is set up); countersBefore receives the reading taken before
+	// the opening, exactly once; countersAfter is the one after the load.
+	metrics        *metricsScraper
+	countersBefore chan counterReading
+	countersAfter  *counterReading
+	before         *counterReading // countersBefore's reading, once received
 }
 
 // serverNow is the current time on the server's clock.
@@ -90,6 +98,11 @@ func runOnce(ctx context.Context, cfg Config, log *slog.Logger, progressOut io.W
 		r.log.Error("could not set up the sale", "err", err)
 		return r.buildReport(begin, false, err.Error(), nil)
 	}
+	if cfg.MetricsURL != "" {
+		r.metrics = newMetricsScraper(cfg.MetricsURL)
+		r.countersBefore = make(chan counterReading, 1)
+		defer r.metrics.close()
+	}
 
 	samplerCtx, stopSampler := context.WithCancel(verifyCtx)
 	samplerDone := make(chan struct{})
@@ -102,6 +115,7 @@ func runOnce(ctx context.Context, cfg Config, log *slog.Logger, progressOut io.W
 	if completed && cfg.WaitExpiry {
 		completed, reason = r.waitExpiry(loadCtx)
 	}
+	r.readCountersAfter(verifyCtx)
 	r.log.Info("verifying")
 	final := r.settle(verifyCtx)
 	stopSampler()
@@ -232,8 +246,10 @@ func (r *run) load(ctx context.Context) (bool, string) {
 	if r.cfg.Reservation {
 		r.prog.start(phaseReserve, "reserving ", r.cfg.Users)
 	}
-	// The opening: switch the progress bar, then let the crowd in.
+	// The opening: read the server's counters, switch the progress bar, then let
+	// the crowd in.
 	go func() {
+		r.readCountersBefore(ctx)
 		if sleepCtx(ctx, time.Until(r.local(r.sched.startsAt))) {
 			r.prog.start(phasePurchase, "purchasing", r.cfg.Users)
 			close(r.opened)
@@ -253,6 +269,47 @@ func (r *run) load(ctx context.Context) (bool, string) {
 		return false, "the load did not finish within --duration"
 	default:
 		return false, "interrupted"
+	}
+}
+
+// readCountersBefore takes the first reading of the server's counters before
+// the opening: at once (the sale is set up), or once the reservation window
+// closed with --reservation; it must answer by the opening, so that no purchase
+// falls before it.
+// It sends exactly one reading on r.countersBefore (none without --metrics-url).
+func (r *run) readCountersBefore(ctx context.Context) {
+	if r.metrics == nil {
+		return
+	}
+	reading := counterReading{err: errors.New("the run ended before the opening")}
+	defer func() { r.countersBefore <- reading }()
+	if r.cfg.Reservation && !sleepCtx(ctx, time.Until(r.local(r.sched.closesAt))) {
+		return
+	}
+	rctx, cancel := context.WithDeadline(ctx, r.local(r.sched.startsAt))
+	defer cancel()
+	c, err := r.metrics.read(rctx, r.saleID)
+	reading = counterReading{c: c, err: err, at: time.Now()}
+	if err != nil {
+		r.log.Warn("server metrics not available before the opening", "err", err)
+	}
+}
+
+// readCountersAfter takes the second reading once the load is over (before the
+// verification), unless the first one failed.
+func (r *run) readCountersAfter(ctx context.Context) {
+	if r.metrics == nil {
+		return
+	}
+	before := <-r.countersBefore
+	r.before = &before
+	if before.err != nil {
+		return
+	}
+	c, err := r.metrics.read(ctx, r.saleID)
+	r.countersAfter = &counterReading{c: c, err: err, at: time.Now()}
+	if err != nil {
+		r.log.Warn("server metrics not available after the load", "err", err)
 	}
 }
 
