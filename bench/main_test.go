@@ -73,6 +73,9 @@ func TestMainFullRunAgainstFake(t *testing.T) {
 	if orders < 12 {
 		t.Errorf("orders created = %d, want at least 12 (the stock)", orders)
 	}
+	if a := rep.Purchase.Accepted202; a.Count != rep.Purchase.Accepted || a.P50Ms <= 0 {
+		t.Errorf("latency of the 202 answers %+v, want one per 202 (%d)", a, rep.Purchase.Accepted)
+	}
 	paid := orders / 2
 	cancelled := (orders - paid) / 2
 	expired := orders - paid - cancelled

@@ -53,6 +53,7 @@ type recorder struct {
 	slots         *hdrhistogram.Histogram // bench-side wait for a free slot: purchases, reservations
 	followSlots   *hdrhistogram.Histogram // the same for follow-ups: ticket polls, orders, payments
 	resolve       *hdrhistogram.Histogram // 202 -> ticket left "queued"
+	accepted202   *hdrhistogram.Histogram // the latency of purchases answered 202
 	accepted      int64
 	firstAccepted time.Time
 	ordersCreated int64
@@ -78,6 +79,7 @@ func newRecorder(t0 time.Time) *recorder {
 		endpoints:   make(map[endpoint]*endpointRecord),
 		counters:    make(map[string]int64),
 		resolve:     newLatencyHistogram(),
+		accepted202: newLatencyHistogram(),
 		slots:       newLatencyHistogram(),
 		followSlots: newLatencyHistogram(),
 	}
@@ -125,6 +127,9 @@ func (r *recorder) request(ep endpoint, start time.Time, latency time.Duration, 
 	e.ticks = bump(e.ticks, r.tickOf(start))
 	if statusKey != statusNetError {
 		recordDuration(e.hist, latency)
+	}
+	if statusKey == "202" && (ep == epPurchase || ep == epPurchases) {
+		recordDuration(r.accepted202, latency)
 	}
 }
 
