@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/flashsale/flashsale"
 )
 
@@ -30,9 +32,30 @@ type queuer struct {
 	maxGroup int           // the most purchases in one message
 	inFlight int           // the most groups awaiting their confirm at once
 
+	// publish times a group's publish and confirm; size counts its
+	// purchases; wait times a purchase from enqueue to its group's outcome.
+	publishDur, size, wait prometheus.Observer
+
 	mu      sync.Mutex
 	pending []*queuing
 	running int // flushers running
+}
+
+// newQueuer returns a queuer; reg (optional) receives its histograms.
+func newQueuer(cfg Config) *queuer {
+	publishDur := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "flashsale_purchase_publish_seconds",
+		Help:    "Time to publish one group of purchases and have the broker confirm it.",
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}})
+	size := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "flashsale_purchase_group_size",
+		Help: "Purchases per published message.", Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128}})
+	wait := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "flashsale_purchase_queue_seconds",
+		Help:    "Time from a purchase's enqueue to its group's outcome: waiting for a group, then its publish and confirm.",
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}})
+	if cfg.Registry != nil {
+		cfg.Registry.MustRegister(publishDur, size, wait)
+	}
+	return &queuer{queue: cfg.Queue, stock: cfg.Stock, log: cfg.Log, timeout: cfg.PublishTimeout,
+		maxGroup: cfg.MaxGroup, inFlight: cfg.PublishGroups, publishDur: publishDur, size: size, wait: wait}
 }
 
 // queuing is one purchase waiting for its group's outcome.
@@ -53,7 +76,9 @@ var errNotPublished = errors.New("ingress: the broker did not take earlier purch
 // the publish timeout from now. ticket's fast copy is written once it is
 // queued.
 func (q *queuer) enqueue(req *flashsale.PurchaseRequest, ticket *flashsale.Ticket) error {
-	w := &queuing{req: req, ticket: ticket, deadline: time.Now().Add(q.timeout), done: make(chan struct{})}
+	start := time.Now()
+	w := &queuing{req: req, ticket: ticket, deadline: start.Add(q.timeout), done: make(chan struct{})}
+	defer func() { q.wait.Observe(time.Since(start).Seconds()) }()
 	q.mu.Lock()
 	q.pending = append(q.pending, w)
 	if q.running < q.inFlight {
@@ -115,7 +140,10 @@ func (q *queuer) publish(group []*queuing) {
 	// The group's publish ends by its earliest member's deadline.
 	ctx, cancel := context.WithDeadline(flashsale.WithStage(context.Background(), "admission"), deadline)
 	defer cancel()
+	start := time.Now()
 	err := q.queue.PublishPurchases(ctx, reqs)
+	q.publishDur.Observe(time.Since(start).Seconds())
+	q.size.Observe(float64(len(reqs)))
 	if err == nil {
 		// Queued for good: a copy or a mark that cannot be written now is
 		// no reason to take that back. The worker writes the ticket's copy

@@ -35,8 +35,8 @@ func (g *gateQueue) PublishPurchases(ctx context.Context, reqs []*flashsale.Purc
 }
 
 func newTestQueuer(q Queue, inFlight int, timeout time.Duration) *queuer {
-	return &queuer{queue: q, stock: newClaimStock(nil), log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		timeout: timeout, maxGroup: 128, inFlight: inFlight}
+	return newQueuer(Config{Queue: q, Stock: newClaimStock(nil), Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		PublishTimeout: timeout, MaxGroup: 128, PublishGroups: inFlight})
 }
 
 func enqueueAsync(q *queuer, n int) <-chan error {

@@ -189,8 +189,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Registry.MustRegister(s.requests, s.latency)
 	}
 	s.purchases = newPurchaseCounter(cfg.Registry)
-	s.queuer = &queuer{queue: cfg.Queue, stock: cfg.Stock, log: cfg.Log, timeout: cfg.PublishTimeout,
-		maxGroup: cfg.MaxGroup, inFlight: cfg.PublishGroups}
+	s.queuer = newQueuer(cfg)
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
 	e.HandleMethodNotAllowed = false
