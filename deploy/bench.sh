@@ -4,13 +4,20 @@
 # connections, 30% paid, redis and mysql inventory side by side), writes the
 # reports to bench-results/, and stops the server. Exits with the bench's code.
 # Extra arguments go to `flashsale bench` (e.g. --users 20000).
+# FLASHSALE_BENCH_OUT (default bench-results), FLASHSALE_BENCH_ADDR (default
+# 127.0.0.1:8090) and FLASHSALE_BIN (default ./bin/flashsale) move the reports,
+# the server and the binary (the e2e test of this script uses them).
 set -euo pipefail
+# Whatever stops the script says what it was doing.
+trap 'rc=$?; echo "bench: stopped: \"$BASH_COMMAND\" failed with exit code $rc (deploy/bench.sh line $LINENO)" >&2' ERR
 cd "$(dirname "$0")/.."
-out=bench-results
+out=${FLASHSALE_BENCH_OUT:-bench-results}
+bin=${FLASHSALE_BIN:-./bin/flashsale}
 mkdir -p "$out"
+[ -x "$bin" ] || { echo "bench: no flashsale binary at $bin (make build)" >&2; exit 1; }
 
 export FLASHSALE_NAMESPACE=flashsale_bench
-export FLASHSALE_HTTP_ADDR=127.0.0.1:8090
+export FLASHSALE_HTTP_ADDR=${FLASHSALE_BENCH_ADDR:-127.0.0.1:8090}
 export FLASHSALE_MYSQL_META_DSN='root@tcp(127.0.0.1:3306)/flashsale_bench_meta'
 export FLASHSALE_MYSQL_SHARD_DSNS='root@tcp(127.0.0.1:3306)/flashsale_bench_s0,root@tcp(127.0.0.1:3306)/flashsale_bench_s1'
 export FLASHSALE_ADMIN_TOKEN=${FLASHSALE_ADMIN_TOKEN:-bench-admin-token-0123}
@@ -29,7 +36,7 @@ rabbitmqctl -q list_queues name 2>/dev/null | awk -v p="$FLASHSALE_NAMESPACE." '
   rabbitmqctl -q delete_queue "$q" >/dev/null
 done
 
-./bin/flashsale all >"$out/server.log" 2>&1 &
+"$bin" all >"$out/server.log" 2>&1 &
 server=$!
 trap 'kill -TERM $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
 for _ in $(seq 150); do
@@ -40,6 +47,6 @@ done
 curl -sf "http://$FLASHSALE_HTTP_ADDR/readyz" >/dev/null || { echo "bench: flashsale all not ready"; exit 1; }
 
 echo "bench: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -srm); reports in $out/"
-./bin/flashsale bench --url "http://$FLASHSALE_HTTP_ADDR" \
+"$bin" bench --url "http://$FLASHSALE_HTTP_ADDR" \
   --users 100000 --stock 10000 --conns 256 --pay-ratio 0.3 --payment-window 900 --compare --duration 10m \
   --json "$out/bench.json" --html "$out/bench.html" "$@"

@@ -1,0 +1,98 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// TestBenchScript runs `make bench`'s script, deploy/bench.sh, as a fresh
+// machine would: on a broker with no flashsale_bench queue at all (a clean
+// state once broke its clean-up step with no message). A small scenario runs
+// through to both reports passing; a step that fails stops the script with
+// a line that names it; a missing binary is said plainly.
+func TestBenchScript(t *testing.T) {
+	requireServices(t)
+	if buildErr != nil {
+		t.Fatalf("building flashsale: %v", buildErr)
+	}
+	root, err := moduleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	deleteBenchQueues(t)
+	t.Cleanup(func() { deleteBenchQueues(t) })
+	run := func(out, bin string, args ...string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "bash", append([]string{filepath.Join(root, "deploy", "bench.sh")}, args...)...)
+		cmd.Env = append(os.Environ(), "FLASHSALE_BENCH_OUT="+out, "FLASHSALE_BENCH_ADDR="+freeAddr(t), "FLASHSALE_BIN="+bin)
+		b, err := cmd.CombinedOutput()
+		return string(b), err
+	}
+
+	out, err := run(t.TempDir(), filepath.Join(t.TempDir(), "no-such-flashsale"))
+	if err == nil || !strings.Contains(out, "bench: no flashsale binary at") {
+		t.Errorf("a missing binary: %v\n%s\nwant a non-zero exit that says so", err, tail(out, 10))
+	}
+
+	blocked := filepath.Join(t.TempDir(), "a-file")
+	if err := os.WriteFile(blocked, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err = run(filepath.Join(blocked, "reports"), binPath)
+	if err == nil || !strings.Contains(out, `bench: stopped: "mkdir -p "$out"" failed`) {
+		t.Errorf("reports directory under a file: %v\n%s\nwant a non-zero exit naming the step", err, tail(out, 10))
+	}
+
+	reports := t.TempDir()
+	out, err = run(reports, binPath, "--users", "400", "--stock", "40", "--conns", "32", "--payment-window", "60", "--duration", "3m")
+	t.Logf("deploy/bench.sh (small scenario):\n%s", tail(out, 40))
+	if err != nil {
+		t.Fatalf("deploy/bench.sh: %v, want exit 0", err)
+	}
+	if strings.Count(out, "RESULT: PASS") < 2 {
+		t.Errorf("want both runs (redis and mysql) to pass")
+	}
+	for _, f := range []string{"bench.json", "bench.html", "server.log"} {
+		if st, err := os.Stat(filepath.Join(reports, f)); err != nil || st.Size() == 0 {
+			t.Errorf("report %s: %v, want a non-empty file", f, err)
+		}
+	}
+}
+
+// deleteBenchQueues deletes the queues of the bench's namespace, as on a
+// broker that never ran the bench.
+func deleteBenchQueues(t *testing.T) {
+	t.Helper()
+	conn, err := amqp.DialConfig(amqpURL(), amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
+	if err != nil {
+		t.Fatalf("rabbitmq: %v", err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	names, err := exec.CommandContext(ctx, "rabbitmqctl", "-q", "list_queues", "name").Output()
+	if err != nil {
+		t.Fatalf("rabbitmqctl list_queues: %v", err)
+	}
+	for _, q := range strings.Fields(string(names)) {
+		if !strings.HasPrefix(q, "flashsale_bench.") {
+			continue
+		}
+		ch, err := conn.Channel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ch.QueueDelete(q, false, false, false); err != nil {
+			t.Fatalf("delete queue %s: %v", q, err)
+		}
+		ch.Close()
+	}
+}
