@@ -273,3 +273,36 @@ func TestReturnEndpoint(t *testing.T) {
 		t.Errorf("the lifecycle was last asked to return %v", got)
 	}
 }
+
+// A live claim with no fast copy and no decision in MySQL: an ingress died
+// between its claim and its publish (an orphan nobody was told of), or it is
+// being queued right now (a double click). The request waits for the copy: it
+// gets the ticket once the copy is written, else 503, never the id of a
+// ticket that may never be queued.
+func TestExistingClaimWithoutACopyIsAwaitedNotHandedOut(t *testing.T) {
+	f := newHandlerFixture(t, fakeLifecycle{})
+	f.srv.cfg.PublishTimeout = 300 * time.Millisecond
+	f.stock.mu.Lock()
+	f.stock.live[[2]string{"a", "u1"}] = "orphan"
+	f.stock.mu.Unlock()
+	start := time.Now()
+	code, out := f.do(t, "/api/v1/sales/a/purchase", "u1", `{}`)
+	if code != http.StatusServiceUnavailable || out["ticket_id"] != nil {
+		t.Errorf("an orphaned claim: %d %v, want 503 without a ticket id", code, out)
+	}
+	if waited := time.Since(start); waited < 300*time.Millisecond {
+		t.Errorf("answered after %s, want a wait of the publish timeout for the copy", waited)
+	}
+	// The copy arrives while the second click waits: it gets the ticket.
+	go func() {
+		time.Sleep(100 * time.Millisecond) // the first click's publish confirmed meanwhile
+		f.stock.Queued(context.Background(), &flashsale.Ticket{ID: "orphan", UserID: "u1", SaleID: "a", Status: flashsale.TicketQueued})
+	}()
+	code, out = f.do(t, "/api/v1/sales/a/purchase", "u1", `{}`)
+	if code != http.StatusOK || out["ticket_id"] != "orphan" {
+		t.Errorf("a claim whose copy arrives: %d %v, want 200 with its ticket", code, out)
+	}
+	if len(f.queue.published) != 0 {
+		t.Errorf("published %d, want nothing", len(f.queue.published))
+	}
+}

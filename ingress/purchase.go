@@ -219,11 +219,15 @@ func (s *Server) admit(ctx context.Context, user string, sales []*flashsale.Sale
 }
 
 // claim claims ticket t's slot in one sale. With Existing it returns the
-// user's live ticket there: its fast copy, or just its id while it is being
-// queued. An existing claim with no fast copy is being queued right now, or its
-// publish failed and its claim could not be undone then (Redis away); a ticket
-// given up like that is final in MySQL: its claim is freed and the slot
-// claimed again.
+// user's live ticket there: its fast copy, or its decision in MySQL. A live
+// claim with neither is being queued right now (a double click: its copy is
+// written once its publish is confirmed) or was left by an ingress that died
+// between claim and publish, which nobody was told of and may never be
+// queued: the request waits for the copy up to the publish timeout, and is
+// answered 503 if none comes (the user retries; an orphaned claim goes stale
+// and is replaced, see the stock store's ClaimStale). An existing claim whose
+// ticket is final in MySQL (its publish failed and its claim could not be
+// undone then, Redis away) is freed and the slot claimed again.
 func (s *Server) claim(ctx context.Context, sale *flashsale.Sale, user string, t *flashsale.Ticket, qty int) (flashsale.ClaimOutcome, *flashsale.Ticket, int64, error) {
 	outcome, existing, load, err := s.cfg.Stock.Claim(ctx, sale, user, t.ID, qty)
 	if err != nil {
@@ -235,9 +239,19 @@ func (s *Server) claim(ctx context.Context, sale *flashsale.Sale, user string, t
 	if cp, err := s.cfg.Stock.GetTicket(ctx, existing); err == nil {
 		return outcome, cp, 0, nil
 	}
-	queued := &flashsale.Ticket{ID: existing, Status: flashsale.TicketQueued}
-	if mt, merr := s.cfg.Orders.GetTicket(ctx, user, existing); merr != nil || mt.Status.Live() {
-		return outcome, queued, 0, nil
+	mt, merr := s.cfg.Orders.GetTicket(ctx, user, existing)
+	switch {
+	case merr == nil && mt.Status.Live():
+		return outcome, mt, 0, nil
+	case merr == nil: // final: free the claim and claim again
+	case errors.Is(merr, flashsale.ErrNotFound):
+		if cp := s.awaitCopy(ctx, existing); cp != nil {
+			return outcome, cp, 0, nil
+		}
+		return 0, nil, 0, flashsale.Unavailable(errors.New("the user's live ticket has no copy: still being queued, or its ingress died"),
+			"your previous purchase is not confirmed yet; retry")
+	default:
+		return 0, nil, 0, unavailable(merr)
 	}
 	if err := s.cfg.Stock.Unclaim(ctx, flashsale.Part{SaleID: sale.ID, TicketID: existing, UserID: user}); err != nil {
 		return 0, nil, 0, flashsale.Unavailable(err, "the purchase could not be queued; nothing was kept, retry")
@@ -246,6 +260,25 @@ func (s *Server) claim(ctx context.Context, sale *flashsale.Sale, user string, t
 		return 0, nil, 0, s.claimFailed(ctx, t, err)
 	}
 	return outcome, &flashsale.Ticket{ID: existing, Status: flashsale.TicketQueued}, load, nil
+}
+
+// awaitCopy waits up to the publish timeout for the fast copy of a ticket
+// being queued by another request, and returns it, or nil.
+func (s *Server) awaitCopy(ctx context.Context, id string) *flashsale.Ticket {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
+	defer cancel()
+	tick := time.NewTicker(25 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		if cp, err := s.cfg.Stock.GetTicket(ctx, id); err == nil {
+			return cp
+		}
+	}
 }
 
 // claimFailed answers a claim of ticket t that failed on Redis. A claim that

@@ -130,19 +130,32 @@ func (p *Publisher) Publish(ctx context.Context, exchange, key string, msg amqp.
 	if msg.Timestamp.IsZero() {
 		msg.Timestamp = time.Now()
 	}
-	// A nack means the broker could not take it now (a quorum queue electing
-	// its leader, just declared or after a node left): the outcome is unknown,
-	// so it is published again, the same message id (consumers are idempotent),
-	// up to nackRetries times (about 3 s) or until ctx ends. A broker that is
-	// away fails at once instead.
+	// A nack means the broker could not take it now: a quorum queue electing
+	// its leader, just declared or after a node left. A channel that was
+	// refused may stay refused (seen on a cluster whose dead node led the
+	// queues: publishes on the channel opened just before the new leaders
+	// were elected were nacked for as long as it lived, while a new channel
+	// was served), so a nack also closes the channel and the publisher opens
+	// a new one. The outcome is unknown, so the message is published again,
+	// the same message id (consumers are idempotent), up to nackRetries times
+	// (about 3 s) or until ctx ends. A broker that is away at the first
+	// attempt fails at once instead.
 	wait := 20 * time.Millisecond
+	var err error
 	for attempt := 0; ; attempt++ {
-		acked, err := p.publishOnce(ctx, exchange, key, msg)
-		if err != nil || acked {
+		var acked bool
+		acked, err = p.publishOnce(ctx, exchange, key, msg)
+		if acked {
+			return nil
+		}
+		if err != nil && attempt == 0 {
 			return err
 		}
+		if err == nil {
+			err = fmt.Errorf("broker nacked: %w", ErrUnavailable)
+		}
 		if attempt == nackRetries || !service.Sleep(ctx, wait) {
-			return fmt.Errorf("broker nacked: %w", ErrUnavailable)
+			return err
 		}
 		wait = min(2*wait, 500*time.Millisecond)
 	}
@@ -171,7 +184,24 @@ func (p *Publisher) publishOnce(ctx context.Context, exchange, key string, msg a
 	if err != nil {
 		return false, fmt.Errorf("no confirm: %v: %w", err, ErrUnavailable)
 	}
+	if !acked {
+		p.renew(ch)
+	}
 	return acked, nil
+}
+
+// renew closes ch if it is still the publisher's channel, so that the loop
+// opens a new connection and channel (see Publish).
+func (p *Publisher) renew(ch *amqp.Channel) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ch != ch {
+		return // renewed already
+	}
+	p.ready.Store(false)
+	p.ch = nil
+	p.cfg.Log.Warn("the broker nacked a publish; opening a new channel")
+	ch.Close()
 }
 
 // Close stops reconnecting and closes the connection. Outstanding publishes fail.
