@@ -146,7 +146,8 @@ rabbit_env() {
 # ctl NODE ARGS...: rabbitmqctl against a private node.
 ctl() {
   local n=$1; shift
-  env $(rabbit_env "$n") "$rabbit_bin/rabbitmqctl" -n "rabbit-$n@localhost" "$@"
+  # (no erl_crash.dump of a failed CLI call in the working directory)
+  env $(rabbit_env "$n") ERL_CRASH_DUMP_SECONDS=0 "$rabbit_bin/rabbitmqctl" -n "rabbit-$n@localhost" "$@"
 }
 rabbit_ready() { ctl "$1" -q await_startup --timeout 3; }
 rabbit_clustered() {
@@ -173,8 +174,9 @@ rabbit_up() {
     printf 'listeners.tcp.local = 127.0.0.1:%s\nloopback_users.guest = true\n' "${amqp_port[$n]}" >"$d/rabbitmq.conf"
     echo '[].' >"$d/enabled_plugins" # management and every other plugin off
     echo 'ERL_EPMD_ADDRESS=127.0.0.1' >"$d/rabbitmq-env.conf"
-    env $(rabbit_env "$n") RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="+S 1:1" \
-      "$rabbit_bin/rabbitmq-server" -detached >"$d/log/start.log" 2>&1 || die "rabbitmq node $n did not start: $(tail -5 "$d/log/start.log")"
+    # From its own directory: a node that fails to start leaves its erl_crash.dump there.
+    (cd "$d" && env $(rabbit_env "$n") RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="+S 1:1" \
+      "$rabbit_bin/rabbitmq-server" -detached) >"$d/log/start.log" 2>&1 || die "rabbitmq node $n did not start: $(tail -5 "$d/log/start.log")"
   done
   # await_startup fails at once while a node still registers: retry it.
   for n in "${rabbit_nodes[@]}"; do
