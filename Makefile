@@ -29,3 +29,15 @@ bench: services build
 soak: services build
 	FLASHSALE_SOAK=1 CI=true FLASHSALE_SOAK_SECONDS=$(FLASHSALE_SOAK_SECONDS) FLASHSALE_SOAK_SEED=$(FLASHSALE_SOAK_SEED) \
 		$(GO) test -count=1 -run TestSoak -v -timeout 30m ./e2e/
+
+# A local cluster topology (6-node Redis Cluster, 3-node RabbitMQ, two processes of
+# each role): deploy/cluster.sh; FLASHSALE_CLUSTER_DIR picks its directory.
+.PHONY: cluster-up cluster-down cluster-status
+cluster-up: services build
+	bash deploy/cluster.sh up
+
+cluster-down:
+	bash deploy/cluster.sh down
+
+cluster-status:
+	bash deploy/cluster.sh status

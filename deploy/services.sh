@@ -9,6 +9,7 @@
 #   deploy/services.sh            install + start Redis, RabbitMQ, MariaDB
 #   deploy/services.sh chromium   also install headless Chromium and Prometheus (tests only:
 #                                 the page tests, promtool checks, a Prometheus scraping a sale)
+#                                 and podman (the container image test, deploy/image_test.go)
 set -euo pipefail
 
 log() { printf 'services: %s\n' "$*" >&2; }
@@ -93,4 +94,7 @@ if [ "${1:-}" = chromium ]; then
   # here (see install_pkgs); nothing listens on 9090 unless you start it.
   { command -v promtool >/dev/null && command -v prometheus >/dev/null; } || install_pkgs prometheus
   log "prometheus: $(command -v prometheus)"
+  # podman builds deploy/Containerfile in the image test (~35 s to install, once).
+  command -v podman >/dev/null || install_pkgs podman
+  log "podman: $(command -v podman)"
 fi

@@ -86,7 +86,13 @@ type countWaiter struct {
 // exists before any process ran.
 func newEventSink(t *testing.T, e *env) *eventSink {
 	t.Helper()
-	conn, err := amqp.DialConfig(amqpURL(), amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
+	return newEventSinkAt(t, e, amqpURL())
+}
+
+// newEventSinkAt is newEventSink on the broker at url (one node of a cluster).
+func newEventSinkAt(t *testing.T, e *env, url string) *eventSink {
+	t.Helper()
+	conn, err := amqp.DialConfig(url, amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
 	if err != nil {
 		t.Fatalf("event sink: dial: %v", err)
 	}
