@@ -589,6 +589,21 @@ func fxPublishMessage(t *testing.T, exchange, key string, msg amqp.Publishing) {
 	}
 }
 
+// fxAwaitPurchaseQueuesDrained waits until the purchase and dead-letter
+// queues are empty: every message, poison or not, was settled.
+func fxAwaitPurchaseQueuesDrained(t *testing.T, e *env) {
+	t.Helper()
+	var queues map[string]int
+	if !poll(30*time.Second, 200*time.Millisecond, func() bool {
+		queues = fxQueueMessages(t, e)
+		purchase, ok1 := queues[e.NS+".purchase"]
+		dead, ok2 := queues[e.NS+".purchase.dead"]
+		return ok1 && ok2 && purchase == 0 && dead == 0
+	}) {
+		t.Errorf("messages left: %v, want the purchase and dead-letter queues empty", queues)
+	}
+}
+
 // fxQueueMessages returns the messages (ready + unacknowledged) of each
 // queue of the namespace, from rabbitmqctl.
 func fxQueueMessages(t *testing.T, e *env) map[string]int {

@@ -309,15 +309,7 @@ func TestFaultPoisonMessages(t *testing.T) {
 		t.Errorf("ticket_outcomes of the unknown sale's purchase: %q, %v; want failed", status, err)
 	}
 	// Both queues drain: every message, poison or not, was settled.
-	var queues map[string]int
-	if !poll(30*time.Second, 200*time.Millisecond, func() bool {
-		queues = fxQueueMessages(t, e)
-		purchase, ok1 := queues[e.NS+".purchase"]
-		dead, ok2 := queues[e.NS+".purchase.dead"]
-		return ok1 && ok2 && purchase == 0 && dead == 0
-	}) {
-		t.Errorf("messages left: %v, want the purchase and dead-letter queues empty", queues)
-	}
+	fxAwaitPurchaseQueuesDrained(t, e)
 	s.payAndCancel(out, 10)
 }
 

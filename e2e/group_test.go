@@ -76,13 +76,5 @@ func TestGroupMessagePoisonMember(t *testing.T) {
 	if s := c.sale(t, saleID).Stock; s != (stockView{Total: 10, Available: 7, Held: 3}) {
 		t.Errorf("sale stock %+v, want the 3 good members held", s)
 	}
-	var queues map[string]int
-	if !poll(30*time.Second, 200*time.Millisecond, func() bool {
-		queues = fxQueueMessages(t, e)
-		purchase, ok1 := queues[e.NS+".purchase"]
-		dead, ok2 := queues[e.NS+".purchase.dead"]
-		return ok1 && ok2 && purchase == 0 && dead == 0
-	}) {
-		t.Errorf("messages left: %v, want the purchase and dead-letter queues empty", queues)
-	}
+	fxAwaitPurchaseQueuesDrained(t, e)
 }

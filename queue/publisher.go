@@ -233,12 +233,6 @@ func (p *Publisher) PublishPurchases(ctx context.Context, reqs []*flashsale.Purc
 	return p.Publish(ctx, p.cfg.Topology.PurchaseExchange(), PurchaseKey, msg)
 }
 
-// PublishPurchase queues one purchase request; nil only once the broker
-// confirmed. The message id is the ticket id.
-func (p *Publisher) PublishPurchase(ctx context.Context, req *flashsale.PurchaseRequest) error {
-	return p.PublishPurchases(ctx, []*flashsale.PurchaseRequest{req})
-}
-
 // PublishEvents publishes outbox events to the events exchange, in order, with the
 // event type as routing key and the event id as message id, and waits for their
 // confirms. It returns how many events from the start were confirmed; on an

@@ -303,7 +303,7 @@ func (s *Store) Stock(ctx context.Context, saleID string) (flashsale.Stock, erro
 
 // Claim makes ticketID the user's live ticket for the sale unless they have one,
 // checking the per-user limit and availability first. The claim is provisional
-// until Published; Unclaim undoes it. For Claimed, load names the load of the
+// until Queued; Unclaim undoes it. For Claimed, load names the load of the
 // sale's stock the claim was made in: the purchase carries it to the hold (see
 // holdScript).
 func (s *Store) Claim(ctx context.Context, sale *flashsale.Sale, userID, ticketID string, qty int) (outcome flashsale.ClaimOutcome, id string, load int64, err error) {
@@ -332,15 +332,6 @@ func (s *Store) Unclaim(ctx context.Context, p flashsale.Part) error {
 	k := s.keys(p.SaleID)
 	if err := unclaimScript.Run(ctx, s.rdb, []string{k.live, k.claims}, p.UserID, p.TicketID).Err(); err != nil {
 		return fmt.Errorf("redisstore: unclaim: %w", err)
-	}
-	return nil
-}
-
-// Published records that ticketID's purchase is durably queued, so its claim is
-// never taken for a stale one.
-func (s *Store) Published(ctx context.Context, saleID, ticketID string) error {
-	if err := s.rdb.HDel(ctx, s.keys(saleID).claims, ticketID).Err(); err != nil {
-		return fmt.Errorf("redisstore: published: %w", err)
 	}
 	return nil
 }
@@ -480,7 +471,7 @@ func (s *Store) PutTickets(ctx context.Context, tickets ...*flashsale.Ticket) er
 // Queued records, in one round trip, that tickets' purchases are durably
 // queued: each gets its fast copy (never moving one back, so a worker that
 // was quicker keeps its final status) and each of its claims is marked
-// published (see Published).
+// published: never taken for a stale one (see ClaimStale).
 func (s *Store) Queued(ctx context.Context, tickets ...*flashsale.Ticket) error {
 	if len(tickets) == 0 {
 		return nil
@@ -529,14 +520,6 @@ func (s *Store) putTickets(ctx context.Context, tickets []*flashsale.Ticket, mor
 		}
 	}
 	return err
-}
-
-// DeleteTicket removes a ticket's fast copy (a purchase whose publish failed).
-func (s *Store) DeleteTicket(ctx context.Context, ticketID string) error {
-	if err := s.rdb.Del(ctx, s.ticketKey(ticketID)).Err(); err != nil {
-		return fmt.Errorf("redisstore: delete ticket: %w", err)
-	}
-	return nil
 }
 
 // GetTicket returns a ticket's fast copy, or flashsale.ErrNotFound when there

@@ -15,18 +15,18 @@ import (
 // config is every FLASHSALE_* setting; flags of the same name (lower case, dashes)
 // override the environment.
 type config struct {
-	HTTPAddr        string
-	RedisAddrs      []string
-	AMQPURLs        []string
-	MetaDSN         string
-	ShardDSNs       []string
-	Namespace       string
-	AdminToken      string
-	PaymentSecrets  []string
-	LimitPerWindow  int
+	HTTPAddr       string
+	RedisAddrs     []string
+	AMQPURLs       []string
+	MetaDSN        string
+	ShardDSNs      []string
+	Namespace      string
+	AdminToken     string
+	PaymentSecrets []string
+	LimitPerWindow int
 	// PublishGroups is how many groups of purchases an ingress may have
 	// awaiting the broker's confirm at once (see ingress.Config.PublishGroups).
-	PublishGroups int
+	PublishGroups   int
 	PprofAddr       string
 	LogLevel        slog.Level
 	ShutdownGrace   time.Duration
