@@ -191,7 +191,10 @@ func (p *Publisher) publishOnce(ctx context.Context, exchange, key string, msg a
 }
 
 // renew closes ch if it is still the publisher's channel, so that the loop
-// opens a new connection and channel (see Publish).
+// opens a new connection and channel (see Publish). The close is not waited
+// for: on a connection that is gone (its outstanding confirms end as nacks
+// too) it would block until the connection's own end, and nothing may hold
+// the publisher's lock that long.
 func (p *Publisher) renew(ch *amqp.Channel) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -201,7 +204,7 @@ func (p *Publisher) renew(ch *amqp.Channel) {
 	p.ready.Store(false)
 	p.ch = nil
 	p.cfg.Log.Warn("the broker nacked a publish; opening a new channel")
-	ch.Close()
+	go ch.Close()
 }
 
 // Close stops reconnecting and closes the connection. Outstanding publishes fail.
