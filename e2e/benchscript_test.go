@@ -60,10 +60,14 @@ func TestBenchScript(t *testing.T) {
 	if strings.Count(out, "RESULT: PASS") < 2 {
 		t.Errorf("want both runs (redis and mysql) to pass")
 	}
-	for _, f := range []string{"bench.json", "bench.html", "server.log"} {
+	for _, f := range []string{"bench.json", "bench.html"} {
 		if st, err := os.Stat(filepath.Join(reports, f)); err != nil || st.Size() == 0 {
 			t.Errorf("report %s: %v, want a non-empty file", f, err)
 		}
+	}
+	// The server's log (warnings and errors only: it may be empty).
+	if _, err := os.Stat(filepath.Join(reports, "server.log")); err != nil {
+		t.Errorf("server.log: %v", err)
 	}
 }
 
