@@ -12,6 +12,11 @@ const (
 	LimitReached
 	// SoldOut: fewer than the requested units are available.
 	SoldOut
+	// Unconfirmed: the user's live ticket is claimed but its publish is not
+	// confirmed yet: it is being queued right now (a double click), or the
+	// ingress that claimed it died before publishing. Its id must not be
+	// handed out until it is (see the ingress's claim).
+	Unconfirmed
 )
 
 // HoldKind is a ticket's state in the stock store.

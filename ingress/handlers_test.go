@@ -29,15 +29,16 @@ func (handlerSales) Create(context.Context, *flashsale.Sale) error { return nil 
 // claimStock is a stock store of claims only: available units per sale, the
 // live ticket per (sale, user).
 type claimStock struct {
-	mu        sync.Mutex
-	available map[string]int
-	live      map[[2]string]string
-	copies    map[string]*flashsale.Ticket
-	log       []string
+	mu          sync.Mutex
+	available   map[string]int
+	live        map[[2]string]string
+	unconfirmed map[string]bool // claimed tickets not marked queued yet
+	copies      map[string]*flashsale.Ticket
+	log         []string
 }
 
 func newClaimStock(avail map[string]int) *claimStock {
-	return &claimStock{available: avail, live: map[[2]string]string{}, copies: map[string]*flashsale.Ticket{}}
+	return &claimStock{available: avail, live: map[[2]string]string{}, unconfirmed: map[string]bool{}, copies: map[string]*flashsale.Ticket{}}
 }
 
 func (s *claimStock) Stock(_ context.Context, saleID string) (flashsale.Stock, error) {
@@ -49,12 +50,15 @@ func (s *claimStock) Claim(_ context.Context, sale *flashsale.Sale, user, ticket
 	defer s.mu.Unlock()
 	k := [2]string{sale.ID, user}
 	switch {
+	case s.live[k] != "" && s.unconfirmed[s.live[k]]:
+		return flashsale.Unconfirmed, s.live[k], 0, nil
 	case s.live[k] != "":
 		return flashsale.Existing, s.live[k], 0, nil
 	case s.available[sale.ID] < qty:
 		return flashsale.SoldOut, "", 0, nil
 	}
 	s.live[k] = ticket
+	s.unconfirmed[ticket] = true
 	s.log = append(s.log, "claim "+sale.ID)
 	return flashsale.Claimed, ticket, 7, nil
 }
@@ -74,6 +78,7 @@ func (s *claimStock) Queued(_ context.Context, ts ...*flashsale.Ticket) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, t := range ts {
+		delete(s.unconfirmed, t.ID)
 		s.copies[t.ID] = t
 	}
 	return nil
@@ -274,17 +279,22 @@ func TestReturnEndpoint(t *testing.T) {
 	}
 }
 
-// A live claim with no fast copy and no decision in MySQL: an ingress died
-// between its claim and its publish (an orphan nobody was told of), or it is
-// being queued right now (a double click). The request waits for the copy: it
-// gets the ticket once the copy is written, else 503, never the id of a
-// ticket that may never be queued.
-func TestExistingClaimWithoutACopyIsAwaitedNotHandedOut(t *testing.T) {
+// A live claim whose publish is not confirmed: an ingress died between its
+// claim and its publish (an orphan nobody was told of), or it is being queued
+// right now (a double click). The request waits for the copy: it gets the
+// ticket once the copy is written, else 503, never the id of a ticket that may
+// never be queued. A confirmed one whose copy was lost is answered with its id.
+func TestUnconfirmedClaimIsAwaitedNotHandedOut(t *testing.T) {
 	f := newHandlerFixture(t, fakeLifecycle{})
 	f.srv.cfg.PublishTimeout = 300 * time.Millisecond
 	f.stock.mu.Lock()
 	f.stock.live[[2]string{"a", "u1"}] = "orphan"
+	f.stock.unconfirmed["orphan"] = true
+	f.stock.live[[2]string{"b", "u2"}] = "confirmed-copy-lost"
 	f.stock.mu.Unlock()
+	if code, out := f.do(t, "/api/v1/sales/b/purchase", "u2", `{}`); code != http.StatusOK || out["ticket_id"] != "confirmed-copy-lost" {
+		t.Errorf("a confirmed claim whose copy was lost: %d %v, want 200 with its ticket", code, out)
+	}
 	start := time.Now()
 	code, out := f.do(t, "/api/v1/sales/a/purchase", "u1", `{}`)
 	if code != http.StatusServiceUnavailable || out["ticket_id"] != nil {

@@ -219,21 +219,31 @@ func (s *Server) admit(ctx context.Context, user string, sales []*flashsale.Sale
 }
 
 // claim claims ticket t's slot in one sale. With Existing it returns the
-// user's live ticket there: its fast copy, or its decision in MySQL. A live
-// claim with neither is being queued right now (a double click: its copy is
-// written once its publish is confirmed) or was left by an ingress that died
-// between claim and publish, which nobody was told of and may never be
-// queued: the request waits for the copy up to the publish timeout, and is
-// answered 503 if none comes (the user retries; an orphaned claim goes stale
-// and is replaced, see the stock store's ClaimStale). An existing claim whose
-// ticket is final in MySQL (its publish failed and its claim could not be
-// undone then, Redis away) is freed and the slot claimed again.
+// user's live ticket there: its fast copy, else its decision in MySQL, else
+// its id with the status queued (its publish was confirmed: the claim is
+// marked published; the copy was lost with Redis). A live claim whose publish
+// is not confirmed (Unconfirmed) is being queued right now (a double click) or
+// was left by an ingress that died between claim and publish, which nobody was
+// told of: its id is not handed out until its copy is written (waited for up
+// to the publish timeout); without one the answer is 503, the user retries,
+// and an orphaned claim goes stale and is replaced (the stock store's
+// ClaimStale). An existing claim whose ticket is final in MySQL (its publish
+// failed and its claim could not be undone then, Redis away) is freed and the
+// slot claimed again.
 func (s *Server) claim(ctx context.Context, sale *flashsale.Sale, user string, t *flashsale.Ticket, qty int) (flashsale.ClaimOutcome, *flashsale.Ticket, int64, error) {
 	outcome, existing, load, err := s.cfg.Stock.Claim(ctx, sale, user, t.ID, qty)
 	if err != nil {
 		return 0, nil, 0, s.claimFailed(ctx, t, err)
 	}
-	if outcome != flashsale.Existing {
+	switch outcome {
+	case flashsale.Existing:
+	case flashsale.Unconfirmed:
+		if cp := s.awaitCopy(ctx, existing); cp != nil {
+			return flashsale.Existing, cp, 0, nil
+		}
+		return 0, nil, 0, flashsale.Unavailable(errors.New("the user's live ticket is not confirmed: still being queued, or its ingress died"),
+			"your previous purchase is not confirmed yet; retry")
+	default:
 		return outcome, nil, load, nil
 	}
 	if cp, err := s.cfg.Stock.GetTicket(ctx, existing); err == nil {
@@ -243,28 +253,28 @@ func (s *Server) claim(ctx context.Context, sale *flashsale.Sale, user string, t
 	switch {
 	case merr == nil && mt.Status.Live():
 		return outcome, mt, 0, nil
-	case merr == nil: // final: free the claim and claim again
-	case errors.Is(merr, flashsale.ErrNotFound):
-		if cp := s.awaitCopy(ctx, existing); cp != nil {
-			return outcome, cp, 0, nil
-		}
-		return 0, nil, 0, flashsale.Unavailable(errors.New("the user's live ticket has no copy: still being queued, or its ingress died"),
-			"your previous purchase is not confirmed yet; retry")
-	default:
-		return 0, nil, 0, unavailable(merr)
+	case merr != nil: // still in the queue (or MySQL away): the id is enough
+		return outcome, &flashsale.Ticket{ID: existing, Status: flashsale.TicketQueued}, 0, nil
 	}
+	// Final in MySQL: free the claim and claim again.
 	if err := s.cfg.Stock.Unclaim(ctx, flashsale.Part{SaleID: sale.ID, TicketID: existing, UserID: user}); err != nil {
 		return 0, nil, 0, flashsale.Unavailable(err, "the purchase could not be queued; nothing was kept, retry")
 	}
 	if outcome, existing, load, err = s.cfg.Stock.Claim(ctx, sale, user, t.ID, qty); err != nil {
 		return 0, nil, 0, s.claimFailed(ctx, t, err)
 	}
-	return outcome, &flashsale.Ticket{ID: existing, Status: flashsale.TicketQueued}, load, nil
+	if outcome == flashsale.Existing || outcome == flashsale.Unconfirmed {
+		return flashsale.Existing, &flashsale.Ticket{ID: existing, Status: flashsale.TicketQueued}, load, nil
+	}
+	return outcome, nil, load, nil
 }
 
-// awaitCopy waits up to the publish timeout for the fast copy of a ticket
-// being queued by another request, and returns it, or nil.
+// awaitCopy returns the fast copy of a ticket being queued by another
+// request, waiting for it up to the publish timeout; nil when none comes.
 func (s *Server) awaitCopy(ctx context.Context, id string) *flashsale.Ticket {
+	if cp, err := s.cfg.Stock.GetTicket(ctx, id); err == nil {
+		return cp
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
 	defer cancel()
 	tick := time.NewTicker(25 * time.Millisecond)

@@ -45,9 +45,11 @@ return 1
 
 // claimScript gives the user a new live ticket unless they already have one.
 // KEYS stock live units claims; ARGV user tid qty limit stale_ms.
-// Returns {"claimed", tid, load} | {"existing", tid} | {"limit"} | {"sold_out"} |
-// {"not_loaded"} | {"stale"}; load is the sale's epoch_ms, which names the
-// load of its stock the claim was made in (see holdScript). A claim whose
+// Returns {"claimed", tid, load} | {"existing", tid} | {"unconfirmed", tid} |
+// {"limit"} | {"sold_out"} | {"not_loaded"} | {"stale"}. "unconfirmed": the live
+// claim is not marked published yet, and not stale. load is the sale's
+// epoch_ms, which names the load of its stock the claim was made in (see
+// holdScript). A claim whose
 // publish never completed (older than stale_ms by Redis's own clock) is
 // replaced. The same ticket claimed again (go-redis retried a claim whose
 // reply was lost) is still "claimed": the caller goes on to publish it.
@@ -59,9 +61,8 @@ local cur = redis.call('HGET', KEYS[2], ARGV[1])
 if cur == ARGV[2] then return {'claimed', cur, load} end
 if cur then
   local at = redis.call('HGET', KEYS[4], cur)
-  if (not at) or (now - tonumber(at) < tonumber(ARGV[5])) then
-    return {'existing', cur}
-  end
+  if not at then return {'existing', cur} end
+  if now - tonumber(at) < tonumber(ARGV[5]) then return {'unconfirmed', cur} end
   redis.call('HDEL', KEYS[4], cur)
 end
 local q = tonumber(ARGV[3])

@@ -319,6 +319,8 @@ func (s *Store) Claim(ctx context.Context, sale *flashsale.Sale, userID, ticketI
 		return flashsale.Claimed, reply[1], load, nil
 	case "existing":
 		return flashsale.Existing, reply[1], 0, nil
+	case "unconfirmed":
+		return flashsale.Unconfirmed, reply[1], 0, nil
 	case "limit":
 		return flashsale.LimitReached, "", 0, nil
 	case "sold_out":

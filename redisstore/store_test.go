@@ -151,8 +151,19 @@ func TestClaimIsOneLiveTicketPerUser(t *testing.T) {
 	if out, id, _, _ := s.Claim(ctx, sale, "u1", first, 1); out != flashsale.Claimed || id != first {
 		t.Fatalf("first claim = %v %s", out, id)
 	}
+	// Until its publish is confirmed (Queued), the first claim is unconfirmed:
+	// its id is not handed out.
+	if out, id, _, _ := s.Claim(ctx, sale, "u1", uuid.NewString(), 1); out != flashsale.Unconfirmed || id != first {
+		t.Fatalf("second claim = %v %s, want Unconfirmed %s", out, id, first)
+	}
+	if err := s.Queued(ctx, &flashsale.Ticket{ID: first, SaleID: sale.ID, UserID: "u1", Quantity: 1, Status: flashsale.TicketQueued}); err != nil {
+		t.Fatal(err)
+	}
 	if out, id, _, _ := s.Claim(ctx, sale, "u1", uuid.NewString(), 1); out != flashsale.Existing || id != first {
-		t.Fatalf("second claim = %v %s, want Existing %s", out, id, first)
+		t.Fatalf("claim after the first was queued = %v %s, want Existing %s", out, id, first)
+	}
+	if cp, err := s.GetTicket(ctx, first); err != nil || cp.Status != flashsale.TicketQueued {
+		t.Fatalf("the queued ticket's copy: %+v, %v", cp, err)
 	}
 }
 
@@ -164,8 +175,8 @@ func TestStaleClaimIsReplacedAndItsLateMessageRefused(t *testing.T) {
 	_, _, load, _ := s.Claim(ctx, sale, "u1", old.TicketID, 1) // the ingress died before publishing
 	old.Loads = []int64{load}
 	fresh := uuid.NewString()
-	if out, id, _, _ := s.Claim(ctx, sale, "u1", fresh, 1); out != flashsale.Existing || id != old.TicketID {
-		t.Fatalf("claim while the first is fresh = %v %s, want its existing ticket", out, id)
+	if out, id, _, _ := s.Claim(ctx, sale, "u1", fresh, 1); out != flashsale.Unconfirmed || id != old.TicketID {
+		t.Fatalf("claim while the first is fresh = %v %s, want it, unconfirmed", out, id)
 	}
 	var out flashsale.ClaimOutcome
 	var id string
