@@ -33,12 +33,22 @@ type claimStock struct {
 	available   map[string]int
 	live        map[[2]string]string
 	unconfirmed map[string]bool // claimed tickets not marked queued yet
+	units       map[[2]string]int
+	claimCalls  map[string]int // per sale
 	copies      map[string]*flashsale.Ticket
 	log         []string
 }
 
 func newClaimStock(avail map[string]int) *claimStock {
-	return &claimStock{available: avail, live: map[[2]string]string{}, unconfirmed: map[string]bool{}, copies: map[string]*flashsale.Ticket{}}
+	return &claimStock{available: avail, live: map[[2]string]string{}, unconfirmed: map[string]bool{}, units: map[[2]string]int{}, claimCalls: map[string]int{},
+		copies: map[string]*flashsale.Ticket{}}
+}
+
+func (s *claimStock) Holder(_ context.Context, saleID, user string) (string, int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := [2]string{saleID, user}
+	return s.live[k], s.units[k], nil
 }
 
 func (s *claimStock) Stock(_ context.Context, saleID string) (flashsale.Stock, error) {
@@ -49,6 +59,7 @@ func (s *claimStock) Claim(_ context.Context, sale *flashsale.Sale, user, ticket
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	k := [2]string{sale.ID, user}
+	s.claimCalls[sale.ID]++
 	switch {
 	case s.live[k] != "" && s.unconfirmed[s.live[k]]:
 		return flashsale.Unconfirmed, s.live[k], 0, nil
@@ -314,5 +325,52 @@ func TestUnconfirmedClaimIsAwaitedNotHandedOut(t *testing.T) {
 	}
 	if len(f.queue.published) != 0 {
 		t.Errorf("published %d, want nothing", len(f.queue.published))
+	}
+}
+
+// Once a claim answered sold_out, this node answers the sale's next purchases
+// from memory for a short time: no claim, one read of the user's live ticket
+// and units. A user with a live ticket there still gets it (200), one at the
+// limit still limit_reached; past the memory's time, the claim decides again.
+func TestSoldOutIsRememberedBriefly(t *testing.T) {
+	f := newHandlerFixture(t, fakeLifecycle{})
+	clock := time.Now()
+	f.srv.cfg.Now = func() time.Time { return clock }
+	claims := func() int {
+		f.stock.mu.Lock()
+		defer f.stock.mu.Unlock()
+		return f.stock.claimCalls["gone"]
+	}
+	f.stock.mu.Lock()
+	f.stock.live[[2]string{"gone", "holder"}] = "held-ticket"
+	f.stock.copies["held-ticket"] = &flashsale.Ticket{ID: "held-ticket", UserID: "holder", SaleID: "gone", Quantity: 1, Status: flashsale.TicketPendingPayment}
+	f.stock.units[[2]string{"gone", "limited"}] = 2
+	f.stock.mu.Unlock()
+
+	if code, out := f.do(t, "/api/v1/sales/gone/purchase", "u1", `{}`); code != http.StatusConflict || !strings.HasPrefix(errCode(out), "sold_out") {
+		t.Fatalf("first purchase of a sold-out sale: %d %v", code, out)
+	}
+	if claims() != 1 {
+		t.Fatalf("claims %d, want the first purchase's", claims())
+	}
+	clock = clock.Add(50 * time.Millisecond)
+	if code, out := f.do(t, "/api/v1/sales/gone/purchase", "u2", `{}`); code != http.StatusConflict || !strings.HasPrefix(errCode(out), "sold_out") {
+		t.Errorf("within the memory: %d %v, want 409 sold_out", code, out)
+	}
+	if code, out := f.do(t, "/api/v1/sales/gone/purchase", "limited", `{}`); code != http.StatusConflict || !strings.HasPrefix(errCode(out), "limit_reached") {
+		t.Errorf("a user at the limit within the memory: %d %v, want 409 limit_reached", code, out)
+	}
+	if claims() != 1 {
+		t.Errorf("claims %d within the memory, want none more", claims())
+	}
+	if code, out := f.do(t, "/api/v1/sales/gone/purchase", "holder", `{}`); code != http.StatusOK || out["ticket_id"] != "held-ticket" {
+		t.Errorf("a user with a live ticket within the memory: %d %v, want 200 with it", code, out)
+	}
+	clock = clock.Add(100 * time.Millisecond)
+	f.stock.mu.Lock()
+	f.stock.available["gone"] = 1 // a unit came back
+	f.stock.mu.Unlock()
+	if code, out := f.do(t, "/api/v1/sales/gone/purchase", "u3", `{}`); code != http.StatusAccepted {
+		t.Errorf("past the memory, a unit back: %d %v, want 202", code, out)
 	}
 }

@@ -106,7 +106,8 @@ func (s *Server) purchaseLines(c *gin.Context, lines []flashsale.Line) {
 
 // checkLine checks one line as a purchase of its sale: the sale exists, is open
 // by this server's clock, the quantity fits its per-user limit, the user
-// qualifies, and this node's window for the sale has room.
+// qualifies, the sale is not remembered sold out, and this node's window for
+// the sale has room.
 func (s *Server) checkLine(ctx context.Context, user string, l flashsale.Line, bundle bool, now time.Time) (*flashsale.Sale, error) {
 	sale, err := s.cfg.Sales.Get(ctx, l.SaleID)
 	if err != nil {
@@ -131,6 +132,13 @@ func (s *Server) checkLine(ctx context.Context, user string, l flashsale.Line, b
 	}
 	if err := s.checkBlocked(ctx, user, now); err != nil {
 		return nil, err
+	}
+	// A sale this node just saw sold out is answered without a claim and
+	// without spending its window (see soldOutMemory).
+	if s.soldOut.known(sale.ID, now) {
+		if err := s.quickRefusal(ctx, sale, user, l.Quantity); err != nil {
+			return nil, err
+		}
 	}
 	// A user over their budget does not spend a slot of the sale's window:
 	// their request goes straight to the claim, which answers their live
@@ -192,6 +200,7 @@ func (s *Server) admit(ctx context.Context, user string, sales []*flashsale.Sale
 			unclaim(i)
 			return nil, false, lineError(flashsale.ErrLimitReached, lines[i], bundle)
 		default:
+			s.soldOut.remember(sale.ID, now)
 			unclaim(i)
 			return nil, false, lineError(flashsale.ErrSoldOut, lines[i], bundle)
 		}

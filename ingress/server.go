@@ -42,6 +42,9 @@ type Stock interface {
 	Claim(ctx context.Context, sale *flashsale.Sale, userID, ticketID string, qty int) (outcome flashsale.ClaimOutcome, id string, load int64, err error)
 	// Unclaim undoes a claim of p.TicketID (nothing held yet).
 	Unclaim(ctx context.Context, p flashsale.Part) error
+	// Holder reads the user's live ticket in the sale ("" when none) and the
+	// units they hold or bought there, in one round trip.
+	Holder(ctx context.Context, saleID, userID string) (live string, units int, err error)
 	// Queued writes the fast copies of tickets whose purchases are durably
 	// queued and marks their claims published, in one round trip.
 	Queued(ctx context.Context, tickets ...*flashsale.Ticket) error
@@ -107,6 +110,10 @@ type Config struct {
 	PublishGroups int
 	// MaxGroup is the most purchases in one message. Default 128.
 	MaxGroup int
+	// SoldOutMemory is how long this node answers a sale it saw sold out
+	// without a claim (see soldOutMemory): the longest it may answer sold_out
+	// after units came back. Default 100 ms; negative: off.
+	SoldOutMemory time.Duration
 	// Ready are the readiness checks of /readyz.
 	Ready []Check
 	// Registry receives HTTP metrics; Gatherer serves /metrics. Both optional.
@@ -134,6 +141,7 @@ type Server struct {
 	// purchases counts purchase answers by sale and outcome (metrics.go).
 	purchases *purchaseCounter
 	queuer    *queuer
+	soldOut   soldOutMemory
 }
 
 // New builds the router.
@@ -168,6 +176,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxGroup == 0 {
 		cfg.MaxGroup = 128
 	}
+	if cfg.SoldOutMemory == 0 {
+		cfg.SoldOutMemory = 100 * time.Millisecond
+	}
 	if cfg.PublishGroups < 0 || cfg.MaxGroup < 0 {
 		return nil, errors.New("ingress: PublishGroups and MaxGroup must be positive")
 	}
@@ -190,6 +201,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.purchases = newPurchaseCounter(cfg.Registry)
 	s.queuer = newQueuer(cfg)
+	s.soldOut = soldOutMemory{ttl: cfg.SoldOutMemory, until: map[string]time.Time{}}
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
 	e.HandleMethodNotAllowed = false

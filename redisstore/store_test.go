@@ -455,3 +455,25 @@ func TestRetakeTakesAllUnitsOrNone(t *testing.T) {
 	}
 	wantStock(t, s, flashsale.Stock{Total: 3, Available: 0, Held: 3})
 }
+
+// Holder reads a user's live ticket and units in a sale without a script:
+// none before a claim, the ticket once claimed, its units once held.
+func TestHolderReadsLiveTicketAndUnits(t *testing.T) {
+	s, sale, _ := newStore(t, 10, 2)
+	ctx := context.Background()
+	if live, units, err := s.Holder(ctx, sale.ID, "u1"); err != nil || live != "" || units != 0 {
+		t.Fatalf("before any claim: %q %d %v", live, units, err)
+	}
+	id := uuid.NewString()
+	_, _, load, _ := s.Claim(ctx, sale, "u1", id, 2)
+	if live, units, err := s.Holder(ctx, sale.ID, "u1"); err != nil || live != id || units != 0 {
+		t.Fatalf("after the claim: %q %d %v, want %s and 0 units", live, units, err, id)
+	}
+	req := &flashsale.PurchaseRequest{TicketID: id, SaleID: sale.ID, UserID: "u1", Quantity: 2, AdmittedAt: time.Now(), Loads: []int64{load}}
+	if h := holdOne(t, s, sale, req); h.Kind != flashsale.HoldHeld {
+		t.Fatalf("hold: %+v", h)
+	}
+	if live, units, err := s.Holder(ctx, sale.ID, "u1"); err != nil || live != id || units != 2 {
+		t.Fatalf("after the hold: %q %d %v, want %s and 2 units", live, units, err, id)
+	}
+}
