@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"os/exec"
 	"strings"
 	"testing"
@@ -23,8 +24,9 @@ import (
 // A purchase is accepted again within 10 s of the promotion (and 20 s of the
 // kill); no oversell at any poll (scWatch); every accepted ticket reaches a
 // final status, none failed; every unit is sold; once quiet every guarantee of
-// contract section 4 holds and `flashsale reconcile` exits 0 (fxSale.settle);
-// the processes stop gracefully.
+// contract section 4 holds and `flashsale reconcile` exits 0 (fxSale.settle),
+// again after orders are paid and cancelled; unpaid orders of a second sale
+// expire; the processes stop gracefully.
 func TestRedisClusterMasterFailover(t *testing.T) {
 	e := newEnv(t)
 	nodes := make([]*privateRedis, 6)
@@ -161,7 +163,45 @@ func TestRedisClusterMasterFailover(t *testing.T) {
 	if units := scMustLiveUnits(t, e, s.ID); units != stock {
 		t.Errorf("%d units in orders once the crowd is done, want all %d (the crowd asked for more)", units, stock)
 	}
+	// The watch reads live units shard by shard: it stops before orders are
+	// cancelled (see scLiveUnits).
 	w.stop()
+
+	// Units given up go back on sale once, paid ones are sold (checking
+	// every guarantee again).
+	s.payAndCancel(res, 10)
+
+	// The delayq processes expire unpaid orders of a sale with a 2 s window.
+	spec := openSale(20, 1, fxPrice)
+	spec.PaymentWindowSeconds = 2
+	short := c.createSale(t, spec)
+	var refs []ticketRef
+	for i := range 5 {
+		u := fmt.Sprintf("exp-%d", i)
+		r := c.must(t, http.MethodPost, pathPurchase(short), user(u), map[string]int{"quantity": 1})
+		var a purchaseAnswer
+		if r.Status != http.StatusAccepted || r.decode(&a) != nil {
+			t.Fatalf("purchase in the short sale by %s: %s", u, r)
+		}
+		refs = append(refs, ticketRef{User: u, TicketID: a.TicketID})
+	}
+	t0 := time.Now()
+	eventually(t, 60*time.Second, "the short sale's orders expire", func() (bool, string) {
+		views, problems := c.ticketStates(refs)
+		n := 0
+		for _, ref := range refs {
+			if views[ref.TicketID].Status == "expired" {
+				n++
+			}
+		}
+		return n == len(refs), fmt.Sprintf("%d of %d expired; %v", n, len(refs), problems)
+	})
+	t.Logf("the delayq processes expired %d orders %s after their purchase (payment window 2 s)", len(refs), time.Since(t0).Round(100*time.Millisecond))
+	eventually(t, 30*time.Second, "the short sale's units are back on sale", func() (bool, string) {
+		v := c.sale(t, short)
+		return v.Stock.Available == spec.Stock, fmt.Sprintf("%+v", v.Stock)
+	})
+	fxReconcileAgrees(t, e, short, stockView{Total: spec.Stock, Available: spec.Stock})
 
 	for _, p := range procs {
 		p.Stop() // every process stops gracefully (exit 0), the dead node still in the cluster
