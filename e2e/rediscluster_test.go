@@ -6,12 +6,18 @@ import (
 	"net"
 	"net/http"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 )
+
+// clusterSegments is the FLASHSALE_REDIS_SEGMENTS of the processes of
+// TestRedisClusterMasterFailover: how many slots one sale's stock is spread
+// over. At 1 the variable is left unset (the processes' default).
+const clusterSegments = 1
 
 // TestRedisClusterMasterFailover: a private Redis Cluster of three masters
 // and three replicas (cluster-node-timeout 2 s) under two ingress, two worker,
@@ -54,6 +60,9 @@ func TestRedisClusterMasterFailover(t *testing.T) {
 		return true, ""
 	})
 	e.setVar("FLASHSALE_REDIS_ADDRS", strings.Join(addrs, ","))
+	if clusterSegments > 1 {
+		e.setVar("FLASHSALE_REDIS_SEGMENTS", strconv.Itoa(clusterSegments))
+	}
 	ingA, ingB := e.start("ingress", nil), e.start("ingress", nil)
 	procs := []*proc{ingA, ingB}
 	for range 2 {
