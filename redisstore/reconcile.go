@@ -3,6 +3,7 @@ package redisstore
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strconv"
 
 	"github.com/redis/go-redis/v9"
@@ -16,10 +17,18 @@ import (
 // or release that runs concurrently is never overwritten: it either ran before
 // the script (and a fix whose expected state it changed is skipped) or after it.
 
-// Snapshot reads the sale's stock, holds, live tickets and units at one instant.
-// It does not rebuild a lost sale.
+// Snapshot reads the sale's stock, holds, live tickets and units at one instant
+// (with segments, each segment at one instant, then the home; see
+// segmentSnapshot). It does not rebuild a lost sale.
 func (s *Store) Snapshot(ctx context.Context, saleID string) (flashsale.SaleSnapshot, error) {
-	k := s.keys(saleID)
+	if s.cfg.Segments > 1 {
+		return s.segmentSnapshot(ctx, saleID)
+	}
+	return s.snapshot(ctx, s.segKeys(saleID, 0))
+}
+
+// snapshot reads one sale's (or segment's) hashes in one MULTI.
+func (s *Store) snapshot(ctx context.Context, k saleKeys) (flashsale.SaleSnapshot, error) {
 	var stock, holds, live, units *redis.MapStringStringCmd
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		stock = p.HGetAll(ctx, k.stock)
@@ -29,7 +38,7 @@ func (s *Store) Snapshot(ctx context.Context, saleID string) (flashsale.SaleSnap
 		return nil
 	})
 	if err != nil {
-		return flashsale.SaleSnapshot{}, fmt.Errorf("redisstore: snapshot of sale %s: %w", saleID, err)
+		return flashsale.SaleSnapshot{}, fmt.Errorf("redisstore: snapshot of %s: %w", k.stock, err)
 	}
 	st := stock.Val()
 	if len(st) == 0 {
@@ -51,9 +60,60 @@ func (s *Store) Snapshot(ctx context.Context, saleID string) (flashsale.SaleSnap
 	return snap, nil
 }
 
+// segmentSnapshot merges the segments' snapshots, then reads the home. Total
+// is the home's; available counts what the segments have, the pool and the
+// units moving between them (granted not yet received, given back not yet
+// collected), so that a segment whose counters drifted shows as a difference.
+func (s *Store) segmentSnapshot(ctx context.Context, saleID string) (flashsale.SaleSnapshot, error) {
+	all := flashsale.SaleSnapshot{Loaded: true, Holds: map[string]flashsale.Hold{}, Live: map[string]string{}, Units: map[string]int{}}
+	moving := 0
+	for j := range s.cfg.Segments {
+		k := s.segKeys(saleID, j)
+		snap, err := s.snapshot(ctx, k)
+		if err != nil {
+			return flashsale.SaleSnapshot{}, err
+		}
+		if !snap.Loaded {
+			return flashsale.SaleSnapshot{}, nil
+		}
+		flows, err := s.rdb.HMGet(ctx, k.stock, "in", "out").Result()
+		if err != nil {
+			return flashsale.SaleSnapshot{}, fmt.Errorf("redisstore: snapshot of %s: %w", k.stock, err)
+		}
+		moving += -atoiAny(flows[0]) + atoiAny(flows[1])
+		all.Stock.Available += snap.Stock.Available
+		all.Stock.Held += snap.Stock.Held
+		all.Stock.Sold += snap.Stock.Sold
+		maps.Copy(all.Holds, snap.Holds)
+		maps.Copy(all.Live, snap.Live)
+		maps.Copy(all.Units, snap.Units)
+	}
+	h, err := s.rdb.HGetAll(ctx, s.homeKey(saleID)).Result()
+	if err != nil {
+		return flashsale.SaleSnapshot{}, fmt.Errorf("redisstore: snapshot of the home of sale %s: %w", saleID, err)
+	}
+	if len(h) == 0 {
+		return flashsale.SaleSnapshot{}, nil
+	}
+	for j := range s.cfg.Segments {
+		moving += atoiAny(h["g"+strconv.Itoa(j)]) - atoiAny(h["r"+strconv.Itoa(j)])
+	}
+	all.Stock.Total = atoiAny(h["total"])
+	all.Stock.Available += atoiAny(h["pool"]) + moving
+	return all, nil
+}
+
+// atoiAny reads a number Redis answered as a string (0 for nil or junk).
+func atoiAny(v any) int {
+	str, _ := v.(string)
+	n, _ := strconv.Atoi(str)
+	return n
+}
+
 // repairScript applies hold fixes (compare-and-set on the state), then units
 // fixes (compare-and-set on the user's units, recomputed from the holds), then
-// sets available/held/sold from the holds and total from ARGV.
+// sets available/held/sold from the holds and total from ARGV (a segment keeps
+// its own: total -1).
 // KEYS stock holds live units; ARGV total nh {tid from to user}*nh nu {user observed nt tid*nt}*nu.
 var repairScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'not_loaded'} end
@@ -109,8 +169,9 @@ for _, st in ipairs(redis.call('HVALS', KEYS[2])) do
   if k == 'held' then held = held + q elseif k == 'sold' then sold = sold + q end
 end
 local total = tonumber(ARGV[1])
+if total < 0 then total = tonumber(redis.call('HGET', KEYS[1], 'total')) end
 redis.call('HSET', KEYS[1], 'total', total, 'available', total - held - sold, 'held', held, 'sold', sold)
-return {'done', table.concat(hflags), table.concat(uflags), tostring(total - held - sold), tostring(held), tostring(sold)}
+return {'done', table.concat(hflags), table.concat(uflags), tostring(total - held - sold), tostring(held), tostring(sold), tostring(total)}
 `)
 
 // RepairSale applies the fixes to a loaded sale in one atomic script and sets
@@ -118,8 +179,53 @@ return {'done', table.concat(hflags), table.concat(uflags), tostring(total - hel
 // total - held - sold, held and sold the sums of the held and sold states.
 // A fix whose expected value changed since it was computed is skipped (its flag
 // is false); a sale that is not loaded is left alone (Loaded false).
+//
+// With segments, each segment is repaired in one script with the fixes of its
+// users (a hold fix of no known user goes to every segment, and applies where
+// the ticket is), keeping the segment's total; the stock returned is then
+// the sale's: total, the segments' held and sold, and total - held - sold.
 func (s *Store) RepairSale(ctx context.Context, saleID string, total int, holds []flashsale.HoldFix, units []flashsale.UnitsFix) (flashsale.RepairResult, error) {
-	k := s.keys(saleID)
+	if s.cfg.Segments == 1 {
+		return s.repair(ctx, s.segKeys(saleID, 0), total, holds, units)
+	}
+	res := flashsale.RepairResult{Loaded: true, Holds: make([]bool, len(holds)), Units: make([]bool, len(units))}
+	for j := range s.cfg.Segments {
+		var hs []flashsale.HoldFix
+		var hi, ui []int
+		for i, f := range holds {
+			if f.UserID == "" || s.segmentOf(f.UserID) == j {
+				hs, hi = append(hs, f), append(hi, i)
+			}
+		}
+		var us []flashsale.UnitsFix
+		for i, f := range units {
+			if s.segmentOf(f.UserID) == j {
+				us, ui = append(us, f), append(ui, i)
+			}
+		}
+		r, err := s.repair(ctx, s.segKeys(saleID, j), -1, hs, us)
+		if err != nil {
+			return flashsale.RepairResult{}, err
+		}
+		if !r.Loaded {
+			return flashsale.RepairResult{}, nil
+		}
+		for n, i := range hi {
+			res.Holds[i] = res.Holds[i] || r.Holds[n]
+		}
+		for n, i := range ui {
+			res.Units[i] = r.Units[n]
+		}
+		res.Stock.Held += r.Stock.Held
+		res.Stock.Sold += r.Stock.Sold
+	}
+	res.Stock.Total = total
+	res.Stock.Available = total - res.Stock.Held - res.Stock.Sold
+	return res, nil
+}
+
+// repair runs repairScript on one sale's (or segment's) keys.
+func (s *Store) repair(ctx context.Context, k saleKeys, total int, holds []flashsale.HoldFix, units []flashsale.UnitsFix) (flashsale.RepairResult, error) {
 	args := make([]any, 0, 3+4*len(holds)+3*len(units))
 	args = append(args, total, len(holds))
 	for _, f := range holds {
@@ -134,13 +240,13 @@ func (s *Store) RepairSale(ctx context.Context, saleID string, total int, holds 
 	}
 	reply, err := repairScript.Run(ctx, s.rdb, []string{k.stock, k.holds, k.live, k.units}, args...).StringSlice()
 	if err != nil {
-		return flashsale.RepairResult{}, fmt.Errorf("redisstore: repair sale %s: %w", saleID, err)
+		return flashsale.RepairResult{}, fmt.Errorf("redisstore: repair %s: %w", k.stock, err)
 	}
 	if reply[0] == "not_loaded" {
 		return flashsale.RepairResult{}, nil
 	}
-	if len(reply) != 6 || len(reply[1]) != len(holds) || len(reply[2]) != len(units) {
-		return flashsale.RepairResult{}, fmt.Errorf("redisstore: repair sale %s: unexpected reply %q", saleID, reply)
+	if len(reply) != 7 || len(reply[1]) != len(holds) || len(reply[2]) != len(units) {
+		return flashsale.RepairResult{}, fmt.Errorf("redisstore: repair %s: unexpected reply %q", k.stock, reply)
 	}
 	res := flashsale.RepairResult{Loaded: true, Holds: make([]bool, len(holds)), Units: make([]bool, len(units))}
 	for i := range holds {
@@ -149,7 +255,7 @@ func (s *Store) RepairSale(ctx context.Context, saleID string, total int, holds 
 	for i := range units {
 		res.Units[i] = reply[2][i] == '1'
 	}
-	res.Stock.Total = total
+	res.Stock.Total, _ = strconv.Atoi(reply[6])
 	res.Stock.Available, _ = strconv.Atoi(reply[3])
 	res.Stock.Held, _ = strconv.Atoi(reply[4])
 	res.Stock.Sold, _ = strconv.Atoi(reply[5])

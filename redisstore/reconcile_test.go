@@ -57,10 +57,10 @@ func TestRepairSaleIsCompareAndSetAndDerivesTheCounters(t *testing.T) {
 	stray := request("u2", 1)
 	claimAndHold(t, s, sale, stray)
 	// Drift: a counter off, a hold lost, units lost.
-	k := s.keys("s1")
+	k := s.segKeys("s1", 0)
 	s.rdb.HIncrBy(ctx, k.stock, "available", 3)
 	lost := uuid.NewString()
-	s.rdb.HSet(ctx, k.units, "u3", 0)
+	s.rdb.HSet(ctx, s.keys("s1", "u3").units, "u3", 0)
 
 	H1 := flashsale.Hold{Kind: flashsale.HoldHeld, Quantity: 1}
 	R := flashsale.Hold{Kind: flashsale.HoldReleased}
@@ -137,9 +137,10 @@ func (h hookSource) HoldingOrders(ctx context.Context, id string) ([]*flashsale.
 }
 
 func TestRebuildDoesNotOverwriteASaleLoadedMeanwhile(t *testing.T) {
+	oneSlotOnly(t, "no transaction spans the segments' slots; the rebuild lease and MySQL's stock cap cover this race")
 	s, sale, src := newStore(t, 10, 1)
 	ctx := context.Background()
-	k := s.keys("s1")
+	k := s.segKeys("s1", 0)
 	s.rdb.Del(ctx, k.stock, k.holds, k.live, k.units)
 	// While this rebuild reads MySQL (slowly: its lease ran out), another one
 	// loads the sale and a purchase holds a unit there.

@@ -3,7 +3,8 @@ package redisstore
 import "github.com/redis/go-redis/v9"
 
 // The per-sale keys, all sharing the hash tag {sale:<id>} so that every script
-// runs unchanged on a Redis Cluster:
+// runs unchanged on a Redis Cluster (with Config.Segments > 1, each segment of
+// the sale has the same keys under a hash tag of its own; see segments.go):
 //
 //	stock   hash total, available, held, sold, epoch_ms (when it was loaded)
 //	holds   hash ticket id -> "H:<q>" held | "S:<q>" sold | "R" released |
@@ -44,9 +45,11 @@ return 1
 `
 
 // claimScript gives the user a new live ticket unless they already have one.
-// KEYS stock live units claims; ARGV user tid qty limit stale_ms.
+// KEYS stock live units claims; ARGV user tid qty limit stale_ms refill.
 // Returns {"claimed", tid, load} | {"existing", tid} | {"unconfirmed", tid} |
-// {"limit"} | {"sold_out"} | {"not_loaded"} | {"stale"}. "unconfirmed": the live
+// {"limit"} | {"sold_out"} | {"not_loaded"} | {"stale"}, or with refill "1"
+// {"refill", qty} instead of "sold_out" (a segment asks for more units, see
+// segments.go). "unconfirmed": the live
 // claim is not marked published yet, and not stale. load is the sale's
 // epoch_ms, which names the load of its stock the claim was made in (see
 // holdScript). A claim whose
@@ -68,7 +71,10 @@ end
 local q = tonumber(ARGV[3])
 local units = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0')
 if units + q > tonumber(ARGV[4]) then return {'limit'} end
-if tonumber(redis.call('HGET', KEYS[1], 'available')) < q then return {'sold_out'} end
+if tonumber(redis.call('HGET', KEYS[1], 'available')) < q then
+  if ARGV[6] == '1' then return {'refill', ARGV[3]} end
+  return {'sold_out'}
+end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[4], ARGV[2], now)
 return {'claimed', ARGV[2], load}
@@ -82,7 +88,9 @@ return 1
 `)
 
 // holdScript holds q units for ticket tid. KEYS stock holds live units claims;
-// ARGV tid user q limit admitted_ms load. Returns {"not_loaded"} or {"done", state}.
+// ARGV tid user q limit admitted_ms load refill. Returns {"done", state}, a
+// rebuild reason, or with refill "1" {"refill", q} instead of refusing as sold
+// out.
 // The ticket must be the user's live ticket; a ticket with no live entry is held
 // only if its claim was made in an earlier load of the stock (load differs from
 // epoch_ms: the live entry may have been lost with Redis); claimed in this load,
@@ -110,7 +118,10 @@ if not live then
 end
 local q = tonumber(ARGV[3])
 if tonumber(redis.call('HGET', KEYS[4], ARGV[2]) or '0') + q > tonumber(ARGV[4]) then return refuse('F') end
-if tonumber(redis.call('HGET', KEYS[1], 'available')) < q then return refuse('X') end
+if tonumber(redis.call('HGET', KEYS[1], 'available')) < q then
+  if ARGV[7] == '1' then return {'refill', ARGV[3]} end
+  return refuse('X')
+end
 redis.call('HINCRBY', KEYS[1], 'available', -q)
 redis.call('HINCRBY', KEYS[1], 'held', q)
 redis.call('HINCRBY', KEYS[4], ARGV[2], q)
@@ -126,12 +137,16 @@ return {'done', 'H:' .. q}
 // as sold out or failed although its order was committed) it holds q units. MySQL already has the order, within the stock
 // cap, so if Redis has fewer than q units available Redis is behind MySQL: the
 // script takes nothing and answers {"behind"}, and the sale is rebuilt from
-// MySQL (which counts the order). KEYS stock holds live units; ARGV tid user q.
+// MySQL (which counts the order); with refill "1" it asks for units first
+// ({"refill", q}). KEYS stock holds live units; ARGV tid user q refill.
 var reassertScript = redis.NewScript(loadedCheck + `
 local st = redis.call('HGET', KEYS[2], ARGV[1])
 if st and st ~= 'X' and st ~= 'F' then return {'done', st} end
 local q = tonumber(ARGV[3])
-if tonumber(redis.call('HGET', KEYS[1], 'available')) < q then return {'behind'} end
+if tonumber(redis.call('HGET', KEYS[1], 'available')) < q then
+  if ARGV[4] == '1' then return {'refill', ARGV[3]} end
+  return {'behind'}
+end
 redis.call('HINCRBY', KEYS[1], 'available', -q)
 redis.call('HINCRBY', KEYS[1], 'held', q)
 redis.call('HINCRBY', KEYS[4], ARGV[2], q)
@@ -158,7 +173,7 @@ if redis.call('HGET', KEYS[3], ARGV[2]) == ARGV[1] then redis.call('HDEL', KEYS[
 return {'done', st}
 `)
 
-// confirmScript moves a paid ticket's units from held to sold. KEYS stock holds live;
+// confirmScript moves a paid ticket's units from held to sold. KEYS stock holds live units;
 // ARGV tid user. Returns {"not_loaded"} or {"done", previous state or ""}.
 var confirmScript = redis.NewScript(loadedCheck + `
 local st = redis.call('HGET', KEYS[2], ARGV[1]) or ''
@@ -174,17 +189,20 @@ return {'done', st}
 
 // retakeScript holds a released ticket's units again for a late payment of its
 // expired order: R (or no state: a rebuild does not list closed orders) becomes
-// H:q if q units are available. KEYS stock holds units; ARGV tid user q.
-// Returns {"done", previous state or ""} or {"short"}; a ticket held or sold
-// already is left as it is.
+// H:q if q units are available. KEYS stock holds live units; ARGV tid user q refill.
+// Returns {"done", previous state or ""} or {"short"} (with refill "1":
+// {"refill", q}); a ticket held or sold already is left as it is.
 var retakeScript = redis.NewScript(loadedCheck + `
 local st = redis.call('HGET', KEYS[2], ARGV[1]) or ''
 if st ~= 'R' and st ~= '' then return {'done', st} end
 local q = tonumber(ARGV[3])
-if tonumber(redis.call('HGET', KEYS[1], 'available')) < q then return {'short'} end
+if tonumber(redis.call('HGET', KEYS[1], 'available')) < q then
+  if ARGV[4] == '1' then return {'refill', ARGV[3]} end
+  return {'short'}
+end
 redis.call('HINCRBY', KEYS[1], 'available', -q)
 redis.call('HINCRBY', KEYS[1], 'held', q)
-redis.call('HINCRBY', KEYS[3], ARGV[2], q)
+redis.call('HINCRBY', KEYS[4], ARGV[2], q)
 redis.call('HSET', KEYS[2], ARGV[1], 'H:' .. q)
 return {'done', st}
 `)
@@ -195,7 +213,7 @@ return {'done', st}
 // the confirm has not reached Redis yet) to available. Because keep only ever
 // goes down, a hold at or below keep is left as it is: a repeat, returns
 // arriving out of order and a rebuild that read the return already all change
-// nothing. KEYS stock holds units; ARGV tid user keep. Returns {"done", previous state}.
+// nothing. KEYS stock holds live units; ARGV tid user keep. Returns {"done", previous state}.
 var returnScript = redis.NewScript(loadedCheck + `
 local st = redis.call('HGET', KEYS[2], ARGV[1]) or ''
 local kind, n = string.sub(st, 1, 1), tonumber(string.sub(st, 3))
@@ -204,7 +222,7 @@ if (kind ~= 'S' and kind ~= 'H') or n <= keep then return {'done', st} end
 local d = n - keep
 redis.call('HINCRBY', KEYS[1], 'available', d)
 redis.call('HINCRBY', KEYS[1], kind == 'S' and 'sold' or 'held', -d)
-redis.call('HINCRBY', KEYS[3], ARGV[2], -d)
+redis.call('HINCRBY', KEYS[4], ARGV[2], -d)
 redis.call('HSET', KEYS[2], ARGV[1], kind .. ':' .. keep)
 return {'done', st}
 `)

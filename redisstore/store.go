@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/bsm/redislock"
@@ -53,6 +54,13 @@ type Config struct {
 	// Registry receives the round-trip counters (metrics.go); nil registers
 	// nothing.
 	Registry prometheus.Registerer
+	// Segments is how many parts each sale's stock is split into, each under
+	// a hash tag of its own, so that on a Redis Cluster one hot sale's claims
+	// use several masters (segments.go). Default 1: a sale in one slot. Every
+	// process must use the same value; change it only when no sale is live
+	// (a sale loaded with another value is rebuilt from MySQL, and MySQL's
+	// stock cap still refuses whatever Redis hands out twice). 1 to 64.
+	Segments int
 }
 
 // Store is the Redis adapter. It is safe for concurrent use.
@@ -61,6 +69,8 @@ type Store struct {
 	rdb    redis.UniversalClient
 	locker *redislock.Client
 	log    *slog.Logger
+	tags   sync.Map // sale id -> []string, its segments' hash tags
+	gates  sync.Map // sale id and segment -> *refillGate
 }
 
 // New connects (lazily) to Redis.
@@ -82,6 +92,12 @@ func New(cfg Config) (*Store, error) {
 	}
 	if cfg.ClaimStale == 0 {
 		cfg.ClaimStale = 15 * time.Second
+	}
+	if cfg.Segments == 0 {
+		cfg.Segments = 1
+	}
+	if cfg.Segments < 1 || cfg.Segments > 64 {
+		return nil, fmt.Errorf("redisstore: Segments must be 1 to 64, got %d", cfg.Segments)
 	}
 	var rdb redis.UniversalClient
 	if len(cfg.Addrs) > 1 {
@@ -118,32 +134,49 @@ func (s *Store) Ping(ctx context.Context) error {
 
 type saleKeys struct{ stock, holds, live, units, claims string }
 
-func (s *Store) keys(saleID string) saleKeys {
-	p := s.cfg.Namespace + ":{sale:" + saleID + "}:"
-	return saleKeys{p + "stock", p + "holds", p + "live", p + "units", p + "claims"}
-}
-
 func (s *Store) ticketKey(id string) string { return s.cfg.Namespace + ":ticket:{" + id + "}" }
 
-// run runs script, rebuilding the sale from the Source and trying once more when
-// the sale is not loaded, stale, or behind MySQL (see scripts.go). It returns the
-// script's reply as strings.
-func (s *Store) run(ctx context.Context, saleID string, script *redis.Script, keys []string, args ...any) ([]string, error) {
-	for attempt := 0; ; attempt++ {
-		reply, err := script.Run(ctx, s.rdb, keys, args...).StringSlice()
+// scriptCall is one script run on one segment of a sale. A script that
+// needs units takes the refill flag as its last argument (see refillFlag).
+type scriptCall struct {
+	saleID string
+	seg    int
+	script *redis.Script
+	keys   []string
+	args   []any
+}
+
+// run runs the call, rebuilding the sale from the Source and trying once more
+// when the sale is not loaded, stale, or behind MySQL (see scripts.go), and
+// refilling a segment that asks for units, then trying once more with the
+// refill flag "0" so that the script decides. It returns the script's reply as
+// strings.
+func (s *Store) run(ctx context.Context, c scriptCall) ([]string, error) {
+	for rebuilt, refilled := false, false; ; {
+		reply, err := c.script.Run(ctx, s.rdb, c.keys, c.args...).StringSlice()
 		if err != nil {
 			return nil, fmt.Errorf("redisstore: %w", err)
+		}
+		if len(reply) == 2 && reply[0] == "refill" && !refilled {
+			need, _ := strconv.Atoi(reply[1])
+			if err := s.refill(ctx, c.saleID, c.seg, need); err != nil {
+				return nil, err
+			}
+			refilled = true
+			c.args = append(c.args[:len(c.args)-1:len(c.args)-1], "0")
+			continue
 		}
 		why := rebuildReason(reply)
 		if why == "" {
 			return reply, nil
 		}
-		if attempt > 0 {
-			return nil, fmt.Errorf("redisstore: sale %s still %s after a rebuild: %w", saleID, why, flashsale.ErrNotLoaded)
+		if rebuilt {
+			return nil, fmt.Errorf("redisstore: sale %s still %s after a rebuild: %w", c.saleID, why, flashsale.ErrNotLoaded)
 		}
-		if err := s.rebuild(ctx, saleID, why); err != nil {
+		if err := s.rebuild(ctx, c.saleID, why); err != nil {
 			return nil, err
 		}
+		rebuilt = true
 	}
 }
 
@@ -161,7 +194,12 @@ func rebuildReason(reply []string) string {
 
 // InitSale loads a new sale's stock. It is a no-op when the sale is loaded.
 func (s *Store) InitSale(ctx context.Context, sale *flashsale.Sale) error {
-	k := s.keys(sale.ID)
+	if s.cfg.Segments > 1 {
+		// The rebuild from MySQL writes every segment and the home; it
+		// changes nothing when the sale is loaded and current.
+		return s.rebuild(ctx, sale.ID, "not_loaded")
+	}
+	k := s.segKeys(sale.ID, 0)
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSetNX(ctx, k.stock, "total", sale.Stock)
 		p.HSetNX(ctx, k.stock, "available", sale.Stock)
@@ -195,7 +233,7 @@ var saleStateScript = redis.NewScript(loadedCheck + `return {'ok'}`)
 // orders committed after the read re-assert their holds (see Reassert), and
 // MySQL's stock cap refuses whatever Redis hands out twice.
 func (s *Store) rebuild(ctx context.Context, saleID, why string) error {
-	k := s.keys(saleID)
+	k := s.segKeys(saleID, 0)
 	lockCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	lock, err := s.locker.Obtain(lockCtx, s.cfg.Namespace+":{sale:"+saleID+"}:rebuild", 10*time.Second,
@@ -205,13 +243,7 @@ func (s *Store) rebuild(ctx context.Context, saleID, why string) error {
 	}
 	defer lock.Release(context.WithoutCancel(ctx))
 	force := why == "behind"
-	current := func(c redis.Scripter) (bool, error) {
-		reply, err := saleStateScript.Run(ctx, c, []string{k.stock}).StringSlice()
-		if err != nil {
-			return false, fmt.Errorf("redisstore: %w", err)
-		}
-		return rebuildReason(reply) == "", nil
-	}
+	current := func(c redis.Scripter) (bool, error) { return s.saleCurrent(ctx, c, saleID) }
 	if !force {
 		if ok, err := current(s.rdb); err != nil || ok {
 			return err
@@ -224,6 +256,13 @@ func (s *Store) rebuild(ctx context.Context, saleID, why string) error {
 	orders, err := s.cfg.Source.HoldingOrders(ctx, saleID)
 	if err != nil {
 		return err
+	}
+	if s.cfg.Segments > 1 {
+		if err := s.writeSegments(ctx, sale, orders); err != nil {
+			return err
+		}
+		s.log.Warn("rebuilt sale stock from MySQL", "sale", saleID, "reason", why, "segments", s.cfg.Segments, "orders", len(orders))
+		return nil
 	}
 	held, sold := 0, 0
 	holds := map[string]any{}
@@ -241,16 +280,7 @@ func (s *Store) rebuild(ctx context.Context, saleID, why string) error {
 		}
 	}
 	write := func(p redis.Pipeliner) error {
-		p.Del(ctx, k.holds, k.live, k.units, k.claims)
-		if len(holds) > 0 {
-			p.HSet(ctx, k.holds, holds)
-		}
-		if len(live) > 0 {
-			p.HSet(ctx, k.live, live)
-		}
-		for u, n := range units {
-			p.HSet(ctx, k.units, u, n)
-		}
+		writeSale(ctx, p, k, holds, live, units)
 		p.HSet(ctx, k.stock, "total", sale.Stock, "available", sale.Stock-held-sold, "held", held, "sold", sold,
 			"epoch_ms", time.Now().UnixMilli())
 		p.Eval(ctx, stampScript, []string{k.stock}, "always")
@@ -287,7 +317,10 @@ func (s *Store) rebuild(ctx context.Context, saleID, why string) error {
 // Stock reads the sale's stock in one piece, rebuilding a lost or stale sale
 // first.
 func (s *Store) Stock(ctx context.Context, saleID string) (flashsale.Stock, error) {
-	reply, err := s.run(ctx, saleID, stockScript, []string{s.keys(saleID).stock})
+	if s.cfg.Segments > 1 {
+		return s.segmentStock(ctx, saleID)
+	}
+	reply, err := s.run(ctx, scriptCall{saleID, 0, stockScript, []string{s.segKeys(saleID, 0).stock}, nil})
 	if err != nil {
 		return flashsale.Stock{}, err
 	}
@@ -307,9 +340,10 @@ func (s *Store) Stock(ctx context.Context, saleID string) (flashsale.Stock, erro
 // sale's stock the claim was made in: the purchase carries it to the hold (see
 // holdScript).
 func (s *Store) Claim(ctx context.Context, sale *flashsale.Sale, userID, ticketID string, qty int) (outcome flashsale.ClaimOutcome, id string, load int64, err error) {
-	k := s.keys(sale.ID)
-	reply, err := s.run(ctx, sale.ID, claimScript, []string{k.stock, k.live, k.units, k.claims},
-		userID, ticketID, qty, sale.PerUserLimit, s.cfg.ClaimStale.Milliseconds())
+	seg := s.segmentOf(userID)
+	k := s.segKeys(sale.ID, seg)
+	reply, err := s.run(ctx, scriptCall{sale.ID, seg, claimScript, []string{k.stock, k.live, k.units, k.claims},
+		[]any{userID, ticketID, qty, sale.PerUserLimit, s.cfg.ClaimStale.Milliseconds(), s.refillFlag()}})
 	if err != nil {
 		return 0, "", 0, err
 	}
@@ -333,7 +367,7 @@ func (s *Store) Claim(ctx context.Context, sale *flashsale.Sale, userID, ticketI
 // units they hold or bought there, in one round trip of two plain reads (no
 // script: the cheap refusal of a sale known sold out).
 func (s *Store) Holder(ctx context.Context, saleID, userID string) (live string, units int, err error) {
-	k := s.keys(saleID)
+	k := s.keys(saleID, userID)
 	var liveCmd, unitsCmd *redis.StringCmd
 	_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error { // errors are the commands'; see below
 		liveCmd = p.HGet(ctx, k.live, userID)
@@ -352,7 +386,7 @@ func (s *Store) Holder(ctx context.Context, saleID, userID string) (live string,
 
 // Unclaim undoes a claim whose publish failed, so the user may simply retry.
 func (s *Store) Unclaim(ctx context.Context, p flashsale.Part) error {
-	k := s.keys(p.SaleID)
+	k := s.keys(p.SaleID, p.UserID)
 	if err := unclaimScript.Run(ctx, s.rdb, []string{k.live, k.claims}, p.UserID, p.TicketID).Err(); err != nil {
 		return fmt.Errorf("redisstore: unclaim: %w", err)
 	}
@@ -368,14 +402,6 @@ func parseHold(s string) flashsale.Hold {
 		h.Quantity, _ = strconv.Atoi(q)
 	}
 	return h
-}
-
-// scriptCall is one script run of a pipelined batch.
-type scriptCall struct {
-	saleID string
-	script *redis.Script
-	keys   []string
-	args   []any
 }
 
 // runMany runs calls in one pipeline (EVALSHA) and returns each reply's hold
@@ -397,8 +423,8 @@ func (s *Store) runMany(ctx context.Context, calls []scriptCall) ([]flashsale.Ho
 			errs[i] = fmt.Errorf("redisstore: %w", err)
 			continue
 		}
-		if err != nil || rebuildReason(reply) != "" {
-			if reply, err = s.run(ctx, c.saleID, c.script, c.keys, c.args...); err != nil {
+		if err != nil || rebuildReason(reply) != "" || reply[0] == "refill" {
+			if reply, err = s.run(ctx, c); err != nil {
 				errs[i] = err
 				continue
 			}
@@ -413,9 +439,10 @@ func (s *Store) runMany(ctx context.Context, calls []scriptCall) ([]flashsale.Ho
 func (s *Store) Hold(ctx context.Context, sales []*flashsale.Sale, reqs []*flashsale.PurchaseRequest) ([]flashsale.Hold, []error) {
 	calls := make([]scriptCall, len(reqs))
 	for i, req := range reqs {
-		k := s.keys(sales[i].ID)
-		calls[i] = scriptCall{sales[i].ID, holdScript, []string{k.stock, k.holds, k.live, k.units, k.claims},
-			[]any{req.TicketID, req.UserID, req.Quantity, sales[i].PerUserLimit, req.AdmittedAt.UnixMilli(), req.LoadOf(0)}}
+		seg := s.segmentOf(req.UserID)
+		k := s.segKeys(sales[i].ID, seg)
+		calls[i] = scriptCall{sales[i].ID, seg, holdScript, []string{k.stock, k.holds, k.live, k.units, k.claims},
+			[]any{req.TicketID, req.UserID, req.Quantity, sales[i].PerUserLimit, req.AdmittedAt.UnixMilli(), req.LoadOf(0), s.refillFlag()}}
 	}
 	return s.runMany(ctx, calls)
 }
@@ -425,16 +452,25 @@ func (s *Store) Hold(ctx context.Context, sales []*flashsale.Sale, reqs []*flash
 func (s *Store) Reassert(ctx context.Context, parts []flashsale.Part) ([]flashsale.Hold, []error) {
 	calls := make([]scriptCall, len(parts))
 	for i, p := range parts {
-		k := s.keys(p.SaleID)
-		calls[i] = scriptCall{p.SaleID, reassertScript, []string{k.stock, k.holds, k.live, k.units}, []any{p.TicketID, p.UserID, p.Quantity}}
+		seg := s.segmentOf(p.UserID)
+		k := s.segKeys(p.SaleID, seg)
+		calls[i] = scriptCall{p.SaleID, seg, reassertScript, []string{k.stock, k.holds, k.live, k.units},
+			[]any{p.TicketID, p.UserID, p.Quantity, s.refillFlag()}}
 	}
 	return s.runMany(ctx, calls)
 }
 
+// runPart runs a script on the keys of the segment of p's user: KEYS stock
+// holds live units.
+func (s *Store) runPart(ctx context.Context, p flashsale.Part, script *redis.Script, args ...any) ([]string, error) {
+	seg := s.segmentOf(p.UserID)
+	k := s.segKeys(p.SaleID, seg)
+	return s.run(ctx, scriptCall{p.SaleID, seg, script, []string{k.stock, k.holds, k.live, k.units}, args})
+}
+
 // Release gives a ticket's held units back, once; it returns the state before.
 func (s *Store) Release(ctx context.Context, p flashsale.Part) (flashsale.Hold, error) {
-	k := s.keys(p.SaleID)
-	reply, err := s.run(ctx, p.SaleID, releaseScript, []string{k.stock, k.holds, k.live, k.units}, p.TicketID, p.UserID)
+	reply, err := s.runPart(ctx, p, releaseScript, p.TicketID, p.UserID)
 	if err != nil {
 		return flashsale.Hold{}, err
 	}
@@ -444,8 +480,7 @@ func (s *Store) Release(ctx context.Context, p flashsale.Part) (flashsale.Hold, 
 // Confirm moves a paid ticket's units from held to sold, once; it returns the
 // state before.
 func (s *Store) Confirm(ctx context.Context, p flashsale.Part) (flashsale.Hold, error) {
-	k := s.keys(p.SaleID)
-	reply, err := s.run(ctx, p.SaleID, confirmScript, []string{k.stock, k.holds, k.live}, p.TicketID, p.UserID)
+	reply, err := s.runPart(ctx, p, confirmScript, p.TicketID, p.UserID)
 	if err != nil {
 		return flashsale.Hold{}, err
 	}
@@ -456,8 +491,7 @@ func (s *Store) Confirm(ctx context.Context, p flashsale.Part) (flashsale.Hold, 
 // available (a late payment of its expired order; see retakeScript). ok false:
 // they are not.
 func (s *Store) Retake(ctx context.Context, p flashsale.Part) (before flashsale.Hold, ok bool, err error) {
-	k := s.keys(p.SaleID)
-	reply, err := s.run(ctx, p.SaleID, retakeScript, []string{k.stock, k.holds, k.units}, p.TicketID, p.UserID, p.Quantity)
+	reply, err := s.runPart(ctx, p, retakeScript, p.TicketID, p.UserID, p.Quantity, s.refillFlag())
 	if err != nil {
 		return flashsale.Hold{}, false, err
 	}
@@ -471,8 +505,7 @@ func (s *Store) Retake(ctx context.Context, p flashsale.Part) (before flashsale.
 // keeps there after its returns), putting the rest back on sale, once (see
 // returnScript); it returns the state before.
 func (s *Store) Return(ctx context.Context, p flashsale.Part) (flashsale.Hold, error) {
-	k := s.keys(p.SaleID)
-	reply, err := s.run(ctx, p.SaleID, returnScript, []string{k.stock, k.holds, k.units}, p.TicketID, p.UserID, p.Quantity)
+	reply, err := s.runPart(ctx, p, returnScript, p.TicketID, p.UserID, p.Quantity)
 	if err != nil {
 		return flashsale.Hold{}, err
 	}
@@ -502,7 +535,7 @@ func (s *Store) Queued(ctx context.Context, tickets ...*flashsale.Ticket) error 
 	err := s.putTickets(ctx, tickets, func(p redis.Pipeliner) {
 		for _, t := range tickets {
 			for _, l := range t.Lines() {
-				p.HDel(ctx, s.keys(l.SaleID).claims, t.ID)
+				p.HDel(ctx, s.keys(l.SaleID, t.UserID).claims, t.ID)
 			}
 		}
 	})

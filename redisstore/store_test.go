@@ -3,29 +3,58 @@ package redisstore
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
+	"os"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/flashsale/flashsale"
 	"github.com/flashsale/flashsale/internal/testenv"
 	"github.com/flashsale/flashsale/service"
 )
 
+// testSegments is the Config.Segments of the stores the tests make: every
+// test of the package runs twice, with a sale in one slot and in three
+// segments (segments.go), which must keep the same guarantees.
+var testSegments = 1
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	code := m.Run()
+	if code == 0 && flag.Lookup("test.bench").Value.String() == "" {
+		testSegments = 3
+		code = m.Run()
+	}
+	os.Exit(code)
+}
+
+// oneSlotOnly skips a test of what only a sale in one slot does.
+func oneSlotOnly(t *testing.T, why string) {
+	t.Helper()
+	if testSegments > 1 {
+		t.Skipf("with %d segments: %s", testSegments, why)
+	}
+}
+
 // fixedSource is the book of record for rebuild tests: what MySQL would return.
 type fixedSource struct {
 	sale   *flashsale.Sale
+	other  *flashsale.Sale // a second sale, without orders
 	orders []*flashsale.Order
 }
 
 func (f *fixedSource) GetSale(_ context.Context, id string) (*flashsale.Sale, error) {
-	if f.sale == nil || f.sale.ID != id {
-		return nil, flashsale.ErrNotFound
+	for _, s := range []*flashsale.Sale{f.sale, f.other} {
+		if s != nil && s.ID == id {
+			return s, nil
+		}
 	}
-	return f.sale, nil
+	return nil, flashsale.ErrNotFound
 }
 
 func (f *fixedSource) HoldingOrders(context.Context, string) ([]*flashsale.Order, error) {
@@ -34,20 +63,38 @@ func (f *fixedSource) HoldingOrders(context.Context, string) ([]*flashsale.Order
 
 func newStore(t *testing.T, stock, limit int) (*Store, *flashsale.Sale, *fixedSource) {
 	t.Helper()
-	testenv.Require(t, testenv.RedisAddr())
+	return newStoreN(t, stock, limit, testSegments)
+}
+
+// newStoreN is newStore with the sale in segments segments.
+func newStoreN(t testing.TB, stock, limit, segments int, addrs ...string) (*Store, *flashsale.Sale, *fixedSource) {
+	t.Helper()
+	if len(addrs) == 0 {
+		addrs = []string{testenv.RedisAddr()}
+	}
+	testenv.Require(t, addrs...)
 	sale := &flashsale.Sale{ID: "s1", Stock: stock, PerUserLimit: limit, PriceCents: 100, PaymentWindowSeconds: 60}
 	src := &fixedSource{sale: sale}
-	s, err := New(Config{Addrs: []string{testenv.RedisAddr()}, Namespace: testenv.Name("rs"), Source: src})
+	s, err := New(Config{Addrs: addrs, Namespace: testenv.Name("rs"), Source: src, Segments: segments})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("(the store had %d segments per sale)", segments)
+		}
 		ctx := context.Background()
-		keys, _ := s.rdb.Keys(ctx, s.cfg.Namespace+":*").Result()
-		if len(keys) > 0 {
+		del := func(ctx context.Context, c *redis.Client) error {
+			keys, _ := c.Keys(ctx, s.cfg.Namespace+":*").Result()
 			for _, k := range keys {
-				s.rdb.Del(ctx, k)
+				c.Del(ctx, k)
 			}
+			return nil
+		}
+		if cc, ok := s.rdb.(*redis.ClusterClient); ok {
+			cc.ForEachMaster(ctx, del)
+		} else {
+			del(ctx, s.rdb.(*redis.Client))
 		}
 		s.Close()
 	})
@@ -219,7 +266,7 @@ func TestTicketClaimedBeforeARebuildIsHeld(t *testing.T) {
 	_, _, load, _ := s.Claim(ctx, sale, "u1", req.TicketID, 1)
 	req.Loads = []int64{load}
 	req.AdmittedAt = time.Now().Add(time.Hour) // an ingress whose clock runs an hour ahead
-	if err := s.rdb.Del(ctx, s.keys("s1").stock, s.keys("s1").live).Err(); err != nil {
+	if err := s.rdb.Del(ctx, s.keys("s1", "u1").stock, s.keys("s1", "u1").live).Err(); err != nil {
 		t.Fatal(err)
 	}
 	if h := holdOne(t, s, sale, req); h.Kind != flashsale.HoldHeld {
@@ -274,7 +321,7 @@ func TestLostSaleIsRebuiltFromTheBookOfRecord(t *testing.T) {
 		{ID: uuid.NewString(), SaleID: "s1", UserID: "u1", Quantity: 2, Status: flashsale.OrderPendingPayment},
 		{ID: paidID, SaleID: "s1", UserID: "u2", Quantity: 1, Status: flashsale.OrderPaid},
 	}
-	k := s.keys("s1")
+	k := s.segKeys("s1", 0)
 	s.rdb.Del(ctx, k.stock, k.holds, k.live, k.units)
 	wantStock(t, s, flashsale.Stock{Total: 10, Available: 7, Held: 2, Sold: 1})
 	// The rebuilt state knows the pending order's user is live and the paid one sold.
@@ -304,9 +351,10 @@ func TestReassertCountsAnOrderCommittedAfterARebuild(t *testing.T) {
 }
 
 func TestPipelinedHoldsAcrossSalesWithoutCachedScripts(t *testing.T) {
-	s, sale, _ := newStore(t, 2, 1)
+	s, sale, src := newStore(t, 2, 1)
 	ctx := context.Background()
 	other := &flashsale.Sale{ID: "s2", Stock: 1, PerUserLimit: 1}
+	src.other = other
 	if err := s.InitSale(ctx, other); err != nil {
 		t.Fatal(err)
 	}
@@ -393,7 +441,7 @@ func TestStaleSaleIsRebuiltBeforeItAdmits(t *testing.T) {
 	wantStock(t, s, flashsale.Stock{Total: 10, Available: 9, Held: 1})
 	paid := &flashsale.Order{ID: uuid.NewString(), SaleID: "s1", UserID: "u2", Quantity: 3, Status: flashsale.OrderPaid}
 	src.orders = []*flashsale.Order{paid}
-	s.rdb.HSet(ctx, s.keys("s1").stock, "srv", "another-server")
+	s.rdb.HSet(ctx, s.segKeys("s1", 0).stock, "srv", "another-server")
 	wantStock(t, s, flashsale.Stock{Total: 10, Available: 7, Sold: 3})
 }
 

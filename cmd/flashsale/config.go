@@ -15,8 +15,11 @@ import (
 // config is every FLASHSALE_* setting; flags of the same name (lower case, dashes)
 // override the environment.
 type config struct {
-	HTTPAddr       string
-	RedisAddrs     []string
+	HTTPAddr   string
+	RedisAddrs []string
+	// RedisSegments is how many parts each sale's stock is split into in
+	// Redis (see redisstore.Config.Segments); the same on every process.
+	RedisSegments  int
 	AMQPURLs       []string
 	MetaDSN        string
 	ShardDSNs      []string
@@ -69,6 +72,7 @@ func loadConfig(fs *flag.FlagSet, args []string) (*config, error) {
 	ns := fs.String("namespace", env("FLASHSALE_NAMESPACE", "flashsale"), "prefix of Redis keys and RabbitMQ names")
 	token := fs.String("admin-token", env("FLASHSALE_ADMIN_TOKEN", ""), "bearer token of admin endpoints")
 	secrets := fs.String("payment-secret", env("FLASHSALE_PAYMENT_SECRET", ""), "payment webhook HMAC secrets, comma-separated")
+	segments := fs.String("redis-segments", env("FLASHSALE_REDIS_SEGMENTS", "1"), "parts each sale's stock is split into in Redis (several Redis Cluster slots); the same on every process")
 	limit := fs.String("limit-per-window", env("FLASHSALE_LIMIT_PER_WINDOW", "50"), "purchases per sale per node per 10 ms; 0 disables")
 	groups := fs.String("publish-groups", env("FLASHSALE_PUBLISH_GROUPS", "4"), "groups of purchases an ingress may have awaiting the broker's confirm at once")
 	pprofAddr := fs.String("pprof-addr", env("FLASHSALE_PPROF_ADDR", ""), "serve net/http/pprof on this address (off when empty)")
@@ -88,6 +92,9 @@ func loadConfig(fs *flag.FlagSet, args []string) (*config, error) {
 	var err error
 	if c.LimitPerWindow, err = strconv.Atoi(*limit); err != nil || c.LimitPerWindow < 0 {
 		return nil, fmt.Errorf("FLASHSALE_LIMIT_PER_WINDOW must be a whole number >= 0, got %q", *limit)
+	}
+	if c.RedisSegments, err = strconv.Atoi(*segments); err != nil || c.RedisSegments < 1 || c.RedisSegments > 64 {
+		return nil, fmt.Errorf("FLASHSALE_REDIS_SEGMENTS must be a whole number from 1 to 64, got %q", *segments)
 	}
 	if c.PublishGroups, err = strconv.Atoi(*groups); err != nil || c.PublishGroups < 1 || c.PublishGroups > 1024 {
 		return nil, fmt.Errorf("FLASHSALE_PUBLISH_GROUPS must be a whole number from 1 to 1024, got %q", *groups)

@@ -142,7 +142,7 @@ func run(ctx context.Context, cmd string, roles []string, cfg *config, ocfg opsC
 	defer store.Close()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	rs, err := redisstore.New(redisstore.Config{Addrs: cfg.RedisAddrs, Namespace: cfg.Namespace, Source: store, Log: log, Registry: reg})
+	rs, err := redisstore.New(redisstore.Config{Addrs: cfg.RedisAddrs, Segments: cfg.RedisSegments, Namespace: cfg.Namespace, Source: store, Log: log, Registry: reg})
 	if err != nil {
 		return err
 	}

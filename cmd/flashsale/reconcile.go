@@ -49,7 +49,7 @@ func reconcileMain(ctx context.Context, args []string, stdout, stderr io.Writer)
 			return nil, err
 		}
 		defer store.Close()
-		rs, err := redisstore.New(redisstore.Config{Addrs: cfg.RedisAddrs, Namespace: cfg.Namespace, Source: store, Log: log})
+		rs, err := redisstore.New(redisstore.Config{Addrs: cfg.RedisAddrs, Segments: cfg.RedisSegments, Namespace: cfg.Namespace, Source: store, Log: log})
 		if err != nil {
 			return nil, err
 		}

@@ -1,0 +1,454 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/flashsale/flashsale"
+)
+
+// A sale's stock in segments (Config.Segments > 1), so that one hot sale's
+// claims and holds use several Redis Cluster masters instead of one slot's.
+//
+// Each user belongs to one segment of every sale (a hash of the user id), and
+// a segment is a whole sale's set of keys (stock, holds, live, units, claims)
+// under its own hash tag: every script above runs unchanged on it, so one live
+// ticket per user and the per-user limit hold within the user's segment, which
+// is all the user ever touches. A segment's stock hash counts only its share:
+// its total is the units it was given.
+//
+// The sale's home hash ({sale:<id>}:pool, in the slot a one-segment sale
+// uses) keeps the units no segment holds (pool), and per segment the
+// cumulative units granted to it (g<j>) and taken back from it (r<j>); a
+// segment records the same from its side (in, out). Units move in two steps,
+// each one script on one slot, and both idempotent because the figures are
+// cumulative:
+//
+//	grant:   home   pool -= n, g<j> += n        segment j (receive): in := g<j>, available and total += the difference
+//	collect: segment t (yield): out += n, available and total -= n        home: r<t> := out, pool += the difference
+//
+// A step lost between the two (a process killed) is completed by the next
+// refill, which applies every segment's g and out again. A dry segment asks
+// the pool for units before it answers sold out or refuses a hold (the
+// scripts' "refill" reply); an empty pool first collects half of every other
+// segment's available units. So a sale answers sold out only when the pool and
+// every segment are dry, as with one slot, up to the moment's races (a claim
+// that sees a dry sale while another segment is being settled), which are the
+// same answers a purchase a moment later would get.
+//
+// The figures of the whole sale: total is the home's, held and sold are the
+// sums over segments, available is total - held - sold (the sale view's sums
+// hold at every read although the segments are read one after the other).
+// MySQL's stock cap stays the last word: whatever Redis hands out, no order
+// beyond the stock commits.
+//
+// A segment or home that is missing or stale (another server process) rebuilds
+// the whole sale from MySQL: each segment gets its users' orders and an even
+// share of the units no order holds, the pool none, and new cumulative
+// figures. Every segment's epoch_ms and the home's gen are the rebuild's
+// time: a grant or collect that read figures of an earlier load finds another
+// gen and changes nothing.
+
+// homeStateScript answers {"ok", total, pool, g0, r0, g1, r1, ...} for a
+// loaded, current home, else why it must be rebuilt. KEYS home; ARGV segments.
+var homeStateScript = redis.NewScript(loadedCheck + `
+local out = {'ok', redis.call('HGET', KEYS[1], 'total'), redis.call('HGET', KEYS[1], 'pool'), redis.call('HGET', KEYS[1], 'epoch_ms')}
+for j = 0, tonumber(ARGV[1]) - 1 do
+  table.insert(out, redis.call('HGET', KEYS[1], 'g' .. j) or '0')
+  table.insert(out, redis.call('HGET', KEYS[1], 'r' .. j) or '0')
+end
+return out
+`)
+
+// grantScript moves up to ARGV want (at least need, if the pool has them) units
+// from the pool to segment ARGV seg. KEYS home; ARGV seg need want gen.
+// Returns {"granted", n, g} (n may be 0: the pool is dry) or {"gen"}, or a
+// rebuild reason.
+var grantScript = redis.NewScript(loadedCheck + `
+if redis.call('HGET', KEYS[1], 'epoch_ms') ~= ARGV[4] then return {'gen'} end
+local pool = tonumber(redis.call('HGET', KEYS[1], 'pool'))
+local n = math.min(pool, math.max(tonumber(ARGV[2]), tonumber(ARGV[3])))
+if n > 0 then
+  redis.call('HINCRBY', KEYS[1], 'pool', -n)
+  redis.call('HINCRBY', KEYS[1], 'g' .. ARGV[1], n)
+else
+  n = 0 -- never "-0" to Redis
+end
+return {'granted', tostring(n), redis.call('HGET', KEYS[1], 'g' .. ARGV[1]) or '0'}
+`)
+
+// settleScript applies the home's cumulative grant ARGV g to a segment, then,
+// with ARGV yield "1", gives back half its available units (rounded up).
+// KEYS segment stock; ARGV g yield gen. Returns {"done", out, available} or
+// {"gen"}, or a rebuild reason.
+var settleScript = redis.NewScript(loadedCheck + `
+if redis.call('HGET', KEYS[1], 'epoch_ms') ~= ARGV[3] then return {'gen'} end
+local g, got = tonumber(ARGV[1]), tonumber(redis.call('HGET', KEYS[1], 'in') or '0')
+if g > got then
+  redis.call('HSET', KEYS[1], 'in', g)
+  redis.call('HINCRBY', KEYS[1], 'total', g - got)
+  redis.call('HINCRBY', KEYS[1], 'available', g - got)
+end
+local avail = tonumber(redis.call('HGET', KEYS[1], 'available'))
+if ARGV[2] == '1' and avail > 0 then
+  local n = avail - math.floor(avail / 2)
+  redis.call('HINCRBY', KEYS[1], 'out', n)
+  redis.call('HINCRBY', KEYS[1], 'total', -n)
+  avail = redis.call('HINCRBY', KEYS[1], 'available', -n)
+end
+return {'done', redis.call('HGET', KEYS[1], 'out') or '0', tostring(avail)}
+`)
+
+// collectScript takes back into the pool what segments gave up: for each pair
+// (seg, out) r<seg> becomes out where it is higher, the difference going to
+// the pool. KEYS home; ARGV gen {seg out}*. Returns {"done", pool} or {"gen"},
+// or a rebuild reason.
+var collectScript = redis.NewScript(loadedCheck + `
+if redis.call('HGET', KEYS[1], 'epoch_ms') ~= ARGV[1] then return {'gen'} end
+for i = 2, #ARGV, 2 do
+  local r = tonumber(redis.call('HGET', KEYS[1], 'r' .. ARGV[i]) or '0')
+  local out = tonumber(ARGV[i + 1])
+  if out > r then
+    redis.call('HSET', KEYS[1], 'r' .. ARGV[i], out)
+    redis.call('HINCRBY', KEYS[1], 'pool', out - r)
+  end
+end
+return {'done', redis.call('HGET', KEYS[1], 'pool')}
+`)
+
+// crc16 is the CRC16 (XMODEM) Redis Cluster hashes keys with.
+func crc16(b string) uint16 {
+	var crc uint16
+	for i := 0; i < len(b); i++ {
+		crc ^= uint16(b[i]) << 8
+		for range 8 {
+			if crc&0x8000 != 0 {
+				crc = crc<<1 ^ 0x1021
+			} else {
+				crc <<= 1
+			}
+		}
+	}
+	return crc
+}
+
+// keySlot is the cluster slot of a hash tag.
+func keySlot(tag string) int { return int(crc16(tag)) % 16384 }
+
+// segmentTags returns the hash tags of a sale's segments, cached: segment j's
+// tag is "sale:<id>:<j>.<k>" with the smallest k that puts it in the j-th
+// N-th of the slot range, so that on a cluster whose masters own even ranges
+// (what redis-cli --cluster create makes) the segments land on different
+// masters. Every process computes the same tags.
+func (s *Store) segmentTags(saleID string) []string {
+	if v, ok := s.tags.Load(saleID); ok {
+		return v.([]string)
+	}
+	n := s.cfg.Segments
+	tags := make([]string, n)
+	for j := range n {
+		lo, hi := j*16384/n, (j+1)*16384/n
+		for k := 0; ; k++ {
+			tag := "sale:" + saleID + ":" + strconv.Itoa(j) + "." + strconv.Itoa(k)
+			if sl := keySlot(tag); sl >= lo && sl < hi {
+				tags[j] = tag
+				break
+			}
+		}
+	}
+	s.tags.Store(saleID, tags)
+	return tags
+}
+
+// segmentOf is the user's segment of every sale.
+func (s *Store) segmentOf(userID string) int {
+	if s.cfg.Segments == 1 {
+		return 0
+	}
+	h := fnv.New32a()
+	h.Write([]byte(userID))
+	return int(h.Sum32() % uint32(s.cfg.Segments))
+}
+
+// segKeys are the keys of one segment of a sale; with one segment, the sale's
+// keys under the hash tag {sale:<id>}.
+func (s *Store) segKeys(saleID string, seg int) saleKeys {
+	tag := "sale:" + saleID
+	if s.cfg.Segments > 1 {
+		tag = s.segmentTags(saleID)[seg]
+	}
+	p := s.cfg.Namespace + ":{" + tag + "}:"
+	return saleKeys{p + "stock", p + "holds", p + "live", p + "units", p + "claims"}
+}
+
+// keys are the keys of the user's segment of the sale.
+func (s *Store) keys(saleID, userID string) saleKeys { return s.segKeys(saleID, s.segmentOf(userID)) }
+
+// homeKey is a segmented sale's home hash (see above).
+func (s *Store) homeKey(saleID string) string { return s.cfg.Namespace + ":{sale:" + saleID + "}:pool" }
+
+// refillFlag is the last argument of the scripts that need units: "1" asks a
+// segment short of them to answer {"refill", need} instead of deciding.
+func (s *Store) refillFlag() string {
+	if s.cfg.Segments > 1 {
+		return "1"
+	}
+	return "0"
+}
+
+// refillGate lets one refill of a segment run at a time in this process; one
+// that waited for another finished meanwhile does not refill again.
+type refillGate struct {
+	mu   sync.Mutex
+	done atomic.Uint64
+}
+
+// refill brings units into a dry segment: from the pool, and when the pool is
+// dry, first from every other segment (see above). It returns nil also when
+// no unit was found: the caller runs its script again and decides.
+func (s *Store) refill(ctx context.Context, saleID string, seg, need int) error {
+	v, _ := s.gates.LoadOrStore(saleID+"\x00"+strconv.Itoa(seg), &refillGate{})
+	g := v.(*refillGate)
+	seen := g.done.Load()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.done.Load() != seen {
+		return nil
+	}
+	defer g.done.Add(1)
+	for attempt := 0; ; attempt++ {
+		err := s.refillOnce(ctx, saleID, seg, need)
+		if !errors.Is(err, errRebuild) || attempt > 0 {
+			return err
+		}
+		if err := s.rebuild(ctx, saleID, "not_loaded"); err != nil {
+			return err
+		}
+	}
+}
+
+// errRebuild: a part of the sale needs a rebuild (or was rebuilt meanwhile).
+var errRebuild = errors.New("sale needs a rebuild")
+
+func (s *Store) refillOnce(ctx context.Context, saleID string, seg, need int) error {
+	home, err := s.homeState(ctx, saleID)
+	if err != nil {
+		return err
+	}
+	want := max(need, home.pool/s.cfg.Segments)
+	if home.pool < need {
+		// The pool is dry: every other segment settles its grants and gives
+		// back half of what it has.
+		var others []int
+		for t := range s.cfg.Segments {
+			if t != seg {
+				others = append(others, t)
+			}
+		}
+		cmds := make([]*redis.Cmd, len(others))
+		_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error { // errors are the commands'
+			for i, t := range others {
+				cmds[i] = settleScript.Eval(ctx, p, []string{s.segKeys(saleID, t).stock}, home.g[t], "1", home.gen)
+			}
+			return nil
+		})
+		args := []any{home.gen}
+		for i, t := range others {
+			reply, err := cmds[i].StringSlice()
+			if err != nil {
+				return fmt.Errorf("redisstore: settle segment %d of sale %s: %w", t, saleID, err)
+			}
+			if reply[0] != "done" {
+				return errRebuild
+			}
+			args = append(args, t, reply[1])
+		}
+		reply, err := collectScript.Run(ctx, s.rdb, []string{s.homeKey(saleID)}, args...).StringSlice()
+		if err != nil {
+			return fmt.Errorf("redisstore: collect of sale %s: %w", saleID, err)
+		}
+		if reply[0] != "done" {
+			return errRebuild
+		}
+		pool, _ := strconv.Atoi(reply[1])
+		want = max(need, pool/s.cfg.Segments)
+	}
+	reply, err := grantScript.Run(ctx, s.rdb, []string{s.homeKey(saleID)}, seg, need, want, home.gen).StringSlice()
+	if err != nil {
+		return fmt.Errorf("redisstore: grant to segment %d of sale %s: %w", seg, saleID, err)
+	}
+	if reply[0] != "granted" {
+		return errRebuild
+	}
+	reply, err = settleScript.Run(ctx, s.rdb, []string{s.segKeys(saleID, seg).stock}, reply[2], "0", home.gen).StringSlice()
+	if err != nil {
+		return fmt.Errorf("redisstore: receive in segment %d of sale %s: %w", seg, saleID, err)
+	}
+	if reply[0] != "done" {
+		return errRebuild
+	}
+	return nil
+}
+
+// home is a segmented sale's home hash as read.
+type home struct {
+	total, pool int
+	gen         string
+	g, r        []string // per segment, cumulative granted and taken back
+}
+
+// homeState reads the home hash, or errRebuild.
+func (s *Store) homeState(ctx context.Context, saleID string) (home, error) {
+	reply, err := homeStateScript.Run(ctx, s.rdb, []string{s.homeKey(saleID)}, s.cfg.Segments).StringSlice()
+	if err != nil {
+		return home{}, fmt.Errorf("redisstore: home of sale %s: %w", saleID, err)
+	}
+	if reply[0] != "ok" || len(reply) != 4+2*s.cfg.Segments {
+		return home{}, errRebuild
+	}
+	h := home{gen: reply[3]}
+	h.total, _ = strconv.Atoi(reply[1])
+	h.pool, _ = strconv.Atoi(reply[2])
+	for j := range s.cfg.Segments {
+		h.g = append(h.g, reply[4+2*j])
+		h.r = append(h.r, reply[5+2*j])
+	}
+	return h, nil
+}
+
+// saleCurrent is whether every part of the sale is loaded and current.
+func (s *Store) saleCurrent(ctx context.Context, c redis.Scripter, saleID string) (bool, error) {
+	keys := []string{s.segKeys(saleID, 0).stock}
+	if s.cfg.Segments > 1 {
+		keys = []string{s.homeKey(saleID)}
+		for j := range s.cfg.Segments {
+			keys = append(keys, s.segKeys(saleID, j).stock)
+		}
+	}
+	for _, k := range keys {
+		reply, err := saleStateScript.Run(ctx, c, []string{k}).StringSlice()
+		if err != nil {
+			return false, fmt.Errorf("redisstore: %w", err)
+		}
+		if rebuildReason(reply) != "" {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// segmentStock reads the whole of a segmented sale (see above): total from
+// the home, held and sold summed over the segments.
+func (s *Store) segmentStock(ctx context.Context, saleID string) (flashsale.Stock, error) {
+	var st flashsale.Stock
+	for j := range s.cfg.Segments {
+		k := s.segKeys(saleID, j)
+		reply, err := s.run(ctx, scriptCall{saleID, j, stockScript, []string{k.stock}, nil})
+		if err != nil {
+			return flashsale.Stock{}, err
+		}
+		held, _ := strconv.Atoi(reply[3])
+		sold, _ := strconv.Atoi(reply[4])
+		st.Held += held
+		st.Sold += sold
+	}
+	h, err := s.homeState(ctx, saleID)
+	if errors.Is(err, errRebuild) {
+		if err = s.rebuild(ctx, saleID, "not_loaded"); err == nil {
+			h, err = s.homeState(ctx, saleID)
+		}
+	}
+	if err != nil {
+		return flashsale.Stock{}, err
+	}
+	st.Total = h.total
+	st.Available = st.Total - st.Held - st.Sold
+	return st, nil
+}
+
+// writeSegments writes a segmented sale as rebuilt from its orders: each
+// segment its users' holds and an even share of the free units, then the home
+// with an empty pool and the segments' figures as granted. The parts are
+// written one slot at a time (no transaction spans slots); the rebuild lease
+// keeps other rebuilders out meanwhile.
+func (s *Store) writeSegments(ctx context.Context, sale *flashsale.Sale, orders []*flashsale.Order) error {
+	n := s.cfg.Segments
+	type part struct {
+		holds, live map[string]any
+		units       map[string]int
+		held, sold  int
+	}
+	parts := make([]part, n)
+	for j := range parts {
+		parts[j] = part{holds: map[string]any{}, live: map[string]any{}, units: map[string]int{}}
+	}
+	free := sale.Stock
+	for _, o := range orders {
+		p := &parts[s.segmentOf(o.UserID)]
+		p.units[o.UserID] += o.Quantity
+		free -= o.Quantity
+		if o.Status == flashsale.OrderPaid {
+			p.sold += o.Quantity
+			p.holds[o.ID] = "S:" + strconv.Itoa(o.Quantity)
+		} else {
+			p.held += o.Quantity
+			p.holds[o.ID] = "H:" + strconv.Itoa(o.Quantity)
+			p.live[o.UserID] = o.ID
+		}
+	}
+	free = max(free, 0)
+	gen := time.Now().UnixMilli()
+	homeFields := []any{"total", sale.Stock, "pool", 0, "epoch_ms", gen}
+	for j, p := range parts {
+		share := free / n
+		if j < free%n {
+			share++
+		}
+		total := p.held + p.sold + share
+		k := s.segKeys(sale.ID, j)
+		_, err := s.rdb.TxPipelined(ctx, func(tx redis.Pipeliner) error {
+			writeSale(ctx, tx, k, p.holds, p.live, p.units)
+			tx.HSet(ctx, k.stock, "total", total, "available", share, "held", p.held, "sold", p.sold,
+				"in", total, "out", 0, "epoch_ms", gen)
+			tx.Eval(ctx, stampScript, []string{k.stock}, "always")
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("redisstore: rebuild segment %d of sale %s: %w", j, sale.ID, err)
+		}
+		homeFields = append(homeFields, "g"+strconv.Itoa(j), total, "r"+strconv.Itoa(j), 0)
+	}
+	_, err := s.rdb.TxPipelined(ctx, func(tx redis.Pipeliner) error {
+		tx.Del(ctx, s.homeKey(sale.ID))
+		tx.HSet(ctx, s.homeKey(sale.ID), homeFields...)
+		tx.Eval(ctx, stampScript, []string{s.homeKey(sale.ID)}, "always")
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("redisstore: rebuild home of sale %s: %w", sale.ID, err)
+	}
+	return nil
+}
+
+// writeSale replaces one sale's (or segment's) holds, live tickets and units,
+// and drops its claims.
+func writeSale(ctx context.Context, p redis.Pipeliner, k saleKeys, holds, live map[string]any, units map[string]int) {
+	p.Del(ctx, k.holds, k.live, k.units, k.claims)
+	if len(holds) > 0 {
+		p.HSet(ctx, k.holds, holds)
+	}
+	if len(live) > 0 {
+		p.HSet(ctx, k.live, live)
+	}
+	for u, n := range units {
+		p.HSet(ctx, k.units, u, n)
+	}
+}
