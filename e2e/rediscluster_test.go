@@ -12,28 +12,33 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-)
 
-// clusterSegments is the FLASHSALE_REDIS_SEGMENTS of the processes of
-// TestRedisClusterMasterFailover: how many slots one sale's stock is spread
-// over. At 1 the variable is left unset (the processes' default).
-const clusterSegments = 1
+	"github.com/flashsale/flashsale/redisstore"
+)
 
 // TestRedisClusterMasterFailover: a private Redis Cluster of three masters
 // and three replicas (cluster-node-timeout 2 s) under two ingress, two worker,
 // two relay and two delayq processes, the buyers spread over both ingresses by
-// a load balancer. Mid-sale the master serving the sale's slot dies; its
+// a load balancer; once with the sale in one slot, once spread over three
+// (FLASHSALE_REDIS_SEGMENTS=3, a segment on each master). Mid-sale the master
+// serving the sale's home slot dies (spread: the pool and one segment); its
 // replica takes over (the promotion: the replica's ROLE turns master). Every
 // process finds the new master through its slot map (reloaded every second,
 // not the client's default minute), and the promoted replica is a different
 // server process, so the sale is rebuilt from MySQL before it admits anyone.
-// A purchase is accepted again within 10 s of the promotion (and 20 s of the
-// kill); no oversell at any poll (scWatch); every accepted ticket reaches a
+// A purchase of a user served by that master is accepted again within 10 s of
+// the promotion (and 20 s of the kill); no oversell at any poll (scWatch); every accepted ticket reaches a
 // final status, none failed; every unit is sold; once quiet every guarantee of
 // contract section 4 holds and `flashsale reconcile` exits 0 (fxSale.settle),
 // again after orders are paid and cancelled; unpaid orders of a second sale
 // expire; the processes stop gracefully.
 func TestRedisClusterMasterFailover(t *testing.T) {
+	for _, segments := range []int{1, 3} {
+		t.Run(fmt.Sprintf("segments=%d", segments), func(t *testing.T) { redisClusterFailover(t, segments) })
+	}
+}
+
+func redisClusterFailover(t *testing.T, segments int) {
 	e := newEnv(t)
 	nodes := make([]*privateRedis, 6)
 	addrs := make([]string, 6)
@@ -60,8 +65,8 @@ func TestRedisClusterMasterFailover(t *testing.T) {
 		return true, ""
 	})
 	e.setVar("FLASHSALE_REDIS_ADDRS", strings.Join(addrs, ","))
-	if clusterSegments > 1 {
-		e.setVar("FLASHSALE_REDIS_SEGMENTS", strconv.Itoa(clusterSegments))
+	if segments > 1 {
+		e.setVar("FLASHSALE_REDIS_SEGMENTS", strconv.Itoa(segments))
 	}
 	ingA, ingB := e.start("ingress", nil), e.start("ingress", nil)
 	procs := []*proc{ingA, ingB}
@@ -84,9 +89,19 @@ func TestRedisClusterMasterFailover(t *testing.T) {
 
 	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})
 	defer cc.Close()
+	// The home slot: the sale's stock in one piece, or its pool.
 	master, err := cc.MasterForKey(context.Background(), e.NS+":{sale:"+s.ID+"}:stock")
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The buyers of crowd 2 whose purchases go to that master.
+	served := map[string]bool{}
+	for _, u := range userNames("c2", 400) {
+		m, err := cc.MasterForKey(context.Background(), redisstore.StockKey(e.NS, s.ID, u, segments))
+		if err != nil {
+			t.Fatal(err)
+		}
+		served[u] = m.Options().Addr == master.Options().Addr
 	}
 	var victim *privateRedis
 	for _, n := range nodes {
@@ -126,18 +141,37 @@ func TestRedisClusterMasterFailover(t *testing.T) {
 		return false, fmt.Sprint(st)
 	})
 
+	nServed := 0
+	for _, ok := range served {
+		if ok {
+			nServed++
+		}
+	}
+	if nServed == 0 || (segments > 1 && nServed == len(served)) {
+		t.Fatalf("precondition: %d of crowd 2's %d buyers are served by the sale's master %s (segments %d)",
+			nServed, len(served), victim.Name, segments)
+	}
+	acceptedServed := func() int {
+		n := 0
+		for _, r := range s.scRefs() {
+			if served[r.User] {
+				n++
+			}
+		}
+		return n
+	}
+
 	w.phase("the sale's master killed; crowd 2")
-	before := s.accepted()
 	victim.ShutdownNoSave()
 	killed := time.Now()
 	crowd := s.scCrowd("c2", 400, 4*time.Second)
 	// One poll for both moments, 10 ms apart: a replica reports role master
-	// (the promotion) and buyers hold a ticket more than before the kill.
+	// (the promotion) and a buyer served by the killed master holds a ticket.
 	var promoted, back time.Time
 	var promotedNode string
 	poll(60*time.Second, 10*time.Millisecond, func() bool {
 		now := time.Now()
-		if back.IsZero() && s.accepted() > before {
+		if back.IsZero() && acceptedServed() > 0 {
 			back = now
 		}
 		for _, n := range replicas {
@@ -155,8 +189,8 @@ func TestRedisClusterMasterFailover(t *testing.T) {
 			victim.Name, promoted.Sub(killed).Round(100*time.Millisecond), promotedNode)
 	}
 	sincePromotion := back.Sub(promoted)
-	t.Logf("master %s killed; replica %s promoted %s later; a purchase was accepted again %s after the kill, %s after the promotion",
-		victim.Name, promotedNode, promoted.Sub(killed).Round(10*time.Millisecond),
+	t.Logf("master %s killed (it served %d of crowd 2's %d buyers); replica %s promoted %s later; a purchase it served was accepted again %s after the kill, %s after the promotion",
+		victim.Name, nServed, len(served), promotedNode, promoted.Sub(killed).Round(10*time.Millisecond),
 		back.Sub(killed).Round(10*time.Millisecond), sincePromotion.Round(10*time.Millisecond))
 	if sincePromotion > 10*time.Second {
 		t.Errorf("a purchase was accepted again only %s after the promotion of %s, want within 10s",

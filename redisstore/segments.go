@@ -143,40 +143,55 @@ func crc16(b string) uint16 {
 // keySlot is the cluster slot of a hash tag.
 func keySlot(tag string) int { return int(crc16(tag)) % 16384 }
 
-// segmentTags returns the hash tags of a sale's segments, cached: segment j's
-// tag is "sale:<id>:<j>.<k>" with the smallest k that puts it in the j-th
-// N-th of the slot range, so that on a cluster whose masters own even ranges
-// (what redis-cli --cluster create makes) the segments land on different
-// masters. Every process computes the same tags.
+// segmentTag is the hash tag of segment j of a sale in n: "sale:<id>" for a
+// sale in one piece, else "sale:<id>:<j>.<k>" with the smallest k that puts
+// it in the j-th n-th of the slot range, so that on a cluster whose masters
+// own even ranges (what redis-cli --cluster create makes) the segments land
+// on different masters. Every process computes the same tags.
+func segmentTag(saleID string, j, n int) string {
+	if n == 1 {
+		return "sale:" + saleID
+	}
+	lo, hi := j*16384/n, (j+1)*16384/n
+	for k := 0; ; k++ {
+		tag := "sale:" + saleID + ":" + strconv.Itoa(j) + "." + strconv.Itoa(k)
+		if sl := keySlot(tag); sl >= lo && sl < hi {
+			return tag
+		}
+	}
+}
+
+// segmentOf is the user's segment of every sale in n.
+func segmentOf(userID string, n int) int {
+	if n == 1 {
+		return 0
+	}
+	h := fnv.New32a()
+	h.Write([]byte(userID))
+	return int(h.Sum32() % uint32(n))
+}
+
+// StockKey is the key of the stock hash that counts the user's purchases of
+// the sale, with the sale in segments segments: the key to look up to find
+// the Redis Cluster master that serves the user in that sale.
+func StockKey(namespace, saleID, userID string, segments int) string {
+	return namespace + ":{" + segmentTag(saleID, segmentOf(userID, segments), segments) + "}:stock"
+}
+
+// segmentTags returns the hash tags of a sale's segments, cached.
 func (s *Store) segmentTags(saleID string) []string {
 	if v, ok := s.tags.Load(saleID); ok {
 		return v.([]string)
 	}
-	n := s.cfg.Segments
-	tags := make([]string, n)
-	for j := range n {
-		lo, hi := j*16384/n, (j+1)*16384/n
-		for k := 0; ; k++ {
-			tag := "sale:" + saleID + ":" + strconv.Itoa(j) + "." + strconv.Itoa(k)
-			if sl := keySlot(tag); sl >= lo && sl < hi {
-				tags[j] = tag
-				break
-			}
-		}
+	tags := make([]string, s.cfg.Segments)
+	for j := range tags {
+		tags[j] = segmentTag(saleID, j, s.cfg.Segments)
 	}
 	s.tags.Store(saleID, tags)
 	return tags
 }
 
-// segmentOf is the user's segment of every sale.
-func (s *Store) segmentOf(userID string) int {
-	if s.cfg.Segments == 1 {
-		return 0
-	}
-	h := fnv.New32a()
-	h.Write([]byte(userID))
-	return int(h.Sum32() % uint32(s.cfg.Segments))
-}
+func (s *Store) segmentOf(userID string) int { return segmentOf(userID, s.cfg.Segments) }
 
 // segKeys are the keys of one segment of a sale; with one segment, the sale's
 // keys under the hash tag {sale:<id>}.

@@ -33,6 +33,11 @@ func TestSegmentsLandInDifferentThirdsOfTheSlots(t *testing.T) {
 				t.Errorf("sale %s: segment %d's tag %q is in slot %d, outside its third", id, j, tag, sl)
 			}
 		}
+		for _, u := range []string{"u1", "u2", "u3", "u4"} {
+			if got, want := StockKey(s.cfg.Namespace, id, u, 3), s.keys(id, u).stock; got != want {
+				t.Errorf("StockKey(%s, %s) = %s, the store uses %s", id, u, got, want)
+			}
+		}
 	}
 }
 
