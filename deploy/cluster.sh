@@ -9,7 +9,8 @@
 #   - flashsale: two processes of each role (ingress, worker, relay, delayq),
 #     ingress on 127.0.0.1:8101 and :8102, every process's operations surface
 #     (/readyz, /metrics) on 127.0.0.1:81[1-4][12]; namespace flashsale_cluster,
-#     databases flashsale_cluster_meta/_s0/_s1 on the local MariaDB.
+#     databases flashsale_cluster_meta/_s0/_s1 on the local MariaDB; each sale's
+#     stock in $FLASHSALE_CLUSTER_SEGMENTS (default 3) segments, one per master.
 #
 # Everything it starts lives under one directory, $FLASHSALE_CLUSTER_DIR
 # (default /tmp/flashsale-cluster): data, logs, pid files, the Erlang cookie and
@@ -228,6 +229,7 @@ FLASHSALE_AMQP_URL=$amqp
 FLASHSALE_MYSQL_META_DSN=$dsn/${ns}_meta
 FLASHSALE_MYSQL_SHARD_DSNS=$dsn/${ns}_s0,$dsn/${ns}_s1
 FLASHSALE_NAMESPACE=$ns
+FLASHSALE_REDIS_SEGMENTS=${FLASHSALE_CLUSTER_SEGMENTS:-3}
 FLASHSALE_ADMIN_TOKEN=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
 FLASHSALE_PAYMENT_SECRET=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 FLASHSALE_LOG_LEVEL=info

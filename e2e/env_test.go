@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"hash/fnv"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -92,6 +93,9 @@ func (e *env) Vars() map[string]string {
 		"FLASHSALE_LIMIT_PER_WINDOW": "0",
 		"FLASHSALE_LOG_LEVEL":        "info",
 		"FLASHSALE_HTTP_ADDR":        "127.0.0.1:0", // replaced by start
+	}
+	if n := os.Getenv("FLASHSALE_REDIS_SEGMENTS"); n != "" {
+		vars["FLASHSALE_REDIS_SEGMENTS"] = n // the suite run with sales in segments
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()

@@ -52,9 +52,9 @@ return 1
 // segments.go). "unconfirmed": the live
 // claim is not marked published yet, and not stale. load is the sale's
 // epoch_ms, which names the load of its stock the claim was made in (see
-// holdScript). A claim whose
-// publish never completed (older than stale_ms by Redis's own clock) is
-// replaced. The same ticket claimed again (go-redis retried a claim whose
+// holdScript). A claim whose publish never completed (older than stale_ms by
+// Redis's own clock) is dropped, whatever the script then answers, and
+// replaced when the user may claim. The same ticket claimed again (go-redis retried a claim whose
 // reply was lost) is still "claimed": the caller goes on to publish it.
 var claimScript = redis.NewScript(loadedCheck + `
 local t = redis.call('TIME')
@@ -66,7 +66,10 @@ if cur then
   local at = redis.call('HGET', KEYS[4], cur)
   if not at then return {'existing', cur} end
   if now - tonumber(at) < tonumber(ARGV[5]) then return {'unconfirmed', cur} end
+  -- An orphan: gone whatever this claim decides, so that the user's next
+  -- claim never finds it as their "existing" ticket.
   redis.call('HDEL', KEYS[4], cur)
+  redis.call('HDEL', KEYS[2], ARGV[1])
 end
 local q = tonumber(ARGV[3])
 local units = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0')

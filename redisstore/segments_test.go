@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/flashsale/flashsale"
 	"github.com/flashsale/flashsale/internal/testenv"
@@ -249,6 +250,61 @@ func BenchmarkClaimAndHold(b *testing.B) {
 				}
 			})
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "admissions/s")
+		})
+	}
+}
+
+// BenchmarkClaimCapacity: how many claims per second Redis itself serves for
+// one sale, with the sale in one slot and in three segments: each op is a
+// pipeline of 64 claim scripts of new users (as many ingress processes would
+// send at once), so that the client's own cost per claim is small. Against a
+// cluster, set FLASHSALE_BENCH_REDIS_ADDRS as for BenchmarkClaimAndHold.
+func BenchmarkClaimCapacity(b *testing.B) {
+	addrs := strings.Split(testenv.Env("FLASHSALE_BENCH_REDIS_ADDRS", testenv.RedisAddr()), ",")
+	const batch = 64
+	for _, n := range []int{1, 3} {
+		b.Run(fmt.Sprintf("segments=%d", n), func(b *testing.B) {
+			s, sale, _ := newStoreN(b, 1<<30, 1, n, addrs...)
+			ctx := context.Background()
+			if _, err := s.Stock(ctx, sale.ID); err != nil { // loads the scripts' sale
+				b.Fatal(err)
+			}
+			if err := claimScript.Load(ctx, s.rdb).Err(); err != nil {
+				b.Fatal(err)
+			}
+			if cc, ok := s.rdb.(*redis.ClusterClient); ok {
+				if err := cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+					return claimScript.Load(ctx, c).Err()
+				}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			var users atomic.Int64
+			b.SetParallelism(8)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				cmds := make([]*redis.Cmd, batch)
+				for pb.Next() {
+					_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+						for i := range cmds {
+							u := "c" + strconv.FormatInt(users.Add(1), 10)
+							k := s.keys(sale.ID, u)
+							cmds[i] = claimScript.EvalSha(ctx, p, []string{k.stock, k.live, k.units, k.claims},
+								u, uuid.NewString(), 1, 1, 15000, "0")
+						}
+						return nil
+					})
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					if r, _ := cmds[0].StringSlice(); len(r) == 0 || r[0] != "claimed" {
+						b.Errorf("claim: %v", r)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "claims/s")
 		})
 	}
 }

@@ -243,6 +243,44 @@ func TestStaleClaimIsReplacedAndItsLateMessageRefused(t *testing.T) {
 	wantStock(t, s, flashsale.Stock{Total: 10, Available: 10})
 }
 
+// An orphaned claim that goes stale while the sale is sold out (or, with
+// segments, while the user's segment is dry and refills) is dropped: the
+// user's next claim is never answered with it as their existing ticket.
+func TestStaleClaimIsDroppedWhenTheSaleIsSoldOut(t *testing.T) {
+	s, sale, _ := newStore(t, 1, 1)
+	s.cfg.ClaimStale = 50 * time.Millisecond
+	ctx := context.Background()
+	orphan := &flashsale.PurchaseRequest{TicketID: uuid.NewString(), SaleID: "s1", UserID: "u1", Quantity: 1, AdmittedAt: time.Now()}
+	_, _, load, _ := s.Claim(ctx, sale, "u1", orphan.TicketID, 1) // the ingress died before publishing
+	orphan.Loads = []int64{load}
+	other := request("u2", 1)
+	claimAndHold(t, s, sale, other) // the last unit
+	var out flashsale.ClaimOutcome
+	var id string
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		if out, id, _, _ = s.Claim(ctx, sale, "u1", uuid.NewString(), 1); out != flashsale.Unconfirmed {
+			break
+		}
+		service.Sleep(ctx, 10*time.Millisecond) // until the orphan is stale by Redis's clock
+	}
+	if out != flashsale.SoldOut {
+		t.Fatalf("claim once the orphan is stale, sale sold out = %v %s, want sold out", out, id)
+	}
+	if out, id, _, _ = s.Claim(ctx, sale, "u1", uuid.NewString(), 1); out != flashsale.SoldOut {
+		t.Fatalf("claim again = %v %s, want sold out (never the orphan %s)", out, id, orphan.TicketID)
+	}
+	if _, err := s.Release(ctx, flashsale.Part{SaleID: "s1", TicketID: other.TicketID, UserID: "u2"}); err != nil {
+		t.Fatal(err)
+	}
+	fresh := uuid.NewString()
+	if out, id, _, _ = s.Claim(ctx, sale, "u1", fresh, 1); out != flashsale.Claimed || id != fresh {
+		t.Fatalf("claim once a unit is back = %v %s, want Claimed %s", out, id, fresh)
+	}
+	if h := holdOne(t, s, sale, orphan); h.Kind != flashsale.HoldRefused {
+		t.Fatalf("late message of the dropped orphan = %+v, want refused", h)
+	}
+}
+
 func TestUnclaimedTicketIsRefused(t *testing.T) {
 	s, sale, _ := newStore(t, 10, 1)
 	ctx := context.Background()
