@@ -10,6 +10,7 @@ import (
 	"hash/fnv"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -75,6 +76,24 @@ func newEnv(t *testing.T) *env {
 	return e
 }
 
+// redisSegments is FLASHSALE_REDIS_SEGMENTS of the test run: the suite's
+// processes split each sale's stock so (default 1).
+func redisSegments() int {
+	n, err := strconv.Atoi(os.Getenv("FLASHSALE_REDIS_SEGMENTS"))
+	if err != nil || n < 1 {
+		return 1
+	}
+	return n
+}
+
+// isSaleKey matches the Redis keys of a sale: its stock in one piece, or its
+// home and segments.
+func isSaleKey(e *env, saleID string) func(string) bool {
+	return func(k string) bool {
+		return strings.HasPrefix(k, e.NS+":{sale:"+saleID+"}:") || strings.HasPrefix(k, e.NS+":{sale:"+saleID+":")
+	}
+}
+
 // Vars are the FLASHSALE_* variables of every process of this deployment.
 // The limiter is off unless a test turns it on.
 func (e *env) Vars() map[string]string {
@@ -94,8 +113,8 @@ func (e *env) Vars() map[string]string {
 		"FLASHSALE_LOG_LEVEL":        "info",
 		"FLASHSALE_HTTP_ADDR":        "127.0.0.1:0", // replaced by start
 	}
-	if n := os.Getenv("FLASHSALE_REDIS_SEGMENTS"); n != "" {
-		vars["FLASHSALE_REDIS_SEGMENTS"] = n // the suite run with sales in segments
+	if n := redisSegments(); n > 1 {
+		vars["FLASHSALE_REDIS_SEGMENTS"] = strconv.Itoa(n) // the suite run with sales in segments
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()

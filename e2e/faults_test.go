@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/flashsale/flashsale/redisstore"
 )
 
 const (
@@ -61,9 +63,8 @@ func TestFaultRedisKeysDeleted(t *testing.T) {
 	before := s.awaitTaken(fxStock/3, time.Minute)
 	s.midSale(before)
 	keys := fxDeleteRedisKeys(t, e)
-	stockKey := e.NS + ":{sale:" + s.ID + "}:stock"
-	if !slices.Contains(keys, stockKey) {
-		t.Fatalf("precondition: %s was not among the %d keys deleted", stockKey, len(keys))
+	if !slices.ContainsFunc(keys, isSaleKey(e, s.ID)) {
+		t.Fatalf("precondition: no key of sale %s among the %d keys deleted", s.ID, len(keys))
 	}
 	// Rebuilt from MySQL at once: sold out only if the orders took every unit.
 	after := c.sale(t, s.ID)
@@ -328,18 +329,19 @@ func TestFaultReconcileCommand(t *testing.T) {
 	rdb := newRedis()
 	defer rdb.Close()
 	ctx := context.Background()
-	prefix := e.NS + ":{sale:" + s.ID + "}:"
-	if err := rdb.HIncrBy(ctx, prefix+"stock", "available", 7).Err(); err != nil {
-		t.Fatal(err)
-	}
 	// The hold of a ticket that made an order (a sold-out ticket's refusal
-	// state is no difference when it is gone).
-	var held string
+	// state is no difference when it is gone), and the counters of its
+	// user's part of the sale.
+	var held, holder string
 	for _, ref := range out.refs {
 		if out.final[ref.TicketID].Status == "pending_payment" {
-			held = ref.TicketID
+			held, holder = ref.TicketID, ref.User
 			break
 		}
+	}
+	prefix := strings.TrimSuffix(redisstore.StockKey(e.NS, s.ID, holder, redisSegments()), "stock")
+	if err := rdb.HIncrBy(ctx, prefix+"stock", "available", 7).Err(); err != nil {
+		t.Fatal(err)
 	}
 	if n, err := rdb.HDel(ctx, prefix+"holds", held).Result(); err != nil || n != 1 {
 		t.Fatalf("precondition: hold of %s not deleted: %d %v", held, n, err)
