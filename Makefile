@@ -1,6 +1,7 @@
 # make run   set up everything (services from Debian packages), build, run `flashsale all`
 # make test  set up everything, then run every test against the real services
 # make bench the standard benchmark scenario against a local `flashsale all`
+# make bench-segments  one hot sale's claims on a local Redis Cluster, one slot vs spread
 # make soak  minutes of a steady crowd under random faults (e2e TestSoak; not part of make test);
 #            FLASHSALE_SOAK_SECONDS (default 240) and FLASHSALE_SOAK_SEED are passed through
 export PATH := /usr/local/go/bin:$(PATH)
@@ -41,3 +42,14 @@ cluster-down:
 
 cluster-status:
 	bash deploy/cluster.sh status
+
+# One hot sale's claims on the local Redis Cluster, in one slot and in three
+# segments (redisstore's BenchmarkClaimCapacity and BenchmarkClaimAndHold;
+# see BENCHMARKS.md). Starts only the cluster's Redis nodes; make cluster-down
+# stops them.
+CLUSTER_REDIS := 127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003,127.0.0.1:7004,127.0.0.1:7005,127.0.0.1:7006
+.PHONY: bench-segments
+bench-segments: services
+	bash deploy/cluster.sh redis-up
+	FLASHSALE_BENCH_REDIS_ADDRS=$(CLUSTER_REDIS) CI=true $(GO) test ./redisstore -run - \
+		-bench 'ClaimCapacity|ClaimAndHold' -benchtime 10s -count 3

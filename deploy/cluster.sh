@@ -19,6 +19,7 @@
 # 6379, RabbitMQ 5672/rabbit@localhost), only the processes whose pids it wrote.
 #
 #   deploy/cluster.sh up       start whatever is not running (idempotent: up twice is fine)
+#   deploy/cluster.sh redis-up start only the Redis Cluster (make bench-segments)
 #   deploy/cluster.sh down     stop every process it started, drop its databases, remove the directory
 #   deploy/cluster.sh status   one line per process; exits 0 when everything is up, 3 otherwise
 #
@@ -333,6 +334,10 @@ up)
   rabbit_up
   flashsale_up
   log "up; deploy/cluster.sh status shows each process, deploy/cluster.sh down removes everything"
+  ;;
+redis-up)
+  mkdir -p "$dir"
+  redis_up
   ;;
 down)
   if [ ! -d "$dir" ]; then

@@ -227,25 +227,27 @@ type refillGate struct {
 }
 
 // refill brings units into a dry segment: from the pool, and when the pool is
-// dry, first from every other segment (see above). It returns nil also when
-// no unit was found: the caller runs its script again and decides.
-func (s *Store) refill(ctx context.Context, saleID string, seg, need int) error {
+// dry, first from every other segment (see above). It returns how many units
+// it moved there: 0 when the sale has none left to move. One that waited for
+// another refill of the segment returns 1 without moving any: the caller
+// tries its script again.
+func (s *Store) refill(ctx context.Context, saleID string, seg, need int) (int, error) {
 	v, _ := s.gates.LoadOrStore(saleID+"\x00"+strconv.Itoa(seg), &refillGate{})
 	g := v.(*refillGate)
 	seen := g.done.Load()
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.done.Load() != seen {
-		return nil
+		return 1, nil
 	}
 	defer g.done.Add(1)
 	for attempt := 0; ; attempt++ {
-		err := s.refillOnce(ctx, saleID, seg, need)
+		moved, err := s.refillOnce(ctx, saleID, seg, need)
 		if !errors.Is(err, errRebuild) || attempt > 0 {
-			return err
+			return moved, err
 		}
 		if err := s.rebuild(ctx, saleID, "not_loaded"); err != nil {
-			return err
+			return 0, err
 		}
 	}
 }
@@ -253,10 +255,10 @@ func (s *Store) refill(ctx context.Context, saleID string, seg, need int) error 
 // errRebuild: a part of the sale needs a rebuild (or was rebuilt meanwhile).
 var errRebuild = errors.New("sale needs a rebuild")
 
-func (s *Store) refillOnce(ctx context.Context, saleID string, seg, need int) error {
+func (s *Store) refillOnce(ctx context.Context, saleID string, seg, need int) (int, error) {
 	home, err := s.homeState(ctx, saleID)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	want := max(need, home.pool/s.cfg.Segments)
 	if home.pool < need {
@@ -279,38 +281,46 @@ func (s *Store) refillOnce(ctx context.Context, saleID string, seg, need int) er
 		for i, t := range others {
 			reply, err := cmds[i].StringSlice()
 			if err != nil {
-				return fmt.Errorf("redisstore: settle segment %d of sale %s: %w", t, saleID, err)
+				return 0, fmt.Errorf("redisstore: settle segment %d of sale %s: %w", t, saleID, err)
 			}
 			if reply[0] != "done" {
-				return errRebuild
+				return 0, errRebuild
 			}
 			args = append(args, t, reply[1])
 		}
 		reply, err := collectScript.Run(ctx, s.rdb, []string{s.homeKey(saleID)}, args...).StringSlice()
 		if err != nil {
-			return fmt.Errorf("redisstore: collect of sale %s: %w", saleID, err)
+			return 0, fmt.Errorf("redisstore: collect of sale %s: %w", saleID, err)
 		}
 		if reply[0] != "done" {
-			return errRebuild
+			return 0, errRebuild
 		}
 		pool, _ := strconv.Atoi(reply[1])
 		want = max(need, pool/s.cfg.Segments)
 	}
 	reply, err := grantScript.Run(ctx, s.rdb, []string{s.homeKey(saleID)}, seg, need, want, home.gen).StringSlice()
 	if err != nil {
-		return fmt.Errorf("redisstore: grant to segment %d of sale %s: %w", seg, saleID, err)
+		return 0, fmt.Errorf("redisstore: grant to segment %d of sale %s: %w", seg, saleID, err)
 	}
 	if reply[0] != "granted" {
-		return errRebuild
+		return 0, errRebuild
 	}
+	moved, _ := strconv.Atoi(reply[1])
 	reply, err = settleScript.Run(ctx, s.rdb, []string{s.segKeys(saleID, seg).stock}, reply[2], "0", home.gen).StringSlice()
 	if err != nil {
-		return fmt.Errorf("redisstore: receive in segment %d of sale %s: %w", seg, saleID, err)
+		return 0, fmt.Errorf("redisstore: receive in segment %d of sale %s: %w", seg, saleID, err)
 	}
 	if reply[0] != "done" {
-		return errRebuild
+		return 0, errRebuild
 	}
-	return nil
+	return moved, nil
+}
+
+// hasUnits is whether the whole sale has at least need units available (an
+// error counts as no: the script then decides).
+func (s *Store) hasUnits(ctx context.Context, saleID string, need int) bool {
+	st, err := s.segmentStock(ctx, saleID)
+	return err == nil && st.Available >= need
 }
 
 // home is a segmented sale's home hash as read.

@@ -184,7 +184,7 @@ func TestALostGrantIsDeliveredByTheNextRefill(t *testing.T) {
 	}
 	// Take every segment's units back into the pool, then grant 2 to segment
 	// 0 at the home only.
-	if err := s.refill(ctx, sale.ID, 0, 100); err != nil {
+	if _, err := s.refill(ctx, sale.ID, 0, 100); err != nil {
 		t.Fatal(err)
 	}
 	if err := grantScript.Run(ctx, s.rdb, []string{s.homeKey(sale.ID)}, 1, 0, 0, h.gen).Err(); err != nil {
@@ -307,4 +307,51 @@ func BenchmarkClaimCapacity(b *testing.B) {
 			b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "claims/s")
 		})
 	}
+}
+
+// As many buyers as units, the sale in three segments: all claim first, then
+// their holds come in concurrent batches (as workers send them). Every one
+// gets a unit: a segment that runs dry refills as long as the others have
+// units, however many holds of its own race for each refill.
+func TestSegmentedSaleRefusesNobodyWhileUnitsRemain(t *testing.T) {
+	const stock, batch = 600, 20
+	s, sale, _ := newStoreN(t, stock, 1, 3)
+	ctx := context.Background()
+	reqs := make([]*flashsale.PurchaseRequest, stock)
+	for i := range reqs {
+		reqs[i] = request(fmt.Sprintf("p%d", i), 1)
+		out, _, load, err := s.Claim(ctx, sale, reqs[i].UserID, reqs[i].TicketID, 1)
+		if err != nil || out != flashsale.Claimed {
+			t.Fatalf("claim of %s: %v %v", reqs[i].UserID, out, err)
+		}
+		reqs[i].Loads = []int64{load}
+	}
+	sales := make([]*flashsale.Sale, batch)
+	for i := range sales {
+		sales[i] = sale
+	}
+	var wg sync.WaitGroup
+	var held, refused atomic.Int64
+	for b := 0; b < stock; b += batch {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			hs, errs := s.Hold(ctx, sales, reqs[b:b+batch])
+			for i, h := range hs {
+				switch {
+				case errs[i] != nil:
+					t.Error(errs[i])
+				case h.Kind == flashsale.HoldHeld:
+					held.Add(1)
+				default:
+					refused.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if held.Load() != stock {
+		t.Fatalf("%d of %d buyers held a unit (%d refused) with %d units", held.Load(), stock, refused.Load(), stock)
+	}
+	wantStock(t, s, flashsale.Stock{Total: stock, Held: stock})
 }

@@ -146,24 +146,33 @@ type scriptCall struct {
 	args   []any
 }
 
+// maxRefills bounds the refills one script run asks for: each moves units
+// into the segment while the sale has any, but concurrent claims and holds of
+// the segment may take them first, and a refill of another segment may take
+// the pool this one collected.
+const maxRefills = 16
+
 // run runs the call, rebuilding the sale from the Source and trying once more
 // when the sale is not loaded, stale, or behind MySQL (see scripts.go), and
-// refilling a segment that asks for units, then trying once more with the
-// refill flag "0" so that the script decides. It returns the script's reply as
+// refilling a segment that asks for units and trying again, until the sale
+// has fewer than the units asked for available in all (or maxRefills): then
+// once more with the refill flag "0", so that the script decides. It returns the script's reply as
 // strings.
 func (s *Store) run(ctx context.Context, c scriptCall) ([]string, error) {
-	for rebuilt, refilled := false, false; ; {
+	for rebuilt, refills := false, 0; ; {
 		reply, err := c.script.Run(ctx, s.rdb, c.keys, c.args...).StringSlice()
 		if err != nil {
 			return nil, fmt.Errorf("redisstore: %w", err)
 		}
-		if len(reply) == 2 && reply[0] == "refill" && !refilled {
+		if len(reply) == 2 && reply[0] == "refill" {
 			need, _ := strconv.Atoi(reply[1])
-			if err := s.refill(ctx, c.saleID, c.seg, need); err != nil {
+			moved, err := s.refill(ctx, c.saleID, c.seg, need)
+			if err != nil {
 				return nil, err
 			}
-			refilled = true
-			c.args = append(c.args[:len(c.args)-1:len(c.args)-1], "0")
+			if refills++; refills == maxRefills || (moved == 0 && !s.hasUnits(ctx, c.saleID, need)) {
+				c.args = append(c.args[:len(c.args)-1:len(c.args)-1], "0")
+			}
 			continue
 		}
 		why := rebuildReason(reply)
