@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"sync"
 	"testing"
@@ -75,7 +76,8 @@ func newStoreN(t testing.TB, stock, limit, segments int, addrs ...string) (*Stor
 	testenv.Require(t, addrs...)
 	sale := &flashsale.Sale{ID: "s1", Stock: stock, PerUserLimit: limit, PriceCents: 100, PaymentWindowSeconds: 60}
 	src := &fixedSource{sale: sale}
-	s, err := New(Config{Addrs: addrs, Namespace: testenv.Name("rs"), Source: src, Segments: segments})
+	s, err := New(Config{Addrs: addrs, Namespace: testenv.Name("rs"), Source: src, Segments: segments,
+		Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
