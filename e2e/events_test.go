@@ -238,6 +238,18 @@ func (s *eventSink) reached(n int) <-chan struct{} {
 	return ch
 }
 
+// checkOrders waits until every outbox row of the orders ids arrived, then
+// checks the events against the outbox (and nothing else arrived) and the
+// sink's own invariants, and logs the counts.
+func (s *eventSink) checkOrders(t *testing.T, e *env, ids map[string]bool) {
+	t.Helper()
+	rows := s.awaitOutboxReceived(t, e, ids, time.Minute)
+	s.checkEventsAgainstOutbox(t, rows, ids)
+	s.verify(t)
+	deliveries, distinct := s.counts()
+	t.Logf("events: %d outbox rows of %d orders, %d deliveries of %d distinct events", len(rows), len(ids), deliveries, distinct)
+}
+
 // counts returns the number of deliveries and of distinct event ids.
 func (s *eventSink) counts() (deliveries, distinct int) {
 	s.mu.Lock()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/http"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -215,35 +214,7 @@ func redisClusterFailover(t *testing.T, segments int) {
 	s.payAndCancel(res, 10)
 
 	// The delayq processes expire unpaid orders of a sale with a 2 s window.
-	spec := openSale(20, 1, fxPrice)
-	spec.PaymentWindowSeconds = 2
-	short := c.createSale(t, spec)
-	var refs []ticketRef
-	for i := range 5 {
-		u := fmt.Sprintf("exp-%d", i)
-		r := c.must(t, http.MethodPost, pathPurchase(short), user(u), map[string]int{"quantity": 1})
-		var a purchaseAnswer
-		if r.Status != http.StatusAccepted || r.decode(&a) != nil {
-			t.Fatalf("purchase in the short sale by %s: %s", u, r)
-		}
-		refs = append(refs, ticketRef{User: u, TicketID: a.TicketID})
-	}
-	t0 := time.Now()
-	eventually(t, 60*time.Second, "the short sale's orders expire", func() (bool, string) {
-		views, problems := c.ticketStates(refs)
-		n := 0
-		for _, ref := range refs {
-			if views[ref.TicketID].Status == "expired" {
-				n++
-			}
-		}
-		return n == len(refs), fmt.Sprintf("%d of %d expired; %v", n, len(refs), problems)
-	})
-	t.Logf("the delayq processes expired %d orders %s after their purchase (payment window 2 s)", len(refs), time.Since(t0).Round(100*time.Millisecond))
-	eventually(t, 30*time.Second, "the short sale's units are back on sale", func() (bool, string) {
-		v := c.sale(t, short)
-		return v.Stock.Available == spec.Stock, fmt.Sprintf("%+v", v.Stock)
-	})
+	short, spec := expireShortSale(t, c, "the delayq processes")
 	fxReconcileAgrees(t, e, short, stockView{Total: spec.Stock, Available: spec.Stock})
 
 	for _, p := range procs {

@@ -156,8 +156,8 @@ const maxRefills = 16
 // when the sale is not loaded, stale, or behind MySQL (see scripts.go), and
 // refilling a segment that asks for units and trying again, until the sale
 // has fewer than the units asked for available in all (or maxRefills): then
-// once more with the refill flag "0", so that the script decides. It returns the script's reply as
-// strings.
+// once more with the refill flag "0", so that the script decides. It returns
+// the script's reply as strings.
 func (s *Store) run(ctx context.Context, c scriptCall) ([]string, error) {
 	for rebuilt, refills := false, 0; ; {
 		reply, err := c.script.Run(ctx, s.rdb, c.keys, c.args...).StringSlice()
