@@ -20,7 +20,7 @@ import (
 //
 // Each user belongs to one segment of every sale (a hash of the user id), and
 // a segment is a whole sale's set of keys (stock, holds, live, units, claims)
-// under its own hash tag: every script above runs unchanged on it, so one live
+// under its own hash tag: every script of scripts.go runs unchanged on it, so one live
 // ticket per user and the per-user limit hold within the user's segment, which
 // is all the user ever touches. A segment's stock hash counts only its share:
 // its total is the units it was given.
@@ -36,13 +36,13 @@ import (
 //	collect: segment t (yield): out += n, available and total -= n        home: r<t> := out, pool += the difference
 //
 // A step lost between the two (a process killed) is completed by the next
-// refill, which applies every segment's g and out again. A dry segment asks
+// refill, which applies the segments' g and out again. A dry segment asks
 // the pool for units before it answers sold out or refuses a hold (the
 // scripts' "refill" reply); an empty pool first collects half of every other
-// segment's available units. So a sale answers sold out only when the pool and
-// every segment are dry, as with one slot, up to the moment's races (a claim
-// that sees a dry sale while another segment is being settled), which are the
-// same answers a purchase a moment later would get.
+// segment's available units. A script runs again after each refill, until the
+// whole sale has fewer units available than it needs (Store.run, at most
+// maxRefills times): so a sale answers sold out when the pool and every
+// segment are dry, as with one slot.
 //
 // The figures of the whole sale: total is the home's, held and sold are the
 // sums over segments, available is total - held - sold (the sale view's sums
@@ -53,11 +53,11 @@ import (
 // A segment or home that is missing or stale (another server process) rebuilds
 // the whole sale from MySQL: each segment gets its users' orders and an even
 // share of the units no order holds, the pool none, and new cumulative
-// figures. Every segment's epoch_ms and the home's gen are the rebuild's
-// time: a grant or collect that read figures of an earlier load finds another
-// gen and changes nothing.
+// figures. Every segment's and the home's epoch_ms (the gen) are the
+// rebuild's time: a grant or collect that read figures of an earlier load
+// finds another gen and changes nothing.
 
-// homeStateScript answers {"ok", total, pool, g0, r0, g1, r1, ...} for a
+// homeStateScript answers {"ok", total, pool, gen, g0, r0, g1, r1, ...} for a
 // loaded, current home, else why it must be rebuilt. KEYS home; ARGV segments.
 var homeStateScript = redis.NewScript(loadedCheck + `
 local out = {'ok', redis.call('HGET', KEYS[1], 'total'), redis.call('HGET', KEYS[1], 'pool'), redis.call('HGET', KEYS[1], 'epoch_ms')}
