@@ -57,13 +57,12 @@ import (
 // rebuild's time: a grant or collect that read figures of an earlier load
 // finds another gen and changes nothing.
 
-// homeStateScript answers {"ok", total, pool, gen, g0, r0, g1, r1, ...} for a
+// homeStateScript answers {"ok", total, pool, gen, g0, g1, ...} for a
 // loaded, current home, else why it must be rebuilt. KEYS home; ARGV segments.
 var homeStateScript = redis.NewScript(loadedCheck + `
 local out = {'ok', redis.call('HGET', KEYS[1], 'total'), redis.call('HGET', KEYS[1], 'pool'), redis.call('HGET', KEYS[1], 'epoch_ms')}
 for j = 0, tonumber(ARGV[1]) - 1 do
   table.insert(out, redis.call('HGET', KEYS[1], 'g' .. j) or '0')
-  table.insert(out, redis.call('HGET', KEYS[1], 'r' .. j) or '0')
 end
 return out
 `)
@@ -327,7 +326,7 @@ func (s *Store) hasUnits(ctx context.Context, saleID string, need int) bool {
 type home struct {
 	total, pool int
 	gen         string
-	g, r        []string // per segment, cumulative granted and taken back
+	g           []string // per segment, the cumulative units granted to it
 }
 
 // homeState reads the home hash, or errRebuild.
@@ -336,16 +335,13 @@ func (s *Store) homeState(ctx context.Context, saleID string) (home, error) {
 	if err != nil {
 		return home{}, fmt.Errorf("redisstore: home of sale %s: %w", saleID, err)
 	}
-	if reply[0] != "ok" || len(reply) != 4+2*s.cfg.Segments {
+	if reply[0] != "ok" || len(reply) != 4+s.cfg.Segments {
 		return home{}, errRebuild
 	}
 	h := home{gen: reply[3]}
 	h.total, _ = strconv.Atoi(reply[1])
 	h.pool, _ = strconv.Atoi(reply[2])
-	for j := range s.cfg.Segments {
-		h.g = append(h.g, reply[4+2*j])
-		h.r = append(h.r, reply[5+2*j])
-	}
+	h.g = reply[4:]
 	return h, nil
 }
 
