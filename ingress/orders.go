@@ -11,10 +11,11 @@ import (
 
 // Lifecycle moves orders through their statuses.
 type Lifecycle interface {
-	// Cancel cancels userID's unpaid order and gives its units back; cancelling a
-	// cancelled order returns it unchanged. Errors wrap flashsale.ErrNotFound or
+	// Cancel cancels the user's unpaid order and gives its units back;
+	// cancelling a cancelled order returns it unchanged. Errors wrap
+	// flashsale.ErrNotFound (also for another user's order) or
 	// flashsale.ErrAlreadyPaid.
-	Cancel(ctx context.Context, userID, orderID string) (*flashsale.Order, error)
+	Cancel(ctx context.Context, ref flashsale.OrderRef) (*flashsale.Order, error)
 	// Return gives units of a paid order back on sale; created is false for a
 	// return id applied before with the same order and items. Errors wrap
 	// flashsale.ErrNotFound, flashsale.ErrNotPaid, flashsale.ErrConflict or
@@ -32,7 +33,7 @@ func (s *Server) getOrder(c *gin.Context) {
 }
 
 func (s *Server) cancelOrder(c *gin.Context) {
-	o, err := s.cfg.Lifecycle.Cancel(c.Request.Context(), userOf(c), c.Param("id"))
+	o, err := s.cfg.Lifecycle.Cancel(c.Request.Context(), flashsale.OrderRef{User: userOf(c), Order: c.Param("id")})
 	if err != nil {
 		s.WriteError(c, err)
 		return

@@ -120,7 +120,7 @@ func TestReturnsOnceNeverMoreThanBought(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if out, _, err := s.Pay(ctx, paid.UserID, paid.ID, "pay-ret", paid.AmountCents, false, time.Now()); err != nil || out != flashsale.PayPaid {
+	if out, _, err := s.Pay(ctx, paid.Ref(), "pay-ret", paid.AmountCents, false, time.Now()); err != nil || out != flashsale.PayPaid {
 		t.Fatalf("pay = %v, %v", out, err)
 	}
 	ret := func(id string, q int) (*flashsale.Order, bool, error) {
@@ -170,7 +170,7 @@ func TestExpiryByTheDatabasesClock(t *testing.T) {
 	if res, err := s.CreateOrders(ctx, s.ShardOf(o.UserID), []*flashsale.Order{o}); err != nil || res[0].Outcome != flashsale.CreateNew {
 		t.Fatalf("create: %+v %v", res, err)
 	}
-	if got, changed, err := s.Expire(ctx, o.UserID, o.ID, time.Now().Add(time.Hour)); err != nil || changed || got.Status != flashsale.OrderPendingPayment {
+	if got, changed, err := s.Expire(ctx, o.Ref(), time.Now().Add(time.Hour)); err != nil || changed || got.Status != flashsale.OrderPendingPayment {
 		t.Fatalf("expire by a clock an hour ahead: %+v changed=%v %v, want untouched", got, changed, err)
 	}
 }
@@ -191,11 +191,11 @@ func TestLatePaymentTakesRoomAgainOrRefunds(t *testing.T) {
 		}
 	}
 	for _, o := range []*flashsale.Order{first, second} {
-		if _, changed, err := s.Expire(ctx, o.UserID, o.ID, time.Now()); err != nil || !changed {
+		if _, changed, err := s.Expire(ctx, o.Ref(), time.Now()); err != nil || !changed {
 			t.Fatalf("expire: %v %v", changed, err)
 		}
 	}
-	out, o, err := s.Pay(ctx, first.UserID, first.ID, "late-1", first.AmountCents, true, time.Now())
+	out, o, err := s.Pay(ctx, first.Ref(), "late-1", first.AmountCents, true, time.Now())
 	if err != nil || out != flashsale.PayPaid || o.Status != flashsale.OrderPaid {
 		t.Fatalf("late payment with room: %v %+v %v, want paid", out, o, err)
 	}
@@ -204,7 +204,7 @@ func TestLatePaymentTakesRoomAgainOrRefunds(t *testing.T) {
 	if res, err := s.CreateOrders(ctx, 0, []*flashsale.Order{taker}); err != nil || res[0].Outcome != flashsale.CreateNew {
 		t.Fatalf("create: %+v %v", res, err)
 	}
-	out, o, err = s.Pay(ctx, second.UserID, second.ID, "late-2", second.AmountCents, true, time.Now())
+	out, o, err = s.Pay(ctx, second.Ref(), "late-2", second.AmountCents, true, time.Now())
 	if err != nil || out != flashsale.PayRefundRequired || o.Status != flashsale.OrderExpired {
 		t.Fatalf("late payment without room: %v %+v %v, want refund_required and expired", out, o, err)
 	}

@@ -55,7 +55,7 @@ func (s *Store) Return(ctx context.Context, orderID, returnID string, lines []fl
 		return nil, false, conflict()
 	}
 	err = inTx(ctx, s.shards[s.ShardOf(found.UserID)], func(tx *sql.Tx) error {
-		cur, err := lockOrder(ctx, tx, found.UserID, orderID)
+		cur, err := lockOrder(ctx, tx, found.Ref())
 		if err != nil {
 			return err
 		}
