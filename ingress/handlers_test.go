@@ -135,7 +135,7 @@ type handlerFixture struct {
 // newHandlerFixture serves sales a, b (5 units each) and gone (sold out),
 // open now, with lc as the lifecycle (fakeLifecycle{}: every cancel is
 // not_found).
-func newHandlerFixture(t *testing.T, lc Lifecycle) *handlerFixture {
+func newHandlerFixture(t *testing.T, lc fakeLifecycle) *handlerFixture {
 	t.Helper()
 	open := func(id string) *flashsale.Sale {
 		return &flashsale.Sale{ID: id, Stock: 10, PerUserLimit: 2, PriceCents: 100, PaymentWindowSeconds: 60,
