@@ -353,6 +353,16 @@ func (r *PurchaseRequest) Ticket(st TicketStatus) *Ticket {
 	return t
 }
 
+// ReturnRequest gives units of a paid order back (contract: order returns).
+// ID is the caller's idempotency key: the same ID with the same order and
+// lines again changes nothing; with another order or other lines it is a
+// conflict.
+type ReturnRequest struct {
+	ID      string
+	OrderID string
+	Lines   []Line
+}
+
 // EventType is the routing key of an order event on the <namespace>.events exchange.
 type EventType string
 

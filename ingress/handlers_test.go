@@ -114,14 +114,14 @@ func (q *recQueue) PublishPurchases(_ context.Context, rs []*flashsale.PurchaseR
 }
 
 type fakeLifecycle struct {
-	returnFn func(orderID, returnID string, lines []flashsale.Line) (*flashsale.Order, bool, error)
+	returnFn func(r flashsale.ReturnRequest) (*flashsale.Order, bool, error)
 }
 
 func (fakeLifecycle) Cancel(context.Context, flashsale.OrderRef) (*flashsale.Order, error) {
 	return nil, flashsale.ErrNotFound
 }
-func (l fakeLifecycle) Return(_ context.Context, orderID, returnID string, lines []flashsale.Line) (*flashsale.Order, bool, error) {
-	return l.returnFn(orderID, returnID, lines)
+func (l fakeLifecycle) Return(_ context.Context, r flashsale.ReturnRequest) (*flashsale.Order, bool, error) {
+	return l.returnFn(r)
 }
 
 type handlerFixture struct {
@@ -257,15 +257,15 @@ func TestBundleBadInput(t *testing.T) {
 
 func TestReturnEndpoint(t *testing.T) {
 	var got []flashsale.Line
-	lc := fakeLifecycle{returnFn: func(orderID, returnID string, lines []flashsale.Line) (*flashsale.Order, bool, error) {
-		got = lines
-		switch returnID {
+	lc := fakeLifecycle{returnFn: func(r flashsale.ReturnRequest) (*flashsale.Order, bool, error) {
+		got = r.Lines
+		switch r.ID {
 		case "again":
-			return &flashsale.Order{ID: orderID}, false, nil
+			return &flashsale.Order{ID: r.OrderID}, false, nil
 		case "unpaid":
 			return nil, false, flashsale.ErrNotPaid
 		}
-		return &flashsale.Order{ID: orderID}, true, nil
+		return &flashsale.Order{ID: r.OrderID}, true, nil
 	}}
 	f := newHandlerFixture(t, lc)
 	path := "/api/v1/orders/01a231c4-a6a2-766e-8ee4-f4c92c544864/returns"

@@ -20,7 +20,7 @@ type Lifecycle interface {
 	// return id applied before with the same order and items. Errors wrap
 	// flashsale.ErrNotFound, flashsale.ErrNotPaid, flashsale.ErrConflict or
 	// invalid_quantity.
-	Return(ctx context.Context, orderID, returnID string, lines []flashsale.Line) (o *flashsale.Order, created bool, err error)
+	Return(ctx context.Context, r flashsale.ReturnRequest) (o *flashsale.Order, created bool, err error)
 }
 
 func (s *Server) getOrder(c *gin.Context) {
@@ -85,7 +85,7 @@ func (s *Server) returnOrder(c *gin.Context) {
 		seen[it.SaleID] = true
 		lines[i] = flashsale.Line{SaleID: it.SaleID, Quantity: it.Quantity}
 	}
-	o, created, err := s.cfg.Lifecycle.Return(c.Request.Context(), c.Param("id"), in.ReturnID, lines)
+	o, created, err := s.cfg.Lifecycle.Return(c.Request.Context(), flashsale.ReturnRequest{ID: in.ReturnID, OrderID: c.Param("id"), Lines: lines})
 	if err != nil {
 		s.WriteError(c, err)
 		return

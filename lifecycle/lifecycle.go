@@ -32,7 +32,7 @@ type Book interface {
 	BindPayment(ctx context.Context, ref flashsale.OrderRef, paymentID string) error
 	// Return gives units of a paid order back (see mysqlstore.Store.Return);
 	// replay reports a return id applied before.
-	Return(ctx context.Context, orderID, returnID string, lines []flashsale.Line, now time.Time) (o *flashsale.Order, replay bool, err error)
+	Return(ctx context.Context, r flashsale.ReturnRequest, now time.Time) (o *flashsale.Order, replay bool, err error)
 	// FindOrder finds an order by id alone.
 	FindOrder(ctx context.Context, orderID string) (*flashsale.Order, error)
 }
@@ -220,11 +220,11 @@ func (s *Service) giveBack(ctx context.Context, o *flashsale.Order) error {
 
 // Return gives units of a paid order back on sale: MySQL first (the return is
 // recorded with its order.returned event), then the stock store follows. The
-// same returnID again changes nothing and completes what a crash left undone.
+// same return id again changes nothing and completes what a crash left undone.
 // created is false for such a repeat. Errors: flashsale.ErrNotFound,
 // flashsale.ErrNotPaid, flashsale.ErrConflict, invalid_quantity.
-func (s *Service) Return(ctx context.Context, orderID, returnID string, lines []flashsale.Line) (o *flashsale.Order, created bool, err error) {
-	o, replay, err := s.cfg.Book.Return(ctx, orderID, returnID, lines, s.cfg.Now())
+func (s *Service) Return(ctx context.Context, r flashsale.ReturnRequest) (o *flashsale.Order, created bool, err error) {
+	o, replay, err := s.cfg.Book.Return(ctx, r, s.cfg.Now())
 	if err != nil {
 		return nil, false, err
 	}

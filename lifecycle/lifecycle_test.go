@@ -261,7 +261,7 @@ func TestPaymentIDOfAnotherOrderIsAConflict(t *testing.T) {
 
 func TestReturnLowersEachReturnedItemToWhatMySQLKeeps(t *testing.T) {
 	f := newFixture(t, bundleOrder(flashsale.OrderPaid, time.Time{}), nil)
-	o, created, err := f.svc.Return(context.Background(), "o1", "r1", []flashsale.Line{{SaleID: "a", Quantity: 1}})
+	o, created, err := f.svc.Return(context.Background(), flashsale.ReturnRequest{ID: "r1", OrderID: "o1", Lines: []flashsale.Line{{SaleID: "a", Quantity: 1}}})
 	if err != nil || !created || o.Items[0].Returned != 1 {
 		t.Fatalf("return = %+v %v %v", o, created, err)
 	}
@@ -269,7 +269,7 @@ func TestReturnLowersEachReturnedItemToWhatMySQLKeeps(t *testing.T) {
 		t.Errorf("steps %v, want %s", f.stock.Steps, want)
 	}
 	f.stock.Steps.Reset()
-	if _, created, err = f.svc.Return(context.Background(), "o1", "r1", []flashsale.Line{{SaleID: "a", Quantity: 1}}); err != nil || created {
+	if _, created, err = f.svc.Return(context.Background(), flashsale.ReturnRequest{ID: "r1", OrderID: "o1", Lines: []flashsale.Line{{SaleID: "a", Quantity: 1}}}); err != nil || created {
 		t.Fatalf("the same return again: created %v err %v, want a replay", created, err)
 	}
 	if want := "[confirm a return a keep 1 confirm b]"; f.stock.Steps.String() != want {

@@ -241,9 +241,10 @@ func (b *Book) Pay(_ context.Context, ref flashsale.OrderRef, paymentID string, 
 	return outcome, o, nil
 }
 
-// Return adds lines to the items' returned units of a paid order, once per
-// returnID (replay is true for a returnID applied before).
-func (b *Book) Return(_ context.Context, orderID, returnID string, lines []flashsale.Line, _ time.Time) (*flashsale.Order, bool, error) {
+// Return adds the request's lines to the items' returned units of a paid
+// order, once per return id (replay is true for one applied before).
+func (b *Book) Return(_ context.Context, r flashsale.ReturnRequest, _ time.Time) (*flashsale.Order, bool, error) {
+	orderID, returnID, lines := r.OrderID, r.ID, r.Lines
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.Err != nil {

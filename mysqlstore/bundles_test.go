@@ -124,7 +124,7 @@ func TestReturnsOnceNeverMoreThanBought(t *testing.T) {
 		t.Fatalf("pay = %v, %v", out, err)
 	}
 	ret := func(id string, q int) (*flashsale.Order, bool, error) {
-		return s.Return(ctx, paid.ID, id, []flashsale.Line{{SaleID: sale.ID, Quantity: q}}, time.Now())
+		return s.Return(ctx, flashsale.ReturnRequest{ID: id, OrderID: paid.ID, Lines: []flashsale.Line{{SaleID: sale.ID, Quantity: q}}}, time.Now())
 	}
 	o, replay, err := ret("r1", 1)
 	if err != nil || replay || o.Items[0].Returned != 1 {
@@ -136,7 +136,7 @@ func TestReturnsOnceNeverMoreThanBought(t *testing.T) {
 	if _, _, err = ret("r1", 2); flashsale.ErrorCode(err) != flashsale.CodeConflict {
 		t.Errorf("r1 with another body: %v, want conflict", err)
 	}
-	if _, _, err = s.Return(ctx, unpaid.ID, "r1", []flashsale.Line{{SaleID: sale.ID, Quantity: 1}}, time.Now()); flashsale.ErrorCode(err) != flashsale.CodeConflict {
+	if _, _, err = s.Return(ctx, flashsale.ReturnRequest{ID: "r1", OrderID: unpaid.ID, Lines: []flashsale.Line{{SaleID: sale.ID, Quantity: 1}}}, time.Now()); flashsale.ErrorCode(err) != flashsale.CodeConflict {
 		t.Errorf("r1 for another order: %v, want conflict", err)
 	}
 	if o, _, err = ret("r2", 2); err != nil || o.Items[0].Returned != 3 {
@@ -148,7 +148,7 @@ func TestReturnsOnceNeverMoreThanBought(t *testing.T) {
 	if _, _, err = ret("r2", 2); err != nil {
 		t.Errorf("r2 again after everything was returned: %v, want a replay", err)
 	}
-	if _, _, err = s.Return(ctx, unpaid.ID, "r4", []flashsale.Line{{SaleID: sale.ID, Quantity: 1}}, time.Now()); flashsale.ErrorCode(err) != flashsale.CodeNotPaid {
+	if _, _, err = s.Return(ctx, flashsale.ReturnRequest{ID: "r4", OrderID: unpaid.ID, Lines: []flashsale.Line{{SaleID: sale.ID, Quantity: 1}}}, time.Now()); flashsale.ErrorCode(err) != flashsale.CodeNotPaid {
 		t.Errorf("return of an unpaid order: %v, want not_paid", err)
 	}
 	if got := checkCap(t, s, sale); got != 1 {
