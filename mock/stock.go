@@ -3,6 +3,7 @@ package mock
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 
 	"github.com/flashsale/flashsale"
@@ -42,8 +43,9 @@ func NewStock(available map[string]int, steps *Steps) *Stock {
 }
 
 // Fail makes the next times calls of step fail (Redis away): step is what
-// the call records ("release a", "confirm a", "retake a", "return a",
-// "resync a"), or "put" for PutTickets. A failed call records nothing.
+// the call records ("release a", "confirm a", "return a keep 1", "resync
+// a"), "retake a" for Retake, or "put" for PutTickets. A failed call records
+// nothing.
 func (s *Stock) Fail(step string, times int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -55,6 +57,15 @@ func (s *Stock) fail(step string) error {
 		s.failNext[step]--
 		return errors.New("mock: " + step + " failed")
 	}
+	return nil
+}
+
+// take fails step if Fail said so, else records it; the caller holds mu.
+func (s *Stock) take(step string) error {
+	if err := s.fail(step); err != nil {
+		return err
+	}
+	s.Steps.Add("%s", step)
 	return nil
 }
 
@@ -94,10 +105,9 @@ func (s *Stock) Reassert(_ context.Context, parts []flashsale.Part) ([]flashsale
 func (s *Stock) Release(_ context.Context, p flashsale.Part) (flashsale.Hold, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.fail("release " + p.SaleID); err != nil {
+	if err := s.take("release " + p.SaleID); err != nil {
 		return flashsale.Hold{}, err
 	}
-	s.Steps.Add("release %s", p.SaleID)
 	k := [2]string{p.SaleID, p.TicketID}
 	h := s.Holds[k]
 	if h.Kind == flashsale.HoldHeld {
@@ -113,10 +123,9 @@ func (s *Stock) Release(_ context.Context, p flashsale.Part) (flashsale.Hold, er
 func (s *Stock) Confirm(_ context.Context, p flashsale.Part) (flashsale.Hold, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.fail("confirm " + p.SaleID); err != nil {
+	if err := s.take("confirm " + p.SaleID); err != nil {
 		return flashsale.Hold{}, err
 	}
-	s.Steps.Add("confirm %s", p.SaleID)
 	h := flashsale.Hold{Kind: flashsale.HoldSold, Quantity: p.Quantity}
 	s.Holds[[2]string{p.SaleID, p.TicketID}] = h
 	return h, nil
@@ -144,10 +153,9 @@ func (s *Stock) Retake(_ context.Context, p flashsale.Part) (flashsale.Hold, boo
 func (s *Stock) Return(_ context.Context, p flashsale.Part) (flashsale.Hold, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.fail("return " + p.SaleID); err != nil {
+	if err := s.take(fmt.Sprintf("return %s keep %d", p.SaleID, p.Quantity)); err != nil {
 		return flashsale.Hold{}, err
 	}
-	s.Steps.Add("return %s keep %d", p.SaleID, p.Quantity)
 	h := flashsale.Hold{Kind: flashsale.HoldSold, Quantity: p.Quantity}
 	s.Holds[[2]string{p.SaleID, p.TicketID}] = h
 	return h, nil
@@ -173,9 +181,8 @@ func (s *Stock) PutTickets(_ context.Context, tickets ...*flashsale.Ticket) erro
 func (s *Stock) Resync(_ context.Context, saleID string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.fail("resync " + saleID); err != nil {
+	if err := s.take("resync " + saleID); err != nil {
 		return err
 	}
-	s.Steps.Add("resync %s", saleID)
 	return nil
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -56,7 +55,7 @@ func newHandler(t *testing.T, p Payer, secrets ...string) http.Handler {
 	t.Helper()
 	gin.SetMode(gin.TestMode)
 	h, err := New(Config{Payer: p, Secrets: secrets, Now: func() time.Time { return now },
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
