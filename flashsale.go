@@ -75,23 +75,6 @@ type Sale struct {
 	CreatedAt            time.Time    `json:"created_at"`
 }
 
-// PaymentWindow is how long an order of this sale may stay unpaid.
-func (s *Sale) PaymentWindow() time.Duration {
-	return time.Duration(s.PaymentWindowSeconds) * time.Second
-}
-
-// PayBy is when an order of sales created at created expires unpaid: a bundle
-// is payable while every one of its sales' payment windows lasts. It is fixed
-// when the order is created, stored with it and carried by its order.created
-// event, from which the expiry is scheduled (package delayq).
-func PayBy(created time.Time, sales ...*Sale) time.Time {
-	window := sales[0].PaymentWindow()
-	for _, s := range sales[1:] {
-		window = min(window, s.PaymentWindow())
-	}
-	return created.Add(window)
-}
-
 // Stock is a sale's availability as Redis sees it. Available+Held+Sold == Total
 // whenever it is read in one piece.
 type Stock struct {
@@ -265,6 +248,18 @@ type Part struct {
 	Status   OrderStatus
 }
 
+// OrderRef names one order: the user it belongs to (a user's orders live on
+// shard ShardOf(User, n)) and its id. The book of record's transitions take
+// one, so a user id and an order id are never passed as look-alike strings in
+// the wrong order.
+type OrderRef struct {
+	User  string
+	Order string
+}
+
+// Ref names the order.
+func (o *Order) Ref() OrderRef { return OrderRef{User: o.UserID, Order: o.ID} }
+
 // Parts returns the order's parts, one per item.
 func (o *Order) Parts() []Part {
 	parts := make([]Part, len(o.Items))
@@ -273,9 +268,6 @@ func (o *Order) Parts() []Part {
 	}
 	return parts
 }
-
-// Due reports whether the order, if still unpaid, expires at now.
-func (o *Order) Due(now time.Time) bool { return !o.PayBy.After(now) }
 
 // TicketOf is the ticket view of an order: a ticket follows its order's status.
 func TicketOf(o *Order) *Ticket {
@@ -361,6 +353,16 @@ func (r *PurchaseRequest) Ticket(st TicketStatus) *Ticket {
 	return t
 }
 
+// ReturnRequest gives units of a paid order back (contract: order returns).
+// ID is the caller's idempotency key: the same ID with the same order and
+// lines again changes nothing; with another order or other lines it is a
+// conflict.
+type ReturnRequest struct {
+	ID      string
+	OrderID string
+	Lines   []Line
+}
+
 // EventType is the routing key of an order event on the <namespace>.events exchange.
 type EventType string
 
@@ -401,10 +403,22 @@ type EventOrder struct {
 	PayBy time.Time `json:"pay_by"`
 }
 
+// Ref names the order the event is about.
+func (e EventOrder) Ref() OrderRef { return OrderRef{User: e.UserID, Order: e.OrderID} }
+
 // SnapshotOf returns the event view of o.
 func SnapshotOf(o *Order) EventOrder {
 	return EventOrder{OrderID: o.ID, SaleID: o.SaleID, UserID: o.UserID, Quantity: o.Quantity,
 		AmountCents: o.AmountCents, Status: o.Status, PaymentID: o.PaymentID, Items: o.Items, PayBy: o.PayBy}
+}
+
+// Payment is one notification of the payment provider: PaymentID paid
+// AmountCents for OrderID, or failed to.
+type Payment struct {
+	PaymentID   string
+	OrderID     string
+	AmountCents int64
+	Succeeded   bool
 }
 
 // PayOutcome is what a payment notification did to its order.

@@ -34,7 +34,7 @@ type Delayer interface {
 // Expirer expires orders (the lifecycle).
 type Expirer interface {
 	// Expire returns the order as it stands: still pending_payment when not due.
-	Expire(ctx context.Context, userID, orderID string) (*flashsale.Order, error)
+	Expire(ctx context.Context, ref flashsale.OrderRef) (*flashsale.Order, error)
 }
 
 // Due finds overdue unpaid orders.
@@ -184,7 +184,7 @@ func (q *Queue) HandleExpiry(ctx context.Context, msgs []flashsale.Message) {
 			m.DeadLetter()
 			continue
 		}
-		o, err := q.cfg.Expirer.Expire(ctx, ev.Order.UserID, ev.Order.OrderID)
+		o, err := q.cfg.Expirer.Expire(ctx, ev.Order.Ref())
 		switch {
 		case errors.Is(err, flashsale.ErrNotFound):
 			q.log.Error("dropping expiry of an unknown order", "order", ev.Order.OrderID)
@@ -264,7 +264,7 @@ func (q *Queue) expireAll(ctx context.Context, orders []*flashsale.Order) (int, 
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			got, err := q.cfg.Expirer.Expire(ctx, o.UserID, o.ID)
+			got, err := q.cfg.Expirer.Expire(ctx, o.Ref())
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil && firstErr == nil {

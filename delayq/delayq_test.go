@@ -65,7 +65,8 @@ func TestHandleExpiry(t *testing.T) {
 		"due":   {ID: "due", Status: flashsale.OrderExpired},
 		"early": {ID: "early", Status: flashsale.OrderPendingPayment, PayBy: now.Add(10 * time.Second)},
 	}
-	e := &mock.Expirer{ExpireFn: func(_ context.Context, _, id string) (*flashsale.Order, error) {
+	e := &mock.Expirer{ExpireFn: func(_ context.Context, ref flashsale.OrderRef) (*flashsale.Order, error) {
+		id := ref.Order
 		if id == "broken" {
 			return nil, errors.New("mysql away")
 		}
@@ -113,7 +114,7 @@ func TestSweepExpiresEveryOverdueOrder(t *testing.T) {
 		return p, nil
 	}}
 	var expired atomic.Int32 // expiries run concurrently
-	e := &mock.Expirer{ExpireFn: func(context.Context, string, string) (*flashsale.Order, error) {
+	e := &mock.Expirer{ExpireFn: func(context.Context, flashsale.OrderRef) (*flashsale.Order, error) {
 		expired.Add(1)
 		return &flashsale.Order{Status: flashsale.OrderExpired}, nil
 	}}

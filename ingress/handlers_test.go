@@ -22,10 +22,6 @@ import (
 // server's small interfaces: what each answer is, and what it claimed,
 // published and undid on the way.
 
-type handlerSales struct{ mock.Sales }
-
-func (handlerSales) Create(context.Context, *flashsale.Sale) error { return nil }
-
 // claimStock is a stock store of claims only: available units per sale, the
 // live ticket per (sale, user).
 type claimStock struct {
@@ -104,19 +100,6 @@ func (s *claimStock) GetTicket(_ context.Context, id string) (*flashsale.Ticket,
 	return nil, flashsale.ErrNotFound
 }
 
-type noOrders struct{ gaveUp []string }
-
-func (noOrders) GetOrder(context.Context, string, string) (*flashsale.Order, error) {
-	return nil, flashsale.ErrNotFound
-}
-func (noOrders) GetTicket(context.Context, string, string) (*flashsale.Ticket, error) {
-	return nil, flashsale.ErrNotFound
-}
-func (o *noOrders) GiveUp(_ context.Context, t *flashsale.Ticket) (bool, error) {
-	o.gaveUp = append(o.gaveUp, t.ID)
-	return false, nil
-}
-
 type recQueue struct {
 	published []*flashsale.PurchaseRequest
 	err       error
@@ -131,31 +114,36 @@ func (q *recQueue) PublishPurchases(_ context.Context, rs []*flashsale.PurchaseR
 }
 
 type fakeLifecycle struct {
-	returnFn func(orderID, returnID string, lines []flashsale.Line) (*flashsale.Order, bool, error)
+	returnFn func(r flashsale.ReturnRequest) (*flashsale.Order, bool, error)
 }
 
-func (fakeLifecycle) Cancel(context.Context, string, string) (*flashsale.Order, error) {
+func (fakeLifecycle) Cancel(context.Context, flashsale.OrderRef) (*flashsale.Order, error) {
 	return nil, flashsale.ErrNotFound
 }
-func (l fakeLifecycle) Return(_ context.Context, orderID, returnID string, lines []flashsale.Line) (*flashsale.Order, bool, error) {
-	return l.returnFn(orderID, returnID, lines)
+func (l fakeLifecycle) Return(_ context.Context, r flashsale.ReturnRequest) (*flashsale.Order, bool, error) {
+	return l.returnFn(r)
 }
 
 type handlerFixture struct {
 	srv    *Server
+	sales  mock.Sales
 	stock  *claimStock
-	orders *noOrders
+	orders *mock.Book // the book of record (empty unless a test puts orders in)
 	queue  *recQueue
 }
 
+// newHandlerFixture serves sales a, b (5 units each) and gone (sold out),
+// open now, with lc as the lifecycle (fakeLifecycle{}: every cancel is
+// not_found).
 func newHandlerFixture(t *testing.T, lc fakeLifecycle) *handlerFixture {
 	t.Helper()
 	open := func(id string) *flashsale.Sale {
 		return &flashsale.Sale{ID: id, Stock: 10, PerUserLimit: 2, PriceCents: 100, PaymentWindowSeconds: 60,
 			StartsAt: time.Now().Add(-time.Hour), EndsAt: time.Now().Add(time.Hour), Inventory: flashsale.InventoryRedis}
 	}
-	f := &handlerFixture{stock: newClaimStock(map[string]int{"a": 5, "b": 5, "gone": 0}), orders: &noOrders{}, queue: &recQueue{}}
-	srv, err := New(Config{Sales: handlerSales{mock.Sales{"a": open("a"), "b": open("b"), "gone": open("gone")}},
+	f := &handlerFixture{sales: mock.Sales{"a": open("a"), "b": open("b"), "gone": open("gone")},
+		stock: newClaimStock(map[string]int{"a": 5, "b": 5, "gone": 0}), orders: mock.NewBook(nil), queue: &recQueue{}}
+	srv, err := New(Config{Sales: f.sales,
 		Stock: f.stock, Orders: f.orders, Queue: f.queue, Lifecycle: lc, AdminToken: "admin-token-0123456789",
 		LimitPerWindow: 0, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
@@ -165,14 +153,25 @@ func newHandlerFixture(t *testing.T, lc fakeLifecycle) *handlerFixture {
 	return f
 }
 
-// do sends body to path as user (admin when user is "admin") and returns
-// the status and the error code (or ticket id on success).
+// do POSTs body to path as user and returns the status and the decoded
+// answer (see send).
 func (f *handlerFixture) do(t *testing.T, path, user, body string) (int, map[string]any) {
 	t.Helper()
-	req := httptest.NewRequest(http.MethodPost, path, strings.NewReader(body))
-	if user == "admin" {
+	return f.send(t, http.MethodPost, path, user, body)
+}
+
+// send sends body to path as user: "admin" with the admin token, "token:x"
+// with admin token x, "" with no credentials, else X-User-ID: user. It
+// returns the status and the decoded answer.
+func (f *handlerFixture) send(t *testing.T, method, path, user, body string) (int, map[string]any) {
+	t.Helper()
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	switch {
+	case user == "admin":
 		req.Header.Set("Authorization", "Bearer admin-token-0123456789")
-	} else {
+	case strings.HasPrefix(user, "token:"):
+		req.Header.Set("Authorization", "Bearer "+strings.TrimPrefix(user, "token:"))
+	case user != "":
 		req.Header.Set("X-User-ID", user)
 	}
 	rec := httptest.NewRecorder()
@@ -224,9 +223,9 @@ func TestBundlePublishFailureLeavesNothing(t *testing.T) {
 	f := newHandlerFixture(t, fakeLifecycle{})
 	f.queue.err = errors.New("broker away")
 	code, out := f.do(t, "/api/v1/purchases", "u1", `{"items":[{"sale_id":"a"},{"sale_id":"b"}]}`)
-	if code != http.StatusServiceUnavailable || len(f.stock.live) != 0 || len(f.stock.copies) != 0 || len(f.orders.gaveUp) != 1 {
+	if code != http.StatusServiceUnavailable || len(f.stock.live) != 0 || len(f.stock.copies) != 0 || len(f.orders.Decisions) != 1 {
 		t.Errorf("publish failed: %d %s; live %v, copies %d, given up %v: want 503, no claims, no copy, the ticket given up",
-			code, errCode(out), f.stock.live, len(f.stock.copies), f.orders.gaveUp)
+			code, errCode(out), f.stock.live, len(f.stock.copies), f.orders.Decisions)
 	}
 }
 
@@ -258,15 +257,15 @@ func TestBundleBadInput(t *testing.T) {
 
 func TestReturnEndpoint(t *testing.T) {
 	var got []flashsale.Line
-	lc := fakeLifecycle{returnFn: func(orderID, returnID string, lines []flashsale.Line) (*flashsale.Order, bool, error) {
-		got = lines
-		switch returnID {
+	lc := fakeLifecycle{returnFn: func(r flashsale.ReturnRequest) (*flashsale.Order, bool, error) {
+		got = r.Lines
+		switch r.ID {
 		case "again":
-			return &flashsale.Order{ID: orderID}, false, nil
+			return &flashsale.Order{ID: r.OrderID}, false, nil
 		case "unpaid":
 			return nil, false, flashsale.ErrNotPaid
 		}
-		return &flashsale.Order{ID: orderID}, true, nil
+		return &flashsale.Order{ID: r.OrderID}, true, nil
 	}}
 	f := newHandlerFixture(t, lc)
 	path := "/api/v1/orders/01a231c4-a6a2-766e-8ee4-f4c92c544864/returns"

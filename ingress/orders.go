@@ -11,15 +11,16 @@ import (
 
 // Lifecycle moves orders through their statuses.
 type Lifecycle interface {
-	// Cancel cancels userID's unpaid order and gives its units back; cancelling a
-	// cancelled order returns it unchanged. Errors wrap flashsale.ErrNotFound or
+	// Cancel cancels the user's unpaid order and gives its units back;
+	// cancelling a cancelled order returns it unchanged. Errors wrap
+	// flashsale.ErrNotFound (also for another user's order) or
 	// flashsale.ErrAlreadyPaid.
-	Cancel(ctx context.Context, userID, orderID string) (*flashsale.Order, error)
+	Cancel(ctx context.Context, ref flashsale.OrderRef) (*flashsale.Order, error)
 	// Return gives units of a paid order back on sale; created is false for a
 	// return id applied before with the same order and items. Errors wrap
 	// flashsale.ErrNotFound, flashsale.ErrNotPaid, flashsale.ErrConflict or
 	// invalid_quantity.
-	Return(ctx context.Context, orderID, returnID string, lines []flashsale.Line) (o *flashsale.Order, created bool, err error)
+	Return(ctx context.Context, r flashsale.ReturnRequest) (o *flashsale.Order, created bool, err error)
 }
 
 func (s *Server) getOrder(c *gin.Context) {
@@ -32,7 +33,7 @@ func (s *Server) getOrder(c *gin.Context) {
 }
 
 func (s *Server) cancelOrder(c *gin.Context) {
-	o, err := s.cfg.Lifecycle.Cancel(c.Request.Context(), userOf(c), c.Param("id"))
+	o, err := s.cfg.Lifecycle.Cancel(c.Request.Context(), flashsale.OrderRef{User: userOf(c), Order: c.Param("id")})
 	if err != nil {
 		s.WriteError(c, err)
 		return
@@ -84,7 +85,7 @@ func (s *Server) returnOrder(c *gin.Context) {
 		seen[it.SaleID] = true
 		lines[i] = flashsale.Line{SaleID: it.SaleID, Quantity: it.Quantity}
 	}
-	o, created, err := s.cfg.Lifecycle.Return(c.Request.Context(), c.Param("id"), in.ReturnID, lines)
+	o, created, err := s.cfg.Lifecycle.Return(c.Request.Context(), flashsale.ReturnRequest{ID: in.ReturnID, OrderID: c.Param("id"), Lines: lines})
 	if err != nil {
 		s.WriteError(c, err)
 		return

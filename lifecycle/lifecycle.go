@@ -20,19 +20,19 @@ import (
 type Book interface {
 	// Expire and Cancel return the order as it stands afterwards and whether the
 	// call changed it; errors wrap flashsale.ErrNotFound for an unknown order.
-	Expire(ctx context.Context, userID, orderID string, now time.Time) (*flashsale.Order, bool, error)
-	Cancel(ctx context.Context, userID, orderID string, now time.Time) (*flashsale.Order, bool, error)
+	Expire(ctx context.Context, ref flashsale.OrderRef, now time.Time) (*flashsale.Order, bool, error)
+	Cancel(ctx context.Context, ref flashsale.OrderRef, now time.Time) (*flashsale.Order, bool, error)
 	// Pay applies a succeeded payment; with revive, an expired order whose
 	// units the caller took again in the stock store is paid if MySQL's stock
 	// cap and per-user limit allow. Errors wrap flashsale.ErrNotFound or
 	// flashsale.ErrAmountMismatch.
-	Pay(ctx context.Context, userID, orderID, paymentID string, amount int64, revive bool, now time.Time) (flashsale.PayOutcome, *flashsale.Order, error)
+	Pay(ctx context.Context, ref flashsale.OrderRef, paymentID string, amount int64, revive bool, now time.Time) (flashsale.PayOutcome, *flashsale.Order, error)
 	// BindPayment binds a payment id to the order it pays, across shards; one
 	// bound to another order is flashsale.ErrConflict.
-	BindPayment(ctx context.Context, paymentID, orderID string) error
+	BindPayment(ctx context.Context, ref flashsale.OrderRef, paymentID string) error
 	// Return gives units of a paid order back (see mysqlstore.Store.Return);
 	// replay reports a return id applied before.
-	Return(ctx context.Context, orderID, returnID string, lines []flashsale.Line, now time.Time) (o *flashsale.Order, replay bool, err error)
+	Return(ctx context.Context, r flashsale.ReturnRequest, now time.Time) (o *flashsale.Order, replay bool, err error)
 	// FindOrder finds an order by id alone.
 	FindOrder(ctx context.Context, orderID string) (*flashsale.Order, error)
 }
@@ -102,25 +102,29 @@ func (s *Service) Follow(ctx context.Context, o *flashsale.Order) error {
 	return s.cfg.Stock.PutTickets(ctx, flashsale.TicketOf(o))
 }
 
-// Expire expires userID's order if it is unpaid and due, and gives its units back.
-// It returns the order as it stands: still pending_payment when it is not due yet.
-func (s *Service) Expire(ctx context.Context, userID, orderID string) (*flashsale.Order, error) {
-	o, changed, err := s.cfg.Book.Expire(ctx, userID, orderID, s.cfg.Now())
+// Expire expires the order if it is unpaid and due (see flashsale's
+// expiry.go), and gives its units back. It returns the order as it stands:
+// still pending_payment when it is not due yet. An error after the order
+// expired in MySQL (Redis away) leaves the release to a retry, which completes
+// it.
+func (s *Service) Expire(ctx context.Context, ref flashsale.OrderRef) (*flashsale.Order, error) {
+	o, changed, err := s.cfg.Book.Expire(ctx, ref, s.cfg.Now())
 	if err != nil {
 		return nil, err
 	}
 	if changed {
-		s.log.Debug("order expired", "order", orderID, "sale", o.SaleID)
+		s.log.Debug("order expired", "order", ref.Order, "sale", o.SaleID)
 		s.strike(ctx, o)
 	}
 	return o, s.Follow(ctx, o)
 }
 
-// Cancel cancels userID's unpaid order and gives its units back; a cancelled
-// order is returned unchanged. A paid order is flashsale.ErrAlreadyPaid; an
-// expired one is returned as it is (its units went back already).
-func (s *Service) Cancel(ctx context.Context, userID, orderID string) (*flashsale.Order, error) {
-	o, _, err := s.cfg.Book.Cancel(ctx, userID, orderID, s.cfg.Now())
+// Cancel cancels the user's unpaid order and gives its units back; a
+// cancelled order is returned unchanged. A paid order is
+// flashsale.ErrAlreadyPaid; an expired one is returned as it is (its units
+// went back already).
+func (s *Service) Cancel(ctx context.Context, ref flashsale.OrderRef) (*flashsale.Order, error) {
+	o, _, err := s.cfg.Book.Cancel(ctx, ref, s.cfg.Now())
 	if err != nil {
 		return nil, err
 	}
@@ -135,18 +139,10 @@ func (s *Service) Cancel(ctx context.Context, userID, orderID string) (*flashsal
 	return o, nil
 }
 
-// Payment is one notification of the payment provider.
-type Payment struct {
-	PaymentID   string
-	OrderID     string
-	AmountCents int64
-	Succeeded   bool
-}
-
 // Pay applies a payment notification. A failed payment changes nothing (the
 // order stays payable until it expires): flashsale.PayFailed. Errors wrap
 // flashsale.ErrNotFound, flashsale.ErrAmountMismatch or flashsale.ErrConflict.
-func (s *Service) Pay(ctx context.Context, p Payment) (flashsale.PayOutcome, *flashsale.Order, error) {
+func (s *Service) Pay(ctx context.Context, p flashsale.Payment) (flashsale.PayOutcome, *flashsale.Order, error) {
 	o, err := s.cfg.Book.FindOrder(ctx, p.OrderID)
 	if err != nil {
 		return "", nil, err
@@ -157,7 +153,7 @@ func (s *Service) Pay(ctx context.Context, p Payment) (flashsale.PayOutcome, *fl
 	if !p.Succeeded {
 		return flashsale.PayFailed, o, nil
 	}
-	if err := s.cfg.Book.BindPayment(ctx, p.PaymentID, p.OrderID); err != nil {
+	if err := s.cfg.Book.BindPayment(ctx, o.Ref(), p.PaymentID); err != nil {
 		return "", nil, err
 	}
 	// A late payment of an expired order takes its units again, first where
@@ -169,7 +165,7 @@ func (s *Service) Pay(ctx context.Context, p Payment) (flashsale.PayOutcome, *fl
 			return "", nil, err
 		}
 	}
-	outcome, cur, err := s.cfg.Book.Pay(ctx, o.UserID, p.OrderID, p.PaymentID, p.AmountCents, revive, s.cfg.Now())
+	outcome, cur, err := s.cfg.Book.Pay(ctx, o.Ref(), p.PaymentID, p.AmountCents, revive, s.cfg.Now())
 	if err != nil {
 		if revive {
 			s.giveBack(ctx, o)
@@ -224,11 +220,11 @@ func (s *Service) giveBack(ctx context.Context, o *flashsale.Order) error {
 
 // Return gives units of a paid order back on sale: MySQL first (the return is
 // recorded with its order.returned event), then the stock store follows. The
-// same returnID again changes nothing and completes what a crash left undone.
+// same return id again changes nothing and completes what a crash left undone.
 // created is false for such a repeat. Errors: flashsale.ErrNotFound,
 // flashsale.ErrNotPaid, flashsale.ErrConflict, invalid_quantity.
-func (s *Service) Return(ctx context.Context, orderID, returnID string, lines []flashsale.Line) (o *flashsale.Order, created bool, err error) {
-	o, replay, err := s.cfg.Book.Return(ctx, orderID, returnID, lines, s.cfg.Now())
+func (s *Service) Return(ctx context.Context, r flashsale.ReturnRequest) (o *flashsale.Order, created bool, err error) {
+	o, replay, err := s.cfg.Book.Return(ctx, r, s.cfg.Now())
 	if err != nil {
 		return nil, false, err
 	}

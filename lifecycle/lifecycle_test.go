@@ -2,183 +2,277 @@ package lifecycle
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/flashsale/flashsale"
+	"github.com/flashsale/flashsale/mock"
 )
 
-// These tests drive the lifecycle's ordering with fakes of its Book and Stock:
-// MySQL first, then the stock store follows; a late payment takes units in
-// the stock store first and gives them back when MySQL does not revive.
+// These tests drive the lifecycle's ordering with fakes of its Book and Stock
+// (package mock): MySQL first, then the stock store follows; a late payment
+// takes units in the stock store first and gives them back when MySQL does
+// not revive.
 
-type fakeBook struct {
-	order    *flashsale.Order
-	revives  bool // whether MySQL's cap lets a revived order be paid
-	bound    map[string]string
-	lastPay  bool // revive flag of the last Pay
-	returned map[string]bool
+// strikes records the orders counted as expired unpaid.
+type strikes struct {
+	mu  sync.Mutex
+	got []flashsale.OrderRef
 }
 
-func (b *fakeBook) Expire(context.Context, string, string, time.Time) (*flashsale.Order, bool, error) {
-	return b.order, false, nil
-}
-func (b *fakeBook) Cancel(context.Context, string, string, time.Time) (*flashsale.Order, bool, error) {
-	return b.order, false, nil
-}
-func (b *fakeBook) FindOrder(context.Context, string) (*flashsale.Order, error) {
-	o := *b.order
-	return &o, nil
-}
-func (b *fakeBook) BindPayment(_ context.Context, paymentID, orderID string) error {
-	if b.bound[paymentID] != "" && b.bound[paymentID] != orderID {
-		return flashsale.ErrConflict
-	}
-	b.bound[paymentID] = orderID
+func (s *strikes) Record(_ context.Context, ref flashsale.OrderRef, _ time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.got = append(s.got, ref)
 	return nil
 }
-func (b *fakeBook) Pay(_ context.Context, _, _, paymentID string, _ int64, revive bool, _ time.Time) (flashsale.PayOutcome, *flashsale.Order, error) {
-	b.lastPay = revive
-	o := *b.order
-	if o.Status == flashsale.OrderPendingPayment || (o.Status == flashsale.OrderExpired && revive && b.revives) {
-		o.Status, o.PaymentID = flashsale.OrderPaid, &paymentID
-		b.order = &o
-		return flashsale.PayPaid, &o, nil
-	}
-	return flashsale.PayRefundRequired, &o, nil
-}
-func (b *fakeBook) Return(_ context.Context, _, returnID string, lines []flashsale.Line, _ time.Time) (*flashsale.Order, bool, error) {
-	if b.returned[returnID] {
-		return b.order, true, nil
-	}
-	b.returned[returnID] = true
-	o := *b.order
-	o.Items = append([]flashsale.OrderItem(nil), o.Items...)
-	for _, l := range lines {
-		for i := range o.Items {
-			if o.Items[i].SaleID == l.SaleID {
-				o.Items[i].Returned += l.Quantity
-			}
-		}
-	}
-	b.order = &o
-	return &o, false, nil
+
+// fixture is a Service over a book holding one order, o1 of user u1, and a
+// stock store holding its units.
+type fixture struct {
+	svc     *Service
+	book    *mock.Book
+	stock   *mock.Stock
+	strikes *strikes
+	now     time.Time
 }
 
-type fakeStock struct {
-	available map[string]int
-	log       []string
-}
-
-func (s *fakeStock) Release(_ context.Context, p flashsale.Part) (flashsale.Hold, error) {
-	saleID := p.SaleID
-	s.log = append(s.log, "release "+saleID)
-	return flashsale.Hold{}, nil
-}
-func (s *fakeStock) Confirm(_ context.Context, p flashsale.Part) (flashsale.Hold, error) {
-	saleID := p.SaleID
-	s.log = append(s.log, "confirm "+saleID)
-	return flashsale.Hold{}, nil
-}
-func (s *fakeStock) Retake(_ context.Context, p flashsale.Part) (flashsale.Hold, bool, error) {
-	saleID, qty := p.SaleID, p.Quantity
-	if s.available[saleID] < qty {
-		s.log = append(s.log, "short "+saleID)
-		return flashsale.Hold{}, false, nil
-	}
-	s.available[saleID] -= qty
-	s.log = append(s.log, "retake "+saleID)
-	return flashsale.Hold{}, true, nil
-}
-func (s *fakeStock) Return(_ context.Context, p flashsale.Part) (flashsale.Hold, error) {
-	saleID, keep := p.SaleID, p.Quantity
-	s.log = append(s.log, fmt.Sprintf("return %s keep %d", saleID, keep))
-	return flashsale.Hold{}, nil
-}
-func (s *fakeStock) PutTickets(context.Context, ...*flashsale.Ticket) error { return nil }
-
-func bundleOrder(status flashsale.OrderStatus) *flashsale.Order {
-	o := &flashsale.Order{ID: "o1", UserID: "u1", Status: status}
+// bundleOrder is o1 of u1: 2 units of sale a and 1 of sale b, pay_by at payBy.
+func bundleOrder(status flashsale.OrderStatus, payBy time.Time) *flashsale.Order {
+	o := &flashsale.Order{ID: "o1", UserID: "u1", Status: status, PayBy: payBy}
 	o.SetItems([]flashsale.OrderItem{{SaleID: "a", Quantity: 2, AmountCents: 200}, {SaleID: "b", Quantity: 1, AmountCents: 50}})
 	return o
 }
 
-func newService(t *testing.T, b *fakeBook, s *fakeStock) *Service {
+// newFixture stores o; available is the stock left in each sale besides o's
+// units, which are held for it when o is pending.
+func newFixture(t *testing.T, o *flashsale.Order, available map[string]int) *fixture {
 	t.Helper()
-	b.bound, b.returned = map[string]string{}, map[string]bool{}
-	svc, err := New(Config{Book: b, Stock: s})
+	f := &fixture{book: mock.NewBook(nil), stock: mock.NewStock(available, nil), strikes: &strikes{},
+		now: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)}
+	f.book.Put(o)
+	if o.Status == flashsale.OrderPendingPayment {
+		for _, p := range o.Parts() {
+			f.stock.Holds[[2]string{p.SaleID, p.TicketID}] = flashsale.Hold{Kind: flashsale.HoldHeld, Quantity: p.Quantity}
+		}
+	}
+	svc, err := New(Config{Book: f.book, Stock: f.stock, Strikes: f.strikes, Now: func() time.Time { return f.now }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return svc
+	f.svc = svc
+	return f
+}
+
+var o1 = flashsale.OrderRef{User: "u1", Order: "o1"}
+
+// isDependencyError reports whether err is a failed dependency (not one of
+// the coded outcomes), which the HTTP edge answers 503 and a consumer retries.
+func isDependencyError(err error) bool {
+	var fe *flashsale.Error
+	return err != nil && !errors.As(err, &fe)
+}
+
+func TestExpireNotDueYetChangesNothing(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	f := newFixture(t, bundleOrder(flashsale.OrderPendingPayment, now.Add(time.Second)), map[string]int{"a": 3})
+	o, err := f.svc.Expire(context.Background(), o1)
+	if err != nil || o.Status != flashsale.OrderPendingPayment {
+		t.Fatalf("expire before pay_by: %+v %v, want still pending_payment", o, err)
+	}
+	if f.stock.Steps.String() != "[]" || f.stock.Available["a"] != 3 || len(f.strikes.got) != 0 {
+		t.Errorf("steps %v, available a %d, strikes %v: want nothing released or counted", f.stock.Steps, f.stock.Available["a"], f.strikes.got)
+	}
+	if got := f.book.Order("o1").Status; got != flashsale.OrderPendingPayment {
+		t.Errorf("stored order %s, want pending_payment", got)
+	}
+}
+
+func TestExpireDueReleasesTheUnitsAndCountsAStrike(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	f := newFixture(t, bundleOrder(flashsale.OrderPendingPayment, now), map[string]int{"a": 3, "b": 0})
+	o, err := f.svc.Expire(context.Background(), o1)
+	if err != nil || o.Status != flashsale.OrderExpired {
+		t.Fatalf("expire at pay_by: %+v %v, want expired", o, err)
+	}
+	if f.stock.Available["a"] != 5 || f.stock.Available["b"] != 1 {
+		t.Errorf("available a %d b %d, want the order's units back (5, 1)", f.stock.Available["a"], f.stock.Available["b"])
+	}
+	if want := "[release a release b]"; f.stock.Steps.String() != want {
+		t.Errorf("steps %v, want %s", f.stock.Steps, want)
+	}
+	if tk := f.stock.Tickets["o1"]; tk == nil || tk.Status != flashsale.TicketExpired || tk.PayBy != nil {
+		t.Errorf("ticket copy %+v, want expired without pay_by", tk)
+	}
+	if fmt.Sprint(f.strikes.got) != fmt.Sprint([]flashsale.OrderRef{o1}) {
+		t.Errorf("strikes %v, want one for o1", f.strikes.got)
+	}
+	// Again (a redelivery, the sweeper after the queue): nothing more.
+	f.stock.Steps.Reset()
+	o, err = f.svc.Expire(context.Background(), o1)
+	if err != nil || o.Status != flashsale.OrderExpired || f.stock.Available["a"] != 5 || len(f.strikes.got) != 1 {
+		t.Errorf("expire again: %+v %v, available a %d, strikes %d; want expired, nothing more", o, err, f.stock.Available["a"], len(f.strikes.got))
+	}
+}
+
+func TestExpireOfAFinalOrderLeavesIt(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	for _, st := range []flashsale.OrderStatus{flashsale.OrderPaid, flashsale.OrderCancelled} {
+		f := newFixture(t, bundleOrder(st, now.Add(-time.Hour)), map[string]int{"a": 3})
+		o, err := f.svc.Expire(context.Background(), o1)
+		if err != nil || o.Status != st {
+			t.Errorf("expire of a %s order: %+v %v, want it unchanged", st, o, err)
+		}
+		if f.book.Order("o1").Status != st || len(f.strikes.got) != 0 || f.stock.Available["a"] != 3 {
+			t.Errorf("%s: stored %s, strikes %v, available a %d; want nothing changed", st, f.book.Order("o1").Status, f.strikes.got, f.stock.Available["a"])
+		}
+	}
+}
+
+func TestExpireUnknownOrderIsNotFound(t *testing.T) {
+	f := newFixture(t, bundleOrder(flashsale.OrderPendingPayment, time.Time{}), nil)
+	for _, ref := range []flashsale.OrderRef{{User: "u1", Order: "nope"}, {User: "u2", Order: "o1"}} {
+		if _, err := f.svc.Expire(context.Background(), ref); !errors.Is(err, flashsale.ErrNotFound) {
+			t.Errorf("expire %+v: %v, want not_found", ref, err)
+		}
+	}
+}
+
+// Redis away after the commit: the expiry stands in MySQL and the call
+// fails (the expiry message is retried); the retry releases the units.
+func TestExpireWithRedisAwayIsCompletedByTheRetry(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	f := newFixture(t, bundleOrder(flashsale.OrderPendingPayment, now), map[string]int{"a": 0, "b": 0})
+	f.stock.Fail("release b", 1)
+	if _, err := f.svc.Expire(context.Background(), o1); !isDependencyError(err) {
+		t.Fatalf("expire with Redis away: %v, want the dependency's error", err)
+	}
+	if f.book.Order("o1").Status != flashsale.OrderExpired || f.stock.Available["b"] != 0 {
+		t.Fatalf("after the failure: stored %s, b available %d; want expired in MySQL, b still held", f.book.Order("o1").Status, f.stock.Available["b"])
+	}
+	o, err := f.svc.Expire(context.Background(), o1)
+	if err != nil || o.Status != flashsale.OrderExpired || f.stock.Available["a"] != 2 || f.stock.Available["b"] != 1 {
+		t.Errorf("the retry: %+v %v, available a %d b %d; want expired with every unit back", o, err, f.stock.Available["a"], f.stock.Available["b"])
+	}
+	if len(f.strikes.got) != 1 {
+		t.Errorf("strikes %v, want one (the retry changed nothing in MySQL)", f.strikes.got)
+	}
+}
+
+func TestCancelReleasesTheUnitsOnceAndAgainIsUnchanged(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	f := newFixture(t, bundleOrder(flashsale.OrderPendingPayment, now.Add(time.Hour)), map[string]int{"a": 0, "b": 0})
+	for i := 0; i < 2; i++ {
+		o, err := f.svc.Cancel(context.Background(), o1)
+		if err != nil || o.Status != flashsale.OrderCancelled {
+			t.Fatalf("cancel %d: %+v %v, want cancelled", i, o, err)
+		}
+		if f.stock.Available["a"] != 2 || f.stock.Available["b"] != 1 {
+			t.Errorf("cancel %d: available a %d b %d, want the units back once (2, 1)", i, f.stock.Available["a"], f.stock.Available["b"])
+		}
+	}
+	if tk := f.stock.Tickets["o1"]; tk == nil || tk.Status != flashsale.TicketCancelled {
+		t.Errorf("ticket copy %+v, want cancelled", tk)
+	}
+	if len(f.strikes.got) != 0 {
+		t.Errorf("strikes %v, want none for a cancel", f.strikes.got)
+	}
+}
+
+func TestCancelOfAPaidOrderIsAlreadyPaid(t *testing.T) {
+	f := newFixture(t, bundleOrder(flashsale.OrderPaid, time.Time{}), nil)
+	if _, err := f.svc.Cancel(context.Background(), o1); !errors.Is(err, flashsale.ErrAlreadyPaid) {
+		t.Fatalf("cancel of a paid order: %v, want already_paid", err)
+	}
+	if f.book.Order("o1").Status != flashsale.OrderPaid {
+		t.Errorf("stored %s, want paid", f.book.Order("o1").Status)
+	}
+}
+
+func TestCancelOfAnExpiredOrderReturnsItAsItIs(t *testing.T) {
+	f := newFixture(t, bundleOrder(flashsale.OrderExpired, time.Time{}), map[string]int{"a": 2, "b": 1})
+	o, err := f.svc.Cancel(context.Background(), o1)
+	if err != nil || o.Status != flashsale.OrderExpired || f.stock.Available["a"] != 2 {
+		t.Errorf("cancel of an expired order: %+v %v, available a %d; want it expired, nothing given twice", o, err, f.stock.Available["a"])
+	}
+}
+
+func TestCancelWithRedisAwayIsCompletedByTheRetry(t *testing.T) {
+	f := newFixture(t, bundleOrder(flashsale.OrderPendingPayment, time.Now().Add(time.Hour)), map[string]int{"a": 0, "b": 0})
+	f.stock.Fail("release a", 1)
+	if _, err := f.svc.Cancel(context.Background(), o1); !isDependencyError(err) {
+		t.Fatalf("cancel with Redis away: %v, want the dependency's error (503)", err)
+	}
+	if f.book.Order("o1").Status != flashsale.OrderCancelled {
+		t.Fatalf("stored %s, want cancelled: MySQL decided", f.book.Order("o1").Status)
+	}
+	if o, err := f.svc.Cancel(context.Background(), o1); err != nil || o.Status != flashsale.OrderCancelled || f.stock.Available["a"] != 2 {
+		t.Errorf("the retry: %+v %v, available a %d; want cancelled with the units back", o, err, f.stock.Available["a"])
+	}
 }
 
 func TestLatePaymentRetakesEveryItemThenPays(t *testing.T) {
-	b := &fakeBook{order: bundleOrder(flashsale.OrderExpired), revives: true}
-	s := &fakeStock{available: map[string]int{"a": 2, "b": 1}}
-	out, o, err := newService(t, b, s).Pay(context.Background(), Payment{PaymentID: "p", OrderID: "o1", AmountCents: 250, Succeeded: true})
-	if err != nil || out != "paid" || o.Status != flashsale.OrderPaid || !b.lastPay {
-		t.Fatalf("pay = %q %+v %v (revive %v), want paid with revive", out, o, err, b.lastPay)
+	f := newFixture(t, bundleOrder(flashsale.OrderExpired, time.Time{}), map[string]int{"a": 2, "b": 1})
+	out, o, err := f.svc.Pay(context.Background(), flashsale.Payment{PaymentID: "p", OrderID: "o1", AmountCents: 250, Succeeded: true})
+	if err != nil || out != "paid" || o.Status != flashsale.OrderPaid || !f.book.Revived {
+		t.Fatalf("pay = %q %+v %v (revive %v), want paid with revive", out, o, err, f.book.Revived)
 	}
-	if want := "[retake a retake b confirm a confirm b]"; fmt.Sprint(s.log) != want {
-		t.Errorf("steps %v, want %s", s.log, want)
+	if want := "[retake a retake b confirm a confirm b]"; f.stock.Steps.String() != want {
+		t.Errorf("steps %v, want %s", f.stock.Steps, want)
 	}
 }
 
 func TestLatePaymentWithAnItemGoneGivesTheOthersBack(t *testing.T) {
-	b := &fakeBook{order: bundleOrder(flashsale.OrderExpired), revives: true}
-	s := &fakeStock{available: map[string]int{"a": 2, "b": 0}}
-	out, o, err := newService(t, b, s).Pay(context.Background(), Payment{PaymentID: "p", OrderID: "o1", AmountCents: 250, Succeeded: true})
-	if err != nil || out != "refund_required" || o.Status != flashsale.OrderExpired || b.lastPay {
-		t.Fatalf("pay = %q %+v %v (revive %v), want refund_required without revive", out, o, err, b.lastPay)
+	f := newFixture(t, bundleOrder(flashsale.OrderExpired, time.Time{}), map[string]int{"a": 2, "b": 0})
+	out, o, err := f.svc.Pay(context.Background(), flashsale.Payment{PaymentID: "p", OrderID: "o1", AmountCents: 250, Succeeded: true})
+	if err != nil || out != "refund_required" || o.Status != flashsale.OrderExpired || f.book.Revived {
+		t.Fatalf("pay = %q %+v %v (revive %v), want refund_required without revive", out, o, err, f.book.Revived)
 	}
-	if want := "[retake a short b release a]"; fmt.Sprint(s.log) != want {
-		t.Errorf("steps %v, want %s", s.log, want)
+	if want := "[retake a short b release a]"; f.stock.Steps.String() != want {
+		t.Errorf("steps %v, want %s", f.stock.Steps, want)
 	}
 }
 
 func TestLatePaymentMySQLRefusesGivesEverythingBack(t *testing.T) {
-	b := &fakeBook{order: bundleOrder(flashsale.OrderExpired), revives: false}
-	s := &fakeStock{available: map[string]int{"a": 2, "b": 1}}
-	out, _, err := newService(t, b, s).Pay(context.Background(), Payment{PaymentID: "p", OrderID: "o1", AmountCents: 250, Succeeded: true})
+	f := newFixture(t, bundleOrder(flashsale.OrderExpired, time.Time{}), map[string]int{"a": 2, "b": 1})
+	f.book.CapFull = true
+	out, _, err := f.svc.Pay(context.Background(), flashsale.Payment{PaymentID: "p", OrderID: "o1", AmountCents: 250, Succeeded: true})
 	if err != nil || out != "refund_required" {
 		t.Fatalf("pay = %q %v, want refund_required", out, err)
 	}
-	if want := "[retake a retake b release a release b]"; fmt.Sprint(s.log) != want {
-		t.Errorf("steps %v, want %s", s.log, want)
+	if want := "[retake a retake b release a release b]"; f.stock.Steps.String() != want {
+		t.Errorf("steps %v, want %s", f.stock.Steps, want)
 	}
 }
 
 func TestPaymentIDOfAnotherOrderIsAConflict(t *testing.T) {
-	b := &fakeBook{order: bundleOrder(flashsale.OrderPendingPayment)}
-	s := &fakeStock{}
-	svc := newService(t, b, s)
-	b.bound["p"] = "other"
-	if _, _, err := svc.Pay(context.Background(), Payment{PaymentID: "p", OrderID: "o1", AmountCents: 250, Succeeded: true}); flashsale.ErrorCode(err) != flashsale.CodeConflict {
+	f := newFixture(t, bundleOrder(flashsale.OrderPendingPayment, time.Now().Add(time.Hour)), nil)
+	f.book.Bound["p"] = "other"
+	if _, _, err := f.svc.Pay(context.Background(), flashsale.Payment{PaymentID: "p", OrderID: "o1", AmountCents: 250, Succeeded: true}); flashsale.ErrorCode(err) != flashsale.CodeConflict {
 		t.Fatalf("pay with another order's payment id: %v, want conflict", err)
 	}
-	if len(s.log) != 0 || b.order.Status != flashsale.OrderPendingPayment {
-		t.Errorf("steps %v, order %s; want nothing changed", s.log, b.order.Status)
+	if f.stock.Steps.String() != "[]" || f.book.Order("o1").Status != flashsale.OrderPendingPayment {
+		t.Errorf("steps %v, order %s; want nothing changed", f.stock.Steps, f.book.Order("o1").Status)
 	}
 }
 
 func TestReturnLowersEachReturnedItemToWhatMySQLKeeps(t *testing.T) {
-	b := &fakeBook{order: bundleOrder(flashsale.OrderPaid)}
-	s := &fakeStock{}
-	svc := newService(t, b, s)
-	o, created, err := svc.Return(context.Background(), "o1", "r1", []flashsale.Line{{SaleID: "a", Quantity: 1}})
+	f := newFixture(t, bundleOrder(flashsale.OrderPaid, time.Time{}), nil)
+	o, created, err := f.svc.Return(context.Background(), flashsale.ReturnRequest{ID: "r1", OrderID: "o1", Lines: []flashsale.Line{{SaleID: "a", Quantity: 1}}})
 	if err != nil || !created || o.Items[0].Returned != 1 {
 		t.Fatalf("return = %+v %v %v", o, created, err)
 	}
-	if want := "[confirm a return a keep 1 confirm b]"; fmt.Sprint(s.log) != want {
-		t.Errorf("steps %v, want %s", s.log, want)
+	if want := "[confirm a return a keep 1 confirm b]"; f.stock.Steps.String() != want {
+		t.Errorf("steps %v, want %s", f.stock.Steps, want)
 	}
-	s.log = nil
-	if _, created, err = svc.Return(context.Background(), "o1", "r1", []flashsale.Line{{SaleID: "a", Quantity: 1}}); err != nil || created {
+	f.stock.Steps.Reset()
+	if _, created, err = f.svc.Return(context.Background(), flashsale.ReturnRequest{ID: "r1", OrderID: "o1", Lines: []flashsale.Line{{SaleID: "a", Quantity: 1}}}); err != nil || created {
 		t.Fatalf("the same return again: created %v err %v, want a replay", created, err)
 	}
-	if want := "[confirm a return a keep 1 confirm b]"; fmt.Sprint(s.log) != want {
-		t.Errorf("steps of the replay %v, want %s (it completes what a crash left)", s.log, want)
+	if want := "[confirm a return a keep 1 confirm b]"; f.stock.Steps.String() != want {
+		t.Errorf("steps of the replay %v, want %s (it completes what a crash left)", f.stock.Steps, want)
 	}
 }

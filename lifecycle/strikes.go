@@ -10,9 +10,9 @@ import (
 // Strikes counts, per user, the orders that expired unpaid; the ingress
 // blocks users with too many (FLASHSALE_UNPAID_STRIKES).
 type Strikes interface {
-	// Record counts userID's order orderID as expired unpaid at at; recording
+	// Record counts the order as its user's expired unpaid at at; recording
 	// the same order again counts it once.
-	Record(ctx context.Context, userID, orderID string, at time.Time) error
+	Record(ctx context.Context, ref flashsale.OrderRef, at time.Time) error
 }
 
 // strike records the expiry of o, which this call committed. A failure is
@@ -26,7 +26,7 @@ func (s *Service) strike(ctx context.Context, o *flashsale.Order) {
 	if at.IsZero() {
 		at = s.cfg.Now()
 	}
-	if err := s.cfg.Strikes.Record(ctx, o.UserID, o.ID, at); err != nil {
+	if err := s.cfg.Strikes.Record(ctx, o.Ref(), at); err != nil {
 		s.log.Warn("cannot record an unpaid strike; it is lost", "order", o.ID, "user", o.UserID, "err", err)
 	}
 }

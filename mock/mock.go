@@ -64,8 +64,17 @@ func Messages(msgs ...*Message) []flashsale.Message {
 	return out
 }
 
-// Sales is a flashsale.SaleFinder over a map.
+// Sales is a store of sales over a map (flashsale.SaleFinder, ingress.Sales).
 type Sales map[string]*flashsale.Sale
+
+// Create adds the sale; an existing id is flashsale.ErrConflict.
+func (s Sales) Create(_ context.Context, sale *flashsale.Sale) error {
+	if s[sale.ID] != nil {
+		return flashsale.Errorf(flashsale.CodeConflict, "sale %q exists", sale.ID)
+	}
+	s[sale.ID] = sale
+	return nil
+}
 
 // Get returns the sale, or an error wrapping flashsale.ErrNotFound.
 func (s Sales) Get(_ context.Context, id string) (*flashsale.Sale, error) {
@@ -105,12 +114,28 @@ func (d *Delayer) PublishDelayed(_ context.Context, msgID string, bodies [][]byt
 
 // Expirer answers Expire with ExpireFn (delayq.Expirer).
 type Expirer struct {
-	ExpireFn func(ctx context.Context, userID, orderID string) (*flashsale.Order, error)
+	ExpireFn func(ctx context.Context, ref flashsale.OrderRef) (*flashsale.Order, error)
 }
 
 // Expire calls ExpireFn.
-func (e *Expirer) Expire(ctx context.Context, userID, orderID string) (*flashsale.Order, error) {
-	return e.ExpireFn(ctx, userID, orderID)
+func (e *Expirer) Expire(ctx context.Context, ref flashsale.OrderRef) (*flashsale.Order, error) {
+	return e.ExpireFn(ctx, ref)
+}
+
+// Payer answers Pay with PayFn (payment.Payer) and records every payment it
+// was given.
+type Payer struct {
+	PayFn func(ctx context.Context, p flashsale.Payment) (flashsale.PayOutcome, *flashsale.Order, error)
+	mu    sync.Mutex
+	Calls []flashsale.Payment
+}
+
+// Pay records p and calls PayFn.
+func (p *Payer) Pay(ctx context.Context, pay flashsale.Payment) (flashsale.PayOutcome, *flashsale.Order, error) {
+	p.mu.Lock()
+	p.Calls = append(p.Calls, pay)
+	p.mu.Unlock()
+	return p.PayFn(ctx, pay)
 }
 
 // Due answers the sweeper's reads with DueFn over Shards shards (delayq.Due).

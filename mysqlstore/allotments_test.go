@@ -145,7 +145,7 @@ func TestDryShardBorrowsAndCancelGivesRoomBack(t *testing.T) {
 		t.Fatalf("an order over the stock: %+v, %v; want sold out", res, err)
 	}
 	// A buyer on the other shard gets a cancelled order's units back from shard 0.
-	if _, changed, err := s.Cancel(ctx, users[0], batch[0].ID, time.Now()); err != nil || !changed {
+	if _, changed, err := s.Cancel(ctx, batch[0].Ref(), time.Now()); err != nil || !changed {
 		t.Fatalf("cancel: %v, %v", changed, err)
 	}
 	other := saleOrder(sale, usersOn(s, 1, 1, "v")[0], 2)
@@ -208,7 +208,7 @@ func TestPerUserLimitInTheOrderTransaction(t *testing.T) {
 	if res, err := s.CreateOrders(ctx, shard, []*flashsale.Order{first}); err != nil || res[0].Outcome != flashsale.CreateNew {
 		t.Fatalf("first order: %+v, %v", res, err)
 	}
-	if outcome, _, err := s.Pay(ctx, "carol", first.ID, "pay-1", first.AmountCents, false, time.Now()); err != nil || outcome != flashsale.PayPaid {
+	if outcome, _, err := s.Pay(ctx, flashsale.OrderRef{User: "carol", Order: first.ID}, "pay-1", first.AmountCents, false, time.Now()); err != nil || outcome != flashsale.PayPaid {
 		t.Fatalf("pay: %v, %v", outcome, err)
 	}
 	again := saleOrder(sale, "carol", 1)

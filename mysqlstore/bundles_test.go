@@ -120,11 +120,11 @@ func TestReturnsOnceNeverMoreThanBought(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if out, _, err := s.Pay(ctx, paid.UserID, paid.ID, "pay-ret", paid.AmountCents, false, time.Now()); err != nil || out != flashsale.PayPaid {
+	if out, _, err := s.Pay(ctx, paid.Ref(), "pay-ret", paid.AmountCents, false, time.Now()); err != nil || out != flashsale.PayPaid {
 		t.Fatalf("pay = %v, %v", out, err)
 	}
 	ret := func(id string, q int) (*flashsale.Order, bool, error) {
-		return s.Return(ctx, paid.ID, id, []flashsale.Line{{SaleID: sale.ID, Quantity: q}}, time.Now())
+		return s.Return(ctx, flashsale.ReturnRequest{ID: id, OrderID: paid.ID, Lines: []flashsale.Line{{SaleID: sale.ID, Quantity: q}}}, time.Now())
 	}
 	o, replay, err := ret("r1", 1)
 	if err != nil || replay || o.Items[0].Returned != 1 {
@@ -136,7 +136,7 @@ func TestReturnsOnceNeverMoreThanBought(t *testing.T) {
 	if _, _, err = ret("r1", 2); flashsale.ErrorCode(err) != flashsale.CodeConflict {
 		t.Errorf("r1 with another body: %v, want conflict", err)
 	}
-	if _, _, err = s.Return(ctx, unpaid.ID, "r1", []flashsale.Line{{SaleID: sale.ID, Quantity: 1}}, time.Now()); flashsale.ErrorCode(err) != flashsale.CodeConflict {
+	if _, _, err = s.Return(ctx, flashsale.ReturnRequest{ID: "r1", OrderID: unpaid.ID, Lines: []flashsale.Line{{SaleID: sale.ID, Quantity: 1}}}, time.Now()); flashsale.ErrorCode(err) != flashsale.CodeConflict {
 		t.Errorf("r1 for another order: %v, want conflict", err)
 	}
 	if o, _, err = ret("r2", 2); err != nil || o.Items[0].Returned != 3 {
@@ -148,7 +148,7 @@ func TestReturnsOnceNeverMoreThanBought(t *testing.T) {
 	if _, _, err = ret("r2", 2); err != nil {
 		t.Errorf("r2 again after everything was returned: %v, want a replay", err)
 	}
-	if _, _, err = s.Return(ctx, unpaid.ID, "r4", []flashsale.Line{{SaleID: sale.ID, Quantity: 1}}, time.Now()); flashsale.ErrorCode(err) != flashsale.CodeNotPaid {
+	if _, _, err = s.Return(ctx, flashsale.ReturnRequest{ID: "r4", OrderID: unpaid.ID, Lines: []flashsale.Line{{SaleID: sale.ID, Quantity: 1}}}, time.Now()); flashsale.ErrorCode(err) != flashsale.CodeNotPaid {
 		t.Errorf("return of an unpaid order: %v, want not_paid", err)
 	}
 	if got := checkCap(t, s, sale); got != 1 {
@@ -170,7 +170,7 @@ func TestExpiryByTheDatabasesClock(t *testing.T) {
 	if res, err := s.CreateOrders(ctx, s.ShardOf(o.UserID), []*flashsale.Order{o}); err != nil || res[0].Outcome != flashsale.CreateNew {
 		t.Fatalf("create: %+v %v", res, err)
 	}
-	if got, changed, err := s.Expire(ctx, o.UserID, o.ID, time.Now().Add(time.Hour)); err != nil || changed || got.Status != flashsale.OrderPendingPayment {
+	if got, changed, err := s.Expire(ctx, o.Ref(), time.Now().Add(time.Hour)); err != nil || changed || got.Status != flashsale.OrderPendingPayment {
 		t.Fatalf("expire by a clock an hour ahead: %+v changed=%v %v, want untouched", got, changed, err)
 	}
 }
@@ -191,11 +191,11 @@ func TestLatePaymentTakesRoomAgainOrRefunds(t *testing.T) {
 		}
 	}
 	for _, o := range []*flashsale.Order{first, second} {
-		if _, changed, err := s.Expire(ctx, o.UserID, o.ID, time.Now()); err != nil || !changed {
+		if _, changed, err := s.Expire(ctx, o.Ref(), time.Now()); err != nil || !changed {
 			t.Fatalf("expire: %v %v", changed, err)
 		}
 	}
-	out, o, err := s.Pay(ctx, first.UserID, first.ID, "late-1", first.AmountCents, true, time.Now())
+	out, o, err := s.Pay(ctx, first.Ref(), "late-1", first.AmountCents, true, time.Now())
 	if err != nil || out != flashsale.PayPaid || o.Status != flashsale.OrderPaid {
 		t.Fatalf("late payment with room: %v %+v %v, want paid", out, o, err)
 	}
@@ -204,7 +204,7 @@ func TestLatePaymentTakesRoomAgainOrRefunds(t *testing.T) {
 	if res, err := s.CreateOrders(ctx, 0, []*flashsale.Order{taker}); err != nil || res[0].Outcome != flashsale.CreateNew {
 		t.Fatalf("create: %+v %v", res, err)
 	}
-	out, o, err = s.Pay(ctx, second.UserID, second.ID, "late-2", second.AmountCents, true, time.Now())
+	out, o, err = s.Pay(ctx, second.Ref(), "late-2", second.AmountCents, true, time.Now())
 	if err != nil || out != flashsale.PayRefundRequired || o.Status != flashsale.OrderExpired {
 		t.Fatalf("late payment without room: %v %+v %v, want refund_required and expired", out, o, err)
 	}

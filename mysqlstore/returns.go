@@ -15,14 +15,15 @@ import (
 // Return gives back units of a paid order, in one transaction on the order's
 // shard: each item's `returned` grows, the units leave the sale's stock cap
 // (`used` goes down) and an order.returned outbox row is written. The same
-// returnID with the same order and lines again changes nothing (replay true);
+// return id with the same order and lines again changes nothing (replay true);
 // with another order or other lines it is flashsale.ErrConflict, on any shard.
 // Errors: flashsale.ErrNotFound (unknown order), flashsale.ErrNotPaid, and
 // invalid_quantity for more units than are left to return in an item (or a sale
 // the order did not buy). The order is returned as it stands afterwards.
-func (s *Store) Return(ctx context.Context, orderID, returnID string, lines []flashsale.Line, now time.Time) (o *flashsale.Order, replay bool, err error) {
+func (s *Store) Return(ctx context.Context, r flashsale.ReturnRequest, now time.Time) (o *flashsale.Order, replay bool, err error) {
 	now = now.UTC().Truncate(time.Microsecond)
-	lines = append([]flashsale.Line(nil), lines...)
+	orderID, returnID := r.OrderID, r.ID
+	lines := append([]flashsale.Line(nil), r.Lines...)
 	sort.Slice(lines, func(i, j int) bool { return lines[i].SaleID < lines[j].SaleID })
 	body, err := json.Marshal(lines)
 	if err != nil {
@@ -55,7 +56,7 @@ func (s *Store) Return(ctx context.Context, orderID, returnID string, lines []fl
 		return nil, false, conflict()
 	}
 	err = inTx(ctx, s.shards[s.ShardOf(found.UserID)], func(tx *sql.Tx) error {
-		cur, err := lockOrder(ctx, tx, found.UserID, orderID)
+		cur, err := lockOrder(ctx, tx, found.Ref())
 		if err != nil {
 			return err
 		}
@@ -105,7 +106,7 @@ func (s *Store) Return(ctx context.Context, orderID, returnID string, lines []fl
 			return nil, false, err
 		}
 		if isMySQLError(err, errDupKey) { // the same return raced itself: the other one applied it
-			return s.Return(ctx, orderID, returnID, lines, now)
+			return s.Return(ctx, r, now)
 		}
 		return nil, false, fmt.Errorf("mysqlstore: return: %w", err)
 	}

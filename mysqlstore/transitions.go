@@ -20,15 +20,15 @@ func dbNow(ctx context.Context, q interface {
 	return now.UTC(), err
 }
 
-// lockOrder reads userID's order (every item's row) FOR UPDATE in tx, or
-// flashsale.ErrNotFound.
-func lockOrder(ctx context.Context, tx *sql.Tx, userID, orderID string) (*flashsale.Order, error) {
-	orders, err := queryOrders(ctx, tx, `SELECT `+orderColumns+` FROM orders WHERE order_id = ? AND user_id = ? FOR UPDATE`, orderID, userID)
+// lockOrder reads the order ref names (every item's row) FOR UPDATE in tx,
+// or flashsale.ErrNotFound.
+func lockOrder(ctx context.Context, tx *sql.Tx, ref flashsale.OrderRef) (*flashsale.Order, error) {
+	orders, err := queryOrders(ctx, tx, `SELECT `+orderColumns+` FROM orders WHERE order_id = ? AND user_id = ? FOR UPDATE`, ref.Order, ref.User)
 	if err != nil {
 		return nil, err
 	}
 	if len(orders) == 0 {
-		return nil, flashsale.Errorf(flashsale.CodeNotFound, "no order %q", orderID)
+		return nil, flashsale.Errorf(flashsale.CodeNotFound, "no order %q", ref.Order)
 	}
 	return orders[0], nil
 }
@@ -44,20 +44,18 @@ func writeEvent(ctx context.Context, tx *sql.Tx, typ flashsale.EventType, o *fla
 
 // closeOrder moves a pending_payment order to status to (expired or cancelled)
 // with its outbox row, in one transaction. It returns the order as it stands
-// afterwards and whether this call changed it. With dueOnly, an order whose pay_by
-// is after now is left alone. now is the database's clock, not the caller's
-// (which it ignores): pay_by was set by that clock too (see CreateOrders), so
-// a caller on a host whose clock runs ahead never expires an order early.
-func (s *Store) closeOrder(ctx context.Context, userID, orderID string, to flashsale.OrderStatus, typ flashsale.EventType, _ time.Time, dueOnly bool) (*flashsale.Order, bool, error) {
+// afterwards and whether this call changed it. With dueOnly, an order that is
+// not Due by the database's clock is left alone (see flashsale's expiry.go).
+func (s *Store) closeOrder(ctx context.Context, ref flashsale.OrderRef, to flashsale.OrderStatus, typ flashsale.EventType, dueOnly bool) (*flashsale.Order, bool, error) {
 	var out *flashsale.Order
 	var changed bool
-	err := inTx(ctx, s.shards[s.ShardOf(userID)], func(tx *sql.Tx) error {
+	err := inTx(ctx, s.shards[s.ShardOf(ref.User)], func(tx *sql.Tx) error {
 		changed = false
 		now, err := dbNow(ctx, tx)
 		if err != nil {
 			return err
 		}
-		o, err := lockOrder(ctx, tx, userID, orderID)
+		o, err := lockOrder(ctx, tx, ref)
 		if err != nil {
 			return err
 		}
@@ -66,7 +64,7 @@ func (s *Store) closeOrder(ctx context.Context, userID, orderID string, to flash
 			return nil
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE orders SET status = ?, updated_at = ? WHERE order_id = ? AND status = 'pending_payment'`,
-			string(to), now, orderID); err != nil {
+			string(to), now, ref.Order); err != nil {
 			return err
 		}
 		for _, l := range o.Lines() {
@@ -86,14 +84,16 @@ func (s *Store) closeOrder(ctx context.Context, userID, orderID string, to flash
 	return out, changed, nil
 }
 
-// Expire marks userID's order expired if it is still unpaid and due at now.
-func (s *Store) Expire(ctx context.Context, userID, orderID string, now time.Time) (*flashsale.Order, bool, error) {
-	return s.closeOrder(ctx, userID, orderID, flashsale.OrderExpired, flashsale.EventOrderExpired, now, true)
+// Expire marks the order expired if it is still unpaid and due. now is
+// ignored: the order is due by the database's clock, which set its pay_by (a
+// caller on a host whose clock runs ahead never expires an order early).
+func (s *Store) Expire(ctx context.Context, ref flashsale.OrderRef, _ time.Time) (*flashsale.Order, bool, error) {
+	return s.closeOrder(ctx, ref, flashsale.OrderExpired, flashsale.EventOrderExpired, true)
 }
 
-// Cancel marks userID's order cancelled if it is still unpaid.
-func (s *Store) Cancel(ctx context.Context, userID, orderID string, now time.Time) (*flashsale.Order, bool, error) {
-	return s.closeOrder(ctx, userID, orderID, flashsale.OrderCancelled, flashsale.EventOrderCancelled, now, false)
+// Cancel marks the order cancelled if it is still unpaid.
+func (s *Store) Cancel(ctx context.Context, ref flashsale.OrderRef, _ time.Time) (*flashsale.Order, bool, error) {
+	return s.closeOrder(ctx, ref, flashsale.OrderCancelled, flashsale.EventOrderCancelled, false)
 }
 
 // FindOrder looks an order up by id alone, on every shard (the payment provider
@@ -111,7 +111,7 @@ func (s *Store) FindOrder(ctx context.Context, orderID string) (*flashsale.Order
 	return nil, flashsale.Errorf(flashsale.CodeNotFound, "no order %q", orderID)
 }
 
-// Pay applies a succeeded payment to userID's order in one transaction: a
+// Pay applies a succeeded payment to the order in one transaction: a
 // pending order becomes paid (with order.paid); so does an expired one when
 // revive is set (the caller took its units again in the stock store) and the
 // sale's stock cap and the user's per_user_limit still have room for every item,
@@ -120,16 +120,16 @@ func (s *Store) FindOrder(ctx context.Context, orderID string) (*flashsale.Order
 // outcome and changes nothing. An amount that differs from the order's is
 // flashsale.ErrAmountMismatch and changes nothing. A payment id is bound to one
 // order by BindPayment, which the caller runs first.
-func (s *Store) Pay(ctx context.Context, userID, orderID, paymentID string, amount int64, revive bool, now time.Time) (flashsale.PayOutcome, *flashsale.Order, error) {
+func (s *Store) Pay(ctx context.Context, ref flashsale.OrderRef, paymentID string, amount int64, revive bool, now time.Time) (flashsale.PayOutcome, *flashsale.Order, error) {
 	now = now.UTC().Truncate(time.Microsecond)
-	shard := s.ShardOf(userID)
+	shard := s.ShardOf(ref.User)
 	var outcome flashsale.PayOutcome
 	var out *flashsale.Order
 	short := map[string]int{} // units of sales whose allotment had no room here
 	for round := 0; ; round++ {
 		clear(short)
 		err := inTx(ctx, s.shards[shard], func(tx *sql.Tx) error {
-			o, err := lockOrder(ctx, tx, userID, orderID)
+			o, err := lockOrder(ctx, tx, ref)
 			if err != nil {
 				return err
 			}
@@ -163,7 +163,7 @@ func (s *Store) Pay(ctx context.Context, userID, orderID, paymentID string, amou
 				}
 			}
 			if _, err := tx.ExecContext(ctx, `INSERT INTO payments (payment_id, order_id, amount_cents, outcome, created_at) VALUES (?,?,?,?,?)`,
-				paymentID, orderID, amount, string(outcome), now); err != nil {
+				paymentID, ref.Order, amount, string(outcome), now); err != nil {
 				return err
 			}
 			if outcome == flashsale.PayRefundRequired {
@@ -173,7 +173,7 @@ func (s *Store) Pay(ctx context.Context, userID, orderID, paymentID string, amou
 				return writeEvent(ctx, tx, flashsale.EventOrderRefundRequired, &snap, now)
 			}
 			if _, err := tx.ExecContext(ctx, `UPDATE orders SET status = 'paid', paid_at = ?, payment_id = ?, updated_at = ?
-				WHERE order_id = ? AND status = ?`, now, paymentID, now, orderID, string(o.Status)); err != nil {
+				WHERE order_id = ? AND status = ?`, now, paymentID, now, ref.Order, string(o.Status)); err != nil {
 				return err
 			}
 			o.Status, o.PaidAt, o.PaymentID = flashsale.OrderPaid, &now, &paymentID
@@ -187,7 +187,7 @@ func (s *Store) Pay(ctx context.Context, userID, orderID, paymentID string, amou
 				return "", nil, err
 			}
 			if isMySQLError(err, errDupKey) { // the same payment id raced itself: the other one won
-				return s.Pay(ctx, userID, orderID, paymentID, amount, revive, now)
+				return s.Pay(ctx, ref, paymentID, amount, revive, now)
 			}
 			return "", nil, fmt.Errorf("mysqlstore: pay: %w", err)
 		}
@@ -250,10 +250,11 @@ func (s *Store) retake(ctx context.Context, tx *sql.Tx, o *flashsale.Order, shor
 	return len(short) == 0, nil
 }
 
-// BindPayment binds paymentID to orderID, across every shard, unless it is
-// bound already: to another order it is flashsale.ErrConflict.
-func (s *Store) BindPayment(ctx context.Context, paymentID, orderID string) error {
-	return s.bindKey(ctx, "payment", paymentID, orderID,
+// BindPayment binds paymentID to the order ref names, across every shard (on
+// the meta database: ref.User is not read), unless it is bound already: to
+// another order it is flashsale.ErrConflict.
+func (s *Store) BindPayment(ctx context.Context, ref flashsale.OrderRef, paymentID string) error {
+	return s.bindKey(ctx, "payment", paymentID, ref.Order,
 		func() error {
 			return flashsale.Errorf(flashsale.CodeConflict, "payment %q was used for another order", paymentID)
 		})

@@ -16,7 +16,6 @@ import (
 
 	"github.com/flashsale/flashsale"
 	"github.com/flashsale/flashsale/httpapi"
-	"github.com/flashsale/flashsale/lifecycle"
 )
 
 // Payer applies payment notifications.
@@ -24,7 +23,7 @@ type Payer interface {
 	// Pay returns what the notification did and the order as it stands;
 	// errors wrap flashsale.ErrNotFound, flashsale.ErrAmountMismatch or
 	// flashsale.ErrConflict (a payment id of another order).
-	Pay(ctx context.Context, p lifecycle.Payment) (flashsale.PayOutcome, *flashsale.Order, error)
+	Pay(ctx context.Context, p flashsale.Payment) (flashsale.PayOutcome, *flashsale.Order, error)
 }
 
 // Config for a Handler.
@@ -107,7 +106,7 @@ func (h *Handler) callback(c *gin.Context) {
 		httpapi.WriteError(c, h.cfg.Log, flashsale.Errorf(flashsale.CodeInvalid, `status: must be "succeeded" or "failed"`))
 		return
 	}
-	outcome, o, err := h.cfg.Payer.Pay(c.Request.Context(), lifecycle.Payment{PaymentID: *n.PaymentID, OrderID: *n.OrderID,
+	outcome, o, err := h.cfg.Payer.Pay(c.Request.Context(), flashsale.Payment{PaymentID: *n.PaymentID, OrderID: *n.OrderID,
 		AmountCents: *n.AmountCents, Succeeded: *n.Status == "succeeded"})
 	if err != nil {
 		httpapi.WriteError(c, h.cfg.Log, err)

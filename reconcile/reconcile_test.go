@@ -132,7 +132,7 @@ func (f *fixture) buy(user string) *flashsale.Order {
 // makes it.
 func (f *fixture) pay(o *flashsale.Order, follow bool) {
 	f.t.Helper()
-	if _, _, err := f.book.Pay(f.ctx, o.UserID, o.ID, "pay-"+o.ID, o.AmountCents, false, time.Now()); err != nil {
+	if _, _, err := f.book.Pay(f.ctx, o.Ref(), "pay-"+o.ID, o.AmountCents, false, time.Now()); err != nil {
 		f.t.Fatal(err)
 	}
 	if follow {
@@ -144,7 +144,7 @@ func (f *fixture) pay(o *flashsale.Order, follow bool) {
 
 func (f *fixture) cancel(o *flashsale.Order, follow bool) {
 	f.t.Helper()
-	if _, _, err := f.book.Cancel(f.ctx, o.UserID, o.ID, time.Now()); err != nil {
+	if _, _, err := f.book.Cancel(f.ctx, o.Ref(), time.Now()); err != nil {
 		f.t.Fatal(err)
 	}
 	if follow {

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/flashsale/flashsale"
 )
 
 // Strikes counts, per user, the orders that expired unpaid ("tag users who
@@ -36,15 +38,15 @@ func (s *Store) Strikes(limit int, window time.Duration) *Strikes {
 
 func (k *Strikes) key(userID string) string { return k.ns + ":strikes:{" + userID + "}" }
 
-// Record counts userID's order orderID as expired unpaid at at, and forgets
+// Record counts the order as its user's expired unpaid at at, and forgets
 // the user's expiries that left the window.
-func (k *Strikes) Record(ctx context.Context, userID, orderID string, at time.Time) error {
+func (k *Strikes) Record(ctx context.Context, ref flashsale.OrderRef, at time.Time) error {
 	if k.limit <= 0 {
 		return nil
 	}
-	key := k.key(userID)
+	key := k.key(ref.User)
 	_, err := k.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.ZAdd(ctx, key, redis.Z{Score: float64(at.UnixMilli()), Member: orderID})
+		p.ZAdd(ctx, key, redis.Z{Score: float64(at.UnixMilli()), Member: ref.Order})
 		p.ZRemRangeByScore(ctx, key, "-inf", "("+strconv.FormatInt(time.Now().Add(-k.window).UnixMilli(), 10))
 		p.PExpire(ctx, key, k.window+time.Minute)
 		return nil

@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/flashsale/flashsale"
 )
 
 // TestStrikes: a user is blocked once limit expiries fall within the window,
@@ -14,16 +16,16 @@ func TestStrikes(t *testing.T) {
 	ctx := context.Background()
 	k := s.Strikes(2, time.Hour)
 	t0 := time.Now().Truncate(time.Millisecond)
-	if err := k.Record(ctx, "u1", "o1", t0.Add(-50*time.Minute)); err != nil {
+	if err := k.Record(ctx, flashsale.OrderRef{User: "u1", Order: "o1"}, t0.Add(-50*time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	if err := k.Record(ctx, "u1", "o1", t0.Add(-50*time.Minute)); err != nil { // redelivered expiry
+	if err := k.Record(ctx, flashsale.OrderRef{User: "u1", Order: "o1"}, t0.Add(-50*time.Minute)); err != nil { // redelivered expiry
 		t.Fatal(err)
 	}
 	if b, _, err := k.Blocked(ctx, "u1", t0); err != nil || b {
 		t.Fatalf("one expiry (recorded twice): blocked %v, %v; want not blocked", b, err)
 	}
-	if err := k.Record(ctx, "u1", "o2", t0.Add(-10*time.Minute)); err != nil {
+	if err := k.Record(ctx, flashsale.OrderRef{User: "u1", Order: "o2"}, t0.Add(-10*time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	b, until, err := k.Blocked(ctx, "u1", t0)

@@ -1,0 +1,139 @@
+package ingress
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/flashsale/flashsale"
+	"github.com/flashsale/flashsale/lifecycle"
+	"github.com/flashsale/flashsale/mock"
+)
+
+// These tests drive the reads of tickets and orders and the cancel through
+// the gin handlers (the fixture of handlers_test.go), with the book of record
+// and the lifecycle on fakes: what each answer is and what it shows, and
+// that another user's ticket or order is not_found.
+
+// oldID is a ticket id minted long ago (past queuedGrace).
+func oldID(n int) string { return fmt.Sprintf("01900000-0000-7000-8000-%012d", n) }
+
+// pendingOrder is user's order id of 2 units of sale a, payable for an hour.
+func pendingOrder(id, user string) *flashsale.Order {
+	created := time.Now().UTC().Truncate(time.Microsecond)
+	o := &flashsale.Order{ID: id, UserID: user, Status: flashsale.OrderPendingPayment, CreatedAt: created, PayBy: created.Add(time.Hour)}
+	o.SetItems([]flashsale.OrderItem{{SaleID: "a", Quantity: 2, AmountCents: 200}})
+	return o
+}
+
+func keys(m map[string]any) string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return strings.Join(ks, " ")
+}
+
+func TestGetTicket(t *testing.T) {
+	f := newHandlerFixture(t, fakeLifecycle{})
+	// A queued ticket's fast copy, and a pending one known only to MySQL
+	// (its copy lost).
+	queued := uuid.Must(uuid.NewV7()).String()
+	f.stock.Queued(t.Context(), &flashsale.Ticket{ID: queued, UserID: "u1", SaleID: "a", Quantity: 1, Status: flashsale.TicketQueued})
+	pending := oldID(1)
+	f.orders.Put(pendingOrder(pending, "u1"))
+
+	code, out := f.send(t, http.MethodGet, "/api/v1/tickets/"+queued, "u1", "")
+	if code != http.StatusOK || out["ticket_id"] != queued || out["status"] != "queued" || keys(out) != "items quantity sale_id status ticket_id" {
+		t.Errorf("own queued ticket: %d %v, want 200 with ticket_id, sale_id, quantity, items, status and nothing else", code, out)
+	}
+	code, out = f.send(t, http.MethodGet, "/api/v1/tickets/"+pending, "u1", "")
+	if code != http.StatusOK || out["status"] != "pending_payment" || out["order_id"] != pending || out["pay_by"] == nil || out["user_id"] != nil {
+		t.Errorf("own pending ticket from MySQL: %d %v, want 200 pending_payment with order_id and pay_by, no user_id", code, out)
+	}
+	for _, c := range []struct{ name, id, user, want string }{
+		{"another user's queued ticket", queued, "u2", "404 not_found"},
+		{"another user's pending ticket", pending, "u2", "404 not_found"},
+		{"an old id found nowhere", oldID(2), "u1", "404 not_found"},
+		{"a new id found nowhere (may still be queued)", uuid.Must(uuid.NewV7()).String(), "u1", "503 unavailable"},
+		{"not a ticket id", "nope", "u1", "404 not_found"},
+		{"no caller", queued, "", "401 unauthorized"},
+	} {
+		code, out := f.send(t, http.MethodGet, "/api/v1/tickets/"+c.id, c.user, "")
+		if got := fmt.Sprintf("%d %s", code, strings.SplitN(errCode(out), ":", 2)[0]); got != c.want {
+			t.Errorf("%s: %s (%s), want %s", c.name, got, errCode(out), c.want)
+		}
+	}
+}
+
+func TestGetOrder(t *testing.T) {
+	f := newHandlerFixture(t, fakeLifecycle{})
+	id := oldID(3)
+	f.orders.Put(pendingOrder(id, "u1"))
+	code, out := f.send(t, http.MethodGet, "/api/v1/orders/"+id, "u1", "")
+	want := "amount_cents created_at items order_id paid_at pay_by payment_id quantity sale_id status user_id"
+	if code != http.StatusOK || keys(out) != want {
+		t.Fatalf("own order: %d %v, want 200 with %s", code, out, want)
+	}
+	items, _ := out["items"].([]any)
+	if out["order_id"] != id || out["user_id"] != "u1" || out["sale_id"] != "a" || out["quantity"] != 2.0 || out["amount_cents"] != 200.0 ||
+		out["status"] != "pending_payment" || out["paid_at"] != nil || len(items) != 1 {
+		t.Errorf("own order: %v", out)
+	}
+	if code, out := f.send(t, http.MethodGet, "/api/v1/orders/"+id, "u2", ""); code != http.StatusNotFound {
+		t.Errorf("another user's order: %d %v, want 404", code, out)
+	}
+	f.orders.Err = errors.New("mysql away")
+	if code, out := f.send(t, http.MethodGet, "/api/v1/orders/"+id, "u1", ""); code != http.StatusServiceUnavailable || !strings.HasPrefix(errCode(out), "unavailable") {
+		t.Errorf("MySQL away: %d %v, want 503 unavailable", code, out)
+	}
+}
+
+func TestCancelOrder(t *testing.T) {
+	f := newHandlerFixture(t, fakeLifecycle{})
+	book, stock := f.orders, mock.NewStock(map[string]int{"a": 3}, nil)
+	lc, err := lifecycle.New(lifecycle.Config{Book: book, Stock: stock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.srv.cfg.Lifecycle = lc
+	pending, paid, away := oldID(4), oldID(5), oldID(6)
+	book.Put(pendingOrder(pending, "u1"))
+	book.Put(pendingOrder(away, "u1"))
+	o := pendingOrder(paid, "u1")
+	o.Status = flashsale.OrderPaid
+	book.Put(o)
+	for _, id := range []string{pending, away} {
+		stock.Holds[[2]string{"a", id}] = flashsale.Hold{Kind: flashsale.HoldHeld, Quantity: 2}
+	}
+
+	if code, out := f.do(t, "/api/v1/orders/"+pending+"/cancel", "u2", ""); code != http.StatusNotFound {
+		t.Errorf("another user's order: %d %v, want 404", code, out)
+	}
+	for i := 0; i < 2; i++ { // again: 200, unchanged
+		code, out := f.do(t, "/api/v1/orders/"+pending+"/cancel", "u1", "")
+		if code != http.StatusOK || out["order_id"] != pending || out["status"] != "cancelled" {
+			t.Errorf("cancel %d: %d %v, want 200 with the cancelled order", i, code, out)
+		}
+	}
+	if stock.Available["a"] != 3+2 {
+		t.Errorf("available %d, want the order's 2 units back once", stock.Available["a"])
+	}
+	if code, out := f.do(t, "/api/v1/orders/"+paid+"/cancel", "u1", ""); code != http.StatusConflict || !strings.HasPrefix(errCode(out), "already_paid") {
+		t.Errorf("a paid order: %d %s, want 409 already_paid", code, errCode(out))
+	}
+	stock.Fail("release a", 1)
+	if code, out := f.do(t, "/api/v1/orders/"+away+"/cancel", "u1", ""); code != http.StatusServiceUnavailable {
+		t.Errorf("Redis away after the commit: %d %s, want 503", code, errCode(out))
+	}
+	if code, out := f.do(t, "/api/v1/orders/"+away+"/cancel", "u1", ""); code != http.StatusOK || out["status"] != "cancelled" || stock.Available["a"] != 3+2+2 {
+		t.Errorf("the retry: %d %v, available %d; want 200 cancelled with its units back", code, out, stock.Available["a"])
+	}
+}
