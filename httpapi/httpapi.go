@@ -1,7 +1,8 @@
-// Package httpapi holds the conventions every HTTP endpoint shares: the one error
-// shape, the one mapping from error codes to HTTP statuses, strict JSON
-// bodies of bounded size, and the one /readyz handler. The ingress and the payment webhook both answer through
-// it, so a code means the same status everywhere.
+// Package httpapi holds the conventions every HTTP endpoint shares: the one
+// error shape, the one mapping from error codes to HTTP statuses, strict JSON
+// bodies of bounded size, and the one /readyz handler. The ingress, the
+// payment webhook and the operations listener all answer through it, so a
+// code means the same status everywhere.
 package httpapi
 
 import (
