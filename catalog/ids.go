@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/flashsale/flashsale/service"
 )
 
 // knownIDs is the set of every sale id, read whole from the store and read
@@ -34,14 +36,8 @@ func (k *knownIDs) unknown(ctx context.Context, cfg Config, id string) bool {
 	readAt := k.readAt
 	k.mu.RUnlock()
 	if readAt.Before(asked) { // no read started since we asked: read now
-		if wait := time.Until(readAt.Add(cfg.MinRefresh)); wait > 0 {
-			t := time.NewTimer(wait)
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				t.Stop()
-				return false
-			}
+		if wait := time.Until(readAt.Add(cfg.MinRefresh)); wait > 0 && !service.Sleep(ctx, wait) {
+			return false
 		}
 		start := time.Now()
 		ids, err := cfg.Store.SaleIDs(ctx)

@@ -63,8 +63,12 @@ type Config struct {
 	Now      func() time.Time
 }
 
-// Queue is the delayed-expiry role.
+// Queue is the delayed-expiry role: the handlers of its two consumers
+// (HandleCreated, HandleExpiry), and the sweeper. A Queue is the sweeper's
+// service.Service: Start starts it competing for the sweeper lease (Started
+// is closed then), Stop ends it.
 type Queue struct {
+	service.Runner
 	cfg     Config
 	log     *slog.Logger
 	expired *prometheus.CounterVec
@@ -208,11 +212,14 @@ func (q *Queue) HandleExpiry(ctx context.Context, msgs []flashsale.Message) {
 	}
 }
 
-// RunSweeper sweeps every SweepInterval until ctx ends, while it holds the
+// Start starts the sweeper: a sweep every SweepInterval, while it holds the
 // sweeper lease (one sweeper at a time; another process takes over within
 // sweeperLease of this one's death).
-func (q *Queue) RunSweeper(ctx context.Context) {
+func (q *Queue) Start(ctx context.Context) error { return q.Go(ctx, q.sweep) }
+
+func (q *Queue) sweep(ctx context.Context, ready func()) {
 	leader := service.Leader{Leases: q.cfg.Leases, Key: q.cfg.Namespace + ":sweeper", TTL: sweeperLease, Log: q.log}
+	ready()
 	leader.Run(ctx, func(ctx context.Context) {
 		for service.Sleep(ctx, q.cfg.SweepInterval) {
 			n, err := q.Sweep(ctx)

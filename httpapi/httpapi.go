@@ -1,16 +1,19 @@
-// Package httpapi holds the conventions every HTTP endpoint shares: the one error
-// shape, the one mapping from error codes to HTTP statuses, and strict JSON
-// bodies of bounded size. The ingress and the payment webhook both answer through
-// it, so a code means the same status everywhere.
+// Package httpapi holds the conventions every HTTP endpoint shares: the one
+// error shape, the one mapping from error codes to HTTP statuses, strict JSON
+// bodies of bounded size, and the one /readyz handler. The ingress, the
+// payment webhook and the operations listener all answer through it, so a
+// code means the same status everywhere.
 package httpapi
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -129,4 +132,33 @@ func Bind(c *gin.Context, v any) error {
 		return err
 	}
 	return Decode(raw, v)
+}
+
+// Check is one readiness probe; it returns an error naming what failed.
+type Check func(ctx context.Context) error
+
+// readyTimeout bounds the checks of one /readyz.
+const readyTimeout = 2 * time.Second
+
+// Readyz is the one /readyz handler (the ingress's and the operations
+// listener's): 200 {"status":"ready"} when every check passes within 2 s,
+// else 503 unavailable whose message names what failed, its cause logged on
+// log (see WriteError).
+func Readyz(log *slog.Logger, checks []Check) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		ctx, cancel := context.WithTimeout(c.Request.Context(), readyTimeout)
+		defer cancel()
+		var errs []error
+		for _, check := range checks {
+			if err := check(ctx); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if len(errs) > 0 {
+			err := errors.Join(errs...)
+			WriteError(c, log, &flashsale.Error{Code: flashsale.CodeUnavailable, Message: err.Error(), Cause: err})
+			return
+		}
+		c.JSON(http.StatusOK, gin.H{"status": "ready"})
+	}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/flashsale/flashsale"
+	"github.com/flashsale/flashsale/httpapi"
 	"github.com/flashsale/flashsale/identity"
 )
 
@@ -69,8 +70,8 @@ type Queue interface {
 	PublishPurchases(ctx context.Context, reqs []*flashsale.PurchaseRequest) error
 }
 
-// Check is one readiness probe; it returns an error naming what failed.
-type Check func(ctx context.Context) error
+// Check is one readiness probe (see httpapi.Readyz).
+type Check = httpapi.Check
 
 // Config for a Server.
 type Config struct {
@@ -209,7 +210,7 @@ func New(cfg Config) (*Server, error) {
 	e.NoRoute(func(c *gin.Context) { s.WriteError(c, flashsale.Errorf(flashsale.CodeNotFound, "no such endpoint")) })
 	e.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	if !cfg.OpsElsewhere {
-		e.GET("/readyz", s.readyz)
+		e.GET("/readyz", httpapi.Readyz(s.log, cfg.Ready))
 	}
 	if cfg.Gatherer != nil && !cfg.OpsElsewhere {
 		e.GET("/metrics", gin.WrapH(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{})))
@@ -255,20 +256,4 @@ func (s *Server) observe(c *gin.Context) {
 	}
 	s.requests.WithLabelValues(route, strconv.Itoa(c.Writer.Status())).Inc()
 	s.latency.WithLabelValues(route).Observe(time.Since(start).Seconds())
-}
-
-func (s *Server) readyz(c *gin.Context) {
-	ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
-	defer cancel()
-	var errs []error
-	for _, check := range s.cfg.Ready {
-		if err := check(ctx); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if len(errs) > 0 {
-		s.WriteError(c, flashsale.Errorf(flashsale.CodeUnavailable, "%v", errors.Join(errs...)))
-		return
-	}
-	c.JSON(http.StatusOK, gin.H{"status": "ready"})
 }

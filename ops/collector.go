@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/flashsale/flashsale"
+	"github.com/flashsale/flashsale/httpapi"
 )
 
 // SaleLister lists sales.
@@ -52,8 +53,8 @@ type QueueStat struct {
 	Consumers int    `json:"consumers"`
 }
 
-// Check is one readiness probe; it returns an error naming what failed.
-type Check func(ctx context.Context) error
+// Check is one readiness probe (see httpapi.Readyz).
+type Check = httpapi.Check
 
 // CollectorConfig for a Collector.
 type CollectorConfig struct {

@@ -1,12 +1,10 @@
 package ops
 
 import (
-	"context"
 	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
-	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,6 +26,8 @@ type HandlerConfig struct {
 	// Pprof serves net/http/pprof under /debug/pprof/. The listener is meant for
 	// a private network: profiles are not behind the admin token.
 	Pprof bool
+	// Log receives the causes of 503 answers. Default slog.Default().
+	Log *slog.Logger
 }
 
 // Handler returns the operations listener's handler: /healthz, /readyz,
@@ -37,28 +37,18 @@ func Handler(cfg HandlerConfig) (http.Handler, error) {
 	if cfg.Gatherer == nil {
 		return nil, errors.New("ops: Gatherer is required")
 	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.Default()
+	}
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
 	e.Use(gin.Recovery())
 	e.NoRoute(func(c *gin.Context) {
-		httpapi.WriteError(c, slog.Default(), flashsale.Errorf(flashsale.CodeNotFound, "no such endpoint"))
+		httpapi.WriteError(c, log, flashsale.Errorf(flashsale.CodeNotFound, "no such endpoint"))
 	})
 	e.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
-	e.GET("/readyz", func(c *gin.Context) {
-		ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
-		defer cancel()
-		var errs []error
-		for _, check := range cfg.Ready {
-			if err := check(ctx); err != nil {
-				errs = append(errs, err)
-			}
-		}
-		if len(errs) > 0 {
-			httpapi.WriteError(c, slog.Default(), flashsale.Errorf(flashsale.CodeUnavailable, "%v", errors.Join(errs...)))
-			return
-		}
-		c.JSON(http.StatusOK, gin.H{"status": "ready"})
-	})
+	e.GET("/readyz", httpapi.Readyz(log, cfg.Ready))
 	e.GET("/metrics", gin.WrapH(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{})))
 	if cfg.Live != nil {
 		cfg.Live.Register(e)

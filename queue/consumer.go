@@ -9,6 +9,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/flashsale/flashsale"
+	"github.com/flashsale/flashsale/service"
 )
 
 // Delivery is one consumed message. Its Ack/Retry/DeadLetter act on the channel it
@@ -53,16 +54,27 @@ type ConsumerConfig struct {
 	DeadExchange, DeadKey string
 }
 
-// Consume consumes cfg.Queue until ctx ends, reconnecting with backoff, and hands
-// batches to h: up to BatchSize messages, a group's members counted one by one
-// (see GroupType). On ctx's end it cancels the subscription, lets the batch in hand
-// finish, and closes; unacked deliveries go back to the queue.
-func Consume(ctx context.Context, qc Config, cfg ConsumerConfig, h flashsale.Handler) error {
+// Consumer consumes a queue on a connection of its own, reconnecting with
+// backoff, and hands batches to its handler: up to BatchSize messages, a
+// group's members counted one by one (see GroupType). It is a
+// service.Service: Started is closed once it first consumes; Stop cancels the
+// subscription, lets the batches in hand finish, and closes; unacked
+// deliveries go back to the queue.
+type Consumer struct {
+	service.Runner
+	qc  Config
+	cfg ConsumerConfig
+	h   flashsale.Handler
+}
+
+// NewConsumer returns a Consumer of cfg.Queue on the broker of qc; it
+// connects once started.
+func NewConsumer(qc Config, cfg ConsumerConfig, h flashsale.Handler) (*Consumer, error) {
 	if err := qc.validate(); err != nil {
-		return err
+		return nil, err
 	}
-	if cfg.Queue == "" {
-		return fmt.Errorf("queue: consumer needs a queue")
+	if cfg.Queue == "" || h == nil {
+		return nil, fmt.Errorf("queue: a consumer needs a queue and a handler")
 	}
 	if cfg.Prefetch == 0 {
 		cfg.Prefetch = 256
@@ -76,24 +88,33 @@ func Consume(ctx context.Context, qc Config, cfg ConsumerConfig, h flashsale.Han
 	if cfg.Handlers == 0 {
 		cfg.Handlers = 1
 	}
+	return &Consumer{qc: qc, cfg: cfg, h: h}, nil
+}
+
+// Start starts consuming.
+func (c *Consumer) Start(ctx context.Context) error { return c.Go(ctx, c.run) }
+
+func (c *Consumer) run(ctx context.Context, ready func()) {
+	qc := c.qc
 	wait := qc.ReconnectMin
 	for ctx.Err() == nil {
-		err := consumeOnce(ctx, qc, cfg, h)
+		err := consumeOnce(ctx, qc, c.cfg, c.h, ready)
 		if ctx.Err() != nil {
-			return nil
+			return
 		}
-		qc.Log.Warn("consumer disconnected from rabbitmq", "queue", cfg.Queue, "err", err, "retry_in", wait)
+		qc.Log.Warn("consumer disconnected from rabbitmq", "queue", c.cfg.Queue, "err", err, "retry_in", wait)
 		if !backoff(ctx, &wait, qc.ReconnectMax) {
-			return nil
+			return
 		}
 		if err == nil {
 			wait = qc.ReconnectMin
 		}
 	}
-	return nil
 }
 
-func consumeOnce(ctx context.Context, qc Config, cfg ConsumerConfig, h flashsale.Handler) error {
+// consumeOnce consumes on one connection until ctx ends or the connection
+// breaks; it calls ready once it consumes.
+func consumeOnce(ctx context.Context, qc Config, cfg ConsumerConfig, h flashsale.Handler, ready func()) error {
 	conn, ch, err := qc.dial()
 	if err != nil {
 		return err
@@ -113,6 +134,7 @@ func consumeOnce(ctx context.Context, qc Config, cfg ConsumerConfig, h flashsale
 		return fmt.Errorf("queue: consume %s: %w", cfg.Queue, err)
 	}
 	qc.Log.Info("consuming", "queue", cfg.Queue)
+	ready()
 	r := &republisher{conn: conn, queue: cfg.Queue, deadExchange: cfg.DeadExchange, deadKey: cfg.DeadKey, log: qc.Log, metrics: qc.Metrics}
 	stopping := ctx.Done()
 	// Handlers run with a context that is not cancelled: what was delivered

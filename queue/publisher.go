@@ -23,29 +23,30 @@ var ErrUnavailable = errors.New("queue: broker unavailable")
 
 // Publisher publishes persistent, mandatory messages on one confirm-mode channel
 // and waits for each confirm without serialising them: many publishes may be
-// outstanding at once. It reconnects in the background; while it is down,
-// Publish fails at once with ErrUnavailable.
+// outstanding at once. It is a service.Service: Start connects (and
+// reconnects) in the background, Started is closed once it is first
+// connected, Stop closes the connection (outstanding publishes fail). While it
+// is not connected, Publish fails at once with ErrUnavailable.
 type Publisher struct {
+	service.Runner
 	cfg     Config
 	mu      sync.Mutex // serialises writes to ch
 	ch      *amqp.Channel
 	blocked atomic.Bool
 	ready   atomic.Bool
 	buckets map[int]bool // delay buckets declared on ch; guarded by mu
-	cancel  context.CancelFunc
-	done    chan struct{}
 }
 
-// NewPublisher starts connecting in the background.
+// NewPublisher returns a Publisher; it connects once started.
 func NewPublisher(cfg Config) (*Publisher, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	p := &Publisher{cfg: cfg, cancel: cancel, done: make(chan struct{})}
-	go p.loop(ctx)
-	return p, nil
+	return &Publisher{cfg: cfg}, nil
 }
+
+// Start starts connecting.
+func (p *Publisher) Start(ctx context.Context) error { return p.Go(ctx, p.loop) }
 
 // Ready reports nil when the publisher is connected and not blocked.
 func (p *Publisher) Ready() error {
@@ -58,8 +59,7 @@ func (p *Publisher) Ready() error {
 	return nil
 }
 
-func (p *Publisher) loop(ctx context.Context) {
-	defer close(p.done)
+func (p *Publisher) loop(ctx context.Context, ready func()) {
 	wait := p.cfg.ReconnectMin
 	for ctx.Err() == nil {
 		conn, ch, err := p.cfg.dial()
@@ -107,6 +107,7 @@ func (p *Publisher) loop(ctx context.Context) {
 		p.blocked.Store(false)
 		p.ready.Store(true)
 		p.cfg.Log.Info("publisher connected to rabbitmq")
+		ready()
 		select {
 		case <-ctx.Done():
 		case err := <-closed:
@@ -205,13 +206,6 @@ func (p *Publisher) renew(ch *amqp.Channel) {
 	p.ch = nil
 	p.cfg.Log.Warn("the broker nacked a publish; opening a new channel")
 	go ch.Close()
-}
-
-// Close stops reconnecting and closes the connection. Outstanding publishes fail.
-func (p *Publisher) Close() error {
-	p.cancel()
-	<-p.done
-	return nil
 }
 
 // PublishPurchases queues purchase requests in one message (a group, see

@@ -36,13 +36,14 @@
 //
 // Reconciler.Once is the `flashsale reconcile` command: one look, a second
 // look after a short settle time when the first found differences, and the
-// repairs of what persisted. Reconciler.Run is the background reconciler: one
-// runner at a time (a service.Leader lease), a pass every Interval.
+// repairs of what persisted. Reconciler.Start starts the background
+// reconciler: one runner at a time (a service.Leader lease), a pass every
+// Interval.
 //
 // The files follow the jobs: check.go reads both sides, diff.go compares them
 // (pure functions: a sale, its snapshot and its orders' parts in, differences
 // and their fixes out), repair.go applies the fixes, report.go is the report's
-// JSON and text, run.go is Once, Tick and Run.
+// JSON and text, run.go is Once, Tick and the background reconciler.
 package reconcile
 
 import (
@@ -113,9 +114,10 @@ type Config struct {
 }
 
 // Reconciler compares and repairs. Check, Once and Repair are safe for
-// concurrent use; Tick and Run keep the memory of the previous pass and are
-// meant for one goroutine.
+// concurrent use; Tick and the background reconciler (Start) keep the memory
+// of the previous pass and are meant for one goroutine.
 type Reconciler struct {
+	service.Runner
 	cfg  Config
 	log  *slog.Logger
 	seen map[string]time.Time // signature of a difference -> when first seen, by Tick

@@ -503,12 +503,12 @@ func TestRunElectsOneRunnerAndRepairs(t *testing.T) {
 		return r
 	}
 	a, b := mk(), mk()
-	ctx, cancel := context.WithCancel(f.ctx)
-	done := make(chan struct{}, 2)
 	for _, r := range []*Reconciler{a, b} {
-		go func() { r.Run(ctx); done <- struct{}{} }()
+		if err := r.Start(f.ctx); err != nil {
+			t.Fatal(err)
+		}
+		defer r.Stop(f.ctx)
 	}
-	defer func() { cancel(); <-done; <-done }()
 	f.rs.Client().HIncrBy(f.ctx, f.key("stock"), "held", 2)
 	testenv.Eventually(t, 10*time.Second, "the background reconciler repairs the counters", func() bool {
 		return f.stock() == flashsale.Stock{Total: 10, Available: 6, Held: 3, Sold: 1}

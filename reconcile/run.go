@@ -148,11 +148,16 @@ func (r *Reconciler) remember(rep *Report, now time.Time) map[*Difference]bool {
 // Forget drops the memory of earlier passes (the next Tick repairs nothing).
 func (r *Reconciler) Forget() { r.seen = map[string]time.Time{} }
 
-// Run runs a Tick every Interval until ctx ends, while it holds the lease
-// "<Namespace>:reconciler"; a runner that loses the lease forgets what it saw,
-// so a difference is repaired only after two passes of the same runner.
-func (r *Reconciler) Run(ctx context.Context) {
+// Start starts the background reconciler: a Tick every Interval, while it
+// holds the lease "<Namespace>:reconciler" (Started is closed once it
+// competes for it; Stop ends it). A runner that loses the lease forgets what
+// it saw, so a difference is repaired only after two passes of the same
+// runner.
+func (r *Reconciler) Start(ctx context.Context) error { return r.Go(ctx, r.run) }
+
+func (r *Reconciler) run(ctx context.Context, ready func()) {
 	leader := service.Leader{Leases: r.cfg.Leases, Key: r.cfg.Namespace + ":reconciler", TTL: 10 * time.Second, Log: r.log}
+	ready()
 	leader.Run(ctx, func(ctx context.Context) {
 		// What was seen in earlier passes only counts while the lease is
 		// held: another runner may have repaired meanwhile.

@@ -63,8 +63,12 @@ type Config struct {
 	Registry prometheus.Registerer
 }
 
-// Relay publishes outboxes. Run it once per process.
+// Relay publishes outboxes; one per process. It is a service.Service: Start
+// starts competing for every shard's lease, Started is closed once it
+// competes for each, and Stop ends publishing (a batch in hand is cut short;
+// what the broker confirmed of it is marked sent).
 type Relay struct {
+	service.Runner
 	cfg       Config
 	log       *slog.Logger
 	published prometheus.Counter
@@ -106,8 +110,10 @@ func New(cfg Config) (*Relay, error) {
 	return r, nil
 }
 
-// Run publishes until ctx ends, one goroutine per shard.
-func (r *Relay) Run(ctx context.Context) {
+// Start starts publishing, one goroutine per shard.
+func (r *Relay) Start(ctx context.Context) error { return r.Go(ctx, r.run) }
+
+func (r *Relay) run(ctx context.Context, ready func()) {
 	var wg sync.WaitGroup
 	for shard := 0; shard < r.cfg.Outbox.Shards(); shard++ {
 		wg.Add(1)
@@ -116,6 +122,7 @@ func (r *Relay) Run(ctx context.Context) {
 			r.runShard(ctx, shard)
 		}()
 	}
+	ready()
 	wg.Wait()
 }
 

@@ -28,14 +28,17 @@ func TestRelayPublishesEachShardInOrderAtLeastOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { r.Run(ctx); close(done) }()
+	ctx := context.Background()
+	if err := r.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	<-r.Started()
 	for deadline := time.Now().Add(5 * time.Second); out.Left() > 0 && time.Now().Before(deadline); {
 		service.Sleep(ctx, time.Millisecond) // between two looks
 	}
-	cancel()
-	<-done
+	if err := r.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
 	for shard := 0; shard < 2; shard++ {
 		want := []int64{1, 2, 3, 4, 5, 6, 7}
 		if got := out.SentOn(shard); len(got) != len(want) || got[0] != 1 || got[6] != 7 {

@@ -11,7 +11,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/flashsale/flashsale/mysqlstore"
 	"github.com/flashsale/flashsale/ops"
 	"github.com/flashsale/flashsale/queue"
 	"github.com/flashsale/flashsale/service"
@@ -68,15 +67,16 @@ func newOpsSurface(ocfg opsConfig, cfg *config, roles []string, reg *prometheus.
 	return o, nil
 }
 
-// services registers the collector, adds the live page's sampler and the
-// queue inspector to g, and returns the operations listener when
-// FLASHSALE_OPS_ADDR is set (to be added with the intake).
-func (o *opsSurface) services(g *service.Group, cmd string, cfg *config, store *mysqlstore.Store, stock ops.StockReader, reg *prometheus.Registry, log *slog.Logger) ([]service.Service, error) {
-	insp, err := queue.NewInspector(cfg.queue(log, "ops", nil))
+// services registers the collector and returns the live page's sampler
+// and, when FLASHSALE_OPS_ADDR is set, the operations listener (a listener:
+// it starts with the intake). The queue inspector is closed with the process.
+func (o *opsSurface) services(p *process, g *service.Group, cmd string) (services, listeners []named, err error) {
+	insp, err := queue.NewInspector(p.cfg.queue(p.log, "ops", nil))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	col, err := ops.NewCollector(ops.CollectorConfig{Sales: store, Stock: stock, Book: store, Role: cmd, Ready: o.ready, Log: log,
+	p.closers = append(p.closers, insp.Close)
+	col, err := ops.NewCollector(ops.CollectorConfig{Sales: p.store, Stock: p.stock, Book: p.store, Role: cmd, Ready: o.ready, Log: p.log,
 		Queues: func(ctx context.Context) ([]ops.QueueStat, error) {
 			stats, err := insp.Stats(ctx)
 			out := make([]ops.QueueStat, len(stats))
@@ -86,24 +86,23 @@ func (o *opsSurface) services(g *service.Group, cmd string, cfg *config, store *
 			return out, err
 		}})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	reg.MustRegister(col)
-	closer(g, "queue inspector", insp.Close)
+	p.reg.MustRegister(col)
 	if o.live != nil {
-		g.Go("live page sampler", func(ctx context.Context) error { o.live.Run(ctx); return nil })
+		services = append(services, named{"live page sampler", &service.Loop{Run: func(ctx context.Context) error { o.live.Run(ctx); return nil }}})
 	}
 	if o.cfg.Addr == "" {
-		return nil, nil
+		return services, nil, nil
 	}
-	h, err := ops.Handler(ops.HandlerConfig{Gatherer: reg, Ready: o.ready, Live: o.live, Pprof: true})
+	h, err := ops.Handler(ops.HandlerConfig{Gatherer: p.reg, Ready: o.ready, Live: o.live, Pprof: true, Log: p.log})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	hs := &http.Server{Addr: o.cfg.Addr, Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
-		WriteTimeout: 60 * time.Second, IdleTimeout: 60 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+		WriteTimeout: 60 * time.Second, IdleTimeout: 60 * time.Second, ErrorLog: slog.NewLogLogger(p.log.Handler(), slog.LevelWarn)}
 	if o.live != nil {
 		hs.RegisterOnShutdown(o.live.Close)
 	}
-	return []service.Service{&service.HTTP{Server: hs, Fail: g.Fail, Log: log.With("listener", "operations")}}, nil
+	return services, []named{{"listener", &service.HTTP{Server: hs, Fail: g.Fail, Log: p.log.With("listener", "operations")}}}, nil
 }
