@@ -58,6 +58,10 @@ func TestBundleCrowd(t *testing.T) {
 // items, the sale views' held+sold equal the MySQL units of pending+paid
 // orders and the tickets', reconcile exits 0, and the background reconciler
 // repaired nothing (the saga's compensation, not a repair, undid the holds).
+// These kills are blind (the worker sends a bundle's hold scripts in one
+// round trip): TestBundleWorkerKilledInWindow (bundle_window_test.go) widens
+// the windows between two holds and between the holds and the commit, and
+// proves that each of its kills landed in one.
 func TestBundleWorkerKilled(t *testing.T) {
 	e := newEnv(t)
 	ing := e.start("ingress", nil)
