@@ -71,7 +71,7 @@ func TestBundleWorkerKilled(t *testing.T) {
 	c := ing.client()
 	cr := newBnCrowd(t, e, c, 200, 150)
 	w := cr.watch()
-	cr.start("bk", 1000, 500, 8*time.Second)
+	cr.start("bk", 1000, 1000, 8*time.Second)
 	kills := 0
 	for _, at := range []int{20, 60, 100} {
 		v, soldOut := bnAwaitTaken(t, cr, at, time.Minute)
