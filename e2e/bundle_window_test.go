@@ -150,7 +150,7 @@ func TestBundleWorkerKilledInWindow(t *testing.T) {
 				ids = append(ids, r.TicketID)
 			}
 			done := map[string]bool{}
-			for _, id := range bwMustDecided(t, e, ids) {
+			for _, id := range bwDecided(t, e, ids) {
 				done[id] = true
 			}
 			cp.HoldCommits(-1, true, 20*time.Second)
@@ -176,7 +176,7 @@ func TestBundleWorkerKilledInWindow(t *testing.T) {
 				cp.Release() // the held COMMITs are forwarded after the worker died
 			}
 		}
-		decided := bwMustDecided(t, e, caught)
+		decided := bwDecided(t, e, caught)
 		undo()
 		desc := map[string]string{"a": "held in A, not in B (between the holds)",
 			"b": fmt.Sprintf("held in A and B with %d COMMITs of orders held", held)}[window]
@@ -188,7 +188,7 @@ func TestBundleWorkerKilledInWindow(t *testing.T) {
 				now, _, _ := cp.Holding()
 				return now == 0, fmt.Sprintf("%d held", now)
 			})
-			ev += fmt.Sprintf("; %d with an order once the held COMMITs were %s", len(bwMustDecided(t, e, caught)),
+			ev += fmt.Sprintf("; %d with an order once the held COMMITs were %s", len(bwDecided(t, e, caught)),
 				map[bool]string{true: "dropped", false: "forwarded"}[i == 1])
 		}
 		ev += fmt.Sprintf(" (this wave and kill took %s)", time.Since(cycle).Round(10*time.Millisecond))
@@ -355,10 +355,13 @@ func bwCounts(state string) bool {
 
 // bwDecided returns the tickets among ids that have an order row or a
 // recorded decision (ticket_outcomes) on any shard, straight from MySQL.
-func bwDecided(ctx context.Context, e *env, ids []string) ([]string, error) {
+func bwDecided(t *testing.T, e *env, ids []string) []string {
+	t.Helper()
 	if len(ids) == 0 {
-		return nil, nil
+		return nil
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	marks := strings.TrimSuffix(strings.Repeat("?,", len(ids)), ",")
 	args := make([]any, 0, 2*len(ids))
 	for range 2 {
@@ -371,35 +374,22 @@ func bwDecided(ctx context.Context, e *env, ids []string) ([]string, error) {
 		rows, err := e.shard(i).QueryContext(ctx, "SELECT order_id FROM orders WHERE order_id IN ("+marks+
 			") UNION SELECT ticket_id FROM ticket_outcomes WHERE ticket_id IN ("+marks+")", args...)
 		if err != nil {
-			return nil, fmt.Errorf("shard %d: %w", i, err)
+			t.Fatalf("reading shard %d: %v", i, err)
 		}
 		for rows.Next() {
 			var id string
 			if err := rows.Scan(&id); err != nil {
-				rows.Close()
-				return nil, err
+				t.Fatalf("reading shard %d: %v", i, err)
 			}
 			out = append(out, id)
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
-			return nil, err
+			t.Fatalf("reading shard %d: %v", i, err)
 		}
 	}
-	return out, nil
+	return out
 }
 
 // bwFirst returns at most n of ids.
 func bwFirst(ids []string, n int) []string { return ids[:min(n, len(ids))] }
-
-// bwMustDecided is bwDecided on the test goroutine.
-func bwMustDecided(t *testing.T, e *env, ids []string) []string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	out, err := bwDecided(ctx, e, ids)
-	if err != nil {
-		t.Fatalf("reading MySQL: %v", err)
-	}
-	return out
-}
