@@ -611,10 +611,16 @@ const bnBundle = "bundle"
 
 func newBnCrowd(t *testing.T, e *env, c *client, stockA, stockB int) *bnCrowd {
 	t.Helper()
+	return newBnCrowdOf(t, e, c, openSale(stockA, 1, 1100), openSale(stockB, 1, 700))
+}
+
+// newBnCrowdOf creates the crowd's sales A and B as specified (a test that
+// needs them in given Redis slots picks their ids).
+func newBnCrowdOf(t *testing.T, e *env, c *client, sa, sb saleSpec) *bnCrowd {
+	t.Helper()
 	cr := &bnCrowd{t: t, e: e, c: c, retryFor: 60 * time.Second, seen: map[string]string{}, ta: newTally()}
-	sa, sb := openSale(stockA, 1, 1100), openSale(stockB, 1, 700)
-	cr.A = bnSale{ID: c.createSale(t, sa), Stock: stockA, Price: 1100}
-	cr.B = bnSale{ID: c.createSale(t, sb), Stock: stockB, Price: 700}
+	cr.A = bnSale{ID: c.createSale(t, sa), Stock: sa.Stock, Price: sa.PriceCents}
+	cr.B = bnSale{ID: c.createSale(t, sb), Stock: sb.Stock, Price: sb.PriceCents}
 	return cr
 }
 

@@ -39,30 +39,7 @@ func TestRedisClusterMasterFailover(t *testing.T) {
 
 func redisClusterFailover(t *testing.T, segments int) {
 	e := newEnv(t)
-	nodes := make([]*privateRedis, 6)
-	addrs := make([]string, 6)
-	for i := range nodes {
-		nodes[i] = startPrivateRedis(t, fmt.Sprintf("node%d", i), "--cluster-enabled", "yes",
-			"--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000")
-		addrs[i] = nodes[i].Addr
-	}
-	out, err := exec.Command("redis-cli", append(append([]string{"--cluster", "create"}, addrs...),
-		"--cluster-replicas", "1", "--cluster-yes")...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
-	}
-	eventually(t, 30*time.Second, "the cluster is ok on every node", func() (bool, string) {
-		for _, n := range nodes {
-			if st := n.Info("cluster")["cluster_enabled"]; st != "1" {
-				return false, n.Name + " cluster_enabled " + st
-			}
-			info, _ := n.Do("CLUSTER", "INFO").(string)
-			if !strings.Contains(info, "cluster_state:ok") {
-				return false, n.Name + ": " + info
-			}
-		}
-		return true, ""
-	})
+	nodes, addrs := startRedisCluster(t, 2*time.Second)
 	e.setVar("FLASHSALE_REDIS_ADDRS", strings.Join(addrs, ","))
 	if segments > 1 {
 		e.setVar("FLASHSALE_REDIS_SEGMENTS", strconv.Itoa(segments))
@@ -102,12 +79,7 @@ func redisClusterFailover(t *testing.T, segments int) {
 		}
 		served[u] = m.Options().Addr == master.Options().Addr
 	}
-	var victim *privateRedis
-	for _, n := range nodes {
-		if n.Addr == master.Options().Addr {
-			victim = n
-		}
-	}
+	victim := nodeOf(nodes, master.Options().Addr)
 	if victim == nil {
 		t.Fatalf("the sale's master %s is not one of the nodes", master.Options().Addr)
 	}
@@ -220,6 +192,50 @@ func redisClusterFailover(t *testing.T, segments int) {
 	for _, p := range procs {
 		p.Stop() // every process stops gracefully (exit 0), the dead node still in the cluster
 	}
+}
+
+// startRedisCluster starts a private Redis Cluster of three masters and three
+// replicas (redis-cli --cluster create, cluster-node-timeout nodeTimeout: how
+// long a master may not answer before its replica takes over) and waits until
+// every node reports cluster_state:ok. It returns the nodes and their
+// addresses, in the same order.
+func startRedisCluster(t *testing.T, nodeTimeout time.Duration) ([]*privateRedis, []string) {
+	t.Helper()
+	nodes := make([]*privateRedis, 6)
+	addrs := make([]string, 6)
+	for i := range nodes {
+		nodes[i] = startPrivateRedis(t, fmt.Sprintf("node%d", i), "--cluster-enabled", "yes",
+			"--cluster-config-file", "nodes.conf", "--cluster-node-timeout", strconv.Itoa(int(nodeTimeout.Milliseconds())))
+		addrs[i] = nodes[i].Addr
+	}
+	out, err := exec.Command("redis-cli", append(append([]string{"--cluster", "create"}, addrs...),
+		"--cluster-replicas", "1", "--cluster-yes")...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
+	}
+	eventually(t, 30*time.Second, "the cluster is ok on every node", func() (bool, string) {
+		for _, n := range nodes {
+			if st := n.Info("cluster")["cluster_enabled"]; st != "1" {
+				return false, n.Name + " cluster_enabled " + st
+			}
+			info, _ := n.Do("CLUSTER", "INFO").(string)
+			if !strings.Contains(info, "cluster_state:ok") {
+				return false, n.Name + ": " + info
+			}
+		}
+		return true, ""
+	})
+	return nodes, addrs
+}
+
+// nodeOf returns the node listening on addr (host:port), or nil.
+func nodeOf(nodes []*privateRedis, addr string) *privateRedis {
+	for _, n := range nodes {
+		if n.Addr == addr {
+			return n
+		}
+	}
+	return nil
 }
 
 // nodeRole is a Redis node's ROLE: master, or slave of master (host:port)

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -155,6 +156,25 @@ func (r *privateRedis) ShutdownNoSave() {
 	}
 }
 
+// Pause stops the server with SIGSTOP: it keeps its connections and its data
+// but answers nothing (clients see their reads time out) until Resume. A
+// cluster node paused for longer than its cluster-node-timeout is failed over.
+func (r *privateRedis) Pause() { r.signal(syscall.SIGSTOP) }
+
+// Resume continues a paused server (SIGCONT): it handles what its clients sent
+// meanwhile, in order.
+func (r *privateRedis) Resume() { r.signal(syscall.SIGCONT) }
+
+func (r *privateRedis) signal(sig syscall.Signal) {
+	r.t.Helper()
+	r.mu.Lock()
+	cmd := r.cmd
+	r.mu.Unlock()
+	if err := cmd.Process.Signal(sig); err != nil { // our own child, by its pid
+		r.t.Fatalf("redis-server %s: %v: %v", r.Name, sig, err)
+	}
+}
+
 func (r *privateRedis) cleanup() {
 	r.mu.Lock()
 	cmd, done := r.cmd, r.done
@@ -167,7 +187,7 @@ func (r *privateRedis) cleanup() {
 		return
 	default:
 	}
-	cmd.Process.Kill() // our own child, by its pid
+	cmd.Process.Kill() // our own child, by its pid (SIGKILL ends a paused one too)
 	<-done
 }
 
