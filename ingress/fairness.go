@@ -10,13 +10,13 @@ import (
 // node. Each (sale, user) has a token bucket of rate tokens per second holding
 // at most rate tokens: a user hammering the button spends at most rate slots
 // per second of the sale's window, however fast they send, so the window stays
-// for everyone else. Requests over the budget are not refused (the contract's
-// 429 means "the window is full", and a double click must get its ticket):
-// they skip the window and go to the claim, one Redis script that answers the
-// user's live ticket (200) — or admits them, at most one live ticket per user
-// and sale, which the window never bounded per user anyway. It is in memory
-// and per node, like the window itself: no network round trip, and a user
-// spread over n nodes gets n budgets.
+// for everyone else. A request over the budget never reaches the window nor
+// the claim, so it can never be admitted: it is answered the user's live
+// ticket (200, a double click or a retry must get its ticket), read without a
+// claim (see holdingOf), or, when they have none to answer, 429 rate_limited
+// as if the window were full. It is in memory and per node, like the window
+// itself: no network round trip, and a user spread over n nodes gets n
+// budgets.
 //
 // Buckets live in two generations of maps, swapped every second: a bucket
 // untouched for a whole generation is full again anyway, so it is dropped, and
