@@ -3,6 +3,7 @@ package ingress
 import (
 	"context"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -23,8 +24,8 @@ import (
 //     (per user, for negativeTTL, at most negativeMax entries) and answered 404
 //     again from memory. Ids minted within queuedGrace are not remembered:
 //     those tickets may still be queued and appear at any moment.
-//   - Every API read (GET) runs under a deadline (Config.ReadDeadline), so a
-//     slow dependency cannot pile requests up without bound.
+//   - Every API request runs under a deadline (see deadline), so a slow
+//     dependency cannot pile requests up without bound.
 const (
 	negativeTTL = 10 * time.Second
 	negativeMax = 10000
@@ -80,12 +81,29 @@ func (s *Server) knownID(c *gin.Context) {
 	}
 }
 
-// deadline puts every API read under Config.ReadDeadline.
+// deadline puts every API request (a path under /api/, including the
+// payment callback that other roles register on the router) under its
+// deadline: Config.ReadDeadline for reads (GET), Config.PurchaseDeadline for
+// purchases, Config.WriteDeadline for the rest. Every dependency takes the
+// request's context, so a blocked one fails with the context's error, which
+// is answered 503 unavailable (httpapi.WriteError). Other paths (health,
+// metrics, the live page's event stream) are not bounded here.
 func (s *Server) deadline(c *gin.Context) {
-	if c.Request.Method != http.MethodGet || s.cfg.ReadDeadline <= 0 {
+	route := c.FullPath()
+	if !strings.HasPrefix(route, "/api/") {
 		return
 	}
-	ctx, cancel := context.WithTimeout(c.Request.Context(), s.cfg.ReadDeadline)
+	d := s.cfg.WriteDeadline
+	switch {
+	case c.Request.Method == http.MethodGet:
+		d = s.cfg.ReadDeadline
+	case route == "/api/v1/sales/:id/purchase" || route == "/api/v1/purchases":
+		d = s.cfg.PurchaseDeadline
+	}
+	if d <= 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), d)
 	defer cancel()
 	c.Request = c.Request.WithContext(ctx)
 	c.Next()

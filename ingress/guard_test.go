@@ -1,10 +1,21 @@
 package ingress
 
 import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
+
+	"github.com/flashsale/flashsale"
+	"github.com/flashsale/flashsale/mock"
 )
 
 // TestValidTicketID: only canonical UUIDv7 not minted in the future.
@@ -42,5 +53,86 @@ func TestNegativeCache(t *testing.T) {
 	}
 	if len(n.m) > negativeMax {
 		t.Errorf("%d entries, want at most %d", len(n.m), negativeMax)
+	}
+}
+
+// blockingSales blocks every read of a sale until the request's context ends
+// (as the catalog's MySQL read does when MySQL hangs).
+type blockingSales struct{ handlerSales }
+
+func (blockingSales) Get(ctx context.Context, _ string) (*flashsale.Sale, error) {
+	<-ctx.Done()
+	return nil, fmt.Errorf("catalog: read sale: %w", ctx.Err())
+}
+
+// blockingClaims blocks every claim until the request's context ends (Redis
+// frozen).
+type blockingClaims struct{ *claimStock }
+
+func (blockingClaims) Claim(ctx context.Context, _ *flashsale.Sale, _, _ string, _ int) (flashsale.ClaimOutcome, string, int64, error) {
+	<-ctx.Done()
+	return 0, "", 0, fmt.Errorf("redisstore: claim: %w", ctx.Err())
+}
+
+// TestEveryRequestHasADeadline: a request whose dependency blocks is answered
+// 503 unavailable (never 500, never left hanging) once its deadline passes: a
+// read (GET a sale) at ReadDeadline, a purchase at PurchaseDeadline, and a
+// POST registered by another role on the router (as the payment callback is)
+// at WriteDeadline.
+func TestEveryRequestHasADeadline(t *testing.T) {
+	f := newHandlerFixture(t, fakeLifecycle{})
+	const read, purchase, write = 100 * time.Millisecond, 300 * time.Millisecond, 200 * time.Millisecond
+	srv, err := New(Config{Sales: blockingSales{}, Stock: blockingClaims{f.stock}, Orders: f.orders, Queue: f.queue,
+		Lifecycle: fakeLifecycle{}, LimitPerWindow: 0, ReadDeadline: read, PurchaseDeadline: purchase, WriteDeadline: write,
+		PublishTimeout: 250 * time.Millisecond, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := &flashsale.Sale{ID: "a", Stock: 10, PerUserLimit: 2, PriceCents: 100, PaymentWindowSeconds: 60,
+		StartsAt: time.Now().Add(-time.Hour), EndsAt: time.Now().Add(time.Hour), Inventory: flashsale.InventoryRedis}
+	purchaseSrv, err := New(Config{Sales: handlerSales{mock.Sales{"a": open}}, Stock: blockingClaims{f.stock}, Orders: f.orders,
+		Queue: f.queue, Lifecycle: fakeLifecycle{}, LimitPerWindow: 0, ReadDeadline: read, PurchaseDeadline: purchase,
+		WriteDeadline: write, PublishTimeout: 250 * time.Millisecond, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Router().POST("/api/v1/payments/callback", func(c *gin.Context) {
+		<-c.Request.Context().Done()
+		srv.WriteError(c, c.Request.Context().Err())
+	})
+	for _, tc := range []struct {
+		name, method, path string
+		h                  http.Handler
+		deadline           time.Duration
+	}{
+		{"GET a sale", http.MethodGet, "/api/v1/sales/a", srv.Handler(), read},
+		{"a purchase", http.MethodPost, "/api/v1/sales/a/purchase", purchaseSrv.Handler(), purchase},
+		{"the payment callback", http.MethodPost, "/api/v1/payments/callback", srv.Handler(), write},
+	} {
+		req := httptest.NewRequest(tc.method, tc.path, strings.NewReader(`{}`))
+		req.Header.Set("X-User-ID", "u1")
+		rec := httptest.NewRecorder()
+		start := time.Now()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			tc.h.ServeHTTP(rec, req)
+		}()
+		select {
+		case <-done:
+		case <-time.After(tc.deadline + 2*time.Second):
+			t.Fatalf("%s: not answered %s after its deadline of %s", tc.name, 2*time.Second, tc.deadline)
+		}
+		took := time.Since(start)
+		if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), `"unavailable"`) {
+			t.Errorf("%s: %d %s, want 503 unavailable", tc.name, rec.Code, rec.Body)
+		}
+		if took < tc.deadline || took > tc.deadline+time.Second {
+			t.Errorf("%s: answered after %s, want at its deadline of %s", tc.name, took.Round(time.Millisecond), tc.deadline)
+		}
+	}
+	if _, err := New(Config{Sales: blockingSales{}, Stock: f.stock, Orders: f.orders, Queue: f.queue, Lifecycle: fakeLifecycle{},
+		PublishTimeout: 5 * time.Second, PurchaseDeadline: 5 * time.Second}); err == nil {
+		t.Error("a purchase deadline not above the publish timeout was accepted")
 	}
 }

@@ -13,6 +13,7 @@ package ingress
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -95,12 +96,23 @@ type Config struct {
 	LimitPerWindow int
 	// UserPurchasesPerSecond is each user's budget of purchase requests per
 	// sale on this node that may reach the sale's window (see fairness.go);
-	// over it, requests skip the window. 0 disables; default (when negative) 5. Off
-	// too when LimitPerWindow is 0 (there is no window to protect).
+	// over it, a request is answered the user's live ticket or 429, never
+	// admitted. 0 disables; default (when negative) 5. Off too when
+	// LimitPerWindow is 0 (there is no window to protect).
 	UserPurchasesPerSecond int
-	// ReadDeadline bounds every API read (GET under /api/v1); past it the
+	// ReadDeadline bounds every API read (GET under /api/); past it the
 	// read is answered 503. Default 3 s; negative: none.
 	ReadDeadline time.Duration
+	// WriteDeadline bounds every other API request under /api/ but purchases:
+	// sale creation, cancel, returns, reservations, the payment callback (one
+	// lookup and one short transaction each, every one safe to retry). Default
+	// 10 s; negative: none.
+	WriteDeadline time.Duration
+	// PurchaseDeadline bounds a purchase (single or bundle), which may wait up
+	// to PublishTimeout for the broker's confirm (or for a double click's
+	// ticket copy) after its checks and claims. Default PublishTimeout + 5 s;
+	// it must exceed PublishTimeout. Negative: none.
+	PurchaseDeadline time.Duration
 	// PublishTimeout bounds the wait for the broker's confirm. Default 5 s; must
 	// stay below the stock store's stale-claim age.
 	PublishTimeout time.Duration
@@ -170,6 +182,15 @@ func New(cfg Config) (*Server, error) {
 	if cfg.PublishTimeout == 0 {
 		cfg.PublishTimeout = 5 * time.Second
 	}
+	if cfg.WriteDeadline == 0 {
+		cfg.WriteDeadline = 10 * time.Second
+	}
+	if cfg.PurchaseDeadline == 0 {
+		cfg.PurchaseDeadline = cfg.PublishTimeout + 5*time.Second
+	}
+	if cfg.PurchaseDeadline > 0 && cfg.PurchaseDeadline <= cfg.PublishTimeout {
+		return nil, fmt.Errorf("ingress: PurchaseDeadline %s must exceed PublishTimeout %s (a purchase waits that long for the broker)", cfg.PurchaseDeadline, cfg.PublishTimeout)
+	}
 	if cfg.PublishGroups == 0 {
 		cfg.PublishGroups = 4
 	}
@@ -205,7 +226,7 @@ func New(cfg Config) (*Server, error) {
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
 	e.HandleMethodNotAllowed = false
-	e.Use(s.recover, s.observe)
+	e.Use(s.recover, s.observe, s.deadline)
 	e.NoRoute(func(c *gin.Context) { s.WriteError(c, flashsale.Errorf(flashsale.CodeNotFound, "no such endpoint")) })
 	e.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	if !cfg.OpsElsewhere {
@@ -214,7 +235,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Gatherer != nil && !cfg.OpsElsewhere {
 		e.GET("/metrics", gin.WrapH(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{})))
 	}
-	api := e.Group("/api/v1", s.deadline)
+	api := e.Group("/api/v1")
 	api.POST("/sales", s.admin, s.createSale)
 	api.GET("/sales/:id", s.getSale)
 	api.POST("/sales/:id/purchase", s.user, s.countPurchase, s.purchase)
