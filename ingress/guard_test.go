@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -134,5 +136,116 @@ func TestEveryRequestHasADeadline(t *testing.T) {
 	if _, err := New(Config{Sales: blockingSales{}, Stock: f.stock, Orders: f.orders, Queue: f.queue, Lifecycle: fakeLifecycle{},
 		PublishTimeout: 5 * time.Second, PurchaseDeadline: 5 * time.Second}); err == nil {
 		t.Error("a purchase deadline not above the publish timeout was accepted")
+	}
+}
+
+// countingOrders counts the lookups that reach the book of record; it knows
+// one order.
+type countingOrders struct {
+	noOrders
+	lookups atomic.Int64
+	order   *flashsale.Order
+}
+
+func (o *countingOrders) GetOrder(_ context.Context, user, id string) (*flashsale.Order, error) {
+	o.lookups.Add(1)
+	if o.order != nil && o.order.ID == id && o.order.UserID == user {
+		return o.order, nil
+	}
+	return nil, flashsale.ErrNotFound
+}
+
+func (o *countingOrders) GetTicket(_ context.Context, _, _ string) (*flashsale.Ticket, error) {
+	o.lookups.Add(1)
+	return nil, flashsale.ErrNotFound
+}
+
+// TestUnknownLookupBudget: a user asking for fresh well-shaped ids (new
+// UUIDv7 each time, which no memory of unknown ids catches) reaches MySQL for
+// the first 5 only; then those lookups are 429 rate_limited with a
+// Retry-After, while that user's real ticket and order (known to Redis) are
+// still answered, and other users are untouched. A user who asks for their
+// own ticket again and again spends nothing.
+func TestUnknownLookupBudget(t *testing.T) {
+	stock := newClaimStock(map[string]int{})
+	mine, order := uuid.Must(uuid.NewV7()).String(), uuid.Must(uuid.NewV7()).String()
+	stock.copies[mine] = &flashsale.Ticket{ID: mine, UserID: "crafter", SaleID: "a", Quantity: 1, Status: flashsale.TicketQueued}
+	stock.copies[order] = &flashsale.Ticket{ID: order, UserID: "crafter", SaleID: "a", Quantity: 1, Status: flashsale.TicketPendingPayment, OrderID: order}
+	orders := &countingOrders{order: &flashsale.Order{ID: order, UserID: "crafter", SaleID: "a", Quantity: 1}}
+	srv, err := New(Config{Sales: handlerSales{mock.Sales{}}, Stock: stock, Orders: orders, Queue: &recQueue{}, Lifecycle: fakeLifecycle{},
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(user, path string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodGet, path, nil)
+		req.Header.Set("X-User-ID", user)
+		rec := httptest.NewRecorder()
+		srv.Handler().ServeHTTP(rec, req)
+		return rec
+	}
+	answers := map[string]int{}
+	for i := range 40 {
+		path := "/api/v1/tickets/" + uuid.Must(uuid.NewV7()).String()
+		if i%2 == 1 {
+			path = "/api/v1/orders/" + uuid.Must(uuid.NewV7()).String()
+		}
+		rec := get("crafter", path)
+		answers[strconv.Itoa(rec.Code)]++
+		if rec.Code == http.StatusTooManyRequests {
+			if ra, _ := strconv.Atoi(rec.Header().Get("Retry-After")); ra < 1 || !strings.Contains(rec.Body.String(), `"rate_limited"`) {
+				t.Fatalf("over the budget: %s, Retry-After %q; want 429 rate_limited with Retry-After", rec.Body, rec.Header().Get("Retry-After"))
+			}
+		}
+	}
+	if n := orders.lookups.Load(); n != 5 || answers["429"] != 35 || answers["503"]+answers["404"] != 5 {
+		t.Errorf("40 fresh ids: %d MySQL lookups, answers %v; want 5 lookups and 35 429s", n, answers)
+	}
+	for _, path := range []string{"/api/v1/tickets/" + mine, "/api/v1/orders/" + order} {
+		if rec := get("crafter", path); rec.Code != http.StatusOK {
+			t.Errorf("the crafter's real %s over the budget: %d %s, want 200", path, rec.Code, rec.Body)
+		}
+	}
+	if rec := get("someone-else", "/api/v1/orders/"+uuid.Must(uuid.NewV7()).String()); rec.Code != http.StatusNotFound {
+		t.Errorf("another user's unknown order: %d %s, want 404 (their own budget)", rec.Code, rec.Body)
+	}
+	for range 50 {
+		if rec := get("crafter", "/api/v1/tickets/"+mine); rec.Code != http.StatusOK {
+			t.Fatalf("the crafter's own ticket: %d", rec.Code)
+		}
+	}
+	stock.copies[mine].UserID = "honest"
+	for range 50 {
+		get("honest", "/api/v1/tickets/"+mine)
+	}
+	before := orders.lookups.Load()
+	if rec := get("honest", "/api/v1/tickets/"+uuid.Must(uuid.NewV7()).String()); rec.Code == http.StatusTooManyRequests || orders.lookups.Load() != before+1 {
+		t.Errorf("after 50 lookups of their own ticket, a user's first unknown id: %d, want it looked up (no token spent on found ids)", rec.Code)
+	}
+}
+
+// TestLookupBudgetRefills: 5 tokens, one back every 2 s, and a token given
+// back by a lookup that found its id.
+func TestLookupBudgetRefills(t *testing.T) {
+	b := newLookupBudget(5, 10*time.Second)
+	t0 := time.Now()
+	for i := range 5 {
+		if ok, _ := b.take("u", t0); !ok {
+			t.Fatalf("take %d refused", i+1)
+		}
+	}
+	ok, wait := b.take("u", t0)
+	if ok || wait < time.Second || wait > 2*time.Second {
+		t.Errorf("a 6th take: %v, wait %s; want refused, about 2 s", ok, wait)
+	}
+	if ok, _ := b.take("u", t0.Add(2100*time.Millisecond)); !ok {
+		t.Error("after 2 s a token is not back")
+	}
+	b.giveBack("u")
+	if ok, _ := b.take("u", t0.Add(2100*time.Millisecond)); !ok {
+		t.Error("a token given back cannot be taken")
+	}
+	if ok, _ := newLookupBudget(-1, time.Second).take("u", t0); !ok {
+		t.Error("an unbounded budget refused")
 	}
 }

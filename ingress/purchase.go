@@ -380,6 +380,9 @@ func (s *Server) getTicket(c *gin.Context) {
 	if err != nil { // lost or unreachable fast copy: MySQL has every ticket past queued
 		copyErr := err
 		t, err = s.cfg.Orders.GetTicket(ctx, user, id)
+		if errors.Is(err, flashsale.ErrNotFound) {
+			c.Set(missedKey, true) // a miss, whatever the answer (see lookupBudget)
+		}
 		if errors.Is(err, flashsale.ErrNotFound) && (!errors.Is(copyErr, flashsale.ErrNotFound) || mintedWithin(id, queuedGrace, time.Now())) {
 			err = &flashsale.Error{Code: flashsale.CodeUnavailable, Cause: copyErr,
 				Message: "the ticket cannot be read right now (it may still be queued); retry"}

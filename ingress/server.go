@@ -100,6 +100,11 @@ type Config struct {
 	// admitted. 0 disables; default (when negative) 5. Off too when
 	// LimitPerWindow is 0 (there is no window to protect).
 	UserPurchasesPerSecond int
+	// UnknownLookups is each user's budget, on this node, of ticket and order
+	// lookups that reach MySQL and find nothing, per 10 s (see lookupBudget);
+	// past it their lookups of ids Redis does not know as theirs are 429.
+	// Default (0) 5; negative: off.
+	UnknownLookups int
 	// ReadDeadline bounds every API read (GET under /api/); past it the
 	// read is answered 503. Default 3 s; negative: none.
 	ReadDeadline time.Duration
@@ -148,6 +153,7 @@ type Server struct {
 	limiter  *windowLimiter
 	budget   *userBudget
 	missing  negativeCache
+	lookups  *lookupBudget
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	// purchases counts purchase answers by sale and outcome (metrics.go).
@@ -182,6 +188,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.PublishTimeout == 0 {
 		cfg.PublishTimeout = 5 * time.Second
 	}
+	if cfg.UnknownLookups == 0 {
+		cfg.UnknownLookups = 5
+	}
 	if cfg.WriteDeadline == 0 {
 		cfg.WriteDeadline = 10 * time.Second
 	}
@@ -210,7 +219,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Log.Warn("FLASHSALE_ADMIN_TOKEN is not set: admin endpoints answer 503")
 	}
 	s := &Server{cfg: cfg, log: cfg.Log, limiter: newWindowLimiter(cfg.LimitPerWindow, 10*time.Millisecond),
-		budget: newUserBudget(cfg.UserPurchasesPerSecond),
+		budget: newUserBudget(cfg.UserPurchasesPerSecond), lookups: newLookupBudget(cfg.UnknownLookups, 10*time.Second),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "flashsale_http_requests_total",
 			Help: "HTTP requests answered, by route and status."}, []string{"route", "status"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "flashsale_http_request_seconds",
