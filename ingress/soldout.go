@@ -11,9 +11,8 @@ import (
 // soldOutMemory remembers, for a short time, the sales this node saw sold
 // out (a claim answered sold_out), so that the crowd arriving after the last
 // unit is answered without a claim script and without spending the sale's
-// window: one read of the user's live ticket and units instead (a user with
-// a live ticket still gets it, 200; one at the limit still gets
-// limit_reached). Units that come back (expiry, cancel, return) are seen by
+// window: the user's holding read instead (see holdingOf: a user with a live
+// ticket still gets it, 200; one at the limit still gets limit_reached). Units that come back (expiry, cancel, return) are seen by
 // this node at most ttl later: the memory is per node and never outlives ttl.
 type soldOutMemory struct {
 	ttl   time.Duration // 0: off
