@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -12,7 +13,17 @@ import (
 // seconds, whatever they send; other users and other sales are untouched; an
 // idle user's bucket is full again (and forgotten) after a second.
 func TestUserBudget(t *testing.T) {
-	b := newUserBudget(5)
+	budget := newUserBudget(5)
+	b := struct {
+		*userBudget
+		Allow func(sale, user string, now time.Time) bool
+	}{budget, func(sale, user string, now time.Time) bool {
+		leave, _, ok := budget.Take(sale, user, now)
+		if ok {
+			leave()
+		}
+		return ok
+	}}
 	t0 := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	n := 0
 	for i := range 2000 { // 2,000 requests in one second
@@ -40,8 +51,11 @@ func TestUserBudget(t *testing.T) {
 	if len(b.cur)+len(b.prev) > 3 {
 		t.Errorf("%d buckets kept, want only the recent ones", len(b.cur)+len(b.prev))
 	}
-	if off := newUserBudget(0); !off.Allow("s", "u", t0) {
+	if _, _, ok := newUserBudget(0).Take("s", "u", t0); !ok {
 		t.Error("a disabled budget refused")
+	}
+	if len(budget.flights) != 0 {
+		t.Errorf("%d flights left after every request left", len(budget.flights))
 	}
 }
 
@@ -143,5 +157,75 @@ func TestOverBudgetAnswersTheLiveTicket(t *testing.T) {
 	}
 	if n := claims() - before - 50; n != 0 {
 		t.Errorf("the holder's requests made %d claims, want none (over the budget no claim; within it the window was full)", n)
+	}
+}
+
+// TestUserBudgetFlights: a request over the budget is told when the user's
+// requests in flight for the sale (those that had budget) are all answered.
+func TestUserBudgetFlights(t *testing.T) {
+	b := newUserBudget(2)
+	now := time.Now()
+	l1, _, ok1 := b.Take("s", "u", now)
+	l2, _, ok2 := b.Take("s", "u", now)
+	_, idle, ok3 := b.Take("s", "u", now)
+	if !ok1 || !ok2 || ok3 || idle == nil {
+		t.Fatalf("takes: %v %v %v (idle %v), want two with budget and one over it, told of the flight", ok1, ok2, ok3, idle)
+	}
+	if _, other, _ := b.Take("s", "other", now); other != nil {
+		t.Error("another user's request is told of a flight")
+	}
+	l1()
+	l1() // twice changes nothing
+	select {
+	case <-idle:
+		t.Fatal("idle before the second request left")
+	default:
+	}
+	l2()
+	select {
+	case <-idle:
+	default:
+		t.Fatal("not idle once both left")
+	}
+	if _, idle, _ := b.Take("s", "u", now); idle != nil {
+		t.Error("a request over the budget with none in flight is told of a flight")
+	}
+}
+
+// TestDoubleClickBurstOverTheBudget: a user's 20 simultaneous purchases, 15
+// of them over the budget, make one ticket: one 202 and 19 200s with it, never
+// a 429 (the requests over the budget wait for those in flight, then read
+// the ticket they made) and one purchase queued.
+func TestDoubleClickBurstOverTheBudget(t *testing.T) {
+	f, _ := budgetFixture(t)
+	f.srv.limiter = newWindowLimiter(50, 10*time.Millisecond)
+	f.queue.confirm = 100 * time.Millisecond // the burst arrives while the first is queued
+	codes := make(chan string, 20)
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			code, out := f.do(t, "/api/v1/sales/a/purchase", "double-clicker", `{}`)
+			codes <- fmt.Sprintf("%d %v", code, out["ticket_id"])
+		}()
+	}
+	wg.Wait()
+	close(codes)
+	answers := map[string]int{}
+	for c := range codes {
+		answers[c]++
+	}
+	f.queue.mu.Lock()
+	published := len(f.queue.published)
+	f.queue.mu.Unlock()
+	if len(answers) != 2 || published != 1 {
+		t.Fatalf("answers %v, %d published; want one 202 and 19 200 with the same ticket, one purchase queued", answers, published)
+	}
+	for a, n := range answers {
+		code, id, _ := strings.Cut(a, " ")
+		if (code != "202" || n != 1) && (code != "200" || n != 19) || id == "<nil>" {
+			t.Errorf("answers %v; want one 202 and 19 200 with the same ticket", answers)
+		}
 	}
 }
