@@ -2,12 +2,13 @@
 // queues them, and answers every read of sales, tickets and orders.
 //
 // A purchase is admitted in this order: caller and body checks, the sale's time
-// window by this server's clock, quantity, this node's 10 ms-window limit for the
-// sale, then one atomic claim in the stock store: the user's live ticket if they
-// have one, else the per-user limit, then availability (the sold-out fast path:
-// nothing is queued when nothing is available). Only a claimed ticket is
-// published, and 202 is answered only after the broker confirmed it; a failed
-// publish undoes the claim, so nothing is left behind and the user may retry.
+// window by this server's clock, quantity, the user's budget on this node (see
+// fairness.go), this node's 10 ms-window limit for the sale, then one atomic
+// claim in the stock store: the user's live ticket if they have one, else the
+// per-user limit, then availability (the sold-out fast path: nothing is queued
+// when nothing is available). Only a claimed ticket is published, and 202 is
+// answered only after the broker confirmed it; a failed publish undoes the
+// claim, so nothing is left behind and the user may retry.
 package ingress
 
 import (
