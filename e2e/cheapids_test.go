@@ -134,7 +134,7 @@ func TestUnknownIDsCostNoMySQL(t *testing.T) {
 		n, time.Since(start).Round(time.Millisecond), ta, craftedTa, used)
 	ta.only(t, "404 not_found")
 	// A fresh ticket id may still be queued (503 until MySQL knows it, see
-	// queuedGrace); past each crafter's budget of 5 misses, 429.
+	// queuedGrace); past each crafter's budget of 3 misses, 429.
 	craftedTa.only(t, "503 unavailable", "404 not_found", "429 rate_limited")
 	if got := craftedTa.get("429 rate_limited"); got < n/10-3*10 {
 		t.Errorf("%d of %d fresh UUIDv7 lookups from 3 users were 429, want all past each user's few misses", got, n/10)

@@ -42,6 +42,11 @@ const (
 // not 404): it spends a token of the user's lookup budget.
 const missedKey = "ingress.missed"
 
+// defaultUnknownLookups is Config.UnknownLookups's default: a user who asks
+// for ids that do not exist more than three times in 10 s is not reading
+// their own purchases.
+const defaultUnknownLookups = 3
+
 // lookupBudget bounds, per user and on this node, the ticket and order
 // lookups that reach MySQL and find nothing: a token bucket of limit tokens
 // refilled at limit per period. A lookup takes a token before it runs and

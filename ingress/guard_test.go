@@ -162,7 +162,7 @@ func (o *countingOrders) GetTicket(_ context.Context, _, _ string) (*flashsale.T
 
 // TestUnknownLookupBudget: a user asking for fresh well-shaped ids (new
 // UUIDv7 each time, which no memory of unknown ids catches) reaches MySQL for
-// the first 5 only; then those lookups are 429 rate_limited with a
+// the first 3 only (the default budget); then those lookups are 429 rate_limited with a
 // Retry-After, while that user's real ticket and order (known to Redis) are
 // still answered, and other users are untouched. A user who asks for their
 // own ticket again and again spends nothing.
@@ -198,8 +198,8 @@ func TestUnknownLookupBudget(t *testing.T) {
 			}
 		}
 	}
-	if n := orders.lookups.Load(); n != 5 || answers["429"] != 35 || answers["503"]+answers["404"] != 5 {
-		t.Errorf("40 fresh ids: %d MySQL lookups, answers %v; want 5 lookups and 35 429s", n, answers)
+	if n := orders.lookups.Load(); n != defaultUnknownLookups || answers["429"] != 40-defaultUnknownLookups || answers["503"]+answers["404"] != defaultUnknownLookups {
+		t.Errorf("40 fresh ids: %d MySQL lookups, answers %v; want %d lookups and the rest 429", n, answers, defaultUnknownLookups)
 	}
 	for _, path := range []string{"/api/v1/tickets/" + mine, "/api/v1/orders/" + order} {
 		if rec := get("crafter", path); rec.Code != http.StatusOK {

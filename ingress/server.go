@@ -104,7 +104,7 @@ type Config struct {
 	// UnknownLookups is each user's budget, on this node, of ticket and order
 	// lookups that reach MySQL and find nothing, per 10 s (see lookupBudget);
 	// past it their lookups of ids Redis does not know as theirs are 429.
-	// Default (0) 5; negative: off.
+	// Default (0) 3; negative: off.
 	UnknownLookups int
 	// ReadDeadline bounds every API read (GET under /api/); past it the
 	// read is answered 503. Default 3 s; negative: none.
@@ -190,7 +190,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.PublishTimeout = 5 * time.Second
 	}
 	if cfg.UnknownLookups == 0 {
-		cfg.UnknownLookups = 5
+		cfg.UnknownLookups = defaultUnknownLookups
 	}
 	if cfg.WriteDeadline == 0 {
 		cfg.WriteDeadline = 10 * time.Second
