@@ -236,7 +236,7 @@ func TestPaymentConcurrentTriplicates(t *testing.T) {
 
 // TestPaymentSignatureRejected: a tampered body, a wrong secret, no header, a
 // t 301 s old or 301 s ahead, and malformed headers all answer 401
-// bad_signature and change nothing. The same notification correctly signed
+// bad_signature, the same body every time, and change nothing. The same notification correctly signed
 // (with a t 290 s old, within tolerance) then pays the order.
 func TestPaymentSignatureRejected(t *testing.T) {
 	e := newEnv(t)
@@ -271,9 +271,17 @@ func TestPaymentSignatureRejected(t *testing.T) {
 		{"empty v1", body, sigHeader(ts, "")},
 		{"v1 for the body with whitespace added", []byte(string(body) + " "), sigHeader(ts, good)},
 	}
+	// Every refusal is the same answer, so none tells how far t is from the
+	// server's clock.
+	first := ""
 	for _, tc := range cases {
 		r := c.mustCallbackHeader(t, tc.body, tc.header)
 		checkError(t, tc.name, r, http.StatusUnauthorized, "bad_signature")
+		if first == "" {
+			first = string(r.Body)
+		} else if string(r.Body) != first {
+			t.Errorf("%s: answered %s, want the same answer as every other refusal: %s", tc.name, r.Body, first)
+		}
 	}
 	if v := c.orderNow(t, o); v.Status != "pending_payment" || v.PaidAt != nil {
 		t.Errorf("order after rejected callbacks: %+v, want pending_payment", v)

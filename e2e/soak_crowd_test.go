@@ -223,7 +223,9 @@ func (s *soak) readTicket(tk *soakTicket) (ticketView, bool) {
 	ctx, cancel := ctx5()
 	defer cancel()
 	r, err := s.c.send(ctx, http.MethodGet, pathTicket(tk.ID), user(tk.User), nil)
-	if err != nil || r.Status == http.StatusServiceUnavailable {
+	// 503 during a fault; 429 when the user's lookups missed too often (a
+	// ticket whose copy Redis lost, still queued, misses each time).
+	if err != nil || r.Status == http.StatusServiceUnavailable || r.Status == http.StatusTooManyRequests {
 		return ticketView{}, false
 	}
 	if r.Status >= 500 {

@@ -72,8 +72,8 @@ func WriteError(c *gin.Context, log *slog.Logger, err error) {
 	}
 	var body errorBody
 	body.Error.Code, body.Error.Message = fe.Code, fe.Message
-	if fe.Code == flashsale.CodeRateLimited {
-		c.Header("Retry-After", "1")
+	if fe.Code == flashsale.CodeRateLimited && c.Writer.Header().Get("Retry-After") == "" {
+		c.Header("Retry-After", "1") // unless the handler set a longer one
 	}
 	c.Set(codeKey, fe.Code)
 	c.AbortWithStatusJSON(StatusOf(fe.Code), body)

@@ -10,13 +10,20 @@ import (
 // node. Each (sale, user) has a token bucket of rate tokens per second holding
 // at most rate tokens: a user hammering the button spends at most rate slots
 // per second of the sale's window, however fast they send, so the window stays
-// for everyone else. Requests over the budget are not refused (the contract's
-// 429 means "the window is full", and a double click must get its ticket):
-// they skip the window and go to the claim, one Redis script that answers the
-// user's live ticket (200) — or admits them, at most one live ticket per user
-// and sale, which the window never bounded per user anyway. It is in memory
-// and per node, like the window itself: no network round trip, and a user
-// spread over n nodes gets n budgets.
+// for everyone else. A request over the budget never reaches the window nor
+// the claim, so it can never be admitted: it is answered the user's live
+// ticket (200, a double click or a retry must get its ticket), read without a
+// claim (see holdingOf), or, when they have none to answer, 429 rate_limited
+// as if the window were full. It is in memory and per node, like the window
+// itself: no network round trip, and a user spread over n nodes gets n
+// budgets.
+//
+// A double click's burst (a user's 20 simultaneous requests) must still get
+// one ticket and 200s, not 429s for the requests over the budget that arrive
+// while the first ones are being claimed and queued. So the budget also knows
+// the requests in flight that had budget, per (sale, user): a request over
+// the budget first waits until none is (see Take), then reads the ticket they
+// made.
 //
 // Buckets live in two generations of maps, swapped every second: a bucket
 // untouched for a whole generation is full again anyway, so it is dropped, and
@@ -27,6 +34,14 @@ type userBudget struct {
 	mu        sync.Mutex
 	gen       int64 // index of the current generation (unix seconds)
 	cur, prev map[budgetKey]*bucket
+	flights   map[budgetKey]*flight // requests with budget not answered yet
+}
+
+// flight is the requests of one (sale, user) that had budget and are not
+// answered yet; done is closed when the last one is.
+type flight struct {
+	n    int
+	done chan struct{}
 }
 
 type budgetKey struct{ sale, user string }
@@ -37,18 +52,51 @@ type bucket struct {
 }
 
 func newUserBudget(perSecond int) *userBudget {
-	return &userBudget{rate: float64(perSecond), cur: map[budgetKey]*bucket{}, prev: map[budgetKey]*bucket{}}
+	return &userBudget{rate: float64(perSecond), cur: map[budgetKey]*bucket{}, prev: map[budgetKey]*bucket{},
+		flights: map[budgetKey]*flight{}}
 }
 
-// Allow takes one token of user's bucket for sale at now and reports whether
-// there was one.
-func (b *userBudget) Allow(sale, user string, now time.Time) bool {
+// Take takes one token of user's bucket for sale at now. With one (ok) the
+// request is in flight until leave is called (once, when it is answered).
+// Without, idle is closed when none of the user's requests in flight for the
+// sale is left (nil: none is now). Both in one step, so a request over the
+// budget never misses one that took a token before it.
+func (b *userBudget) Take(sale, user string, now time.Time) (leave func(), idle <-chan struct{}, ok bool) {
 	if b.rate <= 0 {
-		return true
+		return func() {}, nil, true
 	}
 	k := budgetKey{sale, user}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if !b.allow(k, now) {
+		if f := b.flights[k]; f != nil {
+			return nil, f.done, false
+		}
+		return nil, nil, false
+	}
+	f := b.flights[k]
+	if f == nil {
+		f = &flight{done: make(chan struct{})}
+		b.flights[k] = f
+	}
+	f.n++
+	var once sync.Once
+	return func() { once.Do(func() { b.land(k, f) }) }, nil, true
+}
+
+// land ends one request of flight f.
+func (b *userBudget) land(k budgetKey, f *flight) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if f.n--; f.n == 0 {
+		close(f.done)
+		delete(b.flights, k)
+	}
+}
+
+// allow takes one token of k's bucket at now and reports whether there was
+// one. b.mu is held.
+func (b *userBudget) allow(k budgetKey, now time.Time) bool {
 	if g := now.Unix(); g != b.gen {
 		if g == b.gen+1 {
 			b.prev, b.cur = b.cur, b.prev

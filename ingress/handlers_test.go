@@ -101,14 +101,19 @@ func (s *claimStock) GetTicket(_ context.Context, id string) (*flashsale.Ticket,
 }
 
 type recQueue struct {
+	mu        sync.Mutex
 	published []*flashsale.PurchaseRequest
 	err       error
+	confirm   time.Duration // how long the broker takes to confirm
 }
 
 func (q *recQueue) PublishPurchases(_ context.Context, rs []*flashsale.PurchaseRequest) error {
 	if q.err != nil {
 		return q.err
 	}
+	time.Sleep(q.confirm) // the broker's latency, not a wait for an effect
+	q.mu.Lock()
+	defer q.mu.Unlock()
 	q.published = append(q.published, rs...)
 	return nil
 }

@@ -84,13 +84,24 @@ func (s *Server) purchaseLines(c *gin.Context, lines []flashsale.Line) {
 	now := s.cfg.Now()
 	bundle := len(lines) > 1
 	sales := make([]*flashsale.Sale, len(lines))
+	var live *flashsale.Ticket // the first line's live ticket answered without a claim
 	for i, l := range lines {
-		sale, err := s.checkLine(ctx, user, l, bundle, now)
+		sale, held, leave, err := s.checkLine(ctx, user, l, bundle, now)
+		if leave != nil {
+			defer leave() // once answered (see userBudget.Take)
+		}
 		if err != nil {
 			s.WriteError(c, lineError(err, l, bundle))
 			return
 		}
 		sales[i] = sale
+		if live == nil {
+			live = held
+		}
+	}
+	if live != nil {
+		c.JSON(http.StatusOK, ticketAnswer{TicketID: live.ID, Status: live.Status})
+		return
 	}
 	ticket, fresh, err := s.admit(ctx, user, sales, lines, now)
 	if err != nil {
@@ -106,47 +117,84 @@ func (s *Server) purchaseLines(c *gin.Context, lines []flashsale.Line) {
 
 // checkLine checks one line as a purchase of its sale: the sale exists, is open
 // by this server's clock, the quantity fits its per-user limit, the user
-// qualifies, the sale is not remembered sold out, and this node's window for
-// the sale has room.
-func (s *Server) checkLine(ctx context.Context, user string, l flashsale.Line, bundle bool, now time.Time) (*flashsale.Sale, error) {
+// qualifies and is not blocked, the sale is not remembered sold out, and the
+// user's budget and this node's window for the sale have room. It returns the
+// sale, or, for a purchase answered without a claim (sold out remembered, or
+// the user over their budget), the user's live ticket there (200) when they
+// have one. A line that took a token of the user's budget comes with leave,
+// to be called once the request is answered.
+func (s *Server) checkLine(ctx context.Context, user string, l flashsale.Line, bundle bool, now time.Time) (_ *flashsale.Sale, _ *flashsale.Ticket, leave func(), _ error) {
 	sale, err := s.cfg.Sales.Get(ctx, l.SaleID)
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	switch {
 	case now.Before(sale.StartsAt):
-		return nil, flashsale.ErrNotStarted
+		return nil, nil, nil, flashsale.ErrNotStarted
 	case !now.Before(sale.EndsAt):
-		return nil, flashsale.ErrEnded
+		return nil, nil, nil, flashsale.ErrEnded
 	}
 	if l.Quantity < 1 || l.Quantity > sale.PerUserLimit {
-		return nil, flashsale.Errorf(flashsale.CodeInvalidQuantity, "quantity must be between 1 and %d", sale.PerUserLimit)
+		return nil, nil, nil, flashsale.Errorf(flashsale.CodeInvalidQuantity, "quantity must be between 1 and %d", sale.PerUserLimit)
 	}
 	// A bundle's lines are held under one ticket id in each sale; the mysql
 	// inventory keys its holds by ticket alone, so it sells one sale at a time.
 	if bundle && sale.Inventory == flashsale.InventoryMySQL {
-		return nil, flashsale.Errorf(flashsale.CodeInvalid, "inventory mysql sales are bought one at a time, not in a bundle")
+		return nil, nil, nil, flashsale.Errorf(flashsale.CodeInvalid, "inventory mysql sales are bought one at a time, not in a bundle")
 	}
 	if err := s.checkQualified(ctx, sale, user); err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	if err := s.checkBlocked(ctx, user, now); err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	// A sale this node just saw sold out is answered without a claim and
 	// without spending its window (see soldOutMemory).
+	var h holding
+	var herr error
+	read := false
 	if s.soldOut.known(sale.ID, now) {
-		if err := s.quickRefusal(ctx, sale, user, l.Quantity); err != nil {
-			return nil, err
+		h, herr = s.holdingOf(ctx, sale.ID, user)
+		read = true
+		if herr == nil {
+			if h.ticket != nil {
+				return sale, h.ticket, nil, nil
+			}
+			if err := soldOutAnswer(h, sale, l.Quantity); err != nil {
+				return nil, nil, nil, err
+			}
 		}
 	}
-	// A user over their budget does not spend a slot of the sale's window:
-	// their request goes straight to the claim, which answers their live
-	// ticket (a repeat) or, rarely, admits them (see userBudget).
-	if s.budget.Allow(sale.ID, user, now) && !s.limiter.Allow(sale.ID, now) {
-		return nil, flashsale.ErrRateLimited
+	// A user over their budget neither spends a slot of the sale's window nor
+	// reaches the claim: they are answered their live ticket (200), read
+	// without a claim once their requests in flight here that had budget are
+	// answered (a double click's burst), or 429 as if the window were full.
+	// So hammering the button can neither take the others' slots nor skip
+	// the window to be admitted (see userBudget). A bundle does not wait: two
+	// bundles of one user naming the same sales in another order could wait
+	// for each other.
+	leave, idle, ok := s.budget.Take(sale.ID, user, now)
+	if !ok {
+		if idle != nil && !bundle {
+			select {
+			case <-idle:
+				read = false // what they made
+			case <-ctx.Done():
+				return nil, nil, nil, ctx.Err()
+			}
+		}
+		if !read {
+			h, herr = s.holdingOf(ctx, sale.ID, user)
+		}
+		if herr == nil && h.ticket != nil {
+			return sale, h.ticket, nil, nil
+		}
+		return nil, nil, nil, flashsale.ErrRateLimited
 	}
-	return sale, nil
+	if !s.limiter.Allow(sale.ID, now) {
+		return nil, nil, leave, flashsale.ErrRateLimited
+	}
+	return sale, nil, leave, nil
 }
 
 // lineError names the line's sale in the message of a bundle's coded error.
@@ -348,6 +396,9 @@ func (s *Server) getTicket(c *gin.Context) {
 	if err != nil { // lost or unreachable fast copy: MySQL has every ticket past queued
 		copyErr := err
 		t, err = s.cfg.Orders.GetTicket(ctx, user, id)
+		if errors.Is(err, flashsale.ErrNotFound) {
+			c.Set(missedKey, true) // a miss, whatever the answer (see lookupBudget)
+		}
 		if errors.Is(err, flashsale.ErrNotFound) && (!errors.Is(copyErr, flashsale.ErrNotFound) || mintedWithin(id, queuedGrace, time.Now())) {
 			err = &flashsale.Error{Code: flashsale.CodeUnavailable, Cause: copyErr,
 				Message: "the ticket cannot be read right now (it may still be queued); retry"}

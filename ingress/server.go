@@ -2,17 +2,19 @@
 // queues them, and answers every read of sales, tickets and orders.
 //
 // A purchase is admitted in this order: caller and body checks, the sale's time
-// window by this server's clock, quantity, this node's 10 ms-window limit for the
-// sale, then one atomic claim in the stock store: the user's live ticket if they
-// have one, else the per-user limit, then availability (the sold-out fast path:
-// nothing is queued when nothing is available). Only a claimed ticket is
-// published, and 202 is answered only after the broker confirmed it; a failed
-// publish undoes the claim, so nothing is left behind and the user may retry.
+// window by this server's clock, quantity, the user's budget on this node (see
+// fairness.go), this node's 10 ms-window limit for the sale, then one atomic
+// claim in the stock store: the user's live ticket if they have one, else the
+// per-user limit, then availability (the sold-out fast path: nothing is queued
+// when nothing is available). Only a claimed ticket is published, and 202 is
+// answered only after the broker confirmed it; a failed publish undoes the
+// claim, so nothing is left behind and the user may retry.
 package ingress
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -96,12 +98,28 @@ type Config struct {
 	LimitPerWindow int
 	// UserPurchasesPerSecond is each user's budget of purchase requests per
 	// sale on this node that may reach the sale's window (see fairness.go);
-	// over it, requests skip the window. 0 disables; default (when negative) 5. Off
-	// too when LimitPerWindow is 0 (there is no window to protect).
+	// over it, a request is answered the user's live ticket or 429, never
+	// admitted. 0 disables; default (when negative) 5. Off too when
+	// LimitPerWindow is 0 (there is no window to protect).
 	UserPurchasesPerSecond int
-	// ReadDeadline bounds every API read (GET under /api/v1); past it the
+	// UnknownLookups is each user's budget, on this node, of ticket and order
+	// lookups that reach MySQL and find nothing, per 10 s (see lookupBudget);
+	// past it their lookups of ids Redis does not know as theirs are 429.
+	// Default (0) 3; negative: off.
+	UnknownLookups int
+	// ReadDeadline bounds every API read (GET under /api/); past it the
 	// read is answered 503. Default 3 s; negative: none.
 	ReadDeadline time.Duration
+	// WriteDeadline bounds every other API request under /api/ but purchases:
+	// sale creation, cancel, returns, reservations, the payment callback (one
+	// lookup and one short transaction each, every one safe to retry). Default
+	// 10 s; negative: none.
+	WriteDeadline time.Duration
+	// PurchaseDeadline bounds a purchase (single or bundle), which may wait up
+	// to PublishTimeout for the broker's confirm (or for a double click's
+	// ticket copy) after its checks and claims. Default PublishTimeout + 5 s;
+	// it must exceed PublishTimeout. Negative: none.
+	PurchaseDeadline time.Duration
 	// PublishTimeout bounds the wait for the broker's confirm. Default 5 s; must
 	// stay below the stock store's stale-claim age.
 	PublishTimeout time.Duration
@@ -137,6 +155,7 @@ type Server struct {
 	limiter  *windowLimiter
 	budget   *userBudget
 	missing  negativeCache
+	lookups  *lookupBudget
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	// purchases counts purchase answers by sale and outcome (metrics.go).
@@ -171,6 +190,18 @@ func New(cfg Config) (*Server, error) {
 	if cfg.PublishTimeout == 0 {
 		cfg.PublishTimeout = 5 * time.Second
 	}
+	if cfg.UnknownLookups == 0 {
+		cfg.UnknownLookups = defaultUnknownLookups
+	}
+	if cfg.WriteDeadline == 0 {
+		cfg.WriteDeadline = 10 * time.Second
+	}
+	if cfg.PurchaseDeadline == 0 {
+		cfg.PurchaseDeadline = cfg.PublishTimeout + 5*time.Second
+	}
+	if cfg.PurchaseDeadline > 0 && cfg.PurchaseDeadline <= cfg.PublishTimeout {
+		return nil, fmt.Errorf("ingress: PurchaseDeadline %s must exceed PublishTimeout %s (a purchase waits that long for the broker)", cfg.PurchaseDeadline, cfg.PublishTimeout)
+	}
 	if cfg.PublishGroups == 0 {
 		cfg.PublishGroups = 4
 	}
@@ -190,7 +221,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Log.Warn("FLASHSALE_ADMIN_TOKEN is not set: admin endpoints answer 503")
 	}
 	s := &Server{cfg: cfg, log: cfg.Log, limiter: newWindowLimiter(cfg.LimitPerWindow, 10*time.Millisecond),
-		budget: newUserBudget(cfg.UserPurchasesPerSecond),
+		budget: newUserBudget(cfg.UserPurchasesPerSecond), lookups: newLookupBudget(cfg.UnknownLookups, 10*time.Second),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "flashsale_http_requests_total",
 			Help: "HTTP requests answered, by route and status."}, []string{"route", "status"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "flashsale_http_request_seconds",
@@ -206,7 +237,7 @@ func New(cfg Config) (*Server, error) {
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
 	e.HandleMethodNotAllowed = false
-	e.Use(s.recover, s.observe)
+	e.Use(s.recover, s.observe, s.deadline)
 	e.NoRoute(func(c *gin.Context) { s.WriteError(c, flashsale.Errorf(flashsale.CodeNotFound, "no such endpoint")) })
 	e.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	if !cfg.OpsElsewhere {
@@ -215,7 +246,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Gatherer != nil && !cfg.OpsElsewhere {
 		e.GET("/metrics", gin.WrapH(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{})))
 	}
-	api := e.Group("/api/v1", s.deadline)
+	api := e.Group("/api/v1")
 	api.POST("/sales", s.admin, s.createSale)
 	api.GET("/sales/:id", s.getSale)
 	api.POST("/sales/:id/purchase", s.user, s.countPurchase, s.purchase)

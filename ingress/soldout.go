@@ -11,9 +11,8 @@ import (
 // soldOutMemory remembers, for a short time, the sales this node saw sold
 // out (a claim answered sold_out), so that the crowd arriving after the last
 // unit is answered without a claim script and without spending the sale's
-// window: one read of the user's live ticket and units instead (a user with
-// a live ticket still gets it, 200; one at the limit still gets
-// limit_reached). Units that come back (expiry, cancel, return) are seen by
+// window: the user's holding read instead (see holdingOf: a user with a live
+// ticket still gets it, 200; one at the limit still gets limit_reached). Units that come back (expiry, cancel, return) are seen by
 // this node at most ttl later: the memory is per node and never outlives ttl.
 type soldOutMemory struct {
 	ttl   time.Duration // 0: off
@@ -42,16 +41,42 @@ func (m *soldOutMemory) known(saleID string, now time.Time) bool {
 	return now.Before(m.until[saleID])
 }
 
-// quickRefusal answers a purchase of a sale this node remembers sold out:
-// ErrSoldOut or ErrLimitReached as the claim would, or nil when the user has a
-// live ticket there (the claim answers it) or the read failed (the claim
-// decides).
-func (s *Server) quickRefusal(ctx context.Context, sale *flashsale.Sale, user string, qty int) error {
-	live, units, err := s.cfg.Stock.Holder(ctx, sale.ID, user)
+// holding is what one cheap read tells of a user in a sale: their live
+// ticket as its fast copy says it stands (nil when they have none, or its copy
+// is missing or no longer live), whether they have a live claim at all, and
+// the units they hold or bought there.
+type holding struct {
+	ticket *flashsale.Ticket
+	live   bool
+	units  int
+}
+
+// holdingOf reads the user's standing in a sale without a claim: one
+// pipelined read of their live claim and units, and, when they have a live
+// claim, one read of its fast copy. It answers the purchases that must not
+// reach the claim script: those of a sale this node remembers sold out, and
+// those over their user's budget (see userBudget).
+func (s *Server) holdingOf(ctx context.Context, saleID, user string) (holding, error) {
+	live, units, err := s.cfg.Stock.Holder(ctx, saleID, user)
+	if err != nil || live == "" {
+		return holding{units: units}, err
+	}
+	h := holding{live: true, units: units}
+	if cp, err := s.cfg.Stock.GetTicket(ctx, live); err == nil && cp.Status.Live() {
+		h.ticket = cp
+	}
+	return h, nil
+}
+
+// soldOutAnswer is a purchase's answer in a sale this node remembers sold
+// out, from the user's holding: ErrLimitReached or ErrSoldOut as the claim
+// would, or nil when the claim must decide (the user has a live claim without
+// a live copy to answer: it is being queued, or its copy was lost).
+func soldOutAnswer(h holding, sale *flashsale.Sale, qty int) error {
 	switch {
-	case err != nil || live != "":
+	case h.live:
 		return nil
-	case units+qty > sale.PerUserLimit:
+	case h.units+qty > sale.PerUserLimit:
 		return flashsale.ErrLimitReached
 	default:
 		return flashsale.ErrSoldOut

@@ -38,6 +38,11 @@ type Config struct {
 	Now func() time.Time
 }
 
+// errBadSignature is the one answer to every refused signature (a missing or
+// malformed header, no matching HMAC, t out of tolerance): which it was is
+// logged, never told, so a caller cannot learn the server's clock from it.
+var errBadSignature = flashsale.Errorf(flashsale.CodeBadSignature, "missing or invalid signature")
+
 // Handler serves POST /api/v1/payments/callback.
 type Handler struct{ cfg Config }
 
@@ -82,7 +87,8 @@ func (h *Handler) callback(c *gin.Context) {
 		return
 	}
 	if err := Verify(c.GetHeader("X-Flashsale-Signature"), raw, h.cfg.Secrets, h.cfg.Now(), h.cfg.Tolerance); err != nil {
-		httpapi.WriteError(c, h.cfg.Log, flashsale.Errorf(flashsale.CodeBadSignature, "%v", err))
+		h.cfg.Log.Info("payment callback refused: bad signature", "why", err)
+		httpapi.WriteError(c, h.cfg.Log, errBadSignature)
 		return
 	}
 	var n notice

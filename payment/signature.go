@@ -25,9 +25,13 @@ func mac(secret, ts string, body []byte) []byte {
 	return m.Sum(nil)
 }
 
-// Verify checks header against body: t must be within tolerance of now, and one
-// v1 entry must match one of secrets (several secrets while one is rotated;
-// several v1 entries while the provider rotates). Comparisons are constant-time.
+// Verify checks header against body: one v1 entry must match one of secrets
+// (several secrets while one is rotated; several v1 entries while the provider
+// rotates), and only then must t be within tolerance of now. Comparisons are
+// constant-time. Its errors say which check failed, for the logs only: the
+// caller answers every one of them the same (see badSignature), and since the
+// clock is looked at only once the HMAC matched, neither the answer nor its
+// timing tells someone without the secret anything of the server's clock.
 func Verify(header string, body []byte, secrets []string, now time.Time, tolerance time.Duration) error {
 	var ts string
 	var sigs [][]byte
@@ -50,20 +54,27 @@ func Verify(header string, body []byte, secrets []string, now time.Time, toleran
 	}
 	sec, err := strconv.ParseInt(ts, 10, 64)
 	if err != nil {
-		return fmt.Errorf("bad t")
+		return fmt.Errorf("t is not a number")
 	}
-	// The answer says nothing of how far t is from the server's clock: that
-	// would tell anyone the server's time to the second.
+	if !matches(sigs, secrets, ts, body) {
+		return fmt.Errorf("no v1 signature matches")
+	}
 	if d := now.Sub(time.Unix(sec, 0)); d > tolerance || d < -tolerance {
-		return fmt.Errorf("t is not within the accepted tolerance")
+		return fmt.Errorf("t is %s from the server's clock, beyond the tolerance of %s", d.Round(time.Second), tolerance)
 	}
+	return nil
+}
+
+// matches reports whether one of sigs is the HMAC of ts and body under one of
+// secrets.
+func matches(sigs [][]byte, secrets []string, ts string, body []byte) bool {
 	for _, secret := range secrets {
 		want := mac(secret, ts, body)
 		for _, sig := range sigs {
 			if hmac.Equal(sig, want) {
-				return nil
+				return true
 			}
 		}
 	}
-	return fmt.Errorf("no v1 signature matches")
+	return false
 }
