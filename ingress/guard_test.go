@@ -60,7 +60,7 @@ func TestNegativeCache(t *testing.T) {
 
 // blockingSales blocks every read of a sale until the request's context ends
 // (as the catalog's MySQL read does when MySQL hangs).
-type blockingSales struct{ handlerSales }
+type blockingSales struct{ mock.Sales }
 
 func (blockingSales) Get(ctx context.Context, _ string) (*flashsale.Sale, error) {
 	<-ctx.Done()
@@ -92,7 +92,7 @@ func TestEveryRequestHasADeadline(t *testing.T) {
 	}
 	open := &flashsale.Sale{ID: "a", Stock: 10, PerUserLimit: 2, PriceCents: 100, PaymentWindowSeconds: 60,
 		StartsAt: time.Now().Add(-time.Hour), EndsAt: time.Now().Add(time.Hour), Inventory: flashsale.InventoryRedis}
-	purchaseSrv, err := New(Config{Sales: handlerSales{mock.Sales{"a": open}}, Stock: blockingClaims{f.stock}, Orders: f.orders,
+	purchaseSrv, err := New(Config{Sales: mock.Sales{"a": open}, Stock: blockingClaims{f.stock}, Orders: f.orders,
 		Queue: f.queue, Lifecycle: fakeLifecycle{}, LimitPerWindow: 0, ReadDeadline: read, PurchaseDeadline: purchase,
 		WriteDeadline: write, PublishTimeout: 250 * time.Millisecond, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
@@ -142,7 +142,6 @@ func TestEveryRequestHasADeadline(t *testing.T) {
 // countingOrders counts the lookups that reach the book of record; it knows
 // one order.
 type countingOrders struct {
-	noOrders
 	lookups atomic.Int64
 	order   *flashsale.Order
 }
@@ -160,6 +159,8 @@ func (o *countingOrders) GetTicket(_ context.Context, _, _ string) (*flashsale.T
 	return nil, flashsale.ErrNotFound
 }
 
+func (o *countingOrders) GiveUp(context.Context, *flashsale.Ticket) (bool, error) { return false, nil }
+
 // TestUnknownLookupBudget: a user asking for fresh well-shaped ids (new
 // UUIDv7 each time, which no memory of unknown ids catches) reaches MySQL for
 // the first 3 only (the default budget); then those lookups are 429 rate_limited with a
@@ -172,7 +173,7 @@ func TestUnknownLookupBudget(t *testing.T) {
 	stock.copies[mine] = &flashsale.Ticket{ID: mine, UserID: "crafter", SaleID: "a", Quantity: 1, Status: flashsale.TicketQueued}
 	stock.copies[order] = &flashsale.Ticket{ID: order, UserID: "crafter", SaleID: "a", Quantity: 1, Status: flashsale.TicketPendingPayment, OrderID: order}
 	orders := &countingOrders{order: &flashsale.Order{ID: order, UserID: "crafter", SaleID: "a", Quantity: 1}}
-	srv, err := New(Config{Sales: handlerSales{mock.Sales{}}, Stock: stock, Orders: orders, Queue: &recQueue{}, Lifecycle: fakeLifecycle{},
+	srv, err := New(Config{Sales: mock.Sales{}, Stock: stock, Orders: orders, Queue: &recQueue{}, Lifecycle: fakeLifecycle{},
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)

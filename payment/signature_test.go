@@ -14,7 +14,6 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/flashsale/flashsale"
-	"github.com/flashsale/flashsale/lifecycle"
 )
 
 func TestVerify(t *testing.T) {
@@ -54,7 +53,7 @@ func TestVerify(t *testing.T) {
 
 type refusingPayer struct{ calls int }
 
-func (p *refusingPayer) Pay(context.Context, lifecycle.Payment) (flashsale.PayOutcome, *flashsale.Order, error) {
+func (p *refusingPayer) Pay(context.Context, flashsale.Payment) (flashsale.PayOutcome, *flashsale.Order, error) {
 	p.calls++
 	return "", nil, flashsale.ErrNotFound
 }
