@@ -244,10 +244,17 @@ type saleView struct {
 	Stock        stockView `json:"stock"`
 }
 
-// sale reads GET /sales/{id} and asserts available+held+sold == total.
+// sale reads GET /sales/{id} and asserts available+held+sold == total. A 503
+// (the stock cannot be read right now: Redis away, or a rebuild from MySQL
+// outlasting the request's deadline on a busy box) is retried for up to 10 s,
+// as a client would; the view it then gets is checked like any other.
 func (c *client) sale(t *testing.T, id string) saleView {
 	t.Helper()
-	r := c.must(t, http.MethodGet, pathSale(id), nil, nil)
+	var r reply
+	poll(10*time.Second, 50*time.Millisecond, func() bool {
+		r = c.must(t, http.MethodGet, pathSale(id), nil, nil)
+		return r.Status != http.StatusServiceUnavailable
+	})
 	if r.Status != http.StatusOK {
 		t.Fatalf("GET sale %s: %s", id, r)
 	}
