@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"image"
 	"image/png"
@@ -307,43 +306,6 @@ func TestOpsMetricsAgreeWithSale(t *testing.T) {
 
 // --- the live page in headless Chromium ---
 
-// chromiumPath returns Debian's chromium; without it the test fails when CI is
-// set and skips otherwise.
-func chromiumPath(t *testing.T) string {
-	t.Helper()
-	p, err := exec.LookPath("chromium")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("chromium not installed (CI is set, so this fails; deploy/services.sh chromium installs it): %v", err)
-		}
-		t.Skipf("chromium not installed (deploy/services.sh chromium): %v", err)
-	}
-	return p
-}
-
-// runChromium opens url in a fresh headless Chromium, lets the page run for
-// budget of virtual time (its polls of the server are real requests), writes
-// a screenshot to shot and returns the page's DOM at that moment.
-func runChromium(t *testing.T, url string, budget time.Duration, shot string, width, height int) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, chromiumPath(t), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-		"--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--disable-extensions", "--user-data-dir="+t.TempDir(), fmt.Sprintf("--window-size=%d,%d", width, height),
-		fmt.Sprintf("--virtual-time-budget=%d", budget.Milliseconds()), "--dump-dom", "--screenshot="+shot, url)
-	// Chromium forks helpers: on timeout, end the whole process group.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
-	var stdout, stderr strings.Builder
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil && !errors.Is(err, exec.ErrWaitDelay) {
-		t.Fatalf("chromium: %v\n%s", err, tail(stderr.String(), 30))
-	}
-	return stdout.String()
-}
-
 // liveSaleFigures are the page's figures of one sale, read from its DOM.
 type liveSaleFigures struct {
 	State                  string
@@ -363,13 +325,13 @@ var (
 	reRes      = regexp.MustCompile(`(?s)<span id="resources"[^>]*>(.*?)</span>`)
 )
 
-// parseLiveDOM reads the figures of sale id from a --dump-dom of the page.
-func parseLiveDOM(t *testing.T, dom, id string) liveSaleFigures {
-	t.Helper()
+// parseLiveDOM reads the figures of sale id from the page's DOM (its
+// outerHTML). A page without the sale's row yet has no state and no units.
+func parseLiveDOM(dom, id string) liveSaleFigures {
 	var f liveSaleFigures
 	bm := reBodyAttr.FindStringSubmatch(dom)
 	if bm == nil {
-		t.Fatalf("no <body> in the page:\n%s", tail(dom, 20))
+		return f
 	}
 	attrs := map[string]string{}
 	for _, a := range reAttr.FindAllStringSubmatch(bm[1], -1) {
@@ -383,7 +345,7 @@ func parseLiveDOM(t *testing.T, dom, id string) liveSaleFigures {
 	f.Overflow = attrs["overflow"]
 	start := strings.Index(dom, `<tr data-sale="`+id+`">`)
 	if start < 0 {
-		t.Fatalf("the page has no row for sale %s (samples %d):\n%s", id, f.Samples, tail(dom, 40))
+		return f
 	}
 	row := dom[start:]
 	row = row[:strings.Index(row, "</tr>")]
@@ -445,15 +407,7 @@ func awaitLiveSample(t *testing.T, c *client, id string) saleView {
 // page.
 func checkShot(t *testing.T, path string, width, height int) image.Image {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatalf("no screenshot: %v", err)
-	}
-	defer f.Close()
-	img, err := png.Decode(f)
-	if err != nil {
-		t.Fatalf("screenshot %s: %v", path, err)
-	}
+	img := decodePNG(t, path)
 	if b := img.Bounds(); b.Dx() != width || b.Dy() != height {
 		t.Fatalf("screenshot is %dx%d, want %dx%d", b.Dx(), b.Dy(), width, height)
 	}
@@ -472,10 +426,15 @@ func checkShot(t *testing.T, path string, width, height int) image.Image {
 	return img
 }
 
-// TestLivePageInChromium opens the live page in headless Chromium twice during
-// an open sale, buyers purchasing in between: the page logs in with ?token=,
-// renders every chart, shows the sale view's figures, moves between the two
-// looks, and fetched nothing but from the server itself.
+// TestLivePageInChromium opens the live page once in headless Chromium (driven
+// through the DevTools protocol) during an open sale and keeps it open while
+// buyers purchase in rounds: after each round the same page load, never
+// reloaded, shows the sale view's figures by itself; it has drawn every
+// chart, taken more samples, fits a phone's width and then a laptop's, and a
+// screenshot after each round shows the figures moving. The page logs in with
+// ?token=. Nothing left the server: the page's own list of what it fetched,
+// and, from outside the page, the browser's netlog (with every host name
+// unresolvable) has no URL but the server's.
 func TestLivePageInChromium(t *testing.T) {
 	chromiumPath(t)
 	e := newEnv(t)
@@ -505,57 +464,145 @@ func TestLivePageInChromium(t *testing.T) {
 		ta.only(t, "202")
 		c.awaitFinal(t, refs, 60*time.Second)
 	}
-	pageURL := p.URL + "/ops/live?token=" + e.AdminToken
 	// FLASHSALE_OPS_SHOTS keeps the screenshots in that directory, to look at.
 	dir := os.Getenv("FLASHSALE_OPS_SHOTS")
 	if dir == "" {
 		dir = t.TempDir()
 	}
-	look := func(n, width, height int) (liveSaleFigures, saleView) {
+
+	// One page load, at a phone's width first (500 CSS px; the layout is fluid
+	// below that).
+	page := openHeadless(t, p.URL+"/ops/live?token="+e.AdminToken, 500, 1600)
+	if loc := evalIn[string](page, "location.pathname + location.search"); loc != "/ops/live" {
+		t.Errorf("after logging in with ?token= the page is at %s, want /ops/live (the token off the address bar)", loc)
+	}
+	// A mark in the page's JavaScript world and its time origin: a reload
+	// would lose the one and change the other.
+	origin := evalIn[float64](page, "window.__oneLoad = 'kept'; performance.timeOrigin")
+
+	// look waits until the page, polling by itself every second, shows the
+	// sale view and has taken at least minSamples samples (the screenshots
+	// are then a few seconds apart), and takes a screenshot.
+	look := func(n, width, height, minSamples int) (liveSaleFigures, saleView, time.Time) {
 		t.Helper()
 		view := awaitLiveSample(t, c, id)
+		var fig liveSaleFigures
+		eventually(t, 15*time.Second, fmt.Sprintf("look %d: the open page shows the sale view", n), func() (bool, string) {
+			fig = parseLiveDOM(page.dom(), id)
+			return fig.State == view.State && fig.Available == view.Stock.Available && fig.Held == view.Stock.Held &&
+					fig.Sold == view.Stock.Sold && fig.Charts >= 5 && fig.Drawn == fig.Charts && fig.Samples >= minSamples,
+				fmt.Sprintf("page %+v; sale view %s %+v", fig, view.State, view.Stock)
+		})
 		shot := filepath.Join(dir, fmt.Sprintf("live-%d.png", n))
-		start := time.Now()
-		fig := parseLiveDOM(t, runChromium(t, pageURL, 2*time.Second, shot, width, height), id)
+		page.screenshot(shot)
+		at := time.Now()
 		checkShot(t, shot, width, height)
-		t.Logf("look %d (%dx%d, chromium %s): page %+v; sale view %s %+v; screenshot %s", n, width, height,
-			time.Since(start).Round(time.Millisecond), fig, view.State, view.Stock, shot)
-		if fig.State != view.State || fig.Available != view.Stock.Available || fig.Held != view.Stock.Held || fig.Sold != view.Stock.Sold {
-			t.Errorf("look %d: the page shows %s available %d held %d sold %d; the sale view %s %+v",
-				n, fig.State, fig.Available, fig.Held, fig.Sold, view.State, view.Stock)
-		}
-		// Charts: purchases by outcome, queues, 202→final, orders/errors, the sale's units.
-		if fig.Charts < 5 || fig.Drawn != fig.Charts {
-			t.Errorf("look %d: %d charts, %d of them drawn; want >= 5, all drawn", n, fig.Charts, fig.Drawn)
-		}
+		t.Logf("look %d (%dx%d): page %+v; sale view %s %+v; screenshot %s", n, width, height, fig, view.State, view.Stock, shot)
 		// It fits the window's width, a phone's too: only tables scroll sideways.
 		if fig.Overflow != "0" {
 			t.Errorf("look %d: the page is wider than the %d px window (data-overflow %q)", n, width, fig.Overflow)
 		}
 		if fig.Foreign != 0 || len(fig.Resources) < 4 {
-			t.Errorf("look %d: %d requests left the server; resources %v", n, fig.Foreign, fig.Resources)
+			t.Errorf("look %d: the page counts %d requests that left the server; resources %v", n, fig.Foreign, fig.Resources)
 		}
 		for _, u := range fig.Resources {
 			if !strings.HasPrefix(u, p.URL+"/") {
 				t.Errorf("look %d: the page fetched %s, not from %s", n, u, p.URL)
 			}
 		}
-		return fig, view
+		if mark, o := evalIn[string](page, "String(window.__oneLoad)"), evalIn[float64](page, "performance.timeOrigin"); mark != "kept" || o != origin {
+			t.Fatalf("look %d: the page was reloaded (mark %q, time origin %v, was %v)", n, mark, o, origin)
+		}
+		return fig, view, at
 	}
 
-	// The first look on a phone's width (500 CSS px: Chromium's narrowest
-	// window; the layout is fluid below that), the second on a laptop's.
-	round("early", 15)
-	fig1, view1 := look(1, 500, 1600)
-	round("later", 20)
-	fig2, view2 := look(2, 1280, 1400)
-	if view2.Stock.Available != view1.Stock.Available-20 || fig2.Available != fig1.Available-20 || fig2.Held != fig1.Held+20 {
-		t.Errorf("the page did not move with the sale: look 1 %+v, look 2 %+v (20 units bought in between)", fig1, fig2)
+	// Before any buyer: the sale's row, every unit available.
+	eventually(t, 15*time.Second, "the open page shows the new sale", func() (bool, string) {
+		f := parseLiveDOM(page.dom(), id)
+		return f.State == "open" && f.Available == stock, fmt.Sprintf("page %+v", f)
+	})
+	round("round1", 15)
+	fig, view, at := look(1, 500, 1600, 0)
+	var prevShot image.Image
+	for n, size := range [][2]int{{1280, 1400}, {1280, 1400}} {
+		n += 2
+		const bought = 20
+		round(fmt.Sprintf("round%d", n), bought)
+		if n == 2 {
+			page.viewport(size[0], size[1]) // a laptop's width, same page load
+		}
+		fig2, view2, at2 := look(n, size[0], size[1], fig.Samples+3)
+		t.Logf("look %d: %s after look %d, the page took %d samples in between", n, at2.Sub(at).Round(time.Millisecond), n-1, fig2.Samples-fig.Samples)
+		if view2.Stock.Available != view.Stock.Available-bought || fig2.Available != fig.Available-bought || fig2.Held != fig.Held+bought {
+			t.Errorf("look %d: the page did not move with the sale: %+v, then %+v (%d units bought in between)", n, fig, fig2, bought)
+		}
+		if fig2.Samples <= fig.Samples || fig2.LastT <= fig.LastT || fig2.Admitted == fig.Admitted {
+			t.Errorf("look %d: the page's samples did not move: %d → %d samples, last %s → %s, admitted %s → %s",
+				n, fig.Samples, fig2.Samples, fig.LastT, fig2.LastT, fig.Admitted, fig2.Admitted)
+		}
+		shot := decodePNG(t, filepath.Join(dir, fmt.Sprintf("live-%d.png", n)))
+		if prevShot != nil && samePixels(prevShot, shot) {
+			t.Errorf("look %d: the screenshot is the same as the one before: nothing moved on the page", n)
+		}
+		prevShot, fig, view, at = shot, fig2, view2, at2
 	}
-	if fig2.LastT <= fig1.LastT || fig2.Admitted == fig1.Admitted {
-		t.Errorf("the page's sample did not move: %s → %s, admitted %s → %s", fig1.LastT, fig2.LastT, fig1.Admitted, fig2.Admitted)
+
+	// From outside the page: every request of the page in the browser's
+	// netlog is to the server. The netlog sees the page's requests (so it
+	// would see one that left); the browser's own (component updates and the
+	// like, no page asked for them) found no host: every name resolves to
+	// NOTFOUND.
+	reqs, err := netlogRequests(page.close())
+	if err != nil {
+		t.Fatal(err)
 	}
+	pageReqs, browserReqs := pageRequests(reqs, p.URL)
+	seen := map[string]bool{}
+	for _, r := range pageReqs {
+		if !strings.HasPrefix(r.URL, p.URL+"/") {
+			t.Errorf("the page requested %s (initiator %s), not from %s", r.URL, r.Initiator, p.URL)
+		}
+		path, _, _ := strings.Cut(strings.TrimPrefix(r.URL, p.URL), "?")
+		seen[path] = true
+	}
+	for _, path := range []string{"/ops/live", "/ops/live/static/uPlot.iife.min.js", "/ops/live/static/live.js", "/ops/live/data"} {
+		if !seen[path] {
+			t.Errorf("the netlog has no request of the page to %s: it does not see the page's requests (%d requests: %v)", path, len(pageReqs), pageReqs)
+		}
+	}
+	t.Logf("netlog: %d requests of the page, all to %s; %d of the browser's own (not the page's, no host resolved)", len(pageReqs), p.URL, len(browserReqs))
 	p.Stop()
+}
+
+// decodePNG reads a PNG file.
+func decodePNG(t *testing.T, path string) image.Image {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return img
+}
+
+// samePixels tells whether two images have the same size and pixels.
+func samePixels(a, b image.Image) bool {
+	if a.Bounds() != b.Bounds() {
+		return false
+	}
+	r := a.Bounds()
+	for y := r.Min.Y; y < r.Max.Y; y++ {
+		for x := r.Min.X; x < r.Max.X; x++ {
+			if a.At(x, y) != b.At(x, y) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // --- a real Prometheus scraping a sale ---
