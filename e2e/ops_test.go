@@ -171,6 +171,11 @@ func TestOpsMetricsAgreeWithSale(t *testing.T) {
 		}
 	}
 	buy("buyer-0") // a double click: the live ticket again (counted as whatever it answered)
+	// A purchase for a sale that does not exist: 404, and never a label.
+	unknown := "no-such-sale-" + randHex(6)
+	if r := c.must(t, http.MethodPost, pathPurchase(unknown), user("buyer-0"), nil); r.Status != http.StatusNotFound {
+		t.Errorf("a purchase for an unknown sale: %s, want 404", r)
+	}
 	final := c.awaitFinal(t, refs, 60*time.Second)
 	for i := 0; i < 3; i++ {
 		buy(fmt.Sprintf("late-%d", i)) // every unit is held: sold out (unless an order expired already)
@@ -230,6 +235,14 @@ func TestOpsMetricsAgreeWithSale(t *testing.T) {
 		return oversold && shards == 2 && backlog == 0 && queued == 0,
 			fmt.Sprintf("oversold series %v, outbox backlog %v on %d shards, purchase queue %v", oversold, backlog, shards, queued)
 	})
+	for k := range m {
+		if strings.Contains(k, unknown) {
+			t.Errorf("/metrics has a series for the unknown sale %s: %s", unknown, k)
+		}
+	}
+	if _, n := m.sum("flashsale_purchases_total", "sale", id); n == 0 {
+		t.Errorf("/metrics has no flashsale_purchases_total for sale %s: the label check above sees nothing", id)
+	}
 	check := func(what string, got, want float64) {
 		t.Helper()
 		if got != want {
