@@ -769,6 +769,10 @@ func promQuery(base, q string) (int, error) {
 	return len(r.Data.Result), nil
 }
 
+// reMetricName finds the metric names of the project (and Prometheus's up)
+// in a PromQL expression.
+var reMetricName = regexp.MustCompile(`\bflashsale_[a-z0-9_]+|\bup\{`)
+
 func urlQueryEscape(s string) string {
 	return strings.NewReplacer("%", "%25", "+", "%2B", " ", "%20", "&", "%26", "#", "%23", "\"", "%22", "=", "%3D",
 		"{", "%7B", "}", "%7D", "[", "%5B", "]", "%5D", "\\", "%5C", "$", "%24", ">", "%3E", "<", "%3C", "|", "%7C", "~", "%7E").Replace(s)
@@ -938,6 +942,25 @@ func TestPrometheusEvaluatesDashboardAndRules(t *testing.T) {
 			t.Logf("%s: %d series", name, n)
 		}
 	}
+	// An expression whose one side falls back to a constant (`or vector(0)`,
+	// `or … * 0`) returns series even if that side names a metric nobody
+	// exports: every metric named anywhere must have series of its own.
+	metrics := map[string][]string{}
+	for _, name := range names {
+		for _, m := range reMetricName.FindAllString(queries[name], -1) {
+			m = strings.TrimSuffix(m, "{")
+			metrics[m] = append(metrics[m], name)
+		}
+	}
+	if len(metrics) < 15 {
+		t.Errorf("only %d metric names found in the dashboard and the rules: %v", len(metrics), metrics)
+	}
+	for m, users := range metrics {
+		if n, err := promQuery(promURL, fmt.Sprintf(`count({__name__=%q})`, m)); err != nil || n == 0 {
+			t.Errorf("%s (named by %v): no series (%d, %v)", m, users, n, err)
+		}
+	}
+	t.Logf("%d metric names in the dashboard and the rules, each with series", len(metrics))
 	// Prometheus evaluates the rules themselves without error.
 	eventually(t, 15*time.Second, "every rule evaluated, healthy", func() (bool, string) {
 		r := newClient(promURL, "").must(t, http.MethodGet, "/api/v1/rules", nil, nil)
