@@ -31,6 +31,39 @@ func promtool(t *testing.T) string {
 	return p
 }
 
+// readFile returns a file's content; a missing file fails the test.
+func readFile(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// dashboard is the part of grafana-dashboard.json the tests read.
+type dashboard struct {
+	UID    string `json:"uid"`
+	Panels []struct {
+		Title   string `json:"title"`
+		Type    string `json:"type"`
+		Targets []struct {
+			Expr  string `json:"expr"`
+			RefID string `json:"refId"`
+		} `json:"targets"`
+	} `json:"panels"`
+}
+
+// readDashboard reads and decodes grafana-dashboard.json.
+func readDashboard(t *testing.T) dashboard {
+	t.Helper()
+	var d dashboard
+	if err := json.Unmarshal(readFile(t, "grafana-dashboard.json"), &d); err != nil {
+		t.Fatalf("grafana-dashboard.json: %v", err)
+	}
+	return d
+}
+
 func run(t *testing.T, name string, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -63,14 +96,7 @@ func TestPromtoolTestRules(t *testing.T) {
 	if !strings.Contains(out, "SUCCESS") {
 		t.Fatalf("promtool test rules:\n%s", out)
 	}
-	rules, err := os.ReadFile("rules.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tests, err := os.ReadFile("rules_test.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	rules, tests := readFile(t, "rules.yml"), readFile(t, "rules_test.yml")
 	n := 0
 	for _, line := range strings.Split(string(rules), "\n") {
 		name, ok := strings.CutPrefix(strings.TrimSpace(line), "- alert: ")
@@ -91,24 +117,7 @@ func TestPromtoolTestRules(t *testing.T) {
 // TestDashboardIsGrafanaJSON checks the dashboard's shape: panels with
 // Prometheus queries, each with an expression and a refId.
 func TestDashboardIsGrafanaJSON(t *testing.T) {
-	b, err := os.ReadFile("grafana-dashboard.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var d struct {
-		UID    string `json:"uid"`
-		Panels []struct {
-			Title   string `json:"title"`
-			Type    string `json:"type"`
-			Targets []struct {
-				Expr  string `json:"expr"`
-				RefID string `json:"refId"`
-			} `json:"targets"`
-		} `json:"panels"`
-	}
-	if err := json.Unmarshal(b, &d); err != nil {
-		t.Fatalf("grafana-dashboard.json: %v", err)
-	}
+	d := readDashboard(t)
 	if d.UID == "" || len(d.Panels) < 10 {
 		t.Fatalf("dashboard: uid %q, %d panels; want a uid and the live page's panels", d.UID, len(d.Panels))
 	}
@@ -172,14 +181,7 @@ var pageToDashboard = map[string]struct{ panel, query string }{
 // the queues table's columns, and the readiness status.
 func pageFigures(t *testing.T) []string {
 	t.Helper()
-	html, err := os.ReadFile("../../ops/web/index.html")
-	if err != nil {
-		t.Fatal(err)
-	}
-	js, err := os.ReadFile("../../ops/web/static/live.js")
-	if err != nil {
-		t.Fatal(err)
-	}
+	html, js := readFile(t, "../../ops/web/index.html"), readFile(t, "../../ops/web/static/live.js")
 	var out []string
 	add := func(prefix string, re string, src []byte) {
 		t.Helper()
@@ -207,23 +209,8 @@ func pageFigures(t *testing.T) []string {
 // its panel in the Grafana dashboard, with a query on the same metric, and
 // that the table above names no figure the page no longer has.
 func TestDashboardCoversLivePage(t *testing.T) {
-	b, err := os.ReadFile("grafana-dashboard.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var d struct {
-		Panels []struct {
-			Title   string `json:"title"`
-			Targets []struct {
-				Expr string `json:"expr"`
-			} `json:"targets"`
-		} `json:"panels"`
-	}
-	if err := json.Unmarshal(b, &d); err != nil {
-		t.Fatal(err)
-	}
 	panels := map[string][]string{}
-	for _, p := range d.Panels {
+	for _, p := range readDashboard(t).Panels {
 		for _, q := range p.Targets {
 			panels[p.Title] = append(panels[p.Title], q.Expr)
 		}
