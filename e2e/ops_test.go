@@ -795,20 +795,31 @@ func TestLivePageInChromium(t *testing.T) {
 		t.Fatal(err)
 	}
 	pageReqs, browserReqs := pageRequests(reqs, p.URL)
-	seen := map[string]bool{}
+	seen := map[string]int{}
 	for _, r := range pageReqs {
 		if !strings.HasPrefix(r.URL, p.URL+"/") {
 			t.Errorf("the page requested %s (initiator %s), not from %s", r.URL, r.Initiator, p.URL)
 		}
 		path, _, _ := strings.Cut(strings.TrimPrefix(r.URL, p.URL), "?")
-		seen[path] = true
+		seen[path]++
 	}
 	for _, path := range []string{"/ops/live", "/ops/live/static/uPlot.iife.min.js", "/ops/live/static/live.js", "/ops/live/data"} {
-		if !seen[path] {
+		if seen[path] == 0 {
 			t.Errorf("the netlog has no request of the page to %s: it does not see the page's requests (%d requests: %v)", path, len(pageReqs), pageReqs)
 		}
 	}
-	t.Logf("netlog: %d requests of the page, all to %s; %d of the browser's own (not the page's, no host resolved)", len(pageReqs), p.URL, len(browserReqs))
+	// Every poll the page listed itself at its last look is in the netlog.
+	polls := 0
+	for _, u := range fig.Resources {
+		if strings.HasPrefix(u, p.URL+"/ops/live/data") {
+			polls++
+		}
+	}
+	if seen["/ops/live/data"] < polls {
+		t.Errorf("the netlog has %d polls of /ops/live/data, the page listed %d: it misses requests", seen["/ops/live/data"], polls)
+	}
+	t.Logf("netlog: %d requests of the page (%d polls; the page listed %d at its last look), all to %s; %d of the browser's own (not the page's, no host resolved)",
+		len(pageReqs), seen["/ops/live/data"], polls, p.URL, len(browserReqs))
 	p.Stop()
 }
 
