@@ -329,23 +329,31 @@ func TestFaultReconcileCommand(t *testing.T) {
 	rdb := newRedis()
 	defer rdb.Close()
 	ctx := context.Background()
-	// The hold of a ticket that made an order (a sold-out ticket's refusal
-	// state is no difference when it is gone), and the counters of its
-	// user's part of the sale.
-	var held, holder string
-	for _, ref := range out.refs {
-		if out.final[ref.TicketID].Status == "pending_payment" {
-			held, holder = ref.TicketID, ref.User
-			break
+	// damage deletes the hold of the n-th ticket that made an order (a
+	// sold-out ticket's refusal state is no difference when it is gone) and
+	// puts the counters of its user's part of the sale off; it returns the
+	// ticket.
+	damage := func(n int) string {
+		t.Helper()
+		var held, holder string
+		for _, ref := range out.refs {
+			if out.final[ref.TicketID].Status == "pending_payment" {
+				if held, holder = ref.TicketID, ref.User; n == 0 {
+					break
+				}
+				n--
+			}
 		}
+		prefix := strings.TrimSuffix(redisstore.StockKey(e.NS, s.ID, holder, redisSegments()), "stock")
+		if err := rdb.HIncrBy(ctx, prefix+"stock", "available", 7).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := rdb.HDel(ctx, prefix+"holds", held).Result(); err != nil || n != 1 {
+			t.Fatalf("precondition: hold of %s not deleted: %d %v", held, n, err)
+		}
+		return held
 	}
-	prefix := strings.TrimSuffix(redisstore.StockKey(e.NS, s.ID, holder, redisSegments()), "stock")
-	if err := rdb.HIncrBy(ctx, prefix+"stock", "available", 7).Err(); err != nil {
-		t.Fatal(err)
-	}
-	if n, err := rdb.HDel(ctx, prefix+"holds", held).Result(); err != nil || n != 1 {
-		t.Fatalf("precondition: hold of %s not deleted: %d %v", held, n, err)
-	}
+	held := damage(0)
 	code, text := fxReconcile(t, e)
 	t.Logf("flashsale reconcile (exit %d):\n%s", code, text)
 	if code != 1 || !strings.Contains(text, "DIFFERENT") || !strings.Contains(text, held) {
@@ -363,6 +371,59 @@ func TestFaultReconcileCommand(t *testing.T) {
 	}
 	if v := c.sale(t, s.ID); v.Stock != want {
 		t.Errorf("sale view after the repair %+v, want %+v", v.Stock, want)
+	}
+	fxReconcileAgrees(t, e, s.ID, want)
+
+	// The stock cap: Redis counts 3 units more than the sold-out sale has
+	// (on the segment of a new buyer), the buyer gets a 202, and MySQL
+	// refuses the order: the ticket ends sold_out, /metrics counts the
+	// refusal, and the sale is rebuilt in Redis from MySQL.
+	const capped = "capped-buyer"
+	if err := rdb.HIncrBy(ctx, redisstore.StockKey(e.NS, s.ID, capped, redisSegments()), "available", 3).Err(); err != nil {
+		t.Fatal(err)
+	}
+	r := c.must(t, http.MethodPost, pathPurchase(s.ID), user(capped), nil)
+	var a purchaseAnswer
+	if r.Status != http.StatusAccepted || r.decode(&a) != nil {
+		t.Fatalf("precondition: with 3 units more in Redis the purchase is admitted: %s", r)
+	}
+	if v := c.awaitFinal(t, []ticketRef{{User: capped, TicketID: a.TicketID}}, 30*time.Second)[a.TicketID]; v.Status != "sold_out" {
+		t.Errorf("the ticket of a unit MySQL does not have: %+v, want sold_out", v)
+	}
+	if n := fxMetric(t, c, `flashsale_stock_cap_refusals_total{reason="sold_out"}`); n != 1 {
+		t.Errorf(`flashsale_stock_cap_refusals_total{reason="sold_out"} = %v, want 1 (the one purchase MySQL refused)`, n)
+	}
+	eventually(t, 15*time.Second, "the sale rebuilt in Redis from MySQL", func() (bool, string) {
+		v := c.sale(t, s.ID)
+		return v.Stock == want, fmt.Sprintf("%+v", v.Stock)
+	})
+	fxReconcileAgrees(t, e, s.ID, want)
+
+	// The background reconciler, on the same damage to another order: a
+	// process reconciling every second shows the differences on /metrics by
+	// kind (from its first pass), repairs them (a difference seen by two
+	// passes), counts the repairs, and the differences go back to 0.
+	p.Stop()
+	damage(1)
+	bg := e.start("all", map[string]string{"FLASHSALE_RECONCILE_INTERVAL": "1"})
+	kinds := []string{"hold", "unordered_hold", "counters", "units", "oversold"}
+	most := map[string]float64{}
+	eventually(t, 60*time.Second, "the background reconciler's differences by kind on /metrics", func() (bool, string) {
+		m := scrapeMetrics(t, bg.URL+"/metrics")
+		for _, k := range kinds {
+			most[k] = max(most[k], m[series("flashsale_reconcile_differences_by_kind", "kind", k)])
+		}
+		return most["hold"] >= 1 && most["counters"] >= 1, fmt.Sprintf("most seen by kind: %v", most)
+	})
+	t.Logf("flashsale_reconcile_differences_by_kind, most seen: %v", most)
+	eventually(t, 30*time.Second, "the background reconciler repaired them: differences 0, repairs counted", func() (bool, string) {
+		m := scrapeMetrics(t, bg.URL+"/metrics")
+		diffs, _ := m.sum("flashsale_reconcile_differences_by_kind")
+		repaired := m[series("flashsale_reconcile_repairs_total", "kind", "hold")]
+		return diffs == 0 && repaired >= 1, fmt.Sprintf("differences %v, hold repairs %v", diffs, repaired)
+	})
+	if v := bg.client().sale(t, s.ID); v.Stock != want {
+		t.Errorf("sale view after the background repair %+v, want %+v", v.Stock, want)
 	}
 	fxReconcileAgrees(t, e, s.ID, want)
 }

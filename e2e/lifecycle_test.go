@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -230,6 +231,20 @@ func TestRelayKilledLosesNoEvent(t *testing.T) {
 	if _, got := sink.counts(); got != 0 {
 		t.Logf("note: %d events arrived with no relay running", got)
 	}
+	// /metrics shows the backlog: every row not sent, by shard.
+	unsentBy := map[int]int{}
+	for _, r := range before {
+		if !r.Sent {
+			unsentBy[r.Shard]++
+		}
+	}
+	m := scrapeMetrics(t, ing.URL+"/metrics")
+	for i := range e.ShardDBs {
+		k := series("flashsale_outbox_backlog", "shard", strconv.Itoa(i))
+		if v, ok := m[k]; !ok || v != float64(unsentBy[i]) || v == 0 {
+			t.Errorf("with no relay running, %s = %v (exported: %v), want the shard's %d unsent rows", k, v, ok, unsentBy[i])
+		}
+	}
 
 	// Kill it once 1,130 events arrived (not a multiple of any round batch
 	// size, so most likely in the middle of a batch): by then some rows are
@@ -280,6 +295,9 @@ func TestRelayKilledLosesNoEvent(t *testing.T) {
 		}
 		return left == 0, fmt.Sprintf("%d unsent", left)
 	})
+	if backlog, shards := scrapeMetrics(t, ing.URL+"/metrics").sum("flashsale_outbox_backlog"); backlog != 0 || shards != len(e.ShardDBs) {
+		t.Errorf("every row sent: flashsale_outbox_backlog sums to %v over %d shards, want 0 over %d", backlog, shards, len(e.ShardDBs))
+	}
 	sink.verify(t)
 }
 

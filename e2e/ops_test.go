@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/chromedp/chromedp"
 )
 
 // The operations surface (issue 15): per-sale metrics that agree with the sale
@@ -172,6 +174,11 @@ func TestOpsMetricsAgreeWithSale(t *testing.T) {
 		}
 	}
 	buy("buyer-0") // a double click: the live ticket again (counted as whatever it answered)
+	// A purchase for a sale that does not exist: 404, and never a label.
+	unknown := "no-such-sale-" + randHex(6)
+	if r := c.must(t, http.MethodPost, pathPurchase(unknown), user("buyer-0"), nil); r.Status != http.StatusNotFound {
+		t.Errorf("a purchase for an unknown sale: %s, want 404", r)
+	}
 	final := c.awaitFinal(t, refs, 60*time.Second)
 	for i := 0; i < 3; i++ {
 		buy(fmt.Sprintf("late-%d", i)) // every unit is held: sold out (unless an order expired already)
@@ -231,6 +238,14 @@ func TestOpsMetricsAgreeWithSale(t *testing.T) {
 		return oversold && shards == 2 && backlog == 0 && queued == 0,
 			fmt.Sprintf("oversold series %v, outbox backlog %v on %d shards, purchase queue %v", oversold, backlog, shards, queued)
 	})
+	for k := range m {
+		if strings.Contains(k, unknown) {
+			t.Errorf("/metrics has a series for the unknown sale %s: %s", unknown, k)
+		}
+	}
+	if _, n := m.sum("flashsale_purchases_total", "sale", id); n == 0 {
+		t.Errorf("/metrics has no flashsale_purchases_total for sale %s: the label check above sees nothing", id)
+	}
 	check := func(what string, got, want float64) {
 		t.Helper()
 		if got != want {
@@ -321,27 +336,212 @@ func chromiumPath(t *testing.T) string {
 	return p
 }
 
-// runChromium opens url in a fresh headless Chromium, lets the page run for
-// budget of virtual time (its polls of the server are real requests), writes
-// a screenshot to shot and returns the page's DOM at that moment.
-func runChromium(t *testing.T, url string, budget time.Duration, shot string, width, height int) string {
+// headlessPage is one page load in a headless Chromium driven through the
+// DevTools protocol (chromedp): the test reads the page's DOM, resizes its
+// viewport and takes screenshots while the page keeps running, never
+// reloading it. The browser resolves no host name (every name maps to
+// NOTFOUND; the server is addressed by IP) and writes a netlog of everything
+// its network stack did, read by close: an observer outside the page.
+type headlessPage struct {
+	t      *testing.T
+	ctx    context.Context // the tab's chromedp context
+	stop   func()
+	netlog string
+	closed bool
+}
+
+// openHeadless starts Chromium with a width×height viewport and navigates to
+// url. The browser is closed when the test ends, if close was not called.
+func openHeadless(t *testing.T, url string, width, height int) *headlessPage {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, chromiumPath(t), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-		"--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--disable-extensions", "--user-data-dir="+t.TempDir(), fmt.Sprintf("--window-size=%d,%d", width, height),
-		fmt.Sprintf("--virtual-time-budget=%d", budget.Milliseconds()), "--dump-dom", "--screenshot="+shot, url)
-	// Chromium forks helpers: on timeout, end the whole process group.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
-	var stdout, stderr strings.Builder
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil && !errors.Is(err, exec.ErrWaitDelay) {
-		t.Fatalf("chromium: %v\n%s", err, tail(stderr.String(), 30))
+	dir := t.TempDir()
+	h := &headlessPage{t: t, netlog: filepath.Join(dir, "netlog.json")}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromiumPath(t)), chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.UserDataDir(filepath.Join(dir, "profile")), chromedp.WindowSize(width, height),
+		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"),
+		chromedp.Flag("log-net-log", h.netlog))
+	// A bound on the browser's whole life, should the test hang.
+	life, cancelLife := context.WithTimeout(context.Background(), 5*time.Minute)
+	alloc, cancelAlloc := chromedp.NewExecAllocator(life, opts...)
+	tab, cancelTab := chromedp.NewContext(alloc)
+	h.ctx = tab
+	h.stop = func() { cancelTab(); cancelAlloc(); cancelLife() }
+	t.Cleanup(func() {
+		if !h.closed {
+			h.stop()
+		}
+	})
+	// The first Run starts the browser: no timeout on its context (it would
+	// end the browser with it).
+	if err := chromedp.Do(tab); err != nil {
+		t.Fatalf("start chromium: %v", err)
 	}
-	return stdout.String()
+	h.do("set the viewport", chromedp.EmulateViewport(int64(width), int64(height)))
+	h.do("open "+url, chromedp.Navigate(url))
+	return h
+}
+
+// do runs actions on the page within 30 s.
+func (h *headlessPage) do(what string, actions ...chromedp.Action[chromedp.Void]) {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(h.ctx, 30*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		h.t.Fatalf("chromium: %s: %v", what, err)
+	}
+}
+
+// eval evaluates a JavaScript expression in the page and returns its value.
+func evalIn[T any](h *headlessPage, js string) T {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(h.ctx, 30*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](js))
+	if err != nil {
+		h.t.Fatalf("chromium: evaluate %s: %v", js, err)
+	}
+	return v
+}
+
+// dom returns the page's DOM as it is now.
+func (h *headlessPage) dom() string {
+	h.t.Helper()
+	return evalIn[string](h, "document.documentElement.outerHTML")
+}
+
+// viewport resizes the page's viewport; the page sees a resize, not a load.
+func (h *headlessPage) viewport(width, height int) {
+	h.t.Helper()
+	h.do("resize the viewport", chromedp.EmulateViewport(int64(width), int64(height)))
+}
+
+// screenshot writes a PNG of the viewport to path.
+func (h *headlessPage) screenshot(path string) {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(h.ctx, 30*time.Second)
+	defer cancel()
+	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		h.t.Fatalf("chromium: screenshot: %v", err)
+	}
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// close closes the browser gracefully (so that it finishes its netlog) and
+// returns the netlog's text.
+func (h *headlessPage) close() string {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(h.ctx, 30*time.Second)
+	err := chromedp.Cancel(ctx)
+	cancel()
+	h.stop()
+	h.closed = true
+	if err != nil {
+		h.t.Fatalf("chromium: close: %v", err)
+	}
+	b, err := os.ReadFile(h.netlog)
+	if err != nil {
+		h.t.Fatalf("chromium wrote no netlog: %v", err)
+	}
+	return string(b)
+}
+
+// netlogRequest is one URL request in a Chromium netlog.
+type netlogRequest struct {
+	URL       string `json:"url"`
+	Initiator string `json:"initiator"` // the origin that asked; "not an origin" for a navigation or the browser itself
+	// NIK is the network isolation key: the top frame's site and the
+	// frame's site, "null null" for the browser's own requests.
+	NIK string `json:"network_isolation_key"`
+}
+
+// netlogRequests reads the URL requests of a netlog (events
+// URL_REQUEST_START_JOB). A netlog cut short (the browser killed) lacks its
+// closing "]}"; it is read all the same.
+func netlogRequests(netlog string) ([]netlogRequest, error) {
+	var d struct {
+		Constants struct {
+			LogEventTypes map[string]int `json:"logEventTypes"`
+		} `json:"constants"`
+		Events []struct {
+			Type   int             `json:"type"`
+			Params json.RawMessage `json:"params"`
+		} `json:"events"`
+	}
+	if err := json.Unmarshal([]byte(netlog), &d); err != nil {
+		cut := strings.TrimRight(netlog, " \n\r\t,") + "]}"
+		if err2 := json.Unmarshal([]byte(cut), &d); err2 != nil {
+			return nil, fmt.Errorf("netlog: %w", err)
+		}
+	}
+	start, ok := d.Constants.LogEventTypes["URL_REQUEST_START_JOB"]
+	if !ok {
+		return nil, errors.New("netlog: no URL_REQUEST_START_JOB in its constants")
+	}
+	var out []netlogRequest
+	for _, e := range d.Events {
+		if e.Type != start || len(e.Params) == 0 { // the job's end has no params
+			continue
+		}
+		var r netlogRequest
+		if err := json.Unmarshal(e.Params, &r); err != nil {
+			return nil, fmt.Errorf("netlog event %s: %w", e.Params, err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// pageRequests splits a netlog's requests into those of a page served from
+// origin (scheme://host:port) — asked by that origin, or isolated under its
+// site, as every request of a tab showing that page is — and the browser's
+// own (component updates, account checks: no page asked for them).
+func pageRequests(reqs []netlogRequest, origin string) (page, browser []netlogRequest) {
+	site := origin
+	if i := strings.LastIndexByte(origin, ':'); i > strings.Index(origin, "://") {
+		site = origin[:i]
+	}
+	for _, r := range reqs {
+		top, _, _ := strings.Cut(r.NIK, " ")
+		if r.Initiator == origin || top == site || strings.HasPrefix(r.URL, origin+"/") {
+			page = append(page, r)
+		} else {
+			browser = append(browser, r)
+		}
+	}
+	return page, browser
+}
+
+func TestNetlogPageRequests(t *testing.T) {
+	const origin = "http://127.0.0.1:8080"
+	// The shape of Chromium's netlog (type ids come from its constants).
+	netlog := `{"constants":{"logEventTypes":{"URL_REQUEST_START_JOB":7,"SOCKET_ALIVE":3}},"events":[
+{"params":{"initiator":"not an origin","network_isolation_key":"null null","url":"http://update.example.com/x"},"source":{"id":1},"type":7},
+{"params":{"initiator":"not an origin","network_isolation_key":"http://127.0.0.1 http://127.0.0.1","url":"http://127.0.0.1:8080/ops/live"},"type":7},
+{"params":{"initiator":"http://127.0.0.1:8080","network_isolation_key":"http://127.0.0.1 http://127.0.0.1","url":"https://cdn.example.com/uPlot.js"},"type":7},
+{"params":{"url":"http://127.0.0.1:8080/not-a-request"},"type":3},
+{"params":{"initiator":"http://127.0.0.1:8080","network_isolation_key":"http://127.0.0.1 http://127.0.0.1","url":"http://127.0.0.1:8080/ops/live/data?after=1"},"type":7},
+`
+	reqs, err := netlogRequests(netlog) // cut short: no closing "]}"
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, browser := pageRequests(reqs, origin)
+	var urls []string
+	for _, r := range page {
+		urls = append(urls, r.URL)
+	}
+	want := "http://127.0.0.1:8080/ops/live https://cdn.example.com/uPlot.js http://127.0.0.1:8080/ops/live/data?after=1"
+	if strings.Join(urls, " ") != want || len(browser) != 1 || browser[0].URL != "http://update.example.com/x" {
+		t.Errorf("page requests %v, want %s; the browser's own %v", urls, want, browser)
+	}
+	if _, err := netlogRequests(`{"events":[`); err == nil {
+		t.Error("a netlog without constants: no error")
+	}
 }
 
 // liveSaleFigures are the page's figures of one sale, read from its DOM.
@@ -363,13 +563,13 @@ var (
 	reRes      = regexp.MustCompile(`(?s)<span id="resources"[^>]*>(.*?)</span>`)
 )
 
-// parseLiveDOM reads the figures of sale id from a --dump-dom of the page.
-func parseLiveDOM(t *testing.T, dom, id string) liveSaleFigures {
-	t.Helper()
+// parseLiveDOM reads the figures of sale id from the page's DOM (its
+// outerHTML). A page without the sale's row yet has no state and no units.
+func parseLiveDOM(dom, id string) liveSaleFigures {
 	var f liveSaleFigures
 	bm := reBodyAttr.FindStringSubmatch(dom)
 	if bm == nil {
-		t.Fatalf("no <body> in the page:\n%s", tail(dom, 20))
+		return f
 	}
 	attrs := map[string]string{}
 	for _, a := range reAttr.FindAllStringSubmatch(bm[1], -1) {
@@ -383,7 +583,7 @@ func parseLiveDOM(t *testing.T, dom, id string) liveSaleFigures {
 	f.Overflow = attrs["overflow"]
 	start := strings.Index(dom, `<tr data-sale="`+id+`">`)
 	if start < 0 {
-		t.Fatalf("the page has no row for sale %s (samples %d):\n%s", id, f.Samples, tail(dom, 40))
+		return f
 	}
 	row := dom[start:]
 	row = row[:strings.Index(row, "</tr>")]
@@ -445,15 +645,7 @@ func awaitLiveSample(t *testing.T, c *client, id string) saleView {
 // page.
 func checkShot(t *testing.T, path string, width, height int) image.Image {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatalf("no screenshot: %v", err)
-	}
-	defer f.Close()
-	img, err := png.Decode(f)
-	if err != nil {
-		t.Fatalf("screenshot %s: %v", path, err)
-	}
+	img := decodePNG(t, path)
 	if b := img.Bounds(); b.Dx() != width || b.Dy() != height {
 		t.Fatalf("screenshot is %dx%d, want %dx%d", b.Dx(), b.Dy(), width, height)
 	}
@@ -472,10 +664,15 @@ func checkShot(t *testing.T, path string, width, height int) image.Image {
 	return img
 }
 
-// TestLivePageInChromium opens the live page in headless Chromium twice during
-// an open sale, buyers purchasing in between: the page logs in with ?token=,
-// renders every chart, shows the sale view's figures, moves between the two
-// looks, and fetched nothing but from the server itself.
+// TestLivePageInChromium opens the live page once in headless Chromium (driven
+// through the DevTools protocol) during an open sale and keeps it open while
+// buyers purchase in rounds: after each round the same page load, never
+// reloaded, shows the sale view's figures by itself; it has drawn every
+// chart, taken more samples, fits a phone's width and then a laptop's, and a
+// screenshot after each round shows the figures moving. The page logs in with
+// ?token=. Nothing left the server: the page's own list of what it fetched,
+// and, from outside the page, the browser's netlog (with every host name
+// unresolvable) has no URL but the server's.
 func TestLivePageInChromium(t *testing.T) {
 	chromiumPath(t)
 	e := newEnv(t)
@@ -505,57 +702,156 @@ func TestLivePageInChromium(t *testing.T) {
 		ta.only(t, "202")
 		c.awaitFinal(t, refs, 60*time.Second)
 	}
-	pageURL := p.URL + "/ops/live?token=" + e.AdminToken
 	// FLASHSALE_OPS_SHOTS keeps the screenshots in that directory, to look at.
 	dir := os.Getenv("FLASHSALE_OPS_SHOTS")
 	if dir == "" {
 		dir = t.TempDir()
 	}
-	look := func(n, width, height int) (liveSaleFigures, saleView) {
+
+	// One page load, at a phone's width first (500 CSS px; the layout is fluid
+	// below that).
+	page := openHeadless(t, p.URL+"/ops/live?token="+e.AdminToken, 500, 1600)
+	if loc := evalIn[string](page, "location.pathname + location.search"); loc != "/ops/live" {
+		t.Errorf("after logging in with ?token= the page is at %s, want /ops/live (the token off the address bar)", loc)
+	}
+	// A mark in the page's JavaScript world and its time origin: a reload
+	// would lose the one and change the other.
+	origin := evalIn[float64](page, "window.__oneLoad = 'kept'; performance.timeOrigin")
+
+	// look waits until the page, polling by itself every second, shows the
+	// sale view and has taken at least minSamples samples (the screenshots
+	// are then a few seconds apart), and takes a screenshot.
+	look := func(n, width, height, minSamples int) (liveSaleFigures, saleView, time.Time) {
 		t.Helper()
 		view := awaitLiveSample(t, c, id)
+		var fig liveSaleFigures
+		eventually(t, 15*time.Second, fmt.Sprintf("look %d: the open page shows the sale view", n), func() (bool, string) {
+			fig = parseLiveDOM(page.dom(), id)
+			return fig.State == view.State && fig.Available == view.Stock.Available && fig.Held == view.Stock.Held &&
+					fig.Sold == view.Stock.Sold && fig.Charts >= 5 && fig.Drawn == fig.Charts && fig.Samples >= minSamples,
+				fmt.Sprintf("page %+v; sale view %s %+v", fig, view.State, view.Stock)
+		})
 		shot := filepath.Join(dir, fmt.Sprintf("live-%d.png", n))
-		start := time.Now()
-		fig := parseLiveDOM(t, runChromium(t, pageURL, 2*time.Second, shot, width, height), id)
+		page.screenshot(shot)
+		at := time.Now()
 		checkShot(t, shot, width, height)
-		t.Logf("look %d (%dx%d, chromium %s): page %+v; sale view %s %+v; screenshot %s", n, width, height,
-			time.Since(start).Round(time.Millisecond), fig, view.State, view.Stock, shot)
-		if fig.State != view.State || fig.Available != view.Stock.Available || fig.Held != view.Stock.Held || fig.Sold != view.Stock.Sold {
-			t.Errorf("look %d: the page shows %s available %d held %d sold %d; the sale view %s %+v",
-				n, fig.State, fig.Available, fig.Held, fig.Sold, view.State, view.Stock)
-		}
-		// Charts: purchases by outcome, queues, 202→final, orders/errors, the sale's units.
-		if fig.Charts < 5 || fig.Drawn != fig.Charts {
-			t.Errorf("look %d: %d charts, %d of them drawn; want >= 5, all drawn", n, fig.Charts, fig.Drawn)
-		}
+		t.Logf("look %d (%dx%d): page %+v; sale view %s %+v; screenshot %s", n, width, height, fig, view.State, view.Stock, shot)
 		// It fits the window's width, a phone's too: only tables scroll sideways.
 		if fig.Overflow != "0" {
 			t.Errorf("look %d: the page is wider than the %d px window (data-overflow %q)", n, width, fig.Overflow)
 		}
 		if fig.Foreign != 0 || len(fig.Resources) < 4 {
-			t.Errorf("look %d: %d requests left the server; resources %v", n, fig.Foreign, fig.Resources)
+			t.Errorf("look %d: the page counts %d requests that left the server; resources %v", n, fig.Foreign, fig.Resources)
 		}
 		for _, u := range fig.Resources {
 			if !strings.HasPrefix(u, p.URL+"/") {
 				t.Errorf("look %d: the page fetched %s, not from %s", n, u, p.URL)
 			}
 		}
-		return fig, view
+		if mark, o := evalIn[string](page, "String(window.__oneLoad)"), evalIn[float64](page, "performance.timeOrigin"); mark != "kept" || o != origin {
+			t.Fatalf("look %d: the page was reloaded (mark %q, time origin %v, was %v)", n, mark, o, origin)
+		}
+		return fig, view, at
 	}
 
-	// The first look on a phone's width (500 CSS px: Chromium's narrowest
-	// window; the layout is fluid below that), the second on a laptop's.
-	round("early", 15)
-	fig1, view1 := look(1, 500, 1600)
-	round("later", 20)
-	fig2, view2 := look(2, 1280, 1400)
-	if view2.Stock.Available != view1.Stock.Available-20 || fig2.Available != fig1.Available-20 || fig2.Held != fig1.Held+20 {
-		t.Errorf("the page did not move with the sale: look 1 %+v, look 2 %+v (20 units bought in between)", fig1, fig2)
+	// Before any buyer: the sale's row, every unit available.
+	eventually(t, 15*time.Second, "the open page shows the new sale", func() (bool, string) {
+		f := parseLiveDOM(page.dom(), id)
+		return f.State == "open" && f.Available == stock, fmt.Sprintf("page %+v", f)
+	})
+	round("round1", 15)
+	fig, view, at := look(1, 500, 1600, 0)
+	var prevShot image.Image
+	for n, size := range [][2]int{{1280, 1400}, {1280, 1400}} {
+		n += 2
+		const bought = 20
+		round(fmt.Sprintf("round%d", n), bought)
+		if n == 2 {
+			page.viewport(size[0], size[1]) // a laptop's width, same page load
+		}
+		fig2, view2, at2 := look(n, size[0], size[1], fig.Samples+3)
+		t.Logf("look %d: %s after look %d, the page took %d samples in between", n, at2.Sub(at).Round(time.Millisecond), n-1, fig2.Samples-fig.Samples)
+		if view2.Stock.Available != view.Stock.Available-bought || fig2.Available != fig.Available-bought || fig2.Held != fig.Held+bought {
+			t.Errorf("look %d: the page did not move with the sale: %+v, then %+v (%d units bought in between)", n, fig, fig2, bought)
+		}
+		if fig2.Samples <= fig.Samples || fig2.LastT <= fig.LastT || fig2.Admitted == fig.Admitted {
+			t.Errorf("look %d: the page's samples did not move: %d → %d samples, last %s → %s, admitted %s → %s",
+				n, fig.Samples, fig2.Samples, fig.LastT, fig2.LastT, fig.Admitted, fig2.Admitted)
+		}
+		shot := decodePNG(t, filepath.Join(dir, fmt.Sprintf("live-%d.png", n)))
+		if prevShot != nil && samePixels(prevShot, shot) {
+			t.Errorf("look %d: the screenshot is the same as the one before: nothing moved on the page", n)
+		}
+		prevShot, fig, view, at = shot, fig2, view2, at2
 	}
-	if fig2.LastT <= fig1.LastT || fig2.Admitted == fig1.Admitted {
-		t.Errorf("the page's sample did not move: %s → %s, admitted %s → %s", fig1.LastT, fig2.LastT, fig1.Admitted, fig2.Admitted)
+
+	// From outside the page: every request of the page in the browser's
+	// netlog is to the server. The netlog sees the page's requests (so it
+	// would see one that left); the browser's own (component updates and the
+	// like, no page asked for them) found no host: every name resolves to
+	// NOTFOUND.
+	reqs, err := netlogRequests(page.close())
+	if err != nil {
+		t.Fatal(err)
 	}
+	pageReqs, browserReqs := pageRequests(reqs, p.URL)
+	seen := map[string]int{}
+	for _, r := range pageReqs {
+		if !strings.HasPrefix(r.URL, p.URL+"/") {
+			t.Errorf("the page requested %s (initiator %s), not from %s", r.URL, r.Initiator, p.URL)
+		}
+		path, _, _ := strings.Cut(strings.TrimPrefix(r.URL, p.URL), "?")
+		seen[path]++
+	}
+	for _, path := range []string{"/ops/live", "/ops/live/static/uPlot.iife.min.js", "/ops/live/static/live.js", "/ops/live/data"} {
+		if seen[path] == 0 {
+			t.Errorf("the netlog has no request of the page to %s: it does not see the page's requests (%d requests: %v)", path, len(pageReqs), pageReqs)
+		}
+	}
+	// Every poll the page listed itself at its last look is in the netlog.
+	polls := 0
+	for _, u := range fig.Resources {
+		if strings.HasPrefix(u, p.URL+"/ops/live/data") {
+			polls++
+		}
+	}
+	if seen["/ops/live/data"] < polls {
+		t.Errorf("the netlog has %d polls of /ops/live/data, the page listed %d: it misses requests", seen["/ops/live/data"], polls)
+	}
+	t.Logf("netlog: %d requests of the page (%d polls; the page listed %d at its last look), all to %s; %d of the browser's own (not the page's, no host resolved)",
+		len(pageReqs), seen["/ops/live/data"], polls, p.URL, len(browserReqs))
 	p.Stop()
+}
+
+// decodePNG reads a PNG file.
+func decodePNG(t *testing.T, path string) image.Image {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return img
+}
+
+// samePixels tells whether two images have the same size and pixels.
+func samePixels(a, b image.Image) bool {
+	if a.Bounds() != b.Bounds() {
+		return false
+	}
+	r := a.Bounds()
+	for y := r.Min.Y; y < r.Max.Y; y++ {
+		for x := r.Min.X; x < r.Max.X; x++ {
+			if a.At(x, y) != b.At(x, y) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // --- a real Prometheus scraping a sale ---
@@ -708,6 +1004,10 @@ func promQuery(base, q string) (int, error) {
 	}
 	return len(r.Data.Result), nil
 }
+
+// reMetricName finds the metric names of the project (and Prometheus's up)
+// in a PromQL expression.
+var reMetricName = regexp.MustCompile(`\bflashsale_[a-z0-9_]+|\bup\{`)
 
 func urlQueryEscape(s string) string {
 	return strings.NewReplacer("%", "%25", "+", "%2B", " ", "%20", "&", "%26", "#", "%23", "\"", "%22", "=", "%3D",
@@ -878,6 +1178,25 @@ func TestPrometheusEvaluatesDashboardAndRules(t *testing.T) {
 			t.Logf("%s: %d series", name, n)
 		}
 	}
+	// An expression whose one side falls back to a constant (`or vector(0)`,
+	// `or … * 0`) returns series even if that side names a metric nobody
+	// exports: every metric named anywhere must have series of its own.
+	metrics := map[string][]string{}
+	for _, name := range names {
+		for _, m := range reMetricName.FindAllString(queries[name], -1) {
+			m = strings.TrimSuffix(m, "{")
+			metrics[m] = append(metrics[m], name)
+		}
+	}
+	if len(metrics) < 15 {
+		t.Errorf("only %d metric names found in the dashboard and the rules: %v", len(metrics), metrics)
+	}
+	for m, users := range metrics {
+		if n, err := promQuery(promURL, fmt.Sprintf(`count({__name__=%q})`, m)); err != nil || n == 0 {
+			t.Errorf("%s (named by %v): no series (%d, %v)", m, users, n, err)
+		}
+	}
+	t.Logf("%d metric names in the dashboard and the rules, each with series", len(metrics))
 	// Prometheus evaluates the rules themselves without error.
 	eventually(t, 15*time.Second, "every rule evaluated, healthy", func() (bool, string) {
 		r := newClient(promURL, "").must(t, http.MethodGet, "/api/v1/rules", nil, nil)
