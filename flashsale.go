@@ -257,6 +257,13 @@ type OrderRef struct {
 	Order string
 }
 
+// TicketRef names a user's ticket: the user and the ticket's id, never two
+// look-alike strings (a user sees only their own tickets).
+type TicketRef struct {
+	User   string
+	Ticket string
+}
+
 // Ref names the order.
 func (o *Order) Ref() OrderRef { return OrderRef{User: o.UserID, Order: o.ID} }
 

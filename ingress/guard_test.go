@@ -146,15 +146,15 @@ type countingOrders struct {
 	order   *flashsale.Order
 }
 
-func (o *countingOrders) GetOrder(_ context.Context, user, id string) (*flashsale.Order, error) {
+func (o *countingOrders) GetOrder(_ context.Context, ref flashsale.OrderRef) (*flashsale.Order, error) {
 	o.lookups.Add(1)
-	if o.order != nil && o.order.ID == id && o.order.UserID == user {
+	if o.order != nil && o.order.Ref() == ref {
 		return o.order, nil
 	}
 	return nil, flashsale.ErrNotFound
 }
 
-func (o *countingOrders) GetTicket(_ context.Context, _, _ string) (*flashsale.Ticket, error) {
+func (o *countingOrders) GetTicket(context.Context, flashsale.TicketRef) (*flashsale.Ticket, error) {
 	o.lookups.Add(1)
 	return nil, flashsale.ErrNotFound
 }

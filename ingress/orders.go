@@ -24,7 +24,7 @@ type Lifecycle interface {
 }
 
 func (s *Server) getOrder(c *gin.Context) {
-	o, err := s.cfg.Orders.GetOrder(c.Request.Context(), userOf(c), c.Param("id"))
+	o, err := s.cfg.Orders.GetOrder(c.Request.Context(), flashsale.OrderRef{User: userOf(c), Order: c.Param("id")})
 	if err != nil {
 		s.WriteError(c, err)
 		return

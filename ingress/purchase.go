@@ -306,7 +306,7 @@ func (s *Server) claim(ctx context.Context, sale *flashsale.Sale, user string, t
 	if cp, err := s.cfg.Stock.GetTicket(ctx, existing); err == nil {
 		return outcome, cp, 0, nil
 	}
-	mt, merr := s.cfg.Orders.GetTicket(ctx, user, existing)
+	mt, merr := s.cfg.Orders.GetTicket(ctx, flashsale.TicketRef{User: user, Ticket: existing})
 	switch {
 	case merr == nil && mt.Status.Live():
 		return outcome, mt, 0, nil
@@ -395,7 +395,7 @@ func (s *Server) getTicket(c *gin.Context) {
 	t, err := s.cfg.Stock.GetTicket(ctx, id)
 	if err != nil { // lost or unreachable fast copy: MySQL has every ticket past queued
 		copyErr := err
-		t, err = s.cfg.Orders.GetTicket(ctx, user, id)
+		t, err = s.cfg.Orders.GetTicket(ctx, flashsale.TicketRef{User: user, Ticket: id})
 		if errors.Is(err, flashsale.ErrNotFound) {
 			c.Set(missedKey, true) // a miss, whatever the answer (see lookupBudget)
 		}

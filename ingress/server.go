@@ -58,8 +58,8 @@ type Stock interface {
 
 // Orders is the book of record, read by user.
 type Orders interface {
-	GetOrder(ctx context.Context, userID, orderID string) (*flashsale.Order, error)
-	GetTicket(ctx context.Context, userID, ticketID string) (*flashsale.Ticket, error)
+	GetOrder(ctx context.Context, ref flashsale.OrderRef) (*flashsale.Order, error)
+	GetTicket(ctx context.Context, ref flashsale.TicketRef) (*flashsale.Ticket, error)
 	// GiveUp records that a ticket makes no order unless it made one first,
 	// and reports whether it did.
 	GiveUp(ctx context.Context, t *flashsale.Ticket) (ordered bool, err error)

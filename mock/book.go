@@ -105,10 +105,10 @@ func (b *Book) CreateOrders(_ context.Context, _ int, orders []*flashsale.Order)
 
 // GetOrder returns the user's order, or flashsale.ErrNotFound (also for
 // another user's).
-func (b *Book) GetOrder(_ context.Context, userID, orderID string) (*flashsale.Order, error) {
+func (b *Book) GetOrder(_ context.Context, ref flashsale.OrderRef) (*flashsale.Order, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.lookup(flashsale.OrderRef{User: userID, Order: orderID})
+	return b.lookup(ref)
 }
 
 // FindOrder returns the order by id alone.
@@ -126,8 +126,9 @@ func (b *Book) FindOrder(_ context.Context, orderID string) (*flashsale.Order, e
 
 // GetTicket returns the user's ticket past queued: from its order or its
 // decision; flashsale.ErrNotFound when it has neither.
-func (b *Book) GetTicket(ctx context.Context, userID, ticketID string) (*flashsale.Ticket, error) {
-	if o, err := b.GetOrder(ctx, userID, ticketID); err == nil {
+func (b *Book) GetTicket(ctx context.Context, ref flashsale.TicketRef) (*flashsale.Ticket, error) {
+	userID, ticketID := ref.User, ref.Ticket
+	if o, err := b.GetOrder(ctx, flashsale.OrderRef{User: userID, Order: ticketID}); err == nil {
 		return flashsale.TicketOf(o), nil
 	}
 	b.mu.Lock()

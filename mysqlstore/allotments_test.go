@@ -233,7 +233,7 @@ func TestGiveUpAndLateCommit(t *testing.T) {
 	if err != nil || res[0].Outcome != flashsale.CreateDecided || res[0].Decision != flashsale.TicketFailed {
 		t.Fatalf("late commit after give-up: %+v, %v; want decided failed", res, err)
 	}
-	if tk, err := s.GetTicket(ctx, "erin", late.ID); err != nil || tk.Status != flashsale.TicketFailed {
+	if tk, err := s.GetTicket(ctx, flashsale.TicketRef{User: "erin", Ticket: late.ID}); err != nil || tk.Status != flashsale.TicketFailed {
 		t.Fatalf("ticket = %+v, %v; want failed", tk, err)
 	}
 	first := saleOrder(sale, "frank", 1)

@@ -78,7 +78,7 @@ func TestBundlesAllOrNothingUnderTheCap(t *testing.T) {
 	checkCap(t, s, a)
 	bundles := 0
 	for id, o := range created {
-		stored, err := s.GetOrder(ctx, o.UserID, id)
+		stored, err := s.GetOrder(ctx, flashsale.OrderRef{User: o.UserID, Order: id})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -520,9 +520,10 @@ func insertOrders(ctx context.Context, tx *sql.Tx, orders []*flashsale.Order, no
 	return insertEvents(ctx, tx, events, bodies)
 }
 
-// GetOrder returns userID's order, or flashsale.ErrNotFound when it does not
-// exist or belongs to someone else. It reads through the shard's read pool.
-func (s *Store) GetOrder(ctx context.Context, userID, orderID string) (*flashsale.Order, error) {
+// GetOrder returns ref's order, or flashsale.ErrNotFound when it does not
+// exist or belongs to another user. It reads through the shard's read pool.
+func (s *Store) GetOrder(ctx context.Context, ref flashsale.OrderRef) (*flashsale.Order, error) {
+	userID, orderID := ref.User, ref.Order
 	db := s.readers[s.ShardOf(userID)]
 	orders, err := queryOrders(ctx, db, `SELECT `+orderColumns+` FROM orders WHERE order_id = ? AND user_id = ?`, orderID, userID)
 	if err != nil {
@@ -590,11 +591,12 @@ func (s *Store) GiveUp(ctx context.Context, t *flashsale.Ticket) (ordered bool, 
 	return stand[t.ID] == flashsale.TicketPendingPayment, nil
 }
 
-// GetTicket rebuilds userID's ticket from MySQL: from its order, or from its
+// GetTicket rebuilds ref's ticket from MySQL: from its order, or from its
 // recorded outcome, through the read pool. A ticket still queued is not in
 // MySQL: flashsale.ErrNotFound.
-func (s *Store) GetTicket(ctx context.Context, userID, ticketID string) (*flashsale.Ticket, error) {
-	o, err := s.GetOrder(ctx, userID, ticketID)
+func (s *Store) GetTicket(ctx context.Context, ref flashsale.TicketRef) (*flashsale.Ticket, error) {
+	userID, ticketID := ref.User, ref.Ticket
+	o, err := s.GetOrder(ctx, flashsale.OrderRef{User: userID, Order: ticketID})
 	if err == nil {
 		return flashsale.TicketOf(o), nil
 	}

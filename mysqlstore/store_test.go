@@ -83,11 +83,11 @@ func TestCreateOrdersIsIdempotentAndOneLiveOrderPerUser(t *testing.T) {
 	if orders != 2 || events != 2 {
 		t.Fatalf("%d orders and %d order.created events, want 2 and 2", orders, events)
 	}
-	got, err := s.GetOrder(ctx, "alice", a.ID)
+	got, err := s.GetOrder(ctx, flashsale.OrderRef{User: "alice", Order: a.ID})
 	if err != nil || got.Status != flashsale.OrderPendingPayment || !got.PayBy.Equal(a.PayBy) {
 		t.Fatalf("GetOrder = %+v, %v", got, err)
 	}
-	if _, err := s.GetOrder(ctx, "mallory", a.ID); err == nil {
+	if _, err := s.GetOrder(ctx, flashsale.OrderRef{User: "mallory", Order: a.ID}); err == nil {
 		t.Fatal("someone else's order was found")
 	}
 }
@@ -109,13 +109,13 @@ func TestTicketFallbackFromOrdersAndOutcomes(t *testing.T) {
 	if stand, err := s.RecordOutcomes(ctx, s.ShardOf("dave"), []*flashsale.Ticket{late}); err != nil || stand[o.ID] != flashsale.TicketPendingPayment {
 		t.Fatalf("record outcomes of an ordered ticket: %v %v, want its order to stand", stand, err)
 	}
-	if tk, err := s.GetTicket(ctx, "dave", o.ID); err != nil || tk.Status != flashsale.TicketPendingPayment || tk.OrderID != o.ID {
+	if tk, err := s.GetTicket(ctx, flashsale.TicketRef{User: "dave", Ticket: o.ID}); err != nil || tk.Status != flashsale.TicketPendingPayment || tk.OrderID != o.ID {
 		t.Fatalf("ticket of an order = %+v, %v", tk, err)
 	}
-	if tk, err := s.GetTicket(ctx, "dave", lost.ID); err != nil || tk.Status != flashsale.TicketSoldOut {
+	if tk, err := s.GetTicket(ctx, flashsale.TicketRef{User: "dave", Ticket: lost.ID}); err != nil || tk.Status != flashsale.TicketSoldOut {
 		t.Fatalf("ticket of an outcome = %+v, %v", tk, err)
 	}
-	if _, err := s.GetTicket(ctx, "erin", lost.ID); err == nil {
+	if _, err := s.GetTicket(ctx, flashsale.TicketRef{User: "erin", Ticket: lost.ID}); err == nil {
 		t.Fatal("someone else's ticket was found")
 	}
 }

@@ -369,7 +369,7 @@ func TestStrayHoldIsReleasedAfterItPersists(t *testing.T) {
 	if tk, err := f.rs.GetTicket(f.ctx, stray.TicketID); err != nil || tk.Status != flashsale.TicketFailed {
 		t.Errorf("ticket copy %+v, %v; want failed", tk, err)
 	}
-	if tk, err := f.book.GetTicket(f.ctx, "lost-message", stray.TicketID); err != nil || tk.Status != flashsale.TicketFailed {
+	if tk, err := f.book.GetTicket(f.ctx, flashsale.TicketRef{User: "lost-message", Ticket: stray.TicketID}); err != nil || tk.Status != flashsale.TicketFailed {
 		t.Errorf("ticket in MySQL %+v, %v; want failed", tk, err)
 	}
 	if out, _, _, err := f.rs.Claim(f.ctx, f.sale, "lost-message", uuid.NewString(), 1); err != nil || out != flashsale.Claimed {

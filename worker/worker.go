@@ -53,10 +53,10 @@ type Stock interface {
 type Orders interface {
 	ShardOf(userID string) int
 	CreateOrders(ctx context.Context, shard int, orders []*flashsale.Order) ([]flashsale.OrderResult, error)
-	GetOrder(ctx context.Context, userID, orderID string) (*flashsale.Order, error)
+	GetOrder(ctx context.Context, ref flashsale.OrderRef) (*flashsale.Order, error)
 	// GetTicket returns a ticket past queued: from its order or its recorded
 	// decision; flashsale.ErrNotFound when it has neither.
-	GetTicket(ctx context.Context, userID, ticketID string) (*flashsale.Ticket, error)
+	GetTicket(ctx context.Context, ref flashsale.TicketRef) (*flashsale.Ticket, error)
 	// RecordOutcomes records the decisions of tickets that made no order and
 	// returns the decisions that stand instead, where another came first
 	// (TicketPendingPayment: the ticket made an order).
@@ -387,7 +387,7 @@ func (w *Worker) hold(ctx context.Context, items []*item) {
 			// Sold or released: the ticket went further before (its order may
 			// exist, or its decision was recorded: a dead letter, a bundle
 			// whose other line was refused).
-			t, err := w.cfg.Orders.GetTicket(ctx, it.req.UserID, it.req.TicketID)
+			t, err := w.cfg.Orders.GetTicket(ctx, flashsale.TicketRef{User: it.req.UserID, Ticket: it.req.TicketID})
 			switch {
 			case err == nil:
 				it.ticket = t
@@ -573,7 +573,7 @@ func (w *Worker) recordOutcomes(ctx context.Context, items []*item) {
 // in an earlier one: its ticket is the order's, and a pending order's holds are
 // re-asserted in Redis.
 func (w *Worker) followOrder(ctx context.Context, it *item) {
-	o, err := w.cfg.Orders.GetOrder(ctx, it.req.UserID, it.req.TicketID)
+	o, err := w.cfg.Orders.GetOrder(ctx, flashsale.OrderRef{User: it.req.UserID, Order: it.req.TicketID})
 	if err == nil && o.Status == flashsale.OrderPendingPayment {
 		_, errs := w.cfg.Stock.Reassert(ctx, o.Parts())
 		err = errors.Join(errs...)
@@ -641,7 +641,7 @@ func (w *Worker) deadLetter(ctx context.Context, m flashsale.Message) error {
 		return err
 	}
 	if ordered {
-		o, err := w.cfg.Orders.GetOrder(ctx, req.UserID, req.TicketID)
+		o, err := w.cfg.Orders.GetOrder(ctx, flashsale.OrderRef{User: req.UserID, Order: req.TicketID})
 		if err != nil {
 			return err
 		}
