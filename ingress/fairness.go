@@ -51,6 +51,20 @@ type bucket struct {
 	at     time.Time // when tokens was computed
 }
 
+// take refills bk at rate tokens per second up to size, as of now, then takes
+// one token. Without one it reports false and how long until one is back.
+func (bk *bucket) take(now time.Time, size, rate float64) (bool, time.Duration) {
+	if d := now.Sub(bk.at); d > 0 {
+		bk.tokens = min(size, bk.tokens+d.Seconds()*rate)
+		bk.at = now
+	}
+	if bk.tokens < 1 {
+		return false, time.Duration((1 - bk.tokens) / rate * float64(time.Second))
+	}
+	bk.tokens--
+	return true, 0
+}
+
 func newUserBudget(perSecond int) *userBudget {
 	return &userBudget{rate: float64(perSecond), cur: map[budgetKey]*bucket{}, prev: map[budgetKey]*bucket{},
 		flights: map[budgetKey]*flight{}}
@@ -115,13 +129,6 @@ func (b *userBudget) allow(k budgetKey, now time.Time) bool {
 		}
 		b.cur[k] = bk
 	}
-	if d := now.Sub(bk.at); d > 0 {
-		bk.tokens = min(b.rate, bk.tokens+d.Seconds()*b.rate)
-		bk.at = now
-	}
-	if bk.tokens < 1 {
-		return false
-	}
-	bk.tokens--
-	return true
+	ok, _ := bk.take(now, b.rate, b.rate)
+	return ok
 }

@@ -88,15 +88,7 @@ func (b *lookupBudget) take(user string, now time.Time) (bool, time.Duration) {
 		bk = &bucket{tokens: b.limit, at: now}
 		b.m[user] = bk
 	}
-	if d := now.Sub(bk.at); d > 0 {
-		bk.tokens = min(b.limit, bk.tokens+d.Seconds()*rate)
-		bk.at = now
-	}
-	if bk.tokens < 1 {
-		return false, time.Duration((1 - bk.tokens) / rate * float64(time.Second))
-	}
-	bk.tokens--
-	return true, 0
+	return bk.take(now, b.limit, rate)
 }
 
 // giveBack returns the token a lookup that found its id took.
