@@ -9,10 +9,11 @@ import (
 	"database/sql"
 	"fmt"
 	"net/http"
-	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/flashsale/flashsale/internal/testenv"
 )
 
 // TestLatePay: late payments of expired orders, one-sale and bundles, whose
@@ -457,7 +458,10 @@ func TestLatePayTwiceAtOnce(t *testing.T) {
 		c.awaitStock(t, id, stockView{Total: 100, Available: 100}, 10*time.Second)
 	}
 
-	release := holdSaleAllotments(t, e, id)
+	// What the stock cap updates when a payment takes units again: each
+	// payment waits there with its reads done.
+	shards := []*sql.DB{e.shard(0), e.shard(1)}
+	release := testenv.LockRows(t, shards, `SELECT allotted FROM sale_allotments WHERE sale_id = ? FOR UPDATE`, id)
 	type answer struct {
 		status string
 		err    error
@@ -486,7 +490,7 @@ func TestLatePayTwiceAtOnce(t *testing.T) {
 	}
 	close(start)
 	// The ingress gives a payment 10 s: release well before.
-	blocked := awaitShardWrites(e, 2*users, 7*time.Second)
+	blocked := testenv.AwaitWrites(e.shard(0), e.ShardDBs, 2*users, 7*time.Second)
 	release()
 	wg.Wait()
 	if blocked < 2*users {
@@ -538,54 +542,4 @@ func TestLatePayTwiceAtOnce(t *testing.T) {
 		t.Errorf("MySQL has %d units in pending_payment+paid orders, want %d (one per user)", n, users)
 	}
 	fxReconcileAgrees(t, e, id, want)
-}
-
-// holdSaleAllotments locks the sale's allotment row on every shard from the
-// test's own connections (what the stock cap updates when an order or a late
-// payment takes units) until the returned release, also run at cleanup. A
-// transaction that takes units of the sale then waits there, after its reads.
-func holdSaleAllotments(t *testing.T, e *env, saleID string) (release func()) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	var txs []*sql.Tx
-	release = func() {
-		for _, tx := range txs {
-			tx.Rollback()
-		}
-		txs = nil
-	}
-	t.Cleanup(release)
-	for i := range e.ShardDBs {
-		tx, err := e.shard(i).BeginTx(context.Background(), nil)
-		if err != nil {
-			t.Fatalf("shard %d: %v", i, err)
-		}
-		txs = append(txs, tx)
-		var n int
-		if err := tx.QueryRowContext(ctx, `SELECT allotted FROM sale_allotments WHERE sale_id = ? FOR UPDATE`, saleID).Scan(&n); err != nil {
-			t.Fatalf("shard %d: lock the allotment of %s: %v", i, saleID, err)
-		}
-	}
-	return release
-}
-
-// awaitShardWrites waits up to timeout until n writes (statements other than
-// SELECT) are in flight on the test's shard databases, and returns how many
-// were last seen. While holdSaleAllotments holds, a write only stays in
-// flight waiting for a lock. It reads the process list, which is live
-// (information_schema.innodb_trx is a cache MariaDB refreshes only after
-// 100 ms without a read).
-func awaitShardWrites(e *env, n int, timeout time.Duration) int {
-	args := make([]any, len(e.ShardDBs))
-	for i, db := range e.ShardDBs {
-		args[i] = db
-	}
-	got := 0
-	poll(timeout, 20*time.Millisecond, func() bool {
-		err := e.shard(0).QueryRow(`SELECT COUNT(*) FROM information_schema.processlist
-			WHERE command = 'Query' AND info NOT LIKE 'SELECT%' AND db IN (?`+strings.Repeat(",?", len(args)-1)+`)`, args...).Scan(&got)
-		return err == nil && got >= n
-	})
-	return got
 }

@@ -2,8 +2,6 @@ package mysqlstore
 
 import (
 	"context"
-	"database/sql"
-	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -12,33 +10,18 @@ import (
 	"github.com/flashsale/flashsale/internal/testenv"
 )
 
-// expiredOrders makes one order per user (on its shard, one batch per shard)
-// and expires them all; pay_by is passed as soon as they are made.
+// expiredOrders makes one order per user (one batch per shard), due as soon
+// as it is made by the database's clock, and expires them all.
 func expiredOrders(t *testing.T, s *Store, sale *flashsale.Sale, users []string) []*flashsale.Order {
 	t.Helper()
 	ctx := context.Background()
-	orders := createdOrders(t, s, sale, users, true)
-	for _, o := range orders {
-		if _, changed, err := s.Expire(ctx, o.Ref(), time.Now()); err != nil || !changed {
-			t.Fatalf("expire %s: changed=%v %v", o.ID, changed, err)
-		}
-	}
-	return orders
-}
-
-// createdOrders makes one pending order per user, one batch per shard; with
-// due, each is due as soon as it is made.
-func createdOrders(t *testing.T, s *Store, sale *flashsale.Sale, users []string, due bool) []*flashsale.Order {
-	t.Helper()
 	orders := make([]*flashsale.Order, len(users))
 	for i, u := range users {
 		orders[i] = saleOrder(sale, u, 1)
-		if due {
-			orders[i].PayBy = orders[i].CreatedAt.Add(-time.Second) // by the database's clock
-		}
+		orders[i].PayBy = orders[i].CreatedAt.Add(-time.Second)
 	}
 	for shard, batch := range byShard(s, orders) {
-		res, err := s.CreateOrders(context.Background(), shard, batch)
+		res, err := s.CreateOrders(ctx, shard, batch)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -46,6 +29,11 @@ func createdOrders(t *testing.T, s *Store, sale *flashsale.Sale, users []string,
 			if r.Outcome != flashsale.CreateNew {
 				t.Fatalf("create %s: %v, want new", batch[i].ID, r.Outcome)
 			}
+		}
+	}
+	for _, o := range orders {
+		if _, changed, err := s.Expire(ctx, o.Ref(), time.Now()); err != nil || !changed {
+			t.Fatalf("expire %s: changed=%v %v", o.ID, changed, err)
 		}
 	}
 	return orders
@@ -68,65 +56,48 @@ func usersOnBoth(s *Store, n int, prefix string) []string {
 // holdAllotments locks the sale's allotment row on every shard from the test's
 // own connections, so the transactions that take room in the sale wait there
 // with their limit reads done, until the returned release (also run at
-// cleanup) commits. It widens the window in which two transactions that decide
-// one user's units overlap: without a lock per (sale, user) they always do.
+// cleanup). It widens the window in which two transactions that decide one
+// user's units overlap: without a lock per (sale, user) they always do.
 func holdAllotments(t *testing.T, s *Store, saleID string) (release func()) {
 	t.Helper()
-	ctx := context.Background()
-	var txs []*sql.Tx
-	release = func() {
-		for _, tx := range txs {
-			tx.Rollback()
-		}
-		txs = nil
-	}
-	t.Cleanup(release)
-	for i, db := range s.shards {
-		tx, err := db.BeginTx(ctx, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		txs = append(txs, tx)
-		var n int
-		if err := tx.QueryRowContext(ctx, `SELECT allotted FROM sale_allotments WHERE sale_id = ? FOR UPDATE`, saleID).Scan(&n); err != nil {
-			t.Fatalf("shard %d: lock the allotment of %s: %v", i, saleID, err)
-		}
-	}
-	return release
+	return testenv.LockRows(t, s.shards, `SELECT allotted FROM sale_allotments WHERE sale_id = ? FOR UPDATE`, saleID)
 }
 
-// awaitBlocked waits until n writes (inserts, updates) are in flight on the
-// store's shard databases: while the test holds the sale's allotment rows
-// (holdAllotments), such a write only stays in flight waiting for a lock. It
-// reads the process list, which is live (innodb_trx is a cache that MariaDB
-// refreshes only after 100 ms without a read).
+// awaitBlocked waits until n writes are in flight on the store's shard
+// databases: all blocked, while holdAllotments holds.
 func awaitBlocked(t *testing.T, s *Store, n int) {
 	t.Helper()
-	shards := s.names[1:]
-	args := make([]any, len(shards))
-	for i, name := range shards {
-		args[i] = name
+	if got := testenv.AwaitWrites(s.meta, s.names[1:], n, 20*time.Second); got < n {
+		t.Fatalf("%d writes waiting for a lock after 20 s, want %d", got, n)
 	}
-	got := 0
-	testenv.Eventually(t, 20*time.Second, fmt.Sprintf("%d writes waiting for a lock", n), func() bool {
-		err := s.meta.QueryRow(`SELECT COUNT(*) FROM information_schema.processlist
-			WHERE command = 'Query' AND info NOT LIKE 'SELECT%' AND db IN (`+marks(len(args))+`)`, args...).Scan(&got)
-		return err == nil && got >= n
-	})
 }
 
-// userUnits returns each user's units in pending_payment and paid orders of the sale.
-func userUnits(t *testing.T, s *Store, saleID string) map[string]int {
+// checkOneUnitEach asserts that no user has more than the sale's
+// per_user_limit of 1 in pending_payment and paid orders, and that the users
+// have one unit each, n in all, within the cap.
+func checkOneUnitEach(t *testing.T, s *Store, sale *flashsale.Sale, n int) {
 	t.Helper()
-	out := map[string]int{}
-	orders, err := s.HoldingOrders(context.Background(), saleID)
+	orders, err := s.HoldingOrders(context.Background(), sale.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
+	units := map[string]int{}
 	for _, o := range orders {
-		out[o.UserID] += o.Quantity
+		units[o.UserID] += o.Quantity
 	}
-	return out
+	over := 0
+	for u, k := range units {
+		if k > sale.PerUserLimit {
+			over++
+			t.Errorf("%s has %d units in pending and paid orders, per_user_limit %d", u, k, sale.PerUserLimit)
+		}
+	}
+	if over > 0 {
+		t.Errorf("%d of %d users over the limit", over, n)
+	}
+	if got := checkCap(t, s, sale); got != n {
+		t.Errorf("%d units in orders, want %d (one per user)", got, n)
+	}
 }
 
 // Two expired orders of each of 30 users (per_user_limit 1), both paid late at
@@ -173,7 +144,6 @@ func TestConcurrentLatePaymentsKeepTheLimit(t *testing.T) {
 			}
 			wg.Wait()
 
-			twice := 0
 			for i, u := range users {
 				paid := 0
 				for k, r := range results[i] {
@@ -190,18 +160,7 @@ func TestConcurrentLatePaymentsKeepTheLimit(t *testing.T) {
 					t.Errorf("%s: %d of 2 late payments paid, want 1 (the other refund_required)", u, paid)
 				}
 			}
-			for u, n := range userUnits(t, s, sale.ID) {
-				if n > sale.PerUserLimit {
-					twice++
-					t.Errorf("%s has %d units in paid orders, per_user_limit %d", u, n, sale.PerUserLimit)
-				}
-			}
-			if twice > 0 {
-				t.Errorf("%d of %d users over the limit", twice, len(users))
-			}
-			if units := checkCap(t, s, sale); units != len(users) {
-				t.Errorf("%d units paid, want %d (one per user)", units, len(users))
-			}
+			checkOneUnitEach(t, s, sale, len(users))
 		})
 	}
 }
@@ -282,17 +241,5 @@ func TestOrderTransactionRacesLatePayment(t *testing.T) {
 		}
 	}
 	t.Logf("won: %v", wins)
-	over := 0
-	for u, n := range userUnits(t, s, sale.ID) {
-		if n > sale.PerUserLimit {
-			over++
-			t.Errorf("%s has %d units in pending and paid orders, per_user_limit %d", u, n, sale.PerUserLimit)
-		}
-	}
-	if over > 0 {
-		t.Errorf("%d of %d users over the limit", over, len(users))
-	}
-	if units := checkCap(t, s, sale); units != len(users) {
-		t.Errorf("%d units in orders, want %d (one per user)", units, len(users))
-	}
+	checkOneUnitEach(t, s, sale, len(users))
 }
