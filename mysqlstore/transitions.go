@@ -118,8 +118,9 @@ func (s *Store) FindOrder(ctx context.Context, orderID string) (*flashsale.Order
 // which it then takes. With revive the transaction holds the user's lock in
 // each of the order's sales, as the order transaction does, so two late
 // payments of one user, or a late payment and a new order, are decided one
-// after the other and never pass the limit together. Any other order is left as it is and order.refund_required
-// is written, once per payment id. A payment id seen before returns its first
+// after the other and never pass the limit together; the one decided second
+// over the limit is refund_required. Any other order is left as it is and
+// order.refund_required is written, once per payment id. A payment id seen before returns its first
 // outcome and changes nothing. An amount that differs from the order's is
 // flashsale.ErrAmountMismatch and changes nothing. A payment id is bound to one
 // order by BindPayment, which the caller runs first.
@@ -131,12 +132,9 @@ func (s *Store) Pay(ctx context.Context, ref flashsale.OrderRef, paymentID strin
 	// sales for that before its transaction (they never change).
 	var locks []userSale
 	if revive {
-		o, err := s.GetOrder(ctx, ref)
+		o, err := s.GetOrder(ctx, ref) // its errors are wrapped or coded already
 		if err != nil {
-			if flashsale.ErrorCode(err) != flashsale.CodeInternal {
-				return "", nil, err
-			}
-			return "", nil, fmt.Errorf("mysqlstore: pay: %w", err)
+			return "", nil, err
 		}
 		locks = userSalesOf(o)
 	}
