@@ -6,11 +6,14 @@ package e2e
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"net/http"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/flashsale/flashsale/internal/testenv"
 )
 
 // TestLatePay: late payments of expired orders, one-sale and bundles, whose
@@ -411,4 +414,132 @@ func raceBuyersWithOrders(t *testing.T, c *client, round int, tickets []ticketRe
 		}
 	}
 	return got
+}
+
+// TestLatePayTwiceAtOnce: 30 users (15 on each shard) each have two expired
+// orders of one sale with per_user_limit 1 and units for all of them, and
+// both orders of every user are paid late at the same moment. The window in
+// which two payments of one user overlap is held open: the test locks the
+// sale's allotment row on each shard from its own connection, waits until
+// all 60 payments are blocked in MySQL (each one there with its limit read
+// done, unless something serialises the two payments of a user before that
+// read), then lets them all go. Per user, exactly one payment is answered
+// paid and the other refund_required (its order stays expired); no user has
+// 2 paid orders in MySQL; the sale view and MySQL agree on 30 units sold and
+// none held (the refused payments gave back the units they had taken again),
+// and reconcile agrees.
+func TestLatePayTwiceAtOnce(t *testing.T) {
+	const users, price = 30, 700
+	e := newEnv(t)
+	p := e.start("all", map[string]string{"FLASHSALE_SWEEP_INTERVAL": "1"})
+	c := p.client()
+	s := openSale(100, 1, price)
+	s.PaymentWindowSeconds = 1
+	id := c.createSale(t, s)
+	var names []string
+	for i := 0; len(names) < users; i++ {
+		u := fmt.Sprintf("twice-%d", i)
+		if n := len(names); shardOf(u, 2) == n%2 { // alternate shards: 15 on each
+			names = append(names, u)
+		}
+	}
+	// orders[u] = [first, second]: the second bought once the first expired.
+	orders := map[string]*[2]string{}
+	for round := range 2 {
+		for _, u := range names {
+			if orders[u] == nil {
+				orders[u] = &[2]string{}
+			}
+			_, orders[u][round] = c.bnPlace(t, u, bnItem{id, 1})
+		}
+		for _, u := range names {
+			c.awaitOrderStatus(t, orders[u][round], u, "expired", 30*time.Second)
+		}
+		c.awaitStock(t, id, stockView{Total: 100, Available: 100}, 10*time.Second)
+	}
+
+	// What the stock cap updates when a payment takes units again: each
+	// payment waits there with its reads done.
+	shards := []*sql.DB{e.shard(0), e.shard(1)}
+	release := testenv.LockRows(t, shards, `SELECT allotted FROM sale_allotments WHERE sale_id = ? FOR UPDATE`, id)
+	type answer struct {
+		status string
+		err    error
+	}
+	answers := map[string]*[2]answer{}
+	var mu sync.Mutex
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, u := range names {
+		answers[u] = &[2]answer{}
+		for k, ord := range orders[u] {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				defer cancel()
+				body := notice("pay-twice-"+ord, ord, price, "succeeded").body()
+				ans, err := c.callback(ctx, body, sign(e.PaymentSecret, time.Now(), body))
+				st, err := payOutcome(ans, err, ord)
+				mu.Lock()
+				answers[u][k] = answer{st, err}
+				mu.Unlock()
+			}()
+		}
+	}
+	close(start)
+	// The ingress gives a payment 10 s: release well before.
+	blocked := testenv.AwaitWrites(e.shard(0), e.ShardDBs, 2*users, 7*time.Second)
+	release()
+	wg.Wait()
+	if blocked < 2*users {
+		t.Errorf("only %d of %d payments were blocked in MySQL at once: the window was not held open for all", blocked, 2*users)
+	}
+	t.Logf("%d late payments were blocked in MySQL at once, then released together", blocked)
+
+	paidTwice := 0
+	for _, u := range names {
+		paid := 0
+		for k, a := range answers[u] {
+			ord := orders[u][k]
+			switch {
+			case a.err != nil:
+				t.Errorf("%s: late payment of %s: %v", u, ord, a.err)
+			case a.status == "paid":
+				paid++
+			case a.status == "refund_required":
+				if v := c.bnOrder(t, ord, u); v.Status != "expired" || v.PaidAt != nil {
+					t.Errorf("%s: refused late order %s is %+v, want expired and unpaid", u, ord, v)
+				}
+			default:
+				t.Errorf("%s: late payment of %s answered %q, want paid or refund_required", u, ord, a.status)
+			}
+		}
+		if paid != 1 {
+			t.Errorf("%s: %d of 2 late payments answered paid, want 1 (the other refund_required)", u, paid)
+		}
+	}
+	byUser := map[string]int{}
+	for _, r := range e.orders(t, id) {
+		if r.Status == "paid" {
+			byUser[r.UserID]++
+		}
+	}
+	for u, n := range byUser {
+		if n > 1 {
+			paidTwice++
+			t.Errorf("%s has %d paid orders, per_user_limit 1", u, n)
+		}
+	}
+	if paidTwice > 0 {
+		t.Errorf("%d of %d users have 2 paid orders under per_user_limit 1", paidTwice, users)
+	}
+	t.Logf("users with 2 paid orders: %d of %d", paidTwice, users)
+	want := stockView{Total: 100, Available: 100 - users, Sold: users}
+	c.awaitStock(t, id, want, 10*time.Second)
+	if n := bnMustLiveUnits(t, e, id); n != users {
+		t.Errorf("MySQL has %d units in pending_payment+paid orders, want %d (one per user)", n, users)
+	}
+	fxReconcileAgrees(t, e, id, want)
 }

@@ -254,7 +254,8 @@ func (s *Store) createBatch(ctx context.Context, shard int, sales map[string]*fl
 	return out, nil
 }
 
-// createTx is one order transaction: it sorts batch out (classify), inserts the
+// createTx is one order transaction: it locks the batch's (sale, user) pairs (one
+// statement, see userlocks.go), sorts batch out (classify), inserts the
 // orders that may be created with their outbox and decision rows, and raises the
 // allotments' `used` by what it inserted. First optimistically (the conditional
 // update comes last, so the allotment row is locked only until the commit); if a
@@ -266,6 +267,11 @@ func (s *Store) createTx(ctx context.Context, db *sql.DB, sales map[string]*flas
 	for careful := false; ; careful = true {
 		err := inTx(ctx, db, func(tx *sql.Tx) error {
 			results, short = make([]flashsale.OrderResult, len(batch)), nil
+			// First: the per-user limit read by classify counts what every
+			// late payment and order of these users committed before.
+			if err := lockUserSales(ctx, tx, userSalesOf(batch...)); err != nil {
+				return err
+			}
 			fresh, err := classify(ctx, tx, sales, batch, results)
 			if err != nil || len(fresh) == 0 {
 				return err
@@ -337,14 +343,14 @@ func (s *Store) createTx(ctx context.Context, db *sql.DB, sales map[string]*flas
 	}
 }
 
-// userSale is a user's place in one sale.
-type userSale struct{ sale, user string }
-
 // classify reads, in tx, what already exists for batch's tickets and users, fills
 // results for the orders that will not be created, and returns the indexes of
 // the others (within the per-user limit, no other unpaid order, in batch order).
-// Its reads do not lock: a row another transaction commits meanwhile makes the
-// insert fail with a duplicate key, and the caller classifies again.
+// Its reads do not lock. The caller holds the batch's (sale, user) locks
+// (lockUserSales), so no order or late payment of those users commits
+// meanwhile; a ticket row another transaction commits meanwhile (a redelivery
+// on another worker) makes the insert fail with a duplicate key, and the
+// caller classifies again.
 func classify(ctx context.Context, tx *sql.Tx, sales map[string]*flashsale.Sale, batch []*flashsale.Order, results []flashsale.OrderResult) ([]int, error) {
 	ids := make([]any, len(batch))
 	saleIDs := map[string]bool{}

@@ -115,20 +115,40 @@ func (s *Store) FindOrder(ctx context.Context, orderID string) (*flashsale.Order
 // pending order becomes paid (with order.paid); so does an expired one when
 // revive is set (the caller took its units again in the stock store) and the
 // sale's stock cap and the user's per_user_limit still have room for every item,
-// which it then takes. Any other order is left as it is and order.refund_required
-// is written, once per payment id. A payment id seen before returns its first
+// which it then takes. With revive the transaction holds the user's lock in
+// each of the order's sales, as the order transaction does, so two late
+// payments of one user, or a late payment and a new order, are decided one
+// after the other and never pass the limit together; the one decided second
+// over the limit is refund_required. Any other order is left as it is and
+// order.refund_required is written, once per payment id. A payment id seen before returns its first
 // outcome and changes nothing. An amount that differs from the order's is
 // flashsale.ErrAmountMismatch and changes nothing. A payment id is bound to one
 // order by BindPayment, which the caller runs first.
 func (s *Store) Pay(ctx context.Context, ref flashsale.OrderRef, paymentID string, amount int64, revive bool, now time.Time) (flashsale.PayOutcome, *flashsale.Order, error) {
 	now = now.UTC().Truncate(time.Microsecond)
 	shard := s.ShardOf(ref.User)
+	// A revival raises the user's units in the order's sales: it takes their
+	// (sale, user) locks first (see userlocks.go), and needs the order's
+	// sales for that before its transaction (they never change).
+	var locks []userSale
+	if revive {
+		o, err := s.GetOrder(ctx, ref) // its errors are wrapped or coded already
+		if err != nil {
+			return "", nil, err
+		}
+		locks = userSalesOf(o)
+	}
 	var outcome flashsale.PayOutcome
 	var out *flashsale.Order
 	short := map[string]int{} // units of sales whose allotment had no room here
 	for round := 0; ; round++ {
 		clear(short)
 		err := inTx(ctx, s.shards[shard], func(tx *sql.Tx) error {
+			if revive {
+				if err := lockUserSales(ctx, tx, locks); err != nil {
+					return err
+				}
+			}
 			o, err := lockOrder(ctx, tx, ref)
 			if err != nil {
 				return err
@@ -217,7 +237,8 @@ func (s *Store) Pay(ctx context.Context, ref flashsale.OrderRef, paymentID strin
 }
 
 // retake takes, in tx, the room of an expired order's items again: within the
-// user's per_user_limit in each sale, and within the stock cap on this shard.
+// user's per_user_limit in each sale (read under the user's locks, which tx
+// holds), and within the stock cap on this shard.
 // False: over the limit (nothing taken). Sales whose allotment has no room are
 // added to short (nothing taken either; the caller borrows and tries again).
 func (s *Store) retake(ctx context.Context, tx *sql.Tx, o *flashsale.Order, short map[string]int, now time.Time) (bool, error) {
