@@ -95,7 +95,7 @@ func (o *opsSurface) services(p *process, g *service.Group, cmd string) (service
 	if o.cfg.Addr == "" {
 		return services, nil, nil
 	}
-	h, err := ops.Handler(ops.HandlerConfig{Gatherer: p.reg, Ready: o.ready, Live: o.live, Pprof: true, Log: p.log})
+	h, err := ops.Handler(ops.HandlerConfig{Gatherer: p.reg, Ready: o.ready, Live: o.live, Pprof: true, Cmdline: p.cfg.Cmdline, Log: p.log})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/flashsale/flashsale/inventory"
 	"github.com/flashsale/flashsale/lifecycle"
 	"github.com/flashsale/flashsale/mysqlstore"
+	"github.com/flashsale/flashsale/ops"
 	"github.com/flashsale/flashsale/payment"
 	"github.com/flashsale/flashsale/queue"
 	"github.com/flashsale/flashsale/redisstore"
@@ -115,7 +116,7 @@ var roleServices = map[string]role{
 func (p *process) services(g *service.Group, cmd string, roles []string) ([]named, error) {
 	var list, listeners []named
 	if p.cfg.PprofAddr != "" && p.cfg.PprofAddr != p.ops.cfg.Addr { // the operations listener serves pprof too
-		list = append(list, named{"pprof", &pprofListener{addr: p.cfg.PprofAddr, log: p.log}})
+		list = append(list, named{"pprof", &pprofListener{addr: p.cfg.PprofAddr, cmdline: p.cfg.Cmdline, log: p.log}})
 	}
 	for _, r := range roles {
 		s, l, err := roleServices[r](p, g, p.cfg.queue(p.log, r, p.qm))
@@ -226,12 +227,14 @@ func (p *process) relay(_ *service.Group, qc queue.Config) ([]named, []named, er
 }
 
 // pprofListener serves net/http/pprof (FLASHSALE_PPROF_ADDR) on a listener of
-// its own, never on the public API. It is optional: an address it cannot
-// bind, or a listener that fails, is logged, and the process goes on.
+// its own, never on the public API, with cmdline (secrets redacted) in place
+// of pprof's os.Args. It is optional: an address it cannot bind, or a
+// listener that fails, is logged, and the process goes on.
 type pprofListener struct {
 	service.Runner
-	addr string
-	log  *slog.Logger
+	addr    string
+	cmdline []string
+	log     *slog.Logger
 }
 
 func (l *pprofListener) Start(ctx context.Context) error { return l.Go(ctx, l.serve) }
@@ -244,7 +247,10 @@ func (l *pprofListener) serve(ctx context.Context, ready func()) {
 		l.log.Warn("pprof stopped", "err", err)
 		return
 	}
-	srv := &http.Server{Handler: http.DefaultServeMux}
+	mux := http.NewServeMux()
+	mux.Handle("/debug/pprof/cmdline", ops.Cmdline(l.cmdline))
+	mux.Handle("/", http.DefaultServeMux)
+	srv := &http.Server{Handler: mux}
 	stop := context.AfterFunc(ctx, func() { srv.Close() })
 	defer stop()
 	ready()
