@@ -61,10 +61,21 @@ type errorBody struct {
 // answered 503 unavailable so the client retries. The cause of every 503 is
 // logged here, and only here, never shown to the caller. (A panic is answered
 // 500 internal by the recovery middleware.)
+//
+// A request whose client went away (its context cancelled, not timed out)
+// while a dependency was answering is no dependency failure, whatever error
+// the dependency returned: it is recorded as StatusClientClosed, logged at
+// debug, and nothing is written that anyone would read.
 func WriteError(c *gin.Context, log *slog.Logger, err error) {
 	var fe *flashsale.Error
 	if !errors.As(err, &fe) {
 		fe = flashsale.Unavailable(err, "a service this request needs is not answering; retry").(*flashsale.Error)
+	}
+	if fe.Code == flashsale.CodeUnavailable && clientGone(c) {
+		log.Debug("the client went away before the answer", "method", c.Request.Method, "path", c.FullPath(), "err", err)
+		c.Set(codeKey, CodeClientClosed)
+		c.AbortWithStatus(StatusClientClosed)
+		return
 	}
 	if fe.Cause != nil {
 		log.Warn("request failed on a dependency; answering 503", "method", c.Request.Method, "path", c.FullPath(),
@@ -77,6 +88,24 @@ func WriteError(c *gin.Context, log *slog.Logger, err error) {
 	}
 	c.Set(codeKey, fe.Code)
 	c.AbortWithStatusJSON(StatusOf(fe.Code), body)
+}
+
+// StatusClientClosed is the status recorded (in the metrics and logs, as
+// proxies do) for a request whose client went away before its answer; no
+// client receives it. It is no 5xx: a client cannot fake a dependency
+// failure by hanging up.
+const StatusClientClosed = 499
+
+// CodeClientClosed is what CodeOf gives for a request recorded as
+// StatusClientClosed. It is not a contract code (nobody receives it); the
+// purchase outcomes do not count it.
+const CodeClientClosed flashsale.Code = "client_closed"
+
+// clientGone reports whether c's client went away: the request's context was
+// cancelled (net/http cancels it when the connection closes), not timed out
+// (a deadline of the server's own is a dependency too slow, answered 503).
+func clientGone(c *gin.Context) bool {
+	return errors.Is(c.Request.Context().Err(), context.Canceled)
 }
 
 // codeKey is where WriteError leaves the answered code in the gin context.
