@@ -13,6 +13,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -163,29 +165,60 @@ func Bind(c *gin.Context, v any) error {
 	return Decode(raw, v)
 }
 
-// Check is one readiness probe; it returns an error naming what failed.
+// Check is one readiness probe; it returns an error saying what failed.
 type Check func(ctx context.Context) error
+
+// Named gives check the name /readyz answers when it fails ("redis",
+// "mysql"...): the answer names what failed, while the check's error, which
+// may hold internal addresses, goes to the log only.
+func Named(name string, check Check) Check {
+	return func(ctx context.Context) error {
+		if err := check(ctx); err != nil {
+			return &checkError{name: name, err: err}
+		}
+		return nil
+	}
+}
+
+// checkError is a Named check's failure.
+type checkError struct {
+	name string
+	err  error
+}
+
+func (e *checkError) Error() string { return e.name + ": " + e.err.Error() }
+func (e *checkError) Unwrap() error { return e.err }
 
 // readyTimeout bounds the checks of one /readyz.
 const readyTimeout = 2 * time.Second
 
 // Readyz is the one /readyz handler (the ingress's and the operations
 // listener's): 200 {"status":"ready"} when every check passes within 2 s,
-// else 503 unavailable whose message names what failed, its cause logged on
-// log (see WriteError).
+// else 503 unavailable whose message names the checks that failed (see
+// Named; an unnamed one is "a dependency"), their causes logged on log (see
+// WriteError) and never answered.
 func Readyz(log *slog.Logger, checks []Check) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		ctx, cancel := context.WithTimeout(c.Request.Context(), readyTimeout)
 		defer cancel()
 		var errs []error
+		var names []string
 		for _, check := range checks {
 			if err := check(ctx); err != nil {
 				errs = append(errs, err)
+				name := "a dependency"
+				var ce *checkError
+				if errors.As(err, &ce) {
+					name = ce.name
+				}
+				if !slices.Contains(names, name) {
+					names = append(names, name)
+				}
 			}
 		}
 		if len(errs) > 0 {
-			err := errors.Join(errs...)
-			WriteError(c, log, &flashsale.Error{Code: flashsale.CodeUnavailable, Message: err.Error(), Cause: err})
+			WriteError(c, log, &flashsale.Error{Code: flashsale.CodeUnavailable,
+				Message: "not ready: " + strings.Join(names, ", ") + " not answering", Cause: errors.Join(errs...)})
 			return
 		}
 		c.JSON(http.StatusOK, gin.H{"status": "ready"})

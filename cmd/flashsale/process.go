@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/flashsale/flashsale/catalog"
 	"github.com/flashsale/flashsale/delayq"
+	"github.com/flashsale/flashsale/httpapi"
 	"github.com/flashsale/flashsale/ingress"
 	"github.com/flashsale/flashsale/inventory"
 	"github.com/flashsale/flashsale/lifecycle"
@@ -44,6 +46,7 @@ type process struct {
 	strikes      *redisstore.Strikes
 	lc           *lifecycle.Service
 	ops          *opsSurface
+	storeChecks  []httpapi.Check // the readiness checks of Redis and MySQL, named
 	closers      []func() error // closed in reverse by close
 }
 
@@ -80,7 +83,8 @@ func open(cfg *config, ocfg opsConfig, roles []string, log *slog.Logger) (*proce
 	if p.ops, err = newOpsSurface(ocfg, cfg, roles, p.reg, log); err != nil {
 		return p, err
 	}
-	p.ops.ready = append(p.ops.ready, p.rs.Ping, p.store.Ping)
+	p.storeChecks = []httpapi.Check{httpapi.Named("redis", p.rs.Ping), httpapi.Named("mysql", p.store.Ping)}
+	p.ops.ready = append(p.ops.ready, p.storeChecks...)
 	return p, nil
 }
 
@@ -138,12 +142,12 @@ func (p *process) ingress(g *service.Group, qc queue.Config) ([]named, []named, 
 	if err != nil {
 		return nil, nil, err
 	}
-	pubReady := func(context.Context) error { return pub.Ready() }
+	pubReady := httpapi.Named("rabbitmq", func(context.Context) error { return pub.Ready() })
 	srv, err := ingress.New(ingress.Config{Sales: p.sales, Stock: p.stock, Orders: p.store, Queue: pub, Lifecycle: p.lc,
 		Reservations: p.reservations, AdminToken: cfg.AdminToken, LimitPerWindow: cfg.LimitPerWindow,
 		PublishGroups: cfg.PublishGroups, Registry: p.reg, Gatherer: p.reg, Log: p.log, Identity: cfg.Identity,
 		UserPurchasesPerSecond: cfg.UserPurchasesPerSecond, Strikes: p.strikes,
-		Ready: []ingress.Check{p.rs.Ping, pubReady, p.store.Ping}, OpsElsewhere: ocfg.Addr != ""})
+		Ready: append(slices.Clone(p.storeChecks), pubReady), OpsElsewhere: ocfg.Addr != ""})
 	if err != nil {
 		return nil, nil, err
 	}
