@@ -47,7 +47,7 @@ type process struct {
 	lc           *lifecycle.Service
 	ops          *opsSurface
 	storeChecks  []httpapi.Check // the readiness checks of Redis and MySQL, named
-	closers      []func() error // closed in reverse by close
+	closers      []func() error  // closed in reverse by close
 }
 
 // open builds the shared parts. The process is to be closed even when open
