@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/flashsale/flashsale"
+	"github.com/flashsale/flashsale/httpapi"
 )
 
 func TestQuantileInterpolatesLikePrometheus(t *testing.T) {
@@ -213,12 +214,12 @@ func TestLiveLogin(t *testing.T) {
 
 func TestHandlerReadyz(t *testing.T) {
 	failing := false
-	h, err := Handler(HandlerConfig{Gatherer: prometheus.NewRegistry(), Ready: []Check{func(context.Context) error {
+	h, err := Handler(HandlerConfig{Gatherer: prometheus.NewRegistry(), Ready: []Check{httpapi.Named("redis", func(context.Context) error {
 		if failing {
-			return errors.New("redis: connection refused")
+			return errors.New("dial tcp 10.0.1.11:6379: connection refused")
 		}
 		return nil
-	}}})
+	})}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +232,8 @@ func TestHandlerReadyz(t *testing.T) {
 		t.Errorf("/readyz: %d", w.Code)
 	}
 	failing = true
-	if w := get("/readyz"); w.Code != 503 || !strings.Contains(w.Body.String(), `"code":"unavailable"`) || !strings.Contains(w.Body.String(), "redis") {
+	if w := get("/readyz"); w.Code != 503 || !strings.Contains(w.Body.String(), `"code":"unavailable"`) || !strings.Contains(w.Body.String(), "redis") ||
+		strings.Contains(w.Body.String(), "10.0.1.11") {
 		t.Errorf("/readyz failing: %d %s", w.Code, w.Body)
 	}
 	if w := get("/debug/pprof/"); w.Code != 404 {

@@ -46,8 +46,9 @@ type process struct {
 	strikes      *redisstore.Strikes
 	lc           *lifecycle.Service
 	ops          *opsSurface
-	storeChecks  []httpapi.Check // the readiness checks of Redis and MySQL, named
-	closers      []func() error  // closed in reverse by close
+	storeChecks  []httpapi.Check    // the readiness checks of Redis and MySQL, named
+	admin        *httpapi.AdminAuth // the admin endpoints' and the live page's
+	closers      []func() error     // closed in reverse by close
 }
 
 // open builds the shared parts. The process is to be closed even when open
@@ -80,7 +81,8 @@ func open(cfg *config, ocfg opsConfig, roles []string, log *slog.Logger) (*proce
 	if p.lc, err = lifecycle.New(lifecycle.Config{Book: p.store, Stock: p.stock, Strikes: p.strikes, Log: log}); err != nil {
 		return p, err
 	}
-	if p.ops, err = newOpsSurface(ocfg, cfg, roles, p.reg, log); err != nil {
+	p.admin = httpapi.NewAdminAuth(cfg.AdminToken, p.reg, log)
+	if p.ops, err = newOpsSurface(ocfg, cfg, roles, p.reg, p.admin, log); err != nil {
 		return p, err
 	}
 	p.storeChecks = []httpapi.Check{httpapi.Named("redis", p.rs.Ping), httpapi.Named("mysql", p.store.Ping)}
@@ -144,7 +146,7 @@ func (p *process) ingress(g *service.Group, qc queue.Config) ([]named, []named, 
 	}
 	pubReady := httpapi.Named("rabbitmq", func(context.Context) error { return pub.Ready() })
 	srv, err := ingress.New(ingress.Config{Sales: p.sales, Stock: p.stock, Orders: p.store, Queue: pub, Lifecycle: p.lc,
-		Reservations: p.reservations, AdminToken: cfg.AdminToken, LimitPerWindow: cfg.LimitPerWindow,
+		Reservations: p.reservations, AdminToken: cfg.AdminToken, Admin: p.admin, LimitPerWindow: cfg.LimitPerWindow,
 		PublishGroups: cfg.PublishGroups, Registry: p.reg, Gatherer: p.reg, Log: p.log, Identity: cfg.Identity,
 		UserPurchasesPerSecond: cfg.UserPurchasesPerSecond, Strikes: p.strikes,
 		Ready: append(slices.Clone(p.storeChecks), pubReady), OpsElsewhere: ocfg.Addr != ""})

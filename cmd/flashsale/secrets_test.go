@@ -4,9 +4,14 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"log/slog"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/flashsale/flashsale/httpapi"
 )
 
 // secretEnv sets every secret setting to a distinctive value and returns the
@@ -103,5 +108,34 @@ func TestCmdlineRedactsSecretFlags(t *testing.T) {
 		"--mysql-meta-dsn", "(set)", "-amqp-url=(set)", "-jwt-secrets", "(set)", "rest", "-admin-token", "x"}
 	if !slices.Equal(got, want) {
 		t.Errorf("redactArgs:\n got %q\nwant %q", got, want)
+	}
+}
+
+// The operations surface warns at start when it is reachable from
+// everywhere: on a public ingress listener without FLASHSALE_OPS_ADDR, or on
+// an operations listener bound to every interface; not on loopback or a
+// private address.
+func TestOpsExposureWarnings(t *testing.T) {
+	for _, tc := range []struct {
+		http, ops string
+		warn      bool
+	}{
+		{"0.0.0.0:8080", "", true},
+		{"127.0.0.1:8080", "", false},
+		{"0.0.0.0:8080", "0.0.0.0:9100", true},
+		{"0.0.0.0:8080", ":9100", true},
+		{"0.0.0.0:8080", "127.0.0.1:9100", false},
+		{"0.0.0.0:8080", "10.0.1.21:9100", false},
+	} {
+		var logged bytes.Buffer
+		log := slog.New(slog.NewTextHandler(&logged, nil))
+		_, err := newOpsSurface(opsConfig{Addr: tc.ops}, &config{HTTPAddr: tc.http}, []string{"ingress"},
+			prometheus.NewRegistry(), httpapi.NewAdminAuth("", nil, log), log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(logged.String(), "level=WARN"); got != tc.warn {
+			t.Errorf("http %q, ops %q: warned %v, want %v: %s", tc.http, tc.ops, got, tc.warn, logged.String())
+		}
 	}
 }
