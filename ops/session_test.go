@@ -109,4 +109,3 @@ func TestLiveSessionHardening(t *testing.T) {
 		t.Errorf("flashsale_admin_auth_failures_total{surface=live} = %v, want 5", n)
 	}
 }
-
