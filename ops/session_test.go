@@ -34,23 +34,16 @@ func TestLiveSessionHardening(t *testing.T) {
 	e := gin.New()
 	l.Register(e)
 	do := func(method, path, client string, local net.IP, form url.Values, cookie string) *httptest.ResponseRecorder {
-		var req *http.Request
-		if form != nil {
-			req = httptest.NewRequest(method, path, strings.NewReader(form.Encode()))
-			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		} else {
-			req = httptest.NewRequest(method, path, nil)
-		}
-		req.RemoteAddr = client + ":40000"
-		if local != nil {
-			req = req.WithContext(context.WithValue(req.Context(), http.LocalAddrContextKey, &net.TCPAddr{IP: local, Port: 9100}))
-		}
-		if cookie != "" {
-			req.Header.Set("Cookie", cookie)
-		}
-		w := httptest.NewRecorder()
-		e.ServeHTTP(w, req)
-		return w
+		return serveForm(e, method, path, form, func(req *http.Request) *http.Request {
+			req.RemoteAddr = client + ":40000"
+			if cookie != "" {
+				req.Header.Set("Cookie", cookie)
+			}
+			if local != nil {
+				req = req.WithContext(context.WithValue(req.Context(), http.LocalAddrContextKey, &net.TCPAddr{IP: local, Port: 9100}))
+			}
+			return req
+		})
 	}
 	login := func(client string, local net.IP) (*httptest.ResponseRecorder, string) {
 		w := do("POST", "/ops/login", client, local, url.Values{"token": {"s3cret-0123456789"}}, "")
