@@ -6,6 +6,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/flashsale/flashsale"
+	"github.com/flashsale/flashsale/identity"
 )
 
 const userKey = "flashsale.user"
@@ -17,8 +18,9 @@ func (s *Server) admin(c *gin.Context) {
 		s.WriteError(c, flashsale.Errorf(flashsale.CodeUnavailable, "admin endpoints are disabled: FLASHSALE_ADMIN_TOKEN is not set"))
 		return
 	}
-	token, ok := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
-	if !ok {
+	h, err := identity.Single(c.Request, "Authorization")
+	token, ok := strings.CutPrefix(h, "Bearer ")
+	if err != nil || !ok {
 		token = ""
 	}
 	if !s.cfg.Admin.Check(c.Request, "api", token) {
