@@ -3,6 +3,7 @@ package deploy
 import (
 	"bufio"
 	"bytes"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -215,5 +216,40 @@ func systemdAnalyze(t *testing.T, dir string) {
 		if level > 2.0 {
 			t.Errorf("flashsale-%s.service: exposure %.1f, want at most 2.0 (OK)", role, level)
 		}
+	}
+}
+
+// TestEnvExampleSafeAsShipped: copied unedited, the example EnvironmentFile
+// can do no harm. Its secrets are empty (admin endpoints and the webhook
+// answer 503 until they are set), every password in a DSN or URL holds the
+// placeholder CHANGE-ME (which the binary refuses at start), and the
+// operations listener, which serves pprof without authentication, is on
+// loopback.
+func TestEnvExampleSafeAsShipped(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("systemd", "flashsale.env.example"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), "="); ok && !strings.HasPrefix(k, "#") {
+			vars[k] = v
+		}
+	}
+	for _, k := range []string{"FLASHSALE_ADMIN_TOKEN", "FLASHSALE_PAYMENT_SECRET"} {
+		if v, ok := vars[k]; !ok || v != "" {
+			t.Errorf("%s=%q, want listed and empty", k, v)
+		}
+	}
+	for _, k := range []string{"FLASHSALE_AMQP_URL", "FLASHSALE_MYSQL_META_DSN", "FLASHSALE_MYSQL_SHARD_DSNS"} {
+		for _, item := range strings.Split(vars[k], ",") {
+			if !strings.Contains(item, ":CHANGE-ME@") {
+				t.Errorf("%s: %q has no CHANGE-ME password", k, item)
+			}
+		}
+	}
+	host, _, err := net.SplitHostPort(vars["FLASHSALE_OPS_ADDR"])
+	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+		t.Errorf("FLASHSALE_OPS_ADDR=%q, want a loopback address", vars["FLASHSALE_OPS_ADDR"])
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -61,10 +63,21 @@ type errorBody struct {
 // answered 503 unavailable so the client retries. The cause of every 503 is
 // logged here, and only here, never shown to the caller. (A panic is answered
 // 500 internal by the recovery middleware.)
+//
+// A request whose client went away (its context cancelled, not timed out)
+// while a dependency was answering is no dependency failure, whatever error
+// the dependency returned: it is recorded as StatusClientClosed, logged at
+// debug, and nothing is written that anyone would read.
 func WriteError(c *gin.Context, log *slog.Logger, err error) {
 	var fe *flashsale.Error
 	if !errors.As(err, &fe) {
 		fe = flashsale.Unavailable(err, "a service this request needs is not answering; retry").(*flashsale.Error)
+	}
+	if fe.Code == flashsale.CodeUnavailable && clientGone(c) {
+		log.Debug("the client went away before the answer", "method", c.Request.Method, "path", c.FullPath(), "err", err)
+		c.Set(codeKey, CodeClientClosed)
+		c.AbortWithStatus(StatusClientClosed)
+		return
 	}
 	if fe.Cause != nil {
 		log.Warn("request failed on a dependency; answering 503", "method", c.Request.Method, "path", c.FullPath(),
@@ -77,6 +90,24 @@ func WriteError(c *gin.Context, log *slog.Logger, err error) {
 	}
 	c.Set(codeKey, fe.Code)
 	c.AbortWithStatusJSON(StatusOf(fe.Code), body)
+}
+
+// StatusClientClosed is the status recorded (in the metrics and logs, as
+// proxies do) for a request whose client went away before its answer; no
+// client receives it. It is no 5xx: a client cannot fake a dependency
+// failure by hanging up.
+const StatusClientClosed = 499
+
+// CodeClientClosed is what CodeOf gives for a request recorded as
+// StatusClientClosed. It is not a contract code (nobody receives it); the
+// purchase outcomes do not count it.
+const CodeClientClosed flashsale.Code = "client_closed"
+
+// clientGone reports whether c's client went away: the request's context was
+// cancelled (net/http cancels it when the connection closes), not timed out
+// (a deadline of the server's own is a dependency too slow, answered 503).
+func clientGone(c *gin.Context) bool {
+	return errors.Is(c.Request.Context().Err(), context.Canceled)
 }
 
 // codeKey is where WriteError leaves the answered code in the gin context.
@@ -134,29 +165,60 @@ func Bind(c *gin.Context, v any) error {
 	return Decode(raw, v)
 }
 
-// Check is one readiness probe; it returns an error naming what failed.
+// Check is one readiness probe; it returns an error saying what failed.
 type Check func(ctx context.Context) error
+
+// Named gives check the name /readyz answers when it fails ("redis",
+// "mysql"...): the answer names what failed, while the check's error, which
+// may hold internal addresses, goes to the log only.
+func Named(name string, check Check) Check {
+	return func(ctx context.Context) error {
+		if err := check(ctx); err != nil {
+			return &checkError{name: name, err: err}
+		}
+		return nil
+	}
+}
+
+// checkError is a Named check's failure.
+type checkError struct {
+	name string
+	err  error
+}
+
+func (e *checkError) Error() string { return e.name + ": " + e.err.Error() }
+func (e *checkError) Unwrap() error { return e.err }
 
 // readyTimeout bounds the checks of one /readyz.
 const readyTimeout = 2 * time.Second
 
 // Readyz is the one /readyz handler (the ingress's and the operations
 // listener's): 200 {"status":"ready"} when every check passes within 2 s,
-// else 503 unavailable whose message names what failed, its cause logged on
-// log (see WriteError).
+// else 503 unavailable whose message names the checks that failed (see
+// Named; an unnamed one is "a dependency"), their causes logged on log (see
+// WriteError) and never answered.
 func Readyz(log *slog.Logger, checks []Check) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		ctx, cancel := context.WithTimeout(c.Request.Context(), readyTimeout)
 		defer cancel()
 		var errs []error
+		var names []string
 		for _, check := range checks {
 			if err := check(ctx); err != nil {
 				errs = append(errs, err)
+				name := "a dependency"
+				var ce *checkError
+				if errors.As(err, &ce) {
+					name = ce.name
+				}
+				if !slices.Contains(names, name) {
+					names = append(names, name)
+				}
 			}
 		}
 		if len(errs) > 0 {
-			err := errors.Join(errs...)
-			WriteError(c, log, &flashsale.Error{Code: flashsale.CodeUnavailable, Message: err.Error(), Cause: err})
+			WriteError(c, log, &flashsale.Error{Code: flashsale.CodeUnavailable,
+				Message: "not ready: " + strings.Join(names, ", ") + " not answering", Cause: errors.Join(errs...)})
 			return
 		}
 		c.JSON(http.StatusOK, gin.H{"status": "ready"})

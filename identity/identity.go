@@ -29,11 +29,29 @@ type Identifier interface {
 // Header is the Identifier of "header" mode: X-User-ID as the gateway set it.
 type Header struct{}
 
-// Identify returns X-User-ID if it is a valid user id.
+// Identify returns X-User-ID if it is a valid user id, and the only one.
 func (Header) Identify(r *http.Request) (string, error) {
-	id := r.Header.Get("X-User-ID")
+	id, err := Single(r, "X-User-ID")
+	if err != nil {
+		return "", err
+	}
 	if !flashsale.ValidID(id) {
 		return "", flashsale.Errorf(flashsale.CodeUnauthorized, "X-User-ID must be 1 to 64 characters of [A-Za-z0-9_-]")
 	}
 	return id, nil
+}
+
+// Single returns the request's header name, or an error of code unauthorized
+// when it is there more than once: a gateway that appends the identity it
+// checked instead of replacing the client's would otherwise let the client's
+// own come first. An absent header is "".
+func Single(r *http.Request, name string) (string, error) {
+	vs := r.Header.Values(name)
+	if len(vs) > 1 {
+		return "", flashsale.Errorf(flashsale.CodeUnauthorized, "%s must be sent once, not %d times", name, len(vs))
+	}
+	if len(vs) == 0 {
+		return "", nil
+	}
+	return vs[0], nil
 }

@@ -134,7 +134,10 @@ func (j *JWT) keyFor(t *jwt.Token) (any, error) {
 // Identify verifies the bearer token (the scheme in any case) and returns its
 // sub. X-User-ID is ignored.
 func (j *JWT) Identify(r *http.Request) (string, error) {
-	h := r.Header.Get("Authorization")
+	h, err := Single(r, "Authorization")
+	if err != nil {
+		return "", err
+	}
 	if len(h) < 7 || !strings.EqualFold(h[:7], "Bearer ") || strings.TrimSpace(h[7:]) == "" {
 		return "", flashsale.Errorf(flashsale.CodeUnauthorized, "an Authorization: Bearer <JWT> header is required")
 	}

@@ -1,24 +1,29 @@
 package ingress
 
 import (
-	"crypto/subtle"
 	"strings"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/flashsale/flashsale"
+	"github.com/flashsale/flashsale/identity"
 )
 
 const userKey = "flashsale.user"
 
-// admin checks the bearer token of admin calls.
+// admin checks the bearer token of admin calls (see httpapi.AdminAuth, which
+// counts and logs the failures).
 func (s *Server) admin(c *gin.Context) {
-	if s.cfg.AdminToken == "" {
+	if !s.cfg.Admin.Enabled() {
 		s.WriteError(c, flashsale.Errorf(flashsale.CodeUnavailable, "admin endpoints are disabled: FLASHSALE_ADMIN_TOKEN is not set"))
 		return
 	}
-	token, ok := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
-	if !ok || subtle.ConstantTimeCompare([]byte(token), []byte(s.cfg.AdminToken)) != 1 {
+	h, err := identity.Single(c.Request, "Authorization")
+	token, ok := strings.CutPrefix(h, "Bearer ")
+	if err != nil || !ok {
+		token = ""
+	}
+	if !s.cfg.Admin.Check(c.Request, "api", token) {
 		s.WriteError(c, flashsale.Errorf(flashsale.CodeUnauthorized, "missing or wrong admin token"))
 		return
 	}

@@ -400,8 +400,16 @@ func (s *Server) getTicket(c *gin.Context) {
 			c.Set(missedKey, true) // a miss, whatever the answer (see lookupBudget)
 		}
 		if errors.Is(err, flashsale.ErrNotFound) && (!errors.Is(copyErr, flashsale.ErrNotFound) || mintedWithin(id, queuedGrace, time.Now())) {
-			err = &flashsale.Error{Code: flashsale.CodeUnavailable, Cause: copyErr,
+			fe := &flashsale.Error{Code: flashsale.CodeUnavailable,
 				Message: "the ticket cannot be read right now (it may still be queued); retry"}
+			if errors.Is(copyErr, flashsale.ErrNotFound) {
+				// Both stores answered: no failure to log at WARN (any
+				// fresh id a client makes up lands here).
+				s.log.Debug("a ticket in neither store may still be queued; answering 503", "ticket", id)
+			} else {
+				fe.Cause = copyErr // Redis unreachable: logged with the 503
+			}
+			err = fe
 		}
 	}
 	if err == nil && t.UserID != user {

@@ -93,6 +93,10 @@ type Config struct {
 	Identity identity.Identifier
 	// AdminToken guards admin endpoints; empty: they answer 503.
 	AdminToken string
+	// Admin checks the admin token, counting and logging failures; when set
+	// it takes the place of AdminToken (a process shares one with its live
+	// page). Default httpapi.NewAdminAuth(AdminToken, Registry, Log).
+	Admin *httpapi.AdminAuth
 	// LimitPerWindow is purchases admitted per sale per 10 ms on this node;
 	// 0 disables the limit. Default (when negative) 50.
 	LimitPerWindow int
@@ -217,7 +221,10 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if cfg.AdminToken == "" {
+	if cfg.Admin == nil {
+		cfg.Admin = httpapi.NewAdminAuth(cfg.AdminToken, cfg.Registry, cfg.Log)
+	}
+	if !cfg.Admin.Enabled() {
 		cfg.Log.Warn("FLASHSALE_ADMIN_TOKEN is not set: admin endpoints answer 503")
 	}
 	s := &Server{cfg: cfg, log: cfg.Log, limiter: newWindowLimiter(cfg.LimitPerWindow, 10*time.Millisecond),

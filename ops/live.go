@@ -13,6 +13,7 @@ import (
 	"html/template"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
 	"sort"
 	"strconv"
@@ -22,6 +23,8 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/flashsale/flashsale/httpapi"
 )
 
 //go:embed web
@@ -34,6 +37,18 @@ type LiveConfig struct {
 	// AdminToken guards the page (FLASHSALE_ADMIN_TOKEN); empty: the page
 	// answers 503, like the admin endpoints.
 	AdminToken string
+	// Admin checks the token, counting and logging failures; when set it
+	// takes the place of AdminToken (a process shares one with its admin
+	// endpoints). Default httpapi.NewAdminAuth(AdminToken, nil, Log).
+	Admin *httpapi.AdminAuth
+	// SessionTTL is how long a login lasts: the server refuses a session
+	// cookie issued longer ago, whatever the browser keeps. Default 12 h.
+	SessionTTL time.Duration
+	// InsecureCookie leaves the session cookie without Secure on every
+	// listener (FLASHSALE_OPS_INSECURE_COOKIE: a page reached over plain HTTP
+	// on a private network). Default false: Secure unless the request came
+	// in on a loopback address.
+	InsecureCookie bool
 	// Interval between samples (and pushes to open pages). Default 1 s.
 	Interval time.Duration
 	// History is how much the page shows when opened. Default 10 min.
@@ -49,18 +64,31 @@ type LiveConfig struct {
 //
 //	GET  /ops/live          the page (a login form without the cookie; ?token= logs in)
 //	POST /ops/login         form field token: sets the cookie, back to the page
+//	POST /ops/logout        ends every session issued so far, clears the cookie
 //	GET  /ops/live/data     the samples kept, JSON (?after=<unix ms>: the newer ones; the page polls it)
 //	GET  /ops/live/events   server-sent events: one sample per Interval (for scripts: curl -N)
 //	GET  /ops/live/static/  the page's script, styles and uPlot (embedded)
 //
 // The data and events also accept "Authorization: Bearer <admin token>".
+//
+// A session cookie is its issue time and an HMAC of it under a key derived
+// from the token (never the token): the server refuses it after SessionTTL,
+// or when it was issued before the last logout on this process (a logout
+// on one process does not end the sessions another process issued). Failed
+// tokens are counted and logged (httpapi.AdminAuth), and a client (its TCP
+// peer address) that failed loginFailures times within loginWindow is
+// answered 429 without its token being checked until the window passes.
 // Safe for concurrent use.
 type Live struct {
 	cfg    LiveConfig
 	log    *slog.Logger
-	cookie string // the cookie's value: derived from the token, not the token
+	key    []byte // the sessions' HMAC key: derived from the token, not the token
 	page   *template.Template
 	static http.Handler
+	fails  loginFailures
+
+	sessionMu sync.Mutex
+	notBefore int64 // unix ms of the last logout: sessions issued up to then are refused
 
 	mu      sync.Mutex
 	samples []Sample
@@ -94,6 +122,15 @@ func NewLive(cfg LiveConfig) (*Live, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
+	if cfg.SessionTTL == 0 {
+		cfg.SessionTTL = 12 * time.Hour
+	}
+	if cfg.SessionTTL < 0 {
+		return nil, errors.New("ops: SessionTTL must be positive")
+	}
+	if cfg.Admin == nil {
+		cfg.Admin = httpapi.NewAdminAuth(cfg.AdminToken, nil, cfg.Log)
+	}
 	page, err := template.ParseFS(webFS, "web/index.html")
 	if err != nil {
 		return nil, fmt.Errorf("ops: page: %w", err)
@@ -103,11 +140,11 @@ func NewLive(cfg LiveConfig) (*Live, error) {
 		return nil, fmt.Errorf("ops: static: %w", err)
 	}
 	l := &Live{cfg: cfg, log: cfg.Log, page: page, subs: map[chan Sample]struct{}{}, closed: make(chan struct{}),
-		static: http.StripPrefix("/ops/live/static/", http.FileServer(http.FS(static)))}
+		static: http.StripPrefix("/ops/live/static/", http.FileServer(http.FS(static))), fails: loginFailures{m: map[string]*failWindow{}}}
 	if cfg.AdminToken != "" {
 		m := hmac.New(sha256.New, []byte(cfg.AdminToken))
 		m.Write([]byte("flashsale live page session"))
-		l.cookie = hex.EncodeToString(m.Sum(nil))
+		l.key = m.Sum(nil)
 	}
 	return l, nil
 }
@@ -165,6 +202,7 @@ func (l *Live) tick() {
 func (l *Live) Register(r gin.IRouter) {
 	r.GET("/ops/live", l.servePage)
 	r.POST("/ops/login", l.login)
+	r.POST("/ops/logout", l.auth, l.logout)
 	r.GET("/ops/live/data", l.auth, l.serveData)
 	r.GET("/ops/live/events", l.auth, l.serveEvents)
 	r.GET("/ops/live/static/*file", func(c *gin.Context) {
@@ -173,21 +211,58 @@ func (l *Live) Register(r gin.IRouter) {
 	})
 }
 
-// authorized reports whether the request carries the cookie or the bearer token.
-func (l *Live) authorized(r *http.Request) bool {
-	if ck, err := r.Cookie(CookieName); err == nil && subtle.ConstantTimeCompare([]byte(ck.Value), []byte(l.cookie)) == 1 {
-		return true
+// authorized reports whether the request carries a live session cookie or
+// the bearer token; ok false with limited true: the client is over its
+// budget of failed tokens (see Live), nothing was checked.
+func (l *Live) authorized(c *gin.Context) (ok, limited bool) {
+	if ck, err := c.Request.Cookie(CookieName); err == nil && l.sessionOK(ck.Value, time.Now()) {
+		return true, false
 	}
-	h := r.Header.Get("Authorization")
-	return strings.HasPrefix(h, "Bearer ") && l.tokenOK(strings.TrimPrefix(h, "Bearer "))
+	h := c.Request.Header.Get("Authorization")
+	if !strings.HasPrefix(h, "Bearer ") {
+		return false, false
+	}
+	return l.tokenOK(c, strings.TrimPrefix(h, "Bearer "))
 }
 
-func (l *Live) tokenOK(tok string) bool {
-	return subtle.ConstantTimeCompare([]byte(tok), []byte(l.cfg.AdminToken)) == 1
+// tokenOK checks a token a client offered, unless the client is over its
+// budget of failures (limited).
+func (l *Live) tokenOK(c *gin.Context, tok string) (ok, limited bool) {
+	client := c.RemoteIP()
+	if !l.fails.allowed(client, time.Now()) {
+		return false, true
+	}
+	if l.cfg.Admin.Check(c.Request, "live", tok) {
+		return true, false
+	}
+	l.fails.add(client, time.Now())
+	return false, false
+}
+
+// session is a cookie value issued at (unix ms).
+func (l *Live) session(at int64) string {
+	m := hmac.New(sha256.New, l.key)
+	fmt.Fprintf(m, "session %d", at)
+	return strconv.FormatInt(at, 10) + "." + hex.EncodeToString(m.Sum(nil))
+}
+
+// sessionOK reports whether v is a session this process issued, within
+// SessionTTL of now and after the last logout.
+func (l *Live) sessionOK(v string, now time.Time) bool {
+	ms, _, ok := strings.Cut(v, ".")
+	at, err := strconv.ParseInt(ms, 10, 64)
+	if !ok || err != nil || subtle.ConstantTimeCompare([]byte(v), []byte(l.session(at))) != 1 {
+		return false
+	}
+	l.sessionMu.Lock()
+	notBefore := l.notBefore
+	l.sessionMu.Unlock()
+	age := now.Sub(time.UnixMilli(at))
+	return at > notBefore && age >= -time.Minute && age < l.cfg.SessionTTL
 }
 
 func (l *Live) disabled(c *gin.Context) bool {
-	if l.cfg.AdminToken != "" {
+	if l.cfg.AdminToken != "" && l.cfg.Admin.Enabled() {
 		return false
 	}
 	c.AbortWithStatusJSON(http.StatusServiceUnavailable, gin.H{"error": gin.H{"code": "unavailable",
@@ -199,15 +274,49 @@ func (l *Live) auth(c *gin.Context) {
 	if l.disabled(c) {
 		return
 	}
-	if !l.authorized(c.Request) {
+	switch ok, limited := l.authorized(c); {
+	case limited:
+		l.tooMany(c)
+	case !ok:
 		c.AbortWithStatusJSON(http.StatusUnauthorized, gin.H{"error": gin.H{"code": "unauthorized",
 			"message": "log in at /ops/live with the admin token"}})
 	}
 }
 
+// tooMany answers a client over its budget of failed tokens.
+func (l *Live) tooMany(c *gin.Context) {
+	c.Header("Retry-After", strconv.Itoa(int(loginWindow.Seconds())))
+	c.Header("Cache-Control", "no-store")
+	c.AbortWithStatusJSON(http.StatusTooManyRequests, gin.H{"error": gin.H{"code": "rate_limited",
+		"message": "too many wrong admin tokens from this address; retry later"}})
+}
+
+// setCookie starts a session. The cookie is Secure unless the request came in
+// on a loopback address (or InsecureCookie is set): behind a load balancer
+// that ends TLS, the browser must never send it over plain HTTP.
 func (l *Live) setCookie(c *gin.Context) {
-	http.SetCookie(c.Writer, &http.Cookie{Name: CookieName, Value: l.cookie, Path: "/ops", HttpOnly: true,
-		Secure: c.Request.TLS != nil, SameSite: http.SameSiteStrictMode, MaxAge: 12 * 3600})
+	http.SetCookie(c.Writer, &http.Cookie{Name: CookieName, Value: l.session(time.Now().UnixMilli()), Path: "/ops", HttpOnly: true,
+		Secure: l.secure(c.Request), SameSite: http.SameSiteStrictMode, MaxAge: int(l.cfg.SessionTTL.Seconds())})
+}
+
+func (l *Live) secure(r *http.Request) bool {
+	if r.TLS != nil {
+		return true
+	}
+	if l.cfg.InsecureCookie {
+		return false
+	}
+	local, _ := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	tcp, _ := local.(*net.TCPAddr)
+	return tcp == nil || !tcp.IP.IsLoopback()
+}
+
+// redirect sends the browser back to the page, with nothing cached (the
+// address it came from may hold the token).
+func redirect(c *gin.Context) {
+	c.Header("Cache-Control", "no-store")
+	c.Header("Referrer-Policy", "no-referrer")
+	c.Redirect(http.StatusSeeOther, "/ops/live")
 }
 
 // securityHeaders: the page may load and connect to nothing but this server.
@@ -232,16 +341,18 @@ func (l *Live) servePage(c *gin.Context) {
 		return
 	}
 	if tok := c.Query("token"); tok != "" {
-		if !l.tokenOK(tok) {
+		switch ok, limited := l.tokenOK(c, tok); {
+		case limited:
+			l.tooMany(c)
+		case !ok:
 			l.render(c, http.StatusUnauthorized, true, "wrong token")
-			return
+		default: // logged in: drop the token from the address bar and the history
+			l.setCookie(c)
+			redirect(c)
 		}
-		// Logged in: drop the token from the address bar and the history.
-		l.setCookie(c)
-		c.Redirect(http.StatusSeeOther, "/ops/live")
 		return
 	}
-	if !l.authorized(c.Request) {
+	if ok, _ := l.authorized(c); !ok {
 		l.render(c, http.StatusUnauthorized, true, "")
 		return
 	}
@@ -252,12 +363,66 @@ func (l *Live) login(c *gin.Context) {
 	if l.disabled(c) {
 		return
 	}
-	if !l.tokenOK(c.PostForm("token")) {
+	switch ok, limited := l.tokenOK(c, c.PostForm("token")); {
+	case limited:
+		l.tooMany(c)
+	case !ok:
 		l.render(c, http.StatusUnauthorized, true, "wrong token")
-		return
+	default:
+		l.setCookie(c)
+		redirect(c)
 	}
-	l.setCookie(c)
-	c.Redirect(http.StatusSeeOther, "/ops/live")
+}
+
+// logout ends every session issued so far on this process and clears the
+// cookie.
+func (l *Live) logout(c *gin.Context) {
+	l.sessionMu.Lock()
+	l.notBefore = max(l.notBefore, time.Now().UnixMilli())
+	l.sessionMu.Unlock()
+	http.SetCookie(c.Writer, &http.Cookie{Name: CookieName, Value: "", Path: "/ops", HttpOnly: true,
+		Secure: l.secure(c.Request), SameSite: http.SameSiteStrictMode, MaxAge: -1})
+	redirect(c)
+}
+
+// loginWindow and loginMax: a client that offered loginMax wrong tokens
+// within loginWindow is refused (429) until the window passes.
+const (
+	loginWindow = time.Minute
+	loginMax    = 5
+	loginsKept  = 10000 // clients remembered; past it the memory starts again
+)
+
+// loginFailures counts wrong tokens per client address.
+type loginFailures struct {
+	mu sync.Mutex
+	m  map[string]*failWindow
+}
+
+type failWindow struct {
+	since time.Time
+	n     int
+}
+
+func (f *loginFailures) allowed(client string, now time.Time) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	w := f.m[client]
+	return w == nil || now.Sub(w.since) >= loginWindow || w.n < loginMax
+}
+
+func (f *loginFailures) add(client string, now time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	w := f.m[client]
+	if w == nil || now.Sub(w.since) >= loginWindow {
+		if len(f.m) >= loginsKept {
+			clear(f.m)
+		}
+		w = &failWindow{since: now}
+		f.m[client] = w
+	}
+	w.n++
 }
 
 // Samples returns a copy of the samples kept, oldest first.

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/flashsale/flashsale"
+	"github.com/flashsale/flashsale/httpapi"
 )
 
 func TestQuantileInterpolatesLikePrometheus(t *testing.T) {
@@ -142,6 +143,24 @@ flashsale_sale_units{sale="open",state="sold"} 6
 	}
 }
 
+// serveForm serves method path on h, with form as its body when not nil,
+// after prepare (headers, context) when not nil.
+func serveForm(h http.Handler, method, path string, form url.Values, prepare func(*http.Request) *http.Request) *httptest.ResponseRecorder {
+	var req *http.Request
+	if form != nil {
+		req = httptest.NewRequest(method, path, strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	} else {
+		req = httptest.NewRequest(method, path, nil)
+	}
+	if prepare != nil {
+		req = prepare(req)
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	return w
+}
+
 func TestLiveLogin(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	l, err := NewLive(LiveConfig{Gatherer: reg, AdminToken: "s3cret"})
@@ -153,19 +172,12 @@ func TestLiveLogin(t *testing.T) {
 	e := gin.New()
 	l.Register(e)
 	do := func(method, path string, body url.Values, hdr map[string]string) *httptest.ResponseRecorder {
-		var req *http.Request
-		if body != nil {
-			req = httptest.NewRequest(method, path, strings.NewReader(body.Encode()))
-			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		} else {
-			req = httptest.NewRequest(method, path, nil)
-		}
-		for k, v := range hdr {
-			req.Header.Set(k, v)
-		}
-		w := httptest.NewRecorder()
-		e.ServeHTTP(w, req)
-		return w
+		return serveForm(e, method, path, body, func(req *http.Request) *http.Request {
+			for k, v := range hdr {
+				req.Header.Set(k, v)
+			}
+			return req
+		})
 	}
 	if w := do("GET", "/ops/live", nil, nil); w.Code != 401 || !strings.Contains(w.Body.String(), `<form method="post" action="/ops/login">`) {
 		t.Errorf("logged out: %d %s", w.Code, w.Body)
@@ -213,12 +225,12 @@ func TestLiveLogin(t *testing.T) {
 
 func TestHandlerReadyz(t *testing.T) {
 	failing := false
-	h, err := Handler(HandlerConfig{Gatherer: prometheus.NewRegistry(), Ready: []Check{func(context.Context) error {
+	h, err := Handler(HandlerConfig{Gatherer: prometheus.NewRegistry(), Ready: []Check{httpapi.Named("redis", func(context.Context) error {
 		if failing {
-			return errors.New("redis: connection refused")
+			return errors.New("dial tcp 10.0.1.11:6379: connection refused")
 		}
 		return nil
-	}}})
+	})}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +243,8 @@ func TestHandlerReadyz(t *testing.T) {
 		t.Errorf("/readyz: %d", w.Code)
 	}
 	failing = true
-	if w := get("/readyz"); w.Code != 503 || !strings.Contains(w.Body.String(), `"code":"unavailable"`) || !strings.Contains(w.Body.String(), "redis") {
+	if w := get("/readyz"); w.Code != 503 || !strings.Contains(w.Body.String(), `"code":"unavailable"`) || !strings.Contains(w.Body.String(), "redis") ||
+		strings.Contains(w.Body.String(), "10.0.1.11") {
 		t.Errorf("/readyz failing: %d %s", w.Code, w.Body)
 	}
 	if w := get("/debug/pprof/"); w.Code != 404 {

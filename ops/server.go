@@ -2,9 +2,12 @@ package ops
 
 import (
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
+	"os"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,6 +29,10 @@ type HandlerConfig struct {
 	// Pprof serves net/http/pprof under /debug/pprof/. The listener is meant for
 	// a private network: profiles are not behind the admin token.
 	Pprof bool
+	// Cmdline is what /debug/pprof/cmdline answers (see Cmdline), with secret
+	// values already redacted by the caller. Default: the program's name alone,
+	// never os.Args as net/http/pprof would (a flag may carry a secret).
+	Cmdline []string
 	// Log receives the causes of 503 answers. Default slog.Default().
 	Log *slog.Logger
 }
@@ -57,7 +64,7 @@ func Handler(cfg HandlerConfig) (http.Handler, error) {
 		e.GET("/debug/pprof/*name", func(c *gin.Context) {
 			switch c.Param("name") {
 			case "/cmdline":
-				pprof.Cmdline(c.Writer, c.Request)
+				Cmdline(cfg.Cmdline).ServeHTTP(c.Writer, c.Request)
 			case "/profile":
 				pprof.Profile(c.Writer, c.Request)
 			case "/symbol":
@@ -70,4 +77,19 @@ func Handler(cfg HandlerConfig) (http.Handler, error) {
 		})
 	}
 	return e, nil
+}
+
+// Cmdline answers args as net/http/pprof's /debug/pprof/cmdline answers
+// os.Args (NUL-separated), or the program's name alone when args is empty:
+// it stands in for pprof's, which would show secrets given as flags.
+func Cmdline(args []string) http.Handler {
+	if len(args) == 0 {
+		args = os.Args[:1]
+	}
+	body := strings.Join(args, "\x00")
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(w, body)
+	})
 }

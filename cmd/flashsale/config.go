@@ -40,6 +40,9 @@ type config struct {
 	// RetryBudget is how long a worker tries a failed purchase again before it
 	// hands it back to the queue (see worker.Config.RetryBudget).
 	RetryBudget time.Duration
+	// Cmdline is the process's command line with the values of secret flags
+	// redacted: what /debug/pprof/cmdline answers.
+	Cmdline []string
 	// Security settings (identities, fairness, strikes): see security.go.
 	security
 }
@@ -65,13 +68,18 @@ func splitList(s string) []string {
 func loadConfig(fs *flag.FlagSet, args []string) (*config, error) {
 	httpAddr := fs.String("http-addr", env("FLASHSALE_HTTP_ADDR", "127.0.0.1:8080"), "ingress listen address")
 	redisAddrs := fs.String("redis-addrs", env("FLASHSALE_REDIS_ADDRS", "127.0.0.1:6379"), "Redis address, or several for a cluster")
-	amqpURL := fs.String("amqp-url", env("FLASHSALE_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"), "RabbitMQ URL, or the URLs of a cluster's nodes, comma-separated")
-	meta := fs.String("mysql-meta-dsn", env("FLASHSALE_MYSQL_META_DSN", "root@tcp(127.0.0.1:3306)/flashsale_meta"), "meta database DSN")
-	shards := fs.String("mysql-shard-dsns", env("FLASHSALE_MYSQL_SHARD_DSNS",
-		"root@tcp(127.0.0.1:3306)/flashsale_s0,root@tcp(127.0.0.1:3306)/flashsale_s1"), "order shard DSNs, comma-separated")
+	// Secret settings (and those holding passwords) are shown redacted in
+	// usage and errors (see secretValue); prefer the environment for them: a
+	// command line is visible to every local user.
+	amqpURL := secretFlag(fs, "amqp-url", "FLASHSALE_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/",
+		"RabbitMQ `URL`, or the URLs of a cluster's nodes, comma-separated", redactList(redactURL))
+	meta := secretFlag(fs, "mysql-meta-dsn", "FLASHSALE_MYSQL_META_DSN", "root@tcp(127.0.0.1:3306)/flashsale_meta",
+		"meta database `DSN`", redactDSN)
+	shards := secretFlag(fs, "mysql-shard-dsns", "FLASHSALE_MYSQL_SHARD_DSNS",
+		"root@tcp(127.0.0.1:3306)/flashsale_s0,root@tcp(127.0.0.1:3306)/flashsale_s1", "order shard `DSNs`, comma-separated", redactList(redactDSN))
 	ns := fs.String("namespace", env("FLASHSALE_NAMESPACE", "flashsale"), "prefix of Redis keys and RabbitMQ names")
-	token := fs.String("admin-token", env("FLASHSALE_ADMIN_TOKEN", ""), "bearer token of admin endpoints")
-	secrets := fs.String("payment-secret", env("FLASHSALE_PAYMENT_SECRET", ""), "payment webhook HMAC secrets, comma-separated")
+	token := secretFlag(fs, "admin-token", "FLASHSALE_ADMIN_TOKEN", "", "bearer `token` of admin endpoints", nil)
+	secrets := secretFlag(fs, "payment-secret", "FLASHSALE_PAYMENT_SECRET", "", "payment webhook HMAC `secrets`, comma-separated", nil)
 	segments := fs.String("redis-segments", env("FLASHSALE_REDIS_SEGMENTS", "1"), "parts each sale's stock is split into in Redis (several Redis Cluster slots); the same on every process")
 	limit := fs.String("limit-per-window", env("FLASHSALE_LIMIT_PER_WINDOW", "50"), "purchases per sale per node per 10 ms; 0 disables")
 	groups := fs.String("publish-groups", env("FLASHSALE_PUBLISH_GROUPS", "4"), "groups of purchases an ingress may have awaiting the broker's confirm at once")
@@ -88,7 +96,7 @@ func loadConfig(fs *flag.FlagSet, args []string) (*config, error) {
 	}
 	c := &config{HTTPAddr: *httpAddr, RedisAddrs: splitList(*redisAddrs), AMQPURLs: splitList(*amqpURL), MetaDSN: *meta,
 		ShardDSNs: splitList(*shards), Namespace: *ns, AdminToken: *token, PaymentSecrets: splitList(*secrets),
-		PprofAddr: *pprofAddr}
+		PprofAddr: *pprofAddr, Cmdline: cmdline(fs, args)}
 	var err error
 	if c.LimitPerWindow, err = strconv.Atoi(*limit); err != nil || c.LimitPerWindow < 0 {
 		return nil, fmt.Errorf("FLASHSALE_LIMIT_PER_WINDOW must be a whole number >= 0, got %q", *limit)
@@ -122,9 +130,9 @@ func loadConfig(fs *flag.FlagSet, args []string) (*config, error) {
 	if len(c.RedisAddrs) == 0 || len(c.ShardDSNs) == 0 || len(c.AMQPURLs) == 0 {
 		return nil, fmt.Errorf("FLASHSALE_REDIS_ADDRS, FLASHSALE_AMQP_URL and FLASHSALE_MYSQL_SHARD_DSNS must not be empty")
 	}
-	for _, u := range c.AMQPURLs {
+	for i, u := range c.AMQPURLs {
 		if _, err := amqp.ParseURI(u); err != nil {
-			return nil, fmt.Errorf("FLASHSALE_AMQP_URL: a URL does not parse: %v", err)
+			return nil, fmt.Errorf("FLASHSALE_AMQP_URL: URL %d of %d does not parse: %v", i+1, len(c.AMQPURLs), urlError(err))
 		}
 	}
 	if c.Namespace == "" || strings.ContainsAny(c.Namespace, " {}") {

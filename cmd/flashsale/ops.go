@@ -7,10 +7,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/flashsale/flashsale/httpapi"
 	"github.com/flashsale/flashsale/ops"
 	"github.com/flashsale/flashsale/queue"
 	"github.com/flashsale/flashsale/service"
@@ -24,6 +27,9 @@ type opsConfig struct {
 	// FLASHSALE_PPROF_ADDR), and processes without the ingress role serve none
 	// of them.
 	Addr string
+	// InsecureCookie (FLASHSALE_OPS_INSECURE_COOKIE) leaves the live page's
+	// session cookie without Secure (see ops.LiveConfig.InsecureCookie).
+	InsecureCookie bool
 }
 
 // opsFlags registers the operations settings on fs; the returned function
@@ -31,13 +37,19 @@ type opsConfig struct {
 func opsFlags(fs *flag.FlagSet) func() (opsConfig, error) {
 	addr := fs.String("ops-addr", env("FLASHSALE_OPS_ADDR", ""),
 		"serve /metrics, /readyz, /healthz, pprof and the live page on this address instead of the HTTP address (off when empty)")
+	insecure := fs.String("ops-insecure-cookie", env("FLASHSALE_OPS_INSECURE_COOKIE", "false"),
+		"true: the live page's session cookie is not Secure (a page reached over plain HTTP on a private network); false: Secure unless on loopback")
 	return func() (opsConfig, error) {
 		if *addr != "" {
 			if _, _, err := net.SplitHostPort(*addr); err != nil {
 				return opsConfig{}, fmt.Errorf("FLASHSALE_OPS_ADDR: %w", err)
 			}
 		}
-		return opsConfig{Addr: *addr}, nil
+		ins, err := strconv.ParseBool(*insecure)
+		if err != nil {
+			return opsConfig{}, fmt.Errorf("FLASHSALE_OPS_INSECURE_COOKIE must be true or false, got %q", *insecure)
+		}
+		return opsConfig{Addr: *addr, InsecureCookie: ins}, nil
 	}
 }
 
@@ -50,15 +62,24 @@ type opsSurface struct {
 }
 
 // newOpsSurface creates the live page when this process will serve it: on the
-// operations listener, or on the ingress's listener.
-func newOpsSurface(ocfg opsConfig, cfg *config, roles []string, reg *prometheus.Registry, log *slog.Logger) (*opsSurface, error) {
+// operations listener, or on the ingress's listener. It warns when the
+// surface is reachable from everywhere: on the public listener (no
+// FLASHSALE_OPS_ADDR) bound beyond loopback, or on an operations listener
+// bound to every interface (pprof has no authentication).
+func newOpsSurface(ocfg opsConfig, cfg *config, roles []string, reg *prometheus.Registry, admin *httpapi.AdminAuth, log *slog.Logger) (*opsSurface, error) {
 	o := &opsSurface{cfg: ocfg}
-	serves := ocfg.Addr != ""
-	for _, r := range roles {
-		serves = serves || r == "ingress"
+	ingress := slices.Contains(roles, "ingress")
+	switch {
+	case ocfg.Addr == "" && ingress && !loopback(cfg.HTTPAddr):
+		log.Warn("FLASHSALE_OPS_ADDR is not set: /metrics, /readyz and the live page's login are served on the public listener; "+
+			"set FLASHSALE_OPS_ADDR to a loopback or private-network address", "http_addr", cfg.HTTPAddr)
+	case ocfg.Addr != "" && unspecified(ocfg.Addr):
+		log.Warn("the operations listener (pprof without authentication, /metrics, the live page) is bound to every interface; "+
+			"bind FLASHSALE_OPS_ADDR to a loopback or private-network address", "ops_addr", ocfg.Addr)
 	}
-	if serves {
-		live, err := ops.NewLive(ops.LiveConfig{Gatherer: reg, AdminToken: cfg.AdminToken, Log: log})
+	if ocfg.Addr != "" || ingress {
+		live, err := ops.NewLive(ops.LiveConfig{Gatherer: reg, AdminToken: cfg.AdminToken, Admin: admin,
+			InsecureCookie: ocfg.InsecureCookie, Log: log})
 		if err != nil {
 			return nil, err
 		}
@@ -95,7 +116,7 @@ func (o *opsSurface) services(p *process, g *service.Group, cmd string) (service
 	if o.cfg.Addr == "" {
 		return services, nil, nil
 	}
-	h, err := ops.Handler(ops.HandlerConfig{Gatherer: p.reg, Ready: o.ready, Live: o.live, Pprof: true, Log: p.log})
+	h, err := ops.Handler(ops.HandlerConfig{Gatherer: p.reg, Ready: o.ready, Live: o.live, Pprof: true, Cmdline: p.cfg.Cmdline, Log: p.log})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -105,4 +126,22 @@ func (o *opsSurface) services(p *process, g *service.Group, cmd string) (service
 		hs.RegisterOnShutdown(o.live.Close)
 	}
 	return services, []named{{"listener", &service.HTTP{Server: hs, Fail: g.Fail, Log: p.log.With("listener", "operations")}}}, nil
+}
+
+// loopback reports whether addr (host:port) is bound to a loopback address
+// only.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return err == nil && ip != nil && ip.IsLoopback()
+}
+
+// unspecified reports whether addr (host:port) is bound to every interface.
+func unspecified(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	ip := net.ParseIP(host)
+	return err == nil && (host == "" || ip != nil && ip.IsUnspecified())
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,10 +16,12 @@ import (
 
 	"github.com/flashsale/flashsale/catalog"
 	"github.com/flashsale/flashsale/delayq"
+	"github.com/flashsale/flashsale/httpapi"
 	"github.com/flashsale/flashsale/ingress"
 	"github.com/flashsale/flashsale/inventory"
 	"github.com/flashsale/flashsale/lifecycle"
 	"github.com/flashsale/flashsale/mysqlstore"
+	"github.com/flashsale/flashsale/ops"
 	"github.com/flashsale/flashsale/payment"
 	"github.com/flashsale/flashsale/queue"
 	"github.com/flashsale/flashsale/redisstore"
@@ -43,7 +46,9 @@ type process struct {
 	strikes      *redisstore.Strikes
 	lc           *lifecycle.Service
 	ops          *opsSurface
-	closers      []func() error // closed in reverse by close
+	storeChecks  []httpapi.Check    // the readiness checks of Redis and MySQL, named
+	admin        *httpapi.AdminAuth // the admin endpoints' and the live page's
+	closers      []func() error     // closed in reverse by close
 }
 
 // open builds the shared parts. The process is to be closed even when open
@@ -76,10 +81,12 @@ func open(cfg *config, ocfg opsConfig, roles []string, log *slog.Logger) (*proce
 	if p.lc, err = lifecycle.New(lifecycle.Config{Book: p.store, Stock: p.stock, Strikes: p.strikes, Log: log}); err != nil {
 		return p, err
 	}
-	if p.ops, err = newOpsSurface(ocfg, cfg, roles, p.reg, log); err != nil {
+	p.admin = httpapi.NewAdminAuth(cfg.AdminToken, p.reg, log)
+	if p.ops, err = newOpsSurface(ocfg, cfg, roles, p.reg, p.admin, log); err != nil {
 		return p, err
 	}
-	p.ops.ready = append(p.ops.ready, p.rs.Ping, p.store.Ping)
+	p.storeChecks = []httpapi.Check{httpapi.Named("redis", p.rs.Ping), httpapi.Named("mysql", p.store.Ping)}
+	p.ops.ready = append(p.ops.ready, p.storeChecks...)
 	return p, nil
 }
 
@@ -115,7 +122,7 @@ var roleServices = map[string]role{
 func (p *process) services(g *service.Group, cmd string, roles []string) ([]named, error) {
 	var list, listeners []named
 	if p.cfg.PprofAddr != "" && p.cfg.PprofAddr != p.ops.cfg.Addr { // the operations listener serves pprof too
-		list = append(list, named{"pprof", &pprofListener{addr: p.cfg.PprofAddr, log: p.log}})
+		list = append(list, named{"pprof", &pprofListener{addr: p.cfg.PprofAddr, cmdline: p.cfg.Cmdline, log: p.log}})
 	}
 	for _, r := range roles {
 		s, l, err := roleServices[r](p, g, p.cfg.queue(p.log, r, p.qm))
@@ -137,12 +144,12 @@ func (p *process) ingress(g *service.Group, qc queue.Config) ([]named, []named, 
 	if err != nil {
 		return nil, nil, err
 	}
-	pubReady := func(context.Context) error { return pub.Ready() }
+	pubReady := httpapi.Named("rabbitmq", func(context.Context) error { return pub.Ready() })
 	srv, err := ingress.New(ingress.Config{Sales: p.sales, Stock: p.stock, Orders: p.store, Queue: pub, Lifecycle: p.lc,
-		Reservations: p.reservations, AdminToken: cfg.AdminToken, LimitPerWindow: cfg.LimitPerWindow,
+		Reservations: p.reservations, AdminToken: cfg.AdminToken, Admin: p.admin, LimitPerWindow: cfg.LimitPerWindow,
 		PublishGroups: cfg.PublishGroups, Registry: p.reg, Gatherer: p.reg, Log: p.log, Identity: cfg.Identity,
 		UserPurchasesPerSecond: cfg.UserPurchasesPerSecond, Strikes: p.strikes,
-		Ready: []ingress.Check{p.rs.Ping, pubReady, p.store.Ping}, OpsElsewhere: ocfg.Addr != ""})
+		Ready: append(slices.Clone(p.storeChecks), pubReady), OpsElsewhere: ocfg.Addr != ""})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -226,12 +233,14 @@ func (p *process) relay(_ *service.Group, qc queue.Config) ([]named, []named, er
 }
 
 // pprofListener serves net/http/pprof (FLASHSALE_PPROF_ADDR) on a listener of
-// its own, never on the public API. It is optional: an address it cannot
-// bind, or a listener that fails, is logged, and the process goes on.
+// its own, never on the public API, with cmdline (secrets redacted) in place
+// of pprof's os.Args. It is optional: an address it cannot bind, or a
+// listener that fails, is logged, and the process goes on.
 type pprofListener struct {
 	service.Runner
-	addr string
-	log  *slog.Logger
+	addr    string
+	cmdline []string
+	log     *slog.Logger
 }
 
 func (l *pprofListener) Start(ctx context.Context) error { return l.Go(ctx, l.serve) }
@@ -244,7 +253,10 @@ func (l *pprofListener) serve(ctx context.Context, ready func()) {
 		l.log.Warn("pprof stopped", "err", err)
 		return
 	}
-	srv := &http.Server{Handler: http.DefaultServeMux}
+	mux := http.NewServeMux()
+	mux.Handle("/debug/pprof/cmdline", ops.Cmdline(l.cmdline))
+	mux.Handle("/", http.DefaultServeMux)
+	srv := &http.Server{Handler: mux}
 	stop := context.AfterFunc(ctx, func() { srv.Close() })
 	defer stop()
 	ready()

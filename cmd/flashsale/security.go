@@ -39,7 +39,7 @@ type securityInput struct {
 func securityFlags(fs *flag.FlagSet) *securityInput {
 	return &securityInput{
 		userAuth:    fs.String("user-auth", env("FLASHSALE_USER_AUTH", "header"), `how users are identified: "header" (X-User-ID from a trusted gateway) or "jwt"`),
-		jwtSecrets:  fs.String("jwt-secrets", env("FLASHSALE_JWT_SECRETS", ""), "jwt mode: HS256 secrets, comma-separated while rotating"),
+		jwtSecrets:  secretFlag(fs, "jwt-secrets", "FLASHSALE_JWT_SECRETS", "", "jwt mode: HS256 `secrets`, comma-separated while rotating", nil),
 		jwtKeys:     fs.String("jwt-public-keys", env("FLASHSALE_JWT_PUBLIC_KEYS", ""), "jwt mode: path of a PEM file of public keys (RS256, ES256, EdDSA)"),
 		jwtIssuer:   fs.String("jwt-issuer", env("FLASHSALE_JWT_ISSUER", ""), "jwt mode: required iss (none when empty)"),
 		jwtAudience: fs.String("jwt-audience", env("FLASHSALE_JWT_AUDIENCE", ""), "jwt mode: required aud (none when empty)"),
@@ -50,9 +50,32 @@ func securityFlags(fs *flag.FlagSet) *securityInput {
 }
 
 // load validates the security settings, given the rest of the configuration
-// (whose secrets it checks too), and builds the identifier.
+// (whose secrets it checks too), and builds the identifier. A secret setting
+// that holds the shipped placeholder (see isPlaceholder) is refused: the
+// placeholder is public, so a payment secret left at it lets anyone sign a
+// payment, an admin token left at it opens the admin endpoints, and a DSN or
+// URL left at it is an unedited example. A secret that is merely short is
+// accepted with a warning (Weak).
 func (in *securityInput) load(c *config) (security, error) {
 	var s security
+	for _, set := range []struct {
+		name   string
+		values []string
+	}{
+		{"FLASHSALE_ADMIN_TOKEN", []string{c.AdminToken}},
+		{"FLASHSALE_PAYMENT_SECRET", c.PaymentSecrets},
+		{"FLASHSALE_JWT_SECRETS", splitList(*in.jwtSecrets)},
+		{"FLASHSALE_MYSQL_META_DSN", []string{c.MetaDSN}},
+		{"FLASHSALE_MYSQL_SHARD_DSNS", c.ShardDSNs},
+		{"FLASHSALE_AMQP_URL", c.AMQPURLs},
+	} {
+		for i, v := range set.values {
+			if isPlaceholder(v) {
+				return s, fmt.Errorf("%s (item %d) still holds the shipped placeholder %s: set a value of your own "+
+					"(a secret: at least 16 random bytes, e.g. openssl rand -hex 32)", set.name, i+1, placeholder)
+			}
+		}
+	}
 	weak := func(name string, secrets ...string) {
 		for i, v := range secrets {
 			if v != "" && len(v) < identity.MinSecretLen {
