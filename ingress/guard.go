@@ -178,7 +178,7 @@ func (s *Server) knownID(c *gin.Context) {
 	if budgeted && !missed {
 		s.lookups.giveBack(user)
 	}
-	if c.Writer.Status() == http.StatusNotFound && !mintedWithin(id, queuedGrace, now) {
+	if c.Writer.Status() == http.StatusNotFound && !mayBeQueued(id, user, now) {
 		s.missing.add(user, id, now)
 	}
 }

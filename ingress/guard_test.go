@@ -71,7 +71,7 @@ func (blockingSales) Get(ctx context.Context, _ string) (*flashsale.Sale, error)
 // frozen).
 type blockingClaims struct{ *claimStock }
 
-func (blockingClaims) Claim(ctx context.Context, _ *flashsale.Sale, _, _ string, _ int) (flashsale.ClaimOutcome, string, int64, error) {
+func (blockingClaims) Claim(ctx context.Context, _ *flashsale.Sale, _ string, _ flashsale.TicketClaim, _ int) (flashsale.ClaimOutcome, string, int64, error) {
 	<-ctx.Done()
 	return 0, "", 0, fmt.Errorf("redisstore: claim: %w", ctx.Err())
 }
