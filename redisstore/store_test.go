@@ -44,8 +44,8 @@ func oneSlotOnly(t *testing.T, why string) {
 
 // fixedSource is the book of record for rebuild tests: what MySQL would return.
 type fixedSource struct {
-	sale   *flashsale.Sale
-	other  *flashsale.Sale // a second sale, without orders
+	sale     *flashsale.Sale
+	other    *flashsale.Sale // a second sale, without orders
 	orders   []*flashsale.Order
 	outcomes []*flashsale.Ticket // tickets refused or failed
 }
