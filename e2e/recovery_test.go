@@ -40,7 +40,7 @@ func rcUsers(t *testing.T, c *client, saleID string, n int) map[string]string {
 // client would) and asserts each is answered with their first ticket: 200,
 // or 202 when Redis lost it (the same ticket queued again), never another
 // ticket.
-func rcSameTicket(t *testing.T, c *client, saleID string, tickets map[string]string) {
+func rcSameTicket(t *testing.T, c *client, saleID string, tickets map[string]string, debug ...func() string) {
 	t.Helper()
 	for u, want := range tickets {
 		var r reply
@@ -54,7 +54,11 @@ func rcSameTicket(t *testing.T, c *client, saleID string, tickets map[string]str
 			t.Fatalf("%s buys again: %v %s", u, err, r)
 		}
 		if a.TicketID != want {
-			t.Fatalf("%s buys again and gets ticket %s (%d), a second live ticket: their first, %s, is still queued", u, a.TicketID, r.Status, want)
+			extra := ""
+			for _, d := range debug {
+				extra += d()
+			}
+			t.Fatalf("%s buys again and gets ticket %s (%d), a second live ticket: their first, %s, is still queued%s", u, a.TicketID, r.Status, want, extra)
 		}
 	}
 }
@@ -148,7 +152,10 @@ func TestRecoveryRetryAfterRedisLossIsTheSameTicket(t *testing.T) {
 			fault()
 			rcSameTicket(t, c, saleID, tickets)
 			rcAllOrdered(t, e, c, saleID, tickets)
-			rcSameTicket(t, c, saleID, tickets) // now live with an order: 200
+			rcSameTicket(t, c, saleID, tickets, func() string { // now live with an order: 200
+				return fmt.Sprintf("\nlive %v\nholds %v\nstock %v", rs.Do("HGETALL", e.NS+":{sale:"+saleID+"}:live"),
+					rs.Do("HGETALL", e.NS+":{sale:"+saleID+"}:holds"), rs.Do("HGETALL", e.NS+":{sale:"+saleID+"}:stock"))
+			})
 			if v := c.sale(t, saleID); v.Stock.Held != len(tickets) || v.Stock.Available != 100-len(tickets) {
 				t.Errorf("sale view %+v, want %d held", v.Stock, len(tickets))
 			}

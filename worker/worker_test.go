@@ -192,3 +192,24 @@ func TestRefusedRetryOfAnOrderedTicketFollowsItsOrder(t *testing.T) {
 		t.Errorf("%d parts re-asserted, want 1", reasserted)
 	}
 }
+
+// A ticket queued twice (its purchase retried after Redis lost the claim:
+// the retry is the same ticket) whose two messages share a batch makes one
+// order, holds once, and both messages are acked with it.
+func TestTwoMessagesOfOneTicketInABatchMakeOneOrder(t *testing.T) {
+	stock, orders := newFakes(map[string]int{"a": 5})
+	w := newTestWorker(t, stock, orders, twoSales())
+	req := &flashsale.PurchaseRequest{TicketID: "t1", SaleID: "a", UserID: "u1", Quantity: 1, AdmittedAt: time.Now()}
+	first, again := mock.NewMessage(req), mock.NewMessage(req)
+	w.HandlePurchases(context.Background(), mock.Messages(first, again))
+	if first.Settled() != "ack" || again.Settled() != "ack" {
+		t.Fatalf("messages settled %q and %q, want both ack", first.Settled(), again.Settled())
+	}
+	o := orders.Orders["t1"]
+	if o == nil || o.Status != flashsale.OrderPendingPayment {
+		t.Fatalf("order %+v, want t1 pending_payment", o)
+	}
+	if got := stock.Available["a"]; got != 4 {
+		t.Errorf("%d units of a available, want 4 (held once)", got)
+	}
+}
