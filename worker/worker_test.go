@@ -212,4 +212,13 @@ func TestTwoMessagesOfOneTicketInABatchMakeOneOrder(t *testing.T) {
 	if got := stock.Available["a"]; got != 4 {
 		t.Errorf("%d units of a available, want 4 (held once)", got)
 	}
+	holds := 0
+	for _, s := range stock.Steps.List() {
+		if s == "hold a" {
+			holds++
+		}
+	}
+	if holds != 1 {
+		t.Errorf("steps %v: the ticket went through the batch %d times, want once (MySQL refuses a second row of one ticket in one order transaction as a live conflict)", stock.Steps, holds)
+	}
 }
