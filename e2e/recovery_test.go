@@ -175,6 +175,7 @@ func TestRecoveryLiveTicketAnsweredAfterALoss(t *testing.T) {
 			e := newEnv(t)
 			rs := startPrivateRedis(t, "redis")
 			e.setVar("FLASHSALE_REDIS_ADDRS", rs.Addr)
+			e.setVar("FLASHSALE_LIMIT_PER_WINDOW", "1000") // the user's budget is on only with the window
 			p := e.start("all", nil)
 			c := p.client()
 			saleID := c.createSale(t, openSale(10, 1, 100))
@@ -190,6 +191,14 @@ func TestRecoveryLiveTicketAnsweredAfterALoss(t *testing.T) {
 			tickets[u] = a.TicketID
 			if v := c.awaitFinal(t, []ticketRef{{u, a.TicketID}}, time.Minute); v[a.TicketID].Status != "pending_payment" {
 				t.Fatalf("ticket %+v", v[a.TicketID])
+			}
+			// The user spends their budget (5 a second) first, so that the
+			// requests after the loss are over it: answered from the user's
+			// live ticket without a claim (none of them rebuilds the sale).
+			for range 10 {
+				if r, err := c.purchase(context.Background(), saleID, u, 1); err != nil || r.Status != http.StatusOK {
+					t.Fatalf("purchase with a live ticket before the loss: %v %s", err, r)
+				}
 			}
 			if fault == "flushall" {
 				rs.Do("FLUSHALL")
