@@ -6,6 +6,8 @@
 package flashsale
 
 import (
+	"crypto/sha1"
+	"encoding/hex"
 	"hash/fnv"
 	"regexp"
 	"sort"
@@ -17,6 +19,22 @@ var idPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 // ValidID reports whether s is 1 to 64 characters of [A-Za-z0-9_-].
 func ValidID(s string) bool { return idPattern.MatchString(s) }
+
+// MintedFor reports whether id has the shape of a ticket id minted for user:
+// ticket ids are UUIDs of version 8 whose last 8 hex digits are the first 8
+// of SHA-1("u|" + user), the user's tag (the stock store mints them, see
+// TicketClaim and redisstore's claimScript). The rest of the id is a hash of
+// the ticket's sales, the user and a number, so a ticket id is predictable;
+// what it opens is checked against the caller's identity everywhere. The tag
+// lets a lookup of an id found nowhere tell "this user's ticket, possibly
+// still queued" (503, retry) from a stranger's guess (404).
+func MintedFor(id, user string) bool {
+	if len(id) != 36 || id[14] != '8' {
+		return false
+	}
+	sum := sha1.Sum([]byte("u|" + user))
+	return id[28:] == hex.EncodeToString(sum[:4])
+}
 
 // ShardOf returns the index of the order shard that holds userID's orders:
 // FNV-1a (32-bit) of the user id's bytes, mixed by MurmurHash3's fmix32

@@ -19,6 +19,19 @@ const (
 	Unconfirmed
 )
 
+// TicketClaim is the ticket a claim asks for: ID when it is known (a
+// bundle's later lines claim the id its first line got), else one the stock
+// store mints from Sales (the ticket's sale ids, in order), the user and what
+// the sale knows of their earlier tickets, so that a purchase retried while
+// its ticket is queued comes out as the same ticket whatever Redis lost
+// meanwhile. Nonce names the request, so that a claim run twice for it (a
+// retried command) is still its own.
+type TicketClaim struct {
+	ID    string
+	Sales []string
+	Nonce string
+}
+
 // HoldKind is a ticket's state in the stock store.
 type HoldKind byte
 

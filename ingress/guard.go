@@ -115,12 +115,17 @@ func (b *lookupBudget) prune(now time.Time) {
 	}
 }
 
-// validTicketID reports whether id has the shape of the ids tickets and
-// orders get: a UUIDv7 in canonical 36-character form, not minted more than an
-// hour in the future (generous, for nodes whose clocks disagree).
-func validTicketID(id string, now time.Time) bool {
+// validTicketID reports whether id has the shape of the ids user's tickets
+// and orders get: minted for user (flashsale.MintedFor: another user's id is
+// 404 without a lookup), or a UUIDv7 in canonical 36-character form (the ids
+// of tickets from before ids were minted), not minted more than an hour in
+// the future (generous, for nodes whose clocks disagree).
+func validTicketID(id, user string, now time.Time) bool {
 	if len(id) != 36 {
 		return false
+	}
+	if flashsale.MintedFor(id, user) {
+		return true
 	}
 	u, err := uuid.Parse(id)
 	if err != nil || u.Version() != 7 {
@@ -157,7 +162,7 @@ func (n *negativeCache) add(user, id string, now time.Time) {
 // the user's lookup budget (the admin's returns are not budgeted).
 func (s *Server) knownID(c *gin.Context) {
 	id, user, now := c.Param("id"), userOf(c), time.Now()
-	if !validTicketID(id, now) || s.missing.has(user, id, now) {
+	if !validTicketID(id, user, now) || s.missing.has(user, id, now) {
 		s.WriteError(c, flashsale.Errorf(flashsale.CodeNotFound, "no such ticket or order %q", id))
 		return
 	}
@@ -178,7 +183,7 @@ func (s *Server) knownID(c *gin.Context) {
 	if budgeted && !missed {
 		s.lookups.giveBack(user)
 	}
-	if c.Writer.Status() == http.StatusNotFound && !mintedWithin(id, queuedGrace, now) {
+	if c.Writer.Status() == http.StatusNotFound && !mayBeQueued(id, user, now) {
 		s.missing.add(user, id, now)
 	}
 }

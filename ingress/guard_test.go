@@ -2,6 +2,8 @@ package ingress
 
 import (
 	"context"
+	"crypto/sha1"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
@@ -33,12 +35,18 @@ func TestValidTicketID(t *testing.T) {
 		v7[:35]:                                false,
 		"01900000-0000-7000-8000-00000000000g": false,
 	} {
-		if got := validTicketID(id, now); got != want {
+		if got := validTicketID(id, "u1", now); got != want {
 			t.Errorf("validTicketID(%q) = %v, want %v", id, got, want)
 		}
 	}
-	if validTicketID(v7, now.Add(-2*time.Hour)) {
+	if validTicketID(v7, "u1", now.Add(-2*time.Hour)) {
 		t.Error("an id minted 2 hours in the future was accepted")
+	}
+	// A minted id (version 8) is valid for its user only.
+	sum := sha1.Sum([]byte("u|u1"))
+	minted := "01234567-89ab-8cde-8f01-2345" + hex.EncodeToString(sum[:4])
+	if !validTicketID(minted, "u1", now) || validTicketID(minted, "u2", now) {
+		t.Errorf("minted id %s: valid for its user %v, for another %v", minted, validTicketID(minted, "u1", now), validTicketID(minted, "u2", now))
 	}
 }
 
@@ -71,7 +79,7 @@ func (blockingSales) Get(ctx context.Context, _ string) (*flashsale.Sale, error)
 // frozen).
 type blockingClaims struct{ *claimStock }
 
-func (blockingClaims) Claim(ctx context.Context, _ *flashsale.Sale, _, _ string, _ int) (flashsale.ClaimOutcome, string, int64, error) {
+func (blockingClaims) Claim(ctx context.Context, _ *flashsale.Sale, _ string, _ flashsale.TicketClaim, _ int) (flashsale.ClaimOutcome, string, int64, error) {
 	<-ctx.Done()
 	return 0, "", 0, fmt.Errorf("redisstore: claim: %w", ctx.Err())
 }

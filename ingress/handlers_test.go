@@ -51,7 +51,11 @@ func (s *claimStock) Stock(_ context.Context, saleID string) (flashsale.Stock, e
 	return flashsale.Stock{Total: 10, Available: s.available[saleID]}, nil
 }
 
-func (s *claimStock) Claim(_ context.Context, sale *flashsale.Sale, user, ticket string, qty int) (flashsale.ClaimOutcome, string, int64, error) {
+func (s *claimStock) Claim(_ context.Context, sale *flashsale.Sale, user string, want flashsale.TicketClaim, qty int) (flashsale.ClaimOutcome, string, int64, error) {
+	ticket := want.ID
+	if ticket == "" {
+		ticket = "t-" + user + "-" + want.Nonce
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	k := [2]string{sale.ID, user}

@@ -212,27 +212,30 @@ func lineError(err error, l flashsale.Line, bundle bool) error {
 // admit claims the user's live ticket in each line's sale and queues the
 // ticket. It returns the new queued ticket (fresh), or the user's existing live
 // ticket in the first sale that has one, with its current status. Whatever was
-// claimed is undone when a later line is refused.
+// claimed is undone when a later line is refused. The ticket's id is the one
+// the first line's claim mints (see flashsale.TicketClaim): a purchase retried
+// while its ticket is still queued gets the same ticket, even after Redis lost
+// the claim.
 func (s *Server) admit(ctx context.Context, user string, sales []*flashsale.Sale, lines []flashsale.Line, now time.Time) (t *flashsale.Ticket, fresh bool, err error) {
-	id, err := uuid.NewV7()
-	if err != nil {
-		return nil, false, err
-	}
-	ticketID := id.String()
-	ticket := &flashsale.Ticket{ID: ticketID, UserID: user, Status: flashsale.TicketQueued}
+	ticket := &flashsale.Ticket{UserID: user, Status: flashsale.TicketQueued}
 	ticket.SetLines(lines)
+	want := flashsale.TicketClaim{Nonce: uuid.NewString()}
+	for _, sale := range sales {
+		want.Sales = append(want.Sales, sale.ID)
+	}
 	bundle := len(lines) > 1
 	unclaim := func(n int) {
 		bg := context.WithoutCancel(ctx)
 		for _, sale := range sales[:n] {
-			if err := s.cfg.Stock.Unclaim(bg, flashsale.Part{SaleID: sale.ID, TicketID: ticketID, UserID: user}); err != nil {
-				s.log.Error("cannot undo a claim; it goes stale and is replaced on retry", "ticket", ticketID, "sale", sale.ID, "err", err)
+			if err := s.cfg.Stock.Unclaim(bg, flashsale.Part{SaleID: sale.ID, TicketID: ticket.ID, UserID: user}); err != nil {
+				s.log.Error("cannot undo a claim; it goes stale and is replaced on retry", "ticket", ticket.ID, "sale", sale.ID, "err", err)
 			}
 		}
 	}
 	loads := make([]int64, len(sales))
 	for i, sale := range sales {
-		outcome, existing, load, err := s.claim(ctx, sale, user, ticket, lines[i].Quantity)
+		want.ID = ticket.ID
+		outcome, existing, load, err := s.claim(ctx, sale, user, want, ticket, lines[i].Quantity)
 		loads[i] = load
 		if err != nil {
 			unclaim(i)
@@ -240,6 +243,7 @@ func (s *Server) admit(ctx context.Context, user string, sales []*flashsale.Sale
 		}
 		switch outcome {
 		case flashsale.Claimed:
+			ticket.ID = existing.ID
 			continue
 		case flashsale.Existing:
 			unclaim(i)
@@ -264,7 +268,7 @@ func (s *Server) admit(ctx context.Context, user string, sales []*flashsale.Sale
 		unclaim(len(sales))
 		return false
 	}
-	req := &flashsale.PurchaseRequest{TicketID: ticketID, SaleID: ticket.SaleID, UserID: user, Quantity: ticket.Quantity,
+	req := &flashsale.PurchaseRequest{TicketID: ticket.ID, SaleID: ticket.SaleID, UserID: user, Quantity: ticket.Quantity,
 		AdmittedAt: now.UTC(), Loads: loads}
 	if bundle {
 		req.Items = lines
@@ -275,24 +279,28 @@ func (s *Server) admit(ctx context.Context, user string, sales []*flashsale.Sale
 	return ticket, true, nil
 }
 
-// claim claims ticket t's slot in one sale. With Existing it returns the
-// user's live ticket there: its fast copy, else its decision in MySQL, else
-// its id with the status queued (its publish was confirmed: the claim is
-// marked published; the copy was lost with Redis). A live claim whose publish
-// is not confirmed (Unconfirmed) is being queued right now (a double click) or
-// was left by an ingress that died between claim and publish, which nobody was
-// told of: its id is not handed out until its copy is written (waited for up
-// to the publish timeout); without one the answer is 503, the user retries,
-// and an orphaned claim goes stale and is replaced (the stock store's
-// ClaimStale). An existing claim whose ticket is final in MySQL (its publish
-// failed and its claim could not be undone then, Redis away) is freed and the
-// slot claimed again.
-func (s *Server) claim(ctx context.Context, sale *flashsale.Sale, user string, t *flashsale.Ticket, qty int) (flashsale.ClaimOutcome, *flashsale.Ticket, int64, error) {
-	outcome, existing, load, err := s.cfg.Stock.Claim(ctx, sale, user, t.ID, qty)
+// claim claims the user's slot in one sale for the ticket want names (t is
+// the ticket being admitted: its id once a line minted it). With Claimed it
+// returns the ticket's id (in a Ticket); with Existing the user's live ticket
+// there: its fast copy, else its decision in MySQL, else its id with the
+// status queued (its publish was confirmed: the claim is marked published;
+// the copy was lost with Redis). A live claim whose publish is not confirmed
+// (Unconfirmed) is being queued right now (a double click) or was left by an
+// ingress that died between claim and publish, which nobody was told of: its
+// id is not handed out until its copy is written (waited for up to the
+// publish timeout); without one the answer is 503, the user retries, and an
+// orphaned claim goes stale and is replaced, by the same ticket id (the
+// stock store's ClaimStale). An existing claim whose ticket is final in MySQL
+// (its publish failed and its claim could not be undone then, Redis away) is
+// freed and the slot claimed again.
+func (s *Server) claim(ctx context.Context, sale *flashsale.Sale, user string, want flashsale.TicketClaim, t *flashsale.Ticket, qty int) (flashsale.ClaimOutcome, *flashsale.Ticket, int64, error) {
+	outcome, existing, load, err := s.cfg.Stock.Claim(ctx, sale, user, want, qty)
 	if err != nil {
 		return 0, nil, 0, s.claimFailed(ctx, t, err)
 	}
 	switch outcome {
+	case flashsale.Claimed:
+		return outcome, &flashsale.Ticket{ID: existing}, load, nil
 	case flashsale.Existing:
 	case flashsale.Unconfirmed:
 		if cp := s.awaitCopy(ctx, existing); cp != nil {
@@ -313,15 +321,19 @@ func (s *Server) claim(ctx context.Context, sale *flashsale.Sale, user string, t
 	case merr != nil: // still in the queue (or MySQL away): the id is enough
 		return outcome, &flashsale.Ticket{ID: existing, Status: flashsale.TicketQueued}, 0, nil
 	}
-	// Final in MySQL: free the claim and claim again.
+	// Final in MySQL: free the claim (its id is never minted again) and
+	// claim again.
 	if err := s.cfg.Stock.Unclaim(ctx, flashsale.Part{SaleID: sale.ID, TicketID: existing, UserID: user}); err != nil {
 		return 0, nil, 0, flashsale.Unavailable(err, "the purchase could not be queued; nothing was kept, retry")
 	}
-	if outcome, existing, load, err = s.cfg.Stock.Claim(ctx, sale, user, t.ID, qty); err != nil {
+	if outcome, existing, load, err = s.cfg.Stock.Claim(ctx, sale, user, want, qty); err != nil {
 		return 0, nil, 0, s.claimFailed(ctx, t, err)
 	}
-	if outcome == flashsale.Existing || outcome == flashsale.Unconfirmed {
+	switch outcome {
+	case flashsale.Existing, flashsale.Unconfirmed:
 		return flashsale.Existing, &flashsale.Ticket{ID: existing, Status: flashsale.TicketQueued}, load, nil
+	case flashsale.Claimed:
+		return outcome, &flashsale.Ticket{ID: existing}, load, nil
 	}
 	return outcome, nil, load, nil
 }
@@ -350,12 +362,14 @@ func (s *Server) awaitCopy(ctx context.Context, id string) *flashsale.Ticket {
 
 // claimFailed answers a claim of ticket t that failed on Redis. A claim that
 // reached Redis may still run once Redis answers again (it was frozen, not
-// gone): the ticket is recorded given up, so that such a claim is freed by the
-// user's next purchase. One that could not even connect never ran, and costs
-// MySQL nothing.
+// gone): a ticket whose id is known (a bundle's later line) is recorded given
+// up, so that such a claim is freed by the user's next purchase. A first
+// line's claim that runs late leaves a claim nobody publishes, which goes
+// stale and is claimed again under the same id (see claim). One that could not
+// even connect never ran, and costs MySQL nothing.
 func (s *Server) claimFailed(ctx context.Context, t *flashsale.Ticket, err error) error {
 	var ne *net.OpError
-	if !errors.As(err, &ne) || ne.Op != "dial" {
+	if t.ID != "" && (!errors.As(err, &ne) || ne.Op != "dial") {
 		s.giveUp(ctx, t)
 	}
 	return unavailable(err)
@@ -399,7 +413,7 @@ func (s *Server) getTicket(c *gin.Context) {
 		if errors.Is(err, flashsale.ErrNotFound) {
 			c.Set(missedKey, true) // a miss, whatever the answer (see lookupBudget)
 		}
-		if errors.Is(err, flashsale.ErrNotFound) && (!errors.Is(copyErr, flashsale.ErrNotFound) || mintedWithin(id, queuedGrace, time.Now())) {
+		if errors.Is(err, flashsale.ErrNotFound) && (!errors.Is(copyErr, flashsale.ErrNotFound) || mayBeQueued(id, user, time.Now())) {
 			fe := &flashsale.Error{Code: flashsale.CodeUnavailable,
 				Message: "the ticket cannot be read right now (it may still be queued); retry"}
 			if errors.Is(copyErr, flashsale.ErrNotFound) {
@@ -425,6 +439,14 @@ func (s *Server) getTicket(c *gin.Context) {
 		v.PayBy = nil
 	}
 	c.JSON(http.StatusOK, v)
+}
+
+// mayBeQueued reports whether id, found neither in Redis nor in MySQL, may be
+// one of user's tickets still queued whose fast copy was lost: a ticket id
+// minted for user (flashsale.MintedFor), or a UUIDv7 (what tickets were
+// before ids were minted) minted within queuedGrace.
+func mayBeQueued(id, user string, now time.Time) bool {
+	return flashsale.MintedFor(id, user) || mintedWithin(id, queuedGrace, now)
 }
 
 // mintedWithin reports whether id is a UUIDv7 (what tickets are) whose time is

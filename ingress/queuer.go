@@ -146,14 +146,47 @@ func (q *queuer) publish(group []*queuing) {
 	q.size.Observe(float64(len(reqs)))
 	if err == nil {
 		// Queued for good: a copy or a mark that cannot be written now is
-		// no reason to take that back. The worker writes the ticket's copy
-		// and clears its claim's mark when it holds.
-		if qerr := q.stock.Queued(ctx, tickets...); qerr != nil {
-			q.log.Warn("cannot write queued tickets' copies; the worker will", "tickets", len(tickets), "err", qerr)
-		}
+		// no reason to take that back (see markQueued).
+		q.markQueued(tickets)
 	}
 	for _, w := range group {
 		w.err = err
 		close(w.done)
 	}
 }
+
+// markQueued writes the fast copies of tickets whose group the broker
+// confirmed and marks their claims published, on a context of its own (not
+// the publish's deadline, which a confirm may have nearly used up): once at
+// once, and if Redis does not take it, again in the background with a
+// backoff (100 ms doubling to 2 s) for up to markQueuedFor. Until then a
+// purchase of the same user finds the claim unconfirmed and is answered 503;
+// should the claim go stale meanwhile, the user's next purchase claims the
+// same ticket id again (ids are minted, see flashsale.TicketClaim), so the
+// ticket is never replaced. The worker also writes the copy when it holds.
+func (q *queuer) markQueued(tickets []*flashsale.Ticket) {
+	try := func() error {
+		ctx, cancel := context.WithTimeout(flashsale.WithStage(context.Background(), "admission"), 2*time.Second)
+		defer cancel()
+		return q.stock.Queued(ctx, tickets...)
+	}
+	err := try()
+	if err == nil {
+		return
+	}
+	q.log.Warn("cannot write queued tickets' copies yet; retrying", "tickets", len(tickets), "err", err)
+	go func() {
+		deadline := time.Now().Add(markQueuedFor)
+		for wait := 100 * time.Millisecond; time.Now().Before(deadline); wait = min(2*wait, 2*time.Second) {
+			time.Sleep(wait) // a backoff between attempts, not a wait for an effect
+			if err := try(); err == nil {
+				q.log.Info("queued tickets' copies written", "tickets", len(tickets))
+				return
+			}
+		}
+		q.log.Error("gave up writing queued tickets' copies; the worker writes them when it holds", "tickets", len(tickets))
+	}()
+}
+
+// markQueuedFor is how long markQueued keeps trying.
+const markQueuedFor = time.Minute

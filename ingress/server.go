@@ -39,10 +39,11 @@ type Sales interface {
 // Stock is the stock store: availability, live-ticket claims, ticket copies.
 type Stock interface {
 	Stock(ctx context.Context, saleID string) (flashsale.Stock, error)
-	// Claim claims the user's live-ticket slot in the sale for ticketID; load
-	// (for Claimed) names the load of the sale's stock it was made in, which
+	// Claim claims the user's live-ticket slot in the sale for the ticket
+	// want names (minting its id when want.ID is empty); for Claimed, id is
+	// the ticket's and load names the load of the sale it was made in, which
 	// the purchase carries to its hold.
-	Claim(ctx context.Context, sale *flashsale.Sale, userID, ticketID string, qty int) (outcome flashsale.ClaimOutcome, id string, load int64, err error)
+	Claim(ctx context.Context, sale *flashsale.Sale, userID string, want flashsale.TicketClaim, qty int) (outcome flashsale.ClaimOutcome, id string, load int64, err error)
 	// Unclaim undoes a claim of p.TicketID (nothing held yet).
 	Unclaim(ctx context.Context, p flashsale.Part) error
 	// Holder reads the user's live ticket in the sale ("" when none) and the

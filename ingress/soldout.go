@@ -51,18 +51,25 @@ type holding struct {
 	units  int
 }
 
-// holdingOf reads the user's standing in a sale without a claim: one
-// pipelined read of their live claim and units, and, when they have a live
-// claim, one read of its fast copy. It answers the purchases that must not
-// reach the claim script: those of a sale this node remembers sold out, and
-// those over their user's budget (see userBudget).
+// holdingOf reads the user's standing in a sale without a claim: one read of
+// their live ticket and units (a sale Redis lost is rebuilt from MySQL first,
+// see the stock store's Holder), and, when they have a live ticket, its fast
+// copy, or MySQL's view of it when the copy is missing (lost with Redis). It
+// answers the purchases that must not reach the claim script: those of a sale
+// this node remembers sold out, and those over their user's budget (see
+// userBudget). A live claim MySQL does not know yet (still queued, its copy
+// lost) has no ticket here: the claim decides.
 func (s *Server) holdingOf(ctx context.Context, saleID, user string) (holding, error) {
 	live, units, err := s.cfg.Stock.Holder(ctx, saleID, user)
 	if err != nil || live == "" {
 		return holding{units: units}, err
 	}
 	h := holding{live: true, units: units}
-	if cp, err := s.cfg.Stock.GetTicket(ctx, live); err == nil && cp.Status.Live() {
+	cp, err := s.cfg.Stock.GetTicket(ctx, live)
+	if err != nil {
+		cp, err = s.cfg.Orders.GetTicket(ctx, flashsale.TicketRef{User: user, Ticket: live})
+	}
+	if err == nil && cp.Status.Live() {
 		h.ticket = cp
 	}
 	return h, nil

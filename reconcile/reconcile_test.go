@@ -99,7 +99,7 @@ func (f *fixture) reconciler(strayAfter time.Duration) *Reconciler {
 func (f *fixture) hold(user string) *flashsale.PurchaseRequest {
 	f.t.Helper()
 	req := &flashsale.PurchaseRequest{TicketID: uuid.NewString(), SaleID: f.sale.ID, UserID: user, Quantity: 1, AdmittedAt: time.Now()}
-	if out, _, _, err := f.rs.Claim(f.ctx, f.sale, user, req.TicketID, 1); err != nil || out != flashsale.Claimed {
+	if out, _, _, err := f.rs.Claim(f.ctx, f.sale, user, flashsale.TicketClaim{ID: req.TicketID}, 1); err != nil || out != flashsale.Claimed {
 		f.t.Fatalf("claim: %v %v", out, err)
 	}
 	if err := f.rs.PutTickets(f.ctx, &flashsale.Ticket{ID: req.TicketID, SaleID: f.sale.ID, UserID: user, Quantity: 1, Status: flashsale.TicketQueued}); err != nil {
@@ -372,7 +372,7 @@ func TestStrayHoldIsReleasedAfterItPersists(t *testing.T) {
 	if tk, err := f.book.GetTicket(f.ctx, flashsale.TicketRef{User: "lost-message", Ticket: stray.TicketID}); err != nil || tk.Status != flashsale.TicketFailed {
 		t.Errorf("ticket in MySQL %+v, %v; want failed", tk, err)
 	}
-	if out, _, _, err := f.rs.Claim(f.ctx, f.sale, "lost-message", uuid.NewString(), 1); err != nil || out != flashsale.Claimed {
+	if out, _, _, err := f.rs.Claim(f.ctx, f.sale, "lost-message", flashsale.TicketClaim{ID: uuid.NewString()}, 1); err != nil || out != flashsale.Claimed {
 		t.Errorf("claim after the release = %v, %v", out, err)
 	}
 	// A late delivery of the lost message holds nothing.

@@ -45,6 +45,9 @@ func (s *Store) snapshot(ctx context.Context, k saleKeys) (flashsale.SaleSnapsho
 		return flashsale.SaleSnapshot{}, nil
 	}
 	atoi := func(v string) int { n, _ := strconv.Atoi(v); return n }
+	for _, m := range []map[string]string{holds.Val(), live.Val(), units.Val()} {
+		delete(m, loadMarker)
+	}
 	snap := flashsale.SaleSnapshot{Loaded: true,
 		Stock: flashsale.Stock{Total: atoi(st["total"]), Available: atoi(st["available"]), Held: atoi(st["held"]), Sold: atoi(st["sold"])},
 		Holds: make(map[string]flashsale.Hold, len(holds.Val())),

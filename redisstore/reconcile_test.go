@@ -108,7 +108,7 @@ func TestRepairSaleNeverLosesAConcurrentHold(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			req := request(uuid.NewString(), 1)
-			if out, _, _, err := s.Claim(ctx, sale, req.UserID, req.TicketID, 1); err != nil || out != flashsale.Claimed {
+			if out, _, _, err := s.Claim(ctx, sale, req.UserID, flashsale.TicketClaim{ID: req.TicketID}, 1); err != nil || out != flashsale.Claimed {
 				t.Errorf("claim: %v %v", out, err)
 				return
 			}
@@ -131,23 +131,31 @@ type hookSource struct {
 	during func()
 }
 
-func (h hookSource) HoldingOrders(ctx context.Context, id string) ([]*flashsale.Order, error) {
+func (h hookSource) SaleTickets(ctx context.Context, id string) ([]*flashsale.Ticket, error) {
 	h.during()
-	return h.fixedSource.HoldingOrders(ctx, id)
+	return h.fixedSource.SaleTickets(ctx, id)
 }
 
+// TestRebuildDoesNotOverwriteASaleLoadedMeanwhile: a rebuild whose lease ran
+// out during its read (another rebuilder froze the sale with its own token,
+// loaded it, and a purchase held a unit there) writes nothing: the token
+// fences it.
 func TestRebuildDoesNotOverwriteASaleLoadedMeanwhile(t *testing.T) {
-	oneSlotOnly(t, "no transaction spans the segments' slots; the rebuild lease and MySQL's stock cap cover this race")
 	s, sale, src := newStore(t, 10, 1)
 	ctx := context.Background()
-	k := s.segKeys("s1", 0)
-	s.rdb.Del(ctx, k.stock, k.holds, k.live, k.units)
-	// While this rebuild reads MySQL (slowly: its lease ran out), another one
-	// loads the sale and a purchase holds a unit there.
+	for _, k := range s.stockKeys("s1") {
+		s.rdb.Del(ctx, k)
+	}
 	req := request("u1", 1)
 	s.cfg.Source = hookSource{src, func() {
 		s.cfg.Source = src
-		if err := s.InitSale(ctx, sale); err != nil {
+		other := newLoadID()
+		for _, k := range s.stockKeys("s1") {
+			if err := freezeScript.Run(ctx, s.rdb, []string{k}, other).Err(); err != nil {
+				t.Error(err)
+			}
+		}
+		if _, err := s.mergeSegments(ctx, sale, nil, other); err != nil {
 			t.Error(err)
 		}
 		claimAndHold(t, s, sale, req)

@@ -6,7 +6,7 @@ import "github.com/redis/go-redis/v9"
 // runs unchanged on a Redis Cluster (with Config.Segments > 1, each segment of
 // the sale has the same keys under a hash tag of its own; see segments.go):
 //
-//	stock   hash total, available, held, sold, epoch_ms (when it was loaded)
+//	stock   hash total, available, held, sold, load, srv (see below)
 //	holds   hash ticket id -> "H:<q>" held | "S:<q>" sold | "R" released |
 //	                          "X" refused, sold out | "F" refused, failed
 //	live    hash user id -> the user's live ticket id
@@ -18,88 +18,147 @@ import "github.com/redis/go-redis/v9"
 // (a go-redis retry, a redelivered message) changes nothing the second time, and a
 // ticket that was released or refused can never be held again.
 //
-// The stock hash also records `srv`, the run_id of the Redis server process that
-// loaded the sale. Every script on a sale's keys starts with loadedCheck: a sale
-// whose keys are gone is "not_loaded"; one whose srv is not the run_id of the
-// server running the script is "stale": this server is not the process the sale
-// was loaded on, so it may have come back older (a restart from an RDB snapshot
-// or AOF, a failover to a replica that missed writes) with nothing missing. Both
-// are rebuilt from MySQL before the script runs again (see Store.run). A
-// restart or failover that lost nothing costs one rebuild per sale.
+// # What Redis state is trusted: one load of a sale
+//
+// A sale's keys are trusted only as one *load*: what one rebuild wrote (see
+// rebuild.go), plus what scripts did since on the same server process and
+// replication history. The stock hash records the load's id (`load`, a random
+// number the rebuilder draws: never a host clock, so two loads never share it)
+// and the server it was written on (`srv`: the server's run_id and
+// master_replid; the replication id changes on a promotion and on every full
+// resync, so a REPLICAOF round trip or a failover shows, and the run_id changes
+// on a restart). Each other hash of the family (holds, live, units, claims)
+// carries the load id in its field "!load" (no user or ticket id starts with
+// "!"), so a family key lost on its own (evicted, deleted) shows too. A
+// rebuild in progress marks the stock hash with its token (`rebuild`).
+//
+// Every script on a sale's keys starts with loadedCheck, which answers
+// instead of running:
+//   - {"not_loaded"}: no load (keys gone: a flush, a restart without data);
+//   - {"rebuilding"}: a rebuild froze the sale (or died while it had it);
+//   - {"stale"}: another server process or replication history, or a family
+//     key without the load's marker;
+//   - {"gen"}: the caller expected another load (the last ARGV: the home's
+//     load of a sale in segments, see segments.go; "" for any).
+// The first three rebuild the sale from MySQL before the script runs again
+// (Store.run); "gen" re-reads the home's load. A restart or failover that lost
+// nothing costs one rebuild per sale.
 
-// loadedCheck opens every script on a sale's keys; KEYS[1] is its stock hash.
-const loadedCheck = `
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'not_loaded'} end
-if redis.call('HGET', KEYS[1], 'srv') ~= string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') then
-  return {'stale'}
+// loadMarker is the field of a family hash that holds its load's id.
+const loadMarker = "!load"
+
+// serverID is a Lua function naming this server process and its replication
+// history: "<run_id>:<master_replid>".
+const serverID = `
+local function serverID()
+  local info = redis.call('INFO', 'server', 'replication')
+  return string.match(info, 'run_id:(%x+)') .. ':' .. (string.match(info, 'master_replid:(%x+)') or '')
 end
 `
 
-// stampScript records in the sale's stock hash (KEYS[1]) the run_id of the
-// server it is loaded on; with ARGV[1] "if_absent" only where none is recorded.
-const stampScript = `
-if ARGV[1] ~= 'if_absent' or redis.call('HEXISTS', KEYS[1], 'srv') == 0 then
-  redis.call('HSET', KEYS[1], 'srv', string.match(redis.call('INFO', 'server'), 'run_id:(%x+)'))
+// loadedCheck opens every script on a sale's keys; KEYS[1] is its stock hash,
+// KEYS[2..] the other hashes of the family it touches; the last ARGV is the
+// load the caller expects ("" for any). It leaves the load id in load.
+const loadedCheck = serverID + `
+local st = redis.call('HMGET', KEYS[1], 'load', 'srv', 'rebuild')
+if st[3] then return {'rebuilding'} end
+if not st[1] then return {'not_loaded'} end
+if st[2] ~= serverID() then return {'stale'} end
+for i = 2, #KEYS do
+  if redis.call('HGET', KEYS[i], '!load') ~= st[1] then return {'stale'} end
 end
-return 1
+if ARGV[#ARGV] ~= '' and ARGV[#ARGV] ~= st[1] then return {'gen'} end
+local load = st[1]
 `
 
 // claimScript gives the user a new live ticket unless they already have one.
-// KEYS stock live units claims; ARGV user tid qty limit stale_ms refill.
-// Returns {"claimed", tid, load} | {"existing", tid} | {"unconfirmed", tid} |
-// {"limit"} | {"sold_out"} | {"not_loaded"} | {"stale"}, or with refill "1"
-// {"refill", qty} instead of "sold_out" (a segment asks for more units, see
-// segments.go). "unconfirmed": the live
-// claim is not marked published yet, and not stale. load is the sale's
-// epoch_ms, which names the load of its stock the claim was made in (see
-// holdScript). A claim whose publish never completed (older than stale_ms by
-// Redis's own clock) is dropped, whatever the script then answers, and
-// replaced when the user may claim. The same ticket claimed again (go-redis retried a claim whose
-// reply was lost) is still "claimed": the caller goes on to publish it.
-var claimScript = redis.NewScript(loadedCheck + `
+// KEYS stock live units claims holds; ARGV user tid seed nonce qty limit
+// stale_ms refill gen. Returns {"claimed", tid, load} | {"existing", tid} |
+// {"unconfirmed", tid} | {"limit"} | {"sold_out"}, a rebuild reason, or with
+// refill "1" {"refill", qty} instead of "sold_out" (a segment asks for more
+// units, see segments.go).
+//
+// The ticket's id: tid when given (a bundle's later lines), else minted from
+// seed (the namespace and the ticket's sales), the user and n, the first
+// number whose id this sale's holds do not know (mintTicket): a ticket is in
+// holds once it is decided (held, refused, released) or given up (unclaim),
+// and a rebuild writes every ticket MySQL decided. So while a ticket is only
+// queued, every claim of its user mints its id again, whatever Redis lost
+// meanwhile: a purchase retried after a flush, a restart or a failover comes
+// out as the same ticket, and the worker's idempotency per ticket makes one
+// order of it. A ticket's id ends with a tag of its user (ticketTag).
+//
+// "unconfirmed": the live claim is not marked published yet, and not stale.
+// load names the load of the sale the claim was made in (see holdScript). A
+// claim whose publish never completed (older than stale_ms by Redis's own
+// clock) is dropped, whatever the script then answers, and replaced when the
+// user may claim: by the same ticket id. A claim run again by the same
+// request (go-redis retried a claim whose reply was lost: the same nonce) is
+// still "claimed": the caller goes on to publish it.
+var claimScript = redis.NewScript(loadedCheck + mintTicket + `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local load = redis.call('HGET', KEYS[1], 'epoch_ms') or '0'
+local tid = ARGV[2]
+if tid == '' then tid = mintTicket(KEYS[5], ARGV[3], ARGV[1]) end
 local cur = redis.call('HGET', KEYS[2], ARGV[1])
-if cur == ARGV[2] then return {'claimed', cur, load} end
 if cur then
-  local at = redis.call('HGET', KEYS[4], cur)
-  if not at then return {'existing', cur} end
-  if now - tonumber(at) < tonumber(ARGV[5]) then return {'unconfirmed', cur} end
+  local c = redis.call('HGET', KEYS[4], cur)
+  if not c then return {'existing', cur} end
+  local at, by = string.match(c, '^(%d+):?(.*)$')
+  if cur == tid and by == ARGV[4] then return {'claimed', cur, load} end
+  if now - tonumber(at) < tonumber(ARGV[7]) then return {'unconfirmed', cur} end
   -- An orphan: gone whatever this claim decides, so that the user's next
   -- claim never finds it as their "existing" ticket.
   redis.call('HDEL', KEYS[4], cur)
   redis.call('HDEL', KEYS[2], ARGV[1])
 end
-local q = tonumber(ARGV[3])
+local q = tonumber(ARGV[5])
 local units = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0')
-if units + q > tonumber(ARGV[4]) then return {'limit'} end
+if units + q > tonumber(ARGV[6]) then return {'limit'} end
 if tonumber(redis.call('HGET', KEYS[1], 'available')) < q then
-  if ARGV[6] == '1' then return {'refill', ARGV[3]} end
+  if ARGV[8] == '1' then return {'refill', ARGV[5]} end
   return {'sold_out'}
 end
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-redis.call('HSET', KEYS[4], ARGV[2], now)
-return {'claimed', ARGV[2], load}
+redis.call('HSET', KEYS[2], ARGV[1], tid)
+redis.call('HSET', KEYS[4], tid, now .. ':' .. ARGV[4])
+return {'claimed', tid, load}
 `)
 
-// unclaimScript undoes a claim whose publish failed. KEYS live claims; ARGV user tid.
+// mintTicket is a Lua function: the id of the user's next ticket in a sale
+// (see claimScript), formatted as a UUID of version 8 (RFC 9562's custom
+// version): 20 hex digits of SHA-1(seed|user|n), then 12 of which the last 8
+// are the user's tag (ticketTag in Go).
+const mintTicket = `
+local function mintTicket(holds, seed, user)
+  local tag = string.sub(redis.sha1hex('u|' .. user), 1, 8)
+  local n = 0
+  while true do
+    local h = redis.sha1hex(seed .. '|' .. user .. '|' .. n)
+    local id = string.sub(h, 1, 8) .. '-' .. string.sub(h, 9, 12) .. '-8' .. string.sub(h, 13, 15) ..
+      '-8' .. string.sub(h, 16, 18) .. '-' .. string.sub(h, 19, 22) .. tag
+    if redis.call('HEXISTS', holds, id) == 0 then return id end
+    n = n + 1
+  end
+end
+`
+
+// unclaimScript undoes a claim whose publish failed, and records the ticket
+// given up ("F") so that its id is never minted again (see claimScript).
+// KEYS live claims holds; ARGV user tid.
 var unclaimScript = redis.NewScript(`
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) end
 redis.call('HDEL', KEYS[2], ARGV[2])
+if redis.call('HEXISTS', KEYS[3], ARGV[2]) == 0 then redis.call('HSET', KEYS[3], ARGV[2], 'F') end
 return 1
 `)
 
 // holdScript holds q units for ticket tid. KEYS stock holds live units claims;
-// ARGV tid user q limit admitted_ms load refill. Returns {"done", state}, a
-// rebuild reason, or with refill "1" {"refill", q} instead of refusing as sold
-// out.
+// ARGV tid user q limit load refill gen. Returns {"done", state}, a rebuild
+// reason, or with refill "1" {"refill", q} instead of refusing as sold out.
 // The ticket must be the user's live ticket; a ticket with no live entry is held
-// only if its claim was made in an earlier load of the stock (load differs from
-// epoch_ms: the live entry may have been lost with Redis); claimed in this load,
-// its claim was undone after a failed publish. No clocks are compared: load is
-// the epoch_ms the claim script read. A message without load (0, queued before
-// this rule) falls back to comparing its admission time with epoch_ms.
+// only if its claim was made in another load of the sale (ARGV load is not
+// this load: the live entry may have been lost with Redis); claimed in this
+// load, its claim was undone after a failed publish.
 var holdScript = redis.NewScript(loadedCheck + `
 local st = redis.call('HGET', KEYS[2], ARGV[1])
 if st then return {'done', st} end
@@ -111,18 +170,11 @@ local function refuse(state)
 end
 local live = redis.call('HGET', KEYS[3], ARGV[2])
 if live and live ~= ARGV[1] then return refuse('F') end
-if not live then
-  local epoch = redis.call('HGET', KEYS[1], 'epoch_ms') or '0'
-  if ARGV[6] ~= '0' then
-    if ARGV[6] == epoch then return refuse('F') end
-  elseif tonumber(ARGV[5]) >= tonumber(epoch) then
-    return refuse('F')
-  end
-end
+if not live and ARGV[5] == load then return refuse('F') end
 local q = tonumber(ARGV[3])
 if tonumber(redis.call('HGET', KEYS[4], ARGV[2]) or '0') + q > tonumber(ARGV[4]) then return refuse('F') end
 if tonumber(redis.call('HGET', KEYS[1], 'available')) < q then
-  if ARGV[7] == '1' then return {'refill', ARGV[3]} end
+  if ARGV[6] == '1' then return {'refill', ARGV[3]} end
   return refuse('X')
 end
 redis.call('HINCRBY', KEYS[1], 'available', -q)
@@ -176,14 +228,30 @@ if redis.call('HGET', KEYS[3], ARGV[2]) == ARGV[1] then redis.call('HDEL', KEYS[
 return {'done', st}
 `)
 
-// confirmScript moves a paid ticket's units from held to sold. KEYS stock holds live units;
-// ARGV tid user. Returns {"not_loaded"} or {"done", previous state or ""}.
+// confirmScript makes a paid ticket's units sold: held → sold, and, where
+// Redis does not count them (released, refused or unknown: Redis lost the
+// hold, or a rebuild read the order before its late payment committed), it
+// takes q units as sold: MySQL has the order paid within its stock cap, so
+// Redis follows. Fewer than q available: Redis is behind MySQL ({"behind"}:
+// the sale is rebuilt; with refill "1", {"refill", q} first). KEYS stock holds
+// live units; ARGV tid user q refill gen. Returns {"done", previous state or ""}.
 var confirmScript = redis.NewScript(loadedCheck + `
 local st = redis.call('HGET', KEYS[2], ARGV[1]) or ''
-if string.sub(st, 1, 2) == 'H:' then
+local k = string.sub(st, 1, 2)
+if k == 'H:' then
   local q = tonumber(string.sub(st, 3))
   redis.call('HINCRBY', KEYS[1], 'held', -q)
   redis.call('HINCRBY', KEYS[1], 'sold', q)
+  redis.call('HSET', KEYS[2], ARGV[1], 'S:' .. q)
+elseif k ~= 'S:' then
+  local q = tonumber(ARGV[3])
+  if tonumber(redis.call('HGET', KEYS[1], 'available')) < q then
+    if ARGV[4] == '1' then return {'refill', ARGV[3]} end
+    return {'behind'}
+  end
+  redis.call('HINCRBY', KEYS[1], 'available', -q)
+  redis.call('HINCRBY', KEYS[1], 'sold', q)
+  redis.call('HINCRBY', KEYS[4], ARGV[2], q)
   redis.call('HSET', KEYS[2], ARGV[1], 'S:' .. q)
 end
 if redis.call('HGET', KEYS[3], ARGV[2]) == ARGV[1] then redis.call('HDEL', KEYS[3], ARGV[2]) end
@@ -191,8 +259,7 @@ return {'done', st}
 `)
 
 // retakeScript holds a released ticket's units again for a late payment of its
-// expired order: R (or no state: a rebuild does not list closed orders) becomes
-// H:q if q units are available. KEYS stock holds live units; ARGV tid user q refill.
+// expired order: R (or no state) becomes H:q if q units are available. KEYS stock holds live units; ARGV tid user q refill.
 // Returns {"done", previous state or ""} or {"short"} (with refill "1":
 // {"refill", q}); a ticket held or sold already is left as it is.
 var retakeScript = redis.NewScript(loadedCheck + `
@@ -231,7 +298,7 @@ return {'done', st}
 `)
 
 // The fast copy of a ticket (key <ns>:ticket:{<id>}, a hash of its fields)
-// records, like a sale, the run_id of the server that wrote it: a copy read back
+// records, like a sale, the server that wrote it (serverID): a copy read back
 // from a Redis that restarted or failed over may be older than the ticket (a
 // pending_payment copy of a cancelled order, a queued copy of a decided ticket),
 // so it is not trusted; the ticket is then read from MySQL.
@@ -240,8 +307,8 @@ return {'done', st}
 // further along (queued < pending_payment < a final status): a worker that read
 // the order before it was paid never writes it back to pending_payment.
 // KEYS ticket key; ARGV ttl_s status field value... Returns 1 written, 0 kept.
-var putTicketScript = redis.NewScript(`
-local srv = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+var putTicketScript = redis.NewScript(serverID + `
+local srv = serverID()
 local function rank(st)
   if st == 'queued' then return 1 elseif st == 'pending_payment' then return 2 else return 3 end
 end
@@ -254,19 +321,29 @@ return 1
 
 // getTicketScript reads a ticket's copy: {} when there is none, {"stale"} when
 // another server process wrote it, else {"done", field, value, ...}. KEYS ticket key.
-var getTicketScript = redis.NewScript(`
+var getTicketScript = redis.NewScript(serverID + `
 local m = redis.call('HGETALL', KEYS[1])
 if #m == 0 then return {} end
-if redis.call('HGET', KEYS[1], 'srv') ~= string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') then
+if redis.call('HGET', KEYS[1], 'srv') ~= serverID() then
   return {'stale'}
 end
 table.insert(m, 1, 'done')
 return m
 `)
 
-// stockScript reads the sale's total, available, held and sold. KEYS stock.
+// stockScript reads the sale's total, available, held and sold. KEYS stock;
+// ARGV gen.
 var stockScript = redis.NewScript(loadedCheck + `
 return {'done', unpack(redis.call('HMGET', KEYS[1], 'total', 'available', 'held', 'sold'))}
 `)
 
-var allScripts = []*redis.Script{claimScript, unclaimScript, holdScript, reassertScript, releaseScript, confirmScript, retakeScript, returnScript, stockScript}
+// holderScript reads the user's live ticket ("" when none) and the units
+// they hold or bought. KEYS stock live units; ARGV user gen. Returns {"done",
+// live, units} or a rebuild reason: a sale lost or stale is rebuilt before it
+// answers, so a live ticket is never missed because Redis lost it (MySQL's
+// unpaid orders are their users' live tickets after a rebuild).
+var holderScript = redis.NewScript(loadedCheck + `
+return {'done', redis.call('HGET', KEYS[2], ARGV[1]) or '', redis.call('HGET', KEYS[3], ARGV[1]) or '0'}
+`)
+
+var allScripts = []*redis.Script{claimScript, unclaimScript, holdScript, reassertScript, releaseScript, confirmScript, retakeScript, returnScript, stockScript, holderScript, mergeScript}

@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -50,17 +49,20 @@ import (
 // MySQL's stock cap stays the last word: whatever Redis hands out, no order
 // beyond the stock commits.
 //
-// A segment or home that is missing or stale (another server process) rebuilds
-// the whole sale from MySQL: each segment gets its users' orders and an even
-// share of the units no order holds, the pool none, and new cumulative
-// figures. Every segment's and the home's epoch_ms (the gen) are the
-// rebuild's time: a grant or collect that read figures of an earlier load
-// finds another gen and changes nothing.
+// A segment or home that is missing, stale or of another load than the home
+// rebuilds the whole sale (rebuild.go): each segment merges its users'
+// tickets and counts what they hold, the pool gets every other unit, and the
+// cumulative figures start again. Every part gets the rebuild's load id, and
+// every script on a part is given the home's load (its gen argument, see
+// scripts.go): a grant, a collect or a claim that read the figures of another
+// load changes nothing and answers "gen", and a segment whose load is not the
+// home's (a rebuild cut short) is rebuilt again.
 
-// homeStateScript answers {"ok", total, pool, gen, g0, g1, ...} for a
-// loaded, current home, else why it must be rebuilt. KEYS home; ARGV segments.
+// homeStateScript answers {"ok", total, pool, load, g0, g1, ...} for a
+// loaded, current home, else why it must be rebuilt. KEYS home; ARGV
+// segments gen ("": any load).
 var homeStateScript = redis.NewScript(loadedCheck + `
-local out = {'ok', redis.call('HGET', KEYS[1], 'total'), redis.call('HGET', KEYS[1], 'pool'), redis.call('HGET', KEYS[1], 'epoch_ms')}
+local out = {'ok', redis.call('HGET', KEYS[1], 'total'), redis.call('HGET', KEYS[1], 'pool'), load}
 for j = 0, tonumber(ARGV[1]) - 1 do
   table.insert(out, redis.call('HGET', KEYS[1], 'g' .. j) or '0')
 end
@@ -72,7 +74,6 @@ return out
 // Returns {"granted", n, g} (n may be 0: the pool is dry) or {"gen"}, or a
 // rebuild reason.
 var grantScript = redis.NewScript(loadedCheck + `
-if redis.call('HGET', KEYS[1], 'epoch_ms') ~= ARGV[4] then return {'gen'} end
 local pool = tonumber(redis.call('HGET', KEYS[1], 'pool'))
 local n = math.min(pool, math.max(tonumber(ARGV[2]), tonumber(ARGV[3])))
 if n > 0 then
@@ -89,7 +90,6 @@ return {'granted', tostring(n), redis.call('HGET', KEYS[1], 'g' .. ARGV[1]) or '
 // KEYS segment stock; ARGV g yield gen. Returns {"done", out, available} or
 // {"gen"}, or a rebuild reason.
 var settleScript = redis.NewScript(loadedCheck + `
-if redis.call('HGET', KEYS[1], 'epoch_ms') ~= ARGV[3] then return {'gen'} end
 local g, got = tonumber(ARGV[1]), tonumber(redis.call('HGET', KEYS[1], 'in') or '0')
 if g > got then
   redis.call('HSET', KEYS[1], 'in', g)
@@ -108,11 +108,10 @@ return {'done', redis.call('HGET', KEYS[1], 'out') or '0', tostring(avail)}
 
 // collectScript takes back into the pool what segments gave up: for each pair
 // (seg, out) r<seg> becomes out where it is higher, the difference going to
-// the pool. KEYS home; ARGV gen {seg out}*. Returns {"done", pool} or {"gen"},
+// the pool. KEYS home; ARGV {seg out}* gen. Returns {"done", pool} or {"gen"},
 // or a rebuild reason.
 var collectScript = redis.NewScript(loadedCheck + `
-if redis.call('HGET', KEYS[1], 'epoch_ms') ~= ARGV[1] then return {'gen'} end
-for i = 2, #ARGV, 2 do
+for i = 1, #ARGV - 1, 2 do
   local r = tonumber(redis.call('HGET', KEYS[1], 'r' .. ARGV[i]) or '0')
   local out = tonumber(ARGV[i + 1])
   if out > r then
@@ -276,7 +275,7 @@ func (s *Store) refillOnce(ctx context.Context, saleID string, seg, need int) (i
 			}
 			return nil
 		})
-		args := []any{home.gen}
+		var args []any
 		for i, t := range others {
 			reply, err := cmds[i].StringSlice()
 			if err != nil {
@@ -287,6 +286,7 @@ func (s *Store) refillOnce(ctx context.Context, saleID string, seg, need int) (i
 			}
 			args = append(args, t, reply[1])
 		}
+		args = append(args, home.gen)
 		reply, err := collectScript.Run(ctx, s.rdb, []string{s.homeKey(saleID)}, args...).StringSlice()
 		if err != nil {
 			return 0, fmt.Errorf("redisstore: collect of sale %s: %w", saleID, err)
@@ -331,7 +331,7 @@ type home struct {
 
 // homeState reads the home hash, or errRebuild.
 func (s *Store) homeState(ctx context.Context, saleID string) (home, error) {
-	reply, err := homeStateScript.Run(ctx, s.rdb, []string{s.homeKey(saleID)}, s.cfg.Segments).StringSlice()
+	reply, err := homeStateScript.Run(ctx, s.rdb, []string{s.homeKey(saleID)}, s.cfg.Segments, "").StringSlice()
 	if err != nil {
 		return home{}, fmt.Errorf("redisstore: home of sale %s: %w", saleID, err)
 	}
@@ -343,27 +343,6 @@ func (s *Store) homeState(ctx context.Context, saleID string) (home, error) {
 	h.pool, _ = strconv.Atoi(reply[2])
 	h.g = reply[4:]
 	return h, nil
-}
-
-// saleCurrent is whether every part of the sale is loaded and current.
-func (s *Store) saleCurrent(ctx context.Context, c redis.Scripter, saleID string) (bool, error) {
-	keys := []string{s.segKeys(saleID, 0).stock}
-	if s.cfg.Segments > 1 {
-		keys = []string{s.homeKey(saleID)}
-		for j := range s.cfg.Segments {
-			keys = append(keys, s.segKeys(saleID, j).stock)
-		}
-	}
-	for _, k := range keys {
-		reply, err := saleStateScript.Run(ctx, c, []string{k}).StringSlice()
-		if err != nil {
-			return false, fmt.Errorf("redisstore: %w", err)
-		}
-		if rebuildReason(reply) != "" {
-			return false, nil
-		}
-	}
-	return true, nil
 }
 
 // segmentStock reads the whole of a segmented sale (see above): total from
@@ -393,83 +372,4 @@ func (s *Store) segmentStock(ctx context.Context, saleID string) (flashsale.Stoc
 	st.Total = h.total
 	st.Available = st.Total - st.Held - st.Sold
 	return st, nil
-}
-
-// writeSegments writes a segmented sale as rebuilt from its orders: each
-// segment its users' holds and an even share of the free units, then the home
-// with an empty pool and the segments' figures as granted. The parts are
-// written one slot at a time (no transaction spans slots); the rebuild lease
-// keeps other rebuilders out meanwhile.
-func (s *Store) writeSegments(ctx context.Context, sale *flashsale.Sale, orders []*flashsale.Order) error {
-	n := s.cfg.Segments
-	type part struct {
-		holds, live map[string]any
-		units       map[string]int
-		held, sold  int
-	}
-	parts := make([]part, n)
-	for j := range parts {
-		parts[j] = part{holds: map[string]any{}, live: map[string]any{}, units: map[string]int{}}
-	}
-	free := sale.Stock
-	for _, o := range orders {
-		p := &parts[s.segmentOf(o.UserID)]
-		p.units[o.UserID] += o.Quantity
-		free -= o.Quantity
-		if o.Status == flashsale.OrderPaid {
-			p.sold += o.Quantity
-			p.holds[o.ID] = "S:" + strconv.Itoa(o.Quantity)
-		} else {
-			p.held += o.Quantity
-			p.holds[o.ID] = "H:" + strconv.Itoa(o.Quantity)
-			p.live[o.UserID] = o.ID
-		}
-	}
-	free = max(free, 0)
-	gen := time.Now().UnixMilli()
-	homeFields := []any{"total", sale.Stock, "pool", 0, "epoch_ms", gen}
-	for j, p := range parts {
-		share := free / n
-		if j < free%n {
-			share++
-		}
-		total := p.held + p.sold + share
-		k := s.segKeys(sale.ID, j)
-		_, err := s.rdb.TxPipelined(ctx, func(tx redis.Pipeliner) error {
-			writeSale(ctx, tx, k, p.holds, p.live, p.units)
-			tx.HSet(ctx, k.stock, "total", total, "available", share, "held", p.held, "sold", p.sold,
-				"in", total, "out", 0, "epoch_ms", gen)
-			tx.Eval(ctx, stampScript, []string{k.stock}, "always")
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("redisstore: rebuild segment %d of sale %s: %w", j, sale.ID, err)
-		}
-		homeFields = append(homeFields, "g"+strconv.Itoa(j), total, "r"+strconv.Itoa(j), 0)
-	}
-	_, err := s.rdb.TxPipelined(ctx, func(tx redis.Pipeliner) error {
-		tx.Del(ctx, s.homeKey(sale.ID))
-		tx.HSet(ctx, s.homeKey(sale.ID), homeFields...)
-		tx.Eval(ctx, stampScript, []string{s.homeKey(sale.ID)}, "always")
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("redisstore: rebuild home of sale %s: %w", sale.ID, err)
-	}
-	return nil
-}
-
-// writeSale replaces one sale's (or segment's) holds, live tickets and units,
-// and drops its claims.
-func writeSale(ctx context.Context, p redis.Pipeliner, k saleKeys, holds, live map[string]any, units map[string]int) {
-	p.Del(ctx, k.holds, k.live, k.units, k.claims)
-	if len(holds) > 0 {
-		p.HSet(ctx, k.holds, holds)
-	}
-	if len(live) > 0 {
-		p.HSet(ctx, k.live, live)
-	}
-	for u, n := range units {
-		p.HSet(ctx, k.units, u, n)
-	}
 }

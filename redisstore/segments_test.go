@@ -79,7 +79,7 @@ func TestSegmentedSaleSellsEveryUnitAndAddsUpAtEveryRead(t *testing.T) {
 	outcomes := map[string]int{}
 	buy := func(i int) {
 		req := request(fmt.Sprintf("u%d", i), 1)
-		out, _, load, err := s.Claim(ctx, sale, req.UserID, req.TicketID, 1)
+		out, _, load, err := s.Claim(ctx, sale, req.UserID, flashsale.TicketClaim{ID: req.TicketID}, 1)
 		if err != nil {
 			t.Error(err)
 			return
@@ -139,7 +139,7 @@ func TestSegmentedSaleSellsEveryUnitAndAddsUpAtEveryRead(t *testing.T) {
 	got := 0
 	for i := range 40 {
 		req := request(fmt.Sprintf("late%d", i), 1)
-		if out, _, load, err := s.Claim(ctx, sale, req.UserID, req.TicketID, 1); err != nil || out != flashsale.Claimed {
+		if out, _, load, err := s.Claim(ctx, sale, req.UserID, flashsale.TicketClaim{ID: req.TicketID}, 1); err != nil || out != flashsale.Claimed {
 			if out == flashsale.SoldOut {
 				continue
 			}
@@ -202,7 +202,7 @@ func TestALostGrantIsDeliveredByTheNextRefill(t *testing.T) {
 	got := 0
 	for i := 0; got < 6 && i < 200; i++ {
 		req := request(fmt.Sprintf("b%d", i), 1)
-		out, _, load, err := s.Claim(ctx, sale, req.UserID, req.TicketID, 1)
+		out, _, load, err := s.Claim(ctx, sale, req.UserID, flashsale.TicketClaim{ID: req.TicketID}, 1)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -215,7 +215,7 @@ func TestALostGrantIsDeliveredByTheNextRefill(t *testing.T) {
 		}
 	}
 	wantStock(t, s, flashsale.Stock{Total: 6, Held: 6})
-	if out, _, _, _ := s.Claim(ctx, sale, "last", uuid.NewString(), 1); out != flashsale.SoldOut {
+	if out, _, _, _ := s.Claim(ctx, sale, "last", flashsale.TicketClaim{ID: uuid.NewString()}, 1); out != flashsale.SoldOut {
 		t.Errorf("claim after every unit is held: %v, want sold out", out)
 	}
 }
@@ -237,7 +237,7 @@ func BenchmarkClaimAndHold(b *testing.B) {
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
 					req := request("b"+strconv.FormatInt(users.Add(1), 10), 1)
-					out, _, load, err := s.Claim(ctx, sale, req.UserID, req.TicketID, 1)
+					out, _, load, err := s.Claim(ctx, sale, req.UserID, flashsale.TicketClaim{ID: req.TicketID}, 1)
 					if err != nil || out != flashsale.Claimed {
 						b.Errorf("claim: %v %v", out, err)
 						return
@@ -320,7 +320,7 @@ func TestSegmentedSaleRefusesNobodyWhileUnitsRemain(t *testing.T) {
 	reqs := make([]*flashsale.PurchaseRequest, stock)
 	for i := range reqs {
 		reqs[i] = request(fmt.Sprintf("p%d", i), 1)
-		out, _, load, err := s.Claim(ctx, sale, reqs[i].UserID, reqs[i].TicketID, 1)
+		out, _, load, err := s.Claim(ctx, sale, reqs[i].UserID, flashsale.TicketClaim{ID: reqs[i].TicketID}, 1)
 		if err != nil || out != flashsale.Claimed {
 			t.Fatalf("claim of %s: %v %v", reqs[i].UserID, out, err)
 		}

@@ -30,8 +30,11 @@ import (
 type Source interface {
 	// GetSale returns the sale or an error wrapping flashsale.ErrNotFound.
 	GetSale(ctx context.Context, id string) (*flashsale.Sale, error)
-	// HoldingOrders returns the sale's pending_payment and paid orders.
-	HoldingOrders(ctx context.Context, saleID string) ([]*flashsale.Order, error)
+	// SaleTickets returns every ticket of the sale that MySQL decided: one
+	// per order of the sale, in any status, with its quantity there (less
+	// what was returned), and one per recorded outcome (sold_out, failed).
+	// It reads the primaries: a rebuild must not read a lagging replica.
+	SaleTickets(ctx context.Context, saleID string) ([]*flashsale.Ticket, error)
 }
 
 // Config says where Redis is and how keys are named.
@@ -71,6 +74,7 @@ type Store struct {
 	log    *slog.Logger
 	tags   sync.Map // sale id -> []string, its segments' hash tags
 	gates  sync.Map // sale id and segment -> *refillGate
+	gens   sync.Map // sale id -> string, a segmented sale's home load as last read
 }
 
 // New connects (lazily) to Redis.
@@ -152,19 +156,29 @@ type scriptCall struct {
 // the pool this one collected.
 const maxRefills = 16
 
-// run runs the call, rebuilding the sale from the Source and trying once more
-// when the sale is not loaded, stale, or behind MySQL (see scripts.go), and
+// run runs the call with the load it expects appended (genOf), rebuilding
+// the sale from the Source and trying again when the sale is not loaded,
+// rebuilding, stale, or behind MySQL (see scripts.go and rebuild.go),
+// re-reading the home's load when the call expected another one, and
 // refilling a segment that asks for units and trying again, until the sale
 // has fewer than the units asked for available in all (or maxRefills): then
 // once more with the refill flag "0", so that the script decides. It returns
 // the script's reply as strings.
 func (s *Store) run(ctx context.Context, c scriptCall) ([]string, error) {
-	for rebuilt, refills := false, 0; ; {
-		reply, err := c.script.Run(ctx, s.rdb, c.keys, c.args...).StringSlice()
-		if err != nil {
+	for rebuilds, gens, refills := 0, 0, 0; ; {
+		gen, err := s.genOf(ctx, c.saleID)
+		reply := []string{"rebuilding"}
+		if err == nil {
+			args := append(append(make([]any, 0, len(c.args)+1), c.args...), gen)
+			reply, err = c.script.Run(ctx, s.rdb, c.keys, args...).StringSlice()
+		} else if !errors.Is(err, errRebuild) {
+			return nil, err
+		}
+		if err != nil && !errors.Is(err, errRebuild) {
 			return nil, fmt.Errorf("redisstore: %w", err)
 		}
-		if len(reply) == 2 && reply[0] == "refill" {
+		switch {
+		case len(reply) == 2 && reply[0] == "refill":
 			need, _ := strconv.Atoi(reply[1])
 			moved, err := s.refill(ctx, c.saleID, c.seg, need)
 			if err != nil {
@@ -174,153 +188,55 @@ func (s *Store) run(ctx context.Context, c scriptCall) ([]string, error) {
 				c.args = append(c.args[:len(c.args)-1:len(c.args)-1], "0")
 			}
 			continue
+		case len(reply) == 1 && reply[0] == "gen" && gens < 2:
+			s.gens.Delete(c.saleID) // another load since it was read: read it again
+			gens++
+			continue
 		}
 		why := rebuildReason(reply)
 		if why == "" {
 			return reply, nil
 		}
-		if rebuilt {
+		if rebuilds == 2 {
 			return nil, fmt.Errorf("redisstore: sale %s still %s after a rebuild: %w", c.saleID, why, flashsale.ErrNotLoaded)
 		}
 		if err := s.rebuild(ctx, c.saleID, why); err != nil {
 			return nil, err
 		}
-		rebuilt = true
+		rebuilds++
 	}
 }
 
-// rebuildReason is why a script's reply asks for the sale to be rebuilt first:
-// "not_loaded", "stale" or "behind"; "" when it does not.
+// rebuildReason is why a script's reply asks for the sale to be rebuilt first
+// (see scripts.go): "not_loaded", "rebuilding", "stale", "behind", or "gen"
+// once the home's load was read again; "" when it does not.
 func rebuildReason(reply []string) string {
 	if len(reply) > 0 {
 		switch reply[0] {
-		case "not_loaded", "stale", "behind":
+		case "not_loaded", "rebuilding", "stale", "behind", "gen":
 			return reply[0]
 		}
 	}
 	return ""
 }
 
-// InitSale loads a new sale's stock. It is a no-op when the sale is loaded.
-func (s *Store) InitSale(ctx context.Context, sale *flashsale.Sale) error {
-	if s.cfg.Segments > 1 {
-		// The rebuild from MySQL writes every segment and the home; it
-		// changes nothing when the sale is loaded and current.
-		return s.rebuild(ctx, sale.ID, "not_loaded")
+// genOf is the load a script on the sale expects (its gen argument): "" for
+// a sale in one slot (its stock hash is the whole sale), else the home's
+// load, cached until a script finds another (errRebuild: the home is not
+// loaded, being rebuilt, or stale).
+func (s *Store) genOf(ctx context.Context, saleID string) (string, error) {
+	if s.cfg.Segments == 1 {
+		return "", nil
 	}
-	k := s.segKeys(sale.ID, 0)
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSetNX(ctx, k.stock, "total", sale.Stock)
-		p.HSetNX(ctx, k.stock, "available", sale.Stock)
-		p.HSetNX(ctx, k.stock, "held", 0)
-		p.HSetNX(ctx, k.stock, "sold", 0)
-		p.HSetNX(ctx, k.stock, "epoch_ms", time.Now().UnixMilli())
-		p.Eval(ctx, stampScript, []string{k.stock}, "if_absent")
-		return nil
-	})
+	if v, ok := s.gens.Load(saleID); ok {
+		return v.(string), nil
+	}
+	h, err := s.homeState(ctx, saleID)
 	if err != nil {
-		return fmt.Errorf("redisstore: init sale: %w", err)
+		return "", err
 	}
-	return nil
-}
-
-// Resync rebuilds the sale from the Source although its keys look current: MySQL
-// refused units Redis said were there, so Redis is behind.
-func (s *Store) Resync(ctx context.Context, saleID string) error {
-	return s.rebuild(ctx, saleID, "behind")
-}
-
-// saleStateScript answers {"ok"} when a sale is loaded and current, else why it
-// must be rebuilt (see rebuildReason).
-var saleStateScript = redis.NewScript(loadedCheck + `return {'ok'}`)
-
-// rebuild loads the sale from the Source under a lease, so that one process
-// rebuilds while others wait for it. why is what the caller saw: "not_loaded"
-// and "stale" rebuild only if the sale is still so once the lease is held (a
-// rebuild that ran meanwhile made it current; the write is also guarded by
-// WATCH); "behind" always rebuilds. The lease is no correctness guarantee:
-// orders committed after the read re-assert their holds (see Reassert), and
-// MySQL's stock cap refuses whatever Redis hands out twice.
-func (s *Store) rebuild(ctx context.Context, saleID, why string) error {
-	k := s.segKeys(saleID, 0)
-	lockCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	lock, err := s.locker.Obtain(lockCtx, s.cfg.Namespace+":{sale:"+saleID+"}:rebuild", 10*time.Second,
-		&redislock.Options{RetryStrategy: redislock.LinearBackoff(20 * time.Millisecond)})
-	if err != nil {
-		return fmt.Errorf("redisstore: rebuild lock for sale %s: %w", saleID, err)
-	}
-	defer lock.Release(context.WithoutCancel(ctx))
-	force := why == "behind"
-	current := func(c redis.Scripter) (bool, error) { return s.saleCurrent(ctx, c, saleID) }
-	if !force {
-		if ok, err := current(s.rdb); err != nil || ok {
-			return err
-		}
-	}
-	sale, err := s.cfg.Source.GetSale(ctx, saleID)
-	if err != nil {
-		return err
-	}
-	orders, err := s.cfg.Source.HoldingOrders(ctx, saleID)
-	if err != nil {
-		return err
-	}
-	if s.cfg.Segments > 1 {
-		if err := s.writeSegments(ctx, sale, orders); err != nil {
-			return err
-		}
-		s.log.Warn("rebuilt sale stock from MySQL", "sale", saleID, "reason", why, "segments", s.cfg.Segments, "orders", len(orders))
-		return nil
-	}
-	held, sold := 0, 0
-	holds := map[string]any{}
-	live := map[string]any{}
-	units := map[string]int{}
-	for _, o := range orders {
-		units[o.UserID] += o.Quantity
-		if o.Status == flashsale.OrderPaid {
-			sold += o.Quantity
-			holds[o.ID] = "S:" + strconv.Itoa(o.Quantity)
-		} else {
-			held += o.Quantity
-			holds[o.ID] = "H:" + strconv.Itoa(o.Quantity)
-			live[o.UserID] = o.ID
-		}
-	}
-	write := func(p redis.Pipeliner) error {
-		writeSale(ctx, p, k, holds, live, units)
-		p.HSet(ctx, k.stock, "total", sale.Stock, "available", sale.Stock-held-sold, "held", held, "sold", sold,
-			"epoch_ms", time.Now().UnixMilli())
-		p.Eval(ctx, stampScript, []string{k.stock}, "always")
-		return nil
-	}
-	if force {
-		// Holds taken since the read are overwritten: their orders re-assert
-		// them after they commit (or MySQL refuses them).
-		_, err = s.rdb.TxPipelined(ctx, write)
-	} else {
-		// Write only if the sale is still not current: the lease may have
-		// expired during a slow read, and a second rebuilder that wrote first
-		// has been taking holds since.
-		wrote := false
-		err = s.rdb.Watch(ctx, func(tx *redis.Tx) error {
-			if ok, err := current(tx); err != nil || ok {
-				return err
-			}
-			wrote = true
-			_, err := tx.TxPipelined(ctx, write)
-			return err
-		}, k.stock)
-		if errors.Is(err, redis.TxFailedErr) || (err == nil && !wrote) {
-			return nil // rebuilt by another rebuilder meanwhile
-		}
-	}
-	if err != nil {
-		return fmt.Errorf("redisstore: rebuild sale %s: %w", saleID, err)
-	}
-	s.log.Warn("rebuilt sale stock from MySQL", "sale", saleID, "reason", why, "held", held, "sold", sold, "orders", len(orders))
-	return nil
+	s.gens.Store(saleID, h.gen)
+	return h.gen, nil
 }
 
 // Stock reads the sale's stock in one piece, rebuilding a lost or stale sale
@@ -343,16 +259,20 @@ func (s *Store) Stock(ctx context.Context, saleID string) (flashsale.Stock, erro
 	return flashsale.Stock{Total: n[0], Available: n[1], Held: n[2], Sold: n[3]}, nil
 }
 
-// Claim makes ticketID the user's live ticket for the sale unless they have one,
-// checking the per-user limit and availability first. The claim is provisional
-// until Queued; Unclaim undoes it. For Claimed, load names the load of the
-// sale's stock the claim was made in: the purchase carries it to the hold (see
-// holdScript).
-func (s *Store) Claim(ctx context.Context, sale *flashsale.Sale, userID, ticketID string, qty int) (outcome flashsale.ClaimOutcome, id string, load int64, err error) {
+// Claim makes the claim's ticket the user's live ticket for the sale unless
+// they have one, checking the per-user limit and availability first. Without
+// c.ID the ticket's id is minted from the sales, the user and what this sale
+// knows of their earlier tickets (see claimScript), so a purchase retried while
+// its ticket is queued is the same ticket after any loss of Redis. The claim
+// is provisional until Queued; Unclaim undoes it. For Claimed, id is the
+// ticket's and load names the load of the sale the claim was made in: the
+// purchase carries it to the hold (see holdScript).
+func (s *Store) Claim(ctx context.Context, sale *flashsale.Sale, userID string, c flashsale.TicketClaim, qty int) (outcome flashsale.ClaimOutcome, id string, load int64, err error) {
 	seg := s.segmentOf(userID)
 	k := s.segKeys(sale.ID, seg)
-	reply, err := s.run(ctx, scriptCall{sale.ID, seg, claimScript, []string{k.stock, k.live, k.units, k.claims},
-		[]any{userID, ticketID, qty, sale.PerUserLimit, s.cfg.ClaimStale.Milliseconds(), s.refillFlag()}})
+	seed := s.cfg.Namespace + "|" + strings.Join(c.Sales, ",")
+	reply, err := s.run(ctx, scriptCall{sale.ID, seg, claimScript, []string{k.stock, k.live, k.units, k.claims, k.holds},
+		[]any{userID, c.ID, seed, c.Nonce, qty, sale.PerUserLimit, s.cfg.ClaimStale.Milliseconds(), s.refillFlag()}})
 	if err != nil {
 		return 0, "", 0, err
 	}
@@ -373,30 +293,27 @@ func (s *Store) Claim(ctx context.Context, sale *flashsale.Sale, userID, ticketI
 }
 
 // Holder reads the user's live ticket in the sale ("" when none) and the
-// units they hold or bought there, in one round trip of two plain reads (no
-// script: the cheap refusal of a sale known sold out).
+// units they hold or bought there, in one script (no claim: the cheap
+// answer of a sale known sold out, or of a user over their budget). A sale
+// lost or stale is rebuilt first, so a live ticket that MySQL knows is never
+// missed.
 func (s *Store) Holder(ctx context.Context, saleID, userID string) (live string, units int, err error) {
-	k := s.keys(saleID, userID)
-	var liveCmd, unitsCmd *redis.StringCmd
-	_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error { // errors are the commands'; see below
-		liveCmd = p.HGet(ctx, k.live, userID)
-		unitsCmd = p.HGet(ctx, k.units, userID)
-		return nil
-	})
-	for _, c := range []*redis.StringCmd{liveCmd, unitsCmd} {
-		if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
-			return "", 0, fmt.Errorf("redisstore: holder: %w", err)
-		}
+	seg := s.segmentOf(userID)
+	k := s.segKeys(saleID, seg)
+	reply, err := s.run(ctx, scriptCall{saleID, seg, holderScript, []string{k.stock, k.live, k.units}, []any{userID}})
+	if err != nil {
+		return "", 0, err
 	}
-	live = liveCmd.Val()
-	units, _ = strconv.Atoi(unitsCmd.Val())
-	return live, units, nil
+	units, _ = strconv.Atoi(reply[2])
+	return reply[1], units, nil
 }
 
-// Unclaim undoes a claim whose publish failed, so the user may simply retry.
+// Unclaim undoes a claim whose publish failed, so the user may simply retry,
+// and records the ticket given up in the sale's holds (its id is never minted
+// again).
 func (s *Store) Unclaim(ctx context.Context, p flashsale.Part) error {
 	k := s.keys(p.SaleID, p.UserID)
-	if err := unclaimScript.Run(ctx, s.rdb, []string{k.live, k.claims}, p.UserID, p.TicketID).Err(); err != nil {
+	if err := unclaimScript.Run(ctx, s.rdb, []string{k.live, k.claims, k.holds}, p.UserID, p.TicketID).Err(); err != nil {
 		return fmt.Errorf("redisstore: unclaim: %w", err)
 	}
 	return nil
@@ -422,12 +339,17 @@ func (s *Store) runMany(ctx context.Context, calls []scriptCall) ([]flashsale.Ho
 	cmds := make([]*redis.Cmd, len(calls))
 	s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, c := range calls {
-			cmds[i] = c.script.EvalSha(ctx, p, c.keys, c.args...)
+			if gen, err := s.genOf(ctx, c.saleID); err == nil {
+				cmds[i] = c.script.EvalSha(ctx, p, c.keys, append(append(make([]any, 0, len(c.args)+1), c.args...), gen)...)
+			}
 		}
 		return nil
 	})
 	for i, c := range calls {
-		reply, err := cmds[i].StringSlice()
+		reply, err := []string{"rebuilding"}, error(nil)
+		if cmds[i] != nil {
+			reply, err = cmds[i].StringSlice()
+		}
 		if err != nil && !redis.HasErrorPrefix(err, "NOSCRIPT") {
 			errs[i] = fmt.Errorf("redisstore: %w", err)
 			continue
@@ -451,7 +373,7 @@ func (s *Store) Hold(ctx context.Context, sales []*flashsale.Sale, reqs []*flash
 		seg := s.segmentOf(req.UserID)
 		k := s.segKeys(sales[i].ID, seg)
 		calls[i] = scriptCall{sales[i].ID, seg, holdScript, []string{k.stock, k.holds, k.live, k.units, k.claims},
-			[]any{req.TicketID, req.UserID, req.Quantity, sales[i].PerUserLimit, req.AdmittedAt.UnixMilli(), req.LoadOf(0), s.refillFlag()}}
+			[]any{req.TicketID, req.UserID, req.Quantity, sales[i].PerUserLimit, strconv.FormatInt(req.LoadOf(0), 10), s.refillFlag()}}
 	}
 	return s.runMany(ctx, calls)
 }
@@ -486,10 +408,11 @@ func (s *Store) Release(ctx context.Context, p flashsale.Part) (flashsale.Hold, 
 	return parseHold(reply[1]), nil
 }
 
-// Confirm moves a paid ticket's units from held to sold, once; it returns the
-// state before.
+// Confirm makes a paid ticket's p.Quantity units sold, once (held → sold, or
+// taken as sold where Redis does not count them: see confirmScript); it
+// returns the state before.
 func (s *Store) Confirm(ctx context.Context, p flashsale.Part) (flashsale.Hold, error) {
-	reply, err := s.runPart(ctx, p, confirmScript, p.TicketID, p.UserID)
+	reply, err := s.runPart(ctx, p, confirmScript, p.TicketID, p.UserID, p.Quantity, s.refillFlag())
 	if err != nil {
 		return flashsale.Hold{}, err
 	}

@@ -44,9 +44,10 @@ func oneSlotOnly(t *testing.T, why string) {
 
 // fixedSource is the book of record for rebuild tests: what MySQL would return.
 type fixedSource struct {
-	sale   *flashsale.Sale
-	other  *flashsale.Sale // a second sale, without orders
-	orders []*flashsale.Order
+	sale     *flashsale.Sale
+	other    *flashsale.Sale // a second sale, without orders
+	orders   []*flashsale.Order
+	outcomes []*flashsale.Ticket // tickets refused or failed
 }
 
 func (f *fixedSource) GetSale(_ context.Context, id string) (*flashsale.Sale, error) {
@@ -58,8 +59,20 @@ func (f *fixedSource) GetSale(_ context.Context, id string) (*flashsale.Sale, er
 	return nil, flashsale.ErrNotFound
 }
 
-func (f *fixedSource) HoldingOrders(context.Context, string) ([]*flashsale.Order, error) {
-	return f.orders, nil
+// SaleTickets lists the orders' tickets (quantity less returned) and the
+// outcomes.
+func (f *fixedSource) SaleTickets(context.Context, string) ([]*flashsale.Ticket, error) {
+	var out []*flashsale.Ticket
+	for _, o := range f.orders {
+		t := &flashsale.Ticket{ID: o.ID, UserID: o.UserID, Status: flashsale.TicketStatus(o.Status)}
+		q := o.Quantity
+		if len(o.Items) > 0 {
+			q -= o.Items[0].Returned
+		}
+		t.SetLines([]flashsale.Line{{SaleID: o.SaleID, Quantity: q}})
+		out = append(out, t)
+	}
+	return append(out, f.outcomes...), nil
 }
 
 func newStore(t *testing.T, stock, limit int) (*Store, *flashsale.Sale, *fixedSource) {
@@ -114,7 +127,7 @@ func request(user string, qty int) *flashsale.PurchaseRequest {
 func claimAndHold(t *testing.T, s *Store, sale *flashsale.Sale, req *flashsale.PurchaseRequest) flashsale.Hold {
 	t.Helper()
 	ctx := context.Background()
-	out, _, load, err := s.Claim(ctx, sale, req.UserID, req.TicketID, req.Quantity)
+	out, _, load, err := s.Claim(ctx, sale, req.UserID, flashsale.TicketClaim{ID: req.TicketID}, req.Quantity)
 	if err != nil || out != flashsale.Claimed || load == 0 {
 		t.Fatalf("claim: %v load %d %v", out, load, err)
 	}
@@ -172,7 +185,7 @@ func TestReleasedTicketIsNeverHeldAgain(t *testing.T) {
 	}
 	wantStock(t, s, flashsale.Stock{Total: 5, Available: 5})
 	// The user's slot is free again: a new ticket may be claimed.
-	if out, _, _, _ := s.Claim(ctx, sale, "u1", uuid.NewString(), 1); out != flashsale.Claimed {
+	if out, _, _, _ := s.Claim(ctx, sale, "u1", flashsale.TicketClaim{ID: uuid.NewString()}, 1); out != flashsale.Claimed {
 		t.Fatalf("claim after release = %v", out)
 	}
 }
@@ -188,7 +201,7 @@ func TestConfirmMovesHeldToSoldOnce(t *testing.T) {
 	}
 	wantStock(t, s, flashsale.Stock{Total: 3, Available: 2, Sold: 1})
 	// Paid is not live, but it counts towards the per-user limit.
-	if out, _, _, _ := s.Claim(context.Background(), sale, "u1", uuid.NewString(), 1); out != flashsale.LimitReached {
+	if out, _, _, _ := s.Claim(context.Background(), sale, "u1", flashsale.TicketClaim{ID: uuid.NewString()}, 1); out != flashsale.LimitReached {
 		t.Fatalf("claim after a paid unit with limit 1 = %v, want LimitReached", out)
 	}
 }
@@ -197,18 +210,18 @@ func TestClaimIsOneLiveTicketPerUser(t *testing.T) {
 	s, sale, _ := newStore(t, 10, 1)
 	ctx := context.Background()
 	first := uuid.NewString()
-	if out, id, _, _ := s.Claim(ctx, sale, "u1", first, 1); out != flashsale.Claimed || id != first {
+	if out, id, _, _ := s.Claim(ctx, sale, "u1", flashsale.TicketClaim{ID: first}, 1); out != flashsale.Claimed || id != first {
 		t.Fatalf("first claim = %v %s", out, id)
 	}
 	// Until its publish is confirmed (Queued), the first claim is unconfirmed:
 	// its id is not handed out.
-	if out, id, _, _ := s.Claim(ctx, sale, "u1", uuid.NewString(), 1); out != flashsale.Unconfirmed || id != first {
+	if out, id, _, _ := s.Claim(ctx, sale, "u1", flashsale.TicketClaim{ID: uuid.NewString()}, 1); out != flashsale.Unconfirmed || id != first {
 		t.Fatalf("second claim = %v %s, want Unconfirmed %s", out, id, first)
 	}
 	if err := s.Queued(ctx, &flashsale.Ticket{ID: first, SaleID: sale.ID, UserID: "u1", Quantity: 1, Status: flashsale.TicketQueued}); err != nil {
 		t.Fatal(err)
 	}
-	if out, id, _, _ := s.Claim(ctx, sale, "u1", uuid.NewString(), 1); out != flashsale.Existing || id != first {
+	if out, id, _, _ := s.Claim(ctx, sale, "u1", flashsale.TicketClaim{ID: uuid.NewString()}, 1); out != flashsale.Existing || id != first {
 		t.Fatalf("claim after the first was queued = %v %s, want Existing %s", out, id, first)
 	}
 	if cp, err := s.GetTicket(ctx, first); err != nil || cp.Status != flashsale.TicketQueued {
@@ -221,16 +234,16 @@ func TestStaleClaimIsReplacedAndItsLateMessageRefused(t *testing.T) {
 	s.cfg.ClaimStale = 50 * time.Millisecond // stale by Redis's clock
 	ctx := context.Background()
 	old := &flashsale.PurchaseRequest{TicketID: uuid.NewString(), SaleID: "s1", UserID: "u1", Quantity: 1, AdmittedAt: time.Now()}
-	_, _, load, _ := s.Claim(ctx, sale, "u1", old.TicketID, 1) // the ingress died before publishing
+	_, _, load, _ := s.Claim(ctx, sale, "u1", flashsale.TicketClaim{ID: old.TicketID}, 1) // the ingress died before publishing
 	old.Loads = []int64{load}
 	fresh := uuid.NewString()
-	if out, id, _, _ := s.Claim(ctx, sale, "u1", fresh, 1); out != flashsale.Unconfirmed || id != old.TicketID {
+	if out, id, _, _ := s.Claim(ctx, sale, "u1", flashsale.TicketClaim{ID: fresh}, 1); out != flashsale.Unconfirmed || id != old.TicketID {
 		t.Fatalf("claim while the first is fresh = %v %s, want it, unconfirmed", out, id)
 	}
 	var out flashsale.ClaimOutcome
 	var id string
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
-		if out, id, _, _ = s.Claim(ctx, sale, "u1", fresh, 1); out == flashsale.Claimed {
+		if out, id, _, _ = s.Claim(ctx, sale, "u1", flashsale.TicketClaim{ID: fresh}, 1); out == flashsale.Claimed {
 			break
 		}
 		service.Sleep(ctx, 10*time.Millisecond) // until the first claim is stale by Redis's clock
@@ -253,14 +266,14 @@ func TestStaleClaimIsDroppedWhenTheSaleIsSoldOut(t *testing.T) {
 	s.cfg.ClaimStale = 50 * time.Millisecond
 	ctx := context.Background()
 	orphan := &flashsale.PurchaseRequest{TicketID: uuid.NewString(), SaleID: "s1", UserID: "u1", Quantity: 1, AdmittedAt: time.Now()}
-	_, _, load, _ := s.Claim(ctx, sale, "u1", orphan.TicketID, 1) // the ingress died before publishing
+	_, _, load, _ := s.Claim(ctx, sale, "u1", flashsale.TicketClaim{ID: orphan.TicketID}, 1) // the ingress died before publishing
 	orphan.Loads = []int64{load}
 	other := request("u2", 1)
 	claimAndHold(t, s, sale, other) // the last unit
 	var out flashsale.ClaimOutcome
 	var id string
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
-		if out, id, _, _ = s.Claim(ctx, sale, "u1", uuid.NewString(), 1); out != flashsale.Unconfirmed {
+		if out, id, _, _ = s.Claim(ctx, sale, "u1", flashsale.TicketClaim{ID: uuid.NewString()}, 1); out != flashsale.Unconfirmed {
 			break
 		}
 		service.Sleep(ctx, 10*time.Millisecond) // until the orphan is stale by Redis's clock
@@ -268,14 +281,14 @@ func TestStaleClaimIsDroppedWhenTheSaleIsSoldOut(t *testing.T) {
 	if out != flashsale.SoldOut {
 		t.Fatalf("claim once the orphan is stale, sale sold out = %v %s, want sold out", out, id)
 	}
-	if out, id, _, _ = s.Claim(ctx, sale, "u1", uuid.NewString(), 1); out != flashsale.SoldOut {
+	if out, id, _, _ = s.Claim(ctx, sale, "u1", flashsale.TicketClaim{ID: uuid.NewString()}, 1); out != flashsale.SoldOut {
 		t.Fatalf("claim again = %v %s, want sold out (never the orphan %s)", out, id, orphan.TicketID)
 	}
 	if _, err := s.Release(ctx, flashsale.Part{SaleID: "s1", TicketID: other.TicketID, UserID: "u2"}); err != nil {
 		t.Fatal(err)
 	}
 	fresh := uuid.NewString()
-	if out, id, _, _ = s.Claim(ctx, sale, "u1", fresh, 1); out != flashsale.Claimed || id != fresh {
+	if out, id, _, _ = s.Claim(ctx, sale, "u1", flashsale.TicketClaim{ID: fresh}, 1); out != flashsale.Claimed || id != fresh {
 		t.Fatalf("claim once a unit is back = %v %s, want Claimed %s", out, id, fresh)
 	}
 	if h := holdOne(t, s, sale, orphan); h.Kind != flashsale.HoldRefused {
@@ -287,7 +300,7 @@ func TestUnclaimedTicketIsRefused(t *testing.T) {
 	s, sale, _ := newStore(t, 10, 1)
 	ctx := context.Background()
 	req := request("u1", 1)
-	_, _, load, _ := s.Claim(ctx, sale, "u1", req.TicketID, 1)
+	_, _, load, _ := s.Claim(ctx, sale, "u1", flashsale.TicketClaim{ID: req.TicketID}, 1)
 	req.Loads = []int64{load}
 	s.Unclaim(ctx, flashsale.Part{SaleID: "s1", TicketID: req.TicketID, UserID: "u1"}) // publish answered 503
 	if h := holdOne(t, s, sale, req); h.Kind != flashsale.HoldRefused {
@@ -303,7 +316,7 @@ func TestTicketClaimedBeforeARebuildIsHeld(t *testing.T) {
 	s, sale, _ := newStore(t, 10, 1)
 	ctx := context.Background()
 	req := request("u1", 1)
-	_, _, load, _ := s.Claim(ctx, sale, "u1", req.TicketID, 1)
+	_, _, load, _ := s.Claim(ctx, sale, "u1", flashsale.TicketClaim{ID: req.TicketID}, 1)
 	req.Loads = []int64{load}
 	req.AdmittedAt = time.Now().Add(time.Hour) // an ingress whose clock runs an hour ahead
 	if err := s.rdb.Del(ctx, s.keys("s1", "u1").stock, s.keys("s1", "u1").live).Err(); err != nil {
@@ -325,7 +338,7 @@ func TestConcurrentHoldsNeverOversell(t *testing.T) {
 			defer wg.Done()
 			req := request(fmt.Sprintf("u%d", i), 1)
 			ctx := context.Background()
-			out, _, _, err := s.Claim(ctx, sale, req.UserID, req.TicketID, 1)
+			out, _, _, err := s.Claim(ctx, sale, req.UserID, flashsale.TicketClaim{ID: req.TicketID}, 1)
 			if err != nil {
 				t.Error(err)
 				return
@@ -365,7 +378,7 @@ func TestLostSaleIsRebuiltFromTheBookOfRecord(t *testing.T) {
 	s.rdb.Del(ctx, k.stock, k.holds, k.live, k.units)
 	wantStock(t, s, flashsale.Stock{Total: 10, Available: 7, Held: 2, Sold: 1})
 	// The rebuilt state knows the pending order's user is live and the paid one sold.
-	if out, _, _, _ := s.Claim(ctx, sale, "u1", uuid.NewString(), 1); out != flashsale.Existing {
+	if out, _, _, _ := s.Claim(ctx, sale, "u1", flashsale.TicketClaim{ID: uuid.NewString()}, 1); out != flashsale.Existing {
 		t.Fatalf("claim by a user with a pending order after rebuild = %v, want Existing", out)
 	}
 	if h, _ := s.Confirm(ctx, flashsale.Part{SaleID: "s1", TicketID: paidID, UserID: "u2"}); h.Kind != flashsale.HoldSold {
@@ -404,7 +417,7 @@ func TestPipelinedHoldsAcrossSalesWithoutCachedScripts(t *testing.T) {
 	sales := []*flashsale.Sale{sale, sale, sale, other}
 	for i, r := range reqs {
 		// Claims do not take units: all four succeed, and the holds decide.
-		if out, _, _, err := s.Claim(ctx, sales[i], r.UserID, r.TicketID, 1); err != nil || out != flashsale.Claimed {
+		if out, _, _, err := s.Claim(ctx, sales[i], r.UserID, flashsale.TicketClaim{ID: r.TicketID}, 1); err != nil || out != flashsale.Claimed {
 			t.Fatalf("claim %d: %v %v", i, out, err)
 		}
 	}
@@ -441,7 +454,7 @@ func TestClaimRetriedIsStillClaimed(t *testing.T) {
 	ctx := context.Background()
 	id := uuid.NewString()
 	for i := 0; i < 2; i++ {
-		if out, got, _, err := s.Claim(ctx, sale, "u1", id, 1); err != nil || out != flashsale.Claimed || got != id {
+		if out, got, _, err := s.Claim(ctx, sale, "u1", flashsale.TicketClaim{ID: id}, 1); err != nil || out != flashsale.Claimed || got != id {
 			t.Fatalf("claim #%d = %v %s %v, want Claimed %s", i+1, out, got, err, id)
 		}
 	}
@@ -473,16 +486,27 @@ func TestTicketCopyNeverMovesBackAndAStaleCopyIsIgnored(t *testing.T) {
 
 // A sale loaded by another Redis server process (a restart from a snapshot, a
 // failover) is stale: the next script rebuilds it from the book of record,
-// dropping what the older state had that MySQL does not.
+// which decides every ticket it knows (a hold whose ticket MySQL recorded
+// failed is dropped) and keeps the holds of tickets it does not know yet
+// (their orders are being committed).
 func TestStaleSaleIsRebuiltBeforeItAdmits(t *testing.T) {
 	s, sale, src := newStore(t, 10, 1)
 	ctx := context.Background()
-	claimAndHold(t, s, sale, request("u1", 1)) // a hold MySQL never got an order for
-	wantStock(t, s, flashsale.Stock{Total: 10, Available: 9, Held: 1})
+	failed, inFlight := request("u1", 1), request("u3", 1)
+	claimAndHold(t, s, sale, failed)
+	claimAndHold(t, s, sale, inFlight)
+	wantStock(t, s, flashsale.Stock{Total: 10, Available: 8, Held: 2})
 	paid := &flashsale.Order{ID: uuid.NewString(), SaleID: "s1", UserID: "u2", Quantity: 3, Status: flashsale.OrderPaid}
 	src.orders = []*flashsale.Order{paid}
+	src.outcomes = []*flashsale.Ticket{failed.Ticket(flashsale.TicketFailed)}
 	s.rdb.HSet(ctx, s.segKeys("s1", 0).stock, "srv", "another-server")
-	wantStock(t, s, flashsale.Stock{Total: 10, Available: 7, Sold: 3})
+	wantStock(t, s, flashsale.Stock{Total: 10, Available: 6, Held: 1, Sold: 3})
+	if live, units, err := s.Holder(ctx, "s1", "u3"); err != nil || live != inFlight.TicketID || units != 1 {
+		t.Errorf("the in-flight ticket's user after the rebuild: live %q units %d (%v), want %q and 1", live, units, err, inFlight.TicketID)
+	}
+	if live, units, err := s.Holder(ctx, "s1", "u1"); err != nil || live != "" || units != 0 {
+		t.Errorf("the failed ticket's user after the rebuild: live %q units %d (%v), want none", live, units, err)
+	}
 }
 
 // A re-assert never takes units Redis does not have: Redis is behind MySQL
@@ -490,9 +514,11 @@ func TestStaleSaleIsRebuiltBeforeItAdmits(t *testing.T) {
 func TestReassertNeverTakesUnitsRedisDoesNotHave(t *testing.T) {
 	s, sale, src := newStore(t, 1, 1)
 	ctx := context.Background()
-	claimAndHold(t, s, sale, request("u1", 1)) // Redis's only unit, to a ticket MySQL refused
+	refused := request("u1", 1)
+	claimAndHold(t, s, sale, refused) // Redis's only unit, to a ticket MySQL refused
 	o := &flashsale.Order{ID: uuid.NewString(), SaleID: "s1", UserID: "u2", Quantity: 1, Status: flashsale.OrderPendingPayment}
 	src.orders = []*flashsale.Order{o}
+	src.outcomes = []*flashsale.Ticket{refused.Ticket(flashsale.TicketSoldOut)}
 	holds, errs := s.Reassert(ctx, []flashsale.Part{{SaleID: o.SaleID, TicketID: o.ID, UserID: o.UserID, Quantity: o.Quantity}})
 	if errs[0] != nil || holds[0].Kind != flashsale.HoldHeld {
 		t.Fatalf("reassert = %+v, %v", holds[0], errs[0])
@@ -553,7 +579,7 @@ func TestHolderReadsLiveTicketAndUnits(t *testing.T) {
 		t.Fatalf("before any claim: %q %d %v", live, units, err)
 	}
 	id := uuid.NewString()
-	_, _, load, _ := s.Claim(ctx, sale, "u1", id, 2)
+	_, _, load, _ := s.Claim(ctx, sale, "u1", flashsale.TicketClaim{ID: id}, 2)
 	if live, units, err := s.Holder(ctx, sale.ID, "u1"); err != nil || live != id || units != 0 {
 		t.Fatalf("after the claim: %q %d %v, want %s and 0 units", live, units, err, id)
 	}

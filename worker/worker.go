@@ -190,11 +190,12 @@ type item struct {
 	msg    flashsale.Message
 	req    *flashsale.PurchaseRequest
 	lines  []flashsale.Line
-	sales  []*flashsale.Sale // sales[i] is the sale of lines[i]; nil until read
-	held   []bool            // held[i]: lines[i] is held in the stock store
-	ticket *flashsale.Ticket // the final ticket to write, once known
-	failed bool              // try again (settle with Retry once the budget is spent)
-	resync bool              // MySQL refused what Redis held: rebuild the sales in Redis
+	sales  []*flashsale.Sale   // sales[i] is the sale of lines[i]; nil until read
+	held   []bool              // held[i]: lines[i] is held in the stock store
+	ticket *flashsale.Ticket   // the final ticket to write, once known
+	twins  []flashsale.Message // more messages of the same ticket in the batch: settled as msg is
+	failed bool                // try again (settle with Retry once the budget is spent)
+	resync bool                // MySQL refused what Redis held: rebuild the sales in Redis
 }
 
 // readSales reads the item's sales that are not read yet.
@@ -228,11 +229,20 @@ func (w *Worker) HandlePurchases(ctx context.Context, msgs []flashsale.Message) 
 	start := time.Now()
 	defer func() { w.batchDur.Observe(time.Since(start).Seconds()) }()
 	items := make([]*item, 0, len(msgs))
+	byTicket := map[string]*item{}
 	for _, m := range msgs {
 		var req flashsale.PurchaseRequest
 		if err := json.Unmarshal(m.Body(), &req); err != nil || !req.Valid() {
 			w.log.Error("dead-lettering a malformed purchase message", "err", err, "body", string(m.Body()))
 			w.settle("dead_letter", m.DeadLetter)
+			continue
+		}
+		// A ticket queued twice (its purchase retried after Redis lost its
+		// claim: ticket ids are minted, so the retry is the same ticket) is
+		// one order: the batch processes it once and settles both messages
+		// alike, never two rows of one ticket in one order transaction.
+		if first := byTicket[req.TicketID]; first != nil {
+			first.twins = append(first.twins, m)
 			continue
 		}
 		lines := req.Lines()
@@ -243,6 +253,7 @@ func (w *Worker) HandlePurchases(ctx context.Context, msgs []flashsale.Message) 
 			continue
 		}
 		items = append(items, it) // sales not read: read again in process
+		byTicket[req.TicketID] = it
 	}
 	for attempt := 1; len(items) > 0; attempt++ {
 		w.process(ctx, items)
@@ -253,7 +264,9 @@ func (w *Worker) HandlePurchases(ctx context.Context, msgs []flashsale.Message) 
 			if it.failed {
 				failed = append(failed, it)
 			} else {
-				w.settle(string(it.ticket.Status), it.msg.Ack)
+				for _, m := range append([]flashsale.Message{it.msg}, it.twins...) {
+					w.settle(string(it.ticket.Status), m.Ack)
+				}
 				w.observeFinal(it.req, it.ticket)
 			}
 		}
@@ -262,7 +275,9 @@ func (w *Worker) HandlePurchases(ctx context.Context, msgs []flashsale.Message) 
 			w.log.Warn("handing failed purchases back to the queue", "messages", len(failed), "attempts", attempt,
 				"waited", time.Since(start).Round(time.Millisecond))
 			for _, it := range failed {
-				w.settle("retry", it.msg.Retry)
+				for _, m := range append([]flashsale.Message{it.msg}, it.twins...) {
+					w.settle("retry", m.Retry)
+				}
 			}
 			return
 		}

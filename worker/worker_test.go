@@ -192,3 +192,33 @@ func TestRefusedRetryOfAnOrderedTicketFollowsItsOrder(t *testing.T) {
 		t.Errorf("%d parts re-asserted, want 1", reasserted)
 	}
 }
+
+// A ticket queued twice (its purchase retried after Redis lost the claim:
+// the retry is the same ticket) whose two messages share a batch makes one
+// order, holds once, and both messages are acked with it.
+func TestTwoMessagesOfOneTicketInABatchMakeOneOrder(t *testing.T) {
+	stock, orders := newFakes(map[string]int{"a": 5})
+	w := newTestWorker(t, stock, orders, twoSales())
+	req := &flashsale.PurchaseRequest{TicketID: "t1", SaleID: "a", UserID: "u1", Quantity: 1, AdmittedAt: time.Now()}
+	first, again := mock.NewMessage(req), mock.NewMessage(req)
+	w.HandlePurchases(context.Background(), mock.Messages(first, again))
+	if first.Settled() != "ack" || again.Settled() != "ack" {
+		t.Fatalf("messages settled %q and %q, want both ack", first.Settled(), again.Settled())
+	}
+	o := orders.Orders["t1"]
+	if o == nil || o.Status != flashsale.OrderPendingPayment {
+		t.Fatalf("order %+v, want t1 pending_payment", o)
+	}
+	if got := stock.Available["a"]; got != 4 {
+		t.Errorf("%d units of a available, want 4 (held once)", got)
+	}
+	holds := 0
+	for _, s := range stock.Steps.List() {
+		if s == "hold a" {
+			holds++
+		}
+	}
+	if holds != 1 {
+		t.Errorf("steps %v: the ticket went through the batch %d times, want once (MySQL refuses a second row of one ticket in one order transaction as a live conflict)", stock.Steps, holds)
+	}
+}

@@ -68,6 +68,11 @@ func open(cfg *config, ocfg opsConfig, roles []string, log *slog.Logger) (*proce
 		return p, err
 	}
 	p.closers = append(p.closers, p.rs.Close)
+	if warning, err := p.rs.CheckEviction(context.Background()); err != nil {
+		return p, err
+	} else if warning != "" {
+		log.Warn(warning)
+	}
 	if p.sales, err = catalog.New(catalog.Config{Store: p.store, Stock: p.rs}); err != nil {
 		return p, err
 	}
