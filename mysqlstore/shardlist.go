@@ -50,8 +50,9 @@ import (
 // show to be another list than the one they were written with.
 var ErrShardList = errors.New("the shard list is not the one recorded in the meta database")
 
-// shardListAdvice ends every ErrShardList message.
-const shardListAdvice = "a user's shard is hash(user_id) mod N over this list and each shard holds its own part of " +
+// shardListAdvice ends the message of a list that differs from the record or
+// from the orders' placement.
+const shardListAdvice = "A user's shard is hash(user_id) mod N over this list and each shard holds its own part of " +
 	"every sale's stock, so processes with another list place users elsewhere and oversell. " +
 	"Changing the shard list (resharding) is not supported: start every process with the recorded list"
 
@@ -209,7 +210,7 @@ func (s shardSet) compare(ids []string, rec []recordedShard) error {
 		switch {
 		case known && j == i:
 		case id == "":
-			diffs = append(diffs, fmt.Sprintf("position %d (%s) is not a recorded shard (it has no shard identity)", i, s.labels[i]))
+			diffs = append(diffs, fmt.Sprintf("position %d (%s) is not a recorded shard (its database has no shard identity: it was never migrated as a shard)", i, s.labels[i]))
 		case !known:
 			diffs = append(diffs, fmt.Sprintf("position %d (%s) is not a recorded shard (shard id %s)", i, s.labels[i], id))
 		default:

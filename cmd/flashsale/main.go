@@ -83,7 +83,11 @@ func main() {
 	}
 	if err := run(ctx, cmd, want, cfg, ocfg, log); err != nil {
 		if errors.Is(err, mysqlstore.ErrShardList) { // a bad setting, as far as this process can tell
-			log.Error("refusing to start: FLASHSALE_MYSQL_SHARD_DSNS is not the recorded shard list", "err", err)
+			verb := "start"
+			if cmd == "migrate" {
+				verb = "migrate"
+			}
+			log.Error("refusing to "+verb+": the shard list is not the recorded one", "err", err)
 			os.Exit(2)
 		}
 		log.Error("exiting", "err", err)
@@ -122,7 +126,7 @@ func openStore(ctx context.Context, cfg *config, log *slog.Logger, wait bool) (*
 			return store, nil
 		case errors.Is(err, mysqlstore.ErrShardList) || !wait:
 			store.Close()
-			return nil, err
+			return nil, namedShardList(err)
 		}
 		log.Warn("cannot compare the shard list with the record yet; retrying", "err", err, "in", backoff)
 		if !service.Sleep(ctx, backoff) {
@@ -131,6 +135,14 @@ func openStore(ctx context.Context, cfg *config, log *slog.Logger, wait bool) (*
 		}
 		backoff = min(2*backoff, 5*time.Second)
 	}
+}
+
+// namedShardList names the setting in an error about the shard list.
+func namedShardList(err error) error {
+	if errors.Is(err, mysqlstore.ErrShardList) {
+		return fmt.Errorf("FLASHSALE_MYSQL_SHARD_DSNS: %w", err)
+	}
+	return err
 }
 
 func (c *config) queue(log *slog.Logger, name string, m *queue.Metrics) queue.Config {
@@ -145,7 +157,7 @@ func run(ctx context.Context, cmd string, roles []string, cfg *config, ocfg opsC
 		err := mysqlstore.Migrate(mctx, cfg.mysql(), log)
 		cancel()
 		if err != nil {
-			return err
+			return namedShardList(err)
 		}
 		log.Info("schema is up to date")
 		if cmd == "migrate" {
