@@ -254,21 +254,9 @@ func (s shardSet) checkPlacement(ctx context.Context) error {
 // sampleUsers returns the users of up to 100 orders of a shard; none when the
 // database or its orders table does not exist.
 func sampleUsers(ctx context.Context, db *sql.DB) ([]string, error) {
-	rows, err := db.QueryContext(ctx, "SELECT user_id FROM orders LIMIT 100")
+	users, err := queryStrings(ctx, db, "SELECT user_id FROM orders LIMIT 100")
 	if isMySQLError(err, errBadDB, errNoTable) {
 		return nil, nil
 	}
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var users []string
-	for rows.Next() {
-		var u string
-		if err := rows.Scan(&u); err != nil {
-			return nil, err
-		}
-		users = append(users, u)
-	}
-	return users, rows.Err()
+	return users, err
 }

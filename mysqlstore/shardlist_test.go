@@ -46,18 +46,9 @@ func recordedIDs(t *testing.T, meta string) []string {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	rows, err := db.Query("SELECT shard_id FROM shard_list ORDER BY position")
+	ids, err := queryStrings(context.Background(), db, "SELECT shard_id FROM shard_list ORDER BY position")
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer rows.Close()
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, id)
 	}
 	return ids
 }
