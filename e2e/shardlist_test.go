@@ -19,7 +19,7 @@ import (
 //     exit 2 within 10 s, their log naming the difference and saying that
 //     resharding is not supported;
 //   - `flashsale migrate` with either list exits 2 the same way, and s2's
-//     database is never created;
+//     database is never created; so does `flashsale reconcile` with [s1, s0];
 //   - the recorded list reached through a proxy of the test's own (another
 //     address for the same databases) starts and gets ready.
 func TestShardListMismatchRefused(t *testing.T) {
@@ -44,6 +44,7 @@ func TestShardListMismatchRefused(t *testing.T) {
 		{"all", reordered, wantReordered},
 		{"migrate", longer, wantLonger},
 		{"migrate", reordered, wantReordered},
+		{"reconcile", reordered, wantReordered},
 	} {
 		what := "flashsale " + c.role + " with " + map[bool]string{true: "[s0, s1, s2]", false: "[s1, s0]"}[c.list == longer]
 		code, out, took := runRefused(t, e, c.role, c.list, 10*time.Second)

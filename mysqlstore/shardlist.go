@@ -126,7 +126,7 @@ func (s shardSet) recorded(ctx context.Context) ([]recordedShard, error) {
 			return nil, fmt.Errorf("mysqlstore: read the shard list: %w", err)
 		}
 		if pos != len(rec) { // written in one statement from 0: a hole is a hand edit
-			return nil, fmt.Errorf("mysqlstore: the shard list in the meta database has no position %d", len(rec))
+			return nil, fmt.Errorf("%w: the record has no position %d (edited by hand?)", ErrShardList, len(rec))
 		}
 		rec = append(rec, r)
 	}
