@@ -1,6 +1,8 @@
 // Package mysqlstore is the book of record on MySQL/MariaDB: sales and reservations
 // in the meta database; orders, ticket outcomes and the transactional outbox on N
-// order shards, a user's rows on shard flashsale.ShardOf(userID, N).
+// order shards, a user's rows on shard flashsale.ShardOf(userID, N). The list of
+// shards is recorded in the meta database by Migrate, and compared with the
+// record by Migrate and Store.CheckShards (shardlist.go says how and why).
 //
 // Driver errors are translated here: a duplicate key becomes flashsale.ErrConflict
 // (or a per-row outcome), a deadlock is retried, a missing row is
