@@ -166,15 +166,19 @@ func TestShardListNotRecordedYet(t *testing.T) {
 		}
 	}
 	// What a deployment from before this version looks like: no record, no
-	// identities, migrations up to version 4.
-	for i, db := range append([]*sql.DB{s.meta}, s.shards...) {
-		table := map[bool]string{true: "shard_list", false: "shard_identity"}[i == 0]
+	// identities, and neither migration applied.
+	undo := func(db *sql.DB, table string, version int) {
+		t.Helper()
 		if _, err := db.Exec("DROP TABLE " + table); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := db.Exec("DELETE FROM goose_db_version WHERE version_id = 5"); err != nil {
+		if _, err := db.Exec("DELETE FROM goose_db_version WHERE version_id = ?", version); err != nil {
 			t.Fatal(err)
 		}
+	}
+	undo(s.meta, "shard_list", 5) // meta/00005_shard_list.sql
+	for _, db := range s.shards {
+		undo(db, "shard_identity", 7) // shard/00007_shard_identity.sql
 	}
 
 	if recorded, err := checkShards(t, meta, right...); recorded || err != nil {
