@@ -144,21 +144,9 @@ func (s *Store) GetReservation(ctx context.Context, saleID, userID string) (*fla
 // ReservedUsers returns up to limit ids of users who reserved the sale, in
 // byte order, starting after the id after ("" for the first page).
 func (s *Store) ReservedUsers(ctx context.Context, saleID, after string, limit int) ([]string, error) {
-	rows, err := s.meta.QueryContext(ctx, `SELECT user_id FROM reservations
+	users, err := queryStrings(ctx, s.meta, `SELECT user_id FROM reservations
 		WHERE sale_id = ? AND user_id > ? ORDER BY user_id LIMIT ?`, saleID, after, limit)
 	if err != nil {
-		return nil, fmt.Errorf("mysqlstore: reserved users: %w", err)
-	}
-	defer rows.Close()
-	users := make([]string, 0, limit)
-	for rows.Next() {
-		var u string
-		if err := rows.Scan(&u); err != nil {
-			return nil, fmt.Errorf("mysqlstore: reserved users: %w", err)
-		}
-		users = append(users, u)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("mysqlstore: reserved users: %w", err)
 	}
 	return users, nil

@@ -1,6 +1,8 @@
 // Package mysqlstore is the book of record on MySQL/MariaDB: sales and reservations
 // in the meta database; orders, ticket outcomes and the transactional outbox on N
-// order shards, a user's rows on shard flashsale.ShardOf(userID, N).
+// order shards, a user's rows on shard flashsale.ShardOf(userID, N). The list of
+// shards is recorded in the meta database by Migrate, and compared with the
+// record by Migrate and Store.CheckShards (shardlist.go says how and why).
 //
 // Driver errors are translated here: a duplicate key becomes flashsale.ErrConflict
 // (or a per-row outcome), a deadlock is retried, a missing row is
@@ -26,8 +28,10 @@ import (
 type Config struct {
 	// MetaDSN is the meta database (sales, reservations). Required.
 	MetaDSN string
-	// ShardDSNs are the order shards, in order; their count is part of the hash that
-	// places users, so it must not change while orders exist. At least one.
+	// ShardDSNs are the order shards, in order; their order and count are part
+	// of the hash that places users, so they never change: Migrate records the
+	// list in the meta database and Store.CheckShards compares with the record
+	// (shardlist.go). At least one.
 	ShardDSNs []string
 	// MaxOpenConns caps each database's pool. Default 32.
 	MaxOpenConns int
@@ -63,6 +67,7 @@ type Store struct {
 	shards  []*sql.DB
 	readers []*sql.DB // per shard: the pool of API reads (see Config.ReadConns)
 	names   []string  // database names, meta first, for readiness reports
+	labels  []string  // per shard: its database and address (shardLabel), for the shard list's messages
 
 	saleCache sync.Map // sale id -> *flashsale.Sale (sales never change)
 	allotted  sync.Map // allotKey -> struct{}: the allotment row exists
@@ -91,41 +96,45 @@ func parseDSN(dsn string) (*mysql.Config, error) {
 	return cfg, nil
 }
 
-func openDB(dsn string, maxOpen int) (*sql.DB, string, error) {
+// openDB opens a pool of at most maxOpen connections to dsn (it connects
+// lazily) and returns it with the parsed DSN.
+func openDB(dsn string, maxOpen int) (*sql.DB, *mysql.Config, error) {
 	cfg, err := parseDSN(dsn)
 	if err != nil {
-		return nil, "", err
+		return nil, nil, err
 	}
 	connector, err := mysql.NewConnector(cfg)
 	if err != nil {
-		return nil, "", fmt.Errorf("mysqlstore: %w", err)
+		return nil, nil, fmt.Errorf("mysqlstore: %w", err)
 	}
 	db := sql.OpenDB(connector)
 	db.SetMaxOpenConns(maxOpen)
 	db.SetMaxIdleConns(maxOpen)
 	db.SetConnMaxLifetime(30 * time.Minute)
-	return db, cfg.DBName, nil
+	return db, cfg, nil
 }
 
-// Open connects to the meta database and every shard. It does not migrate.
+// Open connects to the meta database and every shard. It does not migrate,
+// and it does not compare the shard list with the record: see CheckShards.
 func Open(cfg Config) (*Store, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
 	s := &Store{}
-	meta, name, err := openDB(cfg.MetaDSN, cfg.MaxOpenConns)
+	meta, mcfg, err := openDB(cfg.MetaDSN, cfg.MaxOpenConns)
 	if err != nil {
 		return nil, err
 	}
-	s.meta, s.names = meta, []string{name}
+	s.meta, s.names = meta, []string{mcfg.DBName}
 	for _, dsn := range cfg.ShardDSNs {
-		db, name, err := openDB(dsn, cfg.MaxOpenConns)
+		db, scfg, err := openDB(dsn, cfg.MaxOpenConns)
 		if err != nil {
 			s.Close()
 			return nil, err
 		}
 		s.shards = append(s.shards, db)
-		s.names = append(s.names, name)
+		s.names = append(s.names, scfg.DBName)
+		s.labels = append(s.labels, shardLabel(scfg))
 		if db, _, err = openDB(dsn, cfg.ReadConns); err != nil {
 			s.Close()
 			return nil, err
@@ -209,6 +218,25 @@ func inTx(ctx context.Context, db *sql.DB, fn func(*sql.Tx) error) error {
 		}
 		backoff *= 2
 	}
+}
+
+// queryStrings runs a query whose rows are one string column and returns
+// them in order. Its errors are the driver's, unwrapped: callers wrap them.
+func queryStrings(ctx context.Context, db *sql.DB, query string, args ...any) ([]string, error) {
+	rows, err := db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
 }
 
 // placeholders returns "(?,?,?),(?,?,?)" for rows rows of cols columns.

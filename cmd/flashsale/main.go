@@ -82,6 +82,14 @@ func main() {
 		log.Warn("a secret is shorter than 16 bytes; anyone who can try it may guess it: use a longer one", "setting", w)
 	}
 	if err := run(ctx, cmd, want, cfg, ocfg, log); err != nil {
+		if errors.Is(err, mysqlstore.ErrShardList) { // a bad setting, as far as this process can tell
+			verb := "start"
+			if cmd == "migrate" {
+				verb = "migrate"
+			}
+			log.Error("refusing to "+verb+": the shard list is not the recorded one", "err", err)
+			os.Exit(2)
+		}
 		log.Error("exiting", "err", err)
 		os.Exit(1)
 	}
@@ -89,6 +97,52 @@ func main() {
 
 func (c *config) mysql() mysqlstore.Config {
 	return mysqlstore.Config{MetaDSN: c.MetaDSN, ShardDSNs: c.ShardDSNs}
+}
+
+// openStore opens the MySQL store and compares its shard list with the one
+// recorded in the meta database (mysqlstore.Store.CheckShards) before anything
+// uses it. A list that differs is an error wrapping mysqlstore.ErrShardList;
+// nothing recorded yet is a warning (run migrate to record it). When MySQL
+// does not answer the check, openStore retries every few seconds until ctx
+// ends if wait is set (a role started during an outage starts once MySQL is
+// back, as it would have before the check), and returns the error otherwise.
+// The store is closed when openStore fails.
+func openStore(ctx context.Context, cfg *config, log *slog.Logger, wait bool) (*mysqlstore.Store, error) {
+	store, err := mysqlstore.Open(cfg.mysql())
+	if err != nil {
+		return nil, err
+	}
+	backoff := 250 * time.Millisecond
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		recorded, err := store.CheckShards(cctx)
+		cancel()
+		switch {
+		case err == nil && !recorded:
+			log.Warn("the shard list is not recorded in the meta database yet: run flashsale migrate to record it; " +
+				"until then nothing refuses a process started with another FLASHSALE_MYSQL_SHARD_DSNS")
+			return store, nil
+		case err == nil:
+			return store, nil
+		case errors.Is(err, mysqlstore.ErrShardList) || !wait:
+			store.Close()
+			return nil, namedShardList(err)
+		}
+		log.Warn("cannot compare the shard list with the record yet; retrying", "err", err, "in", backoff)
+		if !service.Sleep(ctx, backoff) {
+			store.Close()
+			return nil, fmt.Errorf("stopped before the shard list was checked: %w", ctx.Err())
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// namedShardList names the setting in an error about the shard list.
+func namedShardList(err error) error {
+	if errors.Is(err, mysqlstore.ErrShardList) {
+		return fmt.Errorf("FLASHSALE_MYSQL_SHARD_DSNS: %w", err)
+	}
+	return err
 }
 
 func (c *config) queue(log *slog.Logger, name string, m *queue.Metrics) queue.Config {
@@ -103,15 +157,19 @@ func run(ctx context.Context, cmd string, roles []string, cfg *config, ocfg opsC
 		err := mysqlstore.Migrate(mctx, cfg.mysql(), log)
 		cancel()
 		if err != nil {
-			return err
+			return namedShardList(err)
 		}
 		log.Info("schema is up to date")
 		if cmd == "migrate" {
 			return nil
 		}
 	}
-	p, err := open(cfg, ocfg, roles, log)
+	p, err := open(ctx, cfg, ocfg, roles, log)
 	defer p.close()
+	if ctx.Err() != nil { // SIGINT/SIGTERM while open waited for MySQL: a graceful stop
+		log.Info("stopped")
+		return nil
+	}
 	if err != nil {
 		return err
 	}

@@ -51,14 +51,15 @@ type process struct {
 	closers      []func() error     // closed in reverse by close
 }
 
-// open builds the shared parts. The process is to be closed even when open
-// fails: it closes what was opened.
-func open(cfg *config, ocfg opsConfig, roles []string, log *slog.Logger) (*process, error) {
+// open builds the shared parts, once the shard list is the recorded one
+// (openStore: it waits for MySQL until ctx ends). The process is to be closed
+// even when open fails: it closes what was opened.
+func open(ctx context.Context, cfg *config, ocfg opsConfig, roles []string, log *slog.Logger) (*process, error) {
 	p := &process{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
 	p.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	p.qm = queue.NewMetrics(p.reg)
 	var err error
-	if p.store, err = mysqlstore.Open(cfg.mysql()); err != nil {
+	if p.store, err = openStore(ctx, cfg, log, true); err != nil {
 		return p, err
 	}
 	p.closers = append(p.closers, p.store.Close)

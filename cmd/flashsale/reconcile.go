@@ -44,7 +44,7 @@ func reconcileMain(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel})).With("role", "reconcile")
 	rep, err := func() (*reconcile.Report, error) {
-		store, err := mysqlstore.Open(cfg.mysql())
+		store, err := openStore(ctx, cfg, log, false)
 		if err != nil {
 			return nil, err
 		}
