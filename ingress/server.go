@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/flashsale/flashsale"
+	apidesc "github.com/flashsale/flashsale/api"
 	"github.com/flashsale/flashsale/httpapi"
 	"github.com/flashsale/flashsale/identity"
 )
@@ -264,6 +265,11 @@ func New(cfg Config) (*Server, error) {
 	api.POST("/purchases", s.user, s.purchaseBundle)
 	api.POST("/sales/:id/reservations", s.user, s.reserve)
 	api.GET("/sales/:id/reservations/me", s.user, s.myReservation)
+	// The description of all of the above (api/openapi.yaml) and its
+	// reference page, on the same listener.
+	if err := apidesc.Register(e, s.log); err != nil {
+		return nil, err
+	}
 	s.engine = e
 	return s, nil
 }
