@@ -1039,7 +1039,7 @@ func TestPrometheusEvaluatesDashboardAndRules(t *testing.T) {
 	p := e.startProc("all", map[string]string{"FLASHSALE_OPS_ADDR": opsAddr, "FLASHSALE_SWEEP_INTERVAL": "1",
 		"FLASHSALE_RECONCILE_INTERVAL": "1"}, false)
 	c := p.client()
-	ops := newClient(opsURL, e.AdminToken)
+	ops := checkedClient(t, opsURL, e.AdminToken)
 	eventually(t, 60*time.Second, "/readyz 200 on the operations listener", func() (bool, string) {
 		r, err := ops.send(context.Background(), http.MethodGet, "/readyz", nil, nil)
 		return err == nil && r.Status == http.StatusOK, fmt.Sprint(r, err)

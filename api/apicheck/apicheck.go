@@ -17,8 +17,9 @@
 // (under that status, not only under default), with its headers and body; a
 // request the description has no operation for is answered 404 not_found, as
 // the service answers an unknown route; and a request that does not match its
-// operation (a bad body, a bad id, no identity) is answered a 4xx: bad input
-// is never accepted, nor answered 5xx. What it does not: it reads whole
+// operation (a bad body, a bad id, no identity) is answered a 4xx, or 503 (a
+// dependency away, or the endpoint switched off, is found first): bad input is
+// never accepted, nor answered 500. What it does not: it reads whole
 // bodies, so a stream (text/event-stream) is not for it; it never asks the
 // service anything.
 package apicheck
@@ -53,11 +54,11 @@ import (
 
 // Checker checks exchanges against the description. Safe for concurrent use.
 type Checker struct {
-	doc    *openapi3.T
+	doc *openapi3.T
 	// requests is doc read as OpenAPI 3.0 (see Check).
 	requests *openapi3.T
 	router   routers.Router
-	opts   *openapi3filter.Options
+	opts     *openapi3filter.Options
 	// bodies compiles the description's schemas, each once (see body).
 	bodies   *jsonschema.Compiler
 	bodiesMu sync.Mutex
@@ -208,7 +209,9 @@ func (c *Checker) Check(ctx context.Context, req *http.Request, reqBody []byte, 
 	in := &openapi3filter.RequestValidationInput{Request: r, PathParams: params, Route: &asRequest, Options: c.opts}
 	reqErr := openapi3filter.ValidateRequest(ctx, in)
 	in.Route = route
-	if reqErr != nil && (status < 400 || status >= 500) {
+	// Bad input is refused (4xx), or meets a dependency away or an endpoint
+	// switched off first (503): never accepted, never a 500.
+	if reqErr != nil && (status < 400 || status >= 500) && status != http.StatusServiceUnavailable {
 		return drift("operation %s: the request does not match the description (%v), yet it was answered %d, not a 4xx", op.OperationID, reqErr, status)
 	}
 	out := &openapi3filter.ResponseValidationInput{RequestValidationInput: in, Status: status, Header: header, Options: c.opts}
