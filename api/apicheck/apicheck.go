@@ -27,6 +27,8 @@ package apicheck
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -63,7 +65,15 @@ type Checker struct {
 	bodies   *jsonschema.Compiler
 	bodiesMu sync.Mutex
 	compiled sync.Map // JSON pointer of a schema in the description -> *jsonschema.Schema
+
+	// passed remembers exchanges that matched (see Check), at most
+	// passedMax at a time.
+	passedMu sync.Mutex
+	passed   map[[sha256.Size]byte]struct{}
 }
+
+// passedMax bounds the exchanges Check remembers as matching.
+const passedMax = 1 << 16
 
 // docURL is the description's address for the JSON Schema compiler.
 const docURL = "file:///openapi.json"
@@ -177,7 +187,67 @@ func authenticate(_ context.Context, in *openapi3filter.AuthenticationInput) err
 // Check reports how an exchange differs from the description: nil when it
 // matches, else a *Drift (wrapping ErrDrift). req is the request as sent
 // (its body is not read: reqBody is), status, header and body the answer.
+//
+// An exchange identical to one that matched before (the same request, the
+// same answer but for its Date) is not checked again: the result would be the
+// same. A client that repeats itself (a flooder, a poll of a ticket that is
+// still queued) then costs a hash per exchange.
 func (c *Checker) Check(ctx context.Context, req *http.Request, reqBody []byte, status int, header http.Header, body []byte) error {
+	key := exchangeKey(req, reqBody, status, header, body)
+	c.passedMu.Lock()
+	_, seen := c.passed[key]
+	c.passedMu.Unlock()
+	if seen {
+		return nil
+	}
+	if err := c.check(ctx, req, reqBody, status, header, body); err != nil {
+		return err
+	}
+	c.passedMu.Lock()
+	if c.passed == nil || len(c.passed) >= passedMax {
+		c.passed = map[[sha256.Size]byte]struct{}{}
+	}
+	c.passed[key] = struct{}{}
+	c.passedMu.Unlock()
+	return nil
+}
+
+// exchangeKey identifies an exchange: everything of it that Check reads.
+// The answer's Date is left out (it changes every second and nothing
+// declares it).
+func exchangeKey(req *http.Request, reqBody []byte, status int, header http.Header, body []byte) [sha256.Size]byte {
+	h := sha256.New()
+	field := func(b []byte) { // length-prefixed: no two exchanges write the same bytes
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(b)))
+		h.Write(n[:])
+		h.Write(b)
+	}
+	headers := func(hd http.Header, skip string) {
+		for _, k := range slices.Sorted(maps.Keys(hd)) {
+			if k == skip {
+				continue
+			}
+			field([]byte(k))
+			for _, v := range hd[k] {
+				field([]byte(v))
+			}
+		}
+		field(nil)
+	}
+	field([]byte(req.Method))
+	field([]byte(req.URL.String()))
+	headers(req.Header, "")
+	field(reqBody)
+	field([]byte(strconv.Itoa(status)))
+	headers(header, "Date")
+	field(body)
+	var key [sha256.Size]byte
+	h.Sum(key[:0])
+	return key
+}
+
+func (c *Checker) check(ctx context.Context, req *http.Request, reqBody []byte, status int, header http.Header, body []byte) error {
 	drift := func(format string, args ...any) error {
 		b := strings.TrimSpace(string(body))
 		if len(b) > 300 {

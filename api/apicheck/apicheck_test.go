@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -227,7 +228,7 @@ func TestRequestsReadAs31(t *testing.T) {
 }
 
 // BenchmarkCheck: what one exchange costs (the e2e suite and the bench
-// check thousands).
+// check thousands), new and seen before.
 func BenchmarkCheck(b *testing.B) {
 	c := checker(b)
 	for _, bc := range []struct {
@@ -242,12 +243,54 @@ func BenchmarkCheck(b *testing.B) {
 			`{"quantity":1}`, 409, `{"error":{"code":"sold_out","message":"x"}}`},
 		{"404", request("GET", "/api/v1/orders/"+tid, "X-User-ID", "alice"), "", 404, notFound},
 	} {
-		b.Run(bc.name, func(b *testing.B) {
+		b.Run(bc.name, func(b *testing.B) { // a new exchange each time
+			for b.Loop() {
+				if err := c.check(context.Background(), bc.req, []byte(bc.body), bc.status, jsonCT, []byte(bc.answer)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(bc.name+" again", func(b *testing.B) { // remembered
 			for b.Loop() {
 				if err := c.Check(context.Background(), bc.req, []byte(bc.body), bc.status, jsonCT, []byte(bc.answer)); err != nil {
 					b.Fatal(err)
 				}
 			}
 		})
+	}
+}
+
+// TestCheckRemembersOnlyMatches: an exchange seen matching is not checked
+// again, a drift is reported every time, and an exchange that differs in
+// anything but the answer's Date is checked anew.
+func TestCheckRemembersOnlyMatches(t *testing.T) {
+	c := checker(t)
+	req := request("GET", "/api/v1/tickets/"+tid, "X-User-ID", "alice")
+	at := func(date string) http.Header {
+		return http.Header{"Content-Type": {"application/json"}, "Date": {date}}
+	}
+	bad := strings.Replace(ticket, `"ticket_id"`, `"ticketId"`, 1)
+	for i := range 2 {
+		if err := c.Check(context.Background(), req, nil, 200, at("Mon, 07 Dec 2026 10:00:0"+strconv.Itoa(i)+" GMT"), []byte(ticket)); err != nil {
+			t.Fatalf("look %d: %v", i, err)
+		}
+		if err := c.Check(context.Background(), req, nil, 200, at("x"), []byte(bad)); err == nil {
+			t.Fatalf("look %d: a drift not reported", i)
+		}
+	}
+	if len(c.passed) != 1 {
+		t.Errorf("%d exchanges remembered, want 1 (the same one, on two Dates)", len(c.passed))
+	}
+	// The same answer to another user, or with another Retry-After: checked.
+	other := request("GET", "/api/v1/tickets/"+tid, "X-User-ID", "bob")
+	if err := c.Check(context.Background(), other, nil, 200, at("x"), []byte(ticket)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Check(context.Background(), req, nil, 429, http.Header{"Content-Type": {"application/json"}, "Retry-After": {"0"}},
+		[]byte(`{"error":{"code":"rate_limited","message":"x"}}`)); err == nil {
+		t.Error("Retry-After: 0 not reported (minimum 1)")
+	}
+	if len(c.passed) != 2 {
+		t.Errorf("%d exchanges remembered, want 2", len(c.passed))
 	}
 }
