@@ -237,7 +237,6 @@ func (r *run) createSale(ctx context.Context, req apiclient.SaleInput) error {
 	}
 }
 
-
 // load runs every user and waits for all of them. It reports whether they all
 // finished before ctx ended.
 func (r *run) load(ctx context.Context) (bool, string) {
