@@ -9,6 +9,10 @@
 // when nothing is available). Only a claimed ticket is published, and 202 is
 // answered only after the broker confirmed it; a failed publish undoes the
 // claim, so nothing is left behind and the user may retry.
+//
+// The router also serves the API's description and its reference page
+// (package api): every route here is described there, and a test in
+// api/apicheck compares the two both ways.
 package ingress
 
 import (
