@@ -82,6 +82,14 @@ func (s stock) before(what string, h flashsale.Hold, err error, want string) {
 	}
 }
 
+// step runs op (Release, Confirm or Return) on q units of user's ticket and
+// checks the state it answers, the one before.
+func (s stock) step(what string, op func(context.Context, flashsale.Part) (flashsale.Hold, error), user, ticket string, q int, want string) {
+	s.t.Helper()
+	h, err := op(ctx, s.part(user, ticket, q))
+	s.before(what, h, err, want)
+}
+
 // figures checks the sale's figures: they always add up to its stock.
 func (s stock) figures(available, held, sold int) {
 	s.t.Helper()
@@ -108,8 +116,7 @@ func stockHoldRefusedSoldOut(t *testing.T, newStock NewStock) {
 	s := newStockCase(t, newStock, 1, 2)
 	s.hold("u1", "t1", 1, "H:1")
 	s.hold("u2", "t2", 1, "X")
-	h, err := s.Release(ctx, s.part("u1", "t1", 1))
-	s.before("release", h, err, "H:1")
+	s.step("release", s.Release, "u1", "t1", 1, "H:1")
 	s.hold("u2", "t2", 1, "X")
 	s.figures(1, 0, 0)
 }
@@ -121,8 +128,7 @@ func stockOneLiveTicketPerUser(t *testing.T, newStock NewStock) {
 	s.hold("u1", "t1", 1, "H:1")
 	s.hold("u1", "t2", 1, "F")
 	s.hold("u2", "t3", 1, "H:1")
-	h, err := s.Confirm(ctx, s.part("u1", "t1", 1))
-	s.before("confirm", h, err, "H:1")
+	s.step("confirm", s.Confirm, "u1", "t1", 1, "H:1")
 	s.hold("u1", "t4", 1, "H:1")
 	s.figures(2, 2, 1)
 }
@@ -133,11 +139,9 @@ func stockPerUserLimit(t *testing.T, newStock NewStock) {
 	s := newStockCase(t, newStock, 10, 2)
 	s.hold("u1", "t1", 3, "F")
 	s.hold("u1", "t2", 2, "H:2")
-	h, err := s.Release(ctx, s.part("u1", "t2", 2))
-	s.before("release", h, err, "H:2")
+	s.step("release", s.Release, "u1", "t2", 2, "H:2")
 	s.hold("u1", "t3", 2, "H:2")
-	h, err = s.Confirm(ctx, s.part("u1", "t3", 2))
-	s.before("confirm", h, err, "H:2")
+	s.step("confirm", s.Confirm, "u1", "t3", 2, "H:2")
 	s.hold("u1", "t4", 1, "F")
 	s.figures(8, 0, 2)
 }
@@ -148,20 +152,15 @@ func stockPerUserLimit(t *testing.T, newStock NewStock) {
 func stockReleasedIsNeverHeldAgain(t *testing.T, newStock NewStock) {
 	s := newStockCase(t, newStock, 5, 2)
 	s.hold("u1", "t1", 2, "H:2")
-	h, err := s.Release(ctx, s.part("u1", "t1", 2))
-	s.before("release", h, err, "H:2")
-	h, err = s.Release(ctx, s.part("u1", "t1", 2))
-	s.before("release again", h, err, "R")
+	s.step("release", s.Release, "u1", "t1", 2, "H:2")
+	s.step("release again", s.Release, "u1", "t1", 2, "R")
 	s.hold("u1", "t1", 2, "R")
 	s.figures(5, 0, 0)
-	h, err = s.Release(ctx, s.part("u2", "t2", 1))
-	s.before("release of a ticket never held", h, err, "none")
+	s.step("release of a ticket never held", s.Release, "u2", "t2", 1, "none")
 	s.hold("u2", "t2", 1, "R")
 	s.hold("u3", "t3", 1, "H:1")
-	h, err = s.Confirm(ctx, s.part("u3", "t3", 1))
-	s.before("confirm", h, err, "H:1")
-	h, err = s.Release(ctx, s.part("u3", "t3", 1))
-	s.before("release of a sold ticket", h, err, "S:1")
+	s.step("confirm", s.Confirm, "u3", "t3", 1, "H:1")
+	s.step("release of a sold ticket", s.Release, "u3", "t3", 1, "S:1")
 	s.figures(4, 0, 1)
 }
 
@@ -169,11 +168,9 @@ func stockReleasedIsNeverHeldAgain(t *testing.T, newStock NewStock) {
 func stockConfirmMakesSold(t *testing.T, newStock NewStock) {
 	s := newStockCase(t, newStock, 5, 2)
 	s.hold("u1", "t1", 2, "H:2")
-	h, err := s.Confirm(ctx, s.part("u1", "t1", 2))
-	s.before("confirm", h, err, "H:2")
+	s.step("confirm", s.Confirm, "u1", "t1", 2, "H:2")
 	s.figures(3, 0, 2)
-	h, err = s.Confirm(ctx, s.part("u1", "t1", 2))
-	s.before("confirm again", h, err, "S:2")
+	s.step("confirm again", s.Confirm, "u1", "t1", 2, "S:2")
 	s.figures(3, 0, 2)
 }
 
@@ -182,13 +179,10 @@ func stockConfirmMakesSold(t *testing.T, newStock NewStock) {
 func stockConfirmFollowsAPaidOrder(t *testing.T, newStock NewStock) {
 	s := newStockCase(t, newStock, 5, 2)
 	s.hold("u1", "t1", 2, "H:2")
-	h, err := s.Release(ctx, s.part("u1", "t1", 2))
-	s.before("release", h, err, "H:2")
-	h, err = s.Confirm(ctx, s.part("u1", "t1", 2))
-	s.before("confirm of a released ticket", h, err, "R")
+	s.step("release", s.Release, "u1", "t1", 2, "H:2")
+	s.step("confirm of a released ticket", s.Confirm, "u1", "t1", 2, "R")
 	s.figures(3, 0, 2)
-	h, err = s.Confirm(ctx, s.part("u2", "t2", 1))
-	s.before("confirm of a ticket never held", h, err, "none")
+	s.step("confirm of a ticket never held", s.Confirm, "u2", "t2", 1, "none")
 	s.figures(2, 0, 3)
 }
 
@@ -197,8 +191,7 @@ func stockConfirmFollowsAPaidOrder(t *testing.T, newStock NewStock) {
 func stockRetakeHoldsAReleasedTicketOnce(t *testing.T, newStock NewStock) {
 	s := newStockCase(t, newStock, 3, 2)
 	s.hold("u1", "t1", 2, "H:2")
-	h, err := s.Release(ctx, s.part("u1", "t1", 2))
-	s.before("release", h, err, "H:2")
+	s.step("release", s.Release, "u1", "t1", 2, "H:2")
 	h, ok, err := s.Retake(ctx, s.part("u1", "t1", 2))
 	s.before("retake", h, err, "R")
 	if !ok {
@@ -211,8 +204,7 @@ func stockRetakeHoldsAReleasedTicketOnce(t *testing.T, newStock NewStock) {
 		t.Fatal("retake again: not ok, want the hold as it is")
 	}
 	s.figures(1, 2, 0)
-	h, err = s.Release(ctx, s.part("u1", "t1", 2))
-	s.before("release", h, err, "H:2")
+	s.step("release", s.Release, "u1", "t1", 2, "H:2")
 	s.hold("u2", "t2", 2, "H:2")
 	if _, ok, err := s.Retake(ctx, s.part("u1", "t1", 2)); err != nil || ok {
 		t.Fatalf("retake with 1 of 2 units available: ok %v, %v; want refused", ok, err)
@@ -225,15 +217,11 @@ func stockRetakeHoldsAReleasedTicketOnce(t *testing.T, newStock NewStock) {
 func stockReturnLowersToWhatIsKept(t *testing.T, newStock NewStock) {
 	s := newStockCase(t, newStock, 5, 3)
 	s.hold("u1", "t1", 3, "H:3")
-	h, err := s.Confirm(ctx, s.part("u1", "t1", 3))
-	s.before("confirm", h, err, "H:3")
-	h, err = s.Return(ctx, s.part("u1", "t1", 1))
-	s.before("return to 1", h, err, "S:3")
+	s.step("confirm", s.Confirm, "u1", "t1", 3, "H:3")
+	s.step("return to 1", s.Return, "u1", "t1", 1, "S:3")
 	s.figures(4, 0, 1)
-	h, err = s.Return(ctx, s.part("u1", "t1", 2))
-	s.before("return to 2 after", h, err, "S:1")
-	h, err = s.Return(ctx, s.part("u1", "t1", 1))
-	s.before("return to 1 again", h, err, "S:1")
+	s.step("return to 2 after", s.Return, "u1", "t1", 2, "S:1")
+	s.step("return to 1 again", s.Return, "u1", "t1", 1, "S:1")
 	s.figures(4, 0, 1)
 	s.hold("u1", "t2", 2, "H:2") // within the limit again
 }
