@@ -253,6 +253,28 @@ func (o *Order) Lines() []Line {
 	return lines
 }
 
+// CheckReturn reports whether lines may be given back from o: o is paid
+// (else an error wrapping ErrNotPaid) and each line has that many units left
+// to return in its sale's item (else invalid_quantity, also for a sale o did
+// not buy).
+func (o *Order) CheckReturn(lines []Line) error {
+	if o.Status != OrderPaid {
+		return Errorf(CodeNotPaid, "order %q is %s, not paid", o.ID, o.Status)
+	}
+	for _, l := range lines {
+		left := 0
+		for _, it := range o.Items {
+			if it.SaleID == l.SaleID {
+				left = it.Quantity - it.Returned
+			}
+		}
+		if l.Quantity > left {
+			return Errorf(CodeInvalidQuantity, "only %d units of sale %q are left to return", left, l.SaleID)
+		}
+	}
+	return nil
+}
+
 // Part is a ticket's share of one sale, as that sale's stock sees it: one hold
 // per ticket and sale (a bundle has one per sale). Quantity is the units it
 // holds or bought there, net of returns; Status is its order's, once it has

@@ -48,15 +48,21 @@ func bundleOrder(status flashsale.OrderStatus, payBy time.Time) *flashsale.Order
 }
 
 // newFixture stores o; available is the stock left in each sale besides o's
-// units, which are held for it when o is pending.
+// units, which are held for it when o is pending and sold when it is paid.
+// The book knows sales a and b (10 units each; a user may buy 2 of a, 1 of b).
 func newFixture(t *testing.T, o *flashsale.Order, available map[string]int) *fixture {
 	t.Helper()
 	f := &fixture{book: mock.NewBook(nil), stock: mock.NewStock(available, nil), strikes: &strikes{},
 		now: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)}
+	f.book.Sales = mock.Sales{"a": {ID: "a", Stock: 10, PerUserLimit: 2}, "b": {ID: "b", Stock: 10, PerUserLimit: 1}}
 	f.book.Put(o)
-	if o.Status == flashsale.OrderPendingPayment {
-		for _, p := range o.Parts() {
-			f.stock.Holds[[2]string{p.SaleID, p.TicketID}] = flashsale.Hold{Kind: flashsale.HoldHeld, Quantity: p.Quantity}
+	for _, p := range o.Parts() {
+		k := [2]string{p.SaleID, p.TicketID}
+		switch o.Status {
+		case flashsale.OrderPendingPayment:
+			f.stock.Holds[k] = flashsale.Hold{Kind: flashsale.HoldHeld, Quantity: p.Quantity}
+		case flashsale.OrderPaid:
+			f.stock.Holds[k] = flashsale.Hold{Kind: flashsale.HoldSold, Quantity: p.Quantity}
 		}
 	}
 	svc, err := New(Config{Book: f.book, Stock: f.stock, Strikes: f.strikes, Now: func() time.Time { return f.now }})

@@ -1,8 +1,11 @@
 // Package mock has fakes of the small interfaces flashsale's roles depend on,
 // for unit tests that run without Redis, RabbitMQ or MySQL (as wtf's mock
 // package). A fake records what it was asked and answers with a function
-// field, so each test says what the dependency does; the stores' own behaviour
-// is tested against the real services in their packages and end to end.
+// field, so each test says what the dependency does. The two stores the roles
+// lean on most are in-memory instead, and kept honest: Book passes the book of
+// record's suite that mysqlstore passes, Stock the stock store's suite that
+// redisstore passes (internal/storetest), so where a role's unit test relies
+// on a store's rule, the fake keeps it as the adapter does.
 package mock
 
 import (

@@ -23,8 +23,11 @@ func newFakes(avail map[string]int) (*mock.Stock, *mock.Book) {
 	return mock.NewStock(avail, steps), mock.NewBook(steps)
 }
 
+// newTestWorker returns a worker over the fakes and sales, which the book
+// learns too (their stock caps and per-user limits).
 func newTestWorker(t *testing.T, stock *mock.Stock, orders *mock.Book, sales mock.Sales) *Worker {
 	t.Helper()
+	orders.Sales = sales
 	w, err := New(Config{Sales: sales, Stock: stock, Orders: orders,
 		RetryMin: time.Millisecond, RetryMax: time.Millisecond, RetryBudget: time.Second})
 	if err != nil {
@@ -71,8 +74,8 @@ func TestBundleLineSoldOutReleasesTheOthersAfterTheDecision(t *testing.T) {
 	w := newTestWorker(t, stock, orders, twoSales())
 	m := mock.NewMessage(bundle("t1", "u1", 1, 1))
 	w.HandlePurchases(context.Background(), mock.Messages(m))
-	if m.Settled() != "ack" || orders.Orders["t1"] != nil || orders.Decisions["t1"] != flashsale.TicketSoldOut {
-		t.Fatalf("settled %q, order %v, decision %q; want ack, none, sold_out", m.Settled(), orders.Orders["t1"], orders.Decisions["t1"])
+	if m.Settled() != "ack" || orders.Orders["t1"] != nil || orders.Decision("t1") != flashsale.TicketSoldOut {
+		t.Fatalf("settled %q, order %v, decision %q; want ack, none, sold_out", m.Settled(), orders.Orders["t1"], orders.Decision("t1"))
 	}
 	if stock.Available["a"] != 5 {
 		t.Errorf("sale a has %d available, want its 5 back", stock.Available["a"])
@@ -112,8 +115,8 @@ func TestBundleRefusedByTheCapReleasesEveryLineAndResyncs(t *testing.T) {
 	if stock.Steps.String() != fmt.Sprint(want) {
 		t.Errorf("steps %v, want %v", stock.Steps, want)
 	}
-	if m.Settled() != "ack" || orders.Decisions["t1"] != flashsale.TicketSoldOut {
-		t.Errorf("settled %q decision %q, want ack and sold_out", m.Settled(), orders.Decisions["t1"])
+	if m.Settled() != "ack" || orders.Decision("t1") != flashsale.TicketSoldOut {
+		t.Errorf("settled %q decision %q, want ack and sold_out", m.Settled(), orders.Decision("t1"))
 	}
 }
 

@@ -98,14 +98,7 @@ func (o *opsSurface) services(p *process, g *service.Group, cmd string) (service
 	}
 	p.closers = append(p.closers, insp.Close)
 	col, err := ops.NewCollector(ops.CollectorConfig{Sales: p.store, Stock: p.stock, Book: p.store, Role: cmd, Ready: o.ready, Log: p.log,
-		Queues: func(ctx context.Context) ([]ops.QueueStat, error) {
-			stats, err := insp.Stats(ctx)
-			out := make([]ops.QueueStat, len(stats))
-			for i, s := range stats {
-				out[i] = ops.QueueStat{Name: s.Name, Messages: s.Messages, Consumers: s.Consumers}
-			}
-			return out, err
-		}})
+		Queues: insp.Stats})
 	if err != nil {
 		return nil, nil, err
 	}
