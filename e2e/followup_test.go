@@ -1,0 +1,144 @@
+package e2e
+
+// Issue 22, case 2: Redis unreachable across pay_by. MySQL expires the order,
+// and Redis must follow once it answers again (release the units, rewrite the
+// ticket copy), within seconds, in both inventory modes: the step after a
+// MySQL commit is retried by the one retry rule, and the sweeper's pass
+// re-follows closed orders that Redis still counts.
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestRedisAwayAcrossPayBy: redis inventory (see followAcrossPayBy).
+func TestRedisAwayAcrossPayBy(t *testing.T) { followAcrossPayBy(t, "redis", nil) }
+
+// TestRedisAwayAcrossPayByMySQLInventory: inventory mysql (see followAcrossPayBy).
+func TestRedisAwayAcrossPayByMySQLInventory(t *testing.T) { followAcrossPayBy(t, "mysql", nil) }
+
+// TestRedisAwayAcrossPayByPassAlone: the retry budget is 1 s, so the expiry
+// consumer hands the message back at once, and it is dropped after the
+// queue's delivery limit while Redis is still away: only the sweeper's pass
+// over closed orders can make Redis follow (see followAcrossPayBy).
+func TestRedisAwayAcrossPayByPassAlone(t *testing.T) {
+	followAcrossPayBy(t, "redis", map[string]string{"FLASHSALE_RETRY_BUDGET_SECONDS": "1"})
+}
+
+// followAcrossPayBy: a sale of 2 units with a 5 s payment window; alice and
+// carol buy one each. The process reaches its own redis-server through a TCP
+// proxy, which is cut from pay_by − 1 s to pay_by + 15 s (connections refused:
+// Redis unreachable). Within 10 s of Redis answering again: both tickets
+// read expired, alice's purchase is a new ticket (202, not 200 with the
+// expired one) that ends pending_payment, and bob's purchase gets the other
+// unit (202, pending_payment). The background reconciler is off (an hour
+// apart), so none of it is its repair.
+func followAcrossPayBy(t *testing.T, inventory string, overrides map[string]string) {
+	e := newEnv(t)
+	rs := startPrivateRedis(t, "redis")
+	px := newProxy(t, rs.Addr)
+	e.setVar("FLASHSALE_REDIS_ADDRS", px.Addr)
+	vars := map[string]string{"FLASHSALE_RECONCILE_INTERVAL": "3600"}
+	for k, v := range overrides {
+		vars[k] = v
+	}
+	p := e.start("all", vars)
+	c := p.client()
+	spec := openSale(2, 1, 1000)
+	spec.PaymentWindowSeconds = 5
+	spec.Inventory = inventory
+	id := c.createSale(t, spec)
+
+	first := map[string]string{} // user -> first ticket
+	var refs []ticketRef
+	for _, u := range []string{"alice", "carol"} {
+		var a purchaseAnswer
+		r := c.must(t, http.MethodPost, pathPurchase(id), user(u), map[string]int{"quantity": 1})
+		if r.Status != http.StatusAccepted || r.decode(&a) != nil {
+			t.Fatalf("%s's purchase: %s, want 202", u, r)
+		}
+		first[u] = a.TicketID
+		refs = append(refs, ticketRef{User: u, TicketID: a.TicketID})
+	}
+	views := c.awaitFinal(t, refs, 30*time.Second)
+	var earliest, latest time.Time
+	for _, ref := range refs {
+		v := views[ref.TicketID]
+		if v.Status != "pending_payment" || v.PayBy == nil {
+			t.Fatalf("%s's ticket %s: %+v, want pending_payment with pay_by", ref.User, ref.TicketID, v)
+		}
+		if earliest.IsZero() || v.PayBy.Before(earliest) {
+			earliest = *v.PayBy
+		}
+		if v.PayBy.After(latest) {
+			latest = *v.PayBy
+		}
+	}
+
+	// The outage, paced by the clock (pay_by is the database's clock, on
+	// this machine).
+	time.Sleep(time.Until(earliest.Add(-time.Second)))
+	px.Down()
+	down := time.Now()
+	time.Sleep(time.Until(latest.Add(15 * time.Second)))
+	px.Up()
+	up := time.Now()
+	t.Logf("Redis unreachable from %s to %s (pay_by %s .. %s)", down.Format("15:04:05.000"), up.Format("15:04:05.000"),
+		earliest.Format("15:04:05.000"), latest.Format("15:04:05.000"))
+
+	// Within 10 s of Redis answering: every ticket and answer as MySQL says.
+	var second, bobs string // alice's new ticket, bob's
+	state := func() (bool, string) {
+		var st []string
+		ok := true
+		for _, ref := range refs {
+			r := c.must(t, http.MethodGet, pathTicket(ref.TicketID), user(ref.User), nil)
+			var v ticketView
+			if r.Status != http.StatusOK || r.decode(&v) != nil || v.Status != "expired" {
+				ok = false
+			}
+			st = append(st, fmt.Sprintf("%s's ticket: %s", ref.User, r))
+		}
+		buy := func(u string, ticket *string) {
+			if *ticket == "" {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				r, err := c.purchase(ctx, id, u, 1)
+				cancel()
+				var a purchaseAnswer
+				if err == nil && r.Status == http.StatusAccepted && r.decode(&a) == nil && a.TicketID != first[u] {
+					*ticket = a.TicketID
+				}
+				if err != nil {
+					st = append(st, fmt.Sprintf("%s's purchase: %v", u, err))
+				} else {
+					st = append(st, fmt.Sprintf("%s's purchase: %s", u, r))
+				}
+			}
+			if *ticket == "" {
+				ok = false
+				return
+			}
+			r := c.must(t, http.MethodGet, pathTicket(*ticket), user(u), nil)
+			var v ticketView
+			if r.Status != http.StatusOK || r.decode(&v) != nil || v.Status != "pending_payment" {
+				ok = false
+			}
+			st = append(st, fmt.Sprintf("%s's new ticket: %s", u, r))
+		}
+		buy("alice", &second)
+		buy("bob", &bobs)
+		v := c.sale(t, id)
+		st = append(st, fmt.Sprintf("sale %s %+v", v.State, v.Stock))
+		return ok, fmt.Sprintf("%s after Redis answered again: %s", time.Since(up).Round(100*time.Millisecond), strings.Join(st, "; "))
+	}
+	eventually(t, 10*time.Second, "Redis follows MySQL's expiry (tickets expired, both units back on sale)", state)
+	_, final := state()
+	t.Log(final)
+	if v := c.sale(t, id); v.Stock != (stockView{Total: 2, Held: 2}) {
+		t.Errorf("sale view at the end: %+v, want both units held (alice's and bob's new orders)", v.Stock)
+	}
+}
