@@ -3,6 +3,8 @@ package delayq
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -121,5 +123,74 @@ func TestSweepExpiresEveryOverdueOrder(t *testing.T) {
 	n, err := newQueue(t, &mock.Delayer{}, e, due).Sweep(context.Background())
 	if err != nil || n != 1006 || expired.Load() != 1006 {
 		t.Errorf("sweep = %d, %v (%d expired), want 1006", n, err, expired.Load())
+	}
+}
+
+// The pass over closed orders starts FollowLookback back on each shard, asks
+// for orders closed FollowSettle ago at least, makes each follow in Redis, and
+// moves a shard's mark only past the orders that followed: with Redis away
+// at the third order of shard 0, the next pass resumes at that order, and the
+// ones before it are not looked at again.
+func TestFollowClosedResumesWhereRedisFailed(t *testing.T) {
+	closed := map[int][]*flashsale.Order{}
+	at := func(i int) time.Time { return now.Add(-time.Minute + time.Duration(i)*time.Second) }
+	for shard, n := range []int{5, 2} {
+		for i := 0; i < n; i++ {
+			closed[shard] = append(closed[shard], &flashsale.Order{ID: fmt.Sprintf("s%d-%d", shard, i), UserID: "u", Status: flashsale.OrderExpired})
+		}
+	}
+	var asked []string
+	due := &mock.Due{N: 2, DueFn: func(context.Context, int, time.Time, int) ([]*flashsale.Order, error) { return nil, nil },
+		ClosedFn: func(_ context.Context, shard int, mark flashsale.OrderMark, settle time.Duration, limit int) ([]*flashsale.Order, []flashsale.OrderMark, error) {
+			asked = append(asked, fmt.Sprintf("%d after %q", shard, mark.OrderID))
+			if settle != 5*time.Second {
+				t.Errorf("settle %v, want the 5 s default", settle)
+			}
+			if mark.OrderID == "" && !mark.At.Equal(now.Add(-10*time.Minute)) {
+				t.Errorf("first mark of shard %d at %v, want 10 min (the lookback) before now", shard, mark.At)
+			}
+			var orders []*flashsale.Order
+			var marks []flashsale.OrderMark
+			for i, o := range closed[shard] {
+				m := flashsale.OrderMark{At: at(i), OrderID: o.ID}
+				if m.At.After(mark.At) && len(orders) < limit {
+					orders, marks = append(orders, o), append(marks, m)
+				}
+			}
+			return orders, marks, nil
+		}}
+	var mu sync.Mutex
+	followed := map[string]int{}
+	redisAway := true
+	e := &mock.Expirer{RefollowFn: func(_ context.Context, o *flashsale.Order) (bool, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if o.ID == "s0-2" && redisAway {
+			return false, errors.New("redis away")
+		}
+		followed[o.ID]++
+		return o.ID != "s0-1", nil // s0-1's copy said expired already
+	}}
+	q := newQueue(t, &mock.Delayer{}, e, due)
+
+	n, err := q.FollowClosed(context.Background())
+	if err == nil || n != 3 {
+		t.Errorf("first pass: %d followed, %v; want 3 (s0-0, s0-3, s0-4: the copy of s0-1 was right) and s0-2's error", n, err)
+	}
+	redisAway = false
+	n, err = q.FollowClosed(context.Background())
+	if err != nil || n != 3+2 {
+		t.Errorf("second pass: %d followed, %v; want s0-2, s0-3, s0-4 again (after the failed one) and shard 1's two", n, err)
+	}
+	want := map[string]int{"s0-0": 1, "s0-1": 1, "s0-2": 1, "s0-3": 2, "s0-4": 2, "s1-0": 1, "s1-1": 1}
+	if fmt.Sprint(followed) != fmt.Sprint(want) {
+		t.Errorf("refollowed %v, want %v", followed, want)
+	}
+	if want := []string{`0 after ""`, `0 after "s0-1"`, `1 after ""`}; fmt.Sprint(asked) != fmt.Sprint(want) {
+		t.Errorf("asked %q, want %q", asked, want)
+	}
+	n, err = q.FollowClosed(context.Background())
+	if err != nil || n != 0 || asked[len(asked)-2] != `0 after "s0-4"` || asked[len(asked)-1] != `1 after "s1-1"` {
+		t.Errorf("third pass: %d, %v, asked %q; want nothing new, from each shard's last order", n, err, asked)
 	}
 }

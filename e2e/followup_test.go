@@ -16,18 +16,18 @@ import (
 )
 
 // TestRedisAwayAcrossPayBy: redis inventory (see followAcrossPayBy).
-func TestRedisAwayAcrossPayBy(t *testing.T) { followAcrossPayBy(t, "redis", nil) }
+func TestRedisAwayAcrossPayBy(t *testing.T) { followAcrossPayBy(t, "redis", false) }
 
 // TestRedisAwayAcrossPayByMySQLInventory: inventory mysql (see followAcrossPayBy).
-func TestRedisAwayAcrossPayByMySQLInventory(t *testing.T) { followAcrossPayBy(t, "mysql", nil) }
+func TestRedisAwayAcrossPayByMySQLInventory(t *testing.T) { followAcrossPayBy(t, "mysql", false) }
 
 // TestRedisAwayAcrossPayByPassAlone: the retry budget is 1 s, so the expiry
-// consumer hands the message back at once, and it is dropped after the
-// queue's delivery limit while Redis is still away: only the sweeper's pass
-// over closed orders can make Redis follow (see followAcrossPayBy).
-func TestRedisAwayAcrossPayByPassAlone(t *testing.T) {
-	followAcrossPayBy(t, "redis", map[string]string{"FLASHSALE_RETRY_BUDGET_SECONDS": "1"})
-}
+// consumer hands the messages back within seconds, and they are dropped after
+// the queue's delivery limit while Redis is still away: only the sweeper's
+// pass over closed orders can make Redis follow (see followAcrossPayBy). The
+// metrics show it did: both orders followed by the pass, expiry messages
+// handed back by the retry rule.
+func TestRedisAwayAcrossPayByPassAlone(t *testing.T) { followAcrossPayBy(t, "redis", true) }
 
 // followAcrossPayBy: a sale of 2 units with a 5 s payment window; alice and
 // carol buy one each. The process reaches its own redis-server through a TCP
@@ -37,14 +37,14 @@ func TestRedisAwayAcrossPayByPassAlone(t *testing.T) {
 // expired one) that ends pending_payment, and bob's purchase gets the other
 // unit (202, pending_payment). The background reconciler is off (an hour
 // apart), so none of it is its repair.
-func followAcrossPayBy(t *testing.T, inventory string, overrides map[string]string) {
+func followAcrossPayBy(t *testing.T, inventory string, passAlone bool) {
 	e := newEnv(t)
 	rs := startPrivateRedis(t, "redis")
 	px := newProxy(t, rs.Addr)
 	e.setVar("FLASHSALE_REDIS_ADDRS", px.Addr)
 	vars := map[string]string{"FLASHSALE_RECONCILE_INTERVAL": "3600"}
-	for k, v := range overrides {
-		vars[k] = v
+	if passAlone {
+		vars["FLASHSALE_RETRY_BUDGET_SECONDS"] = "1"
 	}
 	p := e.start("all", vars)
 	c := p.client()
@@ -140,5 +140,14 @@ func followAcrossPayBy(t *testing.T, inventory string, overrides map[string]stri
 	t.Log(final)
 	if v := c.sale(t, id); v.Stock != (stockView{Total: 2, Held: 2}) {
 		t.Errorf("sale view at the end: %+v, want both units held (alice's and bob's new orders)", v.Stock)
+	}
+	m := scrapeMetrics(t, p.URL+"/metrics")
+	refollowed, _ := m.sum("flashsale_delayq_refollowed_total")
+	again, _ := m.sum("flashsale_consumer_retries_total", "queue", e.NS+".expiry", "outcome", "again")
+	handedBack, _ := m.sum("flashsale_consumer_retries_total", "queue", e.NS+".expiry", "outcome", "handed_back")
+	t.Logf("closed orders followed by the sweeper's pass: %v; expiry messages tried again by the consumer: %v, handed back: %v",
+		refollowed, again, handedBack)
+	if passAlone && (refollowed != 2 || handedBack == 0) {
+		t.Errorf("with a 1 s retry budget: %v orders followed by the pass, %v expiry messages handed back; want 2 and some", refollowed, handedBack)
 	}
 }
