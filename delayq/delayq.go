@@ -29,8 +29,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"log/slog"
 	"fmt"
+	"log/slog"
 	"math"
 	"sync"
 	"sync/atomic"
@@ -323,28 +323,36 @@ func (q *Queue) expireAll(ctx context.Context, orders []*flashsale.Order) (int, 
 	var mu sync.Mutex
 	var firstErr error
 	expired := 0
+	eightAtATime(orders, func(_ int, o *flashsale.Order) {
+		got, err := q.cfg.Expirer.Expire(ctx, o.Ref())
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil && firstErr == nil {
+			firstErr = err
+		}
+		if err == nil && got.Status == flashsale.OrderExpired {
+			expired++
+			q.expired.WithLabelValues("sweeper").Inc()
+			q.observeLag(got)
+		}
+	})
+	return expired, firstErr
+}
+
+// eightAtATime calls fn for each order, eight at a time, and returns once
+// every call returned.
+func eightAtATime(orders []*flashsale.Order, fn func(i int, o *flashsale.Order)) {
 	sem := make(chan struct{}, 8)
 	var wg sync.WaitGroup
-	for _, o := range orders {
+	for i, o := range orders {
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			got, err := q.cfg.Expirer.Expire(ctx, o.Ref())
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil && firstErr == nil {
-				firstErr = err
-			}
-			if err == nil && got.Status == flashsale.OrderExpired {
-				expired++
-				q.expired.WithLabelValues("sweeper").Inc()
-				q.observeLag(got)
-			}
+			fn(i, o)
 		}()
 	}
 	wg.Wait()
-	return expired, firstErr
 }
 
 // resetMarks makes the next FollowClosed start FollowLookback back.
@@ -395,35 +403,40 @@ func (q *Queue) FollowClosed(ctx context.Context) (int, error) {
 	return total, ctx.Err()
 }
 
-// refollowAll makes Redis follow orders, eight at a time. It returns how many
-// had not followed, and how many of the first orders all followed: the mark
-// may move past those.
+// refollowAll makes Redis follow orders, eight at a time, until one fails
+// (Redis away: the rest are not tried, so a pass over many orders does not
+// wait out a timeout for each). It returns how many had not followed, and
+// how many of the first orders all followed: the mark may move past those.
 func (q *Queue) refollowAll(ctx context.Context, orders []*flashsale.Order) (followed, done int, err error) {
 	ok := make([]bool, len(orders))
-	errs := make([]error, len(orders))
 	var n atomic.Int32
-	sem := make(chan struct{}, 8)
-	var wg sync.WaitGroup
-	for i, o := range orders {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			did, err := q.cfg.Expirer.Refollow(ctx, o)
-			ok[i], errs[i] = err == nil, err
-			if did {
-				n.Add(1)
-				q.followed.Inc()
-				q.log.Debug("made Redis follow a closed order", "order", o.ID, "status", o.Status)
+	var mu sync.Mutex
+	var firstErr error
+	eightAtATime(orders, func(i int, o *flashsale.Order) {
+		mu.Lock()
+		failed := firstErr != nil
+		mu.Unlock()
+		if failed {
+			return
+		}
+		did, err := q.cfg.Expirer.Refollow(ctx, o)
+		if err != nil {
+			mu.Lock()
+			if firstErr == nil {
+				firstErr = fmt.Errorf("delayq: follow closed order %s: %w", o.ID, err)
 			}
-		}()
-	}
-	wg.Wait()
+			mu.Unlock()
+			return
+		}
+		ok[i] = true
+		if did {
+			n.Add(1)
+			q.followed.Inc()
+			q.log.Debug("made Redis follow a closed order", "order", o.ID, "status", o.Status)
+		}
+	})
 	for done < len(orders) && ok[done] {
 		done++
 	}
-	if done < len(orders) {
-		err = fmt.Errorf("delayq: follow closed order %s: %w", orders[done].ID, errs[done])
-	}
-	return int(n.Load()), done, err
+	return int(n.Load()), done, firstErr
 }

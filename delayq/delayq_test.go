@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/flashsale/flashsale"
 	"github.com/flashsale/flashsale/mock"
@@ -173,18 +176,29 @@ func TestFollowClosedResumesWhereRedisFailed(t *testing.T) {
 	}}
 	q := newQueue(t, &mock.Delayer{}, e, due)
 
+	// Orders after the failed one may or may not be tried in the same pass
+	// (eight run at once; the rest wait for the next pass).
 	n, err := q.FollowClosed(context.Background())
-	if err == nil || n != 3 {
-		t.Errorf("first pass: %d followed, %v; want 3 (s0-0, s0-3, s0-4: the copy of s0-1 was right) and s0-2's error", n, err)
+	if err == nil || !strings.Contains(err.Error(), "s0-2") || n < 1 || n > 3 || followed["s0-0"] != 1 {
+		t.Errorf("first pass: %d followed, %v; want s0-0 followed and s0-2's error", n, err)
 	}
 	redisAway = false
-	n, err = q.FollowClosed(context.Background())
-	if err != nil || n != 3+2 {
-		t.Errorf("second pass: %d followed, %v; want s0-2, s0-3, s0-4 again (after the failed one) and shard 1's two", n, err)
+	if _, err = q.FollowClosed(context.Background()); err != nil {
+		t.Errorf("second pass: %v", err)
 	}
-	want := map[string]int{"s0-0": 1, "s0-1": 1, "s0-2": 1, "s0-3": 2, "s0-4": 2, "s1-0": 1, "s1-1": 1}
-	if fmt.Sprint(followed) != fmt.Sprint(want) {
-		t.Errorf("refollowed %v, want %v", followed, want)
+	for id, min := range map[string]int{"s0-0": 1, "s0-1": 1, "s0-2": 1, "s0-3": 1, "s0-4": 1, "s1-0": 1, "s1-1": 1} {
+		max := min
+		if id == "s0-3" || id == "s0-4" {
+			max = 2 // tried in the first pass too, perhaps
+		}
+		if followed[id] < min || followed[id] > max {
+			t.Errorf("%s refollowed %d times, want %d to %d: %v", id, followed[id], min, max, followed)
+		}
+	}
+	// Every order but s0-1 (its copy was right) was made to follow: 6, and
+	// s0-3 and s0-4 perhaps twice.
+	if got := testutil.ToFloat64(q.followed); got < 6 || got > 8 {
+		t.Errorf("flashsale_delayq_refollowed_total %v, want 6 to 8", got)
 	}
 	if want := []string{`0 after ""`, `0 after "s0-1"`, `1 after ""`}; fmt.Sprint(asked) != fmt.Sprint(want) {
 		t.Errorf("asked %q, want %q", asked, want)
