@@ -9,7 +9,8 @@ import "github.com/prometheus/client_golang/prometheus"
 // sum of the message kinds over the orders created. It also counts what the
 // consumers' retry rule (Retry) did with failing messages, by queue: again
 // (tried again by the consumer after a wait) and handed_back (to the queue,
-// once the budget was spent or the consumer stopped). One Metrics serves
+// once the budget was spent or the consumer stopped; not those whose
+// connection was lost meanwhile: the broker requeued them itself). One Metrics serves
 // every publisher and consumer of a process; nil counts nothing.
 type Metrics struct {
 	messages *prometheus.CounterVec

@@ -124,15 +124,22 @@ func (run retryRun) handle(ctx context.Context, msgs []flashsale.Message) {
 		}
 		waited := run.rule.now().Sub(start)
 		if waited >= run.rule.Budget || run.stopped() || !run.rule.sleep(wait, run.stop, run.rule.Stopping) {
-			run.log.Warn("handing failed messages back to the queue", "queue", run.queue, "messages", len(again),
-				"attempts", n, "waited", run.rule.now().Sub(start).Round(time.Millisecond))
+			why := "stopping, or the connection lost"
+			if waited >= run.rule.Budget {
+				why = "retry budget spent"
+			}
+			back := 0
 			for _, m := range again {
 				if err := m.Retry(); err != nil {
 					// The channel is gone: the broker requeued it already.
 					run.log.Debug("handing a message back failed", "queue", run.queue, "err", err)
+					continue
 				}
+				back++
 			}
-			run.m.retried(run.queue, "handed_back", len(again))
+			run.log.Warn("handing failed messages back to the queue", "queue", run.queue, "why", why, "messages", len(again),
+				"handed_back", back, "attempts", n, "waited", run.rule.now().Sub(start).Round(time.Millisecond))
+			run.m.retried(run.queue, "handed_back", back)
 			return
 		}
 		run.m.retried(run.queue, "again", len(again))
