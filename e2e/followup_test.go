@@ -23,16 +23,18 @@ func TestRedisAwayAcrossPayByMySQLInventory(t *testing.T) { followAcrossPayBy(t,
 
 // TestRedisAwayAcrossPayByPassAlone: the retry budget is 1 s, so the expiry
 // consumer hands the messages back within seconds, and they are dropped after
-// the queue's delivery limit while Redis is still away: only the sweeper's
-// pass over closed orders can make Redis follow (see followAcrossPayBy). The
-// metrics show it did: both orders followed by the pass, expiry messages
-// handed back by the retry rule.
+// the queue's delivery limit while Redis is still away (the outage lasts to
+// pay_by + 30 s here: a message cycles for ~15 s at most, each of its six
+// deliveries waiting for the other's budget on the one handler): only the
+// sweeper's pass over closed orders can make Redis follow (see
+// followAcrossPayBy). The metrics show it did: both orders followed by the
+// pass, expiry messages handed back by the retry rule.
 func TestRedisAwayAcrossPayByPassAlone(t *testing.T) { followAcrossPayBy(t, "redis", true) }
 
 // followAcrossPayBy: a sale of 2 units with a 5 s payment window; alice and
 // carol buy one each. The process reaches its own redis-server through a TCP
 // proxy, which is cut from pay_by − 1 s to pay_by + 15 s (connections refused:
-// Redis unreachable). Within 10 s of Redis answering again: both tickets
+// Redis unreachable; + 30 s with passAlone). Within 10 s of Redis answering again: both tickets
 // read expired, alice's purchase is a new ticket (202, not 200 with the
 // expired one) that makes an order (pending_payment, or expired once its own
 // 5 s pass), and bob's purchase gets the other unit likewise (a buyer whose
@@ -89,7 +91,11 @@ func followAcrossPayBy(t *testing.T, inventory string, passAlone bool) {
 	time.Sleep(time.Until(earliest.Add(-time.Second)))
 	px.Down()
 	down := time.Now()
-	time.Sleep(time.Until(latest.Add(15 * time.Second)))
+	outage := 15 * time.Second
+	if passAlone {
+		outage = 30 * time.Second
+	}
+	time.Sleep(time.Until(latest.Add(outage)))
 	px.Up()
 	up := time.Now()
 	t.Logf("Redis unreachable from %s to %s (pay_by %s .. %s)", down.Format("15:04:05.000"), up.Format("15:04:05.000"),
