@@ -231,6 +231,14 @@ type Order struct {
 	Items       []OrderItem `json:"items"`
 }
 
+// OrderMark is a place in one shard's orders in the order of their last
+// change: updated_at (the database's clock for expiry and cancel) and the
+// order id. The sweeper's pass over closed orders keeps one per shard.
+type OrderMark struct {
+	At      time.Time
+	OrderID string
+}
+
 // SetItems sets Items (in sale id order), the total AmountCents, and SaleID
 // and Quantity when there is one item (they are empty for a bundle).
 func (o *Order) SetItems(items []OrderItem) {

@@ -58,8 +58,8 @@ func NewStock(available map[string]int, steps *Steps) *Stock {
 
 // Fail makes the next times calls of step fail (Redis away): step is what
 // the call records ("release a", "confirm a", "return a keep 1", "resync
-// a"), "retake a" for Retake, or "put" for PutTickets. A failed call records
-// nothing.
+// a"), "retake a" for Retake, "put" for PutTickets or "get" for GetTicket. A
+// failed call records nothing.
 func (s *Stock) Fail(step string, times int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -276,10 +276,14 @@ func (s *Stock) PutTickets(_ context.Context, tickets ...*flashsale.Ticket) erro
 	return nil
 }
 
-// GetTicket returns a ticket's copy, or flashsale.ErrNotFound.
+// GetTicket returns a ticket's copy, or flashsale.ErrNotFound. Fail("get")
+// makes it fail (Redis away).
 func (s *Stock) GetTicket(_ context.Context, ticketID string) (*flashsale.Ticket, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.fail("get"); err != nil {
+		return nil, err
+	}
 	if t := s.Tickets[ticketID]; t != nil {
 		c := *t
 		return &c, nil

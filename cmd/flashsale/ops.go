@@ -92,7 +92,7 @@ func newOpsSurface(ocfg opsConfig, cfg *config, roles []string, reg *prometheus.
 // and, when FLASHSALE_OPS_ADDR is set, the operations listener (a listener:
 // it starts with the intake). The queue inspector is closed with the process.
 func (o *opsSurface) services(p *process, g *service.Group, cmd string) (services, listeners []named, err error) {
-	insp, err := queue.NewInspector(p.cfg.queue(p.log, "ops", nil))
+	insp, err := queue.NewInspector(p.cfg.queue(p.log, "ops", nil, nil))
 	if err != nil {
 		return nil, nil, err
 	}
