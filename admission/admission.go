@@ -340,8 +340,11 @@ func (a *Admission) checkLine(ctx context.Context, p *purchase, l *line) decisio
 
 // lineError names the line's sale in the message of a bundle's coded error.
 func lineError(err error, l flashsale.Line, bundle bool) error {
+	if !bundle {
+		return err // before fe, which errors.As moves to the heap
+	}
 	var fe *flashsale.Error
-	if !bundle || !errors.As(err, &fe) {
+	if !errors.As(err, &fe) {
 		return err
 	}
 	if fe.Code == flashsale.CodeNotFound {
