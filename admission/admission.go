@@ -24,18 +24,20 @@
 //     fast copy is written. A failed publish records the ticket given up and
 //     undoes its claims: nothing is left behind, the user may retry (503).
 //
-// The checks, in the order New lists them:
+// The checks, in the order New lists them, and the answers they decide:
 //
-//	saleExists     the sale exists                                  404 not_found
-//	saleOpen       now in [starts_at, ends_at), the ingress's clock  409 not_started, ended
-//	quantityFits   1 to per_user_limit units                        422 invalid_quantity
-//	bundleable     no inventory-mysql sale in a bundle              400 invalid
-//	qualified      reserved, when the sale has a reservation phase  403 not_qualified
-//	notBlocked     not too many unpaid expiries (fails open)        403 blocked
-//	notSoldOut     a sale this node saw sold out: the user's        live ticket, 409 limit_reached, sold_out
-//	               holding answers, no claim (soldOutMemory)
-//	withinBudget   the user's budget on this node (userBudget)      live ticket, else 429 rate_limited
-//	windowHasRoom  this node's 10 ms window for the sale            429 rate_limited
+//	saleExists     the sale exists                          404 not_found
+//	saleOpen       now in [starts_at, ends_at), by the      409 not_started, ended
+//	               ingress's clock
+//	quantityFits   1 to per_user_limit units                422 invalid_quantity
+//	bundleable     no inventory-mysql sale in a bundle      400 invalid
+//	qualified      reserved, when the sale has a            403 not_qualified
+//	               reservation phase
+//	notBlocked     not too many unpaid expiries             403 blocked (fails open)
+//	notSoldOut     a sale this node saw sold out is         live ticket, 409 limit_reached, sold_out
+//	               answered from the user's holding
+//	withinBudget   the user's budget on this node           live ticket, 429 rate_limited
+//	windowHasRoom  this node's 10 ms window for the sale    429 rate_limited
 package admission
 
 import (
@@ -189,16 +191,12 @@ func New(cfg Config) (*Admission, error) {
 	// The order of the checks is the order of the answers: a line that
 	// fails several gets the first one's. The waiting room (contract
 	// section 2, issue 25) is one more check, between notBlocked and
-	// notSoldOut: every check above it applies to entering the line and none
-	// below it does (entering takes no stock). From the room's opens_at
-	// (saleOpen then lets such a sale through from there, not from
-	// starts_at) it answers each line of its sale itself, entering the
-	// user's ticket in the line in one script that also keeps one live
-	// ticket per user (202 waiting, the decision then marking its ticket
-	// fresh; the live ticket 200; after the draw, a full line 409 sold_out),
-	// so those lines never reach the claims and the queue: the line's own
-	// admission queues them in draw order. bundleable refuses a bundle that
-	// names such a sale, as it refuses inventory-mysql sales.
+	// notSoldOut: the checks above it apply to entering the line, those
+	// below do not (entering takes no stock). From the room's opens_at
+	// (saleOpen lets such a sale through from then) it answers its lines
+	// itself: the user's ticket entered in the line, 202 waiting (the
+	// decision marking it fresh), their live ticket 200, or a full line 409
+	// sold_out; its lines never reach the claims and the queue.
 	a.checks = []check{
 		a.saleExists,
 		saleOpen,
