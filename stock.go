@@ -15,7 +15,7 @@ const (
 	// Unconfirmed: the user's live ticket is claimed but its publish is not
 	// confirmed yet: it is being queued right now (a double click), or the
 	// ingress that claimed it died before publishing. Its id must not be
-	// handed out until it is (see the ingress's claim).
+	// handed out until it is (see admission's claim).
 	Unconfirmed
 )
 

@@ -9,66 +9,14 @@ import (
 	"time"
 )
 
-// TestUserBudget: a user gets rate requests at once, then one per 1/rate
-// seconds, whatever they send; other users and other sales are untouched; an
-// idle user's bucket is full again (and forgotten) after a second.
-func TestUserBudget(t *testing.T) {
-	budget := newUserBudget(5)
-	b := struct {
-		*userBudget
-		Allow func(sale, user string, now time.Time) bool
-	}{budget, func(sale, user string, now time.Time) bool {
-		leave, _, ok := budget.Take(sale, user, now)
-		if ok {
-			leave()
-		}
-		return ok
-	}}
-	t0 := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
-	n := 0
-	for i := range 2000 { // 2,000 requests in one second
-		if b.Allow("s", "flood", t0.Add(time.Duration(i)*500*time.Microsecond)) {
-			n++
-		}
-	}
-	if n < 5 || n > 10 {
-		t.Errorf("2,000 requests in 1 s: %d allowed, want 5 at once plus about 5 more", n)
-	}
-	for _, k := range [][2]string{{"s", "other"}, {"s2", "flood"}} {
-		if !b.Allow(k[0], k[1], t0.Add(time.Second)) {
-			t.Errorf("%v refused: budgets are per sale and user", k)
-		}
-	}
-	later := t0.Add(5 * time.Second)
-	for i := range 5 {
-		if !b.Allow("s", "flood", later) {
-			t.Fatalf("request %d after 4 s idle refused, want a full bucket", i+1)
-		}
-	}
-	if b.Allow("s", "flood", later) {
-		t.Error("a 6th request in the same instant allowed")
-	}
-	if len(b.cur)+len(b.prev) > 3 {
-		t.Errorf("%d buckets kept, want only the recent ones", len(b.cur)+len(b.prev))
-	}
-	if _, _, ok := newUserBudget(0).Take("s", "u", t0); !ok {
-		t.Error("a disabled budget refused")
-	}
-	if len(budget.flights) != 0 {
-		t.Errorf("%d flights left after every request left", len(budget.flights))
-	}
-}
-
-// budgetFixture is a handler fixture with a window of one purchase per 10 ms,
-// the default budget (5 per second), a clock the test moves, and stock enough
-// for everyone.
-func budgetFixture(t *testing.T) (*handlerFixture, *time.Time) {
+// budgetFixture is a handler fixture with a window of window purchases per
+// 10 ms, the default budget (5 per second), a clock the test moves, and stock
+// enough for everyone.
+func budgetFixture(t *testing.T, window int) (*handlerFixture, *time.Time) {
 	t.Helper()
-	f := newHandlerFixture(t, fakeLifecycle{})
+	f := newHandlerFixture(t, fakeLifecycle{}, func(c *Config) { c.LimitPerWindow, c.UserPurchasesPerSecond = window, 5 })
 	clock := time.Now().Truncate(time.Second)
 	f.srv.cfg.Now = func() time.Time { return clock }
-	f.srv.limiter = newWindowLimiter(1, 10*time.Millisecond)
-	f.srv.budget = newUserBudget(5)
 	f.stock.mu.Lock()
 	f.stock.available["a"] = 100000
 	f.stock.mu.Unlock()
@@ -93,7 +41,7 @@ func (s *claimStock) claimsBy(user string) int {
 // so it cannot be admitted past a full window (as it once was: the 6th quick
 // request skipped the window and was claimed, 202).
 func TestOverBudgetIsNeverAdmitted(t *testing.T) {
-	f, clock := budgetFixture(t)
+	f, clock := budgetFixture(t, 1)
 	for w := range 100 { // 100 windows of 10 ms: 1 s
 		*clock = clock.Add(10 * time.Millisecond)
 		if code, out := f.do(t, "/api/v1/sales/a/purchase", fmt.Sprintf("other-%d", w), `{}`); code != http.StatusAccepted {
@@ -121,7 +69,7 @@ func TestOverBudgetIsNeverAdmitted(t *testing.T) {
 // every request over the budget, read without a claim and without a slot of
 // the window; only the budget's few requests meet the full window (429).
 func TestOverBudgetAnswersTheLiveTicket(t *testing.T) {
-	f, clock := budgetFixture(t)
+	f, clock := budgetFixture(t, 1)
 	code, first := f.do(t, "/api/v1/sales/a/purchase", "holder", `{}`)
 	if code != http.StatusAccepted {
 		t.Fatalf("the holder's purchase: %d %v", code, first)
@@ -160,45 +108,12 @@ func TestOverBudgetAnswersTheLiveTicket(t *testing.T) {
 	}
 }
 
-// TestUserBudgetFlights: a request over the budget is told when the user's
-// requests in flight for the sale (those that had budget) are all answered.
-func TestUserBudgetFlights(t *testing.T) {
-	b := newUserBudget(2)
-	now := time.Now()
-	l1, _, ok1 := b.Take("s", "u", now)
-	l2, _, ok2 := b.Take("s", "u", now)
-	_, idle, ok3 := b.Take("s", "u", now)
-	if !ok1 || !ok2 || ok3 || idle == nil {
-		t.Fatalf("takes: %v %v %v (idle %v), want two with budget and one over it, told of the flight", ok1, ok2, ok3, idle)
-	}
-	if _, other, _ := b.Take("s", "other", now); other != nil {
-		t.Error("another user's request is told of a flight")
-	}
-	l1()
-	l1() // twice changes nothing
-	select {
-	case <-idle:
-		t.Fatal("idle before the second request left")
-	default:
-	}
-	l2()
-	select {
-	case <-idle:
-	default:
-		t.Fatal("not idle once both left")
-	}
-	if _, idle, _ := b.Take("s", "u", now); idle != nil {
-		t.Error("a request over the budget with none in flight is told of a flight")
-	}
-}
-
 // TestDoubleClickBurstOverTheBudget: a user's 20 simultaneous purchases, 15
 // of them over the budget, make one ticket: one 202 and 19 200s with it, never
 // a 429 (the requests over the budget wait for those in flight, then read
 // the ticket they made) and one purchase queued.
 func TestDoubleClickBurstOverTheBudget(t *testing.T) {
-	f, _ := budgetFixture(t)
-	f.srv.limiter = newWindowLimiter(50, 10*time.Millisecond)
+	f, _ := budgetFixture(t, 50)
 	f.queue.confirm = 100 * time.Millisecond // the burst arrives while the first is queued
 	codes := make(chan string, 20)
 	var wg sync.WaitGroup

@@ -143,8 +143,8 @@ type handlerFixture struct {
 
 // newHandlerFixture serves sales a, b (5 units each) and gone (sold out),
 // open now, with lc as the lifecycle (fakeLifecycle{}: every cancel is
-// not_found).
-func newHandlerFixture(t *testing.T, lc fakeLifecycle) *handlerFixture {
+// not_found); each of opts may change the server's Config first.
+func newHandlerFixture(t *testing.T, lc fakeLifecycle, opts ...func(*Config)) *handlerFixture {
 	t.Helper()
 	open := func(id string) *flashsale.Sale {
 		return &flashsale.Sale{ID: id, Stock: 10, PerUserLimit: 2, PriceCents: 100, PaymentWindowSeconds: 60,
@@ -152,9 +152,13 @@ func newHandlerFixture(t *testing.T, lc fakeLifecycle) *handlerFixture {
 	}
 	f := &handlerFixture{sales: mock.Sales{"a": open("a"), "b": open("b"), "gone": open("gone")},
 		stock: newClaimStock(map[string]int{"a": 5, "b": 5, "gone": 0}), orders: mock.NewBook(nil), queue: &recQueue{}}
-	srv, err := New(Config{Sales: f.sales,
+	cfg := Config{Sales: f.sales,
 		Stock: f.stock, Orders: f.orders, Queue: f.queue, Lifecycle: lc, AdminToken: "admin-token-0123456789",
-		LimitPerWindow: 0, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		LimitPerWindow: 0, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	srv, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -304,8 +308,7 @@ func TestReturnEndpoint(t *testing.T) {
 // ticket once the copy is written, else 503, never the id of a ticket that may
 // never be queued. A confirmed one whose copy was lost is answered with its id.
 func TestUnconfirmedClaimIsAwaitedNotHandedOut(t *testing.T) {
-	f := newHandlerFixture(t, fakeLifecycle{})
-	f.srv.cfg.PublishTimeout = 300 * time.Millisecond
+	f := newHandlerFixture(t, fakeLifecycle{}, func(c *Config) { c.PublishTimeout = 300 * time.Millisecond })
 	f.stock.mu.Lock()
 	f.stock.live[[2]string{"a", "u1"}] = "orphan"
 	f.stock.unconfirmed["orphan"] = true

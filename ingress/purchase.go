@@ -1,9 +1,7 @@
 package ingress
 
 import (
-	"context"
 	"errors"
-	"net"
 	"net/http"
 	"time"
 
@@ -11,6 +9,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/flashsale/flashsale"
+	"github.com/flashsale/flashsale/admission"
 	"github.com/flashsale/flashsale/httpapi"
 )
 
@@ -76,34 +75,11 @@ func quantityOr1(q *int) int {
 	return *q
 }
 
-// purchaseLines checks each line as a purchase of its sale would be, in order
-// (the first failing line decides the answer), then admits them under one ticket.
+// purchaseLines answers the purchase of lines as package admission decides
+// it: a fresh ticket 202, the user's live ticket 200, a refusal in the one
+// error shape.
 func (s *Server) purchaseLines(c *gin.Context, lines []flashsale.Line) {
-	ctx := flashsale.WithStage(c.Request.Context(), "admission")
-	user := userOf(c)
-	now := s.cfg.Now()
-	bundle := len(lines) > 1
-	sales := make([]*flashsale.Sale, len(lines))
-	var live *flashsale.Ticket // the first line's live ticket answered without a claim
-	for i, l := range lines {
-		sale, held, leave, err := s.checkLine(ctx, user, l, bundle, now)
-		if leave != nil {
-			defer leave() // once answered (see userBudget.Take)
-		}
-		if err != nil {
-			s.WriteError(c, lineError(err, l, bundle))
-			return
-		}
-		sales[i] = sale
-		if live == nil {
-			live = held
-		}
-	}
-	if live != nil {
-		c.JSON(http.StatusOK, ticketAnswer{TicketID: live.ID, Status: live.Status})
-		return
-	}
-	ticket, fresh, err := s.admit(ctx, user, sales, lines, now)
+	t, fresh, err := s.admission.Admit(c.Request.Context(), admission.Request{User: userOf(c), Lines: lines, Now: s.cfg.Now()})
 	if err != nil {
 		s.WriteError(c, err)
 		return
@@ -112,287 +88,7 @@ func (s *Server) purchaseLines(c *gin.Context, lines []flashsale.Line) {
 	if fresh {
 		code = http.StatusAccepted
 	}
-	c.JSON(code, ticketAnswer{TicketID: ticket.ID, Status: ticket.Status})
-}
-
-// checkLine checks one line as a purchase of its sale: the sale exists, is open
-// by this server's clock, the quantity fits its per-user limit, the user
-// qualifies and is not blocked, the sale is not remembered sold out, and the
-// user's budget and this node's window for the sale have room. It returns the
-// sale, or, for a purchase answered without a claim (sold out remembered, or
-// the user over their budget), the user's live ticket there (200) when they
-// have one. A line that took a token of the user's budget comes with leave,
-// to be called once the request is answered.
-func (s *Server) checkLine(ctx context.Context, user string, l flashsale.Line, bundle bool, now time.Time) (_ *flashsale.Sale, _ *flashsale.Ticket, leave func(), _ error) {
-	sale, err := s.cfg.Sales.Get(ctx, l.SaleID)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	switch {
-	case now.Before(sale.StartsAt):
-		return nil, nil, nil, flashsale.ErrNotStarted
-	case !now.Before(sale.EndsAt):
-		return nil, nil, nil, flashsale.ErrEnded
-	}
-	if l.Quantity < 1 || l.Quantity > sale.PerUserLimit {
-		return nil, nil, nil, flashsale.Errorf(flashsale.CodeInvalidQuantity, "quantity must be between 1 and %d", sale.PerUserLimit)
-	}
-	// A bundle's lines are held under one ticket id in each sale; the mysql
-	// inventory keys its holds by ticket alone, so it sells one sale at a time.
-	if bundle && sale.Inventory == flashsale.InventoryMySQL {
-		return nil, nil, nil, flashsale.Errorf(flashsale.CodeInvalid, "inventory mysql sales are bought one at a time, not in a bundle")
-	}
-	if err := s.checkQualified(ctx, sale, user); err != nil {
-		return nil, nil, nil, err
-	}
-	if err := s.checkBlocked(ctx, user, now); err != nil {
-		return nil, nil, nil, err
-	}
-	// A sale this node just saw sold out is answered without a claim and
-	// without spending its window (see soldOutMemory).
-	var h holding
-	var herr error
-	read := false
-	if s.soldOut.known(sale.ID, now) {
-		h, herr = s.holdingOf(ctx, sale.ID, user)
-		read = true
-		if herr == nil {
-			if h.ticket != nil {
-				return sale, h.ticket, nil, nil
-			}
-			if err := soldOutAnswer(h, sale, l.Quantity); err != nil {
-				return nil, nil, nil, err
-			}
-		}
-	}
-	// A user over their budget neither spends a slot of the sale's window nor
-	// reaches the claim: they are answered their live ticket (200), read
-	// without a claim once their requests in flight here that had budget are
-	// answered (a double click's burst), or 429 as if the window were full.
-	// So hammering the button can neither take the others' slots nor skip
-	// the window to be admitted (see userBudget). A bundle does not wait: two
-	// bundles of one user naming the same sales in another order could wait
-	// for each other.
-	leave, idle, ok := s.budget.Take(sale.ID, user, now)
-	if !ok {
-		if idle != nil && !bundle {
-			select {
-			case <-idle:
-				read = false // what they made
-			case <-ctx.Done():
-				return nil, nil, nil, ctx.Err()
-			}
-		}
-		if !read {
-			h, herr = s.holdingOf(ctx, sale.ID, user)
-		}
-		if herr == nil && h.ticket != nil {
-			return sale, h.ticket, nil, nil
-		}
-		return nil, nil, nil, flashsale.ErrRateLimited
-	}
-	if !s.limiter.Allow(sale.ID, now) {
-		return nil, nil, leave, flashsale.ErrRateLimited
-	}
-	return sale, nil, leave, nil
-}
-
-// lineError names the line's sale in the message of a bundle's coded error.
-func lineError(err error, l flashsale.Line, bundle bool) error {
-	var fe *flashsale.Error
-	if !bundle || !errors.As(err, &fe) {
-		return err
-	}
-	if fe.Code == flashsale.CodeNotFound {
-		return flashsale.Errorf(fe.Code, "no sale %q", l.SaleID)
-	}
-	return flashsale.Errorf(fe.Code, "sale %q: %s", l.SaleID, fe.Message)
-}
-
-// admit claims the user's live ticket in each line's sale and queues the
-// ticket. It returns the new queued ticket (fresh), or the user's existing live
-// ticket in the first sale that has one, with its current status. Whatever was
-// claimed is undone when a later line is refused. The ticket's id is the one
-// the first line's claim mints (see flashsale.TicketClaim): a purchase retried
-// while its ticket is still queued gets the same ticket, even after Redis lost
-// the claim.
-func (s *Server) admit(ctx context.Context, user string, sales []*flashsale.Sale, lines []flashsale.Line, now time.Time) (t *flashsale.Ticket, fresh bool, err error) {
-	ticket := &flashsale.Ticket{UserID: user, Status: flashsale.TicketQueued}
-	ticket.SetLines(lines)
-	want := flashsale.TicketClaim{Nonce: uuid.NewString()}
-	for _, sale := range sales {
-		want.Sales = append(want.Sales, sale.ID)
-	}
-	bundle := len(lines) > 1
-	unclaim := func(n int) {
-		bg := context.WithoutCancel(ctx)
-		for _, sale := range sales[:n] {
-			if err := s.cfg.Stock.Unclaim(bg, flashsale.Part{SaleID: sale.ID, TicketID: ticket.ID, UserID: user}); err != nil {
-				s.log.Error("cannot undo a claim; it goes stale and is replaced on retry", "ticket", ticket.ID, "sale", sale.ID, "err", err)
-			}
-		}
-	}
-	loads := make([]int64, len(sales))
-	for i, sale := range sales {
-		want.ID = ticket.ID
-		outcome, existing, load, err := s.claim(ctx, sale, user, want, ticket, lines[i].Quantity)
-		loads[i] = load
-		if err != nil {
-			unclaim(i)
-			return nil, false, err
-		}
-		switch outcome {
-		case flashsale.Claimed:
-			ticket.ID = existing.ID
-			continue
-		case flashsale.Existing:
-			unclaim(i)
-			return existing, false, nil
-		case flashsale.LimitReached:
-			unclaim(i)
-			return nil, false, lineError(flashsale.ErrLimitReached, lines[i], bundle)
-		default:
-			s.soldOut.remember(sale.ID, now)
-			unclaim(i)
-			return nil, false, lineError(flashsale.ErrSoldOut, lines[i], bundle)
-		}
-	}
-	// undo leaves nothing behind of a request answered 503: its decision
-	// first, in MySQL (a publish that reached the broker after all then makes
-	// no order; a claim that cannot be undone now because Redis is away is
-	// freed by the user's next purchase, see claim), then its claims.
-	undo := func() (stands bool) {
-		if s.giveUp(ctx, ticket) {
-			return true // queued after all, and already ordered
-		}
-		unclaim(len(sales))
-		return false
-	}
-	req := &flashsale.PurchaseRequest{TicketID: ticket.ID, SaleID: ticket.SaleID, UserID: user, Quantity: ticket.Quantity,
-		AdmittedAt: now.UTC(), Loads: loads}
-	if bundle {
-		req.Items = lines
-	}
-	if err := s.queuer.enqueue(req, ticket); err != nil && !undo() {
-		return nil, false, unavailable(err)
-	}
-	return ticket, true, nil
-}
-
-// claim claims the user's slot in one sale for the ticket want names (t is
-// the ticket being admitted: its id once a line minted it). With Claimed it
-// returns the ticket's id (in a Ticket); with Existing the user's live ticket
-// there: its fast copy, else its decision in MySQL, else its id with the
-// status queued (its publish was confirmed: the claim is marked published;
-// the copy was lost with Redis). A live claim whose publish is not confirmed
-// (Unconfirmed) is being queued right now (a double click) or was left by an
-// ingress that died between claim and publish, which nobody was told of: its
-// id is not handed out until its copy is written (waited for up to the
-// publish timeout); without one the answer is 503, the user retries, and an
-// orphaned claim goes stale and is replaced, by the same ticket id (the
-// stock store's ClaimStale). An existing claim whose ticket is final in MySQL
-// (its publish failed and its claim could not be undone then, Redis away) is
-// freed and the slot claimed again.
-func (s *Server) claim(ctx context.Context, sale *flashsale.Sale, user string, want flashsale.TicketClaim, t *flashsale.Ticket, qty int) (flashsale.ClaimOutcome, *flashsale.Ticket, int64, error) {
-	outcome, existing, load, err := s.cfg.Stock.Claim(ctx, sale, user, want, qty)
-	if err != nil {
-		return 0, nil, 0, s.claimFailed(ctx, t, err)
-	}
-	switch outcome {
-	case flashsale.Claimed:
-		return outcome, &flashsale.Ticket{ID: existing}, load, nil
-	case flashsale.Existing:
-	case flashsale.Unconfirmed:
-		if cp := s.awaitCopy(ctx, existing); cp != nil {
-			return flashsale.Existing, cp, 0, nil
-		}
-		return 0, nil, 0, flashsale.Unavailable(errors.New("the user's live ticket is not confirmed: still being queued, or its ingress died"),
-			"your previous purchase is not confirmed yet; retry")
-	default:
-		return outcome, nil, load, nil
-	}
-	if cp, err := s.cfg.Stock.GetTicket(ctx, existing); err == nil {
-		return outcome, cp, 0, nil
-	}
-	mt, merr := s.cfg.Orders.GetTicket(ctx, flashsale.TicketRef{User: user, Ticket: existing})
-	switch {
-	case merr == nil && mt.Status.Live():
-		return outcome, mt, 0, nil
-	case merr != nil: // still in the queue (or MySQL away): the id is enough
-		return outcome, &flashsale.Ticket{ID: existing, Status: flashsale.TicketQueued}, 0, nil
-	}
-	// Final in MySQL: free the claim (its id is never minted again) and
-	// claim again.
-	if err := s.cfg.Stock.Unclaim(ctx, flashsale.Part{SaleID: sale.ID, TicketID: existing, UserID: user}); err != nil {
-		return 0, nil, 0, flashsale.Unavailable(err, "the purchase could not be queued; nothing was kept, retry")
-	}
-	if outcome, existing, load, err = s.cfg.Stock.Claim(ctx, sale, user, want, qty); err != nil {
-		return 0, nil, 0, s.claimFailed(ctx, t, err)
-	}
-	switch outcome {
-	case flashsale.Existing, flashsale.Unconfirmed:
-		return flashsale.Existing, &flashsale.Ticket{ID: existing, Status: flashsale.TicketQueued}, load, nil
-	case flashsale.Claimed:
-		return outcome, &flashsale.Ticket{ID: existing}, load, nil
-	}
-	return outcome, nil, load, nil
-}
-
-// awaitCopy returns the fast copy of a ticket being queued by another
-// request, waiting for it up to the publish timeout; nil when none comes.
-func (s *Server) awaitCopy(ctx context.Context, id string) *flashsale.Ticket {
-	if cp, err := s.cfg.Stock.GetTicket(ctx, id); err == nil {
-		return cp
-	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
-	defer cancel()
-	tick := time.NewTicker(25 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-		}
-		if cp, err := s.cfg.Stock.GetTicket(ctx, id); err == nil {
-			return cp
-		}
-	}
-}
-
-// claimFailed answers a claim of ticket t that failed on Redis. A claim that
-// reached Redis may still run once Redis answers again (it was frozen, not
-// gone): a ticket whose id is known (a bundle's later line) is recorded given
-// up, so that such a claim is freed by the user's next purchase. A first
-// line's claim that runs late leaves a claim nobody publishes, which goes
-// stale and is claimed again under the same id (see claim). One that could not
-// even connect never ran, and costs MySQL nothing.
-func (s *Server) claimFailed(ctx context.Context, t *flashsale.Ticket, err error) error {
-	var ne *net.OpError
-	if t.ID != "" && (!errors.As(err, &ne) || ne.Op != "dial") {
-		s.giveUp(ctx, t)
-	}
-	return unavailable(err)
-}
-
-// giveUp records in MySQL that ticket t, about to be answered 503, makes no
-// order (the 503 and its cause are logged where it is answered); it reports
-// whether the ticket made its order first (its publish reached the broker after
-// all and a worker was quicker).
-func (s *Server) giveUp(ctx context.Context, t *flashsale.Ticket) (ordered bool) {
-	s.log.Info("purchase not queued; recording its ticket failed", "ticket", t.ID)
-	gave := *t
-	gave.Status = flashsale.TicketFailed
-	ordered, err := s.cfg.Orders.GiveUp(context.WithoutCancel(ctx), &gave)
-	if err != nil {
-		s.log.Error("cannot record a purchase that was not queued as failed", "ticket", t.ID, "err", err)
-	}
-	return ordered
-}
-
-// unavailable is a purchase's 503: nothing of it was kept.
-func unavailable(cause error) error {
-	return flashsale.Unavailable(cause, "the purchase could not be queued; nothing was kept, retry")
+	c.JSON(code, ticketAnswer{TicketID: t.ID, Status: t.Status})
 }
 
 // queuedGrace is how long after its id was minted a ticket found neither in

@@ -7,6 +7,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/flashsale/flashsale"
+	"github.com/flashsale/flashsale/admission"
 )
 
 // Reservations is the reservation phase of sales (see package reservation).
@@ -19,29 +20,11 @@ type Reservations interface {
 	// Reservation returns the user's reservation, or an error with code
 	// not_found.
 	Reservation(ctx context.Context, sale *flashsale.Sale, userID string) (*flashsale.UserReservation, error)
-	// Qualified reports whether the user may buy the sale. It must not touch
-	// the book of record unless the fast copy was lost: it runs on every
-	// purchase.
-	Qualified(ctx context.Context, sale *flashsale.Sale, userID string) (bool, error)
+	// Qualified (admission.Qualifier) is asked on every purchase of a sale
+	// with a reservation phase.
+	admission.Qualifier
 	// Count is how many users reserved the sale.
 	Count(ctx context.Context, sale *flashsale.Sale) (int, error)
-}
-
-// checkQualified answers 403 not_qualified for a user who may not buy the sale:
-// the sale has a reservation phase and the user did not reserve. Without
-// Reservations every sale is open to all.
-func (s *Server) checkQualified(ctx context.Context, sale *flashsale.Sale, user string) error {
-	if sale.Reservation == nil || s.cfg.Reservations == nil {
-		return nil
-	}
-	ok, err := s.cfg.Reservations.Qualified(ctx, sale, user)
-	if err != nil {
-		return flashsale.Unavailable(err, "cannot check the reservation now; nothing was queued, retry")
-	}
-	if !ok {
-		return flashsale.ErrNotQualified
-	}
-	return nil
 }
 
 // reservationCount is the sale view's reservation count (nil without a phase).

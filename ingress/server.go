@@ -1,14 +1,12 @@
 // Package ingress is the HTTP front door (gin): it admits purchase requests,
 // queues them, and answers every read of sales, tickets and orders.
 //
-// A purchase is admitted in this order: caller and body checks, the sale's time
-// window by this server's clock, quantity, the user's budget on this node (see
-// fairness.go), this node's 10 ms-window limit for the sale, then one atomic
-// claim in the stock store: the user's live ticket if they have one, else the
-// per-user limit, then availability (the sold-out fast path: nothing is queued
-// when nothing is available). Only a claimed ticket is published, and 202 is
-// answered only after the broker confirmed it; a failed publish undoes the
-// claim, so nothing is left behind and the user may retry.
+// A purchase is decided by package admission (its checks, in order, then the
+// claims and the publish); ingress parses the request, identifies the user
+// and answers the decision: a fresh ticket 202, the user's live ticket 200, a
+// refusal in the one error shape (httpapi). Only a claimed ticket is
+// published, and 202 is answered only after the broker confirmed it; a failed
+// publish undoes the claim, so nothing is left behind and the user may retry.
 //
 // The router also serves the API's description and its reference page
 // (package api): every route here is described there, and a test in
@@ -29,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/flashsale/flashsale"
+	"github.com/flashsale/flashsale/admission"
 	apidesc "github.com/flashsale/flashsale/api"
 	"github.com/flashsale/flashsale/httpapi"
 	"github.com/flashsale/flashsale/identity"
@@ -41,42 +40,25 @@ type Sales interface {
 	flashsale.SaleFinder
 }
 
-// Stock is the stock store: availability, live-ticket claims, ticket copies.
+// Stock is the stock store: availability, and admission's live-ticket
+// claims and ticket copies.
 type Stock interface {
 	Stock(ctx context.Context, saleID string) (flashsale.Stock, error)
-	// Claim claims the user's live-ticket slot in the sale for the ticket
-	// want names (minting its id when want.ID is empty); for Claimed, id is
-	// the ticket's and load names the load of the sale it was made in, which
-	// the purchase carries to its hold.
-	Claim(ctx context.Context, sale *flashsale.Sale, userID string, want flashsale.TicketClaim, qty int) (outcome flashsale.ClaimOutcome, id string, load int64, err error)
-	// Unclaim undoes a claim of p.TicketID (nothing held yet).
-	Unclaim(ctx context.Context, p flashsale.Part) error
-	// Holder reads the user's live ticket in the sale ("" when none) and the
-	// units they hold or bought there, in one round trip.
-	Holder(ctx context.Context, saleID, userID string) (live string, units int, err error)
-	// Queued writes the fast copies of tickets whose purchases are durably
-	// queued and marks their claims published, in one round trip.
-	Queued(ctx context.Context, tickets ...*flashsale.Ticket) error
-	// GetTicket returns an error wrapping flashsale.ErrNotFound when the fast
-	// copy is missing.
-	GetTicket(ctx context.Context, ticketID string) (*flashsale.Ticket, error)
+	admission.Stock
 }
 
-// Orders is the book of record, read by user.
+// Orders is the book of record, read by user (and admission's part of it).
 type Orders interface {
 	GetOrder(ctx context.Context, ref flashsale.OrderRef) (*flashsale.Order, error)
-	GetTicket(ctx context.Context, ref flashsale.TicketRef) (*flashsale.Ticket, error)
-	// GiveUp records that a ticket makes no order unless it made one first,
-	// and reports whether it did.
-	GiveUp(ctx context.Context, t *flashsale.Ticket) (ordered bool, err error)
+	admission.Book
 }
 
-// Queue takes purchases durably.
-type Queue interface {
-	// PublishPurchases queues reqs in one message; nil only once the broker
-	// confirmed it.
-	PublishPurchases(ctx context.Context, reqs []*flashsale.PurchaseRequest) error
-}
+// Queue takes purchases durably (see admission.Queue).
+type Queue = admission.Queue
+
+// Strikes tells whether a user's recent unpaid expiries block their
+// purchases (see admission.Strikes).
+type Strikes = admission.Strikes
 
 // Check is one readiness probe (see httpapi.Readyz).
 type Check = httpapi.Check
@@ -101,7 +83,7 @@ type Config struct {
 	// Orders lifecycle: cancel (see orders.go). Required.
 	Lifecycle Lifecycle
 	// Strikes blocks users whose orders keep expiring unpaid (see
-	// strikes.go); nil: nobody is blocked.
+	// admission/strikes.go); nil: nobody is blocked.
 	Strikes Strikes
 	// Identity identifies users; default identity.Header{} (X-User-ID).
 	Identity identity.Identifier
@@ -115,10 +97,10 @@ type Config struct {
 	// 0 disables the limit. Default (when negative) 50.
 	LimitPerWindow int
 	// UserPurchasesPerSecond is each user's budget of purchase requests per
-	// sale on this node that may reach the sale's window (see fairness.go);
-	// over it, a request is answered the user's live ticket or 429, never
-	// admitted. 0 disables; default (when negative) 5. Off too when
-	// LimitPerWindow is 0 (there is no window to protect).
+	// sale on this node that may reach the sale's window (see
+	// admission/fairness.go); over it, a request is answered the user's live
+	// ticket or 429, never admitted. 0 disables; default (when negative) 5.
+	// Off too when LimitPerWindow is 0 (there is no window to protect).
 	UserPurchasesPerSecond int
 	// UnknownLookups is each user's budget, on this node, of ticket and order
 	// lookups that reach MySQL and find nothing, per 10 s (see lookupBudget);
@@ -143,13 +125,13 @@ type Config struct {
 	PublishTimeout time.Duration
 	// PublishGroups is how many groups of purchases may await the broker's
 	// confirm at once; the purchases admitted meanwhile gather into the next
-	// group (see queuer). Default 4.
+	// group (see admission's queuer). Default 4.
 	PublishGroups int
 	// MaxGroup is the most purchases in one message. Default 128.
 	MaxGroup int
 	// SoldOutMemory is how long this node answers a sale it saw sold out
-	// without a claim (see soldOutMemory): the longest it may answer sold_out
-	// after units came back. Default 100 ms; negative: off.
+	// without a claim (see admission's soldOutMemory): the longest it may
+	// answer sold_out after units came back. Default 100 ms; negative: off.
 	SoldOutMemory time.Duration
 	// Ready are the readiness checks of /readyz.
 	Ready []Check
@@ -167,19 +149,16 @@ type Config struct {
 
 // Server is the ingress HTTP handler.
 type Server struct {
-	cfg      Config
-	log      *slog.Logger
-	engine   *gin.Engine
-	limiter  *windowLimiter
-	budget   *userBudget
-	missing  negativeCache
-	lookups  *lookupBudget
-	requests *prometheus.CounterVec
-	latency  *prometheus.HistogramVec
+	cfg       Config
+	log       *slog.Logger
+	engine    *gin.Engine
+	admission *admission.Admission
+	missing   negativeCache
+	lookups   *lookupBudget
+	requests  *prometheus.CounterVec
+	latency   *prometheus.HistogramVec
 	// purchases counts purchase answers by sale and outcome (metrics.go).
 	purchases *purchaseCounter
-	queuer    *queuer
-	soldOut   soldOutMemory
 }
 
 // New builds the router.
@@ -190,23 +169,14 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	if cfg.LimitPerWindow < 0 {
-		cfg.LimitPerWindow = 50
-	}
 	if cfg.Identity == nil {
 		cfg.Identity = identity.Header{}
-	}
-	if cfg.UserPurchasesPerSecond < 0 {
-		cfg.UserPurchasesPerSecond = 5
-	}
-	if cfg.LimitPerWindow == 0 {
-		cfg.UserPurchasesPerSecond = 0
 	}
 	if cfg.ReadDeadline == 0 {
 		cfg.ReadDeadline = 3 * time.Second
 	}
 	if cfg.PublishTimeout == 0 {
-		cfg.PublishTimeout = 5 * time.Second
+		cfg.PublishTimeout = admission.DefaultPublishTimeout
 	}
 	if cfg.UnknownLookups == 0 {
 		cfg.UnknownLookups = defaultUnknownLookups
@@ -220,18 +190,6 @@ func New(cfg Config) (*Server, error) {
 	if cfg.PurchaseDeadline > 0 && cfg.PurchaseDeadline <= cfg.PublishTimeout {
 		return nil, fmt.Errorf("ingress: PurchaseDeadline %s must exceed PublishTimeout %s (a purchase waits that long for the broker)", cfg.PurchaseDeadline, cfg.PublishTimeout)
 	}
-	if cfg.PublishGroups == 0 {
-		cfg.PublishGroups = 4
-	}
-	if cfg.MaxGroup == 0 {
-		cfg.MaxGroup = 128
-	}
-	if cfg.SoldOutMemory == 0 {
-		cfg.SoldOutMemory = 100 * time.Millisecond
-	}
-	if cfg.PublishGroups < 0 || cfg.MaxGroup < 0 {
-		return nil, errors.New("ingress: PublishGroups and MaxGroup must be positive")
-	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -241,8 +199,14 @@ func New(cfg Config) (*Server, error) {
 	if !cfg.Admin.Enabled() {
 		cfg.Log.Warn("FLASHSALE_ADMIN_TOKEN is not set: admin endpoints answer 503")
 	}
-	s := &Server{cfg: cfg, log: cfg.Log, limiter: newWindowLimiter(cfg.LimitPerWindow, 10*time.Millisecond),
-		budget: newUserBudget(cfg.UserPurchasesPerSecond), lookups: newLookupBudget(cfg.UnknownLookups, 10*time.Second),
+	adm, err := admission.New(admission.Config{Sales: cfg.Sales, Stock: cfg.Stock, Book: cfg.Orders, Queue: cfg.Queue,
+		Reservations: cfg.Reservations, Strikes: cfg.Strikes, LimitPerWindow: cfg.LimitPerWindow,
+		UserPurchasesPerSecond: cfg.UserPurchasesPerSecond, PublishTimeout: cfg.PublishTimeout, PublishGroups: cfg.PublishGroups,
+		MaxGroup: cfg.MaxGroup, SoldOutMemory: cfg.SoldOutMemory, Registry: cfg.Registry, Log: cfg.Log})
+	if err != nil {
+		return nil, fmt.Errorf("ingress: %w", err)
+	}
+	s := &Server{cfg: cfg, log: cfg.Log, admission: adm, lookups: newLookupBudget(cfg.UnknownLookups, 10*time.Second),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "flashsale_http_requests_total",
 			Help: "HTTP requests answered, by route and status."}, []string{"route", "status"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "flashsale_http_request_seconds",
@@ -253,8 +217,6 @@ func New(cfg Config) (*Server, error) {
 		cfg.Registry.MustRegister(s.requests, s.latency)
 	}
 	s.purchases = newPurchaseCounter(cfg.Registry)
-	s.queuer = newQueuer(cfg)
-	s.soldOut = soldOutMemory{ttl: cfg.SoldOutMemory, until: map[string]time.Time{}}
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
 	e.HandleMethodNotAllowed = false

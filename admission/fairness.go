@@ -1,8 +1,12 @@
-package ingress
+package admission
 
 import (
+	"context"
 	"sync"
 	"time"
+
+	"github.com/flashsale/flashsale"
+	"github.com/flashsale/flashsale/internal/tokenbucket"
 )
 
 // userBudget is the fairness rule of admission: a purchase request spends a
@@ -33,7 +37,7 @@ type userBudget struct {
 
 	mu        sync.Mutex
 	gen       int64 // index of the current generation (unix seconds)
-	cur, prev map[budgetKey]*bucket
+	cur, prev map[budgetKey]*tokenbucket.Bucket
 	flights   map[budgetKey]*flight // requests with budget not answered yet
 }
 
@@ -46,27 +50,41 @@ type flight struct {
 
 type budgetKey struct{ sale, user string }
 
-type bucket struct {
-	tokens float64
-	at     time.Time // when tokens was computed
-}
-
-// take refills bk at rate tokens per second up to size, as of now, then takes
-// one token. Without one it reports false and how long until one is back.
-func (bk *bucket) take(now time.Time, size, rate float64) (bool, time.Duration) {
-	if d := now.Sub(bk.at); d > 0 {
-		bk.tokens = min(size, bk.tokens+d.Seconds()*rate)
-		bk.at = now
+// withinBudget lets a line reach the sale's window only while its user has
+// budget left for the sale on this node. Over it, the line neither spends a
+// slot of the window nor reaches the claim: it is answered the user's live
+// ticket, read without a claim once their requests in flight here that had
+// budget are answered (a double click's burst), or 429 as if the window were
+// full. So hammering the button can neither take the others' slots nor skip
+// the window to be admitted. A bundle does not wait: two bundles of one user
+// naming the same sales in another order could wait for each other. A line
+// that took a token keeps its flight until the purchase is decided (see
+// purchase.leave).
+func (a *Admission) withinBudget(ctx context.Context, p *purchase, l *line) decision {
+	leave, idle, ok := a.budget.Take(l.sale.ID, p.User, p.Now)
+	if ok {
+		l.leave = leave
+		return next
 	}
-	if bk.tokens < 1 {
-		return false, time.Duration((1 - bk.tokens) / rate * float64(time.Second))
+	if idle != nil && !p.bundle {
+		select {
+		case <-idle:
+			l.read = false // read what they made
+		case <-ctx.Done():
+			return refuse(ctx.Err())
+		}
 	}
-	bk.tokens--
-	return true, 0
+	if !l.read {
+		l.held, l.heldErr = a.holdingOf(ctx, l.sale.ID, p.User)
+	}
+	if l.heldErr == nil && l.held.ticket != nil {
+		return answer(l.held.ticket)
+	}
+	return refuse(flashsale.ErrRateLimited)
 }
 
 func newUserBudget(perSecond int) *userBudget {
-	return &userBudget{rate: float64(perSecond), cur: map[budgetKey]*bucket{}, prev: map[budgetKey]*bucket{},
+	return &userBudget{rate: float64(perSecond), cur: map[budgetKey]*tokenbucket.Bucket{}, prev: map[budgetKey]*tokenbucket.Bucket{},
 		flights: map[budgetKey]*flight{}}
 }
 
@@ -125,10 +143,10 @@ func (b *userBudget) allow(k budgetKey, now time.Time) bool {
 	if bk == nil {
 		bk = b.prev[k]
 		if bk == nil {
-			bk = &bucket{tokens: b.rate, at: now}
+			bk = &tokenbucket.Bucket{Tokens: b.rate, At: now}
 		}
 		b.cur[k] = bk
 	}
-	ok, _ := bk.take(now, b.rate, b.rate)
+	ok, _ := bk.Take(now, b.rate, b.rate)
 	return ok
 }

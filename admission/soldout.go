@@ -1,4 +1,4 @@
-package ingress
+package admission
 
 import (
 	"context"
@@ -51,6 +51,31 @@ type holding struct {
 	units  int
 }
 
+// notSoldOut answers a line of a sale this node remembers sold out without a
+// claim and without a slot of the sale's window, from the user's holding:
+// their live ticket, else limit_reached or sold_out as the claim would. A
+// holding that cannot be read, or a live claim without a live copy to answer
+// (it is being queued, or its copy was lost), goes on: the claim decides
+// (withinBudget uses the same read).
+func (a *Admission) notSoldOut(ctx context.Context, p *purchase, l *line) decision {
+	if !a.soldOut.known(l.sale.ID, p.Now) {
+		return next
+	}
+	l.held, l.heldErr = a.holdingOf(ctx, l.sale.ID, p.User)
+	l.read = true
+	switch {
+	case l.heldErr != nil:
+		return next
+	case l.held.ticket != nil:
+		return answer(l.held.ticket)
+	case l.held.live:
+		return next
+	case l.held.units+l.Quantity > l.sale.PerUserLimit:
+		return refuse(flashsale.ErrLimitReached)
+	}
+	return refuse(flashsale.ErrSoldOut)
+}
+
 // holdingOf reads the user's standing in a sale without a claim: one read of
 // their live ticket and units (a sale Redis lost is rebuilt from MySQL first,
 // see the stock store's Holder), and, when they have a live ticket, its fast
@@ -59,33 +84,18 @@ type holding struct {
 // this node remembers sold out, and those over their user's budget (see
 // userBudget). A live claim MySQL does not know yet (still queued, its copy
 // lost) has no ticket here: the claim decides.
-func (s *Server) holdingOf(ctx context.Context, saleID, user string) (holding, error) {
-	live, units, err := s.cfg.Stock.Holder(ctx, saleID, user)
+func (a *Admission) holdingOf(ctx context.Context, saleID, user string) (holding, error) {
+	live, units, err := a.cfg.Stock.Holder(ctx, saleID, user)
 	if err != nil || live == "" {
 		return holding{units: units}, err
 	}
 	h := holding{live: true, units: units}
-	cp, err := s.cfg.Stock.GetTicket(ctx, live)
+	cp, err := a.cfg.Stock.GetTicket(ctx, live)
 	if err != nil {
-		cp, err = s.cfg.Orders.GetTicket(ctx, flashsale.TicketRef{User: user, Ticket: live})
+		cp, err = a.cfg.Book.GetTicket(ctx, flashsale.TicketRef{User: user, Ticket: live})
 	}
 	if err == nil && cp.Status.Live() {
 		h.ticket = cp
 	}
 	return h, nil
-}
-
-// soldOutAnswer is a purchase's answer in a sale this node remembers sold
-// out, from the user's holding: ErrLimitReached or ErrSoldOut as the claim
-// would, or nil when the claim must decide (the user has a live claim without
-// a live copy to answer: it is being queued, or its copy was lost).
-func soldOutAnswer(h holding, sale *flashsale.Sale, qty int) error {
-	switch {
-	case h.live:
-		return nil
-	case h.units+qty > sale.PerUserLimit:
-		return flashsale.ErrLimitReached
-	default:
-		return flashsale.ErrSoldOut
-	}
 }

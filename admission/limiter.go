@@ -1,8 +1,11 @@
-package ingress
+package admission
 
 import (
+	"context"
 	"sync"
 	"time"
+
+	"github.com/flashsale/flashsale"
 )
 
 // windowLimiter admits at most limit requests per key in each fixed window of
@@ -18,6 +21,15 @@ type windowLimiter struct {
 type slot struct {
 	window int64 // index of the current window
 	count  int
+}
+
+// windowHasRoom refuses (429 rate_limited) a line whose sale's window on
+// this node is full.
+func (a *Admission) windowHasRoom(_ context.Context, p *purchase, l *line) decision {
+	if !a.limiter.Allow(l.sale.ID, p.Now) {
+		return refuse(flashsale.ErrRateLimited)
+	}
+	return next
 }
 
 func newWindowLimiter(limit int, window time.Duration) *windowLimiter {

@@ -1,4 +1,4 @@
-package ingress
+package admission
 
 import (
 	"context"
@@ -35,7 +35,7 @@ func (g *gateQueue) PublishPurchases(ctx context.Context, reqs []*flashsale.Purc
 }
 
 func newTestQueuer(q Queue, inFlight int, timeout time.Duration) *queuer {
-	return newQueuer(Config{Queue: q, Stock: newClaimStock(nil), Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	return newQueuer(Config{Queue: q, Stock: &stubStock{}, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		PublishTimeout: timeout, MaxGroup: 128, PublishGroups: inFlight})
 }
 
