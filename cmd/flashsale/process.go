@@ -168,7 +168,9 @@ func (p *process) ingress(g *service.Group, qc queue.Config) ([]named, []named, 
 	hs := &http.Server{Addr: cfg.HTTPAddr, Handler: srv.Handler(), ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout: 10 * time.Second, WriteTimeout: 15 * time.Second, IdleTimeout: 60 * time.Second,
 		MaxHeaderBytes: maxHeaderBytes, ErrorLog: slog.NewLogLogger(p.log.Handler(), slog.LevelWarn)}
-	hs.RegisterOnShutdown(srv.CloseStreams)   // streams never end by themselves: their clients reconnect
+	// Ticket event streams never end by themselves: closed on shutdown, their
+	// clients reconnect.
+	hs.RegisterOnShutdown(srv.CloseStreams)
 	if ocfg.Addr == "" && p.ops.live != nil { // without an operations listener, the live page is here
 		p.ops.live.Register(srv.Router())
 		hs.RegisterOnShutdown(p.ops.live.Close)
