@@ -1,0 +1,256 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The tests of issue 24: every queued ticket knows its place (position,
+// eta_seconds, poll_after_ms), and its event stream pushes it.
+
+// admission is one buyer's purchase: the ticket and when the request that
+// got it was sent and answered.
+type admission struct {
+	ref            ticketRef
+	sent, answered time.Time
+}
+
+// admitAll has every user purchase one unit, conc at a time, retrying a 503
+// (the contract lets a buyer retry; nothing of it was kept); it returns the
+// admissions in the order of the users.
+func admitAll(t *testing.T, c *client, saleID string, users []string, conc int) []admission {
+	t.Helper()
+	out := make([]admission, len(users))
+	work := make(chan int)
+	var wg sync.WaitGroup
+	ta := newTally()
+	for range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				for attempt := 0; ; attempt++ {
+					ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+					sent := time.Now()
+					r, err := c.purchase(ctx, saleID, users[i], 1)
+					answered := time.Now()
+					cancel()
+					if err == nil && r.Status == http.StatusServiceUnavailable && attempt < 50 {
+						time.Sleep(50 * time.Millisecond) // a buyer's backoff, not a wait for an effect
+						continue
+					}
+					ta.add(outcome(r, err), fmt.Sprintf("%s: %v %s", users[i], err, r))
+					if err == nil && r.Status == http.StatusAccepted {
+						var a purchaseAnswer
+						if err := r.decode(&a); err == nil {
+							out[i] = admission{ref: ticketRef{User: users[i], TicketID: a.TicketID}, sent: sent, answered: answered}
+						}
+					}
+					break
+				}
+			}
+		}()
+	}
+	for i := range users {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	ta.only(t, "202")
+	return out
+}
+
+// TestQueuedTicketsKnowTheirPlace admits 2,000 buyers while no worker runs,
+// then lets a worker drain them at ~200 orders a second (every order's
+// COMMIT held 500 ms at a MySQL proxy, so that the drain lasts long enough
+// to watch; the order transactions of one shard queue on its stock-cap row):
+//   - with the worker stopped, every ticket's position lies between 1 + the
+//     tickets answered 202 before its request was sent (surely ahead of it)
+//     and 1 + the tickets whose requests were sent before its answer came
+//     (possibly ahead of it): so at most "the tickets admitted before it,
+//     plus one"; eta_seconds is null (nothing decided: no pace);
+//   - once the worker runs, every queued ticket is read every 300 ms and no
+//     position ever grows;
+//   - at half-way (half the tickets decided) each queued ticket's
+//     eta_seconds is compared with its real wait (its order's created_at
+//     minus the moment of the reading): within a factor of 2 for the tickets
+//     that waited 2 s or more (eta is in whole seconds).
+func TestQueuedTicketsKnowTheirPlace(t *testing.T) {
+	e := newEnv(t)
+	cp := newCommitProxy(t)
+	ing := e.start("ingress", nil)
+	c := ing.client()
+	const buyers = 2000
+	id := c.createSale(t, openSale(buyers, 1, 100))
+
+	adm := admitAll(t, c, id, userNames("place", buyers), 64)
+	refs := make([]ticketRef, len(adm))
+	sentAt := make([]time.Time, len(adm))
+	answeredAt := make([]time.Time, len(adm))
+	byTicket := map[string]admission{}
+	for i, a := range adm {
+		refs[i], sentAt[i], answeredAt[i] = a.ref, a.sent, a.answered
+		byTicket[a.ref.TicketID] = a
+	}
+	sort.Slice(sentAt, func(i, j int) bool { return sentAt[i].Before(sentAt[j]) })
+	sort.Slice(answeredAt, func(i, j int) bool { return answeredAt[i].Before(answeredAt[j]) })
+
+	// The worker stopped: every place within its bounds.
+	views, _, problems := c.places(refs)
+	if len(views) != buyers {
+		t.Fatalf("read %d of %d tickets: %v", len(views), buyers, problems)
+	}
+	seen := map[int]int{}
+	bad := 0
+	for _, a := range adm {
+		v := views[a.ref.TicketID]
+		if p := placeProblem(v); p != "" || v.Status != "queued" {
+			t.Fatalf("ticket %s with the worker stopped: %s (%+v)", a.ref.TicketID, p, v)
+		}
+		if v.ETA != nil {
+			t.Errorf("ticket %s: eta_seconds %d with nothing decided yet, want null", a.ref.TicketID, *v.ETA)
+		}
+		lo := 1 + countBefore(answeredAt, a.sent)     // answered before it was sent: ahead of it
+		hi := 1 + countBefore(sentAt, a.answered) - 1 // sent before it was answered, itself excluded
+		if p := *v.Position; p < lo || p > hi {
+			if bad++; bad <= 5 {
+				t.Errorf("ticket %s at position %d, want within [%d, %d] (1 + the tickets surely / possibly admitted before it)", a.ref.TicketID, p, lo, hi)
+			}
+		}
+		seen[*v.Position]++
+	}
+	if bad > 0 {
+		t.Fatalf("%d of %d positions out of their bounds", bad, buyers)
+	}
+	if seen[1] != 1 || len(seen) < buyers*9/10 {
+		t.Errorf("positions with the worker stopped: %d distinct, %d at 1; want nearly all distinct and one first", len(seen), seen[1])
+	}
+	t.Logf("worker stopped: %d positions within their bounds, %d distinct; e.g. the last admitted at %d", buyers, len(seen), *views[adm[len(adm)-1].ref.TicketID].Position)
+
+	// The worker runs, every order COMMIT held 500 ms. Every 300 ms a
+	// sample of 500 tickets spread over the line (every 4th admitted) is read.
+	cp.HoldCommits(-1, true, 500*time.Millisecond)
+	started := time.Now()
+	e.start("worker", map[string]string{"FLASHSALE_MYSQL_SHARD_DSNS": e.shardDSNsVia(cp.Addr)})
+	var left []ticketRef
+	for i := 0; i < len(refs); i += 4 {
+		left = append(left, refs[i])
+	}
+	sample := len(left)
+	type reading struct {
+		pos, eta int // eta -1: null
+		at       time.Time
+	}
+	last := map[string]reading{}    // each ticket's last reading while queued
+	half := map[string]reading{}    // at half-way
+	decided := map[string]float64{} // when each was first seen decided: the middle of the gap since its last queued reading
+	halfAt := time.Time{}
+	rounds, grew, reads := 0, 0, 0
+	var roundDur []time.Duration
+	tick := time.NewTicker(300 * time.Millisecond)
+	defer tick.Stop()
+	for deadline := time.Now().Add(3 * time.Minute); len(left) > 0; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d tickets still queued after 3 minutes", len(left))
+		}
+		<-tick.C // a sample every 300 ms (or as soon as the last one took longer)
+		t0 := time.Now()
+		views, at, problems := c.places(left)
+		roundDur = append(roundDur, time.Since(t0))
+		rounds++
+		reads += len(views)
+		var next []ticketRef
+		for _, r := range left {
+			v, ok := views[r.TicketID]
+			if !ok {
+				t.Fatalf("ticket %s not read: %v", r.TicketID, problems)
+			}
+			if p := placeProblem(v); p != "" {
+				t.Fatalf("ticket %s: %s (%+v)", r.TicketID, p, v)
+			}
+			prev, seenBefore := last[r.TicketID]
+			if v.Status != "queued" {
+				if v.Status != "pending_payment" {
+					t.Errorf("ticket %s ended %s, want pending_payment (stock for everyone)", r.TicketID, v.Status)
+				}
+				from := started
+				if seenBefore {
+					from = prev.at
+				}
+				decided[r.TicketID] = from.Add(at[r.TicketID].Sub(from) / 2).Sub(started).Seconds()
+				continue
+			}
+			next = append(next, r)
+			if seenBefore && *v.Position > prev.pos {
+				if grew++; grew <= 5 {
+					t.Errorf("ticket %s: position grew from %d to %d", r.TicketID, prev.pos, *v.Position)
+				}
+			}
+			rd := reading{pos: *v.Position, eta: -1, at: at[r.TicketID]}
+			if v.ETA != nil {
+				rd.eta = *v.ETA
+			}
+			last[r.TicketID] = rd
+		}
+		if halfAt.IsZero() && len(next) <= sample/2 {
+			halfAt = time.Now()
+			for _, r := range next {
+				half[r.TicketID] = last[r.TicketID]
+			}
+			t.Logf("half-way after %s: %d of the %d sampled tickets queued", halfAt.Sub(started).Round(time.Millisecond), len(next), sample)
+		}
+		left = next
+	}
+	slices.Sort(roundDur)
+	t.Logf("drained in %s: %d rounds of reads (every 300 ms; a round took %s median, %s at most), %d reads, %d positions grew",
+		time.Since(started).Round(time.Millisecond), rounds, roundDur[len(roundDur)/2].Round(time.Millisecond), roundDur[len(roundDur)-1].Round(time.Millisecond), reads, grew)
+	if grew > 0 {
+		t.Fatalf("%d readings saw a position grow", grew)
+	}
+
+	// eta at half-way against the real wait: from that reading to the
+	// moment the ticket was seen decided.
+	type cmp struct {
+		eta  int
+		wait float64
+	}
+	var cmps []cmp
+	var ratios []float64
+	off, noETA := 0, 0
+	for tid, h := range half {
+		if h.eta < 0 {
+			noETA++
+			continue
+		}
+		wait := decided[tid] - h.at.Sub(started).Seconds()
+		cmps = append(cmps, cmp{h.eta, wait})
+		if wait < 2 {
+			continue
+		}
+		ratios = append(ratios, float64(h.eta)/wait)
+		if float64(h.eta) < wait/2 || float64(h.eta) > 2*wait {
+			if off++; off <= 5 {
+				t.Errorf("ticket %s: eta_seconds %d at half-way (position %d), real wait %.1f s: not within a factor of 2", tid, h.eta, h.pos, wait)
+			}
+		}
+	}
+	if noETA > 0 {
+		t.Errorf("%d queued tickets had no eta at half-way, with the line moving", noETA)
+	}
+	if len(ratios) == 0 {
+		t.Fatal("no ticket waited 2 s or more after half-way: the drain was too fast to judge an eta")
+	}
+	sort.Slice(cmps, func(i, j int) bool { return cmps[i].wait < cmps[j].wait })
+	slices.Sort(ratios)
+	t.Logf("eta at half-way vs the real wait, %d tickets (%d waited >= 2 s): eta/wait min %.2f, median %.2f, max %.2f; longest wait %.1f s with eta %d s; %d outside a factor of 2",
+		len(cmps), len(ratios), ratios[0], ratios[len(ratios)/2], ratios[len(ratios)-1], cmps[len(cmps)-1].wait, cmps[len(cmps)-1].eta, off)
+	if off > 0 {
+		t.Fatalf("%d of %d etas at half-way not within a factor of 2 of the real wait", off, len(ratios))
+	}
+}
