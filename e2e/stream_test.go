@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"sort"
@@ -253,4 +254,260 @@ func TestQueuedTicketsKnowTheirPlace(t *testing.T) {
 	if off > 0 {
 		t.Fatalf("%d of %d etas at half-way not within a factor of 2 of the real wait", off, len(ratios))
 	}
+}
+
+// followed is what a test saw of one ticket's stream: the events in order,
+// the comment lines' times, and how the stream ended.
+type followed struct {
+	mu       sync.Mutex
+	events   []streamEvent
+	comments []time.Time
+	ended    chan struct{}
+	err      error // io.EOF: the server ended it
+}
+
+// follow reads s on a goroutine of its own until it ends; seen are the
+// events already read from it.
+func follow(s *ticketStream, seen ...streamEvent) *followed {
+	f := &followed{ended: make(chan struct{}), events: seen}
+	go func() {
+		defer close(f.ended)
+		for {
+			ev, err := s.next()
+			f.mu.Lock()
+			if err != nil {
+				f.err = err
+				f.mu.Unlock()
+				return
+			}
+			if ev.Comment {
+				f.comments = append(f.comments, ev.At)
+			} else {
+				f.events = append(f.events, ev)
+			}
+			f.mu.Unlock()
+		}
+	}()
+	return f
+}
+
+func (f *followed) seen() ([]streamEvent, []time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.events), slices.Clone(f.comments)
+}
+
+// lastEvent returns the last event seen, and whether there was one.
+func (f *followed) lastEvent() (streamEvent, bool) {
+	evs, _ := f.seen()
+	if len(evs) == 0 {
+		return streamEvent{}, false
+	}
+	return evs[len(evs)-1], true
+}
+
+// TestTicketStreamAcrossIngresses follows 40 tickets admitted by ingress A
+// through event streams held on ingress B, with no worker running yet:
+//   - every stream sends the ticket at once (queued, with its place), and a
+//     comment line within 15 s while nothing changes;
+//   - a 5th stream of one user on B is 429 rate_limited;
+//   - a reconnect with Last-Event-ID gets the current state at once, its
+//     event numbered after the last one seen;
+//   - B restarted (SIGTERM, exit 0) ends its streams; the clients reconnect
+//     with Last-Event-ID and get the current state at once;
+//   - once a worker runs, every stream delivers pending_payment within 1 s of
+//     the order's created_at and ends; a place shown never grows and event
+//     ids follow each other; a reconnect after the end gets pending_payment
+//     at once, and the stream ends again.
+func TestTicketStreamAcrossIngresses(t *testing.T) {
+	e := newEnv(t)
+	a := e.start("ingress", nil)
+	b := e.start("ingress", nil)
+	ca := a.client()
+	const n = 40
+	id := ca.createSale(t, openSale(n, 1, 100))
+	adm := admitAll(t, ca, id, userNames("stream", n), 8)
+	hc := &http.Client{Transport: streamTransport()}
+	open := func(r ticketRef, lastID string) *ticketStream {
+		t.Helper()
+		s, rep, err := openTicketStream(hc, b.URL, r.TicketID, r.User, lastID)
+		if err != nil || s == nil {
+			t.Fatalf("stream of %s on B: %v %s", r.TicketID, err, rep)
+		}
+		return s
+	}
+	// first reads a new stream's first event, which must come at once.
+	first := func(s *ticketStream, opened time.Time, what string) streamEvent {
+		t.Helper()
+		ev, err := s.nextEvent()
+		if err != nil {
+			t.Fatalf("%s: no first event: %v", what, err)
+		}
+		if d := ev.At.Sub(opened); d > time.Second {
+			t.Errorf("%s: first event %s after the stream opened, want at once", what, d)
+		}
+		if p := placeProblem(ev.View); p != "" || ev.View.Status != "queued" {
+			t.Fatalf("%s: first event %+v: %s", what, ev.View, p)
+		}
+		return ev
+	}
+	streams := make([]*ticketStream, n)
+	follows := make([]*followed, n)
+	firsts := make([]streamEvent, n)
+	for i, r := range adm {
+		opened := time.Now()
+		streams[i] = open(r.ref, "")
+		firsts[i] = first(streams[i], opened, "stream of "+r.ref.TicketID)
+		if firsts[i].ID != "1" {
+			t.Errorf("the first event of a new stream has id %q, want 1", firsts[i].ID)
+		}
+		follows[i] = follow(streams[i], firsts[i])
+	}
+	t.Logf("40 streams on B, first events at positions %d .. %d", *firsts[0].View.Position, *firsts[n-1].View.Position)
+
+	// A user's 5th stream on one node.
+	var extra []*ticketStream
+	for range 3 {
+		extra = append(extra, open(adm[0].ref, ""))
+	}
+	if s, rep, err := openTicketStream(hc, b.URL, adm[0].ref.TicketID, adm[0].ref.User, ""); err != nil || s != nil {
+		t.Fatalf("5th stream of a user: %v %v", err, s != nil)
+	} else {
+		checkError(t, "5th stream of a user", rep, http.StatusTooManyRequests, "rate_limited")
+	}
+	for _, s := range extra {
+		s.close()
+	}
+
+	// Nothing changes: a comment line within 15 s.
+	eventually(t, 16*time.Second, "a comment line on a stream where nothing changes", func() (bool, string) {
+		_, comments := follows[1].seen()
+		return len(comments) > 0, fmt.Sprintf("%d comments", len(comments))
+	})
+	_, comments := follows[1].seen()
+	if d := comments[0].Sub(firsts[1].At); d > 15*time.Second {
+		t.Errorf("the first comment line came %s after the first event, want within 15 s", d)
+	}
+
+	// A reconnect with Last-Event-ID.
+	streams[2].close()
+	<-follows[2].ended
+	lastSeen, _ := follows[2].lastEvent()
+	opened := time.Now()
+	streams[2] = open(adm[2].ref, lastSeen.ID)
+	ev := first(streams[2], opened, "reconnect with Last-Event-ID")
+	if eventID(ev) != eventID(lastSeen)+1 || *ev.View.Position > *lastSeen.View.Position {
+		t.Errorf("reconnect with Last-Event-ID %s: event %s at position %d, want id %d, position <= %d",
+			lastSeen.ID, ev.ID, *ev.View.Position, eventID(lastSeen)+1, *lastSeen.View.Position)
+	}
+	follows[2] = follow(streams[2], ev)
+
+	// The streams outlive the server's read and write timeouts (10 s, 15 s):
+	// none ends by itself within 16 s of its start.
+	heldFor := 16*time.Second - time.Since(firsts[0].At)
+	select {
+	case <-follows[0].ended:
+	case <-time.After(heldFor): // the span in which nothing may happen
+	}
+	for i, f := range follows {
+		select {
+		case <-f.ended:
+			t.Fatalf("stream %d ended by itself (%v) %s after the first was opened", i, f.err, time.Since(firsts[0].At).Round(time.Millisecond))
+		default:
+		}
+	}
+
+	// B restarts: its streams end, the clients reconnect.
+	stopAt := time.Now()
+	b.Stop()
+	stopped := time.Since(stopAt)
+	for i, f := range follows {
+		select {
+		case <-f.ended:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("stream %d still open 5 s after B stopped", i)
+		}
+	}
+	b.Start()
+	t.Logf("B stopped in %s with 40 streams open (exit 0); restarted", stopped.Round(time.Millisecond))
+	for i, r := range adm {
+		last, _ := follows[i].lastEvent()
+		opened := time.Now()
+		streams[i] = open(r.ref, last.ID)
+		ev := first(streams[i], opened, "reconnect after B restarted")
+		if eventID(ev) != eventID(last)+1 || *ev.View.Position > *last.View.Position {
+			t.Errorf("reconnect after the restart: event %s at position %d, want id %d, position <= %d", ev.ID, *ev.View.Position, eventID(last)+1, *last.View.Position)
+		}
+		follows[i] = follow(streams[i], ev)
+	}
+
+	// A worker: every stream delivers pending_payment within 1 s of the
+	// order's created_at, and ends.
+	e.start("worker", nil)
+	for i, f := range follows {
+		select {
+		case <-f.ended:
+		case <-time.After(60 * time.Second):
+			t.Fatalf("stream of %s not ended 60 s after the worker started", adm[i].ref.TicketID)
+		}
+	}
+	var lags []time.Duration
+	for i, f := range follows {
+		evs, _ := f.seen()
+		if f.err != io.EOF {
+			t.Errorf("stream %d ended with %v, want the server's end", i, f.err)
+		}
+		if len(evs) == 0 {
+			t.Fatalf("stream %d: no event", i)
+		}
+		for k := 1; k < len(evs); k++ {
+			if eventID(evs[k]) != eventID(evs[k-1])+1 {
+				t.Errorf("stream %d: event ids %s then %s", i, evs[k-1].ID, evs[k].ID)
+			}
+			if p, q := evs[k-1].View.Position, evs[k].View.Position; p != nil && q != nil && *q > *p {
+				t.Errorf("stream %d: position grew from %d to %d", i, *p, *q)
+			}
+		}
+		final := evs[len(evs)-1]
+		if final.View.Status != "pending_payment" || final.View.OrderID != adm[i].ref.TicketID || final.View.PayBy == nil {
+			t.Fatalf("stream %d ended with %+v, want pending_payment with its order", i, final.View)
+		}
+		o := ca.orderNowByID(t, adm[i].ref)
+		lag := final.At.Sub(o.CreatedAt)
+		lags = append(lags, lag)
+		if lag > time.Second {
+			t.Errorf("stream %d: pending_payment %s after the order's created_at, want within 1 s", i, lag)
+		}
+	}
+	slices.Sort(lags)
+	t.Logf("pending_payment on B's streams after the orders' created_at: median %s, max %s", lags[len(lags)/2].Round(time.Millisecond), lags[len(lags)-1].Round(time.Millisecond))
+
+	// A reconnect after the end: the final state at once, and the end.
+	last, _ := follows[0].lastEvent()
+	opened = time.Now()
+	s, rep, err := openTicketStream(hc, b.URL, adm[0].ref.TicketID, adm[0].ref.User, last.ID)
+	if err != nil || s == nil {
+		t.Fatalf("reconnect after the end: %v %s", err, rep)
+	}
+	ev, err = s.nextEvent()
+	if err != nil || ev.View.Status != "pending_payment" || eventID(ev) != eventID(last)+1 || ev.At.Sub(opened) > time.Second {
+		t.Fatalf("reconnect after the end: %+v %v, want pending_payment (id %d) at once", ev, err, eventID(last)+1)
+	}
+	if _, err := s.next(); err != io.EOF {
+		t.Errorf("a reconnect after the end goes on: %v", err)
+	}
+}
+
+// orderNowByID reads the ticket's order (its id is the ticket's).
+func (c *client) orderNowByID(t *testing.T, r ticketRef) orderView {
+	t.Helper()
+	rep := c.must(t, http.MethodGet, pathOrder(r.TicketID), user(r.User), nil)
+	var o orderView
+	if rep.Status != http.StatusOK {
+		t.Fatalf("order %s: %s", r.TicketID, rep)
+	}
+	if err := rep.decode(&o); err != nil {
+		t.Fatal(err)
+	}
+	return o
 }

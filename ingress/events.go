@@ -37,10 +37,11 @@ import (
 // Identity and 404 are those of GET /tickets/{id}, answered before the stream
 // starts; beyond Config.StreamsPerUser open streams of the user on this node
 // the answer is 429 rate_limited. A stream is no request under the API's
-// deadlines (see deadline): each write has a deadline of its own, and the
-// connection's read deadline is lifted (the server's ReadTimeout would
-// otherwise end the request's context). The HTTP server's shutdown ends every
-// stream (streams.Close): its clients reconnect.
+// deadlines (see deadline): each of its reads has the read deadline, and each
+// write a deadline of its own, which the server's WriteTimeout would
+// otherwise cut (net/http lifts the read deadline itself once the request is
+// read). The HTTP server's shutdown ends every stream (streams.Close): its
+// clients reconnect.
 
 // eventsRoute is the stream's route.
 const eventsRoute = "/api/v1/tickets/:id/events"
@@ -127,7 +128,6 @@ func (s *Server) ticketEvents(c *gin.Context) {
 	if last, err := strconv.ParseUint(c.GetHeader("Last-Event-ID"), 10, 63); err == nil {
 		e.id = last + 1
 	}
-	_ = e.rc.SetReadDeadline(time.Time{})
 	h := c.Writer.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store")
