@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"slices"
 	"sort"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -510,4 +512,112 @@ func (c *client) orderNowByID(t *testing.T, r ticketRef) orderView {
 		t.Fatal(err)
 	}
 	return o
+}
+
+// TestManyTicketStreams holds 10,000 event streams open on one ingress (2,500
+// buyers with 4 streams each, the most a user may hold on a node), all queued
+// while no worker runs, and measures the ingress's memory with them; then a
+// worker decides every ticket and every stream delivers pending_payment and
+// ends. FLASHSALE_E2E_STREAMS sets another number of buyers (x4 streams).
+func TestManyTicketStreams(t *testing.T) {
+	buyers := 2500
+	if n, err := strconv.Atoi(os.Getenv("FLASHSALE_E2E_STREAMS")); err == nil && n > 0 {
+		buyers = n
+	}
+	const perUser = 4
+	e := newEnv(t)
+	ing := e.start("ingress", nil)
+	c := ing.client()
+	id := c.createSale(t, openSale(buyers, 1, 100))
+	adm := admitAll(t, c, id, userNames("many", buyers), 64)
+	metrics := func() promMetrics { return scrapeMetrics(t, ing.URL+"/metrics") }
+	runtime := func(m promMetrics) (heap, goroutines float64) {
+		return m["go_memstats_heap_inuse_bytes"], m["go_goroutines"]
+	}
+	rss0, err := procRSS(ing.pid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	heap0, gor0 := runtime(metrics())
+
+	hc := &http.Client{Transport: streamTransport()}
+	total := buyers * perUser
+	follows := make([]*followed, total)
+	work := make(chan int)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var failures []string
+	opening := time.Now()
+	for range 128 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				r := adm[i/perUser].ref
+				s, rep, err := openTicketStream(hc, ing.URL, r.TicketID, r.User, "")
+				var ev streamEvent
+				if err == nil && s != nil {
+					ev, err = s.nextEvent()
+				}
+				if err != nil || s == nil || ev.View.Status != "queued" {
+					mu.Lock()
+					failures = append(failures, fmt.Sprintf("stream %d: %v %s %+v", i, err, rep, ev.View))
+					mu.Unlock()
+					continue
+				}
+				follows[i] = follow(s, ev)
+			}
+		}()
+	}
+	for i := range total {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	if len(failures) > 0 {
+		t.Fatalf("%d of %d streams did not open: %v", len(failures), total, failures[:min(5, len(failures))])
+	}
+	opened := time.Since(opening)
+	var m promMetrics
+	eventually(t, 10*time.Second, "the ingress counts every stream open", func() (bool, string) {
+		m = metrics()
+		return m["flashsale_ticket_streams"] == float64(total), fmt.Sprintf("flashsale_ticket_streams %v", m["flashsale_ticket_streams"])
+	})
+	rss1, err := procRSS(ing.pid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	heap1, gor1 := runtime(m)
+	t.Logf("%d streams opened in %s; the ingress with them: RSS %.1f MiB (+%.1f MiB, %.1f KiB a stream), Go heap in use %.1f MiB (+%.1f KiB a stream), goroutines %.0f (+%.0f)",
+		total, opened.Round(time.Millisecond), float64(rss1)/(1<<20), float64(rss1-rss0)/(1<<20), float64(rss1-rss0)/1024/float64(total),
+		heap1/(1<<20), (heap1-heap0)/1024/float64(total), gor1, gor1-gor0)
+	if r := c.must(t, http.MethodGet, "/healthz", nil, nil); r.Status != http.StatusOK {
+		t.Errorf("healthz with %d streams open: %s", total, r)
+	}
+
+	// A worker decides every ticket: every stream delivers it and ends.
+	started := time.Now()
+	e.start("worker", nil)
+	for i, f := range follows {
+		select {
+		case <-f.ended:
+		case <-time.After(2 * time.Minute):
+			t.Fatalf("stream %d not ended 2 minutes after the worker started", i)
+		}
+	}
+	events := 0
+	for i, f := range follows {
+		last, _ := f.lastEvent()
+		evs, _ := f.seen()
+		events += len(evs)
+		if f.err != io.EOF || last.View.Status != "pending_payment" {
+			t.Fatalf("stream %d ended (%v) with %+v, want pending_payment", i, f.err, last.View)
+		}
+	}
+	t.Logf("every stream delivered pending_payment and ended %s after the worker started; %d events in all (%.1f a stream)",
+		time.Since(started).Round(time.Millisecond), events, float64(events)/float64(total))
+	eventually(t, 10*time.Second, "the ingress counts no stream open", func() (bool, string) {
+		v := metrics()["flashsale_ticket_streams"]
+		return v == 0, fmt.Sprintf("flashsale_ticket_streams %v", v)
+	})
 }
