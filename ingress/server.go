@@ -279,6 +279,11 @@ func New(cfg Config) (*Server, error) {
 	api.POST("/purchases", s.user, s.purchaseBundle)
 	api.POST("/sales/:id/reservations", s.user, s.reserve)
 	api.GET("/sales/:id/reservations/me", s.user, s.myReservation)
+	buyer, err := newBuyerPage()
+	if err != nil {
+		return nil, err
+	}
+	buyer.register(s, e)
 	// The description of all of the above (api/openapi.yaml) and its
 	// reference page, on the same listener.
 	if err := apidesc.Register(e, s.log); err != nil {
