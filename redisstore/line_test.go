@@ -111,13 +111,13 @@ func TestARebuildKeepsTheLine(t *testing.T) {
 // the line once it is stale, so the tickets behind it move up.
 func TestAnOrphanedClaimLeavesTheLine(t *testing.T) {
 	s, sale, _ := newStore(t, 100, 1)
-	s.cfg.ClaimStale = 50 * time.Millisecond
+	s.cfg.ClaimStale = 2 * time.Second // long enough to see the orphan before it is stale on a busy box
 	ctx := context.Background()
 	mint(t, s, sale, "orphan", "n0") // never queued
 	refs := queueUsers(t, s, sale, "u1", "u2")
 	wantPlaces(t, s, sale.ID, refs, 2, 3)
 	var got []int
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
 		var err error
 		if got, err = s.Places(ctx, sale.ID, refs); err != nil {
 			t.Fatal(err)
@@ -125,7 +125,7 @@ func TestAnOrphanedClaimLeavesTheLine(t *testing.T) {
 		if got[0] == 1 {
 			break
 		}
-		service.Sleep(ctx, 10*time.Millisecond) // until the orphan is stale by Redis's clock
+		service.Sleep(ctx, 50*time.Millisecond) // until the orphan is stale by Redis's clock
 	}
 	if fmt.Sprint(got) != "[1 2]" {
 		t.Fatalf("places once the orphan is stale = %v, want [1 2]", got)
