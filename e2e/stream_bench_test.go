@@ -59,11 +59,12 @@ func procCPU(pid int) (time.Duration, error) {
 // `flashsale all` (limiter at the contract's 50 per 10 ms), the crowd of
 // TestBenchAgainstAll (3,000 users, 300 units), once polling at the
 // poll_after_ms the answers give and once following every ticket through its
-// event stream: both pass every check; streaming polls nothing, opens about
-// one stream per ticket, and the users see their decisions sooner. The
-// figures (requests, polls and streams per order, 202 → final as the users saw
-// it, the flashsale process's CPU per order) are logged side by side: the
-// small-scale version of the comparison `make bench` makes.
+// event stream: both pass every check; polling polls, streaming polls nothing
+// and opens about one stream per ticket. The figures (requests, polls and
+// streams per order, 202 → final as the users saw it, the flashsale process's
+// CPU per order) are logged side by side, not compared: at this scale, on a
+// box shared with other test runs, they vary more from run to run than
+// between the modes (the standard `make bench` is where they are measured).
 func TestBenchFollowPollAndStream(t *testing.T) {
 	e := newEnv(t)
 	p := e.start("all", map[string]string{"FLASHSALE_LIMIT_PER_WINDOW": "50"})
@@ -88,7 +89,6 @@ func TestBenchFollowPollAndStream(t *testing.T) {
 		cancel()
 		cpu1, _ := procCPU(p.pid())
 		cpu[mode] = cpu1 - cpu0
-		t.Logf("flashsale CPU before the --follow %s run %s, after %s", mode, cpu0, cpu1)
 		if err != nil {
 			t.Fatalf("flashsale bench --follow %s: %v\n%s\n%s", mode, err, stdout.String(), tail(stderr.String(), 30))
 		}
@@ -111,9 +111,6 @@ func TestBenchFollowPollAndStream(t *testing.T) {
 	}
 	if f := stream.Follow; f.Polls != 0 || f.Fallbacks != 0 || f.Streams < stream.Purchase.OrdersCreated || *f.StreamsPerOrder > 1.5 {
 		t.Errorf("streaming: %+v (%d orders), want no poll and about one stream a ticket", f, stream.Purchase.OrdersCreated)
-	}
-	if stream.Purchase.Resolve.P50Ms >= poll.Purchase.Resolve.P50Ms {
-		t.Errorf("202 -> final as the users saw it, p50: streaming %.0f ms, polling %.0f ms: want the stream sooner", stream.Purchase.Resolve.P50Ms, poll.Purchase.Resolve.P50Ms)
 	}
 	for _, mode := range []string{"poll", "stream"} {
 		r := runs[mode]
