@@ -291,8 +291,11 @@ func TestPaceAndEstimate(t *testing.T) {
 	if *est.Position != 1000 || est.ETA == nil || *est.ETA != 5 || est.PollAfter != 2500 {
 		t.Fatalf("estimate at 1000 = position %d eta %v poll %d, want 5 s and 2500 ms", *est.Position, est.ETA, est.PollAfter)
 	}
-	if est := f.srv.estimate("a", 1, now); *est.ETA != 0 || est.PollAfter != 500 {
-		t.Errorf("estimate at 1 = eta %d poll %d, want 0 and 500 ms", *est.ETA, est.PollAfter)
+	if est := f.srv.estimate("a", 1, now); *est.ETA != 1 || est.PollAfter != 500 {
+		t.Errorf("estimate at 1 = eta %d poll %d, want 1 s (rounded up) and 500 ms", *est.ETA, est.PollAfter)
+	}
+	if est := f.srv.estimate("a", 201, now); *est.ETA != 2 {
+		t.Errorf("estimate at 201 = eta %d, want 2 s (1.005 rounded up)", *est.ETA)
 	}
 	if est := f.srv.estimate("a", 100000, now); est.PollAfter != 10000 {
 		t.Errorf("estimate at 100000: poll %d, want the 10 s cap", est.PollAfter)

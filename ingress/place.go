@@ -18,7 +18,8 @@ import (
 //     only leave the line, and a newcomer joins behind everyone. A ticket no
 //     longer in the line while its copy still says queued is being decided
 //     right now: position 1.
-//   - eta_seconds: position ÷ the sale's pace, rounded; null when the pace
+//   - eta_seconds: position ÷ the sale's pace, rounded up to whole seconds
+//     (a wait of 1.2 s is no "1 s"); null when the pace
 //     is unknown (nothing decided in the last paceWindow). The pace is what
 //     this ingress heard of the sale's decisions (Decisions: every ingress
 //     hears every worker's announcements): tickets decided per second over
@@ -89,7 +90,7 @@ func (s *Server) estimate(sale string, pos int, now time.Time) *place {
 	}
 	p.Position = &pos
 	if rate := s.pace.rate(sale, now); rate > 0 {
-		eta := int(math.Round(float64(pos) / rate))
+		eta := int(math.Ceil(float64(pos) / rate))
 		p.ETA = &eta
 		p.PollAfter = int(min(max(time.Duration(eta)*time.Second/2, pollMin), pollMax).Milliseconds())
 	}
@@ -97,7 +98,7 @@ func (s *Server) estimate(sale string, pos int, now time.Time) *place {
 }
 
 // paceWindow is how far back a sale's pace looks.
-const paceWindow = 10 * time.Second
+const paceWindow = 5 * time.Second
 
 // paceBook measures each sale's pace from the decisions this ingress heard:
 // per sale, the batches of decided tickets of the last paceWindow and when

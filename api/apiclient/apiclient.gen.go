@@ -561,7 +561,7 @@ type Stock struct {
 
 // Ticket defines model for Ticket.
 type Ticket struct {
-	// EtaSeconds `queued` and `waiting` tickets: the expected wait in whole seconds, the position at the sale's current pace (its decisions over the last 10 s); `null` when no estimate is possible (nothing decided lately).
+	// EtaSeconds `queued` and `waiting` tickets: the expected wait in whole seconds (rounded up), the position at the sale's current pace (its decisions over the last 5 s); `null` when no estimate is possible (nothing decided lately).
 	EtaSeconds *int `json:"eta_seconds,omitempty"`
 
 	// Items Every sale the ticket buys (one for a ticket of one sale).

@@ -78,7 +78,7 @@
       } else {
         text('position', '–');
       }
-      text('eta', t.eta_seconds == null ? '–' : (t.eta_seconds < 1 ? 'any moment' : '~' + t.eta_seconds + ' s'));
+      text('eta', t.eta_seconds == null ? '–' : (t.eta_seconds <= 1 ? 'any moment' : '~' + t.eta_seconds + ' s'));
       return;
     }
     // The ticket left the line: the stream ends here.
