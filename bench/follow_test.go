@@ -64,20 +64,27 @@ func (f *fakeServer) ticketEvents(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// runFollowing runs the bench against the fake at url with args, and returns
+// its report and summary; anything but exit 0 fails the test.
+func runFollowing(t *testing.T, url string, args ...string) (Report, string) {
+	t.Helper()
+	jsonPath := filepath.Join(t.TempDir(), "r.json")
+	code, out, errOut := runMainForTest(t, benchArgs(url, append(args, "--json", jsonPath)...))
+	if code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	var rep Report
+	readReport(t, jsonPath, &rep)
+	return rep, out
+}
+
 // A run whose users follow their tickets through event streams polls no
 // ticket, opens about one stream per ticket (again with Last-Event-ID when
 // one breaks), and passes.
 func TestFollowStreamAgainstFake(t *testing.T) {
 	f, srv := newFakeServer(t)
 	f.breakStreams = true
-	jsonPath := filepath.Join(t.TempDir(), "r.json")
-	code, out, errOut := runMainForTest(t, benchArgs(srv.URL,
-		"--users", "40", "--stock", "12", "--pay-ratio", "0.5", "--follow", "stream", "--json", jsonPath))
-	if code != 0 {
-		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
-	}
-	var rep Report
-	readReport(t, jsonPath, &rep)
+	rep, out := runFollowing(t, srv.URL, "--users", "40", "--stock", "12", "--pay-ratio", "0.5", "--follow", "stream")
 	fw := rep.Follow
 	if !rep.Pass || fw.Mode != followStream || rep.Config.Follow != followStream {
 		t.Fatalf("report: pass %v, follow %+v", rep.Pass, fw)
@@ -133,13 +140,7 @@ func TestFollowFlag(t *testing.T) {
 // The default run polls, and the report says how often.
 func TestFollowPollReport(t *testing.T) {
 	_, srv := newFakeServer(t)
-	jsonPath := filepath.Join(t.TempDir(), "r.json")
-	code, out, errOut := runMainForTest(t, benchArgs(srv.URL, "--users", "20", "--stock", "8", "--pay-ratio", "0", "--json", jsonPath))
-	if code != 0 {
-		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
-	}
-	var rep Report
-	readReport(t, jsonPath, &rep)
+	rep, out := runFollowing(t, srv.URL, "--users", "20", "--stock", "8", "--pay-ratio", "0")
 	fw := rep.Follow
 	if fw.Mode != followPoll || fw.Polls < rep.Users[outcomeTicket] || fw.Streams != 0 || fw.PollsPerOrder == nil || *fw.PollsPerOrder < 1 {
 		t.Errorf("following by polling: %+v (%d tickets)", fw, rep.Users[outcomeTicket])

@@ -10,7 +10,6 @@ import (
 	"os"
 	"sort"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/flashsale/flashsale/internal/sse"
@@ -29,22 +28,33 @@ type placeView struct {
 	Position  *int       `json:"position"`
 	ETA       *int       `json:"eta_seconds"`
 	PollAfter *int       `json:"poll_after_ms"`
-	// Keys are the keys the JSON had.
+	// Keys are the keys the JSON had; At is when it was decoded (as the
+	// answer came).
 	Keys map[string]bool `json:"-"`
+	At   time.Time       `json:"-"`
+}
+
+// UnmarshalJSON decodes the view and notes its keys and the time.
+func (v *placeView) UnmarshalJSON(b []byte) error {
+	type plain placeView
+	if err := json.Unmarshal(b, (*plain)(v)); err != nil {
+		return err
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return err
+	}
+	v.Keys, v.At = map[string]bool{}, time.Now()
+	for k := range m {
+		v.Keys[k] = true
+	}
+	return nil
 }
 
 func decodePlace(b []byte) (placeView, error) {
 	var v placeView
 	if err := json.Unmarshal(b, &v); err != nil {
 		return v, fmt.Errorf("decode %q: %w", b, err)
-	}
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(b, &m); err != nil {
-		return v, err
-	}
-	v.Keys = map[string]bool{}
-	for k := range m {
-		v.Keys[k] = true
 	}
 	return v, nil
 }
@@ -72,49 +82,13 @@ func placeProblem(v placeView) string {
 	return ""
 }
 
-// places reads the tickets (owner and id) once, 32 at a time, and returns
-// the views that answered 200 with the time each answer came, and the first
-// problems.
-func (c *client) places(refs []ticketRef) (map[string]placeView, map[string]time.Time, []string) {
-	out := make(map[string]placeView, len(refs))
-	at := make(map[string]time.Time, len(refs))
-	var problems []string
-	var mu sync.Mutex
-	work := make(chan ticketRef)
-	var wg sync.WaitGroup
-	for range 32 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for r := range work {
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				rep, err := c.send(ctx, http.MethodGet, pathTicket(r.TicketID), user(r.User), nil)
-				cancel()
-				now := time.Now()
-				var v placeView
-				if err == nil && rep.Status == http.StatusOK {
-					v, err = decodePlace(rep.Body)
-				} else if err == nil {
-					err = fmt.Errorf("%s", rep)
-				}
-				mu.Lock()
-				if err != nil {
-					if len(problems) < 5 {
-						problems = append(problems, fmt.Sprintf("ticket %s of %s: %v", r.TicketID, r.User, err))
-					}
-				} else {
-					out[r.TicketID], at[r.TicketID] = v, now
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	for _, r := range refs {
-		work <- r
-	}
-	close(work)
-	wg.Wait()
-	return out, at, problems
+// places reads the tickets (owner and id) once (see readAll) and returns the
+// views that answered 200 (each with the time its answer came, At), and the
+// first problems.
+func (c *client) places(refs []ticketRef) (map[string]placeView, []string) {
+	return readAll[ticketRef, placeView](c, refs, func(r ticketRef) (string, string, string, string) {
+		return "ticket", r.TicketID, pathTicket(r.TicketID), r.User
+	})
 }
 
 // streamTransport is a transport for many long streams to one server: no

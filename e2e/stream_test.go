@@ -105,7 +105,7 @@ func TestQueuedTicketsKnowTheirPlace(t *testing.T) {
 	sort.Slice(answeredAt, func(i, j int) bool { return answeredAt[i].Before(answeredAt[j]) })
 
 	// The worker stopped: every place within its bounds.
-	views, _, problems := c.places(refs)
+	views, problems := c.places(refs)
 	if len(views) != buyers {
 		t.Fatalf("read %d of %d tickets: %v", len(views), buyers, problems)
 	}
@@ -164,7 +164,7 @@ func TestQueuedTicketsKnowTheirPlace(t *testing.T) {
 		}
 		<-tick.C // a sample every 300 ms (or as soon as the last one took longer)
 		t0 := time.Now()
-		views, at, problems := c.places(left)
+		views, problems := c.places(left)
 		roundDur = append(roundDur, time.Since(t0))
 		rounds++
 		reads += len(views)
@@ -186,7 +186,7 @@ func TestQueuedTicketsKnowTheirPlace(t *testing.T) {
 				if seenBefore {
 					from = prev.at
 				}
-				decided[r.TicketID] = from.Add(at[r.TicketID].Sub(from) / 2).Sub(started).Seconds()
+				decided[r.TicketID] = from.Add(v.At.Sub(from) / 2).Sub(started).Seconds()
 				continue
 			}
 			next = append(next, r)
@@ -195,7 +195,7 @@ func TestQueuedTicketsKnowTheirPlace(t *testing.T) {
 					t.Errorf("ticket %s: position grew from %d to %d", r.TicketID, prev.pos, *v.Position)
 				}
 			}
-			rd := reading{pos: *v.Position, eta: -1, at: at[r.TicketID]}
+			rd := reading{pos: *v.Position, eta: -1, at: v.At}
 			if v.ETA != nil {
 				rd.eta = *v.ETA
 			}

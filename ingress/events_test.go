@@ -105,6 +105,18 @@ func (s *streamClient) next(t *testing.T) (sse.Event, map[string]any, time.Time,
 	}
 }
 
+// streamFixture is the handler fixture served over HTTP (closed when the test
+// ends) with a queued ticket of u1 at position place.
+func streamFixture(t *testing.T, place int) (*handlerFixture, *httptest.Server, string) {
+	t.Helper()
+	f := newHandlerFixture(t, fakeLifecycle{})
+	srv := httptest.NewServer(f.srv.Handler())
+	t.Cleanup(srv.Close)
+	id := f.queuedTicket(t, "u1")
+	f.line.set(id, place)
+	return f, srv, id
+}
+
 // queuedTicket puts a queued copy of a ticket of sale a, owned by user.
 func (f *handlerFixture) queuedTicket(t *testing.T, user string) string {
 	t.Helper()
@@ -123,11 +135,7 @@ func pendingTicket(id string) *flashsale.Ticket {
 // A stream sends the ticket at once, its place when it moves (never growing,
 // at most once a second), its decision as announced, and ends.
 func TestTicketEventsFollowATicketToItsDecision(t *testing.T) {
-	f := newHandlerFixture(t, fakeLifecycle{})
-	srv := httptest.NewServer(f.srv.Handler())
-	defer srv.Close()
-	id := f.queuedTicket(t, "u1")
-	f.line.set(id, 5)
+	f, srv, id := streamFixture(t, 5)
 	s, resp := openStream(t, srv.URL, id, "u1", "")
 	if s == nil {
 		t.Fatalf("stream: %d", resp.StatusCode)
@@ -169,11 +177,7 @@ func TestTicketEventsFollowATicketToItsDecision(t *testing.T) {
 // A reconnect with Last-Event-ID gets the current state at once, numbered
 // after it; a decided ticket's stream sends it and ends.
 func TestTicketEventsReconnect(t *testing.T) {
-	f := newHandlerFixture(t, fakeLifecycle{})
-	srv := httptest.NewServer(f.srv.Handler())
-	defer srv.Close()
-	id := f.queuedTicket(t, "u1")
-	f.line.set(id, 2)
+	f, srv, id := streamFixture(t, 2)
 	s, _ := openStream(t, srv.URL, id, "u1", "41")
 	if ev, v, _, err := s.next(t); err != nil || ev.ID != "42" || v["position"] != 2.0 {
 		t.Fatalf("reconnect's first event = %+v %v %v, want id 42 at position 2", ev, v, err)
@@ -191,11 +195,7 @@ func TestTicketEventsReconnect(t *testing.T) {
 // Without announcements (missed, or none configured) a stream still gets the
 // decision by reading its ticket again.
 func TestTicketEventsReadAgainWithoutAnnouncements(t *testing.T) {
-	f := newHandlerFixture(t, fakeLifecycle{})
-	srv := httptest.NewServer(f.srv.Handler())
-	defer srv.Close()
-	id := f.queuedTicket(t, "u1")
-	f.line.set(id, 1)
+	f, srv, id := streamFixture(t, 1)
 	s, _ := openStream(t, srv.URL, id, "u1", "")
 	if _, v, _, err := s.next(t); err != nil || v["status"] != "queued" {
 		t.Fatalf("first event %v %v", v, err)
@@ -216,11 +216,7 @@ func TestTicketEventsReadAgainWithoutAnnouncements(t *testing.T) {
 // A user holds at most StreamsPerUser streams on a node; the same identity
 // rules as GET /tickets/{id}; CloseStreams ends every stream.
 func TestTicketEventsLimitsAndIdentity(t *testing.T) {
-	f := newHandlerFixture(t, fakeLifecycle{})
-	srv := httptest.NewServer(f.srv.Handler())
-	defer srv.Close()
-	id := f.queuedTicket(t, "u1")
-	f.line.set(id, 1)
+	f, srv, id := streamFixture(t, 1)
 	var open []*streamClient
 	for range 4 {
 		s, resp := openStream(t, srv.URL, id, "u1", "")
