@@ -1,6 +1,7 @@
 package ingress
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -104,7 +105,10 @@ func (s *Server) ticketEvents(c *gin.Context) {
 	// Followed before the first read, so that no announcement falls between.
 	f := s.streams.follow(flashsale.TicketRef{User: user, Ticket: id})
 	defer s.streams.unfollow(f)
-	read := func() (ticketView, error) {
+	// read reads the ticket under the read deadline, with its place when
+	// placed (the first read; later ones look for a status change only: the
+	// places come from the hub's batches).
+	read := func(placed bool) (ticketView, error) {
 		ctx := c.Request.Context()
 		if s.cfg.ReadDeadline > 0 {
 			var cancel context.CancelFunc
@@ -112,12 +116,12 @@ func (s *Server) ticketEvents(c *gin.Context) {
 			defer cancel()
 		}
 		t, err := s.lookupTicket(ctx, c, user, id)
-		if err != nil {
-			return ticketView{}, err
+		if err != nil || !placed {
+			return ticketView{Ticket: *cmp.Or(t, &flashsale.Ticket{})}, err
 		}
 		return s.viewOf(ctx, t)
 	}
-	v, err := read()
+	v, err := read(true)
 	if err != nil {
 		s.WriteError(c, err)
 		return
@@ -180,20 +184,21 @@ func (s *Server) ticketEvents(c *gin.Context) {
 			}
 			continue
 		case t := <-f.news:
-			if t == nil { // read again: an announcement may have been missed
-				if next, err = read(); err != nil {
-					s.log.Debug("a ticket stream could not read its ticket; again later", "ticket", id, "err", err)
-					continue
+			if t != nil { // announced: as its copy was written
+				next = ticketView{Ticket: *t}
+				next.SetLines(t.Lines())
+				if t.Status != flashsale.TicketPendingPayment {
+					next.PayBy = nil
 				}
 				break
 			}
-			next = ticketView{Ticket: *t}
-			next.SetLines(t.Lines())
-			if t.Status != flashsale.TicketPendingPayment {
-				next.PayBy = nil
+			// nil: read again, an announcement may have been missed.
+			if next, err = read(false); err != nil {
+				s.log.Debug("a ticket stream could not read its ticket; again later", "ticket", id, "err", err)
+				continue
 			}
 		case <-reread.C:
-			if next, err = read(); err != nil {
+			if next, err = read(false); err != nil {
 				if errors.Is(err, flashsale.ErrNotFound) {
 					return
 				}
@@ -202,10 +207,7 @@ func (s *Server) ticketEvents(c *gin.Context) {
 			}
 		}
 		if next.Status == flashsale.TicketQueued {
-			if next.Position != nil && !showPlace(*next.Position) {
-				return
-			}
-			continue
+			continue // still waiting: its place comes from the hub's batches
 		}
 		if next.Status != e.status {
 			e.send(next)
