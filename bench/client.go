@@ -43,7 +43,7 @@ const (
 func (ep endpoint) followUp() bool { return ep != epPurchase && ep != epPurchases && ep != epReserve }
 
 // endpointOrder is the order endpoints are listed in reports.
-var endpointOrder = []endpoint{epCreateSale, epGetSale, epReserve, epPurchase, epPurchases, epGetTicket, epGetOrder, epCancel, epPayment}
+var endpointOrder = []endpoint{epCreateSale, epGetSale, epReserve, epPurchase, epPurchases, epGetTicket, epTicketEvents, epGetOrder, epCancel, epPayment}
 
 const (
 	maxResponseBody = 1 << 20

@@ -92,6 +92,10 @@ type Config struct {
 	BundleRatio float64 `json:"bundle_ratio"`
 	// BundleStock is the second sale's stock (0: the same as Stock).
 	BundleStock int `json:"bundle_stock,omitempty"`
+	// Follow is how users follow their tickets: "poll" (GET /tickets/{id} at
+	// the poll_after_ms each answer gives) or "stream" (its event stream);
+	// see follow.go.
+	Follow string `json:"follow"`
 	// MetricsURL is where the server's Prometheus counters are read for the
 	// "Server cost" section (plain GET, no auth), before the opening and after
 	// the load. Default: URL + "/metrics"; "" (--metrics-url "" or off): not read.
@@ -142,6 +146,7 @@ func parseConfig(args []string, getenv func(string) string, errOut io.Writer) (C
 	fs.Float64Var(&c.BundleRatio, "bundle-ratio", 0, "share of users (0..1) who buy a bundle of one unit of the sale and one of a second sale (POST /api/v1/purchases, all or nothing) instead of one unit; > 0 creates the second sale")
 	fs.IntVar(&c.BundleStock, "bundle-stock", 0, "stock of the second sale with --bundle-ratio (0: the same as --stock)")
 	fs.DurationVar(&c.StartDelay, "start-delay", 2*time.Second, "how long after its creation the sale (or its reservation window) opens")
+	fs.StringVar(&c.Follow, "follow", followPoll, "how users follow their tickets: poll (GET /tickets/{id} at the poll_after_ms each answer gives) or stream (the ticket's event stream)")
 	fs.StringVar(&c.MetricsURL, "metrics-url", "", `the server's Prometheus metrics, read before the opening and after the load for the "Server cost" section (default: --url + /metrics; "" or off: not read)`)
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -155,6 +160,7 @@ func parseConfig(args []string, getenv func(string) string, errOut io.Writer) (C
 	c.URL = strings.TrimRight(strings.TrimSpace(c.URL), "/")
 	c.Inventory = strings.ToLower(strings.TrimSpace(c.Inventory))
 	c.Arrival = strings.ToLower(strings.TrimSpace(c.Arrival))
+	c.Follow = strings.ToLower(strings.TrimSpace(c.Follow))
 	c.MetricsURL = strings.TrimSpace(c.MetricsURL)
 	switch {
 	case !metricsSet:
@@ -255,6 +261,9 @@ func (c *Config) validate() error {
 		bad("--reservation-window %v: want 0..%v", c.ReservationWindow, maxReservationWn)
 	} else if c.ReservationWindow > 0 && !c.Reservation {
 		bad("--reservation-window only applies with --reservation")
+	}
+	if c.Follow != followPoll && c.Follow != followStream {
+		bad("--follow %q: want poll or stream", c.Follow)
 	}
 	if c.Inventory != inventoryRedis && c.Inventory != inventoryMySQL {
 		bad("--inventory %q: want redis or mysql", c.Inventory)

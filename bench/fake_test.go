@@ -36,6 +36,9 @@ type fakeServer struct {
 	// drift adds a field the API's description does not have to every order
 	// (a server whose answers drifted from it).
 	drift bool
+	// breakStreams ends every ticket event stream opened without
+	// Last-Event-ID after its first event (follow_test.go).
+	breakStreams bool
 
 	mu       sync.Mutex
 	seq      int
@@ -141,6 +144,7 @@ func newFakeServer(t *testing.T) (*fakeServer, *httptest.Server) {
 	mux.HandleFunc("POST /api/v1/sales/{id}/purchase", f.countPurchase(f.purchase))
 	mux.HandleFunc("POST /api/v1/purchases", f.purchaseBundle)
 	mux.HandleFunc("GET /api/v1/tickets/{id}", f.getTicket)
+	mux.HandleFunc("GET /api/v1/tickets/{id}/events", f.ticketEvents) // follow_test.go
 	mux.HandleFunc("GET /api/v1/orders/{id}", f.getOrder)
 	mux.HandleFunc("POST /api/v1/orders/{id}/cancel", f.cancel)
 	mux.HandleFunc("POST /api/v1/payments/callback", f.payment)

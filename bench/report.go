@@ -63,6 +63,8 @@ type Report struct {
 	SecondStockSeries []StockSample `json:"second_stock_series,omitempty"`
 	// Bundles describes the bundle purchases (--bundle-ratio > 0).
 	Bundles *BundleReport `json:"bundles,omitempty"`
+	// Follow is how the users followed their tickets (--follow).
+	Follow FollowReport `json:"follow"`
 	// ServerCost is what the run cost the server, from its counters (absent with
 	// --metrics-url off).
 	ServerCost *ServerCost `json:"server_cost,omitempty"`
@@ -399,6 +401,7 @@ func (r *run) buildReport(begin time.Time, completed bool, reason string, final 
 		rep.SecondSaleID = r.saleB
 		rep.Bundles = r.bundleReport()
 	}
+	rep.Follow = followReport(rep)
 	rep.ServerCost = r.serverCost(begin, rep)
 	rep.Checks = append(checkInvariants(r.observations(completed, reason, final)), r.checks.result())
 	rep.Pass = completed && allPass(rep.Checks)
@@ -540,6 +543,7 @@ func writeText(w io.Writer, rep *Report) {
 		fmt.Fprintf(tw, "  counters\t%s\n", fmtCounts(rep.Counters, nil))
 	}
 	_ = tw.Flush()
+	writeFollow(w, rep.Follow)
 	writeServerCostText(w, rep)
 	if len(rep.Problems) > 0 {
 		fmt.Fprintln(w, "\nProblems")

@@ -36,11 +36,13 @@ type run struct {
 	users  *apiClient // the crowd: at most cfg.Conns requests in flight
 	ctl    *apiClient // sale creation and stock sampling, never queued behind the crowd
 	checks *apiChecks // both clients' answers against the API's description
-	rec    *recorder
-	prog   *progress
-	sched  schedule
-	offset time.Duration // server clock minus local clock; fixed before users start
-	opened chan struct{} // closed when the sale opens (by the server's clock)
+	// streams opens the users' ticket event streams (--follow stream).
+	streams *streamClient
+	rec     *recorder
+	prog    *progress
+	sched   schedule
+	offset  time.Duration // server clock minus local clock; fixed before users start
+	opened  chan struct{} // closed when the sale opens (by the server's clock)
 
 	ordersSeen atomic.Int64 // orders created so far, to pick the paid share
 	unpaidSeen atomic.Int64 // unpaid orders so far, to pick the cancelled share
@@ -98,6 +100,10 @@ func runOnce(ctx context.Context, cfg Config, log *slog.Logger, progressOut io.W
 	}
 	defer r.users.close()
 	defer r.ctl.close()
+	if cfg.Follow == followStream {
+		r.streams = newStreamClient(cfg)
+		defer r.streams.close()
+	}
 
 	loadCtx, cancelLoad := context.WithDeadline(ctx, begin.Add(cfg.loadBudget()))
 	defer cancelLoad()

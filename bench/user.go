@@ -192,7 +192,7 @@ func (r *run) simulate(ctx context.Context, u *simUser) {
 	}
 	u.outcome = outcomeTicket
 	u.ticket = t
-	if !r.pollTicket(ctx, u, t) {
+	if !r.followTicket(ctx, u, t) {
 		return
 	}
 	if t.status != statusPendingPayment {
@@ -398,8 +398,9 @@ func (t *ticketTrack) apply(tv apiclient.Ticket) {
 	}
 }
 
-// pollTicket polls the ticket with exponential backoff until it leaves "queued".
-// It reports whether the ticket was resolved.
+// pollTicket polls the ticket until it leaves "queued", each poll after the
+// poll_after_ms of the answer before (see nextPoll). It reports whether the
+// ticket was resolved.
 func (r *run) pollTicket(ctx context.Context, u *simUser, t *ticketTrack) bool {
 	delay := pollStart
 	notFound, transient := 0, 0
@@ -409,8 +410,9 @@ func (r *run) pollTicket(ctx context.Context, u *simUser, t *ticketTrack) bool {
 			u.detail = "run ended while the ticket was queued"
 			return false
 		}
-		delay = min(delay*2, pollCap)
 		tv, resp, err := r.users.getTicket(ctx, u.id, t.id)
+		r.rec.count("ticket_polls", 1)
+		delay = nextPoll(resp, delay)
 		now := time.Now()
 		if ctx.Err() != nil {
 			u.detail = "run ended while the ticket was queued"

@@ -209,10 +209,11 @@ func (s *Server) knownToRedis(ctx context.Context, user, id string) bool {
 // purchases, Config.WriteDeadline for the rest. Every dependency takes the
 // request's context, so a blocked one fails with the context's error, which
 // is answered 503 unavailable (httpapi.WriteError). Other paths (health,
-// metrics, the live page's event stream) are not bounded here.
+// metrics, the live page's event stream) and the ticket event streams (each
+// of their reads has the read deadline, see events.go) are not bounded here.
 func (s *Server) deadline(c *gin.Context) {
 	route := c.FullPath()
-	if !strings.HasPrefix(route, "/api/") {
+	if !strings.HasPrefix(route, "/api/") || route == eventsRoute {
 		return
 	}
 	d := s.cfg.WriteDeadline

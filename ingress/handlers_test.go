@@ -139,6 +139,7 @@ type handlerFixture struct {
 	stock  *claimStock
 	orders *mock.Book // the book of record (empty unless a test puts orders in)
 	queue  *recQueue
+	line   *fakeLine // queued tickets' places (events_test.go)
 }
 
 // newHandlerFixture serves sales a, b (5 units each) and gone (sold out),
@@ -151,8 +152,8 @@ func newHandlerFixture(t *testing.T, lc fakeLifecycle, opts ...func(*Config)) *h
 			StartsAt: time.Now().Add(-time.Hour), EndsAt: time.Now().Add(time.Hour), Inventory: flashsale.InventoryRedis}
 	}
 	f := &handlerFixture{sales: mock.Sales{"a": open("a"), "b": open("b"), "gone": open("gone")},
-		stock: newClaimStock(map[string]int{"a": 5, "b": 5, "gone": 0}), orders: mock.NewBook(nil), queue: &recQueue{}}
-	cfg := Config{Sales: f.sales,
+		stock: newClaimStock(map[string]int{"a": 5, "b": 5, "gone": 0}), orders: mock.NewBook(nil), queue: &recQueue{}, line: newFakeLine()}
+	cfg := Config{Sales: f.sales, Line: f.line,
 		Stock: f.stock, Orders: f.orders, Queue: f.queue, Lifecycle: lc, AdminToken: "admin-token-0123456789",
 		LimitPerWindow: 0, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	for _, o := range opts {

@@ -50,13 +50,16 @@ func TestGetTicket(t *testing.T) {
 	pending := oldID(1)
 	f.orders.Put(pendingOrder(pending, "u1"))
 
+	f.line.set(queued, 3)
 	code, out := f.send(t, http.MethodGet, "/api/v1/tickets/"+queued, "u1", "")
-	if code != http.StatusOK || out["ticket_id"] != queued || out["status"] != "queued" || keys(out) != "items quantity sale_id status ticket_id" {
-		t.Errorf("own queued ticket: %d %v, want 200 with ticket_id, sale_id, quantity, items, status and nothing else", code, out)
+	if code != http.StatusOK || out["ticket_id"] != queued || out["status"] != "queued" || out["position"] != 3.0 ||
+		keys(out) != "eta_seconds items poll_after_ms position quantity sale_id status ticket_id" {
+		t.Errorf("own queued ticket: %d %v, want 200 with ticket_id, sale_id, quantity, items, status, position 3, eta_seconds, poll_after_ms and nothing else", code, out)
 	}
 	code, out = f.send(t, http.MethodGet, "/api/v1/tickets/"+pending, "u1", "")
-	if code != http.StatusOK || out["status"] != "pending_payment" || out["order_id"] != pending || out["pay_by"] == nil || out["user_id"] != nil {
-		t.Errorf("own pending ticket from MySQL: %d %v, want 200 pending_payment with order_id and pay_by, no user_id", code, out)
+	if code != http.StatusOK || out["status"] != "pending_payment" || out["order_id"] != pending || out["pay_by"] == nil || out["user_id"] != nil ||
+		out["position"] != nil || out["poll_after_ms"] != nil {
+		t.Errorf("own pending ticket from MySQL: %d %v, want 200 pending_payment with order_id and pay_by, no user_id, no place", code, out)
 	}
 	for _, c := range []struct{ name, id, user, want string }{
 		{"another user's queued ticket", queued, "u2", "404 not_found"},

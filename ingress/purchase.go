@@ -1,6 +1,7 @@
 package ingress
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"time"
@@ -96,12 +97,30 @@ func (s *Server) purchaseLines(c *gin.Context, lines []flashsale.Line) {
 // restarted or failed over): such a ticket answers 503, not 404.
 const queuedGrace = 10 * time.Minute
 
-// getTicket answers from the fast copy, falling back to MySQL when it is lost.
-// Someone else's ticket is 404, as if it did not exist. A ticket in neither
-// place that may still be queued (Redis unreachable, or an id minted within
-// queuedGrace) is 503: the user retries, instead of being told it never existed.
+// getTicket answers from the fast copy, falling back to MySQL when it is lost
+// (see lookupTicket); a queued ticket also carries its place in the sale's
+// line (see placeOf).
 func (s *Server) getTicket(c *gin.Context) {
-	ctx, user, id := c.Request.Context(), userOf(c), c.Param("id")
+	t, err := s.lookupTicket(c.Request.Context(), c, userOf(c), c.Param("id"))
+	var v ticketView
+	if err == nil {
+		v, err = s.viewOf(c.Request.Context(), t)
+	}
+	if err != nil {
+		s.WriteError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, v)
+}
+
+// lookupTicket reads the user's ticket id from the fast copy, falling back to
+// MySQL when it is lost. Someone else's ticket is 404, as if it did not exist.
+// A ticket in neither place that may still be queued (Redis unreachable, or an
+// id minted within queuedGrace) is 503: the user retries, instead of being told
+// it never existed. A lookup that reached MySQL and found nothing is marked in
+// c (missedKey). The ticket returned has its lines in Items, and pay_by only
+// while pending_payment.
+func (s *Server) lookupTicket(ctx context.Context, c *gin.Context, user, id string) (*flashsale.Ticket, error) {
 	t, err := s.cfg.Stock.GetTicket(ctx, id)
 	if err != nil { // lost or unreachable fast copy: MySQL has every ticket past queued
 		copyErr := err
@@ -126,15 +145,14 @@ func (s *Server) getTicket(c *gin.Context) {
 		err = flashsale.Errorf(flashsale.CodeNotFound, "no ticket %q", id)
 	}
 	if err != nil {
-		s.WriteError(c, err)
-		return
+		return nil, err
 	}
 	v := *t
 	v.SetLines(t.Lines())
 	if t.Status != flashsale.TicketPendingPayment {
 		v.PayBy = nil
 	}
-	c.JSON(http.StatusOK, v)
+	return &v, nil
 }
 
 // mayBeQueued reports whether id, found neither in Redis nor in MySQL, may be

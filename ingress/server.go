@@ -31,6 +31,7 @@ import (
 	apidesc "github.com/flashsale/flashsale/api"
 	"github.com/flashsale/flashsale/httpapi"
 	"github.com/flashsale/flashsale/identity"
+	"github.com/flashsale/flashsale/service"
 )
 
 // Sales creates and finds sales.
@@ -133,6 +134,22 @@ type Config struct {
 	// without a claim (see admission's soldOutMemory): the longest it may
 	// answer sold_out after units came back. Default 100 ms; negative: off.
 	SoldOutMemory time.Duration
+	// Line gives queued tickets their place in their sale's line (see
+	// place.go). nil (tests of other things): queued tickets carry a null
+	// position and no estimate.
+	Line Line
+	// Decisions announces decided tickets to the ticket event streams and
+	// the sales' paces (see streams.go). nil: streams read their tickets
+	// every StreamReread, and no ETA is known.
+	Decisions Decisions
+	// StreamsPerUser is how many ticket event streams one user may hold open
+	// on this node at a time; beyond, 429 rate_limited. Default 4.
+	StreamsPerUser int
+	// StreamReread is how often an event stream reads its ticket again, and
+	// the places of every followed ticket are read, whether or not anything
+	// was announced (announcements may be missed). Default 10 s; 1 s when
+	// Decisions is nil.
+	StreamReread time.Duration
 	// Ready are the readiness checks of /readyz.
 	Ready []Check
 	// Registry receives HTTP metrics; Gatherer serves /metrics. Both optional.
@@ -159,6 +176,11 @@ type Server struct {
 	latency   *prometheus.HistogramVec
 	// purchases counts purchase answers by sale and outcome (metrics.go).
 	purchases *purchaseCounter
+	// pace and streams: the sales' paces and the ticket event streams (see
+	// place.go, streams.go); openStreams counts the streams open.
+	pace        *paceBook
+	streams     *streams
+	openStreams prometheus.Gauge
 }
 
 // New builds the router.
@@ -190,6 +212,18 @@ func New(cfg Config) (*Server, error) {
 	if cfg.PurchaseDeadline > 0 && cfg.PurchaseDeadline <= cfg.PublishTimeout {
 		return nil, fmt.Errorf("ingress: PurchaseDeadline %s must exceed PublishTimeout %s (a purchase waits that long for the broker)", cfg.PurchaseDeadline, cfg.PublishTimeout)
 	}
+	if cfg.StreamsPerUser == 0 {
+		cfg.StreamsPerUser = 4
+	}
+	if cfg.StreamReread == 0 {
+		cfg.StreamReread = 10 * time.Second
+		if cfg.Decisions == nil {
+			cfg.StreamReread = time.Second
+		}
+	}
+	if cfg.StreamsPerUser < 0 || cfg.StreamReread < 0 {
+		return nil, errors.New("ingress: StreamsPerUser and StreamReread must be positive")
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -213,9 +247,13 @@ func New(cfg Config) (*Server, error) {
 			Help: "HTTP request latency by route.", Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}},
 			[]string{"route"}),
 	}
+	s.openStreams = prometheus.NewGauge(prometheus.GaugeOpts{Name: "flashsale_ticket_streams",
+		Help: "Ticket event streams open on this ingress."})
 	if cfg.Registry != nil {
-		cfg.Registry.MustRegister(s.requests, s.latency)
+		cfg.Registry.MustRegister(s.requests, s.latency, s.openStreams)
 	}
+	s.pace = newPaceBook()
+	s.streams = newStreams(s, cfg.StreamsPerUser, cfg.StreamReread)
 	s.purchases = newPurchaseCounter(cfg.Registry)
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
@@ -234,12 +272,18 @@ func New(cfg Config) (*Server, error) {
 	api.GET("/sales/:id", s.getSale)
 	api.POST("/sales/:id/purchase", s.user, s.countPurchase, s.purchase)
 	api.GET("/tickets/:id", s.user, s.knownID, s.getTicket)
+	api.GET("/tickets/:id/events", s.user, s.knownID, s.ticketEvents)
 	api.GET("/orders/:id", s.user, s.knownID, s.getOrder)
 	api.POST("/orders/:id/cancel", s.user, s.knownID, s.cancelOrder)
 	api.POST("/orders/:id/returns", s.admin, s.knownID, s.returnOrder)
 	api.POST("/purchases", s.user, s.purchaseBundle)
 	api.POST("/sales/:id/reservations", s.user, s.reserve)
 	api.GET("/sales/:id/reservations/me", s.user, s.myReservation)
+	buyer, err := newBuyerPage()
+	if err != nil {
+		return nil, err
+	}
+	buyer.register(s, e)
 	// The description of all of the above (api/openapi.yaml) and its
 	// reference page, on the same listener.
 	if err := apidesc.Register(e, s.log); err != nil {
@@ -251,6 +295,16 @@ func New(cfg Config) (*Server, error) {
 
 // Handler is the HTTP handler to serve.
 func (s *Server) Handler() http.Handler { return s.engine }
+
+// Streams is the service behind the ticket event streams (the subscription
+// to decided tickets and the places' ticker, see streams.go): start it before
+// the listener.
+func (s *Server) Streams() service.Service { return s.streams }
+
+// CloseStreams ends every open ticket event stream (their clients
+// reconnect): for the HTTP server's RegisterOnShutdown, which otherwise
+// waits for them.
+func (s *Server) CloseStreams() { s.streams.Close() }
 
 // Router lets other roles (payment, lifecycle) add their endpoints under the same
 // server, error shape and middleware.

@@ -36,7 +36,8 @@ import (
 //     rebuilder's token): MySQL's decision wins for every ticket it knows;
 //     Redis's entries for the tickets MySQL does not know survive (a hold
 //     whose order is not committed yet, a refusal not recorded yet, a queued
-//     ticket's live entry and claim); counters, per-user units and the
+//     ticket's live entry, claim and place in the line, with its score, so a
+//     rebuild never moves a waiting ticket back); counters, per-user units and the
 //     family's markers are derived from the result, and the part gets the
 //     token as its new load id, which unfreezes it.
 //  5. writes the home (segments only), last, under the same token: the pool
@@ -197,7 +198,7 @@ func (s *Store) mergeSegments(ctx context.Context, sale *flashsale.Sale, tickets
 			return 0, err
 		}
 		k := s.segKeys(sale.ID, j)
-		reply, err := mergeScript.Run(ctx, s.rdb, []string{k.stock, k.holds, k.live, k.units, k.claims}, token, total, string(body)).StringSlice()
+		reply, err := mergeScript.Run(ctx, s.rdb, []string{k.stock, k.holds, k.live, k.units, k.claims, k.queue}, token, total, string(body)).StringSlice()
 		if err != nil {
 			return 0, fmt.Errorf("redisstore: merge segment %d of sale %s: %w", j, sale.ID, err)
 		}
@@ -257,7 +258,7 @@ func (s *Store) saleCurrent(ctx context.Context, saleID string) (bool, error) {
 	}
 	for j := range s.cfg.Segments {
 		k := s.segKeys(saleID, j)
-		reply, err := saleStateScript.Run(ctx, s.rdb, []string{k.stock, k.holds, k.live, k.units, k.claims}, gen).StringSlice()
+		reply, err := saleStateScript.Run(ctx, s.rdb, []string{k.stock, k.holds, k.live, k.units, k.claims, k.queue}, gen).StringSlice()
 		if err != nil {
 			return false, fmt.Errorf("redisstore: %w", err)
 		}
@@ -277,7 +278,7 @@ func newLoadID() string {
 }
 
 // saleStateScript answers {"ok"} when a sale (or segment) is loaded and
-// current, else why not. KEYS stock holds live units claims; ARGV gen.
+// current, else why not. KEYS stock holds live units claims queue; ARGV gen.
 var saleStateScript = redis.NewScript(loadedCheck + `return {'ok'}`)
 
 // freezeScript marks a part of a sale as being rebuilt by the token ARGV[1]
@@ -296,9 +297,10 @@ return 1
 
 // mergeScript writes one segment (or a sale in one slot) as the merge of
 // what it holds and MySQL's facts (see above), if it is still frozen by the
-// token. KEYS stock holds live units claims; ARGV token total facts_json
-// (total -1: the segment's total is what it counts). Returns {"done", held,
-// sold} or {"raced"}.
+// token. KEYS stock holds live units claims queue; ARGV token total
+// facts_json (total -1: the segment's total is what it counts). Returns
+// {"done", held, sold} or {"raced"}. The line keeps the entries (and scores)
+// of the tickets MySQL does not know, and gets the load's marker.
 var mergeScript = redis.NewScript(serverID + `
 local M, token = '!load', ARGV[1]
 if redis.call('HGET', KEYS[1], 'rebuild') ~= token then return {'raced'} end
@@ -327,6 +329,14 @@ local claims = {}
 for tid, c in pairs(entries(KEYS[5])) do
   if f.d[tid] == nil then claims[tid] = c end
 end
+local line = {}
+local z = redis.call('ZRANGE', KEYS[6], 0, -1, 'WITHSCORES')
+for i = 1, #z, 2 do
+  if string.sub(z[i], 1, 1) ~= '!' and f.d[z[i]] == nil then
+    line[#line + 1] = z[i + 1]
+    line[#line + 1] = z[i]
+  end
+end
 local held, sold, units = 0, 0, {}
 for tid, st in pairs(holds) do
   local k = string.sub(st, 1, 2)
@@ -337,7 +347,7 @@ for tid, st in pairs(holds) do
     if u then units[u] = (units[u] or 0) + q end
   end
 end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6])
 local function write(key, t)
   local args = {M, token}
   for k, v in pairs(t) do
@@ -354,6 +364,10 @@ write(KEYS[2], holds)
 write(KEYS[3], live)
 write(KEYS[4], units)
 write(KEYS[5], claims)
+redis.call('ZADD', KEYS[6], -1, '!load:' .. token)
+for i = 1, #line, 1000 do
+  redis.call('ZADD', KEYS[6], unpack(line, i, math.min(i + 999, #line)))
+end
 local total = tonumber(ARGV[2])
 if total < 0 then total = held + sold end
 redis.call('HSET', KEYS[1], 'total', total, 'available', total - held - sold, 'held', held, 'sold', sold,

@@ -33,7 +33,7 @@ func flush(t *testing.T, s *Store, saleID string) {
 	keys := []string{s.homeKey(saleID)}
 	for j := range s.cfg.Segments {
 		k := s.segKeys(saleID, j)
-		keys = append(keys, k.stock, k.holds, k.live, k.units, k.claims)
+		keys = append(keys, k.stock, k.holds, k.live, k.units, k.claims, k.queue)
 	}
 	for _, k := range keys {
 		if err := s.rdb.Del(ctx, k).Err(); err != nil {
@@ -167,7 +167,7 @@ func TestARebuildCutShortIsRedone(t *testing.T) {
 					total = sale.Stock
 				}
 				k := s.segKeys(sale.ID, 0)
-				if err := mergeScript.Run(ctx, s.rdb, []string{k.stock, k.holds, k.live, k.units, k.claims}, token, total, `{"d":{},"u":{}}`).Err(); err != nil {
+				if err := mergeScript.Run(ctx, s.rdb, []string{k.stock, k.holds, k.live, k.units, k.claims, k.queue}, token, total, `{"d":{},"u":{}}`).Err(); err != nil {
 					t.Fatal(err)
 				}
 			}

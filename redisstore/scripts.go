@@ -13,6 +13,10 @@ import "github.com/redis/go-redis/v9"
 //	units   hash user id -> units the user holds or bought
 //	claims  hash ticket id -> ms when the ingress claimed it; removed once the
 //	        purchase message is known to be queued
+//	queue   sorted set: the sale's line, ticket id scored by the µs of its
+//	        claim by Redis's clock (TIME); added by the claim, removed when
+//	        the ticket's decision is written (PutTickets) or it is given up
+//	        (Unclaim), see line.go
 //
 // Every script checks the per-ticket state in holds first, so running it twice
 // (a go-redis retry, a redelivered message) changes nothing the second time, and a
@@ -29,8 +33,10 @@ import "github.com/redis/go-redis/v9"
 // resync, so a REPLICAOF round trip or a failover shows, and the run_id changes
 // on a restart). Each other hash of the family (holds, live, units, claims)
 // carries the load id in its field "!load" (no user or ticket id starts with
-// "!"), so a family key lost on its own (evicted, deleted) shows too. A
-// rebuild in progress marks the stock hash with its token (`rebuild`).
+// "!"), and the queue a member "!load:<load id>" scored -1 (below every
+// ticket's score, so never counted as one), so a family key lost on its own
+// (evicted, deleted) shows too. A rebuild in progress marks the stock hash
+// with its token (`rebuild`).
 //
 // Every script on a sale's keys starts with loadedCheck, which answers
 // instead of running:
@@ -57,7 +63,8 @@ end
 `
 
 // loadedCheck opens every script on a sale's keys; KEYS[1] is its stock hash,
-// KEYS[2..] the other hashes of the family it touches; the last ARGV is the
+// KEYS[2..] the other keys of the family it touches (hashes, and the queue:
+// the key whose name ends in ":queue", a sorted set); the last ARGV is the
 // load the caller expects ("" for any). It leaves the load id in load.
 const loadedCheck = serverID + `
 local st = redis.call('HMGET', KEYS[1], 'load', 'srv', 'rebuild')
@@ -65,14 +72,16 @@ if st[3] then return {'rebuilding'} end
 if not st[1] then return {'not_loaded'} end
 if st[2] ~= serverID() then return {'stale'} end
 for i = 2, #KEYS do
-  if redis.call('HGET', KEYS[i], '!load') ~= st[1] then return {'stale'} end
+  if string.sub(KEYS[i], -6) == ':queue' then
+    if not redis.call('ZSCORE', KEYS[i], '!load:' .. st[1]) then return {'stale'} end
+  elseif redis.call('HGET', KEYS[i], '!load') ~= st[1] then return {'stale'} end
 end
 if ARGV[#ARGV] ~= '' and ARGV[#ARGV] ~= st[1] then return {'gen'} end
 local load = st[1]
 `
 
 // claimScript gives the user a new live ticket unless they already have one.
-// KEYS stock live units claims holds; ARGV user tid seed nonce qty limit
+// KEYS stock live units claims holds queue; ARGV user tid seed nonce qty limit
 // stale_ms refill gen. Returns {"claimed", tid, load} | {"existing", tid} |
 // {"unconfirmed", tid} | {"limit"} | {"sold_out"}, a rebuild reason, or with
 // refill "1" {"refill", qty} instead of "sold_out" (a segment asks for more
@@ -95,6 +104,11 @@ local load = st[1]
 // user may claim: by the same ticket id. A claim run again by the same
 // request (go-redis retried a claim whose reply was lost: the same nonce) is
 // still "claimed": the caller goes on to publish it.
+//
+// A new claim joins the sale's line (queue) at the back: scored by Redis's
+// clock in µs, so that the tickets ahead of it are those claimed before it.
+// An orphan dropped here leaves the line (its ticket, claimed again, joins it
+// again at the back).
 var claimScript = redis.NewScript(loadedCheck + mintTicket + `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -111,6 +125,7 @@ if cur then
   -- claim never finds it as their "existing" ticket.
   redis.call('HDEL', KEYS[4], cur)
   redis.call('HDEL', KEYS[2], ARGV[1])
+  redis.call('ZREM', KEYS[6], cur)
 end
 local q = tonumber(ARGV[5])
 local units = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0')
@@ -121,6 +136,7 @@ if tonumber(redis.call('HGET', KEYS[1], 'available')) < q then
 end
 redis.call('HSET', KEYS[2], ARGV[1], tid)
 redis.call('HSET', KEYS[4], tid, now .. ':' .. ARGV[4])
+redis.call('ZADD', KEYS[6], tonumber(t[1]) * 1000000 + tonumber(t[2]), tid)
 return {'claimed', tid, load}
 `)
 
@@ -161,11 +177,12 @@ end
 `
 
 // unclaimScript undoes a claim whose publish failed, and records the ticket
-// given up ("F") so that its id is never minted again (see claimScript).
-// KEYS live claims holds; ARGV user tid.
+// given up ("F") so that its id is never minted again (see claimScript); the
+// ticket leaves the sale's line. KEYS live claims holds queue; ARGV user tid.
 var unclaimScript = redis.NewScript(`
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) end
 redis.call('HDEL', KEYS[2], ARGV[2])
+redis.call('ZREM', KEYS[4], ARGV[2])
 if redis.call('HEXISTS', KEYS[3], ARGV[2]) == 0 then redis.call('HSET', KEYS[3], ARGV[2], 'F') end
 return 1
 `)
@@ -344,4 +361,4 @@ var holderScript = redis.NewScript(loadedCheck + `
 return {'done', redis.call('HGET', KEYS[2], ARGV[1]) or '', redis.call('HGET', KEYS[3], ARGV[1]) or '0'}
 `)
 
-var allScripts = []*redis.Script{claimScript, unclaimScript, holdScript, reassertScript, releaseScript, confirmScript, retakeScript, returnScript, stockScript, holderScript, mergeScript}
+var allScripts = []*redis.Script{claimScript, unclaimScript, holdScript, reassertScript, releaseScript, confirmScript, retakeScript, returnScript, stockScript, holderScript, mergeScript, placeScript, aheadScript}

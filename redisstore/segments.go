@@ -18,7 +18,7 @@ import (
 // claims and holds use several Redis Cluster masters instead of one slot's.
 //
 // Each user belongs to one segment of every sale (a hash of the user id), and
-// a segment is a whole sale's set of keys (stock, holds, live, units, claims)
+// a segment is a whole sale's set of keys (stock, holds, live, units, claims, queue)
 // under its own hash tag: every script of scripts.go runs unchanged on it, so one live
 // ticket per user and the per-user limit hold within the user's segment, which
 // is all the user ever touches. A segment's stock hash counts only its share:
@@ -214,7 +214,7 @@ func (s *Store) segKeys(saleID string, seg int) saleKeys {
 		tag = s.segmentTags(saleID)[seg]
 	}
 	p := s.cfg.Namespace + ":{" + tag + "}:"
-	return saleKeys{p + "stock", p + "holds", p + "live", p + "units", p + "claims"}
+	return saleKeys{p + "stock", p + "holds", p + "live", p + "units", p + "claims", p + "queue"}
 }
 
 // keys are the keys of the user's segment of the sale.

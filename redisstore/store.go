@@ -136,7 +136,7 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-type saleKeys struct{ stock, holds, live, units, claims string }
+type saleKeys struct{ stock, holds, live, units, claims, queue string }
 
 func (s *Store) ticketKey(id string) string { return s.cfg.Namespace + ":ticket:{" + id + "}" }
 
@@ -271,7 +271,7 @@ func (s *Store) Claim(ctx context.Context, sale *flashsale.Sale, userID string, 
 	seg := s.segmentOf(userID)
 	k := s.segKeys(sale.ID, seg)
 	seed := s.cfg.Namespace + "|" + strings.Join(c.Sales, ",")
-	reply, err := s.run(ctx, scriptCall{sale.ID, seg, claimScript, []string{k.stock, k.live, k.units, k.claims, k.holds},
+	reply, err := s.run(ctx, scriptCall{sale.ID, seg, claimScript, []string{k.stock, k.live, k.units, k.claims, k.holds, k.queue},
 		[]any{userID, c.ID, seed, c.Nonce, qty, sale.PerUserLimit, s.cfg.ClaimStale.Milliseconds(), s.refillFlag()}})
 	if err != nil {
 		return 0, "", 0, err
@@ -310,10 +310,10 @@ func (s *Store) Holder(ctx context.Context, saleID, userID string) (live string,
 
 // Unclaim undoes a claim whose publish failed, so the user may simply retry,
 // and records the ticket given up in the sale's holds (its id is never minted
-// again).
+// again); the ticket leaves the sale's line.
 func (s *Store) Unclaim(ctx context.Context, p flashsale.Part) error {
 	k := s.keys(p.SaleID, p.UserID)
-	if err := unclaimScript.Run(ctx, s.rdb, []string{k.live, k.claims, k.holds}, p.UserID, p.TicketID).Err(); err != nil {
+	if err := unclaimScript.Run(ctx, s.rdb, []string{k.live, k.claims, k.holds, k.queue}, p.UserID, p.TicketID).Err(); err != nil {
 		return fmt.Errorf("redisstore: unclaim: %w", err)
 	}
 	return nil
@@ -445,12 +445,14 @@ func (s *Store) Return(ctx context.Context, p flashsale.Part) (flashsale.Hold, e
 }
 
 // PutTickets writes the fast copies of tickets in one round trip. A copy is
-// never moved back (a final status is not overwritten by a live one).
+// never moved back (a final status is not overwritten by a live one). The
+// tickets it decides (see decided) leave their sales' lines and are announced
+// to every ingress, in the same round trip, after their copies (see line.go).
 func (s *Store) PutTickets(ctx context.Context, tickets ...*flashsale.Ticket) error {
 	if len(tickets) == 0 {
 		return nil
 	}
-	if err := s.putTickets(ctx, tickets, nil); err != nil {
+	if err := s.putTickets(ctx, tickets, s.leaveLine(ctx, tickets)); err != nil {
 		return fmt.Errorf("redisstore: put tickets: %w", err)
 	}
 	return nil

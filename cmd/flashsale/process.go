@@ -154,7 +154,7 @@ func (p *process) ingress(g *service.Group, qc queue.Config) ([]named, []named, 
 	srv, err := ingress.New(ingress.Config{Sales: p.sales, Stock: p.stock, Orders: p.store, Queue: pub, Lifecycle: p.lc,
 		Reservations: p.reservations, AdminToken: cfg.AdminToken, Admin: p.admin, LimitPerWindow: cfg.LimitPerWindow,
 		PublishGroups: cfg.PublishGroups, Registry: p.reg, Gatherer: p.reg, Log: p.log, Identity: cfg.Identity,
-		UserPurchasesPerSecond: cfg.UserPurchasesPerSecond, Strikes: p.strikes,
+		UserPurchasesPerSecond: cfg.UserPurchasesPerSecond, Strikes: p.strikes, Line: p.rs, Decisions: p.rs,
 		Ready: append(slices.Clone(p.storeChecks), pubReady), OpsElsewhere: ocfg.Addr != ""})
 	if err != nil {
 		return nil, nil, err
@@ -168,12 +168,15 @@ func (p *process) ingress(g *service.Group, qc queue.Config) ([]named, []named, 
 	hs := &http.Server{Addr: cfg.HTTPAddr, Handler: srv.Handler(), ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout: 10 * time.Second, WriteTimeout: 15 * time.Second, IdleTimeout: 60 * time.Second,
 		MaxHeaderBytes: maxHeaderBytes, ErrorLog: slog.NewLogLogger(p.log.Handler(), slog.LevelWarn)}
+	// Ticket event streams never end by themselves: closed on shutdown, their
+	// clients reconnect.
+	hs.RegisterOnShutdown(srv.CloseStreams)
 	if ocfg.Addr == "" && p.ops.live != nil { // without an operations listener, the live page is here
 		p.ops.live.Register(srv.Router())
 		hs.RegisterOnShutdown(p.ops.live.Close)
 	}
 	p.log.Info("identities", "user_auth", cfg.UserAuth)
-	return []named{{"ingress publisher", pub}},
+	return []named{{"ingress publisher", pub}, {"ticket streams", srv.Streams()}},
 		[]named{{"listener", &service.HTTP{Server: hs, Fail: g.Fail, Log: p.log.With("listener", "ingress")}}}, nil
 }
 
