@@ -196,7 +196,9 @@ func (s *soak) partsOf(saleID string) (string, bool) {
 			stocks = append(stocks, k)
 		}
 	}
-	sort.SliceStable(stocks, func(i, j int) bool { return strings.HasSuffix(stocks[i], ":pool") && !strings.HasSuffix(stocks[j], ":pool") })
+	sort.SliceStable(stocks, func(i, j int) bool {
+		return strings.HasSuffix(stocks[i], ":pool") && !strings.HasSuffix(stocks[j], ":pool")
+	})
 	want := s.segments
 	if s.segments > 1 {
 		want++ // the home

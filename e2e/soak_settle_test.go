@@ -28,8 +28,8 @@ type soakFinal struct {
 	statuses     map[string]int // tickets by status at the end
 	orderCount   map[string]int // orders by status at the end
 	orderUnits   map[string]int
-	secondsOK    int            // purchases sent again answered with another ticket once the first was not live
-	unattributed int            // orders of a ticket whose 202 answer was lost on the way
+	secondsOK    int // purchases sent again answered with another ticket once the first was not live
+	unattributed int // orders of a ticket whose 202 answer was lost on the way
 	reconcileOut string
 }
 

@@ -189,12 +189,12 @@ type soak struct {
 	lastUsers  time.Duration // from the end of the crowd until its last user was done
 	final      soakFinal
 
-	retries    *tally          // purchases sent again while the ticket read queued, by answer
-	seconds    []soakSecond    // a retry answered with another ticket than the queued one
-	latePairs  *tally          // two expired orders paid at once, by the pair of answers
-	followUps  sync.WaitGroup  // checks a fault left running (see checkFollowed)
-	followLag  []time.Duration // Redis back → every ticket of an order due in the outage reads as MySQL says
-	sweep      []string        // the end's purchase of every unit left, per sale
+	retries   *tally          // purchases sent again while the ticket read queued, by answer
+	seconds   []soakSecond    // a retry answered with another ticket than the queued one
+	latePairs *tally          // two expired orders paid at once, by the pair of answers
+	followUps sync.WaitGroup  // checks a fault left running (see checkFollowed)
+	followLag []time.Duration // Redis back → every ticket of an order due in the outage reads as MySQL says
+	sweep     []string        // the end's purchase of every unit left, per sale
 }
 
 // soakSaleDef is one sale of the soak.
