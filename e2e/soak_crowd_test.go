@@ -354,9 +354,11 @@ func (s *soak) retryQueued(sale *soakSale, tk *soakTicket) {
 		s.retries.add(fmt.Sprintf("%d the same ticket", r.Status), "")
 	case r.Status == http.StatusOK || r.Status == http.StatusAccepted:
 		s.retries.add(fmt.Sprintf("%d another ticket", r.Status), tk.ID+" → "+a.TicketID)
+		at := time.Now()
+		hold := s.holdState(tk)
 		if second := s.noteTicket(sale, tk.User, tk.Qty, r); second != nil {
 			s.mu.Lock()
-			s.seconds = append(s.seconds, soakSecond{First: tk, Second: second, At: time.Now(), Answer: r.String()})
+			s.seconds = append(s.seconds, soakSecond{First: tk, Second: second, At: at, Answer: r.String(), FirstHold: hold})
 			s.mu.Unlock()
 		}
 	case r.Status == http.StatusServiceUnavailable:
@@ -376,6 +378,7 @@ type soakSecond struct {
 	First, Second *soakTicket
 	At            time.Time // when the answer came
 	Answer        string
+	FirstHold     string // the first ticket's hold in Redis right after the answer ("" none)
 }
 
 // awaitExpired waits out the order's payment window and looks at the ticket

@@ -15,6 +15,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 const (
@@ -30,11 +32,17 @@ const (
 
 // soakCatch holds back, at the MySQL proxy of every process, each statement
 // that contains needle until release is closed, and reports the first process
-// caught (its index in procs()) on caught.
+// caught on caught.
 type soakCatch struct {
 	needle  string
-	caught  chan int
+	caught  chan soakCaught
 	release chan struct{}
+}
+
+// soakCaught is a process whose statement a soakCatch holds.
+type soakCaught struct {
+	proc int    // its index in procs()
+	stmt string // what it sent (the project interpolates parameters: the values are in it)
 }
 
 // holdCaught is the MySQL proxy of process i: it copies what the process
@@ -42,11 +50,15 @@ type soakCatch struct {
 func (s *soak) holdCaught(i int, dst io.Writer, src io.Reader) {
 	copyMySQLPackets(dst, src, func(pkt []byte) {
 		c := s.catch.Load()
-		if c == nil || !strings.Contains(mysqlStatement(pkt), c.needle) {
+		if c == nil {
+			return
+		}
+		stmt := mysqlStatement(pkt)
+		if !strings.Contains(stmt, c.needle) {
 			return
 		}
 		select {
-		case c.caught <- i:
+		case c.caught <- soakCaught{i, stmt}:
 		default:
 		}
 		<-c.release
@@ -63,13 +75,14 @@ func (s *soak) releaseCatch() {
 
 // killMidRebuild damages one sale's keys in Redis (all of them, its home, or
 // one hash of one part), holds every process's rebuild read of MySQL, and
-// SIGKILLs the first process caught rebuilding: at once (every part frozen
-// by its token, nothing merged), or a few milliseconds after letting its read
-// through (somewhere in its merges). What it left is read from Redis right
-// after the kill and reported.
+// SIGKILLs the first process caught rebuilding (this sale, or another one
+// that was being rebuilt anyway): at once (every part frozen by its token,
+// nothing merged), or a few milliseconds after letting its read through
+// (somewhere in its merges). What it left of the sale it was rebuilding is
+// read from Redis right after the kill and reported.
 func (s *soak) killMidRebuild(rng *rand.Rand) string {
 	sl := s.sales[rng.IntN(len(s.sales))]
-	c := &soakCatch{needle: soakRebuildRead, caught: make(chan int, 1), release: make(chan struct{})}
+	c := &soakCatch{needle: soakRebuildRead, caught: make(chan soakCaught, 1), release: make(chan struct{})}
 	s.catch.Store(c)
 	defer s.releaseCatch()
 	what := s.damageSale(rng, sl)
@@ -78,13 +91,19 @@ func (s *soak) killMidRebuild(rng *rand.Rand) string {
 		defer cancel()
 		s.c.send(ctx, http.MethodGet, pathSale(sl.ID), nil, nil)
 	}()
-	var i int
+	var caught soakCaught
 	select {
-	case i = <-c.caught:
+	case caught = <-c.caught:
 	case <-time.After(15 * time.Second):
 		return what + "; no rebuild read MySQL within 15 s: nothing killed"
 	}
-	p := s.procs()[i]
+	p := s.procs()[caught.proc]
+	rebuilding := "an unknown sale"
+	for _, x := range s.sales {
+		if strings.Contains(caught.stmt, "'"+x.ID+"'") {
+			rebuilding = x.ID
+		}
+	}
 	where := "while its read of MySQL was held"
 	if rng.IntN(2) == 0 {
 		d := time.Duration(rng.Int64N(int64(4 * time.Millisecond)))
@@ -93,13 +112,13 @@ func (s *soak) killMidRebuild(rng *rand.Rand) string {
 		where = fmt.Sprintf("%s after its read of MySQL was let through", d.Round(10*time.Microsecond))
 	}
 	p.Kill()
-	left := s.partsLeft()
+	left, _ := s.partsOf(rebuilding)
 	s.releaseCatch()
 	down := time.Duration(rng.Int64N(int64(soakMaxKillDown)))
 	time.Sleep(down) // the role stays down for a moment
 	p.Start()
-	return fmt.Sprintf("%s; %s SIGKILLed rebuilding %s; left in Redis: %s; started again after %s",
-		what, p.Role, where, left, down.Round(time.Millisecond))
+	return fmt.Sprintf("%s; %s SIGKILLed rebuilding sale %s %s; it left %s; started again after %s",
+		what, p.Role, rebuilding, where, left, down.Round(time.Millisecond))
 }
 
 // saleKeys returns the Redis keys of one sale (its home slot's and every
@@ -169,22 +188,6 @@ func anys(ss []string) []any {
 		out[i] = v
 	}
 	return out
-}
-
-// partsLeft describes, for every sale whose parts are not of one current
-// load, each part's state: "frozen" (a rebuild's token), "load L", or
-// "missing".
-func (s *soak) partsLeft() string {
-	var out []string
-	for _, sl := range s.sales {
-		if d, whole := s.partsOf(sl.ID); !whole {
-			out = append(out, "sale "+sl.ID+": "+d)
-		}
-	}
-	if len(out) == 0 {
-		return "every sale of one load, none frozen (the rebuild had finished)"
-	}
-	return strings.Join(out, "; ")
 }
 
 // partsOf describes the stock hashes of a sale (home first), and reports
@@ -460,4 +463,64 @@ func (s *soak) replicaRoundTrip(rng *rand.Rand) string {
 	s.repl.cutAt = time.Time{}
 	return fmt.Sprintf("Redis followed a replica cut off %s before (REPLICAOF, synced in %s), then REPLICAOF NO ONE; same run_id: %v",
 		age.Round(time.Millisecond), synced.Round(time.Millisecond), same)
+}
+
+// stockSnapshot reads every stock hash of the sale (its home and segments)
+// in one MULTI (one instant of the Redis), for a violation's message: each
+// part's figures, and the segments' held + sold against the home's total.
+func (s *soak) stockSnapshot(saleID string) string {
+	var keys []string
+	for _, k := range s.saleKeys(saleID) {
+		if strings.HasSuffix(k, ":stock") || strings.HasSuffix(k, ":pool") {
+			keys = append(keys, k)
+		}
+	}
+	c := s.rs.client()
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cmds, err := c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		for _, k := range keys {
+			p.HGetAll(ctx, k)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Sprintf("Redis at one instant: %v", err)
+	}
+	var parts []string
+	total, inUse := "", 0
+	for i, cmd := range cmds {
+		h, _ := cmd.(*redis.MapStringStringCmd).Result()
+		name := strings.TrimPrefix(keys[i], s.e.NS+":")
+		if strings.HasSuffix(name, ":pool") || s.segments == 1 {
+			total = h["total"]
+		}
+		if strings.HasSuffix(name, ":stock") {
+			var held, sold int
+			fmt.Sscan(h["held"], &held)
+			fmt.Sscan(h["sold"], &sold)
+			inUse += held + sold
+		}
+		delete(h, "srv")
+		parts = append(parts, fmt.Sprintf("%s %v", name, h))
+	}
+	return fmt.Sprintf("Redis at one instant: held + sold over the parts %d, total %s; %s", inUse, total, strings.Join(parts, "; "))
+}
+
+// holdState is the ticket's entry in its sale's holds in Redis (any part),
+// "" when none.
+func (s *soak) holdState(tk *soakTicket) string {
+	c := s.rs.client()
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, k := range s.saleKeys(tk.Sale) {
+		if strings.HasSuffix(k, ":holds") {
+			if v, err := c.HGet(ctx, k, tk.ID).Result(); err == nil {
+				return v
+			}
+		}
+	}
+	return ""
 }

@@ -405,8 +405,12 @@ func (s *soak) finalTickets(tks []*soakTicket, orders []*soakOrder) {
 
 // judgeSeconds checks every purchase sent again while its ticket read queued
 // and answered with another ticket: that is a second live ticket unless the
-// first had stopped being live (decided sold_out or failed, or its order
-// expired or was cancelled) before the answer came. MySQL's times say when.
+// first had stopped being live before the answer came: its order expired or
+// was cancelled by then (MySQL's times say when), or it never had an order
+// and Redis had refused it already (its hold "X" sold out or "F" failed, read
+// right after the answer: the hold script decides a refusal in Redis before
+// the worker records it in MySQL, and a new claim mints past a refused
+// ticket).
 func (s *soak) judgeSeconds(byID map[string]*soakOrder) {
 	s.mu.Lock()
 	seconds := append([]soakSecond(nil), s.seconds...)
@@ -435,6 +439,9 @@ func (s *soak) judgeSeconds(byID map[string]*soakOrder) {
 				if st != "ordered" {
 					until = at
 				}
+				if st != "ordered" && (p.FirstHold == "X" || p.FirstHold == "F") {
+					until = p.At.Add(-time.Microsecond) // refused in Redis already
+				}
 			}
 		}
 		if !until.IsZero() && until.Before(p.At) {
@@ -443,8 +450,8 @@ func (s *soak) judgeSeconds(byID map[string]*soakOrder) {
 			s.mu.Unlock()
 			continue
 		}
-		s.violate("second-live-ticket", "user %s, sale %s: the purchase sent again while ticket %s read queued got %s at %s, while the first was still live: %s\n%s",
-			first.User, first.Sale, first.ID, p.Answer, p.At.Format("15:04:05.000"), what, s.evidence(first, 8))
+		s.violate("second-live-ticket", "user %s, sale %s: the purchase sent again while ticket %s read queued got %s at %s, while the first was still live: %s; its hold in Redis then: %q\n%s",
+			first.User, first.Sale, first.ID, p.Answer, p.At.Format("15:04:05.000"), what, p.FirstHold, s.evidence(first, 8))
 	}
 }
 
