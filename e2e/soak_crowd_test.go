@@ -96,7 +96,7 @@ func (s *soak) session(n int) {
 			return
 		}
 		switch {
-		case v.Status != "pending_payment":
+		case v.Status != "pending_payment", tk == first: // (the latter: answered with its expired first order)
 		case first != nil:
 			if s.awaitExpired(tk, v) {
 				s.payPairLate(sale, first, tk)
@@ -230,6 +230,13 @@ func (s *soak) noteTicket(sale *soakSale, u string, q int, r reply) *soakTicket 
 		if tk.User != u || tk.Sale != sale.ID {
 			s.mu.Unlock()
 			s.violate("purchase-answer", "ticket %s given to %s/%s and to %s/%s", a.TicketID, tk.User, tk.Sale, u, sale.ID)
+			s.mu.Lock()
+		}
+		if tk.rank == 2 { // the user saw it final: it is no live ticket of theirs
+			last := tk.last
+			s.mu.Unlock()
+			s.violate("final-ticket-answered", "user %s, sale %s: a purchase answered %s, naming a ticket they saw %s\n%s",
+				u, sale.ID, r, last, s.evidence(tk, 8))
 			s.mu.Lock()
 		}
 		return tk

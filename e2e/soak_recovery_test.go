@@ -365,6 +365,7 @@ func (s *soak) orderStatuses(ids []string) map[string]string {
 func (s *soak) checkFollowed(due []soakDue, up time.Time) {
 	defer s.followUps.Done()
 	left := due
+	seen := map[string]string{} // order id -> MySQL's status and the ticket's, as last read
 	poll(soakFollowWithin, 500*time.Millisecond, func() bool {
 		ids := make([]string, len(left))
 		for i, o := range left {
@@ -377,6 +378,11 @@ func (s *soak) checkFollowed(due []soakDue, up time.Time) {
 			v, ok := s.readTicket(tk)
 			if st[o.ID] == "pending_payment" || !ok || v.Status != st[o.ID] {
 				next = append(next, o)
+				if ok {
+					seen[o.ID] = fmt.Sprintf("is %s in MySQL; its ticket read %q", st[o.ID], v.Status)
+				} else if seen[o.ID] == "" {
+					seen[o.ID] = fmt.Sprintf("is %s in MySQL; its ticket did not answer 200", st[o.ID])
+				}
 			}
 		}
 		left = next
@@ -386,14 +392,12 @@ func (s *soak) checkFollowed(due []soakDue, up time.Time) {
 	s.followLag = append(s.followLag, time.Since(up))
 	s.mu.Unlock()
 	for i, o := range left {
-		tk := s.ticketOf(o)
-		v, _ := s.readTicket(tk)
 		evidence := ""
 		if i < 3 {
-			evidence = "\n" + s.evidence(tk, 12)
+			evidence = "\n" + s.evidence(s.ticketOf(o), 12)
 		}
-		s.violate("ticket-behind-order", "order %s of %s (sale %s, pay_by %s, inside a Redis outage) is %s in MySQL; its ticket reads %q %s after Redis answered again%s",
-			o.ID, o.User, o.Sale, o.PayBy.Format("15:04:05.000"), s.orderStatuses([]string{o.ID})[o.ID], v.Status, soakFollowWithin, evidence)
+		s.violate("ticket-behind-order", "order %s of %s (sale %s, pay_by %s, inside a Redis outage), %s after Redis answered again, %s%s",
+			o.ID, o.User, o.Sale, o.PayBy.Format("15:04:05.000"), soakFollowWithin, seen[o.ID], evidence)
 	}
 }
 
@@ -465,13 +469,15 @@ func (s *soak) replicaRoundTrip(rng *rand.Rand) string {
 		age.Round(time.Millisecond), synced.Round(time.Millisecond), same)
 }
 
-// stockSnapshot reads every stock hash of the sale (its home and segments)
-// in one MULTI (one instant of the Redis), for a violation's message: each
-// part's figures, and the segments' held + sold against the home's total.
+// stockSnapshot reads every stock and holds hash of the sale (its home and
+// segments) in one MULTI (one instant of the Redis), for a view violation's
+// message: the segments' held + sold against the home's total, each part's
+// figures, and the tickets Redis holds ("H:") that have no live order in
+// MySQL (read just after) with their units.
 func (s *soak) stockSnapshot(saleID string) string {
 	var keys []string
 	for _, k := range s.saleKeys(saleID) {
-		if strings.HasSuffix(k, ":stock") || strings.HasSuffix(k, ":pool") {
+		if strings.HasSuffix(k, ":stock") || strings.HasSuffix(k, ":pool") || strings.HasSuffix(k, ":holds") {
 			keys = append(keys, k)
 		}
 	}
@@ -490,10 +496,21 @@ func (s *soak) stockSnapshot(saleID string) string {
 	}
 	var parts []string
 	total, inUse := "", 0
+	held := map[string]int{} // ticket -> units held
 	for i, cmd := range cmds {
 		h, _ := cmd.(*redis.MapStringStringCmd).Result()
 		name := strings.TrimPrefix(keys[i], s.e.NS+":")
-		if strings.HasSuffix(name, ":pool") || s.segments == 1 {
+		switch {
+		case strings.HasSuffix(name, ":holds"):
+			for tid, st := range h {
+				if strings.HasPrefix(st, "H:") {
+					var q int
+					fmt.Sscan(st[2:], &q)
+					held[tid] = q
+				}
+			}
+			continue
+		case strings.HasSuffix(name, ":pool") || s.segments == 1:
 			total = h["total"]
 		}
 		if strings.HasSuffix(name, ":stock") {
@@ -505,7 +522,23 @@ func (s *soak) stockSnapshot(saleID string) string {
 		delete(h, "srv")
 		parts = append(parts, fmt.Sprintf("%s %v", name, h))
 	}
-	return fmt.Sprintf("Redis at one instant: held + sold over the parts %d, total %s; %s", inUse, total, strings.Join(parts, "; "))
+	ids := make([]string, 0, len(held))
+	for tid := range held {
+		ids = append(ids, tid)
+	}
+	st := s.orderStatuses(ids)
+	var without []string
+	units := 0
+	for _, tid := range ids {
+		if st[tid] != "pending_payment" {
+			units += held[tid]
+			without = append(without, fmt.Sprintf("%s (%d, order %q)", tid, held[tid], st[tid]))
+		}
+	}
+	sort.Strings(without)
+	pending, paid := s.unitsBySale()
+	return fmt.Sprintf("Redis at one instant: held + sold over the parts %d, total %s; %d tickets held (H) with no pending order in MySQL, %d units: %v; MySQL just after: pending %d, paid %d; %s",
+		inUse, total, len(without), units, without[:min(len(without), 12)], pending[saleID], paid[saleID], strings.Join(parts, "; "))
 }
 
 // holdState is the ticket's entry in its sale's holds in Redis (any part),
