@@ -12,6 +12,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"sort"
 	"strings"
 	"time"
@@ -237,6 +238,9 @@ func (s *soak) partsOf(saleID string) (string, bool) {
 // retry must name the user's queued ticket, and every queued ticket must end
 // with an order or sold out (never failed).
 func (s *soak) backlogLoss(rng *rand.Rand) string {
+	for _, w := range s.workers {
+		s.awaitConsuming(w) // a SIGTERM before the signal handlers are set kills it
+	}
 	stopped := time.Now()
 	for i, w := range s.workers {
 		if code, err := w.terminate(40 * time.Second); err != nil || code != 0 {
@@ -264,6 +268,19 @@ func (s *soak) backlogLoss(rng *rand.Rand) string {
 	}
 	return fmt.Sprintf("workers stopped (SIGTERM); %d tickets accepted into the backlog; Redis lost everything (%s); %d purchases sent again while queued; workers started again after %s",
 		queued, loss, s.retries.total()-retried, time.Since(stopped).Round(time.Millisecond))
+}
+
+// awaitConsuming waits (up to 30 s) until the worker's log says it consumes
+// since its last start.
+func (s *soak) awaitConsuming(w *proc) {
+	poll(30*time.Second, 50*time.Millisecond, func() bool {
+		b, err := os.ReadFile(w.logPath)
+		if err != nil {
+			return false
+		}
+		log := string(b)
+		return strings.Contains(log[strings.LastIndex(log, "=== e2e: start #"):], "msg=consuming")
+	})
 }
 
 // acceptedSince counts the tickets the crowd was given since t.
