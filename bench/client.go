@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bytes"
+	"cmp"
 	"container/list"
 	"context"
 	"crypto/hmac"
@@ -13,11 +14,12 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/flashsale/flashsale/api/apiclient"
 )
 
 // endpoint names one API operation in the statistics.
@@ -49,21 +51,27 @@ const (
 	statusNetError  = "net_error"
 )
 
-// apiClient calls the contract's endpoints on one base URL. It never follows
-// redirects, so it only ever talks to that URL's host.
+// apiClient calls the contract's endpoints on one base URL through the client
+// generated from the API's description (package api/apiclient). What is
+// written here is what the bench adds to every exchange, in Do: a slot among
+// the requests in flight (slotPool), the answer recorded for the statistics,
+// and the answer checked against the description (apiChecks); and the payment
+// signature, made over the exact bytes sent. It never follows redirects, so
+// it only ever talks to that URL's host.
 type apiClient struct {
-	base       string
+	gen        *apiclient.ClientWithResponses
 	hc         *http.Client
 	adminToken string
 	secret     string
-	rec        *recorder // nil: nothing recorded
-	slots      *slotPool // nil: no cap on in-flight requests
+	rec        *recorder  // nil: nothing recorded
+	slots      *slotPool  // nil: no cap on in-flight requests
+	checks     *apiChecks // nil: nothing checked
 }
 
 // newAPIClient builds a client with its own transport capped at conns connections.
 // When limitInFlight is set, at most conns requests are in flight at once, follow-ups
 // first (see slotPool).
-func newAPIClient(cfg Config, rec *recorder, conns int, limitInFlight bool) *apiClient {
+func newAPIClient(cfg Config, rec *recorder, checks *apiChecks, conns int, limitInFlight bool) (*apiClient, error) {
 	tr := &http.Transport{
 		Proxy:                 nil, // the bench only talks to --url, never through a proxy
 		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -75,7 +83,6 @@ func newAPIClient(cfg Config, rec *recorder, conns int, limitInFlight bool) *api
 		ResponseHeaderTimeout: cfg.requestTimeout,
 	}
 	c := &apiClient{
-		base: cfg.URL,
 		hc: &http.Client{
 			Transport: tr,
 			Timeout:   cfg.requestTimeout,
@@ -86,11 +93,17 @@ func newAPIClient(cfg Config, rec *recorder, conns int, limitInFlight bool) *api
 		adminToken: cfg.AdminToken,
 		secret:     cfg.PaymentSecret,
 		rec:        rec,
+		checks:     checks,
 	}
 	if limitInFlight {
 		c.slots = newSlotPool(conns)
 	}
-	return c
+	gen, err := apiclient.NewClientWithResponses(cfg.URL, apiclient.WithHTTPClient(c))
+	if err != nil {
+		return nil, fmt.Errorf("bench: a client of %s: %w", cfg.URL, err)
+	}
+	c.gen = gen
+	return c, nil
 }
 
 // slotPool caps the requests in flight. Two classes wait for a slot: follow-ups
@@ -225,18 +238,33 @@ func (r *apiResponse) retryable() bool {
 	return r.Status >= 500 || r.Status == http.StatusTooManyRequests
 }
 
-type errorEnvelope struct {
-	Error struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
+// exchange is one call in the making: its endpoint (for the slots and the
+// statistics) and, once Do has it, its answer.
+type exchange struct {
+	ep     endpoint
+	answer *apiResponse
 }
 
-// do sends one request and reads its response. Transport errors are returned as
-// errors; any HTTP status is a response.
-func (c *apiClient) do(ctx context.Context, ep endpoint, method, path string, body []byte, hdr http.Header) (*apiResponse, error) {
+type exchangeKey struct{}
+
+// on names the call made with the returned context ep, and gives where Do
+// leaves its answer.
+func on(ctx context.Context, ep endpoint) (context.Context, *exchange) {
+	x := &exchange{ep: ep}
+	return context.WithValue(ctx, exchangeKey{}, x), x
+}
+
+// Do sends one request of the generated client and reads its answer whole
+// (at most maxResponseBody), recording and checking it. Transport errors are
+// returned as errors; any HTTP status is an answer.
+func (c *apiClient) Do(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	x, _ := ctx.Value(exchangeKey{}).(*exchange)
+	if x == nil {
+		return nil, errors.New("bench: a request made without on()")
+	}
 	if c.slots != nil {
-		follow := ep.followUp()
+		follow := x.ep.followUp()
 		waitStart := time.Now()
 		if err := c.slots.acquire(ctx, follow); err != nil {
 			return nil, err
@@ -244,28 +272,20 @@ func (c *apiClient) do(ctx context.Context, ep endpoint, method, path string, bo
 		defer c.slots.release(follow)
 		c.rec.slotWait(time.Since(waitStart), follow)
 	}
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
-	if err != nil {
-		return nil, err
-	}
-	for k, vs := range hdr {
-		req.Header[k] = vs
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "flashsale-bench")
+	var sent []byte // the body as sent, for the check
+	if req.GetBody != nil {
+		if b, err := req.GetBody(); err == nil {
+			sent, _ = io.ReadAll(b)
+		}
+	}
 
 	start := time.Now()
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		if ctx.Err() == nil { // our own cancellation is not the server's fault
-			c.rec.request(ep, start, time.Since(start), statusNetError)
+			c.rec.request(x.ep, start, time.Since(start), statusNetError)
 		}
 		return nil, err
 	}
@@ -274,15 +294,25 @@ func (c *apiClient) do(ctx context.Context, ep endpoint, method, path string, bo
 	latency := time.Since(start)
 	if err != nil {
 		if ctx.Err() == nil {
-			c.rec.request(ep, start, latency, statusNetError)
+			c.rec.request(x.ep, start, latency, statusNetError)
 		}
 		return nil, err
 	}
-	r := &apiResponse{Status: resp.StatusCode, Body: data}
+	resp.Body = io.NopCloser(bytes.NewReader(data)) // for the generated client to decode
+	x.answer = answerOf(resp, data)
+	c.rec.request(x.ep, start, latency, x.answer.key())
+	c.checks.check(x.ep, x.answer.key(), req, sent, resp, data)
+	return resp, nil
+}
+
+// answerOf reads what the bench needs of an answer: status, error code and
+// message, Retry-After, Date.
+func answerOf(resp *http.Response, body []byte) *apiResponse {
+	r := &apiResponse{Status: resp.StatusCode, Body: body}
 	if !r.ok() {
-		var env errorEnvelope
-		if json.Unmarshal(data, &env) == nil {
-			r.Code, r.Message = env.Error.Code, env.Error.Message
+		var e apiclient.Error
+		if json.Unmarshal(body, &e) == nil {
+			r.Code, r.Message = string(e.Error.Code), e.Error.Message
 		}
 	}
 	if ra := resp.Header.Get("Retry-After"); ra != "" {
@@ -293,8 +323,7 @@ func (c *apiClient) do(ctx context.Context, ep endpoint, method, path string, bo
 			r.Date = t
 		}
 	}
-	c.rec.request(ep, start, latency, r.key())
-	return r, nil
+	return r
 }
 
 // parseRetryAfter reads a Retry-After value: delay seconds (integer, or a decimal
@@ -318,216 +347,114 @@ func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 	return 0, false
 }
 
-func (c *apiClient) userHeader(user string) http.Header {
-	return http.Header{"X-User-Id": {user}}
+// asUser identifies a user call (header mode: X-User-ID).
+func asUser(user string) apiclient.RequestEditorFn {
+	return func(_ context.Context, req *http.Request) error {
+		req.Header.Set("X-User-ID", user)
+		return nil
+	}
 }
 
-// decode unmarshals a 2xx body into v.
-func decode(r *apiResponse, v any) error {
-	if err := json.Unmarshal(r.Body, v); err != nil {
-		return fmt.Errorf("decoding %d response: %w", r.Status, err)
-	}
+// asAdmin carries the admin token.
+func (c *apiClient) asAdmin(_ context.Context, req *http.Request) error {
+	req.Header.Set("Authorization", "Bearer "+c.adminToken)
 	return nil
 }
 
-// saleRequest is the body of POST /api/v1/sales.
-type saleRequest struct {
-	ID                   string              `json:"id"`
-	SKU                  string              `json:"sku"`
-	Name                 string              `json:"name"`
-	Stock                int                 `json:"stock"`
-	PriceCents           int64               `json:"price_cents"`
-	PerUserLimit         int                 `json:"per_user_limit"`
-	StartsAt             string              `json:"starts_at"`
-	EndsAt               string              `json:"ends_at"`
-	PaymentWindowSeconds int                 `json:"payment_window_seconds"`
-	Reservation          *reservationRequest `json:"reservation"`
-	Inventory            string              `json:"inventory"`
-}
-
-type reservationRequest struct {
-	OpensAt  string `json:"opens_at"`
-	ClosesAt string `json:"closes_at"`
-	Capacity int    `json:"capacity"`
-}
-
-// stockView is the "stock" object of a sale. It also accepts a bare number (the
-// total), in case a response echoes the creation request.
-type stockView struct {
-	Total     int64 `json:"total"`
-	Available int64 `json:"available"`
-	Held      int64 `json:"held"`
-	Sold      int64 `json:"sold"`
-}
-
-// UnmarshalJSON accepts an object or a number.
-func (s *stockView) UnmarshalJSON(b []byte) error {
-	if n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil {
-		*s = stockView{Total: n}
-		return nil
+// body is the value v of a call's declared body when it answered one (err
+// nil and v set), else zero.
+func body[T any](v *T) T {
+	if v == nil {
+		var zero T
+		return zero
 	}
-	type plain stockView
-	return json.Unmarshal(b, (*plain)(s))
+	return *v
 }
 
-// saleView is the answer of GET /api/v1/sales/{id}.
-type saleView struct {
-	ID           string    `json:"id"`
-	State        string    `json:"state"`
-	ServerTime   string    `json:"server_time"`
-	StartsAt     string    `json:"starts_at"`
-	PerUserLimit int       `json:"per_user_limit"`
-	PriceCents   int64     `json:"price_cents"`
-	Stock        stockView `json:"stock"`
-	Reservations *int64    `json:"reservations"`
+func (c *apiClient) createSale(ctx context.Context, s apiclient.SaleInput) (*apiResponse, error) {
+	ctx, x := on(ctx, epCreateSale)
+	_, err := c.gen.CreateSaleWithResponse(ctx, s, c.asAdmin)
+	return x.answer, err
 }
 
-// ticketView is a ticket as returned by purchase and GET /api/v1/tickets/{id}.
-type ticketView struct {
-	TicketID string     `json:"ticket_id"`
-	SaleID   string     `json:"sale_id"`
-	Quantity int        `json:"quantity"`
-	Status   string     `json:"status"`
-	OrderID  string     `json:"order_id"`
-	PayBy    string     `json:"pay_by"`
-	Items    []itemView `json:"items"`
-}
-
-// itemView is one item of a bundle purchase, ticket or order ({"sale_id",
-// "quantity"}; orders add "amount_cents" and "returned").
-type itemView struct {
-	SaleID      string `json:"sale_id"`
-	Quantity    int    `json:"quantity"`
-	AmountCents int64  `json:"amount_cents,omitempty"`
-	Returned    int    `json:"returned,omitempty"`
-}
-
-// orderView is GET /api/v1/orders/{id} and the cancel answer.
-type orderView struct {
-	OrderID     string     `json:"order_id"`
-	SaleID      string     `json:"sale_id"`
-	UserID      string     `json:"user_id"`
-	Quantity    int        `json:"quantity"`
-	AmountCents int64      `json:"amount_cents"`
-	Status      string     `json:"status"`
-	CreatedAt   string     `json:"created_at"`
-	PayBy       string     `json:"pay_by"`
-	Items       []itemView `json:"items"`
-}
-
-// paymentCallback is the body the payment provider posts.
-type paymentCallback struct {
-	PaymentID   string `json:"payment_id"`
-	OrderID     string `json:"order_id"`
-	AmountCents int64  `json:"amount_cents"`
-	Status      string `json:"status"`
-}
-
-type paymentAnswer struct {
-	OrderID string `json:"order_id"`
-	Status  string `json:"status"`
-}
-
-func (c *apiClient) createSale(ctx context.Context, s saleRequest) (*apiResponse, error) {
-	body, err := json.Marshal(s)
+func (c *apiClient) getSale(ctx context.Context, id string) (apiclient.Sale, *apiResponse, error) {
+	ctx, x := on(ctx, epGetSale)
+	resp, err := c.gen.GetSaleWithResponse(ctx, id)
 	if err != nil {
-		return nil, err
+		return apiclient.Sale{}, x.answer, err
 	}
-	return c.do(ctx, epCreateSale, http.MethodPost, "/api/v1/sales", body,
-		http.Header{"Authorization": {"Bearer " + c.adminToken}})
-}
-
-func (c *apiClient) getSale(ctx context.Context, id string) (saleView, *apiResponse, error) {
-	var v saleView
-	r, err := c.do(ctx, epGetSale, http.MethodGet, "/api/v1/sales/"+url.PathEscape(id), nil, nil)
-	if err == nil && r.Status == http.StatusOK {
-		err = decode(r, &v)
-	}
-	return v, r, err
+	return body(resp.JSON200), x.answer, nil
 }
 
 func (c *apiClient) reserve(ctx context.Context, saleID, user string) (*apiResponse, error) {
-	return c.do(ctx, epReserve, http.MethodPost, "/api/v1/sales/"+url.PathEscape(saleID)+"/reservations", []byte("{}"), c.userHeader(user))
+	ctx, x := on(ctx, epReserve)
+	_, err := c.gen.ReserveWithResponse(ctx, saleID, apiclient.ReserveJSONRequestBody{}, asUser(user))
+	return x.answer, err
 }
 
-func (c *apiClient) purchase(ctx context.Context, saleID, user string, quantity int) (ticketView, *apiResponse, error) {
-	var v ticketView
-	body := []byte(fmt.Sprintf(`{"quantity":%d}`, quantity))
-	r, err := c.do(ctx, epPurchase, http.MethodPost, "/api/v1/sales/"+url.PathEscape(saleID)+"/purchase", body, c.userHeader(user))
-	if err == nil && (r.Status == http.StatusAccepted || r.Status == http.StatusOK) {
-		err = decode(r, &v)
+func (c *apiClient) purchase(ctx context.Context, saleID, user string, quantity int) (apiclient.PurchaseAnswer, *apiResponse, error) {
+	ctx, x := on(ctx, epPurchase)
+	resp, err := c.gen.PurchaseWithResponse(ctx, saleID, apiclient.PurchaseInput{Quantity: &quantity}, asUser(user))
+	if err != nil {
+		return apiclient.PurchaseAnswer{}, x.answer, err
 	}
-	return v, r, err
+	return body(cmp.Or(resp.JSON202, resp.JSON200)), x.answer, nil
 }
 
 // purchaseBundle posts POST /api/v1/purchases {"items": items}: one ticket for
 // every item, all or nothing.
-func (c *apiClient) purchaseBundle(ctx context.Context, user string, items []itemView) (ticketView, *apiResponse, error) {
-	var v ticketView
-	type item struct {
-		SaleID   string `json:"sale_id"`
-		Quantity int    `json:"quantity"`
-	}
-	req := struct {
-		Items []item `json:"items"`
-	}{}
-	for _, it := range items {
-		req.Items = append(req.Items, item{it.SaleID, it.Quantity})
-	}
-	body, err := json.Marshal(req)
+func (c *apiClient) purchaseBundle(ctx context.Context, user string, items []apiclient.BundleItem) (apiclient.PurchaseAnswer, *apiResponse, error) {
+	ctx, x := on(ctx, epPurchases)
+	resp, err := c.gen.PurchaseBundleWithResponse(ctx, apiclient.BundleInput{Items: items}, asUser(user))
 	if err != nil {
-		return v, nil, err
+		return apiclient.PurchaseAnswer{}, x.answer, err
 	}
-	r, err := c.do(ctx, epPurchases, http.MethodPost, "/api/v1/purchases", body, c.userHeader(user))
-	if err == nil && (r.Status == http.StatusAccepted || r.Status == http.StatusOK) {
-		err = decode(r, &v)
-	}
-	return v, r, err
+	return body(cmp.Or(resp.JSON202, resp.JSON200)), x.answer, nil
 }
 
-func (c *apiClient) getTicket(ctx context.Context, user, ticketID string) (ticketView, *apiResponse, error) {
-	var v ticketView
-	r, err := c.do(ctx, epGetTicket, http.MethodGet, "/api/v1/tickets/"+url.PathEscape(ticketID), nil, c.userHeader(user))
-	if err == nil && r.Status == http.StatusOK {
-		err = decode(r, &v)
+func (c *apiClient) getTicket(ctx context.Context, user, ticketID string) (apiclient.Ticket, *apiResponse, error) {
+	ctx, x := on(ctx, epGetTicket)
+	resp, err := c.gen.GetTicketWithResponse(ctx, ticketID, asUser(user))
+	if err != nil {
+		return apiclient.Ticket{}, x.answer, err
 	}
-	return v, r, err
+	return body(resp.JSON200), x.answer, nil
 }
 
-func (c *apiClient) getOrder(ctx context.Context, user, orderID string) (orderView, *apiResponse, error) {
-	var v orderView
-	r, err := c.do(ctx, epGetOrder, http.MethodGet, "/api/v1/orders/"+url.PathEscape(orderID), nil, c.userHeader(user))
-	if err == nil && r.Status == http.StatusOK {
-		err = decode(r, &v)
+func (c *apiClient) getOrder(ctx context.Context, user, orderID string) (apiclient.Order, *apiResponse, error) {
+	ctx, x := on(ctx, epGetOrder)
+	resp, err := c.gen.GetOrderWithResponse(ctx, orderID, asUser(user))
+	if err != nil {
+		return apiclient.Order{}, x.answer, err
 	}
-	return v, r, err
+	return body(resp.JSON200), x.answer, nil
 }
 
-func (c *apiClient) cancelOrder(ctx context.Context, user, orderID string) (orderView, *apiResponse, error) {
-	var v orderView
-	r, err := c.do(ctx, epCancel, http.MethodPost, "/api/v1/orders/"+url.PathEscape(orderID)+"/cancel", []byte("{}"), c.userHeader(user))
-	if err == nil && r.Status == http.StatusOK {
-		err = decode(r, &v)
+func (c *apiClient) cancelOrder(ctx context.Context, user, orderID string) (apiclient.Order, *apiResponse, error) {
+	ctx, x := on(ctx, epCancel)
+	resp, err := c.gen.CancelOrderWithResponse(ctx, orderID, asUser(user))
+	if err != nil {
+		return apiclient.Order{}, x.answer, err
 	}
-	return v, r, err
+	return body(resp.JSON200), x.answer, nil
 }
 
 // pay posts a signed payment callback stamped with the unix time ts.
-func (c *apiClient) pay(ctx context.Context, p paymentCallback, ts int64) (paymentAnswer, *apiResponse, error) {
-	var v paymentAnswer
+func (c *apiClient) pay(ctx context.Context, p apiclient.PaymentNotice, ts int64) (apiclient.PaymentAnswer, *apiResponse, error) {
 	if c.secret == "" {
-		return v, nil, errors.New("no payment secret")
+		return apiclient.PaymentAnswer{}, nil, errors.New("no payment secret")
 	}
-	body, err := json.Marshal(p)
+	raw, err := json.Marshal(p)
 	if err != nil {
-		return v, nil, err
+		return apiclient.PaymentAnswer{}, nil, err
 	}
-	hdr := http.Header{"X-Flashsale-Signature": {SignPayment(c.secret, ts, body)}}
-	r, err := c.do(ctx, epPayment, http.MethodPost, "/api/v1/payments/callback", body, hdr)
-	if err == nil && r.Status == http.StatusOK {
-		err = decode(r, &v)
+	ctx, x := on(ctx, epPayment)
+	resp, err := c.gen.PaymentCallbackWithBodyWithResponse(ctx, &apiclient.PaymentCallbackParams{XFlashsaleSignature: SignPayment(c.secret, ts, raw)},
+		"application/json", bytes.NewReader(raw))
+	if err != nil {
+		return apiclient.PaymentAnswer{}, x.answer, err
 	}
-	return v, r, err
+	return body(resp.JSON200), x.answer, nil
 }
 
 // SignPayment returns the X-Flashsale-Signature header value for a payment callback

@@ -59,22 +59,6 @@ func TestParseRetryAfter(t *testing.T) {
 	}
 }
 
-func TestStockViewAcceptsNumberOrObject(t *testing.T) {
-	var a, b saleView
-	if err := decode(&apiResponse{Status: 200, Body: []byte(`{"stock":{"total":10,"available":4,"held":3,"sold":3}}`)}, &a); err != nil {
-		t.Fatal(err)
-	}
-	if a.Stock != (stockView{Total: 10, Available: 4, Held: 3, Sold: 3}) {
-		t.Errorf("object: %+v", a.Stock)
-	}
-	if err := decode(&apiResponse{Status: 201, Body: []byte(`{"stock":1000}`)}, &b); err != nil {
-		t.Fatal(err)
-	}
-	if b.Stock.Total != 1000 {
-		t.Errorf("number: %+v", b.Stock)
-	}
-}
-
 func TestResponseKey(t *testing.T) {
 	if k := (&apiResponse{Status: 409, Code: "sold_out"}).key(); k != "409 sold_out" {
 		t.Errorf("key = %q", k)

@@ -15,7 +15,12 @@
 // The files are split by concern:
 //
 //   - config.go: flags, environment defaults and up-front validation
-//   - client.go: the HTTP client for the contract's endpoints, and the payment signature
+//   - client.go: the calls of the contract's endpoints, through the client
+//     generated from the API's description (api/apiclient), with what the bench
+//     adds to each exchange (slots, recording, the check below) and the payment
+//     signature
+//   - apicheck.go: answers checked against the API's description (api/apicheck),
+//     the report's "answers match the API description"
 //   - user.go: one simulated user's journey
 //   - progress.go: the progress bar on stderr
 //   - run.go, verify.go: one run from sale creation to the final verification

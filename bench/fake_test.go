@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/flashsale/flashsale/api/apiclient"
 )
 
 // fakeServer is an in-memory stand-in for the contract's HTTP API, just enough for
@@ -31,6 +33,9 @@ type fakeServer struct {
 	// halfBundles makes a bundle's order hold only its first item (a broken
 	// server that is not all or nothing).
 	halfBundles bool
+	// drift adds a field the API's description does not have to every order
+	// (a server whose answers drifted from it).
+	drift bool
 
 	mu       sync.Mutex
 	seq      int
@@ -47,7 +52,9 @@ type fakeServer struct {
 }
 
 type fakeSale struct {
-	id                 string
+	id, sku, name      string
+	inventory          string
+	created            time.Time
 	stock, perUser     int
 	price              int64
 	startsAt, endsAt   time.Time
@@ -117,6 +124,9 @@ func (o *fakeOrder) qtyIn(id string) int {
 
 var fakeUserRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
+// fakeID is the n-th id the fake mints, in UUID form as the server's are.
+func fakeID(n int) string { return fmt.Sprintf("00000000-0000-8000-8000-%012x", n) }
+
 func newFakeServer(t *testing.T) (*fakeServer, *httptest.Server) {
 	t.Helper()
 	f := &fakeServer{
@@ -175,7 +185,7 @@ func (f *fakeServer) advanceLocked(now time.Time) {
 			f.seq++
 			// Created when the ticket was due, not when the fake noticed: distinct,
 			// increasing times, as a real worker would stamp them.
-			o := &fakeOrder{id: fmt.Sprintf("o%d", f.seq), sale: s.id, user: tk.user, qty: tk.qty,
+			o := &fakeOrder{id: fakeID(f.seq), sale: s.id, user: tk.user, qty: tk.qty,
 				amount: s.price * int64(tk.qty), status: statusPendingPayment,
 				created: tk.created.Add(f.resolveAfter), payBy: now.Add(s.window)}
 			s.orders = append(s.orders, o)
@@ -207,7 +217,7 @@ func (f *fakeServer) resolveBundleLocked(tk *fakeTicket, now time.Time) {
 		items = items[:1]
 	}
 	f.seq++
-	o := &fakeOrder{id: fmt.Sprintf("o%d", f.seq), user: tk.user, items: append([]fakeItem(nil), items...),
+	o := &fakeOrder{id: fakeID(f.seq), user: tk.user, items: append([]fakeItem(nil), items...),
 		amount: amount, status: statusPendingPayment, created: tk.created.Add(f.resolveAfter), payBy: now.Add(window)}
 	for _, it := range items {
 		s := f.sales[it.SaleID]
@@ -230,7 +240,8 @@ func (s *fakeSale) stockLocked() (avail, held, sold int) {
 }
 
 func (tk *fakeTicket) view() map[string]any {
-	v := map[string]any{"ticket_id": tk.id, "sale_id": tk.sale, "quantity": tk.qty, "status": tk.status}
+	v := map[string]any{"ticket_id": tk.id, "sale_id": tk.sale, "quantity": tk.qty, "status": tk.status,
+		"items": []fakeItem{{SaleID: tk.sale, Quantity: tk.qty}}}
 	if tk.items != nil {
 		v = map[string]any{"ticket_id": tk.id, "items": tk.items, "status": tk.status}
 	}
@@ -246,7 +257,13 @@ func (tk *fakeTicket) view() map[string]any {
 
 func (f *fakeServer) orderView(o *fakeOrder) map[string]any {
 	v := map[string]any{"order_id": o.id, "user_id": o.user,
-		"amount_cents": o.amount, "status": o.status, "created_at": ts(o.created), "pay_by": ts(o.payBy), "payment_id": o.paymentID}
+		"amount_cents": o.amount, "status": o.status, "created_at": ts(o.created), "pay_by": ts(o.payBy), "payment_id": nil, "paid_at": nil}
+	if o.paymentID != "" {
+		v["payment_id"], v["paid_at"] = o.paymentID, ts(o.payBy.Add(-time.Second))
+	}
+	if f.drift {
+		v["discount_cents"] = 0
+	}
 	if o.items == nil {
 		v["sale_id"], v["quantity"] = o.sale, o.qty
 		v["items"] = []map[string]any{{"sale_id": o.sale, "quantity": o.qty, "amount_cents": o.amount, "returned": 0}}
@@ -277,6 +294,8 @@ func (f *fakeServer) createSale(w http.ResponseWriter, r *http.Request) {
 	}
 	var req struct {
 		ID                   string `json:"id"`
+		SKU                  string `json:"sku"`
+		Name                 string `json:"name"`
 		Stock                int    `json:"stock"`
 		PriceCents           int64  `json:"price_cents"`
 		PerUserLimit         int    `json:"per_user_limit"`
@@ -293,7 +312,8 @@ func (f *fakeServer) createSale(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, "bad_request")
 		return
 	}
-	s := &fakeSale{id: req.ID, stock: req.Stock, perUser: req.PerUserLimit, price: req.PriceCents,
+	s := &fakeSale{id: req.ID, sku: req.SKU, name: req.Name, inventory: req.Inventory, created: time.Now(),
+		stock: req.Stock, perUser: req.PerUserLimit, price: req.PriceCents,
 		window: time.Duration(req.PaymentWindowSeconds) * time.Second, reserved: map[string]time.Time{}}
 	var err error
 	if s.startsAt, err = time.Parse(time.RFC3339Nano, req.StartsAt); err != nil {
@@ -325,7 +345,7 @@ func (f *fakeServer) createSale(w http.ResponseWriter, r *http.Request) {
 	}
 	f.sales[s.id] = s
 	f.inventory = append(f.inventory, req.Inventory)
-	writeJSON(w, http.StatusCreated, map[string]any{"id": s.id, "stock": s.stock})
+	writeJSON(w, http.StatusCreated, f.saleViewLocked(s, time.Now()))
 }
 
 func (f *fakeServer) getSale(w http.ResponseWriter, r *http.Request) {
@@ -338,6 +358,11 @@ func (f *fakeServer) getSale(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusNotFound, "not_found")
 		return
 	}
+	writeJSON(w, http.StatusOK, f.saleViewLocked(s, now))
+}
+
+// saleViewLocked is the sale as the API shows it.
+func (f *fakeServer) saleViewLocked(s *fakeSale, now time.Time) map[string]any {
 	avail, held, sold := s.stockLocked()
 	state := "open"
 	switch {
@@ -352,13 +377,16 @@ func (f *fakeServer) getSale(w http.ResponseWriter, r *http.Request) {
 	case avail <= 0:
 		state = "sold_out"
 	}
-	v := map[string]any{"id": s.id, "state": state, "server_time": ts(now), "starts_at": ts(s.startsAt),
+	v := map[string]any{"id": s.id, "sku": s.sku, "name": s.name, "state": state, "server_time": ts(now),
+		"starts_at": ts(s.startsAt), "ends_at": ts(s.endsAt), "created_at": ts(s.created),
+		"payment_window_seconds": int(s.window.Seconds()), "inventory": s.inventory, "reservation": nil,
 		"per_user_limit": s.perUser, "price_cents": s.price,
 		"stock": map[string]int{"total": s.stock, "available": avail, "held": held, "sold": sold}}
 	if s.hasRes {
+		v["reservation"] = map[string]any{"opens_at": ts(s.resOpens), "closes_at": ts(s.resClose), "capacity": 0}
 		v["reservations"] = len(s.reserved)
 	}
-	writeJSON(w, http.StatusOK, v)
+	return v
 }
 
 func (f *fakeServer) reserve(w http.ResponseWriter, r *http.Request) {
@@ -427,7 +455,7 @@ func (f *fakeServer) purchase(w http.ResponseWriter, r *http.Request) {
 		n, _ := strconv.Atoi(user[strings.LastIndexByte(user, '-')+1:])
 		switch {
 		case n%7 == 3:
-			w.Header().Set("Retry-After", "0")
+			w.Header().Set("Retry-After", "1")
 			writeErr(w, http.StatusTooManyRequests, "rate_limited")
 			return
 		case n%11 == 5:
@@ -439,7 +467,7 @@ func (f *fakeServer) purchase(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.seq++
-	tk := &fakeTicket{id: fmt.Sprintf("t%d", f.seq), sale: s.id, user: user, qty: body.Quantity, status: statusQueued, created: now}
+	tk := &fakeTicket{id: fakeID(f.seq), sale: s.id, user: user, qty: body.Quantity, status: statusQueued, created: now}
 	f.tickets[tk.id] = tk
 	s.queue = append(s.queue, tk)
 	writeJSON(w, http.StatusAccepted, map[string]any{"ticket_id": tk.id, "status": statusQueued})
@@ -534,7 +562,7 @@ func (f *fakeServer) purchaseBundle(w http.ResponseWriter, r *http.Request) {
 	}
 	f.seq++
 	first := f.sales[body.Items[0].SaleID]
-	tk := &fakeTicket{id: fmt.Sprintf("t%d", f.seq), sale: first.id, user: user, items: body.Items, status: statusQueued, created: now}
+	tk := &fakeTicket{id: fakeID(f.seq), sale: first.id, user: user, items: body.Items, status: statusQueued, created: now}
 	f.tickets[tk.id] = tk
 	first.queue = append(first.queue, tk)
 	writeJSON(w, http.StatusAccepted, map[string]any{"ticket_id": tk.id, "status": statusQueued})
@@ -628,7 +656,7 @@ func (f *fakeServer) payment(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusUnauthorized, "bad_signature")
 		return
 	}
-	var p paymentCallback
+	var p apiclient.PaymentNotice
 	if err := json.Unmarshal(body, &p); err != nil {
 		writeErr(w, http.StatusBadRequest, "bad_request")
 		return
@@ -636,16 +664,16 @@ func (f *fakeServer) payment(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.advanceLocked(time.Now())
-	o := f.orders[p.OrderID]
+	o := f.orders[p.OrderId]
 	switch {
 	case o == nil:
 		writeErr(w, http.StatusNotFound, "not_found")
 	case o.amount != p.AmountCents:
 		writeErr(w, http.StatusUnprocessableEntity, "amount_mismatch")
-	case p.Status != "succeeded" || o.paymentID == p.PaymentID:
+	case p.Status != "succeeded" || o.paymentID == p.PaymentId:
 		writeJSON(w, http.StatusOK, map[string]any{"order_id": o.id, "status": o.status})
 	case o.status == statusPendingPayment:
-		o.status, o.paymentID = statusPaid, p.PaymentID
+		o.status, o.paymentID = statusPaid, p.PaymentId
 		writeJSON(w, http.StatusOK, map[string]any{"order_id": o.id, "status": statusPaid})
 	default:
 		writeJSON(w, http.StatusOK, map[string]any{"order_id": o.id, "status": "refund_required"})
@@ -672,9 +700,9 @@ func (f *fakeServer) countPurchase(next http.HandlerFunc) http.HandlerFunc {
 		case http.StatusOK:
 			outcome = "existing"
 		default:
-			var env errorEnvelope
+			var env apiclient.Error
 			_ = json.Unmarshal(rec.Body.Bytes(), &env)
-			switch c := env.Error.Code; c {
+			switch c := string(env.Error.Code); c {
 			case "rate_limited", "sold_out", "limit_reached", "not_qualified", "blocked", "unavailable":
 				outcome = c
 			}

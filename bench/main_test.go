@@ -52,7 +52,8 @@ func TestMainFullRunAgainstFake(t *testing.T) {
 	}
 	for _, want := range []string{"Endpoints", "purchase", "Status mix", "orders created / s (server created_at)",
 		"first -> last order created (server)", "opening -> first / last order created (server)",
-		"orders created / s as observed by the bench", "first 202 -> last order seen", "Checks", "PASS", "RESULT: PASS"} {
+		"orders created / s as observed by the bench", "first 202 -> last order seen", "Checks", "PASS",
+		"PASS  answers match the API description", "RESULT: PASS"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("summary lacks %q:\n%s", want, out)
 		}
@@ -146,6 +147,26 @@ func TestMainDetectsOversell(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("summary lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// TestMainDetectsAPIDrift: a server whose orders carry a field the API's
+// description does not have fails the bench's check of the answers (and
+// only that check: the run itself goes well).
+func TestMainDetectsAPIDrift(t *testing.T) {
+	f, srv := newFakeServer(t)
+	f.drift = true
+	code, out, _ := runMainForTest(t, benchArgs(srv.URL, "--users", "20", "--stock", "5", "--pay-ratio", "1"))
+	if code != 1 {
+		t.Fatalf("exit %d, want 1 for a server whose answers drifted from the description\n%s", code, out)
+	}
+	for _, want := range []string{"FAIL  answers match the API description", `"discount_cents"`, "RESULT: FAIL"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("summary lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Count(out, "FAIL  ") != 1 {
+		t.Errorf("other checks failed too:\n%s", out)
 	}
 }
 

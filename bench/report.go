@@ -400,7 +400,7 @@ func (r *run) buildReport(begin time.Time, completed bool, reason string, final 
 		rep.Bundles = r.bundleReport()
 	}
 	rep.ServerCost = r.serverCost(begin, rep)
-	rep.Checks = checkInvariants(r.observations(completed, reason, final))
+	rep.Checks = append(checkInvariants(r.observations(completed, reason, final)), r.checks.result())
 	rep.Pass = completed && allPass(rep.Checks)
 	return rep
 }
@@ -452,7 +452,7 @@ func (r *run) bundleReport() *BundleReport {
 		b.Orders++
 		units := map[string]int{}
 		for _, it := range t.orderItems {
-			units[it.SaleID] += it.Quantity
+			units[it.SaleId] += it.Quantity
 		}
 		switch {
 		case !t.orderRead:

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/flashsale/flashsale/api/apiclient"
 )
 
 // schedule is the sale's timeline, on the server's clock.
@@ -33,6 +35,7 @@ type run struct {
 	saleB  string     // the second sale of the bundles; "" without --bundle-ratio
 	users  *apiClient // the crowd: at most cfg.Conns requests in flight
 	ctl    *apiClient // sale creation and stock sampling, never queued behind the crowd
+	checks *apiChecks // both clients' answers against the API's description
 	rec    *recorder
 	prog   *progress
 	sched  schedule
@@ -84,8 +87,15 @@ func runOnce(ctx context.Context, cfg Config, log *slog.Logger, progressOut io.W
 		r.saleB = r.saleID + "-b"
 	}
 	r.log = log.With("run", r.id, "inventory", cfg.Inventory)
-	r.users = newAPIClient(cfg, r.rec, cfg.Conns, true)
-	r.ctl = newAPIClient(cfg, r.rec, 4, false)
+	r.checks = newAPIChecks()
+	var err error
+	if r.users, err = newAPIClient(cfg, r.rec, r.checks, cfg.Conns, true); err == nil {
+		r.ctl, err = newAPIClient(cfg, r.rec, r.checks, 4, false)
+	}
+	if err != nil {
+		r.log.Error("could not set up the clients", "err", err)
+		return r.buildReport(begin, false, err.Error(), nil)
+	}
 	defer r.users.close()
 	defer r.ctl.close()
 
@@ -117,6 +127,7 @@ func runOnce(ctx context.Context, cfg Config, log *slog.Logger, progressOut io.W
 	}
 	r.readCountersAfter(verifyCtx)
 	r.log.Info("verifying")
+	r.checks.checkAll()
 	final := r.settle(verifyCtx)
 	stopSampler()
 	<-samplerDone
@@ -157,27 +168,28 @@ func (r *run) setup(ctx context.Context) error {
 	}
 	r.sched.endsAt = r.sched.startsAt.Add(r.cfg.Duration)
 
-	req := saleRequest{
-		ID:                   r.saleID,
-		SKU:                  "BENCH-" + r.id,
+	inventory := apiclient.SaleInputInventory(r.cfg.Inventory)
+	req := apiclient.SaleInput{
+		Id:                   &r.saleID,
+		Sku:                  "BENCH-" + r.id,
 		Name:                 "flashsale bench " + r.id,
 		Stock:                r.cfg.Stock,
 		PriceCents:           r.cfg.priceCents,
-		PerUserLimit:         r.cfg.PerUserLimit,
-		StartsAt:             rfc3339(r.sched.startsAt),
-		EndsAt:               rfc3339(r.sched.endsAt),
-		PaymentWindowSeconds: r.cfg.PaymentWindow,
-		Inventory:            r.cfg.Inventory,
+		PerUserLimit:         &r.cfg.PerUserLimit,
+		StartsAt:             r.sched.startsAt.UTC(),
+		EndsAt:               r.sched.endsAt.UTC(),
+		PaymentWindowSeconds: &r.cfg.PaymentWindow,
+		Inventory:            &inventory,
 	}
 	if r.cfg.Reservation {
-		req.Reservation = &reservationRequest{OpensAt: rfc3339(r.sched.opensAt), ClosesAt: rfc3339(r.sched.closesAt)}
+		req.Reservation = &apiclient.ReservationPhase{OpensAt: r.sched.opensAt.UTC(), ClosesAt: r.sched.closesAt.UTC()}
 	}
 	if err := r.createSale(ctx, req); err != nil {
 		return err
 	}
 	if r.saleB != "" {
 		b := req
-		b.ID, b.SKU, b.Name = r.saleB, "BENCH-"+r.id+"-B", "flashsale bench "+r.id+" (bundle's second sale)"
+		b.Id, b.Sku, b.Name = &r.saleB, "BENCH-"+r.id+"-B", "flashsale bench "+r.id+" (bundle's second sale)"
 		b.Stock, b.PriceCents = r.cfg.secondStock(), r.cfg.secondPriceCents
 		if err := r.createSale(ctx, b); err != nil {
 			return err
@@ -193,10 +205,7 @@ func (r *run) setup(ctx context.Context) error {
 		if err != nil || resp.Status != http.StatusOK {
 			continue
 		}
-		st, perr := time.Parse(time.RFC3339Nano, sv.ServerTime)
-		if perr != nil {
-			continue
-		}
+		st := sv.ServerTime
 		if rtt := t2.Sub(t1); best < 0 || rtt < best {
 			best = rtt
 			r.offset = st.Sub(t1.Add(rtt / 2))
@@ -211,7 +220,7 @@ func (r *run) setup(ctx context.Context) error {
 }
 
 // createSale creates one sale, retrying transient failures a few times.
-func (r *run) createSale(ctx context.Context, req saleRequest) error {
+func (r *run) createSale(ctx context.Context, req apiclient.SaleInput) error {
 	for attempt := 1; ; attempt++ {
 		resp, err := r.ctl.createSale(ctx, req)
 		if err == nil && resp.Status == http.StatusCreated {
@@ -220,15 +229,13 @@ func (r *run) createSale(ctx context.Context, req saleRequest) error {
 		transient := err != nil || resp.Status == http.StatusInternalServerError || resp.Status == http.StatusBadGateway || resp.Status == http.StatusGatewayTimeout
 		if !transient || attempt >= 3 || ctx.Err() != nil {
 			if err != nil {
-				return fmt.Errorf("creating sale %s: %w", req.ID, err)
+				return fmt.Errorf("creating sale %s: %w", *req.Id, err)
 			}
-			return fmt.Errorf("creating sale %s: %s %s", req.ID, resp.key(), resp.Message)
+			return fmt.Errorf("creating sale %s: %s %s", *req.Id, resp.key(), resp.Message)
 		}
 		sleepCtx(ctx, backoff(attempt+2))
 	}
 }
-
-func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 
 // load runs every user and waits for all of them. It reports whether they all
 // finished before ctx ended.
@@ -341,6 +348,16 @@ func (r *run) sampleSecond(ctx context.Context) (StockSample, bool) {
 	return r.sampleSale(ctx, r.saleB, r.rec.addStockSecond)
 }
 
+// reservations is the sale view's count of reservations, nil without a
+// reservation phase.
+func reservations(n *int) *int64 {
+	if n == nil {
+		return nil
+	}
+	v := int64(*n)
+	return &v
+}
+
 // sampleSale reads one sale's stock and records it with add.
 func (r *run) sampleSale(ctx context.Context, id string, add func(StockSample)) (StockSample, bool) {
 	sv, resp, err := r.ctl.getSale(ctx, id)
@@ -349,12 +366,12 @@ func (r *run) sampleSale(ctx context.Context, id string, add func(StockSample)) 
 	}
 	s := StockSample{
 		T:            r.rec.since(time.Now()),
-		State:        sv.State,
-		Total:        sv.Stock.Total,
-		Available:    sv.Stock.Available,
-		Held:         sv.Stock.Held,
-		Sold:         sv.Stock.Sold,
-		Reservations: sv.Reservations,
+		State:        string(sv.State),
+		Total:        int64(sv.Stock.Total),
+		Available:    int64(sv.Stock.Available),
+		Held:         int64(sv.Stock.Held),
+		Sold:         int64(sv.Stock.Sold),
+		Reservations: reservations(sv.Reservations),
 	}
 	add(s)
 	return s, true

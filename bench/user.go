@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"time"
+
+	"github.com/flashsale/flashsale/api/apiclient"
 )
 
 // Ticket statuses of the contract.
@@ -99,8 +101,8 @@ type ticketTrack struct {
 	action      string // result of the pay/cancel action
 	verified    bool   // status confirmed by the final verification
 	bundle      bool   // a bundle ticket: one unit of each sale
-	items       []itemView
-	orderItems  []itemView // the order's items, once read (bundles)
+	items       []apiclient.Line
+	orderItems  []apiclient.OrderItem // the order's items, once read (bundles)
 	orderRead   bool
 }
 
@@ -117,11 +119,9 @@ func (t *ticketTrack) unitsIn(second bool) int64 {
 }
 
 // noteOrder keeps what an order read tells about the ticket.
-func (t *ticketTrack) noteOrder(ov orderView) {
-	if ca, err := time.Parse(time.RFC3339Nano, ov.CreatedAt); err == nil {
-		t.createdAt = ca
-	}
-	t.orderItems = append([]itemView(nil), ov.Items...)
+func (t *ticketTrack) noteOrder(ov apiclient.Order) {
+	t.createdAt = ov.CreatedAt
+	t.orderItems = append([]apiclient.OrderItem(nil), ov.Items...)
 	t.orderRead = true
 }
 
@@ -286,11 +286,12 @@ func retryAfterDelay(rng *rand.Rand, resp *apiResponse, attempt int) time.Durati
 func (r *run) purchase(ctx context.Context, u *simUser) *ticketTrack {
 	transient := 0
 	for attempt := 1; attempt <= maxPurchaseAttempts; attempt++ {
-		var tv ticketView
+		var tv apiclient.PurchaseAnswer
 		var resp *apiResponse
 		var err error
 		if u.bundle {
-			tv, resp, err = r.users.purchaseBundle(ctx, u.id, []itemView{{SaleID: r.saleID, Quantity: 1}, {SaleID: r.saleB, Quantity: 1}})
+			one := 1
+			tv, resp, err = r.users.purchaseBundle(ctx, u.id, []apiclient.BundleItem{{SaleId: r.saleID, Quantity: &one}, {SaleId: r.saleB, Quantity: &one}})
 		} else {
 			tv, resp, err = r.users.purchase(ctx, r.saleID, u.id, 1)
 		}
@@ -313,11 +314,11 @@ func (r *run) purchase(ctx context.Context, u *simUser) *ticketTrack {
 		}
 		switch resp.Status {
 		case http.StatusAccepted, http.StatusOK:
-			if err != nil || tv.TicketID == "" {
+			if err != nil || tv.TicketId == "" {
 				u.outcome, u.detail = outcomeError, fmt.Sprintf("purchase: %d without a ticket id", resp.Status)
 				return nil
 			}
-			t := &ticketTrack{userID: u.id, id: tv.TicketID, acceptedAt: now, status: tv.Status, quantity: max(tv.Quantity, 1), bundle: u.bundle}
+			t := &ticketTrack{userID: u.id, id: tv.TicketId, acceptedAt: now, status: string(tv.Status), quantity: 1, bundle: u.bundle}
 			if resp.Status == http.StatusAccepted {
 				t.accepted202 = true
 				r.rec.acceptedAt(now)
@@ -379,23 +380,21 @@ func (r *run) purchase(ctx context.Context, u *simUser) *ticketTrack {
 }
 
 // apply copies a ticket answer into t.
-func (t *ticketTrack) apply(tv ticketView) {
+func (t *ticketTrack) apply(tv apiclient.Ticket) {
 	if tv.Status != "" {
-		t.status = tv.Status
+		t.status = string(tv.Status)
 	}
-	if tv.OrderID != "" {
-		t.orderID = tv.OrderID
+	if tv.OrderId != nil && *tv.OrderId != "" {
+		t.orderID = *tv.OrderId
 	}
-	if tv.Quantity > 0 {
-		t.quantity = tv.Quantity
+	if tv.Quantity != nil && *tv.Quantity > 0 {
+		t.quantity = *tv.Quantity
 	}
 	if len(tv.Items) > 0 {
-		t.items = append([]itemView(nil), tv.Items...)
+		t.items = append([]apiclient.Line(nil), tv.Items...)
 	}
-	if tv.PayBy != "" {
-		if pb, err := time.Parse(time.RFC3339Nano, tv.PayBy); err == nil {
-			t.payBy = pb
-		}
+	if tv.PayBy != nil {
+		t.payBy = *tv.PayBy
 	}
 }
 
@@ -465,7 +464,7 @@ func (r *run) act(ctx context.Context, u *simUser, t *ticketTrack) {
 
 // payOrder reads the order's amount and posts a signed "succeeded" callback for it.
 func (r *run) payOrder(ctx context.Context, u *simUser, t *ticketTrack) string {
-	var order orderView
+	var order apiclient.Order
 	for attempt := 1; ; attempt++ {
 		ov, resp, err := r.users.getOrder(ctx, u.id, t.orderID)
 		if err == nil && resp.Status == http.StatusOK {
@@ -478,20 +477,20 @@ func (r *run) payOrder(ctx context.Context, u *simUser, t *ticketTrack) string {
 		}
 		sleepCtx(ctx, u.jitter(backoff(attempt)))
 	}
-	cb := paymentCallback{
-		PaymentID:   fmt.Sprintf("pay-%s-%d", r.id, u.n),
-		OrderID:     t.orderID,
+	cb := apiclient.PaymentNotice{
+		PaymentId:   fmt.Sprintf("pay-%s-%d", r.id, u.n),
+		OrderId:     t.orderID,
 		AmountCents: order.AmountCents,
-		Status:      "succeeded",
+		Status:      apiclient.PaymentNoticeStatusSucceeded,
 	}
 	for attempt := 1; ; attempt++ {
 		ans, resp, err := r.users.pay(ctx, cb, r.serverNow().Unix())
 		if err == nil && resp.Status == http.StatusOK {
-			r.rec.count("payment_"+ans.Status, 1)
+			r.rec.count("payment_"+string(ans.Status), 1)
 			if ans.Status == statusPaid {
 				t.status = statusPaid
 			}
-			return ans.Status
+			return string(ans.Status)
 		}
 		if ctx.Err() != nil || attempt >= maxActionAttempts || (resp != nil && !resp.retryable()) {
 			r.rec.count("payment_failed", 1)
@@ -507,9 +506,9 @@ func (r *run) cancelOrder(ctx context.Context, u *simUser, t *ticketTrack) strin
 		ov, resp, err := r.users.cancelOrder(ctx, u.id, t.orderID)
 		if err == nil && resp.Status == http.StatusOK {
 			if ov.Status != "" {
-				t.status = ov.Status
+				t.status = string(ov.Status)
 			}
-			return ov.Status
+			return string(ov.Status)
 		}
 		if ctx.Err() != nil || attempt >= maxActionAttempts || (resp != nil && !resp.retryable()) {
 			return "cancel failed: " + describe(resp, err)

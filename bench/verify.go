@@ -243,7 +243,7 @@ func (r *run) observations(completed bool, reason string, final *StockSample) in
 		if t.orderRead {
 			items = map[string]int64{}
 			for _, it := range t.orderItems {
-				items[it.SaleID] += int64(it.Quantity)
+				items[it.SaleId] += int64(it.Quantity)
 			}
 		}
 		in.Tickets = append(in.Tickets, ticketObservation{

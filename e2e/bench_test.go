@@ -143,7 +143,8 @@ func checkBenchReport(t *testing.T, rep *benchReport) {
 		}
 	}
 	for _, want := range []string{"run completed", "no oversell (orders)", "no oversell (sale view)",
-		"every 202 ticket final", "sale view agrees with orders", "unpaid orders expired", "expired stock returned"} {
+		"every 202 ticket final", "sale view agrees with orders", "unpaid orders expired", "expired stock returned",
+		"answers match the API description"} {
 		if !names[want] {
 			t.Errorf("check %q missing from the report", want)
 		}

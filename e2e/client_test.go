@@ -25,6 +25,9 @@ type client struct {
 	// user with X-User-ID also carries "Authorization: Bearer <JWT>" (jwt
 	// mode, see withJWT).
 	bearer func(userID string) string
+	// api, when set, checks every exchange against the API's description
+	// (see checkedClient); nil for a client of another server (Prometheus).
+	api *apiChecks
 }
 
 // withJWT returns a client of the same process (sharing connections) that
@@ -126,6 +129,11 @@ func (c *client) send(ctx context.Context, method, path string, headers hdr, bod
 		}
 		rd = bytes.NewReader(j)
 	}
+	var raw []byte // the body as sent, for the description's check
+	if rd != nil {
+		raw, _ = io.ReadAll(rd)
+		rd = bytes.NewReader(raw)
+	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
 	if err != nil {
 		return reply{}, err
@@ -147,6 +155,9 @@ func (c *client) send(ctx context.Context, method, path string, headers hdr, bod
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return reply{}, err
+	}
+	if c.api != nil {
+		c.api.check(req, raw, resp, b)
 	}
 	return reply{Status: resp.StatusCode, Header: resp.Header, Body: b}, nil
 }

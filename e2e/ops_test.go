@@ -496,6 +496,33 @@ func netlogRequests(netlog string) ([]netlogRequest, error) {
 	return out, nil
 }
 
+// checkPageRequests reads a page's netlog and fails t for every request of
+// the page that was not to origin, and for each of paths the page did not
+// request; it returns the page's requests, the browser's own and the page's
+// requests per path (without the query).
+func checkPageRequests(t *testing.T, netlog, origin string, paths ...string) (page, browser []netlogRequest, seen map[string]int) {
+	t.Helper()
+	reqs, err := netlogRequests(netlog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, browser = pageRequests(reqs, origin)
+	seen = map[string]int{}
+	for _, r := range page {
+		if !strings.HasPrefix(r.URL, origin+"/") {
+			t.Errorf("the page requested %s (initiator %s), not from %s", r.URL, r.Initiator, origin)
+		}
+		path, _, _ := strings.Cut(strings.TrimPrefix(r.URL, origin), "?")
+		seen[path]++
+	}
+	for _, path := range paths {
+		if seen[path] == 0 {
+			t.Errorf("the netlog has no request of the page to %s: it does not see the page's requests (%d requests: %v)", path, len(page), page)
+		}
+	}
+	return page, browser, seen
+}
+
 // pageRequests splits a netlog's requests into those of a page served from
 // origin (scheme://host:port) — asked by that origin, or isolated under its
 // site, as every request of a tab showing that page is — and the browser's
@@ -790,24 +817,8 @@ func TestLivePageInChromium(t *testing.T) {
 	// would see one that left); the browser's own (component updates and the
 	// like, no page asked for them) found no host: every name resolves to
 	// NOTFOUND.
-	reqs, err := netlogRequests(page.close())
-	if err != nil {
-		t.Fatal(err)
-	}
-	pageReqs, browserReqs := pageRequests(reqs, p.URL)
-	seen := map[string]int{}
-	for _, r := range pageReqs {
-		if !strings.HasPrefix(r.URL, p.URL+"/") {
-			t.Errorf("the page requested %s (initiator %s), not from %s", r.URL, r.Initiator, p.URL)
-		}
-		path, _, _ := strings.Cut(strings.TrimPrefix(r.URL, p.URL), "?")
-		seen[path]++
-	}
-	for _, path := range []string{"/ops/live", "/ops/live/static/uPlot.iife.min.js", "/ops/live/static/live.js", "/ops/live/data"} {
-		if seen[path] == 0 {
-			t.Errorf("the netlog has no request of the page to %s: it does not see the page's requests (%d requests: %v)", path, len(pageReqs), pageReqs)
-		}
-	}
+	pageReqs, browserReqs, seen := checkPageRequests(t, page.close(), p.URL,
+		"/ops/live", "/ops/live/static/uPlot.iife.min.js", "/ops/live/static/live.js", "/ops/live/data")
 	// Every poll the page listed itself at its last look is in the netlog.
 	polls := 0
 	for _, u := range fig.Resources {
@@ -1039,7 +1050,7 @@ func TestPrometheusEvaluatesDashboardAndRules(t *testing.T) {
 	p := e.startProc("all", map[string]string{"FLASHSALE_OPS_ADDR": opsAddr, "FLASHSALE_SWEEP_INTERVAL": "1",
 		"FLASHSALE_RECONCILE_INTERVAL": "1"}, false)
 	c := p.client()
-	ops := newClient(opsURL, e.AdminToken)
+	ops := checkedClient(t, opsURL, e.AdminToken)
 	eventually(t, 60*time.Second, "/readyz 200 on the operations listener", func() (bool, string) {
 		r, err := ops.send(context.Background(), http.MethodGet, "/readyz", nil, nil)
 		return err == nil && r.Status == http.StatusOK, fmt.Sprint(r, err)

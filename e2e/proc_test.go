@@ -269,7 +269,7 @@ func (p *proc) client() *client {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.cli == nil {
-		p.cli = newClient(p.URL, p.vars["FLASHSALE_ADMIN_TOKEN"])
+		p.cli = checkedClient(p.t, p.URL, p.vars["FLASHSALE_ADMIN_TOKEN"])
 	}
 	return p.cli
 }

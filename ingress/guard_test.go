@@ -45,7 +45,7 @@ func TestValidTicketID(t *testing.T) {
 	// A minted id (version 8) is valid for its user only.
 	sum := sha1.Sum([]byte("u|u1"))
 	minted := "01234567-89ab-8cde-8f01-2345" + hex.EncodeToString(sum[:4])
-	if !validTicketID(minted, "u1", now) || validTicketID(minted, "u2", now) {
+	if !validTicketID(minted, "u1", now) || validTicketID(minted, "u2", now) || !validTicketID(minted, "", now) {
 		t.Errorf("minted id %s: valid for its user %v, for another %v", minted, validTicketID(minted, "u1", now), validTicketID(minted, "u2", now))
 	}
 }

@@ -9,6 +9,10 @@
 // when nothing is available). Only a claimed ticket is published, and 202 is
 // answered only after the broker confirmed it; a failed publish undoes the
 // claim, so nothing is left behind and the user may retry.
+//
+// The router also serves the API's description and its reference page
+// (package api): every route here is described there, and a test in
+// api/apicheck compares the two both ways.
 package ingress
 
 import (
@@ -25,6 +29,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/flashsale/flashsale"
+	apidesc "github.com/flashsale/flashsale/api"
 	"github.com/flashsale/flashsale/httpapi"
 	"github.com/flashsale/flashsale/identity"
 )
@@ -265,6 +270,11 @@ func New(cfg Config) (*Server, error) {
 	api.POST("/purchases", s.user, s.purchaseBundle)
 	api.POST("/sales/:id/reservations", s.user, s.reserve)
 	api.GET("/sales/:id/reservations/me", s.user, s.myReservation)
+	// The description of all of the above (api/openapi.yaml) and its
+	// reference page, on the same listener.
+	if err := apidesc.Register(e, s.log); err != nil {
+		return nil, err
+	}
 	s.engine = e
 	return s, nil
 }

@@ -184,7 +184,9 @@ func quantile(q float64, old, cur []bucket) *float64 {
 // sample computes a Sample from the current gather, the previous one (rates)
 // and the one FinalWindow ago (percentiles).
 func sample(cur, prev, old *raw) Sample {
-	s := Sample{T: cur.t, Admissions: map[string]float64{}, Ready: true}
+	// Sales and Queues are [] when there are none, never null (the API
+	// description's array).
+	s := Sample{T: cur.t, Sales: []SaleSample{}, Queues: []QueueStat{}, Admissions: map[string]float64{}, Ready: true}
 	sales := map[string]*SaleSample{}
 	sale := func(id string) *SaleSample {
 		if ss, ok := sales[id]; ok {

@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/flashsale/flashsale"
+	"github.com/flashsale/flashsale/service"
 )
 
 // The one rebuild protocol, for a sale in one slot and a sale in segments
@@ -69,12 +70,9 @@ func (s *Store) InitSale(ctx context.Context, sale *flashsale.Sale) error {
 // "behind" rebuilds only if the sale is still not current once the lease is
 // held (a rebuild that ran meanwhile made it current).
 func (s *Store) rebuild(ctx context.Context, saleID, why string) error {
-	lockCtx, cancel := context.WithTimeout(ctx, rebuildLease)
-	defer cancel()
-	lock, err := s.locker.Obtain(lockCtx, s.cfg.Namespace+":{sale:"+saleID+"}:rebuild", rebuildLease,
-		&redislock.Options{RetryStrategy: redislock.LinearBackoff(20 * time.Millisecond)})
-	if err != nil {
-		return fmt.Errorf("redisstore: rebuild lock for sale %s: %w", saleID, err)
+	lock, err := s.rebuildLease(ctx, saleID, why != "behind")
+	if lock == nil || err != nil {
+		return err
 	}
 	defer lock.Release(context.WithoutCancel(ctx))
 	s.gens.Delete(saleID)
@@ -104,6 +102,34 @@ func (s *Store) rebuild(ctx context.Context, saleID, why string) error {
 	s.log.Warn("rebuilt sale stock from MySQL", "sale", saleID, "reason", why, "segments", s.cfg.Segments,
 		"tickets", len(tickets), "held_and_sold", counted)
 	return nil
+}
+
+// rebuildLease takes the sale's rebuild lease, waiting up to rebuildLease for
+// it. While another process has it, a caller that only needs the sale current
+// (ifNeeded) checks between tries whether it is, and returns a nil lease as
+// soon as it is: the many scripts that found a sale lost all at once do not
+// queue for the lease one by one once it is rebuilt.
+func (s *Store) rebuildLease(ctx context.Context, saleID string, ifNeeded bool) (*redislock.Lock, error) {
+	ctx, cancel := context.WithTimeout(ctx, rebuildLease)
+	defer cancel()
+	key := s.cfg.Namespace + ":{sale:" + saleID + "}:rebuild"
+	for {
+		lock, err := s.locker.Obtain(ctx, key, rebuildLease, nil)
+		if err == nil {
+			return lock, nil
+		}
+		if !errors.Is(err, redislock.ErrNotObtained) {
+			return nil, fmt.Errorf("redisstore: rebuild lock for sale %s: %w", saleID, err)
+		}
+		if ifNeeded {
+			if ok, err := s.saleCurrent(ctx, saleID); err == nil && ok {
+				return nil, nil
+			}
+		}
+		if !service.Sleep(ctx, 20*time.Millisecond) {
+			return nil, fmt.Errorf("redisstore: rebuild lock for sale %s: %w", saleID, ctx.Err())
+		}
+	}
 }
 
 // stockKeys are the stock hashes of every part of the sale, in the order a
