@@ -130,38 +130,46 @@ type soakTicketRead struct {
 func (s *soak) readTickets(tks []*soakTicket) map[string]soakTicketRead {
 	out := make(map[string]soakTicketRead, len(tks))
 	var mu sync.Mutex
-	work := make(chan *soakTicket)
+	soakEach(tks, func(tk *soakTicket) {
+		ctx, cancel := ctx5()
+		r, err := s.c.send(ctx, http.MethodGet, pathTicket(tk.ID), user(tk.User), nil)
+		cancel()
+		rd := soakTicketRead{code: r.Status, body: r.String()}
+		if err != nil {
+			rd = soakTicketRead{body: err.Error()}
+		} else if r.Status == http.StatusOK {
+			if r.decode(&rd.v) != nil {
+				rd.code = -1
+			} else {
+				s.observe(tk, rd.v)
+			}
+		}
+		mu.Lock()
+		out[tk.ID] = rd
+		mu.Unlock()
+	})
+	return out
+}
+
+// soakEach calls f on every item, 16 at a time, and returns when all are
+// done.
+func soakEach[T any](items []T, f func(T)) {
+	work := make(chan T)
 	var wg sync.WaitGroup
 	for range 16 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for tk := range work {
-				ctx, cancel := ctx5()
-				r, err := s.c.send(ctx, http.MethodGet, pathTicket(tk.ID), user(tk.User), nil)
-				cancel()
-				rd := soakTicketRead{code: r.Status, body: r.String()}
-				if err != nil {
-					rd = soakTicketRead{body: err.Error()}
-				} else if r.Status == http.StatusOK {
-					if r.decode(&rd.v) != nil {
-						rd.code = -1
-					} else {
-						s.observe(tk, rd.v)
-					}
-				}
-				mu.Lock()
-				out[tk.ID] = rd
-				mu.Unlock()
+			for it := range work {
+				f(it)
 			}
 		}()
 	}
-	for _, tk := range tks {
-		work <- tk
+	for _, it := range items {
+		work <- it
 	}
 	close(work)
 	wg.Wait()
-	return out
 }
 
 // awaitTickets polls the tickets until done holds for each; a 404 is a lost
@@ -535,36 +543,23 @@ func (s *soak) buyTheRest(sl *soakSale, free int) {
 	answers := newTally()
 	var mu sync.Mutex
 	var tks []*soakTicket
-	work := make(chan buyer)
-	var wg sync.WaitGroup
-	for range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for b := range work {
-				var r reply
-				var err error
-				poll(soakBuyFor, 200*time.Millisecond, func() bool {
-					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-					defer cancel()
-					r, err = s.c.purchase(ctx, sl.ID, b.u, b.q)
-					return err == nil && r.Status != http.StatusServiceUnavailable
-				})
-				answers.add(outcome(r, err), fmt.Sprintf("%s q%d: %s", b.u, b.q, r))
-				var a purchaseAnswer
-				if err == nil && r.Status == http.StatusAccepted && r.decode(&a) == nil {
-					mu.Lock()
-					tks = append(tks, &soakTicket{ID: a.TicketID, User: b.u, Sale: sl.ID, Qty: b.q, At: time.Now(), After: "none (the end's purchase of the rest)", Via: 202, last: "queued"})
-					mu.Unlock()
-				}
-			}
-		}()
-	}
-	for _, b := range buyers {
-		work <- b
-	}
-	close(work)
-	wg.Wait()
+	soakEach(buyers, func(b buyer) {
+		var r reply
+		var err error
+		poll(soakBuyFor, 200*time.Millisecond, func() bool {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			r, err = s.c.purchase(ctx, sl.ID, b.u, b.q)
+			return err == nil && r.Status != http.StatusServiceUnavailable
+		})
+		answers.add(outcome(r, err), fmt.Sprintf("%s q%d: %s", b.u, b.q, r))
+		var a purchaseAnswer
+		if err == nil && r.Status == http.StatusAccepted && r.decode(&a) == nil {
+			mu.Lock()
+			tks = append(tks, &soakTicket{ID: a.TicketID, User: b.u, Sale: sl.ID, Qty: b.q, At: time.Now(), After: "none (the end's purchase of the rest)", Via: 202, last: "queued"})
+			mu.Unlock()
+		}
+	})
 	s.awaitTickets(tks, 2*time.Minute, "decided", func(tk *soakTicket, v ticketView) bool { return v.Status != "queued" })
 	got, statuses := 0, map[string]int{}
 	reads := s.readTickets(tks)
