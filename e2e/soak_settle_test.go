@@ -538,7 +538,7 @@ func (s *soak) buyTheRest(sl *soakSale, free int) {
 	}
 	var buyers []buyer
 	for left := free; left > 0; left -= sl.Limit {
-		buyers = append(buyers, buyer{fmt.Sprintf("rest%d-%s-%04d", len(buyers), sl.ID, len(buyers)), min(sl.Limit, left)})
+		buyers = append(buyers, buyer{fmt.Sprintf("rest-%s-%04d", sl.ID, len(buyers)), min(sl.Limit, left)})
 	}
 	answers := newTally()
 	var mu sync.Mutex
