@@ -64,7 +64,7 @@ func (r *privateRedis) soakSignal(sig syscall.Signal) error {
 // faultLoop injects a random fault every ~6 s (5–7 s apart, or as soon as
 // the one before ended, for the longer ones) until end. The kinds are drawn
 // from a shuffled bag of every kind, refilled when empty, so each kind comes
-// once before any comes again. It runs on the test goroutine: restarting a
+// once before any comes again, and never twice in a row. It runs on the test goroutine: restarting a
 // process may fail the test.
 func (s *soak) faultLoop(rng *rand.Rand, end time.Time) {
 	next := time.Now().Add(soakFaultEvery)
@@ -82,7 +82,11 @@ func (s *soak) faultLoop(rng *rand.Rand, end time.Time) {
 			rng.Shuffle(len(bag), func(i, j int) { bag[i], bag[j] = bag[j], bag[i] })
 		}
 		kind := bag[0]
+		if len(bag) > 1 && kind == s.lastKind {
+			kind, bag[1] = bag[1], kind // never the same kind twice in a row (two Redis outages back to back are one long one)
+		}
 		bag = bag[1:]
+		s.lastKind = kind
 		t0 := s.elapsed()
 		s.setPhase(kind)
 		detail := s.inject(kind, rng)

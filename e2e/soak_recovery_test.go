@@ -106,10 +106,40 @@ func (s *soak) killMidRebuild(rng *rand.Rand) string {
 		}
 	}
 	where := "while its read of MySQL was held"
-	if rng.IntN(2) == 0 {
-		d := time.Duration(rng.Int64N(int64(4 * time.Millisecond)))
+	switch rng.IntN(3) {
+	case 1: // in the merges: once the first part it froze is written again
+		stocks := s.stockKeys(rebuilding)
+		c := s.rs.client()
 		s.releaseCatch()
-		time.Sleep(d) // the kill lands somewhere in the rebuild's merges
+		t0 := time.Now()
+		merged := poll(5*time.Second, 0, func() bool {
+			ctx, cancel := ctx5()
+			defer cancel()
+			cmds, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+				for _, k := range stocks {
+					p.HExists(ctx, k, "rebuild")
+				}
+				return nil
+			})
+			if err != nil {
+				return false
+			}
+			for _, cmd := range cmds {
+				if !cmd.(*redis.BoolCmd).Val() {
+					return true
+				}
+			}
+			return false
+		})
+		c.Close()
+		where = fmt.Sprintf("once a part it froze was written again (%s after its read of MySQL was let through)", time.Since(t0).Round(10*time.Microsecond))
+		if !merged {
+			where = "5 s after its read of MySQL was let through, no part written again yet"
+		}
+	case 2: // anywhere after the read
+		d := time.Duration(rng.Int64N(int64(20 * time.Millisecond)))
+		s.releaseCatch()
+		time.Sleep(d) // the kill lands in the read, in the merges or after them
 		where = fmt.Sprintf("%s after its read of MySQL was let through", d.Round(10*time.Microsecond))
 	}
 	p.Kill()
@@ -191,9 +221,8 @@ func anys(ss []string) []any {
 	return out
 }
 
-// partsOf describes the stock hashes of a sale (home first), and reports
-// whether they are one load with no rebuild's token.
-func (s *soak) partsOf(saleID string) (string, bool) {
+// stockKeys are the stock hashes of a sale in Redis, the home first.
+func (s *soak) stockKeys(saleID string) []string {
 	var stocks []string
 	for _, k := range s.saleKeys(saleID) {
 		if strings.HasSuffix(k, ":stock") || strings.HasSuffix(k, ":pool") {
@@ -203,6 +232,13 @@ func (s *soak) partsOf(saleID string) (string, bool) {
 	sort.SliceStable(stocks, func(i, j int) bool {
 		return strings.HasSuffix(stocks[i], ":pool") && !strings.HasSuffix(stocks[j], ":pool")
 	})
+	return stocks
+}
+
+// partsOf describes the stock hashes of a sale (home first), and reports
+// whether they are one load with no rebuild's token.
+func (s *soak) partsOf(saleID string) (string, bool) {
+	stocks := s.stockKeys(saleID)
 	want := s.segments
 	if s.segments > 1 {
 		want++ // the home

@@ -170,6 +170,7 @@ type soak struct {
 
 	mu         sync.Mutex
 	phase      string // the fault in progress, or "run" / "settling"
+	lastKind   string // the kind of the last fault
 	faultCount map[string]int
 	faultLog   []string
 	lastSave   time.Time

@@ -17,7 +17,8 @@ const (
 	soakPollEvery = 250 * time.Millisecond
 	// An order still pending this long after its pay_by breaks guarantee 5
 	// ("expired within seconds"): the sweeper runs every 5 s and the longest
-	// fault lasts 5 s, so 60 s is far beyond any honest delay.
+	// fault (Redis unreachable) lasts 20 s, so 60 s is beyond any honest
+	// delay.
 	soakExpiryLate = 60 * time.Second
 )
 
