@@ -232,11 +232,11 @@ func (s *soak) noteTicket(sale *soakSale, u string, q int, r reply) *soakTicket 
 			s.violate("purchase-answer", "ticket %s given to %s/%s and to %s/%s", a.TicketID, tk.User, tk.Sale, u, sale.ID)
 			s.mu.Lock()
 		}
-		if tk.rank == 2 { // the user saw it final: it is no live ticket of theirs
-			last := tk.last
+		if tk.final != "" { // the user saw it final: it is no live ticket of theirs
+			final, last := tk.final, tk.last
 			s.mu.Unlock()
-			s.violate("final-ticket-answered", "user %s, sale %s: a purchase answered %s, naming a ticket they saw %s\n%s",
-				u, sale.ID, r, last, s.evidence(tk, 8))
+			s.violate("final-ticket-answered", "user %s, sale %s: a purchase answered %s, naming a ticket they saw %s (last read: %s)\n%s",
+				u, sale.ID, r, final, last, s.evidence(tk, 8))
 			s.mu.Lock()
 		}
 		return tk
@@ -310,6 +310,9 @@ func (s *soak) observe(tk *soakTicket, v ticketView) {
 			s.regressEx = append(s.regressEx, fmt.Sprintf("%.2fs [%s] ticket %s of %s: %s after %s",
 				s.elapsed(), s.phase, tk.ID, tk.User, v.Status, tk.last))
 		}
+	}
+	if rank == 2 {
+		tk.final = v.Status
 	}
 	if rank > 0 && tk.decidedAt.IsZero() {
 		tk.decidedAt = time.Now()

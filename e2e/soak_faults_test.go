@@ -61,8 +61,8 @@ func (r *privateRedis) soakSignal(sig syscall.Signal) error {
 	return cmd.Process.Signal(sig)
 }
 
-// faultLoop injects a random fault every ~6 s (5–7 s apart, or as soon as
-// the one before ended, for the longer ones) until end. The kinds are drawn
+// faultLoop injects a random fault every ~6 s (5–7 s apart; after one that
+// lasted longer than 6 s, 5–7 s after its end) until end. The kinds are drawn
 // from a shuffled bag of every kind, refilled when empty, so each kind comes
 // once before any comes again, and never twice in a row. It runs on the test goroutine: restarting a
 // process may fail the test.
@@ -87,7 +87,7 @@ func (s *soak) faultLoop(rng *rand.Rand, end time.Time) {
 		}
 		bag = bag[1:]
 		s.lastKind = kind
-		t0 := s.elapsed()
+		t0, started := s.elapsed(), time.Now()
 		s.setPhase(kind)
 		detail := s.inject(kind, rng)
 		s.setPhase("run")
@@ -108,7 +108,13 @@ func (s *soak) faultLoop(rng *rand.Rand, end time.Time) {
 		if s.repl.cutAt.IsZero() && rng.IntN(3) == 0 {
 			s.cutReplica("after " + kind)
 		}
-		next = next.Add(soakFaultEvery - time.Second + time.Duration(rng.Int64N(int64(2*time.Second))))
+		gap := soakFaultEvery - time.Second + time.Duration(rng.Int64N(int64(2*time.Second)))
+		next = next.Add(gap)
+		if time.Since(started) > soakOutage+time.Second {
+			// After a long fault, a full gap of calm: faults fired back to
+			// back to catch up would make one outage of several.
+			next = time.Now().Add(gap)
+		}
 	}
 }
 

@@ -238,6 +238,7 @@ type soakTicket struct {
 	// Guarded by soak.mu.
 	rank      int       // highest status rank seen (see soakRank)
 	last      string    // last status seen
+	final     string    // the last final status seen (past pending_payment), if any
 	decidedAt time.Time // first seen past queued
 	lost      bool      // answered 404 (recorded once)
 	reported  bool      // a violation of the end already names it
