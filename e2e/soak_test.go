@@ -77,7 +77,7 @@ import (
 // and no counter below zero. Also, whenever the crowd or a watcher reads an
 // accepted ticket: never 404; a double click never gets two tickets; two late
 // payments at once never pay more than per_user_limit. After a pay_by outage:
-// every ticket of an order due inside reads as MySQL says within 30 s of
+// every ticket of an order due inside reads as MySQL says within 60 s of
 // Redis answering again. Checked at the end (faults stopped, system quiet):
 // every accepted ticket final and known, tickets agree with MySQL's orders,
 // every order comes from a ticket the crowd was given, each sale view equals
