@@ -105,7 +105,3 @@ func ErrorCode(err error) Code {
 
 // ErrAmountMismatch: a payment's amount differs from its order's.
 var ErrAmountMismatch = &Error{Code: CodeAmountMismatch, Message: "the amount differs from the order's"}
-
-// ErrBlocked: the user reached FLASHSALE_UNPAID_STRIKES (orders that expired
-// unpaid within the strike window) and may not purchase for now.
-var ErrBlocked = &Error{Code: CodeBlocked, Message: "too many of your orders expired unpaid recently; purchases are blocked for now"}

@@ -231,6 +231,14 @@ type Order struct {
 	Items       []OrderItem `json:"items"`
 }
 
+// OrderMark is a place in one shard's orders in the order of their last
+// change: updated_at (the database's clock for expiry and cancel) and the
+// order id. The sweeper's pass over closed orders keeps one per shard.
+type OrderMark struct {
+	At      time.Time
+	OrderID string
+}
+
 // SetItems sets Items (in sale id order), the total AmountCents, and SaleID
 // and Quantity when there is one item (they are empty for a bundle).
 func (o *Order) SetItems(items []OrderItem) {
@@ -251,6 +259,28 @@ func (o *Order) Lines() []Line {
 		lines[i] = Line{SaleID: it.SaleID, Quantity: it.Quantity - it.Returned}
 	}
 	return lines
+}
+
+// CheckReturn reports whether lines may be given back from o: o is paid
+// (else an error wrapping ErrNotPaid) and each line has that many units left
+// to return in its sale's item (else invalid_quantity, also for a sale o did
+// not buy).
+func (o *Order) CheckReturn(lines []Line) error {
+	if o.Status != OrderPaid {
+		return Errorf(CodeNotPaid, "order %q is %s, not paid", o.ID, o.Status)
+	}
+	for _, l := range lines {
+		left := 0
+		for _, it := range o.Items {
+			if it.SaleID == l.SaleID {
+				left = it.Quantity - it.Returned
+			}
+		}
+		if l.Quantity > left {
+			return Errorf(CodeInvalidQuantity, "only %d units of sale %q are left to return", left, l.SaleID)
+		}
+	}
+	return nil
 }
 
 // Part is a ticket's share of one sale, as that sale's stock sees it: one hold

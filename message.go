@@ -18,6 +18,15 @@ type Message interface {
 // Handler processes a batch of messages and settles every one of them.
 type Handler func(ctx context.Context, msgs []Message)
 
+// QueueStat is one queue's depth as the broker reports it to a passive
+// declare: messages ready for delivery (not those delivered and unacked) and
+// consumers. The queue adapter reads it, the operations surface shows it.
+type QueueStat struct {
+	Name      string `json:"name"`
+	Messages  int    `json:"messages"`
+	Consumers int    `json:"consumers"`
+}
+
 // SaleFinder finds sales by id: the one read of the catalog every role needs.
 // An unknown sale is an error wrapping ErrNotFound.
 type SaleFinder interface {

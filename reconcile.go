@@ -2,10 +2,11 @@ package flashsale
 
 import "strconv"
 
-// This file is the vocabulary the reconciler and the stock store share: what
-// the reconciler reads of a sale's stock, and the compare-and-set fixes it
-// asks the stock store to apply (redisstore implements both, package
-// reconcile decides them).
+// This file is the vocabulary the reconciler and the stores share: what the
+// reconciler reads of a sale's stock (in Redis: SaleSnapshot; in MySQL: the
+// stock cap, CapSnapshot, and a mysql-inventory sale's row, InventorySnapshot),
+// and the compare-and-set fixes it asks the stock store to apply (redisstore
+// and mysqlstore implement them, package reconcile decides them).
 
 // SaleSnapshot is a sale's state in the stock store, read at one instant.
 type SaleSnapshot struct {
@@ -19,6 +20,35 @@ type SaleSnapshot struct {
 	Live map[string]string
 	// Units is the units each user holds or bought, by user id.
 	Units map[string]int
+}
+
+// ShardCap is one shard's stock cap on a sale (mysqlstore's allotments), read
+// in one consistent snapshot of the shard, beside the units its orders have.
+type ShardCap struct {
+	Shard int `json:"shard"`
+	// Allotted is the most units the shard may have in pending_payment and
+	// paid orders of the sale; Used is how many the cap counts.
+	Allotted int `json:"allotted"`
+	Used     int `json:"used"`
+	// InOrders is the units in the shard's pending_payment and paid orders of
+	// the sale, net of returned units: what Used must be.
+	InOrders int `json:"in_orders"`
+}
+
+// CapSnapshot is a sale's stock cap in MySQL: every shard's, and the units
+// of transfers between shards debited from their donor and not delivered
+// yet. Σ Allotted + InFlight must be the sale's stock.
+type CapSnapshot struct {
+	Shards   []ShardCap `json:"shards"`
+	InFlight int        `json:"in_flight"`
+}
+
+// InventorySnapshot is the stock of a sale with inventory "mysql", read in one
+// consistent snapshot: its row (total, available, held, sold) and every
+// ticket's hold state there, by ticket id.
+type InventorySnapshot struct {
+	Stock Stock
+	Holds map[string]Hold
 }
 
 // HoldFix sets a ticket's state to To if it is still From. UserID, when known,

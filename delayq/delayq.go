@@ -5,18 +5,35 @@
 // queue per delay length, with a queue-wide TTL and no consumers), which
 // dead-letters it into the expiry queue when the time is up. The expirer then
 // expires the order through the lifecycle (conditional update + outbox row, then
-// release in Redis); a duplicate or a late message changes nothing. The sweeper,
-// one runner at a time, expires overdue orders that any lost message missed, so a
-// lost message only delays expiry by the sweep interval.
+// release in Redis); a duplicate or a late message changes nothing. A message
+// whose step failed (MySQL or Redis away) is retried by the consumer's retry
+// rule (queue.Retry), the same as every consumer's.
+//
+// The sweeper, one runner at a time, does two passes every SweepInterval:
+//   - it expires the overdue unpaid orders that any lost message missed, so a
+//     lost message only delays expiry by the sweep interval;
+//   - it re-follows closed orders: every order expired or cancelled since its
+//     mark (per shard) whose ticket copy in Redis does not say so yet has its
+//     units released and its copy rewritten (lifecycle's Refollow). That is
+//     what completes a transition whose Redis step still failed when its
+//     message ran out of retries (Redis away longer than the retry budget
+//     times the delivery limit), or whose caller gave up (a cancel answered
+//     503 and not retried). The mark moves past an order only once Redis
+//     followed it, so the orders closed during an outage are followed within
+//     a sweep of Redis answering again; each order is looked at about once,
+//     through an index, so a pass costs a read of the orders closed since the
+//     last one.
 package delayq
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -31,16 +48,23 @@ type Delayer interface {
 	PublishDelayed(ctx context.Context, msgID string, bodies [][]byte, seconds int) error
 }
 
-// Expirer expires orders (the lifecycle).
+// Expirer expires orders and makes Redis follow closed ones (the lifecycle).
 type Expirer interface {
 	// Expire returns the order as it stands: still pending_payment when not due.
 	Expire(ctx context.Context, ref flashsale.OrderRef) (*flashsale.Order, error)
+	// Refollow makes the stock store and the ticket copy follow the order's
+	// status unless the copy says it already, and reports whether it had to.
+	Refollow(ctx context.Context, o *flashsale.Order) (bool, error)
 }
 
-// Due finds overdue unpaid orders.
+// Due finds what the sweeper works on (the book of record).
 type Due interface {
 	Shards() int
+	// DueOrders returns up to limit unpaid orders of shard past pay_by at now.
 	DueOrders(ctx context.Context, shard int, now time.Time, limit int) ([]*flashsale.Order, error)
+	// ClosedOrders returns up to limit orders of shard expired or cancelled
+	// after mark and at least settle ago, in order, with their marks.
+	ClosedOrders(ctx context.Context, shard int, mark flashsale.OrderMark, settle time.Duration, limit int) ([]*flashsale.Order, []flashsale.OrderMark, error)
 }
 
 // Config for a Queue.
@@ -57,6 +81,14 @@ type Config struct {
 	// SweepGrace is how long past pay_by an order must be before the sweeper takes
 	// it (the queue normally expires it first). Default 1 s.
 	SweepGrace time.Duration
+	// FollowSettle is how long ago an order must have closed before the
+	// sweeper's pass looks at it (the transition normally makes Redis follow
+	// first, and a transaction commits within it). Default 5 s.
+	FollowSettle time.Duration
+	// FollowLookback is how far back the pass starts when the sweeper starts
+	// or takes the lease over: orders closed earlier are not looked at
+	// (the reconciler still compares their holds). Default 10 min.
+	FollowLookback time.Duration
 	// Log default slog.Default(); Registry optional; Now default time.Now.
 	Log      *slog.Logger
 	Registry prometheus.Registerer
@@ -69,10 +101,14 @@ type Config struct {
 // is closed then), Stop ends it.
 type Queue struct {
 	service.Runner
-	cfg     Config
-	log     *slog.Logger
-	expired *prometheus.CounterVec
-	lag     prometheus.Histogram // see metrics.go
+	cfg      Config
+	log      *slog.Logger
+	expired  *prometheus.CounterVec
+	followed prometheus.Counter
+	lag      prometheus.Histogram // see metrics.go
+
+	mu    sync.Mutex
+	marks map[int]flashsale.OrderMark // per shard: the pass has followed every order closed up to here
 }
 
 // New returns a Queue.
@@ -86,6 +122,15 @@ func New(cfg Config) (*Queue, error) {
 	if cfg.SweepGrace == 0 {
 		cfg.SweepGrace = time.Second
 	}
+	if cfg.FollowSettle == 0 {
+		cfg.FollowSettle = 5 * time.Second
+	}
+	if cfg.FollowLookback == 0 {
+		cfg.FollowLookback = 10 * time.Minute
+	}
+	if cfg.SweepInterval < 0 || cfg.SweepGrace < 0 || cfg.FollowSettle < 0 || cfg.FollowLookback < 0 {
+		return nil, errors.New("delayq: SweepInterval, SweepGrace, FollowSettle and FollowLookback must be positive")
+	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
@@ -94,9 +139,11 @@ func New(cfg Config) (*Queue, error) {
 	}
 	q := &Queue{cfg: cfg, log: cfg.Log,
 		expired: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "flashsale_delayq_expired_total",
-			Help: "Orders expired, by the path that found them (queue or sweeper)."}, []string{"path"})}
+			Help: "Orders expired, by the path that found them (queue or sweeper)."}, []string{"path"}),
+		followed: prometheus.NewCounter(prometheus.CounterOpts{Name: "flashsale_delayq_refollowed_total",
+			Help: "Expired or cancelled orders whose ticket copy in Redis did not say so when the sweeper's pass looked, made to follow by it (units released, copy rewritten)."})}
 	if cfg.Registry != nil {
-		cfg.Registry.MustRegister(q.expired)
+		cfg.Registry.MustRegister(q.expired, q.followed)
 	}
 	q.initOpsMetrics()
 	return q, nil
@@ -212,22 +259,34 @@ func (q *Queue) HandleExpiry(ctx context.Context, msgs []flashsale.Message) {
 	}
 }
 
-// Start starts the sweeper: a sweep every SweepInterval, while it holds the
-// sweeper lease (one sweeper at a time; another process takes over within
-// sweeperLease of this one's death).
+// Start starts the sweeper: a sweep (Sweep, then FollowClosed) when it takes
+// the sweeper lease and every SweepInterval while it holds it (one sweeper at
+// a time; another process takes over within sweeperLease of this one's
+// death).
 func (q *Queue) Start(ctx context.Context) error { return q.Go(ctx, q.sweep) }
 
 func (q *Queue) sweep(ctx context.Context, ready func()) {
 	leader := service.Leader{Leases: q.cfg.Leases, Key: q.cfg.Namespace + ":sweeper", TTL: sweeperLease, Log: q.log}
 	ready()
 	leader.Run(ctx, func(ctx context.Context) {
-		for service.Sleep(ctx, q.cfg.SweepInterval) {
+		// A new holder of the lease sweeps at once (the lease may have moved
+		// because the lease store, Redis, was away: work waits), and starts
+		// its pass FollowLookback back.
+		q.resetMarks()
+		for first := true; first || service.Sleep(ctx, q.cfg.SweepInterval); first = false {
 			n, err := q.Sweep(ctx)
 			if err != nil && ctx.Err() == nil {
 				q.log.Warn("sweep failed", "err", err)
 			}
 			if n > 0 {
 				q.log.Info("sweeper expired overdue orders the queue missed", "orders", n)
+			}
+			n, err = q.FollowClosed(ctx)
+			if err != nil && ctx.Err() == nil {
+				q.log.Warn("following closed orders failed; the pass resumes there", "err", err)
+			}
+			if n > 0 {
+				q.log.Warn("sweeper made Redis follow closed orders it had not followed", "orders", n)
 			}
 		}
 	})
@@ -264,26 +323,120 @@ func (q *Queue) expireAll(ctx context.Context, orders []*flashsale.Order) (int, 
 	var mu sync.Mutex
 	var firstErr error
 	expired := 0
+	eightAtATime(orders, func(_ int, o *flashsale.Order) {
+		got, err := q.cfg.Expirer.Expire(ctx, o.Ref())
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil && firstErr == nil {
+			firstErr = err
+		}
+		if err == nil && got.Status == flashsale.OrderExpired {
+			expired++
+			q.expired.WithLabelValues("sweeper").Inc()
+			q.observeLag(got)
+		}
+	})
+	return expired, firstErr
+}
+
+// eightAtATime calls fn for each order, eight at a time, and returns once
+// every call returned.
+func eightAtATime(orders []*flashsale.Order, fn func(i int, o *flashsale.Order)) {
 	sem := make(chan struct{}, 8)
 	var wg sync.WaitGroup
-	for _, o := range orders {
+	for i, o := range orders {
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			got, err := q.cfg.Expirer.Expire(ctx, o.Ref())
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil && firstErr == nil {
-				firstErr = err
-			}
-			if err == nil && got.Status == flashsale.OrderExpired {
-				expired++
-				q.expired.WithLabelValues("sweeper").Inc()
-				q.observeLag(got)
-			}
+			fn(i, o)
 		}()
 	}
 	wg.Wait()
-	return expired, firstErr
+}
+
+// resetMarks makes the next FollowClosed start FollowLookback back.
+func (q *Queue) resetMarks() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.marks = nil
+}
+
+// followPage is how many closed orders FollowClosed reads at once.
+const followPage = 500
+
+// FollowClosed is the pass over closed orders (see the package doc): on each
+// shard, the orders expired or cancelled since the shard's mark and
+// FollowSettle ago at least are made to follow in Redis (Expirer.Refollow),
+// eight at a time, and the mark moves past each order once it followed. An
+// error stops the pass at the first order that did not follow; the next pass
+// resumes there. It returns how many orders had not followed.
+func (q *Queue) FollowClosed(ctx context.Context) (int, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.marks == nil {
+		q.marks = map[int]flashsale.OrderMark{}
+		for shard := 0; shard < q.cfg.Due.Shards(); shard++ {
+			q.marks[shard] = flashsale.OrderMark{At: q.cfg.Now().Add(-q.cfg.FollowLookback)}
+		}
+	}
+	total := 0
+	for shard := 0; shard < q.cfg.Due.Shards(); shard++ {
+		for ctx.Err() == nil {
+			orders, marks, err := q.cfg.Due.ClosedOrders(ctx, shard, q.marks[shard], q.cfg.FollowSettle, followPage)
+			if err != nil {
+				return total, err
+			}
+			followed, done, err := q.refollowAll(ctx, orders)
+			total += followed
+			if done > 0 {
+				q.marks[shard] = marks[done-1]
+			}
+			if err != nil {
+				return total, err
+			}
+			if len(orders) < followPage {
+				break
+			}
+		}
+	}
+	return total, ctx.Err()
+}
+
+// refollowAll makes Redis follow orders, eight at a time, until one fails
+// (Redis away: the rest are not tried, so a pass over many orders does not
+// wait out a timeout for each). It returns how many had not followed, and
+// how many of the first orders all followed: the mark may move past those.
+func (q *Queue) refollowAll(ctx context.Context, orders []*flashsale.Order) (followed, done int, err error) {
+	ok := make([]bool, len(orders))
+	var n atomic.Int32
+	var mu sync.Mutex
+	var firstErr error
+	eightAtATime(orders, func(i int, o *flashsale.Order) {
+		mu.Lock()
+		failed := firstErr != nil
+		mu.Unlock()
+		if failed {
+			return
+		}
+		did, err := q.cfg.Expirer.Refollow(ctx, o)
+		if err != nil {
+			mu.Lock()
+			if firstErr == nil {
+				firstErr = fmt.Errorf("delayq: follow closed order %s: %w", o.ID, err)
+			}
+			mu.Unlock()
+			return
+		}
+		ok[i] = true
+		if did {
+			n.Add(1)
+			q.followed.Inc()
+			q.log.Debug("made Redis follow a closed order", "order", o.ID, "status", o.Status)
+		}
+	})
+	for done < len(orders) && ok[done] {
+		done++
+	}
+	return int(n.Load()), done, firstErr
 }

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/flashsale/flashsale/internal/testenv"
 )
 
 // goEnv returns `go env NAME` of the go tool that runs the tests.
@@ -47,13 +49,7 @@ func goEnv(t *testing.T, name string) string {
 // runs `flashsale migrate -h` itself; where it cannot, the binary copied out
 // of the image runs on the host, and the log says why.
 func TestContainerImage(t *testing.T) {
-	podman, err := exec.LookPath("podman")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("podman is not installed (CI is set, so this fails; deploy/services.sh chromium installs it): %v", err)
-		}
-		t.Skip("podman is not installed, so deploy/Containerfile is not built here (deploy/services.sh chromium installs it)")
-	}
+	podman := testenv.Tool(t, "podman", "deploy/services.sh chromium")
 	isolation := os.Getenv("FLASHSALE_PODMAN_ISOLATION")
 	if isolation == "" {
 		isolation = "chroot"

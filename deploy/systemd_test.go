@@ -114,14 +114,14 @@ func TestSystemdUnits(t *testing.T) {
 }
 
 // checkEnvExample asserts that every variable of the example EnvironmentFile
-// is a FLASHSALE_ setting the README documents.
+// is a FLASHSALE_ setting docs/configuration.md documents.
 func checkEnvExample(t *testing.T, path string) {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	readme, err := os.ReadFile(filepath.Join("..", "README.md"))
+	readme, err := os.ReadFile(filepath.Join("..", "docs", "configuration.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +137,7 @@ func checkEnvExample(t *testing.T, path string) {
 			continue
 		}
 		if !bytes.Contains(readme, []byte("`"+k+"`")) {
-			t.Errorf("%s: %s is not documented in the README", path, k)
+			t.Errorf("%s: %s is not documented in docs/configuration.md", path, k)
 		}
 		n++
 	}

@@ -304,8 +304,8 @@ func TestOpsMetricsAgreeWithSale(t *testing.T) {
 	check("flashsale_oversold_units{sale}", m[series("flashsale_oversold_units", "sale", id)], 0)
 	diffs, kinds := m.sum("flashsale_reconcile_differences_by_kind")
 	check("flashsale_reconcile_differences_by_kind (sum)", diffs, 0)
-	if kinds != 5 {
-		t.Errorf("flashsale_reconcile_differences_by_kind has %d kinds, want 5", kinds)
+	if kinds != 10 { // hold, unordered_hold, counters, units, oversold, cap, cap_used, inventory_hold, inventory_unordered, inventory_counters
+		t.Errorf("flashsale_reconcile_differences_by_kind has %d kinds, want 10", kinds)
 	}
 	check("flashsale_ready{role=all}", m[series("flashsale_ready", "role", "all")], 1)
 	for _, q := range []string{".purchase", ".purchase.dead", ".delayq.created", ".expiry"} {

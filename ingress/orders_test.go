@@ -113,6 +113,7 @@ func TestCancelOrder(t *testing.T) {
 	for _, id := range []string{pending, away} {
 		stock.Holds[[2]string{"a", id}] = flashsale.Hold{Kind: flashsale.HoldHeld, Quantity: 2}
 	}
+	stock.Holds[[2]string{"a", paid}] = flashsale.Hold{Kind: flashsale.HoldSold, Quantity: 2}
 
 	if code, out := f.do(t, "/api/v1/orders/"+pending+"/cancel", "u2", ""); code != http.StatusNotFound {
 		t.Errorf("another user's order: %d %v, want 404", code, out)

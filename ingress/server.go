@@ -82,6 +82,14 @@ type Queue interface {
 type Check = httpapi.Check
 
 // Config for a Server.
+//
+// Zero values: most fields follow the Go rule, 0 means the default and a
+// negative value turns the feature off (UnknownLookups, the deadlines,
+// SoldOutMemory). Two differ on purpose: LimitPerWindow and
+// UserPurchasesPerSecond are passed straight from settings an operator turns
+// off with 0 (FLASHSALE_LIMIT_PER_WINDOW, FLASHSALE_USER_PURCHASES_PER_SECOND),
+// so for them 0 is off and a negative value the default. Each field's comment
+// says which applies.
 type Config struct {
 	Sales  Sales  // required
 	Stock  Stock  // required

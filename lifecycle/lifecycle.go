@@ -47,6 +47,9 @@ type Stock interface {
 	// Return lowers a paid ticket's units in a sale to p.Quantity, once.
 	Return(ctx context.Context, p flashsale.Part) (flashsale.Hold, error)
 	PutTickets(ctx context.Context, tickets ...*flashsale.Ticket) error
+	// GetTicket reads a ticket's fast copy; flashsale.ErrNotFound when there
+	// is none.
+	GetTicket(ctx context.Context, ticketID string) (*flashsale.Ticket, error)
 }
 
 // Config for a Service.
@@ -100,6 +103,27 @@ func (s *Service) Follow(ctx context.Context, o *flashsale.Order) error {
 		}
 	}
 	return s.cfg.Stock.PutTickets(ctx, flashsale.TicketOf(o))
+}
+
+// Refollow makes the stock store and the ticket copy follow the order's
+// status (Follow) unless its ticket copy says that status already, and
+// reports whether it had to. Follow writes the copy last, once the stock
+// store followed, so a copy that says the order's status means its units
+// followed too; a copy that is missing or says another status (pending_payment
+// after an expiry whose release failed) is followed again. Errors are the
+// stock store's: Redis away, try again later.
+func (s *Service) Refollow(ctx context.Context, o *flashsale.Order) (bool, error) {
+	t, err := s.cfg.Stock.GetTicket(ctx, o.ID)
+	switch {
+	case err == nil && t.Status == flashsale.TicketOf(o).Status:
+		return false, nil
+	case err != nil && !errors.Is(err, flashsale.ErrNotFound):
+		return false, err
+	}
+	if err := s.Follow(ctx, o); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // Expire expires the order if it is unpaid and due (see flashsale's

@@ -48,15 +48,21 @@ func bundleOrder(status flashsale.OrderStatus, payBy time.Time) *flashsale.Order
 }
 
 // newFixture stores o; available is the stock left in each sale besides o's
-// units, which are held for it when o is pending.
+// units, which are held for it when o is pending and sold when it is paid.
+// The book knows sales a and b (10 units each; a user may buy 2 of a, 1 of b).
 func newFixture(t *testing.T, o *flashsale.Order, available map[string]int) *fixture {
 	t.Helper()
 	f := &fixture{book: mock.NewBook(nil), stock: mock.NewStock(available, nil), strikes: &strikes{},
 		now: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)}
+	f.book.Sales = mock.Sales{"a": {ID: "a", Stock: 10, PerUserLimit: 2}, "b": {ID: "b", Stock: 10, PerUserLimit: 1}}
 	f.book.Put(o)
-	if o.Status == flashsale.OrderPendingPayment {
-		for _, p := range o.Parts() {
-			f.stock.Holds[[2]string{p.SaleID, p.TicketID}] = flashsale.Hold{Kind: flashsale.HoldHeld, Quantity: p.Quantity}
+	for _, p := range o.Parts() {
+		k := [2]string{p.SaleID, p.TicketID}
+		switch o.Status {
+		case flashsale.OrderPendingPayment:
+			f.stock.Holds[k] = flashsale.Hold{Kind: flashsale.HoldHeld, Quantity: p.Quantity}
+		case flashsale.OrderPaid:
+			f.stock.Holds[k] = flashsale.Hold{Kind: flashsale.HoldSold, Quantity: p.Quantity}
 		}
 	}
 	svc, err := New(Config{Book: f.book, Stock: f.stock, Strikes: f.strikes, Now: func() time.Time { return f.now }})
@@ -274,5 +280,55 @@ func TestReturnLowersEachReturnedItemToWhatMySQLKeeps(t *testing.T) {
 	}
 	if want := "[confirm a return a keep 1 confirm b]"; f.stock.Steps.String() != want {
 		t.Errorf("steps of the replay %v, want %s (it completes what a crash left)", f.stock.Steps, want)
+	}
+}
+
+// Refollow (the sweeper's pass over closed orders): an expired order whose
+// release failed after the commit (Redis away) still has its units held and
+// a pending_payment copy. While Redis is away Refollow fails and changes
+// nothing; once it answers, the units are released and the copy says
+// expired. Again, the copy says expired: nothing is done.
+func TestRefollowCompletesAnExpiryRedisMissed(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	f := newFixture(t, bundleOrder(flashsale.OrderPendingPayment, now), map[string]int{"a": 3, "b": 0})
+	f.stock.PutTickets(context.Background(), flashsale.TicketOf(f.book.Order("o1")))
+	f.stock.Fail("release a", 1)
+	if _, err := f.svc.Expire(context.Background(), o1); !isDependencyError(err) {
+		t.Fatalf("expire with Redis away: %v, want the stock store's error", err)
+	}
+	o := f.book.Order("o1")
+	if o.Status != flashsale.OrderExpired || f.stock.Tickets["o1"].Status != flashsale.TicketPendingPayment {
+		t.Fatalf("after the failed release: order %s, copy %s; want expired, pending_payment", o.Status, f.stock.Tickets["o1"].Status)
+	}
+
+	f.stock.Steps.Reset()
+	f.stock.Fail("get", 1)
+	if did, err := f.svc.Refollow(context.Background(), o); did || err == nil || f.stock.Steps.String() != "[]" {
+		t.Errorf("refollow with Redis away: %v %v, steps %v; want an error and nothing done", did, err, f.stock.Steps)
+	}
+	if did, err := f.svc.Refollow(context.Background(), o); !did || err != nil {
+		t.Fatalf("refollow: %v %v, want done", did, err)
+	}
+	if f.stock.Available["a"] != 5 || f.stock.Available["b"] != 1 || f.stock.Tickets["o1"].Status != flashsale.TicketExpired {
+		t.Errorf("available a %d b %d, copy %s; want 5, 1, expired", f.stock.Available["a"], f.stock.Available["b"], f.stock.Tickets["o1"].Status)
+	}
+	f.stock.Steps.Reset()
+	if did, err := f.svc.Refollow(context.Background(), o); did || err != nil || f.stock.Steps.String() != "[]" {
+		t.Errorf("refollow of a followed order: %v %v, steps %v; want nothing done", did, err, f.stock.Steps)
+	}
+}
+
+// A closed order whose copy is gone (Redis lost it) is followed again:
+// release is idempotent, and the copy is written.
+func TestRefollowWithoutACopy(t *testing.T) {
+	f := newFixture(t, bundleOrder(flashsale.OrderCancelled, time.Time{}), map[string]int{"a": 3, "b": 1})
+	if did, err := f.svc.Refollow(context.Background(), f.book.Order("o1")); !did || err != nil {
+		t.Fatalf("refollow: %v %v, want done", did, err)
+	}
+	if want := "[release a release b]"; f.stock.Steps.String() != want || f.stock.Available["a"] != 3 {
+		t.Errorf("steps %v, available a %d; want %s and nothing given back twice", f.stock.Steps, f.stock.Available["a"], want)
+	}
+	if tk := f.stock.Tickets["o1"]; tk == nil || tk.Status != flashsale.TicketCancelled {
+		t.Errorf("copy %+v, want cancelled", tk)
 	}
 }

@@ -1,8 +1,11 @@
 // Package mock has fakes of the small interfaces flashsale's roles depend on,
 // for unit tests that run without Redis, RabbitMQ or MySQL (as wtf's mock
 // package). A fake records what it was asked and answers with a function
-// field, so each test says what the dependency does; the stores' own behaviour
-// is tested against the real services in their packages and end to end.
+// field, so each test says what the dependency does. The two stores the roles
+// lean on most are in-memory instead, and kept honest: Book passes the book of
+// record's suite that mysqlstore passes, Stock the stock store's suite that
+// redisstore passes (internal/storetest), so where a role's unit test relies
+// on a store's rule, the fake keeps it as the adapter does.
 package mock
 
 import (
@@ -112,14 +115,24 @@ func (d *Delayer) PublishDelayed(_ context.Context, msgID string, bodies [][]byt
 	return nil
 }
 
-// Expirer answers Expire with ExpireFn (delayq.Expirer).
+// Expirer answers Expire with ExpireFn and Refollow with RefollowFn
+// (delayq.Expirer).
 type Expirer struct {
-	ExpireFn func(ctx context.Context, ref flashsale.OrderRef) (*flashsale.Order, error)
+	ExpireFn   func(ctx context.Context, ref flashsale.OrderRef) (*flashsale.Order, error)
+	RefollowFn func(ctx context.Context, o *flashsale.Order) (bool, error)
 }
 
 // Expire calls ExpireFn.
 func (e *Expirer) Expire(ctx context.Context, ref flashsale.OrderRef) (*flashsale.Order, error) {
 	return e.ExpireFn(ctx, ref)
+}
+
+// Refollow calls RefollowFn; without one, every order had followed.
+func (e *Expirer) Refollow(ctx context.Context, o *flashsale.Order) (bool, error) {
+	if e.RefollowFn == nil {
+		return false, nil
+	}
+	return e.RefollowFn(ctx, o)
 }
 
 // Payer answers Pay with PayFn (payment.Payer) and records every payment it
@@ -138,10 +151,20 @@ func (p *Payer) Pay(ctx context.Context, pay flashsale.Payment) (flashsale.PayOu
 	return p.PayFn(ctx, pay)
 }
 
-// Due answers the sweeper's reads with DueFn over Shards shards (delayq.Due).
+// Due answers the sweeper's reads with DueFn and ClosedFn over Shards shards
+// (delayq.Due).
 type Due struct {
-	N     int
-	DueFn func(ctx context.Context, shard int, now time.Time, limit int) ([]*flashsale.Order, error)
+	N        int
+	DueFn    func(ctx context.Context, shard int, now time.Time, limit int) ([]*flashsale.Order, error)
+	ClosedFn func(ctx context.Context, shard int, mark flashsale.OrderMark, settle time.Duration, limit int) ([]*flashsale.Order, []flashsale.OrderMark, error)
+}
+
+// ClosedOrders calls ClosedFn; without one, no order closed.
+func (d *Due) ClosedOrders(ctx context.Context, shard int, mark flashsale.OrderMark, settle time.Duration, limit int) ([]*flashsale.Order, []flashsale.OrderMark, error) {
+	if d.ClosedFn == nil {
+		return nil, nil, nil
+	}
+	return d.ClosedFn(ctx, shard, mark, settle, limit)
 }
 
 // Shards returns N.

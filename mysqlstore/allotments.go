@@ -146,38 +146,49 @@ func lockRoom(ctx context.Context, tx *sql.Tx, saleIDs []string) (map[string]int
 	return room, rows.Err()
 }
 
-// Allotment is one shard's cap on a sale.
-type Allotment struct {
-	Shard    int
-	Allotted int // units the shard may have in pending_payment + paid orders
-	Used     int // units it has
-}
-
-// allotments reads the sale's allotment on every shard (creating missing rows)
-// and the units in transfers not yet delivered. Σ Allotted + inFlight equals the
-// sale's stock; each shard's Used equals its pending_payment + paid units.
-func (s *Store) allotments(ctx context.Context, saleID string) (all []Allotment, inFlight int, err error) {
+// Cap reads the sale's stock cap on every shard (creating missing allotment
+// rows: the initial split) for the reconciler's audit: per shard, its
+// allotment, its used units and the units its orders have, all three from one
+// consistent snapshot of the shard (a read-only REPEATABLE READ
+// transaction), and the units in transfers not yet delivered. Σ Allotted +
+// InFlight equals the sale's stock, and each shard's Used equals its
+// InOrders, unless the bookkeeping is wrong; a borrow between two shards'
+// reads shows for one look.
+func (s *Store) Cap(ctx context.Context, saleID string) (flashsale.CapSnapshot, error) {
+	var c flashsale.CapSnapshot
 	sale, err := s.saleOf(ctx, saleID)
 	if err != nil {
-		return nil, 0, err
+		return c, err
 	}
 	for i, db := range s.shards {
 		if err := s.ensureAllotment(ctx, i, sale); err != nil {
-			return nil, 0, err
+			return c, err
 		}
-		a := Allotment{Shard: i}
-		if err := db.QueryRowContext(ctx, `SELECT allotted, used FROM sale_allotments WHERE sale_id = ?`, saleID).Scan(&a.Allotted, &a.Used); err != nil {
-			return nil, 0, fmt.Errorf("mysqlstore: allotments: %w", err)
+		sc := flashsale.ShardCap{Shard: i}
+		var inFlight sql.NullInt64
+		err := func() error {
+			tx, err := db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
+			if err != nil {
+				return err
+			}
+			defer tx.Rollback()
+			if err := tx.QueryRowContext(ctx, `SELECT allotted, used FROM sale_allotments WHERE sale_id = ?`, saleID).Scan(&sc.Allotted, &sc.Used); err != nil {
+				return err
+			}
+			if err := tx.QueryRowContext(ctx, `SELECT COALESCE(SUM(quantity - returned), 0) FROM orders
+				WHERE sale_id = ? AND status IN ('pending_payment','paid')`, saleID).Scan(&sc.InOrders); err != nil {
+				return err
+			}
+			return tx.QueryRowContext(ctx, `SELECT SUM(units) FROM allotment_transfers
+				WHERE sale_id = ? AND from_shard = ? AND delivered_at IS NULL`, saleID, i).Scan(&inFlight)
+		}()
+		if err != nil {
+			return c, fmt.Errorf("mysqlstore: stock cap of sale %s on shard %d: %w", saleID, i, err)
 		}
-		var n sql.NullInt64
-		if err := db.QueryRowContext(ctx, `SELECT SUM(units) FROM allotment_transfers
-			WHERE sale_id = ? AND from_shard = ? AND delivered_at IS NULL`, saleID, i).Scan(&n); err != nil {
-			return nil, 0, fmt.Errorf("mysqlstore: allotments: %w", err)
-		}
-		all = append(all, a)
-		inFlight += int(n.Int64)
+		c.Shards = append(c.Shards, sc)
+		c.InFlight += int(inFlight.Int64)
 	}
-	return all, inFlight, nil
+	return c, nil
 }
 
 // transfer is units of allotment moving from one shard to another.

@@ -35,25 +35,20 @@ func saleOrder(sale *flashsale.Sale, user string, q int) *flashsale.Order {
 func checkCap(t *testing.T, s *Store, sale *flashsale.Sale) int {
 	t.Helper()
 	ctx := context.Background()
-	all, inFlight, err := s.allotments(ctx, sale.ID)
+	c, err := s.Cap(ctx, sale.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sumAllotted, units := inFlight, 0
-	for _, a := range all {
-		var n int
-		if err := s.shards[a.Shard].QueryRow(`SELECT COALESCE(SUM(quantity - returned), 0) FROM orders
-			WHERE sale_id = ? AND status IN ('pending_payment','paid')`, sale.ID).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		if a.Used != n || a.Used > a.Allotted || a.Used < 0 {
-			t.Errorf("shard %d: allotted %d used %d, %d units in its orders", a.Shard, a.Allotted, a.Used, n)
+	sumAllotted, units := c.InFlight, 0
+	for _, a := range c.Shards {
+		if a.Used != a.InOrders || a.Used > a.Allotted || a.Used < 0 {
+			t.Errorf("shard %d: allotted %d used %d, %d units in its orders", a.Shard, a.Allotted, a.Used, a.InOrders)
 		}
 		sumAllotted += a.Allotted
-		units += n
+		units += a.InOrders
 	}
 	if sumAllotted != sale.Stock {
-		t.Errorf("allotments add up to %d (%d in flight), stock %d", sumAllotted, inFlight, sale.Stock)
+		t.Errorf("allotments add up to %d (%d in flight), stock %d", sumAllotted, c.InFlight, sale.Stock)
 	}
 	if units > sale.Stock {
 		t.Errorf("OVERSOLD: %d units in orders, stock %d", units, sale.Stock)
@@ -136,7 +131,8 @@ func TestDryShardBorrowsAndCancelGivesRoomBack(t *testing.T) {
 			t.Fatalf("order %d of the dry shard: outcome %v, want created (the other shard had room)", i, r.Outcome)
 		}
 	}
-	all, _, _ := s.allotments(ctx, sale.ID)
+	c, _ := s.Cap(ctx, sale.ID)
+	all := c.Shards
 	if all[1].Allotted != 0 {
 		t.Errorf("shard 1 kept %d units of allotment it does not use", all[1].Allotted)
 	}
@@ -173,8 +169,8 @@ func TestTransferLeftInFlightIsCompleted(t *testing.T) {
 	if err := s.debit(ctx, &tr); err != nil || tr.units != 2 {
 		t.Fatalf("debit of 5 from a shard with 2 free: took %d, %v; want 2", tr.units, err)
 	}
-	if _, inFlight, _ := s.allotments(ctx, sale.ID); inFlight != 2 {
-		t.Fatalf("%d units in flight, want 2", inFlight)
+	if c, _ := s.Cap(ctx, sale.ID); c.InFlight != 2 {
+		t.Fatalf("%d units in flight, want 2", c.InFlight)
 	}
 	checkCap(t, s, sale)
 	// Four buyers on shard 1: its own 2 units, then the 2 in flight.
@@ -191,8 +187,8 @@ func TestTransferLeftInFlightIsCompleted(t *testing.T) {
 			t.Errorf("order %d: outcome %v, want created (the units in flight are shard 1's)", i, r.Outcome)
 		}
 	}
-	if _, inFlight, _ := s.allotments(ctx, sale.ID); inFlight != 0 {
-		t.Errorf("%d units still in flight", inFlight)
+	if c, _ := s.Cap(ctx, sale.ID); c.InFlight != 0 {
+		t.Errorf("%d units still in flight", c.InFlight)
 	}
 	checkCap(t, s, sale)
 }

@@ -192,3 +192,47 @@ func (s *Store) ReturnStock(ctx context.Context, saleID, ticketID string, keep i
 	}
 	return before, nil
 }
+
+// Inventory reads a mysql-inventory sale's stock row and every ticket's hold
+// in one consistent snapshot (a read-only REPEATABLE READ transaction), for
+// the reconciler. A sale without a row is flashsale.ErrNotFound.
+func (s *Store) Inventory(ctx context.Context, saleID string) (flashsale.InventorySnapshot, error) {
+	inv := flashsale.InventorySnapshot{Holds: map[string]flashsale.Hold{}}
+	err := func() error {
+		tx, err := s.meta.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback()
+		st := &inv.Stock
+		err = tx.QueryRowContext(ctx, `SELECT total, available, held, sold FROM inventory WHERE sale_id = ?`, saleID).
+			Scan(&st.Total, &st.Available, &st.Held, &st.Sold)
+		if errors.Is(err, sql.ErrNoRows) {
+			return flashsale.Errorf(flashsale.CodeNotFound, "no inventory for sale %q", saleID)
+		}
+		if err != nil {
+			return err
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT ticket_id, state, quantity FROM inventory_holds WHERE sale_id = ?`, saleID)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id, state string
+			var q int
+			if err := rows.Scan(&id, &state, &q); err != nil {
+				return err
+			}
+			inv.Holds[id] = flashsale.Hold{Kind: flashsale.HoldKind(state[0]), Quantity: q}
+		}
+		return rows.Err()
+	}()
+	if err != nil {
+		if flashsale.ErrorCode(err) != flashsale.CodeInternal {
+			return inv, err
+		}
+		return inv, fmt.Errorf("mysqlstore: inventory: %w", err)
+	}
+	return inv, nil
+}

@@ -76,4 +76,20 @@ func TestMySQLInventoryHoldsExactlyAndIdempotently(t *testing.T) {
 		t.Fatalf("batch holds %+v, %v", h, err)
 	}
 	want(flashsale.Stock{Total: 10, Available: 0, Held: 9, Sold: 1})
+
+	// The reconciler's read: the row and every ticket's hold, which add up to it.
+	inv, err := s.Inventory(ctx, "inv")
+	if err != nil || inv.Stock != (flashsale.Stock{Total: 10, Available: 0, Held: 9, Sold: 1}) || len(inv.Holds) != 43 {
+		t.Fatalf("inventory %+v with %d holds, %v; want the row and 43 tickets' holds", inv.Stock, len(inv.Holds), err)
+	}
+	n := map[flashsale.HoldKind]int{}
+	for _, h := range inv.Holds {
+		n[h.Kind] += max(h.Quantity, 1)
+	}
+	if n[flashsale.HoldHeld] != 9 || n[flashsale.HoldSold] != 1 || inv.Holds[held[0]].Kind != flashsale.HoldReleased || inv.Holds["b2"].Kind != flashsale.HoldSoldOut {
+		t.Errorf("holds by kind %v, %s %+v, b2 %+v", n, held[0], inv.Holds[held[0]], inv.Holds["b2"])
+	}
+	if _, err := s.Inventory(ctx, "no-such-sale"); !errorsIs(err, flashsale.ErrNotFound) {
+		t.Errorf("inventory of an unknown sale: %v, want not_found", err)
+	}
 }

@@ -46,7 +46,7 @@ func (s *Store) Return(ctx context.Context, r flashsale.ReturnRequest, now time.
 	case "":
 		// Checked before the key is bound, so that a request refused for its
 		// content does not own the return id (the transaction checks again).
-		if err := checkReturn(found, lines); err != nil {
+		if err := found.CheckReturn(lines); err != nil {
 			return nil, false, err
 		}
 		if err := s.bindKey(ctx, "return", returnID, request, conflict); err != nil {
@@ -70,7 +70,7 @@ func (s *Store) Return(ctx context.Context, r flashsale.ReturnRequest, now time.
 		if !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
-		if err := checkReturn(cur, lines); err != nil {
+		if err := cur.CheckReturn(lines); err != nil {
 			return err
 		}
 		for _, l := range lines {
@@ -111,24 +111,4 @@ func (s *Store) Return(ctx context.Context, r flashsale.ReturnRequest, now time.
 		return nil, false, fmt.Errorf("mysqlstore: return: %w", err)
 	}
 	return o, replay, nil
-}
-
-// checkReturn reports whether lines may be returned from o: o is paid and each
-// line has that many units left to return.
-func checkReturn(o *flashsale.Order, lines []flashsale.Line) error {
-	if o.Status != flashsale.OrderPaid {
-		return flashsale.Errorf(flashsale.CodeNotPaid, "order %q is %s, not paid", o.ID, o.Status)
-	}
-	for _, l := range lines {
-		left := 0
-		for _, it := range o.Items {
-			if it.SaleID == l.SaleID {
-				left = it.Quantity - it.Returned
-			}
-		}
-		if l.Quantity > left {
-			return flashsale.Errorf(flashsale.CodeInvalidQuantity, "only %d units of sale %q are left to return", left, l.SaleID)
-		}
-	}
-	return nil
 }

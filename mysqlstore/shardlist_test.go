@@ -166,19 +166,21 @@ func TestShardListNotRecordedYet(t *testing.T) {
 		}
 	}
 	// What a deployment from before this version looks like: no record, no
-	// identities, and neither migration applied.
-	undo := func(db *sql.DB, table string, version int) {
+	// identities, and neither migration applied (nor any later one).
+	undo := func(db *sql.DB, stmt string, version int) {
 		t.Helper()
-		if _, err := db.Exec("DROP TABLE " + table); err != nil {
+		if _, err := db.Exec(stmt); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := db.Exec("DELETE FROM goose_db_version WHERE version_id = ?", version); err != nil {
 			t.Fatal(err)
 		}
 	}
-	undo(s.meta, "shard_list", 5) // meta/00005_shard_list.sql
+	undo(s.meta, "ALTER TABLE inventory_holds DROP KEY ix_sale", 6) // meta/00006_inventory_holds_by_sale.sql
+	undo(s.meta, "DROP TABLE shard_list", 5)                        // meta/00005_shard_list.sql
 	for _, db := range s.shards {
-		undo(db, "shard_identity", 7) // shard/00007_shard_identity.sql
+		undo(db, "ALTER TABLE orders DROP KEY ix_closed", 8) // shard/00008_closed_orders.sql
+		undo(db, "DROP TABLE shard_identity", 7)             // shard/00007_shard_identity.sql
 	}
 
 	if recorded, err := checkShards(t, meta, right...); recorded || err != nil {

@@ -325,3 +325,55 @@ func (s *Store) DueOrders(ctx context.Context, shard int, now time.Time, limit i
 	}
 	return orders, nil
 }
+
+// ClosedOrders returns up to limit whole orders of shard that were expired or
+// cancelled after mark and at least settle before the database's now, in the
+// order of their change (updated_at, then order id), with the mark of each:
+// marks[i] is orders[i]'s. An order that changed again since (a late payment)
+// is returned as it stands now. It reads the (status, updated_at) index.
+func (s *Store) ClosedOrders(ctx context.Context, shard int, mark flashsale.OrderMark, settle time.Duration, limit int) ([]*flashsale.Order, []flashsale.OrderMark, error) {
+	db := s.shards[shard]
+	at := mark.At.UTC()
+	rows, err := db.QueryContext(ctx, `SELECT DISTINCT updated_at, order_id FROM orders
+		WHERE status IN ('expired','cancelled') AND (updated_at > ? OR (updated_at = ? AND order_id > ?))
+		AND updated_at <= UTC_TIMESTAMP(6) - INTERVAL ? MICROSECOND
+		ORDER BY updated_at, order_id LIMIT ?`, at, at, mark.OrderID, settle.Microseconds(), limit)
+	if err != nil {
+		return nil, nil, fmt.Errorf("mysqlstore: closed orders: %w", err)
+	}
+	var marks []flashsale.OrderMark
+	for rows.Next() {
+		var m flashsale.OrderMark
+		if err := rows.Scan(&m.At, &m.OrderID); err != nil {
+			rows.Close()
+			return nil, nil, fmt.Errorf("mysqlstore: closed orders: %w", err)
+		}
+		m.At = m.At.UTC()
+		marks = append(marks, m)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil || len(marks) == 0 {
+		return nil, nil, err
+	}
+	args := make([]any, len(marks))
+	for i, m := range marks {
+		args[i] = m.OrderID
+	}
+	found, err := queryOrders(ctx, db, `SELECT `+orderColumns+` FROM orders WHERE order_id IN `+placeholders(1, len(args)), args...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("mysqlstore: closed orders: %w", err)
+	}
+	byID := make(map[string]*flashsale.Order, len(found))
+	for _, o := range found {
+		byID[o.ID] = o
+	}
+	orders := make([]*flashsale.Order, 0, len(marks))
+	kept := marks[:0]
+	for _, m := range marks {
+		if o := byID[m.OrderID]; o != nil {
+			orders = append(orders, o)
+			kept = append(kept, m)
+		}
+	}
+	return orders, kept, nil
+}

@@ -46,13 +46,6 @@ type Book interface {
 	Overdue(ctx context.Context, shard int, now time.Time) (int, time.Duration, error)
 }
 
-// QueueStat is one queue's depth: messages ready for delivery, and consumers.
-type QueueStat struct {
-	Name      string `json:"name"`
-	Messages  int    `json:"messages"`
-	Consumers int    `json:"consumers"`
-}
-
 // Check is one readiness probe (see httpapi.Readyz).
 type Check = httpapi.Check
 
@@ -64,7 +57,7 @@ type CollectorConfig struct {
 	// exported.
 	Book Book
 	// Queues gives the queue depths; nil: not exported.
-	Queues func(ctx context.Context) ([]QueueStat, error)
+	Queues func(ctx context.Context) ([]flashsale.QueueStat, error)
 	// Ready are the process's readiness checks, exported as flashsale_ready
 	// (1 when all pass). Empty: flashsale_ready is 1 while the process runs.
 	Ready []Check

@@ -113,7 +113,7 @@ func TestCollectorLeavesOutWhatFails(t *testing.T) {
 	stock := stubStock{"open": {Total: 10, Available: 0, Held: 4, Sold: 6}, "old": {Total: 1, Sold: 1}}
 	c, err := NewCollector(CollectorConfig{Sales: sales, Stock: stock, Now: func() time.Time { return now },
 		Ready:  []Check{func(context.Context) error { return errors.New("rabbitmq not connected") }},
-		Queues: func(context.Context) ([]QueueStat, error) { return nil, errors.New("broker away") }})
+		Queues: func(context.Context) ([]flashsale.QueueStat, error) { return nil, errors.New("broker away") }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/flashsale/flashsale"
 )
 
 // Sample is what the live page shows at one instant. Rates are per second over
@@ -16,8 +18,8 @@ type Sample struct {
 	T     int64        `json:"t"` // unix milliseconds
 	Sales []SaleSample `json:"sales"`
 	// Admissions are purchase answers per second by outcome, all sales.
-	Admissions map[string]float64 `json:"admissions"`
-	Queues     []QueueStat        `json:"queues"`
+	Admissions map[string]float64    `json:"admissions"`
+	Queues     []flashsale.QueueStat `json:"queues"`
 	// FinalP50 and FinalP99 are seconds from 202 to a ticket's final answer
 	// (see flashsale_ticket_final_seconds); nil when no ticket became final
 	// within the window.
@@ -186,7 +188,7 @@ func quantile(q float64, old, cur []bucket) *float64 {
 func sample(cur, prev, old *raw) Sample {
 	// Sales and Queues are [] when there are none, never null (the API
 	// description's array).
-	s := Sample{T: cur.t, Sales: []SaleSample{}, Queues: []QueueStat{}, Admissions: map[string]float64{}, Ready: true}
+	s := Sample{T: cur.t, Sales: []SaleSample{}, Queues: []flashsale.QueueStat{}, Admissions: map[string]float64{}, Ready: true}
 	sales := map[string]*SaleSample{}
 	sale := func(id string) *SaleSample {
 		if ss, ok := sales[id]; ok {
@@ -214,7 +216,7 @@ func sample(cur, prev, old *raw) Sample {
 				sale(l["sale"]).State = l["state"]
 			}
 		case "flashsale_queue_messages":
-			s.Queues = append(s.Queues, QueueStat{Name: l["queue"], Messages: int(v),
+			s.Queues = append(s.Queues, flashsale.QueueStat{Name: l["queue"], Messages: int(v),
 				Consumers: int(cur.gauges[seriesKey2("flashsale_queue_consumers", "queue", l["queue"])])})
 		case "flashsale_outbox_backlog":
 			s.Problems.OutboxBacklog += v

@@ -35,6 +35,9 @@ type Config struct {
 	Name string
 	// Metrics counts what is published; nil counts nothing.
 	Metrics *Metrics
+	// Retry is the retry rule of every consumer built on this Config (see
+	// Retry; its zero value has the defaults).
+	Retry Retry
 }
 
 func (c *Config) validate() error {
@@ -64,7 +67,7 @@ func (c *Config) validate() error {
 	if c.Name == "" {
 		c.Name = "flashsale"
 	}
-	return nil
+	return c.Retry.validate()
 }
 
 // dial opens a connection to the first node that answers (see Config.URLs)

@@ -56,10 +56,12 @@ type ConsumerConfig struct {
 
 // Consumer consumes a queue on a connection of its own, reconnecting with
 // backoff, and hands batches to its handler: up to BatchSize messages, a
-// group's members counted one by one (see GroupType). It is a
-// service.Service: Started is closed once it first consumes; Stop cancels the
-// subscription, lets the batches in hand finish, and closes; unacked
-// deliveries go back to the queue.
+// group's members counted one by one (see GroupType). A message the handler
+// retries is handled again under the retry rule of its Config (see Retry),
+// the same for every consumer. It is a service.Service: Started is closed
+// once it first consumes; Stop cancels the subscription, lets the batches in
+// hand finish (a batch waiting to retry hands its failing messages back at
+// once), and closes; unacked deliveries go back to the queue.
 type Consumer struct {
 	service.Runner
 	qc  Config
@@ -121,9 +123,13 @@ func consumeOnce(ctx context.Context, qc Config, cfg ConsumerConfig, h flashsale
 	}
 	defer conn.Close()
 	closed := conn.NotifyClose(make(chan *amqp.Error, 1))
+	// lost is closed when the connection is: its deliveries are void (the
+	// broker requeued them), so a batch waiting to retry stops waiting.
+	lost := make(chan struct{})
 	go func() {
 		for range closed {
 		}
+		close(lost)
 	}()
 	if err := ch.Qos(cfg.Prefetch, 0, false); err != nil {
 		return fmt.Errorf("queue: qos: %w", err)
@@ -139,7 +145,18 @@ func consumeOnce(ctx context.Context, qc Config, cfg ConsumerConfig, h flashsale
 	stopping := ctx.Done()
 	// Handlers run with a context that is not cancelled: what was delivered
 	// is handled to the end. The connection closes only after they returned.
+	// The retry rule stops waiting when the consumer stops or the connection
+	// is lost.
 	hctx := context.WithoutCancel(ctx)
+	stop := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-lost:
+		}
+		close(stop)
+	}()
+	run := retryRun{rule: qc.Retry, h: h, stop: stop, queue: cfg.Queue, log: qc.Log, m: qc.Metrics}
 	slots := make(chan struct{}, cfg.Handlers)
 	var handling sync.WaitGroup
 	defer handling.Wait()
@@ -180,7 +197,7 @@ func consumeOnce(ctx context.Context, qc Config, cfg ConsumerConfig, h flashsale
 		handling.Add(1)
 		go func() {
 			defer func() { <-slots; handling.Done() }()
-			h(hctx, batch)
+			run.handle(hctx, batch)
 		}()
 	}
 }

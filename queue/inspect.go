@@ -6,15 +6,9 @@ import (
 	"sync"
 
 	amqp "github.com/rabbitmq/amqp091-go"
-)
 
-// QueueStat is one queue's depth as the broker reports it to a passive declare:
-// messages ready for delivery (not those delivered and unacked) and consumers.
-type QueueStat struct {
-	Name      string
-	Messages  int
-	Consumers int
-}
+	"github.com/flashsale/flashsale"
+)
 
 // Inspector reads the depth and consumer count of the namespace's fixed queues
 // (purchase, dead letters, order.created for delayq, expiry) with passive
@@ -45,7 +39,7 @@ func (in *Inspector) Queues() []string {
 
 // Stats returns the depth of each of Queues. A queue that does not exist (yet)
 // is left out; an error means the broker could not be asked.
-func (in *Inspector) Stats(ctx context.Context) ([]QueueStat, error) {
+func (in *Inspector) Stats(ctx context.Context) ([]flashsale.QueueStat, error) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if in.conn == nil || in.conn.IsClosed() {
@@ -56,7 +50,7 @@ func (in *Inspector) Stats(ctx context.Context) ([]QueueStat, error) {
 		ch.Close()
 		in.conn = conn
 	}
-	var out []QueueStat
+	var out []flashsale.QueueStat
 	for _, name := range in.Queues() {
 		if err := ctx.Err(); err != nil {
 			return out, err
@@ -72,7 +66,7 @@ func (in *Inspector) Stats(ctx context.Context) ([]QueueStat, error) {
 		if err != nil {
 			continue // not declared (yet)
 		}
-		out = append(out, QueueStat{Name: name, Messages: q.Messages, Consumers: q.Consumers})
+		out = append(out, flashsale.QueueStat{Name: name, Messages: q.Messages, Consumers: q.Consumers})
 	}
 	return out, nil
 }

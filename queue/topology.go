@@ -102,8 +102,11 @@ func (t Topology) Declare(ch *amqp.Channel) error {
 			return fmt.Errorf("queue: declare exchange %s: %w", e.name, err)
 		}
 	}
-	// Expiry messages are also swept from MySQL, so one that keeps failing is
-	// dropped after the delivery limit rather than dead-lettered.
+	// A consumer retries a failing message itself for its retry budget
+	// (Retry) before each hand-back. Expiry and order.created messages are
+	// also swept from MySQL (delayq's sweeper: overdue unpaid orders, and
+	// closed orders Redis has not followed), so one that still fails after
+	// the delivery limit is dropped rather than dead-lettered.
 	expiry := quorumArgs(amqp.Table{"x-delivery-limit": int64(limit)})
 	queues := []queueSpec{
 		{t.DeadQueue(), t.DeadExchange(), PurchaseKey, quorumArgs(nil)},

@@ -26,34 +26,51 @@ func (r *Reconciler) Check(ctx context.Context, since time.Time) (*Report, error
 	return rep, nil
 }
 
-// checkSale reads one sale's two sides, Redis first (see the package
-// comment), and compares them (diffSale). It first delivers the sale's
-// stock-cap transfers a crash left in flight, so that MySQL is whole.
+// checkSale reads one sale's sides, Redis first (see the package comment),
+// and compares them: diffSale, or diffInventorySale for a sale with
+// inventory "mysql", and the stock cap (diffCap) for every sale. It first
+// delivers the sale's stock-cap transfers a crash left in flight, so that
+// MySQL is whole.
 func (r *Reconciler) checkSale(ctx context.Context, sale *flashsale.Sale) (*SaleReport, error) {
 	if _, err := r.cfg.Book.CompleteTransfers(ctx, sale.ID); err != nil {
 		return nil, err
-	}
-	rep := newSaleReport(sale)
-	if sale.Inventory == flashsale.InventoryMySQL {
-		rep.Status, rep.Note = SaleSkipped, "inventory mysql: its stock is held in MySQL"
-		return rep, nil
 	}
 	snap, err := r.cfg.Stock.Snapshot(ctx, sale.ID)
 	if err != nil {
 		return nil, err
 	}
-	if !snap.Loaded {
+	var rep *SaleReport
+	switch {
+	case sale.Inventory == flashsale.InventoryMySQL:
+		inv, err := r.cfg.Book.Inventory(ctx, sale.ID)
+		if err != nil {
+			return nil, err
+		}
+		orders, err := r.cfg.Book.SaleOrders(ctx, sale.ID)
+		if err != nil {
+			return nil, err
+		}
+		rep = diffInventorySale(sale, inv, snap, partsIn(sale.ID, orders))
+	case !snap.Loaded:
+		rep = newSaleReport(sale)
 		rep.Status, rep.Note = SaleNotLoaded, "not loaded in Redis; rebuilt from MySQL on first use"
-		return rep, nil
+	default:
+		orders, err := r.cfg.Book.SaleOrders(ctx, sale.ID)
+		if err != nil {
+			return nil, err
+		}
+		rep = diffSale(sale, snap, partsIn(sale.ID, orders))
 	}
-	orders, err := r.cfg.Book.SaleOrders(ctx, sale.ID)
+	c, err := r.cfg.Book.Cap(ctx, sale.ID)
 	if err != nil {
 		return nil, err
 	}
-	rep = diffSale(sale, snap, partsIn(sale.ID, orders))
-	r.oversold.WithLabelValues(sale.ID).Add(0) // the sale's series exists, at 0 until it is ever oversold
-	if rep.MySQL.Available < 0 {
-		r.alarmOversold(sale, *rep.MySQL)
+	rep.addCap(c)
+	if rep.MySQL != nil {
+		r.oversold.WithLabelValues(sale.ID).Add(0) // the sale's series exists, at 0 until it is ever oversold
+		if rep.MySQL.Available < 0 {
+			r.alarmOversold(sale, *rep.MySQL)
+		}
 	}
 	return rep, nil
 }

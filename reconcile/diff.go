@@ -20,16 +20,28 @@ import (
 func diffSale(sale *flashsale.Sale, snap flashsale.SaleSnapshot, parts []flashsale.Part) *SaleReport {
 	rep := newSaleReport(sale)
 	rep.Status = SaleAgree
-	redis := snap.Stock
-	rep.Redis = &redis
 	rep.Orders = countOrders(parts)
 	mysql := mysqlStock(sale.Stock, rep.Orders)
 	rep.MySQL = &mysql
+	ds := rep.diffRedis(sale, snap, parts, owners(snap.Live, parts))
+	if d := diffOversold(mysql); d != nil {
+		ds = append(ds, d)
+	}
+	sign(sale.ID, ds)
+	rep.Differences = append(rep.Differences, ds...)
+	return rep
+}
 
-	owner := owners(snap.Live, parts)
+// diffRedis compares a loaded snapshot with parts (what Redis must follow:
+// orders, or a mysql-inventory sale's row) and returns the differences of
+// holds, unordered holds, counters and units, unsigned. owner knows the
+// tickets' users. It sets rep's Redis stock and what a repair of units needs.
+func (rep *SaleReport) diffRedis(sale *flashsale.Sale, snap flashsale.SaleSnapshot, parts []flashsale.Part, owner map[string]string) []*Difference {
+	redis := snap.Stock
+	rep.Redis = &redis
 	holds, fixed := diffHolds(parts, snap.Holds)
 	unordered := diffUnordered(snap.Holds, parts, owner)
-	rep.Unordered = len(unordered)
+	rep.Unordered += len(unordered)
 	rep.obsUnits, rep.tickets = snap.Units, ticketsByUser(owner)
 
 	// Counters and units. Every script changes a hold, the counters and its
@@ -46,13 +58,151 @@ func diffSale(sale *flashsale.Sale, snap flashsale.SaleSnapshot, parts []flashsa
 	if d := diffCounters(snap.Stock, asIs, toBe); d != nil {
 		ds = append(ds, d)
 	}
-	ds = append(ds, diffUnits(snap.Units, asIsUnits, toBeUnits, rep.tickets)...)
+	return append(ds, diffUnits(snap.Units, asIsUnits, toBeUnits, rep.tickets)...)
+}
+
+// diffInventorySale compares a sale with inventory "mysql": its MySQL row
+// with the parts of its orders (each ticket's hold there, its unordered
+// holds, the row's counters against its holds), then, when snap is loaded,
+// the Redis mirror with the row as it will be once repaired (the mirror
+// follows MySQL's holds, which follow the orders), and the orders with the
+// stock (oversold). It returns the sale's report like diffSale, with the row
+// in Inventory; with snap not loaded, status SaleNotLoaded and MySQL's
+// differences only.
+func diffInventorySale(sale *flashsale.Sale, inv flashsale.InventorySnapshot, snap flashsale.SaleSnapshot, parts []flashsale.Part) *SaleReport {
+	rep := newSaleReport(sale)
+	rep.Status = SaleAgree
+	rep.Orders = countOrders(parts)
+	mysql := mysqlStock(sale.Stock, rep.Orders)
+	rep.MySQL = &mysql
+	row := inv.Stock
+	rep.Inventory = &row
+	owner := owners(snap.Live, parts)
+
+	// The row's holds against the orders, as Redis's are compared; only
+	// MySQL's own operations repair them (see rowFix).
+	holds, _ := diffHolds(parts, inv.Holds)
+	unordered := diffUnordered(inv.Holds, parts, owner)
+	rep.Unordered += len(unordered)
+	fixed := make(map[string]flashsale.Hold, len(inv.Holds))
+	for t, h := range inv.Holds {
+		fixed[t] = h
+	}
+	ds := append(holds, unordered...)
+	for _, d := range ds {
+		d.Store, d.mysql, d.hold = storeMySQL, rowFix(d.hold), nil
+		if d.Kind == KindHold {
+			d.Kind = KindInventoryHold
+		} else {
+			d.Kind, d.Detail = KindInventoryUnordered, "no order in MySQL: a purchase between its hold in the inventory row and its commit, or a lost message"
+		}
+		// The mirror follows the row as a repair will leave it, except for
+		// unordered holds: their release waits (StrayAfter) and the mirror
+		// follows it once it is done, never ahead of it.
+		if d.mysql != nil && d.Kind == KindInventoryHold {
+			fixed[d.TicketID] = d.mysql.To
+		}
+	}
+	asIs, _ := tally(sale.Stock, inv.Holds, nil)
+	toBe, _ := tally(sale.Stock, fixed, nil)
+	if d := diffCounters(row, asIs, toBe); d != nil {
+		d.Kind, d.Store, d.Detail = KindInventoryCounters, storeMySQL, "the inventory row does not match its ticket holds"
+		ds = append(ds, d)
+	}
+
+	if snap.Loaded {
+		mirror := rep.diffRedis(sale, snap, mirrorParts(sale.ID, fixed, owner), owner)
+		for _, d := range mirror {
+			if d.Kind == KindHold {
+				d.Detail = "held " + show(fixed[d.TicketID]) + " in MySQL's inventory row"
+			}
+		}
+		ds = append(ds, mirror...)
+	} else {
+		rep.Status, rep.Note = SaleNotLoaded, "Redis mirror not loaded; rebuilt from MySQL on first use"
+	}
 	if d := diffOversold(mysql); d != nil {
 		ds = append(ds, d)
 	}
 	sign(sale.ID, ds)
 	rep.Differences = append(rep.Differences, ds...)
 	return rep
+}
+
+// rowFix is the fix of a ticket's hold in a mysql-inventory sale's row that
+// MySQL's own idempotent operations can apply, or nil: release (held → R),
+// confirm (held → sold, same units) and a return (sold → fewer sold). A hold
+// the row lacks is never taken by a repair: the units may be gone.
+func rowFix(f *flashsale.HoldFix) *flashsale.HoldFix {
+	switch {
+	case f.From.Kind == flashsale.HoldHeld && f.To.Kind == flashsale.HoldReleased,
+		f.From.Kind == flashsale.HoldHeld && f.To.Kind == flashsale.HoldSold && f.To.Quantity == f.From.Quantity,
+		f.From.Kind == flashsale.HoldSold && f.To.Kind == flashsale.HoldSold && f.To.Quantity < f.From.Quantity:
+		return f
+	}
+	return nil
+}
+
+// mirrorParts are the parts the Redis mirror of a mysql-inventory sale must
+// follow: one per ticket the row knows, held (as a pending order) or sold
+// (as a paid one) as the row has it, any other state as a closed order (it
+// must not count).
+func mirrorParts(saleID string, holds map[string]flashsale.Hold, owner map[string]string) []flashsale.Part {
+	tickets := make([]string, 0, len(holds))
+	for t := range holds {
+		tickets = append(tickets, t)
+	}
+	sort.Strings(tickets)
+	parts := make([]flashsale.Part, len(tickets))
+	for i, t := range tickets {
+		h := holds[t]
+		st := flashsale.OrderExpired
+		switch h.Kind {
+		case flashsale.HoldHeld:
+			st = flashsale.OrderPendingPayment
+		case flashsale.HoldSold:
+			st = flashsale.OrderPaid
+		}
+		parts[i] = flashsale.Part{SaleID: saleID, TicketID: t, UserID: owner[t], Quantity: h.Quantity, Status: st}
+	}
+	return parts
+}
+
+// addCap adds the sale's stock cap to its report, with its differences
+// (diffCap), signed.
+func (rep *SaleReport) addCap(c flashsale.CapSnapshot) {
+	rep.Cap = &c
+	ds := diffCap(rep.sale.Stock, c)
+	sign(rep.SaleID, ds)
+	rep.Differences = append(rep.Differences, ds...)
+}
+
+// diffCap returns the differences of a sale's stock cap (both inventory
+// modes): its allotments and the units in flight not adding up to stock, or a
+// shard using more than its allotment (KindCap), and a shard whose used
+// units are not its orders' (KindCapUsed). None has a fix: MySQL's cap is
+// the last word on stock, and a difference here is a bug to look into.
+func diffCap(stock int, c flashsale.CapSnapshot) []*Difference {
+	var ds []*Difference
+	total := c.InFlight
+	for _, sc := range c.Shards {
+		total += sc.Allotted
+	}
+	if total != stock {
+		ds = append(ds, &Difference{Kind: KindCap, Store: storeMySQL, Redis: fmt.Sprintf("allotted %d (in flight %d)", total, c.InFlight),
+			Want: fmt.Sprintf("allotted %d", stock), Detail: "the shards' allotments and the units in flight do not add up to the stock"})
+	}
+	for _, sc := range c.Shards {
+		if sc.Used > sc.Allotted {
+			ds = append(ds, &Difference{Kind: KindCap, Store: storeMySQL, Redis: fmt.Sprintf("shard %d used %d", sc.Shard, sc.Used),
+				Want: fmt.Sprintf("at most %d", sc.Allotted), Detail: fmt.Sprintf("shard %d uses more than its allotment", sc.Shard)})
+		}
+		if sc.Used != sc.InOrders {
+			ds = append(ds, &Difference{Kind: KindCapUsed, Store: storeMySQL, Redis: fmt.Sprintf("shard %d used %d", sc.Shard, sc.Used),
+				Want: fmt.Sprintf("used %d", sc.InOrders), Detail: fmt.Sprintf("shard %d's pending_payment and paid orders have %d units", sc.Shard, sc.InOrders)})
+		}
+	}
+	return ds
 }
 
 // newSaleReport is the report of a sale before it is compared. Differences is
@@ -91,15 +241,18 @@ func mysqlStock(total int, c OrderCounts) flashsale.Stock {
 		Held: c.PendingUnits, Sold: c.PaidUnits}
 }
 
-// owners maps every ticket whose user is known to that user: by its order, or
-// (held without one) by the user's live ticket.
+// owners maps every ticket whose user is known to that user: by its order (a
+// part without a user says nothing), or (held without one) by the user's
+// live ticket.
 func owners(live map[string]string, parts []flashsale.Part) map[string]string {
 	owner := make(map[string]string, len(parts)+len(live))
 	for u, t := range live {
 		owner[t] = u
 	}
 	for _, p := range parts {
-		owner[p.TicketID] = p.UserID
+		if p.UserID != "" {
+			owner[p.TicketID] = p.UserID
+		}
 	}
 	return owner
 }

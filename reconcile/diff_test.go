@@ -315,3 +315,194 @@ func TestKeepSeenInCountsTransients(t *testing.T) {
 		t.Errorf("report %+v", second)
 	}
 }
+
+// The stock cap (both inventory modes): the allotments plus the units in
+// flight must be the stock, no shard over its allotment, and each shard's
+// used units those of its orders. Nothing repairs it.
+func TestDiffCap(t *testing.T) {
+	shard := func(i, allotted, used, inOrders int) flashsale.ShardCap {
+		return flashsale.ShardCap{Shard: i, Allotted: allotted, Used: used, InOrders: inOrders}
+	}
+	for _, tc := range []struct {
+		name string
+		cap  flashsale.CapSnapshot
+		want []string
+	}{{
+		name: "adds up, used as in the orders",
+		cap:  flashsale.CapSnapshot{Shards: []flashsale.ShardCap{shard(0, 6, 6, 6), shard(1, 3, 1, 1)}, InFlight: 1},
+		want: []string{},
+	}, {
+		name: "units lost between shards",
+		cap:  flashsale.CapSnapshot{Shards: []flashsale.ShardCap{shard(0, 5, 0, 0), shard(1, 4, 0, 0)}},
+		want: []string{"cap: allotted 9 (in flight 0) -> allotted 10"},
+	}, {
+		name: "more allotted than stock, a shard over its allotment, used off",
+		cap:  flashsale.CapSnapshot{Shards: []flashsale.ShardCap{shard(0, 6, 7, 7), shard(1, 5, 2, 3)}, InFlight: 1},
+		want: []string{"cap: allotted 12 (in flight 1) -> allotted 10", "cap: shard 0 used 7 -> at most 6",
+			"cap_used: shard 1 used 2 -> used 3"},
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			rep := newSaleReport(&flashsale.Sale{ID: "s1", Stock: 10})
+			rep.Status = SaleAgree
+			rep.addCap(tc.cap)
+			if got := describeAll(rep.Differences); !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("differences\n got %q\nwant %q", got, tc.want)
+			}
+			for _, d := range rep.Differences {
+				if d.Store != "mysql" || d.fix() != nil || d.units != nil || d.sig == "" {
+					t.Errorf("%s: store %q, fixes %v %v, signature %q; want mysql, no fix, signed", describe(d), d.Store, d.fix(), d.units, d.sig)
+				}
+			}
+			if rep.Cap == nil || !reflect.DeepEqual(*rep.Cap, tc.cap) {
+				t.Errorf("cap %+v, want %+v", rep.Cap, tc.cap)
+			}
+		})
+	}
+}
+
+// A mysql-inventory sale: its row's holds follow the orders (and only MySQL's
+// own operations repair them), its counters follow its holds, and the Redis
+// mirror follows the row as a repair leaves it.
+func TestDiffInventorySale(t *testing.T) {
+	mirrorOf := func(st flashsale.Stock, holds map[string]flashsale.Hold, live map[string]string, units map[string]int) flashsale.SaleSnapshot {
+		return flashsale.SaleSnapshot{Loaded: true, Stock: st, Holds: holds, Live: live, Units: units}
+	}
+	for _, tc := range []struct {
+		name   string
+		orders []*flashsale.Order
+		inv    flashsale.InventorySnapshot
+		snap   flashsale.SaleSnapshot
+		want   []string
+		check  func(t *testing.T, rep *SaleReport)
+	}{{
+		name:   "row and mirror follow the orders",
+		orders: []*flashsale.Order{row("o1", "u1", pending, 1), row("o2", "u2", paid, 2), row("o3", "u3", expired, 1)},
+		inv:    flashsale.InventorySnapshot{Stock: stock(10, 7, 1, 2), Holds: map[string]flashsale.Hold{"o1": held(1), "o2": sold(2), "o3": rel, "x9": {Kind: flashsale.HoldSoldOut}}},
+		snap: mirrorOf(stock(10, 7, 1, 2), map[string]flashsale.Hold{"o1": held(1), "o2": sold(2), "o3": rel},
+			map[string]string{"u1": "o1"}, map[string]int{"u1": 1, "u2": 2}),
+		want: []string{},
+		check: func(t *testing.T, rep *SaleReport) {
+			if *rep.Inventory != stock(10, 7, 1, 2) || *rep.MySQL != stock(10, 7, 1, 2) || *rep.Redis != stock(10, 7, 1, 2) {
+				t.Errorf("inventory %+v mysql %+v redis %+v", *rep.Inventory, *rep.MySQL, *rep.Redis)
+			}
+		},
+	}, {
+		// Issue 22, case 2: the order expired in MySQL, its release failed
+		// (Redis away, and MySQL's row goes through the same step): the row
+		// and the mirror still hold it, so admission answers sold_out while
+		// a unit is free. The row is released (MySQL's release), then the
+		// mirror follows, with the user's units.
+		name:   "an expired order still held in the row and the mirror",
+		orders: []*flashsale.Order{row("o1", "u1", expired, 1)},
+		inv:    flashsale.InventorySnapshot{Stock: stock(1, 0, 1, 0), Holds: map[string]flashsale.Hold{"o1": held(1)}},
+		snap: mirrorOf(stock(1, 0, 1, 0), map[string]flashsale.Hold{"o1": held(1)},
+			map[string]string{"u1": "o1"}, map[string]int{"u1": 1}),
+		want: []string{"inventory_hold o1 u1: H:1 -> R", "hold o1 u1: H:1 -> R"},
+		check: func(t *testing.T, rep *SaleReport) {
+			row, mirror := rep.Differences[0], rep.Differences[1]
+			if want := (flashsale.HoldFix{TicketID: "o1", UserID: "u1", From: held(1), To: rel}); row.mysql == nil || *row.mysql != want || row.hold != nil || row.Store != "mysql" {
+				t.Errorf("row fix %+v (redis fix %+v, store %q), want %+v in MySQL", row.mysql, row.hold, row.Store, want)
+			}
+			if mirror.hold == nil || mirror.hold.To != rel || mirror.Store != "" || mirror.Detail != "held R in MySQL's inventory row" {
+				t.Errorf("mirror difference %+v, fix %+v", mirror, mirror.hold)
+			}
+			b := pickBatch(rep, nil)
+			b.addHolders(rep.obsUnits, rep.tickets)
+			if _, units := b.fixes(); len(b.rows) != 1 || len(b.holds) != 1 || fmt.Sprint(units) != "[{u1 1 [o1]}]" {
+				t.Errorf("batch: %d row fixes, %d Redis hold fixes, units %v", len(b.rows), len(b.holds), units)
+			}
+		},
+	}, {
+		// Held in the row, never ordered (a purchase in flight, or a lost
+		// message): released only as an unordered hold (after StrayAfter),
+		// and the mirror keeps it meanwhile.
+		name: "a ticket held in the row without an order",
+		inv:  flashsale.InventorySnapshot{Stock: stock(3, 2, 1, 0), Holds: map[string]flashsale.Hold{"x1": held(1)}},
+		snap: mirrorOf(stock(3, 2, 1, 0), map[string]flashsale.Hold{"x1": held(1)}, map[string]string{"u9": "x1"}, map[string]int{"u9": 1}),
+		want: []string{"inventory_unordered x1 u9: H:1 -> R"},
+		check: func(t *testing.T, rep *SaleReport) {
+			d := rep.Differences[0]
+			if !d.Kind.stray() || d.mysql == nil || rep.Unordered != 1 {
+				t.Errorf("difference %+v, fix %+v, unordered %d; want a stray with a row fix", d, d.mysql, rep.Unordered)
+			}
+		},
+	}, {
+		// The mirror lost a hold the row has (a rebuild from the orders
+		// while the purchase was in flight), and keeps one the row released.
+		name:   "the mirror differs from the row",
+		orders: []*flashsale.Order{row("o2", "u2", cancelled, 1)},
+		inv:    flashsale.InventorySnapshot{Stock: stock(5, 4, 1, 0), Holds: map[string]flashsale.Hold{"x1": held(1), "o2": rel}},
+		snap: mirrorOf(stock(5, 4, 1, 0), map[string]flashsale.Hold{"o2": held(1)},
+			map[string]string{"u9": "x1", "u2": "o2"}, map[string]int{"u2": 1}),
+		want: []string{"inventory_unordered x1 u9: H:1 -> R", "hold o2 u2: H:1 -> R", "hold x1 u9: none -> H:1"},
+	}, {
+		// Only MySQL's own operations repair the row: a pending order the
+		// row does not hold is reported, never held by a repair, and the
+		// mirror follows the row as it is.
+		name:   "a row hold no operation can repair",
+		orders: []*flashsale.Order{row("o1", "u1", pending, 1)},
+		inv:    flashsale.InventorySnapshot{Stock: stock(2, 2, 0, 0), Holds: map[string]flashsale.Hold{"o1": rel}},
+		snap:   mirrorOf(stock(2, 2, 0, 0), map[string]flashsale.Hold{"o1": rel}, map[string]string{"u1": "o1"}, map[string]int{}),
+		want:   []string{"inventory_hold o1 u1: R -> H:1"},
+		check: func(t *testing.T, rep *SaleReport) {
+			if d := rep.Differences[0]; d.fix() != nil {
+				t.Errorf("fix %+v, want none", d.fix())
+			}
+		},
+	}, {
+		name:   "a paid order's return the row did not follow, a confirm it missed",
+		orders: []*flashsale.Order{order("o1", "u1", paid, flashsale.OrderItem{SaleID: "s1", Quantity: 3, Returned: 1}), row("o2", "u2", paid, 1)},
+		inv:    flashsale.InventorySnapshot{Stock: stock(10, 6, 1, 3), Holds: map[string]flashsale.Hold{"o1": sold(3), "o2": held(1)}},
+		snap: mirrorOf(stock(10, 7, 0, 3), map[string]flashsale.Hold{"o1": sold(2), "o2": sold(1)},
+			map[string]string{}, map[string]int{"u1": 2, "u2": 1}),
+		want: []string{"inventory_hold o1 u1: S:3 -> S:2", "inventory_hold o2 u2: H:1 -> S:1"},
+		check: func(t *testing.T, rep *SaleReport) {
+			for _, d := range rep.Differences {
+				if d.mysql == nil {
+					t.Errorf("%s: no row fix", describe(d))
+				}
+			}
+		},
+	}, {
+		name:   "the row's counters off its holds",
+		orders: []*flashsale.Order{row("o1", "u1", pending, 1)},
+		inv:    flashsale.InventorySnapshot{Stock: stock(5, 3, 2, 0), Holds: map[string]flashsale.Hold{"o1": held(1)}},
+		snap:   mirrorOf(stock(5, 4, 1, 0), map[string]flashsale.Hold{"o1": held(1)}, map[string]string{"u1": "o1"}, map[string]int{"u1": 1}),
+		want:   []string{"inventory_counters: total 5 available 3 held 2 sold 0 -> total 5 available 4 held 1 sold 0"},
+		check: func(t *testing.T, rep *SaleReport) {
+			if d := rep.Differences[0]; d.Store != "mysql" || d.fix() != nil || d.units != nil {
+				t.Errorf("difference %+v, want MySQL's, with no fix", d)
+			}
+			if b := pickBatch(rep, nil); !b.empty() || len(b.rows) != 0 {
+				t.Errorf("a repair would change something: %+v", b)
+			}
+		},
+	}, {
+		// The mirror not loaded: MySQL's own bookkeeping is still compared.
+		name:   "the mirror not loaded",
+		orders: []*flashsale.Order{row("o1", "u1", expired, 1)},
+		inv:    flashsale.InventorySnapshot{Stock: stock(1, 0, 1, 0), Holds: map[string]flashsale.Hold{"o1": held(1)}},
+		want:   []string{"inventory_hold o1 u1: H:1 -> R"},
+		check: func(t *testing.T, rep *SaleReport) {
+			if rep.Status != SaleNotLoaded || rep.Redis != nil {
+				t.Errorf("status %s, redis %+v; want not_loaded, none", rep.Status, rep.Redis)
+			}
+		},
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			sale := &flashsale.Sale{ID: "s1", Stock: tc.inv.Stock.Total, Inventory: flashsale.InventoryMySQL}
+			rep := diffInventorySale(sale, tc.inv, tc.snap, partsIn(sale.ID, tc.orders))
+			if got := describeAll(rep.Differences); !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("differences\n got %q\nwant %q", got, tc.want)
+			}
+			for _, d := range rep.Differences {
+				if d.sig == "" {
+					t.Errorf("%s: not signed", describe(d))
+				}
+			}
+			if tc.check != nil {
+				tc.check(t, rep)
+			}
+		})
+	}
+}

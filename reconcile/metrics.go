@@ -3,7 +3,8 @@ package reconcile
 import "github.com/prometheus/client_golang/prometheus"
 
 // allKinds are every Kind, for series that exist at 0 before their first event.
-var allKinds = []Kind{KindHold, KindUnordered, KindCounters, KindUnits, KindOversold}
+var allKinds = []Kind{KindHold, KindUnordered, KindCounters, KindUnits, KindOversold,
+	KindCap, KindCapUsed, KindInventoryHold, KindInventoryUnordered, KindInventoryCounters}
 
 // initOpsMetrics creates flashsale_reconcile_differences_by_kind{kind} and the
 // series of every kind at 0 (also those of flashsale_reconcile_repairs_total),
@@ -11,7 +12,7 @@ var allKinds = []Kind{KindHold, KindUnordered, KindCounters, KindUnits, KindOver
 // registers the new gauge with the Registry, if any.
 func (r *Reconciler) initOpsMetrics() {
 	r.byKind = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "flashsale_reconcile_differences_by_kind",
-		Help: "Differences between Redis and MySQL seen by the last background pass of this process (it must hold the reconciler lease), by kind. Differences already seen in two looks --settle apart, so not work in flight; they persist when the repairs do not take."},
+		Help: "Differences between Redis and MySQL (or in MySQL's stock cap and inventory rows) seen by the last background pass of this process (it must hold the reconciler lease), by kind. Differences already seen in two looks --settle apart, so not work in flight; they persist when the repairs do not take."},
 		[]string{"kind"})
 	for _, k := range allKinds {
 		r.byKind.WithLabelValues(string(k))

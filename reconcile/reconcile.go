@@ -1,8 +1,8 @@
 // Package reconcile compares each sale's stock in Redis with the book of record
-// in MySQL, reports where they differ and repairs Redis from MySQL.
+// in MySQL, and MySQL's stock bookkeeping with its orders, reports where they
+// differ and repairs what may be repaired from MySQL's orders.
 //
-// What is compared, per sale (sales with inventory "mysql" are skipped: their
-// stock lives in MySQL already):
+// What is compared, per sale:
 //
 //   - per ticket: a pending_payment order must be held in Redis (H:<q>), a paid
 //     one sold (S:<q>), an expired or cancelled one must not count (released, or
@@ -14,15 +14,26 @@
 //   - the counters: held and sold must be the sums of the held and sold states,
 //     available = total - held - sold, and total the sale's stock;
 //   - per user: units must be the sum of the user's held and sold tickets (the
-//     per-user limit is checked against it).
+//     per-user limit is checked against it);
+//   - the stock cap, for every sale: the shards' allotments plus the units in
+//     flight between shards must be the stock, and each shard's used units
+//     those of its pending_payment and paid orders (never repaired: a
+//     difference is a bug to look into);
+//   - for a sale with inventory "mysql", whose stock is a MySQL row: each
+//     ticket's hold in the row against its order (as above), the row's
+//     counters against its holds, and the Redis mirror (which admission reads)
+//     against the row's holds as they will be once repaired, rather than
+//     against the orders. The row is repaired with MySQL's own idempotent
+//     operations (release, confirm, return), before Redis.
 //
 // Scripts change a hold, the counters and the user's units in one step, so
 // the last two never differ in flight: a mismatch there is drift, reported
 // unless fixing the holds accounts for it.
 //
 // MySQL's own view (held = units of pending orders, sold = units of paid
-// orders) is reported beside Redis's; more units in orders than stock is
-// reported as "oversold", which nothing in Redis can repair.
+// orders) is reported beside Redis's (and the inventory row's); more units in
+// orders than stock is reported as "oversold", which nothing in Redis can
+// repair.
 //
 // Redis is read first, in one atomic read, then MySQL. Every purchase holds in
 // Redis before it commits, and every other transition commits in MySQL before
@@ -72,6 +83,20 @@ type Book interface {
 	// CompleteTransfers delivers the sale's stock-cap transfers between shards
 	// that a crash left in flight.
 	CompleteTransfers(ctx context.Context, saleID string) (int, error)
+	// Cap reads the sale's stock cap: per shard its allotment, used units and
+	// the units its orders have (one consistent read per shard), and the
+	// units in flight between shards.
+	Cap(ctx context.Context, saleID string) (flashsale.CapSnapshot, error)
+	// Inventory reads a mysql-inventory sale's row and its tickets' holds in
+	// one consistent read.
+	Inventory(ctx context.Context, saleID string) (flashsale.InventorySnapshot, error)
+	// ReleaseStock, ConfirmStock and ReturnStock move a ticket's hold in a
+	// mysql-inventory sale's row (held → released, held → sold, sold down to
+	// keep units), once, and return the hold as it was before: a hold that
+	// is not in the state the move starts from is left alone.
+	ReleaseStock(ctx context.Context, saleID, ticketID string) (flashsale.Hold, error)
+	ConfirmStock(ctx context.Context, saleID, ticketID string) (flashsale.Hold, error)
+	ReturnStock(ctx context.Context, saleID, ticketID string, keep int) (flashsale.Hold, error)
 }
 
 // Stock is the Redis side.

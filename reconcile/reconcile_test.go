@@ -439,11 +439,12 @@ func TestRepairSkipsWhatChangedSinceTheLook(t *testing.T) {
 	f.agree(r, flashsale.Stock{Total: 10, Available: 7, Held: 2, Sold: 1})
 }
 
-func TestOversoldAndUnloadedAndSkippedSales(t *testing.T) {
+func TestOversoldAndUnloadedAndMySQLSales(t *testing.T) {
 	f := newFixture(t, 5, 1)
 	f.market() // 3 pending, 1 paid, 1 unit left
 	// Orders MySQL has beyond the stock (written behind the stock cap's back,
-	// which refuses them): reported, never "repaired".
+	// which refuses them): reported, never "repaired"; the cap's used units
+	// on their shard are not its orders' (both extra users are on one shard).
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	for _, u := range []string{"extra-1", "extra-2"} {
 		db, err := sql.Open("mysql", f.dbs.ShardDSNs()[f.book.ShardOf(u)])
@@ -459,26 +460,34 @@ func TestOversoldAndUnloadedAndSkippedSales(t *testing.T) {
 	}
 	r := f.reconciler(0)
 	_, s := f.check(r)
-	if kinds(s) != "hold,hold,oversold" {
+	if f.book.ShardOf("extra-1") != f.book.ShardOf("extra-2") {
+		t.Fatal("precondition: extra-1 and extra-2 on one shard")
+	}
+	if kinds(s) != "hold,hold,oversold,cap_used" {
 		t.Fatalf("differences %q", kinds(s))
 	}
 	if got := testutil.ToFloat64(r.oversold.WithLabelValues(f.sale.ID)); got != 1 {
 		t.Errorf("flashsale_oversold_units = %v, want 1 (6 units in orders, stock 5)", got)
 	}
 	rep, _ := r.Once(f.ctx, OnceOptions{Repair: true, Settle: 10 * time.Millisecond})
-	if rep.Agree || rep.Differences != 1 || rep.Repaired != 2 {
+	if rep.Agree || rep.Differences != 2 || rep.Repaired != 2 {
 		t.Fatalf("Once:\n%s", rep.Text())
 	}
-	// A mysql-inventory sale is skipped; a sale whose keys are gone is not
-	// loaded, which is no difference.
+	// A mysql-inventory sale with nothing sold agrees (its row, its mirror
+	// and its cap); a sale whose keys are gone is not loaded, which is no
+	// difference in Redis.
 	m := *f.sale
 	m.ID, m.Inventory = "mysql-"+f.sale.ID, flashsale.InventoryMySQL
 	if err := f.book.CreateSale(f.ctx, &m); err != nil {
 		t.Fatal(err)
 	}
+	if err := f.rs.InitSale(f.ctx, &m); err != nil { // its Redis mirror
+		t.Fatal(err)
+	}
 	f.rs.Client().Del(f.ctx, f.key("stock"), f.key("holds"), f.key("live"), f.key("units"))
 	rep, err := r.Check(f.ctx, time.Unix(0, 0))
-	if err != nil || !rep.Agree || len(rep.Sales) != 2 || rep.Sales[0].Status != SaleNotLoaded || rep.Sales[1].Status != SaleSkipped {
+	if err != nil || rep.Agree || len(rep.Sales) != 2 || rep.Sales[0].Status != SaleNotLoaded || rep.Sales[1].Status != SaleAgree ||
+		kinds(rep.Sales[0]) != "cap_used" || rep.Sales[1].Inventory == nil {
 		t.Fatalf("check = %v:\n%s", err, rep.Text())
 	}
 	// After the rebuild it is compared again (and MySQL is still oversold).
@@ -486,7 +495,7 @@ func TestOversoldAndUnloadedAndSkippedSales(t *testing.T) {
 		t.Errorf("rebuilt stock %+v", got)
 	}
 	_, s = f.check(r)
-	if kinds(s) != "oversold" {
+	if kinds(s) != "oversold,cap_used" {
 		t.Errorf("after the rebuild: %q", kinds(s))
 	}
 }
@@ -519,5 +528,69 @@ func TestRunElectsOneRunnerAndRepairs(t *testing.T) {
 	}
 	if pa+pb < 2 {
 		t.Errorf("%v passes, want at least 2 before a repair", pa+pb)
+	}
+}
+
+// Issue 22, case 2 in a mysql-inventory sale: an order closed in MySQL whose
+// release never ran keeps its unit in the sale's row and in the Redis mirror
+// (admission answers sold_out while the unit is free). The reconciler sees
+// both, releases the row's hold with MySQL's own release, then the mirror's,
+// and the three agree; the stock cap agrees throughout.
+func TestMySQLSaleClosedOrderStillHeldIsReleased(t *testing.T) {
+	f := newFixture(t, 5, 1)
+	m := *f.sale
+	m.ID, m.Stock, m.Inventory = "inv-"+f.sale.ID, 2, flashsale.InventoryMySQL
+	if err := f.book.CreateSale(f.ctx, &m); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.rs.InitSale(f.ctx, &m); err != nil {
+		t.Fatal(err)
+	}
+	// A purchase as the worker makes it in this mode: the row holds, the
+	// mirror follows, the order commits; then the order is cancelled in
+	// MySQL and neither the row nor the mirror follows.
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	o := &flashsale.Order{ID: uuid.NewString(), UserID: "inv-u1", Status: flashsale.OrderPendingPayment, CreatedAt: now, PayBy: now.Add(10 * time.Minute)}
+	o.SetItems([]flashsale.OrderItem{{SaleID: m.ID, Quantity: 1, AmountCents: 100}})
+	if h, err := f.book.HoldStock(f.ctx, m.ID, []mysqlstore.StockHold{{TicketID: o.ID, Quantity: 1}}); err != nil || h[0].Kind != flashsale.HoldHeld {
+		t.Fatalf("hold in the row: %+v, %v", h, err)
+	}
+	if _, errs := f.rs.Reassert(f.ctx, o.Parts()); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	if _, err := f.book.CreateOrders(f.ctx, f.book.ShardOf(o.UserID), []*flashsale.Order{o}); err != nil {
+		t.Fatal(err)
+	}
+	if _, changed, err := f.book.Cancel(f.ctx, o.Ref(), now); err != nil || !changed {
+		t.Fatalf("cancel: %v %v", changed, err)
+	}
+
+	r := f.reconciler(time.Hour)
+	rep, err := r.Once(f.ctx, OnceOptions{Repair: true, Settle: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s *SaleReport
+	for _, sr := range rep.Sales {
+		if sr.SaleID == m.ID {
+			s = sr
+		}
+	}
+	if s == nil || kinds(s) != "inventory_hold(repaired),hold(repaired)" || !rep.Agree {
+		t.Fatalf("Once:\n%s", rep.Text())
+	}
+	free := flashsale.Stock{Total: 2, Available: 2}
+	if row, err := f.book.StockOf(f.ctx, m.ID); err != nil || row != free {
+		t.Errorf("the row after the repair: %+v %v, want %+v", row, err, free)
+	}
+	if mirror, err := f.rs.Stock(f.ctx, m.ID); err != nil || mirror != free {
+		t.Errorf("the Redis mirror after the repair: %+v %v, want %+v", mirror, err, free)
+	}
+	if got := testutil.ToFloat64(r.repaired.WithLabelValues(string(KindInventoryHold))); got != 1 {
+		t.Errorf("inventory_hold repairs counted: %v, want 1", got)
+	}
+	rep, err = r.Check(f.ctx, time.Unix(0, 0))
+	if err != nil || !rep.Agree {
+		t.Errorf("a look after the repair: %v\n%s", err, rep.Text())
 	}
 }

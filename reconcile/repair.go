@@ -24,8 +24,10 @@ func (r *Reconciler) Repair(ctx context.Context, rep *Report, pick func(*Differe
 }
 
 // batch is one sale's repair: the differences it repairs, by what their fix
-// is, and the units of the users its hold fixes change.
+// is (in MySQL's inventory row, in Redis), and the units of the users its
+// hold fixes change.
 type batch struct {
+	rows                   []*Difference // fixes of a mysql-inventory sale's row, applied first
 	holds, units, counters []*Difference
 	holders                []flashsale.UnitsFix // after units' own fixes
 }
@@ -39,6 +41,8 @@ func pickBatch(s *SaleReport, pick func(*Difference) bool) *batch {
 			continue
 		}
 		switch {
+		case d.mysql != nil:
+			b.rows = append(b.rows, d)
 		case d.hold != nil:
 			b.holds = append(b.holds, d)
 		case d.units != nil:
@@ -50,7 +54,7 @@ func pickBatch(s *SaleReport, pick func(*Difference) bool) *batch {
 	return b
 }
 
-// empty reports whether the batch changes nothing.
+// empty reports whether the batch changes nothing in Redis.
 func (b *batch) empty() bool { return len(b.holds)+len(b.units)+len(b.counters) == 0 }
 
 // addHolders recomputes, with its tickets, the units of every user whose
@@ -106,12 +110,16 @@ func (b *batch) all() []*Difference {
 	return append(append(append(all, b.holds...), b.units...), b.counters...)
 }
 
-// repairSale repairs the picked differences of one sale in one RepairSale,
-// then logs and counts each repair, and fails the tickets of the unordered
-// holds it released.
+// repairSale repairs the picked differences of one sale: those of a
+// mysql-inventory sale's row first (repairRows), then Redis's in one
+// RepairSale; then it logs and counts each repair, and fails the tickets of
+// the unordered holds it released.
 func (r *Reconciler) repairSale(ctx context.Context, s *SaleReport, pick func(*Difference) bool) error {
 	b := pickBatch(s, pick)
 	if err := r.giveUpUnordered(ctx, s.SaleID, b); err != nil {
+		return err
+	}
+	if err := r.repairRows(ctx, s, b); err != nil {
 		return err
 	}
 	if b.empty() {
@@ -130,49 +138,102 @@ func (r *Reconciler) repairSale(ctx context.Context, s *SaleReport, pick func(*D
 	after := res.Stock
 	s.Redis = &after
 	for _, d := range b.all() {
-		if !d.Repaired {
-			continue
-		}
-		r.repaired.WithLabelValues(string(d.Kind)).Inc()
-		r.log.Warn("reconciler repaired a difference between Redis and MySQL", "sale", s.SaleID, "kind", d.Kind,
-			"ticket", d.TicketID, "user", d.UserID, "redis", d.Redis, "want", d.Want, "stock_after", showStock(after))
-		if d.Kind == KindUnordered {
-			r.failTicket(ctx, s.SaleID, d)
+		if d.Repaired {
+			r.counted(ctx, s.SaleID, d, showStock(after))
 		}
 	}
 	return nil
 }
 
-// giveUpUnordered keeps in the batch only the unordered holds whose release
-// may go ahead. An unordered hold is released only once its ticket's decision
-// is recorded (Book.GiveUp): an order committing late then loses to it. A
-// ticket whose order was recorded first keeps its hold (the next look sees
-// the order), and so does a hold whose user is unknown: its decision cannot
-// be recorded on its shard.
-func (r *Reconciler) giveUpUnordered(ctx context.Context, saleID string, b *batch) error {
-	keep := b.holds[:0]
-	for _, d := range b.holds {
-		if d.Kind == KindUnordered {
-			if d.UserID == "" {
-				continue
-			}
-			ordered, err := r.cfg.Book.GiveUp(ctx, failedTicket(saleID, d))
-			if err != nil {
-				return err
-			}
-			if ordered {
-				continue
+// counted logs and counts a repaired difference, and fails the ticket of an
+// unordered hold it released.
+func (r *Reconciler) counted(ctx context.Context, saleID string, d *Difference, stockAfter string) {
+	r.repaired.WithLabelValues(string(d.Kind)).Inc()
+	r.log.Warn("reconciler repaired a difference", "sale", saleID, "kind", d.Kind, "store", d.Store,
+		"ticket", d.TicketID, "user", d.UserID, "had", d.Redis, "want", d.Want, "stock_after", stockAfter)
+	if d.Kind.stray() {
+		r.failTicket(ctx, saleID, d)
+	}
+}
+
+// repairRows applies the batch's fixes of a mysql-inventory sale's row with
+// MySQL's own operations (release, confirm, return: each moves the hold only
+// from the state it starts from, once), marks those that applied, and keeps
+// out of the batch the Redis fixes of tickets whose row fix did not apply
+// (the row changed since the look, or the fix was not picked): the Redis
+// mirror never goes ahead of the row.
+func (r *Reconciler) repairRows(ctx context.Context, s *SaleReport, b *batch) error {
+	saleID := s.SaleID
+	for _, d := range b.rows {
+		f := d.mysql
+		var before flashsale.Hold
+		var err error
+		switch f.To.Kind {
+		case flashsale.HoldReleased:
+			before, err = r.cfg.Book.ReleaseStock(ctx, saleID, f.TicketID)
+		case flashsale.HoldSold:
+			if f.From.Kind == flashsale.HoldHeld {
+				before, err = r.cfg.Book.ConfirmStock(ctx, saleID, f.TicketID)
+			} else {
+				before, err = r.cfg.Book.ReturnStock(ctx, saleID, f.TicketID, f.To.Quantity)
 			}
 		}
-		keep = append(keep, d)
+		if err != nil {
+			return err
+		}
+		if d.Repaired = before == f.From; d.Repaired {
+			r.counted(ctx, saleID, d, "")
+		}
+	}
+	skip := map[string]bool{}
+	for _, d := range s.Differences {
+		if d.mysql != nil && !d.Repaired {
+			skip[d.TicketID] = true
+		}
+	}
+	keep := b.holds[:0]
+	for _, d := range b.holds {
+		if !skip[d.TicketID] {
+			keep = append(keep, d)
+		}
 	}
 	b.holds = keep
 	return nil
 }
 
+// giveUpUnordered keeps in the batch only the unordered holds (in Redis, or
+// in a mysql-inventory sale's row) whose release may go ahead. An unordered
+// hold is released only once its ticket's decision is recorded
+// (Book.GiveUp): an order committing late then loses to it. A ticket whose
+// order was recorded first keeps its hold (the next look sees the order),
+// and so does a hold whose user is unknown: its decision cannot be recorded
+// on its shard.
+func (r *Reconciler) giveUpUnordered(ctx context.Context, saleID string, b *batch) error {
+	for _, list := range []*[]*Difference{&b.rows, &b.holds} {
+		keep := (*list)[:0]
+		for _, d := range *list {
+			if d.Kind.stray() {
+				if d.UserID == "" {
+					continue
+				}
+				ordered, err := r.cfg.Book.GiveUp(ctx, failedTicket(saleID, d))
+				if err != nil {
+					return err
+				}
+				if ordered {
+					continue
+				}
+			}
+			keep = append(keep, d)
+		}
+		*list = keep
+	}
+	return nil
+}
+
 // failedTicket is the ticket of an unordered hold, failed: it made no order.
 func failedTicket(saleID string, d *Difference) *flashsale.Ticket {
-	return &flashsale.Ticket{ID: d.TicketID, SaleID: saleID, UserID: d.UserID, Quantity: d.hold.From.Quantity,
+	return &flashsale.Ticket{ID: d.TicketID, SaleID: saleID, UserID: d.UserID, Quantity: d.fix().From.Quantity,
 		Status: flashsale.TicketFailed}
 }
 

@@ -17,7 +17,8 @@ type OnceOptions struct {
 	// Repair fixes the differences seen in both looks, except unordered holds.
 	Repair bool
 	// ReleaseUnordered, with Repair, also releases unordered holds seen in both
-	// looks (and marks their tickets failed). Only safe when no purchase is in
+	// looks, in Redis and in mysql-inventory sales' rows (and marks their
+	// tickets failed). Only safe when no purchase is in
 	// flight: a purchase slower than Settle between its hold and its commit
 	// would commit an order without units.
 	ReleaseUnordered bool
@@ -50,7 +51,7 @@ func (r *Reconciler) Once(ctx context.Context, o OnceOptions) (*Report, error) {
 	if !o.Repair || rep.Agree {
 		return rep, nil
 	}
-	err = r.Repair(ctx, rep, func(d *Difference) bool { return d.Kind != KindUnordered || o.ReleaseUnordered })
+	err = r.Repair(ctx, rep, func(d *Difference) bool { return !d.Kind.stray() || o.ReleaseUnordered })
 	if err != nil {
 		return rep, err
 	}
@@ -135,7 +136,7 @@ func (r *Reconciler) remember(rep *Report, now time.Time) map[*Difference]bool {
 			first = now
 		}
 		seen[d.sig] = first
-		if before && (d.Kind != KindUnordered || now.Sub(first) >= r.cfg.StrayAfter) {
+		if before && (!d.Kind.stray() || now.Sub(first) >= r.cfg.StrayAfter) {
 			pick[d] = true
 		}
 	})

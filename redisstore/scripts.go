@@ -142,6 +142,24 @@ local function mintTicket(holds, seed, user)
 end
 `
 
+// takeUnits is a Lua function of the scripts that count a ticket's units
+// (hold, re-assert, confirm, retake), which share their keys' and
+// arguments' layout: KEYS[1] stock, KEYS[2] holds, KEYS[4] units; ARGV[1]
+// the ticket, ARGV[2] its user. It moves q units of the sale from available
+// to held (kind "H") or sold (kind "S"), adds them to the user's units, and
+// sets the ticket's state to kind:q; with fewer than q available it changes
+// nothing and returns false (the script then answers refill, or decides).
+const takeUnits = `
+local function takeUnits(kind, q)
+  if tonumber(redis.call('HGET', KEYS[1], 'available')) < q then return false end
+  redis.call('HINCRBY', KEYS[1], 'available', -q)
+  redis.call('HINCRBY', KEYS[1], kind == 'S' and 'sold' or 'held', q)
+  redis.call('HINCRBY', KEYS[4], ARGV[2], q)
+  redis.call('HSET', KEYS[2], ARGV[1], kind .. ':' .. q)
+  return true
+end
+`
+
 // unclaimScript undoes a claim whose publish failed, and records the ticket
 // given up ("F") so that its id is never minted again (see claimScript).
 // KEYS live claims holds; ARGV user tid.
@@ -159,7 +177,7 @@ return 1
 // only if its claim was made in another load of the sale (ARGV load is not
 // this load: the live entry may have been lost with Redis); claimed in this
 // load, its claim was undone after a failed publish.
-var holdScript = redis.NewScript(loadedCheck + `
+var holdScript = redis.NewScript(loadedCheck + takeUnits + `
 local st = redis.call('HGET', KEYS[2], ARGV[1])
 if st then return {'done', st} end
 local function refuse(state)
@@ -173,14 +191,10 @@ if live and live ~= ARGV[1] then return refuse('F') end
 if not live and ARGV[5] == load then return refuse('F') end
 local q = tonumber(ARGV[3])
 if tonumber(redis.call('HGET', KEYS[4], ARGV[2]) or '0') + q > tonumber(ARGV[4]) then return refuse('F') end
-if tonumber(redis.call('HGET', KEYS[1], 'available')) < q then
+if not takeUnits('H', q) then
   if ARGV[6] == '1' then return {'refill', ARGV[3]} end
   return refuse('X')
 end
-redis.call('HINCRBY', KEYS[1], 'available', -q)
-redis.call('HINCRBY', KEYS[1], 'held', q)
-redis.call('HINCRBY', KEYS[4], ARGV[2], q)
-redis.call('HSET', KEYS[2], ARGV[1], 'H:' .. q)
 redis.call('HSET', KEYS[3], ARGV[2], ARGV[1])
 redis.call('HDEL', KEYS[5], ARGV[1])
 return {'done', 'H:' .. q}
@@ -194,18 +208,14 @@ return {'done', 'H:' .. q}
 // script takes nothing and answers {"behind"}, and the sale is rebuilt from
 // MySQL (which counts the order); with refill "1" it asks for units first
 // ({"refill", q}). KEYS stock holds live units; ARGV tid user q refill.
-var reassertScript = redis.NewScript(loadedCheck + `
+var reassertScript = redis.NewScript(loadedCheck + takeUnits + `
 local st = redis.call('HGET', KEYS[2], ARGV[1])
 if st and st ~= 'X' and st ~= 'F' then return {'done', st} end
 local q = tonumber(ARGV[3])
-if tonumber(redis.call('HGET', KEYS[1], 'available')) < q then
+if not takeUnits('H', q) then
   if ARGV[4] == '1' then return {'refill', ARGV[3]} end
   return {'behind'}
 end
-redis.call('HINCRBY', KEYS[1], 'available', -q)
-redis.call('HINCRBY', KEYS[1], 'held', q)
-redis.call('HINCRBY', KEYS[4], ARGV[2], q)
-redis.call('HSET', KEYS[2], ARGV[1], 'H:' .. q)
 redis.call('HSET', KEYS[3], ARGV[2], ARGV[1])
 return {'done', 'H:' .. q}
 `)
@@ -235,7 +245,7 @@ return {'done', st}
 // Redis follows. Fewer than q available: Redis is behind MySQL ({"behind"}:
 // the sale is rebuilt; with refill "1", {"refill", q} first). KEYS stock holds
 // live units; ARGV tid user q refill gen. Returns {"done", previous state or ""}.
-var confirmScript = redis.NewScript(loadedCheck + `
+var confirmScript = redis.NewScript(loadedCheck + takeUnits + `
 local st = redis.call('HGET', KEYS[2], ARGV[1]) or ''
 local k = string.sub(st, 1, 2)
 if k == 'H:' then
@@ -243,16 +253,9 @@ if k == 'H:' then
   redis.call('HINCRBY', KEYS[1], 'held', -q)
   redis.call('HINCRBY', KEYS[1], 'sold', q)
   redis.call('HSET', KEYS[2], ARGV[1], 'S:' .. q)
-elseif k ~= 'S:' then
-  local q = tonumber(ARGV[3])
-  if tonumber(redis.call('HGET', KEYS[1], 'available')) < q then
-    if ARGV[4] == '1' then return {'refill', ARGV[3]} end
-    return {'behind'}
-  end
-  redis.call('HINCRBY', KEYS[1], 'available', -q)
-  redis.call('HINCRBY', KEYS[1], 'sold', q)
-  redis.call('HINCRBY', KEYS[4], ARGV[2], q)
-  redis.call('HSET', KEYS[2], ARGV[1], 'S:' .. q)
+elseif k ~= 'S:' and not takeUnits('S', tonumber(ARGV[3])) then
+  if ARGV[4] == '1' then return {'refill', ARGV[3]} end
+  return {'behind'}
 end
 if redis.call('HGET', KEYS[3], ARGV[2]) == ARGV[1] then redis.call('HDEL', KEYS[3], ARGV[2]) end
 return {'done', st}
@@ -262,18 +265,13 @@ return {'done', st}
 // expired order: R (or no state) becomes H:q if q units are available. KEYS stock holds live units; ARGV tid user q refill.
 // Returns {"done", previous state or ""} or {"short"} (with refill "1":
 // {"refill", q}); a ticket held or sold already is left as it is.
-var retakeScript = redis.NewScript(loadedCheck + `
+var retakeScript = redis.NewScript(loadedCheck + takeUnits + `
 local st = redis.call('HGET', KEYS[2], ARGV[1]) or ''
 if st ~= 'R' and st ~= '' then return {'done', st} end
-local q = tonumber(ARGV[3])
-if tonumber(redis.call('HGET', KEYS[1], 'available')) < q then
+if not takeUnits('H', tonumber(ARGV[3])) then
   if ARGV[4] == '1' then return {'refill', ARGV[3]} end
   return {'short'}
 end
-redis.call('HINCRBY', KEYS[1], 'available', -q)
-redis.call('HINCRBY', KEYS[1], 'held', q)
-redis.call('HINCRBY', KEYS[4], ARGV[2], q)
-redis.call('HSET', KEYS[2], ARGV[1], 'H:' .. q)
 return {'done', st}
 `)
 

@@ -83,11 +83,19 @@ func newStore(t *testing.T, stock, limit int) (*Store, *flashsale.Sale, *fixedSo
 // newStoreN is newStore with the sale in segments segments.
 func newStoreN(t testing.TB, stock, limit, segments int, addrs ...string) (*Store, *flashsale.Sale, *fixedSource) {
 	t.Helper()
+	sale := &flashsale.Sale{ID: "s1", Stock: stock, PerUserLimit: limit, PriceCents: 100, PaymentWindowSeconds: 60}
+	s, src := newStoreOf(t, sale, segments, addrs...)
+	return s, sale, src
+}
+
+// newStoreOf is a store of its own namespace with sale loaded, in segments
+// segments, on addrs (default the test Redis); its keys go at cleanup.
+func newStoreOf(t testing.TB, sale *flashsale.Sale, segments int, addrs ...string) (*Store, *fixedSource) {
+	t.Helper()
 	if len(addrs) == 0 {
 		addrs = []string{testenv.RedisAddr()}
 	}
 	testenv.Require(t, addrs...)
-	sale := &flashsale.Sale{ID: "s1", Stock: stock, PerUserLimit: limit, PriceCents: 100, PaymentWindowSeconds: 60}
 	src := &fixedSource{sale: sale}
 	s, err := New(Config{Addrs: addrs, Namespace: testenv.Name("rs"), Source: src, Segments: segments,
 		Log: slog.New(slog.DiscardHandler)})
@@ -116,7 +124,7 @@ func newStoreN(t testing.TB, stock, limit, segments int, addrs ...string) (*Stor
 	if err := s.InitSale(context.Background(), sale); err != nil {
 		t.Fatal(err)
 	}
-	return s, sale, src
+	return s, src
 }
 
 func request(user string, qty int) *flashsale.PurchaseRequest {

@@ -15,10 +15,10 @@
 // rebuilt from MySQL.
 //
 // A dependency that is away (Redis or MySQL restarting, a failover) does not
-// fail purchases: the failed messages of a batch are tried again in the
-// handler, with backoff, for up to Config.RetryBudget, which pauses this
-// consumer instead of burning the messages' delivery limit; only then are they
-// handed back to the queue.
+// fail purchases: a message whose steps failed is settled with Retry, and the
+// consumer's retry rule (queue.Retry, the same for every consumer) hands it to
+// the worker again with backoff, for up to its budget, before the queue's
+// delivery limit counts it.
 package worker
 
 import (
@@ -28,7 +28,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -77,18 +76,6 @@ type Config struct {
 	Registry prometheus.Registerer
 	// Now is the clock; default time.Now.
 	Now func() time.Time
-	// RetryMin and RetryMax bound the wait before messages that failed are
-	// tried again: it doubles with each failed attempt and resets after a
-	// batch without failure. Defaults 100 ms and 2 s.
-	RetryMin, RetryMax time.Duration
-	// RetryBudget is how long a batch's failed messages are tried again in the
-	// handler (the consumer pauses meanwhile) before they are handed back to the
-	// queue, where each hand-back counts towards the delivery limit. It must
-	// outlast the outages the system rides out (contract: under 60 s). Default 2 min.
-	RetryBudget time.Duration
-	// Stopping is closed when the process stops taking work: a batch waiting out
-	// an outage then hands its failed messages back at once. Optional.
-	Stopping <-chan struct{}
 }
 
 // Worker processes purchase batches. Safe for concurrent use.
@@ -99,44 +86,8 @@ type Worker struct {
 	refused  *prometheus.CounterVec
 	batchDur prometheus.Histogram
 	stageDur *prometheus.HistogramVec
-	retry    atomic.Int64 // the current wait before a retry, ns; see Config.RetryMin
 
 	final prometheus.Histogram // flashsale_ticket_final_seconds (metrics.go)
-}
-
-// backoff waits before failed messages are tried again (see Config.RetryMin),
-// or resets the wait when the batch had no failure. It returns early when the
-// process is stopping.
-func (w *Worker) backoff(ctx context.Context, failed bool) {
-	if !failed {
-		w.retry.Store(0)
-		return
-	}
-	var next int64
-	for {
-		cur := w.retry.Load()
-		next = min(max(2*cur, int64(w.cfg.RetryMin)), int64(w.cfg.RetryMax))
-		if w.retry.CompareAndSwap(cur, next) {
-			break
-		}
-	}
-	t := time.NewTimer(time.Duration(next))
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-w.cfg.Stopping:
-	case <-t.C:
-	}
-}
-
-// stopping reports whether the process stopped taking work.
-func (w *Worker) stopping() bool {
-	select {
-	case <-w.cfg.Stopping:
-		return true
-	default:
-		return false
-	}
 }
 
 // New returns a Worker.
@@ -149,18 +100,6 @@ func New(cfg Config) (*Worker, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
-	}
-	if cfg.RetryMin == 0 {
-		cfg.RetryMin = 100 * time.Millisecond
-	}
-	if cfg.RetryMax == 0 {
-		cfg.RetryMax = 2 * time.Second
-	}
-	if cfg.RetryBudget == 0 {
-		cfg.RetryBudget = 2 * time.Minute
-	}
-	if cfg.RetryMin < 0 || cfg.RetryMax < cfg.RetryMin || cfg.RetryBudget < 0 {
-		return nil, errors.New("worker: RetryMin, RetryMax and RetryBudget must be positive, RetryMax >= RetryMin")
 	}
 	w := &Worker{cfg: cfg, log: cfg.Log,
 		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "flashsale_worker_messages_total",
@@ -194,7 +133,7 @@ type item struct {
 	held   []bool              // held[i]: lines[i] is held in the stock store
 	ticket *flashsale.Ticket   // the final ticket to write, once known
 	twins  []flashsale.Message // more messages of the same ticket in the batch: settled as msg is
-	failed bool                // try again (settle with Retry once the budget is spent)
+	failed bool                // settle with Retry: the consumer's retry rule hands it back
 	resync bool                // MySQL refused what Redis held: rebuild the sales in Redis
 }
 
@@ -221,9 +160,11 @@ func (w *Worker) settle(outcome string, fn func() error) {
 	w.outcomes.WithLabelValues(outcome).Inc()
 }
 
-// HandlePurchases processes one batch and settles every message in it. Messages
-// that failed are tried again within Config.RetryBudget before they are handed
-// back; what succeeded is acked as soon as it did.
+// HandlePurchases processes one batch and settles every message in it: acked
+// once its ticket is final, Retry when a step failed (the consumer's retry
+// rule hands it back after a wait), dead-lettered when it can never succeed.
+// Each call is one attempt: a batch of retried messages is processed again
+// from the start, every step being idempotent per ticket.
 func (w *Worker) HandlePurchases(ctx context.Context, msgs []flashsale.Message) {
 	ctx = flashsale.WithStage(ctx, "worker")
 	start := time.Now()
@@ -255,36 +196,24 @@ func (w *Worker) HandlePurchases(ctx context.Context, msgs []flashsale.Message) 
 		items = append(items, it) // sales not read: read again in process
 		byTicket[req.TicketID] = it
 	}
-	for attempt := 1; len(items) > 0; attempt++ {
-		w.process(ctx, items)
-		// Acks first: what committed is settled without waiting for the
-		// backoff of what failed.
-		var failed []*item
-		for _, it := range items {
-			if it.failed {
-				failed = append(failed, it)
-			} else {
-				for _, m := range append([]flashsale.Message{it.msg}, it.twins...) {
-					w.settle(string(it.ticket.Status), m.Ack)
-				}
-				w.observeFinal(it.req, it.ticket)
+	if len(items) == 0 {
+		return
+	}
+	w.process(ctx, items)
+	for _, it := range items {
+		same := append([]flashsale.Message{it.msg}, it.twins...)
+		if it.failed {
+			// Not counted in flashsale_worker_messages_total: the messages
+			// are not settled yet (flashsale_consumer_retries_total counts them).
+			for _, m := range same {
+				m.Retry()
 			}
+			continue
 		}
-		w.backoff(ctx, len(failed) > 0)
-		if len(failed) > 0 && (time.Since(start) >= w.cfg.RetryBudget || w.stopping()) {
-			w.log.Warn("handing failed purchases back to the queue", "messages", len(failed), "attempts", attempt,
-				"waited", time.Since(start).Round(time.Millisecond))
-			for _, it := range failed {
-				for _, m := range append([]flashsale.Message{it.msg}, it.twins...) {
-					w.settle("retry", m.Retry)
-				}
-			}
-			return
+		for _, m := range same {
+			w.settle(string(it.ticket.Status), m.Ack)
 		}
-		for _, it := range failed {
-			it.failed = false
-		}
-		items = failed
+		w.observeFinal(it.req, it.ticket)
 	}
 }
 
@@ -622,23 +551,18 @@ func (w *Worker) writeTickets(ctx context.Context, items []*item) {
 
 // HandleDeadLetters settles dead-lettered purchases: whatever the ticket held is
 // released (and can never be held again) and the ticket fails, unless it made an
-// order after all, which then stands.
+// order after all, which then stands. A dead letter whose steps failed is
+// settled with Retry (the consumer's retry rule; the dead-letter queue has no
+// delivery limit, so it is tried until it is done).
 func (w *Worker) HandleDeadLetters(ctx context.Context, msgs []flashsale.Message) {
 	ctx = flashsale.WithStage(ctx, "worker")
-	var retry []flashsale.Message
 	for _, m := range msgs {
 		if err := w.deadLetter(ctx, m); err != nil {
 			w.log.Warn("handling a dead letter failed; retrying", "err", err)
-			retry = append(retry, m)
+			m.Retry()
 			continue
 		}
 		w.settle("dead_letter_settled", m.Ack)
-	}
-	if len(retry) > 0 {
-		w.backoff(ctx, true)
-	}
-	for _, m := range retry {
-		w.settle("dead_letter_retry", m.Retry)
 	}
 }
 

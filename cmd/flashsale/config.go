@@ -37,8 +37,8 @@ type config struct {
 	OutboxRetention time.Duration
 	// ReconcileInterval is the time between background reconciliation passes.
 	ReconcileInterval time.Duration
-	// RetryBudget is how long a worker tries a failed purchase again before it
-	// hands it back to the queue (see worker.Config.RetryBudget).
+	// RetryBudget is how long every consumer tries a failing message again
+	// before it hands it back to the queue (see queue.Retry.Budget).
 	RetryBudget time.Duration
 	// Cmdline is the process's command line with the values of secret flags
 	// redacted: what /debug/pprof/cmdline answers.
@@ -89,7 +89,7 @@ func loadConfig(fs *flag.FlagSet, args []string) (*config, error) {
 	sweep := fs.String("sweep-interval", env("FLASHSALE_SWEEP_INTERVAL", "5"), "seconds between sweeps for overdue unpaid orders")
 	retention := fs.String("outbox-retention", env("FLASHSALE_OUTBOX_RETENTION_HOURS", "24"), "hours sent outbox rows are kept")
 	reconcileEvery := fs.String("reconcile-interval", env("FLASHSALE_RECONCILE_INTERVAL", "30"), "seconds between background reconciliation passes")
-	retryBudget := fs.String("retry-budget", env("FLASHSALE_RETRY_BUDGET_SECONDS", "120"), "seconds a worker retries a failed purchase before handing it back to the queue")
+	retryBudget := fs.String("retry-budget", env("FLASHSALE_RETRY_BUDGET_SECONDS", "120"), "seconds a consumer (purchases, dead letters, order.created, expiry) retries a failing message before handing it back to the queue")
 	sec := securityFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err

@@ -145,8 +145,12 @@ func namedShardList(err error) error {
 	return err
 }
 
-func (c *config) queue(log *slog.Logger, name string, m *queue.Metrics) queue.Config {
-	return queue.Config{URLs: c.AMQPURLs, Topology: queue.Topology{Namespace: c.Namespace}, Log: log, Name: "flashsale " + name, Metrics: m}
+// queue is the broker configuration of one role: its consumers retry under
+// the one rule (queue.Retry) with FLASHSALE_RETRY_BUDGET_SECONDS, handing
+// their failing messages back at once when the process stops (stopping).
+func (c *config) queue(log *slog.Logger, name string, m *queue.Metrics, stopping <-chan struct{}) queue.Config {
+	return queue.Config{URLs: c.AMQPURLs, Topology: queue.Topology{Namespace: c.Namespace}, Log: log, Name: "flashsale " + name, Metrics: m,
+		Retry: queue.Retry{Budget: c.RetryBudget, Stopping: stopping}}
 }
 
 // run migrates (migrate, all), then runs the process: the services of its

@@ -92,20 +92,13 @@ func newOpsSurface(ocfg opsConfig, cfg *config, roles []string, reg *prometheus.
 // and, when FLASHSALE_OPS_ADDR is set, the operations listener (a listener:
 // it starts with the intake). The queue inspector is closed with the process.
 func (o *opsSurface) services(p *process, g *service.Group, cmd string) (services, listeners []named, err error) {
-	insp, err := queue.NewInspector(p.cfg.queue(p.log, "ops", nil))
+	insp, err := queue.NewInspector(p.cfg.queue(p.log, "ops", nil, nil))
 	if err != nil {
 		return nil, nil, err
 	}
 	p.closers = append(p.closers, insp.Close)
 	col, err := ops.NewCollector(ops.CollectorConfig{Sales: p.store, Stock: p.stock, Book: p.store, Role: cmd, Ready: o.ready, Log: p.log,
-		Queues: func(ctx context.Context) ([]ops.QueueStat, error) {
-			stats, err := insp.Stats(ctx)
-			out := make([]ops.QueueStat, len(stats))
-			for i, s := range stats {
-				out[i] = ops.QueueStat{Name: s.Name, Messages: s.Messages, Consumers: s.Consumers}
-			}
-			return out, err
-		}})
+		Queues: insp.Stats})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -131,7 +131,7 @@ func (p *process) services(g *service.Group, cmd string, roles []string) ([]name
 		list = append(list, named{"pprof", &pprofListener{addr: p.cfg.PprofAddr, cmdline: p.cfg.Cmdline, log: p.log}})
 	}
 	for _, r := range roles {
-		s, l, err := roleServices[r](p, g, p.cfg.queue(p.log, r, p.qm))
+		s, l, err := roleServices[r](p, g, p.cfg.queue(p.log, r, p.qm, g.Stopping()))
 		if err != nil {
 			return nil, err
 		}
@@ -177,9 +177,8 @@ func (p *process) ingress(g *service.Group, qc queue.Config) ([]named, []named, 
 		[]named{{"listener", &service.HTTP{Server: hs, Fail: g.Fail, Log: p.log.With("listener", "ingress")}}}, nil
 }
 
-func (p *process) worker(g *service.Group, qc queue.Config) ([]named, []named, error) {
-	w, err := worker.New(worker.Config{Sales: p.sales, Stock: p.stock, Orders: p.store, Log: p.log, Registry: p.reg,
-		RetryBudget: p.cfg.RetryBudget, Stopping: g.Stopping()})
+func (p *process) worker(_ *service.Group, qc queue.Config) ([]named, []named, error) {
+	w, err := worker.New(worker.Config{Sales: p.sales, Stock: p.stock, Orders: p.store, Log: p.log, Registry: p.reg})
 	if err != nil {
 		return nil, nil, err
 	}

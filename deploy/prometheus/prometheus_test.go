@@ -15,20 +15,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/flashsale/flashsale/internal/testenv"
 )
 
-// promtool returns promtool's path; without it the test fails when CI is set
-// and skips otherwise.
+// promtool returns promtool's path (see testenv.Tool).
 func promtool(t *testing.T) string {
 	t.Helper()
-	p, err := exec.LookPath("promtool")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("promtool not installed (CI is set, so this fails; deploy/services.sh installs Debian's prometheus): %v", err)
-		}
-		t.Skipf("promtool not installed (deploy/services.sh installs Debian's prometheus): %v", err)
-	}
-	return p
+	return testenv.Tool(t, "promtool", "deploy/services.sh, with Debian's prometheus,")
 }
 
 // readFile returns a file's content; a missing file fails the test.
