@@ -225,7 +225,7 @@ func (s *soak) noteTicket(sale *soakSale, u string, q int, r reply) *soakTicket 
 		s.violate("purchase-answer", "user %s, sale %s: 202 %s, want status queued", u, sale.ID, r)
 	}
 	if r.Status == http.StatusOK && a.Status != "queued" && a.Status != "pending_payment" {
-		s.violate("purchase-answer", "user %s, sale %s: 200 %s: a ticket that is not live (want queued or pending_payment)", u, sale.ID, r)
+		s.violate("purchase-answer", "user %s, sale %s: %s: a ticket that is not live (want queued or pending_payment)", u, sale.ID, r)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
