@@ -37,25 +37,11 @@ func newQueryCounter(t *testing.T) *queryCounter {
 }
 
 func (qc *queryCounter) copyUp(dst io.Writer, src io.Reader) {
-	r := bufio.NewReaderSize(src, 64<<10)
-	var hdr [4]byte
-	for {
-		if _, err := io.ReadFull(r, hdr[:]); err != nil {
-			return
-		}
-		n := int(hdr[0]) | int(hdr[1])<<8 | int(hdr[2])<<16
-		pkt := make([]byte, 4+n)
-		copy(pkt, hdr[:])
-		if _, err := io.ReadFull(r, pkt[4:]); err != nil {
-			return
-		}
-		if hdr[3] == 0 && n > 0 {
+	copyMySQLPackets(dst, src, func(pkt []byte) {
+		if pkt[3] == 0 && len(pkt) > 4 {
 			qc.commands.Add(1)
 		}
-		if _, err := dst.Write(pkt); err != nil {
-			return
-		}
-	}
+	})
 }
 
 // TestUnknownIDsCostNoMySQL: 1,000 requests for random ticket ids, random

@@ -427,6 +427,17 @@ func (ta *tally) get(kind string) int {
 	return ta.counts[kind]
 }
 
+// total is the number of outcomes counted.
+func (ta *tally) total() int {
+	ta.mu.Lock()
+	defer ta.mu.Unlock()
+	n := 0
+	for _, c := range ta.counts {
+		n += c
+	}
+	return n
+}
+
 // only fails the test if any outcome outside allowed happened.
 func (ta *tally) only(t *testing.T, allowed ...string) {
 	t.Helper()

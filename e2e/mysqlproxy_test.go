@@ -107,12 +107,13 @@ func (e *env) shardDSNsVia(addr string) string {
 
 var insertOrdersRe = regexp.MustCompile("(?is)^\\s*insert\\s+(ignore\\s+)?into\\s+`?orders`?[\\s(]")
 
-// copyUp copies one client's packets to the server, holding COMMITs back
-// while holding is on. It returns when either side is gone.
-func (cp *commitProxy) copyUp(dst io.Writer, src io.Reader) {
+// copyMySQLPackets copies what one MySQL client sends to the server, one
+// whole packet at a time, calling each with every packet before it is
+// forwarded (each may block: the packet waits). It returns when either side is
+// gone.
+func copyMySQLPackets(dst io.Writer, src io.Reader, each func(pkt []byte)) {
 	r := bufio.NewReaderSize(src, 64<<10)
 	var hdr [4]byte
-	ordersInTx := false // this connection's open transaction inserted orders
 	for {
 		if _, err := io.ReadFull(r, hdr[:]); err != nil {
 			return
@@ -123,22 +124,39 @@ func (cp *commitProxy) copyUp(dst io.Writer, src io.Reader) {
 		if _, err := io.ReadFull(r, pkt[4:]); err != nil {
 			return
 		}
-		if seq := hdr[3]; seq == 0 && n > 1 && (pkt[4] == 0x03 || pkt[4] == 0x16) {
-			sql := strings.TrimSpace(string(pkt[5:]))
-			switch {
-			case pkt[4] == 0x03 && strings.EqualFold(sql, "COMMIT"):
-				cp.commit(ordersInTx)
-				ordersInTx = false
-			case strings.EqualFold(sql, "ROLLBACK"), strings.EqualFold(sql, "START TRANSACTION"), strings.EqualFold(sql, "BEGIN"):
-				ordersInTx = false
-			case insertOrdersRe.MatchString(sql):
-				ordersInTx = true
-			}
-		}
+		each(pkt)
 		if _, err := dst.Write(pkt); err != nil {
 			return
 		}
 	}
+}
+
+// mysqlStatement is the SQL text of a packet that starts a query or prepares
+// a statement (sequence id 0, COM_QUERY or COM_STMT_PREPARE), else "".
+func mysqlStatement(pkt []byte) string {
+	if len(pkt) > 5 && pkt[3] == 0 && (pkt[4] == 0x03 || pkt[4] == 0x16) {
+		return strings.TrimSpace(string(pkt[5:]))
+	}
+	return ""
+}
+
+// copyUp copies one client's packets to the server, holding COMMITs back
+// while holding is on. It returns when either side is gone.
+func (cp *commitProxy) copyUp(dst io.Writer, src io.Reader) {
+	ordersInTx := false // this connection's open transaction inserted orders
+	copyMySQLPackets(dst, src, func(pkt []byte) {
+		sql := mysqlStatement(pkt)
+		switch {
+		case sql == "":
+		case pkt[4] == 0x03 && strings.EqualFold(sql, "COMMIT"):
+			cp.commit(ordersInTx)
+			ordersInTx = false
+		case strings.EqualFold(sql, "ROLLBACK"), strings.EqualFold(sql, "START TRANSACTION"), strings.EqualFold(sql, "BEGIN"):
+			ordersInTx = false
+		case insertOrdersRe.MatchString(sql):
+			ordersInTx = true
+		}
+	})
 }
 
 // commit is called before a COMMIT is forwarded; it blocks while the COMMIT is

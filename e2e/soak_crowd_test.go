@@ -9,6 +9,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"sort"
+	"strings"
+	"sync"
 	"time"
 )
 
@@ -19,7 +22,13 @@ const (
 	soakPCancel  = 0.15 // cancels within the first 60% of the window
 	// the rest lets the order expire, watches it expire, and may buy again
 
+	// soakPLatePair: of the orders decided first in a session, the share
+	// whose user lets it expire, buys again at once, lets that one expire too
+	// and then pays both at the same moment (concurrent late payments).
+	soakPLatePair = 0.06
+
 	soakPDouble    = 0.05 // a purchase sent twice at once (a double click)
+	soakPImpatient = 0.30 // users who send their purchase again while its ticket reads queued
 	soakPBuyAgain  = 0.40 // after a final status, buys again (up to soakMaxBuys)
 	soakMaxBuys    = 4
 	soakBuyFor     = 30 * time.Second  // a user retries 503 / no answer this long
@@ -63,23 +72,42 @@ func (s *soak) session(n int) {
 	rng := rand.New(rand.NewPCG(s.seed, uint64(n)))
 	u := fmt.Sprintf("u%06d", n)
 	sale := s.sales[rng.IntN(len(s.sales))]
+	impatient := rng.Float64() < soakPImpatient
+	var first *soakTicket // the expired first order of a late pair, waiting for its second
+	defer func() {
+		if first != nil { // its second never made an order: paid late alone
+			s.pay(first, sale.Price*int64(first.Qty))
+		}
+	}()
 	for buys := 0; buys < soakMaxBuys && !s.stopping.Load(); buys++ {
-		if buys > 0 {
+		if buys > 0 && first == nil {
 			time.Sleep(time.Duration(500+rng.IntN(2500)) * time.Millisecond) // the user's pace
 		}
 		q := 1 + rng.IntN(sale.Limit)
 		tk := s.buy(rng, sale, u, q)
 		if tk == nil {
-			if rng.Float64() < 0.3 {
+			if first == nil && rng.Float64() < 0.3 {
 				continue // tries again a little later
 			}
 			return
 		}
-		v, ok := s.awaitDecided(tk)
+		v, ok := s.awaitDecided(rng, impatient, sale, tk)
 		if !ok {
 			return
 		}
-		if v.Status == "pending_payment" {
+		switch {
+		case v.Status != "pending_payment", tk == first: // (the latter: answered with its expired first order)
+		case first != nil:
+			if s.awaitExpired(tk, v) {
+				s.payPairLate(sale, first, tk)
+				first = nil
+			}
+		case buys == 0 && rng.Float64() < soakPLatePair:
+			if s.awaitExpired(tk, v) {
+				first = tk
+				continue // buys again at once
+			}
+		default:
 			s.act(rng, sale, tk, v)
 		}
 		if rng.Float64() >= soakPBuyAgain {
@@ -196,12 +224,22 @@ func (s *soak) noteTicket(sale *soakSale, u string, q int, r reply) *soakTicket 
 	if r.Status == http.StatusAccepted && a.Status != "queued" {
 		s.violate("purchase-answer", "user %s, sale %s: 202 %s, want status queued", u, sale.ID, r)
 	}
+	if r.Status == http.StatusOK && a.Status != "queued" && a.Status != "pending_payment" {
+		s.violate("purchase-answer", "user %s, sale %s: %s: a ticket that is not live (want queued or pending_payment)", u, sale.ID, r)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if tk, ok := s.tickets[a.TicketID]; ok {
 		if tk.User != u || tk.Sale != sale.ID {
 			s.mu.Unlock()
 			s.violate("purchase-answer", "ticket %s given to %s/%s and to %s/%s", a.TicketID, tk.User, tk.Sale, u, sale.ID)
+			s.mu.Lock()
+		}
+		if tk.final != "" { // the user saw it final: it is no live ticket of theirs
+			final, last := tk.final, tk.last
+			s.mu.Unlock()
+			s.violate("final-ticket-answered", "user %s, sale %s: a purchase answered %s, naming a ticket they saw %s (last read: %s)\n%s",
+				u, sale.ID, r, final, last, s.evidence(tk, 8))
 			s.mu.Lock()
 		}
 		return tk
@@ -276,6 +314,9 @@ func (s *soak) observe(tk *soakTicket, v ticketView) {
 				s.elapsed(), s.phase, tk.ID, tk.User, v.Status, tk.last))
 		}
 	}
+	if rank == 2 {
+		tk.final = v.Status
+	}
 	if rank > 0 && tk.decidedAt.IsZero() {
 		tk.decidedAt = time.Now()
 	}
@@ -284,17 +325,115 @@ func (s *soak) observe(tk *soakTicket, v ticketView) {
 }
 
 // awaitDecided polls the ticket until it is past queued (or soakDecideFor
-// passes: the end of the soak then finds it).
-func (s *soak) awaitDecided(tk *soakTicket) (ticketView, bool) {
+// passes: the end of the soak then finds it). An impatient user sends the
+// purchase again every 1–3 s while the ticket reads queued or does not
+// answer (see retryQueued).
+func (s *soak) awaitDecided(rng *rand.Rand, impatient bool, sale *soakSale, tk *soakTicket) (ticketView, bool) {
 	var v ticketView
+	pause := func() time.Duration { return time.Second + time.Duration(rng.IntN(2000))*time.Millisecond }
+	next := time.Now().Add(pause())
 	if !poll(soakDecideFor, soakTicketPoll, func() bool {
 		var ok bool
 		v, ok = s.readTicket(tk)
-		return ok && v.Status != "queued"
+		if ok && v.Status != "queued" {
+			return true
+		}
+		if impatient && time.Now().After(next) {
+			s.retryQueued(sale, tk)
+			next = time.Now().Add(pause())
+		}
+		return false
 	}) {
 		return ticketView{}, false
 	}
 	return v, true
+}
+
+// retryQueued sends the purchase of a ticket that reads queued again (a
+// user reloading the page): the answer must name the same ticket (200, or
+// 202 when Redis had lost it and it is queued again). Another ticket is
+// recorded, and judged at the end against when the first one stopped being
+// live (judgeSeconds); 409 and 503 are counted.
+func (s *soak) retryQueued(sale *soakSale, tk *soakTicket) {
+	r, err := s.purchaseOnce(sale, tk.User, tk.Qty)
+	var a purchaseAnswer
+	switch {
+	case err != nil:
+		s.retries.add("no answer", "")
+		s.mu.Lock()
+		s.lostReply[tk.User+"/"+sale.ID] = true
+		s.mu.Unlock()
+	case (r.Status == http.StatusOK || r.Status == http.StatusAccepted) && r.decode(&a) == nil && a.TicketID == tk.ID:
+		s.retries.add(fmt.Sprintf("%d the same ticket", r.Status), "")
+	case r.Status == http.StatusOK || r.Status == http.StatusAccepted:
+		s.retries.add(fmt.Sprintf("%d another ticket", r.Status), tk.ID+" → "+a.TicketID)
+		at := time.Now()
+		hold := s.holdState(tk)
+		if second := s.noteTicket(sale, tk.User, tk.Qty, r); second != nil {
+			s.mu.Lock()
+			s.seconds = append(s.seconds, soakSecond{First: tk, Second: second, At: at, Answer: r.String(), FirstHold: hold})
+			s.mu.Unlock()
+		}
+	case r.Status == http.StatusServiceUnavailable:
+		s.retries.add("503", "")
+	case r.Status >= 500:
+		s.violate("http-5xx", "purchase sent again by %s in sale %s: %s", tk.User, sale.ID, r)
+	case r.Status == http.StatusConflict && (r.errCode() == "sold_out" || r.errCode() == "limit_reached"):
+		s.retries.add(outcome(r, err), tk.ID)
+	default:
+		s.violate("purchase-answer", "purchase sent again by %s in sale %s while ticket %s read queued: %s", tk.User, sale.ID, tk.ID, r)
+	}
+}
+
+// soakSecond is a purchase sent again while its ticket read queued and
+// answered with another ticket.
+type soakSecond struct {
+	First, Second *soakTicket
+	At            time.Time // when the answer came
+	Answer        string
+	FirstHold     string // the first ticket's hold in Redis right after the answer ("" none)
+}
+
+// awaitExpired waits out the order's payment window and looks at the ticket
+// until it reads past pending_payment; it reports whether it expired.
+func (s *soak) awaitExpired(tk *soakTicket, v ticketView) bool {
+	payBy := time.Now().Add(time.Minute)
+	if v.PayBy != nil {
+		payBy = *v.PayBy
+	}
+	time.Sleep(time.Until(payBy.Add(time.Second))) // waits out the payment window
+	poll(90*time.Second, time.Second, func() bool {
+		var ok bool
+		v, ok = s.readTicket(tk)
+		return ok && v.Status != "pending_payment"
+	})
+	return v.Status == "expired"
+}
+
+// payPairLate pays two expired orders of one user at the same moment. Both
+// are paid only if both fit in per_user_limit (else at least one is
+// refund_required); the watch also checks the user's live units in MySQL.
+func (s *soak) payPairLate(sale *soakSale, a, b *soakTicket) {
+	var got [2]string
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i, tk := range []*soakTicket{a, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			got[i] = s.pay(tk, sale.Price*int64(tk.Qty))
+		}()
+	}
+	close(start)
+	wg.Wait()
+	pair := []string{got[0], got[1]}
+	sort.Strings(pair)
+	s.latePairs.add(strings.Join(pair, "+"), a.ID+" "+b.ID)
+	if got[0] == "paid" && got[1] == "paid" && a.Qty+b.Qty > sale.Limit {
+		s.violate("late-pair-over-limit", "user %s paid expired orders %s (%d units) and %s (%d units) at once: both paid, per_user_limit %d",
+			a.User, a.ID, a.Qty, b.ID, b.Qty, sale.Limit)
+	}
 }
 
 // act is what the user does with a pending order.
@@ -328,8 +467,10 @@ func (s *soak) act(rng *rand.Rand, sale *soakSale, tk *soakTicket, v ticketView)
 }
 
 // pay sends the provider's signed "succeeded" notification for the order,
-// retrying 503 and lost answers with the same payment id.
-func (s *soak) pay(tk *soakTicket, amount int64) {
+// retrying 503 and lost answers with the same payment id, and returns the
+// status answered ("paid", "refund_required"; "" without one).
+func (s *soak) pay(tk *soakTicket, amount int64) string {
+	var status string
 	body := notice("pay-"+tk.ID, tk.ID, amount, "succeeded").body()
 	// Retried at the provider's pace; given up silently after soakBuyFor.
 	poll(soakBuyFor, 200*time.Millisecond, func() bool {
@@ -344,6 +485,7 @@ func (s *soak) pay(tk *soakTicket, amount int64) {
 				return true
 			}
 			s.pays.add("200 "+a.Status, tk.ID)
+			status = a.Status
 			return true
 		}
 		s.pays.add(kind, fmt.Sprintf("%s: %v %s", tk.ID, err, r))
@@ -356,6 +498,7 @@ func (s *soak) pay(tk *soakTicket, amount int64) {
 		s.violate("pay-answer", "order %s of %s (amount %d): %s", tk.ID, tk.User, amount, r)
 		return true
 	})
+	return status
 }
 
 // cancel cancels the order as its user, retrying 503 and lost answers.

@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // evidence describes the ticket as MySQL has it (order row, decision row,
@@ -87,12 +89,32 @@ func (s *soak) evidence(tk *soakTicket, logLines int) string {
 	copy, err := c.HGetAll(ctx, key).Result()
 	ttl, _ := c.TTL(ctx, key).Result()
 	w("Redis %s: %v (ttl %s, err %v)", key, copy, ttl, err)
-	prefix := s.e.NS + ":{sale:" + tk.Sale + "}:"
-	hold, err := c.HGet(ctx, prefix+"holds", tk.ID).Result()
-	live, _ := c.HGet(ctx, prefix+"live", tk.User).Result()
-	units, _ := c.HGet(ctx, prefix+"units", tk.User).Result()
-	stock, _ := c.HGetAll(ctx, prefix+"stock").Result()
-	w("Redis sale %s: hold of the ticket %q (%v); user's live ticket %q, units %q; stock %v", tk.Sale, hold, err, live, units, stock)
+	// The sale's parts (one, or the home and each segment): the ticket's
+	// hold, the user's live ticket and units, and each stock hash.
+	var parts []string
+	for _, k := range s.saleKeys(tk.Sale) {
+		name := strings.TrimPrefix(k, s.e.NS+":")
+		var v any
+		var err error
+		switch {
+		case strings.HasSuffix(k, ":holds"), strings.HasSuffix(k, ":claims"):
+			v, err = c.HGet(ctx, k, tk.ID).Result()
+		case strings.HasSuffix(k, ":live"), strings.HasSuffix(k, ":units"):
+			v, err = c.HGet(ctx, k, tk.User).Result()
+		case strings.HasSuffix(k, ":stock"), strings.HasSuffix(k, ":pool"):
+			v, err = c.HGetAll(ctx, k).Result()
+		default:
+			continue
+		}
+		if err == redis.Nil {
+			continue
+		}
+		if err != nil {
+			v = err
+		}
+		parts = append(parts, fmt.Sprintf("%s %v", name, v))
+	}
+	w("Redis sale %s (the ticket's hold and claim, the user's live ticket and units, the stock): %s", tk.Sale, strings.Join(parts, "; "))
 
 	s.mu.Lock()
 	w("crowd: purchases of %s in %s: %s", tk.User, tk.Sale, strings.Join(s.history[tk.User+"/"+tk.Sale], "; "))

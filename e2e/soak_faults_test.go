@@ -7,8 +7,11 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"slices"
 	"strings"
 	"syscall"
+	"testing"
 	"time"
 )
 
@@ -21,10 +24,29 @@ const (
 	soakMaxKillDown = 2 * time.Second // a killed role stays down up to this long
 )
 
-// The kinds of fault, in the order of the summary.
+// The kinds of fault, in the order of the summary. The last four are the
+// recovery faults of issue 22 (soak_recovery_test.go).
 var soakFaultKinds = []string{
 	"kill-worker", "kill-relay", "kill-delayq", "restart-ingress",
 	"mysql-cut", "redis-freeze", "redis-keys-deleted", "redis-old-snapshot",
+	"redis-loss-backlog", "redis-away-pay-by", "redis-replicaof-round-trip", "kill-mid-rebuild",
+}
+
+// soakKinds are the fault kinds of this run: FLASHSALE_SOAK_FAULTS (a
+// comma-separated list) or every kind.
+func soakKinds(t *testing.T) []string {
+	v := os.Getenv("FLASHSALE_SOAK_FAULTS")
+	if v == "" {
+		return soakFaultKinds
+	}
+	var kinds []string
+	for _, k := range strings.Split(v, ",") {
+		if !slices.Contains(soakFaultKinds, strings.TrimSpace(k)) {
+			t.Fatalf("FLASHSALE_SOAK_FAULTS: unknown fault %q (kinds: %v)", k, soakFaultKinds)
+		}
+		kinds = append(kinds, strings.TrimSpace(k))
+	}
+	return kinds
 }
 
 // soakSignal sends sig to the private redis-server (SIGSTOP freezes it,
@@ -39,10 +61,15 @@ func (r *privateRedis) soakSignal(sig syscall.Signal) error {
 	return cmd.Process.Signal(sig)
 }
 
-// faultLoop injects a random fault every ~6 s (5–7 s apart) until end. It runs
-// on the test goroutine: restarting a process may fail the test.
+// faultLoop injects a random fault every ~6 s (5–7 s apart; after one that
+// lasted longer than 6 s, 5–7 s after its end) until end. The kinds are drawn
+// from a shuffled bag of every kind, refilled when empty, so each kind comes
+// once before any comes again, and never twice in a row. It runs on the test goroutine: restarting a
+// process may fail the test.
 func (s *soak) faultLoop(rng *rand.Rand, end time.Time) {
 	next := time.Now().Add(soakFaultEvery)
+	kinds := soakKinds(s.t)
+	var bag []string
 	for {
 		if d := time.Until(next); d > 0 {
 			time.Sleep(d) // the fault clock
@@ -50,8 +77,17 @@ func (s *soak) faultLoop(rng *rand.Rand, end time.Time) {
 		if time.Now().After(end) {
 			return
 		}
-		kind := soakFaultKinds[rng.IntN(len(soakFaultKinds))]
-		t0 := s.elapsed()
+		if len(bag) == 0 {
+			bag = append(bag, kinds...)
+			rng.Shuffle(len(bag), func(i, j int) { bag[i], bag[j] = bag[j], bag[i] })
+		}
+		kind := bag[0]
+		if len(bag) > 1 && kind == s.lastKind {
+			kind, bag[1] = bag[1], kind // never the same kind twice in a row (two Redis outages back to back are one long one)
+		}
+		bag = bag[1:]
+		s.lastKind = kind
+		t0, started := s.elapsed(), time.Now()
 		s.setPhase(kind)
 		detail := s.inject(kind, rng)
 		s.setPhase("run")
@@ -67,7 +103,18 @@ func (s *soak) faultLoop(rng *rand.Rand, end time.Time) {
 		if rng.IntN(3) == 0 {
 			s.saveSnapshot("after " + kind)
 		}
-		next = next.Add(soakFaultEvery - time.Second + time.Duration(rng.Int64N(int64(2*time.Second))))
+		// The replica is cut off now and then, so that a later round trip
+		// goes back 6–40 s in time.
+		if s.repl.cutAt.IsZero() && rng.IntN(3) == 0 {
+			s.cutReplica("after " + kind)
+		}
+		gap := soakFaultEvery - time.Second + time.Duration(rng.Int64N(int64(2*time.Second)))
+		next = next.Add(gap)
+		if time.Since(started) > soakOutage+time.Second {
+			// After a long fault, a full gap of calm: faults fired back to
+			// back to catch up would make one outage of several.
+			next = time.Now().Add(gap)
+		}
 	}
 }
 
@@ -101,9 +148,14 @@ func (s *soak) inject(kind string, rng *rand.Rand) string {
 		return fmt.Sprintf("ingress SIGTERM (exit %d after %s), ready again after %s", code,
 			stopped.Round(time.Millisecond), time.Since(t0).Round(time.Millisecond))
 	case "mysql-cut":
-		s.mysqlPx.Down()
+		pxs := append([]*tcpProxy{s.mysqlPx}, s.procPx...)
+		for _, px := range pxs {
+			px.Down()
+		}
 		time.Sleep(soakOutage) // the outage lasts 5 s
-		s.mysqlPx.Up()
+		for _, px := range pxs {
+			px.Up()
+		}
 		return fmt.Sprintf("MySQL unreachable for %s (meta and shards)", soakOutage)
 	case "redis-freeze":
 		if err := s.rs.soakSignal(soakSIGSTOP); err != nil {
@@ -126,6 +178,14 @@ func (s *soak) inject(kind string, rng *rand.Rand) string {
 		s.rs.Start()
 		return fmt.Sprintf("Redis SHUTDOWN NOSAVE, started from its snapshot of %s ago; back after %s",
 			age.Round(time.Second), time.Since(t0).Round(time.Millisecond))
+	case "redis-loss-backlog":
+		return s.backlogLoss(rng)
+	case "redis-away-pay-by":
+		return s.payByOutage(rng)
+	case "redis-replicaof-round-trip":
+		return s.replicaRoundTrip(rng)
+	case "kill-mid-rebuild":
+		return s.killMidRebuild(rng)
 	}
 	t.Fatalf("unknown fault %q", kind)
 	return ""

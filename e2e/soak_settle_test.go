@@ -28,8 +28,8 @@ type soakFinal struct {
 	statuses     map[string]int // tickets by status at the end
 	orderCount   map[string]int // orders by status at the end
 	orderUnits   map[string]int
-	justified    map[string]int // failed tickets the test can explain, by reason
-	unattributed int            // orders of a ticket whose 202 answer was lost on the way
+	secondsOK    int // purchases sent again answered with another ticket once the first was not live
+	unattributed int // orders of a ticket whose 202 answer was lost on the way
 	reconcileOut string
 }
 
@@ -44,6 +44,7 @@ type soakOrder struct {
 // settle checks the quiet system; every breach is a violation.
 func (s *soak) settle() {
 	t0 := time.Now()
+	s.followUps.Wait() // the checks the last faults left running
 	s.checkProcs()
 	tks := s.ticketsSnapshot()
 
@@ -102,6 +103,7 @@ func (s *soak) settle() {
 	// Guarantee 4, quiet: the views equal the orders, and reconcile agrees.
 	s.viewsMatchOrders("quiet", 30*time.Second)
 	s.runReconcile()
+	s.judgeSeconds(byID)
 
 	// Guarantees 1 and 3 once more on the final rows, and no failed ticket
 	// the test cannot explain.
@@ -111,6 +113,9 @@ func (s *soak) settle() {
 		s.final.orderUnits[o.Status] += o.Qty
 	}
 	s.finalTickets(tks, orders)
+
+	// Guarantee 4: every unit not sold is back on sale.
+	s.unitsBackOnSale()
 	s.final.settleTook = time.Since(t0)
 }
 
@@ -125,38 +130,46 @@ type soakTicketRead struct {
 func (s *soak) readTickets(tks []*soakTicket) map[string]soakTicketRead {
 	out := make(map[string]soakTicketRead, len(tks))
 	var mu sync.Mutex
-	work := make(chan *soakTicket)
+	soakEach(tks, func(tk *soakTicket) {
+		ctx, cancel := ctx5()
+		r, err := s.c.send(ctx, http.MethodGet, pathTicket(tk.ID), user(tk.User), nil)
+		cancel()
+		rd := soakTicketRead{code: r.Status, body: r.String()}
+		if err != nil {
+			rd = soakTicketRead{body: err.Error()}
+		} else if r.Status == http.StatusOK {
+			if r.decode(&rd.v) != nil {
+				rd.code = -1
+			} else {
+				s.observe(tk, rd.v)
+			}
+		}
+		mu.Lock()
+		out[tk.ID] = rd
+		mu.Unlock()
+	})
+	return out
+}
+
+// soakEach calls f on every item, 16 at a time, and returns when all are
+// done.
+func soakEach[T any](items []T, f func(T)) {
+	work := make(chan T)
 	var wg sync.WaitGroup
 	for range 16 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for tk := range work {
-				ctx, cancel := ctx5()
-				r, err := s.c.send(ctx, http.MethodGet, pathTicket(tk.ID), user(tk.User), nil)
-				cancel()
-				rd := soakTicketRead{code: r.Status, body: r.String()}
-				if err != nil {
-					rd = soakTicketRead{body: err.Error()}
-				} else if r.Status == http.StatusOK {
-					if r.decode(&rd.v) != nil {
-						rd.code = -1
-					} else {
-						s.observe(tk, rd.v)
-					}
-				}
-				mu.Lock()
-				out[tk.ID] = rd
-				mu.Unlock()
+			for it := range work {
+				f(it)
 			}
 		}()
 	}
-	for _, tk := range tks {
-		work <- tk
+	for _, it := range items {
+		work <- it
 	}
 	close(work)
 	wg.Wait()
-	return out
 }
 
 // awaitTickets polls the tickets until done holds for each; a 404 is a lost
@@ -243,7 +256,7 @@ func (s *soak) unitsBySale() (pending, paid map[string]int) {
 			})
 	})
 	if err != nil {
-		s.t.Fatalf("read the orders: %v", err)
+		s.t.Errorf("read the orders: %v", err) // not Fatalf: the watch calls it too
 	}
 	return pending, paid
 }
@@ -327,23 +340,25 @@ func (s *soak) runReconcile() {
 	}
 }
 
-// finalTickets counts the tickets by status and explains every failed one:
-// the only failure the test accepts is a purchase MySQL refused because its
-// user already had a live order of the sale (an unpaid one, or units that with
-// this purchase exceed per_user_limit) while Redis had forgotten it — the
-// claim let it through, the order transaction could not.
+// finalTickets counts the tickets by status; every failed ticket is a
+// violation. None of the soak's faults may fail one (guarantee 2: a
+// dependency away for less than 60 s, a process killed, any state Redis comes
+// back in); the crowd never sends a purchase that MySQL would refuse while
+// Redis admits it. The message says which of the user's orders of the sale
+// were live around it (an unpaid one, or units that with this purchase exceed
+// per_user_limit, point at Redis having forgotten them), with the evidence.
 func (s *soak) finalTickets(tks []*soakTicket, orders []*soakOrder) {
 	byUserSale := map[string][]*soakOrder{}
 	for _, o := range orders {
 		byUserSale[o.User+"/"+o.Sale] = append(byUserSale[o.User+"/"+o.Sale], o)
 	}
-	s.final.statuses, s.final.justified = map[string]int{}, map[string]int{}
+	s.final.statuses = map[string]int{}
 	s.mu.Lock()
 	type failed struct {
 		tk     *soakTicket
 		reason string
 	}
-	var unexplained []failed
+	var all []failed
 	for _, tk := range tks {
 		s.final.statuses[tk.last]++
 		if tk.last != "failed" {
@@ -376,17 +391,17 @@ func (s *soak) finalTickets(tks []*soakTicket, orders []*soakOrder) {
 			unpaid = unpaid || !unpaidTo.Before(from)
 			seen = append(seen, fmt.Sprintf("%s %s %d units created %s", o.ID, o.Status, o.Qty, o.Created.Format("15:04:05.000")))
 		}
+		reason := fmt.Sprintf("the user's other live orders of the sale then: %v", seen)
 		switch {
 		case unpaid:
-			s.final.justified["the user had an unpaid order of the sale"]++
+			reason = "the user had an unpaid order of the sale (Redis had forgotten it?): " + reason
 		case units+tk.Qty > sl.Limit:
-			s.final.justified["over per_user_limit with the user's live orders"]++
-		default:
-			unexplained = append(unexplained, failed{tk, fmt.Sprintf("the user's other live orders then: %v", seen)})
+			reason = "over per_user_limit with the user's live orders (Redis had forgotten them?): " + reason
 		}
+		all = append(all, failed{tk, reason})
 	}
 	s.mu.Unlock()
-	for i, f := range unexplained {
+	for i, f := range all {
 		evidence := ""
 		if i < 5 {
 			evidence = "\n" + s.evidence(f.tk, 12)
@@ -394,6 +409,186 @@ func (s *soak) finalTickets(tks []*soakTicket, orders []*soakOrder) {
 		s.violate("failed-ticket", "ticket %s of %s (sale %s, %d units, accepted %.2fs, last fault before: %s) ended failed; %s%s",
 			f.tk.ID, f.tk.User, f.tk.Sale, f.tk.Qty, f.tk.At.Sub(s.start).Seconds(), f.tk.After, f.reason, evidence)
 	}
+}
+
+// judgeSeconds checks every purchase sent again while its ticket read queued
+// and answered with another ticket: that is a second live ticket unless the
+// first had stopped being live before the answer came: its order expired or
+// was cancelled by then (MySQL's times say when), or it never had an order
+// and Redis had refused it already (its hold "X" sold out or "F" failed, read
+// right after the answer: the hold script decides a refusal in Redis before
+// the worker records it in MySQL, and a new claim mints past a refused
+// ticket).
+func (s *soak) judgeSeconds(byID map[string]*soakOrder) {
+	s.mu.Lock()
+	seconds := append([]soakSecond(nil), s.seconds...)
+	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, p := range seconds {
+		first := p.First
+		var until time.Time // when the first stopped being live; zero: it still was
+		what := ""
+		if o := byID[first.ID]; o != nil {
+			what = fmt.Sprintf("its order is %s (created %s, updated %s)", o.Status, o.Created.Format("15:04:05.000"), o.Updated.Format("15:04:05.000"))
+			if o.Status == "expired" || o.Status == "cancelled" {
+				until = o.Updated
+			}
+		} else {
+			db := s.e.ShardDBs[shardOf(first.User, len(s.e.ShardDBs))]
+			var st string
+			var at time.Time
+			err := s.direct.QueryRowContext(ctx, fmt.Sprintf("SELECT status, created_at FROM `%s`.ticket_outcomes WHERE ticket_id = ?", db), first.ID).Scan(&st, &at)
+			switch {
+			case err != nil:
+				what = fmt.Sprintf("no order, no decision (%v)", err)
+			default:
+				what = fmt.Sprintf("decided %s at %s", st, at.Format("15:04:05.000"))
+				if st != "ordered" {
+					until = at
+				}
+				if st != "ordered" && (p.FirstHold == "X" || p.FirstHold == "F") {
+					until = p.At.Add(-time.Microsecond) // refused in Redis already
+				}
+			}
+		}
+		if !until.IsZero() && until.Before(p.At) {
+			s.mu.Lock()
+			s.final.secondsOK++
+			s.mu.Unlock()
+			continue
+		}
+		s.violate("second-live-ticket", "user %s, sale %s: the purchase sent again while ticket %s read queued got %s at %s, while the first was still live: %s; its hold in Redis then: %q\n%s",
+			first.User, first.Sale, first.ID, p.Answer, p.At.Format("15:04:05.000"), what, p.FirstHold, s.evidence(first, 8))
+	}
+}
+
+// unitsBackOnSale checks, with no order pending any more, that every unit not
+// sold is on sale again: Redis holds nothing (no ticket's hold "H:", no part
+// counting units held, none frozen), and fresh users can buy exactly the
+// units MySQL says are free, in every sale, after which it is sold out.
+func (s *soak) unitsBackOnSale() {
+	var held []string
+	if !poll(30*time.Second, 500*time.Millisecond, func() bool {
+		held = s.redisHeld()
+		return len(held) == 0
+	}) {
+		s.violate("held-without-order", "with no order pending, Redis still holds: %s", strings.Join(held, "; "))
+	}
+	pending, paid := s.unitsBySale()
+	var wg sync.WaitGroup
+	for _, sl := range s.sales {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.buyTheRest(sl, sl.Stock-pending[sl.ID]-paid[sl.ID])
+		}()
+	}
+	wg.Wait()
+}
+
+// redisHeld lists what Redis holds in the soak's sales: tickets whose hold
+// is "H:" and parts whose held counter is not 0, or that are frozen.
+func (s *soak) redisHeld() []string {
+	c := s.rs.client()
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out []string
+	for _, sl := range s.sales {
+		for _, k := range s.saleKeys(sl.ID) {
+			name := strings.TrimPrefix(k, s.e.NS+":")
+			switch {
+			case strings.HasSuffix(k, ":holds"):
+				h, err := c.HGetAll(ctx, k).Result()
+				if err != nil {
+					out = append(out, fmt.Sprintf("%s: %v", name, err))
+				}
+				var tids []string
+				for tid, st := range h {
+					if strings.HasPrefix(st, "H:") {
+						tids = append(tids, tid+"="+st)
+					}
+				}
+				if len(tids) > 0 {
+					sort.Strings(tids)
+					out = append(out, fmt.Sprintf("%s: %d tickets held: %v", name, len(tids), tids[:min(len(tids), 10)]))
+				}
+			case strings.HasSuffix(k, ":stock"), strings.HasSuffix(k, ":pool"):
+				v, err := c.HMGet(ctx, k, "held", "rebuild").Result()
+				if err != nil {
+					out = append(out, fmt.Sprintf("%s: %v", name, err))
+				} else if (v[0] != nil && v[0] != "0") || v[1] != nil {
+					out = append(out, fmt.Sprintf("%s: held %v, rebuild %v", name, v[0], v[1]))
+				}
+			}
+		}
+	}
+	return out
+}
+
+// buyTheRest has fresh users buy the free units of the sale (per_user_limit
+// each, the last one the rest), 16 at a time, retrying 503: every purchase
+// must be accepted and get its units, and one more purchase must then be
+// answered sold out.
+func (s *soak) buyTheRest(sl *soakSale, free int) {
+	type buyer struct {
+		u string
+		q int
+	}
+	var buyers []buyer
+	for left := free; left > 0; left -= sl.Limit {
+		buyers = append(buyers, buyer{fmt.Sprintf("rest-%s-%04d", sl.ID, len(buyers)), min(sl.Limit, left)})
+	}
+	answers := newTally()
+	var mu sync.Mutex
+	var tks []*soakTicket
+	soakEach(buyers, func(b buyer) {
+		var r reply
+		var err error
+		poll(soakBuyFor, 200*time.Millisecond, func() bool {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			r, err = s.c.purchase(ctx, sl.ID, b.u, b.q)
+			return err == nil && r.Status != http.StatusServiceUnavailable
+		})
+		answers.add(outcome(r, err), fmt.Sprintf("%s q%d: %s", b.u, b.q, r))
+		var a purchaseAnswer
+		if err == nil && r.Status == http.StatusAccepted && r.decode(&a) == nil {
+			mu.Lock()
+			tks = append(tks, &soakTicket{ID: a.TicketID, User: b.u, Sale: sl.ID, Qty: b.q, At: time.Now(), After: "none (the end's purchase of the rest)", Via: 202, last: "queued"})
+			mu.Unlock()
+		}
+	})
+	s.awaitTickets(tks, 2*time.Minute, "decided", func(tk *soakTicket, v ticketView) bool { return v.Status != "queued" })
+	got, statuses := 0, map[string]int{}
+	reads := s.readTickets(tks)
+	for _, tk := range tks {
+		st := reads[tk.ID].v.Status
+		statuses[st]++
+		if st == "pending_payment" || st == "expired" || st == "paid" { // it had its order
+			got += tk.Qty
+		}
+	}
+	if answers.get("202") != len(buyers) || got != free {
+		s.violate("unit-not-on-sale", "sale %s: MySQL says %d units are free; %d fresh buyers got %d units (answers %s; tickets %v)",
+			sl.ID, free, len(buyers), got, answers, statuses)
+	}
+	// One more: sold out, unless units came back meanwhile (an order of the
+	// rest already expired).
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	r, err := s.c.purchase(ctx, sl.ID, "rest-last-"+sl.ID, 1)
+	cancel()
+	last := outcome(r, err)
+	if last != "409 sold_out" {
+		if pending, paid := s.unitsBySale(); pending[sl.ID]+paid[sl.ID] >= sl.Stock {
+			s.violate("beyond-stock", "sale %s: every unit is in an order, and a purchase is answered %s", sl.ID, r)
+		}
+	}
+	s.mu.Lock()
+	s.sweep = append(s.sweep, fmt.Sprintf("%s: %d units free by MySQL, %d bought by %d fresh users (tickets %s), then %s",
+		sl.ID, free, got, len(buyers), soakCounts(statuses), last))
+	s.mu.Unlock()
 }
 
 // grepLogs returns the log lines of the processes that mention needle, in
@@ -457,6 +652,7 @@ func (s *soak) keepLogs() {
 		cp(p.logPath, fmt.Sprintf("%d-%s.log", i, p.Role))
 	}
 	cp(filepath.Join(s.rs.Dir, "redis.log"), "redis-server.log")
+	cp(filepath.Join(s.replica.Dir, "redis.log"), "redis-replica.log")
 	s.logf("process logs kept in %s", dir)
 }
 
@@ -476,6 +672,7 @@ func (s *soak) summary() {
 	w("duration          %s of crowd and faults; the last users were done %s later; then %s settling",
 		s.dur, s.lastUsers.Round(time.Second), s.final.settleTook.Round(time.Second))
 	w("seed              %d   (again: FLASHSALE_SOAK_SEED=%d FLASHSALE_SOAK_SECONDS=%d make soak)", s.seed, s.seed, int(s.dur.Seconds()))
+	w("redis segments    %d (FLASHSALE_SOAK_SEGMENTS)", s.segments)
 	w("faults            %d: %s", nFaults, faults)
 	w("users             %d arrived; %d double clicks", s.users.Load(), s.doubles)
 	w("purchases         %d attempted: 202 %d, 200 %d, 503 %d, 409 sold_out %d, 409 limit_reached %d, no answer %d; %d given up after %s of 503/no answer",
@@ -494,8 +691,21 @@ func (s *soak) summary() {
 	}
 	w("tickets           %d accepted; final: %s", len(s.ticketList), soakCounts(s.final.statuses,
 		"paid", "expired", "cancelled", "sold_out", "failed", "pending_payment", "queued"))
-	if len(s.final.justified) > 0 {
-		w("  failed, explained: %s", soakCounts(s.final.justified))
+	w("failed tickets    %d (each one a violation)", s.final.statuses["failed"])
+	w("sent again        purchases sent again while the ticket read queued: %s; another ticket after the first was no longer live: %d",
+		soakCounts(s.retries.counts), s.final.secondsOK)
+	w("late pairs        two expired orders of one user paid at the same moment: %s", soakCounts(s.latePairs.counts))
+	var lags []string
+	for _, d := range s.followLag {
+		lags = append(lags, d.Round(100*time.Millisecond).String())
+	}
+	w("pay_by outages    Redis back → every ticket of an order due inside read as MySQL says after: %v (at most %s)", lags, soakFollowWithin)
+	for i, line := range s.sweep {
+		head := ""
+		if i == 0 {
+			head = "back on sale"
+		}
+		w("%-17s %s", head, line)
 	}
 	w("orders            %s (units: %s); %d of a ticket whose answer was lost",
 		soakCounts(s.final.orderCount, "paid", "expired", "cancelled", "pending_payment"),

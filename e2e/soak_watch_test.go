@@ -17,7 +17,8 @@ const (
 	soakPollEvery = 250 * time.Millisecond
 	// An order still pending this long after its pay_by breaks guarantee 5
 	// ("expired within seconds"): the sweeper runs every 5 s and the longest
-	// fault lasts 5 s, so 60 s is far beyond any honest delay.
+	// fault (Redis unreachable) lasts 20 s, so 60 s is beyond any honest
+	// delay.
 	soakExpiryLate = 60 * time.Second
 )
 
@@ -210,11 +211,11 @@ func (s *soak) pollView(sl *soakSale) {
 	}
 	st := v.Stock
 	if st.Available+st.Held+st.Sold != st.Total || st.Total != sl.Stock {
-		s.violate("view-sum", "sale %s: available %d + held %d + sold %d != total %d (stock %d)",
-			sl.ID, st.Available, st.Held, st.Sold, st.Total, sl.Stock)
+		s.violate("view-sum", "sale %s: available %d + held %d + sold %d != total %d (stock %d); %s",
+			sl.ID, st.Available, st.Held, st.Sold, st.Total, sl.Stock, s.stockSnapshot(sl.ID))
 	}
 	if st.Available < 0 || st.Held < 0 || st.Sold < 0 {
-		s.violate("view-negative", "sale %s: %+v", sl.ID, st)
+		s.violate("view-negative", "sale %s: %+v; %s", sl.ID, st, s.stockSnapshot(sl.ID))
 	}
 }
 
