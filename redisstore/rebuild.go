@@ -190,6 +190,18 @@ func (s *Store) mergeSegments(ctx context.Context, sale *flashsale.Sale, tickets
 	if s.cfg.Segments > 1 {
 		total = -1 // a segment starts with what it counts; the pool has the rest
 	}
+	// room is what the stock leaves for the holds MySQL does not know yet,
+	// shared by the segments in turn (see mergeScript).
+	room := sale.Stock
+	for _, f := range per {
+		for _, st := range f.D {
+			if st[0] == 'H' || st[0] == 'S' {
+				n, _ := strconv.Atoi(st[2:])
+				room -= n
+			}
+		}
+	}
+	room = max(room, 0)
 	counted := 0
 	segTotals := make([]int, s.cfg.Segments)
 	for j, f := range per {
@@ -198,7 +210,7 @@ func (s *Store) mergeSegments(ctx context.Context, sale *flashsale.Sale, tickets
 			return 0, err
 		}
 		k := s.segKeys(sale.ID, j)
-		reply, err := mergeScript.Run(ctx, s.rdb, []string{k.stock, k.holds, k.live, k.units, k.claims, k.queue}, token, total, string(body)).StringSlice()
+		reply, err := mergeScript.Run(ctx, s.rdb, []string{k.stock, k.holds, k.live, k.units, k.claims, k.queue}, token, total, string(body), room).StringSlice()
 		if err != nil {
 			return 0, fmt.Errorf("redisstore: merge segment %d of sale %s: %w", j, sale.ID, err)
 		}
@@ -207,6 +219,8 @@ func (s *Store) mergeSegments(ctx context.Context, sale *flashsale.Sale, tickets
 		}
 		held, _ := strconv.Atoi(reply[1])
 		sold, _ := strconv.Atoi(reply[2])
+		kept, _ := strconv.Atoi(reply[3])
+		room -= kept
 		segTotals[j] = held + sold
 		counted += held + sold
 	}
@@ -298,9 +312,17 @@ return 1
 // mergeScript writes one segment (or a sale in one slot) as the merge of
 // what it holds and MySQL's facts (see above), if it is still frozen by the
 // token. KEYS stock holds live units claims queue; ARGV token total
-// facts_json (total -1: the segment's total is what it counts). Returns
-// {"done", held, sold} or {"raced"}. The line keeps the entries (and scores)
-// of the tickets MySQL does not know, and gets the load's marker.
+// facts_json room (total -1: the segment's total is what it counts). Returns
+// {"done", held, sold, kept} or {"raced"}. The line keeps the entries (and
+// scores) of the tickets MySQL does not know, and gets the load's marker.
+//
+// room is how many units the stock leaves beyond what MySQL's orders hold:
+// the holds of tickets MySQL does not know are kept only up to it (kept).
+// More would count more units than the stock (Redis lost some orders'
+// holds, handed their units to others, and those orders committed since):
+// MySQL's cap will refuse some of those tickets, and a hold left out here
+// is taken again by its order's re-assert if MySQL accepts it after all. So
+// available + held + sold is the stock after every rebuild, never less.
 var mergeScript = redis.NewScript(serverID + `
 local M, token = '!load', ARGV[1]
 if redis.call('HGET', KEYS[1], 'rebuild') ~= token then return {'raced'} end
@@ -335,6 +357,18 @@ for i = 1, #z, 2 do
   if string.sub(z[i], 1, 1) ~= '!' and f.d[z[i]] == nil then
     line[#line + 1] = z[i + 1]
     line[#line + 1] = z[i]
+  end
+end
+local room, kept = tonumber(ARGV[4]), 0
+for tid, st in pairs(holds) do
+  local k = string.sub(st, 1, 2)
+  if f.d[tid] == nil and (k == 'H:' or k == 'S:') then
+    local q = tonumber(string.sub(st, 3))
+    if q <= room then
+      room, kept = room - q, kept + q
+    else
+      holds[tid] = nil -- beyond the stock: the cap refuses it, or its order re-asserts it
+    end
   end
 end
 local held, sold, units = 0, 0, {}
@@ -372,7 +406,7 @@ local total = tonumber(ARGV[2])
 if total < 0 then total = held + sold end
 redis.call('HSET', KEYS[1], 'total', total, 'available', total - held - sold, 'held', held, 'sold', sold,
   'in', total, 'out', 0, 'load', token, 'srv', serverID())
-return {'done', tostring(held), tostring(sold)}
+return {'done', tostring(held), tostring(sold), tostring(kept)}
 `)
 
 // homeMergeScript writes a segmented sale's home as a rebuild leaves it, if
