@@ -137,10 +137,16 @@ func (s *Server) ticketEvents(c *gin.Context) {
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no")
 	c.Status(http.StatusOK)
+	// The hub knows the stream's sale and place before the first event
+	// leaves: a client that reacts to it (or a batch that follows it at
+	// once) never finds the stream unplaced.
+	sale := v.Lines()[0].SaleID
+	if v.Status == flashsale.TicketQueued && v.place != nil && v.Position != nil {
+		s.streams.placed(f, sale, *v.Position)
+	}
 	if !e.write(fmt.Sprintf("retry: %d\n\n", streamRetry.Milliseconds())) || !e.send(v) || v.Status != flashsale.TicketQueued {
 		return
 	}
-	sale := v.Lines()[0].SaleID
 	s.streams.placed(f, sale, e.pos)
 	heartbeat := time.NewTicker(streamHeartbeat)
 	defer heartbeat.Stop()
