@@ -32,16 +32,21 @@ func mint(t *testing.T, s *Store, sale *flashsale.Sale, user, nonce string) *fla
 func flush(t *testing.T, s *Store, saleID string) {
 	t.Helper()
 	ctx := context.Background()
+	for _, k := range allKeys(s, saleID) {
+		if err := s.rdb.Del(ctx, k).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// allKeys lists every key of the sale: the home's and each segment's family.
+func allKeys(s *Store, saleID string) []string {
 	keys := []string{s.homeKey(saleID)}
 	for j := range s.cfg.Segments {
 		k := s.segKeys(saleID, j)
 		keys = append(keys, k.stock, k.holds, k.live, k.units, k.claims, k.queue)
 	}
-	for _, k := range keys {
-		if err := s.rdb.Del(ctx, k).Err(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	return keys
 }
 
 // A purchase retried after Redis lost everything, while its ticket is still
@@ -296,13 +301,8 @@ func TestARebuildNeverCountsMoreThanTheStock(t *testing.T) {
 func saleSnapshot(t *testing.T, s *Store, saleID string) (restore func()) {
 	t.Helper()
 	ctx := context.Background()
-	keys := []string{s.homeKey(saleID)}
-	for j := range s.cfg.Segments {
-		k := s.segKeys(saleID, j)
-		keys = append(keys, k.stock, k.holds, k.live, k.units, k.claims, k.queue)
-	}
-	dumps := make(map[string]string, len(keys))
-	for _, k := range keys {
+	dumps := map[string]string{}
+	for _, k := range allKeys(s, saleID) {
 		d, err := s.rdb.Dump(ctx, k).Result()
 		if err != nil && err != redis.Nil {
 			t.Fatal(err)
