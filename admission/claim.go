@@ -91,7 +91,9 @@ func (a *Admission) claim(ctx context.Context, p *purchase, l *line, want flashs
 // the user's purchase must not be told of a live order meanwhile).
 func (a *Admission) liveTicket(ctx context.Context, p *purchase, outcome flashsale.ClaimOutcome, id string) (d decision, final *flashsale.Ticket) {
 	if outcome == flashsale.Unconfirmed {
-		if cp := a.awaitCopy(ctx, id); cp != nil {
+		if cp := a.awaitCopy(ctx, id); cp != nil && !cp.Status.Live() {
+			return next, cp
+		} else if cp != nil {
 			return answer(cp), nil
 		}
 		return refuse(flashsale.Unavailable(errors.New("the user's live ticket is not confirmed: still being queued, or its ingress died"),
