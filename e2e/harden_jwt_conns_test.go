@@ -32,15 +32,7 @@ func TestJWTHardeningE2E(t *testing.T) {
 	c := p.client()
 	now := time.Now()
 	claims := func(kv ...any) jwt.MapClaims {
-		m := jwt.MapClaims{"sub": "alice", "exp": now.Add(30 * time.Minute).Unix(), "iat": now.Unix()}
-		for i := 0; i+1 < len(kv); i += 2 {
-			if kv[i+1] == nil {
-				delete(m, kv[i].(string))
-			} else {
-				m[kv[i].(string)] = kv[i+1]
-			}
-		}
-		return m
+		return overrideClaims(jwt.MapClaims{"sub": "alice", "exp": now.Add(30 * time.Minute).Unix(), "iat": now.Unix()}, kv...)
 	}
 	hs := func(m jwt.MapClaims) string { return signJWT(t, jwt.SigningMethodHS256, []byte(k.newSecret), m) }
 	crit := jwt.NewWithClaims(jwt.SigningMethodHS256, claims())

@@ -88,6 +88,19 @@ func unsigned(claims jwt.MapClaims) string {
 	return enc.EncodeToString(h) + "." + enc.EncodeToString(c) + "."
 }
 
+// override sets claims by name, value pairs (a nil value deletes the claim)
+// and returns c.
+func override(c jwt.MapClaims, kv ...any) jwt.MapClaims {
+	for i := 0; i+1 < len(kv); i += 2 {
+		if kv[i+1] == nil {
+			delete(c, kv[i].(string))
+		} else {
+			c[kv[i].(string)] = kv[i+1]
+		}
+	}
+	return c
+}
+
 const (
 	oldSecret = "old-secret-0123456789abcdef"
 	newSecret = "new-secret-0123456789abcdef"
@@ -106,15 +119,7 @@ func TestJWTTable(t *testing.T) {
 	withIssAud.Issuer, withIssAud.Audience = "https://id.example", "flashsale"
 
 	claims := func(kv ...any) jwt.MapClaims {
-		c := jwt.MapClaims{"sub": "alice", "exp": now.Add(time.Minute).Unix(), "iat": now.Unix()}
-		for i := 0; i+1 < len(kv); i += 2 {
-			if kv[i+1] == nil {
-				delete(c, kv[i].(string))
-			} else {
-				c[kv[i].(string)] = kv[i+1]
-			}
-		}
-		return c
+		return override(jwt.MapClaims{"sub": "alice", "exp": now.Add(time.Minute).Unix(), "iat": now.Unix()}, kv...)
 	}
 	hs := func(c jwt.MapClaims) string { return sign(t, jwt.SigningMethodHS256, []byte(newSecret), c) }
 
@@ -236,15 +241,7 @@ func TestJWTHardening(t *testing.T) {
 	capped := base
 	capped.MaxTTL = time.Hour
 	claims := func(kv ...any) jwt.MapClaims {
-		c := jwt.MapClaims{"sub": "alice", "exp": now.Add(time.Minute).Unix(), "iat": now.Unix()}
-		for i := 0; i+1 < len(kv); i += 2 {
-			if kv[i+1] == nil {
-				delete(c, kv[i].(string))
-			} else {
-				c[kv[i].(string)] = kv[i+1]
-			}
-		}
-		return c
+		return override(jwt.MapClaims{"sub": "alice", "exp": now.Add(time.Minute).Unix(), "iat": now.Unix()}, kv...)
 	}
 	hs := func(c jwt.MapClaims) string { return sign(t, jwt.SigningMethodHS256, []byte(newSecret), c) }
 	withCrit := func(c jwt.MapClaims) string {
