@@ -13,7 +13,7 @@ import (
 
 // Issue 28's settings: FLASHSALE_JWT_MAX_TTL reaches the identifier (a
 // token living longer is refused) and a bad value stops the start;
-// FLASHSALE_MAX_CONNS defaults to 10,000 and a bad value stops the start;
+// FLASHSALE_MAX_CONNS defaults to 20,000 (twice the 10,000 event streams TestManyTicketStreams holds on one ingress) and a bad value stops the start;
 // jwt mode without an audience is warned about, with one it is not.
 func TestHardeningSettings(t *testing.T) {
 	load := func(vars map[string]string) (*config, error) {
@@ -28,8 +28,8 @@ func TestHardeningSettings(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if c.MaxConns != 10000 || len(c.Warnings) != 0 {
-			t.Errorf("MaxConns %d, warnings %q; want 10000 and none in header mode", c.MaxConns, c.Warnings)
+		if c.MaxConns != 20000 || len(c.Warnings) != 0 {
+			t.Errorf("MaxConns %d, warnings %q; want 20000 and none in header mode", c.MaxConns, c.Warnings)
 		}
 	})
 	jwtMode := map[string]string{"FLASHSALE_USER_AUTH": "jwt", "FLASHSALE_JWT_SECRETS": "jwt-secret-0123456789abcdef"}
