@@ -177,7 +177,7 @@ func (p *process) ingress(g *service.Group, qc queue.Config) ([]named, []named, 
 	}
 	p.log.Info("identities", "user_auth", cfg.UserAuth)
 	return []named{{"ingress publisher", pub}, {"ticket streams", srv.Streams()}},
-		[]named{{"listener", &service.HTTP{Server: hs, Fail: g.Fail, Log: p.log.With("listener", "ingress")}}}, nil
+		[]named{{"listener", &service.HTTP{Server: hs, Fail: g.Fail, Log: p.log.With("listener", "ingress"), MaxConns: cfg.MaxConns}}}, nil
 }
 
 func (p *process) worker(_ *service.Group, qc queue.Config) ([]named, []named, error) {
