@@ -35,6 +35,7 @@ type lease struct{ lock *redislock.Lock }
 func (l lease) Refresh(ctx context.Context, ttl time.Duration) error {
 	return l.lock.Refresh(ctx, ttl, nil)
 }
+
 // Release gives the lease up; one already lost (it ran out, another holder
 // may have it) is not an error, and the other holder keeps it.
 func (l lease) Release(ctx context.Context) error {
