@@ -598,6 +598,9 @@ func compareRows(cmp *CompareReport) [][3]string {
 	row("redis round trips / admission", func(r *Report) string {
 		return costCompareValue(r, func(c *ServerCost) *float64 { return c.RedisRoundTripsPerAdmission })
 	})
+	row("server CPU ms / order", func(r *Report) string {
+		return costCompareValue(r, func(c *ServerCost) *float64 { return c.CPUMsPerOrder })
+	})
 	row("checks", func(r *Report) string { return passWord(r.Pass) })
 	return rows
 }
