@@ -56,7 +56,8 @@ func (r *Router) inMySQL(ctx context.Context, saleID string) (bool, error) {
 
 // Hold holds each request's units; see redisstore.Store.Hold. For mysql sales the
 // hot row decides (one transaction per sale and batch); a hold is then mirrored
-// into Redis (re-assert), a refusal clears the user's live ticket there.
+// into Redis (re-assert); a refused ticket stays its user's live ticket in
+// Redis until its refusal is recorded and its copy written (PutTickets).
 func (r *Router) Hold(ctx context.Context, sales []*flashsale.Sale, reqs []*flashsale.PurchaseRequest) ([]flashsale.Hold, []error) {
 	holds := make([]flashsale.Hold, len(reqs))
 	errs := make([]error, len(reqs))
@@ -102,12 +103,9 @@ func (r *Router) holdMySQL(ctx context.Context, saleID string, idx []int, reqs [
 	for j, i := range idx {
 		holds[i] = got[j]
 		req := reqs[i]
-		switch got[j].Kind {
-		case flashsale.HoldHeld:
+		if got[j].Kind == flashsale.HoldHeld {
 			held = append(held, req.Part(flashsale.Line{SaleID: saleID, Quantity: req.Quantity}))
 			heldIdx = append(heldIdx, i)
-		case flashsale.HoldSoldOut:
-			_, errs[i] = r.Store.Release(ctx, req.Part(flashsale.Line{SaleID: saleID, Quantity: req.Quantity}))
 		}
 	}
 	if len(held) > 0 {

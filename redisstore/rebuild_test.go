@@ -366,3 +366,41 @@ func TestARefusalRedisForgotIsSettledWithItsCopy(t *testing.T) {
 		t.Fatalf("alice's purchase after her refusal got the refused ticket's id %s again", next.TicketID)
 	}
 }
+
+// A ticket refused by its hold stays its user's live ticket until its copy is
+// written (after MySQL recorded the refusal): a purchase meanwhile is
+// answered with it, never with a second ticket while the first reads queued.
+func TestARefusedTicketIsLiveUntilItsCopyIsWritten(t *testing.T) {
+	s, sale, _ := newStore(t, 1, 1)
+	ctx := context.Background()
+	alice := mint(t, s, sale, "alice", "a1")
+	if err := s.Queued(ctx, alice.Ticket(flashsale.TicketQueued)); err != nil {
+		t.Fatal(err)
+	}
+	bob := mint(t, s, sale, "bob", "b1")
+	if h := holdOne(t, s, sale, bob); h.Kind != flashsale.HoldHeld {
+		t.Fatalf("bob's hold = %+v", h)
+	}
+	if h := holdOne(t, s, sale, alice); h.Kind != flashsale.HoldSoldOut {
+		t.Fatalf("alice's hold = %+v, want sold out", h)
+	}
+	if _, err := s.Release(ctx, flashsale.Part{SaleID: sale.ID, TicketID: bob.TicketID, UserID: "bob"}); err != nil {
+		t.Fatal(err)
+	}
+	claim := func(nonce string) (flashsale.ClaimOutcome, string) {
+		out, id, _, err := s.Claim(ctx, sale, "alice", flashsale.TicketClaim{Sales: []string{sale.ID}, Nonce: nonce}, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out, id
+	}
+	if out, id := claim("a2"); out != flashsale.Existing || id != alice.TicketID {
+		t.Fatalf("alice's purchase before her refusal is written: %v %s, want her ticket %s", out, id, alice.TicketID)
+	}
+	if err := s.PutTickets(ctx, alice.Ticket(flashsale.TicketSoldOut)); err != nil {
+		t.Fatal(err)
+	}
+	if out, id := claim("a3"); out != flashsale.Claimed || id == alice.TicketID {
+		t.Fatalf("alice's purchase after her refusal is written: %v %s, want a new ticket", out, id)
+	}
+}

@@ -193,14 +193,16 @@ return 1
 // The ticket must be the user's live ticket; a ticket with no live entry is held
 // only if its claim was made in another load of the sale (ARGV load is not
 // this load: the live entry may have been lost with Redis); claimed in this
-// load, its claim was undone after a failed publish.
+// load, its claim was undone after a failed publish. A refused ticket ("X",
+// "F") stays its user's live ticket until its refusal is recorded in MySQL and
+// its copy written (refusedScript then ends it): until then it reads queued,
+// and a purchase meanwhile must be answered with it, not mint the next ticket.
 var holdScript = redis.NewScript(loadedCheck + takeUnits + `
 local st = redis.call('HGET', KEYS[2], ARGV[1])
 if st then return {'done', st} end
 local function refuse(state)
   redis.call('HSET', KEYS[2], ARGV[1], state)
   redis.call('HDEL', KEYS[5], ARGV[1])
-  if redis.call('HGET', KEYS[3], ARGV[2]) == ARGV[1] then redis.call('HDEL', KEYS[3], ARGV[2]) end
   return {'done', state}
 end
 local live = redis.call('HGET', KEYS[3], ARGV[2])
@@ -240,12 +242,14 @@ return {'done', 'H:' .. q}
 // refusedScript makes a sale's keys follow a refusal MySQL recorded (the
 // ticket made no order: "X" sold out, "F" failed): the ticket gets that state
 // unless it has one, and stops being its user's live ticket. The hold script
-// did both when it refused; this writes them again after MySQL has the
-// decision, because Redis may have gone back in time in between (a restart
-// from an older snapshot, a failover) and a rebuild that read MySQL before the
-// decision kept the ticket's claim and live entry as Redis-only state. Without
-// it the user's next purchase finds the refused ticket as their live one, or
-// mints its id again. KEYS stock holds live; ARGV tid user state gen.
+// marked the state when it refused, but the ticket stays live until this runs
+// (its copy is written in the same round trip): a purchase meanwhile is
+// answered with it. And Redis may have gone back in time in between (a
+// restart from an older snapshot, a failover), a rebuild that read MySQL
+// before the decision keeping the ticket's claim and live entry as Redis-only
+// state. Without it the user's next purchase would find the refused ticket as
+// their live one, or mint its id again. KEYS stock holds live; ARGV tid user
+// state gen.
 var refusedScript = redis.NewScript(loadedCheck + `
 if not redis.call('HGET', KEYS[2], ARGV[1]) then redis.call('HSET', KEYS[2], ARGV[1], ARGV[3]) end
 if redis.call('HGET', KEYS[3], ARGV[2]) == ARGV[1] then redis.call('HDEL', KEYS[3], ARGV[2]) end
