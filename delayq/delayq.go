@@ -296,26 +296,32 @@ func (q *Queue) sweep(ctx context.Context, ready func()) {
 const sweeperLease = 10 * time.Second
 
 // Sweep expires every unpaid order past pay_by + SweepGrace once, and returns how
-// many it expired.
+// many it expired. A shard whose pass fails (its MySQL away, or the Redis step
+// of an expiry: the expiry itself committed, and FollowClosed makes Redis
+// follow later) stops there until the next pass; the other shards are swept
+// all the same, so one failure never holds back every shard's expiries.
 func (q *Queue) Sweep(ctx context.Context) (int, error) {
 	total := 0
+	var errs []error
 	for shard := 0; shard < q.cfg.Due.Shards(); shard++ {
 		for ctx.Err() == nil {
 			due, err := q.cfg.Due.DueOrders(ctx, shard, q.cfg.Now().Add(-q.cfg.SweepGrace), 500)
 			if err != nil {
-				return total, err
+				errs = append(errs, fmt.Errorf("shard %d: %w", shard, err))
+				break
 			}
 			n, err := q.expireAll(ctx, due)
 			total += n
 			if err != nil {
-				return total, err
+				errs = append(errs, fmt.Errorf("shard %d: %w", shard, err))
+				break
 			}
 			if len(due) < 500 {
 				break
 			}
 		}
 	}
-	return total, nil
+	return total, errors.Join(errs...)
 }
 
 // expireAll expires orders, eight at a time.

@@ -129,6 +129,30 @@ func TestSweepExpiresEveryOverdueOrder(t *testing.T) {
 	}
 }
 
+// A shard whose expiries fail (Redis away for their Redis step, say) does
+// not hold back the other shard's: the sweep goes on to it and reports the
+// failure.
+func TestSweepGoesOnPastAFailingShard(t *testing.T) {
+	due := &mock.Due{N: 2, DueFn: func(_ context.Context, shard int, _ time.Time, _ int) ([]*flashsale.Order, error) {
+		return []*flashsale.Order{{ID: fmt.Sprintf("o%d", shard), UserID: "u", Status: flashsale.OrderPendingPayment}}, nil
+	}}
+	var expired []string
+	var mu sync.Mutex
+	e := &mock.Expirer{ExpireFn: func(_ context.Context, ref flashsale.OrderRef) (*flashsale.Order, error) {
+		if ref.Order == "o0" {
+			return nil, errors.New("redis: i/o timeout")
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		expired = append(expired, ref.Order)
+		return &flashsale.Order{Status: flashsale.OrderExpired}, nil
+	}}
+	n, err := newQueue(t, &mock.Delayer{}, e, due).Sweep(context.Background())
+	if err == nil || n != 1 || len(expired) != 1 || expired[0] != "o1" {
+		t.Errorf("sweep = %d, %v (expired %v), want shard 1's order expired and shard 0's failure reported", n, err, expired)
+	}
+}
+
 // The pass over closed orders starts FollowLookback back on each shard, asks
 // for orders closed FollowSettle ago at least, makes each follow in Redis, and
 // moves a shard's mark only past the orders that followed: with Redis away
