@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/pressly/goose/v3"
 
 	"github.com/flashsale/flashsale"
 	"github.com/flashsale/flashsale/internal/testenv"
@@ -166,21 +169,25 @@ func TestShardListNotRecordedYet(t *testing.T) {
 		}
 	}
 	// What a deployment from before this version looks like: no record, no
-	// identities, and neither migration applied (nor any later one).
-	undo := func(db *sql.DB, stmt string, version int) {
+	// identities, and neither migration applied (nor any later one): the
+	// meta database down to 00004, each shard down to 00006.
+	downTo := func(db *sql.DB, kind string, version int64) {
 		t.Helper()
-		if _, err := db.Exec(stmt); err != nil {
+		sub, err := fs.Sub(migrations, "migrations/"+kind)
+		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := db.Exec("DELETE FROM goose_db_version WHERE version_id = ?", version); err != nil {
+		p, err := goose.NewProvider(goose.DialectMySQL, db, sub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.DownTo(ctx, version); err != nil {
 			t.Fatal(err)
 		}
 	}
-	undo(s.meta, "ALTER TABLE inventory_holds DROP KEY ix_sale", 6) // meta/00006_inventory_holds_by_sale.sql
-	undo(s.meta, "DROP TABLE shard_list", 5)                        // meta/00005_shard_list.sql
+	downTo(s.meta, "meta", 4) // before meta/00005_shard_list.sql
 	for _, db := range s.shards {
-		undo(db, "ALTER TABLE orders DROP KEY ix_closed", 8) // shard/00008_closed_orders.sql
-		undo(db, "DROP TABLE shard_identity", 7)             // shard/00007_shard_identity.sql
+		downTo(db, "shard", 6) // before shard/00007_shard_identity.sql
 	}
 
 	if recorded, err := checkShards(t, meta, right...); recorded || err != nil {
