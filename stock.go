@@ -12,6 +12,10 @@ const (
 	LimitReached
 	// SoldOut: fewer than the requested units are available.
 	SoldOut
+	// Refused: the user's live ticket was refused by its hold (sold out, or
+	// failed); it stays live until its refusal is recorded in the book of
+	// record, which says whether it is final yet (see admission's claim).
+	Refused
 	// Unconfirmed: the user's live ticket is claimed but its publish is not
 	// confirmed yet: it is being queued right now (a double click), or the
 	// ingress that claimed it died before publishing. Its id must not be

@@ -67,8 +67,9 @@ type Stock interface {
 	// has not reached Redis yet).
 	Release(ctx context.Context, p flashsale.Part) (flashsale.Hold, error)
 	// Holder reads the user's live ticket in the sale ("" when none) and the
-	// units they hold or bought there, in one round trip.
-	Holder(ctx context.Context, saleID, userID string) (live string, units int, err error)
+	// units they hold or bought there, in one round trip; refused: the live
+	// ticket's hold refused it, final once the book of record says so.
+	Holder(ctx context.Context, saleID, userID string) (live string, refused bool, units int, err error)
 	// Queued writes the fast copies of tickets whose purchases are durably
 	// queued and marks their claims published, in one round trip.
 	Queued(ctx context.Context, tickets ...*flashsale.Ticket) error

@@ -45,8 +45,8 @@ func (*stubStock) Unclaim(context.Context, flashsale.Part) error { return nil }
 func (*stubStock) Release(context.Context, flashsale.Part) (flashsale.Hold, error) {
 	return flashsale.Hold{}, nil
 }
-func (*stubStock) Holder(context.Context, string, string) (string, int, error) {
-	return "", 0, nil
+func (*stubStock) Holder(context.Context, string, string) (string, bool, int, error) {
+	return "", false, 0, nil
 }
 func (*stubStock) Queued(context.Context, ...*flashsale.Ticket) error { return nil }
 func (*stubStock) GetTicket(context.Context, string) (*flashsale.Ticket, error) {

@@ -49,7 +49,7 @@ func (a *Admission) claim(ctx context.Context, p *purchase, l *line, want flashs
 	if err != nil {
 		return "", 0, refuse(a.claimFailed(ctx, t, err))
 	}
-	if outcome == flashsale.Existing || outcome == flashsale.Unconfirmed {
+	if outcome == flashsale.Existing || outcome == flashsale.Refused || outcome == flashsale.Unconfirmed {
 		d, final := a.liveTicket(ctx, p, outcome, id)
 		if final == nil {
 			return "", 0, d
@@ -60,7 +60,7 @@ func (a *Admission) claim(ctx context.Context, p *purchase, l *line, want flashs
 		if outcome, id, load, err = a.cfg.Stock.Claim(ctx, l.sale, p.User, want, l.Quantity); err != nil {
 			return "", 0, refuse(a.claimFailed(ctx, t, err))
 		}
-		if outcome == flashsale.Existing || outcome == flashsale.Unconfirmed {
+		if outcome == flashsale.Existing || outcome == flashsale.Refused || outcome == flashsale.Unconfirmed {
 			return "", 0, answer(&flashsale.Ticket{ID: id, Status: flashsale.TicketQueued})
 		}
 	}
@@ -84,6 +84,10 @@ func (a *Admission) claim(ctx context.Context, p *purchase, l *line, want flashs
 // answered from its fast copy, else its decision in MySQL, else its id with
 // the status queued (its copy was lost with Redis).
 //
+// A ticket its hold refused (Refused) is final once MySQL has its refusal,
+// whatever its copy says (the copy is written after the refusal is recorded,
+// and Redis may have been away in between); until then it is live (queued).
+//
 // final, when not nil, is the ticket found final: its copy says so (copies
 // are written after MySQL decides), or MySQL does. A pending_payment copy
 // past its pay_by is checked in MySQL, whose expiry may have committed while
@@ -98,6 +102,16 @@ func (a *Admission) liveTicket(ctx context.Context, p *purchase, outcome flashsa
 		}
 		return refuse(flashsale.Unavailable(errors.New("the user's live ticket is not confirmed: still being queued, or its ingress died"),
 			"your previous purchase is not confirmed yet; retry")), nil
+	}
+	if outcome == flashsale.Refused {
+		switch mt, err := a.cfg.Book.GetTicket(ctx, flashsale.TicketRef{User: p.User, Ticket: id}); {
+		case err != nil: // not recorded yet (or MySQL away)
+			return answer(&flashsale.Ticket{ID: id, Status: flashsale.TicketQueued}), nil
+		case mt.Status.Live():
+			return answer(mt), nil
+		default:
+			return next, mt
+		}
 	}
 	cp, err := a.cfg.Stock.GetTicket(ctx, id)
 	switch {

@@ -85,14 +85,25 @@ func (a *Admission) notSoldOut(ctx context.Context, p *purchase, l *line) decisi
 // userBudget). A live claim MySQL does not know yet (still queued, its copy
 // lost) has no ticket here: the claim decides.
 func (a *Admission) holdingOf(ctx context.Context, saleID, user string) (holding, error) {
-	live, units, err := a.cfg.Stock.Holder(ctx, saleID, user)
+	live, refused, units, err := a.cfg.Stock.Holder(ctx, saleID, user)
 	if err != nil || live == "" {
 		return holding{units: units}, err
+	}
+	ref := flashsale.TicketRef{User: user, Ticket: live}
+	if refused {
+		// Refused by its hold: final once MySQL has the refusal (the copy
+		// may still say queued), live (queued) until then.
+		switch mt, err := a.cfg.Book.GetTicket(ctx, ref); {
+		case err != nil:
+			return holding{live: true, units: units, ticket: &flashsale.Ticket{ID: live, Status: flashsale.TicketQueued}}, nil
+		case !mt.Status.Live():
+			return holding{units: units}, nil
+		}
 	}
 	h := holding{live: true, units: units}
 	cp, err := a.cfg.Stock.GetTicket(ctx, live)
 	if err != nil {
-		cp, err = a.cfg.Book.GetTicket(ctx, flashsale.TicketRef{User: user, Ticket: live})
+		cp, err = a.cfg.Book.GetTicket(ctx, ref)
 	}
 	if err == nil && cp.Status.Live() {
 		h.ticket = cp

@@ -33,19 +33,20 @@ type claimStock struct {
 	units       map[[2]string]int
 	claimCalls  map[string]int // per sale
 	copies      map[string]*flashsale.Ticket
+	refused     map[string]bool // live tickets their hold refused (claims answer Refused)
 	log         []string
 }
 
 func newClaimStock(avail map[string]int) *claimStock {
 	return &claimStock{available: avail, live: map[[2]string]string{}, unconfirmed: map[string]bool{}, units: map[[2]string]int{}, claimCalls: map[string]int{},
-		copies: map[string]*flashsale.Ticket{}}
+		copies: map[string]*flashsale.Ticket{}, refused: map[string]bool{}}
 }
 
-func (s *claimStock) Holder(_ context.Context, saleID, user string) (string, int, error) {
+func (s *claimStock) Holder(_ context.Context, saleID, user string) (string, bool, int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	k := [2]string{saleID, user}
-	return s.live[k], s.units[k], nil
+	return s.live[k], s.refused[s.live[k]], s.units[k], nil
 }
 
 func (s *claimStock) Stock(_ context.Context, saleID string) (flashsale.Stock, error) {
@@ -64,6 +65,8 @@ func (s *claimStock) Claim(_ context.Context, sale *flashsale.Sale, user string,
 	switch {
 	case s.live[k] != "" && s.unconfirmed[s.live[k]]:
 		return flashsale.Unconfirmed, s.live[k], 0, nil
+	case s.live[k] != "" && s.refused[s.live[k]]:
+		return flashsale.Refused, s.live[k], 0, nil
 	case s.live[k] != "":
 		return flashsale.Existing, s.live[k], 0, nil
 	case s.available[sale.ID] < qty:
@@ -387,6 +390,51 @@ func TestAFinalTicketIsNeverAnsweredAsLive(t *testing.T) {
 	f.stock.mu.Unlock()
 	if code, out := f.do(t, "/api/v1/sales/b/purchase", "u3", `{}`); code != http.StatusOK || out["ticket_id"] != "unpaid" {
 		t.Errorf("a live unpaid order: %d %v, want 200 with it", code, out)
+	}
+}
+
+// A live ticket its hold refused, whose copy still reads queued (Redis was
+// away when the worker wrote it): the purchase asks MySQL. Recorded there
+// as sold_out, the ticket is final and the purchase is a new ticket (the
+// user may have read the refusal from MySQL already); not recorded yet, it
+// is the user's live ticket, queued. The same on the path without a claim
+// (a sale this node remembers sold out).
+func TestARefusedTicketIsFinalOnceMySQLHasIt(t *testing.T) {
+	f := newHandlerFixture(t, fakeLifecycle{})
+	f.stock.mu.Lock()
+	for _, u := range []string{"u1", "u2"} {
+		id := "refused-" + u
+		f.stock.live[[2]string{"a", u}] = id
+		f.stock.refused[id] = true
+		f.stock.copies[id] = &flashsale.Ticket{ID: id, UserID: u, Status: flashsale.TicketQueued}
+	}
+	f.stock.mu.Unlock()
+	recorded := &flashsale.Ticket{ID: "refused-u1", UserID: "u1", Status: flashsale.TicketSoldOut}
+	recorded.SetLines([]flashsale.Line{{SaleID: "a", Quantity: 1}})
+	if _, err := f.orders.RecordOutcomes(context.Background(), 0, []*flashsale.Ticket{recorded}); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := f.do(t, "/api/v1/sales/a/purchase", "u1", `{}`); code != http.StatusAccepted || out["ticket_id"] == "refused-u1" {
+		t.Errorf("u1, whose refusal MySQL has: %d %v, want 202 with a new ticket", code, out)
+	}
+	if code, out := f.do(t, "/api/v1/sales/a/purchase", "u2", `{}`); code != http.StatusOK || out["ticket_id"] != "refused-u2" || out["status"] != "queued" {
+		t.Errorf("u2, whose refusal MySQL does not have yet: %d %v, want 200 with the ticket, queued", code, out)
+	}
+	// Without a claim: the sale remembered sold out.
+	f.stock.mu.Lock()
+	f.stock.available["gone"] = 0
+	f.stock.live[[2]string{"gone", "u3"}] = "refused-u3"
+	f.stock.refused["refused-u3"] = true
+	f.stock.copies["refused-u3"] = &flashsale.Ticket{ID: "refused-u3", UserID: "u3", Status: flashsale.TicketQueued}
+	f.stock.mu.Unlock()
+	f.do(t, "/api/v1/sales/gone/purchase", "u9", `{}`) // remembered sold out from here
+	recorded = &flashsale.Ticket{ID: "refused-u3", UserID: "u3", Status: flashsale.TicketSoldOut}
+	recorded.SetLines([]flashsale.Line{{SaleID: "gone", Quantity: 1}})
+	if _, err := f.orders.RecordOutcomes(context.Background(), 0, []*flashsale.Ticket{recorded}); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := f.do(t, "/api/v1/sales/gone/purchase", "u3", `{}`); code != http.StatusConflict || out["ticket_id"] != nil {
+		t.Errorf("u3 on a sale remembered sold out, refusal recorded: %d %v, want 409 sold_out", code, out)
 	}
 }
 

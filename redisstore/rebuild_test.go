@@ -146,7 +146,7 @@ func TestALostFamilyKeyIsStale(t *testing.T) {
 	if err := s.rdb.Del(ctx, k.live).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if live, units, err := s.Holder(ctx, sale.ID, "alice"); err != nil || live != req.TicketID || units != 1 {
+	if live, _, units, err := s.Holder(ctx, sale.ID, "alice"); err != nil || live != req.TicketID || units != 1 {
 		t.Fatalf("holder after the live hash was lost: %q %d %v, want %s and 1", live, units, err, req.TicketID)
 	}
 }
@@ -368,8 +368,9 @@ func TestARefusalRedisForgotIsSettledWithItsCopy(t *testing.T) {
 }
 
 // A ticket refused by its hold stays its user's live ticket until its copy is
-// written (after MySQL recorded the refusal): a purchase meanwhile is
-// answered with it, never with a second ticket while the first reads queued.
+// written (after MySQL recorded the refusal), named as refused: a purchase
+// meanwhile asks MySQL whether the refusal is final (admission), and never
+// gets a second ticket while the first reads queued.
 func TestARefusedTicketIsLiveUntilItsCopyIsWritten(t *testing.T) {
 	s, sale, _ := newStore(t, 1, 1)
 	ctx := context.Background()
@@ -394,8 +395,11 @@ func TestARefusedTicketIsLiveUntilItsCopyIsWritten(t *testing.T) {
 		}
 		return out, id
 	}
-	if out, id := claim("a2"); out != flashsale.Existing || id != alice.TicketID {
-		t.Fatalf("alice's purchase before her refusal is written: %v %s, want her ticket %s", out, id, alice.TicketID)
+	if out, id := claim("a2"); out != flashsale.Refused || id != alice.TicketID {
+		t.Fatalf("alice's purchase before her refusal is written: %v %s, want her ticket %s, refused", out, id, alice.TicketID)
+	}
+	if live, refused, _, err := s.Holder(ctx, sale.ID, "alice"); err != nil || live != alice.TicketID || !refused {
+		t.Fatalf("alice's standing before her refusal is written: %s refused %v %v, want her ticket, refused", live, refused, err)
 	}
 	if err := s.PutTickets(ctx, alice.Ticket(flashsale.TicketSoldOut)); err != nil {
 		t.Fatal(err)

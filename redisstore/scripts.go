@@ -83,6 +83,7 @@ local load = st[1]
 // claimScript gives the user a new live ticket unless they already have one.
 // KEYS stock live units claims holds queue; ARGV user tid seed nonce qty limit
 // stale_ms refill gen. Returns {"claimed", tid, load} | {"existing", tid} |
+// {"refused", tid} (the live ticket's hold refused it; see holdScript) |
 // {"unconfirmed", tid} | {"limit"} | {"sold_out"}, a rebuild reason, or with
 // refill "1" {"refill", qty} instead of "sold_out" (a segment asks for more
 // units, see segments.go).
@@ -117,7 +118,11 @@ if tid == '' then tid = mintTicket(KEYS[5], ARGV[3], ARGV[1]) end
 local cur = redis.call('HGET', KEYS[2], ARGV[1])
 if cur then
   local c = redis.call('HGET', KEYS[4], cur)
-  if not c then return {'existing', cur} end
+  if not c then
+    local st = redis.call('HGET', KEYS[5], cur)
+    if st == 'X' or st == 'F' then return {'refused', cur} end
+    return {'existing', cur}
+  end
   local at, by = string.match(c, '^(%d+):?(.*)$')
   if cur == tid and by == ARGV[4] then return {'claimed', cur, load} end
   if now - tonumber(at) < tonumber(ARGV[7]) then return {'unconfirmed', cur} end
@@ -371,13 +376,16 @@ var stockScript = redis.NewScript(loadedCheck + `
 return {'done', unpack(redis.call('HMGET', KEYS[1], 'total', 'available', 'held', 'sold'))}
 `)
 
-// holderScript reads the user's live ticket ("" when none) and the units
-// they hold or bought. KEYS stock live units; ARGV user gen. Returns {"done",
-// live, units} or a rebuild reason: a sale lost or stale is rebuilt before it
+// holderScript reads the user's live ticket ("" when none), the units they
+// hold or bought, and the live ticket's state in holds ("" when none). KEYS
+// stock live units holds; ARGV user gen. Returns {"done", live, units,
+// state} or a rebuild reason: a sale lost or stale is rebuilt before it
 // answers, so a live ticket is never missed because Redis lost it (MySQL's
 // unpaid orders are their users' live tickets after a rebuild).
 var holderScript = redis.NewScript(loadedCheck + `
-return {'done', redis.call('HGET', KEYS[2], ARGV[1]) or '', redis.call('HGET', KEYS[3], ARGV[1]) or '0'}
+local live = redis.call('HGET', KEYS[2], ARGV[1])
+local st = live and redis.call('HGET', KEYS[4], live) or ''
+return {'done', live or '', redis.call('HGET', KEYS[3], ARGV[1]) or '0', st}
 `)
 
 var allScripts = []*redis.Script{claimScript, unclaimScript, holdScript, reassertScript, releaseScript, refusedScript, confirmScript, retakeScript, returnScript, stockScript, holderScript, mergeScript, placeScript, aheadScript}

@@ -282,6 +282,8 @@ func (s *Store) Claim(ctx context.Context, sale *flashsale.Sale, userID string, 
 		return flashsale.Claimed, reply[1], load, nil
 	case "existing":
 		return flashsale.Existing, reply[1], 0, nil
+	case "refused":
+		return flashsale.Refused, reply[1], 0, nil
 	case "unconfirmed":
 		return flashsale.Unconfirmed, reply[1], 0, nil
 	case "limit":
@@ -296,16 +298,17 @@ func (s *Store) Claim(ctx context.Context, sale *flashsale.Sale, userID string, 
 // units they hold or bought there, in one script (no claim: the cheap
 // answer of a sale known sold out, or of a user over their budget). A sale
 // lost or stale is rebuilt first, so a live ticket that MySQL knows is never
-// missed.
-func (s *Store) Holder(ctx context.Context, saleID, userID string) (live string, units int, err error) {
+// missed. refused: the live ticket's hold refused it (see holdScript), and
+// whether that is final yet is for MySQL to say.
+func (s *Store) Holder(ctx context.Context, saleID, userID string) (live string, refused bool, units int, err error) {
 	seg := s.segmentOf(userID)
 	k := s.segKeys(saleID, seg)
-	reply, err := s.run(ctx, scriptCall{saleID, seg, holderScript, []string{k.stock, k.live, k.units}, []any{userID}})
+	reply, err := s.run(ctx, scriptCall{saleID, seg, holderScript, []string{k.stock, k.live, k.units, k.holds}, []any{userID}})
 	if err != nil {
-		return "", 0, err
+		return "", false, 0, err
 	}
 	units, _ = strconv.Atoi(reply[2])
-	return reply[1], units, nil
+	return reply[1], reply[3] == "X" || reply[3] == "F", units, nil
 }
 
 // Unclaim undoes a claim whose publish failed, so the user may simply retry,

@@ -510,10 +510,10 @@ func TestStaleSaleIsRebuiltBeforeItAdmits(t *testing.T) {
 	src.outcomes = []*flashsale.Ticket{failed.Ticket(flashsale.TicketFailed)}
 	s.rdb.HSet(ctx, s.segKeys("s1", 0).stock, "srv", "another-server")
 	wantStock(t, s, flashsale.Stock{Total: 10, Available: 6, Held: 1, Sold: 3})
-	if live, units, err := s.Holder(ctx, "s1", "u3"); err != nil || live != inFlight.TicketID || units != 1 {
+	if live, _, units, err := s.Holder(ctx, "s1", "u3"); err != nil || live != inFlight.TicketID || units != 1 {
 		t.Errorf("the in-flight ticket's user after the rebuild: live %q units %d (%v), want %q and 1", live, units, err, inFlight.TicketID)
 	}
-	if live, units, err := s.Holder(ctx, "s1", "u1"); err != nil || live != "" || units != 0 {
+	if live, _, units, err := s.Holder(ctx, "s1", "u1"); err != nil || live != "" || units != 0 {
 		t.Errorf("the failed ticket's user after the rebuild: live %q units %d (%v), want none", live, units, err)
 	}
 }
@@ -584,19 +584,19 @@ func TestRetakeTakesAllUnitsOrNone(t *testing.T) {
 func TestHolderReadsLiveTicketAndUnits(t *testing.T) {
 	s, sale, _ := newStore(t, 10, 2)
 	ctx := context.Background()
-	if live, units, err := s.Holder(ctx, sale.ID, "u1"); err != nil || live != "" || units != 0 {
+	if live, _, units, err := s.Holder(ctx, sale.ID, "u1"); err != nil || live != "" || units != 0 {
 		t.Fatalf("before any claim: %q %d %v", live, units, err)
 	}
 	id := uuid.NewString()
 	_, _, load, _ := s.Claim(ctx, sale, "u1", flashsale.TicketClaim{ID: id}, 2)
-	if live, units, err := s.Holder(ctx, sale.ID, "u1"); err != nil || live != id || units != 0 {
+	if live, _, units, err := s.Holder(ctx, sale.ID, "u1"); err != nil || live != id || units != 0 {
 		t.Fatalf("after the claim: %q %d %v, want %s and 0 units", live, units, err, id)
 	}
 	req := &flashsale.PurchaseRequest{TicketID: id, SaleID: sale.ID, UserID: "u1", Quantity: 2, AdmittedAt: time.Now(), Loads: []int64{load}}
 	if h := holdOne(t, s, sale, req); h.Kind != flashsale.HoldHeld {
 		t.Fatalf("hold: %+v", h)
 	}
-	if live, units, err := s.Holder(ctx, sale.ID, "u1"); err != nil || live != id || units != 2 {
+	if live, _, units, err := s.Holder(ctx, sale.ID, "u1"); err != nil || live != id || units != 2 {
 		t.Fatalf("after the hold: %q %d %v, want %s and 2 units", live, units, err, id)
 	}
 }
