@@ -253,6 +253,26 @@ type htmlRun struct {
 	Users      string
 	Actions    string
 	Cost       htmlCost
+	OrderCost  htmlOrderCost
+}
+
+// htmlOrderCost is the "Cost of an order" section of one run, after the
+// Server cost one.
+type htmlOrderCost struct {
+	Heading   string
+	Processes [][5]string
+	Reason    string // why the processes were not measured
+	MySQL     []string
+	Notes     []string
+}
+
+func htmlOrderCostOf(r *Report) htmlOrderCost {
+	c := r.OrderCost
+	if c == nil {
+		return htmlOrderCost{Heading: orderCostHeading(nil)}
+	}
+	return htmlOrderCost{Heading: orderCostHeading(c), Processes: orderCostRows(c), Reason: c.ProcessesReason,
+		MySQL: mysqlCostLines(c.MySQL), Notes: c.Notes}
 }
 
 // htmlCost is the "Server cost" section of one run. It comes after the charts,
@@ -351,6 +371,15 @@ figure { margin: 1em 0; } svg { background: #fff; border: 1px solid #eee; max-wi
 {{range .}}<tr><td>{{.Name}}</td><td class="num">{{.Value}}</td><td>{{.Detail}}</td></tr>
 {{end}}</table>
 {{end}}{{range .Cost.Notes}}<p class="meta">note: {{.}}</p>
+{{end}}<h3>Cost of an order</h3>
+<p class="meta">{{.OrderCost.Heading}}</p>
+{{with .OrderCost.Reason}}<p>processes: not measured ({{.}})</p>
+{{end}}{{with .OrderCost.Processes}}<table>
+<tr><th>process</th><th>CPU s</th><th>CPU ms / order</th><th>CPU s / 1000 purchase requests</th><th></th></tr>
+{{range .}}<tr><td>{{index . 0}}</td><td class="num">{{index . 1}}</td><td class="num">{{index . 2}}</td><td class="num">{{index . 3}}</td><td>{{index . 4}}</td></tr>
+{{end}}</table>
+{{end}}{{range .OrderCost.MySQL}}<p>{{.}}</p>
+{{end}}{{range .OrderCost.Notes}}<p class="meta">note: {{.}}</p>
 {{end}}{{end}}
 </body>
 </html>
@@ -398,6 +427,7 @@ func renderHTML(w io.Writer, runs []*Report, cmp *CompareReport) error {
 			Users:      fmtCounts(r.Users, []string{outcomeTicket, outcomeSoldOut}),
 			Actions:    fmtCountsOrEmpty(r.Actions),
 			Cost:       htmlCostOf(r),
+			OrderCost:  htmlOrderCostOf(r),
 		})
 	}
 	var buf bytes.Buffer
