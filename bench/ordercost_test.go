@@ -129,7 +129,7 @@ func TestProcessCostsArithmetic(t *testing.T) {
 		2: {kind: procMariaDB, seconds: 100, start: 1},
 		3: {kind: procBench, seconds: 0.5, start: 2},
 		4: {kind: "flashsale all", seconds: 3, start: 1}, // exits
-		5: {kind: procRedis, seconds: 50, start: 1},     // pid reused below
+		5: {kind: procRedis, seconds: 50, start: 1},      // pid reused below
 	}}
 	after := procReading{procs: map[int]procCPU{
 		1: {kind: "flashsale all", seconds: 14, start: 1},

@@ -72,7 +72,7 @@ type Report struct {
 	// server in statements and fsyncs (absent when the run ended before the
 	// opening).
 	OrderCost *OrderCost `json:"order_cost,omitempty"`
-	Checks     []Check     `json:"checks"`
+	Checks    []Check    `json:"checks"`
 	// Pass is true when the run completed and every check passed.
 	Pass bool `json:"pass"`
 }
