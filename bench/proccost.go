@@ -139,7 +139,7 @@ func (p *procProbe) read() (procReading, error) {
 			if c, ok := cpuOf(pr, procBench); ok {
 				out.procs[pr.PID] = c
 			}
-		case comm == "flashsale":
+		case strings.HasPrefix(comm, "flashsale"):
 			flashsale = append(flashsale, pr)
 		case serviceComms[comm] != "":
 			services = append(services, pr)
