@@ -81,6 +81,9 @@ func (s *Store) closeOrder(ctx context.Context, ref flashsale.OrderRef, to flash
 		}
 		return nil, false, fmt.Errorf("mysqlstore: %s order: %w", to, err)
 	}
+	if changed {
+		s.outboxWritten(s.ShardOf(ref.User))
+	}
 	return out, changed, nil
 }
 
@@ -212,6 +215,7 @@ func (s *Store) Pay(ctx context.Context, ref flashsale.OrderRef, paymentID strin
 			return "", nil, fmt.Errorf("mysqlstore: pay: %w", err)
 		}
 		if len(short) == 0 {
+			s.outboxWritten(shard)
 			return outcome, out, nil
 		}
 		// Borrow room for the sales this shard lacked; with none anywhere the
