@@ -254,6 +254,7 @@ type htmlRun struct {
 	Actions    string
 	Cost       htmlCost
 	OrderCost  htmlOrderCost
+	Preload    []string // --preload's figures, a line each
 }
 
 // htmlOrderCost is the "Cost of an order" section of one run, after the
@@ -264,6 +265,16 @@ type htmlOrderCost struct {
 	Reason    string // why the processes were not measured
 	MySQL     []string
 	Notes     []string
+}
+
+func htmlPreloadOf(p *PreloadReport) []string {
+	switch {
+	case p == nil:
+		return nil
+	case p.Error != "":
+		return []string{p.Error}
+	}
+	return append([]string{fmt.Sprintf("%d purchases queued, then workers started: %s", p.Purchases, p.WorkersCmd)}, preloadLines(p)...)
 }
 
 func htmlOrderCostOf(r *Report) htmlOrderCost {
@@ -355,7 +366,9 @@ figure { margin: 1em 0; } svg { background: #fff; border: 1px solid #eee; max-wi
 <tr><td>users</td><td>{{.Users}}</td></tr>
 {{if .Actions}}<tr><td>actions</td><td>{{.Actions}}</td></tr>{{end}}
 </table>
-<h3>Endpoints</h3>
+{{with .Preload}}<h3>Pipeline alone (--preload)</h3>
+{{range .}}<p>{{.}}</p>
+{{end}}{{end}}<h3>Endpoints</h3>
 <table>
 <tr><th>endpoint</th><th>requests</th><th>req/s mean</th><th>req/s peak</th><th>p50</th><th>p90</th><th>p99</th><th>max</th><th>status mix</th></tr>
 {{range $r.Endpoints}}<tr><td>{{.Name}}</td><td class="num">{{.Requests}}</td><td class="num">{{rate .MeanRPS}}</td><td class="num">{{rate .PeakRPS}}</td><td class="num">{{ms .Latency.P50Ms}}</td><td class="num">{{ms .Latency.P90Ms}}</td><td class="num">{{ms .Latency.P99Ms}}</td><td class="num">{{ms .Latency.MaxMs}}</td><td>{{counts .Status}}</td></tr>
@@ -428,6 +441,7 @@ func renderHTML(w io.Writer, runs []*Report, cmp *CompareReport) error {
 			Actions:    fmtCountsOrEmpty(r.Actions),
 			Cost:       htmlCostOf(r),
 			OrderCost:  htmlOrderCostOf(r),
+			Preload:    htmlPreloadOf(r.Preload),
 		})
 	}
 	var buf bytes.Buffer

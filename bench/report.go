@@ -72,7 +72,9 @@ type Report struct {
 	// server in statements and fsyncs (absent when the run ended before the
 	// opening).
 	OrderCost *OrderCost `json:"order_cost,omitempty"`
-	Checks    []Check    `json:"checks"`
+	// Preload is the pipeline alone (--preload).
+	Preload *PreloadReport `json:"preload,omitempty"`
+	Checks  []Check        `json:"checks"`
 	// Pass is true when the run completed and every check passed.
 	Pass bool `json:"pass"`
 }
@@ -407,6 +409,9 @@ func (r *run) buildReport(begin time.Time, completed bool, reason string, final 
 	}
 	rep.Follow = followReport(rep)
 	rep.ServerCost = r.serverCost(begin, rep)
+	if r.preload != nil {
+		rep.Preload = r.preload.report(r.rec.since, rep.Purchase.Server, r.offset)
+	}
 	if r.costFirst != nil && r.costAfter != nil {
 		rep.OrderCost = orderCost(r.cost, *r.costFirst, *r.costAfter, rep.Purchase.OrdersCreated, purchaseRequests(rep))
 	}
@@ -551,6 +556,7 @@ func writeText(w io.Writer, rep *Report) {
 	}
 	_ = tw.Flush()
 	writeFollow(w, rep.Follow)
+	writePreloadText(w, rep.Preload)
 	writeServerCostText(w, rep)
 	writeOrderCostText(w, rep.OrderCost)
 	if len(rep.Problems) > 0 {

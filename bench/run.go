@@ -64,6 +64,9 @@ type run struct {
 	costBefore chan costReading
 	costFirst  *costReading // costBefore's reading, once received
 	costAfter  *costReading
+
+	// preload runs --preload's phases (nil without it).
+	preload *preloader
 }
 
 // serverNow is the current time on the server's clock.
@@ -278,6 +281,11 @@ func (r *run) load(ctx context.Context) (bool, string) {
 			close(r.opened)
 		}
 	}()
+	if r.cfg.Preload > 0 {
+		r.preload = newPreloader(r.cfg, r.log)
+		defer r.preload.stop()
+		go r.preload.run(ctx)
+	}
 	var wg sync.WaitGroup
 	for _, u := range r.simUsers {
 		wg.Go(func() { r.simulate(ctx, u) })
