@@ -113,20 +113,27 @@ func deleteBenchQueues(t *testing.T) {
 	}
 }
 
-// declareQueues declares durable queues of these names, each holding one
-// message, as an interrupted run leaves them.
-func declareQueues(t *testing.T, names ...string) {
+// brokerChannel opens a channel on a connection of its own, both closed when
+// the test ends.
+func brokerChannel(t *testing.T) *amqp.Channel {
 	t.Helper()
 	conn, err := amqp.DialConfig(amqpURL(), amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
 	if err != nil {
 		t.Fatalf("rabbitmq: %v", err)
 	}
-	defer conn.Close()
+	t.Cleanup(func() { conn.Close() })
 	ch, err := conn.Channel()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ch.Close()
+	return ch
+}
+
+// declareQueues declares durable queues of these names, each holding one
+// message, as an interrupted run leaves them.
+func declareQueues(t *testing.T, names ...string) {
+	t.Helper()
+	ch := brokerChannel(t)
 	for _, q := range names {
 		if _, err := ch.QueueDeclare(q, true, false, false, false, nil); err != nil {
 			t.Fatalf("declare queue %s: %v", q, err)
@@ -141,17 +148,7 @@ func declareQueues(t *testing.T, names ...string) {
 // declare answers 404 NOT_FOUND, closing the channel, when it has none).
 func queueExists(t *testing.T, name string) bool {
 	t.Helper()
-	conn, err := amqp.DialConfig(amqpURL(), amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
-	if err != nil {
-		t.Fatalf("rabbitmq: %v", err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ch.Close()
-	_, err = ch.QueueDeclarePassive(name, true, false, false, false, nil)
+	_, err := brokerChannel(t).QueueDeclarePassive(name, true, false, false, false, nil)
 	var ae *amqp.Error
 	if errors.As(err, &ae) && ae.Code == amqp.NotFound {
 		return false
