@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -34,6 +35,7 @@ type preloader struct {
 	mu        sync.Mutex
 	lastFinal time.Time // the last ticket seen leave queued
 	cmd       *exec.Cmd
+	stopped   bool // stop was called: start nothing any more
 }
 
 func newPreloader(cfg Config, log *slog.Logger) *preloader {
@@ -55,6 +57,10 @@ func (p *preloader) run(ctx context.Context) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.stopped {
+		p.startErr = errors.New("the run ended first")
+		return
+	}
 	p.started = time.Now()
 	if err := cmd.Start(); err != nil {
 		p.startErr = fmt.Errorf("--workers-cmd: %w", err)
@@ -90,6 +96,7 @@ func (p *preloader) final(t time.Time) {
 func (p *preloader) stop() {
 	p.mu.Lock()
 	cmd := p.cmd
+	p.stopped = true
 	p.mu.Unlock()
 	if cmd == nil {
 		return

@@ -133,6 +133,11 @@ func runOnce(ctx context.Context, cfg Config, log *slog.Logger, progressOut io.W
 	r.costBefore = make(chan costReading, 1)
 	defer r.cost.close()
 
+	defer func() {
+		if r.preload != nil {
+			r.preload.stop()
+		}
+	}()
 	samplerCtx, stopSampler := context.WithCancel(verifyCtx)
 	samplerDone := make(chan struct{})
 	go func() {
@@ -282,8 +287,8 @@ func (r *run) load(ctx context.Context) (bool, string) {
 		}
 	}()
 	if r.cfg.Preload > 0 {
+		// Stopped when the run ends (runOnce), once the cost was read.
 		r.preload = newPreloader(r.cfg, r.log)
-		defer r.preload.stop()
 		go r.preload.run(ctx)
 	}
 	var wg sync.WaitGroup
