@@ -521,12 +521,14 @@ func (c *client) orderNowByID(t *testing.T, r ticketRef) orderView {
 // ends. FLASHSALE_E2E_STREAMS sets another number of buyers (x4 streams).
 func TestManyTicketStreams(t *testing.T) {
 	buyers := 2500
+	var vars map[string]string // the default FLASHSALE_MAX_CONNS holds 10,000 streams
 	if n, err := strconv.Atoi(os.Getenv("FLASHSALE_E2E_STREAMS")); err == nil && n > 0 {
 		buyers = n
+		vars = map[string]string{"FLASHSALE_MAX_CONNS": "0"}
 	}
 	const perUser = 4
 	e := newEnv(t)
-	ing := e.start("ingress", nil)
+	ing := e.start("ingress", vars)
 	c := ing.client()
 	id := c.createSale(t, openSale(buyers, 1, 100))
 	adm := admitAll(t, c, id, userNames("many", buyers), 64)
