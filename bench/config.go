@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/go-sql-driver/mysql"
 )
 
 // Arrival patterns for --arrival.
@@ -100,6 +102,17 @@ type Config struct {
 	// "Server cost" section (plain GET, no auth), before the opening and after
 	// the load. Default: URL + "/metrics"; "" (--metrics-url "" or off): not read.
 	MetricsURL string `json:"metrics_url,omitempty"`
+	// MySQLDSN is the MySQL server whose global status counters (statements
+	// by kind, fsyncs, row-lock waits) the "Cost of an order" section reads,
+	// at the same two moments. Default: $FLASHSALE_MYSQL_META_DSN; "" or off:
+	// not read. Not in the JSON report (it may hold a password).
+	MySQLDSN string `json:"-"`
+	// Preload, when > 0, measures the pipeline alone (see preload.go): that
+	// many users (it sets Users) purchase while no worker consumes, then
+	// WorkersCmd is started (sh -c) to start the workers, and the users follow
+	// their tickets only from then on.
+	Preload    int    `json:"preload,omitempty"`
+	WorkersCmd string `json:"workers_cmd,omitempty"`
 
 	// Internal tunables, fixed by parseConfig; tests may shorten them.
 	sampleEvery      time.Duration
@@ -148,8 +161,14 @@ func parseConfig(args []string, getenv func(string) string, errOut io.Writer) (C
 	fs.DurationVar(&c.StartDelay, "start-delay", 2*time.Second, "how long after its creation the sale (or its reservation window) opens")
 	fs.StringVar(&c.Follow, "follow", followPoll, "how users follow their tickets: poll (GET /tickets/{id} at the poll_after_ms each answer gives) or stream (the ticket's event stream)")
 	fs.StringVar(&c.MetricsURL, "metrics-url", "", `the server's Prometheus metrics, read before the opening and after the load for the "Server cost" section (default: --url + /metrics; "" or off: not read)`)
+	fs.StringVar(&c.MySQLDSN, "mysql-dsn", getenv("FLASHSALE_MYSQL_META_DSN"), `a DSN of the deployment's MySQL server, whose global status (statements by kind, fsyncs, row-lock waits) is read with the server's counters for the "Cost of an order" section (default $FLASHSALE_MYSQL_META_DSN; "" or off: not read)`)
+	fs.IntVar(&c.Preload, "preload", 0, "measure the pipeline alone: this many users (sets --users) purchase while no worker consumes, then --workers-cmd starts the workers; reports orders/s by created_at and the time until the last ticket is final")
+	fs.StringVar(&c.WorkersCmd, "workers-cmd", "", "with --preload: the shell command (sh -c) that starts the workers once every purchase was answered; it is stopped (SIGTERM to its process group) when the run ends")
 	if err := fs.Parse(args); err != nil {
 		return c, err
+	}
+	if c.Preload > 0 {
+		c.Users = c.Preload
 	}
 	metricsSet := false
 	fs.Visit(func(f *flag.Flag) { metricsSet = metricsSet || f.Name == "metrics-url" })
@@ -167,6 +186,9 @@ func parseConfig(args []string, getenv func(string) string, errOut io.Writer) (C
 		c.MetricsURL = c.URL + "/metrics"
 	case strings.EqualFold(c.MetricsURL, "off"):
 		c.MetricsURL = ""
+	}
+	if c.MySQLDSN = strings.TrimSpace(c.MySQLDSN); strings.EqualFold(c.MySQLDSN, "off") {
+		c.MySQLDSN = ""
 	}
 	c.setInternalDefaults()
 	if err := c.validate(); err != nil {
@@ -208,6 +230,11 @@ func (c *Config) validate() error {
 			bad("--metrics-url %q: %v", c.MetricsURL, err)
 		} else if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			bad("--metrics-url %q: want http(s)://host[:port]/path, or off", c.MetricsURL)
+		}
+	}
+	if c.MySQLDSN != "" {
+		if _, err := mysql.ParseDSN(c.MySQLDSN); err != nil {
+			bad("--mysql-dsn: %v", err)
 		}
 	}
 	if c.AdminToken == "" {
@@ -261,6 +288,16 @@ func (c *Config) validate() error {
 		bad("--reservation-window %v: want 0..%v", c.ReservationWindow, maxReservationWn)
 	} else if c.ReservationWindow > 0 && !c.Reservation {
 		bad("--reservation-window only applies with --reservation")
+	}
+	switch {
+	case c.Preload < 0 || c.Preload > maxUsers:
+		bad("--preload %d: want 0..%d", c.Preload, maxUsers)
+	case c.Preload > 0 && strings.TrimSpace(c.WorkersCmd) == "":
+		bad("--preload needs --workers-cmd, the command that starts the workers")
+	case c.Preload == 0 && c.WorkersCmd != "":
+		bad("--workers-cmd only applies with --preload")
+	case c.Preload > 0 && (c.Reservation || c.Arrival != arrivalBurst):
+		bad("--preload queues a burst: not with --reservation or --arrival ramp")
 	}
 	if c.Follow != followPoll && c.Follow != followStream {
 		bad("--follow %q: want poll or stream", c.Follow)

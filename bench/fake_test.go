@@ -39,6 +39,11 @@ type fakeServer struct {
 	// breakStreams ends every ticket event stream opened without
 	// Last-Event-ID after its first event (follow_test.go).
 	breakStreams bool
+	// paused, when set and true, keeps every queued ticket queued (no worker
+	// consumes: preload_test.go). lastPurchase is when the last purchase was
+	// answered, firstTicketRead when a ticket was first read.
+	paused                        func() bool
+	lastPurchase, firstTicketRead time.Time
 
 	mu       sync.Mutex
 	seq      int
@@ -174,7 +179,7 @@ func (f *fakeServer) advanceLocked(now time.Time) {
 				o.status = statusExpired
 			}
 		}
-		for len(s.queue) > 0 && !now.Before(s.queue[0].created.Add(f.resolveAfter)) {
+		for len(s.queue) > 0 && !now.Before(s.queue[0].created.Add(f.resolveAfter)) && (f.paused == nil || !f.paused()) {
 			tk := s.queue[0]
 			s.queue = s.queue[1:]
 			if tk.items != nil {
@@ -580,6 +585,9 @@ func (f *fakeServer) getTicket(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.advanceLocked(time.Now())
+	if f.firstTicketRead.IsZero() {
+		f.firstTicketRead = time.Now()
+	}
 	tk := f.tickets[r.PathValue("id")]
 	if tk == nil || tk.user != user {
 		writeErr(w, http.StatusNotFound, "not_found")
@@ -719,6 +727,7 @@ func (f *fakeServer) countPurchase(next http.HandlerFunc) http.HandlerFunc {
 			}
 			f.outcomes[id][outcome]++
 		}
+		f.lastPurchase = time.Now()
 		f.mu.Unlock()
 		for k, v := range rec.Header() {
 			w.Header()[k] = v

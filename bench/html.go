@@ -253,6 +253,37 @@ type htmlRun struct {
 	Users      string
 	Actions    string
 	Cost       htmlCost
+	OrderCost  htmlOrderCost
+	Preload    []string // --preload's figures, a line each
+}
+
+// htmlOrderCost is the "Cost of an order" section of one run, after the
+// Server cost one.
+type htmlOrderCost struct {
+	Heading   string
+	Processes [][5]string
+	Reason    string // why the processes were not measured
+	MySQL     []string
+	Notes     []string
+}
+
+func htmlPreloadOf(p *PreloadReport) []string {
+	switch {
+	case p == nil:
+		return nil
+	case p.Error != "":
+		return []string{p.Error}
+	}
+	return append([]string{fmt.Sprintf("%d purchases queued, then workers started: %s", p.Purchases, p.WorkersCmd)}, preloadLines(p)...)
+}
+
+func htmlOrderCostOf(r *Report) htmlOrderCost {
+	c := r.OrderCost
+	if c == nil {
+		return htmlOrderCost{Heading: orderCostHeading(nil)}
+	}
+	return htmlOrderCost{Heading: orderCostHeading(c), Processes: orderCostRows(c), Reason: c.ProcessesReason,
+		MySQL: mysqlCostLines(c.MySQL), Notes: c.Notes}
 }
 
 // htmlCost is the "Server cost" section of one run. It comes after the charts,
@@ -335,7 +366,9 @@ figure { margin: 1em 0; } svg { background: #fff; border: 1px solid #eee; max-wi
 <tr><td>users</td><td>{{.Users}}</td></tr>
 {{if .Actions}}<tr><td>actions</td><td>{{.Actions}}</td></tr>{{end}}
 </table>
-<h3>Endpoints</h3>
+{{with .Preload}}<h3>Pipeline alone (--preload)</h3>
+{{range .}}<p>{{.}}</p>
+{{end}}{{end}}<h3>Endpoints</h3>
 <table>
 <tr><th>endpoint</th><th>requests</th><th>req/s mean</th><th>req/s peak</th><th>p50</th><th>p90</th><th>p99</th><th>max</th><th>status mix</th></tr>
 {{range $r.Endpoints}}<tr><td>{{.Name}}</td><td class="num">{{.Requests}}</td><td class="num">{{rate .MeanRPS}}</td><td class="num">{{rate .PeakRPS}}</td><td class="num">{{ms .Latency.P50Ms}}</td><td class="num">{{ms .Latency.P90Ms}}</td><td class="num">{{ms .Latency.P99Ms}}</td><td class="num">{{ms .Latency.MaxMs}}</td><td>{{counts .Status}}</td></tr>
@@ -351,6 +384,15 @@ figure { margin: 1em 0; } svg { background: #fff; border: 1px solid #eee; max-wi
 {{range .}}<tr><td>{{.Name}}</td><td class="num">{{.Value}}</td><td>{{.Detail}}</td></tr>
 {{end}}</table>
 {{end}}{{range .Cost.Notes}}<p class="meta">note: {{.}}</p>
+{{end}}<h3>Cost of an order</h3>
+<p class="meta">{{.OrderCost.Heading}}</p>
+{{with .OrderCost.Reason}}<p>processes: not measured ({{.}})</p>
+{{end}}{{with .OrderCost.Processes}}<table>
+<tr><th>process</th><th>CPU s</th><th>CPU ms / order</th><th>CPU s / 1000 purchase requests</th><th></th></tr>
+{{range .}}<tr><td>{{index . 0}}</td><td class="num">{{index . 1}}</td><td class="num">{{index . 2}}</td><td class="num">{{index . 3}}</td><td>{{index . 4}}</td></tr>
+{{end}}</table>
+{{end}}{{range .OrderCost.MySQL}}<p>{{.}}</p>
+{{end}}{{range .OrderCost.Notes}}<p class="meta">note: {{.}}</p>
 {{end}}{{end}}
 </body>
 </html>
@@ -398,6 +440,8 @@ func renderHTML(w io.Writer, runs []*Report, cmp *CompareReport) error {
 			Users:      fmtCounts(r.Users, []string{outcomeTicket, outcomeSoldOut}),
 			Actions:    fmtCountsOrEmpty(r.Actions),
 			Cost:       htmlCostOf(r),
+			OrderCost:  htmlOrderCostOf(r),
+			Preload:    htmlPreloadOf(r.Preload),
 		})
 	}
 	var buf bytes.Buffer

@@ -68,7 +68,13 @@ type Report struct {
 	// ServerCost is what the run cost the server, from its counters (absent with
 	// --metrics-url off).
 	ServerCost *ServerCost `json:"server_cost,omitempty"`
-	Checks     []Check     `json:"checks"`
+	// OrderCost is what an order cost each process in CPU and the MySQL
+	// server in statements and fsyncs (absent when the run ended before the
+	// opening).
+	OrderCost *OrderCost `json:"order_cost,omitempty"`
+	// Preload is the pipeline alone (--preload).
+	Preload *PreloadReport `json:"preload,omitempty"`
+	Checks  []Check        `json:"checks"`
 	// Pass is true when the run completed and every check passed.
 	Pass bool `json:"pass"`
 }
@@ -403,6 +409,12 @@ func (r *run) buildReport(begin time.Time, completed bool, reason string, final 
 	}
 	rep.Follow = followReport(rep)
 	rep.ServerCost = r.serverCost(begin, rep)
+	if r.preload != nil {
+		rep.Preload = r.preload.report(r.rec.since, rep.Purchase.Server, r.offset)
+	}
+	if r.costFirst != nil && r.costAfter != nil {
+		rep.OrderCost = orderCost(r.cost, *r.costFirst, *r.costAfter, rep.Purchase.OrdersCreated, purchaseRequests(rep))
+	}
 	rep.Checks = append(checkInvariants(r.observations(completed, reason, final)), r.checks.result())
 	rep.Pass = completed && allPass(rep.Checks)
 	return rep
@@ -544,7 +556,9 @@ func writeText(w io.Writer, rep *Report) {
 	}
 	_ = tw.Flush()
 	writeFollow(w, rep.Follow)
+	writePreloadText(w, rep.Preload)
 	writeServerCostText(w, rep)
+	writeOrderCostText(w, rep.OrderCost)
 	if len(rep.Problems) > 0 {
 		fmt.Fprintln(w, "\nProblems")
 		for _, pr := range rep.Problems {
@@ -601,8 +615,37 @@ func compareRows(cmp *CompareReport) [][3]string {
 	row("server CPU ms / order", func(r *Report) string {
 		return costCompareValue(r, func(c *ServerCost) *float64 { return c.CPUMsPerOrder })
 	})
+	row("CPU ms / order (measured processes, bench excluded)", func(r *Report) string {
+		if r.OrderCost == nil {
+			return "n/a"
+		}
+		return fmtOpt(r.OrderCost.MeasuredCPUMsPerOrder, "%.3f")
+	})
+	for _, name := range []string{procMariaDB, procRedis, procRabbit} {
+		row(name+" CPU ms / order", func(r *Report) string { return processMsPerOrder(r, name) })
+	}
+	row("mysql statements / order", func(r *Report) string {
+		if r.OrderCost == nil || r.OrderCost.MySQL == nil || !r.OrderCost.MySQL.Available {
+			return "n/a"
+		}
+		return fmtOpt(r.OrderCost.MySQL.StatementsPerOrder, "%.2f")
+	})
 	row("checks", func(r *Report) string { return passWord(r.Pass) })
 	return rows
+}
+
+// processMsPerOrder is one process kind's CPU ms per order, "n/a" when not
+// measured.
+func processMsPerOrder(r *Report, name string) string {
+	if r.OrderCost == nil {
+		return "n/a"
+	}
+	for _, p := range r.OrderCost.Processes {
+		if p.Name == name && p.Measured {
+			return fmtOpt(p.CPUMsPerOrder, "%.3f")
+		}
+	}
+	return "n/a"
 }
 
 // serverRateText renders the server-side orders/s, with what it rests on.

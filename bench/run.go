@@ -57,6 +57,16 @@ type run struct {
 	countersBefore chan counterReading
 	countersAfter  *counterReading
 	before         *counterReading // countersBefore's reading, once received
+
+	// cost takes the "Cost of an order" readings at the same moments:
+	// costBefore receives the first, exactly once; costAfter is the second.
+	cost       *costProbe
+	costBefore chan costReading
+	costFirst  *costReading // costBefore's reading, once received
+	costAfter  *costReading
+
+	// preload runs --preload's phases (nil without it).
+	preload *preloader
 }
 
 // serverNow is the current time on the server's clock.
@@ -119,7 +129,15 @@ func runOnce(ctx context.Context, cfg Config, log *slog.Logger, progressOut io.W
 		r.countersBefore = make(chan counterReading, 1)
 		defer r.metrics.close()
 	}
+	r.cost = newCostProbe(cfg)
+	r.costBefore = make(chan costReading, 1)
+	defer r.cost.close()
 
+	defer func() {
+		if r.preload != nil {
+			r.preload.stop()
+		}
+	}()
 	samplerCtx, stopSampler := context.WithCancel(verifyCtx)
 	samplerDone := make(chan struct{})
 	go func() {
@@ -268,6 +286,11 @@ func (r *run) load(ctx context.Context) (bool, string) {
 			close(r.opened)
 		}
 	}()
+	if r.cfg.Preload > 0 {
+		// Stopped when the run ends (runOnce), once the cost was read.
+		r.preload = newPreloader(r.cfg, r.log)
+		go r.preload.run(ctx)
+	}
 	var wg sync.WaitGroup
 	for _, u := range r.simUsers {
 		wg.Go(func() { r.simulate(ctx, u) })
@@ -290,8 +313,21 @@ func (r *run) load(ctx context.Context) (bool, string) {
 // closed with --reservation; it must answer by the opening, so that no purchase
 // falls before it.
 // It sends exactly one reading on r.countersBefore (none without --metrics-url).
+// It also takes the "Cost of an order" section's first reading, sent on
+// r.costBefore (nothing when the run ended before the opening).
 func (r *run) readCountersBefore(ctx context.Context) {
+	if r.cost != nil {
+		defer func() {
+			if ctx.Err() == nil {
+				r.costBefore <- r.cost.read(ctx)
+			}
+			close(r.costBefore)
+		}()
+	}
 	if r.metrics == nil {
+		if r.cfg.Reservation {
+			sleepCtx(ctx, time.Until(r.local(r.sched.closesAt)))
+		}
 		return
 	}
 	reading := counterReading{err: errors.New("the run ended before the opening")}
@@ -310,7 +346,14 @@ func (r *run) readCountersBefore(ctx context.Context) {
 
 // readCountersAfter takes the second reading once the load is over (before the
 // verification), unless the first one failed.
+// The cost section's second reading is taken first (it is quick).
 func (r *run) readCountersAfter(ctx context.Context) {
+	if r.cost != nil {
+		if b, ok := <-r.costBefore; ok {
+			a := r.cost.read(ctx)
+			r.costFirst, r.costAfter = &b, &a
+		}
+	}
 	if r.metrics == nil {
 		return
 	}

@@ -187,13 +187,22 @@ func (r *run) simulate(ctx context.Context, u *simUser) {
 		}
 	}
 	t := r.purchase(ctx, u)
+	if r.preload != nil {
+		r.preload.answered.Add(1)
+	}
 	if t == nil {
 		return
 	}
 	u.outcome = outcomeTicket
 	u.ticket = t
+	if r.preload != nil && !r.preload.waitWorkers(ctx) {
+		return
+	}
 	if !r.followTicket(ctx, u, t) {
 		return
+	}
+	if r.preload != nil {
+		r.preload.final(time.Now())
 	}
 	if t.status != statusPendingPayment {
 		return

@@ -31,9 +31,11 @@ for db in flashsale_bench_meta flashsale_bench_s0 flashsale_bench_s1; do
   mariadb -h127.0.0.1 -uroot -e "DROP DATABASE IF EXISTS $db"
 done
 redis-cli -h 127.0.0.1 --scan --pattern "$FLASHSALE_NAMESPACE:*" | xargs -r -n 500 redis-cli -h 127.0.0.1 del >/dev/null
-# (awk, not grep: a broker with no bench queue yet must not fail the pipeline)
+# (awk, not grep: a broker with no bench queue yet must not fail the pipeline;
+# rabbitmqctl reads its standard input, so each delete gets /dev/null: fed the
+# loop's pipe, the first one swallowed the other names and only it was deleted)
 rabbitmqctl -q list_queues name 2>/dev/null | awk -v p="$FLASHSALE_NAMESPACE." 'index($0, p) == 1' | while read -r q; do
-  rabbitmqctl -q delete_queue "$q" >/dev/null
+  rabbitmqctl -q delete_queue "$q" >/dev/null </dev/null
 done
 
 "$bin" all >"$out/server.log" 2>&1 &

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -51,6 +52,12 @@ func TestBenchScript(t *testing.T) {
 		t.Errorf("reports directory under a file: %v\n%s\nwant a non-zero exit naming the step", err, tail(out, 10))
 	}
 
+	// Leftover queues of an interrupted run: the clean-up must delete every
+	// one of them (it once deleted only the first: rabbitmqctl swallowed the
+	// loop's list of names from its standard input).
+	leftovers := []string{"flashsale_bench.leftover-a", "flashsale_bench.leftover-b", "flashsale_bench.leftover-c"}
+	declareQueues(t, leftovers...)
+
 	reports := t.TempDir()
 	out, err = run(reports, binPath, "--users", "400", "--stock", "40", "--conns", "32", "--payment-window", "60", "--duration", "3m")
 	t.Logf("deploy/bench.sh (small scenario):\n%s", tail(out, 40))
@@ -63,6 +70,11 @@ func TestBenchScript(t *testing.T) {
 	for _, f := range []string{"bench.json", "bench.html"} {
 		if st, err := os.Stat(filepath.Join(reports, f)); err != nil || st.Size() == 0 {
 			t.Errorf("report %s: %v, want a non-empty file", f, err)
+		}
+	}
+	for _, q := range leftovers {
+		if queueExists(t, q) {
+			t.Errorf("leftover queue %s survived the clean-up", q)
 		}
 	}
 	// The server's log (warnings and errors only: it may be empty).
@@ -99,4 +111,50 @@ func deleteBenchQueues(t *testing.T) {
 		}
 		ch.Close()
 	}
+}
+
+// brokerChannel opens a channel on a connection of its own, both closed when
+// the test ends.
+func brokerChannel(t *testing.T) *amqp.Channel {
+	t.Helper()
+	conn, err := amqp.DialConfig(amqpURL(), amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
+	if err != nil {
+		t.Fatalf("rabbitmq: %v", err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ch
+}
+
+// declareQueues declares durable queues of these names, each holding one
+// message, as an interrupted run leaves them.
+func declareQueues(t *testing.T, names ...string) {
+	t.Helper()
+	ch := brokerChannel(t)
+	for _, q := range names {
+		if _, err := ch.QueueDeclare(q, true, false, false, false, nil); err != nil {
+			t.Fatalf("declare queue %s: %v", q, err)
+		}
+		if err := ch.PublishWithContext(context.Background(), "", q, false, false, amqp.Publishing{Body: []byte("leftover")}); err != nil {
+			t.Fatalf("publish to %s: %v", q, err)
+		}
+	}
+}
+
+// queueExists says whether the broker has a queue of this name (a passive
+// declare answers 404 NOT_FOUND, closing the channel, when it has none).
+func queueExists(t *testing.T, name string) bool {
+	t.Helper()
+	_, err := brokerChannel(t).QueueDeclarePassive(name, true, false, false, false, nil)
+	var ae *amqp.Error
+	if errors.As(err, &ae) && ae.Code == amqp.NotFound {
+		return false
+	}
+	if err != nil {
+		t.Fatalf("passive declare %s: %v", name, err)
+	}
+	return true
 }

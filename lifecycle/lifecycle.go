@@ -33,8 +33,10 @@ type Book interface {
 	// Return gives units of a paid order back (see mysqlstore.Store.Return);
 	// replay reports a return id applied before.
 	Return(ctx context.Context, r flashsale.ReturnRequest, now time.Time) (o *flashsale.Order, replay bool, err error)
-	// FindOrder finds an order by id alone.
+	// FindOrder finds an order by id alone (on every shard); GetOrder reads
+	// ref's order on its user's shard. Both: flashsale.ErrNotFound.
 	FindOrder(ctx context.Context, orderID string) (*flashsale.Order, error)
+	GetOrder(ctx context.Context, ref flashsale.OrderRef) (*flashsale.Order, error)
 }
 
 // Stock is the stock store that follows MySQL.
@@ -167,7 +169,7 @@ func (s *Service) Cancel(ctx context.Context, ref flashsale.OrderRef) (*flashsal
 // order stays payable until it expires): flashsale.PayFailed. Errors wrap
 // flashsale.ErrNotFound, flashsale.ErrAmountMismatch or flashsale.ErrConflict.
 func (s *Service) Pay(ctx context.Context, p flashsale.Payment) (flashsale.PayOutcome, *flashsale.Order, error) {
-	o, err := s.cfg.Book.FindOrder(ctx, p.OrderID)
+	o, err := s.findOrder(ctx, p.OrderID)
 	if err != nil {
 		return "", nil, err
 	}
@@ -210,6 +212,21 @@ func (s *Service) Pay(ctx context.Context, p flashsale.Payment) (flashsale.PayOu
 		}
 	}
 	return outcome, o, nil
+}
+
+// findOrder reads the order a payment names. The provider does not know its
+// user, whose shard holds it: the ticket's copy in the stock store names the
+// user (an order's id is its ticket's, and a ticket's user never changes), so
+// the order is read on that one shard instead of on each in turn. Without a
+// copy that leads to the order (none, the stock store away, a copy naming no
+// user), on every shard as before. Either way the order is MySQL's.
+func (s *Service) findOrder(ctx context.Context, orderID string) (*flashsale.Order, error) {
+	if t, err := s.cfg.Stock.GetTicket(ctx, orderID); err == nil && t.UserID != "" {
+		if o, err := s.cfg.Book.GetOrder(ctx, flashsale.OrderRef{User: t.UserID, Order: orderID}); err == nil {
+			return o, nil
+		}
+	}
+	return s.cfg.Book.FindOrder(ctx, orderID)
 }
 
 // retake holds every item of expired order o again in the stock store, or

@@ -332,3 +332,59 @@ func TestRefollowWithoutACopy(t *testing.T) {
 		t.Errorf("copy %+v, want cancelled", tk)
 	}
 }
+
+// lookups counts how a payment found its order.
+type lookups struct {
+	*mock.Book
+	find, get int
+}
+
+func (b *lookups) FindOrder(ctx context.Context, id string) (*flashsale.Order, error) {
+	b.find++
+	return b.Book.FindOrder(ctx, id)
+}
+
+func (b *lookups) GetOrder(ctx context.Context, ref flashsale.OrderRef) (*flashsale.Order, error) {
+	b.get++
+	return b.Book.GetOrder(ctx, ref)
+}
+
+// A payment reads its order on the shard of the user its ticket's copy
+// names, not on every shard; without a copy, or with one that does not lead
+// to the order, it looks on every shard, and pays all the same.
+func TestPaymentFindsTheOrderThroughItsTicket(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name      string
+		copyUser  string // "" no copy
+		find, get int
+	}{
+		{"no copy", "", 1, 0},
+		{"a copy", "u1", 0, 1},
+		{"a copy naming another user", "u2", 1, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := bundleOrder(flashsale.OrderPendingPayment, time.Time{})
+			f := newFixture(t, o, map[string]int{"a": 2, "b": 1})
+			if tc.copyUser != "" {
+				tk := flashsale.TicketOf(o)
+				tk.UserID = tc.copyUser
+				if err := f.stock.PutTickets(ctx, tk); err != nil {
+					t.Fatal(err)
+				}
+			}
+			book := &lookups{Book: f.book}
+			svc, err := New(Config{Book: book, Stock: f.stock, Now: func() time.Time { return f.now }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, got, err := svc.Pay(ctx, flashsale.Payment{PaymentID: "p", OrderID: "o1", AmountCents: 250, Succeeded: true})
+			if err != nil || out != flashsale.PayPaid || got.Status != flashsale.OrderPaid {
+				t.Fatalf("pay = %q %+v %v, want paid", out, got, err)
+			}
+			if book.find != tc.find || book.get != tc.get {
+				t.Errorf("FindOrder %d, GetOrder %d times; want %d and %d", book.find, book.get, tc.find, tc.get)
+			}
+		})
+	}
+}

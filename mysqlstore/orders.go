@@ -223,6 +223,7 @@ func (s *Store) createBatch(ctx context.Context, shard int, sales map[string]*fl
 	}
 	res, short, err := s.createTx(ctx, s.shards[shard], sales, batch, now)
 	if err == nil {
+		s.outboxWritten(shard)
 		for j, i := range idx {
 			results[i] = res[j]
 		}
@@ -240,6 +241,7 @@ func (s *Store) createBatch(ctx context.Context, shard int, sales map[string]*fl
 		for attempt := 0; ; attempt++ {
 			res, short, err := s.createTx(ctx, s.shards[shard], sales, []*flashsale.Order{orders[i]}, now)
 			if err == nil {
+				s.outboxWritten(shard)
 				results[i] = res[0]
 				if len(short) > 0 {
 					out = append(out, i)

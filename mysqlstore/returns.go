@@ -110,5 +110,6 @@ func (s *Store) Return(ctx context.Context, r flashsale.ReturnRequest, now time.
 		}
 		return nil, false, fmt.Errorf("mysqlstore: return: %w", err)
 	}
+	s.outboxWritten(s.ShardOf(found.UserID))
 	return o, replay, nil
 }

@@ -71,6 +71,8 @@ type Store struct {
 
 	saleCache sync.Map // sale id -> *flashsale.Sale (sales never change)
 	allotted  sync.Map // allotKey -> struct{}: the allotment row exists
+
+	written []chan struct{} // per shard: a token once this process committed outbox rows (OutboxWritten)
 }
 
 // parseDSN applies the settings this package relies on: UTC times parsed into
@@ -140,8 +142,23 @@ func Open(cfg Config) (*Store, error) {
 			return nil, err
 		}
 		s.readers = append(s.readers, db)
+		s.written = append(s.written, make(chan struct{}, 1))
 	}
 	return s, nil
+}
+
+// OutboxWritten delivers a token after this process committed outbox rows
+// on shard (one token stands for any number of commits since the last one
+// was taken), so that a relay in the process need not poll an idle outbox
+// often. Rows other processes write give no token.
+func (s *Store) OutboxWritten(shard int) <-chan struct{} { return s.written[shard] }
+
+// outboxWritten signals OutboxWritten's readers; it never blocks.
+func (s *Store) outboxWritten(shard int) {
+	select {
+	case s.written[shard] <- struct{}{}:
+	default:
+	}
 }
 
 // Close closes every pool.

@@ -102,6 +102,9 @@ func (s *Store) closeOrder(ctx context.Context, ref flashsale.OrderRef, to flash
 		}
 		return nil, false, fmt.Errorf("mysqlstore: %s order: %w", to, err)
 	}
+	if changed {
+		s.outboxWritten(s.ShardOf(ref.User))
+	}
 	return out, changed, nil
 }
 
@@ -146,6 +149,15 @@ func (s *Store) FindOrder(ctx context.Context, orderID string) (*flashsale.Order
 // flashsale.ErrAmountMismatch and changes nothing. A payment id is bound to one
 // order by BindPayment, which the caller runs first.
 func (s *Store) Pay(ctx context.Context, ref flashsale.OrderRef, paymentID string, amount int64, revive bool, now time.Time) (flashsale.PayOutcome, *flashsale.Order, error) {
+	return s.pay(ctx, ref, paymentID, amount, revive, now, false)
+}
+
+// pay is Pay. A payment id is nearly always new, so the first attempt does
+// not look for its row: it inserts it, and a payment id seen before fails
+// that insert (its primary key) and rolls everything back; then, as after a
+// race of the same payment id with itself, seen reads the first outcome
+// before anything else.
+func (s *Store) pay(ctx context.Context, ref flashsale.OrderRef, paymentID string, amount int64, revive bool, now time.Time, seen bool) (flashsale.PayOutcome, *flashsale.Order, error) {
 	now = now.UTC().Truncate(time.Microsecond)
 	shard := s.ShardOf(ref.User)
 	// A revival raises the user's units in the order's sales: it takes their
@@ -178,14 +190,16 @@ func (s *Store) Pay(ctx context.Context, ref flashsale.OrderRef, paymentID strin
 			if o.AmountCents != amount {
 				return flashsale.Errorf(flashsale.CodeAmountMismatch, "amount %d differs from the order's %d", amount, o.AmountCents)
 			}
-			var prior string
-			err = tx.QueryRowContext(ctx, `SELECT outcome FROM payments WHERE payment_id = ?`, paymentID).Scan(&prior)
-			if err == nil {
-				outcome = flashsale.PayOutcome(prior)
-				return nil
-			}
-			if !errors.Is(err, sql.ErrNoRows) {
-				return err
+			if seen {
+				var prior string
+				err = tx.QueryRowContext(ctx, `SELECT outcome FROM payments WHERE payment_id = ?`, paymentID).Scan(&prior)
+				if err == nil {
+					outcome = flashsale.PayOutcome(prior)
+					return nil
+				}
+				if !errors.Is(err, sql.ErrNoRows) {
+					return err
+				}
 			}
 			outcome = flashsale.PayRefundRequired
 			switch {
@@ -227,12 +241,13 @@ func (s *Store) Pay(ctx context.Context, ref flashsale.OrderRef, paymentID strin
 			if flashsale.ErrorCode(err) != flashsale.CodeInternal {
 				return "", nil, err
 			}
-			if isMySQLError(err, errDupKey) { // the same payment id raced itself: the other one won
-				return s.Pay(ctx, ref, paymentID, amount, revive, now)
+			if isMySQLError(err, errDupKey) { // seen before, or the same payment id raced itself: the other one won
+				return s.pay(ctx, ref, paymentID, amount, revive, now, true)
 			}
 			return "", nil, fmt.Errorf("mysqlstore: pay: %w", err)
 		}
 		if len(short) == 0 {
+			s.outboxWritten(shard)
 			return outcome, out, nil
 		}
 		// Borrow room for the sales this shard lacked; with none anywhere the

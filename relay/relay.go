@@ -53,8 +53,22 @@ type Config struct {
 	LeaseTTL time.Duration
 	// Batch is the most rows published at once. Default 500.
 	Batch int
-	// Idle is the wait after a pass that found nothing to publish. Default 50 ms.
-	Idle time.Duration
+	// Idle is the wait after a pass that found nothing to publish; each
+	// further empty pass doubles it, up to MaxIdle. Defaults 50 ms and 1 s:
+	// an idle relay reads each shard's outbox once a second, and an event
+	// written by another process waits at most MaxIdle (plus Linger) to go out.
+	Idle    time.Duration
+	MaxIdle time.Duration
+	// Linger is the wait before the next pass once the outbox was drained (a
+	// pass published fewer than Batch rows) or Written woke the relay, so that
+	// events written meanwhile go out in one batch, with one read and one
+	// update of the outbox, instead of one pass each. Default 25 ms; negative:
+	// none.
+	Linger time.Duration
+	// Written, when set, delivers a token after this process committed outbox
+	// rows on a shard (mysqlstore.Store.OutboxWritten): an idle relay wakes at
+	// once (after Linger) instead of at its next look.
+	Written func(shard int) <-chan struct{}
 	// Retention is how long sent rows are kept before they are deleted.
 	// Default 24 h.
 	Retention time.Duration
@@ -91,6 +105,15 @@ func New(cfg Config) (*Relay, error) {
 	}
 	if cfg.Idle == 0 {
 		cfg.Idle = 50 * time.Millisecond
+	}
+	if cfg.MaxIdle == 0 {
+		cfg.MaxIdle = time.Second
+	}
+	if cfg.MaxIdle < cfg.Idle {
+		cfg.MaxIdle = cfg.Idle
+	}
+	if cfg.Linger == 0 {
+		cfg.Linger = 25 * time.Millisecond
 	}
 	if cfg.Retention == 0 {
 		cfg.Retention = 24 * time.Hour
@@ -142,9 +165,16 @@ func (r *Relay) runShard(ctx context.Context, shard int) {
 }
 
 // publishWhileOwned publishes batches until ctx ends (the lease is lost or the
-// relay stops).
+// relay stops). Between passes: none while full batches come; Linger once the
+// outbox is drained; while it stays empty, a wait doubling from Idle to
+// MaxIdle, cut short by Written.
 func (r *Relay) publishWhileOwned(ctx context.Context, shard int) {
 	lastPurge := time.Time{}
+	var written <-chan struct{}
+	if r.cfg.Written != nil {
+		written = r.cfg.Written(shard)
+	}
+	idle := r.cfg.Idle
 	for ctx.Err() == nil {
 		// A batch must finish well within the lease.
 		bctx, cancel := context.WithTimeout(ctx, r.cfg.LeaseTTL*2/3)
@@ -161,9 +191,40 @@ func (r *Relay) publishWhileOwned(ctx context.Context, shard int) {
 				r.log.Warn("purging sent outbox rows failed", "shard", shard, "err", err)
 			}
 		}
-		if n == 0 {
-			service.Sleep(ctx, r.cfg.Idle)
+		switch {
+		case n >= r.cfg.Batch: // more may be waiting
+			idle = r.cfg.Idle
+		case n > 0: // drained: let what comes next gather
+			idle = r.cfg.Idle
+			r.linger(ctx)
+		default:
+			if r.wait(ctx, idle, written) {
+				idle = r.cfg.Idle
+				r.linger(ctx)
+			} else {
+				idle = min(2*idle, r.cfg.MaxIdle)
+			}
 		}
+	}
+}
+
+// wait waits d, or until a token on written (nil: none comes); it reports
+// whether the token woke it.
+func (r *Relay) wait(ctx context.Context, d time.Duration, written <-chan struct{}) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	case <-written:
+		return true
+	}
+	return false
+}
+
+func (r *Relay) linger(ctx context.Context) {
+	if r.cfg.Linger > 0 {
+		service.Sleep(ctx, r.cfg.Linger)
 	}
 }
 

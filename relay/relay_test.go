@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -48,4 +49,53 @@ func TestRelayPublishesEachShardInOrderAtLeastOnce(t *testing.T) {
 	if len(pub.Published()) <= 14 {
 		t.Errorf("%d publishes, want the unconfirmed rest of each batch published again", len(pub.Published()))
 	}
+}
+
+// countingOutbox counts the reads of the outbox.
+type countingOutbox struct {
+	*mock.Outbox
+	reads atomic.Int64
+}
+
+func (o *countingOutbox) UnsentEvents(ctx context.Context, shard, limit int) ([]flashsale.OutboxEvent, error) {
+	o.reads.Add(1)
+	return o.Outbox.UnsentEvents(ctx, shard, limit)
+}
+
+// An idle relay reads the outbox less and less often (from Idle, doubling up
+// to MaxIdle), and a token on Written makes it publish at once rather than at
+// its next look.
+func TestRelayIdleBacksOffAndWakesOnWritten(t *testing.T) {
+	out := &countingOutbox{Outbox: mock.NewOutbox(1)}
+	written := make(chan struct{}, 1)
+	r, err := New(Config{Outbox: out, Publisher: &mock.Publisher{}, Leases: mock.Leases{}, Namespace: "t",
+		Idle: 10 * time.Millisecond, MaxIdle: 10 * time.Second, Linger: time.Millisecond, LeaseTTL: time.Minute,
+		Written: func(int) <-chan struct{} { return written },
+		Log:     slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := r.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer r.Stop(ctx)
+	<-r.Started()
+	// Over 1.5 s idle: looks at 0, 10, 30, 70, 150, 310, 630, 1270 ms; a fixed
+	// 10 ms wait would look 150 times.
+	service.Sleep(ctx, 1500*time.Millisecond)
+	if n := out.reads.Load(); n > 12 {
+		t.Errorf("%d reads of an idle outbox in 1.5 s, want it backing off (about 8)", n)
+	}
+	// Its next look is seconds away: only the token can make it publish now.
+	out.Add(0, flashsale.OutboxEvent{ID: 1, EventID: "e1"})
+	written <- struct{}{}
+	start := time.Now()
+	for deadline := start.Add(time.Second); out.Left() > 0 && time.Now().Before(deadline); {
+		service.Sleep(ctx, time.Millisecond) // between two looks
+	}
+	if out.Left() > 0 {
+		t.Fatalf("the event written is not published 1 s after the token, want it out at once")
+	}
+	t.Logf("published %v after the token", time.Since(start).Round(time.Millisecond))
 }

@@ -233,7 +233,8 @@ func (p *process) relay(_ *service.Group, qc queue.Config) ([]named, []named, er
 	}
 	host, _ := os.Hostname()
 	r, err := relay.New(relay.Config{Outbox: p.store, Publisher: pub, Leases: p.store.Leases(), Namespace: p.cfg.Namespace,
-		Owner: fmt.Sprintf("%s/%d", host, os.Getpid()), Retention: p.cfg.OutboxRetention, Log: p.log, Registry: p.reg})
+		Owner: fmt.Sprintf("%s/%d", host, os.Getpid()), Retention: p.cfg.OutboxRetention, Written: p.store.OutboxWritten,
+		Log: p.log, Registry: p.reg})
 	if err != nil {
 		return nil, nil, err
 	}
