@@ -138,6 +138,9 @@ type Config struct {
 	// place.go). nil (tests of other things): queued tickets carry a null
 	// position and no estimate.
 	Line Line
+	// WaitingLine reads the waiting rooms' lines (see waitingroom.go); nil:
+	// a waiting room's entries read 0 and its draw is not served (404).
+	WaitingLine WaitingLine
 	// Decisions announces decided tickets to the ticket event streams and
 	// the sales' paces (see streams.go). nil: streams read their tickets
 	// every StreamReread, and no ETA is known.
@@ -279,6 +282,8 @@ func New(cfg Config) (*Server, error) {
 	api.POST("/purchases", s.user, s.purchaseBundle)
 	api.POST("/sales/:id/reservations", s.user, s.reserve)
 	api.GET("/sales/:id/reservations/me", s.user, s.myReservation)
+	api.GET("/sales/:id/draw", s.getDraw)
+	api.GET("/sales/:id/draw/scores", s.getDrawScores)
 	buyer, err := newBuyerPage()
 	if err != nil {
 		return nil, err

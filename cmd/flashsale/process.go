@@ -154,7 +154,7 @@ func (p *process) ingress(g *service.Group, qc queue.Config) ([]named, []named, 
 	srv, err := ingress.New(ingress.Config{Sales: p.sales, Stock: p.stock, Orders: p.store, Queue: pub, Lifecycle: p.lc,
 		Reservations: p.reservations, AdminToken: cfg.AdminToken, Admin: p.admin, LimitPerWindow: cfg.LimitPerWindow,
 		PublishGroups: cfg.PublishGroups, Registry: p.reg, Gatherer: p.reg, Log: p.log, Identity: cfg.Identity,
-		UserPurchasesPerSecond: cfg.UserPurchasesPerSecond, Strikes: p.strikes, Line: p.rs, Decisions: p.rs,
+		UserPurchasesPerSecond: cfg.UserPurchasesPerSecond, Strikes: p.strikes, Line: p.rs, Decisions: p.rs, WaitingLine: p.store,
 		Ready: append(slices.Clone(p.storeChecks), pubReady), OpsElsewhere: ocfg.Addr != ""})
 	if err != nil {
 		return nil, nil, err
