@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -161,4 +163,153 @@ func TestWaitingRoomSaleAndDraw(t *testing.T) {
 
 	plain := c.createSale(t, openSale(1, 1, 100))
 	checkError(t, "draw of a sale without a waiting room", c.must(t, http.MethodGet, pathDraw(plain), nil, nil), http.StatusNotFound, "not_found")
+}
+
+// roomTicket is GET /tickets/{id} of a waiting ticket, with its place.
+type roomTicket struct {
+	ticketView
+	Position  *int `json:"position"`
+	ETA       *int `json:"eta_seconds"`
+	PollAfter *int `json:"poll_after_ms"`
+}
+
+func (c *client) roomTicket(t *testing.T, userID, id string) roomTicket {
+	t.Helper()
+	r := c.must(t, http.MethodGet, pathTicket(id), user(userID), nil)
+	var v roomTicket
+	if r.Status != http.StatusOK || r.decode(&v) != nil {
+		t.Fatalf("GET ticket %s of %s: %s", id, userID, r)
+	}
+	return v
+}
+
+// enter purchases one unit of the sale as userID and returns the answer.
+func (c *client) enter(t *testing.T, saleID, userID string) (int, purchaseAnswer) {
+	t.Helper()
+	r := c.must(t, http.MethodPost, pathPurchase(saleID), user(userID), map[string]int{"quantity": 1})
+	var a purchaseAnswer
+	if r.Status == http.StatusOK || r.Status == http.StatusAccepted {
+		if err := r.decode(&a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return r.Status, a
+}
+
+// TestWaitingRoomEnterAndLeave: from opens_at to starts_at a purchase enters
+// the line (202 waiting; the same user again 200 with the same ticket), a
+// waiting ticket shows its status with a null position and a poll interval,
+// the sale counts its entries, a user leaves the line (200 cancelled, again
+// 200) and may enter again; a ticket not waiting cannot be cancelled (409)
+// and someone else's is 404. At starts_at the draw's scores are exactly the
+// HMACs of the users waiting then, recomputed from the revealed seed, in
+// ascending order, and each waiting ticket's position is its rank among them;
+// a late arrival beyond available + waitlist is 409 sold_out.
+func TestWaitingRoomEnterAndLeave(t *testing.T) {
+	e := newEnv(t)
+	p := e.start("all", nil)
+	c := p.client()
+
+	early := roomSale(2, 1, time.Hour, 2*time.Hour)
+	c.must(t, http.MethodPost, "/api/v1/sales", c.admin(), early)
+	if st, _ := c.enter(t, early.ID, "u-early"); st != http.StatusConflict {
+		t.Errorf("purchase before opens_at: %d, want 409 not_started", st)
+	}
+
+	spec := roomSale(2, 1, -time.Second, 6*time.Second)
+	if r := c.must(t, http.MethodPost, "/api/v1/sales", c.admin(), spec); r.Status != http.StatusCreated {
+		t.Fatalf("create: %s", r)
+	}
+	users := []string{"wr-ann", "wr-bob", "wr-cid", "wr-dee", "wr-eve"}
+	tickets := map[string]string{}
+	for _, u := range users {
+		st, a := c.enter(t, spec.ID, u)
+		if st != http.StatusAccepted || a.Status != "waiting" || a.TicketID == "" {
+			t.Fatalf("enter %s: %d %+v, want 202 waiting", u, st, a)
+		}
+		tickets[u] = a.TicketID
+	}
+	if st, a := c.enter(t, spec.ID, "wr-ann"); st != http.StatusOK || a.TicketID != tickets["wr-ann"] || a.Status != "waiting" {
+		t.Errorf("enter again: %d %+v, want 200 with ticket %s waiting", st, a, tickets["wr-ann"])
+	}
+	r := c.must(t, http.MethodPost, pathPurchase(spec.ID), user("wr-two"), map[string]int{"quantity": 2})
+	checkError(t, "quantity over the limit", r, http.StatusUnprocessableEntity, "invalid_quantity")
+
+	v := c.roomTicket(t, "wr-ann", tickets["wr-ann"])
+	if v.Status != "waiting" || v.SaleID != spec.ID || v.Position != nil || v.PollAfter == nil {
+		t.Errorf("waiting ticket before the draw: %+v; want waiting, position null, poll_after_ms", v)
+	}
+	if got := c.roomView(t, spec.ID).WaitingRoom.Entries; got != len(users) {
+		t.Errorf("entries %d, want %d", got, len(users))
+	}
+	checkError(t, "someone else's cancel", c.must(t, http.MethodPost, pathTicket(tickets["wr-eve"])+"/cancel", user("wr-ann"), nil),
+		http.StatusNotFound, "not_found")
+	for range 2 {
+		r := c.must(t, http.MethodPost, pathTicket(tickets["wr-eve"])+"/cancel", user("wr-eve"), nil)
+		var tv ticketView
+		if r.Status != http.StatusOK || r.decode(&tv) != nil || tv.Status != "cancelled" {
+			t.Errorf("leave the line: %s, want 200 cancelled", r)
+		}
+	}
+	if got := c.roomView(t, spec.ID).WaitingRoom.Entries; got != len(users)-1 {
+		t.Errorf("entries after a cancel %d, want %d", got, len(users)-1)
+	}
+	st, a := c.enter(t, spec.ID, "wr-eve")
+	if st != http.StatusAccepted || a.TicketID == tickets["wr-eve"] {
+		t.Errorf("enter after leaving: %d %+v, want 202 with a new ticket", st, a)
+	}
+	tickets["wr-eve"] = a.TicketID
+	// wr-dee leaves for good.
+	c.must(t, http.MethodPost, pathTicket(tickets["wr-dee"])+"/cancel", user("wr-dee"), nil)
+	drawn := []string{"wr-ann", "wr-bob", "wr-cid", "wr-eve"}
+
+	plain := c.createSale(t, openSale(5, 1, 100))
+	st, a = c.enter(t, plain, "wr-plain")
+	if st != http.StatusAccepted {
+		t.Fatalf("ordinary purchase: %d", st)
+	}
+	checkError(t, "cancel an ordinary ticket", c.must(t, http.MethodPost, pathTicket(a.TicketID)+"/cancel", user("wr-plain"), nil),
+		http.StatusConflict, "conflict")
+
+	rv := c.awaitRoomState(t, spec.ID, "open", 10*time.Second)
+	seed, _ := hex.DecodeString(*rv.WaitingRoom.DrawSeed)
+	want := make([]string, len(drawn))
+	rank := map[string]int{}
+	for i, u := range drawn {
+		want[i] = hmacHex(seed, u)
+	}
+	slices.Sort(want)
+	for _, u := range drawn {
+		rank[u] = slices.Index(want, hmacHex(seed, u)) + 1
+	}
+	r = c.must(t, http.MethodGet, pathDraw(spec.ID)+"/scores", nil, nil)
+	var sc struct {
+		Scores []string `json:"scores"`
+	}
+	if r.Status != http.StatusOK || r.decode(&sc) != nil || !slices.Equal(sc.Scores, want) {
+		t.Errorf("draw scores %s, want %v", r, want)
+	}
+	r = c.must(t, http.MethodGet, pathDraw(spec.ID)+"/scores?limit=1&after="+want[1], nil, nil)
+	if r.decode(&sc) != nil || !slices.Equal(sc.Scores, want[2:3]) {
+		t.Errorf("a page of one after the second: %s, want %v", r, want[2:3])
+	}
+	var d drawView
+	if r := c.must(t, http.MethodGet, pathDraw(spec.ID), nil, nil); r.decode(&d) != nil || d.Entries != len(drawn) {
+		t.Errorf("draw entries %s, want %d", r, len(drawn))
+	}
+	for _, u := range drawn {
+		v := c.roomTicket(t, u, tickets[u])
+		if v.Status == "waiting" && (v.Position == nil || *v.Position > rank[u]) {
+			t.Errorf("%s after the draw: position %v, want at most its rank %d", u, v.Position, rank[u])
+		}
+	}
+	// 4 waiting >= available 2 + waitlist 1: a newcomer is told sold_out.
+	checkError(t, "a late arrival beyond the line's bound", c.must(t, http.MethodPost, pathPurchase(spec.ID), user("wr-late"), nil),
+		http.StatusConflict, "sold_out")
+}
+
+func hmacHex(key []byte, msg string) string {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(msg))
+	return hex.EncodeToString(m.Sum(nil))
 }

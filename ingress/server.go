@@ -236,10 +236,11 @@ func New(cfg Config) (*Server, error) {
 	if !cfg.Admin.Enabled() {
 		cfg.Log.Warn("FLASHSALE_ADMIN_TOKEN is not set: admin endpoints answer 503")
 	}
-	adm, err := admission.New(admission.Config{Sales: cfg.Sales, Stock: cfg.Stock, Book: cfg.Orders, Queue: cfg.Queue,
+	adm, err := admission.New(withWaitingLine(admission.Config{Sales: cfg.Sales, Stock: cfg.Stock, Book: cfg.Orders, Queue: cfg.Queue,
 		Reservations: cfg.Reservations, Strikes: cfg.Strikes, LimitPerWindow: cfg.LimitPerWindow,
 		UserPurchasesPerSecond: cfg.UserPurchasesPerSecond, PublishTimeout: cfg.PublishTimeout, PublishGroups: cfg.PublishGroups,
-		MaxGroup: cfg.MaxGroup, SoldOutMemory: cfg.SoldOutMemory, Registry: cfg.Registry, Log: cfg.Log})
+		MaxGroup: cfg.MaxGroup, SoldOutMemory: cfg.SoldOutMemory, Registry: cfg.Registry, Log: cfg.Log},
+		cfg.WaitingLine, cfg.Stock))
 	if err != nil {
 		return nil, fmt.Errorf("ingress: %w", err)
 	}
@@ -276,6 +277,7 @@ func New(cfg Config) (*Server, error) {
 	api.POST("/sales/:id/purchase", s.user, s.countPurchase, s.purchase)
 	api.GET("/tickets/:id", s.user, s.knownID, s.getTicket)
 	api.GET("/tickets/:id/events", s.user, s.knownID, s.ticketEvents)
+	api.POST("/tickets/:id/cancel", s.user, s.knownID, s.leaveLine)
 	api.GET("/orders/:id", s.user, s.knownID, s.getOrder)
 	api.POST("/orders/:id/cancel", s.user, s.knownID, s.cancelOrder)
 	api.POST("/orders/:id/returns", s.admin, s.knownID, s.returnOrder)

@@ -3,19 +3,33 @@ package ingress
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"net/http"
 	"regexp"
 	"strconv"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/flashsale/flashsale"
+	"github.com/flashsale/flashsale/admission"
 )
 
 // WaitingLine is the book of record's part in the waiting rooms' lines (see
 // docs/protocols.md, "The waiting room"): what the sale view and the draw's
 // endpoints read.
 type WaitingLine interface {
+	admission.WaitingLine
+	// GetLineTicket returns a ticket that entered a line (with its user), as
+	// the line has it, or an error wrapping flashsale.ErrNotFound.
+	GetLineTicket(ctx context.Context, id string) (*flashsale.Ticket, error)
+	// LeaveLine makes the user's waiting ticket cancelled and returns it
+	// (unchanged when already cancelled); flashsale.ErrConflict in any other
+	// status, flashsale.ErrNotFound when the user has no such ticket in a line.
+	LeaveLine(ctx context.Context, userID, id string, at time.Time) (*flashsale.Ticket, error)
+	// LinePosition returns 1 + the tickets waiting ahead of the waiting
+	// ticket id in its sale's line (0 when it is not waiting there).
+	LinePosition(ctx context.Context, saleID, id string) (int, error)
 	// LineEntries counts the tickets waiting in the sale's line.
 	LineEntries(ctx context.Context, saleID string) (int, error)
 	// DrawnEntries counts the tickets of the sale's draw: those waiting in
@@ -110,4 +124,76 @@ func (s *Server) getDrawScores(c *gin.Context) {
 		scores = []string{}
 	}
 	c.JSON(http.StatusOK, gin.H{"scores": scores})
+}
+
+// withWaitingLine is an admission config that sends the purchases of sales
+// with a waiting room to line (none when line is nil).
+func withWaitingLine(cfg admission.Config, line WaitingLine, levels admission.Levels) admission.Config {
+	if line != nil {
+		cfg.WaitingLine, cfg.Levels = line, levels
+	}
+	return cfg
+}
+
+// lineTicket looks a ticket up in the waiting rooms' lines, for a lookup that
+// found it neither in the fast copies nor in the orders' book: a ticket
+// waiting (or that left its line without an order) lives only there.
+func (s *Server) lineTicket(ctx context.Context, id string) (*flashsale.Ticket, error) {
+	if s.cfg.WaitingLine == nil {
+		return nil, flashsale.Errorf(flashsale.CodeNotFound, "no ticket %q", id)
+	}
+	return s.cfg.WaitingLine.GetLineTicket(ctx, id)
+}
+
+// waitingPlace is the place of a waiting ticket: its position in its line
+// from the draw on (null before), and the estimate at the sale's pace.
+func (s *Server) waitingPlace(ctx context.Context, t *flashsale.Ticket) (*place, error) {
+	saleID := t.Lines()[0].SaleID
+	pos := 0
+	sale, err := s.cfg.Sales.Get(ctx, saleID)
+	if err != nil {
+		return nil, err
+	}
+	if sale.Drawn(s.cfg.Now()) && s.cfg.WaitingLine != nil {
+		if pos, err = s.cfg.WaitingLine.LinePosition(ctx, saleID, t.ID); err != nil {
+			return nil, flashsale.Unavailable(err, "cannot read the ticket's place now; retry")
+		}
+	}
+	return s.estimate(saleID, pos, time.Now()), nil
+}
+
+// leaveLine is POST /api/v1/tickets/{id}/cancel: a waiting ticket leaves its
+// line (200 with the ticket, cancelled; again: 200 unchanged); a ticket in
+// any other status is 409 conflict.
+func (s *Server) leaveLine(c *gin.Context) {
+	ctx, user, id := c.Request.Context(), userOf(c), c.Param("id")
+	var none struct{}
+	if err := BindJSON(c, &none); err != nil {
+		s.WriteError(c, err)
+		return
+	}
+	var t *flashsale.Ticket
+	err := flashsale.Errorf(flashsale.CodeNotFound, "no ticket %q", id)
+	if s.cfg.WaitingLine != nil {
+		t, err = s.cfg.WaitingLine.LeaveLine(ctx, user, id, s.cfg.Now())
+	}
+	if errors.Is(err, flashsale.ErrNotFound) {
+		// Not in a line: a ticket of an ordinary purchase (409), or none (404).
+		if _, lerr := s.lookupTicket(ctx, c, user, id); lerr != nil {
+			s.WriteError(c, lerr)
+			return
+		}
+		err = flashsale.Errorf(flashsale.CodeConflict, "ticket %q is not waiting in a line (an order is cancelled through its order)", id)
+	}
+	if err != nil {
+		s.WriteError(c, err)
+		return
+	}
+	t.SetLines(t.Lines()) // a ticket's view lists its items (see lookupTicket)
+	v, err := s.viewOf(ctx, t)
+	if err != nil {
+		s.WriteError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, v)
 }

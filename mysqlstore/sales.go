@@ -41,6 +41,9 @@ func (s *Store) CreateSale(ctx context.Context, sale *flashsale.Sale) error {
 			sale.ID, sale.SKU, sale.Name, sale.Stock, sale.PriceCents, sale.PerUserLimit,
 			sale.StartsAt, sale.EndsAt, sale.PaymentWindowSeconds, opens, closes, capacity,
 			string(sale.Inventory), sale.CreatedAt, wrOpens, wrWaitlist, wrSeed)
+		if err == nil && sale.WaitingRoom != nil {
+			_, err = tx.ExecContext(ctx, `INSERT INTO waiting_counts (sale_id, n) VALUES (?, 0)`, sale.ID)
+		}
 		if err != nil || sale.Inventory != flashsale.InventoryMySQL {
 			return err
 		}

@@ -2,7 +2,10 @@ package mysqlstore
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
+	"time"
 
 	"github.com/flashsale/flashsale"
 )
@@ -10,15 +13,147 @@ import (
 // The waiting rooms' lines live in the meta database, table waiting_line (see
 // its migration for the columns): one row per ticket that entered a line, its
 // line_key giving its place. The line is read in line_key order through
-// ux_line; the tickets still waiting through ix_status.
+// ix_line; the tickets still waiting through ix_status.
 
-// LineEntries counts the tickets waiting in the sale's line.
+// LineEntries counts the tickets waiting in the sale's line (its
+// waiting_counts row; 0 for a sale without one).
 func (s *Store) LineEntries(ctx context.Context, saleID string) (int, error) {
 	var n int
-	err := s.meta.QueryRowContext(ctx, `SELECT COUNT(*) FROM waiting_line WHERE sale_id = ? AND status = ?`,
-		saleID, string(flashsale.TicketWaiting)).Scan(&n)
+	err := s.meta.QueryRowContext(ctx, `SELECT n FROM waiting_counts WHERE sale_id = ?`, saleID).Scan(&n)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
 	if err != nil {
 		return 0, fmt.Errorf("mysqlstore: line entries: %w", err)
+	}
+	return n, nil
+}
+
+// EnterLine records t (one sale, status waiting, a fresh id) in its sale's
+// line with key, entered at `at`, unless its user already waits there. It
+// returns the user's waiting ticket and whether it is t. With max >= 0 it
+// refuses (flashsale.ErrSoldOut) an entry when max tickets already wait: the
+// count is the sale's waiting_counts row, updated conditionally in the
+// transaction that inserts the entry, so the bound is exact however many
+// entries race.
+func (s *Store) EnterLine(ctx context.Context, t *flashsale.Ticket, key string, at time.Time, max int) (*flashsale.Ticket, bool, error) {
+	for attempt := 0; ; attempt++ {
+		err := inTx(ctx, s.meta, func(tx *sql.Tx) error {
+			_, err := tx.ExecContext(ctx, `INSERT INTO waiting_line
+				(ticket_id, sale_id, user_id, quantity, line_key, status, entered_at, live_user)
+				VALUES (?,?,?,?,?,?,?,?)`, t.ID, t.SaleID, t.UserID, t.Quantity, key, string(flashsale.TicketWaiting), at, t.UserID)
+			if err != nil {
+				return err
+			}
+			res, err := tx.ExecContext(ctx, `UPDATE waiting_counts SET n = n + 1 WHERE sale_id = ? AND (? < 0 OR n < ?)`,
+				t.SaleID, max, max)
+			if err != nil {
+				return err
+			}
+			if n, err := res.RowsAffected(); err != nil || n > 0 {
+				return err
+			}
+			return flashsale.ErrSoldOut
+		})
+		switch {
+		case err == nil:
+			return t, true, nil
+		case errors.Is(err, flashsale.ErrSoldOut):
+			return nil, false, err
+		case isMySQLError(err, errDupKey) && attempt < 3:
+			w, err := s.waitingTicket(ctx, t.SaleID, t.UserID)
+			if errors.Is(err, sql.ErrNoRows) {
+				continue // it left the line meanwhile: enter again
+			}
+			if err != nil {
+				return nil, false, fmt.Errorf("mysqlstore: enter line: %w", err)
+			}
+			return w, false, nil
+		default:
+			return nil, false, fmt.Errorf("mysqlstore: enter line: %w", err)
+		}
+	}
+}
+
+const lineColumns = `ticket_id, sale_id, user_id, quantity, status`
+
+func scanLineTicket(row scanner) (*flashsale.Ticket, error) {
+	var t flashsale.Ticket
+	var status string
+	if err := row.Scan(&t.ID, &t.SaleID, &t.UserID, &t.Quantity, &status); err != nil {
+		return nil, err
+	}
+	t.Status = flashsale.TicketStatus(status)
+	return &t, nil
+}
+
+// waitingTicket is the user's waiting ticket in the sale, or sql.ErrNoRows.
+func (s *Store) waitingTicket(ctx context.Context, saleID, userID string) (*flashsale.Ticket, error) {
+	return scanLineTicket(s.meta.QueryRowContext(ctx, `SELECT `+lineColumns+` FROM waiting_line
+		WHERE sale_id = ? AND live_user = ?`, saleID, userID))
+}
+
+// GetLineTicket returns a ticket that entered a line, as the line has it
+// (waiting, or the status it left with), or an error wrapping
+// flashsale.ErrNotFound.
+func (s *Store) GetLineTicket(ctx context.Context, id string) (*flashsale.Ticket, error) {
+	t, err := scanLineTicket(s.meta.QueryRowContext(ctx, `SELECT `+lineColumns+` FROM waiting_line WHERE ticket_id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, flashsale.Errorf(flashsale.CodeNotFound, "no ticket %q in a line", id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("mysqlstore: line ticket: %w", err)
+	}
+	return t, nil
+}
+
+// LeaveLine makes the user's waiting ticket id cancelled and returns it; a
+// ticket already cancelled is returned unchanged. A ticket of the line in any
+// other status is flashsale.ErrConflict; one not in a line (or someone
+// else's) flashsale.ErrNotFound.
+func (s *Store) LeaveLine(ctx context.Context, userID, id string, at time.Time) (*flashsale.Ticket, error) {
+	err := inTx(ctx, s.meta, func(tx *sql.Tx) error {
+		var saleID string
+		err := tx.QueryRowContext(ctx, `SELECT sale_id FROM waiting_line WHERE ticket_id = ? AND user_id = ? AND status = ? FOR UPDATE`,
+			id, userID, string(flashsale.TicketWaiting)).Scan(&saleID)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil // not waiting: answered from the row below
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE waiting_line SET status = ?, live_user = NULL, left_at = ? WHERE ticket_id = ?`,
+			string(flashsale.TicketCancelled), at, id); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE waiting_counts SET n = n - 1 WHERE sale_id = ?`, saleID)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("mysqlstore: leave line: %w", err)
+	}
+	t, err := s.GetLineTicket(ctx, id)
+	switch {
+	case err != nil:
+		return nil, err
+	case t.UserID != userID:
+		return nil, flashsale.Errorf(flashsale.CodeNotFound, "no ticket %q", id)
+	case t.Status != flashsale.TicketCancelled:
+		return nil, flashsale.Errorf(flashsale.CodeConflict, "ticket %q is %s, not waiting", id, t.Status)
+	}
+	return t, nil
+}
+
+// LinePosition returns 1 + the tickets waiting ahead of the waiting ticket
+// id in its sale's line (0 when it is not waiting there).
+func (s *Store) LinePosition(ctx context.Context, saleID, id string) (int, error) {
+	var n int
+	err := s.meta.QueryRowContext(ctx, `SELECT COUNT(*) FROM waiting_line w
+		JOIN waiting_line me ON me.ticket_id = ? AND me.status = ?
+		WHERE w.sale_id = ? AND w.status = ? AND w.line_key <= me.line_key`,
+		id, string(flashsale.TicketWaiting), saleID, string(flashsale.TicketWaiting)).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("mysqlstore: line position: %w", err)
 	}
 	return n, nil
 }

@@ -417,14 +417,14 @@ type PaymentNoticeStatus string
 
 // PurchaseAnswer defines model for PurchaseAnswer.
 type PurchaseAnswer struct {
-	// Status A live ticket's status (`waiting` is planned, for a sale with a waiting room).
+	// Status A live ticket's status (`waiting` is in a waiting room's line).
 	Status PurchaseAnswerStatus `json:"status"`
 
 	// TicketId An id minted by the service, in UUID form (its version is not part of the API).
 	TicketId Uuid `json:"ticket_id"`
 }
 
-// PurchaseAnswerStatus A live ticket's status (`waiting` is planned, for a sale with a waiting room).
+// PurchaseAnswerStatus A live ticket's status (`waiting` is in a waiting room's line).
 type PurchaseAnswerStatus string
 
 // PurchaseInput defines model for PurchaseInput.
@@ -585,7 +585,7 @@ type Ticket struct {
 	// SaleId A ticket of one sale; absent for a bundle.
 	SaleId *SaleId `json:"sale_id,omitempty"`
 
-	// Status `waiting` (planned: in a waiting room's line) and `queued` are live; so is
+	// Status `waiting` (in a waiting room's line) and `queued` are live; so is
 	// `pending_payment` (an order holds the units); every other status is final.
 	Status TicketStatus `json:"status"`
 
@@ -593,7 +593,7 @@ type Ticket struct {
 	TicketId Uuid `json:"ticket_id"`
 }
 
-// TicketStatus `waiting` (planned: in a waiting room's line) and `queued` are live; so is
+// TicketStatus `waiting` (in a waiting room's line) and `queued` are live; so is
 // `pending_payment` (an order holds the units); every other status is final.
 type TicketStatus string
 
@@ -1043,9 +1043,9 @@ type ClientInterface interface {
 	// Corresponds with GET /api/v1/tickets/{ticket_id} (the `GetTicket` operationId).
 	GetTicket(ctx context.Context, ticketId TicketID, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// LeaveLine Leave a sale's waiting line (planned)
+	// LeaveLine Leave a sale's waiting line
 	//
-	// **Planned: not served yet.** A `waiting` ticket becomes `cancelled` (`200` with
+	// A `waiting` ticket becomes `cancelled` (`200` with
 	// the ticket; again: `200`, unchanged). A ticket in any other status is
 	// `409 conflict`: an order is cancelled through its order.
 	//
@@ -1615,9 +1615,9 @@ func (c *Client) GetTicket(ctx context.Context, ticketId TicketID, reqEditors ..
 	return c.Client.Do(req)
 }
 
-// LeaveLine Leave a sale's waiting line (planned)
+// LeaveLine Leave a sale's waiting line
 //
-// **Planned: not served yet.** A `waiting` ticket becomes `cancelled` (`200` with
+// A `waiting` ticket becomes `cancelled` (`200` with
 // the ticket; again: `200`, unchanged). A ticket in any other status is
 // `409 conflict`: an order is cancelled through its order.
 //
@@ -3321,9 +3321,9 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /api/v1/tickets/{ticket_id} (the `GetTicket` operationId).
 	GetTicketWithResponse(ctx context.Context, ticketId TicketID, reqEditors ...RequestEditorFn) (*GetTicketResponse, error)
 
-	// LeaveLineWithResponse Leave a sale's waiting line (planned)
+	// LeaveLineWithResponse Leave a sale's waiting line
 	//
-	// **Planned: not served yet.** A `waiting` ticket becomes `cancelled` (`200` with
+	// A `waiting` ticket becomes `cancelled` (`200` with
 	// the ticket; again: `200`, unchanged). A ticket in any other status is
 	// `409 conflict`: an order is cancelled through its order.
 	//
@@ -5786,9 +5786,9 @@ func (c *ClientWithResponses) GetTicketWithResponse(ctx context.Context, ticketI
 	return ParseGetTicketResponse(rsp)
 }
 
-// LeaveLineWithResponse Leave a sale's waiting line (planned)
+// LeaveLineWithResponse Leave a sale's waiting line
 //
-// **Planned: not served yet.** A `waiting` ticket becomes `cancelled` (`200` with
+// A `waiting` ticket becomes `cancelled` (`200` with
 // the ticket; again: `200`, unchanged). A ticket in any other status is
 // `409 conflict`: an order is cancelled through its order.
 //

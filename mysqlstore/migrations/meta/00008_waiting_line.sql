@@ -19,9 +19,19 @@ CREATE TABLE waiting_line (
   left_at    DATETIME(6) NULL,
   live_user  VARCHAR(64) NULL,
   UNIQUE KEY ux_live (sale_id, live_user),
-  UNIQUE KEY ux_line (sale_id, line_key),
+  KEY ix_line (sale_id, line_key),
   KEY ix_status (sale_id, status, line_key)
 ) ENGINE=InnoDB DEFAULT CHARSET=ascii COLLATE=ascii_bin;
 
+-- How many tickets wait in each line: the row a late arrival's entry updates
+-- conditionally (fewer than available + waitlist waiting), in the transaction
+-- that inserts it, and every ticket leaving the line decrements. Created with
+-- the sale.
+CREATE TABLE waiting_counts (
+  sale_id VARCHAR(64) NOT NULL PRIMARY KEY,
+  n       INT         NOT NULL
+) ENGINE=InnoDB DEFAULT CHARSET=ascii COLLATE=ascii_bin;
+
 -- +goose Down
+DROP TABLE waiting_counts;
 DROP TABLE waiting_line;
