@@ -313,3 +313,79 @@ func hmacHex(key []byte, msg string) string {
 	m.Write([]byte(msg))
 	return hex.EncodeToString(m.Sum(nil))
 }
+
+// drawOrder returns users sorted by their draw score under seed.
+func drawOrder(seed []byte, users []string) []string {
+	out := slices.Clone(users)
+	slices.SortFunc(out, func(a, b string) int { return strings.Compare(hmacHex(seed, a), hmacHex(seed, b)) })
+	return out
+}
+
+// awaitTicketStatus polls a ticket until its status is want.
+func (c *client) awaitTicketStatus(t *testing.T, userID, id, want string, timeout time.Duration) roomTicket {
+	t.Helper()
+	var v roomTicket
+	if !poll(timeout, 50*time.Millisecond, func() bool {
+		v = c.roomTicket(t, userID, id)
+		return v.Status == want
+	}) {
+		t.Fatalf("ticket %s of %s: %q after %s, want %q", id, userID, v.Status, timeout, want)
+	}
+	return v
+}
+
+// TestWaitingRoomAdmitsTheLineInDrawOrder: 10 users enter a line for 3
+// units with a waitlist of 2. After the opening the first 3 of the draw
+// recomputed from the revealed seed get orders (pending_payment), the next 2
+// keep waiting and the other 5 end sold_out; an order cancelled gives its unit
+// to the first waiting ticket (the 4th of the draw), and at ends_at the
+// ticket still waiting ends sold_out.
+func TestWaitingRoomAdmitsTheLineInDrawOrder(t *testing.T) {
+	e := newEnv(t)
+	p := e.start("all", nil)
+	c := p.client()
+	spec := roomSale(3, 2, -time.Second, 4*time.Second)
+	spec.EndsAt = spec.StartsAt.Add(15 * time.Second)
+	if r := c.must(t, http.MethodPost, "/api/v1/sales", c.admin(), spec); r.Status != http.StatusCreated {
+		t.Fatalf("create: %s", r)
+	}
+	users := userNames("wr-line", 10)
+	tickets := map[string]string{}
+	for _, u := range users {
+		st, a := c.enter(t, spec.ID, u)
+		if st != http.StatusAccepted {
+			t.Fatalf("enter %s: %d", u, st)
+		}
+		tickets[u] = a.TicketID
+	}
+	if time.Now().After(spec.StartsAt) {
+		t.Fatal("the entries took past starts_at: the box is too slow for this test's timing")
+	}
+	rv := c.awaitRoomState(t, spec.ID, "open", 10*time.Second)
+	seed, _ := hex.DecodeString(*rv.WaitingRoom.DrawSeed)
+	order := drawOrder(seed, users)
+	for _, u := range order[:3] {
+		c.awaitTicketStatus(t, u, tickets[u], "pending_payment", 20*time.Second)
+	}
+	for _, u := range order[5:] {
+		c.awaitTicketStatus(t, u, tickets[u], "sold_out", 20*time.Second)
+	}
+	for i, u := range order[3:5] {
+		v := c.roomTicket(t, u, tickets[u])
+		if v.Status != "waiting" || v.Position == nil || *v.Position != i+1 {
+			t.Errorf("waitlisted %s (draw place %d): %+v, want waiting at position %d", u, 4+i, v, i+1)
+		}
+	}
+	if v := c.roomView(t, spec.ID); v.Stock.Held != 3 || v.WaitingRoom.Entries != 2 {
+		t.Errorf("sale after admission: stock %+v, entries %d; want 3 held, 2 waiting", v.Stock, v.WaitingRoom.Entries)
+	}
+	first := c.roomTicket(t, order[0], tickets[order[0]])
+	if r := c.must(t, http.MethodPost, pathOrder(first.OrderID)+"/cancel", user(order[0]), nil); r.Status != http.StatusOK {
+		t.Fatalf("cancel the first winner's order: %s", r)
+	}
+	c.awaitTicketStatus(t, order[3], tickets[order[3]], "pending_payment", 20*time.Second)
+	if v := c.roomTicket(t, order[4], tickets[order[4]]); v.Status != "waiting" {
+		t.Errorf("the 5th of the draw after one unit came back: %q, want still waiting", v.Status)
+	}
+	c.awaitTicketStatus(t, order[4], tickets[order[4]], "sold_out", time.Until(spec.EndsAt)+15*time.Second)
+}

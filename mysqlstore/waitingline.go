@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/flashsale/flashsale"
@@ -84,6 +85,9 @@ func scanLineTicket(row scanner) (*flashsale.Ticket, error) {
 		return nil, err
 	}
 	t.Status = flashsale.TicketStatus(status)
+	if status == lineAdmitted {
+		t.Status = flashsale.TicketQueued // decided: the orders' book knows better
+	}
 	return &t, nil
 }
 
@@ -188,4 +192,118 @@ func (s *Store) DrawScores(ctx context.Context, sale *flashsale.Sale, after stri
 		keys[i] = k[1:]
 	}
 	return keys, nil
+}
+
+// lineAdmitted is the status of a line row whose ticket the releaser
+// published and saw decided: the orders' book has it from then on (a lookup
+// that reaches the line row anyway reads it as queued).
+const lineAdmitted = "admitted"
+
+// lineTickets runs a query of line rows.
+func (s *Store) lineTickets(ctx context.Context, query string, args ...any) ([]*flashsale.Ticket, error) {
+	rows, err := s.meta.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*flashsale.Ticket
+	for rows.Next() {
+		t, err := scanLineTicket(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// ReleasedTickets returns the sale's line tickets the releaser published
+// and has not seen decided yet (status queued).
+func (s *Store) ReleasedTickets(ctx context.Context, saleID string) ([]*flashsale.Ticket, error) {
+	ts, err := s.lineTickets(ctx, `SELECT `+lineColumns+` FROM waiting_line WHERE sale_id = ? AND status = ?`,
+		saleID, string(flashsale.TicketQueued))
+	if err != nil {
+		return nil, fmt.Errorf("mysqlstore: released tickets: %w", err)
+	}
+	return ts, nil
+}
+
+// NextWaiting returns the first n tickets waiting in the sale's line, in
+// line order.
+func (s *Store) NextWaiting(ctx context.Context, saleID string, n int) ([]*flashsale.Ticket, error) {
+	ts, err := s.lineTickets(ctx, `SELECT `+lineColumns+` FROM waiting_line WHERE sale_id = ? AND status = ?
+		ORDER BY line_key LIMIT ?`, saleID, string(flashsale.TicketWaiting), n)
+	if err != nil {
+		return nil, fmt.Errorf("mysqlstore: next waiting: %w", err)
+	}
+	return ts, nil
+}
+
+// LeaveLineAs moves the sale's waiting tickets ids out of the line with
+// status (queued: released into the pipeline; sold_out: ended by the
+// releaser) at `at`; tickets no longer waiting are left alone.
+func (s *Store) LeaveLineAs(ctx context.Context, saleID string, ids []string, status flashsale.TicketStatus, at time.Time) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	args := []any{string(status), at, saleID, string(flashsale.TicketWaiting)}
+	for _, id := range ids {
+		args = append(args, id)
+	}
+	err := inTx(ctx, s.meta, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE waiting_line SET status = ?, left_at = ?, live_user = NULL
+			WHERE sale_id = ? AND status = ? AND ticket_id IN (`+strings.TrimSuffix(strings.Repeat("?,", len(ids)), ",")+`)`, args...)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		if err != nil || n == 0 {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE waiting_counts SET n = n - ? WHERE sale_id = ?`, n, saleID)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("mysqlstore: leave line: %w", err)
+	}
+	return nil
+}
+
+// MarkAdmitted records that the released tickets ids were decided.
+func (s *Store) MarkAdmitted(ctx context.Context, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	args := []any{lineAdmitted, string(flashsale.TicketQueued)}
+	for _, id := range ids {
+		args = append(args, id)
+	}
+	_, err := s.meta.ExecContext(ctx, `UPDATE waiting_line SET status = ? WHERE status = ? AND ticket_id IN (`+
+		strings.TrimSuffix(strings.Repeat("?,", len(ids)), ",")+`)`, args...)
+	if err != nil {
+		return fmt.Errorf("mysqlstore: mark admitted: %w", err)
+	}
+	return nil
+}
+
+// EndWaiting ends sold_out every ticket waiting in the sale's line but the
+// first keep, in batches, and returns how many it ended.
+func (s *Store) EndWaiting(ctx context.Context, saleID string, keep int, at time.Time) (int, error) {
+	ended := 0
+	for {
+		var ids []string
+		var err error
+		ids, err = queryStrings(ctx, s.meta, `SELECT ticket_id FROM waiting_line WHERE sale_id = ? AND status = ?
+			ORDER BY line_key LIMIT ?, 5000`, saleID, string(flashsale.TicketWaiting), keep)
+		if err != nil {
+			return ended, fmt.Errorf("mysqlstore: end waiting: %w", err)
+		}
+		if len(ids) == 0 {
+			return ended, nil
+		}
+		if err := s.LeaveLineAs(ctx, saleID, ids, flashsale.TicketSoldOut, at); err != nil {
+			return ended, err
+		}
+		ended += len(ids)
+	}
 }
