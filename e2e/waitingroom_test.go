@@ -361,6 +361,29 @@ func TestWaitingRoomAdmitsTheLineInDrawOrder(t *testing.T) {
 	if time.Now().After(spec.StartsAt) {
 		t.Fatal("the entries took past starts_at: the box is too slow for this test's timing")
 	}
+	// Every ticket's event stream, followed to its end.
+	hc := &http.Client{Transport: streamTransport()}
+	streams := map[string]chan []streamEvent{}
+	for _, u := range users {
+		st, r, err := openTicketStream(hc, c.base, tickets[u], u, "")
+		if err != nil || st == nil {
+			t.Fatalf("stream of %s: %v %s", u, err, r)
+		}
+		ch := make(chan []streamEvent, 1)
+		streams[u] = ch
+		go func() {
+			defer st.close()
+			var evs []streamEvent
+			for {
+				ev, err := st.nextEvent()
+				if err != nil {
+					ch <- evs
+					return
+				}
+				evs = append(evs, ev)
+			}
+		}()
+	}
 	rv := c.awaitRoomState(t, spec.ID, "open", 10*time.Second)
 	seed, _ := hex.DecodeString(*rv.WaitingRoom.DrawSeed)
 	order := drawOrder(seed, users)
@@ -388,4 +411,18 @@ func TestWaitingRoomAdmitsTheLineInDrawOrder(t *testing.T) {
 		t.Errorf("the 5th of the draw after one unit came back: %q, want still waiting", v.Status)
 	}
 	c.awaitTicketStatus(t, order[4], tickets[order[4]], "sold_out", time.Until(spec.EndsAt)+15*time.Second)
+
+	for i, u := range order {
+		var evs []streamEvent
+		select {
+		case evs = <-streams[u]:
+		case <-time.After(10 * time.Second):
+			t.Errorf("the stream of %s (draw place %d) did not end after its ticket's decision", u, i+1)
+			continue
+		}
+		want := map[bool]string{true: "pending_payment", false: "sold_out"}[i < 4]
+		if len(evs) < 2 || evs[0].View.Status != "waiting" || evs[0].View.Position != nil || evs[len(evs)-1].View.Status != want {
+			t.Errorf("stream of %s (draw place %d): %d events %+v; want waiting (position null) first, %s last", u, i+1, len(evs), evs, want)
+		}
+	}
 }

@@ -197,3 +197,51 @@ func (s *Server) leaveLine(c *gin.Context) {
 	}
 	c.JSON(http.StatusOK, v)
 }
+
+// waitingReread is how often the event stream of a waiting ticket reads it:
+// a waiting room's line moves in MySQL, which announces nothing, so its
+// status changes and position moves are seen by reading (within 1 s).
+const waitingReread = 900 * time.Millisecond
+
+// followWaiting streams a waiting ticket (its first event sent) until it is
+// no longer waiting: every waitingReread it reads the ticket with its place
+// and sends it when its status or position changed, with a comment at least
+// every streamHeartbeat. It returns the ticket's last view, sent, and false
+// when the stream is over (the client left, the server closes streams).
+func (s *Server) followWaiting(c *gin.Context, e *eventStream, read func(placed bool) (ticketView, error)) (ticketView, bool) {
+	every := time.NewTicker(waitingReread)
+	defer every.Stop()
+	heartbeat := time.NewTicker(streamHeartbeat)
+	defer heartbeat.Stop()
+	for {
+		select {
+		case <-c.Request.Context().Done():
+			return ticketView{}, false
+		case <-s.streams.closed:
+			return ticketView{}, false
+		case <-heartbeat.C:
+			if !e.write(": keep-alive\n\n") {
+				return ticketView{}, false
+			}
+		case <-every.C:
+			v, err := read(true)
+			if err != nil {
+				s.log.Debug("a waiting ticket's stream could not read it; again later", "ticket", c.Param("id"), "err", err)
+				continue
+			}
+			pos := 0
+			if v.place != nil && v.Position != nil {
+				pos = *v.Position
+			}
+			if v.Status == e.status && (pos == 0 || pos >= e.pos && e.pos > 0) {
+				continue // unchanged (a place is never shown growing)
+			}
+			if !e.send(v) {
+				return ticketView{}, false
+			}
+			if v.Status != flashsale.TicketWaiting {
+				return v, true
+			}
+		}
+	}
+}
