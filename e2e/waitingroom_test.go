@@ -581,3 +581,95 @@ func TestWaitingRoomFairAgainstFastClients(t *testing.T) {
 		}
 	}
 }
+
+// TestWaitingRoomFaultsKeepTheDrawOrder: guarantee 6 through the faults of
+// section 4 during a line: one of two ingresses is killed while users enter
+// (they retry on the other), the releaser's holder (the only worker) is
+// killed as the first units are held, Redis loses the deployment's keys
+// right after, and a new worker takes the lease over. Then three winners
+// cancel their orders. In the end the tickets with orders are exactly the
+// first 33 of the draw (30 units, 3 given back), the next 2 keep waiting
+// (a waitlist of 5, 3 of whom were admitted meanwhile), every other ticket
+// ended sold_out, and no user has two tickets.
+func TestWaitingRoomFaultsKeepTheDrawOrder(t *testing.T) {
+	const users, stock, waitlist = 300, 30, 5
+	e := newEnv(t)
+	ingA, ingB := e.start("ingress", nil), e.start("ingress", nil)
+	worker := e.startProc("worker", nil, false)
+	a, b := ingA.client(), ingB.client()
+	spec := roomSale(stock, waitlist, -time.Second, 8*time.Second)
+	if r := b.must(t, http.MethodPost, "/api/v1/sales", b.admin(), spec); r.Status != http.StatusCreated {
+		t.Fatalf("create: %s", r)
+	}
+	names := userNames("wr-fault", users)
+	tickets := map[string]string{}
+	for i, u := range names {
+		if i == users/2 {
+			ingA.Kill()
+		}
+		c := a
+		if i%2 == 1 || i >= users/2 {
+			c = b
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		r, err := c.purchase(ctx, spec.ID, u, 1)
+		cancel()
+		if err != nil || r.Status >= 500 { // the killed ingress: retried on the other
+			r, err = b.purchase(context.Background(), spec.ID, u, 1)
+		}
+		var ans purchaseAnswer
+		if err != nil || r.Status != http.StatusAccepted || r.decode(&ans) != nil || ans.Status != "waiting" {
+			t.Fatalf("enter %s: %v %s", u, err, r)
+		}
+		tickets[u] = ans.TicketID
+	}
+	if time.Now().After(spec.StartsAt) {
+		t.Fatal("the entries took past starts_at: the box is too slow for this test's timing")
+	}
+	rv := b.awaitRoomState(t, spec.ID, "open", 15*time.Second)
+	seed, _ := hex.DecodeString(*rv.WaitingRoom.DrawSeed)
+	order := drawOrder(seed, names)
+
+	var at saleView
+	if !poll(60*time.Second, 5*time.Millisecond, func() bool {
+		at = b.sale(t, spec.ID)
+		return at.Stock.Held > 0
+	}) {
+		t.Fatal("nothing held within 60 s of the opening")
+	}
+	worker.Kill()
+	t.Logf("the releaser's holder killed at stock %+v", at.Stock)
+	e.flushRedis(t)
+	e.startProc("worker", nil, false)
+
+	for _, u := range order[stock+waitlist:] {
+		b.awaitTicketStatus(t, u, tickets[u], "sold_out", 90*time.Second)
+	}
+	for _, u := range order[:3] {
+		v := b.awaitTicketStatus(t, u, tickets[u], "pending_payment", 30*time.Second)
+		if r := b.must(t, http.MethodPost, pathOrder(v.OrderID)+"/cancel", user(u), nil); r.Status != http.StatusOK {
+			t.Fatalf("cancel %s's order: %s", u, r)
+		}
+	}
+	for _, u := range order[stock : stock+3] {
+		b.awaitTicketStatus(t, u, tickets[u], "pending_payment", 30*time.Second)
+	}
+	for i, u := range order {
+		v := b.roomTicket(t, u, tickets[u])
+		want := "sold_out"
+		switch {
+		case i < 3:
+			want = "cancelled"
+		case i < stock+3:
+			want = "pending_payment"
+		case i < stock+waitlist:
+			want = "waiting"
+		}
+		if v.Status != want {
+			t.Errorf("draw place %d (%s): %s, want %s", i+1, u, v.Status, want)
+		}
+	}
+	if v := b.sale(t, spec.ID); v.Stock.Held != stock {
+		t.Errorf("stock %+v, want all %d held", v.Stock, stock)
+	}
+}
