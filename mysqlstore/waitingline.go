@@ -149,13 +149,20 @@ func (s *Store) LeaveLine(ctx context.Context, userID, id string, at time.Time) 
 }
 
 // LinePosition returns 1 + the tickets waiting ahead of the waiting ticket
-// id in its sale's line (0 when it is not waiting there).
+// id in its sale's line (0 when it is not waiting there): its key, then a
+// count over the index of the waiting tickets' keys.
 func (s *Store) LinePosition(ctx context.Context, saleID, id string) (int, error) {
+	var key string
+	err := s.meta.QueryRowContext(ctx, `SELECT line_key FROM waiting_line WHERE ticket_id = ? AND status = ?`,
+		id, string(flashsale.TicketWaiting)).Scan(&key)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
 	var n int
-	err := s.meta.QueryRowContext(ctx, `SELECT COUNT(*) FROM waiting_line w
-		JOIN waiting_line me ON me.ticket_id = ? AND me.status = ?
-		WHERE w.sale_id = ? AND w.status = ? AND w.line_key <= me.line_key`,
-		id, string(flashsale.TicketWaiting), saleID, string(flashsale.TicketWaiting)).Scan(&n)
+	if err == nil {
+		err = s.meta.QueryRowContext(ctx, `SELECT COUNT(*) FROM waiting_line WHERE sale_id = ? AND status = ? AND line_key <= ?`,
+			saleID, string(flashsale.TicketWaiting), key).Scan(&n)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("mysqlstore: line position: %w", err)
 	}

@@ -19,7 +19,7 @@ CREATE TABLE waiting_line (
   left_at    DATETIME(6) NULL,
   live_user  VARCHAR(64) NULL,
   UNIQUE KEY ux_live (sale_id, live_user),
-  KEY ix_line (sale_id, line_key),
+  KEY ix_line (sale_id, line_key, left_at),
   KEY ix_status (sale_id, status, line_key)
 ) ENGINE=InnoDB DEFAULT CHARSET=ascii COLLATE=ascii_bin;
 
