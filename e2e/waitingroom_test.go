@@ -584,10 +584,10 @@ func TestWaitingRoomFairAgainstFastClients(t *testing.T) {
 
 // TestWaitingRoomFaultsKeepTheDrawOrder: guarantee 6 through the faults of
 // section 4 during a line: one of two ingresses is killed while users enter
-// (they retry on the other), the releaser's holder (the only worker) is
-// killed as the first units are held, Redis loses the deployment's keys
-// right after, and a new worker takes the lease over. Then three winners
-// cancel their orders. In the end the tickets with orders are exactly the
+// (they retry on the other); the releaser's holder (the only worker) is
+// killed at the opening, Redis loses the deployment's keys, a new worker
+// takes the lease over and is killed in turn as soon as units are held, and
+// a third takes over. Then three winners cancel their orders. In the end the tickets with orders are exactly the
 // first 33 of the draw (30 units, 3 given back), the next 2 keep waiting
 // (a waitlist of 5, 3 of whom were admitted meanwhile), every other ticket
 // ended sold_out, and no user has two tickets.
@@ -653,6 +653,13 @@ func TestWaitingRoomFaultsKeepTheDrawOrder(t *testing.T) {
 	seed, _ := hex.DecodeString(*rv.WaitingRoom.DrawSeed)
 	order := drawOrder(seed, names)
 
+	// The holder dies at the opening, before its first release (2 s after
+	// starts_at), Redis loses the deployment's keys, and a new worker takes
+	// the lease over once it runs out; that one dies too as soon as units
+	// are held, and a third takes over.
+	worker.Kill()
+	e.flushRedis(t)
+	second := e.startProc("worker", nil, false)
 	var at saleView
 	if !poll(60*time.Second, 5*time.Millisecond, func() bool {
 		at = b.sale(t, spec.ID)
@@ -660,9 +667,8 @@ func TestWaitingRoomFaultsKeepTheDrawOrder(t *testing.T) {
 	}) {
 		t.Fatal("nothing held within 60 s of the opening")
 	}
-	worker.Kill()
-	t.Logf("the releaser's holder killed at stock %+v", at.Stock)
-	e.flushRedis(t)
+	second.Kill()
+	t.Logf("the second holder killed at stock %+v", at.Stock)
 	e.startProc("worker", nil, false)
 
 	for _, u := range order[stock+waitlist:] {
