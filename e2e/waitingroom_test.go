@@ -602,50 +602,15 @@ func TestWaitingRoomFaultsKeepTheDrawOrder(t *testing.T) {
 		t.Fatalf("create: %s", r)
 	}
 	names := userNames("wr-fault", users)
-	tickets := map[string]string{}
-	var mu sync.Mutex
-	enter := func(i int, u string) {
-		c := a
-		if i%2 == 1 || i >= users/2 {
-			c = b
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		r, err := c.purchase(ctx, spec.ID, u, 1)
-		cancel()
-		if err != nil || r.Status >= 500 { // the killed ingress: retried on the other
-			r, err = b.purchase(context.Background(), spec.ID, u, 1)
-		}
-		var ans purchaseAnswer
-		if err != nil || r.Status != http.StatusAccepted && r.Status != http.StatusOK || r.decode(&ans) != nil || ans.Status != "waiting" {
-			t.Errorf("enter %s: %v %s", u, err, r)
-			return
-		}
-		mu.Lock()
-		tickets[u] = ans.TicketID
-		mu.Unlock()
-	}
-	work := make(chan int)
-	var wg sync.WaitGroup
-	for range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range work {
-				enter(i, names[i])
-			}
-		}()
-	}
-	for i := range names {
+	tickets := enterAll(t, spec.ID, names, func(i int) (*client, *client) {
 		if i == users/2 {
 			ingA.Kill() // requests in flight on it fail and are retried on b
 		}
-		work <- i
-	}
-	close(work)
-	wg.Wait()
-	if t.Failed() {
-		t.FailNow()
-	}
+		if i%2 == 1 || i >= users/2 {
+			return b, b
+		}
+		return a, b
+	})
 	if time.Now().After(spec.StartsAt) {
 		t.Fatal("the entries took past starts_at: the box is too slow for this test's timing")
 	}
@@ -700,5 +665,97 @@ func TestWaitingRoomFaultsKeepTheDrawOrder(t *testing.T) {
 	}
 	if v := b.sale(t, spec.ID); v.Stock.Held != stock {
 		t.Errorf("stock %+v, want all %d held", v.Stock, stock)
+	}
+}
+
+// enterAll has every user enter the sale's line, 16 at a time, in the order
+// of names: via returns, for the i-th, the client to send to and the one to
+// retry on when that one fails (a transport error or a 5xx). It returns each
+// user's ticket and fails the test unless every answer is 202 (or 200) waiting.
+func enterAll(t *testing.T, saleID string, names []string, via func(i int) (first, retry *client)) map[string]string {
+	t.Helper()
+	tickets := map[string]string{}
+	var mu sync.Mutex
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				u := names[i]
+				c, retry := via(i)
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				r, err := c.purchase(ctx, saleID, u, 1)
+				cancel()
+				if err != nil || r.Status >= 500 {
+					r, err = retry.purchase(context.Background(), saleID, u, 1)
+				}
+				var ans purchaseAnswer
+				if err != nil || r.Status != http.StatusAccepted && r.Status != http.StatusOK || r.decode(&ans) != nil || ans.Status != "waiting" {
+					t.Errorf("enter %s: %v %s", u, err, r)
+					continue
+				}
+				mu.Lock()
+				tickets[u] = ans.TicketID
+				mu.Unlock()
+			}
+		}()
+	}
+	for i := range names {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	return tickets
+}
+
+// TestWaitingRoomBrokerOutage: the broker is away for 5 s from the opening
+// (a proxy cut under ingress and worker), across the releaser's first
+// publishes. Entering never needed it; the releaser's publishes fail and are
+// made again once it is back; in the end the first 20 of the draw have
+// orders, the next 3 wait, the rest ended sold_out.
+func TestWaitingRoomBrokerOutage(t *testing.T) {
+	const users, stock, waitlist = 120, 20, 3
+	e := newEnv(t)
+	px, viaProxy := amqpProxy(t)
+	vars := map[string]string{"FLASHSALE_AMQP_URL": viaProxy}
+	ing := e.start("ingress", vars)
+	e.startProc("worker", vars, false)
+	c := ing.client()
+	spec := roomSale(stock, waitlist, -time.Second, 10*time.Second)
+	if r := c.must(t, http.MethodPost, "/api/v1/sales", c.admin(), spec); r.Status != http.StatusCreated {
+		t.Fatalf("create: %s", r)
+	}
+	names := userNames("wr-broker", users)
+	tickets := enterAll(t, spec.ID, names, func(int) (*client, *client) { return c, c })
+	if time.Now().After(spec.StartsAt) {
+		t.Fatal("the entries took past starts_at: the box is too slow for this test's timing")
+	}
+	rv := c.awaitRoomState(t, spec.ID, "open", 20*time.Second)
+	px.Down()
+	back := time.Now().Add(5 * time.Second)
+	seed, _ := hex.DecodeString(*rv.WaitingRoom.DrawSeed)
+	order := drawOrder(seed, names)
+	if v := c.roomView(t, spec.ID); v.Stock.Held != 0 {
+		t.Errorf("units held while the broker is away: %+v", v.Stock)
+	}
+	time.Sleep(time.Until(back)) // the outage lasts 5 s
+	px.Up()
+	for _, u := range order[stock+waitlist:] {
+		c.awaitTicketStatus(t, u, tickets[u], "sold_out", 90*time.Second)
+	}
+	for i, u := range order {
+		v := c.roomTicket(t, u, tickets[u])
+		want := map[bool]string{true: "pending_payment", false: "waiting"}[i < stock]
+		if i >= stock+waitlist {
+			want = "sold_out"
+		}
+		if v.Status != want {
+			t.Errorf("draw place %d (%s): %s, want %s", i+1, u, v.Status, want)
+		}
 	}
 }

@@ -98,6 +98,10 @@ type Config struct {
 	// Lookback: sales that ended up to this long ago are still passed over
 	// (to end their waiting tickets). Default 1 h.
 	Lookback time.Duration
+	// PublishTimeout bounds the wait for the broker's confirm of released
+	// tickets; past it the pass ends and the next one publishes them again.
+	// Default 5 s.
+	PublishTimeout time.Duration
 	// Log default slog.Default(); Now default time.Now.
 	Log *slog.Logger
 	Now func() time.Time
@@ -129,14 +133,17 @@ func New(cfg Config) (*Releaser, error) {
 	if cfg.Lookback == 0 {
 		cfg.Lookback = time.Hour
 	}
+	if cfg.PublishTimeout == 0 {
+		cfg.PublishTimeout = 5 * time.Second
+	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if cfg.Interval < 0 || cfg.Delay < 0 || cfg.Batch < 0 {
-		return nil, errors.New("waitroom: Interval, Delay and Batch must be positive")
+	if cfg.Interval < 0 || cfg.Delay < 0 || cfg.Batch < 0 || cfg.PublishTimeout < 0 {
+		return nil, errors.New("waitroom: Interval, Delay, Batch and PublishTimeout must be positive")
 	}
 	return &Releaser{cfg: cfg, log: cfg.Log.With("component", "waitroom")}, nil
 }
@@ -310,7 +317,10 @@ claims:
 	if len(reqs) == 0 {
 		return nil
 	}
-	if err := r.cfg.Queue.PublishPurchases(ctx, reqs); err != nil {
+	pctx, cancel := context.WithTimeout(ctx, r.cfg.PublishTimeout)
+	err := r.cfg.Queue.PublishPurchases(pctx, reqs)
+	cancel()
+	if err != nil {
 		return err // the claims stay; the next pass claims the same tickets again
 	}
 	if err := r.cfg.Stock.Queued(ctx, queued...); err != nil {
