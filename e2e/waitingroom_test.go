@@ -759,3 +759,66 @@ func TestWaitingRoomBrokerOutage(t *testing.T) {
 		}
 	}
 }
+
+// TestWaitingRoomRedisOlderSnapshot: Redis (a private one) is snapshotted
+// before the opening, the line is admitted, two winners cancel their orders
+// and Redis comes back at once from the snapshot (no holds, the whole stock
+// available, the given-back units' release lost or not). The releaser must
+// neither admit past the units MySQL has free nor skip anyone: the draw's
+// places 3 to 22 have orders, 23 waits (waitlist 3, two admitted), the rest
+// ended sold_out.
+func TestWaitingRoomRedisOlderSnapshot(t *testing.T) {
+	const users, stock, waitlist = 80, 20, 3
+	e := newEnv(t)
+	rs := startPrivateRedis(t, "redis")
+	e.setVar("FLASHSALE_REDIS_ADDRS", rs.Addr)
+	p := e.start("all", nil)
+	c := p.client()
+	spec := roomSale(stock, waitlist, -time.Second, 10*time.Second)
+	if r := c.must(t, http.MethodPost, "/api/v1/sales", c.admin(), spec); r.Status != http.StatusCreated {
+		t.Fatalf("create: %s", r)
+	}
+	names := userNames("wr-snap", users)
+	tickets := enterAll(t, spec.ID, names, func(int) (*client, *client) { return c, c })
+	if time.Now().After(spec.StartsAt) {
+		t.Fatal("the entries took past starts_at: the box is too slow for this test's timing")
+	}
+	c.sale(t, spec.ID) // the sale's stock loaded in Redis
+	rs.Do("SAVE")
+	rv := c.awaitRoomState(t, spec.ID, "open", 20*time.Second)
+	seed, _ := hex.DecodeString(*rv.WaitingRoom.DrawSeed)
+	order := drawOrder(seed, names)
+	for _, u := range order[stock+waitlist:] {
+		c.awaitTicketStatus(t, u, tickets[u], "sold_out", 60*time.Second)
+	}
+	for _, u := range order[:2] {
+		v := c.awaitTicketStatus(t, u, tickets[u], "pending_payment", 30*time.Second)
+		if r := c.must(t, http.MethodPost, pathOrder(v.OrderID)+"/cancel", user(u), nil); r.Status != http.StatusOK {
+			t.Fatalf("cancel %s's order: %s", u, r)
+		}
+	}
+	rs.ShutdownNoSave()
+	rs.Start()
+	t.Log("Redis back from the snapshot taken before the opening")
+	for _, u := range order[stock : stock+2] {
+		c.awaitTicketStatus(t, u, tickets[u], "pending_payment", 60*time.Second)
+	}
+	for i, u := range order {
+		v := c.roomTicket(t, u, tickets[u])
+		want := "sold_out"
+		switch {
+		case i < 2:
+			want = "cancelled"
+		case i < stock+2:
+			want = "pending_payment"
+		case i < stock+waitlist:
+			want = "waiting"
+		}
+		if v.Status != want {
+			t.Errorf("draw place %d (%s): %s, want %s", i+1, u, v.Status, want)
+		}
+	}
+	if v := c.sale(t, spec.ID); v.Stock.Held != stock || v.Stock.Available != 0 {
+		t.Errorf("stock %+v, want all %d held", v.Stock, stock)
+	}
+}
