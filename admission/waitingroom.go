@@ -23,6 +23,11 @@ type Levels interface {
 	Stock(ctx context.Context, saleID string) (flashsale.Stock, error)
 }
 
+// EntryDeadline is how long after starts_at an entry admitted before it may
+// take to be recorded; it must stay below the releaser's delay (waitroom's
+// Config.Delay, default 2 s) so that the release never passes a drawn entry.
+const EntryDeadline = 1500 * time.Millisecond
+
 // waitingRoom answers a line of a sale with a waiting room itself, from the
 // room's opens_at to ends_at (contract section 2, "Waiting room"): entering
 // takes no stock, so the checks after it (the sold-out memory, the user's
@@ -63,7 +68,16 @@ func (a *Admission) waitingRoom(ctx context.Context, p *purchase, l *line) decis
 	}
 	t := &flashsale.Ticket{ID: flashsale.NewTicketID(p.User), UserID: p.User, Status: flashsale.TicketWaiting}
 	t.SetLines([]flashsale.Line{l.Line})
-	got, fresh, err := a.cfg.WaitingLine.EnterLine(ctx, t, sale.LineKey(p.User, t.ID, p.Now), p.Now, max)
+	ectx := ctx
+	if p.Now.Before(sale.StartsAt) {
+		// An entry drawn must be recorded before the releaser's first pass
+		// (waitroom's Delay, 2 s after starts_at): past EntryDeadline it is
+		// abandoned (503, the user retries and joins behind the drawn).
+		var cancel context.CancelFunc
+		ectx, cancel = context.WithDeadline(ctx, sale.StartsAt.Add(EntryDeadline))
+		defer cancel()
+	}
+	got, fresh, err := a.cfg.WaitingLine.EnterLine(ectx, t, sale.LineKey(p.User, t.ID, p.Now), p.Now, max)
 	switch {
 	case errors.Is(err, flashsale.ErrSoldOut):
 		return refuse(flashsale.ErrSoldOut)
