@@ -639,30 +639,11 @@ func TestWaitingRoomFaultsKeepTheDrawOrder(t *testing.T) {
 	for _, u := range order[stock+waitlist:] {
 		b.awaitTicketStatus(t, u, tickets[u], "sold_out", 90*time.Second)
 	}
-	for _, u := range order[:3] {
-		v := b.awaitTicketStatus(t, u, tickets[u], "pending_payment", 30*time.Second)
-		if r := b.must(t, http.MethodPost, pathOrder(v.OrderID)+"/cancel", user(u), nil); r.Status != http.StatusOK {
-			t.Fatalf("cancel %s's order: %s", u, r)
-		}
-	}
+	b.cancelOrders(t, order[:3], tickets)
 	for _, u := range order[stock : stock+3] {
 		b.awaitTicketStatus(t, u, tickets[u], "pending_payment", 30*time.Second)
 	}
-	for i, u := range order {
-		v := b.roomTicket(t, u, tickets[u])
-		want := "sold_out"
-		switch {
-		case i < 3:
-			want = "cancelled"
-		case i < stock+3:
-			want = "pending_payment"
-		case i < stock+waitlist:
-			want = "waiting"
-		}
-		if v.Status != want {
-			t.Errorf("draw place %d (%s): %s, want %s", i+1, u, v.Status, want)
-		}
-	}
+	b.checkLine(t, order, tickets, 3, stock+3, waitlist-3)
 	if v := b.sale(t, spec.ID); v.Stock.Held != stock {
 		t.Errorf("stock %+v, want all %d held", v.Stock, stock)
 	}
@@ -748,16 +729,7 @@ func TestWaitingRoomBrokerOutage(t *testing.T) {
 	for _, u := range order[stock+waitlist:] {
 		c.awaitTicketStatus(t, u, tickets[u], "sold_out", 90*time.Second)
 	}
-	for i, u := range order {
-		v := c.roomTicket(t, u, tickets[u])
-		want := map[bool]string{true: "pending_payment", false: "waiting"}[i < stock]
-		if i >= stock+waitlist {
-			want = "sold_out"
-		}
-		if v.Status != want {
-			t.Errorf("draw place %d (%s): %s, want %s", i+1, u, v.Status, want)
-		}
-	}
+	c.checkLine(t, order, tickets, 0, stock, waitlist)
 }
 
 // TestWaitingRoomRedisOlderSnapshot: Redis (a private one) is snapshotted
@@ -791,34 +763,48 @@ func TestWaitingRoomRedisOlderSnapshot(t *testing.T) {
 	for _, u := range order[stock+waitlist:] {
 		c.awaitTicketStatus(t, u, tickets[u], "sold_out", 60*time.Second)
 	}
-	for _, u := range order[:2] {
-		v := c.awaitTicketStatus(t, u, tickets[u], "pending_payment", 30*time.Second)
-		if r := c.must(t, http.MethodPost, pathOrder(v.OrderID)+"/cancel", user(u), nil); r.Status != http.StatusOK {
-			t.Fatalf("cancel %s's order: %s", u, r)
-		}
-	}
+	c.cancelOrders(t, order[:2], tickets)
 	rs.ShutdownNoSave()
 	rs.Start()
 	t.Log("Redis back from the snapshot taken before the opening")
 	for _, u := range order[stock : stock+2] {
 		c.awaitTicketStatus(t, u, tickets[u], "pending_payment", 60*time.Second)
 	}
-	for i, u := range order {
-		v := c.roomTicket(t, u, tickets[u])
-		want := "sold_out"
-		switch {
-		case i < 2:
-			want = "cancelled"
-		case i < stock+2:
-			want = "pending_payment"
-		case i < stock+waitlist:
-			want = "waiting"
-		}
-		if v.Status != want {
-			t.Errorf("draw place %d (%s): %s, want %s", i+1, u, v.Status, want)
-		}
-	}
+	c.checkLine(t, order, tickets, 2, stock+2, waitlist-2)
 	if v := c.sale(t, spec.ID); v.Stock.Held != stock || v.Stock.Available != 0 {
 		t.Errorf("stock %+v, want all %d held", v.Stock, stock)
+	}
+}
+
+// cancelOrders has each user cancel the order their ticket made (awaited
+// pending_payment first).
+func (c *client) cancelOrders(t *testing.T, users []string, tickets map[string]string) {
+	t.Helper()
+	for _, u := range users {
+		v := c.awaitTicketStatus(t, u, tickets[u], "pending_payment", 30*time.Second)
+		if r := c.must(t, http.MethodPost, pathOrder(v.OrderID)+"/cancel", user(u), nil); r.Status != http.StatusOK {
+			t.Fatalf("cancel %s's order: %s", u, r)
+		}
+	}
+}
+
+// checkLine asserts each ticket's status by its place in the draw's order:
+// the first cancelled places cancelled, then pending_payment up to place
+// admitted, then waiting ones waiting, and sold_out for every one after.
+func (c *client) checkLine(t *testing.T, order []string, tickets map[string]string, cancelled, admitted, waiting int) {
+	t.Helper()
+	for i, u := range order {
+		want := "sold_out"
+		switch {
+		case i < cancelled:
+			want = "cancelled"
+		case i < admitted:
+			want = "pending_payment"
+		case i < admitted+waiting:
+			want = "waiting"
+		}
+		if v := c.roomTicket(t, u, tickets[u]); v.Status != want {
+			t.Errorf("draw place %d (%s): %s, want %s", i+1, u, v.Status, want)
+		}
 	}
 }
