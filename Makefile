@@ -4,13 +4,15 @@
 # make test  make unit, then set up everything and run every test against the real services
 # make bench the standard benchmark scenario against a local `flashsale all`
 # make bench-segments  one hot sale's claims on a local Redis Cluster, one slot vs spread
+# make vulncheck  govulncheck against a reachable vulnerability database, then the modules
+#            with a newer patch release (needs the network; not part of make test)
 # make soak  minutes of a steady crowd under random faults (e2e TestSoak; not part of make test);
 #            FLASHSALE_SOAK_SECONDS (default 240) and FLASHSALE_SOAK_SEED are passed through
 export PATH := /usr/local/go/bin:$(PATH)
 GO ?= go
 BIN := bin/flashsale
 
-.PHONY: services build run unit test bench soak
+.PHONY: services build run unit test bench soak vulncheck
 
 services:
 	bash deploy/services.sh
@@ -38,6 +40,9 @@ test: unit build
 
 bench: services build
 	bash deploy/bench.sh
+
+vulncheck:
+	bash deploy/vulncheck.sh
 
 soak: services build
 	FLASHSALE_SOAK=1 CI=true FLASHSALE_SOAK_SECONDS=$(FLASHSALE_SOAK_SECONDS) FLASHSALE_SOAK_SEED=$(FLASHSALE_SOAK_SEED) \

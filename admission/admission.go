@@ -65,6 +65,10 @@ type Stock interface {
 	Claim(ctx context.Context, sale *flashsale.Sale, userID string, want flashsale.TicketClaim, qty int) (outcome flashsale.ClaimOutcome, id string, load int64, err error)
 	// Unclaim undoes a claim of p.TicketID (nothing held yet).
 	Unclaim(ctx context.Context, p flashsale.Part) error
+	// Release gives p.TicketID's held units back and ends it as its user's
+	// live ticket, once (an order MySQL expired or cancelled, whose release
+	// has not reached Redis yet).
+	Release(ctx context.Context, p flashsale.Part) (flashsale.Hold, error)
 	// Holder reads the user's live ticket in the sale ("" when none) and the
 	// units they hold or bought there, in one round trip.
 	Holder(ctx context.Context, saleID, userID string) (live string, units int, err error)

@@ -42,6 +42,9 @@ func (s *stubStock) claims() int {
 }
 
 func (*stubStock) Unclaim(context.Context, flashsale.Part) error { return nil }
+func (*stubStock) Release(context.Context, flashsale.Part) (flashsale.Hold, error) {
+	return flashsale.Hold{}, nil
+}
 func (*stubStock) Holder(context.Context, string, string) (string, int, error) {
 	return "", 0, nil
 }

@@ -40,9 +40,10 @@ func (a *Admission) claimLines(ctx context.Context, p *purchase, t *flashsale.Ti
 // the ticket being admitted: its id once a line minted it). Claimed: the
 // ticket's id and the load of the sale. Otherwise it decides: the user's
 // live ticket there (see liveTicket), limit_reached, sold_out (remembered,
-// see soldOutMemory), or 503. An existing claim whose ticket is final in
-// MySQL (its publish failed and its claim could not be undone then, Redis
-// away) is freed and the slot claimed again.
+// see soldOutMemory), or 503. An existing claim whose ticket is final (its
+// publish failed and its claim could not be undone then, Redis away; or
+// Redis has not followed its decision yet) is freed and the slot claimed
+// again: a purchase is never answered with a ticket that is not live.
 func (a *Admission) claim(ctx context.Context, p *purchase, l *line, want flashsale.TicketClaim, t *flashsale.Ticket) (string, int64, decision) {
 	outcome, id, load, err := a.cfg.Stock.Claim(ctx, l.sale, p.User, want, l.Quantity)
 	if err != nil {
@@ -50,12 +51,10 @@ func (a *Admission) claim(ctx context.Context, p *purchase, l *line, want flashs
 	}
 	if outcome == flashsale.Existing || outcome == flashsale.Unconfirmed {
 		d, final := a.liveTicket(ctx, p, outcome, id)
-		if !final {
+		if final == nil {
 			return "", 0, d
 		}
-		// Final in MySQL: free the claim (its id is never minted again) and
-		// claim again.
-		if err := a.cfg.Stock.Unclaim(ctx, flashsale.Part{SaleID: l.sale.ID, TicketID: id, UserID: p.User}); err != nil {
+		if err := a.free(ctx, flashsale.Part{SaleID: l.sale.ID, TicketID: id, UserID: p.User}, final.Status); err != nil {
 			return "", 0, refuse(unavailable(err))
 		}
 		if outcome, id, load, err = a.cfg.Stock.Claim(ctx, l.sale, p.User, want, l.Quantity); err != nil {
@@ -83,27 +82,53 @@ func (a *Admission) claim(ctx context.Context, p *purchase, l *line, want flashs
 // is 503, the user retries, and an orphaned claim goes stale and is replaced,
 // by the same ticket id (the stock store's ClaimStale). A confirmed one is
 // answered from its fast copy, else its decision in MySQL, else its id with
-// the status queued (its copy was lost with Redis). final: MySQL has the
-// ticket final, so the slot must be freed and claimed again.
-func (a *Admission) liveTicket(ctx context.Context, p *purchase, outcome flashsale.ClaimOutcome, id string) (d decision, final bool) {
+// the status queued (its copy was lost with Redis).
+//
+// final, when not nil, is the ticket found final: its copy says so (copies
+// are written after MySQL decides), or MySQL does. A pending_payment copy
+// past its pay_by is checked in MySQL, whose expiry may have committed while
+// Redis was away (the release follows it within seconds of Redis answering;
+// the user's purchase must not be told of a live order meanwhile).
+func (a *Admission) liveTicket(ctx context.Context, p *purchase, outcome flashsale.ClaimOutcome, id string) (d decision, final *flashsale.Ticket) {
 	if outcome == flashsale.Unconfirmed {
-		if cp := a.awaitCopy(ctx, id); cp != nil {
-			return answer(cp), false
+		if cp := a.awaitCopy(ctx, id); cp != nil && !cp.Status.Live() {
+			return next, cp
+		} else if cp != nil {
+			return answer(cp), nil
 		}
 		return refuse(flashsale.Unavailable(errors.New("the user's live ticket is not confirmed: still being queued, or its ingress died"),
-			"your previous purchase is not confirmed yet; retry")), false
+			"your previous purchase is not confirmed yet; retry")), nil
 	}
-	if cp, err := a.cfg.Stock.GetTicket(ctx, id); err == nil {
-		return answer(cp), false
+	cp, err := a.cfg.Stock.GetTicket(ctx, id)
+	switch {
+	case err != nil:
+	case !cp.Status.Live():
+		return next, cp
+	case cp.PayBy == nil || p.Now.Before(*cp.PayBy):
+		return answer(cp), nil
 	}
 	mt, err := a.cfg.Book.GetTicket(ctx, flashsale.TicketRef{User: p.User, Ticket: id})
 	switch {
+	case err != nil && cp != nil: // MySQL away: the copy is the best answer
+		return answer(cp), nil
 	case err != nil: // still in the queue (or MySQL away): the id is enough
-		return answer(&flashsale.Ticket{ID: id, Status: flashsale.TicketQueued}), false
+		return answer(&flashsale.Ticket{ID: id, Status: flashsale.TicketQueued}), nil
 	case mt.Status.Live():
-		return answer(mt), false
+		return answer(mt), nil
 	}
-	return next, true
+	return next, mt
+}
+
+// free ends a final ticket as its user's live ticket in p's sale, so that
+// the slot can be claimed again: an expired or cancelled order's units go
+// back (what its expiry or cancel does next, idempotent); any other final
+// ticket's claim is undone (its id is never minted again).
+func (a *Admission) free(ctx context.Context, p flashsale.Part, st flashsale.TicketStatus) error {
+	if st == flashsale.TicketExpired || st == flashsale.TicketCancelled {
+		_, err := a.cfg.Stock.Release(ctx, p)
+		return err
+	}
+	return a.cfg.Stock.Unclaim(ctx, p)
 }
 
 // unclaim undoes t's claims in the first n lines' sales, whatever becomes of

@@ -328,7 +328,7 @@ figure { margin: 1em 0; } svg { background: #fff; border: 1px solid #eee; max-wi
 <tr><td>first → last order created (server)</td><td class="num">{{ms $r.Purchase.Server.FirstToLastMs}}</td></tr>
 <tr><td>opening → first / last order created (server)</td><td class="num">{{ms $r.Purchase.Server.OpenToFirstOrderMs}} / {{ms $r.Purchase.Server.OpenToLastOrderMs}}</td></tr>
 <tr><td>orders created / s as observed by the bench</td><td class="num">{{rate $r.Purchase.Observed.OrdersPerSecond}} ({{$r.Purchase.Observed.Orders}} orders, first 202 → last order seen {{ms $r.Purchase.Observed.AcceptedToLastOrderMs}})</td></tr>
-<tr><td>202 → ticket final (seen polling) p50 / p99</td><td class="num">{{ms $r.Purchase.Resolve.P50Ms}} / {{ms $r.Purchase.Resolve.P99Ms}}</td></tr>
+<tr><td>202 → ticket final (seen by the user) p50 / p99</td><td class="num">{{ms $r.Purchase.Resolve.P50Ms}} / {{ms $r.Purchase.Resolve.P99Ms}}</td></tr>
 <tr><td>bench wait for a free connection: purchases p50 / p99</td><td class="num">{{ms $r.Purchase.SlotWait.P50Ms}} / {{ms $r.Purchase.SlotWait.P99Ms}}</td></tr>
 <tr><td>bench wait for a free connection: polls, orders, payments p50 / p99</td><td class="num">{{ms $r.Purchase.SlotWaitFollowUp.P50Ms}} / {{ms $r.Purchase.SlotWaitFollowUp.P99Ms}}</td></tr>
 <tr><td>tickets</td><td>{{.Tickets}}</td></tr>

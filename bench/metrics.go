@@ -22,7 +22,7 @@ import (
 // (Prometheus text at --metrics-url) before the sale opens and again once
 // the load is over, and divides their growth by what the run did: broker
 // messages per order, Redis round trips and commands per admission and per
-// order. Counters are per process: the figures cover the one process behind
+// order, the process's CPU per order. Counters are per process: the figures cover the one process behind
 // --metrics-url, and every sale it served meanwhile.
 
 // The server's counters the section reads, and the label of each it splits by.
@@ -31,6 +31,7 @@ const (
 	metricRoundTrips = "flashsale_redis_round_trips_total" // stage
 	metricCommands   = "flashsale_redis_commands_total"    // stage
 	metricPurchases  = "flashsale_purchases_total"         // sale, outcome
+	metricCPU        = "process_cpu_seconds_total"         // no label: the process's user + system CPU
 )
 
 // Label values of the counters.
@@ -93,6 +94,7 @@ func parseCounters(in io.Reader, saleID string) (serverCounters, error) {
 	keep(metricRoundTrips, "stage", all)
 	keep(metricCommands, "stage", all)
 	keep(metricPurchases, "outcome", func(m *dto.Metric) bool { return labelOf(m, "sale") == saleID })
+	keep(metricCPU, "", all)
 	return out, nil
 }
 
@@ -210,6 +212,11 @@ type ServerCost struct {
 	// worker stage's over the orders.
 	WorkerRedisRoundTripsPerOrder *float64 `json:"worker_redis_round_trips_per_order,omitempty"`
 	WorkerRedisCommandsPerOrder   *float64 `json:"worker_redis_commands_per_order,omitempty"`
+	// CPUSeconds is the process's CPU time (user + system) between the readings
+	// (process_cpu_seconds_total), everything it did meanwhile included;
+	// CPUMsPerOrder is it in milliseconds over the orders.
+	CPUSeconds    *float64 `json:"cpu_seconds,omitempty"`
+	CPUMsPerOrder *float64 `json:"cpu_ms_per_order,omitempty"`
 	// Notes say what the figures do not cover.
 	Notes []string `json:"notes,omitempty"`
 }
@@ -243,7 +250,7 @@ func serverCost(in costInput, before, after counterReading) *ServerCost {
 	c.SecondReadAt = math.Round(after.at.Sub(in.begin).Seconds()*1000) / 1000
 
 	deltas := map[string]map[string]int64{}
-	for _, family := range []string{metricPublished, metricRoundTrips, metricCommands, metricPurchases} {
+	for _, family := range []string{metricPublished, metricRoundTrips, metricCommands, metricPurchases, metricCPU} {
 		now, ok := after.c[family]
 		if !ok {
 			c.Missing = append(c.Missing, family)
@@ -259,6 +266,10 @@ func serverCost(in costInput, before, after counterReading) *ServerCost {
 			d[k] = int64(math.Round(grew))
 		}
 		deltas[family] = d
+		if was, ok := before.c[metricCPU][""]; ok && family == metricCPU {
+			cpu := round2(now[""] - was) // not from 0: the process's whole life is not the run's
+			c.CPUSeconds = &cpu
+		}
 	}
 	c.Available = true
 	c.Published, c.RedisRoundTrips, c.RedisCommands, c.Purchases =
@@ -306,6 +317,12 @@ func serverCost(in costInput, before, after counterReading) *ServerCost {
 	}
 	if cmds := c.RedisCommands; cmds != nil {
 		c.WorkerRedisCommandsPerOrder = ratioOf(cmds[stageWorker], in.orders)
+	}
+	if c.CPUSeconds != nil {
+		if v, ok := ratio(*c.CPUSeconds*1000, orders); ok {
+			v = round2(v)
+			c.CPUMsPerOrder = &v
+		}
 	}
 	if in.bundles {
 		c.Notes = append(c.Notes, "admissions are the first sale's only: a bundle is counted once per sale, so the second sale's would count it twice")
@@ -381,6 +398,11 @@ func serverCostRows(c *ServerCost) []costRow {
 		detail = "commands " + value(c.WorkerRedisCommandsPerOrder, "no orders")
 	}
 	rows = append(rows, costRow{"worker redis round trips / order", value(c.WorkerRedisRoundTripsPerOrder, "no orders", metricRoundTrips), detail})
+	detail, why := "", "not in the reading before the opening"
+	if c.CPUSeconds != nil {
+		detail, why = fmt.Sprintf("%.2f s of CPU between the readings", *c.CPUSeconds), "no orders"
+	}
+	rows = append(rows, costRow{"server CPU ms / order", value(c.CPUMsPerOrder, why, metricCPU), detail})
 	return rows
 }
 

@@ -42,6 +42,8 @@ flashsale_worker_stage_seconds_sum{stage="hold"} 0.01
 flashsale_worker_stage_seconds_count{stage="hold"} 4
 # TYPE go_goroutines gauge
 go_goroutines 42
+# TYPE process_cpu_seconds_total counter
+process_cpu_seconds_total 12.5
 `
 
 // After the run: 300 orders of the run's sale, 320 admitted, and the other sale
@@ -70,6 +72,8 @@ flashsale_purchases_total{outcome="rate_limited",sale="bench-r1"} 2600
 flashsale_purchases_total{outcome="not_qualified",sale="bench-r1"} 0
 flashsale_purchases_total{outcome="admitted",sale="other"} 60
 flashsale_purchases_total{outcome="sold_out",sale="other"} 9
+# TYPE process_cpu_seconds_total counter
+process_cpu_seconds_total 15.5
 `
 
 func mustParse(t *testing.T, text string) serverCounters {
@@ -107,8 +111,11 @@ func TestParseCountersKeepsTheSectionsCounters(t *testing.T) {
 	if got, ok := c[metricPurchases]; !ok || len(got) != 0 {
 		t.Errorf("purchases of bench-r1 before the opening: %v (served %v), want none", got, ok)
 	}
-	if len(c) != 4 {
-		t.Errorf("kept %d families, want the 4 the section reads: %v", len(c), c)
+	if got := c[metricCPU]; len(got) != 1 || got[""] != 12.5 {
+		t.Errorf("cpu %v", got)
+	}
+	if len(c) != 5 {
+		t.Errorf("kept %d families, want the 5 the section reads: %v", len(c), c)
 	}
 	after := mustParse(t, countersAfter)
 	if got := after[metricPurchases]; len(got) != 6 || got["admitted"] != 320 || got["rate_limited"] != 2600 {
@@ -150,6 +157,8 @@ func TestServerCostArithmetic(t *testing.T) {
 		{"round trips / claim", c.RedisRoundTripsPerClaim, 0.8},       // 320 / (320+5+75+0)
 		{"worker round trips / order", c.WorkerRedisRoundTripsPerOrder, 2},
 		{"worker commands / order", c.WorkerRedisCommandsPerOrder, 5},
+		{"cpu seconds", c.CPUSeconds, 3},        // 15.5 - 12.5
+		{"cpu ms / order", c.CPUMsPerOrder, 10}, // 3000 ms / 300
 	} {
 		if tc.got == nil || *tc.got != tc.want {
 			t.Errorf("%s = %v, want %v", tc.name, fmtPtr(tc.got), tc.want)
@@ -173,7 +182,8 @@ func TestServerCostArithmetic(t *testing.T) {
 		"purchases / purchase message", "8.00", "orders / delay message", "4.00",
 		"redis round trips / admitted purchase", "1.00", "commands 3.00; 320 admitted",
 		"redis round trips / request at the claim", "0.80", "400 requests reached the claim",
-		"worker redis round trips / order", "commands 5.00"} {
+		"worker redis round trips / order", "commands 5.00",
+		"server CPU ms / order", "10.00", "3.00 s of CPU between the readings"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("section lacks %q:\n%s", want, out)
 		}
@@ -211,6 +221,19 @@ func TestServerCostMissingMetric(t *testing.T) {
 	writeServerCostText(&buf, &Report{ServerCost: c})
 	if out := buf.String(); !strings.Contains(out, "n/a (flashsale_broker_published_total not served)") || !strings.Contains(out, "1.00") {
 		t.Errorf("section:\n%s", out)
+	}
+
+	// The CPU counter only in the second reading: no CPU figure (counting
+	// from 0 would charge the run with the process's whole life).
+	before, after, _ = readings(t, strings.ReplaceAll(countersBefore, "process_cpu_seconds_total 12.5", ""), countersAfter)
+	c = serverCost(costIn(begin), before, after)
+	if c.CPUSeconds != nil || c.CPUMsPerOrder != nil {
+		t.Errorf("cpu without a first reading: %v s, %v ms / order", fmtPtr(c.CPUSeconds), fmtPtr(c.CPUMsPerOrder))
+	}
+	buf.Reset()
+	writeServerCostText(&buf, &Report{ServerCost: c})
+	if !strings.Contains(buf.String(), "n/a (not in the reading before the opening)") {
+		t.Errorf("section without the first cpu reading:\n%s", buf.String())
 	}
 
 	// No orders: the per-order figures are n/a, the per-admission ones stand.

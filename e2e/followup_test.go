@@ -170,3 +170,71 @@ func followAcrossPayBy(t *testing.T, inventory string, passAlone bool) {
 		t.Errorf("expiry messages tried again by the consumer %v, handed back %v; want some, none", again, handedBack)
 	}
 }
+
+// TestExpiryCarriesOnWhileRedisIsAway: the jobs whose work is in MySQL (each
+// shard's outbox relay, the expiry sweeper) hold their leases in MySQL, so
+// Redis away stops neither. The window is widened on purpose: alice's order
+// is committed while no relay runs (its order.created event waits in the
+// outbox), then Redis becomes unreachable, and only then does a relay start.
+// Before pay_by + 10 s, with Redis still away, the order is expired in MySQL:
+// the event went out, the delay ran, the expiry's MySQL step committed (its
+// Redis step waits for Redis). With the leases in Redis the relay could not
+// take its lease and the sweeper could not run: the order stayed unpaid past
+// pay_by for as long as Redis was away. Once Redis answers, the unit is back
+// on sale.
+func TestExpiryCarriesOnWhileRedisIsAway(t *testing.T) {
+	e := newEnv(t)
+	rs := startPrivateRedis(t, "redis")
+	px := newProxy(t, rs.Addr)
+	e.setVar("FLASHSALE_REDIS_ADDRS", px.Addr)
+	vars := map[string]string{"FLASHSALE_RECONCILE_INTERVAL": "3600"}
+	ing := e.start("ingress", vars)
+	e.startProc("worker", vars, false)
+	e.startProc("delayq", vars, false)
+	c := ing.client()
+	spec := openSale(1, 1, 1000)
+	spec.PaymentWindowSeconds = 8
+	id := c.createSale(t, spec)
+	var a purchaseAnswer
+	if r := c.must(t, http.MethodPost, pathPurchase(id), user("alice"), map[string]int{"quantity": 1}); r.Status != http.StatusAccepted || r.decode(&a) != nil {
+		t.Fatalf("alice's purchase: %s, want 202", r)
+	}
+	v := c.awaitFinal(t, []ticketRef{{User: "alice", TicketID: a.TicketID}}, 30*time.Second)[a.TicketID]
+	if v.Status != "pending_payment" || v.PayBy == nil {
+		t.Fatalf("alice's ticket: %+v, want pending_payment", v)
+	}
+	shard := e.shard(shardOf("alice", len(e.ShardDBs)))
+	status := func() string {
+		var st string
+		if err := shard.QueryRow("SELECT status FROM orders WHERE order_id = ?", v.OrderID).Scan(&st); err != nil {
+			t.Fatalf("read alice's order: %v", err)
+		}
+		return st
+	}
+	var unsent int
+	if err := shard.QueryRow("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL").Scan(&unsent); err != nil || unsent == 0 {
+		t.Fatalf("precondition: the order's event waits in the outbox (unsent %d, %v)", unsent, err)
+	}
+	px.Down()
+	e.startProc("relay", vars, false)
+	deadline := v.PayBy.Add(10 * time.Second)
+	for st := status(); st != "expired"; st = status() {
+		if time.Now().After(deadline) {
+			t.Fatalf("alice's order is %s at pay_by + 10 s with Redis away, want expired", st)
+		}
+		time.Sleep(100 * time.Millisecond) // poll
+	}
+	t.Logf("expired in MySQL %s after pay_by, Redis away", time.Since(*v.PayBy).Round(time.Millisecond))
+	px.Up()
+	deadline = time.Now().Add(20 * time.Second)
+	for {
+		var view saleView
+		if r := c.must(t, http.MethodGet, pathSale(id), nil, nil); r.Status == http.StatusOK && r.decode(&view) == nil && view.Stock.Available == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the expired order's unit is not back on sale 20 s after Redis answered")
+		}
+		time.Sleep(100 * time.Millisecond) // poll
+	}
+}

@@ -90,6 +90,19 @@ func signJWT(t *testing.T, m jwt.SigningMethod, key any, claims jwt.MapClaims) s
 	return s
 }
 
+// overrideClaims sets claims by name, value pairs (a nil value deletes the
+// claim) and returns m.
+func overrideClaims(m jwt.MapClaims, kv ...any) jwt.MapClaims {
+	for i := 0; i+1 < len(kv); i += 2 {
+		if kv[i+1] == nil {
+			delete(m, kv[i].(string))
+		} else {
+			m[kv[i].(string)] = kv[i+1]
+		}
+	}
+	return m
+}
+
 // noneJWT is an unsigned token (alg "none"), made by hand as an attacker would.
 func noneJWT(claims jwt.MapClaims) string {
 	enc := base64.RawURLEncoding
@@ -122,15 +135,7 @@ func TestJWTIdentitiesE2E(t *testing.T) {
 	c := p.client()
 	now := time.Now()
 	claims := func(kv ...any) jwt.MapClaims {
-		m := jwt.MapClaims{"sub": "alice", "iss": iss, "aud": aud, "exp": now.Add(5 * time.Minute).Unix(), "iat": now.Unix()}
-		for i := 0; i+1 < len(kv); i += 2 {
-			if kv[i+1] == nil {
-				delete(m, kv[i].(string))
-			} else {
-				m[kv[i].(string)] = kv[i+1]
-			}
-		}
-		return m
+		return overrideClaims(jwt.MapClaims{"sub": "alice", "iss": iss, "aud": aud, "exp": now.Add(5 * time.Minute).Unix(), "iat": now.Unix()}, kv...)
 	}
 	hs := func(m jwt.MapClaims) string { return signJWT(t, jwt.SigningMethodHS256, []byte(k.newSecret), m) }
 	otherRSA, err := rsa.GenerateKey(rand.Reader, 2048)

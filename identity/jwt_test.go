@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -87,6 +88,19 @@ func unsigned(claims jwt.MapClaims) string {
 	return enc.EncodeToString(h) + "." + enc.EncodeToString(c) + "."
 }
 
+// override sets claims by name, value pairs (a nil value deletes the claim)
+// and returns c.
+func override(c jwt.MapClaims, kv ...any) jwt.MapClaims {
+	for i := 0; i+1 < len(kv); i += 2 {
+		if kv[i+1] == nil {
+			delete(c, kv[i].(string))
+		} else {
+			c[kv[i].(string)] = kv[i+1]
+		}
+	}
+	return c
+}
+
 const (
 	oldSecret = "old-secret-0123456789abcdef"
 	newSecret = "new-secret-0123456789abcdef"
@@ -105,15 +119,7 @@ func TestJWTTable(t *testing.T) {
 	withIssAud.Issuer, withIssAud.Audience = "https://id.example", "flashsale"
 
 	claims := func(kv ...any) jwt.MapClaims {
-		c := jwt.MapClaims{"sub": "alice", "exp": now.Add(time.Minute).Unix(), "iat": now.Unix()}
-		for i := 0; i+1 < len(kv); i += 2 {
-			if kv[i+1] == nil {
-				delete(c, kv[i].(string))
-			} else {
-				c[kv[i].(string)] = kv[i+1]
-			}
-		}
-		return c
+		return override(jwt.MapClaims{"sub": "alice", "exp": now.Add(time.Minute).Unix(), "iat": now.Unix()}, kv...)
 	}
 	hs := func(c jwt.MapClaims) string { return sign(t, jwt.SigningMethodHS256, []byte(newSecret), c) }
 
@@ -222,5 +228,97 @@ func TestJWTConfigRefused(t *testing.T) {
 	}
 	if _, err := ParsePublicKeys(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: []byte{1}})); err == nil {
 		t.Error("a private key block was accepted")
+	}
+}
+
+// TestJWTHardening (issue 28): a maximum lifetime (iat then required), no
+// crit header, numeric dates only, and tokens longer than MaxTokenBytes
+// refused before they are decoded, each for its own reason. Every refused
+// token here verifies with a configured key and was accepted before.
+func TestJWTHardening(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	base := JWTConfig{Secrets: []string{newSecret}, Now: func() time.Time { return now }}
+	capped := base
+	capped.MaxTTL = time.Hour
+	claims := func(kv ...any) jwt.MapClaims {
+		return override(jwt.MapClaims{"sub": "alice", "exp": now.Add(time.Minute).Unix(), "iat": now.Unix()}, kv...)
+	}
+	hs := func(c jwt.MapClaims) string { return sign(t, jwt.SigningMethodHS256, []byte(newSecret), c) }
+	withCrit := func(c jwt.MapClaims) string {
+		tok := jwt.NewWithClaims(jwt.SigningMethodHS256, c)
+		tok.Header["crit"] = []string{"exp"}
+		s, err := tok.SignedString([]byte(newSecret))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	padded := func(n int) string { // a signed token of about n bytes
+		return hs(claims("pad", strings.Repeat("x", n*3/4)))
+	}
+	year9999 := time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC).Unix()
+	cases := []struct {
+		name   string
+		cfg    JWTConfig
+		token  string
+		user   string // "": refused
+		reason string // the refusal names it
+	}{
+		{"lifetime of 1 h with a 1 h maximum", capped, hs(claims("exp", now.Add(time.Hour).Unix())), "alice", ""},
+		{"lifetime of 1 h 1 s with a 1 h maximum", capped, hs(claims("exp", now.Add(time.Hour+time.Second).Unix())), "", "lifetime"},
+		{"exp in year 9999 with a 1 h maximum", capped, hs(claims("exp", year9999)), "", "lifetime"},
+		{"exp in year 9999 without a maximum", base, hs(claims("exp", year9999)), "alice", ""},
+		{"no iat with a maximum", capped, hs(claims("iat", nil)), "", "iat is required"},
+		{"no iat without a maximum", base, hs(claims("iat", nil)), "alice", ""},
+		{"crit header", base, withCrit(claims()), "", "crit"},
+		{"exp as a string", base, hs(claims("exp", fmt.Sprint(now.Add(time.Minute).Unix()))), "", "must be numbers"},
+		{"nbf as a string", base, hs(claims("nbf", fmt.Sprint(now.Unix()))), "", "must be numbers"},
+		{"iat as a string", base, hs(claims("iat", fmt.Sprint(now.Unix()))), "", "must be numbers"},
+		{"exp as a fraction", base, hs(claims("exp", float64(now.Add(time.Minute).UnixMilli())/1000)), "alice", ""},
+		{"a 3 KiB token", base, padded(3 << 10), "alice", ""},
+		{"a 5 KiB token", base, padded(5 << 10), "", "longer than 4096 bytes"},
+		{"a 24 KiB token", base, padded(24 << 10), "", "longer than 4096 bytes"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			j, err := NewJWT(tc.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := j.Verify(tc.token)
+			if tc.user != "" {
+				if err != nil || got != tc.user {
+					t.Fatalf("got %q, %v; want %q", got, err, tc.user)
+				}
+				return
+			}
+			if err == nil || flashsale.ErrorCode(err) != flashsale.CodeUnauthorized || !strings.Contains(err.Error(), tc.reason) {
+				t.Fatalf("got %q, %v; want unauthorized naming %q", got, err, tc.reason)
+			}
+			t.Logf("refused: %v", err)
+		})
+	}
+	if _, err := NewJWT(JWTConfig{Secrets: []string{newSecret}, MaxTTL: -time.Second}); err == nil {
+		t.Error("a negative maximum lifetime was accepted")
+	}
+}
+
+// BenchmarkJWTRefuseLong: what a forged 24 KiB token costs (refused on its
+// length) beside a valid small one.
+func BenchmarkJWTRefuseLong(b *testing.B) {
+	j, err := NewJWT(JWTConfig{Secrets: []string{newSecret}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := jwt.MapClaims{"sub": "alice", "exp": time.Now().Add(time.Hour).Unix(), "iat": time.Now().Unix()}
+	small, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString([]byte(newSecret))
+	c["pad"] = strings.Repeat("x", 24<<10)
+	long, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString([]byte("forged-secret-0123456789"))
+	for name, tok := range map[string]string{"small valid": small, "24 KiB forged": long} {
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				j.Verify(tok)
+			}
+		})
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -83,6 +84,17 @@ func (s *claimStock) Unclaim(_ context.Context, p flashsale.Part) error {
 	}
 	s.log = append(s.log, "unclaim "+p.SaleID)
 	return nil
+}
+
+func (s *claimStock) Release(_ context.Context, p flashsale.Part) (flashsale.Hold, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := [2]string{p.SaleID, p.UserID}
+	if s.live[k] == p.TicketID {
+		delete(s.live, k)
+	}
+	s.log = append(s.log, "release "+p.SaleID)
+	return flashsale.Hold{}, nil
 }
 
 func (s *claimStock) Queued(_ context.Context, ts ...*flashsale.Ticket) error {
@@ -337,6 +349,44 @@ func TestUnconfirmedClaimIsAwaitedNotHandedOut(t *testing.T) {
 	}
 	if len(f.queue.published) != 0 {
 		t.Errorf("published %d, want nothing", len(f.queue.published))
+	}
+}
+
+// A purchase is never answered with a ticket that is not live. Redis may
+// still name a ticket as the user's live one after it was decided (Redis went
+// back in time before following the decision, or was away when the order
+// expired): a copy that is final, or a pending_payment copy past its pay_by
+// whose order MySQL expired, frees the slot (the expired order's units go
+// back) and the purchase is queued as a new ticket.
+func TestAFinalTicketIsNeverAnsweredAsLive(t *testing.T) {
+	f := newHandlerFixture(t, fakeLifecycle{})
+	past := time.Now().Add(-time.Second)
+	f.orders.Put(&flashsale.Order{ID: "expired-order", UserID: "u2", Status: flashsale.OrderExpired, PayBy: past,
+		Items: []flashsale.OrderItem{{SaleID: "a", Quantity: 1}}})
+	f.stock.mu.Lock()
+	f.stock.live[[2]string{"a", "u1"}] = "refused"
+	f.stock.copies["refused"] = &flashsale.Ticket{ID: "refused", UserID: "u1", Status: flashsale.TicketSoldOut}
+	f.stock.live[[2]string{"a", "u2"}] = "expired-order"
+	f.stock.copies["expired-order"] = &flashsale.Ticket{ID: "expired-order", UserID: "u2", Status: flashsale.TicketPendingPayment,
+		OrderID: "expired-order", PayBy: &past}
+	f.stock.mu.Unlock()
+	for _, c := range []struct{ user, old string }{{"u1", "refused"}, {"u2", "expired-order"}} {
+		code, out := f.do(t, "/api/v1/sales/a/purchase", c.user, `{}`)
+		if code != http.StatusAccepted || out["ticket_id"] == c.old || out["status"] != "queued" {
+			t.Errorf("%s, whose ticket %s is final: %d %v, want 202 with a new ticket", c.user, c.old, code, out)
+		}
+	}
+	if !slices.Contains(f.stock.log, "release a") {
+		t.Errorf("the expired order's units were not given back: %v", f.stock.log)
+	}
+	// A pending_payment copy within its pay_by is answered as it is, without MySQL.
+	future := time.Now().Add(time.Minute)
+	f.stock.mu.Lock()
+	f.stock.live[[2]string{"b", "u3"}] = "unpaid"
+	f.stock.copies["unpaid"] = &flashsale.Ticket{ID: "unpaid", UserID: "u3", Status: flashsale.TicketPendingPayment, OrderID: "unpaid", PayBy: &future}
+	f.stock.mu.Unlock()
+	if code, out := f.do(t, "/api/v1/sales/b/purchase", "u3", `{}`); code != http.StatusOK || out["ticket_id"] != "unpaid" {
+		t.Errorf("a live unpaid order: %d %v, want 200 with it", code, out)
 	}
 }
 

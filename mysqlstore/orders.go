@@ -164,7 +164,7 @@ func (s *Store) CreateOrders(ctx context.Context, shard int, orders []*flashsale
 	// The orders inserted take created_at and pay_by from the database's
 	// clock, the one expiry is decided by (closeOrder): the worker's clock
 	// only sets the payment window (pay_by - created_at).
-	now, err := dbNow(ctx, s.shards[shard])
+	now, err := readDBClock(ctx, s.shards[shard])
 	if err != nil {
 		return nil, fmt.Errorf("mysqlstore: create orders: %w", err)
 	}
@@ -216,7 +216,7 @@ func (s *Store) CreateOrders(ctx context.Context, shard int, orders []*flashsale
 // order when the batch hits a duplicate key (another process wrote one of its
 // rows meanwhile: the retry reads it and decides accordingly). It fills results
 // at idx and returns the indexes that found no room in the allotment.
-func (s *Store) createBatch(ctx context.Context, shard int, sales map[string]*flashsale.Sale, orders []*flashsale.Order, idx []int, results []flashsale.OrderResult, now time.Time) ([]int, error) {
+func (s *Store) createBatch(ctx context.Context, shard int, sales map[string]*flashsale.Sale, orders []*flashsale.Order, idx []int, results []flashsale.OrderResult, now dbClock) ([]int, error) {
 	batch := make([]*flashsale.Order, len(idx))
 	for j, i := range idx {
 		batch[j] = orders[i]
@@ -255,13 +255,20 @@ func (s *Store) createBatch(ctx context.Context, shard int, sales map[string]*fl
 }
 
 // createTx is one order transaction: it locks the batch's (sale, user) pairs (one
-// statement, see userlocks.go), sorts batch out (classify), inserts the
-// orders that may be created with their outbox and decision rows, and raises the
-// allotments' `used` by what it inserted. First optimistically (the conditional
-// update comes last, so the allotment row is locked only until the commit); if a
-// sale lacks room, again with the allotment rows locked first, inserting what
-// fits. It returns one result per order and the indexes that did not fit.
-func (s *Store) createTx(ctx context.Context, db *sql.DB, sales map[string]*flashsale.Sale, batch []*flashsale.Order, now time.Time) ([]flashsale.OrderResult, []int, error) {
+// statement, see userlocks.go), sorts batch out (classify), raises the
+// allotments' `used` by what may be created, and inserts those orders with
+// their outbox and decision rows. First optimistically (a conditional update of
+// the allotment row); if a sale lacks room, again with the allotment rows locked
+// first, inserting what fits. It returns one result per order and the indexes
+// that did not fit.
+//
+// The orders are created at now.Now() read once every lock is held, just
+// before they are inserted: a transaction that waited for a lock (the
+// allotment row is every order transaction's of the shard) does not commit
+// orders created before the wait, and created_at stays close to the commit
+// that makes them visible (a ticket's pending_payment is streamed within 1 s
+// of it; contract §2).
+func (s *Store) createTx(ctx context.Context, db *sql.DB, sales map[string]*flashsale.Sale, batch []*flashsale.Order, now dbClock) ([]flashsale.OrderResult, []int, error) {
 	var results []flashsale.OrderResult
 	var short []int
 	for careful := false; ; careful = true {
@@ -312,24 +319,24 @@ func (s *Store) createTx(ctx context.Context, db *sql.DB, sales map[string]*flas
 				}
 				fresh = fits
 			}
-			insert := make([]*flashsale.Order, len(fresh))
-			for k, i := range fresh {
-				insert[k] = batch[i]
-			}
-			if err := insertOrders(ctx, tx, insert, now); err != nil {
-				return err
-			}
 			for _, id := range ids {
 				if need[id] == 0 {
 					continue
 				}
-				ok, err := takeRoom(ctx, tx, id, need[id], now)
+				ok, err := takeRoom(ctx, tx, id, need[id], now.Now())
 				if err != nil {
 					return err
 				}
 				if !ok {
 					return errNoRoom // only without the rows locked first
 				}
+			}
+			insert := make([]*flashsale.Order, len(fresh))
+			for k, i := range fresh {
+				insert[k] = batch[i]
+			}
+			if err := insertOrders(ctx, tx, insert, now.Now()); err != nil {
+				return err
 			}
 			for _, i := range fresh {
 				results[i] = flashsale.OrderResult{Outcome: flashsale.CreateNew, Current: batch[i]}

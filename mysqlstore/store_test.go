@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/flashsale/flashsale"
+	"github.com/flashsale/flashsale/internal/storetest"
 	"github.com/flashsale/flashsale/internal/testenv"
 )
 
@@ -142,3 +143,5 @@ func TestCreateSaleConflict(t *testing.T) {
 func errorsIs(err, target error) bool {
 	return err != nil && flashsale.ErrorCode(err) == flashsale.ErrorCode(target)
 }
+
+func TestLeases(t *testing.T) { storetest.RunLeases(t, newStore(t).Leases()) }

@@ -20,6 +20,27 @@ func dbNow(ctx context.Context, q interface {
 	return now.UTC(), err
 }
 
+// dbClock is the database's clock read once and advanced by this process's
+// monotonic clock: later readings cost no round trip (one inside a transaction
+// would lengthen the hold of its locks) and never run ahead of the database's
+// clock (the time since the reading counts from its answer, which came after
+// the database read its clock).
+type dbClock struct {
+	at   time.Time // the database's clock, as read
+	read time.Time // when the answer came, with its monotonic reading
+}
+
+// readDBClock reads the database's clock.
+func readDBClock(ctx context.Context, db *sql.DB) (dbClock, error) {
+	at, err := dbNow(ctx, db)
+	return dbClock{at: at, read: time.Now()}, err
+}
+
+// Now is the database's clock now, to the microsecond (DATETIME(6)).
+func (c dbClock) Now() time.Time {
+	return c.at.Add(time.Since(c.read)).Truncate(time.Microsecond)
+}
+
 // lockOrder reads the order ref names (every item's row) FOR UPDATE in tx,
 // or flashsale.ErrNotFound.
 func lockOrder(ctx context.Context, tx *sql.Tx, ref flashsale.OrderRef) (*flashsale.Order, error) {

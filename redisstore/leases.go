@@ -35,4 +35,12 @@ type lease struct{ lock *redislock.Lock }
 func (l lease) Refresh(ctx context.Context, ttl time.Duration) error {
 	return l.lock.Refresh(ctx, ttl, nil)
 }
-func (l lease) Release(ctx context.Context) error { return l.lock.Release(ctx) }
+
+// Release gives the lease up; one already lost (it ran out, another holder
+// may have it) is not an error, and the other holder keeps it.
+func (l lease) Release(ctx context.Context) error {
+	if err := l.lock.Release(ctx); err != nil && !errors.Is(err, redislock.ErrLockNotHeld) {
+		return err
+	}
+	return nil
+}

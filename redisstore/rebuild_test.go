@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/flashsale/flashsale"
 )
 
@@ -30,16 +32,21 @@ func mint(t *testing.T, s *Store, sale *flashsale.Sale, user, nonce string) *fla
 func flush(t *testing.T, s *Store, saleID string) {
 	t.Helper()
 	ctx := context.Background()
+	for _, k := range allKeys(s, saleID) {
+		if err := s.rdb.Del(ctx, k).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// allKeys lists every key of the sale: the home's and each segment's family.
+func allKeys(s *Store, saleID string) []string {
 	keys := []string{s.homeKey(saleID)}
 	for j := range s.cfg.Segments {
 		k := s.segKeys(saleID, j)
 		keys = append(keys, k.stock, k.holds, k.live, k.units, k.claims, k.queue)
 	}
-	for _, k := range keys {
-		if err := s.rdb.Del(ctx, k).Err(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	return keys
 }
 
 // A purchase retried after Redis lost everything, while its ticket is still
@@ -284,5 +291,78 @@ func TestARebuildNeverCountsMoreThanTheStock(t *testing.T) {
 		if h := snap.Holds[fmt.Sprintf("o%d", i)]; h.Kind != flashsale.HoldHeld {
 			t.Errorf("MySQL's order o%d: %+v, want held", i, h)
 		}
+	}
+}
+
+// saleSnapshot dumps every key of the sale and returns what puts them back
+// as they were (keys absent then are deleted): the sale's keys gone back in
+// time, as after a restart from an older snapshot (on the same server here,
+// so no rebuild runs: what a rebuild keeps of Redis-only state is this).
+func saleSnapshot(t *testing.T, s *Store, saleID string) (restore func()) {
+	t.Helper()
+	ctx := context.Background()
+	dumps := map[string]string{}
+	for _, k := range allKeys(s, saleID) {
+		d, err := s.rdb.Dump(ctx, k).Result()
+		if err != nil && err != redis.Nil {
+			t.Fatal(err)
+		}
+		dumps[k] = d
+	}
+	return func() {
+		t.Helper()
+		for k, d := range dumps {
+			var err error
+			if d == "" {
+				err = s.rdb.Del(ctx, k).Err()
+			} else {
+				err = s.rdb.RestoreReplace(ctx, k, 0, d).Err()
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// A refusal that Redis forgot before MySQL recorded it (the sale's keys went
+// back to a moment when the ticket was only queued) is written again when the
+// refused ticket's copy is: the user's next purchase neither finds the
+// refused ticket as their live one nor mints its id again.
+func TestARefusalRedisForgotIsSettledWithItsCopy(t *testing.T) {
+	s, sale, src := newStore(t, 1, 1)
+	ctx := context.Background()
+	alice := mint(t, s, sale, "alice", "a1")
+	if err := s.Queued(ctx, alice.Ticket(flashsale.TicketQueued)); err != nil {
+		t.Fatal(err)
+	}
+	bob := mint(t, s, sale, "bob", "b1") // claimed after alice, held first
+	if h := holdOne(t, s, sale, bob); h.Kind != flashsale.HoldHeld {
+		t.Fatalf("bob's hold = %+v", h)
+	}
+	back := saleSnapshot(t, s, sale.ID)
+	if h := holdOne(t, s, sale, alice); h.Kind != flashsale.HoldSoldOut {
+		t.Fatalf("alice's hold = %+v, want sold out", h)
+	}
+	back() // Redis forgets the refusal; then MySQL records it and the worker writes the copy
+	refused := alice.Ticket(flashsale.TicketSoldOut)
+	src.outcomes = []*flashsale.Ticket{refused}
+	if err := s.PutTickets(ctx, refused); err != nil {
+		t.Fatal(err)
+	}
+	k := s.keys(sale.ID, "alice")
+	if st, _ := s.rdb.HGet(ctx, k.holds, alice.TicketID).Result(); st != "X" {
+		t.Fatalf("alice's refused ticket is %q in holds, want X", st)
+	}
+	out, id, _, err := s.Claim(ctx, sale, "alice", flashsale.TicketClaim{Sales: []string{sale.ID}, Nonce: "a2"}, 1)
+	if err != nil || out != flashsale.SoldOut {
+		t.Fatalf("alice's next purchase: %v %s %v, want sold out (her refused ticket is %s)", out, id, err, alice.TicketID)
+	}
+	// Units back: her next claim is a new ticket.
+	if _, err := s.Release(ctx, flashsale.Part{SaleID: sale.ID, TicketID: bob.TicketID, UserID: "bob"}); err != nil {
+		t.Fatal(err)
+	}
+	if next := mint(t, s, sale, "alice", "a3"); next.TicketID == alice.TicketID {
+		t.Fatalf("alice's purchase after her refusal got the refused ticket's id %s again", next.TicketID)
 	}
 }

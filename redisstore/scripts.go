@@ -237,6 +237,21 @@ redis.call('HSET', KEYS[3], ARGV[2], ARGV[1])
 return {'done', 'H:' .. q}
 `)
 
+// refusedScript makes a sale's keys follow a refusal MySQL recorded (the
+// ticket made no order: "X" sold out, "F" failed): the ticket gets that state
+// unless it has one, and stops being its user's live ticket. The hold script
+// did both when it refused; this writes them again after MySQL has the
+// decision, because Redis may have gone back in time in between (a restart
+// from an older snapshot, a failover) and a rebuild that read MySQL before the
+// decision kept the ticket's claim and live entry as Redis-only state. Without
+// it the user's next purchase finds the refused ticket as their live one, or
+// mints its id again. KEYS stock holds live; ARGV tid user state gen.
+var refusedScript = redis.NewScript(loadedCheck + `
+if not redis.call('HGET', KEYS[2], ARGV[1]) then redis.call('HSET', KEYS[2], ARGV[1], ARGV[3]) end
+if redis.call('HGET', KEYS[3], ARGV[2]) == ARGV[1] then redis.call('HDEL', KEYS[3], ARGV[2]) end
+return {'done'}
+`)
+
 // releaseScript gives a held ticket's units back (expiry, cancel, dead letter) and
 // marks it released, so it can never be held again. KEYS stock holds live units;
 // ARGV tid user. Returns {"not_loaded"} or {"done", previous state or ""}.
@@ -361,4 +376,4 @@ var holderScript = redis.NewScript(loadedCheck + `
 return {'done', redis.call('HGET', KEYS[2], ARGV[1]) or '', redis.call('HGET', KEYS[3], ARGV[1]) or '0'}
 `)
 
-var allScripts = []*redis.Script{claimScript, unclaimScript, holdScript, reassertScript, releaseScript, confirmScript, retakeScript, returnScript, stockScript, holderScript, mergeScript, placeScript, aheadScript}
+var allScripts = []*redis.Script{claimScript, unclaimScript, holdScript, reassertScript, releaseScript, refusedScript, confirmScript, retakeScript, returnScript, stockScript, holderScript, mergeScript, placeScript, aheadScript}

@@ -361,8 +361,69 @@ func (s *Store) homeState(ctx context.Context, saleID string) (home, error) {
 }
 
 // segmentStock reads the whole of a segmented sale (see above): total from
-// the home, held and sold summed over the segments.
+// the home, held and sold summed over the segments. The parts are read at one
+// instant where Redis allows it (atomicSegmentStock); part by part (a
+// cluster, or a part to rebuild first), a hold released in one segment and
+// its unit, moved through the pool, held again in another while the parts are
+// read would be counted twice, so such a read is made again.
 func (s *Store) segmentStock(ctx context.Context, saleID string) (flashsale.Stock, error) {
+	if st, ok := s.atomicSegmentStock(ctx, saleID); ok {
+		return st, nil
+	}
+	for tries := 1; ; tries++ {
+		st, err := s.segmentStockByPart(ctx, saleID)
+		if err != nil || st.Available >= 0 || tries == 5 {
+			return st, err
+		}
+	}
+}
+
+// atomicSegmentStock reads every part of a segmented sale in one MULTI/EXEC,
+// which no hold, release or refill interleaves with, when the sale lives on
+// one Redis server (a cluster spreads the parts over masters). ok false: not
+// one server, or a part must be rebuilt or read again first.
+func (s *Store) atomicSegmentStock(ctx context.Context, saleID string) (flashsale.Stock, bool) {
+	c, one := s.rdb.(*redis.Client)
+	if !one {
+		return flashsale.Stock{}, false
+	}
+	gen, err := s.genOf(ctx, saleID)
+	if err != nil {
+		return flashsale.Stock{}, false
+	}
+	parts := make([]*redis.Cmd, s.cfg.Segments)
+	var home *redis.Cmd
+	if _, err := c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		for j := range parts {
+			parts[j] = stockScript.EvalSha(ctx, p, []string{s.segKeys(saleID, j).stock}, gen)
+		}
+		home = homeStateScript.EvalSha(ctx, p, []string{s.homeKey(saleID)}, s.cfg.Segments, gen)
+		return nil
+	}); err != nil {
+		return flashsale.Stock{}, false
+	}
+	var st flashsale.Stock
+	for _, cmd := range parts {
+		reply, err := cmd.StringSlice()
+		if err != nil || len(reply) != 5 || reply[0] != "done" {
+			return flashsale.Stock{}, false
+		}
+		held, _ := strconv.Atoi(reply[3])
+		sold, _ := strconv.Atoi(reply[4])
+		st.Held += held
+		st.Sold += sold
+	}
+	reply, err := home.StringSlice()
+	if err != nil || len(reply) < 2 || reply[0] != "ok" {
+		return flashsale.Stock{}, false
+	}
+	st.Total, _ = strconv.Atoi(reply[1])
+	st.Available = st.Total - st.Held - st.Sold
+	return st, true
+}
+
+// segmentStockByPart reads a segmented sale part by part, rebuilding what must be.
+func (s *Store) segmentStockByPart(ctx context.Context, saleID string) (flashsale.Stock, error) {
 	var st flashsale.Stock
 	for j := range s.cfg.Segments {
 		k := s.segKeys(saleID, j)

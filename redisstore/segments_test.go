@@ -355,3 +355,72 @@ func TestSegmentedSaleRefusesNobodyWhileUnitsRemain(t *testing.T) {
 	}
 	wantStock(t, s, flashsale.Stock{Total: stock, Held: stock})
 }
+
+// A unit given back in one segment and held again in another, through the
+// pool, while the sale is read: the read never counts it twice (a negative
+// available), because the parts are read at one instant.
+func TestSegmentedReadsNeverCountAUnitTwice(t *testing.T) {
+	const stock = 6
+	s, sale, _ := newStoreN(t, stock, 1, 4)
+	ctx := context.Background()
+	var users atomic.Int64
+	buy := func() *flashsale.PurchaseRequest {
+		for {
+			req := request(fmt.Sprintf("u%d", users.Add(1)), 1)
+			out, _, load, err := s.Claim(ctx, sale, req.UserID, flashsale.TicketClaim{ID: req.TicketID}, 1)
+			if err != nil {
+				t.Error(err)
+				return nil
+			}
+			if out != flashsale.Claimed {
+				continue
+			}
+			req.Loads = []int64{load}
+			h, errs := s.Hold(ctx, []*flashsale.Sale{sale}, []*flashsale.PurchaseRequest{req})
+			if errs[0] != nil {
+				t.Error(errs[0])
+				return nil
+			}
+			if h[0].Kind == flashsale.HoldHeld {
+				return req
+			}
+		}
+	}
+	var churn sync.WaitGroup
+	var rounds atomic.Int64
+	stop := make(chan struct{})
+	for range stock { // each goroutine keeps one unit moving from user to user
+		churn.Add(1)
+		go func() {
+			defer churn.Done()
+			req := buy()
+			for req != nil {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := s.Release(ctx, flashsale.Part{SaleID: sale.ID, TicketID: req.TicketID, UserID: req.UserID}); err != nil {
+					t.Error(err)
+					return
+				}
+				req = buy()
+				rounds.Add(1)
+			}
+		}()
+	}
+	for reads := 0; reads < 3000 && !t.Failed(); reads++ {
+		st, err := s.Stock(ctx, sale.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Available < 0 || st.Held+st.Sold > stock {
+			t.Errorf("read %d (after %d moves): %+v", reads, rounds.Load(), st)
+		}
+	}
+	close(stop)
+	churn.Wait()
+	if rounds.Load() < 100 {
+		t.Errorf("precondition: only %d units moved during the reads", rounds.Load())
+	}
+}

@@ -448,12 +448,57 @@ func (s *Store) Return(ctx context.Context, p flashsale.Part) (flashsale.Hold, e
 // never moved back (a final status is not overwritten by a live one). The
 // tickets it decides (see decided) leave their sales' lines and are announced
 // to every ingress, in the same round trip, after their copies (see line.go).
+// A ticket refused without an order (sold_out, failed) is settled in each of
+// its sales in the same round trip (see refusedScript), so its caller must
+// have recorded the refusal in MySQL first; a sale that is not loaded as
+// this server's answers a rebuild reason there and is settled through run,
+// after its rebuild.
 func (s *Store) PutTickets(ctx context.Context, tickets ...*flashsale.Ticket) error {
 	if len(tickets) == 0 {
 		return nil
 	}
-	if err := s.putTickets(ctx, tickets, s.leaveLine(ctx, tickets)); err != nil {
+	type refusal struct {
+		part  flashsale.Part
+		state string
+	}
+	var refused []refusal
+	for _, t := range tickets {
+		state := ""
+		switch {
+		case t.OrderID != "":
+		case t.Status == flashsale.TicketSoldOut:
+			state = "X"
+		case t.Status == flashsale.TicketFailed:
+			state = "F"
+		}
+		if state == "" {
+			continue
+		}
+		for _, l := range t.Lines() {
+			refused = append(refused, refusal{flashsale.Part{SaleID: l.SaleID, TicketID: t.ID, UserID: t.UserID}, state})
+		}
+	}
+	leave := s.leaveLine(ctx, tickets)
+	settled := make([]*redis.Cmd, len(refused))
+	err := s.putTickets(ctx, tickets, func(p redis.Pipeliner) {
+		if leave != nil {
+			leave(p)
+		}
+		for i, r := range refused {
+			k := s.keys(r.part.SaleID, r.part.UserID)
+			settled[i] = refusedScript.EvalSha(ctx, p, []string{k.stock, k.holds, k.live}, r.part.TicketID, r.part.UserID, r.state, "")
+		}
+	})
+	if err != nil {
 		return fmt.Errorf("redisstore: put tickets: %w", err)
+	}
+	for i, r := range refused {
+		if reply, _ := settled[i].StringSlice(); rebuildReason(reply) == "" {
+			continue
+		}
+		if _, err := s.runPart(ctx, r.part, refusedScript, r.part.TicketID, r.part.UserID, r.state); err != nil {
+			return fmt.Errorf("redisstore: settle ticket %s: %w", r.part.TicketID, err)
+		}
 	}
 	return nil
 }
@@ -504,8 +549,11 @@ func (s *Store) putTickets(ctx context.Context, tickets []*flashsale.Ticket, mor
 	}
 	_, err := put()
 	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-		// Not cached on this server (it restarted): load it, once, and again.
+		// Not cached on this server (it restarted): load them, once, and again.
 		if err = putTicketScript.Load(ctx, s.rdb).Err(); err == nil {
+			err = refusedScript.Load(ctx, s.rdb).Err()
+		}
+		if err == nil {
 			_, err = put()
 		}
 	}

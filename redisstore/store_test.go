@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/flashsale/flashsale"
+	"github.com/flashsale/flashsale/internal/storetest"
 	"github.com/flashsale/flashsale/internal/testenv"
 	"github.com/flashsale/flashsale/service"
 )
@@ -598,4 +599,9 @@ func TestHolderReadsLiveTicketAndUnits(t *testing.T) {
 	if live, units, err := s.Holder(ctx, sale.ID, "u1"); err != nil || live != id || units != 2 {
 		t.Fatalf("after the hold: %q %d %v, want %s and 2 units", live, units, err, id)
 	}
+}
+
+func TestLeases(t *testing.T) {
+	s, _, _ := newStore(t, 1, 1)
+	storetest.RunLeases(t, s.Leases())
 }

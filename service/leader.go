@@ -21,7 +21,8 @@ type Leases interface {
 type Lease interface {
 	// Refresh extends the lease by ttl; an error means it is lost.
 	Refresh(ctx context.Context, ttl time.Duration) error
-	// Release gives the lease up.
+	// Release gives the lease up; a lease already lost is not an error (and
+	// stays with whoever holds it now).
 	Release(ctx context.Context) error
 }
 

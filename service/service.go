@@ -45,6 +45,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"golang.org/x/net/netutil"
 )
 
 // Service is a long-lived part of a process (see the package doc).
@@ -178,6 +180,13 @@ type HTTP struct {
 	Server *http.Server
 	Fail   func(error) // optional
 	Log    *slog.Logger
+	// MaxConns, when > 0, caps the connections open at once
+	// (netutil.LimitListener): past it a new connection is not accepted until
+	// one closes, and waits in the kernel's accept queue (its client sees a
+	// connect that hangs, then a refusal or a time-out once that queue is
+	// full), so the memory held by connections stays bounded. Idle keep-alive
+	// connections count until Server.IdleTimeout closes them.
+	MaxConns int
 
 	ready latch
 	done  chan struct{}
@@ -189,8 +198,11 @@ func (h *HTTP) Start(context.Context) error {
 	if err != nil {
 		return err
 	}
+	if h.MaxConns > 0 {
+		ln = netutil.LimitListener(ln, h.MaxConns)
+	}
 	if h.Log != nil {
-		h.Log.Info("listening", "addr", h.Server.Addr)
+		h.Log.Info("listening", "addr", h.Server.Addr, "max_conns", h.MaxConns)
 	}
 	h.done = make(chan struct{})
 	go func() {

@@ -3,8 +3,9 @@
 // For each batch of purchase messages it holds stock in the stock store (a Lua
 // script, idempotent per ticket), commits the orders of each shard in one
 // transaction (order + order.created outbox row), re-asserts each hold (a no-op
-// unless Redis lost it meanwhile), records tickets that made no order, writes the
-// fast ticket copies, and only then acks. Any failure before the ack hands the
+// unless Redis lost it meanwhile) and writes those orders' fast ticket copies
+// as soon as their shard committed, records tickets that made no order, writes
+// their copies, and only then acks. Any failure before the ack hands the
 // message back; every step is idempotent, so a redelivery completes what a crash
 // interrupted. A message that can never succeed is dead-lettered; the dead-letter
 // consumer releases whatever it held and fails its ticket.
@@ -132,6 +133,7 @@ type item struct {
 	sales  []*flashsale.Sale   // sales[i] is the sale of lines[i]; nil until read
 	held   []bool              // held[i]: lines[i] is held in the stock store
 	ticket *flashsale.Ticket   // the final ticket to write, once known
+	put    bool                // ticket written to the stock store (and announced)
 	twins  []flashsale.Message // more messages of the same ticket in the batch: settled as msg is
 	failed bool                // settle with Retry: the consumer's retry rule hands it back
 	resync bool                // MySQL refused what Redis held: rebuild the sales in Redis
@@ -228,7 +230,7 @@ func (w *Worker) process(ctx context.Context, items []*item) {
 			it.failed = true
 			continue
 		}
-		it.ticket, it.resync = nil, false
+		it.ticket, it.resync, it.put = nil, false, false
 		clear(it.held)
 		todo = append(todo, it)
 	}
@@ -425,6 +427,19 @@ func (w *Worker) createShardOrders(ctx context.Context, shard int, group []*item
 			pending[i].failed = true
 		}
 	}
+	// The tickets of these orders are final: written (and announced to their
+	// streams) now, not once the other shards' transactions and the batch's
+	// other steps are done, so that a pending_payment reaches its stream
+	// within 1 s of the order's created_at (contract §2) while another shard
+	// waits for a lock. (Tickets without an order wait for their decision to
+	// be recorded: recordOutcomes.)
+	var ordered []*item
+	for _, it := range group {
+		if it.ticket != nil && it.ticket.OrderID != "" {
+			ordered = append(ordered, it)
+		}
+	}
+	w.writeTickets(ctx, ordered)
 }
 
 // newOrder is the order a held item makes at now.
@@ -530,11 +545,14 @@ func (w *Worker) followOrder(ctx context.Context, it *item) {
 	it.ticket = flashsale.TicketOf(o)
 }
 
-// writeTickets writes the fast copies of every decided ticket in one round trip.
+// writeTickets writes the fast copies of the decided tickets of items not
+// written yet, in one round trip.
 func (w *Worker) writeTickets(ctx context.Context, items []*item) {
+	var todo []*item
 	var tickets []*flashsale.Ticket
 	for _, it := range items {
-		if !it.failed {
+		if !it.failed && !it.put && it.ticket != nil {
+			todo = append(todo, it)
 			tickets = append(tickets, it.ticket)
 		}
 	}
@@ -543,9 +561,13 @@ func (w *Worker) writeTickets(ctx context.Context, items []*item) {
 	}
 	if err := w.cfg.Stock.PutTickets(ctx, tickets...); err != nil {
 		w.log.Warn("writing tickets failed; retrying", "err", err)
-		for _, it := range items {
+		for _, it := range todo {
 			it.failed = true
 		}
+		return
+	}
+	for _, it := range todo {
+		it.put = true
 	}
 }
 

@@ -229,3 +229,71 @@ func TestTwoMessagesOfOneTicketInABatchMakeOneOrder(t *testing.T) {
 		t.Errorf("steps %v: the ticket went through the batch %d times, want once (MySQL refuses a second row of one ticket in one order transaction as a live conflict)", stock.Steps, holds)
 	}
 }
+
+// shardHeld is the book with user "u-late" on shard 1, whose order
+// transaction waits until release is closed (a lock held in MySQL).
+type shardHeld struct {
+	*mock.Book
+	release chan struct{}
+}
+
+func (h *shardHeld) ShardOf(user string) int {
+	if user == "u-late" {
+		return 1
+	}
+	return 0
+}
+
+func (h *shardHeld) CreateOrders(ctx context.Context, shard int, orders []*flashsale.Order) ([]flashsale.OrderResult, error) {
+	if shard == 1 {
+		<-h.release
+	}
+	return h.Book.CreateOrders(ctx, shard, orders)
+}
+
+// A shard's orders have their ticket copies written (and so announced to
+// their streams) as soon as the shard committed, while another shard's order
+// transaction of the same batch still waits: a pending_payment reaches its
+// stream within 1 s of its order's created_at (contract §2).
+func TestOrderedTicketsWrittenWhileAnotherShardWaits(t *testing.T) {
+	stock, book := newFakes(map[string]int{"a": 5, "b": 1})
+	book.Sales = twoSales()
+	held := &shardHeld{Book: book, release: make(chan struct{})}
+	w, err := New(Config{Sales: twoSales(), Stock: stock, Orders: held})
+	if err != nil {
+		t.Fatal(err)
+	}
+	buy := func(ticket, user string) *mock.Message {
+		return mock.NewMessage(&flashsale.PurchaseRequest{TicketID: ticket, UserID: user, SaleID: "a", Quantity: 1, AdmittedAt: time.Now()})
+	}
+	fast, late := buy("t-fast", "u-fast"), buy("t-late", "u-late")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		w.HandlePurchases(context.Background(), mock.Messages(fast, late))
+	}()
+	ctx := context.Background()
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		if tk, err := stock.GetTicket(ctx, "t-fast"); err == nil && tk.Status == flashsale.TicketPendingPayment {
+			break
+		}
+		if time.Now().After(deadline) {
+			close(held.release)
+			t.Fatal("shard 0's ticket not written within 5 s while shard 1's order transaction waits")
+		}
+		time.Sleep(time.Millisecond) // polling the fake's state
+	}
+	if _, err := stock.GetTicket(ctx, "t-late"); err == nil {
+		t.Error("shard 1's ticket written before its order transaction committed")
+	}
+	close(held.release)
+	<-done
+	for _, m := range []*mock.Message{fast, late} {
+		if m.Settled() != "ack" {
+			t.Errorf("message settled %q, want ack", m.Settled())
+		}
+	}
+	if tk, err := stock.GetTicket(ctx, "t-late"); err != nil || tk.Status != flashsale.TicketPendingPayment {
+		t.Errorf("shard 1's ticket after its commit: %+v, %v; want pending_payment", tk, err)
+	}
+}

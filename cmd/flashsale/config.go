@@ -29,7 +29,10 @@ type config struct {
 	LimitPerWindow int
 	// PublishGroups is how many groups of purchases an ingress may have
 	// awaiting the broker's confirm at once (see ingress.Config.PublishGroups).
-	PublishGroups   int
+	PublishGroups int
+	// MaxConns caps the connections the ingress's listener holds open at
+	// once (see service.HTTP.MaxConns); 0: no cap.
+	MaxConns        int
 	PprofAddr       string
 	LogLevel        slog.Level
 	ShutdownGrace   time.Duration
@@ -83,6 +86,7 @@ func loadConfig(fs *flag.FlagSet, args []string) (*config, error) {
 	segments := fs.String("redis-segments", env("FLASHSALE_REDIS_SEGMENTS", "1"), "parts each sale's stock is split into in Redis (several Redis Cluster slots); the same on every process")
 	limit := fs.String("limit-per-window", env("FLASHSALE_LIMIT_PER_WINDOW", "50"), "purchases per sale per node per 10 ms; 0 disables")
 	groups := fs.String("publish-groups", env("FLASHSALE_PUBLISH_GROUPS", "4"), "groups of purchases an ingress may have awaiting the broker's confirm at once")
+	maxConns := fs.String("max-conns", env("FLASHSALE_MAX_CONNS", "20000"), "connections the ingress's listener holds open at once; past it new ones wait to be accepted; 0: no cap")
 	pprofAddr := fs.String("pprof-addr", env("FLASHSALE_PPROF_ADDR", ""), "serve net/http/pprof on this address (off when empty)")
 	level := fs.String("log-level", env("FLASHSALE_LOG_LEVEL", "info"), "debug, info, warn or error")
 	grace := fs.String("shutdown-grace", env("FLASHSALE_SHUTDOWN_GRACE_SECONDS", "20"), "seconds to finish in-flight work on SIGTERM")
@@ -106,6 +110,9 @@ func loadConfig(fs *flag.FlagSet, args []string) (*config, error) {
 	}
 	if c.PublishGroups, err = strconv.Atoi(*groups); err != nil || c.PublishGroups < 1 || c.PublishGroups > 1024 {
 		return nil, fmt.Errorf("FLASHSALE_PUBLISH_GROUPS must be a whole number from 1 to 1024, got %q", *groups)
+	}
+	if c.MaxConns, err = strconv.Atoi(*maxConns); err != nil || c.MaxConns < 0 {
+		return nil, fmt.Errorf("FLASHSALE_MAX_CONNS must be a whole number >= 0 (0: no cap), got %q", *maxConns)
 	}
 	for _, d := range []struct {
 		name, val string

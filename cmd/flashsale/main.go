@@ -81,6 +81,9 @@ func main() {
 	for _, w := range cfg.Weak {
 		log.Warn("a secret is shorter than 16 bytes; anyone who can try it may guess it: use a longer one", "setting", w)
 	}
+	for _, w := range cfg.Warnings {
+		log.Warn(w)
+	}
 	if err := run(ctx, cmd, want, cfg, ocfg, log); err != nil {
 		if errors.Is(err, mysqlstore.ErrShardList) { // a bad setting, as far as this process can tell
 			verb := "start"

@@ -57,6 +57,7 @@ var (
 	_ ingress.Strikes   = (*redisstore.Strikes)(nil)
 	_ lifecycle.Strikes = (*redisstore.Strikes)(nil)
 	_ service.Leases    = (*redisstore.Leases)(nil)
+	_ service.Leases    = (*mysqlstore.Leases)(nil)
 
 	// The broker.
 	_ ingress.Queue   = (*queue.Publisher)(nil)

@@ -178,7 +178,7 @@ func (p *process) ingress(g *service.Group, qc queue.Config) ([]named, []named, 
 	}
 	p.log.Info("identities", "user_auth", cfg.UserAuth)
 	return []named{{"ingress publisher", pub}, {"ticket streams", srv.Streams()}},
-		[]named{{"listener", &service.HTTP{Server: hs, Fail: g.Fail, Log: p.log.With("listener", "ingress")}}}, nil
+		[]named{{"listener", &service.HTTP{Server: hs, Fail: g.Fail, Log: p.log.With("listener", "ingress"), MaxConns: cfg.MaxConns}}}, nil
 }
 
 func (p *process) worker(_ *service.Group, qc queue.Config) ([]named, []named, error) {
@@ -223,7 +223,7 @@ func (p *process) delayq(_ *service.Group, qc queue.Config) ([]named, []named, e
 	if err != nil {
 		return nil, nil, err
 	}
-	dq, err := delayq.New(delayq.Config{Delayer: pub, Expirer: p.lc, Due: p.store, Leases: p.rs.Leases(),
+	dq, err := delayq.New(delayq.Config{Delayer: pub, Expirer: p.lc, Due: p.store, Leases: p.store.Leases(),
 		Namespace: p.cfg.Namespace, SweepInterval: p.cfg.SweepInterval, Log: p.log, Registry: p.reg})
 	if err != nil {
 		return nil, nil, err
@@ -245,7 +245,7 @@ func (p *process) relay(_ *service.Group, qc queue.Config) ([]named, []named, er
 		return nil, nil, err
 	}
 	host, _ := os.Hostname()
-	r, err := relay.New(relay.Config{Outbox: p.store, Publisher: pub, Leases: p.rs.Leases(), Namespace: p.cfg.Namespace,
+	r, err := relay.New(relay.Config{Outbox: p.store, Publisher: pub, Leases: p.store.Leases(), Namespace: p.cfg.Namespace,
 		Owner: fmt.Sprintf("%s/%d", host, os.Getpid()), Retention: p.cfg.OutboxRetention, Log: p.log, Registry: p.reg})
 	if err != nil {
 		return nil, nil, err

@@ -29,11 +29,14 @@ type security struct {
 	// contract sets no minimum, and a gateway's or a provider's secret is not
 	// always ours to choose), and warned about at start.
 	Weak []string
+	// Warnings are the other settings accepted but worth a warning at start
+	// (jwt mode without FLASHSALE_JWT_AUDIENCE), each a whole sentence.
+	Warnings []string
 }
 
 type securityInput struct {
-	userAuth, jwtSecrets, jwtKeys, jwtIssuer, jwtAudience *string
-	userRate, strikes, strikeHours                        *string
+	userAuth, jwtSecrets, jwtKeys, jwtIssuer, jwtAudience, jwtMaxTTL *string
+	userRate, strikes, strikeHours                                   *string
 }
 
 func securityFlags(fs *flag.FlagSet) *securityInput {
@@ -43,6 +46,7 @@ func securityFlags(fs *flag.FlagSet) *securityInput {
 		jwtKeys:     fs.String("jwt-public-keys", env("FLASHSALE_JWT_PUBLIC_KEYS", ""), "jwt mode: path of a PEM file of public keys (RS256, ES256, EdDSA)"),
 		jwtIssuer:   fs.String("jwt-issuer", env("FLASHSALE_JWT_ISSUER", ""), "jwt mode: required iss (none when empty)"),
 		jwtAudience: fs.String("jwt-audience", env("FLASHSALE_JWT_AUDIENCE", ""), "jwt mode: required aud (none when empty)"),
+		jwtMaxTTL:   fs.String("jwt-max-ttl", env("FLASHSALE_JWT_MAX_TTL", ""), "jwt mode: the longest token lifetime (exp - iat) accepted, e.g. 1h; iat is then required (no maximum when empty or 0)"),
 		userRate:    fs.String("user-purchases-per-second", env("FLASHSALE_USER_PURCHASES_PER_SECOND", "5"), "purchase requests per user per sale per node and second that may reach the sale's window; 0 disables"),
 		strikes:     fs.String("unpaid-strikes", env("FLASHSALE_UNPAID_STRIKES", "0"), "orders expired unpaid within the strike window that block a user's purchases; 0 disables"),
 		strikeHours: fs.String("unpaid-strike-hours", env("FLASHSALE_UNPAID_STRIKE_HOURS", "24"), "the strike window in hours (fractions allowed)"),
@@ -107,6 +111,15 @@ func (in *securityInput) load(c *config) (security, error) {
 		s.Identity = identity.Header{}
 	case "jwt":
 		cfg := identity.JWTConfig{Secrets: splitList(*in.jwtSecrets), Issuer: *in.jwtIssuer, Audience: *in.jwtAudience}
+		if v := *in.jwtMaxTTL; v != "" {
+			if cfg.MaxTTL, err = time.ParseDuration(v); err != nil || cfg.MaxTTL < 0 {
+				return s, fmt.Errorf("FLASHSALE_JWT_MAX_TTL must be a duration >= 0 such as 15m or 24h (0: no maximum), got %q", v)
+			}
+		}
+		if cfg.Audience == "" {
+			s.Warnings = append(s.Warnings, "FLASHSALE_USER_AUTH=jwt without FLASHSALE_JWT_AUDIENCE: a token the same issuer "+
+				"signed for any other service is accepted here; set it to the audience your identity provider gives this service")
+		}
 		if path := *in.jwtKeys; path != "" {
 			data, err := os.ReadFile(path)
 			if err != nil {
