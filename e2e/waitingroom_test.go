@@ -574,6 +574,12 @@ func TestWaitingRoomFairAgainstFastClients(t *testing.T) {
 	if len(scores) != n {
 		t.Fatalf("%d scores, want %d", len(scores), n)
 	}
+	for range 2 { // counted once the draw settled, then remembered
+		var d drawView
+		if r := c.must(t, http.MethodGet, pathDraw(spec.ID), nil, nil); r.decode(&d) != nil || d.Entries != n {
+			t.Errorf("GET draw: %s, want %d entries", r, n)
+		}
+	}
 	for i, u := range order[:stock] {
 		mine := hmacHex(seed, u)
 		if rank := sort.SearchStrings(scores, mine); rank != i || scores[rank] != mine {

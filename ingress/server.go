@@ -182,6 +182,8 @@ type Server struct {
 	// pace and streams: the sales' paces and the ticket event streams (see
 	// place.go, streams.go); openStreams counts the streams open.
 	pace        *paceBook
+	// drawn counts each drawn line once (see drawnEntries).
+	drawn drawCounts
 	streams     *streams
 	openStreams prometheus.Gauge
 }
