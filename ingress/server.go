@@ -181,9 +181,9 @@ type Server struct {
 	purchases *purchaseCounter
 	// pace and streams: the sales' paces and the ticket event streams (see
 	// place.go, streams.go); openStreams counts the streams open.
-	pace        *paceBook
+	pace *paceBook
 	// drawn counts each drawn line once (see drawnEntries).
-	drawn drawCounts
+	drawn       drawCounts
 	streams     *streams
 	openStreams prometheus.Gauge
 }
