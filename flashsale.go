@@ -89,6 +89,7 @@ type Sale struct {
 	EndsAt               time.Time    `json:"ends_at"`
 	PaymentWindowSeconds int          `json:"payment_window_seconds"`
 	Reservation          *Reservation `json:"reservation"`
+	WaitingRoom          *WaitingRoom `json:"waiting_room"`
 	Inventory            Inventory    `json:"inventory"`
 	CreatedAt            time.Time    `json:"created_at"`
 }
@@ -109,6 +110,7 @@ const (
 	StateScheduled       SaleState = "scheduled"
 	StateReservationOpen SaleState = "reservation_open"
 	StateUpcoming        SaleState = "upcoming"
+	StateWaitingRoomOpen SaleState = "waiting_room_open"
 	StateOpen            SaleState = "open"
 	StateSoldOut         SaleState = "sold_out"
 	StateEnded           SaleState = "ended"
@@ -124,6 +126,8 @@ func (s *Sale) StateAt(now time.Time, available int) SaleState {
 			return StateSoldOut
 		}
 		return StateOpen
+	case s.WaitingRoom != nil && !now.Before(s.WaitingRoom.OpensAt):
+		return StateWaitingRoomOpen
 	case s.Reservation == nil:
 		return StateScheduled
 	case now.Before(s.Reservation.OpensAt):
@@ -135,11 +139,14 @@ func (s *Sale) StateAt(now time.Time, available int) SaleState {
 	}
 }
 
-// TicketStatus is where a purchase request stands. Queued and pending_payment are
-// live; every other status is final (paid is final for the ticket too).
+// TicketStatus is where a purchase request stands. Waiting, queued and
+// pending_payment are live; every other status is final (paid is final for the ticket too).
 type TicketStatus string
 
 const (
+	// TicketWaiting: in a waiting room's line (see WaitingRoom), holding
+	// nothing yet.
+	TicketWaiting        TicketStatus = "waiting"
 	TicketQueued         TicketStatus = "queued"
 	TicketPendingPayment TicketStatus = "pending_payment"
 	TicketPaid           TicketStatus = "paid"
@@ -150,7 +157,9 @@ const (
 )
 
 // Live reports whether the ticket still blocks its user from a new purchase.
-func (s TicketStatus) Live() bool { return s == TicketQueued || s == TicketPendingPayment }
+func (s TicketStatus) Live() bool {
+	return s == TicketWaiting || s == TicketQueued || s == TicketPendingPayment
+}
 
 // Line is units of one sale in a purchase: a ticket has one line per sale it
 // buys (one for a purchase of one sale, 2 to 10 for a bundle).

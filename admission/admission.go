@@ -28,12 +28,15 @@
 //
 //	saleExists     the sale exists                          404 not_found
 //	saleOpen       now in [starts_at, ends_at), by the      409 not_started, ended
-//	               ingress's clock
+//	               ingress's clock (from a waiting room's
+//	               opens_at)
 //	quantityFits   1 to per_user_limit units                422 invalid_quantity
 //	bundleable     no inventory-mysql sale in a bundle      400 invalid
 //	qualified      reserved, when the sale has a            403 not_qualified
 //	               reservation phase
 //	notBlocked     not too many unpaid expiries             403 blocked (fails open)
+//	waitingRoom    a sale with a waiting room: the line     202 waiting, live ticket,
+//	               takes the purchase (see waitingroom.go)  409 limit_reached, sold_out
 //	notSoldOut     a sale this node saw sold out is         live ticket, 409 limit_reached, sold_out
 //	               answered from the user's holding
 //	withinBudget   the user's budget on this node           live ticket, 429 rate_limited
@@ -117,6 +120,12 @@ type Config struct {
 	// Strikes blocks users whose orders keep expiring unpaid (see
 	// strikes.go); nil: nobody is blocked.
 	Strikes Strikes
+	// WaitingLine takes the entries of sales with a waiting room, and Levels
+	// reads their stock for the line's bound after starts_at (see
+	// waitingroom.go); both or neither. nil: such sales sell like any other
+	// from starts_at (tests of other things).
+	WaitingLine WaitingLine
+	Levels      Levels
 	// LimitPerWindow is purchases admitted per sale per 10 ms on this node;
 	// 0 disables the limit. Default (when negative) 50.
 	LimitPerWindow int
@@ -165,6 +174,9 @@ func New(cfg Config) (*Admission, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
+	if (cfg.WaitingLine == nil) != (cfg.Levels == nil) {
+		return nil, errors.New("admission: WaitingLine and Levels go together")
+	}
 	if cfg.LimitPerWindow < 0 {
 		cfg.LimitPerWindow = 50
 	}
@@ -195,20 +207,21 @@ func New(cfg Config) (*Admission, error) {
 		soldOut: soldOutMemory{ttl: cfg.SoldOutMemory, until: map[string]time.Time{}}}
 	// The order of the checks is the order of the answers: a line that
 	// fails several gets the first one's. The waiting room (contract
-	// section 2, issue 25) is one more check, between notBlocked and
-	// notSoldOut: the checks above it apply to entering the line, those
-	// below do not (entering takes no stock). From the room's opens_at
-	// (saleOpen lets such a sale through from then) it answers its lines
-	// itself: the user's ticket entered in the line, 202 waiting (the
-	// decision marking it fresh), their live ticket 200, or a full line 409
-	// sold_out; its lines never reach the claims and the queue.
+	// section 2) is the check between notBlocked and notSoldOut: the checks
+	// above it apply to entering the line, those below do not (entering
+	// takes no stock). From the room's opens_at (saleOpen lets such a sale
+	// through from then) it answers its lines itself: the user's ticket
+	// entered in the line, 202 waiting (the decision marking it fresh),
+	// their live ticket 200, or a full line 409 sold_out; its lines never
+	// reach the claims and the queue.
 	a.checks = []check{
 		a.saleExists,
-		saleOpen,
+		a.saleOpen,
 		quantityFits,
 		bundleable,
 		a.qualified,
 		a.notBlocked,
+		a.waitingRoom,
 		a.notSoldOut,
 		a.withinBudget,
 		a.windowHasRoom,
@@ -235,7 +248,7 @@ func (a *Admission) Admit(ctx context.Context, r Request) (t *flashsale.Ticket, 
 	p := newPurchase(r)
 	defer p.leave()
 	if d := a.checkLines(ctx, p); d.decided() {
-		return d.ticket, false, d.err
+		return d.ticket, d.fresh, d.err
 	}
 	t = &flashsale.Ticket{UserID: r.User, Status: flashsale.TicketQueued}
 	t.SetLines(r.Lines)
@@ -252,6 +265,8 @@ func (a *Admission) Admit(ctx context.Context, r Request) (t *flashsale.Ticket, 
 type decision struct {
 	ticket *flashsale.Ticket
 	err    error
+	// fresh: ticket is a new one (a waiting room's entry, see waitingRoom).
+	fresh bool
 }
 
 // next is the decision to go on to the next check.

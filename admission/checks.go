@@ -22,10 +22,15 @@ func (a *Admission) saleExists(ctx context.Context, _ *purchase, l *line) decisi
 }
 
 // saleOpen refuses a sale outside [starts_at, ends_at) by the ingress's
-// clock: not_started, ended.
-func saleOpen(_ context.Context, p *purchase, l *line) decision {
+// clock (from its waiting room's opens_at for a sale with one, see
+// waitingRoom): not_started, ended.
+func (a *Admission) saleOpen(_ context.Context, p *purchase, l *line) decision {
+	start := l.sale.StartsAt
+	if w := l.sale.WaitingRoom; w != nil && a.cfg.WaitingLine != nil {
+		start = w.OpensAt
+	}
 	switch {
-	case p.Now.Before(l.sale.StartsAt):
+	case p.Now.Before(start):
 		return refuse(flashsale.ErrNotStarted)
 	case !p.Now.Before(l.sale.EndsAt):
 		return refuse(flashsale.ErrEnded)

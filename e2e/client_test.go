@@ -326,7 +326,7 @@ func finalTicket(status string) bool {
 }
 
 var ticketStatuses = map[string]bool{
-	"queued": true, "pending_payment": true, "paid": true, "expired": true,
+	"waiting": true, "queued": true, "pending_payment": true, "paid": true, "expired": true,
 	"cancelled": true, "sold_out": true, "failed": true,
 }
 

@@ -144,7 +144,15 @@ func (s *Server) ticketEvents(c *gin.Context) {
 	if v.Status == flashsale.TicketQueued && v.place != nil && v.Position != nil {
 		s.streams.placed(f, sale, *v.Position)
 	}
-	if !e.write(fmt.Sprintf("retry: %d\n\n", streamRetry.Milliseconds())) || !e.send(v) || v.Status != flashsale.TicketQueued {
+	if !e.write(fmt.Sprintf("retry: %d\n\n", streamRetry.Milliseconds())) || !e.send(v) {
+		return
+	}
+	if v.Status == flashsale.TicketWaiting {
+		if v, ok = s.followWaiting(c, e, read); !ok {
+			return
+		}
+	}
+	if v.Status != flashsale.TicketQueued {
 		return
 	}
 	s.streams.placed(f, sale, e.pos)

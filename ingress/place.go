@@ -65,6 +65,11 @@ const (
 // its place in its sale's line read now.
 func (s *Server) viewOf(ctx context.Context, t *flashsale.Ticket) (ticketView, error) {
 	v := ticketView{Ticket: *t}
+	if t.Status == flashsale.TicketWaiting {
+		var err error
+		v.place, err = s.waitingPlace(ctx, t)
+		return v, err
+	}
 	if t.Status != flashsale.TicketQueued {
 		return v, nil
 	}

@@ -126,6 +126,9 @@ func (s *Server) lookupTicket(ctx context.Context, c *gin.Context, user, id stri
 		copyErr := err
 		t, err = s.cfg.Orders.GetTicket(ctx, flashsale.TicketRef{User: user, Ticket: id})
 		if errors.Is(err, flashsale.ErrNotFound) {
+			t, err = s.lineTicket(ctx, id)
+		}
+		if errors.Is(err, flashsale.ErrNotFound) {
 			c.Set(missedKey, true) // a miss, whatever the answer (see lookupBudget)
 		}
 		if errors.Is(err, flashsale.ErrNotFound) && (!errors.Is(copyErr, flashsale.ErrNotFound) || mayBeQueued(id, user, time.Now())) {

@@ -1,6 +1,8 @@
 package ingress
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"net/http"
 	"time"
 
@@ -23,6 +25,12 @@ type saleInput struct {
 	PaymentWindowSeconds *int              `json:"payment_window_seconds"`
 	Reservation          *reservationInput `json:"reservation"`
 	Inventory            *string           `json:"inventory"`
+	WaitingRoom          *waitingRoomInput `json:"waiting_room"`
+}
+
+type waitingRoomInput struct {
+	OpensAt  *string `json:"opens_at"`
+	Waitlist *int    `json:"waitlist"`
 }
 
 type reservationInput struct {
@@ -149,7 +157,39 @@ func (in *saleInput) toSale(now time.Time) (*flashsale.Sale, error) {
 		}
 		s.Reservation = res
 	}
+	if w := in.WaitingRoom; w != nil {
+		if s.WaitingRoom, err = w.toWaitingRoom(s); err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
+}
+
+// toWaitingRoom validates a waiting room of sale s (whose window and
+// reservation phase are already valid) and draws its secret seed.
+func (w *waitingRoomInput) toWaitingRoom(s *flashsale.Sale) (*flashsale.WaitingRoom, error) {
+	wr := &flashsale.WaitingRoom{}
+	var err error
+	if wr.OpensAt, err = parseTime("waiting_room.opens_at", w.OpensAt); err != nil {
+		return nil, err
+	}
+	if !wr.OpensAt.Before(s.StartsAt) {
+		return nil, invalid("waiting_room.opens_at", "must be before starts_at")
+	}
+	if r := s.Reservation; r != nil && wr.OpensAt.Before(r.ClosesAt) {
+		return nil, invalid("waiting_room.opens_at", "must be no earlier than reservation.closes_at")
+	}
+	if w.Waitlist != nil {
+		if *w.Waitlist < 0 || *w.Waitlist > MaxStock {
+			return nil, invalid("waiting_room.waitlist", "must be between 0 and %d", MaxStock)
+		}
+		wr.Waitlist = *w.Waitlist
+	}
+	wr.Seed = make([]byte, flashsale.DrawSeedBytes)
+	if _, err := rand.Read(wr.Seed); err != nil {
+		return nil, flashsale.Unavailable(err, "no randomness for the draw's seed right now; retry")
+	}
+	return wr, nil
 }
 
 // saleView is a sale as GET /api/v1/sales/{id} shows it.
@@ -171,6 +211,18 @@ type saleView struct {
 	// Reservations is the number of users who reserved; only for sales with a
 	// reservation phase.
 	Reservations *int `json:"reservations,omitempty"`
+	// WaitingRoom is present when the sale has one.
+	WaitingRoom *waitingRoomView `json:"waiting_room,omitempty"`
+}
+
+// waitingRoomView is a sale's waiting room as the sale view shows it: the
+// seed only once the line is drawn (from starts_at on).
+type waitingRoomView struct {
+	OpensAt        time.Time `json:"opens_at"`
+	Waitlist       int       `json:"waitlist"`
+	Entries        int       `json:"entries"`
+	DrawCommitment string    `json:"draw_commitment"`
+	DrawSeed       string    `json:"draw_seed,omitempty"`
 }
 
 func (s *Server) view(c *gin.Context, sale *flashsale.Sale) (*saleView, error) {
@@ -183,7 +235,17 @@ func (s *Server) view(c *gin.Context, sale *flashsale.Sale) (*saleView, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &saleView{Reservations: reservations, ID: sale.ID, SKU: sale.SKU, Name: sale.Name, PriceCents: sale.PriceCents,
+	var wr *waitingRoomView
+	if w := sale.WaitingRoom; w != nil {
+		wr = &waitingRoomView{OpensAt: w.OpensAt, Waitlist: w.Waitlist, DrawCommitment: w.Commitment()}
+		if sale.Drawn(now) {
+			wr.DrawSeed = hex.EncodeToString(w.Seed)
+		}
+		if wr.Entries, err = s.lineEntries(c.Request.Context(), sale); err != nil {
+			return nil, err
+		}
+	}
+	return &saleView{WaitingRoom: wr, Reservations: reservations, ID: sale.ID, SKU: sale.SKU, Name: sale.Name, PriceCents: sale.PriceCents,
 		PerUserLimit: sale.PerUserLimit, StartsAt: sale.StartsAt, EndsAt: sale.EndsAt,
 		PaymentWindowSeconds: sale.PaymentWindowSeconds, Reservation: sale.Reservation,
 		Inventory: sale.Inventory, CreatedAt: sale.CreatedAt, State: sale.StateAt(now, stock.Available),

@@ -138,6 +138,9 @@ type Config struct {
 	// place.go). nil (tests of other things): queued tickets carry a null
 	// position and no estimate.
 	Line Line
+	// WaitingLine reads the waiting rooms' lines (see waitingroom.go); nil:
+	// a waiting room's entries read 0 and its draw is not served (404).
+	WaitingLine WaitingLine
 	// Decisions announces decided tickets to the ticket event streams and
 	// the sales' paces (see streams.go). nil: streams read their tickets
 	// every StreamReread, and no ETA is known.
@@ -178,7 +181,9 @@ type Server struct {
 	purchases *purchaseCounter
 	// pace and streams: the sales' paces and the ticket event streams (see
 	// place.go, streams.go); openStreams counts the streams open.
-	pace        *paceBook
+	pace *paceBook
+	// drawn counts each drawn line once (see drawnEntries).
+	drawn       drawCounts
 	streams     *streams
 	openStreams prometheus.Gauge
 }
@@ -233,10 +238,11 @@ func New(cfg Config) (*Server, error) {
 	if !cfg.Admin.Enabled() {
 		cfg.Log.Warn("FLASHSALE_ADMIN_TOKEN is not set: admin endpoints answer 503")
 	}
-	adm, err := admission.New(admission.Config{Sales: cfg.Sales, Stock: cfg.Stock, Book: cfg.Orders, Queue: cfg.Queue,
+	adm, err := admission.New(withWaitingLine(admission.Config{Sales: cfg.Sales, Stock: cfg.Stock, Book: cfg.Orders, Queue: cfg.Queue,
 		Reservations: cfg.Reservations, Strikes: cfg.Strikes, LimitPerWindow: cfg.LimitPerWindow,
 		UserPurchasesPerSecond: cfg.UserPurchasesPerSecond, PublishTimeout: cfg.PublishTimeout, PublishGroups: cfg.PublishGroups,
-		MaxGroup: cfg.MaxGroup, SoldOutMemory: cfg.SoldOutMemory, Registry: cfg.Registry, Log: cfg.Log})
+		MaxGroup: cfg.MaxGroup, SoldOutMemory: cfg.SoldOutMemory, Registry: cfg.Registry, Log: cfg.Log},
+		cfg.WaitingLine, cfg.Stock))
 	if err != nil {
 		return nil, fmt.Errorf("ingress: %w", err)
 	}
@@ -273,12 +279,15 @@ func New(cfg Config) (*Server, error) {
 	api.POST("/sales/:id/purchase", s.user, s.countPurchase, s.purchase)
 	api.GET("/tickets/:id", s.user, s.knownID, s.getTicket)
 	api.GET("/tickets/:id/events", s.user, s.knownID, s.ticketEvents)
+	api.POST("/tickets/:id/cancel", s.user, s.knownID, s.leaveLine)
 	api.GET("/orders/:id", s.user, s.knownID, s.getOrder)
 	api.POST("/orders/:id/cancel", s.user, s.knownID, s.cancelOrder)
 	api.POST("/orders/:id/returns", s.admin, s.knownID, s.returnOrder)
 	api.POST("/purchases", s.user, s.purchaseBundle)
 	api.POST("/sales/:id/reservations", s.user, s.reserve)
 	api.GET("/sales/:id/reservations/me", s.user, s.myReservation)
+	api.GET("/sales/:id/draw", s.getDraw)
+	api.GET("/sales/:id/draw/scores", s.getDrawScores)
 	buyer, err := newBuyerPage()
 	if err != nil {
 		return nil, err

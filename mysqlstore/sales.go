@@ -11,7 +11,8 @@ import (
 )
 
 const saleColumns = `id, sku, name, stock, price_cents, per_user_limit, starts_at, ends_at,
-	payment_window_seconds, res_opens_at, res_closes_at, res_capacity, inventory, created_at`
+	payment_window_seconds, res_opens_at, res_closes_at, res_capacity, inventory, created_at,
+	wr_opens_at, wr_waitlist, wr_seed`
 
 // CreateSale inserts a sale (and, for inventory "mysql", its stock row). It
 // returns flashsale.ErrConflict when the id exists.
@@ -23,12 +24,26 @@ func (s *Store) CreateSale(ctx context.Context, sale *flashsale.Sale) error {
 		closes = sql.NullTime{Time: r.ClosesAt, Valid: true}
 		capacity = sql.NullInt64{Int64: int64(r.Capacity), Valid: true}
 	}
+	var wrOpens sql.NullTime
+	var wrWaitlist sql.NullInt64
+	var wrSeed []byte
+	if w := sale.WaitingRoom; w != nil {
+		if len(w.Seed) != flashsale.DrawSeedBytes {
+			return fmt.Errorf("mysqlstore: create sale: a waiting room's seed has %d bytes, not %d", len(w.Seed), flashsale.DrawSeedBytes)
+		}
+		wrOpens = sql.NullTime{Time: w.OpensAt, Valid: true}
+		wrWaitlist = sql.NullInt64{Int64: int64(w.Waitlist), Valid: true}
+		wrSeed = w.Seed
+	}
 	err := inTx(ctx, s.meta, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO sales (`+saleColumns+`)
-			VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+			VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 			sale.ID, sale.SKU, sale.Name, sale.Stock, sale.PriceCents, sale.PerUserLimit,
 			sale.StartsAt, sale.EndsAt, sale.PaymentWindowSeconds, opens, closes, capacity,
-			string(sale.Inventory), sale.CreatedAt)
+			string(sale.Inventory), sale.CreatedAt, wrOpens, wrWaitlist, wrSeed)
+		if err == nil && sale.WaitingRoom != nil {
+			_, err = tx.ExecContext(ctx, `INSERT INTO waiting_counts (sale_id, n) VALUES (?, 0)`, sale.ID)
+		}
 		if err != nil || sale.Inventory != flashsale.InventoryMySQL {
 			return err
 		}
@@ -52,15 +67,21 @@ func scanSale(row scanner) (*flashsale.Sale, error) {
 	var opens, closes sql.NullTime
 	var capacity sql.NullInt64
 	var inventory string
+	var wrOpens sql.NullTime
+	var wrWaitlist sql.NullInt64
+	var wrSeed []byte
 	err := row.Scan(&sale.ID, &sale.SKU, &sale.Name, &sale.Stock, &sale.PriceCents, &sale.PerUserLimit,
 		&sale.StartsAt, &sale.EndsAt, &sale.PaymentWindowSeconds, &opens, &closes, &capacity,
-		&inventory, &sale.CreatedAt)
+		&inventory, &sale.CreatedAt, &wrOpens, &wrWaitlist, &wrSeed)
 	if err != nil {
 		return nil, err
 	}
 	sale.Inventory = flashsale.Inventory(inventory)
 	if opens.Valid {
 		sale.Reservation = &flashsale.Reservation{OpensAt: opens.Time, ClosesAt: closes.Time, Capacity: int(capacity.Int64)}
+	}
+	if wrOpens.Valid {
+		sale.WaitingRoom = &flashsale.WaitingRoom{OpensAt: wrOpens.Time, Waitlist: int(wrWaitlist.Int64), Seed: wrSeed}
 	}
 	return &sale, nil
 }

@@ -123,8 +123,7 @@ func TestRoutesMatchTheDescription(t *testing.T) {
 			t.Errorf("%s is in the description but no router serves it", r)
 		}
 	}
-	wantPlanned := []string{"GET /api/v1/sales/{}/draw", "GET /api/v1/sales/{}/draw/scores",
-		"POST /api/v1/tickets/{}/cancel"}
+	var wantPlanned []string // none: every operation of the contract is served
 	if !slices.Equal(planned, wantPlanned) {
 		t.Errorf("planned operations %v, want %v", planned, wantPlanned)
 	}

@@ -417,14 +417,14 @@ type PaymentNoticeStatus string
 
 // PurchaseAnswer defines model for PurchaseAnswer.
 type PurchaseAnswer struct {
-	// Status A live ticket's status (`waiting` is planned, for a sale with a waiting room).
+	// Status A live ticket's status (`waiting` is in a waiting room's line).
 	Status PurchaseAnswerStatus `json:"status"`
 
 	// TicketId An id minted by the service, in UUID form (its version is not part of the API).
 	TicketId Uuid `json:"ticket_id"`
 }
 
-// PurchaseAnswerStatus A live ticket's status (`waiting` is planned, for a sale with a waiting room).
+// PurchaseAnswerStatus A live ticket's status (`waiting` is in a waiting room's line).
 type PurchaseAnswerStatus string
 
 // PurchaseInput defines model for PurchaseInput.
@@ -488,14 +488,14 @@ type Sale struct {
 
 	// State `scheduled`: before the reservation window (or before `starts_at` when there is
 	// none); `upcoming`: between the reservation window and `starts_at`;
-	// `waiting_room_open` (planned): a waiting room's line is open; `sold_out`: nothing
+	// `waiting_room_open`: a waiting room's line is open (from its `opens_at` to `starts_at`); `sold_out`: nothing
 	// available while the sale is open (stock may come back when holds expire).
 	State SaleState `json:"state"`
 
 	// Stock `available + held + sold == total`.
 	Stock Stock `json:"stock"`
 
-	// WaitingRoom **Planned: not answered yet.** Present when the sale has a waiting room.
+	// WaitingRoom Present when the sale has a waiting room.
 	WaitingRoom *WaitingRoom `json:"waiting_room,omitempty"`
 }
 
@@ -534,7 +534,7 @@ type SaleInput struct {
 	// Stock Units.
 	Stock int `json:"stock"`
 
-	// WaitingRoom **Planned: not applied yet** (the field is accepted and ignored). A fair line drawn at `starts_at` instead of a race.
+	// WaitingRoom A fair line drawn at `starts_at` instead of a race (see the tag "waiting room").
 	WaitingRoom *WaitingRoomInput `json:"waiting_room,omitempty"`
 }
 
@@ -543,7 +543,7 @@ type SaleInputInventory string
 
 // SaleState `scheduled`: before the reservation window (or before `starts_at` when there is
 // none); `upcoming`: between the reservation window and `starts_at`;
-// `waiting_room_open` (planned): a waiting room's line is open; `sold_out`: nothing
+// `waiting_room_open`: a waiting room's line is open (from its `opens_at` to `starts_at`); `sold_out`: nothing
 // available while the sale is open (stock may come back when holds expire).
 type SaleState string
 
@@ -585,7 +585,7 @@ type Ticket struct {
 	// SaleId A ticket of one sale; absent for a bundle.
 	SaleId *SaleId `json:"sale_id,omitempty"`
 
-	// Status `waiting` (planned: in a waiting room's line) and `queued` are live; so is
+	// Status `waiting` (in a waiting room's line) and `queued` are live; so is
 	// `pending_payment` (an order holds the units); every other status is final.
 	Status TicketStatus `json:"status"`
 
@@ -593,7 +593,7 @@ type Ticket struct {
 	TicketId Uuid `json:"ticket_id"`
 }
 
-// TicketStatus `waiting` (planned: in a waiting room's line) and `queued` are live; so is
+// TicketStatus `waiting` (in a waiting room's line) and `queued` are live; so is
 // `pending_payment` (an order holds the units); every other status is final.
 type TicketStatus string
 
@@ -606,7 +606,7 @@ type UserId = string
 // Uuid An id minted by the service, in UUID form (its version is not part of the API).
 type Uuid = string
 
-// WaitingRoom **Planned: not answered yet.** Present when the sale has a waiting room.
+// WaitingRoom Present when the sale has a waiting room.
 type WaitingRoom struct {
 	// DrawCommitment SHA-256 of the 32 bytes of `draw_seed`, published at creation.
 	DrawCommitment Hex `json:"draw_commitment"`
@@ -620,10 +620,12 @@ type WaitingRoom struct {
 	Waitlist int  `json:"waitlist"`
 }
 
-// WaitingRoomInput **Planned: not applied yet** (the field is accepted and ignored). A fair line drawn at `starts_at` instead of a race.
+// WaitingRoomInput A fair line drawn at `starts_at` instead of a race (see the tag "waiting room").
 type WaitingRoomInput struct {
 	// OpensAt Before `starts_at`, and after the reservation window when there is one.
-	OpensAt  Time `json:"opens_at"`
+	OpensAt Time `json:"opens_at"`
+
+	// Waitlist How many tickets keep waiting after the last admitted one once every unit is taken.
 	Waitlist *int `json:"waitlist,omitempty"`
 }
 
@@ -955,20 +957,22 @@ type ClientInterface interface {
 	// Corresponds with GET /api/v1/sales/{sale_id} (the `GetSale` operationId).
 	GetSale(ctx context.Context, saleId SaleID, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// GetDraw Check a waiting room's draw (planned)
+	// GetDraw Check a waiting room's draw
 	//
-	// **Planned: not served yet.** From `starts_at` on: the commitment published at
+	// From `starts_at` on: the commitment published at
 	// the sale's creation, the seed it commits to (`SHA-256(seed bytes) == commitment`)
-	// and the number of drawn entries. Before `starts_at`: `409 not_started`.
+	// and the number of drawn entries (the tickets waiting in the line at `starts_at`).
+	// Before `starts_at`: `409 not_started`. A sale without a waiting room: `404 not_found`.
 	//
 	// Corresponds with GET /api/v1/sales/{sale_id}/draw (the `GetDraw` operationId).
 	GetDraw(ctx context.Context, saleId SaleID, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// GetDrawScores List a draw's scores (planned)
+	// GetDrawScores List a draw's scores
 	//
-	// **Planned: not served yet.** The drawn entries' `HMAC-SHA256(key = seed bytes,
+	// The drawn entries' `HMAC-SHA256(key = seed bytes,
 	// message = user id bytes)` in ascending order (no user ids), those greater than
 	// `after`, at most `limit`. A user computes their own and counts those below it.
+	// Before `starts_at`: `409 not_started`. A sale without a waiting room: `404 not_found`.
 	//
 	// Corresponds with GET /api/v1/sales/{sale_id}/draw/scores (the `GetDrawScores` operationId).
 	GetDrawScores(ctx context.Context, saleId SaleID, params *GetDrawScoresParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1039,9 +1043,9 @@ type ClientInterface interface {
 	// Corresponds with GET /api/v1/tickets/{ticket_id} (the `GetTicket` operationId).
 	GetTicket(ctx context.Context, ticketId TicketID, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// LeaveLine Leave a sale's waiting line (planned)
+	// LeaveLine Leave a sale's waiting line
 	//
-	// **Planned: not served yet.** A `waiting` ticket becomes `cancelled` (`200` with
+	// A `waiting` ticket becomes `cancelled` (`200` with
 	// the ticket; again: `200`, unchanged). A ticket in any other status is
 	// `409 conflict`: an order is cancelled through its order.
 	//
@@ -1445,11 +1449,12 @@ func (c *Client) GetSale(ctx context.Context, saleId SaleID, reqEditors ...Reque
 	return c.Client.Do(req)
 }
 
-// GetDraw Check a waiting room's draw (planned)
+// GetDraw Check a waiting room's draw
 //
-// **Planned: not served yet.** From `starts_at` on: the commitment published at
+// From `starts_at` on: the commitment published at
 // the sale's creation, the seed it commits to (`SHA-256(seed bytes) == commitment`)
-// and the number of drawn entries. Before `starts_at`: `409 not_started`.
+// and the number of drawn entries (the tickets waiting in the line at `starts_at`).
+// Before `starts_at`: `409 not_started`. A sale without a waiting room: `404 not_found`.
 //
 // Corresponds with GET /api/v1/sales/{sale_id}/draw (the `GetDraw` operationId).
 func (c *Client) GetDraw(ctx context.Context, saleId SaleID, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -1464,11 +1469,12 @@ func (c *Client) GetDraw(ctx context.Context, saleId SaleID, reqEditors ...Reque
 	return c.Client.Do(req)
 }
 
-// GetDrawScores List a draw's scores (planned)
+// GetDrawScores List a draw's scores
 //
-// **Planned: not served yet.** The drawn entries' `HMAC-SHA256(key = seed bytes,
+// The drawn entries' `HMAC-SHA256(key = seed bytes,
 // message = user id bytes)` in ascending order (no user ids), those greater than
 // `after`, at most `limit`. A user computes their own and counts those below it.
+// Before `starts_at`: `409 not_started`. A sale without a waiting room: `404 not_found`.
 //
 // Corresponds with GET /api/v1/sales/{sale_id}/draw/scores (the `GetDrawScores` operationId).
 func (c *Client) GetDrawScores(ctx context.Context, saleId SaleID, params *GetDrawScoresParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -1609,9 +1615,9 @@ func (c *Client) GetTicket(ctx context.Context, ticketId TicketID, reqEditors ..
 	return c.Client.Do(req)
 }
 
-// LeaveLine Leave a sale's waiting line (planned)
+// LeaveLine Leave a sale's waiting line
 //
-// **Planned: not served yet.** A `waiting` ticket becomes `cancelled` (`200` with
+// A `waiting` ticket becomes `cancelled` (`200` with
 // the ticket; again: `200`, unchanged). A ticket in any other status is
 // `409 conflict`: an order is cancelled through its order.
 //
@@ -3221,22 +3227,24 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /api/v1/sales/{sale_id} (the `GetSale` operationId).
 	GetSaleWithResponse(ctx context.Context, saleId SaleID, reqEditors ...RequestEditorFn) (*GetSaleResponse, error)
 
-	// GetDrawWithResponse Check a waiting room's draw (planned)
+	// GetDrawWithResponse Check a waiting room's draw
 	//
-	// **Planned: not served yet.** From `starts_at` on: the commitment published at
+	// From `starts_at` on: the commitment published at
 	// the sale's creation, the seed it commits to (`SHA-256(seed bytes) == commitment`)
-	// and the number of drawn entries. Before `starts_at`: `409 not_started`.
+	// and the number of drawn entries (the tickets waiting in the line at `starts_at`).
+	// Before `starts_at`: `409 not_started`. A sale without a waiting room: `404 not_found`.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /api/v1/sales/{sale_id}/draw (the `GetDraw` operationId).
 	GetDrawWithResponse(ctx context.Context, saleId SaleID, reqEditors ...RequestEditorFn) (*GetDrawResponse, error)
 
-	// GetDrawScoresWithResponse List a draw's scores (planned)
+	// GetDrawScoresWithResponse List a draw's scores
 	//
-	// **Planned: not served yet.** The drawn entries' `HMAC-SHA256(key = seed bytes,
+	// The drawn entries' `HMAC-SHA256(key = seed bytes,
 	// message = user id bytes)` in ascending order (no user ids), those greater than
 	// `after`, at most `limit`. A user computes their own and counts those below it.
+	// Before `starts_at`: `409 not_started`. A sale without a waiting room: `404 not_found`.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -3313,9 +3321,9 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /api/v1/tickets/{ticket_id} (the `GetTicket` operationId).
 	GetTicketWithResponse(ctx context.Context, ticketId TicketID, reqEditors ...RequestEditorFn) (*GetTicketResponse, error)
 
-	// LeaveLineWithResponse Leave a sale's waiting line (planned)
+	// LeaveLineWithResponse Leave a sale's waiting line
 	//
-	// **Planned: not served yet.** A `waiting` ticket becomes `cancelled` (`200` with
+	// A `waiting` ticket becomes `cancelled` (`200` with
 	// the ticket; again: `200`, unchanged). A ticket in any other status is
 	// `409 conflict`: an order is cancelled through its order.
 	//
@@ -5636,11 +5644,12 @@ func (c *ClientWithResponses) GetSaleWithResponse(ctx context.Context, saleId Sa
 	return ParseGetSaleResponse(rsp)
 }
 
-// GetDrawWithResponse Check a waiting room's draw (planned)
+// GetDrawWithResponse Check a waiting room's draw
 //
-// **Planned: not served yet.** From `starts_at` on: the commitment published at
+// From `starts_at` on: the commitment published at
 // the sale's creation, the seed it commits to (`SHA-256(seed bytes) == commitment`)
-// and the number of drawn entries. Before `starts_at`: `409 not_started`.
+// and the number of drawn entries (the tickets waiting in the line at `starts_at`).
+// Before `starts_at`: `409 not_started`. A sale without a waiting room: `404 not_found`.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -5653,11 +5662,12 @@ func (c *ClientWithResponses) GetDrawWithResponse(ctx context.Context, saleId Sa
 	return ParseGetDrawResponse(rsp)
 }
 
-// GetDrawScoresWithResponse List a draw's scores (planned)
+// GetDrawScoresWithResponse List a draw's scores
 //
-// **Planned: not served yet.** The drawn entries' `HMAC-SHA256(key = seed bytes,
+// The drawn entries' `HMAC-SHA256(key = seed bytes,
 // message = user id bytes)` in ascending order (no user ids), those greater than
 // `after`, at most `limit`. A user computes their own and counts those below it.
+// Before `starts_at`: `409 not_started`. A sale without a waiting room: `404 not_found`.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -5776,9 +5786,9 @@ func (c *ClientWithResponses) GetTicketWithResponse(ctx context.Context, ticketI
 	return ParseGetTicketResponse(rsp)
 }
 
-// LeaveLineWithResponse Leave a sale's waiting line (planned)
+// LeaveLineWithResponse Leave a sale's waiting line
 //
-// **Planned: not served yet.** A `waiting` ticket becomes `cancelled` (`200` with
+// A `waiting` ticket becomes `cancelled` (`200` with
 // the ticket; again: `200`, unchanged). A ticket in any other status is
 // `409 conflict`: an order is cancelled through its order.
 //

@@ -29,18 +29,19 @@ import (
 // pass the behavioural suites of internal/storetest.
 var (
 	// The book of record.
-	_ worker.Orders     = (*mysqlstore.Store)(nil)
-	_ lifecycle.Book    = (*mysqlstore.Store)(nil)
-	_ ingress.Orders    = (*mysqlstore.Store)(nil)
-	_ delayq.Due        = (*mysqlstore.Store)(nil)
-	_ relay.Outbox      = (*mysqlstore.Store)(nil)
-	_ reservation.Book  = (*mysqlstore.Store)(nil)
-	_ catalog.Store     = (*mysqlstore.Store)(nil)
-	_ redisstore.Source = (*mysqlstore.Store)(nil)
-	_ inventory.MySQL   = (*mysqlstore.Store)(nil)
-	_ reconcile.Book    = (*mysqlstore.Store)(nil)
-	_ ops.Book          = (*mysqlstore.Store)(nil)
-	_ ops.SaleLister    = (*mysqlstore.Store)(nil)
+	_ worker.Orders       = (*mysqlstore.Store)(nil)
+	_ lifecycle.Book      = (*mysqlstore.Store)(nil)
+	_ ingress.Orders      = (*mysqlstore.Store)(nil)
+	_ ingress.WaitingLine = (*mysqlstore.Store)(nil)
+	_ delayq.Due          = (*mysqlstore.Store)(nil)
+	_ relay.Outbox        = (*mysqlstore.Store)(nil)
+	_ reservation.Book    = (*mysqlstore.Store)(nil)
+	_ catalog.Store       = (*mysqlstore.Store)(nil)
+	_ redisstore.Source   = (*mysqlstore.Store)(nil)
+	_ inventory.MySQL     = (*mysqlstore.Store)(nil)
+	_ reconcile.Book      = (*mysqlstore.Store)(nil)
+	_ ops.Book            = (*mysqlstore.Store)(nil)
+	_ ops.SaleLister      = (*mysqlstore.Store)(nil)
 
 	// The stock store: Redis, and the router every role holds stock through.
 	_ worker.Stock      = (*redisstore.Store)(nil)

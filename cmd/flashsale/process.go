@@ -28,6 +28,7 @@ import (
 	"github.com/flashsale/flashsale/relay"
 	"github.com/flashsale/flashsale/reservation"
 	"github.com/flashsale/flashsale/service"
+	"github.com/flashsale/flashsale/waitroom"
 	"github.com/flashsale/flashsale/worker"
 )
 
@@ -154,7 +155,7 @@ func (p *process) ingress(g *service.Group, qc queue.Config) ([]named, []named, 
 	srv, err := ingress.New(ingress.Config{Sales: p.sales, Stock: p.stock, Orders: p.store, Queue: pub, Lifecycle: p.lc,
 		Reservations: p.reservations, AdminToken: cfg.AdminToken, Admin: p.admin, LimitPerWindow: cfg.LimitPerWindow,
 		PublishGroups: cfg.PublishGroups, Registry: p.reg, Gatherer: p.reg, Log: p.log, Identity: cfg.Identity,
-		UserPurchasesPerSecond: cfg.UserPurchasesPerSecond, Strikes: p.strikes, Line: p.rs, Decisions: p.rs,
+		UserPurchasesPerSecond: cfg.UserPurchasesPerSecond, Strikes: p.strikes, Line: p.rs, Decisions: p.rs, WaitingLine: p.store,
 		Ready: append(slices.Clone(p.storeChecks), pubReady), OpsElsewhere: ocfg.Addr != ""})
 	if err != nil {
 		return nil, nil, err
@@ -202,7 +203,19 @@ func (p *process) worker(_ *service.Group, qc queue.Config) ([]named, []named, e
 	if err != nil {
 		return nil, nil, err
 	}
-	return []named{{"purchase consumer", purchases}, {"dead-letter consumer", dead}, {"reconciler", rec}}, nil, nil
+	// The waiting rooms' releaser, too: a lease elects one runner; it
+	// publishes the lines' tickets as purchases.
+	pub, err := queue.NewPublisher(qc)
+	if err != nil {
+		return nil, nil, err
+	}
+	wr, err := waitroom.New(waitroom.Config{Sales: p.store, Line: p.store, Stock: p.stock, Book: p.store, Queue: pub,
+		Leases: p.rs.Leases(), Namespace: p.cfg.Namespace, Log: p.log})
+	if err != nil {
+		return nil, nil, err
+	}
+	return []named{{"purchase consumer", purchases}, {"dead-letter consumer", dead}, {"reconciler", rec},
+		{"releaser publisher", pub}, {"waiting rooms' releaser", wr}}, nil, nil
 }
 
 func (p *process) delayq(_ *service.Group, qc queue.Config) ([]named, []named, error) {

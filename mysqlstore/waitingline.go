@@ -1,0 +1,316 @@
+package mysqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/flashsale/flashsale"
+)
+
+// The waiting rooms' lines live in the meta database, table waiting_line (see
+// its migration for the columns): one row per ticket that entered a line, its
+// line_key giving its place. The line is read in line_key order through
+// ix_line; the tickets still waiting through ix_status.
+
+// LineEntries counts the tickets waiting in the sale's line (its
+// waiting_counts row; 0 for a sale without one).
+func (s *Store) LineEntries(ctx context.Context, saleID string) (int, error) {
+	var n int
+	err := s.meta.QueryRowContext(ctx, `SELECT n FROM waiting_counts WHERE sale_id = ?`, saleID).Scan(&n)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("mysqlstore: line entries: %w", err)
+	}
+	return n, nil
+}
+
+// EnterLine records t (one sale, status waiting, a fresh id) in its sale's
+// line with key, entered at `at`, unless its user already waits there. It
+// returns the user's waiting ticket and whether it is t. With max >= 0 it
+// refuses (flashsale.ErrSoldOut) an entry when max tickets already wait: the
+// count is the sale's waiting_counts row, updated conditionally in the
+// transaction that inserts the entry, so the bound is exact however many
+// entries race.
+func (s *Store) EnterLine(ctx context.Context, t *flashsale.Ticket, key string, at time.Time, max int) (*flashsale.Ticket, bool, error) {
+	for attempt := 0; ; attempt++ {
+		err := inTx(ctx, s.meta, func(tx *sql.Tx) error {
+			_, err := tx.ExecContext(ctx, `INSERT INTO waiting_line
+				(ticket_id, sale_id, user_id, quantity, line_key, status, entered_at, live_user)
+				VALUES (?,?,?,?,?,?,?,?)`, t.ID, t.SaleID, t.UserID, t.Quantity, key, string(flashsale.TicketWaiting), at, t.UserID)
+			if err != nil {
+				return err
+			}
+			res, err := tx.ExecContext(ctx, `UPDATE waiting_counts SET n = n + 1 WHERE sale_id = ? AND (? < 0 OR n < ?)`,
+				t.SaleID, max, max)
+			if err != nil {
+				return err
+			}
+			if n, err := res.RowsAffected(); err != nil || n > 0 {
+				return err
+			}
+			return flashsale.ErrSoldOut
+		})
+		switch {
+		case err == nil:
+			return t, true, nil
+		case errors.Is(err, flashsale.ErrSoldOut):
+			return nil, false, err
+		case isMySQLError(err, errDupKey) && attempt < 3:
+			w, err := s.waitingTicket(ctx, t.SaleID, t.UserID)
+			if errors.Is(err, sql.ErrNoRows) {
+				continue // it left the line meanwhile: enter again
+			}
+			if err != nil {
+				return nil, false, fmt.Errorf("mysqlstore: enter line: %w", err)
+			}
+			return w, false, nil
+		default:
+			return nil, false, fmt.Errorf("mysqlstore: enter line: %w", err)
+		}
+	}
+}
+
+const lineColumns = `ticket_id, sale_id, user_id, quantity, status`
+
+func scanLineTicket(row scanner) (*flashsale.Ticket, error) {
+	var t flashsale.Ticket
+	var status string
+	if err := row.Scan(&t.ID, &t.SaleID, &t.UserID, &t.Quantity, &status); err != nil {
+		return nil, err
+	}
+	t.Status = flashsale.TicketStatus(status)
+	if status == lineAdmitted {
+		t.Status = flashsale.TicketQueued // decided: the orders' book knows better
+	}
+	return &t, nil
+}
+
+// waitingTicket is the user's waiting ticket in the sale, or sql.ErrNoRows.
+func (s *Store) waitingTicket(ctx context.Context, saleID, userID string) (*flashsale.Ticket, error) {
+	return scanLineTicket(s.meta.QueryRowContext(ctx, `SELECT `+lineColumns+` FROM waiting_line
+		WHERE sale_id = ? AND live_user = ?`, saleID, userID))
+}
+
+// GetLineTicket returns a ticket that entered a line, as the line has it
+// (waiting, or the status it left with), or an error wrapping
+// flashsale.ErrNotFound.
+func (s *Store) GetLineTicket(ctx context.Context, id string) (*flashsale.Ticket, error) {
+	t, err := scanLineTicket(s.meta.QueryRowContext(ctx, `SELECT `+lineColumns+` FROM waiting_line WHERE ticket_id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, flashsale.Errorf(flashsale.CodeNotFound, "no ticket %q in a line", id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("mysqlstore: line ticket: %w", err)
+	}
+	return t, nil
+}
+
+// LeaveLine makes the user's waiting ticket id cancelled and returns it; a
+// ticket already cancelled is returned unchanged. A ticket of the line in any
+// other status is flashsale.ErrConflict; one not in a line (or someone
+// else's) flashsale.ErrNotFound.
+func (s *Store) LeaveLine(ctx context.Context, userID, id string, at time.Time) (*flashsale.Ticket, error) {
+	err := inTx(ctx, s.meta, func(tx *sql.Tx) error {
+		var saleID string
+		err := tx.QueryRowContext(ctx, `SELECT sale_id FROM waiting_line WHERE ticket_id = ? AND user_id = ? AND status = ? FOR UPDATE`,
+			id, userID, string(flashsale.TicketWaiting)).Scan(&saleID)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil // not waiting: answered from the row below
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE waiting_line SET status = ?, live_user = NULL, left_at = ? WHERE ticket_id = ?`,
+			string(flashsale.TicketCancelled), at, id); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE waiting_counts SET n = n - 1 WHERE sale_id = ?`, saleID)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("mysqlstore: leave line: %w", err)
+	}
+	t, err := s.GetLineTicket(ctx, id)
+	switch {
+	case err != nil:
+		return nil, err
+	case t.UserID != userID:
+		return nil, flashsale.Errorf(flashsale.CodeNotFound, "no ticket %q", id)
+	case t.Status != flashsale.TicketCancelled:
+		return nil, flashsale.Errorf(flashsale.CodeConflict, "ticket %q is %s, not waiting", id, t.Status)
+	}
+	return t, nil
+}
+
+// LinePosition returns 1 + the tickets waiting ahead of the waiting ticket
+// id in its sale's line (0 when it is not waiting there): its key, then a
+// count over the index of the waiting tickets' keys.
+func (s *Store) LinePosition(ctx context.Context, saleID, id string) (int, error) {
+	var key string
+	err := s.meta.QueryRowContext(ctx, `SELECT line_key FROM waiting_line WHERE ticket_id = ? AND status = ?`,
+		id, string(flashsale.TicketWaiting)).Scan(&key)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	var n int
+	if err == nil {
+		err = s.meta.QueryRowContext(ctx, `SELECT COUNT(*) FROM waiting_line WHERE sale_id = ? AND status = ? AND line_key <= ?`,
+			saleID, string(flashsale.TicketWaiting), key).Scan(&n)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("mysqlstore: line position: %w", err)
+	}
+	return n, nil
+}
+
+// drawnKeys is the condition on line_key and left_at of a drawn entry of a
+// sale that starts at the second argument: entered before starts_at (key
+// '0' + score) and still in the line then.
+const drawnKeys = `line_key < '1' AND (left_at IS NULL OR left_at >= ?)`
+
+// DrawnEntries counts the entries of the sale's draw: the tickets waiting in
+// its line at starts_at.
+func (s *Store) DrawnEntries(ctx context.Context, sale *flashsale.Sale) (int, error) {
+	var n int
+	err := s.meta.QueryRowContext(ctx, `SELECT COUNT(*) FROM waiting_line WHERE sale_id = ? AND `+drawnKeys,
+		sale.ID, sale.StartsAt).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("mysqlstore: drawn entries: %w", err)
+	}
+	return n, nil
+}
+
+// DrawScores returns at most limit scores of the sale's draw greater than
+// after ("" for the first), in ascending order.
+func (s *Store) DrawScores(ctx context.Context, sale *flashsale.Sale, after string, limit int) ([]string, error) {
+	keys, err := queryStrings(ctx, s.meta, `SELECT line_key FROM waiting_line
+		WHERE sale_id = ? AND line_key > ? AND `+drawnKeys+` ORDER BY line_key LIMIT ?`,
+		sale.ID, "0"+after, sale.StartsAt, limit)
+	if err != nil {
+		return nil, fmt.Errorf("mysqlstore: draw scores: %w", err)
+	}
+	for i, k := range keys {
+		keys[i] = k[1:]
+	}
+	return keys, nil
+}
+
+// lineAdmitted is the status of a line row whose ticket the releaser
+// published and saw decided: the orders' book has it from then on (a lookup
+// that reaches the line row anyway reads it as queued).
+const lineAdmitted = "admitted"
+
+// lineTickets runs a query of line rows.
+func (s *Store) lineTickets(ctx context.Context, query string, args ...any) ([]*flashsale.Ticket, error) {
+	rows, err := s.meta.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*flashsale.Ticket
+	for rows.Next() {
+		t, err := scanLineTicket(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// ReleasedTickets returns the sale's line tickets the releaser published
+// and has not seen decided yet (status queued).
+func (s *Store) ReleasedTickets(ctx context.Context, saleID string) ([]*flashsale.Ticket, error) {
+	ts, err := s.lineTickets(ctx, `SELECT `+lineColumns+` FROM waiting_line WHERE sale_id = ? AND status = ?`,
+		saleID, string(flashsale.TicketQueued))
+	if err != nil {
+		return nil, fmt.Errorf("mysqlstore: released tickets: %w", err)
+	}
+	return ts, nil
+}
+
+// NextWaiting returns the first n tickets waiting in the sale's line, in
+// line order.
+func (s *Store) NextWaiting(ctx context.Context, saleID string, n int) ([]*flashsale.Ticket, error) {
+	ts, err := s.lineTickets(ctx, `SELECT `+lineColumns+` FROM waiting_line WHERE sale_id = ? AND status = ?
+		ORDER BY line_key LIMIT ?`, saleID, string(flashsale.TicketWaiting), n)
+	if err != nil {
+		return nil, fmt.Errorf("mysqlstore: next waiting: %w", err)
+	}
+	return ts, nil
+}
+
+// LeaveLineAs moves the sale's waiting tickets ids out of the line with
+// status (queued: released into the pipeline; sold_out: ended by the
+// releaser) at `at`; tickets no longer waiting are left alone.
+func (s *Store) LeaveLineAs(ctx context.Context, saleID string, ids []string, status flashsale.TicketStatus, at time.Time) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	args := []any{string(status), at, saleID, string(flashsale.TicketWaiting)}
+	for _, id := range ids {
+		args = append(args, id)
+	}
+	err := inTx(ctx, s.meta, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE waiting_line SET status = ?, left_at = ?, live_user = NULL
+			WHERE sale_id = ? AND status = ? AND ticket_id IN (`+strings.TrimSuffix(strings.Repeat("?,", len(ids)), ",")+`)`, args...)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		if err != nil || n == 0 {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE waiting_counts SET n = n - ? WHERE sale_id = ?`, n, saleID)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("mysqlstore: leave line: %w", err)
+	}
+	return nil
+}
+
+// MarkAdmitted records that the released tickets ids were decided.
+func (s *Store) MarkAdmitted(ctx context.Context, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	args := []any{lineAdmitted, string(flashsale.TicketQueued)}
+	for _, id := range ids {
+		args = append(args, id)
+	}
+	_, err := s.meta.ExecContext(ctx, `UPDATE waiting_line SET status = ? WHERE status = ? AND ticket_id IN (`+
+		strings.TrimSuffix(strings.Repeat("?,", len(ids)), ",")+`)`, args...)
+	if err != nil {
+		return fmt.Errorf("mysqlstore: mark admitted: %w", err)
+	}
+	return nil
+}
+
+// EndWaiting ends sold_out every ticket waiting in the sale's line but the
+// first keep, in batches, and returns how many it ended.
+func (s *Store) EndWaiting(ctx context.Context, saleID string, keep int, at time.Time) (int, error) {
+	ended := 0
+	for {
+		var ids []string
+		var err error
+		ids, err = queryStrings(ctx, s.meta, `SELECT ticket_id FROM waiting_line WHERE sale_id = ? AND status = ?
+			ORDER BY line_key LIMIT ?, 5000`, saleID, string(flashsale.TicketWaiting), keep)
+		if err != nil {
+			return ended, fmt.Errorf("mysqlstore: end waiting: %w", err)
+		}
+		if len(ids) == 0 {
+			return ended, nil
+		}
+		if err := s.LeaveLineAs(ctx, saleID, ids, flashsale.TicketSoldOut, at); err != nil {
+			return ended, err
+		}
+		ended += len(ids)
+	}
+}
