@@ -499,7 +499,8 @@ func (s *Store) PutTickets(ctx context.Context, tickets ...*flashsale.Ticket) er
 		if reply, _ := settled[i].StringSlice(); rebuildReason(reply) == "" {
 			continue
 		}
-		if _, err := s.runPart(ctx, r.part, refusedScript, r.part.TicketID, r.part.UserID, r.state); err != nil {
+		_, err := s.runPart(ctx, r.part, refusedScript, r.part.TicketID, r.part.UserID, r.state)
+		if err != nil && !errors.Is(err, flashsale.ErrNotFound) { // an unknown sale has nothing to settle
 			return fmt.Errorf("redisstore: settle ticket %s: %w", r.part.TicketID, err)
 		}
 	}
