@@ -74,7 +74,9 @@ type Report struct {
 	OrderCost *OrderCost `json:"order_cost,omitempty"`
 	// Preload is the pipeline alone (--preload).
 	Preload *PreloadReport `json:"preload,omitempty"`
-	Checks  []Check        `json:"checks"`
+	// Draw is the check of the waiting room's draw (--arrival waiting-room).
+	Draw   *DrawReport `json:"draw,omitempty"`
+	Checks []Check     `json:"checks"`
 	// Pass is true when the run completed and every check passed.
 	Pass bool `json:"pass"`
 }
@@ -416,6 +418,10 @@ func (r *run) buildReport(begin time.Time, completed bool, reason string, final 
 		rep.OrderCost = orderCost(r.cost, *r.costFirst, *r.costAfter, rep.Purchase.OrdersCreated, purchaseRequests(rep))
 	}
 	rep.Checks = append(checkInvariants(r.observations(completed, reason, final)), r.checks.result())
+	if r.cfg.waitingRoom() {
+		rep.Draw = r.draw
+		rep.Checks = append(rep.Checks, drawCheck(r.draw))
+	}
 	rep.Pass = completed && allPass(rep.Checks)
 	return rep
 }
@@ -484,7 +490,7 @@ func (r *run) bundleReport() *BundleReport {
 func msOf(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // ticketStatusOrder is the order ticket statuses are printed in.
-var ticketStatusOrder = []string{statusPaid, statusExpired, statusCancelled, statusSoldOut, statusFailed, statusPendingPayment, statusQueued}
+var ticketStatusOrder = []string{statusPaid, statusExpired, statusCancelled, statusSoldOut, statusFailed, statusPendingPayment, statusQueued, statusWaiting}
 
 // writeText prints the human summary of one run.
 func writeText(w io.Writer, rep *Report) {
@@ -557,6 +563,7 @@ func writeText(w io.Writer, rep *Report) {
 	_ = tw.Flush()
 	writeFollow(w, rep.Follow)
 	writePreloadText(w, rep.Preload)
+	writeDrawText(w, rep.Draw)
 	writeServerCostText(w, rep)
 	writeOrderCostText(w, rep.OrderCost)
 	if len(rep.Problems) > 0 {
