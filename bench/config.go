@@ -350,6 +350,9 @@ func (c *Config) validate() error {
 		// Only meaningful once the individual values are sane.
 		budget := c.loadBudget()
 		need := c.StartDelay + c.reservationPhase() + c.Ramp + c.roomWindow()
+		if c.waitingRoom() {
+			need += roomEndMargin
+		}
 		if need >= budget {
 			bad("--duration %v leaves %v for the load, but the sale only opens (and users only arrive) after %v", c.Duration, budget, need)
 		} else if c.WaitExpiry {

@@ -497,8 +497,11 @@ func writeText(w io.Writer, rep *Report) {
 	c := rep.Config
 	fmt.Fprintf(w, "flashsale bench  run %s  sale %s  inventory %s  %s\n", rep.RunID, rep.SaleID, rep.Inventory, rep.URL)
 	fmt.Fprintf(w, "users %d  stock %d  per-user limit %d  conns %d  arrival %s", c.Users, c.Stock, c.PerUserLimit, c.Conns, c.Arrival)
-	if c.Arrival == arrivalRamp {
+	switch c.Arrival {
+	case arrivalRamp:
 		fmt.Fprintf(w, " over %v", c.Ramp)
+	case arrivalWaitingRoom:
+		fmt.Fprintf(w, " (line open %gs before the opening, waitlist %d)", c.RoomWindowSeconds, c.Waitlist)
 	}
 	fmt.Fprintf(w, "  reservation %v  pay %.0f%%  cancel %.0f%%  payment window %ds  seed %d\n",
 		c.Reservation, c.PayRatio*100, c.CancelRatio*100, c.PaymentWindow, c.Seed)

@@ -213,6 +213,12 @@ func (r *run) setup(ctx context.Context) error {
 		r.sched.startsAt = base.Add(r.cfg.StartDelay)
 	}
 	r.sched.endsAt = r.sched.startsAt.Add(r.cfg.Duration)
+	if dl, ok := ctx.Deadline(); ok && r.cfg.waitingRoom() {
+		// The waitlist keeps waiting until a unit comes back or the sale
+		// ends: end it before the load's budget does, so that every
+		// ticket is final within the run.
+		r.sched.endsAt = dl.Add(r.offset - roomEndMargin)
+	}
 
 	inventory := apiclient.SaleInputInventory(r.cfg.Inventory)
 	req := apiclient.SaleInput{

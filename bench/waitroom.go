@@ -22,6 +22,10 @@ import (
 // the draw's scores are the HMACs of the bench's own entrants, and the
 // tickets that got units are the first ones of the draw.
 
+// roomEndMargin is how long before the load's budget runs out a waiting-room
+// sale ends: its waitlist then ends sold_out within the run.
+const roomEndMargin = 10 * time.Second
+
 // checkDrawName is the check's name in the reports.
 const checkDrawName = "waiting room draw honoured"
 
@@ -232,18 +236,32 @@ func drawCheck(d *DrawReport) Check {
 	return Check{Name: checkDrawName, Pass: d.Pass, Detail: d.Detail}
 }
 
+// drawLines are the "Waiting room draw" section's rows, label and value,
+// for the text and HTML reports (none without a draw).
+func drawLines(d *DrawReport) [][2]string {
+	if d == nil {
+		return nil
+	}
+	return [][2]string{
+		{"commitment", fmt.Sprintf("%s (SHA-256(seed) matches: %v)", d.Commitment, d.CommitmentOK)},
+		{"seed", d.Seed},
+		{"entries (draw / scores read)", fmt.Sprintf("%d / %d", d.Entries, d.Scores)},
+		{"bench tickets drawn / behind / unknown scores", fmt.Sprintf("%d / %d / %d", d.Drawn, d.Late, d.Unknown)},
+		{"winners (of them behind the draw)", fmt.Sprintf("%d (%d)", d.Winners, d.LateWinners)},
+		{"skipped / jumped the draw's order", fmt.Sprintf("%d / %d", d.SkippedCount, d.JumpedCount)},
+	}
+}
+
 // writeDrawText prints the "Waiting room draw" section (nothing without one).
 func writeDrawText(w io.Writer, d *DrawReport) {
-	if d == nil {
+	lines := drawLines(d)
+	if lines == nil {
 		return
 	}
 	fmt.Fprintln(w, "\nWaiting room draw")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "  commitment\t%s (SHA-256(seed) matches: %v)\n", d.Commitment, d.CommitmentOK)
-	fmt.Fprintf(tw, "  seed\t%s\n", d.Seed)
-	fmt.Fprintf(tw, "  entries (draw / scores read)\t%d / %d\n", d.Entries, d.Scores)
-	fmt.Fprintf(tw, "  bench tickets drawn / behind / unknown scores\t%d / %d / %d\n", d.Drawn, d.Late, d.Unknown)
-	fmt.Fprintf(tw, "  winners (behind the draw)\t%d (%d)\n", d.Winners, d.LateWinners)
-	fmt.Fprintf(tw, "  skipped / jumped the draw's order\t%d / %d\n", d.SkippedCount, d.JumpedCount)
+	for _, l := range lines {
+		fmt.Fprintf(tw, "  %s\t%s\n", l[0], l[1])
+	}
 	_ = tw.Flush()
 }
