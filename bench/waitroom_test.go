@@ -5,7 +5,11 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -144,4 +148,170 @@ func TestWriteDrawText(t *testing.T) {
 		t.Errorf("draw section: %q", b.String())
 	}
 	writeDrawText(io.Discard, &d)
+}
+
+// enterLocked is a purchase of a sale with a waiting room from its opening
+// on: the user's live ticket (200), the line's bound once drawn, or a new
+// waiting ticket (202).
+func (f *fakeServer) enterLocked(w http.ResponseWriter, s *fakeSale, user string, qty int, now time.Time) {
+	for _, tk := range f.tickets {
+		if st := tk.view()["status"]; tk.sale == s.id && tk.user == user && (st == statusWaiting || st == statusQueued || st == statusPendingPayment) {
+			writeJSON(w, http.StatusOK, map[string]any{"ticket_id": tk.id, "status": st})
+			return
+		}
+	}
+	if avail, _, _ := s.stockLocked(); s.drawn && len(s.line) >= avail+s.waitlist {
+		writeErr(w, http.StatusConflict, "sold_out")
+		return
+	}
+	f.seq++
+	tk := &fakeTicket{id: fakeID(f.seq), sale: s.id, user: user, qty: qty, status: statusWaiting, created: now}
+	f.tickets[tk.id] = tk
+	s.line = append(s.line, tk)
+	writeJSON(w, http.StatusAccepted, map[string]any{"ticket_id": tk.id, "status": statusWaiting})
+}
+
+// releaseLocked draws the line at starts_at (from its back with misdraw),
+// then releases its first tickets to the queue while units are free, ends
+// those past the waitlist sold_out once none is, and the rest at ends_at.
+func (f *fakeServer) releaseLocked(s *fakeSale, now time.Time) {
+	if now.Before(s.startsAt) {
+		return
+	}
+	if !s.drawn {
+		score := func(tk *fakeTicket) string { return drawScore(s.seed, tk.user) }
+		slices.SortFunc(s.line, func(a, b *fakeTicket) int { return strings.Compare(score(a), score(b)) })
+		for _, tk := range s.line {
+			s.scores = append(s.scores, score(tk))
+		}
+		if f.misdraw {
+			slices.Reverse(s.line)
+		}
+		s.drawn = true
+	}
+	if !now.Before(s.endsAt) {
+		for _, tk := range s.line {
+			tk.status = statusSoldOut
+		}
+		s.line = nil
+		return
+	}
+	avail, _, _ := s.stockLocked()
+	for _, tk := range s.queue {
+		avail -= tk.qty
+	}
+	for len(s.line) > 0 && s.line[0].qty <= avail {
+		tk := s.line[0]
+		s.line = s.line[1:]
+		tk.status, tk.created = statusQueued, now
+		s.queue = append(s.queue, tk)
+		avail -= tk.qty
+	}
+	if avail == 0 && len(s.line) > s.waitlist {
+		for _, tk := range s.line[s.waitlist:] {
+			tk.status = statusSoldOut
+		}
+		s.line = s.line[:s.waitlist]
+	}
+}
+
+// drawSaleLocked is the sale of a draw request, or it answers the error.
+func (f *fakeServer) drawSaleLocked(w http.ResponseWriter, r *http.Request) *fakeSale {
+	now := time.Now()
+	f.advanceLocked(now)
+	s := f.sales[r.PathValue("id")]
+	switch {
+	case s == nil || !s.hasRoom:
+		writeErr(w, http.StatusNotFound, "not_found")
+	case now.Before(s.startsAt):
+		writeErr(w, http.StatusConflict, "not_started")
+	default:
+		return s
+	}
+	return nil
+}
+
+func (f *fakeServer) getDraw(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if s := f.drawSaleLocked(w, r); s != nil {
+		sum := sha256.Sum256(s.seed)
+		writeJSON(w, http.StatusOK, map[string]any{"commitment": hex.EncodeToString(sum[:]), "seed": hex.EncodeToString(s.seed), "entries": len(s.scores)})
+	}
+}
+
+func (f *fakeServer) getDrawScores(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s := f.drawSaleLocked(w, r)
+	if s == nil {
+		return
+	}
+	limit := 1000
+	if l := r.URL.Query().Get("limit"); l != "" {
+		var err error
+		if limit, err = strconv.Atoi(l); err != nil || limit < 1 || limit > 1000 {
+			writeErr(w, http.StatusBadRequest, "invalid")
+			return
+		}
+	}
+	after := r.URL.Query().Get("after")
+	i, _ := slices.BinarySearch(s.scores, after)
+	for i < len(s.scores) && s.scores[i] <= after {
+		i++
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"scores": s.scores[i:min(i+limit, len(s.scores))]})
+}
+
+func TestMainWaitingRoomAgainstFake(t *testing.T) {
+	for _, misdraw := range []bool{false, true} {
+		t.Run(fmt.Sprintf("misdraw=%v", misdraw), func(t *testing.T) {
+			f, srv := newFakeServer(t)
+			f.misdraw = misdraw
+			dir := t.TempDir()
+			jsonPath, htmlPath := filepath.Join(dir, "r.json"), filepath.Join(dir, "r.html")
+			code, out, errOut := runMainForTest(t, benchArgs(srv.URL,
+				"--arrival", "waiting-room", "--room-window", "600ms", "--users", "40", "--stock", "8", "--waitlist", "4",
+				"--pay-ratio", "0.5", "--payment-window", "2", "--duration", "40s", "--json", jsonPath, "--html", htmlPath))
+			var rep Report
+			readReport(t, jsonPath, &rep)
+			var check *Check
+			for i := range rep.Checks {
+				if rep.Checks[i].Name == checkDrawName {
+					check = &rep.Checks[i]
+				}
+			}
+			if check == nil || rep.Draw == nil {
+				t.Fatalf("no draw check or section (exit %d)\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+			}
+			d := rep.Draw
+			if misdraw {
+				if code == 0 || check.Pass || rep.Pass || d.SkippedCount == 0 || !strings.Contains(out, "FAIL  "+checkDrawName) {
+					t.Fatalf("a draw admitted from its back passed (exit %d): %+v\n%s", code, d, out)
+				}
+				return
+			}
+			if code != 0 || !check.Pass || !rep.Pass {
+				t.Fatalf("exit %d, draw %+v\nstdout:\n%s\nstderr:\n%s", code, d, out, errOut)
+			}
+			// 8 units, 4 of them left to expire go to the waitlist of 4. The
+			// fake turns 6 users' first attempt away with a 429 and Retry-After:
+			// 1 s; they come back after the draw (at most 1.8 s after the line
+			// opened), before the first expiry (2.6 s), and are refused at the
+			// line's bound.
+			if !d.CommitmentOK || d.Drawn != 34 || d.Entries != 34 || d.Late != 0 || d.Winners != 12 {
+				t.Errorf("draw %+v: want 34 drawn, 12 winners (8 units + a waitlist of 4 after expiries)", d)
+			}
+			if rep.Tickets[statusSoldOut] != 22 || rep.Config.Waitlist != 4 {
+				t.Errorf("tickets %v (waitlist %d): want 22 sold_out", rep.Tickets, rep.Config.Waitlist)
+			}
+			html, err := os.ReadFile(htmlPath)
+			if err != nil || !strings.Contains(string(html), "Waiting room draw") {
+				t.Errorf("HTML report lacks the draw section (%v)", err)
+			}
+			if !strings.Contains(out, "Waiting room draw") || !strings.Contains(out, "PASS  "+checkDrawName) {
+				t.Errorf("summary lacks the draw:\n%s", out)
+			}
+		})
+	}
 }
