@@ -296,14 +296,14 @@ func TestMainWaitingRoomAgainstFake(t *testing.T) {
 			}
 			// 8 units, 4 of them left to expire go to the waitlist of 4. The
 			// fake turns 6 users' first attempt away with a 429 and Retry-After:
-			// 1 s; they come back after the draw (at most 1.8 s after the line
-			// opened), before the first expiry (2.6 s), and are refused at the
-			// line's bound.
-			if !d.CommitmentOK || d.Drawn != 34 || d.Entries != 34 || d.Late != 0 || d.Winners != 12 {
-				t.Errorf("draw %+v: want 34 drawn, 12 winners (8 units + a waitlist of 4 after expiries)", d)
+			// 1 s; they come back after the draw (the line is open 600 ms) and
+			// are refused at the line's bound, or (a slow box: after the first
+			// expiry) join behind the draw.
+			if !d.CommitmentOK || d.Drawn != 34 || d.Entries != 34 || d.Winners-d.LateWinners != 12 {
+				t.Errorf("draw %+v: want 34 drawn, 12 winners among them (8 units + a waitlist of 4 after expiries)", d)
 			}
-			if rep.Tickets[statusSoldOut] != 22 || rep.Config.Waitlist != 4 {
-				t.Errorf("tickets %v (waitlist %d): want 22 sold_out", rep.Tickets, rep.Config.Waitlist)
+			if want := int64(22 + d.Late - d.LateWinners); rep.Tickets[statusSoldOut] != want || rep.Config.Waitlist != 4 {
+				t.Errorf("tickets %v (waitlist %d): want %d sold_out", rep.Tickets, rep.Config.Waitlist, want)
 			}
 			html, err := os.ReadFile(htmlPath)
 			if err != nil || !strings.Contains(string(html), "Waiting room draw") {
