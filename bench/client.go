@@ -35,6 +35,8 @@ const (
 	epGetOrder   endpoint = "get_order"
 	epCancel     endpoint = "cancel"
 	epPayment    endpoint = "payment"
+	epDraw       endpoint = "draw"        // GET /sales/{id}/draw (--arrival waiting-room)
+	epDrawScores endpoint = "draw_scores" // GET /sales/{id}/draw/scores
 )
 
 // followUp reports an endpoint a user calls once it holds a ticket (ticket polls,
@@ -43,7 +45,7 @@ const (
 func (ep endpoint) followUp() bool { return ep != epPurchase && ep != epPurchases && ep != epReserve }
 
 // endpointOrder is the order endpoints are listed in reports.
-var endpointOrder = []endpoint{epCreateSale, epGetSale, epReserve, epPurchase, epPurchases, epGetTicket, epTicketEvents, epGetOrder, epCancel, epPayment}
+var endpointOrder = []endpoint{epCreateSale, epGetSale, epReserve, epPurchase, epPurchases, epGetTicket, epTicketEvents, epGetOrder, epCancel, epPayment, epDraw, epDrawScores}
 
 const (
 	maxResponseBody = 1 << 20
@@ -384,6 +386,30 @@ func (c *apiClient) getSale(ctx context.Context, id string) (apiclient.Sale, *ap
 		return apiclient.Sale{}, x.answer, err
 	}
 	return body(resp.JSON200), x.answer, nil
+}
+
+func (c *apiClient) getDraw(ctx context.Context, saleID string) (apiclient.Draw, *apiResponse, error) {
+	ctx, x := on(ctx, epDraw)
+	resp, err := c.gen.GetDrawWithResponse(ctx, saleID)
+	if err != nil {
+		return apiclient.Draw{}, x.answer, err
+	}
+	return body(resp.JSON200), x.answer, nil
+}
+
+// getDrawScores reads one page of a draw's scores: those above after ("":
+// from the start), at most limit.
+func (c *apiClient) getDrawScores(ctx context.Context, saleID, after string, limit int) ([]string, *apiResponse, error) {
+	ctx, x := on(ctx, epDrawScores)
+	p := &apiclient.GetDrawScoresParams{Limit: &limit}
+	if after != "" {
+		p.After = &after
+	}
+	resp, err := c.gen.GetDrawScoresWithResponse(ctx, saleID, p)
+	if err != nil || resp.JSON200 == nil {
+		return nil, x.answer, err
+	}
+	return resp.JSON200.Scores, x.answer, nil
 }
 
 func (c *apiClient) reserve(ctx context.Context, saleID, user string) (*apiResponse, error) {

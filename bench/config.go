@@ -17,6 +17,9 @@ import (
 const (
 	arrivalBurst = "burst"
 	arrivalRamp  = "ramp"
+	// arrivalWaitingRoom creates the sale with a waiting room: users enter
+	// the line during --room-window before the opening (see waitroom.go).
+	arrivalWaitingRoom = "waiting-room"
 )
 
 // Inventory back ends for --inventory.
@@ -34,6 +37,7 @@ const (
 	maxDuration      = 24 * time.Hour
 	maxStartDelay    = time.Minute
 	maxReservationWn = time.Hour
+	maxWaitlist      = 100_000_000 // the contract's bound on waiting_room.waitlist
 )
 
 // Config is the validated configuration of one `flashsale bench` invocation. It is
@@ -80,6 +84,13 @@ type Config struct {
 	JSONPath string `json:"-"`
 	// HTMLPath, when set, receives the self-contained HTML report.
 	HTMLPath string `json:"-"`
+	// Waitlist is the sale's waiting_room.waitlist with --arrival
+	// waiting-room (-1 on the command line: Stock/10).
+	Waitlist int `json:"waitlist,omitempty"`
+	// RoomWindow is how long the waiting room is open before the sale starts
+	// (--arrival waiting-room; 0: 2 s + 1 s per 1000 users, at most 60 s);
+	// users enter spread over it.
+	RoomWindow time.Duration `json:"-"`
 	// Compare runs the scenario against a redis sale and then a mysql sale.
 	Compare bool `json:"compare"`
 	// Quiet turns the progress bar (and informational logs) off.
@@ -141,7 +152,9 @@ func parseConfig(args []string, getenv func(string) string, errOut io.Writer) (C
 	fs.IntVar(&c.Stock, "stock", 1000, "stock of the sale in units")
 	fs.IntVar(&c.PerUserLimit, "per-user-limit", 1, "per_user_limit of the sale")
 	fs.IntVar(&c.Conns, "conns", 256, "max concurrent HTTP connections / in-flight user requests")
-	fs.StringVar(&c.Arrival, "arrival", arrivalBurst, "arrival pattern: burst (all at once) or ramp (spread over --ramp)")
+	fs.StringVar(&c.Arrival, "arrival", arrivalBurst, "arrival pattern: burst (all at once), ramp (spread over --ramp) or waiting-room (the sale has a waiting room: users enter its line spread over --room-window before the opening, then follow their tickets; the draw is checked)")
+	fs.IntVar(&c.Waitlist, "waitlist", -1, "with --arrival waiting-room: the sale's waiting_room.waitlist (-1: --stock/10)")
+	fs.DurationVar(&c.RoomWindow, "room-window", 0, "with --arrival waiting-room: how long the line is open before the sale starts (0: 2s + 1s per 1000 users, at most 60s)")
 	fs.DurationVar(&c.Ramp, "ramp", 0, "time over which users arrive with --arrival ramp")
 	fs.Float64Var(&c.PayRatio, "pay-ratio", 0.3, "share of created orders that are paid (0..1)")
 	fs.Float64Var(&c.CancelRatio, "cancel-ratio", 0, "share of unpaid orders that are cancelled (0..1); the rest are left to expire")
@@ -170,6 +183,9 @@ func parseConfig(args []string, getenv func(string) string, errOut io.Writer) (C
 	if c.Preload > 0 {
 		c.Users = c.Preload
 	}
+	if c.Waitlist == -1 && strings.EqualFold(strings.TrimSpace(c.Arrival), arrivalWaitingRoom) {
+		c.Waitlist = c.Stock / 10
+	}
 	metricsSet := false
 	fs.Visit(func(f *flag.Flag) { metricsSet = metricsSet || f.Name == "metrics-url" })
 	if fs.NArg() > 0 {
@@ -193,6 +209,9 @@ func parseConfig(args []string, getenv func(string) string, errOut io.Writer) (C
 	c.setInternalDefaults()
 	if err := c.validate(); err != nil {
 		return c, err
+	}
+	if !c.waitingRoom() {
+		c.Waitlist = 0
 	}
 	return c, nil
 }
@@ -264,8 +283,24 @@ func (c *Config) validate() error {
 		if c.Ramp <= 0 {
 			bad("--arrival ramp needs --ramp > 0")
 		}
+	case arrivalWaitingRoom:
+		if c.Ramp != 0 {
+			bad("--ramp only applies with --arrival ramp")
+		}
+		if c.Reservation || c.BundleRatio > 0 {
+			bad("--arrival waiting-room: not with --reservation or --bundle-ratio (a sale with a waiting room cannot be in a bundle)")
+		}
+		if c.Waitlist < 0 || c.Waitlist > maxWaitlist {
+			bad("--waitlist %d: want 0..%d", c.Waitlist, maxWaitlist)
+		}
+		if c.RoomWindow < 0 || c.RoomWindow > maxReservationWn {
+			bad("--room-window %v: want 0..%v", c.RoomWindow, maxReservationWn)
+		}
 	default:
-		bad("--arrival %q: want burst or ramp", c.Arrival)
+		bad("--arrival %q: want burst, ramp or waiting-room", c.Arrival)
+	}
+	if c.Arrival != arrivalWaitingRoom && (c.Waitlist != -1 || c.RoomWindow != 0) {
+		bad("--waitlist and --room-window only apply with --arrival waiting-room")
 	}
 	if !validRatio(c.PayRatio) {
 		bad("--pay-ratio %v: want 0..1", c.PayRatio)
@@ -314,7 +349,10 @@ func (c *Config) validate() error {
 	if len(errs) == 0 {
 		// Only meaningful once the individual values are sane.
 		budget := c.loadBudget()
-		need := c.StartDelay + c.reservationPhase() + c.Ramp
+		need := c.StartDelay + c.reservationPhase() + c.Ramp + c.roomWindow()
+		if c.waitingRoom() {
+			need += roomEndMargin
+		}
 		if need >= budget {
 			bad("--duration %v leaves %v for the load, but the sale only opens (and users only arrive) after %v", c.Duration, budget, need)
 		} else if c.WaitExpiry {
@@ -352,8 +390,28 @@ func (c *Config) reservationWindow() time.Duration {
 	if c.ReservationWindow > 0 {
 		return c.ReservationWindow
 	}
-	w := 2*time.Second + time.Duration(c.Users)*time.Second/1000
-	return min(w, time.Minute)
+	return defaultWindow(c.Users)
+}
+
+// defaultWindow is the default length of a reservation window or waiting
+// room for a crowd of users: 2 s + 1 s per 1000 users, at most 60 s.
+func defaultWindow(users int) time.Duration {
+	return min(2*time.Second+time.Duration(users)*time.Second/1000, time.Minute)
+}
+
+// waitingRoom reports whether the run's sale has a waiting room.
+func (c *Config) waitingRoom() bool { return c.Arrival == arrivalWaitingRoom }
+
+// roomWindow is how long the waiting room is open before the opening (0
+// without one).
+func (c *Config) roomWindow() time.Duration {
+	if !c.waitingRoom() {
+		return 0
+	}
+	if c.RoomWindow > 0 {
+		return c.RoomWindow
+	}
+	return defaultWindow(c.Users)
 }
 
 // reservationPhase is the time from the reservation window's opening to the sale's
@@ -381,6 +439,7 @@ type ConfigSummary struct {
 	DurationSeconds          float64 `json:"duration_seconds"`
 	ReservationWindowSeconds float64 `json:"reservation_window_seconds,omitempty"`
 	StartDelaySeconds        float64 `json:"start_delay_seconds"`
+	RoomWindowSeconds        float64 `json:"room_window_seconds,omitempty"`
 }
 
 func (c Config) summary() ConfigSummary {
@@ -390,5 +449,6 @@ func (c Config) summary() ConfigSummary {
 		DurationSeconds:          c.Duration.Seconds(),
 		ReservationWindowSeconds: c.reservationWindow().Seconds(),
 		StartDelaySeconds:        c.StartDelay.Seconds(),
+		RoomWindowSeconds:        c.roomWindow().Seconds(),
 	}
 }

@@ -59,6 +59,16 @@ func TestParseConfigRejects(t *testing.T) {
 		{[]string{"--duration", "40s", "--wait-expiry", "--payment-window", "60"}, "--wait-expiry"},
 		{[]string{"--duration", "10s", "--arrival", "ramp", "--ramp", "20s"}, "--duration"},
 		{[]string{"--reservation-window", "5s"}, "--reservation"},
+		{[]string{"--arrival", "lottery"}, "waiting-room"},
+		{[]string{"--waitlist", "5"}, "--waitlist"},
+		{[]string{"--room-window", "5s"}, "--room-window"},
+		{[]string{"--arrival", "waiting-room", "--waitlist", "-2"}, "--waitlist"},
+		{[]string{"--arrival", "waiting-room", "--room-window", "2h"}, "--room-window"},
+		{[]string{"--arrival", "waiting-room", "--ramp", "1s"}, "--ramp"},
+		{[]string{"--arrival", "waiting-room", "--reservation"}, "--reservation"},
+		{[]string{"--arrival", "waiting-room", "--bundle-ratio", "0.5"}, "--bundle-ratio"},
+		{[]string{"--arrival", "waiting-room", "--preload", "10", "--workers-cmd", "true"}, "--preload"},
+		{[]string{"--arrival", "waiting-room", "--room-window", "10s", "--duration", "25s"}, "--duration"},
 	} {
 		_, err := parseConfig(append(append([]string{}, base...), tc.args...), env(nil), io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -89,5 +99,30 @@ func TestReservationWindowAuto(t *testing.T) {
 	c.ReservationWindow = 3 * time.Second
 	if got := c.reservationWindow(); got != 3*time.Second {
 		t.Errorf("explicit window = %v", got)
+	}
+}
+
+func TestParseConfigWaitingRoom(t *testing.T) {
+	base := []string{"--admin-token", "t", "--payment-secret", "s"}
+	c, err := parseConfig(append(base, "--arrival", "Waiting-Room", "--stock", "500", "--users", "5000"), env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.waitingRoom() || c.Waitlist != 50 || c.roomWindow() != 7*time.Second {
+		t.Errorf("defaults: arrival %q waitlist %d window %v", c.Arrival, c.Waitlist, c.roomWindow())
+	}
+	c, err = parseConfig(append(base, "--arrival", "waiting-room", "--waitlist", "0", "--room-window", "3s"), env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Waitlist != 0 || c.roomWindow() != 3*time.Second || c.summary().RoomWindowSeconds != 3 {
+		t.Errorf("flags: waitlist %d window %v", c.Waitlist, c.roomWindow())
+	}
+	c, err = parseConfig(base, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.waitingRoom() || c.Waitlist != 0 || c.roomWindow() != 0 {
+		t.Errorf("burst: waitlist %d window %v", c.Waitlist, c.roomWindow())
 	}
 }

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -42,7 +43,10 @@ type fakeServer struct {
 	// paused, when set and true, keeps every queued ticket queued (no worker
 	// consumes: preload_test.go). lastPurchase is when the last purchase was
 	// answered, firstTicketRead when a ticket was first read.
-	paused                        func() bool
+	paused func() bool
+	// misdraw admits a waiting room's line from its back (a server that
+	// does not honour its draw: waitroom_test.go).
+	misdraw                       bool
 	lastPurchase, firstTicketRead time.Time
 
 	mu       sync.Mutex
@@ -72,6 +76,16 @@ type fakeSale struct {
 	reserved           map[string]time.Time
 	queue              []*fakeTicket
 	orders             []*fakeOrder
+	// A waiting room (waitroom_test.go): its opening, waitlist and seed; line
+	// holds the waiting tickets, in line order once drawn; scores are the
+	// drawn tickets' (sorted).
+	hasRoom   bool
+	roomOpens time.Time
+	waitlist  int
+	seed      []byte
+	line      []*fakeTicket
+	drawn     bool
+	scores    []string
 }
 
 type fakeTicket struct {
@@ -154,6 +168,8 @@ func newFakeServer(t *testing.T) (*fakeServer, *httptest.Server) {
 	mux.HandleFunc("POST /api/v1/orders/{id}/cancel", f.cancel)
 	mux.HandleFunc("POST /api/v1/payments/callback", f.payment)
 	mux.HandleFunc("GET /metrics", f.metrics)
+	mux.HandleFunc("GET /api/v1/sales/{id}/draw", f.getDraw)              // waitroom_test.go
+	mux.HandleFunc("GET /api/v1/sales/{id}/draw/scores", f.getDrawScores) // waitroom_test.go
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return f, srv
@@ -178,6 +194,9 @@ func (f *fakeServer) advanceLocked(now time.Time) {
 			if o.status == statusPendingPayment && !now.Before(o.payBy) {
 				o.status = statusExpired
 			}
+		}
+		if s.hasRoom {
+			f.releaseLocked(s, now)
 		}
 		for len(s.queue) > 0 && !now.Before(s.queue[0].created.Add(f.resolveAfter)) && (f.paused == nil || !f.paused()) {
 			tk := s.queue[0]
@@ -316,6 +335,10 @@ func (f *fakeServer) createSale(w http.ResponseWriter, r *http.Request) {
 			OpensAt  string `json:"opens_at"`
 			ClosesAt string `json:"closes_at"`
 		} `json:"reservation"`
+		WaitingRoom *struct {
+			OpensAt  string `json:"opens_at"`
+			Waitlist int    `json:"waitlist"`
+		} `json:"waiting_room"`
 	}
 	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
 		writeErr(w, http.StatusBadRequest, "bad_request")
@@ -338,6 +361,14 @@ func (f *fakeServer) createSale(w http.ResponseWriter, r *http.Request) {
 		s.resOpens, _ = time.Parse(time.RFC3339Nano, req.Reservation.OpensAt)
 		s.resClose, _ = time.Parse(time.RFC3339Nano, req.Reservation.ClosesAt)
 		if s.resClose.After(s.startsAt) || !s.resClose.After(s.resOpens) {
+			writeErr(w, http.StatusBadRequest, "invalid")
+			return
+		}
+	}
+	if wr := req.WaitingRoom; wr != nil {
+		s.hasRoom, s.waitlist, s.seed = true, wr.Waitlist, make([]byte, 32)
+		_, _ = rand.Read(s.seed)
+		if s.roomOpens, err = time.Parse(time.RFC3339Nano, wr.OpensAt); err != nil || !s.roomOpens.Before(s.startsAt) {
 			writeErr(w, http.StatusBadRequest, "invalid")
 			return
 		}
@@ -379,6 +410,10 @@ func (f *fakeServer) saleViewLocked(s *fakeSale, now time.Time) map[string]any {
 		state = "scheduled"
 	case s.hasRes && now.Before(s.resClose):
 		state = "reservation_open"
+	case s.hasRoom && now.Before(s.roomOpens):
+		state = "scheduled"
+	case s.hasRoom && now.Before(s.startsAt):
+		state = "waiting_room_open"
 	case now.Before(s.startsAt):
 		state = "upcoming"
 	case !now.Before(s.endsAt):
@@ -394,6 +429,15 @@ func (f *fakeServer) saleViewLocked(s *fakeSale, now time.Time) map[string]any {
 	if s.hasRes {
 		v["reservation"] = map[string]any{"opens_at": ts(s.resOpens), "closes_at": ts(s.resClose), "capacity": 0}
 		v["reservations"] = len(s.reserved)
+	}
+	if s.hasRoom {
+		sum := sha256.Sum256(s.seed)
+		wr := map[string]any{"opens_at": ts(s.roomOpens), "waitlist": s.waitlist, "entries": len(s.line),
+			"draw_commitment": hex.EncodeToString(sum[:])}
+		if !now.Before(s.startsAt) {
+			wr["draw_seed"] = hex.EncodeToString(s.seed)
+		}
+		v["waiting_room"] = wr
 	}
 	return v
 }
@@ -446,7 +490,7 @@ func (f *fakeServer) purchase(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusNotFound, "not_found")
 		return
 	}
-	if now.Before(s.startsAt) {
+	if now.Before(s.startsAt) && (!s.hasRoom || now.Before(s.roomOpens)) {
 		writeErr(w, http.StatusConflict, "not_started")
 		return
 	}
@@ -471,6 +515,10 @@ func (f *fakeServer) purchase(w http.ResponseWriter, r *http.Request) {
 			writeErr(w, http.StatusServiceUnavailable, "unavailable")
 			return
 		}
+	}
+	if s.hasRoom {
+		f.enterLocked(w, s, user, body.Quantity, now)
+		return
 	}
 	if f.admitLocked(w, s, user, body.Quantity) {
 		return

@@ -148,7 +148,7 @@ func (r *run) streamOnce(ctx context.Context, u *simUser, t *ticketTrack, lastID
 			return lastID, retry, fmt.Errorf("ticket event: %w", err)
 		}
 		t.apply(tv)
-		if t.status != statusQueued && t.status != "" {
+		if !undecided(t.status) {
 			now := time.Now()
 			t.resolvedAt = now
 			r.rec.resolved(t.acceptedAt, now, hasOrder(t.status))
@@ -221,7 +221,7 @@ func followReport(rep *Report) FollowReport {
 	f.Requests = f.Polls
 	for _, e := range rep.Endpoints {
 		switch endpoint(e.Name) {
-		case epCreateSale, epGetSale, epGetTicket: // the bench's own; the polls are counted above
+		case epCreateSale, epGetSale, epGetTicket, epDraw, epDrawScores: // the bench's own; the polls are counted above
 			continue
 		case epTicketEvents:
 			f.Streams = e.Requests

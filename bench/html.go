@@ -254,7 +254,8 @@ type htmlRun struct {
 	Actions    string
 	Cost       htmlCost
 	OrderCost  htmlOrderCost
-	Preload    []string // --preload's figures, a line each
+	Preload    []string    // --preload's figures, a line each
+	Draw       [][2]string // the waiting room's draw (--arrival waiting-room)
 }
 
 // htmlOrderCost is the "Cost of an order" section of one run, after the
@@ -368,7 +369,11 @@ figure { margin: 1em 0; } svg { background: #fff; border: 1px solid #eee; max-wi
 </table>
 {{with .Preload}}<h3>Pipeline alone (--preload)</h3>
 {{range .}}<p>{{.}}</p>
-{{end}}{{end}}<h3>Endpoints</h3>
+{{end}}{{end}}{{with .Draw}}<h3>Waiting room draw</h3>
+<table>
+{{range .}}<tr><td>{{index . 0}}</td><td>{{index . 1}}</td></tr>
+{{end}}</table>
+{{end}}<h3>Endpoints</h3>
 <table>
 <tr><th>endpoint</th><th>requests</th><th>req/s mean</th><th>req/s peak</th><th>p50</th><th>p90</th><th>p99</th><th>max</th><th>status mix</th></tr>
 {{range $r.Endpoints}}<tr><td>{{.Name}}</td><td class="num">{{.Requests}}</td><td class="num">{{rate .MeanRPS}}</td><td class="num">{{rate .PeakRPS}}</td><td class="num">{{ms .Latency.P50Ms}}</td><td class="num">{{ms .Latency.P90Ms}}</td><td class="num">{{ms .Latency.P99Ms}}</td><td class="num">{{ms .Latency.MaxMs}}</td><td>{{counts .Status}}</td></tr>
@@ -442,6 +447,7 @@ func renderHTML(w io.Writer, runs []*Report, cmp *CompareReport) error {
 			Cost:       htmlCostOf(r),
 			OrderCost:  htmlOrderCostOf(r),
 			Preload:    htmlPreloadOf(r.Preload),
+			Draw:       drawLines(r.Draw),
 		})
 	}
 	var buf bytes.Buffer

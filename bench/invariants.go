@@ -111,7 +111,7 @@ func checkInvariants(in invariantInput) []Check {
 	var notFinal, unconfirmed int
 	var example string
 	for _, t := range in.Tickets {
-		final := t.Status != "" && t.Status != statusQueued
+		final := !undecided(t.Status)
 		if in.WaitExpiry {
 			final = terminalStatus(t.Status)
 		}

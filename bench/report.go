@@ -74,7 +74,9 @@ type Report struct {
 	OrderCost *OrderCost `json:"order_cost,omitempty"`
 	// Preload is the pipeline alone (--preload).
 	Preload *PreloadReport `json:"preload,omitempty"`
-	Checks  []Check        `json:"checks"`
+	// Draw is the check of the waiting room's draw (--arrival waiting-room).
+	Draw   *DrawReport `json:"draw,omitempty"`
+	Checks []Check     `json:"checks"`
 	// Pass is true when the run completed and every check passed.
 	Pass bool `json:"pass"`
 }
@@ -416,6 +418,10 @@ func (r *run) buildReport(begin time.Time, completed bool, reason string, final 
 		rep.OrderCost = orderCost(r.cost, *r.costFirst, *r.costAfter, rep.Purchase.OrdersCreated, purchaseRequests(rep))
 	}
 	rep.Checks = append(checkInvariants(r.observations(completed, reason, final)), r.checks.result())
+	if r.cfg.waitingRoom() {
+		rep.Draw = r.draw
+		rep.Checks = append(rep.Checks, drawCheck(r.draw))
+	}
 	rep.Pass = completed && allPass(rep.Checks)
 	return rep
 }
@@ -484,15 +490,18 @@ func (r *run) bundleReport() *BundleReport {
 func msOf(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // ticketStatusOrder is the order ticket statuses are printed in.
-var ticketStatusOrder = []string{statusPaid, statusExpired, statusCancelled, statusSoldOut, statusFailed, statusPendingPayment, statusQueued}
+var ticketStatusOrder = []string{statusPaid, statusExpired, statusCancelled, statusSoldOut, statusFailed, statusPendingPayment, statusQueued, statusWaiting}
 
 // writeText prints the human summary of one run.
 func writeText(w io.Writer, rep *Report) {
 	c := rep.Config
 	fmt.Fprintf(w, "flashsale bench  run %s  sale %s  inventory %s  %s\n", rep.RunID, rep.SaleID, rep.Inventory, rep.URL)
 	fmt.Fprintf(w, "users %d  stock %d  per-user limit %d  conns %d  arrival %s", c.Users, c.Stock, c.PerUserLimit, c.Conns, c.Arrival)
-	if c.Arrival == arrivalRamp {
+	switch c.Arrival {
+	case arrivalRamp:
 		fmt.Fprintf(w, " over %v", c.Ramp)
+	case arrivalWaitingRoom:
+		fmt.Fprintf(w, " (line open %gs before the opening, waitlist %d)", c.RoomWindowSeconds, c.Waitlist)
 	}
 	fmt.Fprintf(w, "  reservation %v  pay %.0f%%  cancel %.0f%%  payment window %ds  seed %d\n",
 		c.Reservation, c.PayRatio*100, c.CancelRatio*100, c.PaymentWindow, c.Seed)
@@ -557,6 +566,7 @@ func writeText(w io.Writer, rep *Report) {
 	_ = tw.Flush()
 	writeFollow(w, rep.Follow)
 	writePreloadText(w, rep.Preload)
+	writeDrawText(w, rep.Draw)
 	writeServerCostText(w, rep)
 	writeOrderCostText(w, rep.OrderCost)
 	if len(rep.Problems) > 0 {

@@ -22,8 +22,10 @@ import (
 type schedule struct {
 	opensAt  time.Time // reservation window; zero without one
 	closesAt time.Time
-	startsAt time.Time
-	endsAt   time.Time
+	// roomOpensAt is the waiting room's opens_at; zero without one.
+	roomOpensAt time.Time
+	startsAt    time.Time
+	endsAt      time.Time
 }
 
 // run is one scenario against one sale.
@@ -42,7 +44,7 @@ type run struct {
 	prog    *progress
 	sched   schedule
 	offset  time.Duration // server clock minus local clock; fixed before users start
-	opened  chan struct{} // closed when the sale opens (by the server's clock)
+	opened  chan struct{} // closed when the sale (or its waiting room) opens (by the server's clock)
 
 	ordersSeen atomic.Int64 // orders created so far, to pick the paid share
 	unpaidSeen atomic.Int64 // unpaid orders so far, to pick the cancelled share
@@ -67,6 +69,20 @@ type run struct {
 
 	// preload runs --preload's phases (nil without it).
 	preload *preloader
+	// commitment is the draw_commitment the sale published at creation
+	// (--arrival waiting-room); draw is the check of the draw once the run is
+	// over (nil before, or without a waiting room).
+	commitment string
+	draw       *DrawReport
+}
+
+// firstPurchaseAt is when the first purchase may be made, on the server's
+// clock: the waiting room's opening, or the sale's.
+func (s schedule) firstPurchaseAt() time.Time {
+	if !s.roomOpensAt.IsZero() {
+		return s.roomOpensAt
+	}
+	return s.startsAt
 }
 
 // serverNow is the current time on the server's clock.
@@ -153,6 +169,9 @@ func runOnce(ctx context.Context, cfg Config, log *slog.Logger, progressOut io.W
 	r.log.Info("verifying")
 	r.checks.checkAll()
 	final := r.settle(verifyCtx)
+	if cfg.waitingRoom() && verifyCtx.Err() == nil {
+		r.checkDraw(verifyCtx)
+	}
 	stopSampler()
 	<-samplerDone
 	r.readCreatedAt(verifyCtx)
@@ -187,10 +206,19 @@ func (r *run) setup(ctx context.Context) error {
 		r.sched.opensAt = base.Add(r.cfg.StartDelay)
 		r.sched.closesAt = r.sched.opensAt.Add(r.cfg.reservationWindow())
 		r.sched.startsAt = r.sched.closesAt.Add(r.cfg.StartDelay)
+	} else if r.cfg.waitingRoom() {
+		r.sched.roomOpensAt = base.Add(r.cfg.StartDelay)
+		r.sched.startsAt = r.sched.roomOpensAt.Add(r.cfg.roomWindow())
 	} else {
 		r.sched.startsAt = base.Add(r.cfg.StartDelay)
 	}
 	r.sched.endsAt = r.sched.startsAt.Add(r.cfg.Duration)
+	if dl, ok := ctx.Deadline(); ok && r.cfg.waitingRoom() {
+		// The waitlist keeps waiting until a unit comes back or the sale
+		// ends: end it before the load's budget does, so that every
+		// ticket is final within the run.
+		r.sched.endsAt = dl.Add(r.offset - roomEndMargin)
+	}
 
 	inventory := apiclient.SaleInputInventory(r.cfg.Inventory)
 	req := apiclient.SaleInput{
@@ -207,6 +235,9 @@ func (r *run) setup(ctx context.Context) error {
 	}
 	if r.cfg.Reservation {
 		req.Reservation = &apiclient.ReservationPhase{OpensAt: r.sched.opensAt.UTC(), ClosesAt: r.sched.closesAt.UTC()}
+	}
+	if r.cfg.waitingRoom() {
+		req.WaitingRoom = &apiclient.WaitingRoomInput{OpensAt: r.sched.roomOpensAt.UTC(), Waitlist: &r.cfg.Waitlist}
 	}
 	if err := r.createSale(ctx, req); err != nil {
 		return err
@@ -230,6 +261,9 @@ func (r *run) setup(ctx context.Context) error {
 			continue
 		}
 		st := sv.ServerTime
+		if sv.WaitingRoom != nil && r.commitment == "" {
+			r.commitment = string(sv.WaitingRoom.DrawCommitment)
+		}
 		if rtt := t2.Sub(t1); best < 0 || rtt < best {
 			best = rtt
 			r.offset = st.Sub(t1.Add(rtt / 2))
@@ -237,6 +271,9 @@ func (r *run) setup(ctx context.Context) error {
 	}
 	if best < 0 {
 		return fmt.Errorf("sale %s was created but GET /api/v1/sales/%s does not answer 200 with a server_time", r.saleID, r.saleID)
+	}
+	if r.cfg.waitingRoom() && r.commitment == "" {
+		return fmt.Errorf("sale %s was created with a waiting room but its view shows no waiting_room.draw_commitment", r.saleID)
 	}
 	r.log.Info("sale created", "sale", r.saleID, "second_sale", r.saleB, "bundle_ratio", r.cfg.BundleRatio, "stock", r.cfg.Stock, "users", r.cfg.Users,
 		"opens_in", time.Until(r.local(r.sched.startsAt)).Round(time.Millisecond), "clock_offset", r.offset.Round(time.Millisecond))
@@ -277,11 +314,11 @@ func (r *run) load(ctx context.Context) (bool, string) {
 	if r.cfg.Reservation {
 		r.prog.start(phaseReserve, "reserving ", r.cfg.Users)
 	}
-	// The opening: read the server's counters, switch the progress bar, then let
-	// the crowd in.
+	// The opening (of the waiting room, when there is one): read the
+	// server's counters, switch the progress bar, then let the crowd in.
 	go func() {
 		r.readCountersBefore(ctx)
-		if sleepCtx(ctx, time.Until(r.local(r.sched.startsAt))) {
+		if sleepCtx(ctx, time.Until(r.local(r.sched.firstPurchaseAt()))) {
 			r.prog.start(phasePurchase, "purchasing", r.cfg.Users)
 			close(r.opened)
 		}
@@ -335,7 +372,7 @@ func (r *run) readCountersBefore(ctx context.Context) {
 	if r.cfg.Reservation && !sleepCtx(ctx, time.Until(r.local(r.sched.closesAt))) {
 		return
 	}
-	rctx, cancel := context.WithDeadline(ctx, r.local(r.sched.startsAt))
+	rctx, cancel := context.WithDeadline(ctx, r.local(r.sched.firstPurchaseAt()))
 	defer cancel()
 	c, err := r.metrics.read(rctx, r.saleID)
 	reading = counterReading{c: c, err: err, at: time.Now()}

@@ -13,6 +13,7 @@ import (
 // Ticket statuses of the contract.
 const (
 	statusQueued         = "queued"
+	statusWaiting        = "waiting" // in a waiting room's line
 	statusPendingPayment = "pending_payment"
 	statusPaid           = "paid"
 	statusExpired        = "expired"
@@ -28,6 +29,12 @@ func terminalStatus(s string) bool {
 		return true
 	}
 	return false
+}
+
+// undecided reports a status the ticket leaves once the pipeline decided it:
+// queued, or waiting in a waiting room's line ("" when not read yet).
+func undecided(s string) bool {
+	return s == "" || s == statusQueued || s == statusWaiting
 }
 
 // hasOrder reports a status that implies the ticket made an order.
@@ -178,13 +185,18 @@ func (r *run) simulate(ctx context.Context, u *simUser) {
 		}
 		return
 	}
-	// Arrive: burst users at the opening, ramp users spread over --ramp.
-	if r.cfg.Arrival == arrivalRamp {
-		at := time.Duration(int64(r.cfg.Ramp) * int64(u.n) / int64(r.cfg.Users))
-		if !sleepCtx(ctx, time.Until(r.local(r.sched.startsAt).Add(at))) {
-			u.outcome, u.detail = outcomeGaveUp, "run ended before arrival"
-			return
-		}
+	// Arrive: burst users at the opening, ramp users spread over --ramp,
+	// waiting-room users over the room's window (see roomArrival).
+	var arrive time.Time
+	switch r.cfg.Arrival {
+	case arrivalRamp:
+		arrive = r.local(r.sched.startsAt).Add(time.Duration(int64(r.cfg.Ramp) * int64(u.n) / int64(r.cfg.Users)))
+	case arrivalWaitingRoom:
+		arrive = r.local(r.sched.roomOpensAt).Add(roomArrival(r.cfg.roomWindow(), u.n, r.cfg.Users))
+	}
+	if !arrive.IsZero() && !sleepCtx(ctx, time.Until(arrive)) {
+		u.outcome, u.detail = outcomeGaveUp, "run ended before arrival"
+		return
 	}
 	t := r.purchase(ctx, u)
 	if r.preload != nil {
@@ -430,7 +442,7 @@ func (r *run) pollTicket(ctx context.Context, u *simUser, t *ticketTrack) bool {
 		switch {
 		case err == nil && resp.Status == http.StatusOK:
 			t.apply(tv)
-			if t.status == statusQueued || t.status == "" {
+			if undecided(t.status) {
 				continue
 			}
 			t.resolvedAt = now
