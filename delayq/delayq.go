@@ -410,25 +410,28 @@ func (q *Queue) FollowClosed(ctx context.Context) (int, error) {
 }
 
 // refollowAll makes Redis follow orders, eight at a time, until one fails
-// (Redis away: the rest are not tried, so a pass over many orders does not
-// wait out a timeout for each). It returns how many had not followed, and
+// (Redis away: the orders after it are not tried, so a pass over many orders
+// does not wait out a timeout for each; the ones before it still are, so the
+// mark moves as far as it can). It returns how many had not followed, and
 // how many of the first orders all followed: the mark may move past those.
 func (q *Queue) refollowAll(ctx context.Context, orders []*flashsale.Order) (followed, done int, err error) {
 	ok := make([]bool, len(orders))
 	var n atomic.Int32
 	var mu sync.Mutex
 	var firstErr error
+	failedAt := len(orders)
 	eightAtATime(orders, func(i int, o *flashsale.Order) {
 		mu.Lock()
-		failed := firstErr != nil
+		after := i > failedAt
 		mu.Unlock()
-		if failed {
+		if after {
 			return
 		}
 		did, err := q.cfg.Expirer.Refollow(ctx, o)
 		if err != nil {
 			mu.Lock()
-			if firstErr == nil {
+			if i < failedAt {
+				failedAt = i
 				firstErr = fmt.Errorf("delayq: follow closed order %s: %w", o.ID, err)
 			}
 			mu.Unlock()
