@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -129,7 +128,7 @@ func lockRoom(ctx context.Context, tx *sql.Tx, saleIDs []string) (map[string]int
 		args[i] = id
 	}
 	rows, err := tx.QueryContext(ctx, `SELECT sale_id, allotted - used FROM sale_allotments WHERE sale_id IN (`+
-		strings.TrimSuffix(strings.Repeat("?,", len(args)), ",")+`) ORDER BY sale_id FOR UPDATE`, args...)
+		marks(len(args))+`) ORDER BY sale_id FOR UPDATE`, args...)
 	if err != nil {
 		return nil, err
 	}

@@ -3,7 +3,6 @@ package mysqlstore
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/flashsale/flashsale"
@@ -42,7 +41,7 @@ func (s *Store) MarkSent(ctx context.Context, shard int, ids []int64, now time.T
 		args = append(args, id)
 	}
 	_, err := s.shards[shard].ExecContext(ctx, `UPDATE outbox SET sent_at = ? WHERE id IN (`+
-		strings.TrimSuffix(strings.Repeat("?,", len(ids)), ",")+`)`, args...)
+		marks(len(ids))+`)`, args...)
 	if err != nil {
 		return fmt.Errorf("mysqlstore: mark sent: %w", err)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/flashsale/flashsale"
+	"github.com/flashsale/flashsale/internal/groupcommit"
 	"github.com/flashsale/flashsale/service"
 )
 
@@ -73,6 +74,8 @@ type Store struct {
 	allotted  sync.Map // allotKey -> struct{}: the allotment row exists
 
 	written []chan struct{} // per shard: a token once this process committed outbox rows (OutboxWritten)
+
+	entries groupcommit.Group[lineEntry, lineEntered] // EnterLine's batches (see enterLines)
 }
 
 // parseDSN applies the settings this package relies on: UTC times parsed into
@@ -123,6 +126,7 @@ func Open(cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{}
+	s.entries.Run = s.enterLines
 	meta, mcfg, err := openDB(cfg.MetaDSN, cfg.MaxOpenConns)
 	if err != nil {
 		return nil, err

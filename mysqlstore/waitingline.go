@@ -5,10 +5,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/flashsale/flashsale"
+	"github.com/flashsale/flashsale/internal/groupcommit"
 )
 
 // The waiting rooms' lines live in the meta database, table waiting_line (see
@@ -33,47 +33,107 @@ func (s *Store) LineEntries(ctx context.Context, saleID string) (int, error) {
 // EnterLine records t (one sale, status waiting, a fresh id) in its sale's
 // line with key, entered at `at`, unless its user already waits there. It
 // returns the user's waiting ticket and whether it is t. With max >= 0 it
-// refuses (flashsale.ErrSoldOut) an entry when max tickets already wait: the
-// count is the sale's waiting_counts row, updated conditionally in the
-// transaction that inserts the entry, so the bound is exact however many
-// entries race.
+// refuses (flashsale.ErrSoldOut) an entry when max tickets already wait.
+//
+// Entries are written in batches (see enterLines): a crowd entering a line
+// before its opening costs one transaction per batch, not one per entry.
 func (s *Store) EnterLine(ctx context.Context, t *flashsale.Ticket, key string, at time.Time, max int) (*flashsale.Ticket, bool, error) {
-	for attempt := 0; ; attempt++ {
+	r, err := s.entries.Do(ctx, lineEntry{t: t, key: key, at: at, max: max})
+	if err != nil {
+		return nil, false, err
+	}
+	return r.t, r.fresh, nil
+}
+
+// lineEntry is one EnterLine call; lineEntered its answer.
+type lineEntry struct {
+	t   *flashsale.Ticket
+	key string
+	at  time.Time
+	max int
+}
+
+type lineEntered struct {
+	t     *flashsale.Ticket
+	fresh bool
+}
+
+// enterLines records a batch of entries in one transaction, per sale: it
+// locks the sale's waiting_counts row (so the count, and with it every
+// entry's bound, is exact however many processes enter), reads which of the
+// batch's users already wait, then inserts the others in arrival order while
+// the count stays below each entry's max, and adds them to the count. A
+// user twice in the batch gets the first entry's ticket for both.
+func (s *Store) enterLines(ctx context.Context, batch []lineEntry) ([]groupcommit.Result[lineEntered], error) {
+	out := make([]groupcommit.Result[lineEntered], len(batch))
+	bySale := map[string][]int{}
+	for i, e := range batch {
+		bySale[e.t.SaleID] = append(bySale[e.t.SaleID], i)
+	}
+	for saleID, idx := range bySale {
 		err := inTx(ctx, s.meta, func(tx *sql.Tx) error {
-			_, err := tx.ExecContext(ctx, `INSERT INTO waiting_line
-				(ticket_id, sale_id, user_id, quantity, line_key, status, entered_at, live_user)
-				VALUES (?,?,?,?,?,?,?,?)`, t.ID, t.SaleID, t.UserID, t.Quantity, key, string(flashsale.TicketWaiting), at, t.UserID)
-			if err != nil {
-				return err
-			}
-			res, err := tx.ExecContext(ctx, `UPDATE waiting_counts SET n = n + 1 WHERE sale_id = ? AND (? < 0 OR n < ?)`,
-				t.SaleID, max, max)
-			if err != nil {
-				return err
-			}
-			if n, err := res.RowsAffected(); err != nil || n > 0 {
-				return err
-			}
-			return flashsale.ErrSoldOut
+			return enterSaleLine(ctx, tx, saleID, batch, idx, out)
 		})
-		switch {
-		case err == nil:
-			return t, true, nil
-		case errors.Is(err, flashsale.ErrSoldOut):
-			return nil, false, err
-		case isMySQLError(err, errDupKey) && attempt < 3:
-			w, err := s.waitingTicket(ctx, t.SaleID, t.UserID)
-			if errors.Is(err, sql.ErrNoRows) {
-				continue // it left the line meanwhile: enter again
+		if err != nil {
+			err = fmt.Errorf("mysqlstore: enter line: %w", err)
+			for _, i := range idx {
+				out[i] = groupcommit.Result[lineEntered]{Err: err}
 			}
-			if err != nil {
-				return nil, false, fmt.Errorf("mysqlstore: enter line: %w", err)
-			}
-			return w, false, nil
-		default:
-			return nil, false, fmt.Errorf("mysqlstore: enter line: %w", err)
 		}
 	}
+	return out, nil
+}
+
+// enterSaleLine is enterLines' transaction for the entries idx of one sale;
+// it fills their results in out (a retried transaction fills them again).
+func enterSaleLine(ctx context.Context, tx *sql.Tx, saleID string, batch []lineEntry, idx []int, out []groupcommit.Result[lineEntered]) error {
+	var n int
+	err := tx.QueryRowContext(ctx, `SELECT n FROM waiting_counts WHERE sale_id = ? FOR UPDATE`, saleID).Scan(&n)
+	if err != nil {
+		return fmt.Errorf("the line's count: %w", err)
+	}
+	users := make([]any, 0, len(idx)+1)
+	users = append(users, saleID)
+	for _, i := range idx {
+		users = append(users, batch[i].t.UserID)
+	}
+	waiting, err := scanLineTickets(tx.QueryContext(ctx, `SELECT `+lineColumns+` FROM waiting_line
+		WHERE sale_id = ? AND live_user IN (`+marks(len(idx))+`)`, users...))
+	if err != nil {
+		return err
+	}
+	of := map[string]*flashsale.Ticket{}
+	for _, t := range waiting {
+		of[t.UserID] = t
+	}
+	var rows []any
+	added := 0
+	for _, i := range idx {
+		e := batch[i]
+		if t, ok := of[e.t.UserID]; ok {
+			out[i] = groupcommit.Result[lineEntered]{Out: lineEntered{t: t}}
+			continue
+		}
+		if e.max >= 0 && n+added >= e.max {
+			out[i] = groupcommit.Result[lineEntered]{Err: flashsale.ErrSoldOut}
+			continue
+		}
+		of[e.t.UserID] = e.t
+		added++
+		rows = append(rows, e.t.ID, e.t.SaleID, e.t.UserID, e.t.Quantity, e.key, string(flashsale.TicketWaiting), e.at, e.t.UserID)
+		out[i] = groupcommit.Result[lineEntered]{Out: lineEntered{t: e.t, fresh: true}}
+	}
+	if added == 0 {
+		return nil
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO waiting_line
+		(ticket_id, sale_id, user_id, quantity, line_key, status, entered_at, live_user)
+		VALUES `+placeholders(added, 8), rows...)
+	if err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, `UPDATE waiting_counts SET n = n + ? WHERE sale_id = ?`, added, saleID)
+	return err
 }
 
 const lineColumns = `ticket_id, sale_id, user_id, quantity, status`
@@ -208,7 +268,11 @@ const lineAdmitted = "admitted"
 
 // lineTickets runs a query of line rows.
 func (s *Store) lineTickets(ctx context.Context, query string, args ...any) ([]*flashsale.Ticket, error) {
-	rows, err := s.meta.QueryContext(ctx, query, args...)
+	return scanLineTickets(s.meta.QueryContext(ctx, query, args...))
+}
+
+// scanLineTickets reads the line rows of a query's answer.
+func scanLineTickets(rows *sql.Rows, err error) ([]*flashsale.Ticket, error) {
 	if err != nil {
 		return nil, err
 	}
@@ -259,7 +323,7 @@ func (s *Store) LeaveLineAs(ctx context.Context, saleID string, ids []string, st
 	}
 	err := inTx(ctx, s.meta, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE waiting_line SET status = ?, left_at = ?, live_user = NULL
-			WHERE sale_id = ? AND status = ? AND ticket_id IN (`+strings.TrimSuffix(strings.Repeat("?,", len(ids)), ",")+`)`, args...)
+			WHERE sale_id = ? AND status = ? AND ticket_id IN (`+marks(len(ids))+`)`, args...)
 		if err != nil {
 			return err
 		}
@@ -285,8 +349,7 @@ func (s *Store) MarkAdmitted(ctx context.Context, ids []string) error {
 	for _, id := range ids {
 		args = append(args, id)
 	}
-	_, err := s.meta.ExecContext(ctx, `UPDATE waiting_line SET status = ? WHERE status = ? AND ticket_id IN (`+
-		strings.TrimSuffix(strings.Repeat("?,", len(ids)), ",")+`)`, args...)
+	_, err := s.meta.ExecContext(ctx, `UPDATE waiting_line SET status = ? WHERE status = ? AND ticket_id IN (`+marks(len(ids))+`)`, args...)
 	if err != nil {
 		return fmt.Errorf("mysqlstore: mark admitted: %w", err)
 	}

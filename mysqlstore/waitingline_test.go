@@ -81,6 +81,42 @@ func TestEnterLineBoundIsExact(t *testing.T) {
 	}
 }
 
+// TestEnterLineOneTicketPerUser: a user's 50 entries race (so several share
+// a batch of EnterLine's group commit): exactly one is fresh, every one
+// answers that ticket, and the line counts one.
+func TestEnterLineOneTicketPerUser(t *testing.T) {
+	s := openTestStore(t)
+	ctx := context.Background()
+	sale := roomSale(t, s, "twice", time.Now().UTC().Add(time.Hour).Truncate(time.Microsecond))
+	var mu sync.Mutex
+	ids := map[string]int{}
+	fresh := 0
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tk := lineTicket(sale, "alice")
+			got, f, err := s.EnterLine(ctx, tk, sale.LineKey("alice", tk.ID, time.Now()), time.Now(), -1)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			ids[got.ID]++
+			if f {
+				fresh++
+			}
+		}()
+	}
+	wg.Wait()
+	n, err := s.LineEntries(ctx, sale.ID)
+	if len(ids) != 1 || fresh != 1 || n != 1 || err != nil {
+		t.Errorf("tickets %v, %d fresh, the line counts %d (%v); want one ticket, fresh once, counted once", ids, fresh, n, err)
+	}
+}
+
 // wrEntries is FLASHSALE_WR_ENTRIES: the size of TestWaitingLineAtScale's
 // line (the issue asks for 1,000,000); unset, the test is skipped.
 func wrEntries(t *testing.T) int {
@@ -195,4 +231,47 @@ func TestWaitingLineAtScale(t *testing.T) {
 		n, load.Round(time.Millisecond), batch, count.Round(time.Millisecond), (n+999)/1000, pages.Round(time.Millisecond),
 		head.Round(time.Millisecond), position.Round(time.Millisecond), end.Round(time.Millisecond), float64(size)/(1<<20),
 		float64(m1.HeapInuse)/(1<<20), float64(m1.TotalAlloc-m0.TotalAlloc)/(1<<20))
+}
+
+// TestEnterLineRate measures entries per second into one line before its
+// starts_at with 64 writers for FLASHSALE_WR_RATE_SECONDS (unset: skipped),
+// the way an ingress enters a crowd: one transaction per entry. Run it under
+// the box lock:
+//
+//	FLASHSALE_WR_RATE_SECONDS=5 flock /work/wt/heavy.lock go test -count=1 -v -run TestEnterLineRate ./mysqlstore/
+func TestEnterLineRate(t *testing.T) {
+	secs, err := strconv.Atoi(os.Getenv("FLASHSALE_WR_RATE_SECONDS"))
+	if err != nil || secs <= 0 {
+		t.Skip("FLASHSALE_WR_RATE_SECONDS is not set: the entering rate is not measured")
+	}
+	s := openTestStore(t)
+	ctx := context.Background()
+	sale := roomSale(t, s, "rate", time.Now().UTC().Add(time.Hour).Truncate(time.Microsecond))
+	deadline := time.Now().Add(time.Duration(secs) * time.Second)
+	var mu sync.Mutex
+	entered := 0
+	var wg sync.WaitGroup
+	for w := range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; time.Now().Before(deadline); i++ {
+				u := fmt.Sprintf("w%02d-%06d", w, i)
+				tk := lineTicket(sale, u)
+				if _, _, err := s.EnterLine(ctx, tk, sale.LineKey(u, tk.ID, time.Now()), time.Now(), -1); err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				entered++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	n, err := s.LineEntries(ctx, sale.ID)
+	if err != nil || n != entered {
+		t.Fatalf("the line counts %d (%v), want the %d entered", n, err, entered)
+	}
+	t.Logf("%d entries in %d s with 64 writers: %.0f entries/s", entered, secs, float64(entered)/float64(secs))
 }
