@@ -241,9 +241,17 @@ func TestWaitingRoomEnterAndLeave(t *testing.T) {
 	r := c.must(t, http.MethodPost, pathPurchase(spec.ID), user("wr-two"), map[string]int{"quantity": 2})
 	checkError(t, "quantity over the limit", r, http.StatusUnprocessableEntity, "invalid_quantity")
 
+	asked := time.Now()
 	v := c.roomTicket(t, "wr-ann", tickets["wr-ann"])
+	answered := time.Now()
 	if v.Status != "waiting" || v.SaleID != spec.ID || v.Position != nil || v.PollAfter == nil {
-		t.Errorf("waiting ticket before the draw: %+v; want waiting, position null, poll_after_ms", v)
+		t.Fatalf("waiting ticket before the draw: %+v; want waiting, position null, poll_after_ms", v)
+	}
+	// Nothing moves before the draw: look again 0.5 to 1 s after starts_at
+	// (50 ms for the two clocks' skew).
+	pollAt := func(from time.Time) time.Time { return from.Add(time.Duration(*v.PollAfter) * time.Millisecond) }
+	if early, late := spec.StartsAt.Add(450*time.Millisecond), spec.StartsAt.Add(1050*time.Millisecond); pollAt(answered).Before(early) || pollAt(asked).After(late) {
+		t.Errorf("poll_after_ms %d before the draw, starts_at in %s: want the draw's reveal + 0.5..1 s", *v.PollAfter, spec.StartsAt.Sub(asked))
 	}
 	if got := c.roomView(t, spec.ID).WaitingRoom.Entries; got != len(users) {
 		t.Errorf("entries %d, want %d", got, len(users))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"math/rand/v2"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -150,17 +151,28 @@ func (s *Server) lineTicket(ctx context.Context, id string) (*flashsale.Ticket, 
 // from the draw on (null before), and the estimate at the sale's pace.
 func (s *Server) waitingPlace(ctx context.Context, t *flashsale.Ticket) (*place, error) {
 	saleID := t.Lines()[0].SaleID
-	pos := 0
 	sale, err := s.cfg.Sales.Get(ctx, saleID)
 	if err != nil {
 		return nil, err
 	}
-	if sale.Drawn(s.cfg.Now()) && s.cfg.WaitingLine != nil {
+	if now := s.cfg.Now(); !sale.Drawn(now) {
+		return &place{PollAfter: int(untilDrawn(sale.StartsAt.Sub(now)).Milliseconds())}, nil
+	}
+	pos := 0
+	if s.cfg.WaitingLine != nil {
 		if pos, err = s.cfg.WaitingLine.LinePosition(ctx, saleID, t.ID); err != nil {
 			return nil, flashsale.Unavailable(err, "cannot read the ticket's place now; retry")
 		}
 	}
 	return s.estimate(saleID, pos, time.Now()), nil
+}
+
+// untilDrawn is a waiting ticket's poll_after before the draw, left before
+// it: nothing about the ticket moves until then but its owner's cancel, so
+// its poller looks again once the draw is revealed, half a second to a
+// second after it (spread, so that a line of pollers does not come at once).
+func untilDrawn(left time.Duration) time.Duration {
+	return max(left, 0) + pollMin + rand.N(time.Second-pollMin)
 }
 
 // leaveLine is POST /api/v1/tickets/{id}/cancel: a waiting ticket leaves its

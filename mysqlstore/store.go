@@ -76,6 +76,7 @@ type Store struct {
 	written []chan struct{} // per shard: a token once this process committed outbox rows (OutboxWritten)
 
 	entries groupcommit.Group[lineEntry, lineEntered] // EnterLine's batches (see enterLines)
+	ranks   lineRanks                                 // the lines' snapshots for LinePosition
 }
 
 // parseDSN applies the settings this package relies on: UTC times parsed into

@@ -209,14 +209,23 @@ func (s *Store) LeaveLine(ctx context.Context, userID, id string, at time.Time) 
 }
 
 // LinePosition returns 1 + the tickets waiting ahead of the waiting ticket
-// id in its sale's line (0 when it is not waiting there): its key, then a
-// count over the index of the waiting tickets' keys.
+// id in its sale's line (0 when it is not waiting there): its key, then its
+// rank in the line's snapshot (see lineRanks), counted exactly over the
+// index of the waiting keys when that rank is near the front (or the
+// snapshot cannot be read).
 func (s *Store) LinePosition(ctx context.Context, saleID, id string) (int, error) {
 	var key string
 	err := s.meta.QueryRowContext(ctx, `SELECT line_key FROM waiting_line WHERE ticket_id = ? AND status = ?`,
 		id, string(flashsale.TicketWaiting)).Scan(&key)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil
+	}
+	if err == nil {
+		if snap, err := s.snapshot(ctx, saleID); err == nil {
+			if ahead := snap.ahead(key); ahead >= countedBelow {
+				return ahead + 1, nil
+			}
+		}
 	}
 	var n int
 	if err == nil {

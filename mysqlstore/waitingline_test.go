@@ -275,3 +275,64 @@ func TestEnterLineRate(t *testing.T) {
 	}
 	t.Logf("%d entries in %d s with 64 writers: %.0f entries/s", entered, secs, float64(entered)/float64(secs))
 }
+
+// TestLinePositionDeepInALine: in a line of 3,000, a position near the front
+// is counted, one deep in it comes from the line's snapshot and is the same;
+// once the first 1,500 leave, both show it within a few seconds (the
+// snapshot is read again when a second old), and a ticket that left has
+// none.
+func TestLinePositionDeepInALine(t *testing.T) {
+	s := openTestStore(t)
+	ctx := context.Background()
+	sale := roomSale(t, s, "deep", time.Now().UTC().Add(time.Hour).Truncate(time.Microsecond))
+	const n = 3000
+	var args []any
+	var sb strings.Builder
+	keys := make([]string, n)
+	ids := map[string]string{}
+	for i := range n {
+		u := fmt.Sprintf("user-%05d", i)
+		id := flashsale.NewTicketID(u)
+		keys[i] = sale.LineKey(u, id, sale.StartsAt.Add(-time.Minute))
+		ids[keys[i]] = id
+		if i > 0 {
+			sb.WriteString(",")
+		}
+		sb.WriteString("(?,?,?,1,?,'waiting',?,?)")
+		args = append(args, id, sale.ID, u, keys[i], sale.StartsAt.Add(-time.Minute), u)
+	}
+	if _, err := s.meta.ExecContext(ctx, `INSERT INTO waiting_line (ticket_id, sale_id, user_id, quantity, line_key, status, entered_at, live_user) VALUES `+sb.String(), args...); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(keys)
+	position := func(i int) int {
+		t.Helper()
+		p, err := s.LinePosition(ctx, sale.ID, ids[keys[i]])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	for _, i := range []int{0, 10, countedBelow + 5, n - 1} {
+		if p := position(i); p != i+1 {
+			t.Errorf("place %d: position %d, want %d", i, p, i+1)
+		}
+	}
+	var gone []string
+	for _, k := range keys[:n/2] {
+		gone = append(gone, ids[k])
+	}
+	if err := s.LeaveLineAs(ctx, sale.ID, gone, flashsale.TicketQueued, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for position(n-1) != n/2 || position(n/2+10) != 11 {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %d left: positions %d and %d, want %d and 11", n/2, position(n-1), position(n/2+10), n/2)
+		}
+		time.Sleep(50 * time.Millisecond) // polling the position, with a deadline
+	}
+	if p := position(0); p != 0 {
+		t.Errorf("a ticket that left: position %d, want 0", p)
+	}
+}
