@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/flashsale/flashsale"
+	"github.com/flashsale/flashsale/internal/testenv"
 )
 
 // roomSale stores a sale with a waiting room that starts at startsAt.
@@ -325,13 +326,9 @@ func TestLinePositionDeepInALine(t *testing.T) {
 	if err := s.LeaveLineAs(ctx, sale.ID, gone, flashsale.TicketQueued, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for position(n-1) != n/2 || position(n/2+10) != 11 {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %d left: positions %d and %d, want %d and 11", n/2, position(n-1), position(n/2+10), n/2)
-		}
-		time.Sleep(50 * time.Millisecond) // polling the position, with a deadline
-	}
+	testenv.Eventually(t, 10*time.Second, "the positions after the front left", func() bool {
+		return position(n-1) == n/2 && position(n/2+10) == 11
+	})
 	if p := position(0); p != 0 {
 		t.Errorf("a ticket that left: position %d, want 0", p)
 	}

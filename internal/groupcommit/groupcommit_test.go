@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/flashsale/flashsale/internal/testenv"
 )
 
 // While one batch runs, the calls that arrive wait and then run together as
@@ -31,7 +33,7 @@ func TestCallsArrivingDuringARunShareTheNextBatch(t *testing.T) {
 	ctx := context.Background()
 	first := make(chan int)
 	go func() { v, _ := g.Do(ctx, 1); first <- v }()
-	waitFor(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(batches) == 1 })
+	testenv.Eventually(t, 5*time.Second, "the batch state", func() bool { mu.Lock(); defer mu.Unlock(); return len(batches) == 1 })
 	var wg sync.WaitGroup
 	got := make([]int, 5)
 	for i := range 5 {
@@ -45,7 +47,7 @@ func TestCallsArrivingDuringARunShareTheNextBatch(t *testing.T) {
 			got[i] = v
 		}()
 	}
-	waitFor(t, func() bool { g.mu.Lock(); defer g.mu.Unlock(); return len(g.queue) == 5 })
+	testenv.Eventually(t, 5*time.Second, "the batch state", func() bool { g.mu.Lock(); defer g.mu.Unlock(); return len(g.queue) == 5 })
 	close(release)
 	wg.Wait()
 	if v := <-first; v != 10 {
@@ -88,14 +90,14 @@ func TestErrorsAndMax(t *testing.T) {
 	ctx := context.Background()
 	errs := make(chan error, 1)
 	go func() { _, err := g.Do(ctx, 0); errs <- err }()
-	waitFor(t, func() bool { g.mu.Lock(); defer g.mu.Unlock(); return g.running && len(g.queue) == 0 })
+	testenv.Eventually(t, 5*time.Second, "the batch state", func() bool { g.mu.Lock(); defer g.mu.Unlock(); return g.running && len(g.queue) == 0 })
 	results := make([]error, 4)
 	var wg sync.WaitGroup
 	for i := range 4 {
 		wg.Add(1)
 		go func() { defer wg.Done(); _, results[i] = g.Do(ctx, i+1) }()
 	}
-	waitFor(t, func() bool { g.mu.Lock(); defer g.mu.Unlock(); return len(g.queue) == 4 })
+	testenv.Eventually(t, 5*time.Second, "the batch state", func() bool { g.mu.Lock(); defer g.mu.Unlock(); return len(g.queue) == 4 })
 	close(release)
 	wg.Wait()
 	if err := <-errs; !errors.Is(err, boom) {
@@ -128,7 +130,7 @@ func TestCancelledCallersAreLeftOutAndTheEarliestDeadlineHolds(t *testing.T) {
 		return make([]Result[int], len(ins)), nil
 	}}
 	go g.Do(context.Background(), 0)
-	waitFor(t, func() bool { g.mu.Lock(); defer g.mu.Unlock(); return g.running && len(g.queue) == 0 })
+	testenv.Eventually(t, 5*time.Second, "the batch state", func() bool { g.mu.Lock(); defer g.mu.Unlock(); return g.running && len(g.queue) == 0 })
 	gone, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { _, err := g.Do(gone, 1); done <- err }()
@@ -141,7 +143,7 @@ func TestCancelledCallersAreLeftOutAndTheEarliestDeadlineHolds(t *testing.T) {
 	for i, ctx := range []context.Context{late, early} {
 		wg.Add(1)
 		go func() { defer wg.Done(); g.Do(ctx, i+2) }()
-		waitFor(t, func() bool { g.mu.Lock(); defer g.mu.Unlock(); return len(g.queue) == i+2 })
+		testenv.Eventually(t, 5*time.Second, "the batch state", func() bool { g.mu.Lock(); defer g.mu.Unlock(); return len(g.queue) == i+2 })
 	}
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
@@ -154,17 +156,5 @@ func TestCancelledCallersAreLeftOutAndTheEarliestDeadlineHolds(t *testing.T) {
 	}
 	if !deadlines[1].Equal(soon) {
 		t.Errorf("the second batch's deadline %v, want the earliest caller's %v", deadlines[1], soon)
-	}
-}
-
-// waitFor polls cond with a deadline.
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5 s")
-		}
-		time.Sleep(time.Millisecond) // polling for the state, with a deadline
 	}
 }
