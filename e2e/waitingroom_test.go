@@ -408,11 +408,23 @@ func TestWaitingRoomAdmitsTheLineInDrawOrder(t *testing.T) {
 	if v := c.roomView(t, spec.ID); v.Stock.Held != 3 || v.WaitingRoom.Entries != 2 {
 		t.Errorf("sale after admission: stock %+v, entries %d; want 3 held, 2 waiting", v.Stock, v.WaitingRoom.Entries)
 	}
+	// The operators' live page shows the line: 2 waiting, 3 admitted (at a
+	// pace seen above 0), the waitlist.
+	paced := false
+	for _, smp := range awaitLiveRoom(t, c, spec.ID, liveRoom{Entries: 2, Admitted: 3, Waitlist: 2}) {
+		for _, s := range smp.Sales {
+			paced = paced || s.ID == spec.ID && s.WaitingRoom != nil && s.WaitingRoom.Pace > 0
+		}
+	}
+	if !paced {
+		t.Errorf("the live page never showed the line's pace above 0 while 3 tickets were admitted")
+	}
 	first := c.roomTicket(t, order[0], tickets[order[0]])
 	if r := c.must(t, http.MethodPost, pathOrder(first.OrderID)+"/cancel", user(order[0]), nil); r.Status != http.StatusOK {
 		t.Fatalf("cancel the first winner's order: %s", r)
 	}
 	c.awaitTicketStatus(t, order[3], tickets[order[3]], "pending_payment", 20*time.Second)
+	awaitLiveRoom(t, c, spec.ID, liveRoom{Entries: 1, Admitted: 4, Waitlist: 2})
 	if v := c.roomTicket(t, order[4], tickets[order[4]]); v.Status != "waiting" {
 		t.Errorf("the 5th of the draw after one unit came back: %q, want still waiting", v.Status)
 	}
