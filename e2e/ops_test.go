@@ -638,7 +638,44 @@ type liveSample struct {
 		Available int    `json:"available"`
 		Held      int    `json:"held"`
 		Sold      int    `json:"sold"`
+		// WaitingRoom is there for a sale with one.
+		WaitingRoom *liveRoom `json:"waiting_room"`
 	} `json:"sales"`
+}
+
+// liveRoom is a waiting room on the live page.
+type liveRoom struct {
+	Entries  int     `json:"entries"`
+	Admitted int     `json:"admitted"`
+	Waitlist int     `json:"waitlist"`
+	Pace     float64 `json:"admitted_per_s"`
+}
+
+// awaitLiveRoom polls /ops/live/data until the page's latest sample shows
+// sale id's waiting room with want's entries, admitted and waitlist, and
+// returns the samples kept (the pace is checked by the caller).
+func awaitLiveRoom(t *testing.T, c *client, id string, want liveRoom) []liveSample {
+	t.Helper()
+	var samples []liveSample
+	eventually(t, 15*time.Second, fmt.Sprintf("the live page shows the waiting room of %s as %+v", id, want), func() (bool, string) {
+		r := c.must(t, http.MethodGet, "/ops/live/data", c.admin(), nil)
+		var d struct {
+			Samples []liveSample `json:"samples"`
+		}
+		if r.Status != http.StatusOK || r.decode(&d) != nil || len(d.Samples) == 0 {
+			return false, r.String()
+		}
+		samples = d.Samples
+		for _, s := range d.Samples[len(d.Samples)-1].Sales {
+			if s.ID == id {
+				got := s.WaitingRoom
+				return got != nil && got.Entries == want.Entries && got.Admitted == want.Admitted && got.Waitlist == want.Waitlist,
+					fmt.Sprintf("sample %+v", got)
+			}
+		}
+		return false, "no sale in the latest sample"
+	})
+	return samples
 }
 
 // awaitLiveSample polls /ops/live/data until the page's latest sample has sale
@@ -1075,6 +1112,10 @@ func TestPrometheusEvaluatesDashboardAndRules(t *testing.T) {
 	spec := openSale(40, 1, 990)
 	spec.PaymentWindowSeconds = 2
 	id := c.createSale(t, spec)
+	// A sale with a waiting room: the dashboard's waiting-room panel has its series.
+	if r := c.must(t, http.MethodPost, "/api/v1/sales", c.admin(), roomSale(10, 5, -time.Second, time.Hour)); r.Status != http.StatusCreated {
+		t.Fatalf("create a sale with a waiting room: %s", r)
+	}
 	buyers := func(prefix string, n int) []string {
 		u := make([]string, n)
 		for i := range u {

@@ -29,11 +29,13 @@ import (
 // An event is sent at once (also on a reconnect with Last-Event-ID: the
 // current state, whatever the client saw); on every status change (a worker's
 // announcement reaches every ingress within milliseconds of the ticket's
-// copy, see streams); and when the place moves, at most once a second (the
+// copy, see streams; a waiting ticket's release is announced too, see
+// followWaiting); and when the place moves, at most once a second (the
 // places of all followed tickets are read in one batch per sale each second).
-// The stream ends after the first event whose status is not queued: a client
-// that reconnects after that gets that state again, once, so a browser closes
-// its EventSource on it. A place shown never grows within a stream.
+// The stream ends after the first event whose status is neither waiting nor
+// queued: a client that reconnects after that gets that state again, once,
+// so a browser closes its EventSource on it. A place shown never grows
+// within a stream.
 //
 // Identity and 404 are those of GET /tickets/{id}, answered before the stream
 // starts; beyond Config.StreamsPerUser open streams of the user on this node
@@ -93,6 +95,25 @@ func (e *eventStream) send(v ticketView) bool {
 	return ok
 }
 
+// streamRead is the context of one of a stream's reads: the request's, with
+// the read deadline.
+func (s *Server) streamRead(c *gin.Context) (context.Context, context.CancelFunc) {
+	if s.cfg.ReadDeadline > 0 {
+		return context.WithTimeout(c.Request.Context(), s.cfg.ReadDeadline)
+	}
+	return c.Request.Context(), func() {}
+}
+
+// announcedView is the view of an announced ticket, as its copy was written.
+func announcedView(t *flashsale.Ticket) ticketView {
+	v := ticketView{Ticket: *t}
+	v.SetLines(t.Lines())
+	if t.Status != flashsale.TicketPendingPayment {
+		v.PayBy = nil
+	}
+	return v
+}
+
 // ticketEvents is the stream (see above).
 func (s *Server) ticketEvents(c *gin.Context) {
 	user, id := userOf(c), c.Param("id")
@@ -109,12 +130,8 @@ func (s *Server) ticketEvents(c *gin.Context) {
 	// placed (the first read; later ones look for a status change only: the
 	// places come from the hub's batches).
 	read := func(placed bool) (ticketView, error) {
-		ctx := c.Request.Context()
-		if s.cfg.ReadDeadline > 0 {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, s.cfg.ReadDeadline)
-			defer cancel()
-		}
+		ctx, cancel := s.streamRead(c)
+		defer cancel()
 		t, err := s.lookupTicket(ctx, c, user, id)
 		if err != nil || !placed {
 			return ticketView{Ticket: *cmp.Or(t, &flashsale.Ticket{})}, err
@@ -148,7 +165,7 @@ func (s *Server) ticketEvents(c *gin.Context) {
 		return
 	}
 	if v.Status == flashsale.TicketWaiting {
-		if v, ok = s.followWaiting(c, e, read); !ok {
+		if v, ok = s.followWaiting(c, f, e, read); !ok {
 			return
 		}
 	}
@@ -199,11 +216,7 @@ func (s *Server) ticketEvents(c *gin.Context) {
 			continue
 		case t := <-f.news:
 			if t != nil { // announced: as its copy was written
-				next = ticketView{Ticket: *t}
-				next.SetLines(t.Lines())
-				if t.Status != flashsale.TicketPendingPayment {
-					next.PayBy = nil
-				}
+				next = announcedView(t)
 				break
 			}
 			// nil: read again, an announcement may have been missed.

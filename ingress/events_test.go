@@ -106,10 +106,11 @@ func (s *streamClient) next(t *testing.T) (sse.Event, map[string]any, time.Time,
 }
 
 // streamFixture is the handler fixture served over HTTP (closed when the test
-// ends) with a queued ticket of u1 at position place.
-func streamFixture(t *testing.T, place int) (*handlerFixture, *httptest.Server, string) {
+// ends) with a queued ticket of u1 at position place; each of opts may
+// change the server's Config first.
+func streamFixture(t *testing.T, place int, opts ...func(*Config)) (*handlerFixture, *httptest.Server, string) {
 	t.Helper()
-	f := newHandlerFixture(t, fakeLifecycle{})
+	f := newHandlerFixture(t, fakeLifecycle{}, opts...)
 	srv := httptest.NewServer(f.srv.Handler())
 	t.Cleanup(srv.Close)
 	id := f.queuedTicket(t, "u1")

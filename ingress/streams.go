@@ -9,7 +9,8 @@ import (
 	"github.com/flashsale/flashsale/service"
 )
 
-// Decisions announces the tickets workers decide, to every ingress.
+// Decisions announces the tickets workers decide, and those a waiting room's
+// line releases (status queued), to every ingress.
 type Decisions interface {
 	// FollowDecisions calls deliver with the tickets of each announcement
 	// until ctx ends, and synced each time its subscription is made (the
@@ -52,7 +53,9 @@ type streams struct {
 type follower struct {
 	ref  flashsale.TicketRef
 	sale string // the sale of the ticket's place, once read ("" before)
-	// news is a decided ticket announced, or nil: read the ticket again.
+	// news is the ticket announced (decided, or released from a waiting
+	// room's line: queued), or nil: read the ticket again. It holds the two
+	// latest, so that a release heard just before the decision is not lost.
 	news chan *flashsale.Ticket
 	// moved is the ticket's place as the last batch read it.
 	moved chan int
@@ -123,7 +126,7 @@ func (st *streams) open(user string) (done func(), ok bool) {
 // follow registers a stream of ref's ticket; unfollow must be called once it
 // ends.
 func (st *streams) follow(ref flashsale.TicketRef) *follower {
-	f := &follower{ref: ref, news: make(chan *flashsale.Ticket, 1), moved: make(chan int, 1)}
+	f := &follower{ref: ref, news: make(chan *flashsale.Ticket, 2), moved: make(chan int, 1)}
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.byID[ref.Ticket] == nil {
@@ -152,12 +155,14 @@ func (st *streams) unfollow(f *follower) {
 }
 
 // deliver hands an announcement's tickets to the streams that follow them,
-// and counts each sale's decisions in its pace.
+// and counts each sale's decisions in its pace (a release is none).
 func (st *streams) deliver(tickets []*flashsale.Ticket) {
 	now := time.Now()
 	perSale := map[string]int{}
 	for _, t := range tickets {
-		perSale[t.Lines()[0].SaleID]++
+		if t.Status != flashsale.TicketQueued {
+			perSale[t.Lines()[0].SaleID]++
+		}
 	}
 	for sale, n := range perSale {
 		st.srv.pace.heard(sale, n, now)
@@ -222,9 +227,14 @@ func (st *streams) refresh(ctx context.Context, due func(sale string) bool) {
 	}
 }
 
-// put replaces what ch holds with v, without blocking (ch has room for one;
-// only one goroutine writes to it at a time, under streams.mu).
+// put adds v to ch without blocking, dropping the oldest value when ch is
+// full (only one goroutine writes to it at a time, under streams.mu).
 func put[T any](ch chan T, v T) {
+	select {
+	case ch <- v:
+		return
+	default:
+	}
 	select {
 	case <-ch:
 	default:

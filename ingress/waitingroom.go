@@ -213,20 +213,54 @@ func (s *Server) leaveLine(c *gin.Context) {
 
 // waitingReread is how often the event stream of a waiting ticket reads it:
 // a waiting room's line moves in MySQL, which announces nothing, so its
-// status changes and position moves are seen by reading (within 1 s).
+// position moves, and the tickets it ends (left, sold_out), are seen by
+// reading (within 1 s).
 const waitingReread = 900 * time.Millisecond
 
+// releaseGrace is how long the stream of a waiting ticket whose decision was
+// announced first waits for the announcement of its release: the releaser
+// announces a release once the broker confirmed its purchase, and a quick
+// worker may announce the decision before that reaches this ingress.
+const releaseGrace = 500 * time.Millisecond
+
 // followWaiting streams a waiting ticket (its first event sent) until it is
-// no longer waiting: every waitingReread it reads the ticket with its place
-// and sends it when its status or position changed, with a comment at least
-// every streamHeartbeat. It returns the ticket's last view, sent, and false
-// when the stream is over (the client left, the server closes streams).
-func (s *Server) followWaiting(c *gin.Context, e *eventStream, read func(placed bool) (ticketView, error)) (ticketView, bool) {
+// no longer waiting, and returns its last view, sent (false when the stream
+// is over: the client left, the server closes streams).
+//
+// Every waitingReread it reads the ticket with its place and sends it when
+// its status or position changed, with a comment at least every
+// streamHeartbeat. The release and the decisions are announced (f.news, the
+// stream follows its ticket id from the start): a released ticket is sent
+// queued at once, with its place in the pipeline's line, and is followed on
+// like any queued ticket; a decision announced before the release waits up
+// to releaseGrace for it, so that queued is sent first. A read never goes
+// ahead of the announcements: while one is pending, what the read found is
+// left to it, so a ticket released, decided and its order cancelled between
+// two reads is sent queued and pending_payment (whose event ends the
+// stream), not cancelled. Only when the announcements are lost (Redis
+// pub/sub delivers at most once) does a read show a later status alone.
+func (s *Server) followWaiting(c *gin.Context, f *follower, e *eventStream, read func(placed bool) (ticketView, error)) (ticketView, bool) {
 	every := time.NewTicker(waitingReread)
 	defer every.Stop()
 	heartbeat := time.NewTicker(streamHeartbeat)
 	defer heartbeat.Stop()
+	grace := time.NewTimer(releaseGrace)
+	grace.Stop()
+	defer grace.Stop()
+	var decided *flashsale.Ticket // announced before the release
+	// released sends v (queued), then the decision announced before it.
+	released := func(v ticketView) (ticketView, bool) {
+		if !e.send(v) {
+			return ticketView{}, false
+		}
+		if decided == nil {
+			return v, true
+		}
+		d := announcedView(decided)
+		return d, e.send(d)
+	}
 	for {
+		var v ticketView
 		select {
 		case <-c.Request.Context().Done():
 			return ticketView{}, false
@@ -236,27 +270,63 @@ func (s *Server) followWaiting(c *gin.Context, e *eventStream, read func(placed 
 			if !e.write(": keep-alive\n\n") {
 				return ticketView{}, false
 			}
-		case <-every.C:
-			v, err := read(true)
-			if err != nil {
-				s.log.Debug("a waiting ticket's stream could not read it; again later", "ticket", c.Param("id"), "err", err)
+			continue
+		case <-grace.C: // no release heard: the decision alone
+			d := announcedView(decided)
+			return d, e.send(d)
+		case t := <-f.news:
+			switch {
+			case t == nil: // read again (an announcement may have been missed)
+			case t.Status == flashsale.TicketQueued:
+				return released(s.releasedView(c, t))
+			case decided == nil && t.Status != flashsale.TicketWaiting:
+				decided = t
+				grace.Reset(releaseGrace)
+				continue
+			default:
 				continue
 			}
-			pos := 0
-			if v.place != nil && v.Position != nil {
-				pos = *v.Position
-			}
-			if v.Status == e.status && (pos == 0 || pos >= e.pos && e.pos > 0) {
-				continue // unchanged (a place is never shown growing)
-			}
-			if !e.send(v) {
-				return ticketView{}, false
-			}
-			if v.Status != flashsale.TicketWaiting {
-				return v, true
-			}
+		case <-every.C:
+		}
+		v, err := read(true)
+		if err != nil {
+			s.log.Debug("a waiting ticket's stream could not read it; again later", "ticket", c.Param("id"), "err", err)
+			continue
+		}
+		pos := 0
+		if v.place != nil && v.Position != nil {
+			pos = *v.Position
+		}
+		switch {
+		case v.Status == e.status && (pos == 0 || pos >= e.pos && e.pos > 0):
+			continue // unchanged (a place is never shown growing)
+		case v.Status == flashsale.TicketQueued:
+			return released(v)
+		case v.Status != flashsale.TicketWaiting && (decided != nil || len(f.news) > 0):
+			continue // the announcements go first
+		}
+		if !e.send(v) {
+			return ticketView{}, false
+		}
+		if v.Status != flashsale.TicketWaiting {
+			return v, true
 		}
 	}
+}
+
+// releasedView is the view of a ticket announced released: queued, with its
+// place in the pipeline's line (unknown when it cannot be read now).
+func (s *Server) releasedView(c *gin.Context, t *flashsale.Ticket) ticketView {
+	ctx, cancel := s.streamRead(c)
+	defer cancel()
+	a := announcedView(t)
+	a.UserID = userOf(c) // an announcement names no user; the stream's owns the ticket
+	v, err := s.viewOf(ctx, &a.Ticket)
+	if err != nil {
+		s.log.Debug("a released ticket's place could not be read; sent unknown", "ticket", t.ID, "err", err)
+		v.place = s.estimate(t.Lines()[0].SaleID, 0, time.Now())
+	}
+	return v
 }
 
 // drawSettled is how long after starts_at a line's drawn set is final: the

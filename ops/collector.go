@@ -46,6 +46,16 @@ type Book interface {
 	Overdue(ctx context.Context, shard int, now time.Time) (int, time.Duration, error)
 }
 
+// WaitingLines counts what the waiting rooms' lines hold (mysqlstore).
+type WaitingLines interface {
+	// LineEntries counts the tickets waiting in the sale's line (a count
+	// row, not a count of the line).
+	LineEntries(ctx context.Context, saleID string) (int, error)
+	// LineReleased counts the tickets released from the sale's line into the
+	// pipeline (reads the released rows only).
+	LineReleased(ctx context.Context, saleID string) (int, error)
+}
+
 // Check is one readiness probe (see httpapi.Readyz).
 type Check = httpapi.Check
 
@@ -58,6 +68,9 @@ type CollectorConfig struct {
 	Book Book
 	// Queues gives the queue depths; nil: not exported.
 	Queues func(ctx context.Context) ([]flashsale.QueueStat, error)
+	// Lines gives the waiting rooms' entries and releases; nil: not
+	// exported.
+	Lines WaitingLines
 	// Ready are the process's readiness checks, exported as flashsale_ready
 	// (1 when all pass). Empty: flashsale_ready is 1 while the process runs.
 	Ready []Check
@@ -82,6 +95,9 @@ type CollectorConfig struct {
 //
 //	flashsale_sale_units{sale,state}         units available / held / sold (the sale view's stock)
 //	flashsale_sale_state{sale,state}         1 for the sale's state (scheduled … ended)
+//	flashsale_waiting_room_entries{sale}     tickets waiting in a waiting room's line
+//	flashsale_waiting_room_admitted_total{sale} tickets released from it into the pipeline
+//	flashsale_waiting_room_waitlist{sale}    the waitlist W of the sale's waiting room
 //	flashsale_queue_messages{queue}          messages ready in each queue
 //	flashsale_queue_consumers{queue}         consumers of each queue
 //	flashsale_outbox_backlog{shard}          outbox rows not yet confirmed by the broker
@@ -112,6 +128,9 @@ var (
 	descOverdueN  = prometheus.NewDesc("flashsale_expiry_overdue_orders", "Unpaid orders of a shard past their pay_by (expiry should take them within seconds).", []string{"shard"}, nil)
 	descOverdueS  = prometheus.NewDesc("flashsale_expiry_overdue_seconds", "How long past pay_by the oldest unpaid order of a shard is (0: none).", []string{"shard"}, nil)
 	descReady     = prometheus.NewDesc("flashsale_ready", "1 when every readiness check of the process passes (the /readyz answer), else 0.", []string{"role"}, nil)
+	descWREntries = prometheus.NewDesc("flashsale_waiting_room_entries", "Tickets waiting in a sale's waiting room line (the sale view's waiting_room.entries).", []string{"sale"}, nil)
+	descWRAdmit   = prometheus.NewDesc("flashsale_waiting_room_admitted_total", "Tickets released from a sale's waiting room line into the purchase pipeline, as the line records them (the same in every process; its rate is the line's pace).", []string{"sale"}, nil)
+	descWRList    = prometheus.NewDesc("flashsale_waiting_room_waitlist", "The waitlist W of a sale's waiting room: the tickets kept waiting once every unit is taken.", []string{"sale"}, nil)
 )
 
 // unitStates are the values of flashsale_sale_units' state label.
@@ -145,8 +164,8 @@ func NewCollector(cfg CollectorConfig) (*Collector, error) {
 	}
 	c := &Collector{cfg: cfg, log: cfg.Log, logged: map[string]time.Time{},
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "flashsale_ops_collect_errors_total",
-			Help: "Scrape-time reads that failed and were left out of a scrape, by source (sales, stock, queues, outbox, overdue)."}, []string{"source"})}
-	for _, s := range []string{"sales", "stock", "queues", "outbox", "overdue"} {
+			Help: "Scrape-time reads that failed and were left out of a scrape, by source (sales, stock, queues, outbox, overdue, waiting_room)."}, []string{"source"})}
+	for _, s := range []string{"sales", "stock", "queues", "outbox", "overdue", "waiting_room"} {
 		c.errors.WithLabelValues(s)
 	}
 	return c, nil
@@ -154,7 +173,8 @@ func NewCollector(cfg CollectorConfig) (*Collector, error) {
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descUnits, descState, descQueueMsgs, descQueueCons, descOutbox, descOverdueN, descOverdueS, descReady} {
+	for _, d := range []*prometheus.Desc{descUnits, descState, descQueueMsgs, descQueueCons, descOutbox, descOverdueN, descOverdueS, descReady,
+		descWREntries, descWRAdmit, descWRList} {
 		ch <- d
 	}
 	c.errors.Describe(ch)
@@ -236,7 +256,29 @@ func (c *Collector) collectSales(ctx context.Context, ch chan<- prometheus.Metri
 			ch <- prometheus.MustNewConstMetric(descUnits, prometheus.GaugeValue, float64(v), s.ID, unitStates[i])
 		}
 		ch <- prometheus.MustNewConstMetric(descState, prometheus.GaugeValue, 1, s.ID, string(s.StateAt(now, st.Available)))
+		c.collectWaitingRoom(ctx, ch, s)
 	}
+}
+
+// collectWaitingRoom exports the waiting room of s, if it has one: two
+// indexed reads (the count row, the released rows).
+func (c *Collector) collectWaitingRoom(ctx context.Context, ch chan<- prometheus.Metric, s *flashsale.Sale) {
+	if s.WaitingRoom == nil || c.cfg.Lines == nil {
+		return
+	}
+	entries, err := c.cfg.Lines.LineEntries(ctx, s.ID)
+	if err != nil {
+		c.failed("waiting_room", err)
+		return
+	}
+	admitted, err := c.cfg.Lines.LineReleased(ctx, s.ID)
+	if err != nil {
+		c.failed("waiting_room", err)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(descWREntries, prometheus.GaugeValue, float64(entries), s.ID)
+	ch <- prometheus.MustNewConstMetric(descWRAdmit, prometheus.CounterValue, float64(admitted), s.ID)
+	ch <- prometheus.MustNewConstMetric(descWRList, prometheus.GaugeValue, float64(s.WaitingRoom.Waitlist), s.ID)
 }
 
 func (c *Collector) collectQueues(ctx context.Context, ch chan<- prometheus.Metric) {

@@ -2,6 +2,7 @@ package ops
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"math"
 	"net/http"
@@ -41,6 +42,18 @@ func TestQuantileInterpolatesLikePrometheus(t *testing.T) {
 	}
 }
 
+// gatherer returns a function that gathers reg, reduced as taken at ms.
+func gatherer(t *testing.T, reg *prometheus.Registry) func(ms int64) *raw {
+	return func(ms int64) *raw {
+		t.Helper()
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return reduce(ms, mfs)
+	}
+}
+
 // TestSampleFromRegistry feeds the sampler real metric families from a
 // registry and checks the figures and rates it derives.
 func TestSampleFromRegistry(t *testing.T) {
@@ -57,13 +70,7 @@ func TestSampleFromRegistry(t *testing.T) {
 	state.WithLabelValues("phone", "open").Set(1)
 	purchases.WithLabelValues("phone", "admitted").Add(3)
 	purchases.WithLabelValues("gone", "admitted").Add(1) // a sale the collector no longer lists
-	gather := func(ms int64) *raw {
-		mfs, err := reg.Gather()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return reduce(ms, mfs)
-	}
+	gather := gatherer(t, reg)
 	first := gather(1000)
 	purchases.WithLabelValues("phone", "admitted").Add(4)
 	purchases.WithLabelValues("phone", "sold_out").Add(2)
@@ -252,5 +259,77 @@ func TestHandlerReadyz(t *testing.T) {
 	}
 	if w := get("/metrics"); w.Code != 200 {
 		t.Errorf("/metrics: %d", w.Code)
+	}
+}
+
+// stubLines gives each sale's line its entries and releases; a sale it does
+// not know fails.
+type stubLines struct{ entries, released map[string]int }
+
+func (l stubLines) LineEntries(_ context.Context, id string) (int, error) {
+	n, ok := l.entries[id]
+	if !ok {
+		return 0, errors.New("mysql: connection refused")
+	}
+	return n, nil
+}
+
+func (l stubLines) LineReleased(_ context.Context, id string) (int, error) {
+	return l.released[id], nil
+}
+
+// TestWaitingRoomFigures: the collector exports each waiting room's entries,
+// admitted tickets and waitlist (not for a sale without one; a line that
+// cannot be read is counted and left out), and the live page shows them per
+// sale with the pace: releases per second between two samples.
+func TestWaitingRoomFigures(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	sale := func(id string, room *flashsale.WaitingRoom) *flashsale.Sale {
+		return &flashsale.Sale{ID: id, StartsAt: now.Add(-time.Minute), EndsAt: now.Add(time.Hour), WaitingRoom: room}
+	}
+	sales := stubSales{sale("room", &flashsale.WaitingRoom{Waitlist: 50}), sale("plain", nil), sale("unread", &flashsale.WaitingRoom{})}
+	stock := stubStock{"room": {Total: 100, Available: 60, Held: 40}, "plain": {Total: 5, Available: 5}, "unread": {Total: 1, Available: 1}}
+	lines := stubLines{entries: map[string]int{"room": 1234}, released: map[string]int{"room": 10}}
+	c, err := NewCollector(CollectorConfig{Sales: sales, Stock: stock, Lines: lines, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(c)
+	want := `
+# HELP flashsale_waiting_room_admitted_total Tickets released from a sale's waiting room line into the purchase pipeline, as the line records them (the same in every process; its rate is the line's pace).
+# TYPE flashsale_waiting_room_admitted_total counter
+flashsale_waiting_room_admitted_total{sale="room"} 10
+# HELP flashsale_waiting_room_entries Tickets waiting in a sale's waiting room line (the sale view's waiting_room.entries).
+# TYPE flashsale_waiting_room_entries gauge
+flashsale_waiting_room_entries{sale="room"} 1234
+# HELP flashsale_waiting_room_waitlist The waitlist W of a sale's waiting room: the tickets kept waiting once every unit is taken.
+# TYPE flashsale_waiting_room_waitlist gauge
+flashsale_waiting_room_waitlist{sale="room"} 50
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "flashsale_waiting_room_admitted_total",
+		"flashsale_waiting_room_entries", "flashsale_waiting_room_waitlist"); err != nil {
+		t.Error(err)
+	}
+	if n := testutil.ToFloat64(c.errors.WithLabelValues("waiting_room")); n != 1 {
+		t.Errorf("waiting_room errors %v, want 1 (the unread line)", n)
+	}
+
+	gather := gatherer(t, reg)
+	first := gather(1000)
+	lines.released["room"], lines.entries["room"] = 30, 1214
+	s := sample(gather(3000), first, first)
+	bySale := map[string]SaleSample{}
+	for _, ss := range s.Sales {
+		bySale[ss.ID] = ss
+	}
+	if wr := bySale["room"].WaitingRoom; wr == nil || *wr != (WaitingRoomSample{Entries: 1214, Admitted: 30, Waitlist: 50, AdmittedPerSec: 10}) {
+		t.Errorf("room's waiting room: %+v, want 1214 waiting, 30 admitted, waitlist 50, 10 admitted/s", wr)
+	}
+	if wr := bySale["plain"].WaitingRoom; wr != nil || bySale["plain"].Available != 5 {
+		t.Errorf("plain: %+v with waiting room %+v, want its units and no waiting room", bySale["plain"], wr)
+	}
+	if b, err := json.Marshal(bySale["plain"]); err != nil || strings.Contains(string(b), "waiting_room") {
+		t.Errorf("a sale without a waiting room is sent as %s, want no waiting_room field", b)
 	}
 }

@@ -47,6 +47,22 @@ type SaleSample struct {
 	AdmittedPerSec float64 `json:"admitted_per_s"`
 	// Purchases are the counts since the process started, by outcome.
 	Purchases map[string]float64 `json:"purchases"`
+	// WaitingRoom is the sale's waiting room; absent for a sale without one.
+	WaitingRoom *WaitingRoomSample `json:"waiting_room,omitempty"`
+}
+
+// WaitingRoomSample is a sale's waiting room at one instant, as its line
+// records it (the same figures on every process).
+type WaitingRoomSample struct {
+	// Entries are the tickets waiting in the line now.
+	Entries int `json:"entries"`
+	// Admitted are the tickets released from the line into the pipeline.
+	Admitted int `json:"admitted"`
+	// Waitlist is the room's W.
+	Waitlist int `json:"waitlist"`
+	// AdmittedPerSec is the line's pace: releases per second over the
+	// interval since the previous sample.
+	AdmittedPerSec float64 `json:"admitted_per_s"`
 }
 
 // Problems are totals (not rates).
@@ -198,6 +214,13 @@ func sample(cur, prev, old *raw) Sample {
 		sales[id] = ss
 		return ss
 	}
+	room := func(id string) *WaitingRoomSample {
+		ss := sale(id)
+		if ss.WaitingRoom == nil {
+			ss.WaitingRoom = &WaitingRoomSample{}
+		}
+		return ss.WaitingRoom
+	}
 	for k, v := range cur.gauges {
 		name, l := parseKey(k)
 		switch name {
@@ -215,6 +238,10 @@ func sample(cur, prev, old *raw) Sample {
 			if v == 1 {
 				sale(l["sale"]).State = l["state"]
 			}
+		case "flashsale_waiting_room_entries":
+			room(l["sale"]).Entries = int(v)
+		case "flashsale_waiting_room_waitlist":
+			room(l["sale"]).Waitlist = int(v)
 		case "flashsale_queue_messages":
 			s.Queues = append(s.Queues, flashsale.QueueStat{Name: l["queue"], Messages: int(v),
 				Consumers: int(cur.gauges[seriesKey2("flashsale_queue_consumers", "queue", l["queue"])])})
@@ -265,6 +292,9 @@ func sample(cur, prev, old *raw) Sample {
 			s.ErrorsPerSec += rate(prev, cur, k)
 		case "flashsale_stock_cap_refusals_total":
 			s.Problems.StockCapRefusals += v
+		case "flashsale_waiting_room_admitted_total":
+			wr := room(l["sale"])
+			wr.Admitted, wr.AdmittedPerSec = int(v), rate(prev, cur, k)
 		}
 	}
 	for _, ss := range sales {

@@ -34,8 +34,10 @@ import (
 //
 // Announcements: PutTickets publishes the tickets it decides, as a JSON array
 // of tickets, on the channel <namespace>:decided, after their copies and in
-// the same round trip; every ingress listens (FollowDecisions) to push them to
-// the event streams it holds and to measure each sale's pace. Redis pub/sub
+// the same round trip; so does Released with the tickets a waiting room's
+// line releases (status queued: not decided, not counted in a pace). Every
+// ingress listens (FollowDecisions) to push them to the event streams it
+// holds and to measure each sale's pace. Redis pub/sub
 // delivers at most once and only to subscribers connected at that moment, so
 // a listener reads what it follows again whenever its subscription is made
 // anew (FollowDecisions' synced) and now and then anyway: announcements make

@@ -133,7 +133,8 @@ func TestAnOrphanedClaimLeavesTheLine(t *testing.T) {
 }
 
 // Every listener hears the tickets PutTickets decides (not the copies of
-// queued or paid tickets), after their copies are written.
+// queued or paid tickets), after their copies are written, and the tickets a
+// waiting room's line releases (Released, queued; not Queued's).
 func TestDecidedTicketsAreAnnounced(t *testing.T) {
 	s, sale, _ := newStore(t, 100, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -149,11 +150,30 @@ func TestDecidedTicketsAreAnnounced(t *testing.T) {
 	payBy := time.Now().Add(time.Minute).UTC().Truncate(time.Microsecond)
 	pending := &flashsale.Ticket{ID: "t-pending", UserID: "u1", Status: flashsale.TicketPendingPayment, OrderID: "t-pending", PayBy: &payBy}
 	paid := &flashsale.Ticket{ID: "t-paid", UserID: "u2", Status: flashsale.TicketPaid, OrderID: "t-paid"}
-	for _, tk := range []*flashsale.Ticket{pending, paid} {
+	queued := &flashsale.Ticket{ID: "t-queued", UserID: "u3", Status: flashsale.TicketQueued}
+	released := &flashsale.Ticket{ID: "t-released", UserID: "u4", Status: flashsale.TicketQueued}
+	for _, tk := range []*flashsale.Ticket{pending, paid, queued, released} {
 		tk.SetLines([]flashsale.Line{{SaleID: sale.ID, Quantity: 1}})
+	}
+	if err := s.Queued(ctx, queued); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Released(ctx, released); err != nil {
+		t.Fatal(err)
 	}
 	if err := s.PutTickets(ctx, pending, paid); err != nil {
 		t.Fatal(err)
+	}
+	select {
+	case ts := <-heard:
+		if len(ts) != 1 || ts[0].ID != released.ID || ts[0].Status != flashsale.TicketQueued || ts[0].SaleID != sale.ID {
+			t.Fatalf("announced first %+v, want only the released ticket, queued", ts)
+		}
+	case <-ctx.Done():
+		t.Fatal("nothing announced")
+	}
+	if cp, err := s.GetTicket(ctx, released.ID); err != nil || cp.Status != flashsale.TicketQueued {
+		t.Fatalf("the released ticket's copy: %+v %v", cp, err)
 	}
 	select {
 	case ts := <-heard:

@@ -512,6 +512,19 @@ func (s *Store) PutTickets(ctx context.Context, tickets ...*flashsale.Ticket) er
 // was quicker keeps its final status) and each of its claims is marked
 // published: never taken for a stale one (see ClaimStale).
 func (s *Store) Queued(ctx context.Context, tickets ...*flashsale.Ticket) error {
+	return s.queued(ctx, tickets, false)
+}
+
+// Released is Queued for tickets a waiting room's line released (see
+// waitroom), announced as well, in the same round trip, on the channel of
+// the decided tickets (see line.go): the event streams that follow them as
+// waiting learn at once that they are queued, before their decision. An
+// ordinary purchase needs no such announcement: its 202 says queued.
+func (s *Store) Released(ctx context.Context, tickets ...*flashsale.Ticket) error {
+	return s.queued(ctx, tickets, true)
+}
+
+func (s *Store) queued(ctx context.Context, tickets []*flashsale.Ticket, announce bool) error {
 	if len(tickets) == 0 {
 		return nil
 	}
@@ -520,6 +533,9 @@ func (s *Store) Queued(ctx context.Context, tickets ...*flashsale.Ticket) error 
 			for _, l := range t.Lines() {
 				p.HDel(ctx, s.keys(l.SaleID, t.UserID).claims, t.ID)
 			}
+		}
+		if b, err := json.Marshal(tickets); announce && err == nil {
+			p.Publish(ctx, s.decidedChannel(), b)
 		}
 	})
 	if err != nil {

@@ -16,9 +16,9 @@
 //  3. left = available units − the units in flight. The line is walked in
 //     order: a ticket asking at most left units is released (its claim in
 //     the stock store with its own id, published as an ordinary purchase
-//     with publisher confirms, its fast copy written queued, then its row
-//     marked released); one asking more ends sold_out only when nothing is
-//     in flight (left is then final), else the pass stops there. So every
+//     with publisher confirms, its fast copy written queued and announced,
+//     then its row marked released); one asking more ends sold_out only when
+//     nothing is in flight (left is then final), else the pass stops there. So every
 //     released ticket finds its units, and out-of-order work in the workers
 //     cannot let a later ticket take units an earlier one needed.
 //  4. Once no unit is available and nothing is in flight, the first Waitlist
@@ -60,11 +60,12 @@ type Sales interface {
 }
 
 // Stock is the stock store's part: levels, the claim of a released ticket,
-// its fast copy.
+// its fast copy (Released writes it queued and announces it to the ticket's
+// event streams, which follow it as waiting until then).
 type Stock interface {
 	Stock(ctx context.Context, saleID string) (flashsale.Stock, error)
 	Claim(ctx context.Context, sale *flashsale.Sale, userID string, want flashsale.TicketClaim, qty int) (outcome flashsale.ClaimOutcome, id string, load int64, err error)
-	Queued(ctx context.Context, tickets ...*flashsale.Ticket) error
+	Released(ctx context.Context, tickets ...*flashsale.Ticket) error
 	GetTicket(ctx context.Context, ticketID string) (*flashsale.Ticket, error)
 }
 
@@ -323,7 +324,7 @@ claims:
 	if err != nil {
 		return err // the claims stay; the next pass claims the same tickets again
 	}
-	if err := r.cfg.Stock.Queued(ctx, queued...); err != nil {
+	if err := r.cfg.Stock.Released(ctx, queued...); err != nil {
 		r.log.Warn("cannot write released tickets' fast copies; their decisions will", "sale", s.ID, "err", err)
 	}
 	if err := r.cfg.Line.LeaveLineAs(ctx, s.ID, ids, flashsale.TicketQueued, now); err != nil {

@@ -69,7 +69,7 @@ func (s *fakeStock) Stock(context.Context, string) (flashsale.Stock, error) {
 func (s *fakeStock) Claim(_ context.Context, _ *flashsale.Sale, _ string, want flashsale.TicketClaim, _ int) (flashsale.ClaimOutcome, string, int64, error) {
 	return flashsale.Claimed, want.ID, 1, nil
 }
-func (s *fakeStock) Queued(context.Context, ...*flashsale.Ticket) error { return nil }
+func (s *fakeStock) Released(context.Context, ...*flashsale.Ticket) error { return nil }
 func (s *fakeStock) GetTicket(_ context.Context, id string) (*flashsale.Ticket, error) {
 	st, ok := s.decided[id]
 	if !ok {

@@ -98,7 +98,7 @@ func (o *opsSurface) services(p *process, g *service.Group, cmd string) (service
 	}
 	p.closers = append(p.closers, insp.Close)
 	col, err := ops.NewCollector(ops.CollectorConfig{Sales: p.store, Stock: p.stock, Book: p.store, Role: cmd, Ready: o.ready, Log: p.log,
-		Queues: insp.Stats})
+		Queues: insp.Stats, Lines: p.store})
 	if err != nil {
 		return nil, nil, err
 	}

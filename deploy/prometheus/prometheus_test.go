@@ -151,6 +151,12 @@ var pageToDashboard = map[string]struct{ panel, query string }{
 	"sales:sold_out":     {"Purchases/s by outcome", `sum by (outcome) (rate(flashsale_purchases_total{sale=~"$sale"}`},
 	"sales:rate_limited": {"Purchases/s by outcome", `sum by (outcome) (rate(flashsale_purchases_total{sale=~"$sale"}`},
 
+	// The waiting rooms' table: what each sale's line records.
+	"sales:wr_entries":        {"Waiting rooms", `flashsale_waiting_room_entries{sale=~"$sale"}`},
+	"sales:wr_admitted":       {"Waiting rooms", `max by (sale) (flashsale_waiting_room_admitted_total{sale=~"$sale"})`},
+	"sales:wr_waitlist":       {"Waiting rooms", `flashsale_waiting_room_waitlist{sale=~"$sale"}`},
+	"sales:wr_admitted_per_s": {"Waiting rooms", `rate(flashsale_waiting_room_admitted_total{sale=~"$sale"}`},
+
 	"chart:admissions": {"Purchases/s by outcome", "flashsale_purchases_total"},
 	"chart:queues":     {"Queue depth (messages ready)", "max by (queue) (flashsale_queue_messages)"},
 	"chart:final":      {"202→final", "flashsale_ticket_final_seconds_bucket"},

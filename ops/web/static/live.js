@@ -105,13 +105,21 @@
     td.textContent = text;
     td.className = cls || "";
   }
-  function renderTables(s) {
-    var tb = $("sales").tBodies[0];
+  // saleRows gives each sale a row of table id (kept across renders, in the
+  // samples' order), fills it with fill, and removes the rows of the others.
+  function saleRows(id, sales, fill) {
+    var tb = $(id).tBodies[0];
     var keep = {};
-    (s.sales || []).forEach(function (sale) {
+    sales.forEach(function (sale) {
       keep[sale.id] = true;
       var tr = tb.querySelector('tr[data-sale="' + CSS.escape(sale.id) + '"]');
       if (!tr) { tr = document.createElement("tr"); tr.dataset.sale = sale.id; tb.appendChild(tr); }
+      fill(tr, sale);
+    });
+    Array.prototype.slice.call(tb.rows).forEach(function (tr) { if (!keep[tr.dataset.sale]) tr.remove(); });
+  }
+  function renderTables(s) {
+    saleRows("sales", s.sales || [], function (tr, sale) {
       var p = sale.purchases || {};
       cell(tr, "id", sale.id);
       cell(tr, "state", sale.state, "state state-" + sale.state);
@@ -123,7 +131,17 @@
       cell(tr, "sold_out", fmt(p.sold_out));
       cell(tr, "rate_limited", fmt(p.rate_limited));
     });
-    Array.prototype.slice.call(tb.rows).forEach(function (tr) { if (!keep[tr.dataset.sale]) tr.remove(); });
+    // The waiting rooms: shown while a sale listed has one.
+    var rooms = (s.sales || []).filter(function (sale) { return sale.waiting_room; });
+    $("rooms").hidden = rooms.length === 0;
+    saleRows("waiting-rooms", rooms, function (tr, sale) {
+      var wr = sale.waiting_room;
+      cell(tr, "id", sale.id);
+      cell(tr, "wr_entries", fmt(wr.entries));
+      cell(tr, "wr_admitted", fmt(wr.admitted));
+      cell(tr, "wr_waitlist", fmt(wr.waitlist));
+      cell(tr, "wr_admitted_per_s", fmt(wr.admitted_per_s, 1));
+    });
 
     var pb = $("problems").tBodies[0];
     pb.textContent = "";
