@@ -30,7 +30,9 @@ const (
 	rankForget = time.Minute
 )
 
-// lineRanks holds the snapshots, one per sale. Safe for concurrent use.
+// lineRanks holds the snapshots, one per sale: the keys of the tickets
+// waiting or released and not yet seen decided (a position counts both).
+// Safe for concurrent use.
 type lineRanks struct {
 	mu    sync.Mutex
 	sales map[string]*rankSnapshot
@@ -116,7 +118,7 @@ func (s *Store) snapshot(ctx context.Context, saleID string) (*rankSnapshot, err
 	}
 }
 
-// readRanks starts reading the sale's waiting keys, detached from any
+// readRanks starts reading the sale's keys (waiting and queued), detached from any
 // request (a read of 1,000,000 keys outlives a request's deadline).
 func (s *Store) readRanks(saleID string) *rankSnapshot {
 	r := &rankSnapshot{ready: make(chan struct{})}
@@ -126,7 +128,8 @@ func (s *Store) readRanks(saleID string) *rankSnapshot {
 		defer cancel()
 		start := time.Now()
 		rows, err := s.meta.QueryContext(ctx, `SELECT LEFT(line_key, ?) FROM waiting_line
-			WHERE sale_id = ? AND status = ? ORDER BY line_key`, rankWidth, saleID, string(flashsale.TicketWaiting))
+			WHERE sale_id = ? AND status IN (?, ?) ORDER BY line_key`,
+			rankWidth, saleID, string(flashsale.TicketWaiting), string(flashsale.TicketQueued))
 		if err != nil {
 			r.err = fmt.Errorf("mysqlstore: line ranks: %w", err)
 			return

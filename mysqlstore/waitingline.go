@@ -208,11 +208,14 @@ func (s *Store) LeaveLine(ctx context.Context, userID, id string, at time.Time) 
 	return t, nil
 }
 
-// LinePosition returns 1 + the tickets waiting ahead of the waiting ticket
-// id in its sale's line (0 when it is not waiting there): its key, then its
-// rank in the line's snapshot (see lineRanks), counted exactly over the
-// index of the waiting keys when that rank is near the front (or the
-// snapshot cannot be read).
+// LinePosition returns the position of the waiting ticket id in its sale's
+// line (0 when it is not waiting there): 1 + the line's tickets ahead of it
+// still waiting or released and not yet seen decided (queued: they were
+// released in line order, so all of them are ahead). Its key is read, then
+// its rank in the line's snapshot (see lineRanks) gives the position, counted
+// exactly over the index when that rank is near the front (or the snapshot
+// cannot be read). Either way it never grows: a snapshot is replaced only by
+// a later one, and tickets only leave the part of a line ahead of a key.
 func (s *Store) LinePosition(ctx context.Context, saleID, id string) (int, error) {
 	var key string
 	err := s.meta.QueryRowContext(ctx, `SELECT line_key FROM waiting_line WHERE ticket_id = ? AND status = ?`,
@@ -229,8 +232,8 @@ func (s *Store) LinePosition(ctx context.Context, saleID, id string) (int, error
 	}
 	var n int
 	if err == nil {
-		err = s.meta.QueryRowContext(ctx, `SELECT COUNT(*) FROM waiting_line WHERE sale_id = ? AND status = ? AND line_key <= ?`,
-			saleID, string(flashsale.TicketWaiting), key).Scan(&n)
+		err = s.meta.QueryRowContext(ctx, `SELECT COUNT(*) FROM waiting_line WHERE sale_id = ? AND status IN (?, ?) AND line_key <= ?`,
+			saleID, string(flashsale.TicketWaiting), string(flashsale.TicketQueued), key).Scan(&n)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("mysqlstore: line position: %w", err)

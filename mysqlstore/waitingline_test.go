@@ -279,9 +279,9 @@ func TestEnterLineRate(t *testing.T) {
 
 // TestLinePositionDeepInALine: in a line of 3,000, a position near the front
 // is counted, one deep in it comes from the line's snapshot and is the same;
-// once the first 1,500 leave, both show it within a few seconds (the
-// snapshot is read again when a second old), and a ticket that left has
-// none.
+// the first 1,500 released still count ahead; once they are seen decided,
+// both positions show it within a few seconds (the snapshot is read again
+// when a second old), and a ticket that left has none.
 func TestLinePositionDeepInALine(t *testing.T) {
 	s := openTestStore(t)
 	ctx := context.Background()
@@ -326,7 +326,14 @@ func TestLinePositionDeepInALine(t *testing.T) {
 	if err := s.LeaveLineAs(ctx, sale.ID, gone, flashsale.TicketQueued, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	testenv.Eventually(t, 10*time.Second, "the positions after the front left", func() bool {
+	// Released, not yet seen decided: still ahead.
+	if p, q := position(n-1), position(n/2+10); p != n || q != n/2+11 {
+		t.Errorf("after %d were released: positions %d and %d, want %d and %d unchanged", n/2, p, q, n, n/2+11)
+	}
+	if err := s.MarkAdmitted(ctx, gone); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, "the positions after the front was decided", func() bool {
 		return position(n-1) == n/2 && position(n/2+10) == 11
 	})
 	if p := position(0); p != 0 {
