@@ -41,6 +41,11 @@ type Config struct {
 	// that a flood of reads queues behind its own small pool and never takes
 	// the connections commits need. Default 8.
 	ReadConns int
+	// PayGroup is the most payments that share one transaction (Store.Pay),
+	// and payment ids bound in one statement (Store.BindPayment): those that
+	// come while one is being applied share the next (a group commit, see
+	// internal/groupcommit). Default 64; 1: each payment alone.
+	PayGroup int
 }
 
 func (c *Config) validate() error {
@@ -56,8 +61,11 @@ func (c *Config) validate() error {
 	if c.ReadConns == 0 {
 		c.ReadConns = 8
 	}
-	if c.MaxOpenConns < 1 || c.ReadConns < 1 {
-		return errors.New("mysqlstore: MaxOpenConns and ReadConns must be positive")
+	if c.PayGroup == 0 {
+		c.PayGroup = 64
+	}
+	if c.MaxOpenConns < 1 || c.ReadConns < 1 || c.PayGroup < 1 {
+		return errors.New("mysqlstore: MaxOpenConns, ReadConns and PayGroup must be positive")
 	}
 	return nil
 }
@@ -77,6 +85,9 @@ type Store struct {
 
 	entries groupcommit.Group[lineEntry, lineEntered] // EnterLine's batches (see enterLines)
 	ranks   lineRanks                                 // the lines' snapshots for LinePosition
+
+	pays  []*groupcommit.Group[payCall, payAnswer] // per shard: payments sharing transactions (nil: each alone)
+	binds *groupcommit.Group[bindCall, struct{}]   // payment ids bound together (nil: each alone)
 }
 
 // parseDSN applies the settings this package relies on: UTC times parsed into
@@ -133,6 +144,9 @@ func Open(cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s.meta, s.names = meta, []string{mcfg.DBName}
+	if cfg.PayGroup > 1 {
+		s.binds = &groupcommit.Group[bindCall, struct{}]{Run: s.bindPayments, Max: cfg.PayGroup}
+	}
 	for _, dsn := range cfg.ShardDSNs {
 		db, scfg, err := openDB(dsn, cfg.MaxOpenConns)
 		if err != nil {
@@ -148,6 +162,13 @@ func Open(cfg Config) (*Store, error) {
 		}
 		s.readers = append(s.readers, db)
 		s.written = append(s.written, make(chan struct{}, 1))
+		if cfg.PayGroup > 1 {
+			shard := len(s.shards) - 1
+			s.pays = append(s.pays, &groupcommit.Group[payCall, payAnswer]{Max: cfg.PayGroup,
+				Run: func(ctx context.Context, calls []payCall) ([]groupcommit.Result[payAnswer], error) {
+					return s.payGroup(ctx, shard, calls)
+				}})
+		}
 	}
 	return s, nil
 }

@@ -148,7 +148,23 @@ func (s *Store) FindOrder(ctx context.Context, orderID string) (*flashsale.Order
 // outcome and changes nothing. An amount that differs from the order's is
 // flashsale.ErrAmountMismatch and changes nothing. A payment id is bound to one
 // order by BindPayment, which the caller runs first.
+//
+// Payments on one shard that come together share transactions (payGroup,
+// Config.PayGroup), each decided as it would be alone and one after the other;
+// should a shared transaction fail, each of its payments is applied alone.
+// Revivals are always applied alone.
 func (s *Store) Pay(ctx context.Context, ref flashsale.OrderRef, paymentID string, amount int64, revive bool, now time.Time) (flashsale.PayOutcome, *flashsale.Order, error) {
+	if revive || s.pays == nil {
+		return s.pay(ctx, ref, paymentID, amount, revive, now, false)
+	}
+	a, err := s.pays[s.ShardOf(ref.User)].Do(ctx, payCall{ref: ref, paymentID: paymentID, amount: amount, now: now.UTC().Truncate(time.Microsecond)})
+	switch {
+	case err == nil || flashsale.ErrorCode(err) != flashsale.CodeInternal:
+		return a.outcome, a.order, err // the payment's own error: its order not found, another amount
+	case ctx.Err() != nil:
+		return "", nil, ctx.Err()
+	}
+	// A payment id seen before among them, or anything else: alone, as before.
 	return s.pay(ctx, ref, paymentID, amount, revive, now, false)
 }
 
@@ -310,11 +326,26 @@ func (s *Store) retake(ctx context.Context, tx *sql.Tx, o *flashsale.Order, shor
 // BindPayment binds paymentID to the order ref names, across every shard (on
 // the meta database: ref.User is not read), unless it is bound already: to
 // another order it is flashsale.ErrConflict.
+//
+// Payment ids bound at once share one statement (bindPayments,
+// Config.PayGroup), each bound as it would be alone and one after the other;
+// should that fail, each is bound alone.
 func (s *Store) BindPayment(ctx context.Context, ref flashsale.OrderRef, paymentID string) error {
-	return s.bindKey(ctx, "payment", paymentID, ref.Order,
-		func() error {
-			return flashsale.Errorf(flashsale.CodeConflict, "payment %q was used for another order", paymentID)
-		})
+	if s.binds != nil {
+		_, err := s.binds.Do(ctx, bindCall{paymentID: paymentID, orderID: ref.Order})
+		switch {
+		case err == nil || flashsale.ErrorCode(err) != flashsale.CodeInternal:
+			return err // nil or paymentConflict
+		case ctx.Err() != nil:
+			return ctx.Err()
+		}
+	}
+	return s.bindKey(ctx, "payment", paymentID, ref.Order, func() error { return paymentConflict(paymentID) })
+}
+
+// paymentConflict is the error of a payment id bound to another order.
+func paymentConflict(paymentID string) error {
+	return flashsale.Errorf(flashsale.CodeConflict, "payment %q was used for another order", paymentID)
 }
 
 // keyOwner returns the request that owns kind's key id, or "" when none does.
