@@ -81,7 +81,7 @@ func TestBuyerPageInChromium(t *testing.T) {
 
 	// A worker drains the line.
 	cp.HoldCommits(-1, true, 500*time.Millisecond)
-	e.start("worker", map[string]string{"FLASHSALE_MYSQL_SHARD_DSNS": e.shardDSNsVia(cp.Addr)})
+	e.start("worker", pacedWorker(e, cp))
 	eventually(t, 60*time.Second, "the page shows its place falling", func() (bool, string) {
 		return strings.Contains(attr("positions"), ",") || attr("status") != "queued", fmt.Sprintf("positions %q", attr("positions"))
 	})

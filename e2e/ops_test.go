@@ -1194,7 +1194,7 @@ func TestPrometheusEvaluatesDashboardAndRules(t *testing.T) {
 	// The sale goes on while Prometheus scrapes: more buyers, more expiries.
 	c.placeOrders(t, id, buyers("second", 10))
 	eventually(t, 30*time.Second, "8 scrapes of the sale stored", func() (bool, string) {
-		n, err := promQuery(promURL, `count_over_time(flashsale_sale_units{state="sold"}[1m]) >= 8`)
+		n, err := promQuery(promURL, `count_over_time(flashsale_sale_units{state="sold",sale="`+id+`"}[1m]) >= 8`)
 		return err == nil && n == 1, fmt.Sprintf("%d series, %v; up: %s", n, err, promLog())
 	})
 

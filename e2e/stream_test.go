@@ -140,7 +140,7 @@ func TestQueuedTicketsKnowTheirPlace(t *testing.T) {
 	// sample of 500 tickets spread over the line (every 4th admitted) is read.
 	cp.HoldCommits(-1, true, 500*time.Millisecond)
 	started := time.Now()
-	e.start("worker", map[string]string{"FLASHSALE_MYSQL_SHARD_DSNS": e.shardDSNsVia(cp.Addr)})
+	e.start("worker", pacedWorker(e, cp))
 	var left []ticketRef
 	for i := 0; i < len(refs); i += 4 {
 		left = append(left, refs[i])

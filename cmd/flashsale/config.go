@@ -32,7 +32,12 @@ type config struct {
 	PublishGroups int
 	// MaxConns caps the connections the ingress's listener holds open at
 	// once (see service.HTTP.MaxConns); 0: no cap.
-	MaxConns        int
+	MaxConns int
+	// WorkerHandlers and WorkerBatch: how many batches of purchase messages
+	// a worker handles at once, and the most messages in one (see
+	// queue.ConsumerConfig.Handlers and BatchSize).
+	WorkerHandlers  int
+	WorkerBatch     int
 	PprofAddr       string
 	LogLevel        slog.Level
 	ShutdownGrace   time.Duration
@@ -87,6 +92,8 @@ func loadConfig(fs *flag.FlagSet, args []string) (*config, error) {
 	limit := fs.String("limit-per-window", env("FLASHSALE_LIMIT_PER_WINDOW", "50"), "purchases per sale per node per 10 ms; 0 disables")
 	groups := fs.String("publish-groups", env("FLASHSALE_PUBLISH_GROUPS", "4"), "groups of purchases an ingress may have awaiting the broker's confirm at once")
 	maxConns := fs.String("max-conns", env("FLASHSALE_MAX_CONNS", "20000"), "connections the ingress's listener holds open at once; past it new ones wait to be accepted; 0: no cap")
+	handlers := fs.String("worker-handlers", env("FLASHSALE_WORKER_HANDLERS", "32"), "batches of purchase messages a worker handles at once")
+	batch := fs.String("worker-batch", env("FLASHSALE_WORKER_BATCH", "300"), "the most purchase messages in one of a worker's batches")
 	pprofAddr := fs.String("pprof-addr", env("FLASHSALE_PPROF_ADDR", ""), "serve net/http/pprof on this address (off when empty)")
 	level := fs.String("log-level", env("FLASHSALE_LOG_LEVEL", "info"), "debug, info, warn or error")
 	grace := fs.String("shutdown-grace", env("FLASHSALE_SHUTDOWN_GRACE_SECONDS", "20"), "seconds to finish in-flight work on SIGTERM")
@@ -113,6 +120,12 @@ func loadConfig(fs *flag.FlagSet, args []string) (*config, error) {
 	}
 	if c.MaxConns, err = strconv.Atoi(*maxConns); err != nil || c.MaxConns < 0 {
 		return nil, fmt.Errorf("FLASHSALE_MAX_CONNS must be a whole number >= 0 (0: no cap), got %q", *maxConns)
+	}
+	if c.WorkerHandlers, err = strconv.Atoi(*handlers); err != nil || c.WorkerHandlers < 1 || c.WorkerHandlers > 512 {
+		return nil, fmt.Errorf("FLASHSALE_WORKER_HANDLERS must be a whole number from 1 to 512, got %q", *handlers)
+	}
+	if c.WorkerBatch, err = strconv.Atoi(*batch); err != nil || c.WorkerBatch < 1 || c.WorkerBatch > 1000 {
+		return nil, fmt.Errorf("FLASHSALE_WORKER_BATCH must be a whole number from 1 to 1000, got %q", *batch)
 	}
 	for _, d := range []struct {
 		name, val string

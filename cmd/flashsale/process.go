@@ -187,12 +187,14 @@ func (p *process) worker(_ *service.Group, qc queue.Config) ([]named, []named, e
 		return nil, nil, err
 	}
 	top := qc.Topology
-	// One connection, 32 handlers: see queue.ConsumerConfig.Handlers. A
-	// worker waits on Redis and MySQL, not on its CPU: 10,000 purchases
-	// queued before one worker started (bench --preload) became orders at
-	// 3,872/s with 8 handlers of batches of 100 and 6,080/s with 32 of 300
-	// (BENCHMARKS.md, "Cost of an order").
-	purchases, err := queue.NewConsumer(qc, queue.ConsumerConfig{Queue: top.PurchaseQueue(), Handlers: 32, Prefetch: 4096, BatchSize: 300,
+	// One connection, FLASHSALE_WORKER_HANDLERS handlers (see
+	// queue.ConsumerConfig.Handlers), 128 unacked deliveries each. A worker
+	// waits on Redis and MySQL, not on its CPU: 10,000 purchases queued
+	// before one worker started (bench --preload) became orders at 3,872/s
+	// with 8 handlers of batches of 100 and 6,080/s with 32 of 300, the
+	// defaults (BENCHMARKS.md, "Cost of an order").
+	purchases, err := queue.NewConsumer(qc, queue.ConsumerConfig{Queue: top.PurchaseQueue(),
+		Handlers: p.cfg.WorkerHandlers, BatchSize: p.cfg.WorkerBatch, Prefetch: min(128*p.cfg.WorkerHandlers, 65535),
 		DeadExchange: top.DeadExchange(), DeadKey: queue.PurchaseKey}, w.HandlePurchases)
 	if err != nil {
 		return nil, nil, err
