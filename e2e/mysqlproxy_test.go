@@ -196,4 +196,3 @@ func pacedWorker(e *env, cp *commitProxy) map[string]string {
 	return map[string]string{"FLASHSALE_MYSQL_SHARD_DSNS": e.shardDSNsVia(cp.Addr),
 		"FLASHSALE_WORKER_HANDLERS": "8", "FLASHSALE_WORKER_BATCH": "100"}
 }
-
