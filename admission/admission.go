@@ -126,13 +126,13 @@ type Config struct {
 	// from starts_at (tests of other things).
 	WaitingLine WaitingLine
 	Levels      Levels
-	// LimitPerWindow is purchases admitted per sale per 10 ms on this node;
-	// 0 disables the limit. Default (when negative) 50.
+	// LimitPerWindow is purchases admitted per sale per 10 ms on this node.
+	// Default 50; negative: no limit.
 	LimitPerWindow int
 	// UserPurchasesPerSecond is each user's budget of purchase requests per
 	// sale on this node that may reach the sale's window (see userBudget).
-	// 0 disables; default (when negative) 5. Off too when LimitPerWindow is
-	// 0 (there is no window to protect).
+	// Default 5; negative: off. Off too when LimitPerWindow is off (there is
+	// no window to protect).
 	UserPurchasesPerSecond int
 	// PublishTimeout bounds the wait for the broker's confirm, and for the
 	// copy of a live ticket being queued by another request. Default
@@ -177,14 +177,14 @@ func New(cfg Config) (*Admission, error) {
 	if (cfg.WaitingLine == nil) != (cfg.Levels == nil) {
 		return nil, errors.New("admission: WaitingLine and Levels go together")
 	}
-	if cfg.LimitPerWindow < 0 {
+	if cfg.LimitPerWindow == 0 {
 		cfg.LimitPerWindow = 50
 	}
-	if cfg.UserPurchasesPerSecond < 0 {
+	if cfg.UserPurchasesPerSecond == 0 {
 		cfg.UserPurchasesPerSecond = 5
 	}
-	if cfg.LimitPerWindow == 0 {
-		cfg.UserPurchasesPerSecond = 0
+	if cfg.LimitPerWindow < 0 {
+		cfg.UserPurchasesPerSecond = -1
 	}
 	if cfg.PublishTimeout == 0 {
 		cfg.PublishTimeout = DefaultPublishTimeout

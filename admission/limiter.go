@@ -37,7 +37,7 @@ func newWindowLimiter(limit int, window time.Duration) *windowLimiter {
 }
 
 // Allow reports whether one more request for key fits into now's window.
-// A limit of 0 admits everything.
+// A limit <= 0 (off) admits everything.
 func (l *windowLimiter) Allow(key string, now time.Time) bool {
 	if l.limit <= 0 {
 		return true

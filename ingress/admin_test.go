@@ -19,7 +19,7 @@ import (
 func TestAdminFailuresCounted(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	srv, err := New(Config{Sales: mock.Sales{}, Stock: newClaimStock(nil), Orders: mock.NewBook(nil), Queue: &recQueue{},
-		Lifecycle: fakeLifecycle{}, AdminToken: "admin-token-0123456789", LimitPerWindow: 0, Registry: reg,
+		Lifecycle: fakeLifecycle{}, AdminToken: "admin-token-0123456789", LimitPerWindow: -1, Registry: reg,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)

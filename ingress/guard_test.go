@@ -93,7 +93,7 @@ func TestEveryRequestHasADeadline(t *testing.T) {
 	f := newHandlerFixture(t, fakeLifecycle{})
 	const read, purchase, write = 100 * time.Millisecond, 300 * time.Millisecond, 200 * time.Millisecond
 	srv, err := New(Config{Sales: blockingSales{}, Stock: blockingClaims{f.stock}, Orders: f.orders, Queue: f.queue,
-		Lifecycle: fakeLifecycle{}, LimitPerWindow: 0, ReadDeadline: read, PurchaseDeadline: purchase, WriteDeadline: write,
+		Lifecycle: fakeLifecycle{}, LimitPerWindow: -1, ReadDeadline: read, PurchaseDeadline: purchase, WriteDeadline: write,
 		PublishTimeout: 250 * time.Millisecond, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -101,7 +101,7 @@ func TestEveryRequestHasADeadline(t *testing.T) {
 	open := &flashsale.Sale{ID: "a", Stock: 10, PerUserLimit: 2, PriceCents: 100, PaymentWindowSeconds: 60,
 		StartsAt: time.Now().Add(-time.Hour), EndsAt: time.Now().Add(time.Hour), Inventory: flashsale.InventoryRedis}
 	purchaseSrv, err := New(Config{Sales: mock.Sales{"a": open}, Stock: blockingClaims{f.stock}, Orders: f.orders,
-		Queue: f.queue, Lifecycle: fakeLifecycle{}, LimitPerWindow: 0, ReadDeadline: read, PurchaseDeadline: purchase,
+		Queue: f.queue, Lifecycle: fakeLifecycle{}, LimitPerWindow: -1, ReadDeadline: read, PurchaseDeadline: purchase,
 		WriteDeadline: write, PublishTimeout: 250 * time.Millisecond, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)

@@ -170,7 +170,7 @@ func newHandlerFixture(t *testing.T, lc fakeLifecycle, opts ...func(*Config)) *h
 		stock: newClaimStock(map[string]int{"a": 5, "b": 5, "gone": 0}), orders: mock.NewBook(nil), queue: &recQueue{}, line: newFakeLine()}
 	cfg := Config{Sales: f.sales, Line: f.line,
 		Stock: f.stock, Orders: f.orders, Queue: f.queue, Lifecycle: lc, AdminToken: "admin-token-0123456789",
-		LimitPerWindow: 0, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		LimitPerWindow: -1, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	for _, o := range opts {
 		o(&cfg)
 	}

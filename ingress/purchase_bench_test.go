@@ -58,23 +58,23 @@ func benchSend(srv *Server, path, body, user string) (int, string) {
 // checks, the claim and the queuing add to gin's own handling.
 func BenchmarkPurchase(b *testing.B) {
 	b.Run("admitted", func(b *testing.B) {
-		srv, _ := benchServer(b, 0)
+		srv, _ := benchServer(b, -1)
 		benchPurchases(b, srv, "/api/v1/sales/a/purchase", `{}`, http.StatusAccepted, func(i int) string { return fmt.Sprintf("u%d", i) })
 	})
 	b.Run("bundle", func(b *testing.B) {
-		srv, _ := benchServer(b, 0)
+		srv, _ := benchServer(b, -1)
 		benchPurchases(b, srv, "/api/v1/purchases", `{"items":[{"sale_id":"a"},{"sale_id":"b"}]}`, http.StatusAccepted,
 			func(i int) string { return fmt.Sprintf("u%d", i) })
 	})
 	b.Run("existing", func(b *testing.B) { // the user's live ticket again, through the claim
-		srv, _ := benchServer(b, 0)
+		srv, _ := benchServer(b, -1)
 		if code, out := benchSend(srv, "/api/v1/sales/a/purchase", `{}`, "holder"); code != http.StatusAccepted {
 			b.Fatalf("the first purchase: %d %s", code, out)
 		}
 		benchPurchases(b, srv, "/api/v1/sales/a/purchase", `{}`, http.StatusOK, func(int) string { return "holder" })
 	})
 	b.Run("sold_out_remembered", func(b *testing.B) {
-		srv, _ := benchServer(b, 0)
+		srv, _ := benchServer(b, -1)
 		benchPurchases(b, srv, "/api/v1/sales/gone/purchase", `{}`, http.StatusConflict, func(i int) string { return fmt.Sprintf("u%d", i%1000) })
 	})
 	b.Run("over_budget", func(b *testing.B) { // a window of 1 per 10 ms and the default budget: nearly all 429

@@ -39,7 +39,7 @@ func TestUnknownFreshTicketLogsNoWarning(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var logged bytes.Buffer
 			srv, err := New(Config{Sales: mock.Sales{}, Stock: tc.stock, Orders: mock.NewBook(nil), Queue: &recQueue{},
-				Lifecycle: fakeLifecycle{}, AdminToken: "admin-token-0123456789", LimitPerWindow: 0,
+				Lifecycle: fakeLifecycle{}, AdminToken: "admin-token-0123456789", LimitPerWindow: -1,
 				Log: slog.New(slog.NewTextHandler(&logged, nil))})
 			if err != nil {
 				t.Fatal(err)

@@ -66,13 +66,9 @@ type Check = httpapi.Check
 
 // Config for a Server.
 //
-// Zero values: most fields follow the Go rule, 0 means the default and a
-// negative value turns the feature off (UnknownLookups, the deadlines,
-// SoldOutMemory). Two differ on purpose: LimitPerWindow and
-// UserPurchasesPerSecond are passed straight from settings an operator turns
-// off with 0 (FLASHSALE_LIMIT_PER_WINDOW, FLASHSALE_USER_PURCHASES_PER_SECOND),
-// so for them 0 is off and a negative value the default. Each field's comment
-// says which applies.
+// Zero values: every numeric field follows one rule, 0 means the default and
+// a negative value turns the feature off. (The operator's settings turn a
+// limit off with 0; cmd maps that to -1.)
 type Config struct {
 	Sales  Sales  // required
 	Stock  Stock  // required
@@ -94,14 +90,14 @@ type Config struct {
 	// it takes the place of AdminToken (a process shares one with its live
 	// page). Default httpapi.NewAdminAuth(AdminToken, Registry, Log).
 	Admin *httpapi.AdminAuth
-	// LimitPerWindow is purchases admitted per sale per 10 ms on this node;
-	// 0 disables the limit. Default (when negative) 50.
+	// LimitPerWindow is purchases admitted per sale per 10 ms on this node.
+	// Default 50; negative: no limit.
 	LimitPerWindow int
 	// UserPurchasesPerSecond is each user's budget of purchase requests per
 	// sale on this node that may reach the sale's window (see
 	// admission/fairness.go); over it, a request is answered the user's live
-	// ticket or 429, never admitted. 0 disables; default (when negative) 5.
-	// Off too when LimitPerWindow is 0 (there is no window to protect).
+	// ticket or 429, never admitted. Default 5; negative: off. Off too when
+	// LimitPerWindow is off (there is no window to protect).
 	UserPurchasesPerSecond int
 	// UnknownLookups is each user's budget, on this node, of ticket and order
 	// lookups that reach MySQL and find nothing, per 10 s (see lookupBudget);

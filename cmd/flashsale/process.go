@@ -153,9 +153,9 @@ func (p *process) ingress(g *service.Group, qc queue.Config) ([]named, []named, 
 	}
 	pubReady := httpapi.Named("rabbitmq", func(context.Context) error { return pub.Ready() })
 	srv, err := ingress.New(ingress.Config{Sales: p.sales, Stock: p.stock, Orders: p.store, Queue: pub, Lifecycle: p.lc,
-		Reservations: p.reservations, AdminToken: cfg.AdminToken, Admin: p.admin, LimitPerWindow: cfg.LimitPerWindow,
+		Reservations: p.reservations, AdminToken: cfg.AdminToken, Admin: p.admin, LimitPerWindow: offIfZero(cfg.LimitPerWindow),
 		PublishGroups: cfg.PublishGroups, Registry: p.reg, Gatherer: p.reg, Log: p.log, Identity: cfg.Identity,
-		UserPurchasesPerSecond: cfg.UserPurchasesPerSecond, Strikes: p.strikes, Line: p.rs, Decisions: p.rs, WaitingLine: p.store,
+		UserPurchasesPerSecond: offIfZero(cfg.UserPurchasesPerSecond), Strikes: p.strikes, Line: p.rs, Decisions: p.rs, WaitingLine: p.store,
 		Ready: append(slices.Clone(p.storeChecks), pubReady), OpsElsewhere: ocfg.Addr != ""})
 	if err != nil {
 		return nil, nil, err
@@ -291,4 +291,13 @@ func (l *pprofListener) serve(ctx context.Context, ready func()) {
 	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 		l.log.Warn("pprof stopped", "err", err)
 	}
+}
+
+// offIfZero maps a limit an operator turned off with 0 to the packages'
+// "negative: off" (their 0 is the default).
+func offIfZero(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
