@@ -94,9 +94,9 @@ type Sale struct {
 	CreatedAt            time.Time    `json:"created_at"`
 }
 
-// Stock is a sale's availability as Redis sees it. Available+Held+Sold == Total
+// StockLevel is a sale's availability as Redis sees it. Available+Held+Sold == Total
 // whenever it is read in one piece.
-type Stock struct {
+type StockLevel struct {
 	Total     int `json:"total"`
 	Available int `json:"available"`
 	Held      int `json:"held"`

@@ -13,7 +13,7 @@ type SaleSnapshot struct {
 	// Loaded is false when the sale's stock is missing (lost with Redis, or
 	// never used; it is rebuilt on first use); the other fields are then empty.
 	Loaded bool
-	Stock  Stock
+	Stock  StockLevel
 	// Holds is every ticket's state, by ticket id.
 	Holds map[string]Hold
 	// Live is each user's live ticket id, by user id.
@@ -47,7 +47,7 @@ type CapSnapshot struct {
 // consistent snapshot: its row (total, available, held, sold) and every
 // ticket's hold state there, by ticket id.
 type InventorySnapshot struct {
-	Stock Stock
+	Stock StockLevel
 	Holds map[string]Hold
 }
 
@@ -74,7 +74,7 @@ type RepairResult struct {
 	Loaded bool // false: the sale was not loaded and nothing was changed
 	Holds  []bool
 	Units  []bool
-	Stock  Stock
+	Stock  StockLevel
 }
 
 // FormatHold is a hold as the stock store writes it: "H:<q>", "S:<q>", "R",

@@ -20,7 +20,7 @@ type WaitingLine interface {
 
 // Levels reads a sale's stock levels.
 type Levels interface {
-	Stock(ctx context.Context, saleID string) (flashsale.Stock, error)
+	Stock(ctx context.Context, saleID string) (flashsale.StockLevel, error)
 }
 
 // EntryDeadline is how long after starts_at an entry admitted before it may

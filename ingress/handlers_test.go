@@ -49,8 +49,8 @@ func (s *claimStock) Holder(_ context.Context, saleID, user string) (string, boo
 	return s.live[k], s.refused[s.live[k]], s.units[k], nil
 }
 
-func (s *claimStock) Stock(_ context.Context, saleID string) (flashsale.Stock, error) {
-	return flashsale.Stock{Total: 10, Available: s.available[saleID]}, nil
+func (s *claimStock) Stock(_ context.Context, saleID string) (flashsale.StockLevel, error) {
+	return flashsale.StockLevel{Total: 10, Available: s.available[saleID]}, nil
 }
 
 func (s *claimStock) Claim(_ context.Context, sale *flashsale.Sale, user string, want flashsale.TicketClaim, qty int) (flashsale.ClaimOutcome, string, int64, error) {

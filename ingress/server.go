@@ -44,7 +44,7 @@ type Sales interface {
 // Stock is the stock store: availability, and admission's live-ticket
 // claims and ticket copies.
 type Stock interface {
-	Stock(ctx context.Context, saleID string) (flashsale.Stock, error)
+	Stock(ctx context.Context, saleID string) (flashsale.StockLevel, error)
 	admission.Stock
 }
 

@@ -27,7 +27,7 @@ type MySQL interface {
 	ConfirmStock(ctx context.Context, saleID, ticketID string) (flashsale.Hold, error)
 	RetakeStock(ctx context.Context, saleID, ticketID string) (flashsale.Hold, bool, error)
 	ReturnStock(ctx context.Context, saleID, ticketID string, keep int) (flashsale.Hold, error)
-	StockOf(ctx context.Context, saleID string) (flashsale.Stock, error)
+	StockOf(ctx context.Context, saleID string) (flashsale.StockLevel, error)
 }
 
 // Router is the stock store every role uses: the Redis store, with holds,
@@ -173,10 +173,10 @@ func (r *Router) Return(ctx context.Context, p flashsale.Part) (flashsale.Hold, 
 }
 
 // Stock reads the sale's stock where it is held.
-func (r *Router) Stock(ctx context.Context, saleID string) (flashsale.Stock, error) {
+func (r *Router) Stock(ctx context.Context, saleID string) (flashsale.StockLevel, error) {
 	mysql, err := r.inMySQL(ctx, saleID)
 	if err != nil {
-		return flashsale.Stock{}, err
+		return flashsale.StockLevel{}, err
 	}
 	if mysql {
 		return r.mysql.StockOf(ctx, saleID)

@@ -293,10 +293,10 @@ func (s *Stock) GetTicket(_ context.Context, ticketID string) (*flashsale.Ticket
 
 // Stock reads the sale's figures: available, and held and sold summed over
 // its holds; the total is their sum.
-func (s *Stock) Stock(_ context.Context, saleID string) (flashsale.Stock, error) {
+func (s *Stock) Stock(_ context.Context, saleID string) (flashsale.StockLevel, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := flashsale.Stock{Available: s.Available[saleID]}
+	st := flashsale.StockLevel{Available: s.Available[saleID]}
 	for k, h := range s.Holds {
 		if k[0] != saleID {
 			continue

@@ -128,8 +128,8 @@ func (s *Store) ConfirmStock(ctx context.Context, saleID, ticketID string) (flas
 }
 
 // StockOf reads a mysql-inventory sale's stock.
-func (s *Store) StockOf(ctx context.Context, saleID string) (flashsale.Stock, error) {
-	var st flashsale.Stock
+func (s *Store) StockOf(ctx context.Context, saleID string) (flashsale.StockLevel, error) {
+	var st flashsale.StockLevel
 	err := s.meta.QueryRowContext(ctx, `SELECT total, available, held, sold FROM inventory WHERE sale_id = ?`, saleID).
 		Scan(&st.Total, &st.Available, &st.Held, &st.Sold)
 	if errors.Is(err, sql.ErrNoRows) {

@@ -40,25 +40,25 @@ func TestMySQLInventoryHoldsExactlyAndIdempotently(t *testing.T) {
 	if kinds[flashsale.HoldHeld] != 10 || kinds[flashsale.HoldSoldOut] != 30 {
 		t.Fatalf("holds %v, want 10 held and 30 sold out", kinds)
 	}
-	want := func(st flashsale.Stock) {
+	want := func(st flashsale.StockLevel) {
 		t.Helper()
 		if got, err := s.StockOf(ctx, "inv"); err != nil || got != st {
 			t.Fatalf("stock %+v (%v), want %+v", got, err, st)
 		}
 	}
-	want(flashsale.Stock{Total: 10, Held: 10})
+	want(flashsale.StockLevel{Total: 10, Held: 10})
 	var held []string
 	for i := 0; i < 40 && len(held) < 2; i++ {
 		if h, _ := s.HoldStock(ctx, "inv", []StockHold{{fmt.Sprintf("t%d", i), 1}}); h[0].Kind == flashsale.HoldHeld { // a redelivery
 			held = append(held, fmt.Sprintf("t%d", i))
 		}
 	}
-	want(flashsale.Stock{Total: 10, Held: 10})
+	want(flashsale.StockLevel{Total: 10, Held: 10})
 	for i := 0; i < 2; i++ {
 		s.ReleaseStock(ctx, "inv", held[0])
 		s.ConfirmStock(ctx, "inv", held[1])
 	}
-	want(flashsale.Stock{Total: 10, Available: 1, Held: 8, Sold: 1})
+	want(flashsale.StockLevel{Total: 10, Available: 1, Held: 8, Sold: 1})
 	if h, _ := s.HoldStock(ctx, "inv", []StockHold{{held[0], 1}}); h[0].Kind != flashsale.HoldReleased {
 		t.Fatalf("a released ticket held again: %+v", h)
 	}
@@ -68,18 +68,18 @@ func TestMySQLInventoryHoldsExactlyAndIdempotently(t *testing.T) {
 	if h, _ := s.HoldStock(ctx, "inv", []StockHold{{"never-held", 1}}); h[0].Kind != flashsale.HoldReleased {
 		t.Fatalf("a ticket released before its hold was held: %+v", h)
 	}
-	want(flashsale.Stock{Total: 10, Available: 1, Held: 8, Sold: 1})
+	want(flashsale.StockLevel{Total: 10, Available: 1, Held: 8, Sold: 1})
 	// A batch: one new ticket gets the last unit, the next is sold out, a seen one
 	// keeps its state.
 	h, err := s.HoldStock(ctx, "inv", []StockHold{{"b1", 1}, {"b2", 1}, {held[1], 1}})
 	if err != nil || h[0].Kind != flashsale.HoldHeld || h[1].Kind != flashsale.HoldSoldOut || h[2].Kind != flashsale.HoldSold {
 		t.Fatalf("batch holds %+v, %v", h, err)
 	}
-	want(flashsale.Stock{Total: 10, Available: 0, Held: 9, Sold: 1})
+	want(flashsale.StockLevel{Total: 10, Available: 0, Held: 9, Sold: 1})
 
 	// The reconciler's read: the row and every ticket's hold, which add up to it.
 	inv, err := s.Inventory(ctx, "inv")
-	if err != nil || inv.Stock != (flashsale.Stock{Total: 10, Available: 0, Held: 9, Sold: 1}) || len(inv.Holds) != 43 {
+	if err != nil || inv.Stock != (flashsale.StockLevel{Total: 10, Available: 0, Held: 9, Sold: 1}) || len(inv.Holds) != 43 {
 		t.Fatalf("inventory %+v with %d holds, %v; want the row and 43 tickets' holds", inv.Stock, len(inv.Holds), err)
 	}
 	n := map[flashsale.HoldKind]int{}

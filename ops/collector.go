@@ -32,7 +32,7 @@ type SaleLister interface {
 
 // StockReader reads a sale's units where the hot path holds them.
 type StockReader interface {
-	Stock(ctx context.Context, saleID string) (flashsale.Stock, error)
+	Stock(ctx context.Context, saleID string) (flashsale.StockLevel, error)
 }
 
 // Book is the book of record's per-shard backlogs.

@@ -97,9 +97,9 @@ type stubSales []*flashsale.Sale
 
 func (s stubSales) ListSales(context.Context, time.Time) ([]*flashsale.Sale, error) { return s, nil }
 
-type stubStock map[string]flashsale.Stock
+type stubStock map[string]flashsale.StockLevel
 
-func (s stubStock) Stock(_ context.Context, id string) (flashsale.Stock, error) {
+func (s stubStock) Stock(_ context.Context, id string) (flashsale.StockLevel, error) {
 	st, ok := s[id]
 	if !ok {
 		return st, errors.New("redis: connection refused")

@@ -92,7 +92,7 @@ func partsIn(saleID string, orders []*flashsale.Order) []flashsale.Part {
 
 // alarmOversold sets flashsale_oversold_units for the sale and logs an error:
 // orders hold more units than the sale's stock, which must never happen.
-func (r *Reconciler) alarmOversold(sale *flashsale.Sale, mysql flashsale.Stock) {
+func (r *Reconciler) alarmOversold(sale *flashsale.Sale, mysql flashsale.StockLevel) {
 	r.oversold.WithLabelValues(sale.ID).Set(float64(-mysql.Available))
 	r.log.Error("OVERSOLD: more units in orders than the sale's stock", "sale", sale.ID, "stock", sale.Stock,
 		"in_orders", mysql.Held+mysql.Sold, "over", -mysql.Available)

@@ -236,8 +236,8 @@ func countOrders(parts []flashsale.Part) OrderCounts {
 
 // mysqlStock is the stock as the orders say it is: held the units of pending
 // orders, sold those of paid ones. Available is negative when oversold.
-func mysqlStock(total int, c OrderCounts) flashsale.Stock {
-	return flashsale.Stock{Total: total, Available: total - c.PendingUnits - c.PaidUnits,
+func mysqlStock(total int, c OrderCounts) flashsale.StockLevel {
+	return flashsale.StockLevel{Total: total, Available: total - c.PendingUnits - c.PaidUnits,
 		Held: c.PendingUnits, Sold: c.PaidUnits}
 }
 
@@ -337,8 +337,8 @@ func diffUnordered(holds map[string]flashsale.Hold, parts []flashsale.Part, owne
 // tally is what the counters and the users' units must be given holds: held
 // and sold their sums, available the rest of total, and each known owner's
 // held and sold units.
-func tally(total int, holds map[string]flashsale.Hold, owner map[string]string) (flashsale.Stock, map[string]int) {
-	st, units := flashsale.Stock{Total: total}, map[string]int{}
+func tally(total int, holds map[string]flashsale.Hold, owner map[string]string) (flashsale.StockLevel, map[string]int) {
+	st, units := flashsale.StockLevel{Total: total}, map[string]int{}
 	for t, h := range holds {
 		switch h.Kind {
 		case flashsale.HoldHeld:
@@ -357,7 +357,7 @@ func tally(total int, holds map[string]flashsale.Hold, owner map[string]string) 
 // diffCounters returns the difference of counters got that match neither the
 // holds as they are (asIs) nor as they will be once fixed (toBe), or nil. Its
 // signature is the drift from asIs, which work in flight does not change.
-func diffCounters(got, asIs, toBe flashsale.Stock) *Difference {
+func diffCounters(got, asIs, toBe flashsale.StockLevel) *Difference {
 	if got == asIs || got == toBe {
 		return nil
 	}
@@ -399,7 +399,7 @@ func diffUnits(got, asIs, toBe map[string]int, tickets map[string][]string) []*D
 
 // diffOversold returns the difference of orders holding more units than the
 // sale's stock, or nil. Nothing in Redis repairs it: it has no fix.
-func diffOversold(mysql flashsale.Stock) *Difference {
+func diffOversold(mysql flashsale.StockLevel) *Difference {
 	if mysql.Available >= 0 {
 		return nil
 	}

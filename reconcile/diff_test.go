@@ -57,8 +57,8 @@ func describeAll(ds []*Difference) []string {
 	return out
 }
 
-func stock(total, available, h, s int) flashsale.Stock {
-	return flashsale.Stock{Total: total, Available: available, Held: h, Sold: s}
+func stock(total, available, h, s int) flashsale.StockLevel {
+	return flashsale.StockLevel{Total: total, Available: available, Held: h, Sold: s}
 }
 
 func TestDiffSale(t *testing.T) {
@@ -364,7 +364,7 @@ func TestDiffCap(t *testing.T) {
 // own operations repair them), its counters follow its holds, and the Redis
 // mirror follows the row as a repair leaves it.
 func TestDiffInventorySale(t *testing.T) {
-	mirrorOf := func(st flashsale.Stock, holds map[string]flashsale.Hold, live map[string]string, units map[string]int) flashsale.SaleSnapshot {
+	mirrorOf := func(st flashsale.StockLevel, holds map[string]flashsale.Hold, live map[string]string, units map[string]int) flashsale.SaleSnapshot {
 		return flashsale.SaleSnapshot{Loaded: true, Stock: st, Holds: holds, Live: live, Units: units}
 	}
 	for _, tc := range []struct {

@@ -156,7 +156,7 @@ func (f *fixture) cancel(o *flashsale.Order, follow bool) {
 
 func (f *fixture) key(name string) string { return f.ns + ":{sale:" + f.sale.ID + "}:" + name }
 
-func (f *fixture) stock() flashsale.Stock {
+func (f *fixture) stock() flashsale.StockLevel {
 	f.t.Helper()
 	s, err := f.rs.Stock(f.ctx, f.sale.ID)
 	if err != nil {
@@ -203,7 +203,7 @@ func kinds(s *SaleReport) string {
 }
 
 // agree asserts that Redis and MySQL agree and that the stock is want.
-func (f *fixture) agree(r *Reconciler, want flashsale.Stock) {
+func (f *fixture) agree(r *Reconciler, want flashsale.StockLevel) {
 	f.t.Helper()
 	rep, s := f.check(r)
 	if !rep.Agree || s.Status != SaleAgree || len(s.Differences) != 0 {
@@ -229,7 +229,7 @@ func TestCleanStateAgrees(t *testing.T) {
 	f := newFixture(t, 10, 1)
 	f.market()
 	r := f.reconciler(0)
-	f.agree(r, flashsale.Stock{Total: 10, Available: 6, Held: 3, Sold: 1})
+	f.agree(r, flashsale.StockLevel{Total: 10, Available: 6, Held: 3, Sold: 1})
 	rep, err := r.Once(f.ctx, OnceOptions{Repair: true})
 	if err != nil || !rep.Agree || rep.Repaired != 0 || rep.Transient != 0 {
 		t.Fatalf("Once on a clean state = %v; %s", err, rep.Text())
@@ -261,7 +261,7 @@ func TestWrongAvailableIsReportedAndRepaired(t *testing.T) {
 	if err != nil || !rep.Agree || rep.Repaired != 1 {
 		t.Fatalf("Once with repair = %v:\n%s", err, rep.Text())
 	}
-	f.agree(r, flashsale.Stock{Total: 10, Available: 6, Held: 3, Sold: 1})
+	f.agree(r, flashsale.StockLevel{Total: 10, Available: 6, Held: 3, Sold: 1})
 }
 
 func TestMissingHoldIsRepairedOnlyAfterTwoPasses(t *testing.T) {
@@ -288,7 +288,7 @@ func TestMissingHoldIsRepairedOnlyAfterTwoPasses(t *testing.T) {
 	if rep.Repaired != 1 || !rep.Agree {
 		t.Fatalf("second pass:\n%s", rep.Text())
 	}
-	f.agree(r, flashsale.Stock{Total: 10, Available: 6, Held: 3, Sold: 1})
+	f.agree(r, flashsale.StockLevel{Total: 10, Available: 6, Held: 3, Sold: 1})
 	if snap, _ := f.rs.Snapshot(f.ctx, f.sale.ID); snap.Units[lost.UserID] != 1 || snap.Live[lost.UserID] != lost.ID {
 		t.Errorf("units %v live %v", snap.Units, snap.Live)
 	}
@@ -324,7 +324,7 @@ func TestInFlightDifferenceIsNotRepaired(t *testing.T) {
 	if rep.Repaired != 0 || !rep.Agree {
 		t.Fatalf("second pass:\n%s", rep.Text())
 	}
-	f.agree(r, flashsale.Stock{Total: 10, Available: 6, Held: 3, Sold: 1})
+	f.agree(r, flashsale.StockLevel{Total: 10, Available: 6, Held: 3, Sold: 1})
 	// Once sees the same: a difference gone on the second look is transient.
 	f.cancel(orders[1], false)
 	go func() {
@@ -364,7 +364,7 @@ func TestStrayHoldIsReleasedAfterItPersists(t *testing.T) {
 	if rep := f.tick(r); rep.Repaired != 1 || !rep.Agree {
 		t.Fatalf("second pass:\n%s", rep.Text())
 	}
-	f.agree(r, flashsale.Stock{Total: 10, Available: 6, Held: 3, Sold: 1})
+	f.agree(r, flashsale.StockLevel{Total: 10, Available: 6, Held: 3, Sold: 1})
 	// The ticket is final and the user may buy again.
 	if tk, err := f.rs.GetTicket(f.ctx, stray.TicketID); err != nil || tk.Status != flashsale.TicketFailed {
 		t.Errorf("ticket copy %+v, %v; want failed", tk, err)
@@ -390,7 +390,7 @@ func TestReleaseUnorderedWithRepair(t *testing.T) {
 	if err != nil || !rep.Agree || rep.Repaired != 1 {
 		t.Fatalf("Once = %v:\n%s", err, rep.Text())
 	}
-	f.agree(r, flashsale.Stock{Total: 10, Available: 6, Held: 3, Sold: 1})
+	f.agree(r, flashsale.StockLevel{Total: 10, Available: 6, Held: 3, Sold: 1})
 }
 
 func TestRedisBehindMySQLIsRepaired(t *testing.T) {
@@ -410,7 +410,7 @@ func TestRedisBehindMySQLIsRepaired(t *testing.T) {
 		t.Fatalf("Once = %v:\n%s", err, rep.Text())
 	}
 	t.Logf("the report of the repair:\n%s", rep.Text())
-	f.agree(r, flashsale.Stock{Total: 10, Available: 7, Held: 1, Sold: 2})
+	f.agree(r, flashsale.StockLevel{Total: 10, Available: 7, Held: 1, Sold: 2})
 	snap, _ := f.rs.Snapshot(f.ctx, f.sale.ID)
 	if snap.Units[orders[2].UserID] != 1 || snap.Units[orders[1].UserID] != 0 || snap.Units[orders[0].UserID] != 1 {
 		t.Errorf("units %v", snap.Units)
@@ -436,7 +436,7 @@ func TestRepairSkipsWhatChangedSinceTheLook(t *testing.T) {
 	if rep.Repaired != 0 {
 		t.Errorf("a stale fix applied:\n%s", rep.Text())
 	}
-	f.agree(r, flashsale.Stock{Total: 10, Available: 7, Held: 2, Sold: 1})
+	f.agree(r, flashsale.StockLevel{Total: 10, Available: 7, Held: 2, Sold: 1})
 }
 
 func TestOversoldAndUnloadedAndMySQLSales(t *testing.T) {
@@ -491,7 +491,7 @@ func TestOversoldAndUnloadedAndMySQLSales(t *testing.T) {
 		t.Fatalf("check = %v:\n%s", err, rep.Text())
 	}
 	// After the rebuild it is compared again (and MySQL is still oversold).
-	if got := f.stock(); got != (flashsale.Stock{Total: 5, Available: -1, Held: 5, Sold: 1}) {
+	if got := f.stock(); got != (flashsale.StockLevel{Total: 5, Available: -1, Held: 5, Sold: 1}) {
 		t.Errorf("rebuilt stock %+v", got)
 	}
 	_, s = f.check(r)
@@ -520,7 +520,7 @@ func TestRunElectsOneRunnerAndRepairs(t *testing.T) {
 	}
 	f.rs.Client().HIncrBy(f.ctx, f.key("stock"), "held", 2)
 	testenv.Eventually(t, 10*time.Second, "the background reconciler repairs the counters", func() bool {
-		return f.stock() == flashsale.Stock{Total: 10, Available: 6, Held: 3, Sold: 1}
+		return f.stock() == flashsale.StockLevel{Total: 10, Available: 6, Held: 3, Sold: 1}
 	})
 	pa, pb := metricValue(a.passes), metricValue(b.passes)
 	if pa > 0 && pb > 0 {
@@ -579,7 +579,7 @@ func TestMySQLSaleClosedOrderStillHeldIsReleased(t *testing.T) {
 	if s == nil || kinds(s) != "inventory_hold(repaired),hold(repaired)" || !rep.Agree {
 		t.Fatalf("Once:\n%s", rep.Text())
 	}
-	free := flashsale.Stock{Total: 2, Available: 2}
+	free := flashsale.StockLevel{Total: 2, Available: 2}
 	if row, err := f.book.StockOf(f.ctx, m.ID); err != nil || row != free {
 		t.Errorf("the row after the repair: %+v %v, want %+v", row, err, free)
 	}

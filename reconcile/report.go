@@ -115,9 +115,9 @@ type SaleReport struct {
 	Note   string     `json:"note,omitempty"`
 	// Redis is the stock as Redis has it; MySQL as the orders say it is;
 	// Inventory, for a sale with inventory "mysql", as its MySQL row has it.
-	Redis     *flashsale.Stock `json:"redis,omitempty"`
-	MySQL     *flashsale.Stock `json:"mysql,omitempty"`
-	Inventory *flashsale.Stock `json:"inventory,omitempty"`
+	Redis     *flashsale.StockLevel `json:"redis,omitempty"`
+	MySQL     *flashsale.StockLevel `json:"mysql,omitempty"`
+	Inventory *flashsale.StockLevel `json:"inventory,omitempty"`
 	// Cap is the sale's stock cap in MySQL, per shard.
 	Cap    *flashsale.CapSnapshot `json:"cap,omitempty"`
 	Orders OrderCounts            `json:"orders"`
@@ -278,6 +278,6 @@ func showCap(c flashsale.CapSnapshot) string {
 }
 
 // showStock is a stock as a difference and the text read it.
-func showStock(s flashsale.Stock) string {
+func showStock(s flashsale.StockLevel) string {
 	return fmt.Sprintf("total %d available %d held %d sold %d", s.Total, s.Available, s.Held, s.Sold)
 }

@@ -72,7 +72,7 @@ func TestRetryAfterALossIsTheSameTicket(t *testing.T) {
 	if h := holdOne(t, s, sale, again); h.Kind != flashsale.HoldHeld {
 		t.Fatalf("hold of the retry's message = %+v", h)
 	}
-	wantStock(t, s, flashsale.Stock{Total: 10, Available: 9, Held: 1})
+	wantStock(t, s, flashsale.StockLevel{Total: 10, Available: 9, Held: 1})
 	// MySQL recorded the ticket sold out (say), and Redis is lost again: the
 	// next purchase is a new ticket.
 	src.outcomes = []*flashsale.Ticket{first.Ticket(flashsale.TicketSoldOut)}
@@ -131,7 +131,7 @@ func TestResyncKeepsQueuedTickets(t *testing.T) {
 			t.Fatalf("hold of %s's queued ticket after the resync = %+v", req.UserID, h)
 		}
 	}
-	wantStock(t, s, flashsale.Stock{Total: 10, Available: 7, Held: 2, Sold: 1})
+	wantStock(t, s, flashsale.StockLevel{Total: 10, Available: 7, Held: 2, Sold: 1})
 }
 
 // A family key lost on its own (evicted, deleted) makes the sale stale: the
@@ -196,7 +196,7 @@ func TestARebuildCutShortIsRedone(t *testing.T) {
 			if sold != 6 {
 				t.Fatalf("held %d of 6 units after the rebuild cut short", sold)
 			}
-			wantStock(t, s, flashsale.Stock{Total: 6, Available: 0, Held: 6})
+			wantStock(t, s, flashsale.StockLevel{Total: 6, Available: 0, Held: 6})
 		})
 	}
 }
@@ -213,15 +213,15 @@ func TestConfirmFollowsAPaidOrder(t *testing.T) {
 	if _, err := s.Release(ctx, p); err != nil {
 		t.Fatal(err)
 	}
-	wantStock(t, s, flashsale.Stock{Total: 5, Available: 5})
+	wantStock(t, s, flashsale.StockLevel{Total: 5, Available: 5})
 	if h, err := s.Confirm(ctx, p); err != nil || h.Kind != flashsale.HoldReleased {
 		t.Fatalf("confirm = %+v %v, want the state before: released", h, err)
 	}
-	wantStock(t, s, flashsale.Stock{Total: 5, Available: 4, Sold: 1})
+	wantStock(t, s, flashsale.StockLevel{Total: 5, Available: 4, Sold: 1})
 	if h, _ := s.Confirm(ctx, p); h.Kind != flashsale.HoldSold {
 		t.Fatalf("confirm again = %+v, want sold (no change)", h)
 	}
-	wantStock(t, s, flashsale.Stock{Total: 5, Available: 4, Sold: 1})
+	wantStock(t, s, flashsale.StockLevel{Total: 5, Available: 4, Sold: 1})
 }
 
 // Many scripts that find a sale lost at once (a crowd after a flush) wait for
@@ -282,7 +282,7 @@ func TestARebuildNeverCountsMoreThanTheStock(t *testing.T) {
 	if err := s.Resync(ctx, sale.ID); err != nil {
 		t.Fatal(err)
 	}
-	wantStock(t, s, flashsale.Stock{Total: 5, Available: 0, Held: 5})
+	wantStock(t, s, flashsale.StockLevel{Total: 5, Available: 0, Held: 5})
 	snap, err := s.Snapshot(ctx, sale.ID)
 	if err != nil {
 		t.Fatal(err)

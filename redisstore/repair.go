@@ -49,7 +49,7 @@ func (s *Store) snapshot(ctx context.Context, k saleKeys) (flashsale.SaleSnapsho
 		delete(m, loadMarker)
 	}
 	snap := flashsale.SaleSnapshot{Loaded: true,
-		Stock: flashsale.Stock{Total: atoi(st["total"]), Available: atoi(st["available"]), Held: atoi(st["held"]), Sold: atoi(st["sold"])},
+		Stock: flashsale.StockLevel{Total: atoi(st["total"]), Available: atoi(st["available"]), Held: atoi(st["held"]), Sold: atoi(st["sold"])},
 		Holds: make(map[string]flashsale.Hold, len(holds.Val())),
 		Live:  live.Val(),
 		Units: make(map[string]int, len(units.Val())),

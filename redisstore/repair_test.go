@@ -24,7 +24,7 @@ func TestSnapshotReadsTheSaleInOnePiece(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !snap.Loaded || snap.Stock != (flashsale.Stock{Total: 10, Available: 7, Held: 2, Sold: 1}) {
+	if !snap.Loaded || snap.Stock != (flashsale.StockLevel{Total: 10, Available: 7, Held: 2, Sold: 1}) {
 		t.Fatalf("snapshot %+v", snap)
 	}
 	if h := snap.Holds[a.TicketID]; h != (flashsale.Hold{Kind: flashsale.HoldHeld, Quantity: 2}) {
@@ -81,7 +81,7 @@ func TestRepairSaleIsCompareAndSetAndDerivesTheCounters(t *testing.T) {
 	if !res.Loaded || !res.Holds[0] || !res.Holds[1] || res.Holds[2] || !res.Units[0] || !res.Units[1] || res.Units[2] {
 		t.Fatalf("result %+v", res)
 	}
-	want := flashsale.Stock{Total: 10, Available: 8, Held: 2}
+	want := flashsale.StockLevel{Total: 10, Available: 8, Held: 2}
 	if res.Stock != want {
 		t.Errorf("stock after repair %+v, want %+v", res.Stock, want)
 	}
@@ -122,7 +122,7 @@ func TestRepairSaleNeverLosesAConcurrentHold(t *testing.T) {
 		time.Sleep(time.Millisecond) // interleave with the holds
 	}
 	wg.Wait()
-	wantStock(t, s, flashsale.Stock{Total: 400, Available: 200, Held: 200})
+	wantStock(t, s, flashsale.StockLevel{Total: 400, Available: 200, Held: 200})
 }
 
 // hookSource runs during while the rebuild reads the book of record.
@@ -163,7 +163,7 @@ func TestRebuildDoesNotOverwriteASaleLoadedMeanwhile(t *testing.T) {
 	if err := s.rebuild(ctx, "s1", "not_loaded"); err != nil {
 		t.Fatal(err)
 	}
-	wantStock(t, s, flashsale.Stock{Total: 10, Available: 9, Held: 1})
+	wantStock(t, s, flashsale.StockLevel{Total: 10, Available: 9, Held: 1})
 	if snap, _ := s.Snapshot(ctx, "s1"); snap.Holds[req.TicketID].Kind != flashsale.HoldHeld {
 		t.Errorf("the hold taken meanwhile was lost: %v", snap.Holds)
 	}

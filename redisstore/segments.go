@@ -366,7 +366,7 @@ func (s *Store) homeState(ctx context.Context, saleID string) (home, error) {
 // cluster, or a part to rebuild first), a hold released in one segment and
 // its unit, moved through the pool, held again in another while the parts are
 // read would be counted twice, so such a read is made again.
-func (s *Store) segmentStock(ctx context.Context, saleID string) (flashsale.Stock, error) {
+func (s *Store) segmentStock(ctx context.Context, saleID string) (flashsale.StockLevel, error) {
 	if st, ok := s.atomicSegmentStock(ctx, saleID); ok {
 		return st, nil
 	}
@@ -382,14 +382,14 @@ func (s *Store) segmentStock(ctx context.Context, saleID string) (flashsale.Stoc
 // which no hold, release or refill interleaves with, when the sale lives on
 // one Redis server (a cluster spreads the parts over masters). ok false: not
 // one server, or a part must be rebuilt or read again first.
-func (s *Store) atomicSegmentStock(ctx context.Context, saleID string) (flashsale.Stock, bool) {
+func (s *Store) atomicSegmentStock(ctx context.Context, saleID string) (flashsale.StockLevel, bool) {
 	c, one := s.rdb.(*redis.Client)
 	if !one {
-		return flashsale.Stock{}, false
+		return flashsale.StockLevel{}, false
 	}
 	gen, err := s.genOf(ctx, saleID)
 	if err != nil {
-		return flashsale.Stock{}, false
+		return flashsale.StockLevel{}, false
 	}
 	parts := make([]*redis.Cmd, s.cfg.Segments)
 	var home *redis.Cmd
@@ -400,13 +400,13 @@ func (s *Store) atomicSegmentStock(ctx context.Context, saleID string) (flashsal
 		home = homeStateScript.EvalSha(ctx, p, []string{s.homeKey(saleID)}, s.cfg.Segments, gen)
 		return nil
 	}); err != nil {
-		return flashsale.Stock{}, false
+		return flashsale.StockLevel{}, false
 	}
-	var st flashsale.Stock
+	var st flashsale.StockLevel
 	for _, cmd := range parts {
 		reply, err := cmd.StringSlice()
 		if err != nil || len(reply) != 5 || reply[0] != "done" {
-			return flashsale.Stock{}, false
+			return flashsale.StockLevel{}, false
 		}
 		held, _ := strconv.Atoi(reply[3])
 		sold, _ := strconv.Atoi(reply[4])
@@ -415,7 +415,7 @@ func (s *Store) atomicSegmentStock(ctx context.Context, saleID string) (flashsal
 	}
 	reply, err := home.StringSlice()
 	if err != nil || len(reply) < 2 || reply[0] != "ok" {
-		return flashsale.Stock{}, false
+		return flashsale.StockLevel{}, false
 	}
 	st.Total, _ = strconv.Atoi(reply[1])
 	st.Available = st.Total - st.Held - st.Sold
@@ -423,13 +423,13 @@ func (s *Store) atomicSegmentStock(ctx context.Context, saleID string) (flashsal
 }
 
 // segmentStockByPart reads a segmented sale part by part, rebuilding what must be.
-func (s *Store) segmentStockByPart(ctx context.Context, saleID string) (flashsale.Stock, error) {
-	var st flashsale.Stock
+func (s *Store) segmentStockByPart(ctx context.Context, saleID string) (flashsale.StockLevel, error) {
+	var st flashsale.StockLevel
 	for j := range s.cfg.Segments {
 		k := s.segKeys(saleID, j)
 		reply, err := s.run(ctx, scriptCall{saleID, j, stockScript, []string{k.stock}, nil})
 		if err != nil {
-			return flashsale.Stock{}, err
+			return flashsale.StockLevel{}, err
 		}
 		held, _ := strconv.Atoi(reply[3])
 		sold, _ := strconv.Atoi(reply[4])
@@ -443,7 +443,7 @@ func (s *Store) segmentStockByPart(ctx context.Context, saleID string) (flashsal
 		}
 	}
 	if err != nil {
-		return flashsale.Stock{}, err
+		return flashsale.StockLevel{}, err
 	}
 	st.Total = h.total
 	st.Available = st.Total - st.Held - st.Sold

@@ -120,7 +120,7 @@ func TestSegmentedSaleSellsEveryUnitAndAddsUpAtEveryRead(t *testing.T) {
 	if len(held) != stock {
 		t.Fatalf("%d tickets held of %d units: %v", len(held), stock, outcomes)
 	}
-	wantStock(t, s, flashsale.Stock{Total: stock, Held: stock})
+	wantStock(t, s, flashsale.StockLevel{Total: stock, Held: stock})
 	t.Logf("outcomes %v; %d reads of the sale during the crowd", outcomes, reads.Load())
 
 	// Ten holders give their units back; ten new users, whatever their
@@ -135,7 +135,7 @@ func TestSegmentedSaleSellsEveryUnitAndAddsUpAtEveryRead(t *testing.T) {
 		}
 		n++
 	}
-	wantStock(t, s, flashsale.Stock{Total: stock, Available: 10, Held: stock - 10})
+	wantStock(t, s, flashsale.StockLevel{Total: stock, Available: 10, Held: stock - 10})
 	got := 0
 	for i := range 40 {
 		req := request(fmt.Sprintf("late%d", i), 1)
@@ -156,7 +156,7 @@ func TestSegmentedSaleSellsEveryUnitAndAddsUpAtEveryRead(t *testing.T) {
 	}
 	close(stop)
 	readers.Wait()
-	wantStock(t, s, flashsale.Stock{Total: stock, Held: stock})
+	wantStock(t, s, flashsale.StockLevel{Total: stock, Held: stock})
 	snap, err := s.Snapshot(ctx, sale.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -167,7 +167,7 @@ func TestSegmentedSaleSellsEveryUnitAndAddsUpAtEveryRead(t *testing.T) {
 			nheld += h.Quantity
 		}
 	}
-	if snap.Stock != (flashsale.Stock{Total: stock, Held: stock}) || nheld != stock {
+	if snap.Stock != (flashsale.StockLevel{Total: stock, Held: stock}) || nheld != stock {
 		t.Errorf("snapshot: %+v with %d units in held states, want every unit held", snap.Stock, nheld)
 	}
 }
@@ -195,7 +195,7 @@ func TestALostGrantIsDeliveredByTheNextRefill(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if snap.Stock != (flashsale.Stock{Total: 6, Available: 6}) {
+	if snap.Stock != (flashsale.StockLevel{Total: 6, Available: 6}) {
 		t.Fatalf("snapshot with units on the way: %+v (home %+v)", snap.Stock, h)
 	}
 	// Six buyers of any segment get all six units.
@@ -214,7 +214,7 @@ func TestALostGrantIsDeliveredByTheNextRefill(t *testing.T) {
 			got++
 		}
 	}
-	wantStock(t, s, flashsale.Stock{Total: 6, Held: 6})
+	wantStock(t, s, flashsale.StockLevel{Total: 6, Held: 6})
 	if out, _, _, _ := s.Claim(ctx, sale, "last", flashsale.TicketClaim{ID: uuid.NewString()}, 1); out != flashsale.SoldOut {
 		t.Errorf("claim after every unit is held: %v, want sold out", out)
 	}
@@ -353,7 +353,7 @@ func TestSegmentedSaleRefusesNobodyWhileUnitsRemain(t *testing.T) {
 	if held.Load() != stock {
 		t.Fatalf("%d of %d buyers held a unit (%d refused) with %d units", held.Load(), stock, refused.Load(), stock)
 	}
-	wantStock(t, s, flashsale.Stock{Total: stock, Held: stock})
+	wantStock(t, s, flashsale.StockLevel{Total: stock, Held: stock})
 }
 
 // A unit given back in one segment and held again in another, through the

@@ -241,22 +241,22 @@ func (s *Store) genOf(ctx context.Context, saleID string) (string, error) {
 
 // Stock reads the sale's stock in one piece, rebuilding a lost or stale sale
 // first.
-func (s *Store) Stock(ctx context.Context, saleID string) (flashsale.Stock, error) {
+func (s *Store) Stock(ctx context.Context, saleID string) (flashsale.StockLevel, error) {
 	if s.cfg.Segments > 1 {
 		return s.segmentStock(ctx, saleID)
 	}
 	reply, err := s.run(ctx, scriptCall{saleID, 0, stockScript, []string{s.segKeys(saleID, 0).stock}, nil})
 	if err != nil {
-		return flashsale.Stock{}, err
+		return flashsale.StockLevel{}, err
 	}
 	if len(reply) != 5 {
-		return flashsale.Stock{}, fmt.Errorf("redisstore: stock: unexpected reply %q", reply)
+		return flashsale.StockLevel{}, fmt.Errorf("redisstore: stock: unexpected reply %q", reply)
 	}
 	n := make([]int, 4)
 	for i, v := range reply[1:] {
 		n[i], _ = strconv.Atoi(v)
 	}
-	return flashsale.Stock{Total: n[0], Available: n[1], Held: n[2], Sold: n[3]}, nil
+	return flashsale.StockLevel{Total: n[0], Available: n[1], Held: n[2], Sold: n[3]}, nil
 }
 
 // Claim makes the claim's ticket the user's live ticket for the sale unless

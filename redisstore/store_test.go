@@ -153,7 +153,7 @@ func holdOne(t *testing.T, s *Store, sale *flashsale.Sale, req *flashsale.Purcha
 	return h[0]
 }
 
-func wantStock(t *testing.T, s *Store, want flashsale.Stock) {
+func wantStock(t *testing.T, s *Store, want flashsale.StockLevel) {
 	t.Helper()
 	got, err := s.Stock(context.Background(), "s1")
 	if err != nil {
@@ -175,7 +175,7 @@ func TestHoldIsIdempotentPerTicket(t *testing.T) {
 			t.Fatalf("redelivered hold = %+v", h)
 		}
 	}
-	wantStock(t, s, flashsale.Stock{Total: 5, Available: 3, Held: 2})
+	wantStock(t, s, flashsale.StockLevel{Total: 5, Available: 3, Held: 2})
 }
 
 func TestReleasedTicketIsNeverHeldAgain(t *testing.T) {
@@ -188,11 +188,11 @@ func TestReleasedTicketIsNeverHeldAgain(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	wantStock(t, s, flashsale.Stock{Total: 5, Available: 5})
+	wantStock(t, s, flashsale.StockLevel{Total: 5, Available: 5})
 	if h := holdOne(t, s, sale, req); h.Kind != flashsale.HoldReleased {
 		t.Fatalf("hold after release = %+v; want released", h)
 	}
-	wantStock(t, s, flashsale.Stock{Total: 5, Available: 5})
+	wantStock(t, s, flashsale.StockLevel{Total: 5, Available: 5})
 	// The user's slot is free again: a new ticket may be claimed.
 	if out, _, _, _ := s.Claim(ctx, sale, "u1", flashsale.TicketClaim{ID: uuid.NewString()}, 1); out != flashsale.Claimed {
 		t.Fatalf("claim after release = %v", out)
@@ -208,7 +208,7 @@ func TestConfirmMovesHeldToSoldOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	wantStock(t, s, flashsale.Stock{Total: 3, Available: 2, Sold: 1})
+	wantStock(t, s, flashsale.StockLevel{Total: 3, Available: 2, Sold: 1})
 	// Paid is not live, but it counts towards the per-user limit.
 	if out, _, _, _ := s.Claim(context.Background(), sale, "u1", flashsale.TicketClaim{ID: uuid.NewString()}, 1); out != flashsale.LimitReached {
 		t.Fatalf("claim after a paid unit with limit 1 = %v, want LimitReached", out)
@@ -264,7 +264,7 @@ func TestStaleClaimIsReplacedAndItsLateMessageRefused(t *testing.T) {
 	if h := holdOne(t, s, sale, old); h.Kind != flashsale.HoldRefused {
 		t.Fatalf("late message of a replaced claim = %+v, want refused", h)
 	}
-	wantStock(t, s, flashsale.Stock{Total: 10, Available: 10})
+	wantStock(t, s, flashsale.StockLevel{Total: 10, Available: 10})
 }
 
 // An orphaned claim that goes stale while the sale is sold out (or, with
@@ -315,7 +315,7 @@ func TestUnclaimedTicketIsRefused(t *testing.T) {
 	if h := holdOne(t, s, sale, req); h.Kind != flashsale.HoldRefused {
 		t.Fatalf("hold of an unclaimed ticket = %+v, want refused", h)
 	}
-	wantStock(t, s, flashsale.Stock{Total: 10, Available: 10})
+	wantStock(t, s, flashsale.StockLevel{Total: 10, Available: 10})
 }
 
 // A ticket claimed in an earlier load of the stock (Redis lost its keys and
@@ -372,7 +372,7 @@ func TestConcurrentHoldsNeverOversell(t *testing.T) {
 	if kinds[flashsale.HoldHeld] != 50 {
 		t.Fatalf("held %d tickets of stock 50: %v", kinds[flashsale.HoldHeld], kinds)
 	}
-	wantStock(t, s, flashsale.Stock{Total: 50, Available: 0, Held: 50})
+	wantStock(t, s, flashsale.StockLevel{Total: 50, Available: 0, Held: 50})
 }
 
 func TestLostSaleIsRebuiltFromTheBookOfRecord(t *testing.T) {
@@ -385,7 +385,7 @@ func TestLostSaleIsRebuiltFromTheBookOfRecord(t *testing.T) {
 	}
 	k := s.segKeys("s1", 0)
 	s.rdb.Del(ctx, k.stock, k.holds, k.live, k.units)
-	wantStock(t, s, flashsale.Stock{Total: 10, Available: 7, Held: 2, Sold: 1})
+	wantStock(t, s, flashsale.StockLevel{Total: 10, Available: 7, Held: 2, Sold: 1})
 	// The rebuilt state knows the pending order's user is live and the paid one sold.
 	if out, _, _, _ := s.Claim(ctx, sale, "u1", flashsale.TicketClaim{ID: uuid.NewString()}, 1); out != flashsale.Existing {
 		t.Fatalf("claim by a user with a pending order after rebuild = %v, want Existing", out)
@@ -409,7 +409,7 @@ func TestReassertCountsAnOrderCommittedAfterARebuild(t *testing.T) {
 			t.Fatal(errs[0])
 		}
 	}
-	wantStock(t, s, flashsale.Stock{Total: 10, Available: 9, Held: 1})
+	wantStock(t, s, flashsale.StockLevel{Total: 10, Available: 9, Held: 1})
 }
 
 func TestPipelinedHoldsAcrossSalesWithoutCachedScripts(t *testing.T) {
@@ -504,12 +504,12 @@ func TestStaleSaleIsRebuiltBeforeItAdmits(t *testing.T) {
 	failed, inFlight := request("u1", 1), request("u3", 1)
 	claimAndHold(t, s, sale, failed)
 	claimAndHold(t, s, sale, inFlight)
-	wantStock(t, s, flashsale.Stock{Total: 10, Available: 8, Held: 2})
+	wantStock(t, s, flashsale.StockLevel{Total: 10, Available: 8, Held: 2})
 	paid := &flashsale.Order{ID: uuid.NewString(), SaleID: "s1", UserID: "u2", Quantity: 3, Status: flashsale.OrderPaid}
 	src.orders = []*flashsale.Order{paid}
 	src.outcomes = []*flashsale.Ticket{failed.Ticket(flashsale.TicketFailed)}
 	s.rdb.HSet(ctx, s.segKeys("s1", 0).stock, "srv", "another-server")
-	wantStock(t, s, flashsale.Stock{Total: 10, Available: 6, Held: 1, Sold: 3})
+	wantStock(t, s, flashsale.StockLevel{Total: 10, Available: 6, Held: 1, Sold: 3})
 	if live, _, units, err := s.Holder(ctx, "s1", "u3"); err != nil || live != inFlight.TicketID || units != 1 {
 		t.Errorf("the in-flight ticket's user after the rebuild: live %q units %d (%v), want %q and 1", live, units, err, inFlight.TicketID)
 	}
@@ -532,7 +532,7 @@ func TestReassertNeverTakesUnitsRedisDoesNotHave(t *testing.T) {
 	if errs[0] != nil || holds[0].Kind != flashsale.HoldHeld {
 		t.Fatalf("reassert = %+v, %v", holds[0], errs[0])
 	}
-	wantStock(t, s, flashsale.Stock{Total: 1, Available: 0, Held: 1})
+	wantStock(t, s, flashsale.StockLevel{Total: 1, Available: 0, Held: 1})
 }
 
 // A return lowers a sold ticket to what MySQL keeps: units move from sold to
@@ -545,14 +545,14 @@ func TestReturnLowersASoldTicketOnce(t *testing.T) {
 	if _, err := s.Confirm(ctx, flashsale.Part{SaleID: sale.ID, TicketID: req.TicketID, UserID: req.UserID}); err != nil {
 		t.Fatal(err)
 	}
-	wantStock(t, s, flashsale.Stock{Total: 10, Available: 7, Sold: 3})
+	wantStock(t, s, flashsale.StockLevel{Total: 10, Available: 7, Sold: 3})
 	// The second return (keep 0) arrives before the first (keep 2), and
 	// both are repeated.
 	for _, keep := range []int{0, 2, 0, 2} {
 		if _, err := s.Return(ctx, flashsale.Part{SaleID: sale.ID, TicketID: req.TicketID, UserID: req.UserID, Quantity: keep}); err != nil {
 			t.Fatal(err)
 		}
-		wantStock(t, s, flashsale.Stock{Total: 10, Available: 10})
+		wantStock(t, s, flashsale.StockLevel{Total: 10, Available: 10})
 	}
 }
 
@@ -569,14 +569,14 @@ func TestRetakeTakesAllUnitsOrNone(t *testing.T) {
 	if _, ok, err := s.Retake(ctx, flashsale.Part{SaleID: sale.ID, TicketID: late.TicketID, UserID: late.UserID, Quantity: 2}); err != nil || ok {
 		t.Fatalf("retake of 2 with 1 available: ok=%v err=%v, want refused", ok, err)
 	}
-	wantStock(t, s, flashsale.Stock{Total: 3, Available: 1, Held: 2})
+	wantStock(t, s, flashsale.StockLevel{Total: 3, Available: 1, Held: 2})
 	if _, ok, err := s.Retake(ctx, flashsale.Part{SaleID: sale.ID, TicketID: late.TicketID, UserID: late.UserID, Quantity: 1}); err != nil || !ok {
 		t.Fatalf("retake of 1 with 1 available: ok=%v err=%v, want taken", ok, err)
 	}
 	if _, ok, err := s.Retake(ctx, flashsale.Part{SaleID: sale.ID, TicketID: late.TicketID, UserID: late.UserID, Quantity: 1}); err != nil || !ok {
 		t.Fatalf("the same retake again: ok=%v err=%v, want still taken", ok, err)
 	}
-	wantStock(t, s, flashsale.Stock{Total: 3, Available: 0, Held: 3})
+	wantStock(t, s, flashsale.StockLevel{Total: 3, Available: 0, Held: 3})
 }
 
 // Holder reads a user's live ticket and units in a sale without a script:

@@ -63,7 +63,7 @@ type Sales interface {
 // its fast copy (Released writes it queued and announces it to the ticket's
 // event streams, which follow it as waiting until then).
 type Stock interface {
-	Stock(ctx context.Context, saleID string) (flashsale.Stock, error)
+	Stock(ctx context.Context, saleID string) (flashsale.StockLevel, error)
 	Claim(ctx context.Context, sale *flashsale.Sale, userID string, want flashsale.TicketClaim, qty int) (outcome flashsale.ClaimOutcome, id string, load int64, err error)
 	Released(ctx context.Context, tickets ...*flashsale.Ticket) error
 	GetTicket(ctx context.Context, ticketID string) (*flashsale.Ticket, error)

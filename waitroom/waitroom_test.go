@@ -63,8 +63,8 @@ type fakeStock struct {
 	decided   map[string]flashsale.TicketStatus
 }
 
-func (s *fakeStock) Stock(context.Context, string) (flashsale.Stock, error) {
-	return flashsale.Stock{Available: s.available}, nil
+func (s *fakeStock) Stock(context.Context, string) (flashsale.StockLevel, error) {
+	return flashsale.StockLevel{Available: s.available}, nil
 }
 func (s *fakeStock) Claim(_ context.Context, _ *flashsale.Sale, _ string, want flashsale.TicketClaim, _ int) (flashsale.ClaimOutcome, string, int64, error) {
 	return flashsale.Claimed, want.ID, 1, nil

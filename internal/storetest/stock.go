@@ -16,7 +16,7 @@ import (
 type Stock interface {
 	worker.Stock
 	lifecycle.Stock
-	Stock(ctx context.Context, saleID string) (flashsale.Stock, error)
+	Stock(ctx context.Context, saleID string) (flashsale.StockLevel, error)
 	GetTicket(ctx context.Context, ticketID string) (*flashsale.Ticket, error)
 }
 
@@ -95,7 +95,7 @@ func (s stock) figures(available, held, sold int) {
 	s.t.Helper()
 	st, err := s.Stock.Stock(ctx, s.sale.ID)
 	must(s.t, "stock", err)
-	want := flashsale.Stock{Total: s.sale.Stock, Available: available, Held: held, Sold: sold}
+	want := flashsale.StockLevel{Total: s.sale.Stock, Available: available, Held: held, Sold: sold}
 	if st != want {
 		s.t.Fatalf("stock %+v, want %+v", st, want)
 	}
