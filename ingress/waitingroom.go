@@ -359,12 +359,7 @@ func (s *Server) waitingLook(c *gin.Context, first ticketView) (v ticketView, kn
 	case places[0] < 0:
 		return v, false, nil
 	case places[0] == 0: // no longer waiting: its status
-		lt, err := s.lookupTicket(ctx, c, userOf(c), t.ID)
-		if err != nil {
-			return v, false, err
-		}
-		v, err = s.viewOf(ctx, lt)
-		return v, err == nil, err
+		return s.leftView(ctx, c, t.ID)
 	}
 	sl, err := s.cfg.Sales.Get(ctx, sale)
 	if err != nil {
@@ -389,6 +384,26 @@ func (s *Server) releasedView(c *gin.Context, t *flashsale.Ticket) ticketView {
 		v.place = s.estimate(t.Lines()[0].SaleID, 0, time.Now())
 	}
 	return v
+}
+
+// leftView is the view of a ticket that left its line: as its line row has
+// it when it left without an order (cancelled, or ended sold_out: one read,
+// which matters when a sale's line ends thousands of streams at once), else
+// as any lookup finds it (released: its copy, or the orders' book).
+func (s *Server) leftView(ctx context.Context, c *gin.Context, id string) (ticketView, bool, error) {
+	user := userOf(c)
+	lt, err := s.cfg.WaitingLine.GetLineTicket(ctx, id)
+	if err == nil && lt.UserID == user && (lt.Status == flashsale.TicketCancelled || lt.Status == flashsale.TicketSoldOut) {
+		v := ticketView{Ticket: *lt}
+		v.SetLines(lt.Lines())
+		v.PayBy = nil
+		return v, true, nil
+	}
+	if lt, err = s.lookupTicket(ctx, c, user, id); err != nil {
+		return ticketView{}, false, err
+	}
+	v, err := s.viewOf(ctx, lt)
+	return v, err == nil, err
 }
 
 // drawSettled is how long after starts_at a line's drawn set is final: the
