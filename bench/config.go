@@ -20,6 +20,11 @@ const (
 	// arrivalWaitingRoom creates the sale with a waiting room: users enter
 	// the line during --room-window before the opening (see waitroom.go).
 	arrivalWaitingRoom = "waiting-room"
+	// arrivalEarly is the crowd of arrivalWaitingRoom without the room: the
+	// users arrive spread the same way over --room-window before the
+	// opening (roomArrival) and press buy, again after each 409 not_started
+	// (at most once a second, or at its Retry-After), until the sale opens.
+	arrivalEarly = "early"
 )
 
 // Inventory back ends for --inventory.
@@ -152,9 +157,9 @@ func parseConfig(args []string, getenv func(string) string, errOut io.Writer) (C
 	fs.IntVar(&c.Stock, "stock", 1000, "stock of the sale in units")
 	fs.IntVar(&c.PerUserLimit, "per-user-limit", 1, "per_user_limit of the sale")
 	fs.IntVar(&c.Conns, "conns", 256, "max concurrent HTTP connections / in-flight user requests")
-	fs.StringVar(&c.Arrival, "arrival", arrivalBurst, "arrival pattern: burst (all at once), ramp (spread over --ramp) or waiting-room (the sale has a waiting room: users enter its line spread over --room-window before the opening, then follow their tickets; the draw is checked)")
+	fs.StringVar(&c.Arrival, "arrival", arrivalBurst, "arrival pattern: burst (all at once), ramp (spread over --ramp) waiting-room (the sale has a waiting room: users enter its line spread over --room-window before the opening, then follow their tickets; the draw is checked) or early (no room: users arrive as with waiting-room and press buy again, at most once a second, until the sale opens)")
 	fs.IntVar(&c.Waitlist, "waitlist", -1, "with --arrival waiting-room: the sale's waiting_room.waitlist (-1: --stock/10)")
-	fs.DurationVar(&c.RoomWindow, "room-window", 0, "with --arrival waiting-room: how long the line is open before the sale starts (0: 2s + 1s per 1000 users, at most 60s)")
+	fs.DurationVar(&c.RoomWindow, "room-window", 0, "with --arrival waiting-room: how long the line is open before the sale starts; with --arrival early: the window before the opening over which users arrive (0: 2s + 1s per 1000 users, at most 60s)")
 	fs.DurationVar(&c.Ramp, "ramp", 0, "time over which users arrive with --arrival ramp")
 	fs.Float64Var(&c.PayRatio, "pay-ratio", 0.3, "share of created orders that are paid (0..1)")
 	fs.Float64Var(&c.CancelRatio, "cancel-ratio", 0, "share of unpaid orders that are cancelled (0..1); the rest are left to expire")
@@ -296,11 +301,24 @@ func (c *Config) validate() error {
 		if c.RoomWindow < 0 || c.RoomWindow > maxReservationWn {
 			bad("--room-window %v: want 0..%v", c.RoomWindow, maxReservationWn)
 		}
+	case arrivalEarly:
+		if c.Ramp != 0 {
+			bad("--ramp only applies with --arrival ramp")
+		}
+		if c.Reservation {
+			bad("--arrival early: not with --reservation (its users arrive before the opening)")
+		}
+		if c.RoomWindow < 0 || c.RoomWindow > maxReservationWn {
+			bad("--room-window %v: want 0..%v", c.RoomWindow, maxReservationWn)
+		}
 	default:
-		bad("--arrival %q: want burst, ramp or waiting-room", c.Arrival)
+		bad("--arrival %q: want burst, ramp, waiting-room or early", c.Arrival)
 	}
-	if c.Arrival != arrivalWaitingRoom && (c.Waitlist != -1 || c.RoomWindow != 0) {
-		bad("--waitlist and --room-window only apply with --arrival waiting-room")
+	if c.Arrival != arrivalWaitingRoom && c.Waitlist != -1 {
+		bad("--waitlist only applies with --arrival waiting-room")
+	}
+	if c.Arrival != arrivalWaitingRoom && c.Arrival != arrivalEarly && c.RoomWindow != 0 {
+		bad("--room-window only applies with --arrival waiting-room or early")
 	}
 	if !validRatio(c.PayRatio) {
 		bad("--pay-ratio %v: want 0..1", c.PayRatio)
@@ -402,10 +420,14 @@ func defaultWindow(users int) time.Duration {
 // waitingRoom reports whether the run's sale has a waiting room.
 func (c *Config) waitingRoom() bool { return c.Arrival == arrivalWaitingRoom }
 
-// roomWindow is how long the waiting room is open before the opening (0
-// without one).
+// arrivesEarly reports whether the run's users arrive over a window before
+// the opening (--arrival waiting-room or early).
+func (c *Config) arrivesEarly() bool { return c.waitingRoom() || c.Arrival == arrivalEarly }
+
+// roomWindow is how long the waiting room is open before the opening, or
+// the window of --arrival early's arrivals (0 without either).
 func (c *Config) roomWindow() time.Duration {
-	if !c.waitingRoom() {
+	if !c.arrivesEarly() {
 		return 0
 	}
 	if c.RoomWindow > 0 {

@@ -502,6 +502,8 @@ func writeText(w io.Writer, rep *Report) {
 		fmt.Fprintf(w, " over %v", c.Ramp)
 	case arrivalWaitingRoom:
 		fmt.Fprintf(w, " (line open %gs before the opening, waitlist %d)", c.RoomWindowSeconds, c.Waitlist)
+	case arrivalEarly:
+		fmt.Fprintf(w, " (users arrive over the %gs before the opening and press buy until it opens)", c.RoomWindowSeconds)
 	}
 	fmt.Fprintf(w, "  reservation %v  pay %.0f%%  cancel %.0f%%  payment window %ds  seed %d\n",
 		c.Reservation, c.PayRatio*100, c.CancelRatio*100, c.PaymentWindow, c.Seed)

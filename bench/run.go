@@ -22,7 +22,8 @@ import (
 type schedule struct {
 	opensAt  time.Time // reservation window; zero without one
 	closesAt time.Time
-	// roomOpensAt is the waiting room's opens_at; zero without one.
+	// roomOpensAt is the waiting room's opens_at, or --arrival early's
+	// first arrival; zero without either.
 	roomOpensAt time.Time
 	startsAt    time.Time
 	endsAt      time.Time
@@ -206,7 +207,7 @@ func (r *run) setup(ctx context.Context) error {
 		r.sched.opensAt = base.Add(r.cfg.StartDelay)
 		r.sched.closesAt = r.sched.opensAt.Add(r.cfg.reservationWindow())
 		r.sched.startsAt = r.sched.closesAt.Add(r.cfg.StartDelay)
-	} else if r.cfg.waitingRoom() {
+	} else if r.cfg.arrivesEarly() {
 		r.sched.roomOpensAt = base.Add(r.cfg.StartDelay)
 		r.sched.startsAt = r.sched.roomOpensAt.Add(r.cfg.roomWindow())
 	} else {

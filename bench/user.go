@@ -191,7 +191,7 @@ func (r *run) simulate(ctx context.Context, u *simUser) {
 	switch r.cfg.Arrival {
 	case arrivalRamp:
 		arrive = r.local(r.sched.startsAt).Add(time.Duration(int64(r.cfg.Ramp) * int64(u.n) / int64(r.cfg.Users)))
-	case arrivalWaitingRoom:
+	case arrivalWaitingRoom, arrivalEarly:
 		arrive = r.local(r.sched.roomOpensAt).Add(roomArrival(r.cfg.roomWindow(), u.n, r.cfg.Users))
 	}
 	if !arrive.IsZero() && !sleepCtx(ctx, time.Until(arrive)) {
@@ -294,6 +294,17 @@ func (r *run) retryDelay(u *simUser, resp *apiResponse, attempt int) time.Durati
 	return retryAfterDelay(u.rng, resp, attempt)
 }
 
+// earlyRetry is how long a user of --arrival early waits after a 409
+// not_started: the answer's Retry-After, at least a second, plus up to a
+// quarter of a second at random (users do not press in step).
+func earlyRetry(rng *rand.Rand, resp *apiResponse) time.Duration {
+	d := time.Second
+	if resp.HasRetryAfter {
+		d = max(d, resp.RetryAfter)
+	}
+	return d + time.Duration(rng.Int64N(int64(time.Second/4)))
+}
+
 func retryAfterDelay(rng *rand.Rand, resp *apiResponse, attempt int) time.Duration {
 	if resp.HasRetryAfter {
 		ra := max(resp.RetryAfter, 5*time.Millisecond)
@@ -361,8 +372,14 @@ func (r *run) purchase(ctx context.Context, u *simUser) *ticketTrack {
 		case http.StatusConflict:
 			switch resp.Code {
 			case "not_started":
-				// Clock skew: the sale opens in a moment.
 				r.rec.count("purchase_retry_not_started", 1)
+				if r.cfg.Arrival == arrivalEarly && r.serverNow().Before(r.sched.startsAt) {
+					// Arrived early: press buy again in a second (or at the
+					// answer's Retry-After), until the sale opens.
+					sleepCtx(ctx, earlyRetry(u.rng, resp))
+					break
+				}
+				// Clock skew: the sale opens in a moment.
 				sleepCtx(ctx, u.jitter(40*time.Millisecond))
 			case "sold_out":
 				u.outcome = outcomeSoldOut

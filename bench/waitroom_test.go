@@ -315,3 +315,31 @@ func TestMainWaitingRoomAgainstFake(t *testing.T) {
 		})
 	}
 }
+
+// --arrival early: the crowd arrives as in a waiting room's window, without
+// the room: each user presses buy before the opening (409 not_started) and
+// again about once a second, not every 40 ms, until the sale opens; then
+// the sale runs as a burst.
+func TestMainEarlyArrivalAgainstFake(t *testing.T) {
+	_, srv := newFakeServer(t)
+	jsonPath := filepath.Join(t.TempDir(), "r.json")
+	code, out, errOut := runMainForTest(t, benchArgs(srv.URL,
+		"--arrival", "early", "--room-window", "3s", "--users", "20", "--stock", "8",
+		"--pay-ratio", "1", "--duration", "20s", "--json", jsonPath))
+	var rep Report
+	readReport(t, jsonPath, &rep)
+	if code != 0 || !rep.Pass {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	// Users arrive over the first 1.5 s of the 3 s window: each presses 2 or
+	// 3 times before the opening (1.5 to 3 s early, a press a second).
+	if n := rep.Counters["purchase_retry_not_started"]; n < 20 || n > 20*3 {
+		t.Errorf("%d presses answered not_started, want 20..60 (each user about once a second from its arrival)", n)
+	}
+	if rep.Purchase.OrdersCreated != 8 || rep.Tickets[statusSoldOut] != 12 || rep.Draw != nil {
+		t.Errorf("orders %d, tickets %v, draw %v: want 8 orders, 12 sold_out, no draw", rep.Purchase.OrdersCreated, rep.Tickets, rep.Draw)
+	}
+	if !strings.Contains(out, "arrival early (users arrive over the 3s before the opening") {
+		t.Errorf("summary does not name the arrival:\n%s", out)
+	}
+}

@@ -165,7 +165,7 @@ func (s *Server) ticketEvents(c *gin.Context) {
 		return
 	}
 	if v.Status == flashsale.TicketWaiting {
-		if v, ok = s.followWaiting(c, f, e, read); !ok {
+		if v, ok = s.followWaiting(c, f, e, v, read); !ok {
 			return
 		}
 	}

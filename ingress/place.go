@@ -26,8 +26,9 @@ import (
 //     the last paceWindow. No Redis command is spent on it.
 //   - poll_after_ms: when a client that polls should look again: half the
 //     ETA, within [500 ms, 10 s]; without an ETA, 5 ms per place within
-//     [1 s, 10 s] (the line is not moving, or the sale just started). A client
-//     that follows it polls a few times per wait instead of every 100 ms.
+//     [1 s, 10 s] (the line is not moving, or the sale just started); for a
+//     waiting ticket within [.., 30 s] (pollMaxWaiting). A client that
+//     follows it polls a few times per wait instead of every 100 ms.
 //
 // For a bundle, the place is in the line of its first sale.
 
@@ -86,10 +87,23 @@ func (s *Server) viewOf(ctx context.Context, t *flashsale.Ticket) (ticketView, e
 	return v, nil
 }
 
-// estimate is the place of a ticket at position pos (0: unknown, shown as
-// null) in the sale's line at now.
+// pollMaxWaiting is pollMax for a waiting ticket (in a waiting room's line,
+// after the draw): the same rules within [500 ms, 30 s]. Deep in a line of
+// 100,000 its wait is minutes, and at 10 s each of its tickets would poll
+// every 10 s meanwhile (7,000 polls a second for 70,000 waiting); what it
+// gives up: a ticket ended sold_out unannounced is seen up to 30 s late by
+// a poller (a stream shows it within about 2 s).
+const pollMaxWaiting = 30 * time.Second
+
+// estimate is the place of a queued ticket at position pos (0: unknown,
+// shown as null) in the sale's line at now.
 func (s *Server) estimate(sale string, pos int, now time.Time) *place {
-	p := &place{PollAfter: int(min(max(time.Duration(pos)*pollPerPlace, pollMinUnknown), pollMax).Milliseconds())}
+	return s.estimateUpTo(sale, pos, now, pollMax)
+}
+
+// estimateUpTo is estimate with poll_after_ms at most most.
+func (s *Server) estimateUpTo(sale string, pos int, now time.Time, most time.Duration) *place {
+	p := &place{PollAfter: int(min(max(time.Duration(pos)*pollPerPlace, pollMinUnknown), most).Milliseconds())}
 	if pos == 0 {
 		return p
 	}
@@ -97,7 +111,7 @@ func (s *Server) estimate(sale string, pos int, now time.Time) *place {
 	if rate := s.pace.rate(sale, now); rate > 0 {
 		eta := int(math.Ceil(float64(pos) / rate))
 		p.ETA = &eta
-		p.PollAfter = int(min(max(time.Duration(eta)*time.Second/2, pollMin), pollMax).Milliseconds())
+		p.PollAfter = int(min(max(time.Duration(eta)*time.Second/2, pollMin), most).Milliseconds())
 	}
 	return p
 }

@@ -176,6 +176,16 @@ func (st *streams) deliver(tickets []*flashsale.Ticket) {
 	}
 }
 
+// wake has the streams of ticket id read it again (its status changed
+// through this node, unannounced: a waiting ticket left its line).
+func (st *streams) wake(id string) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for f := range st.byID[id] {
+		put(f.news, nil)
+	}
+}
+
 // wakeAll has every stream read its ticket again.
 func (st *streams) wakeAll() {
 	st.mu.Lock()

@@ -32,6 +32,13 @@ type WaitingLine interface {
 	// LinePosition returns 1 + the tickets waiting ahead of the waiting
 	// ticket id in its sale's line (0 when it is not waiting there).
 	LinePosition(ctx context.Context, saleID, id string) (int, error)
+	// WaitingPlaces returns, for each of ids (tickets of the sale's line),
+	// its place as a snapshot of the line that this process's readers share
+	// has it, without reading each ticket: >= 1 waiting at that position
+	// (lagging the line by about a second), 0 no longer waiting (released,
+	// left, ended) or not in the line, -1 not known yet (seen waiting after
+	// the snapshot was read).
+	WaitingPlaces(ctx context.Context, saleID string, ids []string) ([]int, error)
 	// LineEntries counts the tickets waiting in the sale's line.
 	LineEntries(ctx context.Context, saleID string) (int, error)
 	// DrawnEntries counts the tickets of the sale's draw: those waiting in
@@ -164,7 +171,7 @@ func (s *Server) waitingPlace(ctx context.Context, t *flashsale.Ticket) (*place,
 			return nil, flashsale.Unavailable(err, "cannot read the ticket's place now; retry")
 		}
 	}
-	return s.estimate(saleID, pos, time.Now()), nil
+	return s.estimateUpTo(saleID, pos, time.Now(), pollMaxWaiting), nil
 }
 
 // untilDrawn is a waiting ticket's poll_after before the draw, left before
@@ -202,6 +209,7 @@ func (s *Server) leaveLine(c *gin.Context) {
 		s.WriteError(c, err)
 		return
 	}
+	s.streams.wake(id)    // this node's streams of it: cancelled now, not at the next snapshot
 	t.SetLines(t.Lines()) // a ticket's view lists its items (see lookupTicket)
 	v, err := s.viewOf(ctx, t)
 	if err != nil {
@@ -211,10 +219,12 @@ func (s *Server) leaveLine(c *gin.Context) {
 	c.JSON(http.StatusOK, v)
 }
 
-// waitingReread is how often the event stream of a waiting ticket reads it:
-// a waiting room's line moves in MySQL, which announces nothing, so its
-// position moves, and the tickets it ends (left, sold_out), are seen by
-// reading (within 1 s).
+// waitingReread is how often the event stream of a waiting ticket looks at
+// its place in the line's shared snapshot (WaitingLine.WaitingPlaces, read
+// once a second per process and sale, not per stream): a waiting room's line
+// moves in MySQL, which announces neither the moves nor the tickets it ends
+// (left on another node, sold_out), so they are seen there (within about
+// 2 s: the snapshot's age and this).
 const waitingReread = 900 * time.Millisecond
 
 // releaseGrace is how long the stream of a waiting ticket whose decision was
@@ -223,27 +233,38 @@ const waitingReread = 900 * time.Millisecond
 // worker may announce the decision before that reaches this ingress.
 const releaseGrace = 500 * time.Millisecond
 
-// followWaiting streams a waiting ticket (its first event sent) until it is
-// no longer waiting, and returns its last view, sent (false when the stream
-// is over: the client left, the server closes streams).
+// followWaiting streams a waiting ticket (its first event first, sent) until
+// it is no longer waiting, and returns its last view, sent (false when the
+// stream is over: the client left, the server closes streams).
 //
-// Every waitingReread it reads the ticket with its place and sends it when
-// its status or position changed, with a comment at least every
-// streamHeartbeat. The release and the decisions are announced (f.news, the
-// stream follows its ticket id from the start): a released ticket is sent
+// Every waitingReread it looks the ticket up in the line's shared snapshot
+// (see waitingReread): a new place (from the draw on) is sent, a ticket that
+// the snapshot shows no longer waiting is read (once: its status changed),
+// and nothing else reads MySQL for it. Without announcements (no
+// Decisions) the ticket is read every StreamReread too. A comment goes out at
+// least every streamHeartbeat. The release and the decisions are announced
+// (f.news, the stream follows its ticket id from the start), and so is a
+// leave through this node (nil: read again): a released ticket is sent
 // queued at once, with its place in the pipeline's line, and is followed on
 // like any queued ticket; a decision announced before the release waits up
 // to releaseGrace for it, so that queued is sent first. A read never goes
 // ahead of the announcements: while one is pending, what the read found is
 // left to it, so a ticket released, decided and its order cancelled between
-// two reads is sent queued and pending_payment (whose event ends the
+// two looks is sent queued and pending_payment (whose event ends the
 // stream), not cancelled. Only when the announcements are lost (Redis
-// pub/sub delivers at most once) does a read show a later status alone.
-func (s *Server) followWaiting(c *gin.Context, f *follower, e *eventStream, read func(placed bool) (ticketView, error)) (ticketView, bool) {
+// pub/sub delivers at most once) does a read show a later status alone (a
+// lost release: once the snapshot shows the ticket released).
+func (s *Server) followWaiting(c *gin.Context, f *follower, e *eventStream, first ticketView, read func(placed bool) (ticketView, error)) (ticketView, bool) {
 	every := time.NewTicker(waitingReread)
 	defer every.Stop()
 	heartbeat := time.NewTicker(streamHeartbeat)
 	defer heartbeat.Stop()
+	var reread <-chan time.Time
+	if s.cfg.Decisions == nil {
+		t := time.NewTicker(s.cfg.StreamReread)
+		defer t.Stop()
+		reread = t.C
+	}
 	grace := time.NewTimer(releaseGrace)
 	grace.Stop()
 	defer grace.Stop()
@@ -261,6 +282,7 @@ func (s *Server) followWaiting(c *gin.Context, f *follower, e *eventStream, read
 	}
 	for {
 		var v ticketView
+		var err error
 		select {
 		case <-c.Request.Context().Done():
 			return ticketView{}, false
@@ -277,6 +299,7 @@ func (s *Server) followWaiting(c *gin.Context, f *follower, e *eventStream, read
 		case t := <-f.news:
 			switch {
 			case t == nil: // read again (an announcement may have been missed)
+				v, err = read(true)
 			case t.Status == flashsale.TicketQueued:
 				return released(s.releasedView(c, t))
 			case decided == nil && t.Status != flashsale.TicketWaiting:
@@ -286,9 +309,14 @@ func (s *Server) followWaiting(c *gin.Context, f *follower, e *eventStream, read
 			default:
 				continue
 			}
+		case <-reread:
+			v, err = read(true)
 		case <-every.C:
+			var known bool
+			if v, known, err = s.waitingLook(c, first); err == nil && !known {
+				continue
+			}
 		}
-		v, err := read(true)
 		if err != nil {
 			s.log.Debug("a waiting ticket's stream could not read it; again later", "ticket", c.Param("id"), "err", err)
 			continue
@@ -314,6 +342,35 @@ func (s *Server) followWaiting(c *gin.Context, f *follower, e *eventStream, read
 	}
 }
 
+// waitingLook is what the line's shared snapshot says of the waiting ticket
+// of first (the stream's first view): its view with its place when it is
+// still waiting there and the sale was drawn, or the ticket read anew when
+// the snapshot shows it no longer waiting; known is false when there is
+// nothing new to tell (before the draw, or not in the snapshot yet).
+func (s *Server) waitingLook(c *gin.Context, first ticketView) (v ticketView, known bool, err error) {
+	ctx, cancel := s.streamRead(c)
+	defer cancel()
+	t := &first.Ticket
+	sale := t.Lines()[0].SaleID
+	places, err := s.cfg.WaitingLine.WaitingPlaces(ctx, sale, []string{t.ID})
+	switch {
+	case err != nil:
+		return v, false, err
+	case places[0] < 0:
+		return v, false, nil
+	case places[0] == 0: // no longer waiting: its status
+		return s.leftView(ctx, c, t.ID)
+	}
+	sl, err := s.cfg.Sales.Get(ctx, sale)
+	if err != nil {
+		return v, false, err
+	}
+	if !sl.Drawn(s.cfg.Now()) {
+		return v, false, nil
+	}
+	return ticketView{Ticket: *t, place: s.estimateUpTo(sale, places[0], time.Now(), pollMaxWaiting)}, true, nil
+}
+
 // releasedView is the view of a ticket announced released: queued, with its
 // place in the pipeline's line (unknown when it cannot be read now).
 func (s *Server) releasedView(c *gin.Context, t *flashsale.Ticket) ticketView {
@@ -327,6 +384,26 @@ func (s *Server) releasedView(c *gin.Context, t *flashsale.Ticket) ticketView {
 		v.place = s.estimate(t.Lines()[0].SaleID, 0, time.Now())
 	}
 	return v
+}
+
+// leftView is the view of a ticket that left its line: as its line row has
+// it when it left without an order (cancelled, or ended sold_out: one read,
+// which matters when a sale's line ends thousands of streams at once), else
+// as any lookup finds it (released: its copy, or the orders' book).
+func (s *Server) leftView(ctx context.Context, c *gin.Context, id string) (ticketView, bool, error) {
+	user := userOf(c)
+	lt, err := s.cfg.WaitingLine.GetLineTicket(ctx, id)
+	if err == nil && lt.UserID == user && (lt.Status == flashsale.TicketCancelled || lt.Status == flashsale.TicketSoldOut) {
+		v := ticketView{Ticket: *lt}
+		v.SetLines(lt.Lines())
+		v.PayBy = nil
+		return v, true, nil
+	}
+	if lt, err = s.lookupTicket(ctx, c, user, id); err != nil {
+		return ticketView{}, false, err
+	}
+	v, err := s.viewOf(ctx, lt)
+	return v, err == nil, err
 }
 
 // drawSettled is how long after starts_at a line's drawn set is final: the

@@ -3,6 +3,7 @@ package ingress
 import (
 	"context"
 	"io"
+	"net/http"
 	"strconv"
 	"sync"
 	"testing"
@@ -17,6 +18,13 @@ type fakeWaitingLine struct {
 	mu          sync.Mutex
 	tickets     map[string]*flashsale.Ticket
 	pos         map[string]int
+	reads       int // GetLineTicket and LinePosition calls: a MySQL read each
+}
+
+func (l *fakeWaitingLine) readCount() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.reads
 }
 
 func (l *fakeWaitingLine) set(t *flashsale.Ticket, pos int) {
@@ -28,6 +36,7 @@ func (l *fakeWaitingLine) set(t *flashsale.Ticket, pos int) {
 func (l *fakeWaitingLine) GetLineTicket(_ context.Context, id string) (*flashsale.Ticket, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.reads++
 	if t := l.tickets[id]; t != nil {
 		return t, nil
 	}
@@ -37,17 +46,31 @@ func (l *fakeWaitingLine) GetLineTicket(_ context.Context, id string) (*flashsal
 func (l *fakeWaitingLine) LinePosition(_ context.Context, _, id string) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.reads++
 	return l.pos[id], nil
+}
+
+// WaitingPlaces is the position of each ticket still waiting, else 0.
+func (l *fakeWaitingLine) WaitingPlaces(_ context.Context, _ string, ids []string) ([]int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]int, len(ids))
+	for i, id := range ids {
+		if t := l.tickets[id]; t != nil && t.Status == flashsale.TicketWaiting {
+			out[i] = l.pos[id]
+		}
+	}
+	return out, nil
 }
 
 // waitingStream serves the handler fixture over HTTP with sale a drawn
 // (a waiting room whose starts_at passed) and u1's ticket waiting in its
 // line at position 2, and opens that ticket's stream; it returns the
 // fixture, the line, the ticket and the stream, its first event read.
-func waitingStream(t *testing.T) (*handlerFixture, *fakeWaitingLine, *flashsale.Ticket, *streamClient) {
+func waitingStream(t *testing.T, opts ...func(*Config)) (*handlerFixture, *fakeWaitingLine, *flashsale.Ticket, *streamClient) {
 	t.Helper()
 	line := &fakeWaitingLine{tickets: map[string]*flashsale.Ticket{}, pos: map[string]int{}}
-	f, srv, _ := streamFixture(t, 0, func(c *Config) { c.WaitingLine = line })
+	f, srv, _ := streamFixture(t, 0, append([]func(*Config){func(c *Config) { c.WaitingLine = line }}, opts...)...)
 	f.sales["a"].WaitingRoom = &flashsale.WaitingRoom{OpensAt: time.Now().Add(-2 * time.Hour)}
 	w := &flashsale.Ticket{ID: flashsale.NewTicketID("u1"), UserID: "u1", SaleID: "a", Quantity: 1, Status: flashsale.TicketWaiting}
 	line.set(w, 2)
@@ -166,5 +189,51 @@ func TestTicketEventsWaitingTicketReadAgain(t *testing.T) {
 	f.stock.Queued(t.Context(), released(w))
 	if _, v, _, err := s.next(t); err != nil || v["status"] != "queued" || v["position"] != 1.0 {
 		t.Fatalf("after the release: %v %v, want queued at position 1", v, err)
+	}
+}
+
+// quietDecisions announces nothing.
+type quietDecisions struct{}
+
+func (quietDecisions) FollowDecisions(ctx context.Context, _ func([]*flashsale.Ticket), synced func()) error {
+	synced()
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// With announcements, a waiting ticket's stream reads nothing of its own
+// while the ticket waits: its moves come from the line's shared snapshot
+// (WaitingPlaces), and the ticket is read once, when the snapshot shows it
+// no longer waiting (here: left on another node, unannounced).
+func TestTicketEventsWaitingTicketReadsNothingWhileItWaits(t *testing.T) {
+	_, line, w, s := waitingStream(t, func(c *Config) { c.Decisions = quietDecisions{} })
+	opened := line.readCount()
+	line.set(w, 1)
+	if _, v, _, err := s.next(t); err != nil || v["status"] != "waiting" || v["position"] != 1.0 {
+		t.Fatalf("after the line moved: %v %v, want waiting at position 1", v, err)
+	}
+	left := *w
+	left.Status = flashsale.TicketCancelled
+	line.set(&left, 0)
+	if _, v, _, err := s.next(t); err != nil || v["status"] != "cancelled" {
+		t.Fatalf("after the ticket left: %v %v, want cancelled", v, err)
+	}
+	if n := line.readCount() - opened; n != 1 {
+		t.Errorf("the stream read its ticket's line row %d times after its first event, want once (when it left)", n)
+	}
+}
+
+// A waiting ticket deep in a drawn line is told to look again in 30 s, not
+// the 10 s of a queued ticket: a line of 70,000 would poll 7,000 times a
+// second.
+func TestWaitingTicketDeepInTheLinePollsSeldom(t *testing.T) {
+	line := &fakeWaitingLine{tickets: map[string]*flashsale.Ticket{}, pos: map[string]int{}}
+	f := newHandlerFixture(t, fakeLifecycle{}, func(c *Config) { c.WaitingLine = line })
+	f.sales["a"].WaitingRoom = &flashsale.WaitingRoom{OpensAt: time.Now().Add(-2 * time.Hour)}
+	deep := &flashsale.Ticket{ID: flashsale.NewTicketID("u1"), UserID: "u1", SaleID: "a", Quantity: 1, Status: flashsale.TicketWaiting}
+	line.set(deep, 50000)
+	code, v := f.send(t, http.MethodGet, "/api/v1/tickets/"+deep.ID, "u1", "")
+	if code != http.StatusOK || v["position"] != 50000.0 || v["poll_after_ms"] != float64(pollMaxWaiting.Milliseconds()) {
+		t.Errorf("waiting 50,000th: %d %v, want position 50000, poll_after_ms %d", code, v, pollMaxWaiting.Milliseconds())
 	}
 }

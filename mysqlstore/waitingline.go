@@ -42,6 +42,9 @@ func (s *Store) EnterLine(ctx context.Context, t *flashsale.Ticket, key string, 
 	if err != nil {
 		return nil, false, err
 	}
+	if r.fresh {
+		s.saw(t.SaleID, map[string]string{t.ID: key}, time.Now())
+	}
 	return r.t, r.fresh, nil
 }
 
@@ -160,16 +163,30 @@ func (s *Store) waitingTicket(ctx context.Context, saleID, userID string) (*flas
 // GetLineTicket returns a ticket that entered a line, as the line has it
 // (waiting, or the status it left with), or an error wrapping
 // flashsale.ErrNotFound.
+//
+// A waiting ticket's key is remembered for WaitingPlaces.
 func (s *Store) GetLineTicket(ctx context.Context, id string) (*flashsale.Ticket, error) {
-	t, err := scanLineTicket(s.meta.QueryRowContext(ctx, `SELECT `+lineColumns+` FROM waiting_line WHERE ticket_id = ?`, id))
+	var key string
+	t, err := scanLineTicket(scannerFunc(func(dest ...any) error {
+		return s.meta.QueryRowContext(ctx, `SELECT `+lineColumns+`, line_key FROM waiting_line WHERE ticket_id = ?`, id).
+			Scan(append(dest, &key)...)
+	}))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, flashsale.Errorf(flashsale.CodeNotFound, "no ticket %q in a line", id)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("mysqlstore: line ticket: %w", err)
 	}
+	if t.Status == flashsale.TicketWaiting {
+		s.saw(t.SaleID, map[string]string{t.ID: key}, time.Now())
+	}
 	return t, nil
 }
+
+// scannerFunc is a scanner of a function.
+type scannerFunc func(dest ...any) error
+
+func (f scannerFunc) Scan(dest ...any) error { return f(dest...) }
 
 // LeaveLine makes the user's waiting ticket id cancelled and returns it; a
 // ticket already cancelled is returned unchanged. A ticket of the line in any
@@ -224,6 +241,7 @@ func (s *Store) LinePosition(ctx context.Context, saleID, id string) (int, error
 		return 0, nil
 	}
 	if err == nil {
+		s.saw(saleID, map[string]string{id: key}, time.Now())
 		if snap, err := s.snapshot(ctx, saleID); err == nil {
 			if ahead := snap.ahead(key); ahead >= countedBelow {
 				return ahead + 1, nil

@@ -340,3 +340,74 @@ func TestLinePositionDeepInALine(t *testing.T) {
 		t.Errorf("a ticket that left: position %d, want 0", p)
 	}
 }
+
+// TestWaitingPlaces: the places of a line's tickets from the shared
+// snapshot are their positions (keys seen through GetLineTicket or read in
+// one batch alike); a ticket released or left has 0 once the snapshot is
+// read again; one entered after the snapshot is -1 until the next one; a
+// ticket of no line has 0.
+func TestWaitingPlaces(t *testing.T) {
+	s := openTestStore(t)
+	ctx := context.Background()
+	sale := roomSale(t, s, "places", time.Now().UTC().Add(time.Hour).Truncate(time.Microsecond))
+	const n = 20
+	keys := make([]string, n)
+	ids := map[string]string{}
+	for i := range n {
+		u := fmt.Sprintf("user-%03d", i)
+		tk := &flashsale.Ticket{ID: flashsale.NewTicketID(u), SaleID: sale.ID, UserID: u, Quantity: 1, Status: flashsale.TicketWaiting}
+		keys[i] = sale.LineKey(u, tk.ID, sale.StartsAt.Add(-time.Minute))
+		ids[keys[i]] = tk.ID
+		if _, _, err := s.EnterLine(ctx, tk, keys[i], time.Now(), -1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	slices.Sort(keys)
+	ordered := make([]string, n)
+	for i, k := range keys {
+		ordered[i] = ids[k]
+	}
+	places := func(ids ...string) []int {
+		t.Helper()
+		p, err := s.WaitingPlaces(ctx, sale.ID, ids)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	// Entered before any snapshot: known once the first is read.
+	testenv.Eventually(t, 5*time.Second, "the line's places", func() bool {
+		return slices.Equal(places(ordered...), []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20})
+	})
+	// A process that never saw the keys reads them in one batch.
+	s.ranks.mu.Lock()
+	s.ranks.seen = nil
+	s.ranks.mu.Unlock()
+	if p := places(ordered[19], ordered[3], "no-such-ticket"); !slices.Equal(p, []int{20, 4, 0}) {
+		t.Errorf("places of keys read in a batch: %v, want [20 4 0]", p)
+	}
+	if err := s.LeaveLineAs(ctx, sale.ID, ordered[:2], flashsale.TicketQueued, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	leaver := ordered[10]
+	lt, err := s.GetLineTicket(ctx, leaver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.LeaveLine(ctx, lt.UserID, leaver, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	// Released ones are no longer waiting but still ahead; the leaver is gone.
+	testenv.Eventually(t, 5*time.Second, "the places after 2 released and 1 left", func() bool {
+		p := places(ordered[0], ordered[1], ordered[5], leaver, ordered[19])
+		return slices.Equal(p, []int{0, 0, 6, 0, 19})
+	})
+	late := &flashsale.Ticket{ID: flashsale.NewTicketID("late"), SaleID: sale.ID, UserID: "late", Quantity: 1, Status: flashsale.TicketWaiting}
+	if _, _, err := s.EnterLine(ctx, late, "1"+strings.Repeat("9", 30), time.Now(), -1); err != nil {
+		t.Fatal(err)
+	}
+	if p := places(late.ID); p[0] != -1 {
+		t.Errorf("a ticket entered after the snapshot: place %d, want -1 (not known yet)", p[0])
+	}
+	testenv.Eventually(t, 5*time.Second, "the late ticket's place", func() bool { return places(late.ID)[0] == 20 })
+}
