@@ -352,7 +352,7 @@ func (s *Store) LeaveLineAs(ctx context.Context, saleID string, ids []string, st
 		args = append(args, id)
 	}
 	err := inTx(ctx, s.meta, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE waiting_line SET status = ?, left_at = ?, live_user = NULL
+		res, err := tx.ExecContext(ctx, `UPDATE waiting_line `+byTicketIDs+` SET status = ?, left_at = ?, live_user = NULL
 			WHERE sale_id = ? AND status = ? AND ticket_id IN (`+marks(len(ids))+`)`, args...)
 		if err != nil {
 			return err
@@ -379,12 +379,20 @@ func (s *Store) MarkAdmitted(ctx context.Context, ids []string) error {
 	for _, id := range ids {
 		args = append(args, id)
 	}
-	_, err := s.meta.ExecContext(ctx, `UPDATE waiting_line SET status = ? WHERE status = ? AND ticket_id IN (`+marks(len(ids))+`)`, args...)
+	_, err := s.meta.ExecContext(ctx, `UPDATE waiting_line `+byTicketIDs+` SET status = ? WHERE status = ? AND ticket_id IN (`+marks(len(ids))+`)`, args...)
 	if err != nil {
 		return fmt.Errorf("mysqlstore: mark admitted: %w", err)
 	}
 	return nil
 }
+
+// byTicketIDs makes an UPDATE of a list of tickets find them by primary key.
+// Given thousands of ids out of a line of a few times as many, MariaDB plans
+// a scan of the whole table, which locks every row of the line until the
+// update commits: the 16,000-user waiting-room bench's ending of 5,000
+// tickets then waited on the line's own traffic and hit the connection's
+// 30 s read timeout on every pass, leaving 14,400 tickets waiting.
+const byTicketIDs = "FORCE INDEX (PRIMARY)"
 
 // EndWaiting ends sold_out every ticket waiting in the sale's line but the
 // first keep, in batches, and returns how many it ended.

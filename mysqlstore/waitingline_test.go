@@ -411,3 +411,43 @@ func TestWaitingPlaces(t *testing.T) {
 	}
 	testenv.Eventually(t, 5*time.Second, "the late ticket's place", func() bool { return places(late.ID)[0] == 20 })
 }
+
+// TestLeavingTheLineLocksOnlyItsTickets: moving most of a line's tickets out
+// of it (an ending, a release) while another transaction holds one other
+// ticket of the line goes through: it locks the tickets it moves, not the
+// line. Planned as a scan of the table, the update waited for the other
+// ticket's lock (and, in the waiting-room bench, timed out on every pass).
+func TestLeavingTheLineLocksOnlyItsTickets(t *testing.T) {
+	s := openTestStore(t)
+	ctx := context.Background()
+	sale := roomSale(t, s, "leave-locks", time.Now().UTC().Add(time.Hour).Truncate(time.Microsecond))
+	var ids []string
+	for i := range 30 {
+		u := fmt.Sprintf("u%02d", i)
+		tk := lineTicket(sale, u)
+		if _, _, err := s.EnterLine(ctx, tk, sale.LineKey(u, tk.ID, time.Now()), time.Now(), -1); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, tk.ID)
+	}
+	other, err := s.meta.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Rollback()
+	var held string
+	if err := other.QueryRowContext(ctx, `SELECT ticket_id FROM waiting_line WHERE ticket_id = ? FOR UPDATE`, ids[0]).Scan(&held); err != nil {
+		t.Fatal(err)
+	}
+	leave, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := s.LeaveLineAs(leave, sale.ID, ids[10:], flashsale.TicketSoldOut, time.Now()); err != nil {
+		t.Fatalf("20 of the line's 30 tickets left as sold_out while another transaction held a 21st: %v", err)
+	}
+	if err := s.MarkAdmitted(leave, ids[1:10]); err != nil {
+		t.Fatalf("marking 9 tickets admitted while another transaction held a 10th: %v", err)
+	}
+	if n, err := s.LineEntries(ctx, sale.ID); err != nil || n != 10 {
+		t.Fatalf("entries after 20 left: %d (%v), want 10", n, err)
+	}
+}
