@@ -92,6 +92,11 @@ var (
 	ErrAlreadyPaid  = &Error{Code: CodeAlreadyPaid, Message: "the order is already paid"}
 	ErrNotPaid      = &Error{Code: CodeNotPaid, Message: "the order is not paid"}
 	ErrNotLoaded    = errors.New("sale not loaded in the stock store")
+	// ErrNeedsRevive answers a succeeded payment of an expired order that the
+	// book of record did not apply: a late payment takes the order's units
+	// again in the stock store first (lifecycle.Service.Pay). Never an API
+	// answer.
+	ErrNeedsRevive = errors.New("the order expired: its units must be taken again before it is paid")
 )
 
 // ErrorCode returns the code of err if it is (or wraps) an *Error, else CodeInternal.

@@ -27,6 +27,15 @@ type Book interface {
 	// cap and per-user limit allow. Errors wrap flashsale.ErrNotFound or
 	// flashsale.ErrAmountMismatch.
 	Pay(ctx context.Context, ref flashsale.OrderRef, paymentID string, amount int64, revive bool, now time.Time) (flashsale.PayOutcome, *flashsale.Order, error)
+	// Settle applies payment notification p to ref's order, deciding on the
+	// order as it reads it once, under lock: unknown, flashsale.ErrNotFound;
+	// another amount, flashsale.ErrAmountMismatch; a failed payment,
+	// flashsale.PayFailed with the order (nothing bound or written). A
+	// succeeded one binds its payment id first (BindPayment) and is then
+	// applied as Pay without revive applies it, except on an expired order:
+	// that is flashsale.ErrNeedsRevive with the order, nothing written (the
+	// caller takes the units again and calls Pay).
+	Settle(ctx context.Context, ref flashsale.OrderRef, p flashsale.Payment, now time.Time) (flashsale.PayOutcome, *flashsale.Order, error)
 	// BindPayment binds a payment id to the order it pays, across shards; one
 	// bound to another order is flashsale.ErrConflict.
 	BindPayment(ctx context.Context, ref flashsale.OrderRef, paymentID string) error
@@ -168,30 +177,61 @@ func (s *Service) Cancel(ctx context.Context, ref flashsale.OrderRef) (*flashsal
 // Pay applies a payment notification. A failed payment changes nothing (the
 // order stays payable until it expires): flashsale.PayFailed. Errors wrap
 // flashsale.ErrNotFound, flashsale.ErrAmountMismatch or flashsale.ErrConflict.
+//
+// The order is not read before: Book.Settle decides on it as it locks it.
+// Only a late payment (an expired order) comes back to take the order's
+// units again, first where admission looks (the stock store: all of them or
+// none), then in MySQL (Book.Pay with revive), which has the last word.
 func (s *Service) Pay(ctx context.Context, p flashsale.Payment) (flashsale.PayOutcome, *flashsale.Order, error) {
-	o, err := s.findOrder(ctx, p.OrderID)
+	now := s.cfg.Now()
+	outcome, o, err := s.settle(ctx, p, now)
+	if errors.Is(err, flashsale.ErrNeedsRevive) {
+		return s.payLate(ctx, o, p, now)
+	}
 	if err != nil {
 		return "", nil, err
 	}
-	if o.AmountCents != p.AmountCents {
-		return "", nil, flashsale.Errorf(flashsale.CodeAmountMismatch, "amount %d differs from the order's %d", p.AmountCents, o.AmountCents)
-	}
-	if !p.Succeeded {
-		return flashsale.PayFailed, o, nil
-	}
-	if err := s.cfg.Book.BindPayment(ctx, o.Ref(), p.PaymentID); err != nil {
-		return "", nil, err
-	}
-	// A late payment of an expired order takes its units again, first where
-	// admission looks (the stock store: all of them or none), then in MySQL,
-	// which has the last word.
-	revive := false
-	if o.Status == flashsale.OrderExpired {
-		if revive, err = s.retake(ctx, o); err != nil {
+	if outcome == flashsale.PayPaid {
+		// Also on a repeat: it completes a confirm a crash (or Redis away,
+		// answered 503 so the provider retries) left undone.
+		if err := s.Follow(ctx, o); err != nil {
 			return "", nil, err
 		}
 	}
-	outcome, cur, err := s.cfg.Book.Pay(ctx, o.Ref(), p.PaymentID, p.AmountCents, revive, s.cfg.Now())
+	return outcome, o, nil
+}
+
+// settle applies p with Book.Settle on the order's shard. The provider does
+// not know the order's user, whose shard holds it: the ticket's copy in the
+// stock store names the user (an order's id is its ticket's, and a ticket's
+// user never changes), so the payment goes to that one shard. Without a copy
+// that leads to the order (none, the stock store away, a copy naming no user
+// or another user: not found there), the order is looked up on every shard
+// first, as before.
+func (s *Service) settle(ctx context.Context, p flashsale.Payment, now time.Time) (flashsale.PayOutcome, *flashsale.Order, error) {
+	if t, err := s.cfg.Stock.GetTicket(ctx, p.OrderID); err == nil && t.UserID != "" {
+		outcome, o, err := s.cfg.Book.Settle(ctx, flashsale.OrderRef{User: t.UserID, Order: p.OrderID}, p, now)
+		if !errors.Is(err, flashsale.ErrNotFound) {
+			return outcome, o, err
+		}
+	}
+	o, err := s.cfg.Book.FindOrder(ctx, p.OrderID)
+	if err != nil {
+		return "", nil, err
+	}
+	return s.cfg.Book.Settle(ctx, o.Ref(), p, now)
+}
+
+// payLate applies succeeded payment p of expired order o, whose payment id
+// Book.Settle bound: it takes the units again in the stock store, then pays
+// with revive when all were there (refund_required otherwise, or when MySQL
+// refuses), and gives back what MySQL did not revive.
+func (s *Service) payLate(ctx context.Context, o *flashsale.Order, p flashsale.Payment, now time.Time) (flashsale.PayOutcome, *flashsale.Order, error) {
+	revive, err := s.retake(ctx, o)
+	if err != nil {
+		return "", nil, err
+	}
+	outcome, cur, err := s.cfg.Book.Pay(ctx, o.Ref(), p.PaymentID, p.AmountCents, revive, now)
 	if err != nil {
 		if revive {
 			s.giveBack(ctx, o)
@@ -205,28 +245,11 @@ func (s *Service) Pay(ctx context.Context, p flashsale.Payment) (flashsale.PayOu
 		}
 	}
 	if outcome == flashsale.PayPaid {
-		// Also on a repeat: it completes a confirm a crash (or Redis away,
-		// answered 503 so the provider retries) left undone.
 		if err := s.Follow(ctx, o); err != nil {
 			return "", nil, err
 		}
 	}
 	return outcome, o, nil
-}
-
-// findOrder reads the order a payment names. The provider does not know its
-// user, whose shard holds it: the ticket's copy in the stock store names the
-// user (an order's id is its ticket's, and a ticket's user never changes), so
-// the order is read on that one shard instead of on each in turn. Without a
-// copy that leads to the order (none, the stock store away, a copy naming no
-// user), on every shard as before. Either way the order is MySQL's.
-func (s *Service) findOrder(ctx context.Context, orderID string) (*flashsale.Order, error) {
-	if t, err := s.cfg.Stock.GetTicket(ctx, orderID); err == nil && t.UserID != "" {
-		if o, err := s.cfg.Book.GetOrder(ctx, flashsale.OrderRef{User: t.UserID, Order: orderID}); err == nil {
-			return o, nil
-		}
-	}
-	return s.cfg.Book.FindOrder(ctx, orderID)
 }
 
 // retake holds every item of expired order o again in the stock store, or

@@ -333,10 +333,11 @@ func TestRefollowWithoutACopy(t *testing.T) {
 	}
 }
 
-// lookups counts how a payment found its order.
+// lookups counts how a payment found its order: the reads before its step
+// (FindOrder, GetOrder) and its steps (Settle).
 type lookups struct {
 	*mock.Book
-	find, get int
+	find, get, settle int
 }
 
 func (b *lookups) FindOrder(ctx context.Context, id string) (*flashsale.Order, error) {
@@ -349,19 +350,25 @@ func (b *lookups) GetOrder(ctx context.Context, ref flashsale.OrderRef) (*flashs
 	return b.Book.GetOrder(ctx, ref)
 }
 
-// A payment reads its order on the shard of the user its ticket's copy
-// names, not on every shard; without a copy, or with one that does not lead
-// to the order, it looks on every shard, and pays all the same.
+func (b *lookups) Settle(ctx context.Context, ref flashsale.OrderRef, p flashsale.Payment, now time.Time) (flashsale.PayOutcome, *flashsale.Order, error) {
+	b.settle++
+	return b.Book.Settle(ctx, ref, p, now)
+}
+
+// A payment goes to its order's step on the shard of the user its ticket's
+// copy names, reading nothing before; without a copy, or with one that does
+// not lead to the order, it looks on every shard first, and pays all the
+// same.
 func TestPaymentFindsTheOrderThroughItsTicket(t *testing.T) {
 	ctx := context.Background()
 	for _, tc := range []struct {
-		name      string
-		copyUser  string // "" no copy
-		find, get int
+		name              string
+		copyUser          string // "" no copy
+		find, get, settle int
 	}{
-		{"no copy", "", 1, 0},
-		{"a copy", "u1", 0, 1},
-		{"a copy naming another user", "u2", 1, 1},
+		{"no copy", "", 1, 0, 1},
+		{"a copy", "u1", 0, 0, 1},
+		{"a copy naming another user", "u2", 1, 0, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := bundleOrder(flashsale.OrderPendingPayment, time.Time{})
@@ -382,9 +389,28 @@ func TestPaymentFindsTheOrderThroughItsTicket(t *testing.T) {
 			if err != nil || out != flashsale.PayPaid || got.Status != flashsale.OrderPaid {
 				t.Fatalf("pay = %q %+v %v, want paid", out, got, err)
 			}
-			if book.find != tc.find || book.get != tc.get {
-				t.Errorf("FindOrder %d, GetOrder %d times; want %d and %d", book.find, book.get, tc.find, tc.get)
+			if book.find != tc.find || book.get != tc.get || book.settle != tc.settle {
+				t.Errorf("FindOrder %d, GetOrder %d, Settle %d times; want %d, %d and %d", book.find, book.get, book.settle, tc.find, tc.get, tc.settle)
 			}
 		})
+	}
+}
+
+// A payment of another amount, a failed payment and a payment of an unknown
+// order change nothing and bind nothing; a failed one answers the order.
+func TestPaymentsThatChangeNothing(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, bundleOrder(flashsale.OrderPendingPayment, time.Time{}), map[string]int{"a": 2, "b": 1})
+	if _, _, err := f.svc.Pay(ctx, flashsale.Payment{PaymentID: "p", OrderID: "o1", AmountCents: 249, Succeeded: true}); flashsale.ErrorCode(err) != flashsale.CodeAmountMismatch {
+		t.Errorf("another amount: %v, want amount_mismatch", err)
+	}
+	if out, o, err := f.svc.Pay(ctx, flashsale.Payment{PaymentID: "p", OrderID: "o1", AmountCents: 250}); err != nil || out != flashsale.PayFailed || o == nil || o.Status != flashsale.OrderPendingPayment {
+		t.Errorf("a failed payment: %q %+v %v, want failed with the pending order", out, o, err)
+	}
+	if _, _, err := f.svc.Pay(ctx, flashsale.Payment{PaymentID: "p", OrderID: "o2", AmountCents: 250, Succeeded: true}); flashsale.ErrorCode(err) != flashsale.CodeNotFound {
+		t.Errorf("an unknown order: %v, want not_found", err)
+	}
+	if len(f.book.Bound) != 0 || f.stock.Steps.String() != "[]" || f.book.Order("o1").Status != flashsale.OrderPendingPayment {
+		t.Errorf("bound %v, steps %v, order %s; want nothing changed", f.book.Bound, f.stock.Steps, f.book.Order("o1").Status)
 	}
 }

@@ -317,6 +317,11 @@ func (b *Book) BindPayment(_ context.Context, ref flashsale.OrderRef, paymentID 
 	if b.Err != nil {
 		return b.Err
 	}
+	return b.bind(ref, paymentID)
+}
+
+// bind is BindPayment; b.mu is held.
+func (b *Book) bind(ref flashsale.OrderRef, paymentID string) error {
 	if o := b.Bound[paymentID]; o != "" && o != ref.Order {
 		return flashsale.Errorf(flashsale.CodeConflict, "payment %q was used for another order", paymentID)
 	}
@@ -339,6 +344,38 @@ func (b *Book) Pay(_ context.Context, ref flashsale.OrderRef, paymentID string, 
 	if o.AmountCents != amount {
 		return "", nil, flashsale.Errorf(flashsale.CodeAmountMismatch, "amount %d differs from the order's %d", amount, o.AmountCents)
 	}
+	return b.pay(o, paymentID, revive, now)
+}
+
+// Settle applies a payment notification: an unknown order is
+// flashsale.ErrNotFound, another amount flashsale.ErrAmountMismatch, a failed
+// payment flashsale.PayFailed; a succeeded one binds its payment id, then is
+// paid as Pay pays it without revive, but an expired order is
+// flashsale.ErrNeedsRevive with the order, unchanged. It does not set Revived.
+func (b *Book) Settle(_ context.Context, ref flashsale.OrderRef, p flashsale.Payment, now time.Time) (flashsale.PayOutcome, *flashsale.Order, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	o, err := b.lookup(ref)
+	if err != nil {
+		return "", nil, err
+	}
+	if o.AmountCents != p.AmountCents {
+		return "", nil, flashsale.Errorf(flashsale.CodeAmountMismatch, "amount %d differs from the order's %d", p.AmountCents, o.AmountCents)
+	}
+	if !p.Succeeded {
+		return flashsale.PayFailed, o, nil
+	}
+	if err := b.bind(ref, p.PaymentID); err != nil {
+		return "", nil, err
+	}
+	if o.Status == flashsale.OrderExpired {
+		return "", o, flashsale.ErrNeedsRevive
+	}
+	return b.pay(o, p.PaymentID, false, now)
+}
+
+// pay decides a payment of o, whose amount it pays; b.mu is held.
+func (b *Book) pay(o *flashsale.Order, paymentID string, revive bool, now time.Time) (flashsale.PayOutcome, *flashsale.Order, error) {
 	if prior := b.Paid[paymentID]; prior != "" {
 		return prior, o, nil
 	}

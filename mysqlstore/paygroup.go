@@ -11,31 +11,39 @@ import (
 	"github.com/flashsale/flashsale/internal/groupcommit"
 )
 
-// payCall is one payment of a shared payment transaction (see payGroup).
+// payCall is one payment notification of a shared payment transaction (see
+// payGroup), or one payment applied alone (see Store.pay).
 type payCall struct {
 	ref       flashsale.OrderRef
 	paymentID string
 	amount    int64
+	succeeded bool
 	now       time.Time // UTC, microseconds
 }
 
-// payAnswer is what one payment of a shared transaction did: what Pay returns.
+// payAnswer is what one payment of a shared transaction did: what Settle
+// returns.
 type payAnswer struct {
 	outcome flashsale.PayOutcome
 	order   *flashsale.Order
 }
 
-// payGroup applies payments of orders on shard in one transaction with one
-// statement per step for all of them: the orders locked FOR UPDATE, the
-// payment rows inserted, the paid orders updated, the outbox rows inserted.
-// Each payment is decided as Pay decides it alone (no revival: Pay runs
-// those alone), one after the other in the order given, on the orders as the
-// payments before it left them: a second payment of an order is refunded, and
-// the same payment id again is answered the first's outcome and changes
-// nothing. A payment whose order is missing or whose amount differs gets its
-// own error (its Result's) and changes nothing; the others go on. The group's error (any
+// payGroup applies payment notifications (Settle) of orders on shard in one
+// transaction with one statement per step for all of them: the orders
+// locked FOR UPDATE, the payment ids of the succeeded ones bound (one
+// statement on the meta database, bindPayments, while the orders are
+// locked), the payment rows inserted, the paid orders updated, the outbox
+// rows inserted. Each payment is decided as Settle decides it alone, one
+// after the other in the order given, on the orders as the payments before
+// it left them: a second payment of an order is refunded, and the same
+// payment id again is answered the first's outcome and changes nothing. A
+// payment whose order is missing, whose amount differs or whose payment id
+// is another order's gets its own error (its Result's) and changes nothing;
+// a failed one is answered PayFailed; one of an expired order is answered
+// flashsale.ErrNeedsRevive with the order (its Result has both) and writes
+// nothing but its binding; the others go on. The group's error (any
 // statement failing, a payment id seen before among them: its insert fails)
-// rolls every payment back: the caller then pays each alone.
+// rolls every payment back: the caller then applies each alone.
 func (s *Store) payGroup(ctx context.Context, shard int, calls []payCall) ([]groupcommit.Result[payAnswer], error) {
 	var answers []groupcommit.Result[payAnswer]
 	var events int
@@ -53,18 +61,40 @@ func (s *Store) payGroup(ctx context.Context, shard int, calls []payCall) ([]gro
 		for _, o := range orders {
 			byID[o.ID] = o
 		}
+		var binds []bindCall
+		var bound []int // the calls binds are for
+		for i, c := range calls {
+			o := byID[c.ref.Order]
+			switch {
+			case o == nil || o.UserID != c.ref.User:
+				answers[i].Err = flashsale.Errorf(flashsale.CodeNotFound, "no order %q", c.ref.Order)
+			case o.AmountCents != c.amount:
+				answers[i].Err = flashsale.Errorf(flashsale.CodeAmountMismatch, "amount %d differs from the order's %d", c.amount, o.AmountCents)
+			case !c.succeeded:
+				answers[i].Out = payAnswer{outcome: flashsale.PayFailed, order: copyOrder(o)}
+			default:
+				binds, bound = append(binds, bindCall{paymentID: c.paymentID, orderID: c.ref.Order}), append(bound, i)
+			}
+		}
+		if len(binds) == 0 {
+			return nil
+		}
+		owned, err := s.bindPayments(ctx, binds)
+		if err != nil {
+			return err
+		}
 		decided := map[string]flashsale.PayOutcome{} // payment ids applied in this transaction
 		var payRows, paidAt, paymentIDs, paidIDs []any
 		var evs []flashsale.Event
 		var bodies [][]byte
-		for i, c := range calls {
-			o := byID[c.ref.Order]
-			if o == nil || o.UserID != c.ref.User {
-				answers[i].Err = flashsale.Errorf(flashsale.CodeNotFound, "no order %q", c.ref.Order)
+		for j, i := range bound {
+			c, o := calls[i], byID[calls[i].ref.Order]
+			if err := owned[j].Err; err != nil {
+				answers[i].Err = err
 				continue
 			}
-			if o.AmountCents != c.amount {
-				answers[i].Err = flashsale.Errorf(flashsale.CodeAmountMismatch, "amount %d differs from the order's %d", c.amount, o.AmountCents)
+			if o.Status == flashsale.OrderExpired {
+				answers[i] = groupcommit.Result[payAnswer]{Out: payAnswer{order: copyOrder(o)}, Err: flashsale.ErrNeedsRevive}
 				continue
 			}
 			if prior, ok := decided[c.paymentID]; ok {

@@ -45,6 +45,35 @@ func (f payFixture) orders(n int) []flashsale.OrderRef {
 	return refs
 }
 
+// expired creates an order of a user on the fixture's shard that is due, and
+// expires it.
+func (f payFixture) expired() flashsale.OrderRef {
+	f.t.Helper()
+	ctx := context.Background()
+	o := order("late")
+	for i := 0; f.s.ShardOf(o.UserID) != f.shard; i++ {
+		o = order(fmt.Sprintf("late%d", i))
+	}
+	o.PayBy = o.CreatedAt.Add(-time.Second)
+	if _, err := f.s.CreateOrders(ctx, f.shard, []*flashsale.Order{o}); err != nil {
+		f.t.Fatal(err)
+	}
+	if got, changed, err := f.s.Expire(ctx, o.Ref(), time.Now()); err != nil || !changed || got.Status != flashsale.OrderExpired {
+		f.t.Fatalf("expire: %+v changed %v, %v", got, changed, err)
+	}
+	return o.Ref()
+}
+
+// owner is the order payment id is bound to, "" none.
+func (f payFixture) owner(paymentID string) string {
+	f.t.Helper()
+	owner, err := f.s.keyOwner(context.Background(), "payment", paymentID)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return owner
+}
+
 // events lists ref's outbox rows' types after its order.created.
 func (f payFixture) events(ref flashsale.OrderRef) []string {
 	f.t.Helper()
@@ -84,25 +113,31 @@ func (f payFixture) order(ref flashsale.OrderRef, status flashsale.OrderStatus, 
 }
 
 // One shared transaction decides its payments one after the other, as
-// sequential calls would be: a payment whose order is unknown or whose amount
-// differs fails alone and changes nothing, the same payment id twice is its
-// first outcome twice with one row and one event, a second payment id of one
-// order is refunded.
+// sequential calls would be: a payment whose order is unknown, whose amount
+// differs or whose payment id is another order's fails alone and changes
+// nothing, a failed one is answered failed and binds nothing, one of an
+// expired order is answered ErrNeedsRevive with the order and writes nothing
+// but its binding, the same payment id twice is its first outcome twice with
+// one row and one event, a second payment id of one order is refunded.
 func TestPayGroupDecidesEachPaymentAsAlone(t *testing.T) {
 	f := newPayFixture(t)
 	refs := f.orders(4)
 	a, b, c, d := refs[0], refs[1], refs[2], refs[3]
+	e := f.expired()
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	calls := []payCall{
-		{ref: a, paymentID: "pa", amount: 100, now: now},
-		{ref: flashsale.OrderRef{User: a.User, Order: "nope"}, paymentID: "px", amount: 100, now: now},
-		{ref: flashsale.OrderRef{User: "someone-else", Order: b.Order}, paymentID: "py", amount: 100, now: now},
-		{ref: b, paymentID: "pb", amount: 99, now: now},
-		{ref: b, paymentID: "pb", amount: 100, now: now},
-		{ref: a, paymentID: "pa", amount: 100, now: now},
-		{ref: c, paymentID: "pc1", amount: 100, now: now},
-		{ref: c, paymentID: "pc2", amount: 100, now: now},
-		{ref: c, paymentID: "pc1", amount: 100, now: now},
+		{ref: a, paymentID: "pa", amount: 100, succeeded: true, now: now},
+		{ref: flashsale.OrderRef{User: a.User, Order: "nope"}, paymentID: "px", amount: 100, succeeded: true, now: now},
+		{ref: flashsale.OrderRef{User: "someone-else", Order: b.Order}, paymentID: "py", amount: 100, succeeded: true, now: now},
+		{ref: b, paymentID: "pb", amount: 99, succeeded: true, now: now},
+		{ref: b, paymentID: "pb", amount: 100, succeeded: true, now: now},
+		{ref: a, paymentID: "pa", amount: 100, succeeded: true, now: now},
+		{ref: c, paymentID: "pc1", amount: 100, succeeded: true, now: now},
+		{ref: c, paymentID: "pc2", amount: 100, succeeded: true, now: now},
+		{ref: c, paymentID: "pc1", amount: 100, succeeded: true, now: now},
+		{ref: d, paymentID: "pd", amount: 100, now: now},
+		{ref: d, paymentID: "pa", amount: 100, succeeded: true, now: now},
+		{ref: e, paymentID: "pe", amount: 100, succeeded: true, now: now},
 	}
 	answers, err := f.s.payGroup(context.Background(), f.shard, calls)
 	if err != nil {
@@ -123,23 +158,35 @@ func TestPayGroupDecidesEachPaymentAsAlone(t *testing.T) {
 		{flashsale.PayPaid, flashsale.OrderPaid, ""},
 		{flashsale.PayRefundRequired, flashsale.OrderPaid, ""},
 		{flashsale.PayPaid, flashsale.OrderPaid, ""},
+		{flashsale.PayFailed, flashsale.OrderPendingPayment, ""},
+		{"", "", flashsale.CodeConflict},
+		{"", flashsale.OrderExpired, ""}, // ErrNeedsRevive
 	}
 	for i, w := range wants {
 		got := answers[i]
-		if w.code != "" {
+		switch {
+		case w.code != "":
 			if flashsale.ErrorCode(got.Err) != w.code {
 				t.Errorf("call %d: %v, want %s", i, got.Err, w.code)
 			}
-			continue
-		}
-		if got.Err != nil || got.Out.outcome != w.outcome || got.Out.order == nil || got.Out.order.Status != w.status {
+		case w.outcome == "":
+			if !errors.Is(got.Err, flashsale.ErrNeedsRevive) || got.Out.order == nil || got.Out.order.Status != w.status {
+				t.Errorf("call %d: %+v, %v; want ErrNeedsRevive with the order %s", i, got.Out.order, got.Err, w.status)
+			}
+		case got.Err != nil || got.Out.outcome != w.outcome || got.Out.order == nil || got.Out.order.Status != w.status:
 			t.Errorf("call %d: %s %+v, %v; want %s with the order %s", i, got.Out.outcome, got.Out.order, got.Err, w.outcome, w.status)
+		}
+	}
+	for id, want := range map[string]string{"pa": a.Order, "pb": b.Order, "pc2": c.Order, "pe": e.Order, "px": "", "py": "", "pd": ""} {
+		if got := f.owner(id); got != want {
+			t.Errorf("payment id %s bound to %q, want %q", id, got, want)
 		}
 	}
 	f.order(a, flashsale.OrderPaid, "pa")
 	f.order(b, flashsale.OrderPaid, "pb")
 	f.order(c, flashsale.OrderPaid, "pc1")
 	f.order(d, flashsale.OrderPendingPayment, "")
+	f.order(e, flashsale.OrderExpired, "")
 	for _, x := range []struct {
 		ref              flashsale.OrderRef
 		payments, events []string
@@ -148,6 +195,7 @@ func TestPayGroupDecidesEachPaymentAsAlone(t *testing.T) {
 		{b, []string{"pb paid"}, []string{"order.paid"}},
 		{c, []string{"pc1 paid", "pc2 refund_required"}, []string{"order.paid", "order.refund_required"}},
 		{d, nil, nil},
+		{e, nil, []string{"order.expired"}},
 	} {
 		if got := f.payments(x.ref); !slices.Equal(got, x.payments) {
 			t.Errorf("order %s: payments %q, want %q", x.ref.Order, got, x.payments)
@@ -173,7 +221,7 @@ func TestPayConcurrentWithOneSeenBefore(t *testing.T) {
 	f := newPayFixture(t)
 	refs := f.orders(n)
 	ctx := context.Background()
-	if out, _, err := f.s.pay(ctx, refs[0], "p0", 100, false, time.Now(), false); err != nil || out != flashsale.PayPaid {
+	if out, _, err := f.s.pay(ctx, payCall{ref: refs[0], paymentID: "p0", amount: 100, succeeded: true, now: time.Now()}, false, true, false); err != nil || out != flashsale.PayPaid {
 		t.Fatalf("pay alone: %s, %v", out, err)
 	}
 	outcomes := make([]flashsale.PayOutcome, n)
@@ -182,7 +230,7 @@ func TestPayConcurrentWithOneSeenBefore(t *testing.T) {
 	for i, ref := range refs { // those that come while one transaction runs share the next
 		wg.Go(func() {
 			var o *flashsale.Order
-			outcomes[i], o, errs[i] = f.s.Pay(ctx, ref, fmt.Sprintf("p%d", i), 100, false, time.Now())
+			outcomes[i], o, errs[i] = f.s.Settle(ctx, ref, flashsale.Payment{PaymentID: fmt.Sprintf("p%d", i), OrderID: ref.Order, AmountCents: 100, Succeeded: true}, time.Now())
 			if errs[i] == nil && (o.ID != ref.Order || o.Status != flashsale.OrderPaid) {
 				errs[i] = fmt.Errorf("answered the order %+v", o)
 			}

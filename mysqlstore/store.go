@@ -41,8 +41,9 @@ type Config struct {
 	// that a flood of reads queues behind its own small pool and never takes
 	// the connections commits need. Default 8.
 	ReadConns int
-	// PayGroup is the most payments that share one transaction (Store.Pay),
-	// and payment ids bound in one statement (Store.BindPayment): those that
+	// PayGroup is the most payments that share one transaction (Store.Settle,
+	// which binds their payment ids in one statement too), and payment ids
+	// bound in one statement (Store.BindPayment): those that
 	// come while one is being applied share the next (a group commit, see
 	// internal/groupcommit). Default 64; 1: each payment alone.
 	PayGroup int
@@ -86,7 +87,7 @@ type Store struct {
 	entries groupcommit.Group[lineEntry, lineEntered] // EnterLine's batches (see enterLines)
 	ranks   lineRanks                                 // the lines' snapshots for LinePosition
 
-	pays  []*groupcommit.Group[payCall, payAnswer] // per shard: payments sharing transactions (nil: each alone)
+	pays  []*groupcommit.Group[payCall, payAnswer] // per shard: payment notifications (Settle) sharing transactions (nil: each alone)
 	binds *groupcommit.Group[bindCall, struct{}]   // payment ids bound together (nil: each alone)
 }
 

@@ -20,3 +20,18 @@ func TestBookSuite(t *testing.T) {
 		return s
 	})
 }
+
+// The suite again with each payment alone (Config.PayGroup 1): Settle's own
+// transaction decides as the shared one does.
+func TestBookSuitePaymentsAlone(t *testing.T) {
+	storetest.RunBook(t, func(t *testing.T, sales ...*flashsale.Sale) storetest.Book {
+		s := newStore(t)
+		s.pays, s.binds = nil, nil
+		for _, sale := range sales {
+			if err := s.CreateSale(context.Background(), sale); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return s
+	})
+}

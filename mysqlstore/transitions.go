@@ -147,33 +147,52 @@ func (s *Store) FindOrder(ctx context.Context, orderID string) (*flashsale.Order
 // order.refund_required is written, once per payment id. A payment id seen before returns its first
 // outcome and changes nothing. An amount that differs from the order's is
 // flashsale.ErrAmountMismatch and changes nothing. A payment id is bound to one
-// order by BindPayment, which the caller runs first.
+// order by BindPayment (or Settle), which the caller runs first.
+//
+// Pay is the late payment's step after Settle (lifecycle.Service.Pay): each
+// call has a transaction of its own.
+func (s *Store) Pay(ctx context.Context, ref flashsale.OrderRef, paymentID string, amount int64, revive bool, now time.Time) (flashsale.PayOutcome, *flashsale.Order, error) {
+	return s.pay(ctx, payCall{ref: ref, paymentID: paymentID, amount: amount, succeeded: true, now: now}, revive, false, false)
+}
+
+// Settle applies payment notification p to the order ref names, deciding on
+// the order as its transaction locks it (no read before): an unknown order is
+// flashsale.ErrNotFound, another amount flashsale.ErrAmountMismatch, a failed
+// payment flashsale.PayFailed with the order; a succeeded one binds its
+// payment id (as BindPayment, on the meta database, while the order is
+// locked: flashsale.ErrConflict) and is applied as Pay without revive
+// applies it, except on an expired order: flashsale.ErrNeedsRevive with the
+// order, nothing written (the caller takes its units again and calls Pay).
+// Nothing but the payment id's binding is written for a payment answered an
+// error, PayFailed or ErrNeedsRevive.
 //
 // Payments on one shard that come together share transactions (payGroup,
-// Config.PayGroup), each decided as it would be alone and one after the other;
-// should a shared transaction fail, each of its payments is applied alone.
-// Revivals are always applied alone.
-func (s *Store) Pay(ctx context.Context, ref flashsale.OrderRef, paymentID string, amount int64, revive bool, now time.Time) (flashsale.PayOutcome, *flashsale.Order, error) {
-	if revive || s.pays == nil {
-		return s.pay(ctx, ref, paymentID, amount, revive, now, false)
+// Config.PayGroup), each decided as it would be alone and one after the
+// other; should a shared transaction fail, each of its payments is applied
+// alone.
+func (s *Store) Settle(ctx context.Context, ref flashsale.OrderRef, p flashsale.Payment, now time.Time) (flashsale.PayOutcome, *flashsale.Order, error) {
+	c := payCall{ref: ref, paymentID: p.PaymentID, amount: p.AmountCents, succeeded: p.Succeeded, now: now.UTC().Truncate(time.Microsecond)}
+	if s.pays == nil {
+		return s.pay(ctx, c, false, true, false)
 	}
-	a, err := s.pays[s.ShardOf(ref.User)].Do(ctx, payCall{ref: ref, paymentID: paymentID, amount: amount, now: now.UTC().Truncate(time.Microsecond)})
+	a, err := s.pays[s.ShardOf(ref.User)].Do(ctx, c)
 	switch {
-	case err == nil || flashsale.ErrorCode(err) != flashsale.CodeInternal:
-		return a.outcome, a.order, err // the payment's own error: its order not found, another amount
+	case err == nil || errors.Is(err, flashsale.ErrNeedsRevive) || flashsale.ErrorCode(err) != flashsale.CodeInternal:
+		return a.outcome, a.order, err // the payment's own answer
 	case ctx.Err() != nil:
 		return "", nil, ctx.Err()
 	}
 	// A payment id seen before among them, or anything else: alone, as before.
-	return s.pay(ctx, ref, paymentID, amount, revive, now, false)
+	return s.pay(ctx, c, false, true, false)
 }
 
-// pay is Pay. A payment id is nearly always new, so the first attempt does
-// not look for its row: it inserts it, and a payment id seen before fails
-// that insert (its primary key) and rolls everything back; then, as after a
-// race of the same payment id with itself, seen reads the first outcome
-// before anything else.
-func (s *Store) pay(ctx context.Context, ref flashsale.OrderRef, paymentID string, amount int64, revive bool, now time.Time, seen bool) (flashsale.PayOutcome, *flashsale.Order, error) {
+// pay is Pay, or with settle Settle (never with revive). A payment id is
+// nearly always new, so the first attempt does not look for its row: it
+// inserts it, and a payment id seen before fails that insert (its primary
+// key) and rolls everything back; then, as after a race of the same payment
+// id with itself, seen reads the first outcome before anything else.
+func (s *Store) pay(ctx context.Context, c payCall, revive, settle, seen bool) (flashsale.PayOutcome, *flashsale.Order, error) {
+	ref, paymentID, amount, now := c.ref, c.paymentID, c.amount, c.now
 	now = now.UTC().Truncate(time.Microsecond)
 	shard := s.ShardOf(ref.User)
 	// A revival raises the user's units in the order's sales: it takes their
@@ -189,10 +208,12 @@ func (s *Store) pay(ctx context.Context, ref flashsale.OrderRef, paymentID strin
 	}
 	var outcome flashsale.PayOutcome
 	var out *flashsale.Order
+	var expired bool          // settle: an expired order, left for the caller to revive
 	short := map[string]int{} // units of sales whose allotment had no room here
 	for round := 0; ; round++ {
 		clear(short)
 		err := inTx(ctx, s.shards[shard], func(tx *sql.Tx) error {
+			outcome, expired = "", false
 			if revive {
 				if err := lockUserSales(ctx, tx, locks); err != nil {
 					return err
@@ -205,6 +226,19 @@ func (s *Store) pay(ctx context.Context, ref flashsale.OrderRef, paymentID strin
 			out = o
 			if o.AmountCents != amount {
 				return flashsale.Errorf(flashsale.CodeAmountMismatch, "amount %d differs from the order's %d", amount, o.AmountCents)
+			}
+			if settle {
+				if !c.succeeded {
+					outcome = flashsale.PayFailed
+					return nil
+				}
+				if err := s.BindPayment(ctx, ref, paymentID); err != nil {
+					return err
+				}
+				if o.Status == flashsale.OrderExpired {
+					expired = true
+					return nil
+				}
 			}
 			if seen {
 				var prior string
@@ -258,9 +292,15 @@ func (s *Store) pay(ctx context.Context, ref flashsale.OrderRef, paymentID strin
 				return "", nil, err
 			}
 			if isMySQLError(err, errDupKey) { // seen before, or the same payment id raced itself: the other one won
-				return s.pay(ctx, ref, paymentID, amount, revive, now, true)
+				return s.pay(ctx, c, revive, settle, true)
 			}
 			return "", nil, fmt.Errorf("mysqlstore: pay: %w", err)
+		}
+		switch {
+		case expired:
+			return "", out, flashsale.ErrNeedsRevive
+		case outcome == flashsale.PayFailed:
+			return outcome, out, nil
 		}
 		if len(short) == 0 {
 			s.outboxWritten(shard)

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -36,6 +37,7 @@ func RunBook(t *testing.T, newBook NewBook) {
 		{"DecisionsStand", bookDecisionsStand},
 		{"ExpireOnlyWhenDue", bookExpireOnlyWhenDue},
 		{"Payments", bookPayments},
+		{"PaymentNotices", bookPaymentNotices},
 		{"LatePaymentWithinCapAndLimit", bookLatePaymentWithinCapAndLimit},
 		{"Returns", bookReturns},
 	})
@@ -350,6 +352,72 @@ func bookPayments(t *testing.T, newBook NewBook) {
 	b.status(due, flashsale.OrderExpired)
 	_, _, err = b.Pay(ctx, flashsale.OrderRef{User: "u1", Order: uuid.NewString()}, "p9", 100, false, time.Now())
 	wantCode(t, "pay an unknown order", err, flashsale.CodeNotFound)
+}
+
+// A payment notification (Settle) is decided on its order as the book reads
+// it: an unknown order, another amount and a failed payment change nothing
+// and bind nothing; a succeeded one binds its payment id (another order's is
+// a conflict), pays a pending order, refunds a paid or cancelled one, and
+// leaves an expired one to the caller's revival (ErrNeedsRevive with the
+// order, nothing written but the binding). A payment id's first outcome
+// stands.
+func bookPaymentNotices(t *testing.T, newBook NewBook) {
+	b := book{t, newBook(t, saleOf("a", 10, 2))}
+	o := b.newOrder("u1", time.Hour, line("a", 1))
+	other := b.newOrder("u2", time.Hour, line("a", 1))
+	settle := func(ref flashsale.OrderRef, paymentID string, amount int64, succeeded bool) (flashsale.PayOutcome, *flashsale.Order, error) {
+		return b.Settle(ctx, ref, flashsale.Payment{PaymentID: paymentID, OrderID: ref.Order, AmountCents: amount, Succeeded: succeeded}, time.Now())
+	}
+	_, _, err := settle(flashsale.OrderRef{User: "u1", Order: uuid.NewString()}, "p1", 100, true)
+	wantCode(t, "an unknown order", err, flashsale.CodeNotFound)
+	_, _, err = settle(flashsale.OrderRef{User: "u2", Order: o.Order}, "p1", 100, true)
+	wantCode(t, "another user's order", err, flashsale.CodeNotFound)
+	_, _, err = settle(o, "p1", 99, true)
+	wantCode(t, "another amount", err, flashsale.CodeAmountMismatch)
+	if out, got, err := settle(o, "p1", 100, false); err != nil || out != flashsale.PayFailed || got == nil || got.Status != flashsale.OrderPendingPayment {
+		t.Fatalf("a failed payment: %s %+v, %v; want failed with the pending order", out, got, err)
+	}
+	must(t, "bind a payment id refused so far to another order", b.BindPayment(ctx, other, "p1"))
+	_, _, err = settle(o, "p1", 100, true)
+	wantCode(t, "another order's payment id", err, flashsale.CodeConflict)
+	b.status(o, flashsale.OrderPendingPayment)
+
+	out, paid, err := settle(o, "p2", 100, true)
+	if err != nil || out != flashsale.PayPaid || paid.Status != flashsale.OrderPaid || paid.PaymentID == nil || *paid.PaymentID != "p2" || paid.PaidAt == nil {
+		t.Fatalf("pay: %s %+v, %v; want paid by p2", out, paid, err)
+	}
+	wantCode(t, "bind the paying id to another order", b.BindPayment(ctx, other, "p2"), flashsale.CodeConflict)
+	if out, _, err := settle(o, "p2", 100, true); err != nil || out != flashsale.PayPaid {
+		t.Fatalf("the same payment again: %s, %v; want its first outcome, paid", out, err)
+	}
+	if out, _, err := settle(o, "p3", 100, true); err != nil || out != flashsale.PayRefundRequired {
+		t.Fatalf("a second payment: %s, %v; want refund_required", out, err)
+	}
+	if out, got, err := settle(o, "p9", 100, false); err != nil || out != flashsale.PayFailed || got.Status != flashsale.OrderPaid {
+		t.Fatalf("a failed payment of a paid order: %s %+v, %v; want failed with the paid order", out, got, err)
+	}
+	if got := b.status(o, flashsale.OrderPaid); got.PaymentID == nil || *got.PaymentID != "p2" {
+		t.Fatalf("paid twice: payment id %v, want p2's to stand", got.PaymentID)
+	}
+	if _, _, err := b.Cancel(ctx, other, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if out, _, err := settle(other, "p1", 100, true); err != nil || out != flashsale.PayRefundRequired {
+		t.Fatalf("a payment of a cancelled order: %s, %v; want refund_required", out, err)
+	}
+	b.status(other, flashsale.OrderCancelled)
+
+	due := b.newOrder("u3", -time.Second, line("a", 1))
+	b.expire(due)
+	out, got, err := settle(due, "p4", 100, true)
+	if !errors.Is(err, flashsale.ErrNeedsRevive) || out != "" || got == nil || got.ID != due.Order || got.Status != flashsale.OrderExpired {
+		t.Fatalf("a payment of an expired order: %q %+v, %v; want ErrNeedsRevive with the order", out, got, err)
+	}
+	wantCode(t, "bind a late payment's id to another order", b.BindPayment(ctx, o, "p4"), flashsale.CodeConflict)
+	b.status(due, flashsale.OrderExpired)
+	if out, _, err := b.Pay(ctx, due, "p4", 100, true, time.Now()); err != nil || out != flashsale.PayPaid {
+		t.Fatalf("the late payment revived: %s, %v; want paid (nothing recorded for p4 before)", out, err)
+	}
 }
 
 // A late payment revives an expired order only within the sale's stock cap
