@@ -451,3 +451,40 @@ func TestLeavingTheLineLocksOnlyItsTickets(t *testing.T) {
 		t.Fatalf("entries after 20 left: %d (%v), want 10", n, err)
 	}
 }
+
+// TestEndWaitingKeepsTheFirst: ending a line but its first keep ends exactly
+// the others (from its back), and keeps the first keep by line order.
+func TestEndWaitingKeepsTheFirst(t *testing.T) {
+	s := openTestStore(t)
+	ctx := context.Background()
+	sale := roomSale(t, s, "end-keep", time.Now().UTC().Add(time.Hour).Truncate(time.Microsecond))
+	keys := map[string]string{} // ticket id -> key
+	for i := range 25 {
+		u := fmt.Sprintf("u%02d", i)
+		tk := lineTicket(sale, u)
+		key := fmt.Sprintf("0%02d", (i*7)%25) // entered out of line order
+		if _, _, err := s.EnterLine(ctx, tk, key, time.Now(), -1); err != nil {
+			t.Fatal(err)
+		}
+		keys[tk.ID] = key
+	}
+	ended, err := s.EndWaiting(ctx, sale.ID, 10, time.Now())
+	if err != nil || ended != 15 {
+		t.Fatalf("ended %d (%v), want 15", ended, err)
+	}
+	kept, err := s.NextWaiting(ctx, sale.ID, 100)
+	if err != nil || len(kept) != 10 {
+		t.Fatalf("kept %d (%v), want 10", len(kept), err)
+	}
+	for i, tk := range kept {
+		if want := fmt.Sprintf("0%02d", i); keys[tk.ID] != want {
+			t.Errorf("kept #%d has key %s, want %s (the first 10 by line order)", i, keys[tk.ID], want)
+		}
+	}
+	if ended, err := s.EndWaiting(ctx, sale.ID, 10, time.Now()); err != nil || ended != 0 {
+		t.Errorf("a second ending ended %d (%v), want 0", ended, err)
+	}
+	if ended, err := s.EndWaiting(ctx, sale.ID, 0, time.Now()); err != nil || ended != 10 {
+		t.Errorf("ending all ended %d (%v), want 10", ended, err)
+	}
+}
