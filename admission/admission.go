@@ -79,6 +79,10 @@ type Stock interface {
 	// GetTicket returns an error wrapping flashsale.ErrNotFound when the fast
 	// copy is missing.
 	GetTicket(ctx context.Context, ticketID string) (*flashsale.Ticket, error)
+	// PutTickets writes the fast copies of decided tickets; a refused one
+	// (sold_out, failed: recorded in MySQL first) is settled in its sales,
+	// its hold marked refused and its live entry ended.
+	PutTickets(ctx context.Context, tickets ...*flashsale.Ticket) error
 }
 
 // Book is the book of record's part in admission: a live ticket whose fast

@@ -41,7 +41,8 @@ func (s *stubStock) claims() int {
 	return len(s.claimed)
 }
 
-func (*stubStock) Unclaim(context.Context, flashsale.Part) error { return nil }
+func (*stubStock) Unclaim(context.Context, flashsale.Part) error          { return nil }
+func (*stubStock) PutTickets(context.Context, ...*flashsale.Ticket) error { return nil }
 func (*stubStock) Release(context.Context, flashsale.Part) (flashsale.Hold, error) {
 	return flashsale.Hold{}, nil
 }

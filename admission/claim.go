@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -54,7 +55,7 @@ func (a *Admission) claim(ctx context.Context, p *purchase, l *line, want flashs
 		if final == nil {
 			return "", 0, d
 		}
-		if err := a.free(ctx, flashsale.Part{SaleID: l.sale.ID, TicketID: id, UserID: p.User}, final.Status); err != nil {
+		if err := a.free(ctx, flashsale.Part{SaleID: l.sale.ID, TicketID: id, UserID: p.User}, final); err != nil {
 			return "", 0, refuse(unavailable(err))
 		}
 		if outcome, id, load, err = a.cfg.Stock.Claim(ctx, l.sale, p.User, want, l.Quantity); err != nil {
@@ -133,14 +134,24 @@ func (a *Admission) liveTicket(ctx context.Context, p *purchase, outcome flashsa
 	return next, mt
 }
 
-// free ends a final ticket as its user's live ticket in p's sale, so that
-// the slot can be claimed again: an expired or cancelled order's units go
-// back (what its expiry or cancel does next, idempotent); any other final
-// ticket's claim is undone (its id is never minted again).
-func (a *Admission) free(ctx context.Context, p flashsale.Part, st flashsale.TicketStatus) error {
-	if st == flashsale.TicketExpired || st == flashsale.TicketCancelled {
+// free ends final ticket t as its user's live ticket in p's sale, so that
+// the slot can be claimed again, by making Redis follow what MySQL decided:
+// an expired or cancelled order's units go back (what its expiry or cancel
+// does next, idempotent); a refusal (sold_out, failed) is settled in the
+// ticket's sales as the worker settles it (its copy, and its hold marked
+// refused, so its id is never minted again: the worker's own step may still
+// be retrying, Redis away when it ran); any other final ticket's claim is
+// undone.
+func (a *Admission) free(ctx context.Context, p flashsale.Part, t *flashsale.Ticket) error {
+	switch t.Status {
+	case flashsale.TicketExpired, flashsale.TicketCancelled:
 		_, err := a.cfg.Stock.Release(ctx, p)
 		return err
+	case flashsale.TicketSoldOut, flashsale.TicketFailed:
+		inSale := func(l flashsale.Line) bool { return l.SaleID == p.SaleID }
+		if t.OrderID == "" && t.UserID == p.UserID && slices.ContainsFunc(t.Lines(), inSale) {
+			return a.cfg.Stock.PutTickets(ctx, t)
+		}
 	}
 	return a.cfg.Stock.Unclaim(ctx, p)
 }

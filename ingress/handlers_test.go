@@ -110,6 +110,27 @@ func (s *claimStock) Queued(_ context.Context, ts ...*flashsale.Ticket) error {
 	return nil
 }
 
+// PutTickets writes copies; a refused ticket (sold_out, failed, no order)
+// is settled in its sales as redisstore settles it: it ends its user's live
+// ticket there ("settle" in the log).
+func (s *claimStock) PutTickets(_ context.Context, ts ...*flashsale.Ticket) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, t := range ts {
+		s.copies[t.ID] = t
+		if t.OrderID != "" || t.Status != flashsale.TicketSoldOut && t.Status != flashsale.TicketFailed {
+			continue
+		}
+		for _, l := range t.Lines() {
+			if k := [2]string{l.SaleID, t.UserID}; s.live[k] == t.ID {
+				delete(s.live, k)
+			}
+			s.log = append(s.log, "settle "+l.SaleID)
+		}
+	}
+	return nil
+}
+
 func (s *claimStock) GetTicket(_ context.Context, id string) (*flashsale.Ticket, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -435,6 +456,34 @@ func TestARefusedTicketIsFinalOnceMySQLHasIt(t *testing.T) {
 	}
 	if code, out := f.do(t, "/api/v1/sales/gone/purchase", "u3", `{}`); code != http.StatusConflict || out["ticket_id"] != nil {
 		t.Errorf("u3 on a sale remembered sold out, refusal recorded: %d %v, want 409 sold_out", code, out)
+	}
+}
+
+// A live ticket whose refusal MySQL recorded while Redis was away (the
+// worker's step that settles it in Redis still retrying): its claim is
+// Existing, its copy lost. The purchase finds it final in MySQL and settles
+// the refusal in Redis, as the worker would (its hold then marks it refused,
+// so the claim cannot mint its id again), rather than only undoing its claim.
+func TestAFinalRefusalIsSettledNotUnclaimed(t *testing.T) {
+	f := newHandlerFixture(t, fakeLifecycle{})
+	f.stock.mu.Lock()
+	f.stock.live[[2]string{"a", "u1"}] = "lost-u1"
+	f.stock.mu.Unlock()
+	recorded := &flashsale.Ticket{ID: "lost-u1", UserID: "u1", Status: flashsale.TicketSoldOut}
+	recorded.SetLines([]flashsale.Line{{SaleID: "a", Quantity: 1}})
+	if _, err := f.orders.RecordOutcomes(context.Background(), 0, []*flashsale.Ticket{recorded}); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := f.do(t, "/api/v1/sales/a/purchase", "u1", `{}`); code != http.StatusAccepted || out["ticket_id"] == "lost-u1" {
+		t.Errorf("u1, whose refusal MySQL has: %d %v, want 202 with a new ticket", code, out)
+	}
+	f.stock.mu.Lock()
+	defer f.stock.mu.Unlock()
+	if !slices.Contains(f.stock.log, "settle a") || slices.Contains(f.stock.log, "unclaim a") {
+		t.Errorf("stock calls %v: want the refusal settled in sale a, not its claim undone", f.stock.log)
+	}
+	if cp := f.stock.copies["lost-u1"]; cp == nil || cp.Status != flashsale.TicketSoldOut {
+		t.Errorf("the refused ticket's copy: %+v, want sold_out", cp)
 	}
 }
 
