@@ -2,6 +2,7 @@ package ingress
 
 import (
 	"context"
+	"errors"
 	"math"
 	"net/http"
 	"strconv"
@@ -197,10 +198,17 @@ func (s *Server) knownID(c *gin.Context) {
 }
 
 // knownToRedis reports whether id is a ticket (an order's id is its
-// ticket's) whose fast copy says it is user's. A failed read is no.
+// ticket's) whose fast copy says it is user's. A read that fails (Redis away,
+// not a missing copy) is yes: the budget cannot tell the user's ids from
+// crafted ones then, and an outage is when a user's own lookups miss most
+// (their queued tickets' copies cannot be read), so it fails open rather than
+// answer 429 to a user cancelling their own order; the soak saw that.
 func (s *Server) knownToRedis(ctx context.Context, user, id string) bool {
 	t, err := s.cfg.Stock.GetTicket(ctx, id)
-	return err == nil && t.UserID == user
+	if err != nil {
+		return !errors.Is(err, flashsale.ErrNotFound)
+	}
+	return t.UserID == user
 }
 
 // deadline puts every API request (a path under /api/, including the

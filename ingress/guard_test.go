@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha1"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -230,6 +231,40 @@ func TestUnknownLookupBudget(t *testing.T) {
 	before := orders.lookups.Load()
 	if rec := get("honest", "/api/v1/tickets/"+uuid.Must(uuid.NewV7()).String()); rec.Code == http.StatusTooManyRequests || orders.lookups.Load() != before+1 {
 		t.Errorf("after 50 lookups of their own ticket, a user's first unknown id: %d, want it looked up (no token spent on found ids)", rec.Code)
+	}
+}
+
+// TestLookupBudgetFailsOpenWhileRedisIsAway: a user whose budget is spent
+// (their queued tickets' lookups missed) still gets their own order while
+// Redis cannot be read: the budget cannot tell their ids from crafted ones
+// then, and a 429 would refuse their cancel for the length of the outage.
+func TestLookupBudgetFailsOpenWhileRedisIsAway(t *testing.T) {
+	stock := newClaimStock(map[string]int{})
+	order := uuid.Must(uuid.NewV7()).String()
+	orders := &countingOrders{order: &flashsale.Order{ID: order, UserID: "u1", SaleID: "a", Quantity: 1}}
+	srv, err := New(Config{Sales: mock.Sales{}, Stock: stock, Orders: orders, Queue: &recQueue{}, Lifecycle: fakeLifecycle{},
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(path string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodGet, path, nil)
+		req.Header.Set("X-User-ID", "u1")
+		rec := httptest.NewRecorder()
+		srv.Handler().ServeHTTP(rec, req)
+		return rec
+	}
+	for range defaultUnknownLookups {
+		get("/api/v1/tickets/" + uuid.Must(uuid.NewV7()).String())
+	}
+	if rec := get("/api/v1/tickets/" + uuid.Must(uuid.NewV7()).String()); rec.Code != http.StatusTooManyRequests {
+		t.Fatalf("over the budget with Redis up: %d, want 429", rec.Code)
+	}
+	stock.mu.Lock()
+	stock.getErr = errors.New("dial tcp: connection refused")
+	stock.mu.Unlock()
+	if rec := get("/api/v1/orders/" + order); rec.Code != http.StatusOK {
+		t.Errorf("the user's own order over the budget while Redis is away: %d %s, want 200", rec.Code, rec.Body)
 	}
 }
 

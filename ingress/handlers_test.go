@@ -34,6 +34,7 @@ type claimStock struct {
 	claimCalls  map[string]int // per sale
 	copies      map[string]*flashsale.Ticket
 	refused     map[string]bool // live tickets their hold refused (claims answer Refused)
+	getErr      error           // GetTicket's answer when set (Redis away)
 	log         []string
 }
 
@@ -134,6 +135,9 @@ func (s *claimStock) PutTickets(_ context.Context, ts ...*flashsale.Ticket) erro
 func (s *claimStock) GetTicket(_ context.Context, id string) (*flashsale.Ticket, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.getErr != nil {
+		return nil, s.getErr
+	}
 	if t := s.copies[id]; t != nil {
 		return t, nil
 	}

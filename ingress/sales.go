@@ -207,7 +207,7 @@ type saleView struct {
 	CreatedAt            time.Time              `json:"created_at"`
 	State                flashsale.SaleState    `json:"state"`
 	ServerTime           time.Time              `json:"server_time"`
-	Stock                flashsale.StockLevel        `json:"stock"`
+	Stock                flashsale.StockLevel   `json:"stock"`
 	// Reservations is the number of users who reserved; only for sales with a
 	// reservation phase.
 	Reservations *int `json:"reservations,omitempty"`
