@@ -156,25 +156,46 @@ func (s *soak) killMidRebuild(rng *rand.Rand) string {
 }
 
 // saleKeys returns the Redis keys of one sale (its home slot's and every
-// segment's), sorted. An error fails the test (not at once: it is called from
-// the checks' goroutines too).
+// segment's), sorted. A scan that fails is made again, from the start, for up
+// to 30 s: it may be called while a fault freezes Redis for longer than the
+// client's read timeout (a soak run failed so on its own harness). An error
+// past that fails the test (not at once: it is called from the checks'
+// goroutines too).
 func (s *soak) saleKeys(saleID string) []string {
 	c := s.rs.client()
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	for {
+		keys, err := scanSale(ctx, c, s.e.NS, saleID)
+		if err == nil {
+			sort.Strings(keys)
+			return keys
+		}
+		if ctx.Err() != nil {
+			s.t.Errorf("scan the private redis: %v", err)
+			return keys
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// scanSale lists the keys of one sale once.
+func scanSale(ctx context.Context, c *redis.Client, ns, saleID string) ([]string, error) {
 	var keys []string
-	for _, pattern := range []string{s.e.NS + ":{sale:" + saleID + "}:*", s.e.NS + ":{sale:" + saleID + ":*"} {
+	for _, pattern := range []string{ns + ":{sale:" + saleID + "}:*", ns + ":{sale:" + saleID + ":*"} {
 		iter := c.Scan(ctx, 0, pattern, 1000).Iterator()
 		for iter.Next(ctx) {
 			keys = append(keys, iter.Val())
 		}
 		if err := iter.Err(); err != nil {
-			s.t.Errorf("scan the private redis: %v", err)
+			return keys, err
 		}
 	}
-	sort.Strings(keys)
-	return keys
+	return keys, nil
 }
 
 // soakFamily are the suffixes of a sale part's hashes besides its stock (or a
