@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"time"
 
@@ -50,9 +49,6 @@ type lease struct {
 	key, token string
 }
 
-// errLeaseLost: the lease ended and another holder took it, or it was released.
-var errLeaseLost = errors.New("mysqlstore: lease lost")
-
 // Refresh implements service.Lease: only while this holder still has the row
 // and it has not ended.
 func (le *lease) Refresh(ctx context.Context, ttl time.Duration) error {
@@ -62,7 +58,7 @@ func (le *lease) Refresh(ctx context.Context, ttl time.Duration) error {
 		return fmt.Errorf("mysqlstore: refresh lease %s: %w", le.key, err)
 	}
 	if n, err := res.RowsAffected(); err != nil || n != 1 {
-		return fmt.Errorf("%w: %s", errLeaseLost, le.key)
+		return fmt.Errorf("%w: %s (mysqlstore)", service.ErrLeaseLost, le.key)
 	}
 	return nil
 }

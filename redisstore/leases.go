@@ -32,8 +32,14 @@ func (l *Leases) Obtain(ctx context.Context, key string, ttl time.Duration) (ser
 
 type lease struct{ lock *redislock.Lock }
 
+// Refresh implements service.Lease: a lock no longer held is
+// service.ErrLeaseLost.
 func (l lease) Refresh(ctx context.Context, ttl time.Duration) error {
-	return l.lock.Refresh(ctx, ttl, nil)
+	err := l.lock.Refresh(ctx, ttl, nil)
+	if errors.Is(err, redislock.ErrNotObtained) {
+		return service.ErrLeaseLost
+	}
+	return err
 }
 
 // Release gives the lease up; one already lost (it ran out, another holder
