@@ -343,13 +343,16 @@ return {'done', st}
 // so it is not trusted; the ticket is then read from MySQL.
 
 // putTicketScript writes a ticket's copy, unless the copy this server has is
-// further along (queued < pending_payment < a final status): a worker that read
-// the order before it was paid never writes it back to pending_payment.
-// KEYS ticket key; ARGV ttl_s status field value... Returns 1 written, 0 kept.
+// further along (queued < pending_payment < the other final statuses < paid):
+// a worker that read the order before it was paid never writes it back to
+// pending_payment, and a step that read an order expired before its late
+// payment revived it (the sweeper's re-follow, a retried expiry) never writes
+// a paid order's copy back to expired; nothing follows paid but paid. KEYS
+// ticket key; ARGV ttl_s status field value... Returns 1 written, 0 kept.
 var putTicketScript = redis.NewScript(serverID + `
 local srv = serverID()
 local function rank(st)
-  if st == 'queued' then return 1 elseif st == 'pending_payment' then return 2 else return 3 end
+  if st == 'queued' then return 1 elseif st == 'pending_payment' then return 2 elseif st == 'paid' then return 4 else return 3 end
 end
 local cur = redis.call('HMGET', KEYS[1], 'status', 'srv')
 if cur[1] and cur[2] == srv and rank(ARGV[2]) < rank(cur[1]) then return 0 end

@@ -487,6 +487,17 @@ func TestTicketCopyNeverMovesBackAndAStaleCopyIsIgnored(t *testing.T) {
 	if got, err := s.GetTicket(ctx, "t2"); err != nil || got.Status != flashsale.TicketPaid {
 		t.Fatalf("after a late pending_payment write: %+v, %v; want paid", got, err)
 	}
+	// An order paid late (revived after it expired): a step that read it
+	// expired before (the sweeper's re-follow, a retried expiry) writes
+	// expired after the paid copy; the soak saw the copy end expired.
+	expired := *paid
+	expired.Status = flashsale.TicketExpired
+	if err := s.PutTickets(ctx, &expired); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.GetTicket(ctx, "t2"); err != nil || got.Status != flashsale.TicketPaid {
+		t.Fatalf("after a late expired write: %+v, %v; want paid", got, err)
+	}
 	s.rdb.HSet(ctx, s.ticketKey("t2"), "srv", "another-server")
 	if got, err := s.GetTicket(ctx, "t2"); !errors.Is(err, flashsale.ErrNotFound) {
 		t.Fatalf("a copy from another server: %+v, %v; want not found", got, err)
