@@ -24,12 +24,15 @@
 //     units released and its copy rewritten (lifecycle's Refollow). That is
 //     what completes a transition whose Redis step still failed when its
 //     message ran out of retries (Redis away longer than the retry budget
-//     times the delivery limit), or whose caller gave up (a cancel answered
-//     503 and not retried). The mark moves past an order only once Redis
-//     followed it, so the orders closed during an outage are followed within
-//     a sweep of Redis answering again; each order is looked at about once,
-//     through an index, so a pass costs a read of the orders closed since the
-//     last one.
+//     times the delivery limit), whose caller gave up (a cancel answered
+//     503 and not retried), or that the first pass expired and left to it
+//     (its Redis step failed, or was not tried after another failed: the
+//     expiry committed before the pass, so its change is past the mark and
+//     is looked at once FollowSettle has passed). The mark moves past an
+//     order only once Redis followed it, so the orders closed during an
+//     outage are followed within a sweep of Redis answering again; each
+//     order is looked at about once, through an index, so a pass costs a
+//     read of the orders closed since the last one.
 package delayq
 
 import (
