@@ -416,9 +416,12 @@ const followPage = 500
 // FollowClosed is the pass over closed orders (see the package doc): on each
 // shard, the orders expired or cancelled since the shard's mark and
 // FollowSettle ago at least are made to follow in Redis (Expirer.Refollow),
-// eight at a time, and the mark moves past each order once it followed. An
-// error stops the pass at the first order that did not follow; the next pass
-// resumes there. It returns how many orders had not followed.
+// eight at a time, and the mark moves past each order once it followed. A
+// Redis failure stops the pass at the first order that did not follow; the
+// next pass resumes there. A shard whose MySQL fails keeps its mark until the
+// next pass, and the other shards are followed all the same (a Sweep whose
+// Redis steps failed leaves its expiries of every shard to this pass). It
+// returns how many orders had not followed.
 func (q *Queue) FollowClosed(ctx context.Context) (int, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -429,11 +432,13 @@ func (q *Queue) FollowClosed(ctx context.Context) (int, error) {
 		}
 	}
 	total := 0
+	var errs []error
 	for shard := 0; shard < q.cfg.Due.Shards(); shard++ {
 		for ctx.Err() == nil {
 			orders, marks, err := q.cfg.Due.ClosedOrders(ctx, shard, q.marks[shard], q.cfg.FollowSettle, followPage)
 			if err != nil {
-				return total, err
+				errs = append(errs, fmt.Errorf("shard %d: %w", shard, err))
+				break
 			}
 			did, done, err := q.refollowAll(ctx, orders)
 			for i, d := range did {
@@ -447,14 +452,14 @@ func (q *Queue) FollowClosed(ctx context.Context) (int, error) {
 				q.marks[shard] = marks[done-1]
 			}
 			if err != nil {
-				return total, err
+				return total, errors.Join(append(errs, err)...)
 			}
 			if len(orders) < followPage {
 				break
 			}
 		}
 	}
-	return total, ctx.Err()
+	return total, errors.Join(append(errs, ctx.Err())...)
 }
 
 // refollowAll makes Redis follow orders (Expirer.Refollow), eight at a time,

@@ -460,3 +460,25 @@ func TestFollowClosedCompletesTheSweepersExpiries(t *testing.T) {
 		}
 	}
 }
+
+// A shard whose MySQL fails does not hold back the other shard's pass over
+// closed orders: its orders are followed and the failure reported.
+func TestFollowClosedGoesOnPastAFailingShard(t *testing.T) {
+	due := &mock.Due{N: 2, DueFn: func(context.Context, int, time.Time, int) ([]*flashsale.Order, error) { return nil, nil },
+		ClosedFn: func(_ context.Context, shard int, _ flashsale.OrderMark, _ time.Duration, _ int) ([]*flashsale.Order, []flashsale.OrderMark, error) {
+			if shard == 0 {
+				return nil, nil, errors.New("mysql: connection refused")
+			}
+			return []*flashsale.Order{{ID: "s1", UserID: "u", Status: flashsale.OrderExpired}},
+				[]flashsale.OrderMark{{At: now.Add(-time.Minute), OrderID: "s1"}}, nil
+		}}
+	var followed atomic.Int32
+	e := &mock.Expirer{RefollowFn: func(context.Context, *flashsale.Order) (bool, error) {
+		followed.Add(1)
+		return true, nil
+	}}
+	n, err := newQueue(t, &mock.Delayer{}, e, due).FollowClosed(context.Background())
+	if n != 1 || followed.Load() != 1 || err == nil || !strings.Contains(err.Error(), "shard 0") {
+		t.Errorf("pass = %d, %v (%d followed); want shard 1's order followed and shard 0's failure reported", n, err, followed.Load())
+	}
+}
