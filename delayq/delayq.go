@@ -11,18 +11,28 @@
 //
 // The sweeper, one runner at a time, does two passes every SweepInterval:
 //   - it expires the overdue unpaid orders that any lost message missed, so a
-//     lost message only delays expiry by the sweep interval;
+//     lost message only delays expiry by the sweep interval. Each page of due
+//     orders is expired in MySQL first, all of it (Expirer.ExpireInBook), and
+//     only then does Redis follow the orders it expired (Expirer.Refollow),
+//     until the first Redis step fails: the orders after it are left to the
+//     second pass. So MySQL, the book of record, expires every due order
+//     within a sweep whatever Redis does, and a Redis that hangs rather than
+//     refuses (each call waiting out its read timeout) costs a sweep one
+//     timeout, not one per order;
 //   - it re-follows closed orders: every order expired or cancelled since its
 //     mark (per shard) whose ticket copy in Redis does not say so yet has its
 //     units released and its copy rewritten (lifecycle's Refollow). That is
 //     what completes a transition whose Redis step still failed when its
 //     message ran out of retries (Redis away longer than the retry budget
-//     times the delivery limit), or whose caller gave up (a cancel answered
-//     503 and not retried). The mark moves past an order only once Redis
-//     followed it, so the orders closed during an outage are followed within
-//     a sweep of Redis answering again; each order is looked at about once,
-//     through an index, so a pass costs a read of the orders closed since the
-//     last one.
+//     times the delivery limit), whose caller gave up (a cancel answered
+//     503 and not retried), or that the first pass expired and left to it
+//     (its Redis step failed, or was not tried after another failed: the
+//     expiry committed before the pass, so its change is past the mark and
+//     is looked at once FollowSettle has passed). The mark moves past an
+//     order only once Redis followed it, so the orders closed during an
+//     outage are followed within a sweep of Redis answering again; each
+//     order is looked at about once, through an index, so a pass costs a
+//     read of the orders closed since the last one.
 package delayq
 
 import (
@@ -33,7 +43,6 @@ import (
 	"log/slog"
 	"math"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -50,8 +59,13 @@ type Delayer interface {
 
 // Expirer expires orders and makes Redis follow closed ones (the lifecycle).
 type Expirer interface {
-	// Expire returns the order as it stands: still pending_payment when not due.
+	// Expire expires the order in MySQL if it is due, then makes Redis
+	// follow (ExpireInBook, then the Redis step). It returns the order as it
+	// stands: still pending_payment when not due.
 	Expire(ctx context.Context, ref flashsale.OrderRef) (*flashsale.Order, error)
+	// ExpireInBook is Expire without the Redis step: only MySQL's transition
+	// (and the user's unpaid strike). Its errors are MySQL's, never Redis's.
+	ExpireInBook(ctx context.Context, ref flashsale.OrderRef) (*flashsale.Order, error)
 	// Refollow makes the stock store and the ticket copy follow the order's
 	// status unless the copy says it already, and reports whether it had to.
 	Refollow(ctx context.Context, o *flashsale.Order) (bool, error)
@@ -295,28 +309,46 @@ func (q *Queue) sweep(ctx context.Context, ready func()) {
 // sweeperLease is the sweeper's lease TTL.
 const sweeperLease = 10 * time.Second
 
-// Sweep expires every unpaid order past pay_by + SweepGrace once, and returns how
-// many it expired. A shard whose pass fails (its MySQL away, or the Redis step
-// of an expiry: the expiry itself committed, and FollowClosed makes Redis
-// follow later) stops there until the next pass; the other shards are swept
-// all the same, so one failure never holds back every shard's expiries.
+// duePage is how many due orders Sweep reads at once.
+const duePage = 500
+
+// Sweep expires every unpaid order past pay_by + SweepGrace once, and returns
+// how many it expired. Each shard is read a page of due orders at a time; a
+// page is expired in MySQL first, all of it (ExpireInBook, eight at a time),
+// and then Redis follows the orders it expired (Refollow, eight at a time)
+// until a Redis step fails: the pass tries no more Redis steps after that, on
+// any shard, and FollowClosed makes Redis follow those orders once it answers
+// (they are in MySQL's closed orders, past its marks). So a Redis away or
+// hanging never holds back an expiry in MySQL, and costs a sweep one
+// timeout. A shard whose MySQL fails stops there until the next sweep; the
+// other shards are swept all the same. The error joins each shard's MySQL
+// failure and the first Redis failure.
 func (q *Queue) Sweep(ctx context.Context) (int, error) {
 	total := 0
 	var errs []error
+	redisFailed := false
 	for shard := 0; shard < q.cfg.Due.Shards(); shard++ {
 		for ctx.Err() == nil {
-			due, err := q.cfg.Due.DueOrders(ctx, shard, q.cfg.Now().Add(-q.cfg.SweepGrace), 500)
+			due, err := q.cfg.Due.DueOrders(ctx, shard, q.cfg.Now().Add(-q.cfg.SweepGrace), duePage)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("shard %d: %w", shard, err))
 				break
 			}
-			n, err := q.expireAll(ctx, due)
-			total += n
+			expired, err := q.expireInBook(ctx, due)
+			total += len(expired)
+			if !redisFailed {
+				if _, _, ferr := q.refollowAll(ctx, expired); ferr != nil {
+					redisFailed = true
+					errs = append(errs, fmt.Errorf("shard %d: %w", shard, ferr))
+				}
+			}
 			if err != nil {
 				errs = append(errs, fmt.Errorf("shard %d: %w", shard, err))
 				break
 			}
-			if len(due) < 500 {
+			// A full page of which none expired is not due by the book's
+			// clock yet (it decides): reading it again would find the same.
+			if len(due) < duePage || len(expired) == 0 {
 				break
 			}
 		}
@@ -324,24 +356,34 @@ func (q *Queue) Sweep(ctx context.Context) (int, error) {
 	return total, errors.Join(errs...)
 }
 
-// expireAll expires orders, eight at a time.
-func (q *Queue) expireAll(ctx context.Context, orders []*flashsale.Order) (int, error) {
+// expireInBook expires orders in MySQL only, eight at a time, and returns
+// those that stand expired, in their order, with the first error.
+func (q *Queue) expireInBook(ctx context.Context, orders []*flashsale.Order) ([]*flashsale.Order, error) {
+	got := make([]*flashsale.Order, len(orders))
 	var mu sync.Mutex
 	var firstErr error
-	expired := 0
-	eightAtATime(orders, func(_ int, o *flashsale.Order) {
-		got, err := q.cfg.Expirer.Expire(ctx, o.Ref())
+	eightAtATime(orders, func(i int, o *flashsale.Order) {
+		cur, err := q.cfg.Expirer.ExpireInBook(ctx, o.Ref())
 		mu.Lock()
 		defer mu.Unlock()
-		if err != nil && firstErr == nil {
-			firstErr = err
+		if err != nil {
+			if firstErr == nil {
+				firstErr = fmt.Errorf("delayq: expire order %s: %w", o.ID, err)
+			}
+			return
 		}
-		if err == nil && got.Status == flashsale.OrderExpired {
-			expired++
+		if cur.Status == flashsale.OrderExpired {
+			got[i] = cur
 			q.expired.WithLabelValues("sweeper").Inc()
-			q.observeLag(got)
+			q.observeLag(cur)
 		}
 	})
+	expired := got[:0]
+	for _, o := range got {
+		if o != nil {
+			expired = append(expired, o)
+		}
+	}
 	return expired, firstErr
 }
 
@@ -374,9 +416,12 @@ const followPage = 500
 // FollowClosed is the pass over closed orders (see the package doc): on each
 // shard, the orders expired or cancelled since the shard's mark and
 // FollowSettle ago at least are made to follow in Redis (Expirer.Refollow),
-// eight at a time, and the mark moves past each order once it followed. An
-// error stops the pass at the first order that did not follow; the next pass
-// resumes there. It returns how many orders had not followed.
+// eight at a time, and the mark moves past each order once it followed. A
+// Redis failure stops the pass at the first order that did not follow; the
+// next pass resumes there. A shard whose MySQL fails keeps its mark until the
+// next pass, and the other shards are followed all the same (a Sweep whose
+// Redis steps failed leaves its expiries of every shard to this pass). It
+// returns how many orders had not followed.
 func (q *Queue) FollowClosed(ctx context.Context) (int, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -387,36 +432,45 @@ func (q *Queue) FollowClosed(ctx context.Context) (int, error) {
 		}
 	}
 	total := 0
+	var errs []error
 	for shard := 0; shard < q.cfg.Due.Shards(); shard++ {
 		for ctx.Err() == nil {
 			orders, marks, err := q.cfg.Due.ClosedOrders(ctx, shard, q.marks[shard], q.cfg.FollowSettle, followPage)
 			if err != nil {
-				return total, err
+				errs = append(errs, fmt.Errorf("shard %d: %w", shard, err))
+				break
 			}
-			followed, done, err := q.refollowAll(ctx, orders)
-			total += followed
+			did, done, err := q.refollowAll(ctx, orders)
+			for i, d := range did {
+				if d {
+					total++
+					q.followed.Inc()
+					q.log.Debug("made Redis follow a closed order", "order", orders[i].ID, "status", orders[i].Status)
+				}
+			}
 			if done > 0 {
 				q.marks[shard] = marks[done-1]
 			}
 			if err != nil {
-				return total, err
+				return total, errors.Join(append(errs, err)...)
 			}
 			if len(orders) < followPage {
 				break
 			}
 		}
 	}
-	return total, ctx.Err()
+	return total, errors.Join(append(errs, ctx.Err())...)
 }
 
-// refollowAll makes Redis follow orders, eight at a time, until one fails
-// (Redis away: the orders after it are not tried, so a pass over many orders
-// does not wait out a timeout for each; the ones before it still are, so the
-// mark moves as far as it can). It returns how many had not followed, and
-// how many of the first orders all followed: the mark may move past those.
-func (q *Queue) refollowAll(ctx context.Context, orders []*flashsale.Order) (followed, done int, err error) {
+// refollowAll makes Redis follow orders (Expirer.Refollow), eight at a time,
+// until one fails (Redis away: the orders after it are not tried, so a pass
+// over many orders does not wait out a timeout for each; the ones before it
+// still are, so a mark moves as far as it can). It returns which orders had
+// not followed and were made to, how many of the first orders all followed
+// (a mark may move past those), and the first failure's error.
+func (q *Queue) refollowAll(ctx context.Context, orders []*flashsale.Order) (did []bool, done int, err error) {
 	ok := make([]bool, len(orders))
-	var n atomic.Int32
+	did = make([]bool, len(orders))
 	var mu sync.Mutex
 	var firstErr error
 	failedAt := len(orders)
@@ -427,25 +481,20 @@ func (q *Queue) refollowAll(ctx context.Context, orders []*flashsale.Order) (fol
 		if after {
 			return
 		}
-		did, err := q.cfg.Expirer.Refollow(ctx, o)
+		d, err := q.cfg.Expirer.Refollow(ctx, o)
+		mu.Lock()
+		defer mu.Unlock()
 		if err != nil {
-			mu.Lock()
 			if i < failedAt {
 				failedAt = i
-				firstErr = fmt.Errorf("delayq: follow closed order %s: %w", o.ID, err)
+				firstErr = fmt.Errorf("delayq: make Redis follow order %s (%s): %w", o.ID, o.Status, err)
 			}
-			mu.Unlock()
 			return
 		}
-		ok[i] = true
-		if did {
-			n.Add(1)
-			q.followed.Inc()
-			q.log.Debug("made Redis follow a closed order", "order", o.ID, "status", o.Status)
-		}
+		ok[i], did[i] = true, d
 	})
 	for done < len(orders) && ok[done] {
 		done++
 	}
-	return int(n.Load()), done, firstErr
+	return did, done, firstErr
 }

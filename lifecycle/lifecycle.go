@@ -138,11 +138,26 @@ func (s *Service) Refollow(ctx context.Context, o *flashsale.Order) (bool, error
 }
 
 // Expire expires the order if it is unpaid and due (see flashsale's
-// expiry.go), and gives its units back. It returns the order as it stands:
-// still pending_payment when it is not due yet. An error after the order
-// expired in MySQL (Redis away) leaves the release to a retry, which completes
-// it.
+// expiry.go), and gives its units back: ExpireInBook, then Follow. It returns
+// the order as it stands: still pending_payment when it is not due yet. An
+// error after the order expired in MySQL (Redis away) leaves the release to a
+// retry, which completes it.
 func (s *Service) Expire(ctx context.Context, ref flashsale.OrderRef) (*flashsale.Order, error) {
+	o, err := s.ExpireInBook(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	return o, s.Follow(ctx, o)
+}
+
+// ExpireInBook is the MySQL part of Expire: the order is expired in the book
+// of record if it is unpaid and due, and its user's unpaid strike is counted
+// when this call expired it. The stock store and the ticket copy are not
+// touched: the order's units stay held in Redis until Follow or Refollow makes
+// Redis follow (until then admission sees the ticket live, and no one else can
+// take its units). It returns the order as it stands, like Expire; its errors
+// are the book's (flashsale.ErrNotFound for an unknown order), never Redis's.
+func (s *Service) ExpireInBook(ctx context.Context, ref flashsale.OrderRef) (*flashsale.Order, error) {
 	o, changed, err := s.cfg.Book.Expire(ctx, ref, s.cfg.Now())
 	if err != nil {
 		return nil, err
@@ -151,7 +166,7 @@ func (s *Service) Expire(ctx context.Context, ref flashsale.OrderRef) (*flashsal
 		s.log.Debug("order expired", "order", ref.Order, "sale", o.SaleID)
 		s.strike(ctx, o)
 	}
-	return o, s.Follow(ctx, o)
+	return o, nil
 }
 
 // Cancel cancels the user's unpaid order and gives its units back; a

@@ -147,6 +147,61 @@ func TestExpireUnknownOrderIsNotFound(t *testing.T) {
 	}
 }
 
+// untouchedStock is a Stock that refuses every call and counts them.
+type untouchedStock struct{ calls int }
+
+func (u *untouchedStock) refuse() error { u.calls++; return errors.New("the stock store was called") }
+func (u *untouchedStock) Release(context.Context, flashsale.Part) (flashsale.Hold, error) {
+	return flashsale.Hold{}, u.refuse()
+}
+func (u *untouchedStock) Confirm(context.Context, flashsale.Part) (flashsale.Hold, error) {
+	return flashsale.Hold{}, u.refuse()
+}
+func (u *untouchedStock) Retake(context.Context, flashsale.Part) (flashsale.Hold, bool, error) {
+	return flashsale.Hold{}, false, u.refuse()
+}
+func (u *untouchedStock) Return(context.Context, flashsale.Part) (flashsale.Hold, error) {
+	return flashsale.Hold{}, u.refuse()
+}
+func (u *untouchedStock) PutTickets(context.Context, ...*flashsale.Ticket) error { return u.refuse() }
+func (u *untouchedStock) GetTicket(context.Context, string) (*flashsale.Ticket, error) {
+	return nil, u.refuse()
+}
+
+// ExpireInBook is the sweeper's MySQL part of an expiry: the order expires
+// in the book and its strike is counted once, and the stock store is not
+// asked anything (its units stay held, no copy is written) until Refollow
+// makes it follow.
+func TestExpireInBookLeavesTheStockStore(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	f := newFixture(t, bundleOrder(flashsale.OrderPendingPayment, now), map[string]int{"a": 3, "b": 0})
+	stock := &untouchedStock{}
+	svc, err := New(Config{Book: f.book, Stock: stock, Strikes: f.strikes, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ { // again: nothing more
+		o, err := svc.ExpireInBook(context.Background(), o1)
+		if err != nil || o.Status != flashsale.OrderExpired || f.book.Order("o1").Status != flashsale.OrderExpired {
+			t.Fatalf("expire in the book at pay_by (%d): %+v %v, want expired", i, o, err)
+		}
+	}
+	if fmt.Sprint(f.strikes.got) != fmt.Sprint([]flashsale.OrderRef{o1}) {
+		t.Errorf("strikes %v, want one for o1", f.strikes.got)
+	}
+	if stock.calls != 0 {
+		t.Errorf("%d calls to the stock store, want none", stock.calls)
+	}
+	// The fixture's service, over the stock store still holding the units,
+	// makes it follow.
+	if did, err := f.svc.Refollow(context.Background(), f.book.Order("o1")); !did || err != nil {
+		t.Fatalf("refollow: %v %v, want it made to follow", did, err)
+	}
+	if f.stock.Available["a"] != 5 || f.stock.Available["b"] != 1 || f.stock.Tickets["o1"].Status != flashsale.TicketExpired {
+		t.Errorf("after refollow: available a %d b %d, copy %+v; want the units back and the copy expired", f.stock.Available["a"], f.stock.Available["b"], f.stock.Tickets["o1"])
+	}
+}
+
 // Redis away after the commit: the expiry stands in MySQL and the call
 // fails (the expiry message is retried); the retry releases the units.
 func TestExpireWithRedisAwayIsCompletedByTheRetry(t *testing.T) {

@@ -115,16 +115,22 @@ func (d *Delayer) PublishDelayed(_ context.Context, msgID string, bodies [][]byt
 	return nil
 }
 
-// Expirer answers Expire with ExpireFn and Refollow with RefollowFn
-// (delayq.Expirer).
+// Expirer answers Expire with ExpireFn, ExpireInBook with ExpireInBookFn and
+// Refollow with RefollowFn (delayq.Expirer).
 type Expirer struct {
-	ExpireFn   func(ctx context.Context, ref flashsale.OrderRef) (*flashsale.Order, error)
-	RefollowFn func(ctx context.Context, o *flashsale.Order) (bool, error)
+	ExpireFn       func(ctx context.Context, ref flashsale.OrderRef) (*flashsale.Order, error)
+	ExpireInBookFn func(ctx context.Context, ref flashsale.OrderRef) (*flashsale.Order, error)
+	RefollowFn     func(ctx context.Context, o *flashsale.Order) (bool, error)
 }
 
 // Expire calls ExpireFn.
 func (e *Expirer) Expire(ctx context.Context, ref flashsale.OrderRef) (*flashsale.Order, error) {
 	return e.ExpireFn(ctx, ref)
+}
+
+// ExpireInBook calls ExpireInBookFn.
+func (e *Expirer) ExpireInBook(ctx context.Context, ref flashsale.OrderRef) (*flashsale.Order, error) {
+	return e.ExpireInBookFn(ctx, ref)
 }
 
 // Refollow calls RefollowFn; without one, every order had followed.
