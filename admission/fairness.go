@@ -75,7 +75,7 @@ func (a *Admission) withinBudget(ctx context.Context, p *purchase, l *line) deci
 		}
 	}
 	if !l.read {
-		l.held, l.heldErr = a.holdingOf(ctx, l.sale.ID, p.User)
+		l.held, l.heldErr = a.holdingOf(ctx, l.sale.ID, p.User, p.Now)
 	}
 	if l.heldErr == nil && l.held.ticket != nil {
 		return answer(l.held.ticket)

@@ -61,7 +61,7 @@ func (a *Admission) notSoldOut(ctx context.Context, p *purchase, l *line) decisi
 	if !a.soldOut.known(l.sale.ID, p.Now) {
 		return next
 	}
-	l.held, l.heldErr = a.holdingOf(ctx, l.sale.ID, p.User)
+	l.held, l.heldErr = a.holdingOf(ctx, l.sale.ID, p.User, p.Now)
 	l.read = true
 	switch {
 	case l.heldErr != nil:
@@ -79,12 +79,13 @@ func (a *Admission) notSoldOut(ctx context.Context, p *purchase, l *line) decisi
 // holdingOf reads the user's standing in a sale without a claim: one read of
 // their live ticket and units (a sale Redis lost is rebuilt from MySQL first,
 // see the stock store's Holder), and, when they have a live ticket, its fast
-// copy, or MySQL's view of it when the copy is missing (lost with Redis). It
+// copy, or MySQL's view of it when the copy is missing (lost with Redis) or
+// is an unpaid order's past its pay_by (the same rule as liveTicket's). It
 // answers the purchases that must not reach the claim script: those of a sale
 // this node remembers sold out, and those over their user's budget (see
 // userBudget). A live claim MySQL does not know yet (still queued, its copy
 // lost) has no ticket here: the claim decides.
-func (a *Admission) holdingOf(ctx context.Context, saleID, user string) (holding, error) {
+func (a *Admission) holdingOf(ctx context.Context, saleID, user string, now time.Time) (holding, error) {
 	live, refused, units, err := a.cfg.Stock.Holder(ctx, saleID, user)
 	if err != nil || live == "" {
 		return holding{units: units}, err
@@ -102,11 +103,23 @@ func (a *Admission) holdingOf(ctx context.Context, saleID, user string) (holding
 	}
 	h := holding{live: true, units: units}
 	cp, err := a.cfg.Stock.GetTicket(ctx, live)
-	if err != nil {
-		cp, err = a.cfg.Book.GetTicket(ctx, ref)
+	if err != nil || overdue(cp, now) {
+		// Lost with Redis, or an unpaid order past its pay_by that MySQL
+		// may have expired while Redis was away (Redis follows within
+		// seconds of answering; no purchase is told of it as live
+		// meanwhile). MySQL away: the copy, as liveTicket answers it.
+		if mt, merr := a.cfg.Book.GetTicket(ctx, ref); merr == nil || err != nil {
+			cp, err = mt, merr
+		}
 	}
 	if err == nil && cp.Status.Live() {
 		h.ticket = cp
 	}
 	return h, nil
+}
+
+// overdue reports whether copy cp is an unpaid order's past its pay_by at
+// now: its order may be expired in MySQL, which decides.
+func overdue(cp *flashsale.Ticket, now time.Time) bool {
+	return cp.Status == flashsale.TicketPendingPayment && cp.PayBy != nil && !now.Before(*cp.PayBy)
 }

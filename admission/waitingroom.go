@@ -46,7 +46,7 @@ func (a *Admission) waitingRoom(ctx context.Context, p *purchase, l *line) decis
 	if p.bundle {
 		return refuse(flashsale.Errorf(flashsale.CodeInvalid, "a sale with a waiting room is bought alone, not in a bundle"))
 	}
-	h, err := a.holdingOf(ctx, sale.ID, p.User)
+	h, err := a.holdingOf(ctx, sale.ID, p.User, p.Now)
 	switch {
 	case err != nil:
 		return refuse(unavailable(err))

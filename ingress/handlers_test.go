@@ -407,6 +407,21 @@ func TestAFinalTicketIsNeverAnsweredAsLive(t *testing.T) {
 	if !slices.Contains(f.stock.log, "release a") {
 		t.Errorf("the expired order's units were not given back: %v", f.stock.log)
 	}
+	// The same on the path without a claim: a sale this node remembers sold
+	// out (the soak saw it answer 200 pending_payment with an order the
+	// sweeper had expired in MySQL while Redis was away).
+	f.orders.Put(&flashsale.Order{ID: "expired-u4", UserID: "u4", Status: flashsale.OrderExpired, PayBy: past,
+		Items: []flashsale.OrderItem{{SaleID: "gone", Quantity: 1}}})
+	f.stock.mu.Lock()
+	f.stock.available["gone"] = 0
+	f.stock.live[[2]string{"gone", "u4"}] = "expired-u4"
+	f.stock.copies["expired-u4"] = &flashsale.Ticket{ID: "expired-u4", UserID: "u4", Status: flashsale.TicketPendingPayment,
+		OrderID: "expired-u4", PayBy: &past}
+	f.stock.mu.Unlock()
+	f.do(t, "/api/v1/sales/gone/purchase", "u9", `{}`) // remembered sold out from here
+	if code, out := f.do(t, "/api/v1/sales/gone/purchase", "u4", `{}`); code != http.StatusConflict || out["ticket_id"] == "expired-u4" {
+		t.Errorf("u4 on a sale remembered sold out, whose order MySQL expired: %d %v, want 409 sold_out", code, out)
+	}
 	// A pending_payment copy within its pay_by is answered as it is, without MySQL.
 	future := time.Now().Add(time.Minute)
 	f.stock.mu.Lock()
