@@ -113,6 +113,9 @@ func (e *env) Vars() map[string]string {
 		"FLASHSALE_LOG_LEVEL":        "info",
 		"FLASHSALE_HTTP_ADDR":        "127.0.0.1:0", // replaced by start
 	}
+	if l := os.Getenv("FLASHSALE_E2E_LOG_LEVEL"); l != "" {
+		vars["FLASHSALE_LOG_LEVEL"] = l // e.g. debug, to chase a flake
+	}
 	if n := redisSegments(); n > 1 {
 		vars["FLASHSALE_REDIS_SEGMENTS"] = strconv.Itoa(n) // the suite run with sales in segments
 	}

@@ -262,6 +262,28 @@ func (p *proc) cleanup() {
 	if p.t.Failed() {
 		p.t.Log(p.LogTail(80))
 	}
+	if p.t.Failed() || os.Getenv("FLASHSALE_E2E_KEEPLOGS") == "all" {
+		p.keepLog()
+	}
+}
+
+// keepLog copies the process's whole log under FLASHSALE_E2E_LOGDIR (when
+// set) once its test failed (or whatever the outcome, with
+// FLASHSALE_E2E_KEEPLOGS=all): the tail printed is often not enough.
+func (p *proc) keepLog() {
+	dir := os.Getenv("FLASHSALE_E2E_LOGDIR")
+	if dir == "" {
+		return
+	}
+	b, err := os.ReadFile(p.logPath)
+	if err != nil {
+		return
+	}
+	name := strings.NewReplacer("/", "_", " ", "_").Replace(p.t.Name())
+	dst := filepath.Join(dir, fmt.Sprintf("%s-%s-%s-%s.log", name, time.Now().UTC().Format("150405"), p.Role, filepath.Base(filepath.Dir(p.logPath))))
+	if err := os.MkdirAll(dir, 0o755); err == nil && os.WriteFile(dst, b, 0o644) == nil {
+		p.t.Logf("%s log kept in %s", p.Role, dst)
+	}
 }
 
 // client returns the HTTP client of this process (one per process, reused).

@@ -202,14 +202,14 @@ func (e *env) flushRedis(t *testing.T) {
 	if err != nil {
 		t.Fatalf("flush namespace %s: %v", e.NS, err)
 	}
-	left := 0
+	var left []string
 	each(func(ctx context.Context, c *redis.Client) error {
 		keys, err := scan(ctx, c)
-		left += len(keys)
+		left = append(left, keys...)
 		return err
 	})
-	if deleted == 0 || left != 0 {
-		t.Fatalf("flush namespace %s: %d keys deleted, %d left", e.NS, deleted, left)
+	if deleted == 0 || len(left) != 0 {
+		t.Fatalf("flush namespace %s: %d keys deleted, %d left %q", e.NS, deleted, len(left), left)
 	}
 	t.Logf("deleted all %d Redis keys of namespace %s", deleted, e.NS)
 }

@@ -12,12 +12,17 @@
 //     starts_at may still be committing).
 //  2. The released tickets still undecided (in flight) are read: each one's
 //     fast copy, else the orders' book; a ticket found in neither is still in
-//     flight (never assumed decided).
+//     flight (never assumed decided). One without a fast copy may never have
+//     been published (its releaser died before the broker's confirm), or
+//     Redis lost the copy: it is published again (the worker is idempotent
+//     per ticket).
 //  3. left = available units − the units in flight. The line is walked in
 //     order: a ticket asking at most left units is released (its claim in
-//     the stock store with its own id, published as an ordinary purchase
-//     with publisher confirms, its fast copy written queued and announced,
-//     then its row marked released); one asking more ends sold_out only when
+//     the stock store with its own id, its row marked released, then
+//     published as an ordinary purchase with publisher confirms and its fast
+//     copy written queued and announced: so a ticket published is never
+//     still waiting in the line, where the next pass would count it twice,
+//     its units held and asked for); one asking more ends sold_out only when
 //     nothing is in flight (left is then final), else the pass stops there. So every
 //     released ticket finds its units, and out-of-order work in the workers
 //     cannot let a later ticket take units an earlier one needed.
@@ -199,7 +204,7 @@ func (r *Releaser) pass(ctx context.Context, s *flashsale.Sale, now time.Time) e
 	if now.Before(s.StartsAt.Add(r.cfg.Delay)) {
 		return nil
 	}
-	inflight, err := r.inFlight(ctx, s)
+	inflight, err := r.inFlight(ctx, s, now)
 	if err != nil {
 		return err
 	}
@@ -245,16 +250,19 @@ func (r *Releaser) pass(ctx context.Context, s *flashsale.Sale, now time.Time) e
 }
 
 // inFlight returns the units of the sale's released tickets not decided
-// yet, marking those seen decided.
-func (r *Releaser) inFlight(ctx context.Context, s *flashsale.Sale) (int, error) {
+// yet, marking those seen decided, and publishes again those in flight
+// without a fast copy (see release).
+func (r *Releaser) inFlight(ctx context.Context, s *flashsale.Sale, now time.Time) (int, error) {
 	released, err := r.cfg.Line.ReleasedTickets(ctx, s.ID)
 	if err != nil {
 		return 0, err
 	}
 	units := 0
 	var decided []string
+	var uncopied []*flashsale.Ticket
 	for _, t := range released {
 		cp, err := r.cfg.Stock.GetTicket(ctx, t.ID)
+		copied := err == nil
 		if err != nil || cp.Status == flashsale.TicketQueued {
 			cp, err = r.cfg.Book.GetTicket(ctx, flashsale.TicketRef{User: t.UserID, Ticket: t.ID})
 		}
@@ -263,8 +271,24 @@ func (r *Releaser) inFlight(ctx context.Context, s *flashsale.Sale) (int, error)
 			continue
 		}
 		units += t.Quantity
+		if !copied {
+			uncopied = append(uncopied, t)
+		}
 	}
-	return units, r.cfg.Line.MarkAdmitted(ctx, decided)
+	if err := r.cfg.Line.MarkAdmitted(ctx, decided); err != nil {
+		return 0, err
+	}
+	if len(uncopied) > 0 {
+		r.log.Info("released line tickets without a fast copy are published again", "sale", s.ID, "tickets", len(uncopied))
+		reqs, copies, _, err := r.claim(ctx, s, uncopied, now, true)
+		if err != nil {
+			return 0, err
+		}
+		if err := r.publish(ctx, s, reqs, copies); err != nil {
+			return 0, err
+		}
+	}
+	return units, nil
 }
 
 // end ends line tickets sold_out (more units asked than will ever be left).
@@ -280,26 +304,63 @@ func (r *Releaser) end(ctx context.Context, s *flashsale.Sale, ts []*flashsale.T
 	return r.cfg.Line.LeaveLineAs(ctx, s.ID, ids, flashsale.TicketSoldOut, now)
 }
 
-// release claims each ticket's live-ticket slot under its own id, publishes
-// the claimed ones as ordinary purchases, writes their fast copies and marks
-// them released. A claim found already made for the same ticket (a pass
-// repeated after a crash) is published again: the worker is idempotent per
-// ticket. A user holding another live ticket or at the limit ends sold_out.
+// release claims each ticket's live-ticket slot under its own id, marks the
+// claimed ones released in the line, then publishes them as ordinary
+// purchases and writes their fast copies (queued). A claim found already made
+// for the same ticket (a pass repeated after a crash) is published again: the
+// worker is idempotent per ticket. A user holding another live ticket or at
+// the limit ends sold_out.
+//
+// The mark comes before the publish: a ticket published is never still
+// waiting in the line, where a later holder of the lease would take it for
+// one still to be served (its units held already, it would be counted
+// twice, and the tickets the draw put right after the winners would be cut
+// from the line as the waitlist was counted from the front). A holder that
+// dies between the mark and the broker's confirm leaves released tickets
+// that may never have been published: those without a fast copy (written
+// only after the confirm, and lost with Redis's keys) are published again by
+// every pass (inFlight) until they have one.
 func (r *Releaser) release(ctx context.Context, s *flashsale.Sale, ts []*flashsale.Ticket, now time.Time) error {
-	var reqs []*flashsale.PurchaseRequest
-	var queued []*flashsale.Ticket
-	var ids, refused []string
-claims:
+	reqs, copies, refused, err := r.claim(ctx, s, ts, now, false)
+	if err != nil {
+		return err // the claims made stay; the next pass claims the same tickets again
+	}
+	if err := r.cfg.Line.LeaveLineAs(ctx, s.ID, refused, flashsale.TicketSoldOut, now); err != nil {
+		return err
+	}
+	if len(reqs) == 0 {
+		return nil
+	}
+	ids := make([]string, len(copies))
+	for i, q := range copies {
+		ids[i] = q.ID
+	}
+	if err := r.cfg.Line.LeaveLineAs(ctx, s.ID, ids, flashsale.TicketQueued, now); err != nil {
+		return err
+	}
+	if err := r.publish(ctx, s, reqs, copies); err != nil {
+		return err // released: the next pass publishes them again (no fast copy)
+	}
+	r.log.Debug("released line tickets", "sale", s.ID, "tickets", len(ids))
+	return nil
+}
+
+// claim claims the tickets in the stock store, in order, up to the first
+// the store finds no units for, and returns the purchases and fast copies
+// of the claimed ones (or claimed by an earlier pass) and the ids of those
+// whose user holds another live ticket or reached the limit. With again
+// (tickets released already), those are published all the same: the
+// worker's hold refuses them, which decides them.
+func (r *Releaser) claim(ctx context.Context, s *flashsale.Sale, ts []*flashsale.Ticket, now time.Time, again bool) (reqs []*flashsale.PurchaseRequest, copies []*flashsale.Ticket, refused []string, err error) {
 	for _, t := range ts {
 		want := flashsale.TicketClaim{ID: t.ID, Nonce: t.ID, Sales: []string{s.ID}}
 		outcome, id, load, err := r.cfg.Stock.Claim(ctx, s, t.UserID, want, t.Quantity)
-		if err != nil {
-			return err
-		}
 		switch {
+		case err != nil:
+			return nil, nil, nil, err
 		case outcome == flashsale.SoldOut:
-			break claims // the level read was stale: the next pass sees
-		case outcome != flashsale.Claimed && id != t.ID:
+			return reqs, copies, refused, nil // the level read was stale: the next pass sees
+		case outcome != flashsale.Claimed && id != t.ID && !again:
 			r.log.Warn("a line ticket cannot be admitted (its user holds another live ticket or reached the limit); it ends sold_out",
 				"sale", s.ID, "ticket", t.ID, "outcome", outcome)
 			refused = append(refused, t.ID)
@@ -310,11 +371,14 @@ claims:
 			AdmittedAt: now.UTC(), Loads: []int64{load}})
 		q := &flashsale.Ticket{ID: t.ID, UserID: t.UserID, Status: flashsale.TicketQueued}
 		q.SetLines(t.Lines())
-		queued, ids = append(queued, q), append(ids, t.ID)
+		copies = append(copies, q)
 	}
-	if err := r.cfg.Line.LeaveLineAs(ctx, s.ID, refused, flashsale.TicketSoldOut, now); err != nil {
-		return err
-	}
+	return reqs, copies, refused, nil
+}
+
+// publish publishes the purchases of released tickets, with the broker's
+// confirm, then writes their fast copies (queued).
+func (r *Releaser) publish(ctx context.Context, s *flashsale.Sale, reqs []*flashsale.PurchaseRequest, copies []*flashsale.Ticket) error {
 	if len(reqs) == 0 {
 		return nil
 	}
@@ -322,14 +386,10 @@ claims:
 	err := r.cfg.Queue.PublishPurchases(pctx, reqs)
 	cancel()
 	if err != nil {
-		return err // the claims stay; the next pass claims the same tickets again
-	}
-	if err := r.cfg.Stock.Released(ctx, queued...); err != nil {
-		r.log.Warn("cannot write released tickets' fast copies; their decisions will", "sale", s.ID, "err", err)
-	}
-	if err := r.cfg.Line.LeaveLineAs(ctx, s.ID, ids, flashsale.TicketQueued, now); err != nil {
 		return err
 	}
-	r.log.Debug("released line tickets", "sale", s.ID, "tickets", len(ids))
+	if err := r.cfg.Stock.Released(ctx, copies...); err != nil {
+		r.log.Warn("cannot write released tickets' fast copies; the next pass publishes them again", "sale", s.ID, "err", err)
+	}
 	return nil
 }

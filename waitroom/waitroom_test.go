@@ -13,7 +13,7 @@ import (
 	"github.com/flashsale/flashsale/service"
 )
 
-// fakes: a line in memory (in line order), a stock with a level and
+// fakes: a line in memory (in line order), a stock with a level, fast copies and
 // decisions the test sets, and a queue recording what was published.
 
 type fakeLine struct {
@@ -69,7 +69,14 @@ func (s *fakeStock) Stock(context.Context, string) (flashsale.StockLevel, error)
 func (s *fakeStock) Claim(_ context.Context, _ *flashsale.Sale, _ string, want flashsale.TicketClaim, _ int) (flashsale.ClaimOutcome, string, int64, error) {
 	return flashsale.Claimed, want.ID, 1, nil
 }
-func (s *fakeStock) Released(context.Context, ...*flashsale.Ticket) error { return nil }
+func (s *fakeStock) Released(_ context.Context, ts ...*flashsale.Ticket) error {
+	for _, t := range ts {
+		if _, ok := s.decided[t.ID]; !ok {
+			s.decided[t.ID] = flashsale.TicketQueued // its fast copy, queued
+		}
+	}
+	return nil
+}
 func (s *fakeStock) GetTicket(_ context.Context, id string) (*flashsale.Ticket, error) {
 	st, ok := s.decided[id]
 	if !ok {
