@@ -193,6 +193,14 @@ func (t *Ticket) Lines() []Line {
 	return []Line{{SaleID: t.SaleID, Quantity: t.Quantity}}
 }
 
+// Overdue reports whether t, a fast copy, is an unpaid order's past its
+// pay_by at now. Its order may be expired in MySQL already (an expiry that
+// committed while Redis was away; Redis follows within seconds of answering),
+// so MySQL decides: no reader takes such a copy for the ticket's status.
+func (t *Ticket) Overdue(now time.Time) bool {
+	return t.Status == TicketPendingPayment && t.PayBy != nil && !now.Before(*t.PayBy)
+}
+
 // SetLines sets Items to lines, and SaleID and Quantity when there is one line
 // (they are empty for a bundle).
 func (t *Ticket) SetLines(lines []Line) {

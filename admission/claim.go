@@ -119,7 +119,7 @@ func (a *Admission) liveTicket(ctx context.Context, p *purchase, outcome flashsa
 	case err != nil:
 	case !cp.Status.Live():
 		return next, cp
-	case !overdue(cp, p.Now):
+	case !cp.Overdue(p.Now):
 		return answer(cp), nil
 	}
 	mt, err := a.cfg.Book.GetTicket(ctx, flashsale.TicketRef{User: p.User, Ticket: id})

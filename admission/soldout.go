@@ -103,7 +103,7 @@ func (a *Admission) holdingOf(ctx context.Context, saleID, user string, now time
 	}
 	h := holding{live: true, units: units}
 	cp, err := a.cfg.Stock.GetTicket(ctx, live)
-	if err != nil || overdue(cp, now) {
+	if err != nil || cp.Overdue(now) {
 		// Lost with Redis, or an unpaid order past its pay_by that MySQL
 		// may have expired while Redis was away (Redis follows within
 		// seconds of answering; no purchase is told of it as live
@@ -118,8 +118,3 @@ func (a *Admission) holdingOf(ctx context.Context, saleID, user string, now time
 	return h, nil
 }
 
-// overdue reports whether copy cp is an unpaid order's past its pay_by at
-// now: its order may be expired in MySQL, which decides.
-func overdue(cp *flashsale.Ticket, now time.Time) bool {
-	return cp.Status == flashsale.TicketPendingPayment && cp.PayBy != nil && !now.Before(*cp.PayBy)
-}

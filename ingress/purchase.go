@@ -118,10 +118,18 @@ func (s *Server) getTicket(c *gin.Context) {
 // A ticket in neither place that may still be queued (Redis unreachable, or an
 // id minted within queuedGrace) is 503: the user retries, instead of being told
 // it never existed. A lookup that reached MySQL and found nothing is marked in
-// c (missedKey). The ticket returned has its lines in Items, and pay_by only
-// while pending_payment.
+// c (missedKey). A copy of an unpaid order past its pay_by is read again in
+// MySQL (flashsale.Ticket.Overdue). The ticket returned has its lines in
+// Items, and pay_by only while pending_payment.
 func (s *Server) lookupTicket(ctx context.Context, c *gin.Context, user, id string) (*flashsale.Ticket, error) {
 	t, err := s.cfg.Stock.GetTicket(ctx, id)
+	if err == nil && t.Overdue(s.cfg.Now()) {
+		// MySQL decides an unpaid order past its pay_by (see Overdue);
+		// MySQL away: the copy.
+		if mt, merr := s.cfg.Orders.GetTicket(ctx, flashsale.TicketRef{User: user, Ticket: id}); merr == nil {
+			t = mt
+		}
+	}
 	if err != nil { // lost or unreachable fast copy: MySQL has every ticket past queued
 		copyErr := err
 		t, err = s.cfg.Orders.GetTicket(ctx, flashsale.TicketRef{User: user, Ticket: id})
