@@ -117,4 +117,3 @@ func (a *Admission) holdingOf(ctx context.Context, saleID, user string, now time
 	}
 	return h, nil
 }
-
