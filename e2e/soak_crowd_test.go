@@ -182,7 +182,11 @@ func (s *soak) purchaseOnce(sale *soakSale, u string, q int) (reply, error) {
 }
 
 // doubleClick sends the same purchase twice at once: both answers must name
-// the same ticket when both carry one (never a second live ticket).
+// the same ticket when both carry one (never a second live ticket), unless
+// the ticket answered first had stopped being live before the other answer
+// came (refused by its hold in the meantime, say, on a sale with a unit given
+// back): two tickets are recorded and judged at the end like a purchase sent
+// again (judgeSeconds), so "live" means the same in both checks.
 func (s *soak) doubleClick(sale *soakSale, u string, q int) (reply, error) {
 	s.mu.Lock()
 	s.doubles++
@@ -190,13 +194,15 @@ func (s *soak) doubleClick(sale *soakSale, u string, q int) (reply, error) {
 	type res struct {
 		r   reply
 		err error
+		at  time.Time
 	}
 	ch := make(chan res, 1)
 	go func() {
 		r, err := s.purchaseOnce(sale, u, q)
-		ch <- res{r, err}
+		ch <- res{r, err, time.Now()}
 	}()
 	r1, err1 := s.purchaseOnce(sale, u, q)
+	at1 := time.Now()
 	o := <-ch
 	ok := func(r reply, err error) bool {
 		return err == nil && (r.Status == http.StatusAccepted || r.Status == http.StatusOK)
@@ -204,8 +210,22 @@ func (s *soak) doubleClick(sale *soakSale, u string, q int) (reply, error) {
 	if ok(r1, err1) && ok(o.r, o.err) {
 		var a, b purchaseAnswer
 		if r1.decode(&a) == nil && o.r.decode(&b) == nil && a.TicketID != b.TicketID {
-			s.violate("second-live-ticket", "user %s, sale %s: a double click got two tickets: %s and %s", u, sale.ID, r1, o.r)
-			s.noteTicket(sale, u, q, o.r)
+			first, second, at := r1, o.r, o.at
+			if o.at.Before(at1) {
+				first, second, at = o.r, r1, at1
+			}
+			firstTk := s.noteTicket(sale, u, q, first)
+			hold := ""
+			if firstTk != nil {
+				hold = s.holdState(firstTk)
+			}
+			if secondTk := s.noteTicket(sale, u, q, second); firstTk != nil && secondTk != nil {
+				s.mu.Lock()
+				s.doubleTickets++
+				s.seconds = append(s.seconds, soakSecond{First: firstTk, Second: secondTk, At: at,
+					Answer: "(a double click) " + second.String(), FirstHold: hold})
+				s.mu.Unlock()
+			}
 		}
 	}
 	if ok(r1, err1) || !ok(o.r, o.err) {

@@ -674,7 +674,7 @@ func (s *soak) summary() {
 	w("seed              %d   (again: FLASHSALE_SOAK_SEED=%d FLASHSALE_SOAK_SECONDS=%d make soak)", s.seed, s.seed, int(s.dur.Seconds()))
 	w("redis segments    %d (FLASHSALE_SOAK_SEGMENTS)", s.segments)
 	w("faults            %d: %s", nFaults, faults)
-	w("users             %d arrived; %d double clicks", s.users.Load(), s.doubles)
+	w("users             %d arrived; %d double clicks, %d of them answered with two tickets (judged as a purchase sent again)", s.users.Load(), s.doubles, s.doubleTickets)
 	w("purchases         %d attempted: 202 %d, 200 %d, 503 %d, 409 sold_out %d, 409 limit_reached %d, no answer %d; %d given up after %s of 503/no answer",
 		attempted, pc["202"], pc["200"], pc["503 unavailable"], pc["409 sold_out"], pc["409 limit_reached"], pc["transport error"], s.gaveUp, soakBuyFor)
 	var other []string

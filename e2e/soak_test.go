@@ -168,27 +168,28 @@ type soak struct {
 	sessions sync.WaitGroup
 	users    atomic.Int64
 
-	mu         sync.Mutex
-	phase      string // the fault in progress, or "run" / "settling"
-	lastKind   string // the kind of the last fault
-	faultCount map[string]int
-	faultLog   []string
-	lastSave   time.Time
-	tickets    map[string]*soakTicket
-	ticketList []*soakTicket
-	lostReply  map[string]bool     // user/sale: a purchase request of theirs got no answer
-	history    map[string][]string // user/sale: the answers to their purchase requests
-	purchases  *tally              // the answer of every purchase request
-	pays       *tally
-	cancels    *tally
-	gaveUp     int // purchases given up after 30 s of 503 / no answer
-	doubles    int
-	viol       map[string]*soakViolations
-	regress    int
-	regressEx  []string
-	reconcile  int           // exit code of flashsale reconcile at the end
-	lastUsers  time.Duration // from the end of the crowd until its last user was done
-	final      soakFinal
+	mu            sync.Mutex
+	phase         string // the fault in progress, or "run" / "settling"
+	lastKind      string // the kind of the last fault
+	faultCount    map[string]int
+	faultLog      []string
+	lastSave      time.Time
+	tickets       map[string]*soakTicket
+	ticketList    []*soakTicket
+	lostReply     map[string]bool     // user/sale: a purchase request of theirs got no answer
+	history       map[string][]string // user/sale: the answers to their purchase requests
+	purchases     *tally              // the answer of every purchase request
+	pays          *tally
+	cancels       *tally
+	gaveUp        int // purchases given up after 30 s of 503 / no answer
+	doubles       int
+	doubleTickets int // double clicks answered with two tickets (judged like purchases sent again)
+	viol          map[string]*soakViolations
+	regress       int
+	regressEx     []string
+	reconcile     int           // exit code of flashsale reconcile at the end
+	lastUsers     time.Duration // from the end of the crowd until its last user was done
+	final         soakFinal
 
 	retries   *tally          // purchases sent again while the ticket read queued, by answer
 	seconds   []soakSecond    // a retry answered with another ticket than the queued one
