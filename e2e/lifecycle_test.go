@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -208,11 +209,83 @@ func earliest(orders []placedOrder) time.Time {
 	return m
 }
 
+// markGate is a MySQL proxy in front of a relay's shards that lets the first
+// pass marks of published rows (UPDATE outbox SET sent_at) through and holds
+// every later one until Cut, which drops them unexecuted (it closes the
+// server's side of the connection before the statement reaches it) and lets
+// everything through from then on. Holding the marks widens the window in
+// which the broker has confirmed a batch and MySQL does not know it.
+type markGate struct {
+	*tcpProxy
+	mu      sync.Mutex
+	pass    int           // marks still to let through
+	holding int           // marks held right now
+	cut     chan struct{} // closed by Cut
+}
+
+func newMarkGate(t *testing.T, pass int) *markGate {
+	t.Helper()
+	base, err := mysqlBase()
+	if err != nil {
+		t.Fatalf("FLASHSALE_MYSQL_META_DSN: %v", err)
+	}
+	g := &markGate{pass: pass, cut: make(chan struct{})}
+	g.tcpProxy = newProxy(t, base.Addr)
+	g.tcpProxy.upstream = g.copyUp
+	t.Cleanup(g.Cut)
+	return g
+}
+
+func (g *markGate) copyUp(dst io.Writer, src io.Reader) {
+	copyMySQLPackets(dst, src, func(pkt []byte) {
+		if !strings.HasPrefix(mysqlStatement(pkt), "UPDATE outbox SET sent_at") {
+			return
+		}
+		g.mu.Lock()
+		select {
+		case <-g.cut:
+			g.mu.Unlock()
+			return
+		default:
+		}
+		if g.pass > 0 {
+			g.pass--
+			g.mu.Unlock()
+			return
+		}
+		g.holding++
+		g.mu.Unlock()
+		<-g.cut
+		dst.(io.Closer).Close() // the held mark never runs
+	})
+}
+
+// Holding returns how many marks are held right now.
+func (g *markGate) Holding() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.holding
+}
+
+// Cut drops every held mark and lets every later one through. Idempotent.
+func (g *markGate) Cut() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	select {
+	case <-g.cut:
+	default:
+		close(g.cut)
+	}
+}
+
 // TestRelayKilledLosesNoEvent: 3,000 orders are made with no relay running,
-// so 3,000 outbox rows wait. A relay starts and is SIGKILLed once 1,130 of
-// the events arrived, mid-publication; a new relay then starts. Every
-// outbox row is received as an event (by event_id): none lost; every received
-// event is an outbox row; a re-published event keeps its event_id.
+// so 3,000 outbox rows wait. A relay starts with its shards behind a
+// markGate: its first two batches are marked sent, every later mark is held,
+// so each shard stops with a batch the broker confirmed and MySQL does not
+// know of. The relay is SIGKILLed there, with rows in all three states (marked
+// sent, published but not marked, not published); a new relay then starts.
+// Every outbox row is received as an event (by event_id): none lost; every
+// received event is an outbox row; a re-published event keeps its event_id.
 func TestRelayKilledLosesNoEvent(t *testing.T) {
 	e := newEnv(t)
 	sink := newEventSink(t, e)
@@ -246,26 +319,35 @@ func TestRelayKilledLosesNoEvent(t *testing.T) {
 		}
 	}
 
-	// Kill it once 1,130 events arrived (not a multiple of any round batch
-	// size, so most likely in the middle of a batch): by then some rows are
-	// typically marked sent, some published but not marked, some not published.
-	relay := e.startProc("relay", nil, false)
-	select {
-	case <-sink.reached(1130):
-		relay.Kill()
-	case <-time.After(30 * time.Second):
-		t.Fatalf("no event within 30 s of starting the relay\n%s", relay.LogTail(40))
-	}
-	_, atKill := sink.counts()
+	// Each shard holds about 1,500 rows, three batches of 500: with two marks
+	// let through, every shard stops on a held mark before its last batch.
+	gate := newMarkGate(t, 2)
+	relay := e.startProc("relay", map[string]string{"FLASHSALE_MYSQL_SHARD_DSNS": e.shardDSNsVia(gate.Addr)}, false)
+	eventually(t, 30*time.Second, "every shard's relay waits on a held mark", func() (bool, string) {
+		h := gate.Holding()
+		return h == len(e.ShardDBs), fmt.Sprintf("%d marks held\n%s", h, relay.LogTail(20))
+	})
+	relay.Kill()
+	gate.Cut()
 	unsent := 0
 	for _, r := range e.outbox(t) {
 		if !r.Sent {
 			unsent++
 		}
 	}
-	t.Logf("relay killed after %d events had arrived; %d of %d outbox rows not marked sent", atKill, unsent, n)
-	if unsent == 0 {
-		t.Fatalf("precondition: the relay had published everything before it was killed; the kill came too late to test anything")
+	marked := n - unsent
+	t.Logf("relay killed with %d of %d outbox rows marked sent", marked, n)
+	if marked == 0 || unsent == 0 {
+		t.Fatalf("precondition: want some rows marked sent and some not, got %d of %d marked", marked, n)
+	}
+	// The batches whose marks were held reach the sink although MySQL does
+	// not know they went out; and some rows were never published.
+	eventually(t, 15*time.Second, "the held batches' events arrive", func() (bool, string) {
+		_, got := sink.counts()
+		return got > marked, fmt.Sprintf("%d distinct events arrived, %d rows marked sent", got, marked)
+	})
+	if _, got := sink.counts(); got >= n {
+		t.Fatalf("precondition: all %d events arrived before the relay was killed; the kill came too late to test anything", got)
 	}
 
 	relay.Start()
