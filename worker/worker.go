@@ -34,6 +34,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/flashsale/flashsale"
+	"github.com/flashsale/flashsale/internal/groupcommit"
 )
 
 // Stock is the stock store's hot path.
@@ -89,6 +90,42 @@ type Worker struct {
 	stageDur *prometheus.HistogramVec
 
 	final prometheus.Histogram // flashsale_ticket_final_seconds (metrics.go)
+
+	// commits holds one *orderCommit per shard: the order batches of the
+	// handlers that reach a shard together share its transaction.
+	commits sync.Map
+}
+
+// orderCommit gathers the order batches of concurrent handlers for one shard
+// into one CreateOrders call: one transaction instead of several queueing
+// one after the other on the shard's allotment row (every order transaction
+// of a shard updates it).
+type orderCommit = groupcommit.Group[[]*flashsale.Order, []flashsale.OrderResult]
+
+// maxSharedBatches bounds how many handlers' batches share a transaction.
+const maxSharedBatches = 4
+
+// orderCommitOf returns shard's orderCommit.
+func (w *Worker) orderCommitOf(shard int) *orderCommit {
+	if g, ok := w.commits.Load(shard); ok {
+		return g.(*orderCommit)
+	}
+	g, _ := w.commits.LoadOrStore(shard, &orderCommit{Max: maxSharedBatches, Run: func(ctx context.Context, batches [][]*flashsale.Order) ([]groupcommit.Result[[]flashsale.OrderResult], error) {
+		var all []*flashsale.Order
+		for _, b := range batches {
+			all = append(all, b...)
+		}
+		results, err := w.cfg.Orders.CreateOrders(ctx, shard, all)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]groupcommit.Result[[]flashsale.OrderResult], len(batches))
+		for i, b := range batches {
+			out[i].Out, results = results[:len(b)], results[len(b):]
+		}
+		return out, nil
+	}})
+	return g.(*orderCommit)
 }
 
 // New returns a Worker.
@@ -389,14 +426,15 @@ func (w *Worker) createOrders(ctx context.Context, items []*item) {
 	wg.Wait()
 }
 
-// createShardOrders commits one shard's orders in one transaction, then makes
+// createShardOrders commits one shard's orders in one transaction (shared with
+// other handlers' batches for the shard, see orderCommit), then makes
 // Redis follow what MySQL has. Items of group are only touched here.
 func (w *Worker) createShardOrders(ctx context.Context, shard int, group []*item, now time.Time) {
 	orders := make([]*flashsale.Order, len(group))
 	for i, it := range group {
 		orders[i] = newOrder(it, now)
 	}
-	results, err := w.cfg.Orders.CreateOrders(ctx, shard, orders)
+	results, err := w.orderCommitOf(shard).Do(ctx, orders)
 	if err != nil {
 		w.log.Warn("creating orders failed; retrying the batch", "shard", shard, "orders", len(orders), "err", err)
 		for _, it := range group {

@@ -3,7 +3,9 @@ package worker
 import (
 	"context"
 	"fmt"
+	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/flashsale/flashsale"
@@ -296,4 +298,64 @@ func TestOrderedTicketsWrittenWhileAnotherShardWaits(t *testing.T) {
 	if tk, err := stock.GetTicket(ctx, "t-late"); err != nil || tk.Status != flashsale.TicketPendingPayment {
 		t.Errorf("shard 1's ticket after its commit: %+v, %v; want pending_payment", tk, err)
 	}
+}
+
+// gatedBook is the book whose first order transaction waits until release is
+// closed (the shard's allotment row locked by it), recording the size of
+// every CreateOrders call.
+type gatedBook struct {
+	*mock.Book
+	release chan struct{}
+	mu      sync.Mutex
+	calls   []int
+}
+
+func (g *gatedBook) CreateOrders(ctx context.Context, shard int, orders []*flashsale.Order) ([]flashsale.OrderResult, error) {
+	g.mu.Lock()
+	first := len(g.calls) == 0
+	g.calls = append(g.calls, len(orders))
+	g.mu.Unlock()
+	if first {
+		<-g.release
+	}
+	return g.Book.CreateOrders(ctx, shard, orders)
+}
+
+// The batches of handlers that reach a shard while its order transaction
+// runs share the next one, instead of each waiting for the allotment row in
+// a transaction of its own; each handler still gets its own orders' results.
+func TestBatchesOfAShardShareAnOrderTransaction(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		stock, book := newFakes(map[string]int{"a": 5})
+		book.Sales = twoSales()
+		gated := &gatedBook{Book: book, release: make(chan struct{})}
+		w, err := New(Config{Sales: twoSales(), Stock: stock, Orders: gated})
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs := make([]*mock.Message, 4)
+		for i := range msgs {
+			msgs[i] = mock.NewMessage(&flashsale.PurchaseRequest{TicketID: fmt.Sprintf("t%d", i), UserID: fmt.Sprintf("u%d", i), SaleID: "a", Quantity: 1, AdmittedAt: time.Now()})
+		}
+		var wg sync.WaitGroup
+		wg.Go(func() { w.HandlePurchases(context.Background(), mock.Messages(msgs[0])) })
+		synctest.Wait() // the first transaction holds the row
+		for _, m := range msgs[1:] {
+			wg.Go(func() { w.HandlePurchases(context.Background(), mock.Messages(m)) })
+		}
+		synctest.Wait() // the three others wait for it
+		close(gated.release)
+		wg.Wait()
+		if fmt.Sprint(gated.calls) != "[1 3]" {
+			t.Errorf("order transactions of %v orders, want [1 3]: the three batches that waited share one", gated.calls)
+		}
+		for i, m := range msgs {
+			if m.Settled() != "ack" {
+				t.Errorf("message %d settled %q, want ack", i, m.Settled())
+			}
+			if o := book.Orders[fmt.Sprintf("t%d", i)]; o == nil || o.Status != flashsale.OrderPendingPayment {
+				t.Errorf("order of t%d: %+v, want pending_payment", i, o)
+			}
+		}
+	})
 }
