@@ -99,7 +99,10 @@ type Worker struct {
 // orderCommit gathers the order batches of concurrent handlers for one shard
 // into one CreateOrders call: one transaction instead of several queueing
 // one after the other on the shard's allotment row (every order transaction
-// of a shard updates it).
+// of a shard updates it). A ticket in two of the batches (two deliveries of
+// one purchase, taken by two handlers) goes into the transaction once and
+// both get its result: twice in one transaction, the second would be refused
+// as its user's second live order, and its hold released.
 type orderCommit = groupcommit.Group[[]*flashsale.Order, []flashsale.OrderResult]
 
 // maxSharedBatches bounds how many handlers' batches share a transaction.
@@ -112,8 +115,14 @@ func (w *Worker) orderCommitOf(shard int) *orderCommit {
 	}
 	g, _ := w.commits.LoadOrStore(shard, &orderCommit{Max: maxSharedBatches, Run: func(ctx context.Context, batches [][]*flashsale.Order) ([]groupcommit.Result[[]flashsale.OrderResult], error) {
 		var all []*flashsale.Order
+		at := map[string]int{} // ticket (order id) -> its place in all
 		for _, b := range batches {
-			all = append(all, b...)
+			for _, o := range b {
+				if _, ok := at[o.ID]; !ok {
+					at[o.ID] = len(all)
+					all = append(all, o)
+				}
+			}
 		}
 		results, err := w.cfg.Orders.CreateOrders(ctx, shard, all)
 		if err != nil {
@@ -121,7 +130,10 @@ func (w *Worker) orderCommitOf(shard int) *orderCommit {
 		}
 		out := make([]groupcommit.Result[[]flashsale.OrderResult], len(batches))
 		for i, b := range batches {
-			out[i].Out, results = results[:len(b)], results[len(b):]
+			out[i].Out = make([]flashsale.OrderResult, len(b))
+			for j, o := range b {
+				out[i].Out[j] = results[at[o.ID]]
+			}
 		}
 		return out, nil
 	}})

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -356,6 +357,58 @@ func TestBatchesOfAShardShareAnOrderTransaction(t *testing.T) {
 			if o := book.Orders[fmt.Sprintf("t%d", i)]; o == nil || o.Status != flashsale.OrderPendingPayment {
 				t.Errorf("order of t%d: %+v, want pending_payment", i, o)
 			}
+		}
+	})
+}
+
+// Two deliveries of one ticket (a purchase retried: the retry is the same
+// ticket) taken by two handlers whose batches share an order transaction make
+// one order: the second is answered as the first, not refused as the user's
+// second live order, so nothing it held is released and the ticket ends
+// pending_payment for both deliveries.
+func TestOneTicketInTwoSharedBatchesMakesOneOrder(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		stock, book := newFakes(map[string]int{"a": 5})
+		book.Sales = twoSales()
+		gated := &gatedBook{Book: book, release: make(chan struct{})}
+		w, err := New(Config{Sales: twoSales(), Stock: stock, Orders: gated})
+		if err != nil {
+			t.Fatal(err)
+		}
+		buy := func(ticket, user string) *mock.Message {
+			return mock.NewMessage(&flashsale.PurchaseRequest{TicketID: ticket, UserID: user, SaleID: "a", Quantity: 1, AdmittedAt: time.Now()})
+		}
+		first, again := buy("t-dup", "u-dup"), buy("t-dup", "u-dup")
+		var wg sync.WaitGroup
+		wg.Go(func() { w.HandlePurchases(context.Background(), mock.Messages(buy("t0", "u0"))) })
+		synctest.Wait() // the first transaction holds the row
+		wg.Go(func() { w.HandlePurchases(context.Background(), mock.Messages(first)) })
+		wg.Go(func() { w.HandlePurchases(context.Background(), mock.Messages(again)) })
+		synctest.Wait() // both deliveries wait for it
+		close(gated.release)
+		wg.Wait()
+		if fmt.Sprint(gated.calls) != "[1 1]" {
+			t.Fatalf("order transactions of %v orders, want [1 1]: the two deliveries share one, with the ticket's order once", gated.calls)
+		}
+		for _, m := range []*mock.Message{first, again} {
+			if m.Settled() != "ack" {
+				t.Errorf("delivery settled %q, want ack", m.Settled())
+			}
+		}
+		if o := book.Orders["t-dup"]; o == nil || o.Status != flashsale.OrderPendingPayment {
+			t.Errorf("order of t-dup: %+v, want pending_payment", o)
+		}
+		if tk, err := stock.GetTicket(context.Background(), "t-dup"); err != nil || tk.Status != flashsale.TicketPendingPayment {
+			t.Errorf("ticket t-dup: %+v, %v; want pending_payment", tk, err)
+		}
+		for _, s := range stock.Steps.List() {
+			if strings.HasPrefix(s, "release") {
+				t.Errorf("steps %v: a hold of the ordered ticket was released", stock.Steps.List())
+				break
+			}
+		}
+		if got := stock.Available["a"]; got != 3 {
+			t.Errorf("%d units of a available, want 3 (t0 and t-dup hold one each)", got)
 		}
 	})
 }
