@@ -188,11 +188,13 @@ func (cp *commitProxy) commit(ofOrders bool) {
 }
 
 // pacedWorker is the environment of a worker whose orders commit through
-// cp, with the concurrency of 8 batches of up to 100 messages: with every
-// COMMIT held at cp, the drain then lasts seconds, long enough for a test
-// to watch places fall (the defaults, 32 of 300, drain 2,000 tickets in
-// about 4 s even so).
+// cp, with the concurrency of 8 batches of up to 25 messages. A shard's
+// order transactions run one at a time (the batches that arrive meanwhile
+// share the next, up to 4: about 50 orders a shard), so with every COMMIT
+// held at cp the drain lasts seconds, long enough for a test to watch places
+// fall (the defaults, 32 of 300, drain 2,000 tickets in about a second even
+// so).
 func pacedWorker(e *env, cp *commitProxy) map[string]string {
 	return map[string]string{"FLASHSALE_MYSQL_SHARD_DSNS": e.shardDSNsVia(cp.Addr),
-		"FLASHSALE_WORKER_HANDLERS": "8", "FLASHSALE_WORKER_BATCH": "100"}
+		"FLASHSALE_WORKER_HANDLERS": "8", "FLASHSALE_WORKER_BATCH": "25"}
 }
