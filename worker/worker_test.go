@@ -266,10 +266,7 @@ func TestOrderedTicketsWrittenWhileAnotherShardWaits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	buy := func(ticket, user string) *mock.Message {
-		return mock.NewMessage(&flashsale.PurchaseRequest{TicketID: ticket, UserID: user, SaleID: "a", Quantity: 1, AdmittedAt: time.Now()})
-	}
-	fast, late := buy("t-fast", "u-fast"), buy("t-late", "u-late")
+	fast, late := buyA("t-fast", "u-fast"), buyA("t-late", "u-late")
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -322,21 +319,34 @@ func (g *gatedBook) CreateOrders(ctx context.Context, shard int, orders []*flash
 	return g.Book.CreateOrders(ctx, shard, orders)
 }
 
+// newGatedWorker returns a worker over the fakes (5 units of sale a) whose
+// book's first order transaction waits until gated.release is closed.
+func newGatedWorker(t *testing.T) (*Worker, *mock.Stock, *mock.Book, *gatedBook) {
+	t.Helper()
+	stock, book := newFakes(map[string]int{"a": 5})
+	book.Sales = twoSales()
+	gated := &gatedBook{Book: book, release: make(chan struct{})}
+	w, err := New(Config{Sales: twoSales(), Stock: stock, Orders: gated})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w, stock, book, gated
+}
+
+// buyA is a purchase of one unit of sale a.
+func buyA(ticket, user string) *mock.Message {
+	return mock.NewMessage(&flashsale.PurchaseRequest{TicketID: ticket, UserID: user, SaleID: "a", Quantity: 1, AdmittedAt: time.Now()})
+}
+
 // The batches of handlers that reach a shard while its order transaction
 // runs share the next one, instead of each waiting for the allotment row in
 // a transaction of its own; each handler still gets its own orders' results.
 func TestBatchesOfAShardShareAnOrderTransaction(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		stock, book := newFakes(map[string]int{"a": 5})
-		book.Sales = twoSales()
-		gated := &gatedBook{Book: book, release: make(chan struct{})}
-		w, err := New(Config{Sales: twoSales(), Stock: stock, Orders: gated})
-		if err != nil {
-			t.Fatal(err)
-		}
+		w, _, book, gated := newGatedWorker(t)
 		msgs := make([]*mock.Message, 4)
 		for i := range msgs {
-			msgs[i] = mock.NewMessage(&flashsale.PurchaseRequest{TicketID: fmt.Sprintf("t%d", i), UserID: fmt.Sprintf("u%d", i), SaleID: "a", Quantity: 1, AdmittedAt: time.Now()})
+			msgs[i] = buyA(fmt.Sprintf("t%d", i), fmt.Sprintf("u%d", i))
 		}
 		var wg sync.WaitGroup
 		wg.Go(func() { w.HandlePurchases(context.Background(), mock.Messages(msgs[0])) })
@@ -368,19 +378,10 @@ func TestBatchesOfAShardShareAnOrderTransaction(t *testing.T) {
 // pending_payment for both deliveries.
 func TestOneTicketInTwoSharedBatchesMakesOneOrder(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		stock, book := newFakes(map[string]int{"a": 5})
-		book.Sales = twoSales()
-		gated := &gatedBook{Book: book, release: make(chan struct{})}
-		w, err := New(Config{Sales: twoSales(), Stock: stock, Orders: gated})
-		if err != nil {
-			t.Fatal(err)
-		}
-		buy := func(ticket, user string) *mock.Message {
-			return mock.NewMessage(&flashsale.PurchaseRequest{TicketID: ticket, UserID: user, SaleID: "a", Quantity: 1, AdmittedAt: time.Now()})
-		}
-		first, again := buy("t-dup", "u-dup"), buy("t-dup", "u-dup")
+		w, stock, book, gated := newGatedWorker(t)
+		first, again := buyA("t-dup", "u-dup"), buyA("t-dup", "u-dup")
 		var wg sync.WaitGroup
-		wg.Go(func() { w.HandlePurchases(context.Background(), mock.Messages(buy("t0", "u0"))) })
+		wg.Go(func() { w.HandlePurchases(context.Background(), mock.Messages(buyA("t0", "u0"))) })
 		synctest.Wait() // the first transaction holds the row
 		wg.Go(func() { w.HandlePurchases(context.Background(), mock.Messages(first)) })
 		wg.Go(func() { w.HandlePurchases(context.Background(), mock.Messages(again)) })
