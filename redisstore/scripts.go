@@ -54,11 +54,16 @@ import "github.com/redis/go-redis/v9"
 const loadMarker = "!load"
 
 // serverID is a Lua function naming this server process and its replication
-// history: "<run_id>:<master_replid>".
+// history: "<run_id>:<master_replid>". Both are 40 hex digits, so each is cut
+// out after a plain find of its name: a pattern match over the INFO text cost
+// about 7 µs a script, as much again as the INFO itself (half of a script's
+// cost in the pipeline's drain, see docs/limits.md).
 const serverID = `
 local function serverID()
   local info = redis.call('INFO', 'server', 'replication')
-  return string.match(info, 'run_id:(%x+)') .. ':' .. (string.match(info, 'master_replid:(%x+)') or '')
+  local i = string.find(info, 'run_id:', 1, true)
+  local j = string.find(info, 'master_replid:', 1, true)
+  return string.sub(info, i + 7, i + 46) .. ':' .. (j and string.sub(info, j + 14, j + 53) or '')
 end
 `
 
@@ -181,6 +186,28 @@ local function takeUnits(kind, q)
 end
 `
 
+// forEachTicket makes the body of a script on one ticket (what follows
+// loadedCheck, reading its arguments from ARGV) run once per ticket of a
+// segment, in one script: ARGV is then w (the arguments per ticket), each
+// ticket's w arguments in turn, and the load the caller expects (for
+// loadedCheck). The reply lists each ticket's reply in order; a reply of
+// loadedCheck is the whole script's. A script run costs about as much again
+// as a ticket's work (the call, loadedCheck's reads and INFO), so the worker's
+// holds and re-asserts of a batch run this way: one run per segment of a sale
+// instead of one per ticket.
+func forEachTicket(body string) string {
+	return `
+local function one(ARGV)
+` + body + `
+end
+local w, all, out = tonumber(ARGV[1]), ARGV, {}
+for i = 2, #all - 1, w do
+  out[#out + 1] = one({unpack(all, i, i + w - 1)})
+end
+return out
+`
+}
+
 // unclaimScript undoes a claim whose publish failed, and records the ticket
 // given up ("F") so that its id is never minted again (see claimScript); the
 // ticket leaves the sale's line. KEYS live claims holds queue; ARGV user tid.
@@ -202,7 +229,12 @@ return 1
 // "F") stays its user's live ticket until its refusal is recorded in MySQL and
 // its copy written (refusedScript then ends it): until then it reads queued,
 // and a purchase meanwhile must be answered with it, not mint the next ticket.
-var holdScript = redis.NewScript(loadedCheck + takeUnits + `
+var holdScript = redis.NewScript(loadedCheck + takeUnits + holdBody)
+
+// holdManyScript is holdScript for many tickets of one segment (see forEachTicket).
+var holdManyScript = redis.NewScript(loadedCheck + forEachTicket(takeUnits+holdBody))
+
+const holdBody = `
 local st = redis.call('HGET', KEYS[2], ARGV[1])
 if st then return {'done', st} end
 local function refuse(state)
@@ -222,7 +254,7 @@ end
 redis.call('HSET', KEYS[3], ARGV[2], ARGV[1])
 redis.call('HDEL', KEYS[5], ARGV[1])
 return {'done', 'H:' .. q}
-`)
+`
 
 // reassertScript makes sure a committed order's hold is counted: a no-op when the
 // ticket is held, sold or released, else (Redis lost it and was rebuilt before
@@ -232,7 +264,13 @@ return {'done', 'H:' .. q}
 // script takes nothing and answers {"behind"}, and the sale is rebuilt from
 // MySQL (which counts the order); with refill "1" it asks for units first
 // ({"refill", q}). KEYS stock holds live units; ARGV tid user q refill.
-var reassertScript = redis.NewScript(loadedCheck + takeUnits + `
+var reassertScript = redis.NewScript(loadedCheck + takeUnits + reassertBody)
+
+// reassertManyScript is reassertScript for many tickets of one segment (see
+// forEachTicket).
+var reassertManyScript = redis.NewScript(loadedCheck + forEachTicket(takeUnits+reassertBody))
+
+const reassertBody = `
 local st = redis.call('HGET', KEYS[2], ARGV[1])
 if st and st ~= 'X' and st ~= 'F' then return {'done', st} end
 local q = tonumber(ARGV[3])
@@ -242,7 +280,7 @@ if not takeUnits('H', q) then
 end
 redis.call('HSET', KEYS[3], ARGV[2], ARGV[1])
 return {'done', 'H:' .. q}
-`)
+`
 
 // refusedScript makes a sale's keys follow a refusal MySQL recorded (the
 // ticket made no order: "X" sold out, "F" failed): the ticket gets that state
@@ -390,5 +428,3 @@ local live = redis.call('HGET', KEYS[2], ARGV[1])
 local st = live and redis.call('HGET', KEYS[4], live) or ''
 return {'done', live or '', redis.call('HGET', KEYS[3], ARGV[1]) or '0', st}
 `)
-
-var allScripts = []*redis.Script{claimScript, unclaimScript, holdScript, reassertScript, releaseScript, refusedScript, confirmScript, retakeScript, returnScript, stockScript, holderScript, mergeScript, placeScript, aheadScript}

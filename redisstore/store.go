@@ -333,39 +333,100 @@ func parseHold(s string) flashsale.Hold {
 	return h
 }
 
-// runMany runs calls in one pipeline (EVALSHA) and returns each reply's hold
-// state. A call that finds its script not cached, or its sale not loaded, is run
-// again on its own through run, which loads the script or rebuilds the sale.
-func (s *Store) runMany(ctx context.Context, calls []scriptCall) ([]flashsale.Hold, []error) {
-	holds := make([]flashsale.Hold, len(calls))
-	errs := make([]error, len(calls))
-	cmds := make([]*redis.Cmd, len(calls))
+// runMany runs calls (each of one ticket, with as many arguments each) in
+// one pipeline: one run of many (the calls' script's forEachTicket form) per
+// segment of a sale and maxTicketsPerRun tickets, with the tickets of that
+// segment in their order. It
+// returns each call's hold state. A call whose ticket, or whose whole run,
+// found the sale not loaded or the segment short of units is run again on its
+// own through run, which rebuilds the sale or refills the segment.
+func (s *Store) runMany(ctx context.Context, many *redis.Script, calls []scriptCall) ([]flashsale.Hold, []error) {
+	type segment struct {
+		saleID string
+		seg    int
+	}
+	var runs [][]int          // each run's calls, in their order
+	open := map[segment]int{} // a segment's run that may take more calls
+	for i, c := range calls {
+		g := segment{c.saleID, c.seg}
+		r, ok := open[g]
+		if !ok || len(runs[r]) == maxTicketsPerRun {
+			r = len(runs)
+			runs = append(runs, nil)
+			open[g] = r
+		}
+		runs[r] = append(runs[r], i)
+	}
+	cmds := make([]*redis.Cmd, len(runs))
+	args := make([][]any, len(runs))
 	s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, c := range calls {
-			if gen, err := s.genOf(ctx, c.saleID); err == nil {
-				cmds[i] = c.script.EvalSha(ctx, p, c.keys, append(append(make([]any, 0, len(c.args)+1), c.args...), gen)...)
+		for r, members := range runs {
+			first := calls[members[0]]
+			gen, err := s.genOf(ctx, first.saleID)
+			if err != nil {
+				continue // each call goes through run, which rebuilds
 			}
+			args[r] = append(make([]any, 0, 2+len(members)*len(first.args)), len(first.args))
+			for _, i := range members {
+				args[r] = append(args[r], calls[i].args...)
+			}
+			args[r] = append(args[r], gen)
+			cmds[r] = many.EvalSha(ctx, p, first.keys, args[r]...)
 		}
 		return nil
 	})
-	for i, c := range calls {
-		reply, err := []string{"rebuilding"}, error(nil)
-		if cmds[i] != nil {
-			reply, err = cmds[i].StringSlice()
-		}
-		if err != nil && !redis.HasErrorPrefix(err, "NOSCRIPT") {
-			errs[i] = fmt.Errorf("redisstore: %w", err)
-			continue
-		}
-		if err != nil || rebuildReason(reply) != "" || reply[0] == "refill" {
-			if reply, err = s.run(ctx, c); err != nil {
-				errs[i] = err
+	holds := make([]flashsale.Hold, len(calls))
+	errs := make([]error, len(calls))
+	for r, members := range runs {
+		var replies []any
+		if cmds[r] != nil {
+			v, err := cmds[r].Result()
+			if redis.HasErrorPrefix(err, "NOSCRIPT") { // loaded by EVAL
+				v, err = many.Run(ctx, s.rdb, calls[members[0]].keys, args[r]...).Result()
+			}
+			if err != nil {
+				for _, i := range members {
+					errs[i] = fmt.Errorf("redisstore: %w", err)
+				}
 				continue
 			}
+			replies, _ = v.([]any) // a reason of loadedCheck: a list of strings
 		}
-		holds[i] = parseHold(reply[1])
+		for k, i := range members {
+			var reply []string
+			if k < len(replies) {
+				reply = stringsOf(replies[k])
+			}
+			if len(reply) < 2 || reply[0] != "done" {
+				var err error
+				if reply, err = s.run(ctx, calls[i]); err != nil {
+					errs[i] = err
+					continue
+				}
+			}
+			holds[i] = parseHold(reply[1])
+		}
 	}
 	return holds, errs
+}
+
+// maxTicketsPerRun bounds the tickets of one forEachTicket run (runMany): a
+// script blocks Redis while it runs, and a hundred holds take about 3 ms.
+const maxTicketsPerRun = 100
+
+// stringsOf is v, one ticket's reply in a forEachTicket script's, as strings;
+// nil when it is not a list (the whole script answered a reason of
+// loadedCheck).
+func stringsOf(v any) []string {
+	l, ok := v.([]any)
+	if !ok {
+		return nil
+	}
+	out := make([]string, len(l))
+	for i, x := range l {
+		out[i], _ = x.(string)
+	}
+	return out
 }
 
 // Hold holds each request's units for its ticket, or refuses, in one round trip.
@@ -378,7 +439,7 @@ func (s *Store) Hold(ctx context.Context, sales []*flashsale.Sale, reqs []*flash
 		calls[i] = scriptCall{sales[i].ID, seg, holdScript, []string{k.stock, k.holds, k.live, k.units, k.claims},
 			[]any{req.TicketID, req.UserID, req.Quantity, sales[i].PerUserLimit, strconv.FormatInt(req.LoadOf(0), 10), s.refillFlag()}}
 	}
-	return s.runMany(ctx, calls)
+	return s.runMany(ctx, holdManyScript, calls)
 }
 
 // Reassert counts committed orders' holds (one part per sale) where Redis lost them (see
@@ -391,7 +452,7 @@ func (s *Store) Reassert(ctx context.Context, parts []flashsale.Part) ([]flashsa
 		calls[i] = scriptCall{p.SaleID, seg, reassertScript, []string{k.stock, k.holds, k.live, k.units},
 			[]any{p.TicketID, p.UserID, p.Quantity, s.refillFlag()}}
 	}
-	return s.runMany(ctx, calls)
+	return s.runMany(ctx, reassertManyScript, calls)
 }
 
 // runPart runs a script on the keys of the segment of p's user: KEYS stock

@@ -439,6 +439,141 @@ func TestPipelinedHoldsAcrossSalesWithoutCachedScripts(t *testing.T) {
 	}
 }
 
+// scriptRuns counts the scripts a client sends (EVALSHA and EVAL), alone or
+// in a pipeline.
+type scriptRuns struct{ n int }
+
+func (h *scriptRuns) count(cmds ...redis.Cmder) {
+	for _, c := range cmds {
+		if name := c.Name(); name == "evalsha" || name == "eval" {
+			h.n++
+		}
+	}
+}
+
+func (h *scriptRuns) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *scriptRuns) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, c redis.Cmder) error { h.count(c); return next(ctx, c) }
+}
+func (h *scriptRuns) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error { h.count(cmds...); return next(ctx, cmds) }
+}
+
+// The worker's holds and re-asserts of a batch are one script run per
+// segment of a sale (forEachTicket), in the order of the batch; a run that
+// finds its sale lost rebuilds it once, and then each ticket is decided as
+// if it had been held alone.
+func TestHoldsOfASegmentAreOneScriptRun(t *testing.T) {
+	s, sale, src := newStore(t, 4, 1)
+	ctx := context.Background()
+	other := &flashsale.Sale{ID: "s2", Stock: 1, PerUserLimit: 1}
+	src.other = other
+	if err := s.InitSale(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	var sales []*flashsale.Sale
+	var reqs []*flashsale.PurchaseRequest
+	segments := map[string]bool{}
+	for i := range 6 {
+		r := request(fmt.Sprintf("u%d", i), 1)
+		if out, _, load, err := s.Claim(ctx, sale, r.UserID, flashsale.TicketClaim{ID: r.TicketID}, 1); err != nil || out != flashsale.Claimed {
+			t.Fatalf("claim %d: %v %v", i, out, err)
+		} else {
+			r.Loads = []int64{load}
+		}
+		sales, reqs = append(sales, sale), append(reqs, r)
+		segments[fmt.Sprint("s1/", s.segmentOf(r.UserID))] = true
+	}
+	r := &flashsale.PurchaseRequest{TicketID: uuid.NewString(), SaleID: "s2", UserID: "v", Quantity: 1, AdmittedAt: time.Now()}
+	if out, _, load, err := s.Claim(ctx, other, r.UserID, flashsale.TicketClaim{ID: r.TicketID}, 1); err != nil || out != flashsale.Claimed {
+		t.Fatalf("claim of s2: %v %v", out, err)
+	} else {
+		r.Loads = []int64{load}
+	}
+	sales, reqs = append(sales, other), append(reqs, r)
+	segments[fmt.Sprint("s2/", s.segmentOf(r.UserID))] = true
+	if testSegments == 1 {
+		// Sale s1 is lost (as by a flush) after the claims: the first run on
+		// it answers "not_loaded", and its tickets are held after a rebuild
+		// that reads their claims' loads as another load's.
+		k := s.segKeys("s1", 0)
+		s.rdb.Del(ctx, k.stock, k.holds, k.live, k.units, k.claims, k.queue)
+	}
+
+	holds, errs := s.Hold(ctx, sales, reqs)
+	want := []flashsale.HoldKind{flashsale.HoldHeld, flashsale.HoldHeld, flashsale.HoldHeld, flashsale.HoldHeld, flashsale.HoldSoldOut, flashsale.HoldSoldOut, flashsale.HoldHeld}
+	if testSegments > 1 {
+		// Which four of s1's tickets take its units depends on the segments'
+		// refills; the count does not.
+		want = nil
+	}
+	held := 0
+	for i := range reqs {
+		if errs[i] != nil {
+			t.Fatalf("hold %d: %v", i, errs[i])
+		}
+		if holds[i].Kind == flashsale.HoldHeld && i < 6 {
+			held++
+		}
+		if want != nil && holds[i].Kind != want[i] {
+			t.Fatalf("hold %d = %+v, want %c", i, holds[i], want[i])
+		}
+	}
+	if held != 4 || holds[6].Kind != flashsale.HoldHeld {
+		t.Fatalf("holds %+v: %d of sale s1 held, want 4, and the one of s2", holds, held)
+	}
+	wantStock(t, s, flashsale.StockLevel{Total: 4, Available: 0, Held: 4})
+	// Again: every ticket is decided already, so each run answers from holds.
+	runs := &scriptRuns{}
+	s.rdb.AddHook(runs)
+	again, errs := s.Hold(ctx, sales, reqs)
+	for i := range reqs {
+		if errs[i] != nil || again[i] != holds[i] {
+			t.Fatalf("hold %d again = %+v, %v; want %+v", i, again[i], errs[i], holds[i])
+		}
+	}
+	if runs.n != len(segments) {
+		t.Fatalf("%d script runs for 7 holds in %d segments of sales, want one per segment", runs.n, len(segments))
+	}
+}
+
+// A run takes at most maxTicketsPerRun tickets: Redis runs nothing else
+// while a script runs.
+func TestARunTakesAtMostAHundredTickets(t *testing.T) {
+	const n = 250
+	s, sale, _ := newStore(t, n, 1)
+	ctx := context.Background()
+	sales := make([]*flashsale.Sale, n)
+	reqs := make([]*flashsale.PurchaseRequest, n)
+	perSegment := map[int]int{}
+	for i := range reqs {
+		reqs[i], sales[i] = request(fmt.Sprintf("u%d", i), 1), sale
+		if out, _, load, err := s.Claim(ctx, sale, reqs[i].UserID, flashsale.TicketClaim{ID: reqs[i].TicketID}, 1); err != nil || out != flashsale.Claimed {
+			t.Fatalf("claim %d: %v %v", i, out, err)
+		} else {
+			reqs[i].Loads = []int64{load}
+		}
+		perSegment[s.segmentOf(reqs[i].UserID)]++
+	}
+	want := 0
+	for _, k := range perSegment {
+		want += (k + maxTicketsPerRun - 1) / maxTicketsPerRun
+	}
+	runs := &scriptRuns{}
+	s.rdb.AddHook(runs)
+	holds, errs := s.Hold(ctx, sales, reqs)
+	for i := range reqs {
+		if errs[i] != nil || holds[i].Kind != flashsale.HoldHeld {
+			t.Fatalf("hold %d = %+v, %v; want held", i, holds[i], errs[i])
+		}
+	}
+	if testSegments == 1 && runs.n != want {
+		// (With segments, refills add runs of their own.)
+		t.Fatalf("%d script runs for %d holds, want %d", runs.n, n, want)
+	}
+	wantStock(t, s, flashsale.StockLevel{Total: n, Held: n})
+}
+
 func TestTicketCopies(t *testing.T) {
 	s, _, _ := newStore(t, 1, 1)
 	ctx := context.Background()
