@@ -183,6 +183,13 @@ type Ticket struct {
 	Status   TicketStatus `json:"status"`
 	OrderID  string       `json:"order_id,omitempty"`
 	PayBy    *time.Time   `json:"pay_by,omitempty"`
+	// Unpaid is the ticket's order as it was created, on a pending_payment
+	// ticket (TicketOf sets it): an unpaid order changes only by leaving
+	// pending_payment, so the ticket's fast copy keeps it and the order is
+	// read from there while the copy says pending_payment (the buyer's read
+	// before paying needs no MySQL; see ingress's getOrder). Nil when not
+	// known (a copy written before it was kept, or a ticket from MySQL).
+	Unpaid *Order `json:"-"`
 }
 
 // Lines returns the ticket's lines: Items, or its one sale.
@@ -351,7 +358,7 @@ func TicketOf(o *Order) *Ticket {
 	t.SetLines(lines)
 	if o.Status == OrderPendingPayment {
 		p := o.PayBy
-		t.PayBy = &p
+		t.PayBy, t.Unpaid = &p, o
 	}
 	return t
 }

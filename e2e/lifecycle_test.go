@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -577,6 +578,21 @@ func TestCancelOrder(t *testing.T) {
 		c.must(t, http.MethodPost, pathOrder(alice.OrderID)+"/cancel", nil, nil), http.StatusUnauthorized, "unauthorized")
 	if v, _ := c.orderStates([]placedOrder{alice}); v[alice.OrderID].Status != "pending_payment" {
 		t.Fatalf("alice's order after refused cancels: %+v, want pending_payment", v[alice.OrderID])
+	}
+	// Her unpaid order is read from its ticket's copy in Redis, and the
+	// answer is MySQL's to the byte: without the copy, MySQL answers it.
+	fromCopy := c.must(t, http.MethodGet, pathOrder(alice.OrderID), user("alice"), nil)
+	rdb, copyKey := newRedis(), e.NS+":ticket:{"+alice.OrderID+"}"
+	if kept, err := rdb.HGet(context.Background(), copyKey, "unpaid").Result(); err != nil || !strings.Contains(kept, alice.OrderID) {
+		t.Errorf("alice's ticket copy keeps her unpaid order as %q (%v), want its JSON", kept, err)
+	}
+	if err := rdb.Del(context.Background(), copyKey).Err(); err != nil {
+		t.Fatal(err)
+	}
+	rdb.Close()
+	fromMySQL := c.must(t, http.MethodGet, pathOrder(alice.OrderID), user("alice"), nil)
+	if fromCopy.Status != http.StatusOK || fromMySQL.Status != http.StatusOK || !bytes.Equal(fromCopy.Body, fromMySQL.Body) {
+		t.Errorf("alice's unpaid order from its copy: %s; from MySQL: %s; want the same 200", fromCopy, fromMySQL)
 	}
 
 	var first, second orderView

@@ -23,8 +23,22 @@ type Lifecycle interface {
 	Return(ctx context.Context, r flashsale.ReturnRequest) (o *flashsale.Order, created bool, err error)
 }
 
+// getOrder answers an unpaid order from its ticket's fast copy when the copy
+// has it (flashsale.Ticket.Unpaid: the read a buyer makes before paying), and
+// every other order from MySQL: one paid, expired or cancelled, one whose
+// copy is missing, unreadable or from before copies kept the order, and an
+// unpaid one past its pay_by (MySQL decides whether it expired, as for the
+// ticket: flashsale.Ticket.Overdue). A copy says pending_payment until the
+// order's next status is written to it, before that transition is answered
+// (cancel, payment), as the ticket's status does.
 func (s *Server) getOrder(c *gin.Context) {
-	o, err := s.cfg.Orders.GetOrder(c.Request.Context(), flashsale.OrderRef{User: userOf(c), Order: c.Param("id")})
+	ctx, ref := c.Request.Context(), flashsale.OrderRef{User: userOf(c), Order: c.Param("id")}
+	if t, err := s.cfg.Stock.GetTicket(ctx, ref.Order); err == nil && t.Unpaid != nil && t.UserID == ref.User &&
+		t.Status == flashsale.TicketPendingPayment && !t.Overdue(s.cfg.Now()) {
+		c.JSON(http.StatusOK, t.Unpaid)
+		return
+	}
+	o, err := s.cfg.Orders.GetOrder(ctx, ref)
 	if err != nil {
 		s.WriteError(c, err)
 		return

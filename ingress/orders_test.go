@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"reflect"
 	"sort"
 	"strings"
 	"testing"
@@ -128,6 +129,45 @@ func TestGetOrder(t *testing.T) {
 	f.orders.Err = errors.New("mysql away")
 	if code, out := f.send(t, http.MethodGet, "/api/v1/orders/"+id, "u1", ""); code != http.StatusServiceUnavailable || !strings.HasPrefix(errCode(out), "unavailable") {
 		t.Errorf("MySQL away: %d %v, want 503 unavailable", code, out)
+	}
+}
+
+// An unpaid order is answered from its ticket's copy (the buyer's read before
+// paying), exactly as MySQL would answer it; an order the copy does not have
+// unpaid and within its pay_by is read in MySQL.
+func TestAnUnpaidOrderIsReadFromItsCopy(t *testing.T) {
+	f := newHandlerFixture(t, fakeLifecycle{})
+	id := oldID(8)
+	o := pendingOrder(id, "u1")
+	f.orders.Put(o)
+	_, fromMySQL := f.send(t, http.MethodGet, "/api/v1/orders/"+id, "u1", "")
+	if err := f.stock.PutTickets(t.Context(), flashsale.TicketOf(o)); err != nil {
+		t.Fatal(err)
+	}
+	f.orders.Err = errors.New("mysql away")
+	code, fromCopy := f.send(t, http.MethodGet, "/api/v1/orders/"+id, "u1", "")
+	if code != http.StatusOK || !reflect.DeepEqual(fromCopy, fromMySQL) {
+		t.Fatalf("an unpaid order with its copy, MySQL away: %d %v, want 200 %v (MySQL's answer)", code, fromCopy, fromMySQL)
+	}
+	if code, out := f.send(t, http.MethodGet, "/api/v1/orders/"+id, "u2", ""); code != http.StatusServiceUnavailable {
+		t.Errorf("another user's unpaid order, MySQL away: %d %v, want 503 (the copy is not theirs: MySQL decides)", code, out)
+	}
+
+	// Copies the order is not read from: MySQL away, each answers 503.
+	past := time.Now().Add(-time.Second)
+	overdue := flashsale.TicketOf(pendingOrder(oldID(9), "u1"))
+	overdue.PayBy, overdue.Unpaid.PayBy = &past, past
+	paid := pendingOrder(oldID(10), "u1")
+	paid.Status = flashsale.OrderPaid
+	withoutOrder := flashsale.TicketOf(pendingOrder(oldID(11), "u1"))
+	withoutOrder.Unpaid = nil
+	for name, tk := range map[string]*flashsale.Ticket{"past its pay_by": overdue, "paid": flashsale.TicketOf(paid), "without its order": withoutOrder} {
+		if err := f.stock.PutTickets(t.Context(), tk); err != nil {
+			t.Fatal(err)
+		}
+		if code, out := f.send(t, http.MethodGet, "/api/v1/orders/"+tk.ID, "u1", ""); code != http.StatusServiceUnavailable {
+			t.Errorf("an order whose copy is %s, MySQL away: %d %v, want 503 (read in MySQL)", name, code, out)
+		}
 	}
 }
 

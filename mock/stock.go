@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/flashsale/flashsale"
@@ -270,7 +271,14 @@ func (s *Stock) PutTickets(_ context.Context, tickets ...*flashsale.Ticket) erro
 	}
 	for _, t := range tickets {
 		if cur := s.Tickets[t.ID]; cur == nil || ticketRank(t.Status) >= ticketRank(cur.Status) {
-			s.Tickets[t.ID] = t
+			c := *t // a copy, as Redis keeps: the order of a pending_payment one only
+			c.Unpaid = nil
+			if t.Unpaid != nil && t.Status == flashsale.TicketPendingPayment {
+				o := *t.Unpaid
+				o.Items = slices.Clone(o.Items)
+				c.Unpaid = &o
+			}
+			s.Tickets[t.ID] = &c
 		}
 	}
 	return nil

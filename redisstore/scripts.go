@@ -378,7 +378,10 @@ return {'done', st}
 // records, like a sale, the server that wrote it (serverID): a copy read back
 // from a Redis that restarted or failed over may be older than the ticket (a
 // pending_payment copy of a cancelled order, a queued copy of a decided ticket),
-// so it is not trusted; the ticket is then read from MySQL.
+// so it is not trusted; the ticket is then read from MySQL. A pending_payment
+// copy also keeps its order as created (field "unpaid", JSON; see
+// flashsale.Ticket.Unpaid): every later write of the copy replaces it, with
+// "" once the order is no longer unpaid.
 
 // putTicketScript writes a ticket's copy, unless the copy this server has is
 // further along (queued < pending_payment < the other final statuses < paid):

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"reflect"
 	"testing"
 	"time"
 
@@ -267,14 +268,32 @@ func stockTicketCopiesNeverMoveBack(t *testing.T, newStock NewStock) {
 	}
 	_, err := s.GetTicket(ctx, "t1")
 	wantCode(t, "the copy of a ticket never written", err, flashsale.CodeNotFound)
-	must(t, "put", s.PutTickets(ctx, copyOf(flashsale.TicketPendingPayment)))
+	// The order of a pending_payment copy comes back as it was written
+	// (flashsale.Ticket.Unpaid); a copy further along has none.
+	created := time.Now().UTC().Truncate(time.Microsecond)
+	order := &flashsale.Order{ID: "t1", UserID: "u1", Status: flashsale.OrderPendingPayment, CreatedAt: created, PayBy: created.Add(time.Minute)}
+	order.SetItems([]flashsale.OrderItem{{SaleID: s.sale.ID, Quantity: 2, AmountCents: 400}})
+	unpaid := func(want *flashsale.Order) {
+		t.Helper()
+		tk, err := s.GetTicket(ctx, "t1")
+		if err != nil || !reflect.DeepEqual(tk.Unpaid, want) {
+			t.Fatalf("the order of the ticket copy: %+v, %v; want %+v", tk.Unpaid, err, want)
+		}
+	}
+	pending := copyOf(flashsale.TicketPendingPayment)
+	pending.Unpaid = order
+	must(t, "put", s.PutTickets(ctx, pending))
 	read(flashsale.TicketPendingPayment)
+	unpaid(order)
 	must(t, "put queued", s.PutTickets(ctx, copyOf(flashsale.TicketQueued)))
 	read(flashsale.TicketPendingPayment)
+	unpaid(order)
 	must(t, "put paid", s.PutTickets(ctx, copyOf(flashsale.TicketPaid)))
 	read(flashsale.TicketPaid)
-	must(t, "put pending", s.PutTickets(ctx, copyOf(flashsale.TicketPendingPayment)))
+	unpaid(nil)
+	must(t, "put pending", s.PutTickets(ctx, pending))
 	read(flashsale.TicketPaid)
+	unpaid(nil)
 }
 
 // A resync (MySQL refused units the stock store held) rebuilds the sale from
