@@ -16,27 +16,10 @@ bin=${FLASHSALE_BIN:-./bin/flashsale}
 mkdir -p "$out"
 [ -x "$bin" ] || { echo "bench: no flashsale binary at $bin (make build)" >&2; exit 1; }
 
-export FLASHSALE_NAMESPACE=flashsale_bench
+# A deployment of its own, from a clean slate (deploy/benchenv.sh).
+. deploy/benchenv.sh
+bench_env flashsale_bench
 export FLASHSALE_HTTP_ADDR=${FLASHSALE_BENCH_ADDR:-127.0.0.1:8090}
-export FLASHSALE_MYSQL_META_DSN='root@tcp(127.0.0.1:3306)/flashsale_bench_meta'
-export FLASHSALE_MYSQL_SHARD_DSNS='root@tcp(127.0.0.1:3306)/flashsale_bench_s0,root@tcp(127.0.0.1:3306)/flashsale_bench_s1'
-export FLASHSALE_ADMIN_TOKEN=${FLASHSALE_ADMIN_TOKEN:-bench-admin-token-0123}
-export FLASHSALE_PAYMENT_SECRET=${FLASHSALE_PAYMENT_SECRET:-bench-payment-secret-0123}
-export FLASHSALE_LOG_LEVEL=${FLASHSALE_LOG_LEVEL:-warn}
-
-# Start from a clean slate: the bench's own databases, Redis keys and queues.
-# Leftovers of an interrupted run (a queue backlog, overdue orders the sweeper
-# would expire) would otherwise compete with this run for the machine.
-for db in flashsale_bench_meta flashsale_bench_s0 flashsale_bench_s1; do
-  mariadb -h127.0.0.1 -uroot -e "DROP DATABASE IF EXISTS $db"
-done
-redis-cli -h 127.0.0.1 --scan --pattern "$FLASHSALE_NAMESPACE:*" | xargs -r -n 500 redis-cli -h 127.0.0.1 del >/dev/null
-# (awk, not grep: a broker with no bench queue yet must not fail the pipeline;
-# rabbitmqctl reads its standard input, so each delete gets /dev/null: fed the
-# loop's pipe, the first one swallowed the other names and only it was deleted)
-rabbitmqctl -q list_queues name 2>/dev/null | awk -v p="$FLASHSALE_NAMESPACE." 'index($0, p) == 1' | while read -r q; do
-  rabbitmqctl -q delete_queue "$q" >/dev/null </dev/null
-done
 
 "$bin" all >"$out/server.log" 2>&1 &
 server=$!

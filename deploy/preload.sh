@@ -15,21 +15,9 @@ bin=$(realpath "${FLASHSALE_BIN:-./bin/flashsale}")
 mkdir -p "$out"
 [ -x "$bin" ] || { echo "preload: no flashsale binary at $bin (make build)" >&2; exit 1; }
 
-export FLASHSALE_NAMESPACE=flashsale_pre
-export FLASHSALE_MYSQL_META_DSN='root@tcp(127.0.0.1:3306)/flashsale_pre_meta'
-export FLASHSALE_MYSQL_SHARD_DSNS='root@tcp(127.0.0.1:3306)/flashsale_pre_s0,root@tcp(127.0.0.1:3306)/flashsale_pre_s1'
-export FLASHSALE_ADMIN_TOKEN=${FLASHSALE_ADMIN_TOKEN:-bench-admin-token-0123}
-export FLASHSALE_PAYMENT_SECRET=${FLASHSALE_PAYMENT_SECRET:-bench-payment-secret-0123}
-export FLASHSALE_LOG_LEVEL=${FLASHSALE_LOG_LEVEL:-warn}
-
-# A clean slate, as deploy/bench.sh.
-for db in flashsale_pre_meta flashsale_pre_s0 flashsale_pre_s1; do
-  mariadb -h127.0.0.1 -uroot -e "DROP DATABASE IF EXISTS $db"
-done
-redis-cli -h 127.0.0.1 --scan --pattern "$FLASHSALE_NAMESPACE:*" | xargs -r -n 500 redis-cli -h 127.0.0.1 del >/dev/null
-rabbitmqctl -q list_queues name 2>/dev/null | awk -v p="$FLASHSALE_NAMESPACE." 'index($0, p) == 1' | while read -r q; do
-  rabbitmqctl -q delete_queue "$q" >/dev/null </dev/null
-done
+# A deployment of its own, from a clean slate (deploy/benchenv.sh).
+. deploy/benchenv.sh
+bench_env flashsale_pre
 
 "$bin" migrate >"$out/migrate.log" 2>&1 || { echo "preload: migrate failed"; tail -20 "$out/migrate.log"; exit 1; }
 pids=()
