@@ -3,9 +3,11 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -50,6 +52,9 @@ func startPrivateRedis(t *testing.T, name string, extra ...string) *privateRedis
 		t.Fatal(err)
 	}
 	addr := freeAddr(t)
+	if slices.Contains(extra, "--cluster-enabled") {
+		addr = freeClusterAddr(t)
+	}
 	port := addr[strings.LastIndex(addr, ":")+1:]
 	r := &privateRedis{t: t, Name: name, Addr: addr, Dir: dir,
 		args: append([]string{"--bind", "127.0.0.1", "--port", port, "--dir", dir, "--save", "", "--appendonly", "no",
@@ -58,6 +63,27 @@ func startPrivateRedis(t *testing.T, name string, extra ...string) *privateRedis
 	t.Cleanup(r.cleanup)
 	r.Start()
 	return r
+}
+
+// freeClusterAddr is a free address whose port a Redis Cluster node can take:
+// the node also listens on its cluster bus port, the port + 10000, which must
+// exist and be free too (a port picked alone once found its bus port taken
+// by another connection: "bind: Address already in use", and the node exited).
+func freeClusterAddr(t *testing.T) string {
+	t.Helper()
+	for range 100 {
+		addr := freeAddr(t)
+		port, _ := strconv.Atoi(addr[strings.LastIndex(addr, ":")+1:])
+		if port+10000 > 65535 {
+			continue
+		}
+		if ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port+10000)); err == nil {
+			ln.Close()
+			return addr
+		}
+	}
+	t.Fatal("no free port with a free cluster bus port (+10000) in 100 tries")
+	return ""
 }
 
 // Start runs the server (again, after ShutdownNoSave: it loads the dump.rdb

@@ -333,13 +333,13 @@ func parseHold(s string) flashsale.Hold {
 	return h
 }
 
-// runMany runs calls (each of one ticket, with as many arguments each) in
-// one pipeline: one run of many (the calls' script's forEachTicket form) per
-// segment of a sale and maxTicketsPerRun tickets, with the tickets of that
-// segment in their order. It
-// returns each call's hold state. A call whose ticket, or whose whole run,
-// found the sale not loaded or the segment short of units is run again on its
-// own through run, which rebuilds the sale or refills the segment.
+// runMany runs calls (each on one ticket, all with as many arguments) in one
+// pipeline: one run of many (the calls' script in its forEachTicket form) per
+// segment of a sale and maxTicketsPerRun tickets, each segment's tickets in
+// their order, and returns each call's hold state. A call whose ticket, or
+// whose whole run, found the sale not loaded or the segment short of units is
+// run again on its own through run, which rebuilds the sale or refills the
+// segment.
 func (s *Store) runMany(ctx context.Context, many *redis.Script, calls []scriptCall) ([]flashsale.Hold, []error) {
 	type segment struct {
 		saleID string
