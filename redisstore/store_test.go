@@ -135,13 +135,30 @@ func request(user string, qty int) *flashsale.PurchaseRequest {
 // claimAndHold claims the user's live ticket and holds it, as ingress + worker do.
 func claimAndHold(t *testing.T, s *Store, sale *flashsale.Sale, req *flashsale.PurchaseRequest) flashsale.Hold {
 	t.Helper()
-	ctx := context.Background()
-	out, _, load, err := s.Claim(ctx, sale, req.UserID, flashsale.TicketClaim{ID: req.TicketID}, req.Quantity)
+	claimOne(t, s, sale, req)
+	return holdOne(t, s, sale, req)
+}
+
+// claimOne claims req's ticket as the user's live one, as the ingress does,
+// and records the load it was claimed in (req.Loads).
+func claimOne(t *testing.T, s *Store, sale *flashsale.Sale, req *flashsale.PurchaseRequest) {
+	t.Helper()
+	out, _, load, err := s.Claim(context.Background(), sale, req.UserID, flashsale.TicketClaim{ID: req.TicketID}, req.Quantity)
 	if err != nil || out != flashsale.Claimed || load == 0 {
-		t.Fatalf("claim: %v load %d %v", out, load, err)
+		t.Fatalf("claim of %s in %s: %v load %d %v", req.UserID, sale.ID, out, load, err)
 	}
 	req.Loads = []int64{load}
-	return holdOne(t, s, sale, req)
+}
+
+// secondSale loads sale s2 (1 unit, 1 per user) beside s1 and returns it.
+func secondSale(t *testing.T, s *Store, src *fixedSource) *flashsale.Sale {
+	t.Helper()
+	other := &flashsale.Sale{ID: "s2", Stock: 1, PerUserLimit: 1}
+	src.other = other
+	if err := s.InitSale(context.Background(), other); err != nil {
+		t.Fatal(err)
+	}
+	return other
 }
 
 func holdOne(t *testing.T, s *Store, sale *flashsale.Sale, req *flashsale.PurchaseRequest) flashsale.Hold {
@@ -415,11 +432,7 @@ func TestReassertCountsAnOrderCommittedAfterARebuild(t *testing.T) {
 func TestPipelinedHoldsAcrossSalesWithoutCachedScripts(t *testing.T) {
 	s, sale, src := newStore(t, 2, 1)
 	ctx := context.Background()
-	other := &flashsale.Sale{ID: "s2", Stock: 1, PerUserLimit: 1}
-	src.other = other
-	if err := s.InitSale(ctx, other); err != nil {
-		t.Fatal(err)
-	}
+	other := secondSale(t, s, src)
 	s.rdb.ScriptFlush(ctx) // EVALSHA must fall back to EVAL
 	reqs := []*flashsale.PurchaseRequest{request("a", 1), request("b", 1), request("c", 1),
 		{TicketID: uuid.NewString(), SaleID: "s2", UserID: "d", Quantity: 1, AdmittedAt: time.Now()}}
@@ -466,30 +479,18 @@ func (h *scriptRuns) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.P
 func TestHoldsOfASegmentAreOneScriptRun(t *testing.T) {
 	s, sale, src := newStore(t, 4, 1)
 	ctx := context.Background()
-	other := &flashsale.Sale{ID: "s2", Stock: 1, PerUserLimit: 1}
-	src.other = other
-	if err := s.InitSale(ctx, other); err != nil {
-		t.Fatal(err)
-	}
+	other := secondSale(t, s, src)
 	var sales []*flashsale.Sale
 	var reqs []*flashsale.PurchaseRequest
 	segments := map[string]bool{}
 	for i := range 6 {
 		r := request(fmt.Sprintf("u%d", i), 1)
-		if out, _, load, err := s.Claim(ctx, sale, r.UserID, flashsale.TicketClaim{ID: r.TicketID}, 1); err != nil || out != flashsale.Claimed {
-			t.Fatalf("claim %d: %v %v", i, out, err)
-		} else {
-			r.Loads = []int64{load}
-		}
+		claimOne(t, s, sale, r)
 		sales, reqs = append(sales, sale), append(reqs, r)
 		segments[fmt.Sprint("s1/", s.segmentOf(r.UserID))] = true
 	}
 	r := &flashsale.PurchaseRequest{TicketID: uuid.NewString(), SaleID: "s2", UserID: "v", Quantity: 1, AdmittedAt: time.Now()}
-	if out, _, load, err := s.Claim(ctx, other, r.UserID, flashsale.TicketClaim{ID: r.TicketID}, 1); err != nil || out != flashsale.Claimed {
-		t.Fatalf("claim of s2: %v %v", out, err)
-	} else {
-		r.Loads = []int64{load}
-	}
+	claimOne(t, s, other, r)
 	sales, reqs = append(sales, other), append(reqs, r)
 	segments[fmt.Sprint("s2/", s.segmentOf(r.UserID))] = true
 	if testSegments == 1 {
@@ -548,11 +549,7 @@ func TestARunTakesAtMostAHundredTickets(t *testing.T) {
 	perSegment := map[int]int{}
 	for i := range reqs {
 		reqs[i], sales[i] = request(fmt.Sprintf("u%d", i), 1), sale
-		if out, _, load, err := s.Claim(ctx, sale, reqs[i].UserID, flashsale.TicketClaim{ID: reqs[i].TicketID}, 1); err != nil || out != flashsale.Claimed {
-			t.Fatalf("claim %d: %v %v", i, out, err)
-		} else {
-			reqs[i].Loads = []int64{load}
-		}
+		claimOne(t, s, sale, reqs[i])
 		perSegment[s.segmentOf(reqs[i].UserID)]++
 	}
 	want := 0
