@@ -1,11 +1,12 @@
 // Package delayq expires unpaid orders when their payment window ends.
 //
-// Scheduling rides on the order.created event: the scheduler consumes it and
-// publishes it into the delay bucket queue for the time left until pay_by (one
-// queue per delay length, with a queue-wide TTL and no consumers), which
-// dead-letters it into the expiry queue when the time is up. The expirer then
-// expires the order through the lifecycle (conditional update + outbox row, then
-// release in Redis); a duplicate or a late message changes nothing. A message
+// The worker schedules each order's expiry as it creates it (Scheduler): it
+// publishes the order into the delay bucket queue for the time left until
+// pay_by (one queue per delay length, with a queue-wide TTL and no
+// consumers), which dead-letters it into the expiry queue when the time is
+// up. The expirer then expires the order through the lifecycle (conditional
+// update + outbox row, then release in Redis); a duplicate or a late message
+// changes nothing. A message
 // whose step failed (MySQL or Redis away) is retried by the consumer's retry
 // rule (queue.Retry), the same as every consumer's.
 //
@@ -109,8 +110,8 @@ type Config struct {
 	Now      func() time.Time
 }
 
-// Queue is the delayed-expiry role: the handlers of its two consumers
-// (HandleCreated, HandleExpiry), and the sweeper. A Queue is the sweeper's
+// Queue is the delayed-expiry role: the handler of its consumer
+// (HandleExpiry), and the sweeper. A Queue is the sweeper's
 // service.Service: Start starts it competing for the sweeper lease (Started
 // is closed then), Stop ends it.
 type Queue struct {
@@ -185,80 +186,99 @@ func bucketFor(left time.Duration, window int) int {
 	return b
 }
 
-func decode(m flashsale.Message) (*flashsale.Event, bool) {
-	var ev flashsale.Event
-	if err := json.Unmarshal(m.Body(), &ev); err != nil || ev.Order.OrderID == "" || ev.Order.UserID == "" {
-		return nil, false
-	}
-	return &ev, true
+// due is an expiry message's body: the order it expires. It has the shape of
+// an order.created event (the body the bucket queues carried when delayq
+// scheduled expiries from those events), so a message published by an older
+// version decodes alike.
+type due struct {
+	Order flashsale.EventOrder `json:"order"`
 }
 
-// HandleCreated schedules the expiry of each created order: the orders of a
-// batch that fall into one delay bucket go in one message.
-func (q *Queue) HandleCreated(ctx context.Context, msgs []flashsale.Message) {
+func decode(m flashsale.Message) (*due, bool) {
+	var d due
+	if err := json.Unmarshal(m.Body(), &d); err != nil || d.Order.OrderID == "" || d.Order.UserID == "" {
+		return nil, false
+	}
+	return &d, true
+}
+
+// Scheduler schedules the expiry of orders as they are created: the worker
+// calls it for every delivery whose ticket ends pending_payment, before it
+// acks the delivery (a crash in between redelivers the purchase, which finds
+// its order and schedules again; a duplicate expiry message changes
+// nothing). So no broker message per order is spent on scheduling: the
+// orders of a call that fall into one delay bucket go in one message.
+type Scheduler struct {
+	delayer Delayer
+	now     func() time.Time
+}
+
+// NewScheduler returns a Scheduler publishing through d; now is the clock
+// (nil: time.Now).
+func NewScheduler(d Delayer, now func() time.Time) *Scheduler {
+	if now == nil {
+		now = time.Now
+	}
+	return &Scheduler{delayer: d, now: now}
+}
+
+// Schedule delays the expiry of each order until its pay_by: the bucket of
+// its payment window when it is scheduled promptly (pay_by, fixed at its
+// creation, is within 2 s of the window ahead), a power of two of the time
+// left otherwise (bucketFor). nil only once every message was confirmed.
+func (s *Scheduler) Schedule(ctx context.Context, orders []*flashsale.Order) error {
 	type bucket struct {
-		id     string // the first event's id names the message
-		msgs   []flashsale.Message
+		id     string // the first order's id names the message
 		bodies [][]byte
 	}
 	buckets := map[int]*bucket{}
-	var order []int
-	for _, m := range msgs {
-		ev, ok := decode(m)
-		if !ok {
-			q.log.Error("dropping a malformed order.created event", "body", string(m.Body()))
-			m.DeadLetter()
-			continue
+	var seq []int
+	now := s.now()
+	for _, o := range orders {
+		body, err := json.Marshal(due{Order: flashsale.SnapshotOf(o)})
+		if err != nil {
+			return err
 		}
-		// The order's pay_by, fixed when it was created, is in the event; the
-		// payment window it came from picks the usual bucket.
-		window := int(math.Round(ev.Order.PayBy.Sub(ev.OccurredAt).Seconds()))
-		secs := bucketFor(ev.Order.PayBy.Sub(q.cfg.Now()), window)
+		window := int(math.Round(o.PayBy.Sub(o.CreatedAt).Seconds()))
+		secs := bucketFor(o.PayBy.Sub(now), window)
 		b := buckets[secs]
 		if b == nil {
-			b = &bucket{id: ev.EventID}
+			b = &bucket{id: o.ID}
 			buckets[secs] = b
-			order = append(order, secs)
+			seq = append(seq, secs)
 		}
-		b.msgs = append(b.msgs, m)
-		b.bodies = append(b.bodies, m.Body())
+		b.bodies = append(b.bodies, body)
 	}
-	for _, secs := range order {
+	for _, secs := range seq {
 		b := buckets[secs]
-		if err := q.cfg.Delayer.PublishDelayed(ctx, b.id, b.bodies, secs); err != nil {
-			q.log.Warn("scheduling expiry failed; retrying", "orders", len(b.msgs), "err", err)
-			for _, m := range b.msgs {
-				m.Retry()
-			}
-			continue
-		}
-		for _, m := range b.msgs {
-			m.Ack()
+		if err := s.delayer.PublishDelayed(ctx, b.id, b.bodies, secs); err != nil {
+			return fmt.Errorf("delayq: scheduling %d expiries: %w", len(b.bodies), err)
 		}
 	}
+	return nil
 }
 
-// HandleExpiry expires the orders whose delay ended. A message that arrives
-// before pay_by (a power-of-two bucket, or clock skew) is delayed again for the
-// time left.
+// HandleExpiry expires the order of each message when it is due; one that
+// arrives early (its pay_by is ahead: the clock of whoever scheduled it ran
+// behind) is delayed again for what is left.
 func (q *Queue) HandleExpiry(ctx context.Context, msgs []flashsale.Message) {
 	for _, m := range msgs {
-		ev, ok := decode(m)
+		d, ok := decode(m)
 		if !ok {
 			q.log.Error("dropping a malformed expiry message", "body", string(m.Body()))
 			m.DeadLetter()
 			continue
 		}
-		o, err := q.cfg.Expirer.Expire(ctx, ev.Order.Ref())
+		o, err := q.cfg.Expirer.Expire(ctx, d.Order.Ref())
 		switch {
 		case errors.Is(err, flashsale.ErrNotFound):
-			q.log.Error("dropping expiry of an unknown order", "order", ev.Order.OrderID)
+			q.log.Error("dropping expiry of an unknown order", "order", d.Order.OrderID)
 			m.Ack()
 		case err != nil:
-			q.log.Warn("expiring failed; retrying", "order", ev.Order.OrderID, "err", err)
+			q.log.Warn("expiring failed; retrying", "order", d.Order.OrderID, "err", err)
 			m.Retry()
 		case o.Status == flashsale.OrderPendingPayment:
-			if err := q.cfg.Delayer.PublishDelayed(ctx, ev.EventID, [][]byte{m.Body()}, bucketFor(o.PayBy.Sub(q.cfg.Now()), 0)); err != nil {
+			if err := q.cfg.Delayer.PublishDelayed(ctx, d.Order.OrderID, [][]byte{m.Body()}, bucketFor(o.PayBy.Sub(q.cfg.Now()), 0)); err != nil {
 				m.Retry()
 				continue
 			}

@@ -32,35 +32,46 @@ func newQueue(t *testing.T, d *mock.Delayer, e *mock.Expirer, due *mock.Due) *Qu
 	return q
 }
 
+// created is an order.created event: the body expiry messages had before the
+// worker scheduled expiries itself (the expiry consumer still reads it).
 func created(id string, occurred, payBy time.Time) flashsale.Event {
 	return flashsale.Event{EventID: "ev-" + id, Type: flashsale.EventOrderCreated, OccurredAt: occurred,
 		Order: flashsale.EventOrder{OrderID: id, UserID: "u", Status: flashsale.OrderPendingPayment, PayBy: payBy}}
 }
 
-// order.created is delayed until the pay_by it carries: the sale's window when
-// it arrives promptly, a power of two of the time left when it lags (a bundle
-// has no one sale: only the event's pay_by counts); a malformed one is
-// dead-lettered. The orders of a batch that share a bucket go in one message.
-func TestHandleCreatedSchedulesFromTheEventsPayBy(t *testing.T) {
+func order(id string, created, payBy time.Time) *flashsale.Order {
+	return &flashsale.Order{ID: id, UserID: "u", Status: flashsale.OrderPendingPayment, CreatedAt: created, PayBy: payBy}
+}
+
+// An order's expiry is delayed until its pay_by: its window's bucket when it
+// is scheduled promptly, a power of two of the time left when late (a bundle
+// has no one sale: only the order's pay_by counts). The orders that share a
+// bucket go in one message, named by the first; a failed publish is an error.
+// The messages' bodies are what the expiry consumer reads back.
+func TestScheduleDelaysEachOrderUntilItsPayBy(t *testing.T) {
 	d := &mock.Delayer{}
-	q := newQueue(t, d, &mock.Expirer{}, nil)
-	prompt := mock.NewMessage(created("o1", now, now.Add(900*time.Second)))
-	late := mock.NewMessage(created("o2", now.Add(-800*time.Second), now.Add(100*time.Second)))
-	bad := mock.NewMessage([]byte("{"))
-	prompt2 := mock.NewMessage(created("o4", now, now.Add(900*time.Second)))
-	q.HandleCreated(context.Background(), mock.Messages(prompt, late, bad, prompt2))
-	want := []mock.Delayed{{MsgID: "ev-o1", Messages: 2, Seconds: 900}, {MsgID: "ev-o2", Messages: 1, Seconds: 64}}
+	s := NewScheduler(d, func() time.Time { return now })
+	orders := []*flashsale.Order{
+		order("o1", now, now.Add(900*time.Second)),
+		order("o2", now.Add(-800*time.Second), now.Add(100*time.Second)),
+		order("o4", now, now.Add(900*time.Second)),
+	}
+	if err := s.Schedule(context.Background(), orders); err != nil {
+		t.Fatal(err)
+	}
+	want := []mock.Delayed{{MsgID: "o1", Messages: 2, Seconds: 900}, {MsgID: "o2", Messages: 1, Seconds: 64}}
 	if len(d.Published) != 2 || d.Published[0] != want[0] || d.Published[1] != want[1] {
 		t.Errorf("published %+v, want %+v", d.Published, want)
 	}
-	if prompt.Settled() != "ack" || late.Settled() != "ack" || bad.Settled() != "dead" || prompt2.Settled() != "ack" {
-		t.Errorf("settled %q %q %q %q, want ack ack dead ack", prompt.Settled(), late.Settled(), bad.Settled(), prompt2.Settled())
+	for i, body := range d.Bodies {
+		got, ok := decode(mock.NewMessage(body))
+		if !ok || got.Order.OrderID != orders[[]int{0, 2, 1}[i]].ID || got.Order.UserID != "u" {
+			t.Errorf("body %d decodes as %+v, %v", i, got, ok)
+		}
 	}
 	d.Err = errors.New("broker away")
-	again := mock.NewMessage(created("o3", now, now.Add(time.Minute)))
-	q.HandleCreated(context.Background(), mock.Messages(again))
-	if again.Settled() != "retry" {
-		t.Errorf("a failed publish settled %q, want retry", again.Settled())
+	if err := s.Schedule(context.Background(), orders[:1]); !errors.Is(err, d.Err) {
+		t.Errorf("a failed publish: %v, want it", err)
 	}
 }
 
@@ -93,7 +104,7 @@ func TestHandleExpiry(t *testing.T) {
 			t.Errorf("%s settled %q, want %q", id, got, want)
 		}
 	}
-	if len(d.Published) != 1 || d.Published[0] != (mock.Delayed{MsgID: "ev-early", Messages: 1, Seconds: 8}) {
+	if len(d.Published) != 1 || d.Published[0] != (mock.Delayed{MsgID: "early", Messages: 1, Seconds: 8}) {
 		t.Errorf("re-delayed %+v, want the early one for 8 s (a power of two of the 10 s left)", d.Published)
 	}
 }

@@ -308,7 +308,7 @@ func TestOpsMetricsAgreeWithSale(t *testing.T) {
 		t.Errorf("flashsale_reconcile_differences_by_kind has %d kinds, want 10", kinds)
 	}
 	check("flashsale_ready{role=all}", m[series("flashsale_ready", "role", "all")], 1)
-	for _, q := range []string{".purchase", ".purchase.dead", ".delayq.created", ".expiry"} {
+	for _, q := range []string{".purchase", ".purchase.dead", ".expiry"} {
 		k := series("flashsale_queue_consumers", "queue", e.NS+q)
 		if m[k] < 1 {
 			t.Errorf("%s = %v, want >= 1 (flashsale all consumes it)", k, m[k])

@@ -11,6 +11,7 @@ package mock
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"sync"
 	"time"
 
@@ -92,6 +93,8 @@ type Delayer struct {
 	mu sync.Mutex
 	// Published is every publish: the message id and the delay in seconds.
 	Published []Delayed
+	// Bodies is every message published, in order.
+	Bodies [][]byte
 	// Err, when set, is what PublishDelayed answers.
 	Err error
 }
@@ -112,6 +115,7 @@ func (d *Delayer) PublishDelayed(_ context.Context, msgID string, bodies [][]byt
 		return d.Err
 	}
 	d.Published = append(d.Published, Delayed{msgID, len(bodies), seconds})
+	d.Bodies = append(d.Bodies, bodies...)
 	return nil
 }
 
@@ -193,3 +197,31 @@ type lease struct{}
 
 func (lease) Refresh(context.Context, time.Duration) error { return nil }
 func (lease) Release(context.Context) error                { return nil }
+
+// Expiries records the orders whose expiry is scheduled (worker.Expiries).
+type Expiries struct {
+	mu        sync.Mutex
+	scheduled []string
+	// Err, when set, is what Schedule answers.
+	Err error
+}
+
+// Schedule records the orders' ids.
+func (e *Expiries) Schedule(_ context.Context, orders []*flashsale.Order) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.Err != nil {
+		return e.Err
+	}
+	for _, o := range orders {
+		e.scheduled = append(e.scheduled, o.ID)
+	}
+	return nil
+}
+
+// Scheduled is the ids of the orders scheduled so far, in order.
+func (e *Expiries) Scheduled() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.scheduled)
+}

@@ -34,7 +34,7 @@ func NewInspector(cfg Config) (*Inspector, error) {
 // Queues are the names Stats reports on, in that order.
 func (in *Inspector) Queues() []string {
 	t := in.cfg.Topology
-	return []string{t.PurchaseQueue(), t.DeadQueue(), t.CreatedQueue(), t.ExpiryQueue()}
+	return []string{t.PurchaseQueue(), t.DeadQueue(), t.ExpiryQueue()}
 }
 
 // Stats returns the depth of each of Queues. A queue that does not exist (yet)

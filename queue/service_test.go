@@ -106,7 +106,7 @@ func deleteTopology(t *testing.T, amqpURL string, top Topology) {
 		t.Logf("cleanup: %v", err)
 		return
 	}
-	for _, q := range []string{top.PurchaseQueue(), top.DeadQueue(), top.ExpiryQueue(), top.CreatedQueue()} {
+	for _, q := range []string{top.PurchaseQueue(), top.DeadQueue(), top.ExpiryQueue()} {
 		if _, err := ch.QueueDelete(q, false, false, false); err != nil {
 			t.Logf("cleanup: queue %s: %v", q, err)
 		}

@@ -43,8 +43,12 @@ func (t Topology) ExpiryExchange() string { return t.Namespace + ".expiry" }
 // ExpiryQueue is consumed by delayq to expire unpaid orders.
 func (t Topology) ExpiryQueue() string { return t.Namespace + ".expiry" }
 
-// CreatedQueue receives every order.created event; delayq schedules its expiry.
-func (t Topology) CreatedQueue() string { return t.Namespace + ".delayq.created" }
+// retiredCreatedQueue is the queue through which delayq scheduled expiries
+// from order.created events before the worker scheduled them itself
+// (delayq.Scheduler). Declare deletes it: whatever it still held were events
+// of orders whose expiry the worker that made them did not schedule, and
+// the sweeper expires those within a sweep of their pay_by.
+func (t Topology) retiredCreatedQueue() string { return t.Namespace + ".delayq.created" }
 
 // DelayBucket is the queue that delays messages by seconds: it has a queue-wide
 // TTL and no consumers, and dead-letters into the expiry exchange. One bucket per
@@ -103,10 +107,10 @@ func (t Topology) Declare(ch *amqp.Channel) error {
 		}
 	}
 	// A consumer retries a failing message itself for its retry budget
-	// (Retry) before each hand-back. Expiry and order.created messages are
-	// also swept from MySQL (delayq's sweeper: overdue unpaid orders, and
-	// closed orders Redis has not followed), so one that still fails after
-	// the delivery limit is dropped rather than dead-lettered.
+	// (Retry) before each hand-back. Expiry messages are also swept from
+	// MySQL (delayq's sweeper: overdue unpaid orders, and closed orders Redis
+	// has not followed), so one that still fails after the delivery limit is
+	// dropped rather than dead-lettered.
 	expiry := quorumArgs(amqp.Table{"x-delivery-limit": int64(limit)})
 	queues := []queueSpec{
 		{t.DeadQueue(), t.DeadExchange(), PurchaseKey, quorumArgs(nil)},
@@ -118,7 +122,6 @@ func (t Topology) Declare(ch *amqp.Channel) error {
 			"x-overflow":                "reject-publish",
 		})},
 		{t.ExpiryQueue(), t.ExpiryExchange(), "", expiry},
-		{t.CreatedQueue(), t.EventsExchange(), "order.created", expiry},
 	}
 	for _, q := range queues {
 		if _, err := ch.QueueDeclare(q.name, true, false, false, false, q.args); err != nil {
@@ -127,6 +130,10 @@ func (t Topology) Declare(ch *amqp.Channel) error {
 		if err := ch.QueueBind(q.name, q.key, q.exchange, false, nil); err != nil {
 			return fmt.Errorf("queue: bind queue %s: %w", q.name, err)
 		}
+	}
+	// Deleting a queue that does not exist is no error.
+	if _, err := ch.QueueDelete(t.retiredCreatedQueue(), false, false, false); err != nil {
+		return fmt.Errorf("queue: delete the retired queue %s: %w", t.retiredCreatedQueue(), err)
 	}
 	return nil
 }

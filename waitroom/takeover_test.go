@@ -15,6 +15,7 @@ import (
 
 	"github.com/flashsale/flashsale"
 	"github.com/flashsale/flashsale/internal/testenv"
+	"github.com/flashsale/flashsale/mock"
 	"github.com/flashsale/flashsale/mysqlstore"
 	"github.com/flashsale/flashsale/redisstore"
 	"github.com/flashsale/flashsale/waitroom"
@@ -139,7 +140,7 @@ func newLineFixture(t *testing.T, stock, waitlist, users int, quantities ...int)
 	if err := rs.InitSale(ctx, sale); err != nil {
 		t.Fatal(err)
 	}
-	w, err := worker.New(worker.Config{Sales: sales{book}, Stock: rs, Orders: book, Log: quiet})
+	w, err := worker.New(worker.Config{Sales: sales{book}, Stock: rs, Orders: book, Expiries: &mock.Expiries{}, Log: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}

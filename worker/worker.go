@@ -67,11 +67,19 @@ type Orders interface {
 	GiveUp(ctx context.Context, t *flashsale.Ticket) (ordered bool, err error)
 }
 
+// Expiries schedules the expiry of unpaid orders at their pay_by
+// (delayq.Scheduler).
+type Expiries interface {
+	// Schedule returns nil only once every order's expiry is scheduled.
+	Schedule(ctx context.Context, orders []*flashsale.Order) error
+}
+
 // Config for a Worker.
 type Config struct {
-	Sales  flashsale.SaleFinder // required
-	Stock  Stock                // required
-	Orders Orders               // required
+	Sales    flashsale.SaleFinder // required
+	Stock    Stock                // required
+	Orders   Orders               // required
+	Expiries Expiries             // required
 	// Log default slog.Default().
 	Log *slog.Logger
 	// Registry receives the worker's metrics; nil registers nothing.
@@ -142,8 +150,8 @@ func (w *Worker) orderCommitOf(shard int) *orderCommit {
 
 // New returns a Worker.
 func New(cfg Config) (*Worker, error) {
-	if cfg.Sales == nil || cfg.Stock == nil || cfg.Orders == nil {
-		return nil, errors.New("worker: Sales, Stock and Orders are required")
+	if cfg.Sales == nil || cfg.Stock == nil || cfg.Orders == nil || cfg.Expiries == nil {
+		return nil, errors.New("worker: Sales, Stock, Orders and Expiries are required")
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
@@ -157,7 +165,7 @@ func New(cfg Config) (*Worker, error) {
 		batchDur: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "flashsale_worker_batch_seconds",
 			Help: "Time to process one batch of purchase messages.", Buckets: prometheus.DefBuckets}),
 		stageDur: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "flashsale_worker_stage_seconds",
-			Help:    "Time of each stage of one attempt at a purchase batch (sales, hold, orders, outcomes, tickets).",
+			Help:    "Time of each stage of one attempt at a purchase batch (sales, hold, orders, outcomes, tickets, expiries).",
 			Buckets: prometheus.DefBuckets}, []string{"stage"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "flashsale_stock_cap_refusals_total",
 			Help: "Orders MySQL refused although Redis held their units, by reason (sold_out: the stock cap; over_limit: per_user_limit). Each one means Redis was behind MySQL and was rebuilt."},
@@ -293,7 +301,37 @@ func (w *Worker) process(ctx context.Context, items []*item) {
 	stage = w.stage("outcomes", stage)
 	w.resync(ctx, todo)
 	w.writeTickets(ctx, items)
-	w.stage("tickets", stage)
+	stage = w.stage("tickets", stage)
+	w.scheduleExpiries(ctx, items)
+	w.stage("expiries", stage)
+}
+
+// scheduleExpiries schedules the expiry of the order of every item whose
+// ticket ends pending_payment, in one call, before its delivery is acked: the
+// one rule for every way a delivery reaches an unpaid order (created now,
+// found made by an earlier delivery, followed after a refusal; a dead letter
+// whose order stands, too). A crash or a failure before it redelivers the
+// purchase, which finds its order and schedules it again; a duplicate expiry
+// changes nothing, and the sweeper expires an order whose expiry message was
+// lost within a sweep of its pay_by.
+func (w *Worker) scheduleExpiries(ctx context.Context, items []*item) {
+	var todo []*item
+	var orders []*flashsale.Order
+	for _, it := range items {
+		if !it.failed && it.ticket != nil && it.ticket.Status == flashsale.TicketPendingPayment && it.ticket.Unpaid != nil {
+			todo = append(todo, it)
+			orders = append(orders, it.ticket.Unpaid)
+		}
+	}
+	if len(orders) == 0 {
+		return
+	}
+	if err := w.cfg.Expiries.Schedule(ctx, orders); err != nil {
+		w.log.Warn("scheduling expiries failed; retrying", "orders", len(orders), "err", err)
+		for _, it := range todo {
+			it.failed = true
+		}
+	}
 }
 
 // resync rebuilds in Redis each sale whose units MySQL refused, once the
@@ -656,7 +694,10 @@ func (w *Worker) deadLetter(ctx context.Context, m flashsale.Message) error {
 		if err != nil {
 			return err
 		}
-		return w.cfg.Stock.PutTickets(ctx, flashsale.TicketOf(o))
+		if err := w.cfg.Stock.PutTickets(ctx, flashsale.TicketOf(o)); err != nil || o.Status != flashsale.OrderPendingPayment {
+			return err
+		}
+		return w.cfg.Expiries.Schedule(ctx, []*flashsale.Order{o})
 	}
 	for _, l := range req.Lines() {
 		if _, err := w.cfg.Sales.Get(ctx, l.SaleID); err == nil {

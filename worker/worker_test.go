@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -31,7 +32,7 @@ func newFakes(avail map[string]int) (*mock.Stock, *mock.Book) {
 func newTestWorker(t *testing.T, stock *mock.Stock, orders *mock.Book, sales mock.Sales) *Worker {
 	t.Helper()
 	orders.Sales = sales
-	w, err := New(Config{Sales: sales, Stock: stock, Orders: orders})
+	w, err := New(Config{Sales: sales, Stock: stock, Orders: orders, Expiries: &mock.Expiries{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,6 +142,49 @@ func TestBundleRedeliveryAfterTheOrder(t *testing.T) {
 	}
 	if len(orders.Orders) != 1 || stock.Available["a"] != 4 || stock.Available["b"] != 0 {
 		t.Errorf("%d orders, available a=%d b=%d; want one order holding one of each", len(orders.Orders), stock.Available["a"], stock.Available["b"])
+	}
+}
+
+// Every delivery whose ticket ends pending_payment has its order's expiry
+// scheduled before it is acked: the first, and a redelivery that finds the
+// order made (the first may have crashed before scheduling). When scheduling
+// fails the delivery is retried, not acked, and its retry schedules; a ticket
+// that made no order schedules nothing.
+func TestAnUnpaidOrdersExpiryIsScheduledBeforeTheAck(t *testing.T) {
+	stock, orders := newFakes(map[string]int{"a": 1})
+	w := newTestWorker(t, stock, orders, twoSales())
+	exp := w.cfg.Expiries.(*mock.Expiries)
+	first := buyA("t1", "u1")
+	w.HandlePurchases(context.Background(), mock.Messages(first))
+	if first.Settled() != "ack" || fmt.Sprint(exp.Scheduled()) != "[t1]" {
+		t.Fatalf("settled %q, scheduled %v; want ack after t1 scheduled", first.Settled(), exp.Scheduled())
+	}
+	exp.Err = errors.New("broker away")
+	again := buyA("t1", "u1")
+	w.HandlePurchases(context.Background(), mock.Messages(again))
+	if again.Settled() != "retry" {
+		t.Errorf("a redelivery whose scheduling failed settled %q, want retry", again.Settled())
+	}
+	exp.Err = nil
+	retried := buyA("t1", "u1")
+	w.HandlePurchases(context.Background(), mock.Messages(retried))
+	if retried.Settled() != "ack" || fmt.Sprint(exp.Scheduled()) != "[t1 t1]" {
+		t.Errorf("the retry settled %q, scheduled %v; want ack and t1 scheduled again", retried.Settled(), exp.Scheduled())
+	}
+	soldOut := buyA("t2", "u2")
+	w.HandlePurchases(context.Background(), mock.Messages(soldOut))
+	if soldOut.Settled() != "ack" || fmt.Sprint(exp.Scheduled()) != "[t1 t1]" {
+		t.Errorf("a sold-out ticket settled %q, scheduled %v; want ack and nothing more", soldOut.Settled(), exp.Scheduled())
+	}
+	if len(orders.Orders) != 1 {
+		t.Errorf("%d orders, want 1", len(orders.Orders))
+	}
+	// A dead letter whose ticket made its order after all: the order stands
+	// and its expiry is scheduled too.
+	dead := buyA("t1", "u1")
+	w.HandleDeadLetters(context.Background(), mock.Messages(dead))
+	if dead.Settled() != "ack" || fmt.Sprint(exp.Scheduled()) != "[t1 t1 t1]" {
+		t.Errorf("the ordered dead letter settled %q, scheduled %v; want ack and t1 scheduled", dead.Settled(), exp.Scheduled())
 	}
 }
 
@@ -262,7 +306,7 @@ func TestOrderedTicketsWrittenWhileAnotherShardWaits(t *testing.T) {
 	stock, book := newFakes(map[string]int{"a": 5, "b": 1})
 	book.Sales = twoSales()
 	held := &shardHeld{Book: book, release: make(chan struct{})}
-	w, err := New(Config{Sales: twoSales(), Stock: stock, Orders: held})
+	w, err := New(Config{Sales: twoSales(), Stock: stock, Orders: held, Expiries: &mock.Expiries{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -326,7 +370,7 @@ func newGatedWorker(t *testing.T) (*Worker, *mock.Stock, *mock.Book, *gatedBook)
 	stock, book := newFakes(map[string]int{"a": 5})
 	book.Sales = twoSales()
 	gated := &gatedBook{Book: book, release: make(chan struct{})}
-	w, err := New(Config{Sales: twoSales(), Stock: stock, Orders: gated})
+	w, err := New(Config{Sales: twoSales(), Stock: stock, Orders: gated, Expiries: &mock.Expiries{}})
 	if err != nil {
 		t.Fatal(err)
 	}

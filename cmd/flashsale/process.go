@@ -182,7 +182,14 @@ func (p *process) ingress(g *service.Group, qc queue.Config) ([]named, []named, 
 }
 
 func (p *process) worker(_ *service.Group, qc queue.Config) ([]named, []named, error) {
-	w, err := worker.New(worker.Config{Sales: p.sales, Stock: p.stock, Orders: p.store, Log: p.log, Registry: p.reg})
+	// One publisher: the expiries the worker schedules and the waiting
+	// rooms' releases.
+	pub, err := queue.NewPublisher(qc)
+	if err != nil {
+		return nil, nil, err
+	}
+	w, err := worker.New(worker.Config{Sales: p.sales, Stock: p.stock, Orders: p.store,
+		Expiries: delayq.NewScheduler(pub, nil), Log: p.log, Registry: p.reg})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -211,17 +218,13 @@ func (p *process) worker(_ *service.Group, qc queue.Config) ([]named, []named, e
 	}
 	// The waiting rooms' releaser, too: a lease elects one runner; it
 	// publishes the lines' tickets as purchases.
-	pub, err := queue.NewPublisher(qc)
-	if err != nil {
-		return nil, nil, err
-	}
 	wr, err := waitroom.New(waitroom.Config{Sales: p.store, Line: p.store, Stock: p.stock, Book: p.store, Queue: pub,
 		Leases: p.rs.Leases(), Namespace: p.cfg.Namespace, Log: p.log})
 	if err != nil {
 		return nil, nil, err
 	}
 	return []named{{"purchase consumer", purchases}, {"dead-letter consumer", dead}, {"reconciler", rec},
-		{"releaser publisher", pub}, {"waiting rooms' releaser", wr}}, nil, nil
+		{"worker publisher", pub}, {"waiting rooms' releaser", wr}}, nil, nil
 }
 
 func (p *process) delayq(_ *service.Group, qc queue.Config) ([]named, []named, error) {
@@ -234,15 +237,11 @@ func (p *process) delayq(_ *service.Group, qc queue.Config) ([]named, []named, e
 	if err != nil {
 		return nil, nil, err
 	}
-	created, err := queue.NewConsumer(qc, queue.ConsumerConfig{Queue: qc.Topology.CreatedQueue()}, dq.HandleCreated)
-	if err != nil {
-		return nil, nil, err
-	}
 	expiry, err := queue.NewConsumer(qc, queue.ConsumerConfig{Queue: qc.Topology.ExpiryQueue()}, dq.HandleExpiry)
 	if err != nil {
 		return nil, nil, err
 	}
-	return []named{{"delayq publisher", pub}, {"order.created consumer", created}, {"expiry consumer", expiry}, {"sweeper", dq}}, nil, nil
+	return []named{{"delayq publisher", pub}, {"expiry consumer", expiry}, {"sweeper", dq}}, nil, nil
 }
 
 func (p *process) relay(_ *service.Group, qc queue.Config) ([]named, []named, error) {
