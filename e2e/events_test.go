@@ -488,6 +488,13 @@ func (c *client) placeOrders(t *testing.T, saleID string, users []string) []plac
 	if len(refs) != len(users) {
 		t.Fatalf("%d of %d purchases accepted (%s); the test needs all", len(refs), len(users), ta)
 	}
+	return c.ordersOf(t, saleID, refs)
+}
+
+// ordersOf waits for the tickets of the sale to be final and returns their
+// orders, read through the API; every ticket must have made one.
+func (c *client) ordersOf(t *testing.T, saleID string, refs []ticketRef) []placedOrder {
+	t.Helper()
 	final := c.awaitFinal(t, refs, 90*time.Second)
 	var out []placedOrder
 	for _, ref := range refs {

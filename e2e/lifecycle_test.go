@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -382,6 +384,86 @@ func TestRelayKilledLosesNoEvent(t *testing.T) {
 		t.Errorf("every row sent: flashsale_outbox_backlog sums to %v over %d shards, want 0 over %d", backlog, shards, len(e.ShardDBs))
 	}
 	sink.verify(t)
+}
+
+// TestExpiryScheduledByTheRedeliveryAfterTheWorkerDied: the worker schedules
+// an order's expiry after the order committed and before it acks the
+// purchase. Here it dies in between: its MySQL connections go through the
+// COMMIT-holding proxy; once COMMITs of orders are held the worker is frozen
+// (SIGSTOP), the COMMITs are forwarded and answered, and the frozen worker is
+// killed once MySQL has the orders. So orders exist whose expiry nobody
+// scheduled: the delay bucket is empty. The sweeper runs once an hour, so
+// only the queue can expire them in time. A new worker takes the redelivered
+// purchases, finds their orders made and schedules them: every order ends
+// expired within 3 s of its pay_by (never before), its units back on sale,
+// each with one order.expired, all counted by
+// flashsale_delayq_expired_total{path="queue"}.
+func TestExpiryScheduledByTheRedeliveryAfterTheWorkerDied(t *testing.T) {
+	e := newEnv(t)
+	sink := newEventSink(t, e)
+	cp := newCommitProxy(t)
+	c := e.start("ingress", nil).client()
+	e.start("relay", nil)
+	dqOps := freeAddr(t)
+	e.start("delayq", map[string]string{"FLASHSALE_SWEEP_INTERVAL": "3600", "FLASHSALE_OPS_ADDR": dqOps})
+	const n, window = 20, 8
+	spec := openSale(n, 1, 250)
+	spec.PaymentWindowSeconds = window
+	saleID := c.createSale(t, spec)
+
+	cp.HoldCommits(-1, true, time.Minute)
+	wk := e.startProc("worker", map[string]string{"FLASHSALE_MYSQL_SHARD_DSNS": e.shardDSNsVia(cp.Addr)}, false)
+	refs, ta := accepted(t, c.burst(saleID, userNames("unscheduled", n), true))
+	ta.only(t, "202")
+	if len(refs) != n {
+		t.Fatalf("%d of %d purchases accepted (%s)", len(refs), n, ta)
+	}
+	eventually(t, 30*time.Second, "COMMITs of orders held", func() (bool, string) {
+		now, _, _ := cp.Holding()
+		return now > 0, fmt.Sprintf("%d held", now)
+	})
+	held, _, _ := cp.Holding()
+	if err := syscall.Kill(wk.pid(), syscall.SIGSTOP); err != nil {
+		t.Fatalf("freeze the worker: %v", err)
+	}
+	cp.Release()
+	eventually(t, 30*time.Second, "the forwarded COMMITs answered", func() (bool, string) {
+		now, _, _ := cp.Holding()
+		return now == 0 && len(e.orders(t, saleID)) > 0, fmt.Sprintf("%d held, %d orders in MySQL", now, len(e.orders(t, saleID)))
+	})
+	wk.Kill()
+	made := e.orders(t, saleID)
+	scheduled := queueMessages(t, fmt.Sprintf("%s.delay.%ds", e.NS, window)) + queueMessages(t, e.NS+".expiry")
+	t.Logf("%d COMMITs held at the freeze; %d orders in MySQL when the worker died, %d expiry messages", held, len(made), scheduled)
+	if scheduled != 0 {
+		t.Fatalf("precondition: %d expiry messages were published before the worker died, want none", scheduled)
+	}
+
+	e.startProc("worker", nil, false)
+	orders := c.ordersOf(t, saleID, refs)
+	views := c.awaitOrders(t, orders, time.Until(latest(orders).Add(15*time.Second)), "settled", settled)
+	maxLate := checkAllExpired(t, e, c, sink, saleID, n, orders, views, 3*time.Second)
+	t.Logf("latest expiry %s after pay_by", maxLate.Round(time.Millisecond))
+	m := scrapeMetrics(t, "http://"+dqOps+"/metrics")
+	if got := m[series("flashsale_delayq_expired_total", "path", "queue")]; got != n {
+		t.Errorf("flashsale_delayq_expired_total{path=queue} = %v, want %d (the sweeper runs hourly)", got, n)
+	}
+	sink.verify(t)
+}
+
+// queueMessages is how many messages the queue holds ready (0 when there is
+// no such queue).
+func queueMessages(t *testing.T, name string) int {
+	t.Helper()
+	q, err := brokerChannel(t).QueueDeclarePassive(name, true, false, false, false, nil)
+	var ae *amqp.Error
+	if errors.As(err, &ae) && ae.Code == amqp.NotFound {
+		return 0
+	}
+	if err != nil {
+		t.Fatalf("passive declare %s: %v", name, err)
+	}
+	return q.Messages
 }
 
 // TestExpiryWithoutQueueMessages: the expiry messages of a 2 s sale's orders
