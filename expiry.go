@@ -7,7 +7,8 @@ import "time"
 // An unpaid order expires at its pay_by: its creation plus the shortest
 // payment window of its sales (PayBy), so a bundle is payable while every one
 // of its sales' windows lasts. pay_by is fixed when the order is created,
-// stored with it and carried by its order.created event; it never changes. The
+// stored with it and carried by its events and its expiry message; it never
+// changes. The
 // order is due once pay_by is not after now (Due), now being the database's
 // clock: the order transaction sets created_at and pay_by by that clock (the
 // worker's clock only sets the window), and the expiry transaction decides by
@@ -16,8 +17,10 @@ import "time"
 // The steps, one file each:
 //   - pay_by computed: worker/worker.go (PayBy), stored by the database's clock
 //     in mysqlstore/orders.go (insertOrders);
-//   - the expiry scheduled on order.created, its delay buckets, the expiry
-//     consumer and the sweeper of overdue orders: delayq/delayq.go;
+//   - the expiry scheduled by the worker as it makes the order
+//     (worker.scheduleExpiries through delayq.Scheduler), its delay buckets,
+//     the expiry consumer and the sweeper of overdue orders:
+//     delayq/delayq.go;
 //   - the transition (MySQL first, then Redis releases the units, an unpaid
 //     strike): lifecycle/lifecycle.go (Service.Expire);
 //   - the conditional update that applies Due under the order's row lock, and
