@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -91,13 +90,9 @@ func (p *Publisher) loop(ctx context.Context, ready func()) {
 		}()
 		go func() {
 			for r := range returns {
-				// An event nobody subscribed to is normal; anything else is a
-				// topology fault.
-				level := slog.LevelError
-				if r.Exchange == p.cfg.Topology.EventsExchange() {
-					level = slog.LevelDebug
-				}
-				p.cfg.Log.Log(context.Background(), level, "rabbitmq returned an unroutable message",
+				// Events are published without mandatory; anything returned
+				// is a topology fault.
+				p.cfg.Log.Error("rabbitmq returned an unroutable message",
 					"exchange", r.Exchange, "key", r.RoutingKey, "reply", r.ReplyText)
 			}
 		}()
@@ -247,7 +242,10 @@ func (p *Publisher) PublishEvents(ctx context.Context, events []flashsale.Outbox
 	confirms := make([]*amqp.DeferredConfirmation, 0, len(events))
 	var pubErr error
 	for _, e := range events {
-		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, p.cfg.Topology.EventsExchange(), string(e.Type), true, false,
+		// Not mandatory: an event no queue subscribed to is normal (the
+		// topology binds none of ours), and a mandatory one would come
+		// back whole as a return.
+		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, p.cfg.Topology.EventsExchange(), string(e.Type), false, false,
 			amqp.Publishing{ContentType: "application/json", MessageId: e.EventID, DeliveryMode: amqp.Persistent,
 				Timestamp: time.Now(), Type: string(e.Type), Body: e.Payload})
 		if err != nil {
