@@ -106,6 +106,24 @@ func TestProcProbeReadsTheDeployment(t *testing.T) {
 		t.Errorf("read: %+v (%q)\nwant %+v", got.procs, got.serverWhy, want)
 	}
 
+	// A re-read takes the same processes' CPU again, nothing else: not the
+	// one started since, not one that exited or whose pid was reused.
+	f.proc(100, "flashsale", []string{"./bin/flashsale", "ingress"}, ns, 250, 50, 10) // its socket stays
+	f.proc(101, "flashsale", []string{"./bin/flashsale", "worker"}, ns, 1, 0, 77)
+	f.proc(105, "flashsale", []string{"./bin/flashsale", "relay"}, ns, 10, 0, 30)
+	if err := os.RemoveAll(filepath.Join(f.root, "200")); err != nil {
+		t.Fatal(err)
+	}
+	again := p.reread(got)
+	want = map[int]procCPU{
+		100: {kind: "flashsale ingress", seconds: 3, start: 10},
+		201: {kind: procRedis, seconds: 0.5, start: 5},
+		300: {kind: procBench, seconds: 1, start: 20},
+	}
+	if !reflect.DeepEqual(again.procs, want) {
+		t.Errorf("reread: %+v\nwant %+v", again.procs, want)
+	}
+
 	// Nothing listens on the port: the flashsale processes are not measured.
 	p.port = 9999
 	got, _ = p.read()

@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -20,8 +21,9 @@ import (
 // purchase is queued); then --workers-cmd starts the workers and the users
 // follow their tickets. The queue drains at the pipeline's own pace, with no
 // crowd in front of it: the report gives the orders/s by created_at (first to
-// last order), from the workers' start to the last order created, and the
-// time until the last ticket was final.
+// last order), from the workers' start to the last order created, the time
+// until the last ticket was final, and the CPU each process spent over the
+// drain (drainCPU).
 
 // preloader runs the phases of --preload for one run.
 type preloader struct {
@@ -32,14 +34,25 @@ type preloader struct {
 	started  time.Time     // when it started
 	startErr error
 
+	// procs reads the processes' CPU (nil when /proc cannot be read).
+	procs *procProbe
+
 	mu        sync.Mutex
 	lastFinal time.Time // the last ticket seen leave queued
 	cmd       *exec.Cmd
 	stopped   bool // stop was called: start nothing any more
+	// samples are the CPU readings from the workers' start on (drainCPU).
+	samples []cpuSample
 }
 
-func newPreloader(cfg Config, log *slog.Logger) *preloader {
-	return &preloader{cfg: cfg, log: log, up: make(chan struct{})}
+// cpuSample is one reading of the processes' CPU and when it was taken.
+type cpuSample struct {
+	at      time.Time
+	reading procReading
+}
+
+func newPreloader(cfg Config, log *slog.Logger, procs *procProbe) *preloader {
+	return &preloader{cfg: cfg, log: log, up: make(chan struct{}), procs: procs}
 }
 
 // run waits until every user's purchase was answered, then starts the
@@ -69,6 +82,71 @@ func (p *preloader) run(ctx context.Context) {
 	}
 	p.cmd = cmd
 	p.log.Info("every purchase answered: workers started", "cmd", p.cfg.WorkersCmd)
+	if p.procs != nil {
+		go p.sampleCPU(ctx)
+	}
+}
+
+// Sampling the drain's CPU: a full reading (every process of the deployment,
+// found by its listening sockets and namespace) at the workers' start and
+// every second, which finds the workers once they run; in between, every
+// cpuSampleEvery, the processes of the last full reading are read again
+// (one stat file each), so the sampling costs the box little while it drains.
+const (
+	cpuSampleEvery = 100 * time.Millisecond
+	cpuFullEvery   = 10 // samples
+)
+
+// sampleCPU reads the processes' CPU from the workers' start until the run
+// ends (ctx) or stop is called.
+func (p *preloader) sampleCPU(ctx context.Context) {
+	t := time.NewTicker(cpuSampleEvery)
+	defer t.Stop()
+	var full procReading
+	for i := 0; ; i++ {
+		var r procReading
+		var err error
+		if i%cpuFullEvery == 0 {
+			if r, err = p.procs.read(); err == nil {
+				full = r
+			}
+		} else {
+			r = p.procs.reread(full)
+		}
+		p.mu.Lock()
+		stopped := p.stopped
+		if err == nil {
+			p.samples = append(p.samples, cpuSample{at: time.Now(), reading: r})
+		}
+		p.mu.Unlock()
+		if stopped {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// drainCPU is the CPU each process spent from the workers' start to the
+// first sample at or after end (the last order's creation, by the bench's
+// clock), and that window's length; nil without samples.
+func (p *preloader) drainCPU(end time.Time, orders int64) ([]ProcessCost, float64, []string) {
+	if len(p.samples) == 0 {
+		return nil, 0, nil
+	}
+	last := p.samples[len(p.samples)-1]
+	for _, s := range p.samples {
+		if !s.at.Before(end) {
+			last = s
+			break
+		}
+	}
+	first := p.samples[0]
+	costs, notes := processCosts(first.reading, last.reading, orders, 0)
+	return costs, math.Round(last.at.Sub(first.at).Seconds()*1000) / 1000, notes
 }
 
 // waitWorkers waits until the workers started; false when the run ended
@@ -133,6 +211,15 @@ type PreloadReport struct {
 	// StartToLastFinalMs is from the workers' start to the last ticket the
 	// bench saw leave queued.
 	StartToLastFinalMs float64 `json:"start_to_last_final_ms"`
+	// DrainCPU is the CPU each process of the deployment (and the bench)
+	// spent over the drain: from the workers' start to the first reading at
+	// or after the last order's created_at (readings every 100 ms), per
+	// order; DrainCPUWindowSeconds that window. Absent when /proc could not
+	// be read. Unlike the "Cost of an order" section it leaves out the
+	// purchases' phase and the tickets' last polls.
+	DrainCPU              []ProcessCost `json:"drain_cpu,omitempty"`
+	DrainCPUWindowSeconds float64       `json:"drain_cpu_window_seconds,omitempty"`
+	DrainCPUNotes         []string      `json:"drain_cpu_notes,omitempty"`
 }
 
 // report builds the section; since converts a local time to seconds since the
@@ -156,6 +243,7 @@ func (p *preloader) report(since func(time.Time) float64, s ServerOrderTiming, o
 		if span > 0 {
 			rep.FromStartOrdersPerSecond = math.Round(float64(s.Orders)/span.Seconds()*10) / 10
 		}
+		rep.DrainCPU, rep.DrainCPUWindowSeconds, rep.DrainCPUNotes = p.drainCPU(s.LastCreatedAt.Add(-offset), s.Orders)
 	}
 	if !p.lastFinal.IsZero() {
 		rep.StartToLastFinalMs = math.Round(float64(p.lastFinal.Sub(p.started).Microseconds())) / 1000
@@ -181,9 +269,26 @@ func writePreloadText(w io.Writer, p *PreloadReport) {
 
 // preloadLines are the section's figures, a line each (text and HTML).
 func preloadLines(p *PreloadReport) []string {
-	return []string{
+	lines := []string{
 		fmt.Sprintf("orders / s by created_at (first -> last): %s (%d orders)", fmtRate(p.OrdersPerSecond), p.Orders),
 		fmt.Sprintf("orders / s from the workers' start to the last created_at: %s (%s)", fmtRate(p.FromStartOrdersPerSecond), fmtMs(p.StartToLastOrderMs)),
 		fmt.Sprintf("workers' start -> last ticket final (seen by the bench): %s", fmtMs(p.StartToLastFinalMs)),
 	}
+	if len(p.DrainCPU) == 0 {
+		return lines
+	}
+	var each []string
+	var total float64
+	for _, c := range p.DrainCPU {
+		if !c.Measured {
+			each = append(each, c.Name+" "+c.Reason)
+			continue
+		}
+		each = append(each, fmt.Sprintf("%s %s", c.Name, fmtOpt(c.CPUMsPerOrder, "%.3f")))
+		if c.CPUMsPerOrder != nil {
+			total += *c.CPUMsPerOrder
+		}
+	}
+	return append(lines, fmt.Sprintf("CPU ms / order over the drain (workers' start -> last order, %.1f s): %.3f in all: %s",
+		p.DrainCPUWindowSeconds, total, strings.Join(each, ", ")))
 }

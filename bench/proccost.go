@@ -171,6 +171,23 @@ func (p *procProbe) read() (procReading, error) {
 	return out, nil
 }
 
+// reread reads again the CPU of the processes of full (a reading of read),
+// one stat file each: nothing is looked for, and a process that exited (or
+// whose pid was reused) is left out.
+func (p *procProbe) reread(full procReading) procReading {
+	out := procReading{procs: make(map[int]procCPU, len(full.procs)), serverWhy: full.serverWhy}
+	for pid, was := range full.procs {
+		pr, err := p.fs.Proc(pid)
+		if err != nil {
+			continue
+		}
+		if c, ok := cpuOf(pr, was.kind); ok && c.start == was.start {
+			out.procs[pid] = c
+		}
+	}
+	return out
+}
+
 // listening maps the "socket:[inode]" of every listening TCP socket to its
 // port.
 func (p *procProbe) listening() map[string]uint64 {

@@ -326,7 +326,7 @@ func (r *run) load(ctx context.Context) (bool, string) {
 	}()
 	if r.cfg.Preload > 0 {
 		// Stopped when the run ends (runOnce), once the cost was read.
-		r.preload = newPreloader(r.cfg, r.log)
+		r.preload = newPreloader(r.cfg, r.log, r.cost.procs)
 		go r.preload.run(ctx)
 	}
 	var wg sync.WaitGroup
