@@ -6,9 +6,9 @@
 // consumers), which dead-letters it into the expiry queue when the time is
 // up. The expirer then expires the order through the lifecycle (conditional
 // update + outbox row, then release in Redis); a duplicate or a late message
-// changes nothing. A message
-// whose step failed (MySQL or Redis away) is retried by the consumer's retry
-// rule (queue.Retry), the same as every consumer's.
+// changes nothing. A message whose step failed (MySQL or Redis away) is
+// retried by the consumer's retry rule (queue.Retry), the same as every
+// consumer's.
 //
 // The sweeper, one runner at a time, does two passes every SweepInterval:
 //   - it expires the overdue unpaid orders that any lost message missed, so a
