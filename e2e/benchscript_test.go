@@ -73,7 +73,7 @@ func TestBenchScript(t *testing.T) {
 		}
 	}
 	for _, q := range leftovers {
-		if queueExists(t, q) {
+		if _, ok := brokerQueue(t, q); ok {
 			t.Errorf("leftover queue %s survived the clean-up", q)
 		}
 	}
@@ -144,17 +144,18 @@ func declareQueues(t *testing.T, names ...string) {
 	}
 }
 
-// queueExists says whether the broker has a queue of this name (a passive
-// declare answers 404 NOT_FOUND, closing the channel, when it has none).
-func queueExists(t *testing.T, name string) bool {
+// brokerQueue says whether the broker has a queue of this name, and how many
+// messages it holds ready (a passive declare answers 404 NOT_FOUND, closing
+// the channel, when it has none).
+func brokerQueue(t *testing.T, name string) (messages int, ok bool) {
 	t.Helper()
-	_, err := brokerChannel(t).QueueDeclarePassive(name, true, false, false, false, nil)
+	q, err := brokerChannel(t).QueueDeclarePassive(name, true, false, false, false, nil)
 	var ae *amqp.Error
 	if errors.As(err, &ae) && ae.Code == amqp.NotFound {
-		return false
+		return 0, false
 	}
 	if err != nil {
 		t.Fatalf("passive declare %s: %v", name, err)
 	}
-	return true
+	return q.Messages, true
 }
